@@ -1,0 +1,412 @@
+//! Backend resolution: an Ingress backend (Service + port) → the pod endpoints to dial.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IngressBackend;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use super::diagnostic::Reason;
+use crate::model::{ObjectKey, Snapshot};
+
+/// How an Ingress names the Service port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(i32),
+    Name(String),
+}
+
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// One pod (or hand-made) endpoint to dial.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// The target (usually a Pod) name, when the slice says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// Where a backend's traffic goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Target {
+    /// Pod endpoints. `ready` is the normal rotation; `terminating` endpoints (still serving)
+    /// are kept apart for sticky sessions that point at them.
+    Endpoints {
+        ready: Arc<[Endpoint]>,
+        terminating: Arc<[Endpoint]>,
+    },
+    /// An ExternalName Service: dialled by DNS name.
+    ExternalName { host: String, port: u16 },
+    /// The Service or its port does not exist: requests get 503.
+    Unavailable { reason: String },
+}
+
+/// A Service port as the data plane sees it. Shared (`Arc`) by every route that uses it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    pub service: ObjectKey,
+    pub port: PortRef,
+    pub target: Target,
+    /// `spec.sessionAffinity: ClientIP` timeout, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip_affinity: Option<u32>,
+    /// The Service port's `appProtocol`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+}
+
+impl Backend {
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.service, self.port)
+    }
+
+    /// The normal rotation; empty for ExternalName and unavailable backends.
+    pub fn ready(&self) -> &[Endpoint] {
+        match &self.target {
+            Target::Endpoints { ready, .. } => ready,
+            _ => &[],
+        }
+    }
+}
+
+/// Slices and legacy Endpoints indexed by the Service they belong to.
+pub struct EndpointIndex<'a> {
+    /// namespace → service name → slices.
+    slices: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+    snapshot: &'a Snapshot,
+}
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+impl<'a> EndpointIndex<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> Self {
+        let mut slices: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
+        for (key, slice) in &snapshot.endpoint_slices {
+            let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+                continue;
+            };
+            slices
+                .entry(key.namespace.as_str())
+                .or_default()
+                .entry(svc.as_str())
+                .or_default()
+                .push(slice);
+        }
+        Self { slices, snapshot }
+    }
+
+    fn slices_for<'s>(&'s self, svc: &ObjectKey) -> &'s [&'a EndpointSlice] {
+        self.slices
+            .get(svc.namespace.as_str())
+            .and_then(|m| m.get(svc.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    fn legacy_endpoints(&self, svc: &ObjectKey) -> Option<&'a Endpoints> {
+        self.snapshot.endpoints.get(svc).map(|e| e.as_ref())
+    }
+}
+
+/// A backend and, when something is wrong with it, the reason to report.
+pub type Resolved = (Arc<Backend>, Option<(Reason, String)>);
+
+/// Resolves backends once per (Service, port) and shares the result between routes.
+pub struct Resolver<'a> {
+    index: EndpointIndex<'a>,
+    snapshot: &'a Snapshot,
+    cache: HashMap<(ObjectKey, PortRef), Resolved>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> Self {
+        Self {
+            index: EndpointIndex::new(snapshot),
+            snapshot,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// All backends resolved so far, ordered by name.
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        let mut v: Vec<_> = self.cache.values().map(|(b, _)| b.clone()).collect();
+        v.sort_by(|a, b| (&a.service, &a.port).cmp(&(&b.service, &b.port)));
+        v
+    }
+
+    /// Resolves an Ingress backend in `namespace`. Returns the backend (possibly
+    /// `Unavailable`) and, when something is wrong, the reason to report.
+    pub fn ingress_backend(&mut self, namespace: &str, b: &IngressBackend) -> Result<Resolved, String> {
+        let Some(svc) = &b.service else {
+            return Err(match &b.resource {
+                Some(r) => format!(
+                    "backend resource {}/{} is not supported; use a Service backend",
+                    r.kind, r.name
+                ),
+                None => "backend names no Service".to_string(),
+            });
+        };
+        let port = match svc.port.as_ref() {
+            Some(p) => match (&p.number, &p.name) {
+                (Some(n), _) => PortRef::Number(*n),
+                (None, Some(name)) if !name.is_empty() => PortRef::Name(name.clone()),
+                _ => return Err(format!("backend Service {} has no port number or name", svc.name)),
+            },
+            None => return Err(format!("backend Service {} has no port", svc.name)),
+        };
+        Ok(self.service(&ObjectKey::new(namespace, svc.name.clone()), port))
+    }
+
+    /// Resolves a Service port (by number or name) to a shared backend.
+    pub fn service(&mut self, key: &ObjectKey, port: PortRef) -> Resolved {
+        let cache_key = (key.clone(), port);
+        if let Some(hit) = self.cache.get(&cache_key) {
+            return hit.clone();
+        }
+        let resolved = resolve(
+            self.snapshot.services.get(key).map(|s| s.as_ref()),
+            key,
+            &cache_key.1,
+            &self.index,
+        );
+        let entry = (Arc::new(resolved.0), resolved.1);
+        self.cache.insert(cache_key, entry.clone());
+        entry
+    }
+
+    /// The first port of a Service: how `--default-backend-service` picks its port.
+    pub fn first_port(&self, key: &ObjectKey) -> Option<PortRef> {
+        let svc = self.snapshot.services.get(key)?;
+        let p = svc.spec.as_ref()?.ports.as_ref()?.first()?;
+        Some(PortRef::Number(p.port))
+    }
+}
+
+fn unavailable(
+    key: &ObjectKey,
+    port: &PortRef,
+    reason: Reason,
+    message: String,
+) -> (Backend, Option<(Reason, String)>) {
+    (
+        Backend {
+            service: key.clone(),
+            port: port.clone(),
+            target: Target::Unavailable {
+                reason: message.clone(),
+            },
+            client_ip_affinity: None,
+            app_protocol: None,
+        },
+        Some((reason, message)),
+    )
+}
+
+fn resolve(
+    svc: Option<&Service>,
+    key: &ObjectKey,
+    port: &PortRef,
+    index: &EndpointIndex<'_>,
+) -> (Backend, Option<(Reason, String)>) {
+    let Some(svc) = svc else {
+        return unavailable(
+            key,
+            port,
+            Reason::ServiceNotFound,
+            format!("Service {key} does not exist"),
+        );
+    };
+    let spec = svc.spec.clone().unwrap_or_default();
+    let ports = spec.ports.as_deref().unwrap_or(&[]);
+    let is_external = spec.type_.as_deref() == Some("ExternalName");
+    let found = ports.iter().find(|p| match port {
+        PortRef::Number(n) => p.port == *n,
+        PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+    });
+    let sp: ServicePort = match found {
+        Some(p) => p.clone(),
+        // An ExternalName Service often lists no ports: the number is the one to dial.
+        None if is_external => match port {
+            PortRef::Number(n) => ServicePort {
+                port: *n,
+                ..Default::default()
+            },
+            PortRef::Name(_) => {
+                return unavailable(
+                    key,
+                    port,
+                    Reason::ServicePortNotFound,
+                    format!("Service {key} has no port named {port}"),
+                );
+            }
+        },
+        None => {
+            let what = match port {
+                PortRef::Number(n) => format!("port {n}"),
+                PortRef::Name(n) => format!("port named {n}"),
+            };
+            return unavailable(
+                key,
+                port,
+                Reason::ServicePortNotFound,
+                format!("Service {key} has no {what}"),
+            );
+        }
+    };
+    let client_ip_affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(10800)
+    });
+    let mut backend = Backend {
+        service: key.clone(),
+        port: port.clone(),
+        target: Target::Unavailable { reason: String::new() },
+        client_ip_affinity,
+        app_protocol: sp.app_protocol.clone(),
+    };
+    if is_external {
+        let host = spec.external_name.clone().unwrap_or_default();
+        let dial_port = match &sp.target_port {
+            Some(IntOrString::Int(n)) if *n > 0 => *n,
+            _ => sp.port,
+        };
+        let Ok(dial_port) = u16::try_from(dial_port) else {
+            return unavailable(
+                key,
+                port,
+                Reason::ServicePortNotFound,
+                format!("Service {key} has an invalid port"),
+            );
+        };
+        if host.is_empty() {
+            return unavailable(
+                key,
+                port,
+                Reason::UnsupportedBackend,
+                format!("ExternalName Service {key} has no externalName"),
+            );
+        }
+        backend.target = Target::ExternalName { host, port: dial_port };
+        return (backend, None);
+    }
+    let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
+    let (ready, terminating) = endpoints_for(key, &sp, publish_not_ready, index);
+    backend.target = Target::Endpoints {
+        ready: ready.into_iter().collect::<Vec<_>>().into(),
+        terminating: terminating.into_iter().collect::<Vec<_>>().into(),
+    };
+    (backend, None)
+}
+
+/// Collects the endpoints of one Service port: from EndpointSlices when any exist for the
+/// Service, else from the legacy Endpoints object.
+fn endpoints_for(
+    key: &ObjectKey,
+    sp: &ServicePort,
+    publish_not_ready: bool,
+    index: &EndpointIndex<'_>,
+) -> (BTreeSet<Endpoint>, BTreeSet<Endpoint>) {
+    let mut ready = BTreeSet::new();
+    let mut terminating = BTreeSet::new();
+    // Slices name ports by the Service port's name ("" when unnamed); that is how a named
+    // targetPort arrives already resolved to a number.
+    let want = sp.name.as_deref().unwrap_or("");
+    let slices = index.slices_for(key);
+    if !slices.is_empty() {
+        for slice in slices {
+            if slice.address_type == "FQDN" {
+                continue;
+            }
+            let Some(port) = slice
+                .ports
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == want)
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                let cond = ep.conditions.clone().unwrap_or_default();
+                let is_terminating = cond.terminating == Some(true);
+                let is_ready = cond.ready != Some(false);
+                let set = if is_terminating {
+                    if cond.serving == Some(false) {
+                        continue;
+                    }
+                    &mut terminating
+                } else if is_ready || publish_not_ready {
+                    &mut ready
+                } else {
+                    continue;
+                };
+                let target = ep.target_ref.as_ref().and_then(|r| r.name.clone());
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        set.insert(Endpoint {
+                            addr: SocketAddr::new(ip, port),
+                            target: target.clone(),
+                            zone: ep.zone.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        // An endpoint listed twice (slices overlap while they are being rebalanced) is only
+        // dialled as ready.
+        terminating.retain(|e| !ready.contains(e));
+        return (ready, terminating);
+    }
+    if let Some(eps) = index.legacy_endpoints(key) {
+        for subset in eps.subsets.as_deref().unwrap_or(&[]) {
+            let Some(port) = subset
+                .ports
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == want)
+                .and_then(|p| u16::try_from(p.port).ok())
+            else {
+                continue;
+            };
+            let not_ready: &[_] = if publish_not_ready {
+                subset.not_ready_addresses.as_deref().unwrap_or(&[])
+            } else {
+                &[]
+            };
+            for a in subset.addresses.as_deref().unwrap_or(&[]).iter().chain(not_ready) {
+                if let Ok(ip) = a.ip.parse::<IpAddr>() {
+                    ready.insert(Endpoint {
+                        addr: SocketAddr::new(ip, port),
+                        target: a.target_ref.as_ref().and_then(|r| r.name.clone()),
+                        zone: None,
+                    });
+                }
+            }
+        }
+    }
+    (ready, terminating)
+}

@@ -1,0 +1,389 @@
+//! Ingress semantics: which Ingresses are ours, and their rules, TLS and default backends
+//! turned into routes, with conflicts settled oldest-first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+
+use super::Options;
+use super::backend::{Backend, Resolver};
+use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use super::tls::{CertStore, parse_tls_secret};
+use crate::model::{ObjectKey, Snapshot};
+use crate::path;
+use crate::routes::{HostPattern, PathRule, PathType, Route, RouteTableBuilder};
+
+pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// Annotation prefixes Portico reads, its own first: `portico.dev/x` wins over the
+/// ingress-nginx spelling of the same setting.
+const ANNOTATION_PREFIXES: [&str; 2] = ["portico.dev/", "nginx.ingress.kubernetes.io/"];
+
+/// Why an Ingress is not ours, for `/routes`; `None` when it is ours.
+pub fn class_mismatch(ing: &Ingress, snapshot: &Snapshot, opts: &Options) -> Option<String> {
+    let ours = |class: &str| {
+        snapshot
+            .ingress_classes
+            .get(&ObjectKey::new("", class))
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.controller.as_deref())
+            == Some(opts.controller_name.as_str())
+    };
+    if let Some(class) = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+        return match snapshot.ingress_classes.contains_key(&ObjectKey::new("", class)) {
+            false => Some(format!("IngressClass {class} does not exist")),
+            true if ours(class) => None,
+            true => Some(format!("IngressClass {class} belongs to another controller")),
+        };
+    }
+    if let Some(class) = ing.metadata.annotations.as_ref().and_then(|a| a.get(CLASS_ANNOTATION)) {
+        return (class != &opts.ingress_class)
+            .then(|| format!("annotation {CLASS_ANNOTATION}={class} names another class"));
+    }
+    if opts.watch_without_class {
+        return None;
+    }
+    let default_is_ours = snapshot.ingress_classes.values().any(|c| {
+        c.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+            .is_some_and(|v| v == "true")
+            && c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller_name.as_str())
+    });
+    (!default_is_ours).then(|| "no ingress class, and no default IngressClass of ours".to_string())
+}
+
+/// Reads an annotation under Portico's or ingress-nginx's prefix.
+pub fn annotation<'a>(ing: &'a Ingress, name: &str) -> Option<(&'static str, &'a str)> {
+    let annotations = ing.metadata.annotations.as_ref()?;
+    ANNOTATION_PREFIXES
+        .iter()
+        .find_map(|p| annotations.get(&format!("{p}{name}")).map(|v| (*p, v.as_str())))
+}
+
+/// Everything the Ingress pass produces.
+pub struct Compiled {
+    pub builder: RouteTableBuilder,
+    pub routes: Vec<Arc<Route>>,
+    pub admitted: Vec<ObjectKey>,
+}
+
+/// A path claim: the same host, path and match kind may be served by one Ingress only.
+type Claim = (HostPattern, String, bool);
+
+pub struct IngressPass<'s, 'r> {
+    pub snapshot: &'s Snapshot,
+    pub opts: &'s Options,
+    pub resolver: &'r mut Resolver<'s>,
+    pub diags: &'r mut Diagnostics,
+    pub certs: &'r mut CertStore,
+    pub parsed_secrets: HashMap<ObjectKey, SecretResult>,
+}
+
+type SecretResult = Result<Arc<rustls::sign::CertifiedKey>, (Reason, String)>;
+
+struct TlsHost {
+    owner: ObjectKey,
+    secret: Option<String>,
+}
+
+impl IngressPass<'_, '_> {
+    fn warn(&mut self, key: &ObjectKey, severity: Severity, reason: Reason, msg: String) {
+        self.diags.push(ObjectRef::ingress(key), severity, reason, msg);
+    }
+
+    fn backend(&mut self, key: &ObjectKey, b: &IngressBackend) -> Option<Arc<Backend>> {
+        match self.resolver.ingress_backend(&key.namespace, b) {
+            Ok((backend, problem)) => {
+                if let Some((reason, msg)) = problem {
+                    self.warn(key, Severity::Error, reason, format!("{msg}; its paths answer 503"));
+                }
+                Some(backend)
+            }
+            Err(msg) => {
+                self.warn(key, Severity::Error, Reason::UnsupportedBackend, msg);
+                None
+            }
+        }
+    }
+
+    /// Compiles the Ingresses that are ours, oldest first so that the oldest claim on a
+    /// host+path (or a host's certificate or default backend) wins.
+    pub fn run(mut self) -> Compiled {
+        let mut owned: Vec<(&ObjectKey, &Ingress)> = self
+            .snapshot
+            .ingresses
+            .iter()
+            .filter(|(_, ing)| class_mismatch(ing, self.snapshot, self.opts).is_none())
+            .map(|(k, v)| (k, v.as_ref()))
+            .collect();
+        // Objects without a creation time (hand-written manifests) count as newest.
+        owned.sort_by(|(ka, a), (kb, b)| {
+            let ta = a.metadata.creation_timestamp.as_ref();
+            let tb = b.metadata.creation_timestamp.as_ref();
+            (ta.is_none(), ta, ka).cmp(&(tb.is_none(), tb, kb))
+        });
+
+        let mut builder = RouteTableBuilder::default();
+        let mut routes = Vec::new();
+        let mut claims: HashMap<Claim, ObjectKey> = HashMap::new();
+        let mut tls_hosts: HashMap<HostPattern, TlsHost> = HashMap::new();
+        let mut admitted = Vec::with_capacity(owned.len());
+
+        // TLS first: whether a host has TLS decides the redirects of every route on it.
+        for (key, ing) in &owned {
+            self.tls(key, ing, &mut tls_hosts);
+        }
+        for (key, ing) in owned {
+            admitted.push(key.clone());
+            let spec = ing.spec.clone().unwrap_or_default();
+            let ssl_redirect = self.ssl_redirect(key, ing);
+            let has_tls = |host: &HostPattern| match host {
+                HostPattern::Any => false,
+                HostPattern::Wildcard(_) => tls_hosts.contains_key(host),
+                HostPattern::Exact(h) => tls_hosts.keys().any(|t| t.covers(h)),
+            };
+            let rules = spec.rules.unwrap_or_default();
+            let default_backend = spec.default_backend.as_ref().and_then(|b| self.backend(key, b));
+
+            let mut hosts_of_ingress: Vec<HostPattern> = Vec::new();
+            for rule in &rules {
+                let host = match HostPattern::parse(rule.host.as_deref()) {
+                    Ok(h) => h,
+                    Err(msg) => {
+                        self.warn(
+                            key,
+                            Severity::Error,
+                            Reason::InvalidHost,
+                            format!("{msg}; rule skipped"),
+                        );
+                        continue;
+                    }
+                };
+                if !hosts_of_ingress.contains(&host) {
+                    hosts_of_ingress.push(host.clone());
+                }
+                let redirect = ssl_redirect && has_tls(&host);
+                for p in rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or(&[]) {
+                    let path_type = match p.path_type.as_str() {
+                        "Exact" => PathType::Exact,
+                        "Prefix" => PathType::Prefix,
+                        "ImplementationSpecific" => PathType::ImplementationSpecific,
+                        other => {
+                            self.warn(
+                                key,
+                                Severity::Error,
+                                Reason::InvalidPath,
+                                format!(
+                                    "pathType {other:?} is not Exact, Prefix or ImplementationSpecific; path skipped"
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    let raw = p.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
+                    let normalized = match path::normalize(raw) {
+                        Ok(n) => n.into_owned(),
+                        Err(e) => {
+                            self.warn(
+                                key,
+                                Severity::Error,
+                                Reason::InvalidPath,
+                                format!("path {raw:?} on host {host}: {e}; path skipped"),
+                            );
+                            continue;
+                        }
+                    };
+                    let claim: Claim = (host.clone(), normalized.clone(), path_type.is_exact());
+                    if let Some(winner) = claims.get(&claim) {
+                        let msg = if winner == key {
+                            format!("host {host} path {raw} ({path_type:?}) is listed twice; the first is used")
+                        } else {
+                            format!(
+                                "host {host} path {raw} ({path_type:?}) is already served by Ingress {winner}, which is older; this path is not served"
+                            )
+                        };
+                        self.warn(key, Severity::Warning, Reason::PathConflict, msg);
+                        continue;
+                    }
+                    let Some(backend) = self.backend(key, &p.backend) else {
+                        continue;
+                    };
+                    claims.insert(claim, key.clone());
+                    let route = Arc::new(Route {
+                        ingress: key.clone(),
+                        host: host.clone(),
+                        path: Some(PathRule {
+                            path: normalized,
+                            path_type,
+                        }),
+                        backend,
+                        ssl_redirect: redirect,
+                    });
+                    builder.add_path(route.clone());
+                    routes.push(route);
+                }
+            }
+
+            let Some(default_backend) = default_backend else {
+                continue;
+            };
+            // A default backend serves its Ingress's hosts; with no host of its own (no
+            // rules, or rules without host) it is the catch-all for every host.
+            let named: Vec<HostPattern> = hosts_of_ingress
+                .into_iter()
+                .filter(|h| *h != HostPattern::Any)
+                .collect();
+            let targets = if named.is_empty() || rules.iter().any(|r| r.host.as_deref().unwrap_or("").is_empty()) {
+                vec![HostPattern::Any]
+            } else {
+                named
+            };
+            for host in targets {
+                let route = Arc::new(Route {
+                    ingress: key.clone(),
+                    host: host.clone(),
+                    path: None,
+                    backend: default_backend.clone(),
+                    ssl_redirect: ssl_redirect && has_tls(&host),
+                });
+                let existing = if host == HostPattern::Any {
+                    builder.set_catch_all(route.clone())
+                } else {
+                    builder.set_host_default(route.clone())
+                };
+                match existing {
+                    Some(winner) if winner.ingress != *key => {
+                        let what = if host == HostPattern::Any {
+                            "the catch-all default backend".to_string()
+                        } else {
+                            format!("the default backend of host {host}")
+                        };
+                        self.warn(
+                            key,
+                            Severity::Warning,
+                            Reason::DefaultBackendConflict,
+                            format!(
+                                "{what} is already set by Ingress {}, which is older; this one is not used",
+                                winner.ingress
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None => routes.push(route),
+                }
+            }
+        }
+        Compiled {
+            builder,
+            routes,
+            admitted,
+        }
+    }
+
+    fn ssl_redirect(&mut self, key: &ObjectKey, ing: &Ingress) -> bool {
+        match annotation(ing, "ssl-redirect") {
+            None | Some((_, "true")) => true,
+            Some((_, "false")) => false,
+            Some((prefix, other)) => {
+                self.warn(
+                    key,
+                    Severity::Warning,
+                    Reason::InvalidAnnotation,
+                    format!("annotation {prefix}ssl-redirect={other:?} is not \"true\" or \"false\"; using true"),
+                );
+                true
+            }
+        }
+    }
+
+    fn tls(&mut self, key: &ObjectKey, ing: &Ingress, tls_hosts: &mut HashMap<HostPattern, TlsHost>) {
+        let Some(spec) = &ing.spec else { return };
+        for tls in spec.tls.as_deref().unwrap_or(&[]) {
+            let secret = tls.secret_name.clone().filter(|s| !s.is_empty());
+            // Without hosts, a TLS entry covers the hosts of the Ingress's rules.
+            let listed: Vec<String> = match tls.hosts.as_deref() {
+                Some(h) if !h.is_empty() => h.to_vec(),
+                _ => spec
+                    .rules
+                    .as_deref()
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter_map(|r| r.host.clone())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+            };
+            for raw in listed {
+                let host = match HostPattern::parse(Some(&raw)) {
+                    Ok(h) => h,
+                    Err(msg) => {
+                        self.warn(
+                            key,
+                            Severity::Warning,
+                            Reason::InvalidHost,
+                            format!("TLS {msg}; ignored"),
+                        );
+                        continue;
+                    }
+                };
+                if let Some(existing) = tls_hosts.get(&host) {
+                    if existing.secret != secret && existing.owner != *key {
+                        self.warn(
+                            key,
+                            Severity::Warning,
+                            Reason::CertificateConflict,
+                            format!(
+                                "TLS host {host} already takes its certificate from Ingress {}, which is older; secret {} is not used for it",
+                                existing.owner,
+                                secret.as_deref().unwrap_or("(default)")
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                tls_hosts.insert(
+                    host.clone(),
+                    TlsHost {
+                        owner: key.clone(),
+                        secret: secret.clone(),
+                    },
+                );
+                let Some(name) = &secret else {
+                    self.certs.note_default(&host, "no secretName");
+                    continue;
+                };
+                let skey = ObjectKey::new(key.namespace.clone(), name.clone());
+                match self.secret(&skey) {
+                    Ok(ck) => self.certs.insert(&host, ck, format!("secret {skey}")),
+                    Err((reason, msg)) => {
+                        self.warn(
+                            key,
+                            Severity::Error,
+                            reason,
+                            format!(
+                                "TLS secret {skey} for host {host}: {msg}; the default certificate is served instead"
+                            ),
+                        );
+                        self.certs.note_default(&host, &format!("secret {skey} unusable"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses a Secret once per compile, however many hosts use it.
+    pub fn secret(&mut self, key: &ObjectKey) -> SecretResult {
+        if let Some(done) = self.parsed_secrets.get(key) {
+            return done.clone();
+        }
+        let result = match self.snapshot.secrets.get(key) {
+            None => Err((Reason::SecretNotFound, "the Secret does not exist".into())),
+            Some(secret) => parse_tls_secret(secret, self.opts.now),
+        };
+        self.parsed_secrets.insert(key.clone(), result.clone());
+        result
+    }
+}

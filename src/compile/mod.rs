@@ -1,0 +1,169 @@
+//! compile(): the pure function from a Snapshot to the Config the data plane serves.
+
+pub mod backend;
+pub mod diagnostic;
+pub mod ingress;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::sign::CertifiedKey;
+
+use crate::model::{ObjectKey, Snapshot};
+use crate::routes::{HostPattern, Route, RouteTable};
+use backend::{Backend, Resolver};
+use diagnostic::{Diagnostic, Diagnostics, ObjectRef, Reason, Severity};
+use ingress::IngressPass;
+use tls::CertStore;
+
+/// What compile() needs besides the objects. Everything time- or process-dependent is
+/// passed in here, so compile stays a pure function.
+#[derive(Clone)]
+pub struct Options {
+    /// IngressClasses whose `spec.controller` equals this are ours.
+    pub controller_name: String,
+    /// The legacy `kubernetes.io/ingress.class` annotation value that is ours.
+    pub ingress_class: String,
+    /// Take Ingresses that name no class at all.
+    pub watch_without_class: bool,
+    /// `--default-backend-service`: serves what no rule and no Ingress default backend does.
+    pub default_backend_service: Option<ObjectKey>,
+    /// `--default-ssl-certificate`: a TLS Secret to use as the default certificate.
+    pub default_ssl_certificate: Option<ObjectKey>,
+    /// The certificate for SNI names nothing else covers, when no usable
+    /// `default_ssl_certificate` is given (Portico generates a self-signed one at start).
+    pub fallback_certificate: Option<Arc<CertifiedKey>>,
+    /// The time certificates are checked against.
+    pub now: SystemTime,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            controller_name: "portico.dev/ingress-controller".into(),
+            ingress_class: "portico".into(),
+            watch_without_class: false,
+            default_backend_service: None,
+            default_ssl_certificate: None,
+            fallback_certificate: None,
+            now: SystemTime::now(),
+        }
+    }
+}
+
+/// The compiled configuration: published whole through `ArcSwap`, so that one load gives a
+/// request a consistent view of routes, certificates and backends.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// Set by the publisher: 1 for the first Config, +1 for each later one.
+    pub generation: u64,
+    pub routes: RouteTable,
+    pub certs: CertStore,
+    /// Every route, in the order compile() admitted them (for `/routes`).
+    pub route_list: Vec<Arc<Route>>,
+    /// Every backend a route uses.
+    pub backends: Vec<Arc<Backend>>,
+    /// Ingresses of ours that were compiled.
+    pub admitted: Vec<ObjectKey>,
+    /// Ingresses that are not ours, and why (for "why isn't my Ingress served?").
+    pub ignored: Vec<(ObjectKey, String)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Compiles a Snapshot. Never fails: whatever cannot be used becomes a diagnostic and the
+/// rest is served.
+pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
+    let mut diags = Diagnostics::default();
+    let mut resolver = Resolver::new(snapshot);
+    let mut certs = CertStore::new(opts.fallback_certificate.clone());
+
+    let mut pass = IngressPass {
+        snapshot,
+        opts,
+        resolver: &mut resolver,
+        diags: &mut diags,
+        certs: &mut certs,
+        parsed_secrets: HashMap::new(),
+    };
+    if let Some(key) = &opts.default_ssl_certificate {
+        match pass.secret(key) {
+            Ok(ck) => pass.certs.set_default(ck),
+            Err((reason, msg)) => pass.diags.push(
+                ObjectRef::new("Secret", key),
+                Severity::Error,
+                reason,
+                format!("--default-ssl-certificate {key}: {msg}; the generated certificate is used instead"),
+            ),
+        }
+    }
+    let mut compiled = pass.run();
+
+    if let Some(key) = &opts.default_backend_service {
+        let port = resolver.first_port(key);
+        let (backend, problem) = match &port {
+            Some(port) => resolver.service(key, port.clone()),
+            None => resolver.service(key, backend::PortRef::Number(0)),
+        };
+        if let Some((reason, msg)) = problem {
+            let msg = match port {
+                Some(_) => msg,
+                None if snapshot.services.contains_key(key) => format!("Service {key} has no ports"),
+                None => msg,
+            };
+            diags.push(
+                ObjectRef::new("Service", key),
+                Severity::Error,
+                reason,
+                format!("--default-backend-service: {msg}; unmatched requests answer 503"),
+            );
+        }
+        let route = Arc::new(Route {
+            ingress: key.clone(),
+            host: HostPattern::Any,
+            path: None,
+            backend,
+            ssl_redirect: false,
+        });
+        if !compiled.builder.has_catch_all() {
+            compiled.builder.set_catch_all(route.clone());
+            compiled.routes.push(route);
+        }
+    }
+
+    let (routes, errors) = compiled.builder.build();
+    for (route, msg) in errors {
+        diags.push(
+            ObjectRef::ingress(&route.ingress),
+            Severity::Error,
+            Reason::RouteTable,
+            format!("path cannot be served: {msg}"),
+        );
+    }
+    let ignored = snapshot
+        .ingresses
+        .iter()
+        .filter_map(|(k, ing)| ingress::class_mismatch(ing, snapshot, opts).map(|why| (k.clone(), why)))
+        .collect();
+    Config {
+        generation: 0,
+        routes,
+        certs,
+        route_list: compiled.routes,
+        backends: resolver.backends(),
+        admitted: compiled.admitted,
+        ignored,
+        diagnostics: diags.into_sorted(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

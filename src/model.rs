@@ -1,0 +1,150 @@
+//! The Snapshot: every Kubernetes object compile() reads, typed and keyed by namespace/name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use serde::Serialize;
+
+/// `namespace/name` of a namespaced object. Ordered so that iteration over a Snapshot is
+/// deterministic, which keeps compile() reproducible.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `namespace/name` as given on the command line.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ns, name) = s.split_once('/')?;
+        if ns.is_empty() || name.is_empty() || name.contains('/') {
+            return None;
+        }
+        Some(Self::new(ns, name))
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A Kubernetes object Portico stores in a Snapshot.
+pub trait Object: Clone {
+    const KIND: &'static str;
+    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+}
+
+macro_rules! object {
+    ($t:ty, $kind:literal) => {
+        impl Object for $t {
+            const KIND: &'static str = $kind;
+            fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+        }
+    };
+}
+object!(Ingress, "Ingress");
+object!(IngressClass, "IngressClass");
+object!(Service, "Service");
+object!(EndpointSlice, "EndpointSlice");
+object!(Endpoints, "Endpoints");
+object!(Secret, "Secret");
+
+/// The key of an object: cluster-scoped objects (IngressClass) use an empty namespace.
+pub fn key_of<K: Object>(obj: &K) -> ObjectKey {
+    let m = obj.metadata();
+    ObjectKey::new(
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Everything compile() looks at. Objects are shared (`Arc`) so that sources can hand over
+/// what their caches already hold without copying.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    /// Cluster-scoped: keyed with an empty namespace.
+    pub ingress_classes: BTreeMap<ObjectKey, Arc<IngressClass>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub endpoints: BTreeMap<ObjectKey, Arc<Endpoints>>,
+    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+}
+
+/// One object of any kind Portico reads, as it arrives from a source.
+#[derive(Clone, Debug)]
+pub enum AnyObject {
+    Ingress(Arc<Ingress>),
+    IngressClass(Arc<IngressClass>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Endpoints(Arc<Endpoints>),
+    Secret(Arc<Secret>),
+}
+
+impl AnyObject {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyObject::Ingress(_) => Ingress::KIND,
+            AnyObject::IngressClass(_) => IngressClass::KIND,
+            AnyObject::Service(_) => Service::KIND,
+            AnyObject::EndpointSlice(_) => EndpointSlice::KIND,
+            AnyObject::Endpoints(_) => Endpoints::KIND,
+            AnyObject::Secret(_) => Secret::KIND,
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        match self {
+            AnyObject::Ingress(o) => key_of(o.as_ref()),
+            AnyObject::IngressClass(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
+            AnyObject::Service(o) => key_of(o.as_ref()),
+            AnyObject::EndpointSlice(o) => key_of(o.as_ref()),
+            AnyObject::Endpoints(o) => key_of(o.as_ref()),
+            AnyObject::Secret(o) => key_of(o.as_ref()),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Inserts or replaces an object.
+    pub fn insert(&mut self, obj: AnyObject) {
+        let key = obj.key();
+        match obj {
+            AnyObject::Ingress(o) => drop(self.ingresses.insert(key, o)),
+            AnyObject::IngressClass(o) => drop(self.ingress_classes.insert(key, o)),
+            AnyObject::Service(o) => drop(self.services.insert(key, o)),
+            AnyObject::EndpointSlice(o) => drop(self.endpoint_slices.insert(key, o)),
+            AnyObject::Endpoints(o) => drop(self.endpoints.insert(key, o)),
+            AnyObject::Secret(o) => drop(self.secrets.insert(key, o)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.endpoints.len()
+            + self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

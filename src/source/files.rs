@@ -1,0 +1,145 @@
+//! The manifests source: YAML/JSON files (multi-document, `kind: List`) → Snapshot objects.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::model::{AnyObject, Snapshot};
+
+/// Why a manifest file could not be read. The file's objects are not used; the caller
+/// keeps serving what it had.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Kinds Portico reads; anything else in a manifest (Deployments, Namespaces, …) is skipped.
+fn decode(doc: Value, out: &mut Vec<AnyObject>) -> Result<(), String> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let api = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)")
+        .to_string();
+    let wrap = |e: serde_json::Error| format!("{kind} {name}: {e}");
+    let obj = match (api.as_str(), kind.as_str()) {
+        (_, "List") => {
+            let Some(Value::Array(items)) = doc.get("items").cloned() else {
+                return Err("List without items".into());
+            };
+            for item in items {
+                decode(item, out)?;
+            }
+            return Ok(());
+        }
+        ("networking.k8s.io/v1", "Ingress") => AnyObject::Ingress(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        ("networking.k8s.io/v1", "IngressClass") => {
+            AnyObject::IngressClass(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
+        ("v1", "Service") => AnyObject::Service(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        ("v1", "Secret") => AnyObject::Secret(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        ("v1", "Endpoints") => AnyObject::Endpoints(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            AnyObject::EndpointSlice(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
+        (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
+            return Err(format!(
+                "{kind} {name}: apiVersion {api:?} is not supported (use the GA API version)"
+            ));
+        }
+        _ => return Ok(()),
+    };
+    out.push(obj);
+    Ok(())
+}
+
+/// Gives namespaced objects without a namespace the `default` namespace, as kubectl would.
+fn default_namespace(mut doc: Value) -> Value {
+    let cluster_scoped = matches!(doc.get("kind").and_then(Value::as_str), Some("IngressClass" | "List"));
+    if !cluster_scoped
+        && let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
+        && !meta.contains_key("namespace")
+    {
+        meta.insert("namespace".into(), Value::String("default".into()));
+    }
+    if let Some(Value::Array(items)) = doc.get_mut("items") {
+        for item in items.iter_mut() {
+            *item = default_namespace(std::mem::take(item));
+        }
+    }
+    doc
+}
+
+/// Parses one manifest text (YAML or JSON, one or many documents).
+pub fn parse_manifests(text: &str) -> Result<Vec<AnyObject>, String> {
+    // YAML 1.2 booleans only: `name: y` or `value: on` are strings, as the typed fields
+    // they land in expect.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        if !doc.is_object() {
+            return Err("a document is not a mapping".into());
+        }
+        decode(default_namespace(doc), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The manifest files of a directory, sorted: `*.yaml`, `*.yml`, `*.json`, hidden files skipped.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !hidden && path.is_file() && matches!(ext, "yaml" | "yml" | "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses one file.
+pub fn load_file(path: &Path) -> Result<Vec<AnyObject>, ManifestError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    parse_manifests(&text).map_err(|message| ManifestError::Invalid { file, message })
+}
+
+/// Builds a Snapshot from every file of a directory. Files that fail are reported and left
+/// out; the others are used.
+pub fn load_dir(dir: &Path) -> std::io::Result<(Snapshot, Vec<ManifestError>)> {
+    let mut snapshot = Snapshot::default();
+    let mut errors = Vec::new();
+    for path in manifest_files(dir)? {
+        match load_file(&path) {
+            Ok(objs) => objs.into_iter().for_each(|o| snapshot.insert(o)),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((snapshot, errors))
+}

@@ -1,0 +1,3 @@
+//! Sources: where objects come from (a manifests directory, or the Kubernetes API).
+
+pub mod files;

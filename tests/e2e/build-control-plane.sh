@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and etcd from their Go modules into a cache outside the repository,
+# or reuses them when they are already there. Prints the cache directory on success.
+set -euo pipefail
+
+K8S_VERSION="${PORTICO_K8S_VERSION:-v1.35.4}"
+ETCD_VERSION="${PORTICO_ETCD_VERSION:-v3.6.16}"
+CACHE="${PORTICO_CP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico-control-plane}"
+BIN="$CACHE/bin/$K8S_VERSION"
+mkdir -p "$BIN"
+
+log() { echo "[control-plane] $*" >&2; }
+
+build_apiserver() {
+  local mod="$CACHE/src/kube-apiserver-$K8S_VERSION"
+  mkdir -p "$mod"
+  cd "$mod"
+  [ -f go.mod ] || go mod init portico.local/kube-apiserver >/dev/null 2>&1
+  # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
+  # ./staging paths that do not exist for a consumer; point each at its published tag.
+  local gomod
+  gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  local minor patch
+  minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
+  patch="$(echo "$K8S_VERSION" | cut -d. -f3)"
+  grep -E '^[[:space:]]*k8s.io/[^ ]+ => \./staging/' "$gomod" | awk '{print $1}' | sort -u | while read -r m; do
+    go mod edit -replace "$m=$m@v0.$minor.$patch"
+  done
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION"
+  CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    -o "$BIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+  mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+}
+
+build_etcd() {
+  local mod="$CACHE/src/etcd-$ETCD_VERSION"
+  mkdir -p "$mod"
+  cd "$mod"
+  [ -f go.mod ] || go mod init portico.local/etcd >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+  mv "$BIN/etcd.tmp" "$BIN/etcd"
+}
+
+if [ ! -x "$BIN/etcd" ]; then
+  log "building etcd $ETCD_VERSION (first time only)"
+  start=$SECONDS; build_etcd; log "etcd built in $((SECONDS - start)) s"
+fi
+if [ ! -x "$BIN/kube-apiserver" ]; then
+  log "building kube-apiserver $K8S_VERSION (first time only)"
+  start=$SECONDS; build_apiserver; log "kube-apiserver built in $((SECONDS - start)) s"
+fi
+echo "$BIN"
