@@ -1,6 +1,7 @@
 //! Portico: a Kubernetes ingress controller. Objects → Snapshot → compile() → ArcSwap<Config> → data plane.
 
 pub mod compile;
+pub mod live;
 pub mod model;
 pub mod path;
 pub mod routes;
