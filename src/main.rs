@@ -1,1 +1,391 @@
-fn main() {}
+//! The `portico` binary: command line and wiring only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use portico::admin::Admin;
+use portico::compile::Options;
+use portico::live::Live;
+use portico::metrics::Metrics;
+use portico::model::ObjectKey;
+use portico::proxy::handler::Proxy;
+use portico::proxy::headers::Cidr;
+use portico::proxy::upstream::Upstream;
+use portico::proxy::{Settings, listener, tls};
+use portico::source::Publisher;
+use portico::source::files::DirWatch;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portico",
+    version,
+    about = "A Kubernetes ingress controller: Ingress rules → atomically swapped routes, TLS by SNI, traffic straight to pods."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the diagnostics and route table of a manifests directory; exit 1 on errors.
+    Check {
+        #[arg(long, env = "PORTICO_MANIFESTS")]
+        manifests: PathBuf,
+        #[command(flatten)]
+        class: ClassArgs,
+    },
+    /// Serve examples/quickstart on 127.0.0.1:8080 and :8443 with built-in echo pods.
+    Demo,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ClassArgs {
+    /// IngressClasses whose spec.controller equals this are ours.
+    #[arg(
+        long,
+        env = "PORTICO_CONTROLLER_NAME",
+        default_value = "portico.dev/ingress-controller"
+    )]
+    controller_name: String,
+    /// The kubernetes.io/ingress.class annotation value that is ours.
+    #[arg(long, env = "PORTICO_INGRESS_CLASS", default_value = "portico")]
+    ingress_class: String,
+    /// Also take Ingresses that name no class.
+    #[arg(long, env = "PORTICO_WATCH_INGRESS_WITHOUT_CLASS")]
+    watch_ingress_without_class: bool,
+    /// NS/NAME of a TLS Secret to serve when SNI matches no Ingress host.
+    #[arg(long, env = "PORTICO_DEFAULT_SSL_CERTIFICATE", value_parser = parse_key)]
+    default_ssl_certificate: Option<ObjectKey>,
+    /// NS/NAME of a Service (its first port) for requests no rule matches.
+    #[arg(long, env = "PORTICO_DEFAULT_BACKEND_SERVICE", value_parser = parse_key)]
+    default_backend_service: Option<ObjectKey>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Read Ingress, IngressClass, Service, EndpointSlice, Endpoints and Secret objects from
+    /// the *.yaml, *.yml and *.json files of DIR and follow their changes.
+    #[arg(long, env = "PORTICO_MANIFESTS")]
+    manifests: Option<PathBuf>,
+    #[arg(long, env = "PORTICO_HTTP_ADDR", default_value = "0.0.0.0:80")]
+    http_addr: SocketAddr,
+    #[arg(long, env = "PORTICO_HTTPS_ADDR", default_value = "0.0.0.0:443")]
+    https_addr: SocketAddr,
+    #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    class: ClassArgs,
+    /// Peers (CIDRs, comma-separated) whose X-Forwarded-* headers are believed.
+    #[arg(long, env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<Cidr>,
+    /// Time in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "PORTICO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[arg(long, env = "PORTICO_ACCESS_LOG", value_enum, default_value = "on")]
+    access_log: OnOff,
+    /// Worker threads (default: the CPUs this process may use).
+    #[arg(long, env = "PORTICO_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// Time to receive a request head; also the keep-alive idle time of HTTP/1 connections.
+    #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    client_header_timeout: Duration,
+    /// Largest request head in bytes.
+    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Most header fields in one request.
+    #[arg(long, env = "PORTICO_MAX_HEADERS", default_value_t = 100)]
+    max_headers: usize,
+    /// Most client connections open at once.
+    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = 65_536)]
+    max_connections: usize,
+    /// TLS handshake deadline.
+    #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+    #[arg(long, env = "PORTICO_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    upstream_connect_timeout: Duration,
+    /// Time an upstream may take to send its response head.
+    #[arg(long, env = "PORTICO_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    upstream_response_timeout: Duration,
+    /// HTTP/2 concurrent streams per connection.
+    #[arg(long, env = "PORTICO_H2_MAX_CONCURRENT_STREAMS", default_value_t = 250)]
+    h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may reset before they are accepted (rapid-reset protection).
+    #[arg(long, env = "PORTICO_H2_MAX_PENDING_RESETS", default_value_t = 50)]
+    h2_max_pending_resets: usize,
+    /// How often the manifests directory is checked for changes.
+    #[arg(long, env = "PORTICO_MANIFESTS_POLL", default_value = "500ms", value_parser = parse_duration)]
+    manifests_poll: Duration,
+    /// The HTTPS port named in http→https redirects (default: the --https-addr port).
+    #[arg(long, env = "PORTICO_HTTPS_REDIRECT_PORT")]
+    https_redirect_port: Option<u16>,
+}
+
+fn parse_key(s: &str) -> Result<ObjectKey, String> {
+    ObjectKey::parse(s).ok_or_else(|| format!("{s:?} is not NAMESPACE/NAME"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>) -> Options {
+    Options {
+        controller_name: class.controller_name.clone(),
+        ingress_class: class.ingress_class.clone(),
+        watch_without_class: class.watch_ingress_without_class,
+        default_backend_service: class.default_backend_service.clone(),
+        default_ssl_certificate: class.default_ssl_certificate.clone(),
+        fallback_certificate: fallback,
+        now: std::time::SystemTime::now(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // Exactly one crypto provider, installed before anything touches rustls.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { manifests, class }) => check(&manifests, &class),
+        Some(Command::Demo) => {
+            let mut run = cli.run;
+            run.http_addr = "127.0.0.1:8080".parse()?;
+            run.https_addr = "127.0.0.1:8443".parse()?;
+            let dir = std::env::temp_dir().join(format!("portico-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            for (name, text) in portico::demo::QUICKSTART {
+                std::fs::write(dir.join(name), text)?;
+            }
+            run.manifests = Some(dir);
+            start(run, true)
+        }
+        None => start(cli.run, false),
+    }
+}
+
+fn check(dir: &std::path::Path, class: &ClassArgs) -> anyhow::Result<()> {
+    let (snapshot, errors) =
+        portico::source::files::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let cfg = portico::compile(&snapshot, &options(class, None));
+    for e in &errors {
+        println!("error: {e}");
+    }
+    for d in &cfg.diagnostics {
+        println!("{d}");
+    }
+    println!("{}", serde_json::to_string_pretty(&portico::admin::routes_json(&cfg))?);
+    if cfg.has_errors() || !errors.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
+    let (writer, _guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    rt.build()?.block_on(run(args, demo))
+}
+
+async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
+    let Some(dir) = args.manifests.clone() else {
+        bail!("Kubernetes mode is not available yet: run with --manifests DIR (or `portico demo`)");
+    };
+    let live = Arc::new(Live::new());
+    let metrics = Arc::new(Metrics::new());
+    let fallback = if args.class.ingress_class == "nginx" {
+        // Tools written for ingress-nginx look for its placeholder certificate's subject.
+        tls::self_signed("Kubernetes Ingress Controller Fake Certificate", Some("Acme Co"))
+    } else {
+        tls::self_signed("Portico Default Certificate", Some("Portico"))
+    }
+    .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
+    let publisher = Arc::new(Publisher::new(
+        live.clone(),
+        options(&args.class, Some(fallback)),
+        metrics.clone(),
+    ));
+
+    if demo {
+        for (pod, addr) in portico::demo::QUICKSTART_PODS {
+            portico::demo::spawn_echo(addr.parse()?, pod)
+                .await
+                .with_context(|| format!("starting the demo echo pod on {addr}"))?;
+        }
+    }
+
+    let mut watch_dir = DirWatch::new(dir.clone());
+    match watch_dir.poll() {
+        Some((snapshot, diags)) => drop(publisher.publish(&snapshot, diags)),
+        None => drop(publisher.publish(&Default::default(), Vec::new())),
+    }
+    {
+        let publisher = publisher.clone();
+        let every = args.manifests_poll;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Some((snapshot, diags)) = watch_dir.poll() {
+                    publisher.publish(&snapshot, diags);
+                }
+            }
+        });
+    }
+
+    let settings = Settings {
+        client_header_timeout: args.client_header_timeout,
+        max_header_bytes: args.max_header_bytes,
+        max_headers: args.max_headers,
+        max_connections: args.max_connections,
+        tls_handshake_timeout: args.tls_handshake_timeout,
+        upstream_connect_timeout: args.upstream_connect_timeout,
+        upstream_response_timeout: args.upstream_response_timeout,
+        h2_max_concurrent_streams: args.h2_max_concurrent_streams,
+        h2_max_pending_accept_reset_streams: args.h2_max_pending_resets,
+        https_redirect_port: args.https_redirect_port.unwrap_or(args.https_addr.port()),
+        ..Settings::default()
+    };
+    let http = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
+    let https = TcpListener::bind(args.https_addr)
+        .await
+        .with_context(|| format!("binding HTTPS on {}", args.https_addr))?;
+    let admin_l = TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding admin on {}", args.admin_addr))?;
+    let tls_acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(live.clone())?));
+
+    let proxy = Arc::new(Proxy {
+        live: live.clone(),
+        upstream: Upstream::new(&settings),
+        settings: settings.clone(),
+        trusted: args.trusted_proxies.clone(),
+        metrics: metrics.clone(),
+        access_log: args.access_log == OnOff::On,
+    });
+    let builder = Arc::new(listener::http_builder(&settings));
+    let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = Arc::new(Admin {
+        live: live.clone(),
+        metrics: metrics.clone(),
+        accepting: AtomicBool::new(true),
+    });
+    tokio::spawn(admin.clone().serve(admin_l, stop_rx.clone()));
+    let server = listener::Server {
+        proxy: proxy.clone(),
+        builder,
+        graceful: graceful.clone(),
+        limit,
+    };
+    let loops = [
+        tokio::spawn(listener::serve("http", http, None, server.clone(), stop_rx.clone())),
+        tokio::spawn(listener::serve(
+            "https",
+            https,
+            Some(tls_acceptor),
+            server.clone(),
+            stop_rx.clone(),
+        )),
+    ];
+    drop(server);
+    tracing::info!(http = %args.http_addr, https = %args.https_addr, admin = %args.admin_addr, manifests = %dir.display(), "portico is serving");
+    if demo {
+        let h = args.http_addr.port();
+        let s = args.https_addr.port();
+        println!("\nPortico demo is serving examples/quickstart. Try:\n");
+        println!("  curl -k --resolve foo.com:{s}:127.0.0.1 https://foo.com:{s}/bar");
+        println!("  curl -k --resolve foo.com:{s}:127.0.0.1 https://foo.com:{s}/api/users");
+        println!("  curl -i --resolve foo.com:{h}:127.0.0.1 http://foo.com:{h}/bar      # 308 to https");
+        println!("  curl --resolve bar.com:{h}:127.0.0.1 http://bar.com:{h}/anything");
+        println!("  curl -i --resolve nope.com:{h}:127.0.0.1 http://nope.com:{h}/        # 404");
+        println!("  curl http://{}/routes\n", args.admin_addr);
+    }
+
+    shutdown_signal().await;
+    tracing::info!(grace = ?args.shutdown_grace, "shutting down: not ready, no new connections, draining");
+    admin.accepting.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    drop(proxy);
+    if let Ok(graceful) = Arc::try_unwrap(graceful)
+        && tokio::time::timeout(args.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing the remaining connections");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

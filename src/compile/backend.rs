@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::diagnostic::Reason;
+use crate::balance::RoundRobin;
 use crate::model::{ObjectKey, Snapshot};
 
 /// How an Ingress names the Service port.
@@ -69,6 +70,8 @@ pub struct Backend {
     /// The Service port's `appProtocol`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
+    #[serde(skip)]
+    pub rotation: RoundRobin,
 }
 
 impl Backend {
@@ -213,6 +216,7 @@ fn unavailable(
             },
             client_ip_affinity: None,
             app_protocol: None,
+            rotation: RoundRobin::default(),
         },
         Some((reason, message)),
     )
@@ -284,6 +288,7 @@ fn resolve(
         target: Target::Unavailable { reason: String::new() },
         client_ip_affinity,
         app_protocol: sp.app_protocol.clone(),
+        rotation: RoundRobin::default(),
     };
     if is_external {
         let host = spec.external_name.clone().unwrap_or_default();

@@ -60,6 +60,7 @@ pub enum Reason {
     CertificateConflict,
     InvalidAnnotation,
     RouteTable,
+    InvalidManifest,
 }
 
 impl Reason {
@@ -78,6 +79,7 @@ impl Reason {
             Reason::CertificateConflict => "CertificateConflict",
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::RouteTable => "RouteTable",
+            Reason::InvalidManifest => "InvalidManifest",
         }
     }
 }

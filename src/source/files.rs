@@ -143,3 +143,91 @@ pub fn load_dir(dir: &Path) -> std::io::Result<(Snapshot, Vec<ManifestError>)> {
     }
     Ok((snapshot, errors))
 }
+
+/// Watches a directory by polling file fingerprints (modification time and size), and
+/// keeps the last good objects of each file: a file that stops parsing is reported and its
+/// previous objects stay in use.
+pub struct DirWatch {
+    dir: PathBuf,
+    files: std::collections::BTreeMap<PathBuf, FileState>,
+}
+
+struct FileState {
+    fingerprint: Option<(std::time::SystemTime, u64)>,
+    objects: Vec<AnyObject>,
+    error: Option<String>,
+}
+
+impl DirWatch {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            files: Default::default(),
+        }
+    }
+
+    fn fingerprint(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
+    /// Rescans the directory. Returns `None` when nothing changed, else the Snapshot of all
+    /// files and the errors of files that could not be read.
+    pub fn poll(&mut self) -> Option<(Snapshot, Vec<crate::compile::diagnostic::Diagnostic>)> {
+        let listed = match manifest_files(&self.dir) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the manifests directory; keeping the current config");
+                return None;
+            }
+        };
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|p, _| listed.contains(p));
+        changed |= self.files.len() != before;
+        for path in listed {
+            let fp = Self::fingerprint(&path);
+            let state = self.files.entry(path.clone()).or_insert(FileState {
+                fingerprint: None,
+                objects: Vec::new(),
+                error: None,
+            });
+            if state.fingerprint.is_some() && state.fingerprint == fp {
+                continue;
+            }
+            changed = true;
+            state.fingerprint = fp;
+            match load_file(&path) {
+                Ok(objs) => {
+                    state.objects = objs;
+                    state.error = None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "manifest rejected; its previous objects stay in use");
+                    state.error = Some(e.to_string());
+                }
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let mut snapshot = Snapshot::default();
+        let mut diags = Vec::new();
+        for (path, state) in &self.files {
+            state.objects.iter().cloned().for_each(|o| snapshot.insert(o));
+            if let Some(e) = &state.error {
+                diags.push(crate::compile::diagnostic::Diagnostic {
+                    object: crate::compile::diagnostic::ObjectRef {
+                        kind: "File",
+                        namespace: String::new(),
+                        name: path.display().to_string(),
+                    },
+                    severity: crate::compile::diagnostic::Severity::Error,
+                    reason: crate::compile::diagnostic::Reason::InvalidManifest,
+                    message: format!("{e}; the file's previous objects stay in use"),
+                });
+            }
+        }
+        Some((snapshot, diags))
+    }
+}

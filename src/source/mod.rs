@@ -1,3 +1,70 @@
-//! Sources: where objects come from (a manifests directory, or the Kubernetes API).
+//! Sources: where objects come from (a manifests directory, or the Kubernetes API), and the
+//! publisher that turns each new Snapshot into the live Config.
 
 pub mod files;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use crate::compile::diagnostic::{Diagnostic, Severity};
+use crate::compile::{Config, Options, compile};
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::model::Snapshot;
+
+/// Compiles Snapshots and publishes the results. Logs each diagnostic once, when it first
+/// appears, rather than on every compile.
+pub struct Publisher {
+    pub live: Arc<Live>,
+    pub options: Options,
+    pub metrics: Arc<Metrics>,
+    reported: Mutex<HashSet<Diagnostic>>,
+}
+
+impl Publisher {
+    pub fn new(live: Arc<Live>, options: Options, metrics: Arc<Metrics>) -> Self {
+        Self {
+            live,
+            options,
+            metrics,
+            reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Compiles and publishes; `extra` are diagnostics found before compile (unreadable files).
+    pub fn publish(&self, snapshot: &Snapshot, extra: Vec<Diagnostic>) -> Arc<Config> {
+        let mut opts = self.options.clone();
+        opts.now = SystemTime::now();
+        let t = Instant::now();
+        let mut cfg = compile(snapshot, &opts);
+        let took = t.elapsed();
+        cfg.diagnostics.extend(extra);
+        self.metrics.compile_duration.observe(took.as_secs_f64());
+        self.metrics.diagnostics.set(cfg.diagnostics.len() as i64);
+        {
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            let now: HashSet<Diagnostic> = cfg.diagnostics.iter().cloned().collect();
+            for d in cfg.diagnostics.iter().filter(|d| !reported.contains(*d)) {
+                match d.severity {
+                    Severity::Error => tracing::error!(object = %d.object, reason = d.reason.as_str(), "{}", d.message),
+                    Severity::Warning => {
+                        tracing::warn!(object = %d.object, reason = d.reason.as_str(), "{}", d.message)
+                    }
+                }
+            }
+            *reported = now;
+        }
+        let routes = cfg.route_list.len();
+        let generation = self.live.publish(cfg);
+        self.metrics.config_generation.set(generation);
+        tracing::info!(
+            generation,
+            routes,
+            objects = snapshot.len(),
+            compile_ms = took.as_secs_f64() * 1000.0,
+            "config published"
+        );
+        self.live.load_full()
+    }
+}

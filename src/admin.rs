@@ -1,0 +1,112 @@
+//! The admin listener: /healthz, /readyz, /routes (JSON) and /metrics (Prometheus text).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::compile::Config;
+use crate::live::Live;
+use crate::metrics::Metrics;
+
+pub struct Admin {
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// Cleared when shutdown starts, so that load balancers stop sending traffic first.
+    pub accepting: AtomicBool,
+}
+
+/// The `/routes` document: hosts → paths → backend → endpoints, TLS hosts, diagnostics.
+pub fn routes_json(cfg: &Config) -> Value {
+    let mut hosts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in &cfg.route_list {
+        let (path, path_type) = match &r.path {
+            Some(p) => (json!(p.path), json!(p.path_type)),
+            None => (Value::Null, json!("DefaultBackend")),
+        };
+        hosts.entry(r.host.to_string()).or_default().push(json!({
+            "path": path,
+            "pathType": path_type,
+            "ingress": r.ingress.to_string(),
+            "sslRedirect": r.ssl_redirect,
+            "backend": r.backend.as_ref(),
+        }));
+    }
+    json!({
+        "generation": cfg.generation,
+        "hosts": hosts,
+        "tls": cfg.certs.sources,
+        "admitted": cfg.admitted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
+        "diagnostics": cfg.diagnostics,
+    })
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+impl Admin {
+    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+            "/readyz" => {
+                if self.live.is_ready() && self.accepting.load(Ordering::Acquire) {
+                    text(StatusCode::OK, "ready\n".into(), "text/plain")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain")
+                }
+            }
+            "/routes" => {
+                let doc = routes_json(&self.live.load());
+                let body = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                text(StatusCode::OK, body + "\n", "application/json")
+            }
+            "/metrics" => text(
+                StatusCode::OK,
+                self.metrics.encode(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+        }
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let stream = tokio::select! {
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+                a = listener.accept() => match a {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.answer(&req)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+}

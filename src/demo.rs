@@ -1,0 +1,113 @@
+//! Built-in echo backends: `portico demo` runs them behind the quickstart, tests use them as pods.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// The embedded quickstart manifests (the same files as `examples/quickstart/`).
+pub const QUICKSTART: &[(&str, &str)] = &[
+    ("ingress.yaml", include_str!("../examples/quickstart/ingress.yaml")),
+    ("services.yaml", include_str!("../examples/quickstart/services.yaml")),
+    (
+        "tls-secret.yaml",
+        include_str!("../examples/quickstart/tls-secret.yaml"),
+    ),
+];
+
+/// The echo pods the quickstart's EndpointSlices name.
+pub const QUICKSTART_PODS: &[(&str, &str)] = &[
+    ("web-7d4b9-a", "127.0.0.1:9101"),
+    ("web-7d4b9-b", "127.0.0.1:9102"),
+    ("api-5f6c8-a", "127.0.0.1:9201"),
+];
+
+async fn echo(pod: Arc<str>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    // Upgrades (WebSocket and the like) become a raw byte echo.
+    if let Some(up) = req.headers().get(header::UPGRADE).cloned() {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert(header::UPGRADE, up);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        return r;
+    }
+    let method = req.method().to_string();
+    let target = req.uri().to_string();
+    let version = format!("{:?}", req.version());
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
+            )
+        })
+        .collect();
+    // `/echo-body` streams the request body back; anything else reports what arrived.
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if target.starts_with("/echo-body") {
+        return Response::new(Full::new(body));
+    }
+    let doc = serde_json::json!({
+        "pod": &*pod,
+        "method": method,
+        "target": target,
+        "version": version,
+        "headers": headers,
+        "body_bytes": body.len(),
+    });
+    let mut r = Response::new(Full::new(Bytes::from(doc.to_string())));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Serves an echo backend named `pod` on an already bound listener, forever.
+pub async fn serve_echo(listener: TcpListener, pod: &str) {
+    let pod: Arc<str> = pod.into();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let pod = pod.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let pod = pod.clone();
+                async move { Ok::<_, Infallible>(echo(pod, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Binds and spawns an echo backend; returns its address.
+pub async fn spawn_echo(addr: SocketAddr, pod: &str) -> std::io::Result<SocketAddr> {
+    let l = TcpListener::bind(addr).await?;
+    let local = l.local_addr()?;
+    let pod = pod.to_string();
+    tokio::spawn(async move { serve_echo(l, &pod).await });
+    Ok(local)
+}

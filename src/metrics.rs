@@ -1,0 +1,135 @@
+//! Prometheus metrics: requests, latencies, bytes, connections, TLS handshakes, config generations.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+    /// `2xx`, `3xx`, `4xx`, `5xx` (or `1xx`).
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub bytes: Family<DirectionLabels, Counter>,
+    pub open_connections: Family<ListenerLabels, Gauge>,
+    pub tls_handshakes: Family<OutcomeLabels, Counter>,
+    pub config_generation: Gauge<u64, AtomicU64>,
+    pub compile_duration: Histogram,
+    pub diagnostics: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn status_class(code: u16) -> &'static str {
+    match code {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portico");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by Ingress, Service and status class",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head",
+            request_duration.clone(),
+        );
+        let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "upstream_duration_seconds",
+            "Time an upstream took to answer with a response head",
+            upstream_duration.clone(),
+        );
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "body_bytes",
+            "Body bytes proxied (direction: request, response)",
+            bytes.clone(),
+        );
+        let open_connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register("open_connections", "Client connections open", open_connections.clone());
+        let tls_handshakes = Family::<OutcomeLabels, Counter>::default();
+        registry.register("tls_handshakes", "TLS handshakes by outcome", tls_handshakes.clone());
+        let config_generation = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "config_generation",
+            "Generation of the live Config",
+            config_generation.clone(),
+        );
+        let compile_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "compile_duration_seconds",
+            "Time compile() took",
+            compile_duration.clone(),
+        );
+        let diagnostics = Gauge::default();
+        registry.register(
+            "config_diagnostics",
+            "Diagnostics of the live Config",
+            diagnostics.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            bytes,
+            open_connections,
+            tls_handshakes,
+            config_generation,
+            compile_duration,
+            diagnostics,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,338 @@
+//! The request handler: host and path → route → endpoint, headers rewritten, bodies streamed.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+
+use super::headers::{
+    Cidr, Peer, X_REQUEST_ID, request_authority, request_host, set_forwarded, strip_hop_by_hop, upgrade_protocol,
+    upstream_target,
+};
+use super::upstream::{Upstream, UpstreamError, resolve_external};
+use super::{Body, SERVER, Settings, plain};
+use crate::compile::backend::Target;
+use crate::live::Live;
+use crate::metrics::{DirectionLabels, Metrics, RequestLabels, status_class};
+use crate::path::{PathError, normalize};
+use crate::routes::Route;
+
+/// Everything a request needs, shared by all connections.
+pub struct Proxy {
+    pub live: Arc<Live>,
+    pub upstream: Upstream,
+    pub settings: Settings,
+    pub trusted: Vec<Cidr>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: bool,
+}
+
+/// What the access log and metrics need to know about a handled request.
+#[derive(Default)]
+struct Outcome {
+    route: Option<Arc<Route>>,
+    upstream: Option<SocketAddr>,
+    host: String,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1);
+}
+
+/// xorshift64*: request ids need to be unique, not secret.
+fn next_random() -> u64 {
+    RNG.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
+}
+
+/// The inbound X-Request-ID when it is sane, else a new random one.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID)
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let s = format!("{:016x}{:016x}", next_random(), next_random());
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+}
+
+impl Proxy {
+    /// Handles one request. Never fails: every problem becomes an HTTP answer.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let start = Instant::now();
+        let rid = request_id(req.headers());
+        let method = req.method().clone();
+        let path_for_log = if self.access_log {
+            req.uri().path().to_string()
+        } else {
+            String::new()
+        };
+        let mut outcome = Outcome::default();
+        let resp = self.dispatch(req, peer, &rid, &mut outcome).await;
+        let status = resp.status().as_u16();
+        let elapsed = start.elapsed();
+        self.metrics.request_duration.observe(elapsed.as_secs_f64());
+        let (namespace, ingress, service) = match &outcome.route {
+            Some(r) => (
+                r.ingress.namespace.clone(),
+                r.ingress.name.clone(),
+                r.backend.service.name.clone(),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        if self.access_log {
+            tracing::info!(
+                target: "portico::access",
+                request_id = rid.to_str().unwrap_or(""),
+                client = %peer.addr,
+                method = %method,
+                host = %outcome.host,
+                path = %path_for_log,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                upstream = %outcome.upstream.map(|a| a.to_string()).unwrap_or_default(),
+                namespace = %namespace,
+                ingress = %ingress,
+                service = %service,
+            );
+        }
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                namespace,
+                ingress,
+                service,
+                status: status_class(status),
+            })
+            .inc();
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        mut req: Request<Incoming>,
+        peer: Peer,
+        rid: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Response<Body> {
+        if req.method() == Method::CONNECT {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
+        }
+        let (route, normalized) = {
+            let host = match request_host(&req) {
+                Ok(h) => h,
+                Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
+            };
+            out.host = host.to_string();
+            let norm = match normalize(req.uri().path()) {
+                Ok(n) => n,
+                Err(e @ (PathError::BadEscape | PathError::EncodedTraversal | PathError::NotAbsolute)) => {
+                    return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
+                }
+            };
+            let route = self.live.load().routes.route(host, &norm).cloned();
+            let normalized = match norm {
+                Cow::Owned(s) => Some(s),
+                Cow::Borrowed(_) => None,
+            };
+            (route, normalized)
+        };
+        let Some(route) = route else {
+            return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path");
+        };
+        out.route = Some(route.clone());
+
+        if !peer.tls && route.ssl_redirect {
+            let port = match self.settings.https_redirect_port {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
+            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let location = format!("https://{}{port}{pq}", out.host);
+            let mut r = plain(StatusCode::PERMANENT_REDIRECT, "redirecting to https");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+
+        let backend = &route.backend;
+        let candidates: Vec<SocketAddr> = match &backend.target {
+            Target::Unavailable { reason } => {
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("service unavailable: {reason}"),
+                );
+            }
+            Target::Endpoints { ready, .. } if ready.is_empty() => {
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "service unavailable: Service {} has no ready endpoints",
+                        backend.service
+                    ),
+                );
+            }
+            Target::Endpoints { ready, .. } => backend
+                .rotation
+                .order(ready.len(), self.settings.max_tries)
+                .map(|i| ready[i].addr)
+                .collect(),
+            Target::ExternalName { host, port } => match resolve_external(host, *port).await {
+                Ok(a) => vec![a],
+                Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("bad gateway: {e}")),
+            },
+        };
+
+        // Prepare the upstream request once; each try gets a copy of the head.
+        let upgrade = upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let authority = request_authority(&req);
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        if let Some(up) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, up.clone());
+        }
+        set_forwarded(&mut headers, &peer, authority.as_ref(), &self.trusted);
+        if let Some(a) = authority {
+            headers.insert(header::HOST, a);
+        }
+        headers.insert(&X_REQUEST_ID, rid.clone());
+        let target = match &normalized {
+            Some(n) => upstream_target(&parts.uri, n),
+            None => parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_string(),
+        };
+        // Only a request without body can be sent again after a failed connect: a streamed
+        // body is consumed by the first try.
+        let retryable = body.is_end_stream();
+        let req_bytes = self
+            .metrics
+            .bytes
+            .get_or_create(&DirectionLabels { direction: "request" })
+            .clone();
+        let mut body = Some(
+            body.map_frame(move |f| {
+                if let Some(d) = f.data_ref() {
+                    req_bytes.inc_by(d.len() as u64);
+                }
+                f
+            })
+            .boxed_unsync(),
+        );
+
+        let mut last_err = None;
+        for (i, addr) in candidates.iter().enumerate() {
+            let Ok(uri) = format!("http://{addr}{target}").parse::<Uri>() else {
+                return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
+            };
+            let b = body
+                .take()
+                .unwrap_or_else(|| Empty::new().map_err(|e| match e {}).boxed_unsync());
+            let mut up = Request::new(b);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.version_mut() = Version::HTTP_11;
+            *up.headers_mut() = headers.clone();
+            out.upstream = Some(*addr);
+            let t = Instant::now();
+            let result = self.upstream.send(*addr, up).await;
+            self.metrics.upstream_duration.observe(t.elapsed().as_secs_f64());
+            match result {
+                Ok(resp) => return self.respond(resp, client_upgrade),
+                Err(UpstreamError::Connect(a, e)) if retryable && i + 1 < candidates.len() => {
+                    tracing::warn!(endpoint = %a, error = %e, "upstream connect failed; trying the next endpoint");
+                    last_err = Some(UpstreamError::Connect(a, e));
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            }
+        }
+        match last_err {
+            Some(UpstreamError::Timeout(a, d)) => {
+                tracing::warn!(endpoint = %a, "upstream timed out after {d:?}");
+                plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway timeout: the upstream did not answer in time",
+                )
+            }
+            Some(e) => {
+                tracing::warn!(error = %e, "upstream failed");
+                plain(StatusCode::BAD_GATEWAY, "bad gateway: no endpoint could be reached")
+            }
+            None => plain(StatusCode::BAD_GATEWAY, "bad gateway: no endpoint could be reached"),
+        }
+    }
+
+    fn respond(
+        &self,
+        mut resp: Response<Incoming>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<Body> {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client) = client_upgrade else {
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    "bad gateway: the upstream switched protocols unasked",
+                );
+            };
+            let upstream = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(client, upstream) {
+                    Ok((c, u)) => {
+                        let mut c = TokioIo::new(c);
+                        let mut u = TokioIo::new(u);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+        } else {
+            strip_hop_by_hop(resp.headers_mut());
+        }
+        let (mut parts, body) = resp.into_parts();
+        if !parts.headers.contains_key(header::SERVER) {
+            parts.headers.insert(header::SERVER, SERVER);
+        }
+        let resp_bytes = self
+            .metrics
+            .bytes
+            .get_or_create(&DirectionLabels { direction: "response" })
+            .clone();
+        let body = body
+            .map_frame(move |f| {
+                if let Some(d) = f.data_ref() {
+                    resp_bytes.inc_by(d.len() as u64);
+                }
+                f
+            })
+            .boxed_unsync();
+        Response::from_parts(parts, body)
+    }
+}

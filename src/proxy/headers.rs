@@ -1,0 +1,341 @@
+//! Header rules of the proxy: request host, hop-by-hop removal, X-Forwarded-* and trusted proxies.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri};
+
+/// An address range, for `--trusted-proxies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has an invalid prefix length"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("the request has more than one Host header")]
+    Duplicate,
+    #[error("the request has no host")]
+    Missing,
+    #[error("the Host header is not a valid host name")]
+    Invalid,
+}
+
+/// Splits `host[:port]` (or `[v6]:port`) and validates the host part.
+fn split_host(authority: &str) -> Result<&str, HostError> {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']').ok_or(HostError::Invalid)?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(valid_port)) {
+            return Err(HostError::Invalid);
+        }
+        let inner = &rest[..end];
+        inner.parse::<std::net::Ipv6Addr>().map_err(|_| HostError::Invalid)?;
+        return Ok(&authority[..end + 2]);
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if valid_port(p) => h,
+            Some(_) => return Err(HostError::Invalid),
+            None => authority,
+        }
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok { Ok(host) } else { Err(HostError::Invalid) }
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The host a request is for, without port: the URI authority (HTTP/2 `:authority`,
+/// absolute-form targets) else the single Host header.
+pub fn request_host<B>(req: &Request<B>) -> Result<&str, HostError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    if let Some(auth) = req.uri().authority() {
+        return split_host(auth.as_str());
+    }
+    let h = first.ok_or(HostError::Missing)?;
+    split_host(h.to_str().map_err(|_| HostError::Invalid)?)
+}
+
+/// The authority (`host[:port]`) to send upstream as Host.
+pub fn request_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if let Some(auth) = req.uri().authority() {
+        return HeaderValue::from_str(auth.as_str()).ok();
+    }
+    req.headers().get(header::HOST).cloned()
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Whether the request asks to switch protocols (WebSocket and the like). `Upgrade: h2c`
+/// is never honoured: a proxy must not let a client turn a forwarded connection into an
+/// unchecked HTTP/2 tunnel.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let conn_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let up = headers.get(header::UPGRADE)?;
+    let is_h2c = up
+        .to_str()
+        .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c")))
+        .unwrap_or(true);
+    (conn_upgrade && !is_h2c).then(|| up.clone())
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for h in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(h);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the proxy knows about the client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub addr: IpAddr,
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+/// The client address after trusted-proxy handling: the right-most X-Forwarded-For entry
+/// that is not itself a trusted proxy, when the peer is trusted; else the peer.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
+    if !trusted.iter().any(|c| c.contains(peer)) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|c| c.contains(*ip)))
+        .unwrap_or(peer)
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP. Inbound values are kept (and
+/// appended to) only when the peer is a trusted proxy.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>, trusted: &[Cidr]) {
+    let from_trusted = trusted.iter().any(|c| c.contains(peer.addr));
+    let client = client_ip(headers, peer.addr, trusted);
+    let xff = match (
+        from_trusted,
+        headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) if !prev.is_empty() => format!("{prev}, {}", peer.addr),
+        _ => peer.addr.to_string(),
+    };
+    if !from_trusted {
+        for h in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &X_FORWARDED_PORT] {
+            headers.remove(h);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        headers.insert(&X_REAL_IP, v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(
+            &X_FORWARDED_PROTO,
+            HeaderValue::from_static(if peer.tls { "https" } else { "http" }),
+        );
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST)
+        && let Some(h) = host
+    {
+        headers.insert(&X_FORWARDED_HOST, h.clone());
+    }
+    if !headers.contains_key(&X_FORWARDED_PORT) {
+        headers.insert(&X_FORWARDED_PORT, HeaderValue::from(peer.local_port));
+    }
+}
+
+/// The request-target to send upstream: unchanged when normalization changed nothing,
+/// else the normalized path with the original query.
+pub fn upstream_target(uri: &Uri, normalized: &str) -> String {
+    let q = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{normalized}{q}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+    }
+
+    fn req(hosts: &[&str], uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn host() {
+        assert_eq!(request_host(&req(&["foo.com"], "/")), Ok("foo.com"));
+        assert_eq!(request_host(&req(&["Foo.com:8080"], "/")), Ok("Foo.com"));
+        assert_eq!(request_host(&req(&["[::1]:80"], "/")), Ok("[::1]"));
+        assert_eq!(request_host(&req(&["127.0.0.1:80"], "/")), Ok("127.0.0.1"));
+        assert_eq!(request_host(&req(&["a.com", "b.com"], "/")), Err(HostError::Duplicate));
+        assert_eq!(request_host(&req(&[], "/")), Err(HostError::Missing));
+        for bad in ["foo com", "foo.com:x", "a..b", "", "foo.com:123456", "[zz]:1"] {
+            assert_eq!(request_host(&req(&[bad], "/")), Err(HostError::Invalid), "{bad}");
+        }
+        assert_eq!(
+            request_host(&req(&["ignored.com"], "http://abs.com:81/x")),
+            Ok("abs.com")
+        );
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let untrusted = Peer {
+            addr: "8.8.8.8".parse().unwrap(),
+            local_port: 80,
+            tls: false,
+        };
+        let mut h1 = h.clone();
+        set_forwarded(&mut h1, &untrusted, Some(&HeaderValue::from_static("x.com")), &trusted);
+        assert_eq!(h1[&X_FORWARDED_FOR], "8.8.8.8");
+        assert_eq!(h1[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h1[&X_REAL_IP], "8.8.8.8");
+        assert_eq!(h1[&X_FORWARDED_HOST], "x.com");
+        assert_eq!(h1[&X_FORWARDED_PORT], "80");
+        let proxy = Peer {
+            addr: "10.0.0.5".parse().unwrap(),
+            ..untrusted
+        };
+        let mut h2 = h.clone();
+        set_forwarded(&mut h2, &proxy, None, &trusted);
+        assert_eq!(h2[&X_FORWARDED_FOR], "1.1.1.1, 10.0.0.5");
+        assert_eq!(h2[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h2[&X_REAL_IP], "1.1.1.1");
+    }
+
+    #[test]
+    fn hop_by_hop_and_upgrade() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        let mut ws = HeaderMap::new();
+        ws.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        ws.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&ws).unwrap(), "websocket");
+        ws.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(upgrade_protocol(&ws).is_none());
+    }
+}

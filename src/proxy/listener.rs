@@ -1,0 +1,145 @@
+//! Listeners: accept, connection limits, TLS handshakes, HTTP/1.1 + HTTP/2 serving, graceful drain.
+
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::Settings;
+use super::handler::Proxy;
+use super::headers::Peer;
+use crate::metrics::{ListenerLabels, OutcomeLabels};
+
+/// The HTTP/1.1 + HTTP/2 server settings from the limits.
+pub fn http_builder(s: &Settings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.client_header_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .max_headers(s.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(s.h2_max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(s.h2_max_local_error_reset_streams)
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(s.h2_keepalive_interval)
+        .keep_alive_timeout(s.client_header_timeout.min(s.h2_keepalive_interval));
+    b
+}
+
+/// What every accept loop shares.
+#[derive(Clone)]
+pub struct Server {
+    pub proxy: Arc<Proxy>,
+    pub builder: Arc<auto::Builder<TokioExecutor>>,
+    /// Tracks open connections so that shutdown can drain them.
+    pub graceful: Arc<GracefulShutdown>,
+    /// `max_connections` permits.
+    pub limit: Arc<Semaphore>,
+}
+
+/// One accept loop. Returns when `shutdown` turns true; connections it started are
+/// tracked by `graceful` and drained by the caller.
+pub async fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    server: Server,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Server {
+        proxy,
+        builder,
+        graceful,
+        limit,
+    } = server;
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    loop {
+        let (stream, peer_addr) = tokio::select! {
+            biased;
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(listener = name, client = %peer_addr, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer {
+            addr: peer_addr.ip(),
+            local_port,
+            tls: tls.is_some(),
+        };
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        let gauge = proxy
+            .metrics
+            .open_connections
+            .get_or_create(&ListenerLabels { listener: name })
+            .clone();
+        tokio::spawn(async move {
+            gauge.inc();
+            let service = {
+                let proxy = proxy.clone();
+                service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
+                })
+            };
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let hs = tokio::time::timeout(proxy.settings.tls_handshake_timeout, acceptor.accept(stream)).await;
+                    let outcome = match &hs {
+                        Ok(Ok(_)) => "ok",
+                        Ok(Err(_)) => "error",
+                        Err(_) => "timeout",
+                    };
+                    proxy
+                        .metrics
+                        .tls_handshakes
+                        .get_or_create(&OutcomeLabels { outcome })
+                        .inc();
+                    match hs {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(client = %peer_addr, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(client = %peer_addr, error = %e, "connection ended with an error");
+            }
+            gauge.dec();
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,89 @@
+//! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
+
+pub mod handler;
+pub mod headers;
+pub mod listener;
+pub mod tls;
+pub mod upstream;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+
+/// The response body type: streamed from an upstream, or a short body of Portico's own.
+pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Every limit and timeout a client or upstream can run into. Each is a flag of the binary.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Time to receive a complete request head; on a kept-alive HTTP/1 connection this also
+    /// bounds the wait for the next request (the keep-alive idle time).
+    pub client_header_timeout: Duration,
+    /// Largest request head, in bytes (HTTP/1 read buffer; HTTP/2 header list size).
+    pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1 request.
+    pub max_headers: usize,
+    /// HTTP/2: ping interval for idle connections; a peer that does not answer is dropped.
+    pub h2_keepalive_interval: Duration,
+    /// Most client connections open at once; more are closed on accept.
+    pub max_connections: usize,
+    /// TLS handshake deadline.
+    pub tls_handshake_timeout: Duration,
+    /// Upstream connect timeout.
+    pub upstream_connect_timeout: Duration,
+    /// Time an upstream may take to send its response head.
+    pub upstream_response_timeout: Duration,
+    /// How long an idle upstream connection stays pooled.
+    pub upstream_idle_timeout: Duration,
+    /// HTTP/2: most concurrent streams per client connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: most streams a client may reset before being answered (rapid-reset flood cap).
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2: most streams Portico resets because of client errors before closing the connection.
+    pub h2_max_local_error_reset_streams: usize,
+    /// Endpoints tried for one request when connecting fails.
+    pub max_tries: usize,
+    /// The HTTPS port used in redirects (omitted when 443).
+    pub https_redirect_port: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            client_header_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            h2_keepalive_interval: Duration::from_secs(60),
+            max_connections: 65_536,
+            tls_handshake_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(60),
+            h2_max_concurrent_streams: 250,
+            h2_max_pending_accept_reset_streams: 50,
+            h2_max_local_error_reset_streams: 256,
+            max_tries: 3,
+            https_redirect_port: 443,
+        }
+    }
+}
+
+pub const SERVER: HeaderValue = HeaderValue::from_static("portico");
+
+/// A short plain-text answer of Portico's own.
+pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(format!("{text}\n")))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(header::SERVER, SERVER);
+    r
+}
