@@ -1,0 +1,310 @@
+//! Shared fixtures for the integration tests: a real `portico` process on a temporary
+//! manifests directory, echo pods on loopback, and small HTTP/HTTPS clients.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub const CLASS: &str = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: portico}
+spec: {controller: portico.dev/ingress-controller}
+";
+
+/// A Service `name` (port 80 named http) whose EndpointSlice lists `pods` on loopback.
+pub fn service(name: &str, pods: &[SocketAddr]) -> String {
+    let mut y = format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+"
+    );
+    for (i, p) in pods.iter().enumerate() {
+        y.push_str(&format!(
+            "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-{i}
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints:
+- addresses: ['{ip}']
+  targetRef: {{kind: Pod, name: {name}-pod-{i}}}
+",
+            port = p.port(),
+            ip = p.ip()
+        ));
+    }
+    y
+}
+
+/// Echo pods on loopback, named `{name}-{i}`.
+pub async fn pods(name: &str, n: usize) -> Vec<SocketAddr> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        v.push(
+            portico::demo::spawn_echo("127.0.0.1:0".parse().unwrap(), &format!("{name}-{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    v
+}
+
+pub struct Portico {
+    child: Child,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Drop for Portico {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Portico {
+    /// Starts `portico --manifests DIR` with `files` written into DIR, and waits for /readyz.
+    pub async fn start(files: &[(&str, String)], extra: &[&str]) -> Portico {
+        let dir = std::env::temp_dir().join(format!("portico-test-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let (http, https, admin) = (
+            SocketAddr::from(([127, 0, 0, 1], free_port())),
+            SocketAddr::from(([127, 0, 0, 1], free_port())),
+            SocketAddr::from(([127, 0, 0, 1], free_port())),
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(["--manifests", dir.to_str().unwrap()])
+            .args(["--http-addr", &http.to_string(), "--https-addr", &https.to_string()])
+            .args(["--admin-addr", &admin.to_string(), "--manifests-poll", "100ms"])
+            .args(["--access-log", "off", "--worker-threads", "2"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("portico starts");
+        let p = Portico {
+            child,
+            http,
+            https,
+            admin,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = get(p.admin, "admin", "/readyz").await
+                && r.0 == 200
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "portico did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        // Write then rename, so the watcher never reads half a file.
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.dir.join(name)).unwrap();
+    }
+
+    pub async fn routes(&self) -> serde_json::Value {
+        let (_, _, body) = get(self.admin, "admin", "/routes").await.unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Waits until the live config generation reaches `gen`.
+    pub async fn wait_generation(&self, generation: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.routes().await["generation"].as_u64().unwrap_or(0) < generation {
+            assert!(
+                Instant::now() < deadline,
+                "config generation {generation} never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub type Answer = (u16, http::HeaderMap, String);
+
+async fn collect(resp: Response<Incoming>) -> Result<Answer, String> {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Answer, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    collect(send.send_request(req).await.map_err(|e| e.to_string())?).await
+}
+
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Answer, String> {
+    let req = Request::builder()
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request(addr, req).await
+}
+
+/// Accepts any server certificate, like `curl -k`; the test inspects what it got.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub struct TlsAnswer {
+    pub status: u16,
+    pub body: String,
+    /// Subject CN of the certificate the server presented.
+    pub cert_cn: String,
+    pub chain_len: usize,
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// One HTTPS request. `sni` None sends no SNI (as when connecting by IP); `h2` offers only
+/// ALPN h2 and speaks HTTP/2.
+pub async fn tls_get(addr: SocketAddr, sni: Option<&str>, path: &str, h2: bool) -> Result<TlsAnswer, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = if h2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    cfg.enable_sni = sni.is_some();
+    let name = ServerName::try_from(sni.unwrap_or("ignored.invalid").to_string()).unwrap();
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    let certs = conn.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+    let alpn = conn.alpn_protocol().map(|p| p.to_vec());
+    let cert_cn = certs
+        .first()
+        .and_then(|c| {
+            let (_, x) = x509_parser::parse_x509_certificate(c.as_ref()).ok()?;
+            x.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let host = sni.unwrap_or("127.0.0.1");
+    let resp = if h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri(format!("https://{host}{path}"))
+            .version(http::Version::HTTP_2)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri(path)
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send.send_request(req).await.map_err(|e| e.to_string())?
+    };
+    let (status, _, body) = collect(resp).await?;
+    Ok(TlsAnswer {
+        status,
+        body,
+        cert_cn,
+        chain_len: certs.len(),
+        alpn,
+    })
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
