@@ -39,6 +39,10 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub bytes: Family<DirectionLabels, Counter>,
+    pub request_bytes: Counter,
+    pub response_bytes: Counter,
+    /// Requests that matched no route, by status class.
+    pub unrouted: [Counter; 5],
     pub open_connections: Family<ListenerLabels, Gauge>,
     pub tls_handshakes: Family<OutcomeLabels, Counter>,
     pub config_generation: Gauge<u64, AtomicU64>,
@@ -51,6 +55,22 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into per-class counter arrays: 0 for 1xx … 4 for 5xx.
+pub fn status_index(code: u16) -> usize {
+    match code {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// A route's request counters, one per status class, looked up once per route.
+pub type RouteCounters = std::sync::OnceLock<[Counter; 5]>;
 
 pub fn status_class(code: u16) -> &'static str {
     match code {
@@ -111,8 +131,23 @@ impl Metrics {
             "Diagnostics of the live Config",
             diagnostics.clone(),
         );
+        let request_bytes = bytes.get_or_create(&DirectionLabels { direction: "request" }).clone();
+        let response_bytes = bytes.get_or_create(&DirectionLabels { direction: "response" }).clone();
+        let unrouted = CLASSES.map(|status| {
+            requests
+                .get_or_create(&RequestLabels {
+                    namespace: String::new(),
+                    ingress: String::new(),
+                    service: String::new(),
+                    status,
+                })
+                .clone()
+        });
         Self {
             registry,
+            request_bytes,
+            response_bytes,
+            unrouted,
             requests,
             request_duration,
             upstream_duration,
@@ -123,6 +158,20 @@ impl Metrics {
             compile_duration,
             diagnostics,
         }
+    }
+
+    /// The counters of one route, by status class.
+    pub fn route_counters(&self, r: &crate::routes::Route) -> [Counter; 5] {
+        CLASSES.map(|status| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    namespace: r.ingress.namespace.clone(),
+                    ingress: r.ingress.name.clone(),
+                    service: r.backend.service.name.clone(),
+                    status,
+                })
+                .clone()
+        })
     }
 
     /// Prometheus text exposition.

@@ -132,6 +132,9 @@ pub struct Route {
     pub backend: Arc<Backend>,
     /// Plain-HTTP requests get a 308 to https (the host has TLS and the Ingress did not opt out).
     pub ssl_redirect: bool,
+    /// Request counters, filled by the data plane on first use.
+    #[serde(skip)]
+    pub counters: crate::metrics::RouteCounters,
 }
 
 struct HostRoutes {

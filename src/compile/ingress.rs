@@ -222,6 +222,7 @@ impl IngressPass<'_, '_> {
                         }),
                         backend,
                         ssl_redirect: redirect,
+                        counters: Default::default(),
                     });
                     builder.add_path(route.clone());
                     routes.push(route);
@@ -249,6 +250,7 @@ impl IngressPass<'_, '_> {
                     path: None,
                     backend: default_backend.clone(),
                     ssl_redirect: ssl_redirect && has_tls(&host),
+                    counters: Default::default(),
                 });
                 let existing = if host == HostPattern::Any {
                     builder.set_catch_all(route.clone())

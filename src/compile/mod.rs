@@ -132,6 +132,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             path: None,
             backend,
             ssl_redirect: false,
+            counters: Default::default(),
         });
         if !compiled.builder.has_catch_all() {
             compiled.builder.set_catch_all(route.clone());

@@ -21,7 +21,7 @@ use super::upstream::{Upstream, UpstreamError, resolve_external};
 use super::{Body, SERVER, Settings, plain};
 use crate::compile::backend::Target;
 use crate::live::Live;
-use crate::metrics::{DirectionLabels, Metrics, RequestLabels, status_class};
+use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
 use crate::routes::Route;
 
@@ -68,8 +68,14 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     {
         return v.clone();
     }
-    let s = format!("{:016x}{:016x}", next_random(), next_random());
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    let (a, b) = (next_random(), next_random());
+    for (i, byte) in buf.iter_mut().enumerate() {
+        let word = if i < 16 { a } else { b };
+        *byte = HEX[((word >> ((15 - (i % 16)) * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
 impl Proxy {
@@ -112,15 +118,10 @@ impl Proxy {
                 service = %service,
             );
         }
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                namespace,
-                ingress,
-                service,
-                status: status_class(status),
-            })
-            .inc();
+        match &outcome.route {
+            Some(r) => r.counters.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
+            None => self.metrics.unrouted[status_index(status)].inc(),
+        };
         resp
     }
 
@@ -228,11 +229,7 @@ impl Proxy {
         // Only a request without body can be sent again after a failed connect: a streamed
         // body is consumed by the first try.
         let retryable = body.is_end_stream();
-        let req_bytes = self
-            .metrics
-            .bytes
-            .get_or_create(&DirectionLabels { direction: "request" })
-            .clone();
+        let req_bytes = self.metrics.request_bytes.clone();
         let mut body = Some(
             body.map_frame(move |f| {
                 if let Some(d) = f.data_ref() {
@@ -255,7 +252,11 @@ impl Proxy {
             *up.method_mut() = parts.method.clone();
             *up.uri_mut() = uri;
             *up.version_mut() = Version::HTTP_11;
-            *up.headers_mut() = headers.clone();
+            *up.headers_mut() = if i + 1 < candidates.len() && retryable {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
             out.upstream = Some(*addr);
             let t = Instant::now();
             let result = self.upstream.send(*addr, up).await;
@@ -320,11 +321,7 @@ impl Proxy {
         if !parts.headers.contains_key(header::SERVER) {
             parts.headers.insert(header::SERVER, SERVER);
         }
-        let resp_bytes = self
-            .metrics
-            .bytes
-            .get_or_create(&DirectionLabels { direction: "response" })
-            .clone();
+        let resp_bytes = self.metrics.response_bytes.clone();
         let body = body
             .map_frame(move |f| {
                 if let Some(d) = f.data_ref() {

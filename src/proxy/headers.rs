@@ -205,24 +205,23 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr 
 /// appended to) only when the peer is a trusted proxy.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>, trusted: &[Cidr]) {
     let from_trusted = trusted.iter().any(|c| c.contains(peer.addr));
-    let client = client_ip(headers, peer.addr, trusted);
-    let xff = match (
-        from_trusted,
-        headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
-    ) {
-        (true, Some(prev)) if !prev.is_empty() => format!("{prev}, {}", peer.addr),
-        _ => peer.addr.to_string(),
-    };
-    if !from_trusted {
+    let peer_ip = ip_value(peer.addr);
+    if from_trusted {
+        let client = client_ip(headers, peer.addr, trusted);
+        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {}", peer.addr)).ok(),
+            _ => Some(peer_ip.clone()),
+        };
+        if let Some(v) = xff {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+        headers.insert(&X_REAL_IP, if client == peer.addr { peer_ip } else { ip_value(client) });
+    } else {
         for h in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &X_FORWARDED_PORT] {
             headers.remove(h);
         }
-    }
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&X_FORWARDED_FOR, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert(&X_REAL_IP, v);
+        headers.insert(&X_FORWARDED_FOR, peer_ip.clone());
+        headers.insert(&X_REAL_IP, peer_ip);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(
@@ -238,6 +237,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderV
     if !headers.contains_key(&X_FORWARDED_PORT) {
         headers.insert(&X_FORWARDED_PORT, HeaderValue::from(peer.local_port));
     }
+}
+
+/// An IP address as a header value, formatted without a heap-allocated String.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 48];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cur, "{ip}");
+    let n = usize::try_from(cur.position()).unwrap_or(0);
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// The request-target to send upstream: unchanged when normalization changed nothing,

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Load benchmark: Portico beside nginx in one run, same backend, same pinning, using the
+# shared peer harness (../shared/bench/peers.sh). Prints the harness lines and then, per
+# case, Portico's figures next to nginx's with the ratio.
+#
+#   bash benches/load.sh                 # all cases, 1 run
+#   RUNS=3 CASES="http https-h1" bash benches/load.sh
+#
+# Equal worker counts: nginx runs 1 worker; Portico runs 1 tokio worker thread. Both are
+# pinned to core 0; load generator and backend to core 1 (see peers.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEERS_SH=${PEERS_SH:-../shared/bench/peers.sh}
+[ -x "$PEERS_SH" ] || [ -f "$PEERS_SH" ] || { echo "load.sh: peer harness not found at $PEERS_SH" >&2; exit 1; }
+
+missing=()
+for t in wrk:wrk h2load:nghttp2-client nginx:nginx curl:curl; do
+  command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
+done
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo build --release --locked --bin portico
+BIN="$PWD/target/release/portico"
+OUT=$(mktemp /tmp/portico-load.XXXXXX)
+
+# The harness starts this pinned to the proxy core. It writes a manifests directory that
+# sends every host and path to the harness backend and serves the harness certificate as
+# the default certificate (the load tools connect by IP, without SNI).
+EXTRA_CMD=$(cat <<CMD
+set -e
+m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
+{
+cat <<YAML
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: portico}
+spec: {controller: portico.dev/ingress-controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: bench}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: bench, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: \${BENCH_BACKEND##*:}}]
+endpoints: [{addresses: ['\${BENCH_BACKEND%%:*}']}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench, namespace: bench}
+spec:
+  ingressClassName: portico
+  rules:
+  - http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls, namespace: bench}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+YAML
+sed 's/^/    /' "\$BENCH_CERT"
+echo "  tls.key: |"
+sed 's/^/    /' "\$BENCH_KEY"
+} > "\$m/bench.yaml"
+exec "$BIN" --manifests "\$m" --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \
+  --admin-addr 127.0.0.1:0 --default-ssl-certificate bench/tls --access-log off --worker-threads 1
+CMD
+)
+
+PROXIES="nginx extra" EXTRA_NAME=portico EXTRA_HTTP_PORT=18084 EXTRA_HTTPS_PORT=18444 \
+  EXTRA_CMD="$EXTRA_CMD" bash "$PEERS_SH" | tee "$OUT"
+
+echo
+echo "== Portico / nginx (same run, equal workers)"
+awk '
+  /^case=/ {
+    split("", f); for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    c = f["case"]; if (c !~ /^(nginx|portico)-/) next
+    if (f["run"] == "agg") next
+    p = c; sub(/-.*/, "", p); k = c; sub(/^[^-]*-/, "", k)
+    rps[p, k] = f["rps"]; p99[p, k] = f["p99_ms"]; cases[k] = 1
+  }
+  END {
+    printf "%-16s %12s %12s %8s %12s %12s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99", "nginx p99"
+    for (k in cases) {
+      r = (rps["nginx", k] > 0) ? rps["portico", k] / rps["nginx", k] : 0
+      printf "%-16s %12s %12s %8.2f %12s %12s\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k], p99["nginx", k]
+    }
+  }' "$OUT"
+rm -f "$OUT"
