@@ -46,6 +46,16 @@ async fn echo(pod: Arc<str>, mut req: Request<Incoming>) -> Response<Full<Bytes>
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         return r;
     }
+    // `/sleep/MS` answers after MS milliseconds (at most 10 s): a slow pod for timeout and
+    // drain tests.
+    if let Some(ms) = req
+        .uri()
+        .path()
+        .strip_prefix("/sleep/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(10_000))).await;
+    }
     let method = req.method().to_string();
     let target = req.uri().to_string();
     let version = format!("{:?}", req.version());

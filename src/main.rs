@@ -184,13 +184,22 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>)
 fn main() -> anyhow::Result<()> {
     // Exactly one crypto provider, installed before anything touches rustls.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     match cli.command {
         Some(Command::Check { manifests, class }) => check(&manifests, &class),
         Some(Command::Demo) => {
             let mut run = cli.run;
-            run.http_addr = "127.0.0.1:8080".parse()?;
-            run.https_addr = "127.0.0.1:8443".parse()?;
+            if !given("http_addr") {
+                run.http_addr = "127.0.0.1:8080".parse()?;
+            }
+            if !given("https_addr") {
+                run.https_addr = "127.0.0.1:8443".parse()?;
+            }
             let dir = std::env::temp_dir().join(format!("portico-demo-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             for (name, text) in portico::demo::QUICKSTART {
@@ -284,6 +293,15 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         });
     }
 
+    let http = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
+    let https = TcpListener::bind(args.https_addr)
+        .await
+        .with_context(|| format!("binding HTTPS on {}", args.https_addr))?;
+    let admin_l = TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding admin on {}", args.admin_addr))?;
     let settings = Settings {
         client_header_timeout: args.client_header_timeout,
         max_header_bytes: args.max_header_bytes,
@@ -294,18 +312,12 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         upstream_response_timeout: args.upstream_response_timeout,
         h2_max_concurrent_streams: args.h2_max_concurrent_streams,
         h2_max_pending_accept_reset_streams: args.h2_max_pending_resets,
-        https_redirect_port: args.https_redirect_port.unwrap_or(args.https_addr.port()),
+        https_redirect_port: args.https_redirect_port.unwrap_or(https.local_addr()?.port()),
         ..Settings::default()
     };
-    let http = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
-    let https = TcpListener::bind(args.https_addr)
-        .await
-        .with_context(|| format!("binding HTTPS on {}", args.https_addr))?;
-    let admin_l = TcpListener::bind(args.admin_addr)
-        .await
-        .with_context(|| format!("binding admin on {}", args.admin_addr))?;
+    // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
+    let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
     let tls_acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(live.clone())?));
 
     let proxy = Arc::new(Proxy {
@@ -325,7 +337,9 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         accepting: AtomicBool::new(true),
     });
-    tokio::spawn(admin.clone().serve(admin_l, stop_rx.clone()));
+    // The admin listener outlives the drain, so that /readyz can say "not ready" meanwhile.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    tokio::spawn(admin.clone().serve(admin_l, admin_stop_rx));
     let server = listener::Server {
         proxy: proxy.clone(),
         builder,
@@ -343,17 +357,17 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         )),
     ];
     drop(server);
-    tracing::info!(http = %args.http_addr, https = %args.https_addr, admin = %args.admin_addr, manifests = %dir.display(), "portico is serving");
+    tracing::info!(http = %http_bound, https = %https_bound, admin = %admin_bound, manifests = %dir.display(), "portico is serving");
     if demo {
-        let h = args.http_addr.port();
-        let s = args.https_addr.port();
+        let port = |a: &str| a.rsplit(':').next().unwrap_or_default().to_string();
+        let (h, s) = (port(&http_bound), port(&https_bound));
         println!("\nPortico demo is serving examples/quickstart. Try:\n");
         println!("  curl -k --resolve foo.com:{s}:127.0.0.1 https://foo.com:{s}/bar");
         println!("  curl -k --resolve foo.com:{s}:127.0.0.1 https://foo.com:{s}/api/users");
         println!("  curl -i --resolve foo.com:{h}:127.0.0.1 http://foo.com:{h}/bar      # 308 to https");
         println!("  curl --resolve bar.com:{h}:127.0.0.1 http://bar.com:{h}/anything");
         println!("  curl -i --resolve nope.com:{h}:127.0.0.1 http://nope.com:{h}/        # 404");
-        println!("  curl http://{}/routes\n", args.admin_addr);
+        println!("  curl http://{admin_bound}/routes\n");
     }
 
     shutdown_signal().await;
@@ -371,6 +385,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     {
         tracing::warn!("shutdown grace period over; closing the remaining connections");
     }
+    let _ = admin_stop_tx.send(true);
     tracing::info!("stopped");
     Ok(())
 }

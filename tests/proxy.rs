@@ -60,14 +60,10 @@ stringData:
 async fn routes_by_host_and_path_and_answers_errors() {
     let web = pods("web", 2).await;
     let api = pods("api", 1).await;
-    let dead = support::free_port();
     let manifests = String::from(CLASS)
         + &service("web", &web)
         + &service("api", &api)
-        + &service(
-            "dead",
-            &["127.0.0.1:".to_string() + &dead.to_string()].map(|s| s.parse().unwrap()),
-        )
+        + &service("dead", &[refused_addr()])
         + &service("empty", &[])
         + &ingress(
             "main",
@@ -381,7 +377,7 @@ async fn slow_upstream_gets_504_and_dead_endpoints_are_skipped() {
         }
     });
     let live = pods("live", 1).await;
-    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead = refused_addr();
     let manifests = String::from(CLASS)
         + &service("slow", &[silent_addr])
         + &service("mixed", &[dead, live[0]])

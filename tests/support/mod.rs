@@ -2,7 +2,7 @@
 //! manifests directory, echo pods on loopback, and small HTTP/HTTPS clients.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,8 +18,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// An address nothing listens on: echo pods and Portico bind 127.0.0.1 only, so a connect
+/// to 127.0.0.2 is refused at once.
+pub fn refused_addr() -> SocketAddr {
+    "127.0.0.2:9".parse().unwrap()
 }
 
 pub const CLASS: &str = "apiVersion: networking.k8s.io/v1
@@ -93,27 +95,59 @@ impl Drop for Portico {
 impl Portico {
     /// Starts `portico --manifests DIR` with `files` written into DIR, and waits for /readyz.
     pub async fn start(files: &[(&str, String)], extra: &[&str]) -> Portico {
-        let dir = std::env::temp_dir().join(format!("portico-test-{}-{}", std::process::id(), free_port()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("portico-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (name, text) in files {
             std::fs::write(dir.join(name), text).unwrap();
         }
-        let (http, https, admin) = (
-            SocketAddr::from(([127, 0, 0, 1], free_port())),
-            SocketAddr::from(([127, 0, 0, 1], free_port())),
-            SocketAddr::from(([127, 0, 0, 1], free_port())),
-        );
-        let child = Command::new(env!("CARGO_BIN_EXE_portico"))
-            .args(["--manifests", dir.to_str().unwrap()])
-            .args(["--http-addr", &http.to_string(), "--https-addr", &https.to_string()])
-            .args(["--admin-addr", &admin.to_string(), "--manifests-poll", "100ms"])
-            .args(["--access-log", "off", "--worker-threads", "2"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+        let mut args: Vec<String> = vec!["--manifests".into(), dir.to_str().unwrap().into()];
+        args.extend(["--manifests-poll", "100ms"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(args, dir).await
+    }
+
+    /// Runs `portico [flags] ARGS` on port 0 everywhere and waits for /readyz. Portico logs
+    /// the addresses it bound, which avoids racing other tests (and their echo pods) for a
+    /// port picked in advance.
+    pub async fn launch(args: Vec<String>, dir: PathBuf) -> Portico {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--access-log", "off", "--worker-threads", "2", "--log-format", "json"])
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("portico starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut sent = false;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent && line.contains("portico is serving") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                    let addr = |k: &str| v["fields"][k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
+                    if let (Some(h), Some(s), Some(a)) = (addr("http"), addr("https"), addr("admin")) {
+                        let _ = tx.send((h, s, a));
+                        sent = true;
+                    }
+                }
+                // Keep draining so that Portico never blocks on a full pipe.
+            }
+        });
+        let (http, https, admin) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("portico logs its addresses");
         let p = Portico {
             child,
             http,
@@ -132,6 +166,22 @@ impl Portico {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         p
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit; returns its status code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn write(&self, name: &str, text: &str) {

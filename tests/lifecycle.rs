@@ -1,0 +1,216 @@
+//! The process around the proxy: demo, check, graceful shutdown, h2c, trusted proxies, limits.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn simple(svc_pods: &[std::net::SocketAddr]) -> String {
+    String::from(CLASS)
+        + &service("web", svc_pods)
+        + "---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: default}
+spec:
+  ingressClassName: portico
+  rules:
+  - host: h.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_the_quickstart() {
+    let dir = std::env::temp_dir().join(format!("portico-demo-test-{}", std::process::id()));
+    let p = Portico::launch(vec!["demo".into()], dir).await;
+    // The README line: curl -k --resolve foo.com:8443:127.0.0.1 https://foo.com:8443/bar
+    let a = tls_get(p.https, Some("foo.com"), "/bar", false).await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(json(&a.body)["pod"].as_str().unwrap().starts_with("web-7d4b9-"));
+    let a = tls_get(p.https, Some("foo.com"), "/api/users", false).await.unwrap();
+    assert_eq!(json(&a.body)["pod"], "api-5f6c8-a");
+    assert_eq!(get(p.http, "foo.com", "/bar").await.unwrap().0, 308);
+    assert_eq!(
+        json(&get(p.http, "bar.com", "/anything").await.unwrap().2)["target"],
+        "/anything"
+    );
+    assert_eq!(get(p.http, "nope.com", "/").await.unwrap().0, 404);
+}
+
+#[test]
+fn check_reports_diagnostics_and_exit_status() {
+    let dir = std::env::temp_dir().join(format!("portico-check-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ok.yaml"), simple(&["10.0.0.1:8080".parse().unwrap()])).unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(["check", "--manifests"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("\"h.com\"") && stdout.contains("10.0.0.1:8080"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        dir.join("bad.yaml"),
+        simple(&[])
+            .replace("name: web, port", "name: ghost, port")
+            .replace("name: web, namespace", "name: other, namespace"),
+    )
+    .unwrap();
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error: Ingress default/other: Service default/ghost does not exist"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let pods = pods("web", 1).await;
+    let mut p = Portico::start(&[("all.yaml", simple(&pods))], &["--shutdown-grace", "5s"]).await;
+    let addr = p.http;
+    let slow = tokio::spawn(async move { get(addr, "h.com", "/sleep/1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    assert_eq!(unsafe_kill(p.pid()), 0);
+    // Not ready any more, while the slow request is still running.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if get(p.admin, "admin", "/readyz").await.map(|r| r.0).unwrap_or(0) == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never turned 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // No new connections are accepted.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(get(p.http, "h.com", "/").await.is_err(), "listener closed");
+    // The in-flight request completes.
+    let (s, _, b) = slow.await.unwrap().unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "exits cleanly after the drain"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+/// SIGTERM through the `kill` command (no libc binding needed in the tests).
+fn unsafe_kill(pid: u32) -> i32 {
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_on_plain_http() {
+    let pods = pods("web", 1).await;
+    let p = Portico::start(&[("all.yaml", simple(&pods))], &[]).await;
+    let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = Request::builder()
+            .uri(format!("http://h.com/x{i}"))
+            .version(http::Version::HTTP_2)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let j = json(&String::from_utf8_lossy(&body));
+        assert_eq!(j["target"], format!("/x{i}"));
+        assert_eq!(j["headers"]["host"], "h.com");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    let pods = pods("web", 1).await;
+    let req = || {
+        Request::builder()
+            .uri("/")
+            .header("host", "h.com")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("x-forwarded-proto", "https")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let untrusted = Portico::start(&[("all.yaml", simple(&pods))], &[]).await;
+    let h = json(&request(untrusted.http, req()).await.unwrap().2)["headers"].clone();
+    assert_eq!(
+        (
+            h["x-forwarded-for"].as_str(),
+            h["x-real-ip"].as_str(),
+            h["x-forwarded-proto"].as_str()
+        ),
+        (Some("127.0.0.1"), Some("127.0.0.1"), Some("http"))
+    );
+    let trusted = Portico::start(
+        &[("all.yaml", simple(&pods))],
+        &["--trusted-proxies", "127.0.0.0/8,10.0.0.0/8"],
+    )
+    .await;
+    let h = json(&request(trusted.http, req()).await.unwrap().2)["headers"].clone();
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-real-ip"], "203.0.113.9");
+    assert_eq!(h["x-forwarded-proto"], "https");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_and_oversized_heads_are_cut_off() {
+    let pods = pods("web", 1).await;
+    let p = Portico::start(
+        &[("all.yaml", simple(&pods))],
+        &["--client-header-timeout", "300ms", "--max-header-bytes", "8192"],
+    )
+    .await;
+    // A client that never finishes its request head is disconnected.
+    let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h.com\r\nX-Slow: ").await.unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(n.is_ok());
+    // A head larger than the limit is refused.
+    let big = Request::builder()
+        .uri("/")
+        .header("host", "h.com")
+        .header("x-big", "a".repeat(20_000))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(p.http, big).await.unwrap().0, 431);
+    assert_eq!(get(p.http, "h.com", "/").await.unwrap().0, 200, "still serving");
+}
