@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// The embedded quickstart manifests (the same files as `examples/quickstart/`).
@@ -29,14 +30,80 @@ pub const QUICKSTART_PODS: &[(&str, &str)] = &[
     ("api-5f6c8-a", "127.0.0.1:9201"),
 ];
 
+/// `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2).
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
+}
+
+/// A WebSocket echo: every data frame comes back unmasked with the same opcode, a ping gets
+/// a pong, a close is answered and ends the session.
+async fn websocket_echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<()> {
+    loop {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).await?;
+        let opcode = head[0] & 0x0f;
+        let mut len = u64::from(head[1] & 0x7f);
+        if len == 126 {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).await?;
+            len = u64::from(u16::from_be_bytes(b));
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).await?;
+            len = u64::from_be_bytes(b);
+        }
+        if len > 16 << 20 {
+            return Ok(());
+        }
+        let mut mask = [0u8; 4];
+        if head[1] & 0x80 != 0 {
+            s.read_exact(&mut mask).await?;
+        }
+        let mut payload = vec![0u8; len as usize];
+        s.read_exact(&mut payload).await?;
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+        let reply_op = if opcode == 0x9 { 0xA } else { opcode };
+        let mut out = vec![0x80 | reply_op];
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n <= 0xffff => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&payload);
+        s.write_all(&out).await?;
+        if opcode == 0x8 {
+            return Ok(());
+        }
+    }
+}
+
 async fn echo(pod: Arc<str>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
-    // Upgrades (WebSocket and the like) become a raw byte echo.
+    // WebSocket upgrades get a frame echo; other upgrades a raw byte echo.
     if let Some(up) = req.headers().get(header::UPGRADE).cloned() {
+        let ws_key = req.headers().get("sec-websocket-key").cloned();
+        let is_ws = ws_key.is_some() && up.as_bytes().eq_ignore_ascii_case(b"websocket");
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(upgraded) = on.await {
-                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
-                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let io = TokioIo::new(upgraded);
+                if is_ws {
+                    let _ = websocket_echo(io).await;
+                } else {
+                    let (mut r, mut w) = tokio::io::split(io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
             }
         });
         let mut r = Response::new(Full::new(Bytes::new()));
@@ -44,6 +111,11 @@ async fn echo(pod: Arc<str>, mut req: Request<Incoming>) -> Response<Full<Bytes>
         r.headers_mut().insert(header::UPGRADE, up);
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(key) = ws_key
+            && let Ok(v) = HeaderValue::from_str(&websocket_accept(key.as_bytes()))
+        {
+            r.headers_mut().insert("sec-websocket-accept", v);
+        }
         return r;
     }
     // `/sleep/MS` answers after MS milliseconds (at most 10 s): a slow pod for timeout and

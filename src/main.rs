@@ -89,10 +89,13 @@ struct RunArgs {
     /// the *.yaml, *.yml and *.json files of DIR and follow their changes.
     #[arg(long, env = "PORTICO_MANIFESTS")]
     manifests: Option<PathBuf>,
+    /// Plain HTTP listener (HTTP/1.1 and prior-knowledge h2c).
     #[arg(long, env = "PORTICO_HTTP_ADDR", default_value = "0.0.0.0:80")]
     http_addr: SocketAddr,
+    /// TLS listener (TLS 1.2/1.3; HTTP/2 and HTTP/1.1 by ALPN).
     #[arg(long, env = "PORTICO_HTTPS_ADDR", default_value = "0.0.0.0:443")]
     https_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /routes, /metrics.
     #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
     admin_addr: SocketAddr,
     #[command(flatten)]
@@ -103,8 +106,10 @@ struct RunArgs {
     /// Time in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "PORTICO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// Log lines as text or as JSON objects (RUST_LOG sets the level).
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// One log line per request (target portico::access), written off the request path.
     #[arg(long, env = "PORTICO_ACCESS_LOG", value_enum, default_value = "on")]
     access_log: OnOff,
     /// Worker threads (default: the CPUs this process may use).
@@ -125,6 +130,7 @@ struct RunArgs {
     /// TLS handshake deadline.
     #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
+    /// Time to connect to an endpoint; a failed connect moves a body-less request to the next one.
     #[arg(long, env = "PORTICO_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
     /// Time an upstream may take to send its response head.

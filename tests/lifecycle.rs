@@ -214,3 +214,42 @@ async fn slow_clients_and_oversized_heads_are_cut_off() {
     assert_eq!(request(p.http, big).await.unwrap().0, 431);
     assert_eq!(get(p.http, "h.com", "/").await.unwrap().0, 200, "still serving");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_json_line_per_request() {
+    let pods = pods("web", 1).await;
+    let p = Portico::start(&[("all.yaml", simple(&pods))], &["--access-log", "on"]).await;
+    let req = Request::builder()
+        .uri("/some/path?q=1")
+        .header("host", "h.com")
+        .header("x-request-id", "test-req-42")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(p.http, req).await.unwrap().0, 200);
+    assert_eq!(get(p.http, "nope.test", "/").await.unwrap().0, 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let access = loop {
+        let lines: Vec<serde_json::Value> = p
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "portico::access")
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(access.len(), 2, "{access:?}");
+    let f = &access[0]["fields"];
+    assert_eq!(f["request_id"], "test-req-42");
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["host"], "h.com");
+    assert_eq!(f["path"], "/some/path");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["ingress"], "web");
+    assert_eq!(f["upstream"], pods[0].to_string());
+    assert_eq!(access[1]["fields"]["status"], 404);
+}

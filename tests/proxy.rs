@@ -331,23 +331,40 @@ async fn bodies_stream_both_ways_and_upgrades_tunnel() {
     assert_eq!(got.len(), big.len());
     assert!(got[..] == big[..], "8 MiB came back intact");
 
-    // An Upgrade (WebSocket handshake shape) becomes a two-way byte tunnel.
+    // A WebSocket session through the proxy: handshake, masked frames out, echoes back.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: h.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    s.write_all(format!("GET /ws HTTP/1.1\r\nHost: h.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n").as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut byte).await.unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    for msg in [&b"hello through portico"[..], b"and back again"] {
-        s.write_all(msg).await.unwrap();
-        let mut buf = vec![0u8; msg.len()];
-        s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(buf, msg);
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    // RFC 6455's own example key and accept value.
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    for (opcode, msg) in [
+        (0x1u8, &b"hello through portico"[..]),
+        (0x2, &[0u8, 1, 2, 255][..]),
+        (0x8, &[0x03, 0xe8][..]),
+    ] {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut frame = vec![0x80 | opcode, 0x80 | msg.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(msg.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        s.write_all(&frame).await.unwrap();
+        let mut rh = [0u8; 2];
+        s.read_exact(&mut rh).await.unwrap();
+        assert_eq!((rh[0], rh[1]), (0x80 | opcode, msg.len() as u8), "unmasked echo frame");
+        let mut payload = vec![0u8; msg.len()];
+        s.read_exact(&mut payload).await.unwrap();
+        assert_eq!(payload, msg);
     }
 
     // A client's `Upgrade: h2c` is not forwarded.

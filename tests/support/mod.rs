@@ -82,6 +82,8 @@ pub struct Portico {
     pub https: SocketAddr,
     pub admin: SocketAddr,
     pub dir: PathBuf,
+    /// Every line Portico wrote to stdout (JSON logs).
+    pub logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Portico {
@@ -112,6 +114,10 @@ impl Portico {
     /// the addresses it bound, which avoids racing other tests (and their echo pods) for a
     /// port picked in advance.
     pub async fn launch(args: Vec<String>, dir: PathBuf) -> Portico {
+        let mut defaults = vec!["--worker-threads", "2", "--log-format", "json"];
+        if !args.iter().any(|a| a == "--access-log") {
+            defaults.extend(["--access-log", "off"]);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_portico"))
             .args([
                 "--http-addr",
@@ -121,7 +127,7 @@ impl Portico {
                 "--admin-addr",
                 "127.0.0.1:0",
             ])
-            .args(["--access-log", "off", "--worker-threads", "2", "--log-format", "json"])
+            .args(defaults)
             .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -130,6 +136,8 @@ impl Portico {
             .expect("portico starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut sent = false;
@@ -143,6 +151,7 @@ impl Portico {
                     }
                 }
                 // Keep draining so that Portico never blocks on a full pipe.
+                sink.lock().unwrap().push(line);
             }
         });
         let (http, https, admin) = rx
@@ -154,6 +163,7 @@ impl Portico {
             https,
             admin,
             dir,
+            logs,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
