@@ -33,6 +33,18 @@ build_apiserver() {
   mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
 }
 
+# kubectl from the same module and version, so client and server never skew.
+build_kubectl() {
+  cd "$CACHE/src/kube-apiserver-$K8S_VERSION"
+  local minor
+  minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
+  go get "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
+  CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+    -o "$BIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+  mv "$BIN/kubectl.tmp" "$BIN/kubectl"
+}
+
 build_etcd() {
   local mod="$CACHE/src/etcd-$ETCD_VERSION"
   mkdir -p "$mod"
@@ -43,6 +55,10 @@ build_etcd() {
   mv "$BIN/etcd.tmp" "$BIN/etcd"
 }
 
+# One build at a time: tests running in parallel may all ask for the binaries.
+exec 9>"$CACHE/.build.lock"
+flock 9
+
 if [ ! -x "$BIN/etcd" ]; then
   log "building etcd $ETCD_VERSION (first time only)"
   start=$SECONDS; build_etcd; log "etcd built in $((SECONDS - start)) s"
@@ -50,5 +66,9 @@ fi
 if [ ! -x "$BIN/kube-apiserver" ]; then
   log "building kube-apiserver $K8S_VERSION (first time only)"
   start=$SECONDS; build_apiserver; log "kube-apiserver built in $((SECONDS - start)) s"
+fi
+if [ ! -x "$BIN/kubectl" ]; then
+  log "building kubectl $K8S_VERSION (first time only)"
+  start=$SECONDS; build_kubectl; log "kubectl built in $((SECONDS - start)) s"
 fi
 echo "$BIN"

@@ -2,6 +2,8 @@
 //! manifests directory, echo pods on loopback, and small HTTP/HTTPS clients.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
