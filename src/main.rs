@@ -244,11 +244,18 @@ fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without the cross-thread
+    // task handoffs of the work-stealing scheduler.
+    let mut rt = match args.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all();
-    if let Some(n) = args.worker_threads {
-        rt.worker_threads(n.max(1));
-    }
     rt.build()?.block_on(run(args, demo))
 }
 
