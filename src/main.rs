@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use portico::admin::Admin;
 use portico::compile::Options;
@@ -19,6 +19,7 @@ use portico::proxy::upstream::Upstream;
 use portico::proxy::{Settings, listener, tls};
 use portico::source::Publisher;
 use portico::source::files::DirWatch;
+use portico::source::kube::KubeOptions;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -145,6 +146,28 @@ struct RunArgs {
     /// How often the manifests directory is checked for changes.
     #[arg(long, env = "PORTICO_MANIFESTS_POLL", default_value = "500ms", value_parser = parse_duration)]
     manifests_poll: Duration,
+    /// Kubernetes mode: watch only this namespace (default: all).
+    #[arg(long, env = "PORTICO_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Kubernetes mode: NS/NAME of the Service whose address goes into Ingress status (its
+    /// load-balancer ingress, else its external IPs, else its cluster IP).
+    #[arg(long, env = "PORTICO_PUBLISH_SERVICE", value_parser = parse_key)]
+    publish_service: Option<ObjectKey>,
+    /// Kubernetes mode: addresses (IPs or names, comma-separated) to write into Ingress status instead.
+    #[arg(long, env = "PORTICO_PUBLISH_STATUS_ADDRESS", value_delimiter = ',')]
+    publish_status_address: Vec<String>,
+    /// Kubernetes mode: name of the leader-election Lease; only the leader writes status and Events.
+    #[arg(long, env = "PORTICO_ELECTION_ID", default_value = "portico-leader")]
+    election_id: String,
+    /// Kubernetes mode: namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    election_namespace: String,
+    /// Kubernetes mode: this replica's identity in the Lease (default: host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// Kubernetes mode: how long changes are coalesced before a compile.
+    #[arg(long, env = "PORTICO_DEBOUNCE", default_value = "20ms", value_parser = parse_duration)]
+    debounce: Duration,
     /// The HTTPS port named in http→https redirects (default: the --https-addr port).
     #[arg(long, env = "PORTICO_HTTPS_REDIRECT_PORT")]
     https_redirect_port: Option<u16>,
@@ -154,6 +177,12 @@ struct RunArgs {
 // lists make that cheaper than glibc malloc (measured with benches/load.sh).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "portico".into())
+}
 
 fn parse_key(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("{s:?} is not NAMESPACE/NAME"))
@@ -260,9 +289,6 @@ fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
-    let Some(dir) = args.manifests.clone() else {
-        bail!("Kubernetes mode is not available yet: run with --manifests DIR (or `portico demo`)");
-    };
     let live = Arc::new(Live::new());
     let metrics = Arc::new(Metrics::new());
     let fallback = if args.class.ingress_class == "nginx" {
@@ -286,25 +312,57 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         }
     }
 
-    let mut watch_dir = DirWatch::new(dir.clone());
-    match watch_dir.poll() {
-        Some((snapshot, diags)) => drop(publisher.publish(&snapshot, diags)),
-        None => drop(publisher.publish(&Default::default(), Vec::new())),
-    }
-    {
-        let publisher = publisher.clone();
-        let every = args.manifests_poll;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Some((snapshot, diags)) = watch_dir.poll() {
-                    publisher.publish(&snapshot, diags);
-                }
+    let source = match args.manifests.clone() {
+        Some(dir) => {
+            let mut watch_dir = DirWatch::new(dir.clone());
+            match watch_dir.poll() {
+                Some((snapshot, diags)) => drop(publisher.publish(&snapshot, diags)),
+                None => drop(publisher.publish(&Default::default(), Vec::new())),
             }
-        });
-    }
+            let publisher = publisher.clone();
+            let every = args.manifests_poll;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Some((snapshot, diags)) = watch_dir.poll() {
+                        publisher.publish(&snapshot, diags);
+                    }
+                }
+            });
+            format!("manifests {}", dir.display())
+        }
+        None => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API (in-cluster config, KUBECONFIG or ~/.kube/config)")?;
+            let identity = args
+                .pod_name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+            let opts = KubeOptions {
+                watch_namespace: args.watch_namespace.clone(),
+                publish_service: args.publish_service.clone(),
+                publish_status_addresses: args.publish_status_address.clone(),
+                election_id: args.election_id.clone(),
+                election_namespace: args.election_namespace.clone(),
+                identity,
+                debounce: args.debounce,
+                controller_name: "portico".into(),
+            };
+            if opts.publish_service.is_none() && opts.publish_status_addresses.is_empty() {
+                tracing::warn!(
+                    "neither --publish-service nor --publish-status-address is set: Ingress status is not written"
+                );
+            }
+            tokio::spawn(portico::source::kube::run(client, opts, publisher.clone()));
+            match &args.watch_namespace {
+                Some(ns) => format!("kubernetes (namespace {ns})"),
+                None => "kubernetes (all namespaces)".to_string(),
+            }
+        }
+    };
 
     let http = TcpListener::bind(args.http_addr)
         .await
@@ -370,7 +428,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         )),
     ];
     drop(server);
-    tracing::info!(http = %http_bound, https = %https_bound, admin = %admin_bound, manifests = %dir.display(), "portico is serving");
+    tracing::info!(http = %http_bound, https = %https_bound, admin = %admin_bound, source = %source, "portico is serving");
     if demo {
         let port = |a: &str| a.rsplit(':').next().unwrap_or_default().to_string();
         let (h, s) = (port(&http_bound), port(&https_bound));

@@ -121,7 +121,56 @@ impl AnyObject {
     }
 }
 
+/// The kinds a Snapshot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Endpoints,
+    Secret,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Ingress,
+        Kind::IngressClass,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Endpoints,
+        Kind::Secret,
+    ];
+}
+
 impl Snapshot {
+    /// Removes an object, if present.
+    pub fn remove(&mut self, kind: Kind, key: &ObjectKey) {
+        match kind {
+            Kind::Ingress => drop(self.ingresses.remove(key)),
+            Kind::IngressClass => drop(self.ingress_classes.remove(key)),
+            Kind::Service => drop(self.services.remove(key)),
+            Kind::EndpointSlice => drop(self.endpoint_slices.remove(key)),
+            Kind::Endpoints => drop(self.endpoints.remove(key)),
+            Kind::Secret => drop(self.secrets.remove(key)),
+        }
+    }
+
+    /// Replaces every object of one kind (after a full relist).
+    pub fn replace_kind(&mut self, kind: Kind, objects: Vec<AnyObject>) {
+        match kind {
+            Kind::Ingress => self.ingresses.clear(),
+            Kind::IngressClass => self.ingress_classes.clear(),
+            Kind::Service => self.services.clear(),
+            Kind::EndpointSlice => self.endpoint_slices.clear(),
+            Kind::Endpoints => self.endpoints.clear(),
+            Kind::Secret => self.secrets.clear(),
+        }
+        for o in objects {
+            self.insert(o);
+        }
+    }
+
     /// Inserts or replaces an object.
     pub fn insert(&mut self, obj: AnyObject) {
         let key = obj.key();

@@ -2,6 +2,7 @@
 //! publisher that turns each new Snapshot into the live Config.
 
 pub mod files;
+pub mod kube;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -84,6 +84,51 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A kubeconfig that authenticates with `token` (a ServiceAccount's, say).
+    pub fn kubeconfig_for(&self, name: &str, token: &str) -> PathBuf {
+        let path = self.dir.join(format!("kubeconfig-{name}"));
+        let ca = self.dir.join("ca.crt");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: {name}\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {name}}}\ncurrent-context: e2e\n",
+                self.server,
+                ca.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// `kubectl apply -f -` of a manifest text, as the admin.
+    pub fn apply(&self, yaml: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Installs deploy/ and returns a kubeconfig for Portico's ServiceAccount.
+    pub fn install_portico(&self) -> PathBuf {
+        self.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")]);
+        let token = self.ok(&["create", "token", "portico", "-n", "portico-system", "--duration", "2h"]);
+        self.kubeconfig_for("portico", token.trim())
+    }
+
     /// A kube-rs client as the admin.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();

@@ -116,6 +116,11 @@ impl Portico {
     /// the addresses it bound, which avoids racing other tests (and their echo pods) for a
     /// port picked in advance.
     pub async fn launch(args: Vec<String>, dir: PathBuf) -> Portico {
+        Self::launch_env(args, dir, &[]).await
+    }
+
+    /// `launch` with extra environment variables (KUBECONFIG for Kubernetes mode).
+    pub async fn launch_env(args: Vec<String>, dir: PathBuf, envs: &[(&str, &str)]) -> Portico {
         let mut defaults = vec!["--worker-threads", "2", "--log-format", "json"];
         if !args.iter().any(|a| a == "--access-log") {
             defaults.extend(["--access-log", "off"]);
@@ -132,6 +137,7 @@ impl Portico {
             .args(defaults)
             .args(&args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

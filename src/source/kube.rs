@@ -1,0 +1,430 @@
+//! Kubernetes mode: reflect the cluster's objects into the Snapshot, and (as leader) write
+//! Ingress status and Events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use super::Publisher;
+use crate::compile::Config;
+use crate::compile::diagnostic::{Diagnostic, Severity};
+use crate::model::{AnyObject, Kind, ObjectKey, Snapshot};
+
+/// Settings of Kubernetes mode.
+#[derive(Clone, Debug)]
+pub struct KubeOptions {
+    /// Watch one namespace only (IngressClasses are always cluster-wide).
+    pub watch_namespace: Option<String>,
+    /// `NS/NAME` of the Service whose address goes into Ingress status.
+    pub publish_service: Option<ObjectKey>,
+    /// Addresses (IPs or host names) to put into Ingress status instead.
+    pub publish_status_addresses: Vec<String>,
+    /// Name of the leader-election Lease.
+    pub election_id: String,
+    /// Namespace of the Lease.
+    pub election_namespace: String,
+    /// This replica's identity (the pod name in a cluster).
+    pub identity: String,
+    /// How long to wait for more changes before compiling.
+    pub debounce: Duration,
+    /// The name Events are reported under.
+    pub controller_name: String,
+}
+
+/// The objects seen so far and which kinds have been listed completely.
+struct Shared {
+    snapshot: Mutex<Snapshot>,
+    synced: Mutex<HashSet<Kind>>,
+    changed: Notify,
+}
+
+trait Reflected: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static {
+    const KIND: Kind;
+    fn wrap(self) -> AnyObject;
+}
+
+macro_rules! reflected {
+    ($t:ty, $k:ident) => {
+        impl Reflected for $t {
+            const KIND: Kind = Kind::$k;
+            fn wrap(self) -> AnyObject {
+                AnyObject::$k(Arc::new(self))
+            }
+        }
+    };
+}
+reflected!(Ingress, Ingress);
+reflected!(IngressClass, IngressClass);
+reflected!(Service, Service);
+reflected!(EndpointSlice, EndpointSlice);
+reflected!(Endpoints, Endpoints);
+reflected!(Secret, Secret);
+
+/// Drops what compile never reads but costs memory at scale.
+fn slim<K: Resource>(mut obj: K) -> K {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    obj
+}
+
+fn key_of<K: Resource>(obj: &K) -> ObjectKey {
+    let m = obj.meta();
+    ObjectKey::new(
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Follows one kind: a full list at start (and after the watch expires, 410 Gone), then
+/// changes. Errors are logged and retried with backoff; the last objects stay in place.
+async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc<Shared>) {
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut relist: Vec<AnyObject> = Vec::new();
+    let mut failing = false;
+    while let Some(ev) = stream.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(kind = ?K::KIND, error = %e, "watch failed; serving the last known objects and retrying with backoff");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        if failing {
+            tracing::info!(kind = ?K::KIND, "watch reconnected");
+            failing = false;
+        }
+        let mut changed = true;
+        match ev {
+            WatchEvent::Init => {
+                relist.clear();
+                changed = false;
+            }
+            WatchEvent::InitApply(o) => {
+                relist.push(slim(o).wrap());
+                changed = false;
+            }
+            WatchEvent::InitDone => {
+                let objects = std::mem::take(&mut relist);
+                let n = objects.len();
+                lock(&shared.snapshot).replace_kind(K::KIND, objects);
+                if lock(&shared.synced).insert(K::KIND) {
+                    tracing::info!(kind = ?K::KIND, objects = n, "initial list complete");
+                }
+            }
+            WatchEvent::Apply(o) => lock(&shared.snapshot).insert(slim(o).wrap()),
+            WatchEvent::Delete(o) => lock(&shared.snapshot).remove(K::KIND, &key_of(&o)),
+        }
+        if changed {
+            shared.changed.notify_one();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Reflected<DynamicType = ()> + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs Kubernetes mode until the process ends: watches, compiles on change (debounced),
+/// and writes status and Events while this replica holds the Lease.
+pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
+    let shared = Arc::new(Shared {
+        snapshot: Mutex::new(Snapshot::default()),
+        synced: Mutex::new(HashSet::new()),
+        changed: Notify::new(),
+    });
+    let ns = opts.watch_namespace.as_deref();
+    let all = watcher::Config::default();
+    tokio::spawn(reflect(api::<Ingress>(&client, ns), all.clone(), shared.clone()));
+    tokio::spawn(reflect(
+        Api::<IngressClass>::all(client.clone()),
+        all.clone(),
+        shared.clone(),
+    ));
+    tokio::spawn(reflect(api::<Service>(&client, ns), all.clone(), shared.clone()));
+    tokio::spawn(reflect(api::<EndpointSlice>(&client, ns), all.clone(), shared.clone()));
+    tokio::spawn(reflect(api::<Endpoints>(&client, ns), all.clone(), shared.clone()));
+    tokio::spawn(reflect(
+        api::<Secret>(&client, ns),
+        watcher::Config::default().fields("type=kubernetes.io/tls"),
+        shared.clone(),
+    ));
+
+    let (gen_tx, gen_rx) = watch::channel(0u64);
+    tokio::spawn(leader_duties(
+        client.clone(),
+        opts.clone(),
+        publisher.clone(),
+        shared.clone(),
+        gen_rx,
+    ));
+
+    // Nothing is published until every kind has been listed once: a partial view would
+    // route (or 503) what a full one wouldn't.
+    loop {
+        shared.changed.notified().await;
+        if lock(&shared.synced).len() == Kind::ALL.len() {
+            break;
+        }
+    }
+    loop {
+        // Coalesce bursts (a rollout touches many slices at once) into one compile.
+        tokio::time::sleep(opts.debounce).await;
+        let snapshot = lock(&shared.snapshot).clone();
+        let cfg = publisher.publish(&snapshot, Vec::new());
+        let _ = gen_tx.send(cfg.generation);
+        shared.changed.notified().await;
+    }
+}
+
+/// Status and Events: only the holder of the Lease writes them; every replica serves.
+async fn leader_duties(
+    client: Client,
+    opts: KubeOptions,
+    publisher: Arc<Publisher>,
+    shared: Arc<Shared>,
+    mut generations: watch::Receiver<u64>,
+) {
+    let mut leading = match kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &opts.election_id)
+        .with_namespace(&opts.election_namespace)
+        .with_identity(&opts.identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+    {
+        Ok(m) => m.watch().await.0,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up leader election; this replica will not write status or Events");
+            return;
+        }
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: opts.controller_name.clone(),
+            instance: Some(opts.identity.clone()),
+        },
+    );
+    let mut state = LeaderState::default();
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            r = generations.changed() => if r.is_err() { return },
+            r = leading.changed() => if r.is_err() { return },
+        }
+        let is_leader = *leading.borrow_and_update();
+        if is_leader != was_leader {
+            tracing::info!(identity = %opts.identity, lease = %opts.election_id, leader = is_leader, "leadership changed");
+            was_leader = is_leader;
+            state = LeaderState::default();
+        }
+        if !is_leader || *generations.borrow() == 0 {
+            continue;
+        }
+        let cfg = publisher.live.load_full();
+        let snapshot = lock(&shared.snapshot).clone();
+        write_status(&client, &opts, &cfg, &snapshot).await;
+        state.events(&recorder, &cfg, &snapshot).await;
+    }
+}
+
+/// What the leader has already reported, so that Events are not repeated on every compile.
+#[derive(Default)]
+struct LeaderState {
+    reported: HashSet<Diagnostic>,
+    admitted: HashSet<ObjectKey>,
+}
+
+fn reference(ing: &Ingress) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("networking.k8s.io/v1".into()),
+        kind: Some("Ingress".into()),
+        namespace: ing.metadata.namespace.clone(),
+        name: ing.metadata.name.clone(),
+        uid: ing.metadata.uid.clone(),
+        resource_version: ing.metadata.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+impl LeaderState {
+    async fn events(&mut self, recorder: &Recorder, cfg: &Config, snapshot: &Snapshot) {
+        for key in &cfg.admitted {
+            if self.admitted.contains(key) {
+                continue;
+            }
+            let Some(ing) = snapshot.ingresses.get(key) else {
+                continue;
+            };
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "Admitted".into(),
+                note: Some(format!("Ingress {key} is served by Portico")),
+                action: "Compile".into(),
+                secondary: None,
+            };
+            match recorder.publish(&ev, &reference(ing)).await {
+                Ok(()) => drop(self.admitted.insert(key.clone())),
+                Err(e) => tracing::warn!(ingress = %key, error = %e, "cannot write Event"),
+            }
+        }
+        let admitted: HashSet<&ObjectKey> = cfg.admitted.iter().collect();
+        self.admitted.retain(|k| admitted.contains(k));
+
+        for d in &cfg.diagnostics {
+            if d.object.kind != "Ingress" || self.reported.contains(d) {
+                continue;
+            }
+            let key = ObjectKey::new(d.object.namespace.clone(), d.object.name.clone());
+            let Some(ing) = snapshot.ingresses.get(&key) else {
+                continue;
+            };
+            let ev = Event {
+                type_: match d.severity {
+                    Severity::Warning | Severity::Error => EventType::Warning,
+                },
+                reason: d.reason.as_str().into(),
+                note: Some(d.message.chars().take(1000).collect()),
+                action: "Compile".into(),
+                secondary: None,
+            };
+            match recorder.publish(&ev, &reference(ing)).await {
+                Ok(()) => drop(self.reported.insert(d.clone())),
+                Err(e) => tracing::warn!(ingress = %key, error = %e, "cannot write Event"),
+            }
+        }
+        // A diagnostic that went away may be reported again if it comes back.
+        let current: HashSet<&Diagnostic> = cfg.diagnostics.iter().collect();
+        self.reported.retain(|d| current.contains(d));
+    }
+}
+
+/// The `status.loadBalancer.ingress` entries Portico publishes: `--publish-status-address`
+/// if given; else the `--publish-service` Service's load-balancer ingress, else its
+/// external IPs, else its cluster IP(s).
+async fn desired_status(client: &Client, opts: &KubeOptions) -> Option<Vec<serde_json::Value>> {
+    let entry = |a: &str| {
+        if a.parse::<std::net::IpAddr>().is_ok() {
+            json!({"ip": a})
+        } else {
+            json!({"hostname": a})
+        }
+    };
+    if !opts.publish_status_addresses.is_empty() {
+        return Some(opts.publish_status_addresses.iter().map(|a| entry(a)).collect());
+    }
+    let key = opts.publish_service.as_ref()?;
+    let svc = match Api::<Service>::namespaced(client.clone(), &key.namespace)
+        .get(&key.name)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(service = %key, error = %e, "cannot read --publish-service; status not updated");
+            return None;
+        }
+    };
+    let lb: Vec<serde_json::Value> = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .map(|v| {
+            v.iter()
+                .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()).map(entry))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !lb.is_empty() {
+        return Some(lb);
+    }
+    let spec = svc.spec.unwrap_or_default();
+    let external: Vec<serde_json::Value> = spec.external_ips.unwrap_or_default().iter().map(|a| entry(a)).collect();
+    if !external.is_empty() {
+        return Some(external);
+    }
+    let cluster: Vec<serde_json::Value> = spec
+        .cluster_ips
+        .unwrap_or_default()
+        .iter()
+        .chain(spec.cluster_ip.iter())
+        .filter(|a| a.as_str() != "None" && !a.is_empty())
+        .map(|a| entry(a))
+        .collect::<Vec<_>>();
+    let mut seen = HashSet::new();
+    Some(cluster.into_iter().filter(|v| seen.insert(v.to_string())).collect())
+}
+
+fn current_status(ing: &Ingress) -> Vec<serde_json::Value> {
+    ing.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .map(|v| v.iter().filter_map(|i| serde_json::to_value(i).ok()).collect())
+        .unwrap_or_default()
+}
+
+async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, snapshot: &Snapshot) {
+    let Some(desired) = desired_status(client, opts).await else {
+        return;
+    };
+    let ours: HashSet<&ObjectKey> = cfg.admitted.iter().collect();
+    let mut writes: BTreeMap<&ObjectKey, Vec<serde_json::Value>> = BTreeMap::new();
+    for (key, ing) in &snapshot.ingresses {
+        let current = current_status(ing);
+        if ours.contains(key) {
+            if current != desired {
+                writes.insert(key, desired.clone());
+            }
+        } else if !current.is_empty() && current == desired {
+            // No longer ours (class changed): take our address back out.
+            writes.insert(key, Vec::new());
+        }
+    }
+    let params = PatchParams::apply("portico").force();
+    let mut failed = HashMap::new();
+    for (key, entries) in writes {
+        let api: Api<Ingress> = Api::namespaced(client.clone(), &key.namespace);
+        let patch = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "status": {"loadBalancer": {"ingress": entries}},
+        });
+        if let Err(e) = api.patch_status(&key.name, &params, &Patch::Apply(&patch)).await {
+            failed.insert(key.to_string(), e.to_string());
+        }
+    }
+    for (key, e) in failed {
+        tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status");
+    }
+}

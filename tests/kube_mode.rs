@@ -1,0 +1,203 @@
+//! Kubernetes mode on a real kube-apiserver: watches, /routes, Ingress status, Events,
+//! leader election. Portico runs as a local process with the deploy/ ServiceAccount's token.
+//! EndpointSlices use documentation addresses (198.51.100.0/24): no traffic goes there.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Portico;
+use support::cluster::ControlPlane;
+
+const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
+
+fn tls_secret(ns: &str, name: &str) -> String {
+    let ind = |f: &str| {
+        std::fs::read_to_string(format!("{TLS_DIR}{f}"))
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        ind("ec.crt"),
+        ind("ec-sec1.key")
+    )
+}
+
+fn service(ns: &str, name: &str, ips: &[&str]) -> String {
+    let eps: String = ips
+        .iter()
+        .map(|ip| format!("- addresses: ['{ip}']\n  conditions: {{ready: true}}\n"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n{eps}"
+    )
+}
+
+fn ingress(ns: &str, name: &str, class: &str, host: &str, svc: &str, tls_secret: Option<&str>) -> String {
+    let tls = tls_secret
+        .map(|s| format!("  tls: [{{hosts: [{host}], secretName: {s}}}]\n"))
+        .unwrap_or_default();
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ingressClassName: {class}\n{tls}  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
+    )
+}
+
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn endpoints(routes: &serde_json::Value, host: &str) -> Vec<String> {
+    routes["hosts"][host]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .flat_map(|r| r["backend"]["target"]["ready"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["addr"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn start_portico(cp: &ControlPlane, kubeconfig: &std::path::Path, name: &str) -> Portico {
+    let dir = std::env::temp_dir().join(format!("portico-kube-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = cp;
+    Portico::launch_env(
+        vec![
+            "--publish-status-address".into(),
+            "203.0.113.10".into(),
+            "--election-namespace".into(),
+            "portico-system".into(),
+            "--pod-name".into(),
+            name.into(),
+        ],
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_routes_status_and_events() {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    cp.ok(&["create", "namespace", "e2e-a"]);
+    cp.apply(
+        &(String::from(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: other}\nspec: {controller: example.com/other}\n",
+        ) + &service("e2e-a", "web", &["198.51.100.7"])
+            + &tls_secret("e2e-a", "app-tls")
+            + &ingress("e2e-a", "app", "portico", "app.example.com", "web", Some("app-tls"))
+            + &ingress("e2e-a", "foreign", "other", "foreign.example.com", "web", None)),
+    );
+    let p = start_portico(&cp, &kubeconfig, "p1").await;
+
+    // Routes, endpoints and the certificate from the cluster's objects.
+    let routes = p.routes().await;
+    assert_eq!(endpoints(&routes, "app.example.com"), ["198.51.100.7:8080"], "{routes}");
+    assert_eq!(routes["tls"]["app.example.com"], "secret e2e-a/app-tls");
+    assert!(
+        routes["hosts"].get("foreign.example.com").is_none(),
+        "another class gets no routes"
+    );
+    let a = support::tls_get(p.https, Some("app.example.com"), "/", false).await;
+    assert_eq!(a.map(|a| a.cert_cn).unwrap_or_default(), "*.example.com");
+
+    // Status is written for our Ingress only.
+    let status = |name: &'static str| {
+        let cp = &cp;
+        async move {
+            cp.ok(&[
+                "get",
+                "ingress",
+                name,
+                "-n",
+                "e2e-a",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ])
+        }
+    };
+    eventually("status of app", Duration::from_secs(30), || async {
+        status("app").await == "203.0.113.10"
+    })
+    .await;
+    assert_eq!(status("foreign").await, "", "another class gets no status");
+
+    // An Admitted event, then updates propagate: a second endpoint appears.
+    let events = cp.ok(&[
+        "get",
+        "events",
+        "-n",
+        "e2e-a",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}/{.regarding.name}{.involvedObject.name} {end}",
+    ]);
+    assert!(events.contains("Admitted/app"), "{events}");
+    cp.apply(&service("e2e-a", "web", &["198.51.100.7", "198.51.100.8"]));
+    eventually("second endpoint", Duration::from_secs(10), || async {
+        endpoints(&p.routes().await, "app.example.com").len() == 2
+    })
+    .await;
+
+    // A missing Secret: a Warning Event on the Ingress, the host still routed.
+    cp.apply(&ingress(
+        "e2e-a",
+        "broken",
+        "portico",
+        "broken.example.com",
+        "web",
+        Some("does-not-exist"),
+    ));
+    eventually("SecretNotFound event", Duration::from_secs(30), || async {
+        let ev = cp.ok(&[
+            "get",
+            "events",
+            "-n",
+            "e2e-a",
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}:{.involvedObject.name} {end}",
+        ]);
+        ev.contains("SecretNotFound:broken")
+    })
+    .await;
+    assert_eq!(endpoints(&p.routes().await, "broken.example.com").len(), 2);
+
+    // Switching the Ingress to another class removes its routes and its status.
+    cp.apply(&ingress(
+        "e2e-a",
+        "app",
+        "other",
+        "app.example.com",
+        "web",
+        Some("app-tls"),
+    ));
+    eventually("routes of app gone", Duration::from_secs(10), || async {
+        p.routes().await["hosts"].get("app.example.com").is_none()
+    })
+    .await;
+    eventually("status of app removed", Duration::from_secs(30), || async {
+        status("app").await.is_empty()
+    })
+    .await;
+
+    // Deletes propagate.
+    cp.ok(&["delete", "ingress", "broken", "-n", "e2e-a"]);
+    eventually("routes of broken gone", Duration::from_secs(10), || async {
+        p.routes().await["hosts"].get("broken.example.com").is_none()
+    })
+    .await;
+}
