@@ -201,3 +201,125 @@ async fn watches_routes_status_and_events() {
     })
     .await;
 }
+
+fn lease_holder(cp: &ControlPlane) -> String {
+    let out = cp.kubectl(&[
+        "get",
+        "lease",
+        "portico-leader",
+        "-n",
+        "portico-system",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn ip_status(cp: &ControlPlane, ns: &str, name: &str) -> String {
+    cp.ok(&[
+        "get",
+        "ingress",
+        name,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[*].ip}",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_another_takes_over() {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    cp.ok(&["create", "namespace", "e2e-b"]);
+    cp.apply(
+        &(service("e2e-b", "web", &["198.51.100.9"])
+            + &ingress("e2e-b", "first", "portico", "first.example.com", "web", None)),
+    );
+    let p1 = start_portico(&cp, &kubeconfig, "replica-1").await;
+    let p2 = start_portico(&cp, &kubeconfig, "replica-2").await;
+    eventually("status of first", Duration::from_secs(30), || async {
+        ip_status(&cp, "e2e-b", "first") == "203.0.113.10"
+    })
+    .await;
+    // Every replica serves; one holds the Lease.
+    for p in [&p1, &p2] {
+        assert_eq!(endpoints(&p.routes().await, "first.example.com"), ["198.51.100.9:8080"]);
+    }
+    let leader = lease_holder(&cp);
+    assert!(leader == "replica-1" || leader == "replica-2", "holder {leader:?}");
+    let leader_logs = if leader == "replica-1" {
+        p1.logs.clone()
+    } else {
+        p2.logs.clone()
+    };
+    assert!(
+        leader_logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("leadership changed") && l.contains("\"leader\":true"))
+    );
+
+    // The leader goes away without releasing the Lease; the other replica takes over when it
+    // expires and writes the status of what comes next.
+    let (survivor, gone) = if leader == "replica-1" { (p2, p1) } else { (p1, p2) };
+    drop(gone);
+    cp.apply(&ingress(
+        "e2e-b",
+        "second",
+        "portico",
+        "second.example.com",
+        "web",
+        None,
+    ));
+    eventually("second routed by the survivor", Duration::from_secs(10), || async {
+        !endpoints(&survivor.routes().await, "second.example.com").is_empty()
+    })
+    .await;
+    eventually(
+        "status of second by the new leader",
+        Duration::from_secs(60),
+        || async { ip_status(&cp, "e2e-b", "second") == "203.0.113.10" },
+    )
+    .await;
+    assert_ne!(lease_holder(&cp), leader);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_serving_while_the_api_server_is_down_then_catches_up() {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    cp.ok(&["create", "namespace", "e2e-c"]);
+    cp.apply(
+        &(service("e2e-c", "web", &["198.51.100.11"])
+            + &ingress("e2e-c", "before", "portico", "before.example.com", "web", None)),
+    );
+    let p = start_portico(&cp, &kubeconfig, "solo").await;
+    assert_eq!(
+        endpoints(&p.routes().await, "before.example.com"),
+        ["198.51.100.11:8080"]
+    );
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+
+    cp.stop_apiserver();
+    // The watches notice and say so; the last config keeps serving and readiness holds.
+    eventually("the outage in the log", Duration::from_secs(30), || async {
+        p.logs.lock().unwrap().iter().any(|l| l.contains("watch failed"))
+    })
+    .await;
+    let routes = p.routes().await;
+    assert_eq!(endpoints(&routes, "before.example.com"), ["198.51.100.11:8080"]);
+    assert_eq!(routes["generation"].as_u64().unwrap(), generation);
+    assert_eq!(support::get(p.admin, "admin", "/readyz").await.unwrap().0, 200);
+    let (s, _, body) = support::get(p.http, "nothing.example.com", "/").await.unwrap();
+    assert_eq!(s, 404, "{body}");
+
+    cp.start_apiserver();
+    cp.apply(&ingress("e2e-c", "after", "portico", "after.example.com", "web", None));
+    eventually("changes after the restart arrive", Duration::from_secs(60), || async {
+        !endpoints(&p.routes().await, "after.example.com").is_empty()
+    })
+    .await;
+    assert!(p.logs.lock().unwrap().iter().any(|l| l.contains("watch reconnected")));
+}

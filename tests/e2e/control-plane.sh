@@ -4,6 +4,7 @@
 #
 #   tests/e2e/control-plane.sh up DIR     # build or reuse the binaries, start, wait for /readyz
 #   tests/e2e/control-plane.sh down DIR   # stop what `up DIR` started, remove DIR
+#   tests/e2e/control-plane.sh stop-apiserver|start-apiserver DIR   # API server outage
 #
 # After `up`, DIR holds: kubeconfig (admin, token auth), ca.crt, env (SERVER=, TOKEN=,
 # KUBECONFIG=), logs, and pids. Ports are picked free at start; several planes can run at once.
@@ -66,21 +67,27 @@ up() {
 
   # No controller-manager or nodes: the endpoint reconciler is off (the advertise address
   # must not be loopback, and nothing needs the `kubernetes` Service's endpoints here).
-  "$BIN/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --secure-port "$API_PORT" \
-    --tls-cert-file apiserver.crt --tls-private-key-file apiserver.key \
-    --client-ca-file ca.crt \
-    --token-auth-file tokens.csv \
-    --authorization-mode RBAC \
-    --service-account-issuer "https://127.0.0.1:$API_PORT" \
-    --service-account-key-file sa.pub --service-account-signing-key-file sa.key \
-    --service-cluster-ip-range 10.0.0.0/24 \
-    --disable-admission-plugins ServiceAccount \
-    --endpoint-reconciler-type none \
-    --advertise-address 192.0.2.1 \
-    --v 1 > apiserver.log 2>&1 &
-  echo $! >> pids
+  # The command is kept in a script so that tests can stop and restart the API server.
+  cat > start-apiserver.sh <<START
+#!/usr/bin/env bash
+cd "$DIR"
+exec "$BIN/kube-apiserver" \\
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \\
+  --bind-address 127.0.0.1 --secure-port "$API_PORT" \\
+  --tls-cert-file apiserver.crt --tls-private-key-file apiserver.key \\
+  --client-ca-file ca.crt \\
+  --token-auth-file tokens.csv \\
+  --authorization-mode RBAC \\
+  --service-account-issuer "https://127.0.0.1:$API_PORT" \\
+  --service-account-key-file sa.pub --service-account-signing-key-file sa.key \\
+  --service-cluster-ip-range 10.0.0.0/24 \\
+  --disable-admission-plugins ServiceAccount \\
+  --endpoint-reconciler-type none \\
+  --advertise-address 192.0.2.1 \\
+  --v 1 >> "$DIR/apiserver.log" 2>&1
+START
+  chmod +x start-apiserver.sh
+  start_apiserver_bg
 
   SERVER="https://127.0.0.1:$API_PORT"
   cat > kubeconfig <<KCFG
@@ -98,17 +105,41 @@ contexts:
 current-context: e2e
 KCFG
   printf 'SERVER=%s\nTOKEN=%s\nKUBECONFIG=%s\nKUBECTL=%s\n' "$SERVER" "$TOKEN" "$DIR/kubeconfig" "$BIN/kubectl" > env
+  wait_ready
+  echo "$DIR"
+}
+
+start_apiserver_bg() {
+  setsid "$DIR/start-apiserver.sh" < /dev/null > /dev/null 2>&1 &
+  echo $! > "$DIR/apiserver.pid"
+  echo $! >> "$DIR/pids"
+}
+
+wait_ready() {
+  # shellcheck disable=SC1091
+  . "$DIR/env"
   for _ in $(seq 1 600); do
-    [ "$(curl -s --cacert ca.crt -H "Authorization: Bearer $TOKEN" "$SERVER/readyz" 2>/dev/null)" = ok ] && { echo "$DIR"; return 0; }
+    [ "$(curl -s --cacert "$DIR/ca.crt" -H "Authorization: Bearer $TOKEN" "$SERVER/readyz" 2>/dev/null)" = ok ] && return 0
     sleep 0.1
   done
-  tail -30 apiserver.log >&2
+  tail -30 "$DIR/apiserver.log" >&2
   echo "kube-apiserver did not become ready" >&2
   exit 1
+}
+
+stop_apiserver() {
+  local pid
+  pid=$(cat "$DIR/apiserver.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
 }
 
 case $cmd in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down DIR" >&2; exit 2 ;;
+  # Stop and start only the API server (etcd keeps the data): for resilience tests.
+  stop-apiserver) stop_apiserver ;;
+  start-apiserver) start_apiserver_bg; wait_ready ;;
+  *) echo "usage: $0 up|down|stop-apiserver|start-apiserver DIR" >&2; exit 2 ;;
 esac

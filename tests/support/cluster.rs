@@ -129,6 +129,28 @@ impl ControlPlane {
         self.kubeconfig_for("portico", token.trim())
     }
 
+    /// Stops the API server only (etcd keeps the data).
+    pub fn stop_apiserver(&self) {
+        let st = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("stop-apiserver")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Starts the API server again and waits for /readyz.
+    pub fn start_apiserver(&self) {
+        let st = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("start-apiserver")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
     /// A kube-rs client as the admin.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
