@@ -47,6 +47,14 @@ enum Command {
     },
     /// Serve examples/quickstart on 127.0.0.1:8080 and :8443 with built-in echo pods.
     Demo,
+    /// Run one echo pod (answers with what it received), e.g. inside a test's network namespace.
+    #[command(hide = true)]
+    Echo {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value = "echo")]
+        name: String,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -243,6 +251,16 @@ fn main() -> anyhow::Result<()> {
             run.manifests = Some(dir);
             start(run, true)
         }
+        Some(Command::Echo { listen, name }) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let l = TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
+                portico::demo::serve_echo(l, &name).await;
+                Ok(())
+            }),
         None => start(cli.run, false),
     }
 }

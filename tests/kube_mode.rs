@@ -323,3 +323,28 @@ async fn keeps_serving_while_the_api_server_is_down_then_catches_up() {
     .await;
     assert!(p.logs.lock().unwrap().iter().any(|l| l.contains("watch reconnected")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_reaches_a_pod_in_a_network_namespace() {
+    let pod = support::netns::TestHost::start(1, "pod-in-netns");
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    cp.ok(&["create", "namespace", "e2e-d"]);
+    let slice_ip = pod.addr.ip().to_string();
+    // The slice names the pod's address and port; the Service port is 80.
+    cp.apply(
+        &(service("e2e-d", "web", &[&slice_ip]).replace("port: 8080}]", &format!("port: {}}}]", pod.addr.port()))
+            + &ingress("e2e-d", "web", "portico", "netns.example.com", "web", None)),
+    );
+    let p = start_portico(&cp, &kubeconfig, "traffic").await;
+    assert_eq!(
+        endpoints(&p.routes().await, "netns.example.com"),
+        [pod.addr.to_string()]
+    );
+    let (s, _, body) = support::get(p.http, "netns.example.com", "/hello?x=1").await.unwrap();
+    assert_eq!(s, 200, "{body}");
+    let j = support::json(&body);
+    assert_eq!(j["pod"], "pod-in-netns");
+    assert_eq!(j["target"], "/hello?x=1");
+    assert_eq!(j["headers"]["host"], "netns.example.com");
+}
