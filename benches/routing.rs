@@ -191,6 +191,19 @@ fn compile_at_scale(c: &mut Criterion) {
             &s,
             |b, s| b.iter(|| black_box(compile(s, &opts)).route_list.len()),
         );
+        if tls > 0 {
+            // As Portico runs: certificates parsed by an earlier compile are reused.
+            let cached = Options {
+                cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
+                ..Options::default()
+            };
+            compile(&s, &cached);
+            g.bench_with_input(
+                BenchmarkId::new(format!("ingresses_tls{tls}_cached"), ingresses),
+                &s,
+                |b, s| b.iter(|| black_box(compile(s, &cached)).route_list.len()),
+            );
+        }
     }
     g.finish();
 }

@@ -221,6 +221,7 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>)
         default_ssl_certificate: class.default_ssl_certificate.clone(),
         fallback_certificate: fallback,
         now: std::time::SystemTime::now(),
+        cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
     }
 }
 

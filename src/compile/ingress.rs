@@ -383,7 +383,7 @@ impl IngressPass<'_, '_> {
         }
         let result = match self.snapshot.secrets.get(key) {
             None => Err((Reason::SecretNotFound, "the Secret does not exist".into())),
-            Some(secret) => parse_tls_secret(secret, self.opts.now),
+            Some(secret) => parse_tls_secret(secret, self.opts.now, self.opts.cert_cache.as_deref()),
         };
         self.parsed_secrets.insert(key.clone(), result.clone());
         result

@@ -37,6 +37,8 @@ pub struct Options {
     pub fallback_certificate: Option<Arc<CertifiedKey>>,
     /// The time certificates are checked against.
     pub now: SystemTime,
+    /// Parsed certificates kept between compiles (see [`tls::CertCache`]).
+    pub cert_cache: Option<Arc<tls::CertCache>>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             default_ssl_certificate: None,
             fallback_certificate: None,
             now: SystemTime::now(),
+            cert_cache: None,
         }
     }
 }
@@ -140,6 +143,9 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
 
+    if let Some(cache) = &opts.cert_cache {
+        cache.rotate();
+    }
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(

@@ -1147,3 +1147,49 @@ fn compile_is_deterministic() {
         serde_json::to_string(&b.route_list).unwrap()
     );
 }
+
+#[test]
+fn certificate_cache_gives_the_same_answers() {
+    let cache = Arc::new(tls::CertCache::default());
+    let with_cache = |now| {
+        let y = base()
+            + &tls_secret("ec", "ec.crt", "ec-sec1.key")
+            + &tls_secret("rsa", "rsa.crt", "rsa-pkcs8.key")
+            + &tls_secret("mismatch", "rsa.crt", "ec-sec1.key")
+            + &tls_ingress(
+                "t",
+                "2024-01-01T00:00:00Z",
+                &[
+                    (&["a.example.com"], Some("ec")),
+                    (&["foo.com"], Some("rsa")),
+                    (&["m.test"], Some("mismatch")),
+                ],
+                &["a.example.com"],
+            );
+        compile(
+            &snap(&y),
+            &Options {
+                fallback_certificate: Some(fallback()),
+                cert_cache: Some(cache.clone()),
+                now,
+                ..Options::default()
+            },
+        )
+    };
+    let first = with_cache(SystemTime::now());
+    assert_eq!(
+        cache.len(),
+        3,
+        "every distinct certificate parsed once, failures included"
+    );
+    let second = with_cache(SystemTime::now());
+    assert_eq!(first.diagnostics, second.diagnostics);
+    assert_eq!(
+        cert_cn(&second.certs.resolve(Some("foo.com")).unwrap()),
+        "rsa.example.com"
+    );
+    // Validity is checked against each compile's own time, not the cached one.
+    let later = with_cache(SystemTime::now() + Duration::from_secs(200 * 365 * 86400));
+    assert!(later.diagnostics.iter().any(|d| d.reason == Reason::CertificateExpired));
+    assert_eq!(cert_cn(&later.certs.resolve(Some("foo.com")).unwrap()), DEFAULT_CN);
+}

@@ -98,13 +98,98 @@ fn secret_field<'a>(secret: &'a Secret, field: &str) -> Option<&'a [u8]> {
         .map(|s| s.as_bytes())
 }
 
+/// A parsed certificate with its validity period (Unix seconds).
+#[derive(Clone)]
+pub struct ParsedCert {
+    pub key: Arc<CertifiedKey>,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+type Parsed = Result<ParsedCert, (Reason, String)>;
+
+/// Remembers parsed certificates between compiles, keyed by a hash of the PEM bytes, so
+/// that a change to one EndpointSlice does not re-parse a thousand Secrets. Parsing is a
+/// pure function of the bytes, so compile() stays deterministic; only its speed changes.
+/// Entries not used by the latest compile are dropped.
+#[derive(Default)]
+pub struct CertCache {
+    state: std::sync::Mutex<(HashMap<u64, Parsed>, HashMap<u64, Parsed>)>,
+}
+
+impl CertCache {
+    fn get_or_parse(&self, crt: &[u8], key: &[u8]) -> Parsed {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        crt.hash(&mut h);
+        key.hash(&mut h);
+        let id = h.finish();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (current, next) = &mut *st;
+        if let Some(hit) = next.get(&id).or_else(|| current.get(&id)).cloned() {
+            next.insert(id, hit.clone());
+            return hit;
+        }
+        drop(st);
+        let parsed = parse_material(crt, key);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1.insert(id, parsed.clone());
+        parsed
+    }
+
+    /// Ends a compile: what it used becomes the cache.
+    pub fn rotate(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 = std::mem::take(&mut st.1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().map(|s| s.0.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Parses a TLS Secret (`tls.crt` full chain, `tls.key` PKCS#1, PKCS#8 or SEC1) into a
 /// certified key, checking that key and certificate belong together and that the
 /// certificate is valid at `now`.
-pub fn parse_tls_secret(secret: &Secret, now: SystemTime) -> Result<Arc<CertifiedKey>, (Reason, String)> {
+pub fn parse_tls_secret(
+    secret: &Secret,
+    now: SystemTime,
+    cache: Option<&CertCache>,
+) -> Result<Arc<CertifiedKey>, (Reason, String)> {
     let invalid = |m: String| (Reason::InvalidCertificate, m);
     let crt = secret_field(secret, "tls.crt").ok_or_else(|| invalid("has no tls.crt".into()))?;
     let key = secret_field(secret, "tls.key").ok_or_else(|| invalid("has no tls.key".into()))?;
+    let parsed = match cache {
+        Some(c) => c.get_or_parse(crt, key)?,
+        None => parse_material(crt, key)?,
+    };
+    let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let when = |t: i64| {
+        x509_parser::time::ASN1Time::from_timestamp(t)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| t.to_string())
+    };
+    if now > parsed.not_after {
+        return Err((
+            Reason::CertificateExpired,
+            format!("the certificate expired on {}", when(parsed.not_after)),
+        ));
+    }
+    if now < parsed.not_before {
+        return Err((
+            Reason::CertificateExpired,
+            format!("the certificate is not valid before {}", when(parsed.not_before)),
+        ));
+    }
+    Ok(parsed.key)
+}
+
+fn parse_material(crt: &[u8], key: &[u8]) -> Parsed {
+    let invalid = |m: String| (Reason::InvalidCertificate, m);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<_, _>>()
         .map_err(|e| invalid(format!("tls.crt is not valid PEM: {e}")))?;
@@ -124,19 +209,10 @@ pub fn parse_tls_secret(secret: &Secret, now: SystemTime) -> Result<Arc<Certifie
     }
     let (_, leaf) = x509_parser::parse_x509_certificate(ck.cert[0].as_ref())
         .map_err(|e| invalid(format!("tls.crt is not a valid X.509 certificate: {e}")))?;
-    let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let validity = leaf.validity();
-    if now > validity.not_after.timestamp() {
-        return Err((
-            Reason::CertificateExpired,
-            format!("the certificate expired on {}", validity.not_after),
-        ));
-    }
-    if now < validity.not_before.timestamp() {
-        return Err((
-            Reason::CertificateExpired,
-            format!("the certificate is not valid before {}", validity.not_before),
-        ));
-    }
-    Ok(Arc::new(ck))
+    Ok(ParsedCert {
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        key: Arc::new(ck),
+    })
 }
