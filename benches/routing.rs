@@ -18,6 +18,10 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use portico::{AnyObject, Options, Snapshot, compile};
 
+// Measured with the allocator the portico binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
         namespace: Some(ns.into()),

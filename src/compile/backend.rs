@@ -134,7 +134,8 @@ pub type Resolved = (Arc<Backend>, Option<(Reason, String)>);
 pub struct Resolver<'a> {
     index: EndpointIndex<'a>,
     snapshot: &'a Snapshot,
-    cache: HashMap<(ObjectKey, PortRef), Resolved>,
+    /// Service → its resolved ports (a Service has few).
+    cache: HashMap<ObjectKey, Vec<(PortRef, Resolved)>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -148,7 +149,7 @@ impl<'a> Resolver<'a> {
 
     /// All backends resolved so far, ordered by name.
     pub fn backends(&self) -> Vec<Arc<Backend>> {
-        let mut v: Vec<_> = self.cache.values().map(|(b, _)| b.clone()).collect();
+        let mut v: Vec<_> = self.cache.values().flatten().map(|(_, (b, _))| b.clone()).collect();
         v.sort_by(|a, b| (&a.service, &a.port).cmp(&(&b.service, &b.port)));
         v
     }
@@ -178,18 +179,21 @@ impl<'a> Resolver<'a> {
 
     /// Resolves a Service port (by number or name) to a shared backend.
     pub fn service(&mut self, key: &ObjectKey, port: PortRef) -> Resolved {
-        let cache_key = (key.clone(), port);
-        if let Some(hit) = self.cache.get(&cache_key) {
-            return hit.clone();
+        if let Some(hit) = self
+            .cache
+            .get(key)
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
+        {
+            return hit.1.clone();
         }
         let resolved = resolve(
             self.snapshot.services.get(key).map(|s| s.as_ref()),
             key,
-            &cache_key.1,
+            &port,
             &self.index,
         );
         let entry = (Arc::new(resolved.0), resolved.1);
-        self.cache.insert(cache_key, entry.clone());
+        self.cache.entry(key.clone()).or_default().push((port, entry.clone()));
         entry
     }
 
@@ -236,7 +240,8 @@ fn resolve(
             format!("Service {key} does not exist"),
         );
     };
-    let spec = svc.spec.clone().unwrap_or_default();
+    let empty = Default::default();
+    let spec = svc.spec.as_ref().unwrap_or(&empty);
     let ports = spec.ports.as_deref().unwrap_or(&[]);
     let is_external = spec.type_.as_deref() == Some("ExternalName");
     let found = ports.iter().find(|p| match port {
@@ -355,7 +360,8 @@ fn endpoints_for(
                 continue;
             };
             for ep in &slice.endpoints {
-                let cond = ep.conditions.clone().unwrap_or_default();
+                let no_conditions = Default::default();
+                let cond = ep.conditions.as_ref().unwrap_or(&no_conditions);
                 let is_terminating = cond.terminating == Some(true);
                 let is_ready = cond.ready != Some(false);
                 let set = if is_terminating {

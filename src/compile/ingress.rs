@@ -21,39 +21,55 @@ pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-defaul
 /// ingress-nginx spelling of the same setting.
 const ANNOTATION_PREFIXES: [&str; 2] = ["portico.dev/", "nginx.ingress.kubernetes.io/"];
 
-/// Why an Ingress is not ours, for `/routes`; `None` when it is ours.
-pub fn class_mismatch(ing: &Ingress, snapshot: &Snapshot, opts: &Options) -> Option<String> {
-    let ours = |class: &str| {
-        snapshot
-            .ingress_classes
-            .get(&ObjectKey::new("", class))
-            .and_then(|c| c.spec.as_ref())
-            .and_then(|s| s.controller.as_deref())
-            == Some(opts.controller_name.as_str())
-    };
-    if let Some(class) = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
-        return match snapshot.ingress_classes.contains_key(&ObjectKey::new("", class)) {
-            false => Some(format!("IngressClass {class} does not exist")),
-            true if ours(class) => None,
-            true => Some(format!("IngressClass {class} belongs to another controller")),
-        };
+/// Decides which Ingresses are ours. Built once per compile from the IngressClasses.
+pub struct ClassFilter<'a> {
+    opts: &'a Options,
+    /// IngressClass name → whether its controller is ours.
+    classes: HashMap<&'a str, bool>,
+    /// One of our IngressClasses is the cluster's default class.
+    default_is_ours: bool,
+}
+
+impl<'a> ClassFilter<'a> {
+    pub fn new(snapshot: &'a Snapshot, opts: &'a Options) -> Self {
+        let mut classes = HashMap::new();
+        let mut default_is_ours = false;
+        for (key, c) in &snapshot.ingress_classes {
+            let ours = c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller_name.as_str());
+            let is_default = c
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .is_some_and(|v| v == "true");
+            default_is_ours |= ours && is_default;
+            classes.insert(key.name.as_str(), ours);
+        }
+        Self {
+            opts,
+            classes,
+            default_is_ours,
+        }
     }
-    if let Some(class) = ing.metadata.annotations.as_ref().and_then(|a| a.get(CLASS_ANNOTATION)) {
-        return (class != &opts.ingress_class)
-            .then(|| format!("annotation {CLASS_ANNOTATION}={class} names another class"));
+
+    /// Why an Ingress is not ours, for `/routes`; `None` when it is ours.
+    pub fn mismatch(&self, ing: &Ingress) -> Option<String> {
+        if let Some(class) = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+            return match self.classes.get(class) {
+                None => Some(format!("IngressClass {class} does not exist")),
+                Some(true) => None,
+                Some(false) => Some(format!("IngressClass {class} belongs to another controller")),
+            };
+        }
+        if let Some(class) = ing.metadata.annotations.as_ref().and_then(|a| a.get(CLASS_ANNOTATION)) {
+            return (class != &self.opts.ingress_class)
+                .then(|| format!("annotation {CLASS_ANNOTATION}={class} names another class"));
+        }
+        if self.opts.watch_without_class || self.default_is_ours {
+            return None;
+        }
+        Some("no ingress class, and no default IngressClass of ours".to_string())
     }
-    if opts.watch_without_class {
-        return None;
-    }
-    let default_is_ours = snapshot.ingress_classes.values().any(|c| {
-        c.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-            .is_some_and(|v| v == "true")
-            && c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller_name.as_str())
-    });
-    (!default_is_ours).then(|| "no ingress class, and no default IngressClass of ours".to_string())
 }
 
 /// Reads an annotation under Portico's or ingress-nginx's prefix.
@@ -69,6 +85,7 @@ pub struct Compiled {
     pub builder: RouteTableBuilder,
     pub routes: Vec<Arc<Route>>,
     pub admitted: Vec<ObjectKey>,
+    pub ignored: Vec<(ObjectKey, String)>,
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
@@ -113,13 +130,15 @@ impl IngressPass<'_, '_> {
     /// Compiles the Ingresses that are ours, oldest first so that the oldest claim on a
     /// host+path (or a host's certificate or default backend) wins.
     pub fn run(mut self) -> Compiled {
-        let mut owned: Vec<(&ObjectKey, &Ingress)> = self
-            .snapshot
-            .ingresses
-            .iter()
-            .filter(|(_, ing)| class_mismatch(ing, self.snapshot, self.opts).is_none())
-            .map(|(k, v)| (k, v.as_ref()))
-            .collect();
+        let filter = ClassFilter::new(self.snapshot, self.opts);
+        let mut owned: Vec<(&ObjectKey, &Ingress)> = Vec::new();
+        let mut ignored = Vec::new();
+        for (k, ing) in &self.snapshot.ingresses {
+            match filter.mismatch(ing) {
+                None => owned.push((k, ing.as_ref())),
+                Some(why) => ignored.push((k.clone(), why)),
+            }
+        }
         // Objects without a creation time (hand-written manifests) count as newest.
         owned.sort_by(|(ka, a), (kb, b)| {
             let ta = a.metadata.creation_timestamp.as_ref();
@@ -139,18 +158,25 @@ impl IngressPass<'_, '_> {
         }
         for (key, ing) in owned {
             admitted.push(key.clone());
-            let spec = ing.spec.clone().unwrap_or_default();
+            let empty = Default::default();
+            let spec = ing.spec.as_ref().unwrap_or(&empty);
             let ssl_redirect = self.ssl_redirect(key, ing);
+            // An exact host has TLS when listed itself or covered by a `*.` entry one label up.
             let has_tls = |host: &HostPattern| match host {
                 HostPattern::Any => false,
                 HostPattern::Wildcard(_) => tls_hosts.contains_key(host),
-                HostPattern::Exact(h) => tls_hosts.keys().any(|t| t.covers(h)),
+                HostPattern::Exact(h) => {
+                    tls_hosts.contains_key(host)
+                        || h.split_once('.').is_some_and(|(first, rest)| {
+                            !first.is_empty() && tls_hosts.contains_key(&HostPattern::Wildcard(rest.to_string()))
+                        })
+                }
             };
-            let rules = spec.rules.unwrap_or_default();
+            let rules = spec.rules.as_deref().unwrap_or(&[]);
             let default_backend = spec.default_backend.as_ref().and_then(|b| self.backend(key, b));
 
             let mut hosts_of_ingress: Vec<HostPattern> = Vec::new();
-            for rule in &rules {
+            for rule in rules {
                 let host = match HostPattern::parse(rule.host.as_deref()) {
                     Ok(h) => h,
                     Err(msg) => {
@@ -283,6 +309,7 @@ impl IngressPass<'_, '_> {
             builder,
             routes,
             admitted,
+            ignored,
         }
     }
 

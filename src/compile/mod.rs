@@ -155,11 +155,6 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             format!("path cannot be served: {msg}"),
         );
     }
-    let ignored = snapshot
-        .ingresses
-        .iter()
-        .filter_map(|(k, ing)| ingress::class_mismatch(ing, snapshot, opts).map(|why| (k.clone(), why)))
-        .collect();
     Config {
         generation: 0,
         routes,
@@ -167,7 +162,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         route_list: compiled.routes,
         backends: resolver.backends(),
         admitted: compiled.admitted,
-        ignored,
+        ignored: compiled.ignored,
         diagnostics: diags.into_sorted(),
     }
 }
