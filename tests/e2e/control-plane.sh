@@ -80,7 +80,7 @@ exec "$BIN/kube-apiserver" \\
   --authorization-mode RBAC \\
   --service-account-issuer "https://127.0.0.1:$API_PORT" \\
   --service-account-key-file sa.pub --service-account-signing-key-file sa.key \\
-  --service-cluster-ip-range 10.0.0.0/24 \\
+  --service-cluster-ip-range 10.96.0.0/12 \\
   --disable-admission-plugins ServiceAccount \\
   --endpoint-reconciler-type none \\
   --advertise-address 192.0.2.1 \\
