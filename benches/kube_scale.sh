@@ -82,7 +82,14 @@ until curl -sf http://127.0.0.1:18999/readyz >/dev/null 2>&1; do sleep 0.1; done
 t1=$(date +%s.%N)
 rss() { awk '/^VmRSS/{printf "%.1f", $2/1024}' /proc/$PID/status; }
 echo "ready_after_s=$(echo "$t1 - $t0" | bc) rss_ready_mb=$(rss)"
-sleep 5   # let leader election and status writes settle
+# Let the leader write every Ingress's status (which must not trigger recompiles), then
+# measure only what our own changes cause.
+ts=$SECONDS
+until [ "$(k get ingress -n scale -o jsonpath='{range .items[*]}{.status.loadBalancer.ingress[0].ip}{"\n"}{end}' | grep -c 203.0.113.10)" -ge "$N" ]; do
+  [ $((SECONDS - ts)) -gt 600 ] && { echo "status writes did not finish" >&2; break; }
+  sleep 2
+done
+echo "status_written_for_all_s=$((SECONDS - ts)) publishes_so_far=$(grep -c '"config published"' "$WORK/portico.log")"
 echo "rss_settled_mb=$(rss)"
 
 gen() { grep '"config published"' "$WORK/portico.log" | tail -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["fields"]["generation"])'; }
@@ -95,11 +102,20 @@ for u in $(seq 1 "$UPDATES"); do
     -p "[{\"op\":\"add\",\"path\":\"/endpoints/-\",\"value\":{\"addresses\":[\"198.51.100.$(( 200 + u ))\"],\"conditions\":{\"ready\":true}}}]" >/dev/null
   patched=$(date +%s.%N)
   for _ in $(seq 1 200); do [ "$(gen)" -gt "$before" ] && break; sleep 0.02; done
-  live=$(grep '"config published"' "$WORK/portico.log" | tail -1 | python3 -c '
+  # The first config published after the one that was live before the patch.
+  line=$(grep '"config published"' "$WORK/portico.log" | python3 -c '
+import json, sys
+want = int(sys.argv[1]) + 1
+for l in sys.stdin:
+    v = json.loads(l)
+    if v["fields"]["generation"] == want:
+        print(l.strip()); break' "$before")
+  live=$(echo "$line" | python3 -c '
 import json, sys, datetime
 ts = json.loads(sys.stdin.read())["timestamp"]
 print(datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())')
-  compile_ms=$(grep '"config published"' "$WORK/portico.log" | tail -1 | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["fields"]["compile_ms"],1))')
+  compile_ms=$(echo "$line" | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["fields"]["compile_ms"],1))')
+  sleep 0.5
   ms=$(echo "($live - $patched) * 1000" | bc)
   lat+=("$ms")
   printf 'update=%d slice=svc-%d-a patch_rtt_ms=%.1f patch_to_live_ms=%.1f compile_ms=%s\n' "$u" "$i" "$(echo "($patched - $sent)*1000" | bc)" "$ms" "$compile_ms"

@@ -55,32 +55,80 @@ struct Shared {
 trait Reflected: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static {
     const KIND: Kind;
     fn wrap(self) -> AnyObject;
+    /// Whether an update leaves everything compile() reads as it was (a status write, say),
+    /// so that no recompile is needed.
+    fn same_for_compile(_snapshot: &Snapshot, _new: &Self) -> bool {
+        false
+    }
+    /// Drops fields compile() never reads, which cost memory at scale.
+    fn slim_kind(&mut self) {}
 }
 
 macro_rules! reflected {
     ($t:ty, $k:ident) => {
+        reflected!($t, $k, {});
+    };
+    ($t:ty, $k:ident, { $($body:tt)* }) => {
         impl Reflected for $t {
             const KIND: Kind = Kind::$k;
             fn wrap(self) -> AnyObject {
                 AnyObject::$k(Arc::new(self))
             }
+            $($body)*
         }
     };
 }
-reflected!(Ingress, Ingress);
+reflected!(Ingress, Ingress, {
+    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+        snapshot.ingresses.get(&key_of(new)).is_some_and(|old| {
+            old.spec == new.spec
+                && old.metadata.annotations == new.metadata.annotations
+                && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+        })
+    }
+});
 reflected!(IngressClass, IngressClass);
-reflected!(Service, Service);
-reflected!(EndpointSlice, EndpointSlice);
+reflected!(Service, Service, {
+    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+        snapshot
+            .services
+            .get(&key_of(new))
+            .is_some_and(|old| old.spec == new.spec)
+    }
+});
+reflected!(EndpointSlice, EndpointSlice, {
+    fn slim_kind(&mut self) {
+        for ep in &mut self.endpoints {
+            ep.hints = None;
+            ep.node_name = None;
+            ep.deprecated_topology = None;
+            ep.hostname = None;
+            if let Some(r) = ep.target_ref.as_mut() {
+                *r = ObjectReference {
+                    name: r.name.take(),
+                    ..Default::default()
+                };
+            }
+        }
+    }
+});
 reflected!(Endpoints, Endpoints);
-reflected!(Secret, Secret);
+reflected!(Secret, Secret, {
+    fn slim_kind(&mut self) {
+        if let Some(d) = self.data.as_mut() {
+            d.retain(|k, _| k == "tls.crt" || k == "tls.key");
+        }
+    }
+});
 
 /// Drops what compile never reads but costs memory at scale.
-fn slim<K: Resource>(mut obj: K) -> K {
+fn slim<K: Reflected>(mut obj: K) -> K {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+    obj.slim_kind();
     obj
 }
 
@@ -131,7 +179,12 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
                     tracing::info!(kind = ?K::KIND, objects = n, "initial list complete");
                 }
             }
-            WatchEvent::Apply(o) => lock(&shared.snapshot).insert(slim(o).wrap()),
+            WatchEvent::Apply(o) => {
+                let o = slim(o);
+                let mut snap = lock(&shared.snapshot);
+                changed = !K::same_for_compile(&snap, &o);
+                snap.insert(o.wrap());
+            }
             WatchEvent::Delete(o) => lock(&shared.snapshot).remove(K::KIND, &key_of(&o)),
         }
         if changed {
