@@ -39,7 +39,7 @@ pub fn routes_json(cfg: &Config) -> Value {
             "pathType": path_type,
             "ingress": r.ingress.to_string(),
             "sslRedirect": r.ssl_redirect,
-            "backend": r.backend.as_ref(),
+            "backend": cfg.backend(r),
         }));
     }
     json!({

@@ -109,7 +109,8 @@ spec:
                         if cfg.generation == 0 {
                             continue;
                         }
-                        let svc = &cfg.routes.route("h.test", "/").expect("route").backend.service.name;
+                        let route = cfg.routes.route("h.test", "/").expect("route");
+                        let svc = &cfg.backend(route).expect("backend").service.name;
                         assert_eq!(*svc, format!("g{}", cfg.generation));
                         assert_eq!(
                             cfg.certs.sources.keys().next().map(String::as_str),

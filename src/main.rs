@@ -343,10 +343,14 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut last = std::time::Instant::now();
                 loop {
                     tick.tick().await;
-                    if let Some((snapshot, diags)) = watch_dir.poll() {
+                    // Changes, or every five minutes anyway: certificates expire with time.
+                    let due = last.elapsed() > Duration::from_secs(300);
+                    if let Some((snapshot, diags)) = watch_dir.poll().or_else(|| due.then(|| watch_dir.current())) {
                         publisher.publish(&snapshot, diags);
+                        last = std::time::Instant::now();
                     }
                 }
             });

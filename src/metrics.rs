@@ -167,7 +167,7 @@ impl Metrics {
                 .get_or_create(&RequestLabels {
                     namespace: r.ingress.namespace.clone(),
                     ingress: r.ingress.name.clone(),
-                    service: r.backend.service.name.clone(),
+                    service: r.service.name.clone(),
                     status,
                 })
                 .clone()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::compile::backend::Backend;
+use crate::compile::backend::BackendId;
 use crate::model::ObjectKey;
 
 /// The host part of a rule, validated and lower-cased.
@@ -129,7 +129,11 @@ pub struct Route {
     /// `None` for a default backend.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathRule>,
-    pub backend: Arc<Backend>,
+    /// Index into `Config::backends`.
+    #[serde(skip)]
+    pub backend: BackendId,
+    /// The Service the backend is (for logs and metrics).
+    pub service: ObjectKey,
     /// Plain-HTTP requests get a 308 to https (the host has TLS and the Ingress did not opt out).
     pub ssl_redirect: bool,
     /// Request counters, filled by the data plane on first use.

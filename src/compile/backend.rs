@@ -130,12 +130,18 @@ impl<'a> EndpointIndex<'a> {
 /// A backend and, when something is wrong with it, the reason to report.
 pub type Resolved = (Arc<Backend>, Option<(Reason, String)>);
 
+/// Index of a backend in `Config::backends`. Routes name their backend by index, so that a
+/// change to endpoints alone can swap the backends under an unchanged route table.
+pub type BackendId = usize;
+
 /// Resolves backends once per (Service, port) and shares the result between routes.
 pub struct Resolver<'a> {
     index: EndpointIndex<'a>,
     snapshot: &'a Snapshot,
-    /// Service → its resolved ports (a Service has few).
-    cache: HashMap<ObjectKey, Vec<(PortRef, Resolved)>>,
+    /// Service → its resolved ports (a Service has few) → backend id.
+    cache: HashMap<ObjectKey, Vec<(PortRef, BackendId)>>,
+    /// Backends by id, in the order they were first asked for.
+    list: Vec<Resolved>,
 }
 
 impl<'a> Resolver<'a> {
@@ -144,19 +150,18 @@ impl<'a> Resolver<'a> {
             index: EndpointIndex::new(snapshot),
             snapshot,
             cache: HashMap::new(),
+            list: Vec::new(),
         }
     }
 
-    /// All backends resolved so far, ordered by name.
+    /// All backends resolved so far, indexed by their id.
     pub fn backends(&self) -> Vec<Arc<Backend>> {
-        let mut v: Vec<_> = self.cache.values().flatten().map(|(_, (b, _))| b.clone()).collect();
-        v.sort_by(|a, b| (&a.service, &a.port).cmp(&(&b.service, &b.port)));
-        v
+        self.list.iter().map(|(b, _)| b.clone()).collect()
     }
 
     /// Resolves an Ingress backend in `namespace`. Returns the backend (possibly
     /// `Unavailable`) and, when something is wrong, the reason to report.
-    pub fn ingress_backend(&mut self, namespace: &str, b: &IngressBackend) -> Result<Resolved, String> {
+    pub fn ingress_backend(&mut self, namespace: &str, b: &IngressBackend) -> Result<(BackendId, Resolved), String> {
         let Some(svc) = &b.service else {
             return Err(match &b.resource {
                 Some(r) => format!(
@@ -178,13 +183,13 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves a Service port (by number or name) to a shared backend.
-    pub fn service(&mut self, key: &ObjectKey, port: PortRef) -> Resolved {
-        if let Some(hit) = self
+    pub fn service(&mut self, key: &ObjectKey, port: PortRef) -> (BackendId, Resolved) {
+        if let Some(&(_, id)) = self
             .cache
             .get(key)
             .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
         {
-            return hit.1.clone();
+            return (id, self.list[id].clone());
         }
         let resolved = resolve(
             self.snapshot.services.get(key).map(|s| s.as_ref()),
@@ -193,8 +198,10 @@ impl<'a> Resolver<'a> {
             &self.index,
         );
         let entry = (Arc::new(resolved.0), resolved.1);
-        self.cache.entry(key.clone()).or_default().push((port, entry.clone()));
-        entry
+        let id = self.list.len();
+        self.list.push(entry.clone());
+        self.cache.entry(key.clone()).or_default().push((port, id));
+        (id, entry)
     }
 
     /// The first port of a Service: how `--default-backend-service` picks its port.

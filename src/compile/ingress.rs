@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::Options;
-use super::backend::{Backend, Resolver};
+use super::backend::{BackendId, Resolver};
 use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use super::tls::{CertStore, parse_tls_secret};
 use crate::model::{ObjectKey, Snapshot};
@@ -112,13 +112,13 @@ impl IngressPass<'_, '_> {
         self.diags.push(ObjectRef::ingress(key), severity, reason, msg);
     }
 
-    fn backend(&mut self, key: &ObjectKey, b: &IngressBackend) -> Option<Arc<Backend>> {
+    fn backend(&mut self, key: &ObjectKey, b: &IngressBackend) -> Option<(BackendId, ObjectKey)> {
         match self.resolver.ingress_backend(&key.namespace, b) {
-            Ok((backend, problem)) => {
+            Ok((id, (backend, problem))) => {
                 if let Some((reason, msg)) = problem {
                     self.warn(key, Severity::Error, reason, format!("{msg}; its paths answer 503"));
                 }
-                Some(backend)
+                Some((id, backend.service.clone()))
             }
             Err(msg) => {
                 self.warn(key, Severity::Error, Reason::UnsupportedBackend, msg);
@@ -235,7 +235,7 @@ impl IngressPass<'_, '_> {
                         self.warn(key, Severity::Warning, Reason::PathConflict, msg);
                         continue;
                     }
-                    let Some(backend) = self.backend(key, &p.backend) else {
+                    let Some((backend, service)) = self.backend(key, &p.backend) else {
                         continue;
                     };
                     claims.insert(claim, key.clone());
@@ -247,6 +247,7 @@ impl IngressPass<'_, '_> {
                             path_type,
                         }),
                         backend,
+                        service,
                         ssl_redirect: redirect,
                         counters: Default::default(),
                     });
@@ -255,7 +256,7 @@ impl IngressPass<'_, '_> {
                 }
             }
 
-            let Some(default_backend) = default_backend else {
+            let Some((default_backend, default_service)) = default_backend else {
                 continue;
             };
             // A default backend serves its Ingress's hosts; with no host of its own (no
@@ -274,7 +275,8 @@ impl IngressPass<'_, '_> {
                     ingress: key.clone(),
                     host: host.clone(),
                     path: None,
-                    backend: default_backend.clone(),
+                    backend: default_backend,
+                    service: default_service.clone(),
                     ssl_redirect: ssl_redirect && has_tls(&host),
                     counters: Default::default(),
                 });

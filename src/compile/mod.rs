@@ -62,11 +62,12 @@ impl Default for Options {
 pub struct Config {
     /// Set by the publisher: 1 for the first Config, +1 for each later one.
     pub generation: u64,
-    pub routes: RouteTable,
+    /// Shared with later Configs whose Ingresses did not change (see [`recompile_endpoints`]).
+    pub routes: Arc<RouteTable>,
     pub certs: CertStore,
     /// Every route, in the order compile() admitted them (for `/routes`).
     pub route_list: Vec<Arc<Route>>,
-    /// Every backend a route uses.
+    /// Every backend a route uses, indexed by `Route::backend`.
     pub backends: Vec<Arc<Backend>>,
     /// Ingresses of ours that were compiled.
     pub admitted: Vec<ObjectKey>,
@@ -76,6 +77,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The backend a route sends to.
+    pub fn backend(&self, route: &Route) -> Option<&Arc<Backend>> {
+        self.backends.get(route.backend)
+    }
+
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.severity == Severity::Error)
@@ -112,7 +118,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
 
     if let Some(key) = &opts.default_backend_service {
         let port = resolver.first_port(key);
-        let (backend, problem) = match &port {
+        let (backend, (_, problem)) = match &port {
             Some(port) => resolver.service(key, port.clone()),
             None => resolver.service(key, backend::PortRef::Number(0)),
         };
@@ -134,6 +140,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             host: HostPattern::Any,
             path: None,
             backend,
+            service: key.clone(),
             ssl_redirect: false,
             counters: Default::default(),
         });
@@ -157,13 +164,36 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     }
     Config {
         generation: 0,
-        routes,
+        routes: Arc::new(routes),
         certs,
         route_list: compiled.routes,
         backends: resolver.backends(),
         admitted: compiled.admitted,
         ignored: compiled.ignored,
         diagnostics: diags.into_sorted(),
+    }
+}
+
+/// Recompiles after a change to EndpointSlices or Endpoints only: every backend of `prev` is
+/// resolved again against `snapshot`; routes, certificates and diagnostics are taken over
+/// unchanged (they depend on Ingresses, Services, Secrets and classes, which did not change).
+/// Pure like [`compile`], and equal to what `compile` would give for the same snapshot.
+pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config) -> Config {
+    let mut resolver = Resolver::new(snapshot);
+    let backends = prev
+        .backends
+        .iter()
+        .map(|b| resolver.service(&b.service, b.port.clone()).1.0)
+        .collect();
+    Config {
+        generation: 0,
+        routes: prev.routes.clone(),
+        certs: prev.certs.clone(),
+        route_list: prev.route_list.clone(),
+        backends,
+        admitted: prev.admitted.clone(),
+        ignored: prev.ignored.clone(),
+        diagnostics: prev.diagnostics.clone(),
     }
 }
 

@@ -82,7 +82,9 @@ spec:
 }
 
 fn target(cfg: &Config, host: &str, path: &str) -> Option<String> {
-    cfg.routes.route(host, path).map(|r| r.backend.service.name.clone())
+    cfg.routes
+        .route(host, path)
+        .map(|r| cfg.backend(r).expect("backend").service.name.clone())
 }
 
 fn base() -> String {
@@ -535,7 +537,9 @@ fn default_backends() {
     let cfg = compile(&s, &opts);
     assert_eq!(target(&cfg, "o.com", "/else"), Some("e".into()));
     assert_eq!(
-        cfg.routes.route("o.com", "/else").unwrap().backend.ready()[0]
+        cfg.backend(cfg.routes.route("o.com", "/else").unwrap())
+            .unwrap()
+            .ready()[0]
             .addr
             .port(),
         8080
@@ -547,7 +551,8 @@ fn default_backends() {
 // ---------------------------------------------------------------- backends
 
 fn backend_of(cfg: &Config, host: &str) -> Arc<Backend> {
-    cfg.routes.route(host, "/").expect("routed").backend.clone()
+    let r = cfg.routes.route(host, "/").expect("routed");
+    cfg.backend(r).expect("backend").clone()
 }
 
 fn addrs(eps: &[backend::Endpoint]) -> Vec<String> {
@@ -799,7 +804,7 @@ fn backends_are_shared_between_routes() {
         &[("a.test", "/", "Prefix", "a"), ("b.test", "/x", "Prefix", "a")],
     ));
     let a = backend_of(&cfg, "a.test");
-    let b = cfg.routes.route("b.test", "/x").unwrap().backend.clone();
+    let b = cfg.backend(cfg.routes.route("b.test", "/x").unwrap()).unwrap().clone();
     assert!(Arc::ptr_eq(&a, &b));
     assert_eq!(cfg.backends.len(), 1);
 }
@@ -1192,4 +1197,30 @@ fn certificate_cache_gives_the_same_answers() {
     let later = with_cache(SystemTime::now() + Duration::from_secs(200 * 365 * 86400));
     assert!(later.diagnostics.iter().any(|d| d.reason == Reason::CertificateExpired));
     assert_eq!(cert_cn(&later.certs.resolve(Some("foo.com")).unwrap()), DEFAULT_CN);
+}
+
+#[test]
+fn endpoint_only_recompile_equals_a_full_compile() {
+    let before = base()
+        + &ing(
+            "i",
+            "2024-01-01T00:00:00Z",
+            &[("a.test", "/", "Prefix", "a"), ("b.test", "/", "Prefix", "b")],
+        );
+    let prev = compile(&snap(&before), &Options::default());
+    // Service a's slice gains a pod.
+    let after = before.replacen("- addresses: [10.0.0.1]", "- addresses: [10.0.0.1, 10.0.0.9]", 1);
+    let s = snap(&after);
+    let full = compile(&s, &Options::default());
+    let quick = recompile_endpoints(&s, &prev);
+    assert!(Arc::ptr_eq(&quick.routes, &prev.routes), "the route table is reused");
+    assert_eq!(quick.backends.len(), full.backends.len());
+    for (q, f) in quick.backends.iter().zip(&full.backends) {
+        assert_eq!(q, f);
+    }
+    assert_eq!(
+        addrs(backend_of(&quick, "a.test").ready()),
+        ["10.0.0.1:8080", "10.0.0.9:8080"]
+    );
+    assert_eq!(quick.diagnostics, full.diagnostics);
 }

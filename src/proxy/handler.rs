@@ -94,15 +94,15 @@ impl Proxy {
         let status = resp.status().as_u16();
         let elapsed = start.elapsed();
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        let (namespace, ingress, service) = match &outcome.route {
-            Some(r) => (
-                r.ingress.namespace.clone(),
-                r.ingress.name.clone(),
-                r.backend.service.name.clone(),
-            ),
-            None => (String::new(), String::new(), String::new()),
-        };
         if self.access_log {
+            let (namespace, ingress, service) = match &outcome.route {
+                Some(r) => (
+                    r.ingress.namespace.as_str(),
+                    r.ingress.name.as_str(),
+                    r.service.name.as_str(),
+                ),
+                None => ("", "", ""),
+            };
             tracing::info!(
                 target: "portico::access",
                 request_id = rid.to_str().unwrap_or(""),
@@ -147,14 +147,19 @@ impl Proxy {
                     return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
                 }
             };
-            let route = self.live.load().routes.route(host, &norm).cloned();
+            // One load: the route and its backend come from the same Config.
+            let cfg = self.live.load();
+            let found = cfg
+                .routes
+                .route(host, &norm)
+                .and_then(|r| Some((r.clone(), cfg.backend(r)?.clone())));
             let normalized = match norm {
                 Cow::Owned(s) => Some(s),
                 Cow::Borrowed(_) => None,
             };
-            (route, normalized)
+            (found, normalized)
         };
-        let Some(route) = route else {
+        let Some((route, backend)) = route else {
             return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path");
         };
         out.route = Some(route.clone());
@@ -173,7 +178,6 @@ impl Proxy {
             return r;
         }
 
-        let backend = &route.backend;
         let candidates: Vec<SocketAddr> = match &backend.target {
             Target::Unavailable { reason } => {
                 return plain(

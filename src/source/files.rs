@@ -211,6 +211,11 @@ impl DirWatch {
         if !changed {
             return None;
         }
+        Some(self.current())
+    }
+
+    /// The Snapshot of the files as last read, and the errors of files that could not be.
+    pub fn current(&self) -> (Snapshot, Vec<crate::compile::diagnostic::Diagnostic>) {
         let mut snapshot = Snapshot::default();
         let mut diags = Vec::new();
         for (path, state) in &self.files {
@@ -228,6 +233,6 @@ impl DirWatch {
                 });
             }
         }
-        Some((snapshot, diags))
+        (snapshot, diags)
     }
 }

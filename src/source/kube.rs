@@ -24,6 +24,9 @@ use crate::compile::Config;
 use crate::compile::diagnostic::{Diagnostic, Severity};
 use crate::model::{AnyObject, Kind, ObjectKey, Snapshot};
 
+/// Even without changes, compile fully this often (certificates expire with time).
+const FULL_COMPILE_EVERY: Duration = Duration::from_secs(300);
+
 /// Settings of Kubernetes mode.
 #[derive(Clone, Debug)]
 pub struct KubeOptions {
@@ -49,6 +52,8 @@ pub struct KubeOptions {
 struct Shared {
     snapshot: Mutex<Snapshot>,
     synced: Mutex<HashSet<Kind>>,
+    /// Kinds changed since the last compile.
+    dirty: Mutex<HashSet<Kind>>,
     changed: Notify,
 }
 
@@ -188,6 +193,7 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
             WatchEvent::Delete(o) => lock(&shared.snapshot).remove(K::KIND, &key_of(&o)),
         }
         if changed {
+            lock(&shared.dirty).insert(K::KIND);
             shared.changed.notify_one();
         }
     }
@@ -213,6 +219,7 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
     let shared = Arc::new(Shared {
         snapshot: Mutex::new(Snapshot::default()),
         synced: Mutex::new(HashSet::new()),
+        dirty: Mutex::new(HashSet::new()),
         changed: Notify::new(),
     });
     let ns = opts.watch_namespace.as_deref();
@@ -249,13 +256,25 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
             break;
         }
     }
+    let mut full_due = false;
+    let mut first = true;
     loop {
         // Coalesce bursts (a rollout touches many slices at once) into one compile.
         tokio::time::sleep(opts.debounce).await;
+        let dirty = std::mem::take(&mut *lock(&shared.dirty));
         let snapshot = lock(&shared.snapshot).clone();
-        let cfg = publisher.publish(&snapshot, Vec::new());
+        let endpoints_only = dirty.iter().all(|k| matches!(k, Kind::EndpointSlice | Kind::Endpoints));
+        let cfg = if !first && !full_due && endpoints_only {
+            publisher.publish_endpoints(&snapshot)
+        } else {
+            publisher.publish(&snapshot, Vec::new())
+        };
+        first = false;
         let _ = gen_tx.send(cfg.generation);
-        shared.changed.notified().await;
+        // A full compile at least every few minutes re-checks certificate validity.
+        full_due = tokio::time::timeout(FULL_COMPILE_EVERY, shared.changed.notified())
+            .await
+            .is_err();
     }
 }
 

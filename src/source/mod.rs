@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use crate::compile::diagnostic::{Diagnostic, Severity};
-use crate::compile::{Config, Options, compile};
+use crate::compile::{Config, Options, compile, recompile_endpoints};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
@@ -56,6 +56,25 @@ impl Publisher {
             }
             *reported = now;
         }
+        self.finish(cfg, snapshot, took, "full")
+    }
+
+    /// After a change to EndpointSlices or Endpoints only: backends are resolved again under
+    /// the live route table (see [`recompile_endpoints`]), which is much cheaper at scale.
+    pub fn publish_endpoints(&self, snapshot: &Snapshot) -> Arc<Config> {
+        let prev = self.live.load_full();
+        if prev.generation == 0 {
+            return self.publish(snapshot, Vec::new());
+        }
+        let t = Instant::now();
+        let cfg = recompile_endpoints(snapshot, &prev);
+        drop(prev);
+        let took = t.elapsed();
+        self.metrics.compile_duration.observe(took.as_secs_f64());
+        self.finish(cfg, snapshot, took, "endpoints")
+    }
+
+    fn finish(&self, cfg: Config, snapshot: &Snapshot, took: std::time::Duration, kind: &'static str) -> Arc<Config> {
         let routes = cfg.route_list.len();
         let generation = self.live.publish(cfg);
         self.metrics.config_generation.set(generation);
@@ -63,6 +82,7 @@ impl Publisher {
             generation,
             routes,
             objects = snapshot.len(),
+            compile = kind,
             compile_ms = took.as_secs_f64() * 1000.0,
             "config published"
         );
