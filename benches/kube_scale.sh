@@ -114,7 +114,7 @@ for l in sys.stdin:
 import json, sys, datetime
 ts = json.loads(sys.stdin.read())["timestamp"]
 print(datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())')
-  compile_ms=$(echo "$line" | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["fields"]["compile_ms"],1))')
+  compile_ms=$(echo "$line" | python3 -c 'import json,sys; f=json.loads(sys.stdin.read())["fields"]; print(str(round(f["compile_ms"],1)) + " compile=" + f.get("compile","?"))')
   sleep 0.5
   ms=$(echo "($live - $patched) * 1000" | bc)
   lat+=("$ms")

@@ -212,5 +212,30 @@ fn compile_at_scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, compile_at_scale);
+fn endpoints_only(c: &mut Criterion) {
+    let mut g = c.benchmark_group("recompile_endpoints");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for ingresses in [1_000usize, 10_000] {
+        let s = snapshot(ingresses, 2, 0);
+        let prev = compile(&s, &Options::default());
+        g.bench_with_input(BenchmarkId::new("ingresses", ingresses), &s, |b, s| {
+            b.iter(|| {
+                black_box(portico::compile::recompile_endpoints(s, &prev, None))
+                    .backends
+                    .len()
+            })
+        });
+        let one: std::collections::HashSet<portico::ObjectKey> = [portico::ObjectKey::new("bench", "svc7")].into();
+        g.bench_with_input(BenchmarkId::new("one_service_of", ingresses), &s, |b, s| {
+            b.iter(|| {
+                black_box(portico::compile::recompile_endpoints(s, &prev, Some(&one)))
+                    .backends
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, compile_at_scale, endpoints_only);
 criterion_main!(benches);

@@ -99,11 +99,21 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 impl<'a> EndpointIndex<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
+        Self::filtered(snapshot, None)
+    }
+
+    /// Indexes only the slices of `only` (all when `None`).
+    fn filtered(snapshot: &'a Snapshot, only: Option<&std::collections::HashSet<ObjectKey>>) -> Self {
         let mut slices: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
         for (key, slice) in &snapshot.endpoint_slices {
             let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
                 continue;
             };
+            if let Some(only) = only
+                && !only.contains(&ObjectKey::new(key.namespace.as_str(), svc.as_str()))
+            {
+                continue;
+            }
             slices
                 .entry(key.namespace.as_str())
                 .or_default()
@@ -148,6 +158,16 @@ impl<'a> Resolver<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
         Self {
             index: EndpointIndex::new(snapshot),
+            snapshot,
+            cache: HashMap::new(),
+            list: Vec::new(),
+        }
+    }
+
+    /// A resolver that may only be asked about `services` (it indexes their slices alone).
+    pub fn for_services(snapshot: &'a Snapshot, services: &std::collections::HashSet<ObjectKey>) -> Self {
+        Self {
+            index: EndpointIndex::filtered(snapshot, Some(services)),
             snapshot,
             cache: HashMap::new(),
             list: Vec::new(),

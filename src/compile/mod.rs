@@ -5,7 +5,7 @@ pub mod diagnostic;
 pub mod ingress;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -174,16 +174,23 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     }
 }
 
-/// Recompiles after a change to EndpointSlices or Endpoints only: every backend of `prev` is
-/// resolved again against `snapshot`; routes, certificates and diagnostics are taken over
-/// unchanged (they depend on Ingresses, Services, Secrets and classes, which did not change).
-/// Pure like [`compile`], and equal to what `compile` would give for the same snapshot.
-pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config) -> Config {
-    let mut resolver = Resolver::new(snapshot);
+/// Recompiles after a change to EndpointSlices or Endpoints only: the backends of `prev` are
+/// resolved again against `snapshot` — all of them, or only those of the Services in
+/// `changed` when the caller knows which — and routes, certificates and diagnostics are taken
+/// over unchanged (they depend on Ingresses, Services, Secrets and classes, which did not
+/// change). Pure like [`compile`], and equal to what `compile` would give for the snapshot.
+pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&HashSet<ObjectKey>>) -> Config {
+    let mut resolver = match changed {
+        Some(services) => Resolver::for_services(snapshot, services),
+        None => Resolver::new(snapshot),
+    };
     let backends = prev
         .backends
         .iter()
-        .map(|b| resolver.service(&b.service, b.port.clone()).1.0)
+        .map(|b| match changed {
+            Some(services) if !services.contains(&b.service) => b.clone(),
+            _ => resolver.service(&b.service, b.port.clone()).1.0,
+        })
         .collect();
     Config {
         generation: 0,

@@ -54,6 +54,9 @@ struct Shared {
     synced: Mutex<HashSet<Kind>>,
     /// Kinds changed since the last compile.
     dirty: Mutex<HashSet<Kind>>,
+    /// Services whose EndpointSlices or Endpoints changed since the last compile; `None`
+    /// after a relist of those kinds (then every backend is re-resolved).
+    dirty_services: Mutex<Option<HashSet<ObjectKey>>>,
     changed: Notify,
 }
 
@@ -67,6 +70,10 @@ trait Reflected: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'st
     }
     /// Drops fields compile() never reads, which cost memory at scale.
     fn slim_kind(&mut self) {}
+    /// For EndpointSlices and Endpoints: the Service they list endpoints for.
+    fn service_of(&self) -> Option<ObjectKey> {
+        None
+    }
 }
 
 macro_rules! reflected {
@@ -102,6 +109,13 @@ reflected!(Service, Service, {
     }
 });
 reflected!(EndpointSlice, EndpointSlice, {
+    fn service_of(&self) -> Option<ObjectKey> {
+        let svc = self.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?;
+        Some(ObjectKey::new(
+            self.metadata.namespace.clone().unwrap_or_default(),
+            svc.clone(),
+        ))
+    }
     fn slim_kind(&mut self) {
         for ep in &mut self.endpoints {
             ep.hints = None;
@@ -117,7 +131,11 @@ reflected!(EndpointSlice, EndpointSlice, {
         }
     }
 });
-reflected!(Endpoints, Endpoints);
+reflected!(Endpoints, Endpoints, {
+    fn service_of(&self) -> Option<ObjectKey> {
+        Some(key_of(self))
+    }
+});
 reflected!(Secret, Secret, {
     fn slim_kind(&mut self) {
         if let Some(d) = self.data.as_mut() {
@@ -177,6 +195,9 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
                 changed = false;
             }
             WatchEvent::InitDone => {
+                if matches!(K::KIND, Kind::EndpointSlice | Kind::Endpoints) {
+                    *lock(&shared.dirty_services) = None;
+                }
                 let objects = std::mem::take(&mut relist);
                 let n = objects.len();
                 lock(&shared.snapshot).replace_kind(K::KIND, objects);
@@ -186,16 +207,43 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
             }
             WatchEvent::Apply(o) => {
                 let o = slim(o);
+                note_service(&shared, &o);
                 let mut snap = lock(&shared.snapshot);
                 changed = !K::same_for_compile(&snap, &o);
+                // A slice that moved to another Service dirties the old one too.
+                if let Some(old) = old_service(&snap, K::KIND, &key_of(&o)) {
+                    mark_service(&shared, old);
+                }
                 snap.insert(o.wrap());
             }
-            WatchEvent::Delete(o) => lock(&shared.snapshot).remove(K::KIND, &key_of(&o)),
+            WatchEvent::Delete(o) => {
+                note_service(&shared, &o);
+                lock(&shared.snapshot).remove(K::KIND, &key_of(&o));
+            }
         }
         if changed {
             lock(&shared.dirty).insert(K::KIND);
             shared.changed.notify_one();
         }
+    }
+}
+
+fn mark_service(shared: &Shared, svc: ObjectKey) {
+    if let Some(set) = lock(&shared.dirty_services).as_mut() {
+        set.insert(svc);
+    }
+}
+
+fn note_service<K: Reflected>(shared: &Shared, obj: &K) {
+    if let Some(svc) = obj.service_of() {
+        mark_service(shared, svc);
+    }
+}
+
+fn old_service(snap: &Snapshot, kind: Kind, key: &ObjectKey) -> Option<ObjectKey> {
+    match kind {
+        Kind::EndpointSlice => snap.endpoint_slices.get(key).and_then(|s| s.service_of()),
+        _ => None,
     }
 }
 
@@ -220,6 +268,7 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
         snapshot: Mutex::new(Snapshot::default()),
         synced: Mutex::new(HashSet::new()),
         dirty: Mutex::new(HashSet::new()),
+        dirty_services: Mutex::new(Some(HashSet::new())),
         changed: Notify::new(),
     });
     let ns = opts.watch_namespace.as_deref();
@@ -262,10 +311,11 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
         // Coalesce bursts (a rollout touches many slices at once) into one compile.
         tokio::time::sleep(opts.debounce).await;
         let dirty = std::mem::take(&mut *lock(&shared.dirty));
+        let services = lock(&shared.dirty_services).replace(HashSet::new());
         let snapshot = lock(&shared.snapshot).clone();
         let endpoints_only = dirty.iter().all(|k| matches!(k, Kind::EndpointSlice | Kind::Endpoints));
         let cfg = if !first && !full_due && endpoints_only {
-            publisher.publish_endpoints(&snapshot)
+            publisher.publish_endpoints(&snapshot, services.as_ref())
         } else {
             publisher.publish(&snapshot, Vec::new())
         };

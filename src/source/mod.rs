@@ -61,13 +61,18 @@ impl Publisher {
 
     /// After a change to EndpointSlices or Endpoints only: backends are resolved again under
     /// the live route table (see [`recompile_endpoints`]), which is much cheaper at scale.
-    pub fn publish_endpoints(&self, snapshot: &Snapshot) -> Arc<Config> {
+    /// `changed`: the Services whose slices changed, when known (else all are re-resolved).
+    pub fn publish_endpoints(
+        &self,
+        snapshot: &Snapshot,
+        changed: Option<&std::collections::HashSet<crate::model::ObjectKey>>,
+    ) -> Arc<Config> {
         let prev = self.live.load_full();
         if prev.generation == 0 {
             return self.publish(snapshot, Vec::new());
         }
         let t = Instant::now();
-        let cfg = recompile_endpoints(snapshot, &prev);
+        let cfg = recompile_endpoints(snapshot, &prev, changed);
         drop(prev);
         let took = t.elapsed();
         self.metrics.compile_duration.observe(took.as_secs_f64());
