@@ -148,8 +148,20 @@ reflected!(Secret, Secret, {
 fn slim<K: Reflected>(mut obj: K) -> K {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    // Labels matter only on EndpointSlices (the Service they belong to).
+    match K::KIND {
+        Kind::EndpointSlice => {
+            if let Some(l) = meta.labels.as_mut() {
+                l.retain(|k, _| k == "kubernetes.io/service-name");
+            }
+        }
+        _ => meta.labels = None,
     }
     obj.slim_kind();
     obj
@@ -374,9 +386,9 @@ async fn leader_duties(
             continue;
         }
         let cfg = publisher.live.load_full();
-        let snapshot = lock(&shared.snapshot).clone();
-        write_status(&client, &opts, &cfg, &snapshot).await;
-        state.events(&recorder, &cfg, &snapshot).await;
+        let ingresses = lock(&shared.snapshot).ingresses.clone();
+        write_status(&client, &opts, &cfg, &ingresses).await;
+        state.events(&recorder, &cfg, &ingresses).await;
     }
 }
 
@@ -400,12 +412,12 @@ fn reference(ing: &Ingress) -> ObjectReference {
 }
 
 impl LeaderState {
-    async fn events(&mut self, recorder: &Recorder, cfg: &Config, snapshot: &Snapshot) {
+    async fn events(&mut self, recorder: &Recorder, cfg: &Config, ingresses: &Ingresses) {
         for key in &cfg.admitted {
             if self.admitted.contains(key) {
                 continue;
             }
-            let Some(ing) = snapshot.ingresses.get(key) else {
+            let Some(ing) = ingresses.get(key) else {
                 continue;
             };
             let ev = Event {
@@ -428,7 +440,7 @@ impl LeaderState {
                 continue;
             }
             let key = ObjectKey::new(d.object.namespace.clone(), d.object.name.clone());
-            let Some(ing) = snapshot.ingresses.get(&key) else {
+            let Some(ing) = ingresses.get(&key) else {
                 continue;
             };
             let ev = Event {
@@ -516,13 +528,15 @@ fn current_status(ing: &Ingress) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, snapshot: &Snapshot) {
+type Ingresses = BTreeMap<ObjectKey, Arc<Ingress>>;
+
+async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, ingresses: &Ingresses) {
     let Some(desired) = desired_status(client, opts).await else {
         return;
     };
     let ours: HashSet<&ObjectKey> = cfg.admitted.iter().collect();
     let mut writes: BTreeMap<&ObjectKey, Vec<serde_json::Value>> = BTreeMap::new();
-    for (key, ing) in &snapshot.ingresses {
+    for (key, ing) in ingresses {
         let current = current_status(ing);
         if ours.contains(key) {
             if current != desired {
