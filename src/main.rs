@@ -348,8 +348,23 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
                     tick.tick().await;
                     // Changes, or every five minutes anyway: certificates expire with time.
                     let due = last.elapsed() > Duration::from_secs(300);
-                    if let Some((snapshot, diags)) = watch_dir.poll().or_else(|| due.then(|| watch_dir.current())) {
-                        publisher.publish(&snapshot, diags);
+                    // Reading files and compiling block: run them off the runtime's workers.
+                    let p = publisher.clone();
+                    let (wd, published) = match tokio::task::spawn_blocking(move || {
+                        let update = watch_dir.poll().or_else(|| due.then(|| watch_dir.current()));
+                        let published = update.map(|(snapshot, diags)| p.publish(&snapshot, diags)).is_some();
+                        (watch_dir, published)
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading the manifests failed; the last config keeps serving");
+                            return;
+                        }
+                    };
+                    watch_dir = wd;
+                    if published {
                         last = std::time::Instant::now();
                     }
                 }

@@ -326,13 +326,28 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
         let services = lock(&shared.dirty_services).replace(HashSet::new());
         let snapshot = lock(&shared.snapshot).clone();
         let endpoints_only = dirty.iter().all(|k| matches!(k, Kind::EndpointSlice | Kind::Endpoints));
-        let cfg = if !first && !full_due && endpoints_only {
-            publisher.publish_endpoints(&snapshot, services.as_ref())
-        } else {
-            publisher.publish(&snapshot, Vec::new())
-        };
-        first = false;
-        let _ = gen_tx.send(cfg.generation);
+        let quick = !first && !full_due && endpoints_only;
+        // Compiling takes up to ~100 ms at 10k Ingresses: off the runtime's workers, so that
+        // the data plane never waits for it.
+        let p = publisher.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            if quick {
+                p.publish_endpoints(&snapshot, services.as_ref())
+            } else {
+                p.publish(&snapshot, Vec::new())
+            }
+        })
+        .await;
+        match compiled {
+            Ok(cfg) => {
+                first = false;
+                let _ = gen_tx.send(cfg.generation);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "compile failed; the last config keeps serving");
+                lock(&shared.dirty).extend(Kind::ALL);
+            }
+        }
         // A full compile at least every few minutes re-checks certificate validity.
         full_due = tokio::time::timeout(FULL_COMPILE_EVERY, shared.changed.notified())
             .await
