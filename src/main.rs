@@ -18,7 +18,6 @@ use portico::proxy::headers::Cidr;
 use portico::proxy::upstream::Upstream;
 use portico::proxy::{Settings, listener, tls};
 use portico::source::Publisher;
-use portico::source::files::DirWatch;
 use portico::source::kube::KubeOptions;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -333,42 +332,11 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
 
     let source = match args.manifests.clone() {
         Some(dir) => {
-            let mut watch_dir = DirWatch::new(dir.clone());
-            match watch_dir.poll() {
-                Some((snapshot, diags)) => drop(publisher.publish(&snapshot, diags)),
-                None => drop(publisher.publish(&Default::default(), Vec::new())),
-            }
-            let publisher = publisher.clone();
-            let every = args.manifests_poll;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut last = std::time::Instant::now();
-                loop {
-                    tick.tick().await;
-                    // Changes, or every five minutes anyway: certificates expire with time.
-                    let due = last.elapsed() > Duration::from_secs(300);
-                    // Reading files and compiling block: run them off the runtime's workers.
-                    let p = publisher.clone();
-                    let (wd, published) = match tokio::task::spawn_blocking(move || {
-                        let update = watch_dir.poll().or_else(|| due.then(|| watch_dir.current()));
-                        let published = update.map(|(snapshot, diags)| p.publish(&snapshot, diags)).is_some();
-                        (watch_dir, published)
-                    })
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading the manifests failed; the last config keeps serving");
-                            return;
-                        }
-                    };
-                    watch_dir = wd;
-                    if published {
-                        last = std::time::Instant::now();
-                    }
-                }
-            });
+            tokio::spawn(portico::source::files::follow(
+                dir.clone(),
+                publisher.clone(),
+                args.manifests_poll,
+            ));
             format!("manifests {}", dir.display())
         }
         None => {

@@ -69,18 +69,27 @@ pub fn status_index(code: u16) -> usize {
     }
 }
 
+/// The request counters of one namespace/ingress/service, one per status class.
+fn status_counters(
+    requests: &Family<RequestLabels, Counter>,
+    namespace: &str,
+    ingress: &str,
+    service: &str,
+) -> [Counter; 5] {
+    CLASSES.map(|status| {
+        requests
+            .get_or_create(&RequestLabels {
+                namespace: namespace.to_string(),
+                ingress: ingress.to_string(),
+                service: service.to_string(),
+                status,
+            })
+            .clone()
+    })
+}
+
 /// A route's request counters, one per status class, looked up once per route.
 pub type RouteCounters = std::sync::OnceLock<[Counter; 5]>;
-
-pub fn status_class(code: u16) -> &'static str {
-    match code {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
 
 impl Metrics {
     pub fn new() -> Self {
@@ -133,16 +142,7 @@ impl Metrics {
         );
         let request_bytes = bytes.get_or_create(&DirectionLabels { direction: "request" }).clone();
         let response_bytes = bytes.get_or_create(&DirectionLabels { direction: "response" }).clone();
-        let unrouted = CLASSES.map(|status| {
-            requests
-                .get_or_create(&RequestLabels {
-                    namespace: String::new(),
-                    ingress: String::new(),
-                    service: String::new(),
-                    status,
-                })
-                .clone()
-        });
+        let unrouted = status_counters(&requests, "", "", "");
         Self {
             registry,
             request_bytes,
@@ -162,16 +162,7 @@ impl Metrics {
 
     /// The counters of one route, by status class.
     pub fn route_counters(&self, r: &crate::routes::Route) -> [Counter; 5] {
-        CLASSES.map(|status| {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    namespace: r.ingress.namespace.clone(),
-                    ingress: r.ingress.name.clone(),
-                    service: r.service.name.clone(),
-                    status,
-                })
-                .clone()
-        })
+        status_counters(&self.requests, &r.ingress.namespace, &r.ingress.name, &r.service.name)
     }
 
     /// Prometheus text exposition.

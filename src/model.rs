@@ -41,31 +41,11 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// A Kubernetes object Portico stores in a Snapshot.
-pub trait Object: Clone {
-    const KIND: &'static str;
-    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-}
-
-macro_rules! object {
-    ($t:ty, $kind:literal) => {
-        impl Object for $t {
-            const KIND: &'static str = $kind;
-            fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                &self.metadata
-            }
-        }
-    };
-}
-object!(Ingress, "Ingress");
-object!(IngressClass, "IngressClass");
-object!(Service, "Service");
-object!(EndpointSlice, "EndpointSlice");
-object!(Endpoints, "Endpoints");
-object!(Secret, "Secret");
-
 /// The key of an object: cluster-scoped objects (IngressClass) use an empty namespace.
-pub fn key_of<K: Object>(obj: &K) -> ObjectKey {
+pub fn key_of<K>(obj: &K) -> ObjectKey
+where
+    K: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+{
     let m = obj.metadata();
     ObjectKey::new(
         m.namespace.clone().unwrap_or_default(),
@@ -98,17 +78,6 @@ pub enum AnyObject {
 }
 
 impl AnyObject {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AnyObject::Ingress(_) => Ingress::KIND,
-            AnyObject::IngressClass(_) => IngressClass::KIND,
-            AnyObject::Service(_) => Service::KIND,
-            AnyObject::EndpointSlice(_) => EndpointSlice::KIND,
-            AnyObject::Endpoints(_) => Endpoints::KIND,
-            AnyObject::Secret(_) => Secret::KIND,
-        }
-    }
-
     pub fn key(&self) -> ObjectKey {
         match self {
             AnyObject::Ingress(o) => key_of(o.as_ref()),

@@ -68,17 +68,6 @@ impl HostPattern {
             HostPattern::Exact(h)
         })
     }
-
-    /// Whether a concrete (lower-case) host name falls under this pattern.
-    pub fn covers(&self, host: &str) -> bool {
-        match self {
-            HostPattern::Exact(h) => h == host,
-            HostPattern::Wildcard(s) => host
-                .split_once('.')
-                .is_some_and(|(first, rest)| !first.is_empty() && rest == s),
-            HostPattern::Any => true,
-        }
-    }
 }
 
 /// Lower-cases a host name (one trailing dot dropped) without allocating: borrows the input

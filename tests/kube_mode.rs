@@ -9,23 +9,6 @@ use std::time::{Duration, Instant};
 use support::Portico;
 use support::cluster::ControlPlane;
 
-const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
-
-fn tls_secret(ns: &str, name: &str) -> String {
-    let ind = |f: &str| {
-        std::fs::read_to_string(format!("{TLS_DIR}{f}"))
-            .unwrap()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        ind("ec.crt"),
-        ind("ec-sec1.key")
-    )
-}
-
 fn service(ns: &str, name: &str, ips: &[&str]) -> String {
     let eps: String = ips
         .iter()
@@ -97,7 +80,7 @@ async fn watches_routes_status_and_events() {
         &(String::from(
             "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: other}\nspec: {controller: example.com/other}\n",
         ) + &service("e2e-a", "web", &["198.51.100.7"])
-            + &tls_secret("e2e-a", "app-tls")
+            + &support::tls_secret("e2e-a", "app-tls", "ec.crt", "ec-sec1.key")
             + &ingress("e2e-a", "app", "portico", "app.example.com", "web", Some("app-tls"))
             + &ingress("e2e-a", "foreign", "other", "foreign.example.com", "web", None)),
     );

@@ -32,30 +32,6 @@ spec:
     y
 }
 
-fn tls_secret(name: &str, crt: &str, key: &str) -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
-    let ind = |f: &str| {
-        std::fs::read_to_string(format!("{dir}{f}"))
-            .unwrap()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
-    format!(
-        "---
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, namespace: default}}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-{}  tls.key: |
-{}",
-        ind(crt),
-        ind(key)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_and_answers_errors() {
     let web = pods("web", 2).await;
@@ -201,9 +177,9 @@ async fn tls_by_sni_and_redirects() {
     let web = pods("web", 1).await;
     let manifests = String::from(CLASS)
         + &service("web", &web)
-        + &tls_secret("rsa", "rsa.crt", "rsa-pkcs1.key")
-        + &tls_secret("ec", "ec.crt", "ec-sec1.key")
-        + &tls_secret("chain", "chain.crt", "leaf-pkcs8.key")
+        + &tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
+        + &tls_secret("default", "ec", "ec.crt", "ec-sec1.key")
+        + &tls_secret("default", "chain", "chain.crt", "leaf-pkcs8.key")
         + &ingress(
             "t",
             &[

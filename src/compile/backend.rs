@@ -75,10 +75,6 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn name(&self) -> String {
-        format!("{}:{}", self.service, self.port)
-    }
-
     /// The normal rotation; empty for ExternalName and unavailable backends.
     pub fn ready(&self) -> &[Endpoint] {
         match &self.target {

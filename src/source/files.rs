@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -234,5 +235,38 @@ impl DirWatch {
             }
         }
         (snapshot, diags)
+    }
+}
+
+/// The manifests source: publishes the directory's objects, then follows changes every
+/// `every` (and recompiles every [`super::FULL_COMPILE_EVERY`] anyway: certificates expire).
+/// Reading files and compiling block, so both run off the runtime's workers.
+pub async fn follow(dir: PathBuf, publisher: Arc<super::Publisher>, every: Duration) {
+    let mut watch = DirWatch::new(dir);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let due = last.is_none_or(|t| t.elapsed() > super::FULL_COMPILE_EVERY);
+        let p = publisher.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            let update = watch.poll().or_else(|| due.then(|| watch.current()));
+            let published = update.map(|(snapshot, diags)| p.publish(&snapshot, diags)).is_some();
+            (watch, published)
+        })
+        .await;
+        match step {
+            Ok((w, published)) => {
+                watch = w;
+                if published {
+                    last = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the manifests failed; the last config keeps serving");
+                return;
+            }
+        }
     }
 }

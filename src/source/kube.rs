@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -19,13 +21,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use super::Publisher;
+use super::{FULL_COMPILE_EVERY, Publisher};
 use crate::compile::Config;
-use crate::compile::diagnostic::{Diagnostic, Severity};
-use crate::model::{AnyObject, Kind, ObjectKey, Snapshot};
-
-/// Even without changes, compile fully this often (certificates expire with time).
-const FULL_COMPILE_EVERY: Duration = Duration::from_secs(300);
+use crate::compile::diagnostic::Diagnostic;
+use crate::model::{AnyObject, Kind, ObjectKey, Snapshot, key_of};
 
 /// Settings of Kubernetes mode.
 #[derive(Clone, Debug)]
@@ -60,8 +59,8 @@ struct Shared {
     changed: Notify,
 }
 
-trait Reflected: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static {
-    const KIND: Kind;
+trait Reflected: Resource + Metadata<Ty = ObjectMeta> + Clone + Debug + DeserializeOwned + Send + Sync + 'static {
+    const SNAPSHOT_KIND: Kind;
     fn wrap(self) -> AnyObject;
     /// Whether an update leaves everything compile() reads as it was (a status write, say),
     /// so that no recompile is needed.
@@ -82,7 +81,7 @@ macro_rules! reflected {
     };
     ($t:ty, $k:ident, { $($body:tt)* }) => {
         impl Reflected for $t {
-            const KIND: Kind = Kind::$k;
+            const SNAPSHOT_KIND: Kind = Kind::$k;
             fn wrap(self) -> AnyObject {
                 AnyObject::$k(Arc::new(self))
             }
@@ -155,7 +154,7 @@ fn slim<K: Reflected>(mut obj: K) -> K {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
     // Labels matter only on EndpointSlices (the Service they belong to).
-    match K::KIND {
+    match K::SNAPSHOT_KIND {
         Kind::EndpointSlice => {
             if let Some(l) = meta.labels.as_mut() {
                 l.retain(|k, _| k == "kubernetes.io/service-name");
@@ -165,14 +164,6 @@ fn slim<K: Reflected>(mut obj: K) -> K {
     }
     obj.slim_kind();
     obj
-}
-
-fn key_of<K: Resource>(obj: &K) -> ObjectKey {
-    let m = obj.meta();
-    ObjectKey::new(
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
-    )
 }
 
 /// Follows one kind: a full list at start (and after the watch expires, 410 Gone), then
@@ -186,14 +177,14 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
             Ok(ev) => ev,
             Err(e) => {
                 if !failing {
-                    tracing::warn!(kind = ?K::KIND, error = %e, "watch failed; serving the last known objects and retrying with backoff");
+                    tracing::warn!(kind = ?K::SNAPSHOT_KIND, error = %e, "watch failed; serving the last known objects and retrying with backoff");
                 }
                 failing = true;
                 continue;
             }
         };
         if failing {
-            tracing::info!(kind = ?K::KIND, "watch reconnected");
+            tracing::info!(kind = ?K::SNAPSHOT_KIND, "watch reconnected");
             failing = false;
         }
         let mut changed = true;
@@ -207,14 +198,14 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
                 changed = false;
             }
             WatchEvent::InitDone => {
-                if matches!(K::KIND, Kind::EndpointSlice | Kind::Endpoints) {
+                if matches!(K::SNAPSHOT_KIND, Kind::EndpointSlice | Kind::Endpoints) {
                     *lock(&shared.dirty_services) = None;
                 }
                 let objects = std::mem::take(&mut relist);
                 let n = objects.len();
-                lock(&shared.snapshot).replace_kind(K::KIND, objects);
-                if lock(&shared.synced).insert(K::KIND) {
-                    tracing::info!(kind = ?K::KIND, objects = n, "initial list complete");
+                lock(&shared.snapshot).replace_kind(K::SNAPSHOT_KIND, objects);
+                if lock(&shared.synced).insert(K::SNAPSHOT_KIND) {
+                    tracing::info!(kind = ?K::SNAPSHOT_KIND, objects = n, "initial list complete");
                 }
             }
             WatchEvent::Apply(o) => {
@@ -223,18 +214,18 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
                 let mut snap = lock(&shared.snapshot);
                 changed = !K::same_for_compile(&snap, &o);
                 // A slice that moved to another Service dirties the old one too.
-                if let Some(old) = old_service(&snap, K::KIND, &key_of(&o)) {
+                if let Some(old) = old_service(&snap, K::SNAPSHOT_KIND, &key_of(&o)) {
                     mark_service(&shared, old);
                 }
                 snap.insert(o.wrap());
             }
             WatchEvent::Delete(o) => {
                 note_service(&shared, &o);
-                lock(&shared.snapshot).remove(K::KIND, &key_of(&o));
+                lock(&shared.snapshot).remove(K::SNAPSHOT_KIND, &key_of(&o));
             }
         }
         if changed {
-            lock(&shared.dirty).insert(K::KIND);
+            lock(&shared.dirty).insert(K::SNAPSHOT_KIND);
             shared.changed.notify_one();
         }
     }
@@ -429,22 +420,18 @@ fn reference(ing: &Ingress) -> ObjectReference {
 impl LeaderState {
     async fn events(&mut self, recorder: &Recorder, cfg: &Config, ingresses: &Ingresses) {
         for key in &cfg.admitted {
-            if self.admitted.contains(key) {
-                continue;
-            }
-            let Some(ing) = ingresses.get(key) else {
-                continue;
-            };
-            let ev = Event {
-                type_: EventType::Normal,
-                reason: "Admitted".into(),
-                note: Some(format!("Ingress {key} is served by Portico")),
-                action: "Compile".into(),
-                secondary: None,
-            };
-            match recorder.publish(&ev, &reference(ing)).await {
-                Ok(()) => drop(self.admitted.insert(key.clone())),
-                Err(e) => tracing::warn!(ingress = %key, error = %e, "cannot write Event"),
+            if !self.admitted.contains(key)
+                && publish(
+                    recorder,
+                    ingresses,
+                    key,
+                    EventType::Normal,
+                    "Admitted",
+                    format!("Ingress {key} is served by Portico"),
+                )
+                .await
+            {
+                self.admitted.insert(key.clone());
             }
         }
         let admitted: HashSet<&ObjectKey> = cfg.admitted.iter().collect();
@@ -455,26 +442,42 @@ impl LeaderState {
                 continue;
             }
             let key = ObjectKey::new(d.object.namespace.clone(), d.object.name.clone());
-            let Some(ing) = ingresses.get(&key) else {
-                continue;
-            };
-            let ev = Event {
-                type_: match d.severity {
-                    Severity::Warning | Severity::Error => EventType::Warning,
-                },
-                reason: d.reason.as_str().into(),
-                note: Some(d.message.chars().take(1000).collect()),
-                action: "Compile".into(),
-                secondary: None,
-            };
-            match recorder.publish(&ev, &reference(ing)).await {
-                Ok(()) => drop(self.reported.insert(d.clone())),
-                Err(e) => tracing::warn!(ingress = %key, error = %e, "cannot write Event"),
+            let note = d.message.chars().take(1000).collect();
+            if publish(recorder, ingresses, &key, EventType::Warning, d.reason.as_str(), note).await {
+                self.reported.insert(d.clone());
             }
         }
         // A diagnostic that went away may be reported again if it comes back.
         let current: HashSet<&Diagnostic> = cfg.diagnostics.iter().collect();
         self.reported.retain(|d| current.contains(d));
+    }
+}
+
+/// Writes one Event on an Ingress; true when it was written (a vanished Ingress gets none).
+async fn publish(
+    recorder: &Recorder,
+    ingresses: &Ingresses,
+    key: &ObjectKey,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> bool {
+    let Some(ing) = ingresses.get(key) else {
+        return false;
+    };
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Compile".into(),
+        secondary: None,
+    };
+    match recorder.publish(&ev, &reference(ing)).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(ingress = %key, error = %e, "cannot write Event");
+            false
+        }
     }
 }
 

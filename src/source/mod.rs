@@ -4,6 +4,9 @@
 pub mod files;
 pub mod kube;
 
+/// Even without changes, sources compile fully this often: certificates expire with time.
+pub const FULL_COMPILE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};

@@ -131,24 +131,22 @@ impl ControlPlane {
 
     /// Stops the API server only (etcd keeps the data).
     pub fn stop_apiserver(&self) {
-        let st = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("stop-apiserver")
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        self.script("stop-apiserver");
     }
 
     /// Starts the API server again and waits for /readyz.
     pub fn start_apiserver(&self) {
+        self.script("start-apiserver");
+    }
+
+    fn script(&self, command: &str) {
         let st = Command::new("bash")
             .arg(SCRIPT)
-            .arg("start-apiserver")
+            .arg(command)
             .arg(&self.dir)
             .status()
             .unwrap();
-        assert!(st.success());
+        assert!(st.success(), "control-plane.sh {command} failed");
     }
 
     /// A kube-rs client as the admin.

@@ -66,6 +66,23 @@ endpoints:
     y
 }
 
+/// A `kubernetes.io/tls` Secret from the PEM files `crt` and `key` of tests/fixtures/tls.
+pub fn tls_secret(namespace: &str, name: &str, crt: &str, key: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
+    let indented = |f: &str| {
+        std::fs::read_to_string(format!("{dir}{f}"))
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indented(crt),
+        indented(key)
+    )
+}
+
 /// Echo pods on loopback, named `{name}-{i}`.
 pub async fn pods(name: &str, n: usize) -> Vec<SocketAddr> {
     let mut v = Vec::new();
