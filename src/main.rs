@@ -108,6 +108,10 @@ struct RunArgs {
     admin_addr: SocketAddr,
     #[command(flatten)]
     class: ClassArgs,
+    /// Secret that signs persistent-affinity cookie values; give every replica the same one
+    /// (at least 16 bytes). Without it a random key is used, valid for this process only.
+    #[arg(long, env = "PORTICO_AFFINITY_KEY", hide_env_values = true)]
+    affinity_key: Option<String>,
     /// Peers (CIDRs, comma-separated) whose X-Forwarded-* headers are believed.
     #[arg(long, env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<Cidr>,
@@ -211,7 +215,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>) -> Options {
+fn options(
+    class: &ClassArgs,
+    fallback: Option<Arc<rustls::sign::CertifiedKey>>,
+    registry: Option<Arc<portico::balance::Registry>>,
+) -> Options {
     Options {
         controller_name: class.controller_name.clone(),
         ingress_class: class.ingress_class.clone(),
@@ -221,6 +229,7 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>)
         fallback_certificate: fallback,
         now: std::time::SystemTime::now(),
         cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
+        registry,
     }
 }
 
@@ -268,7 +277,7 @@ fn main() -> anyhow::Result<()> {
 fn check(dir: &std::path::Path, class: &ClassArgs) -> anyhow::Result<()> {
     let (snapshot, errors) =
         portico::source::files::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let cfg = portico::compile(&snapshot, &options(class, None));
+    let cfg = portico::compile(&snapshot, &options(class, None, None));
     for e in &errors {
         println!("error: {e}");
     }
@@ -316,11 +325,18 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         tls::self_signed("Portico Default Certificate", Some("Portico"))
     }
     .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
+    let registry = Arc::new(portico::balance::Registry::default());
     let publisher = Arc::new(Publisher::new(
         live.clone(),
-        options(&args.class, Some(fallback)),
+        options(&args.class, Some(fallback), Some(registry.clone())),
         metrics.clone(),
     ));
+    let affinity_key = match &args.affinity_key {
+        Some(k) if k.len() >= 16 => aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k.as_bytes()),
+        Some(_) => anyhow::bail!("--affinity-key must be at least 16 bytes"),
+        None => aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| anyhow::anyhow!("cannot generate the affinity key"))?,
+    };
 
     if demo {
         for (pod, addr) in portico::demo::QUICKSTART_PODS {
@@ -404,7 +420,13 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         trusted: args.trusted_proxies.clone(),
         metrics: metrics.clone(),
         access_log: args.access_log == OnOff::On,
+        registry: registry.clone(),
+        affinity_key,
     });
+    tokio::spawn(portico::proxy::upstream::reap_idle(
+        registry,
+        settings.upstream_idle_timeout,
+    ));
     let builder = Arc::new(listener::http_builder(&settings));
     let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
     let limit = Arc::new(Semaphore::new(settings.max_connections));

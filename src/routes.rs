@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::balance::Algorithm;
+use crate::balance::affinity::CookieAffinity;
 use crate::compile::backend::BackendId;
 use crate::model::ObjectKey;
 
@@ -125,9 +127,35 @@ pub struct Route {
     pub service: ObjectKey,
     /// Plain-HTTP requests get a 308 to https (the host has TLS and the Ingress did not opt out).
     pub ssl_redirect: bool,
+    /// Endpoint choice for this route's Ingress (shared by its routes).
+    pub policy: Arc<Policy>,
     /// Request counters, filled by the data plane on first use.
     #[serde(skip)]
     pub counters: crate::metrics::RouteCounters,
+}
+
+/// How an Ingress's requests choose and retry endpoints (from its annotations).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<CookieAffinity>,
+    pub load_balance: Algorithm,
+    /// Most endpoints tried for one request (`proxy-next-upstream-tries`; 0 there: all).
+    pub tries: usize,
+}
+
+impl Policy {
+    pub const DEFAULT_TRIES: usize = 3;
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            affinity: None,
+            load_balance: Algorithm::RoundRobin,
+            tries: Self::DEFAULT_TRIES,
+        }
+    }
 }
 
 struct HostRoutes {

@@ -11,7 +11,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::diagnostic::Reason;
-use crate::balance::RoundRobin;
+use crate::balance::affinity::{AffinityIndex, ClientIpTable};
+use crate::balance::{EndpointState, Registry, RoundRobin, Shared};
 use crate::model::{ObjectKey, Snapshot};
 
 /// How an Ingress names the Service port.
@@ -32,7 +33,7 @@ impl std::fmt::Display for PortRef {
 }
 
 /// One pod (or hand-made) endpoint to dial.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     /// The target (usually a Pod) name, when the slice says.
@@ -40,6 +41,10 @@ pub struct Endpoint {
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Runtime state shared by every Config naming this address; `/routes` shows its
+    /// current failure streak.
+    #[serde(rename = "failures")]
+    pub state: Shared,
 }
 
 /// Where a backend's traffic goes.
@@ -70,8 +75,14 @@ pub struct Backend {
     /// The Service port's `appProtocol`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
+    /// Where ClientIP affinity remembers its clients (shared across Configs).
+    #[serde(skip)]
+    pub client_ip_table: Option<Arc<ClientIpTable>>,
     #[serde(skip)]
     pub rotation: RoundRobin,
+    /// Cookie-affinity lookup structures over `ready` then `terminating`, built on first use.
+    #[serde(skip)]
+    pub affinity: AffinityIndex,
 }
 
 impl Backend {
@@ -79,6 +90,14 @@ impl Backend {
     pub fn ready(&self) -> &[Endpoint] {
         match &self.target {
             Target::Endpoints { ready, .. } => ready,
+            _ => &[],
+        }
+    }
+
+    /// Endpoints that serve only sessions pinned to them.
+    pub fn terminating(&self) -> &[Endpoint] {
+        match &self.target {
+            Target::Endpoints { terminating, .. } => terminating,
             _ => &[],
         }
     }
@@ -144,6 +163,7 @@ pub type BackendId = usize;
 pub struct Resolver<'a> {
     index: EndpointIndex<'a>,
     snapshot: &'a Snapshot,
+    registry: Option<&'a Registry>,
     /// Service → its resolved ports (a Service has few) → backend id.
     cache: HashMap<ObjectKey, Vec<(PortRef, BackendId)>>,
     /// Backends by id, in the order they were first asked for.
@@ -151,20 +171,26 @@ pub struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(snapshot: &'a Snapshot) -> Self {
+    pub fn new(snapshot: &'a Snapshot, registry: Option<&'a Registry>) -> Self {
         Self {
             index: EndpointIndex::new(snapshot),
             snapshot,
+            registry,
             cache: HashMap::new(),
             list: Vec::new(),
         }
     }
 
     /// A resolver that may only be asked about `services` (it indexes their slices alone).
-    pub fn for_services(snapshot: &'a Snapshot, services: &std::collections::HashSet<ObjectKey>) -> Self {
+    pub fn for_services(
+        snapshot: &'a Snapshot,
+        registry: Option<&'a Registry>,
+        services: &std::collections::HashSet<ObjectKey>,
+    ) -> Self {
         Self {
             index: EndpointIndex::filtered(snapshot, Some(services)),
             snapshot,
+            registry,
             cache: HashMap::new(),
             list: Vec::new(),
         }
@@ -212,6 +238,7 @@ impl<'a> Resolver<'a> {
             key,
             &port,
             &self.index,
+            self.registry,
         );
         let entry = (Arc::new(resolved.0), resolved.1);
         let id = self.list.len();
@@ -242,8 +269,10 @@ fn unavailable(
                 reason: message.clone(),
             },
             client_ip_affinity: None,
+            client_ip_table: None,
             app_protocol: None,
             rotation: RoundRobin::default(),
+            affinity: AffinityIndex::default(),
         },
         Some((reason, message)),
     )
@@ -254,6 +283,7 @@ fn resolve(
     key: &ObjectKey,
     port: &PortRef,
     index: &EndpointIndex<'_>,
+    registry: Option<&Registry>,
 ) -> (Backend, Option<(Reason, String)>) {
     let Some(svc) = svc else {
         return unavailable(
@@ -314,9 +344,14 @@ fn resolve(
         service: key.clone(),
         port: port.clone(),
         target: Target::Unavailable { reason: String::new() },
+        client_ip_table: client_ip_affinity.map(|_| match registry {
+            Some(r) => r.client_ip_table(key),
+            None => Arc::default(),
+        }),
         client_ip_affinity,
         app_protocol: sp.app_protocol.clone(),
         rotation: RoundRobin::default(),
+        affinity: AffinityIndex::default(),
     };
     if is_external {
         let host = spec.external_name.clone().unwrap_or_default();
@@ -344,10 +379,10 @@ fn resolve(
         return (backend, None);
     }
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
-    let (ready, terminating) = endpoints_for(key, &sp, publish_not_ready, index);
+    let (ready, terminating) = endpoints_for(key, &sp, publish_not_ready, index, registry);
     backend.target = Target::Endpoints {
-        ready: ready.into_iter().collect::<Vec<_>>().into(),
-        terminating: terminating.into_iter().collect::<Vec<_>>().into(),
+        ready: ready.into(),
+        terminating: terminating.into(),
     };
     (backend, None)
 }
@@ -359,7 +394,34 @@ fn endpoints_for(
     sp: &ServicePort,
     publish_not_ready: bool,
     index: &EndpointIndex<'_>,
-) -> (BTreeSet<Endpoint>, BTreeSet<Endpoint>) {
+    registry: Option<&Registry>,
+) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let (ready, terminating) = endpoint_keys(key, sp, publish_not_ready, index);
+    let endpoints = |set: BTreeSet<EndpointKey>| -> Vec<Endpoint> {
+        set.into_iter()
+            .map(|(addr, target, zone)| Endpoint {
+                addr,
+                target,
+                zone,
+                state: Shared(match registry {
+                    Some(r) => r.endpoint(addr),
+                    None => Arc::new(EndpointState::new(addr)),
+                }),
+            })
+            .collect()
+    };
+    (endpoints(ready), endpoints(terminating))
+}
+
+/// An endpoint as collected: address, target name, zone.
+type EndpointKey = (SocketAddr, Option<String>, Option<String>);
+
+fn endpoint_keys(
+    key: &ObjectKey,
+    sp: &ServicePort,
+    publish_not_ready: bool,
+    index: &EndpointIndex<'_>,
+) -> (BTreeSet<EndpointKey>, BTreeSet<EndpointKey>) {
     let mut ready = BTreeSet::new();
     let mut terminating = BTreeSet::new();
     // Slices name ports by the Service port's name ("" when unnamed); that is how a named
@@ -400,11 +462,7 @@ fn endpoints_for(
                 let target = ep.target_ref.as_ref().and_then(|r| r.name.clone());
                 for a in &ep.addresses {
                     if let Ok(ip) = a.parse::<IpAddr>() {
-                        set.insert(Endpoint {
-                            addr: SocketAddr::new(ip, port),
-                            target: target.clone(),
-                            zone: ep.zone.clone(),
-                        });
+                        set.insert((SocketAddr::new(ip, port), target.clone(), ep.zone.clone()));
                     }
                 }
             }
@@ -433,11 +491,8 @@ fn endpoints_for(
             };
             for a in subset.addresses.as_deref().unwrap_or(&[]).iter().chain(not_ready) {
                 if let Ok(ip) = a.ip.parse::<IpAddr>() {
-                    ready.insert(Endpoint {
-                        addr: SocketAddr::new(ip, port),
-                        target: a.target_ref.as_ref().and_then(|r| r.name.clone()),
-                        zone: None,
-                    });
+                    let target = a.target_ref.as_ref().and_then(|r| r.name.clone());
+                    ready.insert((SocketAddr::new(ip, port), target, None));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::Options;
+use super::annotations::Annotations;
 use super::backend::{BackendId, Resolver};
 use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use super::tls::{CertStore, parse_tls_secret};
@@ -160,7 +161,13 @@ impl IngressPass<'_, '_> {
             admitted.push(key.clone());
             let empty = Default::default();
             let spec = ing.spec.as_ref().unwrap_or(&empty);
-            let ssl_redirect = self.ssl_redirect(key, ing);
+            let mut notes = Annotations {
+                ing,
+                key,
+                diags: self.diags,
+            };
+            let ssl_redirect = notes.bool("ssl-redirect", true);
+            let policy = Arc::new(notes.policy());
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.
             let has_tls = |host: &HostPattern| match host {
                 HostPattern::Any => false,
@@ -249,6 +256,7 @@ impl IngressPass<'_, '_> {
                         backend,
                         service,
                         ssl_redirect: redirect,
+                        policy: policy.clone(),
                         counters: Default::default(),
                     });
                     builder.add_path(route.clone());
@@ -278,6 +286,7 @@ impl IngressPass<'_, '_> {
                     backend: default_backend,
                     service: default_service.clone(),
                     ssl_redirect: ssl_redirect && has_tls(&host),
+                    policy: policy.clone(),
                     counters: Default::default(),
                 });
                 let existing = if host == HostPattern::Any {
@@ -312,22 +321,6 @@ impl IngressPass<'_, '_> {
             routes,
             admitted,
             ignored,
-        }
-    }
-
-    fn ssl_redirect(&mut self, key: &ObjectKey, ing: &Ingress) -> bool {
-        match annotation(ing, "ssl-redirect") {
-            None | Some((_, "true")) => true,
-            Some((_, "false")) => false,
-            Some((prefix, other)) => {
-                self.warn(
-                    key,
-                    Severity::Warning,
-                    Reason::InvalidAnnotation,
-                    format!("annotation {prefix}ssl-redirect={other:?} is not \"true\" or \"false\"; using true"),
-                );
-                true
-            }
         }
     }
 

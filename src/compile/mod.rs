@@ -1,5 +1,6 @@
 //! compile(): the pure function from a Snapshot to the Config the data plane serves.
 
+pub mod annotations;
 pub mod backend;
 pub mod diagnostic;
 pub mod ingress;
@@ -39,6 +40,9 @@ pub struct Options {
     pub now: SystemTime,
     /// Parsed certificates kept between compiles (see [`tls::CertCache`]).
     pub cert_cache: Option<Arc<tls::CertCache>>,
+    /// Runtime endpoint state shared between Configs (see [`crate::balance::Registry`]);
+    /// without it every Config gets fresh state.
+    pub registry: Option<Arc<crate::balance::Registry>>,
 }
 
 impl Default for Options {
@@ -52,6 +56,7 @@ impl Default for Options {
             fallback_certificate: None,
             now: SystemTime::now(),
             cert_cache: None,
+            registry: None,
         }
     }
 }
@@ -92,7 +97,7 @@ impl Config {
 /// rest is served.
 pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     let mut diags = Diagnostics::default();
-    let mut resolver = Resolver::new(snapshot);
+    let mut resolver = Resolver::new(snapshot, opts.registry.as_deref());
     let mut certs = CertStore::new(opts.fallback_certificate.clone());
 
     let mut pass = IngressPass {
@@ -142,6 +147,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             backend,
             service: key.clone(),
             ssl_redirect: false,
+            policy: Default::default(),
             counters: Default::default(),
         });
         if !compiled.builder.has_catch_all() {
@@ -179,10 +185,16 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
 /// `changed` when the caller knows which — and routes, certificates and diagnostics are taken
 /// over unchanged (they depend on Ingresses, Services, Secrets and classes, which did not
 /// change). Pure like [`compile`], and equal to what `compile` would give for the snapshot.
-pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&HashSet<ObjectKey>>) -> Config {
+pub fn recompile_endpoints(
+    snapshot: &Snapshot,
+    opts: &Options,
+    prev: &Config,
+    changed: Option<&HashSet<ObjectKey>>,
+) -> Config {
+    let registry = opts.registry.as_deref();
     let mut resolver = match changed {
-        Some(services) => Resolver::for_services(snapshot, services),
-        None => Resolver::new(snapshot),
+        Some(services) => Resolver::for_services(snapshot, registry, services),
+        None => Resolver::new(snapshot, registry),
     };
     let backends = prev
         .backends

@@ -1212,9 +1212,9 @@ fn endpoint_only_recompile_equals_a_full_compile() {
     let after = before.replacen("- addresses: [10.0.0.1]", "- addresses: [10.0.0.1, 10.0.0.9]", 1);
     let s = snap(&after);
     let full = compile(&s, &Options::default());
-    let quick = recompile_endpoints(&s, &prev, None);
+    let quick = recompile_endpoints(&s, &Options::default(), &prev, None);
     let a_only: std::collections::HashSet<ObjectKey> = [ObjectKey::new("default", "a")].into();
-    let targeted = recompile_endpoints(&s, &prev, Some(&a_only));
+    let targeted = recompile_endpoints(&s, &Options::default(), &prev, Some(&a_only));
     for (t, f) in targeted.backends.iter().zip(&full.backends) {
         assert_eq!(t, f, "re-resolving only the changed Service gives the same backends");
     }

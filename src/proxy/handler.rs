@@ -5,21 +5,23 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::headers::{
-    Cidr, Peer, X_REQUEST_ID, request_authority, request_host, set_forwarded, strip_hop_by_hop, upgrade_protocol,
-    upstream_target,
+    Cidr, Peer, X_REQUEST_ID, client_ip, request_authority, request_host, set_forwarded, strip_hop_by_hop,
+    upgrade_protocol, upstream_target,
 };
-use super::upstream::{Upstream, UpstreamError, resolve_external};
+use super::upstream::{Conn, RequestBody, SendError, Upstream, resolve_external};
 use super::{Body, SERVER, Settings, plain};
-use crate::compile::backend::Target;
+use crate::balance::affinity::{Mode, random_key, request_cookie, set_cookie};
+use crate::balance::{EndpointState, Registry, Shared, now_ns, pick};
+use crate::compile::backend::{Backend, Endpoint, Target};
 use crate::live::Live;
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
@@ -33,6 +35,52 @@ pub struct Proxy {
     pub trusted: Vec<Cidr>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
+    /// Endpoint state shared with compile() (ExternalName endpoints are interned here at
+    /// request time).
+    pub registry: Arc<Registry>,
+    /// Signs persistent-affinity cookie values (`--affinity-key`).
+    pub affinity_key: aws_lc_rs::hmac::Key,
+}
+
+/// The endpoints one request chooses among. Indexes count `ready` first, then `terminating`.
+struct Choice<'a> {
+    route: &'a Route,
+    backend: &'a Backend,
+    ready: &'a [Endpoint],
+    terminating: &'a [Endpoint],
+}
+
+fn endpoint_at<'a>(ready: &'a [Endpoint], terminating: &'a [Endpoint], i: usize) -> &'a Endpoint {
+    ready.get(i).unwrap_or_else(|| &terminating[i - ready.len()])
+}
+
+/// What affinity decided before the request went upstream.
+#[derive(Default)]
+struct Sticky {
+    /// The endpoint the session or client is pinned to.
+    index: Option<usize>,
+    /// The request carried no usable session cookie: the response sets one.
+    new_session: bool,
+    /// Balanced mode: the new session's key.
+    key: Option<String>,
+    /// ClientIP affinity: the client to pin.
+    client: Option<std::net::IpAddr>,
+    user_agent: Option<HeaderValue>,
+}
+
+/// Why no endpoint answered.
+enum Failure {
+    Connect,
+    Exchange,
+    Timeout,
+}
+
+/// Methods whose repetition has the effect of one request (RFC 9110, 9.2.2).
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// What the access log and metrics need to know about a handled request.
@@ -178,14 +226,17 @@ impl Proxy {
             return r;
         }
 
-        let candidates: Vec<SocketAddr> = match &backend.target {
+        // The endpoints to choose from: a Service's pods, or the one address an ExternalName
+        // resolves to.
+        let external;
+        let (ready, terminating): (&[Endpoint], &[Endpoint]) = match &backend.target {
             Target::Unavailable { reason } => {
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!("service unavailable: {reason}"),
                 );
             }
-            Target::Endpoints { ready, .. } if ready.is_empty() => {
+            Target::Endpoints { ready, .. } if ready.is_empty() && backend.terminating().is_empty() => {
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!(
@@ -194,16 +245,38 @@ impl Proxy {
                     ),
                 );
             }
-            Target::Endpoints { ready, .. } => backend
-                .rotation
-                .order(ready.len(), self.settings.max_tries)
-                .map(|i| ready[i].addr)
-                .collect(),
+            Target::Endpoints { ready, terminating } => (ready, terminating),
             Target::ExternalName { host, port } => match resolve_external(host, *port).await {
-                Ok(a) => vec![a],
+                Ok(addr) => {
+                    external = [Endpoint {
+                        addr,
+                        target: None,
+                        zone: None,
+                        state: Shared(self.registry.endpoint(addr)),
+                    }];
+                    (&external, &[])
+                }
                 Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("bad gateway: {e}")),
             },
         };
+        let policy = &route.policy;
+        let now = now_ns();
+        let choice = Choice {
+            route: &route,
+            backend: &backend,
+            ready,
+            terminating,
+        };
+        let sticky = self.sticky(&choice, req.headers(), &peer, now);
+        if sticky.index.is_none() && ready.is_empty() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "service unavailable: Service {} has no ready endpoints",
+                    backend.service
+                ),
+            );
+        }
 
         // Prepare the upstream request once; each try gets a copy of the head.
         let upgrade = upgrade_protocol(req.headers());
@@ -221,81 +294,127 @@ impl Proxy {
             headers.insert(header::HOST, a);
         }
         headers.insert(&X_REQUEST_ID, rid.clone());
-        let target = match &normalized {
-            Some(n) => upstream_target(&parts.uri, n),
-            None => parts
+        let uri = match (&normalized, parts.uri.scheme()) {
+            // An origin-form target that routing did not change goes upstream as it came.
+            (None, None) => Ok(parts.uri),
+            (Some(n), _) => upstream_target(&parts.uri, n).parse::<Uri>(),
+            (None, Some(_)) => parts
                 .uri
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/")
-                .to_string(),
+                .parse::<Uri>(),
         };
-        // Only a request without body can be sent again after a failed connect: a streamed
-        // body is consumed by the first try.
-        let retryable = body.is_end_stream();
-        let req_bytes = self.metrics.request_bytes.clone();
-        let mut body = Some(
-            body.map_frame(move |f| {
-                if let Some(d) = f.data_ref() {
-                    req_bytes.inc_by(d.len() as u64);
-                }
-                f
-            })
-            .boxed_unsync(),
-        );
-
+        let Ok(uri) = uri else {
+            return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
+        };
+        // A request is sent again after a failure past connecting only when repeating it is
+        // harmless and possible: an idempotent method and no body (a streamed body is gone).
+        let resendable = is_idempotent(&parts.method) && body.is_end_stream();
+        let mut body = Some(RequestBody::Stream(body, self.metrics.request_bytes.clone()));
+        let tries = policy.tries.min(ready.len() + terminating.len()).max(1);
+        let mut tried: Vec<usize> = Vec::new();
         let mut last_err = None;
-        for (i, addr) in candidates.iter().enumerate() {
-            let Ok(uri) = format!("http://{addr}{target}").parse::<Uri>() else {
-                return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
+        for attempt in 0..tries {
+            let i = match sticky.index {
+                Some(i) if attempt == 0 && !endpoint_at(ready, terminating, i).state.0.is_down(now) => i,
+                _ => match pick(
+                    policy.load_balance,
+                    ready,
+                    &tried,
+                    &backend.rotation,
+                    now,
+                    &mut next_random,
+                ) {
+                    Some(i) => i,
+                    None => break,
+                },
             };
-            let b = body
-                .take()
-                .unwrap_or_else(|| Empty::new().map_err(|e| match e {}).boxed_unsync());
+            if i < ready.len() {
+                tried.push(i);
+            }
+            let ep = endpoint_at(ready, terminating, i);
+            let state = &ep.state.0;
+            out.upstream = Some(ep.addr);
+            let t = Instant::now();
+            let mut conn = match self.upstream.connection(state).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let wait = state.failed(now_ns());
+                    tracing::warn!(endpoint = %ep.addr, error = %e, backoff_ms = wait.as_millis() as u64, "upstream connect failed; endpoint skipped during backoff");
+                    last_err = Some(Failure::Connect);
+                    continue;
+                }
+            };
+            let b = body.take().unwrap_or(RequestBody::Empty);
             let mut up = Request::new(b);
             *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
+            *up.uri_mut() = uri.clone();
             *up.version_mut() = Version::HTTP_11;
-            *up.headers_mut() = if i + 1 < candidates.len() && retryable {
+            *up.headers_mut() = if resendable && attempt + 1 < tries {
                 headers.clone()
             } else {
                 std::mem::take(&mut headers)
             };
-            out.upstream = Some(*addr);
-            let t = Instant::now();
-            let result = self.upstream.send(*addr, up).await;
-            self.metrics.upstream_duration.observe(t.elapsed().as_secs_f64());
+            let in_flight = state.start();
+            let mut result = self.upstream.send(&mut conn, up).await;
+            // A pooled connection the peer closed just now never got the request: send it
+            // on a fresh connection to the same endpoint. That is not the endpoint failing.
+            if let Err(SendError::NotSent(req)) = result {
+                result = match self.upstream.connect(ep.addr).await {
+                    Ok(fresh) => {
+                        conn = fresh;
+                        self.upstream.send(&mut conn, *req).await
+                    }
+                    Err(e) => Err(SendError::Failed(e.to_string())),
+                };
+            }
+            drop(in_flight);
+            let elapsed = t.elapsed();
+            self.metrics.upstream_duration.observe(elapsed.as_secs_f64());
             match result {
-                Ok(resp) => return self.respond(resp, client_upgrade),
-                Err(UpstreamError::Connect(a, e)) if retryable && i + 1 < candidates.len() => {
-                    tracing::warn!(endpoint = %a, error = %e, "upstream connect failed; trying the next endpoint");
-                    last_err = Some(UpstreamError::Connect(a, e));
+                Ok(resp) => {
+                    state.succeeded();
+                    state.observe(elapsed, now_ns());
+                    let cookie = self.remember(&choice, &sticky, i, &peer);
+                    let mut resp = self.respond(resp, conn, state.clone(), client_upgrade);
+                    if let Some(c) = cookie {
+                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
+                    return resp;
+                }
+                Err(SendError::Timeout(d)) => {
+                    tracing::warn!(endpoint = %ep.addr, "upstream timed out after {d:?}");
+                    last_err = Some(Failure::Timeout);
+                    break;
                 }
                 Err(e) => {
-                    last_err = Some(e);
-                    break;
+                    let msg = match e {
+                        SendError::Failed(m) => m,
+                        _ => "request not sent".to_string(),
+                    };
+                    tracing::warn!(endpoint = %ep.addr, error = %msg, "upstream failed");
+                    last_err = Some(Failure::Exchange);
+                    if !resendable {
+                        break;
+                    }
                 }
             }
         }
         match last_err {
-            Some(UpstreamError::Timeout(a, d)) => {
-                tracing::warn!(endpoint = %a, "upstream timed out after {d:?}");
-                plain(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "gateway timeout: the upstream did not answer in time",
-                )
-            }
-            Some(e) => {
-                tracing::warn!(error = %e, "upstream failed");
-                plain(StatusCode::BAD_GATEWAY, "bad gateway: no endpoint could be reached")
-            }
-            None => plain(StatusCode::BAD_GATEWAY, "bad gateway: no endpoint could be reached"),
+            Some(Failure::Timeout) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway timeout: the upstream did not answer in time",
+            ),
+            _ => plain(StatusCode::BAD_GATEWAY, "bad gateway: no endpoint could be reached"),
         }
     }
 
     fn respond(
         &self,
         mut resp: Response<Incoming>,
+        conn: Conn,
+        ep: Arc<EndpointState>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -325,15 +444,87 @@ impl Proxy {
         if !parts.headers.contains_key(header::SERVER) {
             parts.headers.insert(header::SERVER, SERVER);
         }
-        let resp_bytes = self.metrics.response_bytes.clone();
-        let body = body
-            .map_frame(move |f| {
-                if let Some(d) = f.data_ref() {
-                    resp_bytes.inc_by(d.len() as u64);
-                }
-                f
-            })
+        let body = self
+            .upstream
+            .body(body, conn, ep, self.metrics.response_bytes.clone())
             .boxed_unsync();
         Response::from_parts(parts, body)
+    }
+
+    /// The endpoint affinity pins this request to, if any (cookie affinity of the route's
+    /// Ingress, else the Service's ClientIP affinity).
+    fn sticky(&self, c: &Choice<'_>, headers: &http::HeaderMap, peer: &Peer, now: u64) -> Sticky {
+        let mut s = Sticky::default();
+        if let Some(cfg) = &c.route.policy.affinity {
+            if cfg.conditional_same_site_none {
+                s.user_agent = headers.get(header::USER_AGENT).cloned();
+            }
+            let sent = request_cookie(headers, &cfg.name);
+            let index = &c.backend.affinity;
+            match cfg.mode {
+                Mode::Persistent => {
+                    s.index = sent.and_then(|v| index.persistent(c.ready, c.terminating, &self.affinity_key, v));
+                    s.new_session = s.index.is_none();
+                }
+                Mode::Balanced => match sent {
+                    Some(key) => s.index = index.balanced(c.ready, c.terminating, key),
+                    None => {
+                        // A new session: a random key, drawn again while it lands on an
+                        // endpoint that takes no new sessions (terminating or failing).
+                        let mut key = random_key();
+                        for _ in 0..16 {
+                            match index.balanced(c.ready, c.terminating, &key) {
+                                Some(i) if i < c.ready.len() && !c.ready[i].state.0.is_down(now) => {
+                                    s.index = Some(i);
+                                    break;
+                                }
+                                _ => key = random_key(),
+                            }
+                        }
+                        s.new_session = true;
+                        s.key = Some(key);
+                    }
+                },
+            }
+        } else if let (Some(_), Some(table)) = (c.backend.client_ip_affinity, &c.backend.client_ip_table) {
+            let client = client_ip(headers, peer.addr, &self.trusted);
+            s.index = table
+                .get(client, now)
+                .and_then(|addr| c.ready.iter().position(|e| e.addr == addr));
+            s.client = Some(client);
+        }
+        s
+    }
+
+    /// After endpoint `i` answered: the Set-Cookie a new or moved session needs, and the
+    /// ClientIP pin refreshed.
+    fn remember(&self, c: &Choice<'_>, s: &Sticky, i: usize, peer: &Peer) -> Option<HeaderValue> {
+        if let (Some(client), Some(timeout), Some(table)) =
+            (s.client, c.backend.client_ip_affinity, &c.backend.client_ip_table)
+        {
+            let ep = endpoint_at(c.ready, c.terminating, i);
+            table.set(client, ep.addr, now_ns(), Duration::from_secs(u64::from(timeout)));
+            return None;
+        }
+        let cfg = c.route.policy.affinity.as_ref()?;
+        let moved = s.index.is_some_and(|pinned| pinned != i) && cfg.change_on_failure;
+        let index = &c.backend.affinity;
+        let value = match cfg.mode {
+            Mode::Persistent if s.new_session || moved => {
+                index.id_of(c.ready, c.terminating, &self.affinity_key, i)?.to_string()
+            }
+            Mode::Balanced if moved || (s.new_session && s.index != Some(i)) => {
+                // A key that maps to the endpoint that answered.
+                (0..64)
+                    .map(|_| random_key())
+                    .find(|k| index.balanced(c.ready, c.terminating, k) == Some(i))
+                    .or_else(|| s.key.clone())?
+            }
+            Mode::Balanced if s.new_session => s.key.clone()?,
+            _ => return None,
+        };
+        let path = c.route.path.as_ref().map(|p| p.path.as_str()).unwrap_or("/");
+        let ua = s.user_agent.as_ref().and_then(|v| v.to_str().ok());
+        set_cookie(cfg, &value, path, peer.tls, ua, SystemTime::now())
     }
 }

@@ -75,7 +75,7 @@ impl Publisher {
             return self.publish(snapshot, Vec::new());
         }
         let t = Instant::now();
-        let cfg = recompile_endpoints(snapshot, &prev, changed);
+        let cfg = recompile_endpoints(snapshot, &self.options, &prev, changed);
         drop(prev);
         let took = t.elapsed();
         self.metrics.compile_duration.observe(took.as_secs_f64());
