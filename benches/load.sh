@@ -5,6 +5,11 @@
 #
 #   bash benches/load.sh                 # all cases, 1 run
 #   RUNS=3 CASES="http https-h1" bash benches/load.sh
+#   ANNOTATIONS='nginx.ingress.kubernetes.io/affinity: cookie' CASES=http bash benches/load.sh
+#
+# ANNOTATIONS (one flow-style YAML mapping body) go on the bench Ingress, to measure what a
+# load-balancing or affinity policy costs; the load tools send no cookie, so with cookie
+# affinity every request is a new session (the dearest case).
 #
 # Equal worker counts: nginx runs 1 worker; Portico runs 1 tokio worker thread. Both are
 # pinned to core 0; load generator and backend to core 1 (see peers.sh).
@@ -54,7 +59,10 @@ endpoints: [{addresses: ['\${BENCH_BACKEND%%:*}']}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: bench, namespace: bench}
+metadata:
+  name: bench
+  namespace: bench
+  annotations: {${ANNOTATIONS:-}}
 spec:
   ingressClassName: portico
   rules:

@@ -166,7 +166,13 @@ async fn cookie_affinity_pins_sessions_with_the_configured_cookie() {
 
     let (_, first, _, h) = call(&p, "sticky.test", &[]).await;
     let set = h.get("set-cookie").unwrap().to_str().unwrap().to_string();
-    let value = set.split(';').next().unwrap().strip_prefix("route=").unwrap().to_string();
+    let value = set
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("route=")
+        .unwrap()
+        .to_string();
     assert_eq!(value.len(), 32, "an opaque value: {set}");
     assert!(!web.iter().any(|w| set.contains(&w.addr.port().to_string())), "{set}");
     for attr in [
@@ -217,7 +223,8 @@ async fn persistent_sessions_survive_scaling_and_move_when_their_pod_goes() {
     let web = start_pods("web", 4).await;
     let notes = [(nginx("affinity"), "cookie"), (nginx("affinity-mode"), "persistent")];
     let notes: Vec<(&str, &str)> = notes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let manifests = |n: usize| String::from(CLASS) + &service("web", &addrs(&web[..n])) + &ingress("p", "p.test", "web", &notes);
+    let manifests =
+        |n: usize| String::from(CLASS) + &service("web", &addrs(&web[..n])) + &ingress("p", "p.test", "web", &notes);
     let p = Portico::start(&[("all.yaml", manifests(3))], &[]).await;
     let mut sessions = Vec::new();
     for _ in 0..12 {
@@ -260,7 +267,8 @@ async fn balanced_sessions_move_about_one_in_n_when_scaling() {
     let web = start_pods("web", 5).await;
     let notes = [(nginx("affinity"), "cookie")];
     let notes: Vec<(&str, &str)> = notes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let manifests = |pods: &[SocketAddr]| String::from(CLASS) + &service("web", pods) + &ingress("b", "b.test", "web", &notes);
+    let manifests =
+        |pods: &[SocketAddr]| String::from(CLASS) + &service("web", pods) + &ingress("b", "b.test", "web", &notes);
     let p = Portico::start(&[("all.yaml", manifests(&addrs(&web[..4])))], &[]).await;
     let mut sessions = Vec::new();
     for _ in 0..200 {
@@ -283,7 +291,12 @@ async fn balanced_sessions_move_about_one_in_n_when_scaling() {
     assert!((0.08..=0.34).contains(&frac), "{moved} of 200 sessions moved");
 
     // Removing a pod remaps only its sessions, by the ring, without a new cookie.
-    let without_1: Vec<SocketAddr> = web.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, w)| w.addr).collect();
+    let without_1: Vec<SocketAddr> = web
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, w)| w.addr)
+        .collect();
     p.write("all.yaml", &manifests(&without_1));
     p.wait_generation(3).await;
     for (_, cookie) in &sessions {
@@ -302,7 +315,9 @@ async fn balanced_sessions_move_about_one_in_n_when_scaling() {
 fn client_ip_service(name: &str, pods: &[SocketAddr], timeout: u32) -> String {
     service(name, pods).replacen(
         "spec:\n",
-        &format!("spec:\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {timeout}}}}}\n"),
+        &format!(
+            "spec:\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {timeout}}}}}\n"
+        ),
         1,
     )
 }
@@ -310,7 +325,8 @@ fn client_ip_service(name: &str, pods: &[SocketAddr], timeout: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ip_affinity_holds_across_connections_and_expires() {
     let web = start_pods("web", 3).await;
-    let manifests = String::from(CLASS) + &client_ip_service("web", &addrs(&web), 2) + &ingress("c", "c.test", "web", &[]);
+    let manifests =
+        String::from(CLASS) + &client_ip_service("web", &addrs(&web), 2) + &ingress("c", "c.test", "web", &[]);
     let p = Portico::start(&[("all.yaml", manifests)], &["--trusted-proxies", "127.0.0.1/32"]).await;
     let from = |n: u32| format!("198.51.100.{n}");
     let p = &p;
@@ -553,7 +569,11 @@ async fn a_terminating_endpoint_keeps_its_sessions_and_gets_no_new_ones() {
         assert_eq!(with_cookie(&p, "t.test", cookie).await, ("web-1".to_string(), None));
     }
     for _ in 0..40 {
-        assert_ne!(session(&p, "t.test").await.0, "web-1", "a terminating pod got a new session");
+        assert_ne!(
+            session(&p, "t.test").await.0,
+            "web-1",
+            "a terminating pod got a new session"
+        );
     }
 
     // Once it is gone, its sessions move.

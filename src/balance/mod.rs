@@ -6,6 +6,7 @@
 //! ([`affinity`]).
 
 pub mod affinity;
+pub mod choice;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -19,9 +19,9 @@ use super::headers::{
 };
 use super::upstream::{Conn, RequestBody, SendError, Upstream, resolve_external};
 use super::{Body, SERVER, Settings, plain};
-use crate::balance::affinity::{Mode, random_key, request_cookie, set_cookie};
-use crate::balance::{EndpointState, Registry, Shared, now_ns, pick};
-use crate::compile::backend::{Backend, Endpoint, Target};
+use crate::balance::choice::Choice;
+use crate::balance::{EndpointState, Registry, Shared, now_ns};
+use crate::compile::backend::{Endpoint, Target};
 use crate::live::Live;
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
@@ -40,32 +40,6 @@ pub struct Proxy {
     pub registry: Arc<Registry>,
     /// Signs persistent-affinity cookie values (`--affinity-key`).
     pub affinity_key: aws_lc_rs::hmac::Key,
-}
-
-/// The endpoints one request chooses among. Indexes count `ready` first, then `terminating`.
-struct Choice<'a> {
-    route: &'a Route,
-    backend: &'a Backend,
-    ready: &'a [Endpoint],
-    terminating: &'a [Endpoint],
-}
-
-fn endpoint_at<'a>(ready: &'a [Endpoint], terminating: &'a [Endpoint], i: usize) -> &'a Endpoint {
-    ready.get(i).unwrap_or_else(|| &terminating[i - ready.len()])
-}
-
-/// What affinity decided before the request went upstream.
-#[derive(Default)]
-struct Sticky {
-    /// The endpoint the session or client is pinned to.
-    index: Option<usize>,
-    /// The request carried no usable session cookie: the response sets one.
-    new_session: bool,
-    /// Balanced mode: the new session's key.
-    key: Option<String>,
-    /// ClientIP affinity: the client to pin.
-    client: Option<std::net::IpAddr>,
-    user_agent: Option<HeaderValue>,
 }
 
 /// Why no endpoint answered.
@@ -259,7 +233,6 @@ impl Proxy {
                 Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("bad gateway: {e}")),
             },
         };
-        let policy = &route.policy;
         let now = now_ns();
         let choice = Choice {
             route: &route,
@@ -267,7 +240,12 @@ impl Proxy {
             ready,
             terminating,
         };
-        let sticky = self.sticky(&choice, req.headers(), &peer, now);
+        let sticky = choice.sticky(
+            req.headers(),
+            || client_ip(req.headers(), peer.addr, &self.trusted),
+            &self.affinity_key,
+            now,
+        );
         if sticky.index.is_none() && ready.is_empty() {
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -312,28 +290,17 @@ impl Proxy {
         // harmless and possible: an idempotent method and no body (a streamed body is gone).
         let resendable = is_idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(RequestBody::Stream(body, self.metrics.request_bytes.clone()));
-        let tries = policy.tries.min(ready.len() + terminating.len()).max(1);
+        let tries = choice.tries();
         let mut tried: Vec<usize> = Vec::new();
         let mut last_err = None;
         for attempt in 0..tries {
-            let i = match sticky.index {
-                Some(i) if attempt == 0 && !endpoint_at(ready, terminating, i).state.0.is_down(now) => i,
-                _ => match pick(
-                    policy.load_balance,
-                    ready,
-                    &tried,
-                    &backend.rotation,
-                    now,
-                    &mut next_random,
-                ) {
-                    Some(i) => i,
-                    None => break,
-                },
+            let Some(i) = choice.next(&sticky, attempt, &tried, &backend.rotation, now, &mut next_random) else {
+                break;
             };
             if i < ready.len() {
                 tried.push(i);
             }
-            let ep = endpoint_at(ready, terminating, i);
+            let ep = choice.endpoint(i);
             let state = &ep.state.0;
             out.upstream = Some(ep.addr);
             let t = Instant::now();
@@ -376,7 +343,7 @@ impl Proxy {
                 Ok(resp) => {
                     state.succeeded();
                     state.observe(elapsed, now_ns());
-                    let cookie = self.remember(&choice, &sticky, i, &peer);
+                    let cookie = choice.remember(&sticky, i, peer.tls, &self.affinity_key);
                     let mut resp = self.respond(resp, conn, state.clone(), client_upgrade);
                     if let Some(c) = cookie {
                         resp.headers_mut().append(header::SET_COOKIE, c);
@@ -449,82 +416,5 @@ impl Proxy {
             .body(body, conn, ep, self.metrics.response_bytes.clone())
             .boxed_unsync();
         Response::from_parts(parts, body)
-    }
-
-    /// The endpoint affinity pins this request to, if any (cookie affinity of the route's
-    /// Ingress, else the Service's ClientIP affinity).
-    fn sticky(&self, c: &Choice<'_>, headers: &http::HeaderMap, peer: &Peer, now: u64) -> Sticky {
-        let mut s = Sticky::default();
-        if let Some(cfg) = &c.route.policy.affinity {
-            if cfg.conditional_same_site_none {
-                s.user_agent = headers.get(header::USER_AGENT).cloned();
-            }
-            let sent = request_cookie(headers, &cfg.name);
-            let index = &c.backend.affinity;
-            match cfg.mode {
-                Mode::Persistent => {
-                    s.index = sent.and_then(|v| index.persistent(c.ready, c.terminating, &self.affinity_key, v));
-                    s.new_session = s.index.is_none();
-                }
-                Mode::Balanced => match sent {
-                    Some(key) => s.index = index.balanced(c.ready, c.terminating, key),
-                    None => {
-                        // A new session: a random key, drawn again while it lands on an
-                        // endpoint that takes no new sessions (terminating or failing).
-                        let mut key = random_key();
-                        for _ in 0..16 {
-                            match index.balanced(c.ready, c.terminating, &key) {
-                                Some(i) if i < c.ready.len() && !c.ready[i].state.0.is_down(now) => {
-                                    s.index = Some(i);
-                                    break;
-                                }
-                                _ => key = random_key(),
-                            }
-                        }
-                        s.new_session = true;
-                        s.key = Some(key);
-                    }
-                },
-            }
-        } else if let (Some(_), Some(table)) = (c.backend.client_ip_affinity, &c.backend.client_ip_table) {
-            let client = client_ip(headers, peer.addr, &self.trusted);
-            s.index = table
-                .get(client, now)
-                .and_then(|addr| c.ready.iter().position(|e| e.addr == addr));
-            s.client = Some(client);
-        }
-        s
-    }
-
-    /// After endpoint `i` answered: the Set-Cookie a new or moved session needs, and the
-    /// ClientIP pin refreshed.
-    fn remember(&self, c: &Choice<'_>, s: &Sticky, i: usize, peer: &Peer) -> Option<HeaderValue> {
-        if let (Some(client), Some(timeout), Some(table)) =
-            (s.client, c.backend.client_ip_affinity, &c.backend.client_ip_table)
-        {
-            let ep = endpoint_at(c.ready, c.terminating, i);
-            table.set(client, ep.addr, now_ns(), Duration::from_secs(u64::from(timeout)));
-            return None;
-        }
-        let cfg = c.route.policy.affinity.as_ref()?;
-        let moved = s.index.is_some_and(|pinned| pinned != i) && cfg.change_on_failure;
-        let index = &c.backend.affinity;
-        let value = match cfg.mode {
-            Mode::Persistent if s.new_session || moved => {
-                index.id_of(c.ready, c.terminating, &self.affinity_key, i)?.to_string()
-            }
-            Mode::Balanced if moved || (s.new_session && s.index != Some(i)) => {
-                // A key that maps to the endpoint that answered.
-                (0..64)
-                    .map(|_| random_key())
-                    .find(|k| index.balanced(c.ready, c.terminating, k) == Some(i))
-                    .or_else(|| s.key.clone())?
-            }
-            Mode::Balanced if s.new_session => s.key.clone()?,
-            _ => return None,
-        };
-        let path = c.route.path.as_ref().map(|p| p.path.as_str()).unwrap_or("/");
-        let ua = s.user_agent.as_ref().and_then(|v| v.to_str().ok());
-        set_cookie(cfg, &value, path, peer.tls, ua, SystemTime::now())
     }
 }

@@ -1,0 +1,160 @@
+//! Criterion bench for endpoint choice: what each load-balancing and affinity policy adds
+//! to one request, measured through the same code the proxy runs (sticky → next → in-flight
+//! and latency bookkeeping → remember).
+//!
+//! cargo bench --bench balance
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+use portico::balance::choice::Choice;
+use portico::balance::now_ns;
+use portico::source::files::parse_manifests;
+use portico::{Options, Snapshot, compile};
+
+// Measured with the allocator the portico binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ENDPOINTS: usize = 10;
+
+fn ingress(host: &str, svc: &str, annotations: &str) -> String {
+    format!(
+        "---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {host}
+  namespace: b
+  annotations: {{{annotations}}}
+spec:
+  ingressClassName: portico
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}
+"
+    )
+}
+
+fn service(name: &str, extra: &str) -> String {
+    let eps: String = (0..ENDPOINTS)
+        .map(|i| format!("- addresses: ['10.0.0.{}']\n", i + 1))
+        .collect();
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: b}}
+spec:
+  ports: [{{name: http, port: 80}}]
+{extra}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}, namespace: b, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints:
+{eps}"
+    )
+}
+
+fn snapshot() -> Snapshot {
+    let nginx = "nginx.ingress.kubernetes.io";
+    let text = String::from(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: portico}\nspec: {controller: portico.dev/ingress-controller}\n",
+    ) + &service("web", "")
+        + &service("sticky-ip", "  sessionAffinity: ClientIP\n")
+        + &ingress("rr", "web", "")
+        + &ingress("ewma", "web", &format!("{nginx}/load-balance: ewma"))
+        + &ingress("balanced", "web", &format!("{nginx}/affinity: cookie"))
+        + &ingress(
+            "persistent",
+            "web",
+            &format!("{nginx}/affinity: cookie, {nginx}/affinity-mode: persistent"),
+        )
+        + &ingress("clientip", "sticky-ip", "");
+    let mut s = Snapshot::default();
+    for o in parse_manifests(&text).expect("bench manifests parse") {
+        s.insert(o);
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let cfg = compile(&snapshot(), &Options::default());
+    assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics);
+    let key = hmac::Key::new(hmac::HMAC_SHA256, b"bench-affinity-key-0123456789");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+
+    // A cookie each sticky Ingress itself handed out.
+    let cookie_for = |host: &str| -> HeaderMap {
+        let route = cfg.routes.route(host, "/").unwrap();
+        let backend = cfg.backend(route).unwrap();
+        let choice = Choice {
+            route,
+            backend,
+            ready: backend.ready(),
+            terminating: backend.terminating(),
+        };
+        let s = choice.sticky(&HeaderMap::new(), || [192, 0, 2, 1].into(), &key, now_ns());
+        let set = choice.remember(&s, s.index.unwrap_or(0), false, &key).unwrap();
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(&format!("theme=dark; {pair}")).unwrap());
+        h
+    };
+    let none = HeaderMap::new();
+    let balanced = cookie_for("balanced");
+    let persistent = cookie_for("persistent");
+
+    let mut g = c.benchmark_group("choose");
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
+    for (name, host, headers) in [
+        ("round_robin", "rr", &none),
+        ("ewma", "ewma", &none),
+        ("cookie_balanced_known", "balanced", &balanced),
+        ("cookie_balanced_new", "balanced", &none),
+        ("cookie_persistent_known", "persistent", &persistent),
+        ("cookie_persistent_new", "persistent", &none),
+        ("client_ip", "clientip", &none),
+    ] {
+        let route = cfg.routes.route(host, "/").unwrap();
+        let backend = cfg.backend(route).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let choice = Choice {
+                    route,
+                    backend,
+                    ready: backend.ready(),
+                    terminating: backend.terminating(),
+                };
+                let now = now_ns();
+                let s = choice.sticky(black_box(headers), || [192, 0, 2, 7].into(), &key, now);
+                let i = choice.next(&s, 0, &[], &backend.rotation, now, &mut rand).unwrap();
+                let state = &choice.endpoint(i).state.0;
+                let guard = state.start();
+                drop(guard);
+                state.succeeded();
+                state.observe(Duration::from_micros(300), now);
+                black_box(choice.remember(&s, i, false, &key))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,152 @@
+//! One request's endpoint choice: affinity first (the route's cookie affinity, else the
+//! Service's ClientIP affinity), then the route's algorithm for new sessions and retries,
+//! and afterwards what the session must remember (a Set-Cookie, a ClientIP pin).
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::hmac;
+use http::HeaderMap;
+use http::header::{self, HeaderValue};
+
+use super::affinity::{Mode, random_key, request_cookie, set_cookie};
+use super::{RoundRobin, now_ns, pick};
+use crate::compile::backend::{Backend, Endpoint};
+use crate::routes::Route;
+
+/// The endpoints one request chooses among. Indexes count `ready` first, then `terminating`.
+pub struct Choice<'a> {
+    pub route: &'a Route,
+    pub backend: &'a Backend,
+    pub ready: &'a [Endpoint],
+    pub terminating: &'a [Endpoint],
+}
+
+/// What affinity decided before the request went upstream.
+#[derive(Default)]
+pub struct Sticky {
+    /// The endpoint the session or client is pinned to.
+    pub index: Option<usize>,
+    /// The request carried no usable session cookie: the response sets one.
+    new_session: bool,
+    /// Balanced mode: the new session's key.
+    key: Option<String>,
+    /// ClientIP affinity: the client to pin.
+    client: Option<IpAddr>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl<'a> Choice<'a> {
+    pub fn endpoint(&self, i: usize) -> &'a Endpoint {
+        self.ready
+            .get(i)
+            .unwrap_or_else(|| &self.terminating[i - self.ready.len()])
+    }
+
+    /// Most endpoints one request may try.
+    pub fn tries(&self) -> usize {
+        self.route
+            .policy
+            .tries
+            .min(self.ready.len() + self.terminating.len())
+            .max(1)
+    }
+
+    /// The endpoint affinity pins this request to, if any. `client` gives the client
+    /// address (after trusted X-Forwarded-For) and is only asked for ClientIP affinity.
+    pub fn sticky(&self, headers: &HeaderMap, client: impl FnOnce() -> IpAddr, key: &hmac::Key, now: u64) -> Sticky {
+        let mut s = Sticky::default();
+        if let Some(cfg) = &self.route.policy.affinity {
+            if cfg.conditional_same_site_none {
+                s.user_agent = headers.get(header::USER_AGENT).cloned();
+            }
+            let sent = request_cookie(headers, &cfg.name);
+            let index = &self.backend.affinity;
+            match cfg.mode {
+                Mode::Persistent => {
+                    s.index = sent.and_then(|v| index.persistent(self.ready, self.terminating, key, v));
+                    s.new_session = s.index.is_none();
+                }
+                Mode::Balanced => match sent {
+                    Some(k) => s.index = index.balanced(self.ready, self.terminating, k),
+                    None => {
+                        // A new session: a random key, drawn again while it lands on an
+                        // endpoint that takes no new sessions (terminating or failing).
+                        let mut k = random_key();
+                        for _ in 0..16 {
+                            match index.balanced(self.ready, self.terminating, &k) {
+                                Some(i) if i < self.ready.len() && !self.ready[i].state.0.is_down(now) => {
+                                    s.index = Some(i);
+                                    break;
+                                }
+                                _ => k = random_key(),
+                            }
+                        }
+                        s.new_session = true;
+                        s.key = Some(k);
+                    }
+                },
+            }
+        } else if let (Some(_), Some(table)) = (self.backend.client_ip_affinity, &self.backend.client_ip_table) {
+            let client = client();
+            s.index = table
+                .get(client, now)
+                .and_then(|addr| self.ready.iter().position(|e| e.addr == addr));
+            s.client = Some(client);
+        }
+        s
+    }
+
+    /// The endpoint for try number `attempt`: the pinned one first (unless it is in its
+    /// failure backoff), else the route's algorithm over ready endpoints not yet `tried`.
+    pub fn next(
+        &self,
+        sticky: &Sticky,
+        attempt: usize,
+        tried: &[usize],
+        cursor: &RoundRobin,
+        now: u64,
+        rand: &mut impl FnMut() -> u64,
+    ) -> Option<usize> {
+        match sticky.index {
+            Some(i) if attempt == 0 && !self.endpoint(i).state.0.is_down(now) => Some(i),
+            _ => pick(self.route.policy.load_balance, self.ready, tried, cursor, now, rand),
+        }
+    }
+
+    /// After endpoint `i` answered: the Set-Cookie a new or moved session needs, and the
+    /// ClientIP pin refreshed.
+    pub fn remember(&self, s: &Sticky, i: usize, https: bool, key: &hmac::Key) -> Option<HeaderValue> {
+        if let (Some(client), Some(timeout), Some(table)) =
+            (s.client, self.backend.client_ip_affinity, &self.backend.client_ip_table)
+        {
+            table.set(
+                client,
+                self.endpoint(i).addr,
+                now_ns(),
+                Duration::from_secs(u64::from(timeout)),
+            );
+            return None;
+        }
+        let cfg = self.route.policy.affinity.as_ref()?;
+        let moved = s.index.is_some_and(|pinned| pinned != i) && cfg.change_on_failure;
+        let index = &self.backend.affinity;
+        let value = match cfg.mode {
+            Mode::Persistent if s.new_session || moved => {
+                index.id_of(self.ready, self.terminating, key, i)?.to_string()
+            }
+            Mode::Balanced if moved || (s.new_session && s.index != Some(i)) => {
+                // A key that maps to the endpoint that answered.
+                (0..64)
+                    .map(|_| random_key())
+                    .find(|k| index.balanced(self.ready, self.terminating, k) == Some(i))
+                    .or_else(|| s.key.clone())?
+            }
+            Mode::Balanced if s.new_session => s.key.clone()?,
+            _ => return None,
+        };
+        let path = self.route.path.as_ref().map(|p| p.path.as_str()).unwrap_or("/");
+        let ua = s.user_agent.as_ref().and_then(|v| v.to_str().ok());
+        set_cookie(cfg, &value, path, https, ua, SystemTime::now())
+    }
+}
