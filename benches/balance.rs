@@ -144,7 +144,7 @@ fn bench(c: &mut Criterion) {
                 let now = now_ns();
                 let s = choice.sticky(black_box(headers), || [192, 0, 2, 7].into(), &key, now);
                 let i = choice.next(&s, 0, &[], &backend.rotation, now, &mut rand).unwrap();
-                let state = &choice.endpoint(i).state.0;
+                let state = &choice.endpoint(i).unwrap().state.0;
                 let guard = state.start();
                 drop(guard);
                 state.succeeded();

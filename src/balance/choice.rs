@@ -37,10 +37,11 @@ pub struct Sticky {
 }
 
 impl<'a> Choice<'a> {
-    pub fn endpoint(&self, i: usize) -> &'a Endpoint {
-        self.ready
-            .get(i)
-            .unwrap_or_else(|| &self.terminating[i - self.ready.len()])
+    pub fn endpoint(&self, i: usize) -> Option<&'a Endpoint> {
+        match i.checked_sub(self.ready.len()) {
+            None => self.ready.get(i),
+            Some(t) => self.terminating.get(t),
+        }
     }
 
     /// Most endpoints one request may try.
@@ -109,7 +110,7 @@ impl<'a> Choice<'a> {
         rand: &mut impl FnMut() -> u64,
     ) -> Option<usize> {
         match sticky.index {
-            Some(i) if attempt == 0 && !self.endpoint(i).state.0.is_down(now) => Some(i),
+            Some(i) if attempt == 0 && self.endpoint(i).is_some_and(|e| !e.state.0.is_down(now)) => Some(i),
             _ => pick(self.route.policy.load_balance, self.ready, tried, cursor, now, rand),
         }
     }
@@ -117,15 +118,13 @@ impl<'a> Choice<'a> {
     /// After endpoint `i` answered: the Set-Cookie a new or moved session needs, and the
     /// ClientIP pin refreshed.
     pub fn remember(&self, s: &Sticky, i: usize, https: bool, key: &hmac::Key) -> Option<HeaderValue> {
-        if let (Some(client), Some(timeout), Some(table)) =
-            (s.client, self.backend.client_ip_affinity, &self.backend.client_ip_table)
-        {
-            table.set(
-                client,
-                self.endpoint(i).addr,
-                now_ns(),
-                Duration::from_secs(u64::from(timeout)),
-            );
+        if let (Some(client), Some(timeout), Some(table), Some(ep)) = (
+            s.client,
+            self.backend.client_ip_affinity,
+            &self.backend.client_ip_table,
+            self.endpoint(i),
+        ) {
+            table.set(client, ep.addr, now_ns(), Duration::from_secs(u64::from(timeout)));
             return None;
         }
         let cfg = self.route.policy.affinity.as_ref()?;

@@ -300,7 +300,9 @@ impl Proxy {
             if i < ready.len() {
                 tried.push(i);
             }
-            let ep = choice.endpoint(i);
+            let Some(ep) = choice.endpoint(i) else {
+                break;
+            };
             let state = &ep.state.0;
             out.upstream = Some(ep.addr);
             let t = Instant::now();
