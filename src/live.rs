@@ -104,7 +104,8 @@ spec:
                 std::thread::spawn(move || {
                     let mut seen = 0u64;
                     let mut last = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
+                    // At least one non-empty read, however the threads are scheduled.
+                    while !stop.load(Ordering::Relaxed) || seen == 0 {
                         let cfg = live.load();
                         if cfg.generation == 0 {
                             continue;
