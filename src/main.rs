@@ -108,6 +108,10 @@ struct RunArgs {
     admin_addr: SocketAddr,
     #[command(flatten)]
     class: ClassArgs,
+    /// Strict-Transport-Security (max-age=31536000; includeSubDomains) on HTTPS responses,
+    /// as ingress-nginx sends by default.
+    #[arg(long, env = "PORTICO_HSTS", value_enum, default_value = "on")]
+    hsts: OnOff,
     /// Secret that signs persistent-affinity cookie values; give every replica the same one
     /// (at least 16 bytes). Without it a random key is used, valid for this process only.
     #[arg(long, env = "PORTICO_AFFINITY_KEY", hide_env_values = true)]
@@ -422,6 +426,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         access_log: args.access_log == OnOff::On,
         registry: registry.clone(),
         affinity_key,
+        hsts: args.hsts == OnOff::On,
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
         registry,

@@ -74,24 +74,7 @@ fn addrs(pods: &[Pod]) -> Vec<SocketAddr> {
 
 /// An Ingress for `host`/app (Prefix) → Service `svc`, with annotations.
 fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let notes: String = annotations.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
-    format!(
-        "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  annotations:
-{notes}spec:
-  ingressClassName: portico
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /app, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}
-"
-    )
+    annotated_ingress(name, host, "/app", svc, annotations)
 }
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";

@@ -2,6 +2,8 @@
 //! ingress-nginx's `nginx.ingress.kubernetes.io/`). An invalid value is a Warning diagnostic
 //! and the setting keeps its default; it never stops the Ingress from being served.
 
+use std::time::Duration;
+
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
@@ -9,7 +11,49 @@ use super::ingress::annotation;
 use crate::balance::Algorithm;
 use crate::balance::affinity::{CookieAffinity, Mode, SameSite, valid_attribute, valid_cookie_name};
 use crate::model::ObjectKey;
-use crate::routes::Policy;
+use crate::proxy::headers::Cidr;
+use crate::routes::{Cors, Policy, Redirect};
+
+/// Printable ASCII without spaces, quotes or angle brackets: safe to put in a header.
+fn url_safe(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 2048
+        && v.bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && !b"\"<>\\^`{|}".contains(&b))
+}
+
+/// A redirect target: an absolute http(s) URL or a path.
+fn location(v: &str) -> Option<String> {
+    ((v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/')) && url_safe(v))
+        .then(|| v.to_string())
+}
+
+/// nginx size syntax: bytes, or a number with k, m or g (either case).
+fn parse_size(v: &str) -> Option<u64> {
+    let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// `host` or `host:port`, host a DNS name or an IP address.
+fn valid_vhost(v: &str) -> bool {
+    let host = match v.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => v,
+    };
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
 
 /// Reads annotations of one Ingress, reporting bad values against it.
 pub struct Annotations<'a> {
@@ -81,11 +125,136 @@ impl Annotations<'_> {
             )
             .map(|n| if n == 0 { usize::MAX } else { n })
             .unwrap_or(Policy::DEFAULT_TRIES);
+        let (allow, allow_cidrs) = self.allow().unzip();
         Policy {
             affinity: self.affinity(),
             load_balance,
             tries,
+            redirect: self.redirect(),
+            app_root: self.parsed("app-root", "a path starting with /", "not used", |v| {
+                (v.starts_with('/') && url_safe(v)).then(|| v.to_string())
+            }),
+            max_body_bytes: self
+                .parsed("proxy-body-size", "a size like 8m, 512k or 0", "no limit", parse_size)
+                .filter(|n| *n > 0),
+            connect_timeout: self.timeout("proxy-connect-timeout"),
+            read_timeout: self.timeout("proxy-read-timeout"),
+            allow,
+            allow_cidrs: allow_cidrs.unwrap_or_default(),
+            upstream_vhost: self.parsed(
+                "upstream-vhost",
+                "a host name, optionally with :port",
+                "the request's Host is sent",
+                |v| valid_vhost(v).then(|| v.to_string()),
+            ),
+            cors: self.cors(),
         }
+    }
+
+    /// ingress-nginx timeouts are whole seconds; `s`/`m` suffixes are accepted too.
+    fn timeout(&mut self, name: &str) -> Option<Duration> {
+        self.parsed(name, "a number of seconds", "the default is used", |v| {
+            let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+            let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+            match unit {
+                "" | "s" => Some(Duration::from_secs(n)),
+                "m" => Some(Duration::from_secs(n * 60)),
+                _ => None,
+            }
+        })
+    }
+
+    fn redirect(&mut self) -> Option<Redirect> {
+        if let Some(location) = self.parsed("temporal-redirect", "an http(s) URL or a path", "not used", location) {
+            return Some(Redirect { code: 302, location });
+        }
+        let location = self.parsed("permanent-redirect", "an http(s) URL or a path", "not used", location)?;
+        let code = self
+            .parsed("permanent-redirect-code", "a 3xx status code", "using 301", |v| {
+                v.parse::<u16>().ok().filter(|c| (300..=308).contains(c))
+            })
+            .unwrap_or(301);
+        Some(Redirect { code, location })
+    }
+
+    /// The allowlist; invalid entries are reported and dropped, and if none is left the
+    /// list allows nobody: a typo never widens access.
+    fn allow(&mut self) -> Option<(Vec<String>, Vec<Cidr>)> {
+        let (prefix, raw, name) = ["whitelist-source-range", "allowlist-source-range"]
+            .iter()
+            .find_map(|n| annotation(self.ing, n).map(|(p, v)| (p, v, *n)))?;
+        let mut shown = Vec::new();
+        let mut cidrs = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry.parse::<Cidr>() {
+                Ok(c) => {
+                    cidrs.push(c);
+                    shown.push(entry.to_string());
+                }
+                Err(_) => self.invalid(prefix, name, entry, "a CIDR", "this entry allows nobody"),
+            }
+        }
+        Some((shown, cidrs))
+    }
+
+    fn cors(&mut self) -> Option<Cors> {
+        if !self.bool("enable-cors", false) {
+            return None;
+        }
+        let mut c = Cors::default();
+        if let Some(origins) = self.parsed(
+            "cors-allow-origin",
+            "a comma-separated list of origins (scheme://host[:port], * or scheme://*.domain)",
+            "allowing *",
+            |v| {
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+                (!list.is_empty() && list.iter().all(|o| o == "*" || (o.contains("://") && url_safe(o))))
+                    .then_some(list)
+            },
+        ) {
+            c.allow_origin = origins;
+        }
+        let token_list = |v: &str| {
+            (!v.is_empty()
+                && v.split(',').all(|t| {
+                    let t = t.trim();
+                    !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_*".contains(&b))
+                }))
+            .then(|| v.to_string())
+        };
+        if let Some(m) = self.parsed(
+            "cors-allow-methods",
+            "a comma-separated list of methods",
+            "using the default",
+            token_list,
+        ) {
+            c.allow_methods = m;
+        }
+        if let Some(h) = self.parsed(
+            "cors-allow-headers",
+            "a comma-separated list of header names",
+            "using the default",
+            token_list,
+        ) {
+            c.allow_headers = h;
+        }
+        c.expose_headers = self.parsed(
+            "cors-expose-headers",
+            "a comma-separated list of header names",
+            "not set",
+            token_list,
+        );
+        c.allow_credentials = self.bool("cors-allow-credentials", true);
+        if let Some(age) = self.parsed("cors-max-age", "a number of seconds", "using 1728000", |v| {
+            v.parse().ok()
+        }) {
+            c.max_age = age;
+        }
+        Some(c)
     }
 
     fn affinity(&mut self) -> Option<CookieAffinity> {

@@ -167,6 +167,7 @@ impl IngressPass<'_, '_> {
                 diags: self.diags,
             };
             let ssl_redirect = notes.bool("ssl-redirect", true);
+            let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             let policy = Arc::new(notes.policy());
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.
             let has_tls = |host: &HostPattern| match host {
@@ -199,7 +200,7 @@ impl IngressPass<'_, '_> {
                 if !hosts_of_ingress.contains(&host) {
                     hosts_of_ingress.push(host.clone());
                 }
-                let redirect = ssl_redirect && has_tls(&host);
+                let redirect = (ssl_redirect && has_tls(&host)) || force_ssl_redirect;
                 for p in rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or(&[]) {
                     let path_type = match p.path_type.as_str() {
                         "Exact" => PathType::Exact,
@@ -285,7 +286,7 @@ impl IngressPass<'_, '_> {
                     path: None,
                     backend: default_backend,
                     service: default_service.clone(),
-                    ssl_redirect: ssl_redirect && has_tls(&host),
+                    ssl_redirect: (ssl_redirect && has_tls(&host)) || force_ssl_redirect,
                     policy: policy.clone(),
                     counters: Default::default(),
                 });

@@ -5,11 +5,12 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
@@ -17,7 +18,7 @@ use super::headers::{
     Cidr, Peer, X_REQUEST_ID, client_ip, request_authority, request_host, set_forwarded, strip_hop_by_hop,
     upgrade_protocol, upstream_target,
 };
-use super::upstream::{Conn, RequestBody, SendError, Upstream, resolve_external};
+use super::upstream::{BodyLimit, Conn, RequestBody, SendError, Upstream, resolve_external};
 use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
 use crate::balance::{EndpointState, Registry, Shared, now_ns};
@@ -25,7 +26,7 @@ use crate::compile::backend::{Endpoint, Target};
 use crate::live::Live;
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
-use crate::routes::Route;
+use crate::routes::{Cors, Route};
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
@@ -40,6 +41,8 @@ pub struct Proxy {
     pub registry: Arc<Registry>,
     /// Signs persistent-affinity cookie values (`--affinity-key`).
     pub affinity_key: aws_lc_rs::hmac::Key,
+    /// Send Strict-Transport-Security on HTTPS responses (`--hsts`).
+    pub hsts: bool,
 }
 
 /// Why no endpoint answered.
@@ -47,6 +50,56 @@ enum Failure {
     Connect,
     Exchange,
     Timeout,
+}
+
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+
+/// A redirect answer of Portico's own.
+fn redirect(code: u16, location: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    let mut r = plain(status, "redirecting");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn too_large(max: u64) -> Response<Body> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("payload too large: the request body exceeds {max} bytes"),
+    )
+}
+
+/// CORS response headers for an allowed `origin` (nothing when it is not allowed);
+/// `preflight` adds what a preflight answer carries.
+fn cors_headers(cors: &Cors, origin: &str, h: &mut http::HeaderMap, preflight: bool) {
+    let Some(allow) = cors.origin_allowed(origin).and_then(|o| HeaderValue::from_str(o).ok()) else {
+        return;
+    };
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    if cors.allow_credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    let mut set = |name: header::HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    };
+    set(header::ACCESS_CONTROL_ALLOW_METHODS, &cors.allow_methods);
+    set(header::ACCESS_CONTROL_ALLOW_HEADERS, &cors.allow_headers);
+    if let Some(e) = &cors.expose_headers {
+        set(header::ACCESS_CONTROL_EXPOSE_HEADERS, e);
+    }
+    if preflight {
+        set(header::ACCESS_CONTROL_MAX_AGE, &cors.max_age.to_string());
+    }
+    if cors.allow_origin.iter().all(|o| o != "*") {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
 }
 
 /// Methods whose repetition has the effect of one request (RFC 9110, 9.2.2).
@@ -112,7 +165,10 @@ impl Proxy {
             String::new()
         };
         let mut outcome = Outcome::default();
-        let resp = self.dispatch(req, peer, &rid, &mut outcome).await;
+        let mut resp = self.dispatch(req, peer, &rid, &mut outcome).await;
+        if peer.tls && self.hsts && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+        }
         let status = resp.status().as_u16();
         let elapsed = start.elapsed();
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
@@ -185,7 +241,14 @@ impl Proxy {
             return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path");
         };
         out.route = Some(route.clone());
+        let policy = &route.policy;
 
+        if policy.allow.is_some() {
+            let client = client_ip(req.headers(), peer.addr, &self.trusted);
+            if !policy.allow_cidrs.iter().any(|c| c.contains(client)) {
+                return plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed");
+            }
+        }
         if !peer.tls && route.ssl_redirect {
             let port = match self.settings.https_redirect_port {
                 443 => String::new(),
@@ -198,6 +261,36 @@ impl Proxy {
                 r.headers_mut().insert(header::LOCATION, v);
             }
             return r;
+        }
+        if let Some(r) = &policy.redirect {
+            return redirect(r.code, &r.location);
+        }
+        if let Some(root) = &policy.app_root
+            && req.uri().path() == "/"
+        {
+            let scheme = if peer.tls { "https" } else { "http" };
+            let authority = request_authority(&req);
+            let host = authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(&out.host);
+            return redirect(302, &format!("{scheme}://{host}{root}"));
+        }
+        let origin = policy
+            .cors
+            .as_ref()
+            .and_then(|c| Some((c, req.headers().get(header::ORIGIN)?.to_str().ok()?.to_string())));
+        if let Some((cors, origin)) = &origin
+            && req.method() == Method::OPTIONS
+            && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            let mut r = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            cors_headers(cors, origin, r.headers_mut(), true);
+            r.headers_mut().insert(header::SERVER, SERVER);
+            return r;
+        }
+        if let Some(max) = policy.max_body_bytes
+            && req.body().size_hint().lower() > max
+        {
+            return too_large(max);
         }
 
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
@@ -268,7 +361,13 @@ impl Proxy {
             headers.insert(header::UPGRADE, up.clone());
         }
         set_forwarded(&mut headers, &peer, authority.as_ref(), &self.trusted);
-        if let Some(a) = authority {
+        if let Some(vhost) = policy
+            .upstream_vhost
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(header::HOST, vhost);
+        } else if let Some(a) = authority {
             headers.insert(header::HOST, a);
         }
         headers.insert(&X_REQUEST_ID, rid.clone());
@@ -289,7 +388,13 @@ impl Proxy {
         // A request is sent again after a failure past connecting only when repeating it is
         // harmless and possible: an idempotent method and no body (a streamed body is gone).
         let resendable = is_idempotent(&parts.method) && body.is_end_stream();
-        let mut body = Some(RequestBody::Stream(body, self.metrics.request_bytes.clone()));
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limit = policy.max_body_bytes.map(|max| BodyLimit {
+            max,
+            seen: 0,
+            exceeded: exceeded.clone(),
+        });
+        let mut body = Some(RequestBody::Stream(body, self.metrics.request_bytes.clone(), limit));
         let tries = choice.tries();
         let mut tried: Vec<usize> = Vec::new();
         let mut last_err = None;
@@ -306,7 +411,7 @@ impl Proxy {
             let state = &ep.state.0;
             out.upstream = Some(ep.addr);
             let t = Instant::now();
-            let mut conn = match self.upstream.connection(state).await {
+            let mut conn = match self.upstream.connection(state, policy.connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
                     let wait = state.failed(now_ns());
@@ -326,14 +431,14 @@ impl Proxy {
                 std::mem::take(&mut headers)
             };
             let in_flight = state.start();
-            let mut result = self.upstream.send(&mut conn, up).await;
+            let mut result = self.upstream.send(&mut conn, up, policy.read_timeout).await;
             // A pooled connection the peer closed just now never got the request: send it
             // on a fresh connection to the same endpoint. That is not the endpoint failing.
             if let Err(SendError::NotSent(req)) = result {
-                result = match self.upstream.connect(ep.addr).await {
+                result = match self.upstream.connect(ep.addr, policy.connect_timeout).await {
                     Ok(fresh) => {
                         conn = fresh;
-                        self.upstream.send(&mut conn, *req).await
+                        self.upstream.send(&mut conn, *req, policy.read_timeout).await
                     }
                     Err(e) => Err(SendError::Failed(e.to_string())),
                 };
@@ -346,9 +451,12 @@ impl Proxy {
                     state.succeeded();
                     state.observe(elapsed, now_ns());
                     let cookie = choice.remember(&sticky, i, peer.tls, &self.affinity_key);
-                    let mut resp = self.respond(resp, conn, state.clone(), client_upgrade);
+                    let mut resp = self.respond(resp, conn, state.clone(), client_upgrade, policy.read_timeout);
                     if let Some(c) = cookie {
                         resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
+                    if let Some((cors, origin)) = &origin {
+                        cors_headers(cors, origin, resp.headers_mut(), false);
                     }
                     return resp;
                 }
@@ -356,6 +464,9 @@ impl Proxy {
                     tracing::warn!(endpoint = %ep.addr, "upstream timed out after {d:?}");
                     last_err = Some(Failure::Timeout);
                     break;
+                }
+                Err(_) if exceeded.load(Ordering::Relaxed) => {
+                    return too_large(policy.max_body_bytes.unwrap_or(0));
                 }
                 Err(e) => {
                     let msg = match e {
@@ -385,6 +496,7 @@ impl Proxy {
         conn: Conn,
         ep: Arc<EndpointState>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        read_timeout: Option<Duration>,
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client) = client_upgrade else {
@@ -415,7 +527,7 @@ impl Proxy {
         }
         let body = self
             .upstream
-            .body(body, conn, ep, self.metrics.response_bytes.clone())
+            .body(body, conn, ep, self.metrics.response_bytes.clone(), read_timeout)
             .boxed_unsync();
         Response::from_parts(parts, body)
     }

@@ -13,7 +13,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 
 /// The response body type: streamed from an upstream, or a short body of Portico's own.
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type Body = UnsyncBoxBody<Bytes, upstream::BoxError>;
 
 /// Every limit and timeout a client or upstream can run into. Each is a flag of the binary.
 #[derive(Clone, Debug)]

@@ -25,39 +25,60 @@ use crate::balance::EndpointState;
 /// The body of a request sent upstream: the client's, streamed and counted, or none.
 pub enum RequestBody {
     Empty,
-    Stream(Incoming, Counter),
+    Stream(Incoming, Counter, Option<BodyLimit>),
 }
+
+/// `proxy-body-size` for a streamed body: past `max` bytes the upload fails and `exceeded`
+/// tells the handler to answer 413.
+pub struct BodyLimit {
+    pub max: u64,
+    pub seen: u64,
+    pub exceeded: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl HttpBody for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Stream(body, counter) => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(f))) = &polled
-                    && let Some(d) = f.data_ref()
-                {
-                    counter.inc_by(d.len() as u64);
+            RequestBody::Stream(body, counter, limit) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    if let Some(d) = f.data_ref() {
+                        counter.inc_by(d.len() as u64);
+                        if let Some(l) = limit {
+                            l.seen += d.len() as u64;
+                            if l.seen > l.max {
+                                l.exceeded.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Poll::Ready(Some(Err(
+                                    format!("request body larger than {} bytes", l.max).into()
+                                )));
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Ok(f)))
                 }
-                polled
-            }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Stream(b, _) => b.is_end_stream(),
+            RequestBody::Stream(b, _, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Stream(b, _) => b.size_hint(),
+            RequestBody::Stream(b, _, _) => b.size_hint(),
         }
     }
 }
@@ -181,18 +202,20 @@ impl Upstream {
         self.idle_timeout
     }
 
-    /// A pooled connection to the endpoint, else a new one.
-    pub async fn connection(&self, ep: &EndpointState) -> Result<Conn, ConnectError> {
+    /// A pooled connection to the endpoint, else a new one (within `timeout`, default
+    /// `--upstream-connect-timeout`).
+    pub async fn connection(&self, ep: &EndpointState, timeout: Option<Duration>) -> Result<Conn, ConnectError> {
         if let Some(sender) = ep.idle.take(self.idle_timeout) {
             return Ok(Conn { sender, reused: true });
         }
-        self.connect(ep.addr).await
+        self.connect(ep.addr, timeout).await
     }
 
     /// A new connection, never pooled before.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<Conn, ConnectError> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ConnectError::Timeout(addr, self.connect_timeout)),
+    pub async fn connect(&self, addr: SocketAddr, timeout: Option<Duration>) -> Result<Conn, ConnectError> {
+        let limit = timeout.unwrap_or(self.connect_timeout);
+        let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Err(_) => return Err(ConnectError::Timeout(addr, limit)),
             Ok(Err(e)) => return Err(ConnectError::Failed(addr, e)),
             Ok(Ok(s)) => s,
         };
@@ -210,10 +233,17 @@ impl Upstream {
         Ok(Conn { sender, reused: false })
     }
 
-    /// Sends one request and waits for the response head.
-    pub async fn send(&self, conn: &mut Conn, req: Request<RequestBody>) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(self.response_timeout, conn.sender.try_send_request(req)).await {
-            Err(_) => Err(SendError::Timeout(self.response_timeout)),
+    /// Sends one request and waits for the response head (within `timeout`, default
+    /// `--upstream-response-timeout`).
+    pub async fn send(
+        &self,
+        conn: &mut Conn,
+        req: Request<RequestBody>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let limit = timeout.unwrap_or(self.response_timeout);
+        match tokio::time::timeout(limit, conn.sender.try_send_request(req)).await {
+            Err(_) => Err(SendError::Timeout(limit)),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(mut e)) => match e.take_message() {
                 Some(req) => Err(SendError::NotSent(Box::new(req))),
@@ -224,11 +254,20 @@ impl Upstream {
 
     /// Wraps a response body so that the connection returns to its endpoint's pool once the
     /// body has been read to its end.
-    pub fn body(&self, body: Incoming, conn: Conn, ep: Arc<EndpointState>, counter: Counter) -> ResponseBody {
+    /// `idle`: the longest wait between two reads of the body (`proxy-read-timeout`).
+    pub fn body(
+        &self,
+        body: Incoming,
+        conn: Conn,
+        ep: Arc<EndpointState>,
+        counter: Counter,
+        idle: Option<Duration>,
+    ) -> ResponseBody {
         ResponseBody {
             inner: body,
             checkin: Some((conn.sender, ep)),
             counter,
+            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
         }
     }
 }
@@ -238,6 +277,7 @@ pub struct ResponseBody {
     inner: Incoming,
     checkin: Option<(Sender, Arc<EndpointState>)>,
     counter: Counter,
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl ResponseBody {
@@ -250,9 +290,9 @@ impl ResponseBody {
 
 impl HttpBody for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -263,13 +303,23 @@ impl HttpBody for ResponseBody {
                 if this.inner.is_end_stream() {
                     this.done();
                 }
+                if let Some((d, sleep)) = &mut this.idle {
+                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+                }
             }
             Poll::Ready(None) => this.done(),
             // A broken body leaves a broken connection: it is not pooled.
             Poll::Ready(Some(Err(_))) => this.checkin = None,
-            Poll::Pending => {}
+            Poll::Pending => {
+                if let Some((d, sleep)) = &mut this.idle
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    this.checkin = None;
+                    return Poll::Ready(Some(Err(format!("upstream sent nothing for {d:?}").into())));
+                }
+            }
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -66,6 +66,30 @@ endpoints:
     y
 }
 
+/// An Ingress of class portico for `host` + `path` (Prefix) → Service `svc` port 80, with
+/// annotations (full keys).
+pub fn annotated_ingress(name: &str, host: &str, path: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
+    let notes: String = annotations.iter().map(|(k, v)| format!("\n    {k}: \"{v}\"")).collect();
+    let notes = if notes.is_empty() { " {}".to_string() } else { notes };
+    format!(
+        "---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: default
+  annotations:{notes}
+spec:
+  ingressClassName: portico
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}
+"
+    )
+}
+
 /// A `kubernetes.io/tls` Secret from the PEM files `crt` and `key` of tests/fixtures/tls.
 pub fn tls_secret(namespace: &str, name: &str, crt: &str, key: &str) -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
@@ -314,6 +338,7 @@ impl ServerCertVerifier for AnyCert {
 
 pub struct TlsAnswer {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: String,
     /// Subject CN of the certificate the server presented.
     pub cert_cn: String,
@@ -381,9 +406,10 @@ pub async fn tls_get(addr: SocketAddr, sni: Option<&str>, path: &str, h2: bool) 
             .unwrap();
         send.send_request(req).await.map_err(|e| e.to_string())?
     };
-    let (status, _, body) = collect(resp).await?;
+    let (status, headers, body) = collect(resp).await?;
     Ok(TlsAnswer {
         status,
+        headers,
         body,
         cert_cn,
         chain_len: certs.len(),

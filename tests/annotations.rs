@@ -1,0 +1,310 @@
+//! ingress-nginx annotations end to end over real sockets: redirects, app-root,
+//! force-ssl-redirect, proxy-body-size, timeouts, source ranges, upstream-vhost, CORS, HSTS.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{Full, StreamBody};
+use support::*;
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// An Ingress for `host` (path `/`) → Service `web`, annotations under the ingress-nginx prefix.
+fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let keys: Vec<String> = annotations.iter().map(|(k, _)| format!("{NGINX}{k}")).collect();
+    let notes: Vec<(&str, &str)> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(annotations.iter().map(|(_, v)| *v))
+        .collect();
+    annotated_ingress(name, host, "/", "web", &notes)
+}
+
+async fn send(p: &Portico, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut b = Request::builder().method(method).uri(path).header("host", host);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    request(p.http, b.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+        .await
+        .unwrap()
+}
+
+fn diagnostics_of(routes: &serde_json::Value, ingress: &str) -> Vec<String> {
+    routes["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["object"]["name"] == ingress)
+        .map(|d| d["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_app_root_and_forced_https() {
+    let web = pods("web", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &ingress(
+            "perm",
+            "perm.test",
+            &[("permanent-redirect", "https://example.org/new")],
+        )
+        + &ingress(
+            "perm308",
+            "perm308.test",
+            &[("permanent-redirect", "/moved"), ("permanent-redirect-code", "308")],
+        )
+        + &ingress(
+            "temp",
+            "temp.test",
+            &[("temporal-redirect", "https://example.org/later")],
+        )
+        + &ingress("root", "root.test", &[("app-root", "/app1")])
+        + &ingress("force", "force.test", &[("force-ssl-redirect", "true")])
+        + &ingress(
+            "bad",
+            "bad.test",
+            &[("permanent-redirect", "javascript:alert(1)"), ("app-root", "x")],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    let (s, h, _) = get(p.http, "perm.test", "/a?b=1").await.unwrap();
+    assert_eq!((s, h["location"].to_str().unwrap()), (301, "https://example.org/new"));
+    let (s, h, _) = get(p.http, "perm308.test", "/a").await.unwrap();
+    assert_eq!((s, h["location"].to_str().unwrap()), (308, "/moved"));
+    let (s, h, _) = get(p.http, "temp.test", "/").await.unwrap();
+    assert_eq!((s, h["location"].to_str().unwrap()), (302, "https://example.org/later"));
+
+    // The Location keeps the Host the client sent.
+    let (s, h, _) = get(p.http, "root.test", "/").await.unwrap();
+    assert_eq!((s, h["location"].to_str().unwrap()), (302, "http://root.test/app1"));
+    let (s, h, _) = get(p.http, "root.test:8080", "/").await.unwrap();
+    assert_eq!(
+        (s, h["location"].to_str().unwrap()),
+        (302, "http://root.test:8080/app1")
+    );
+    let (s, _, b) = get(p.http, "root.test", "/app1/x").await.unwrap();
+    assert_eq!((s, json(&b)["target"].as_str().unwrap()), (200, "/app1/x"));
+
+    // No TLS section for force.test, still redirected.
+    let (s, h, _) = get(p.http, "force.test", "/x?y").await.unwrap();
+    assert_eq!(s, 308);
+    assert!(h["location"].to_str().unwrap().starts_with("https://force.test"));
+
+    // Invalid values: diagnostics, and the Ingress is served plainly.
+    let (s, _, _) = get(p.http, "bad.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(diagnostics_of(&p.routes().await, "bad").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_body_size_answers_413() {
+    let web = pods("web", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &ingress("small", "small.test", &[("proxy-body-size", "1k")])
+        + &ingress("big", "big.test", &[("proxy-body-size", "0")]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let (s, _, b) = send(&p, "POST", "small.test", "/echo-body", &[], &[b'a'; 1000]).await;
+    assert_eq!((s, b.len()), (200, 1000));
+    let (s, _, _) = send(&p, "POST", "small.test", "/echo-body", &[], &[b'a'; 2000]).await;
+    assert_eq!(s, 413, "declared length over the limit");
+    let (s, _, _) = send(&p, "POST", "big.test", "/echo-body", &[], &[b'a'; 200_000]).await;
+    assert_eq!(s, 200, "0 means no limit");
+
+    // A chunked body (no length announced) is cut off once it passes the limit.
+    let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = (0..4)
+        .map(|_| Ok(hyper::body::Frame::data(Bytes::from(vec![b'x'; 600]))))
+        .collect();
+    let req = Request::builder()
+        .method("POST")
+        .uri("/echo-body")
+        .header("host", "small.test")
+        .body(StreamBody::new(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_from_annotations() {
+    let web = pods("web", 1).await;
+    // A listener whose accept queue is full: further connects get no answer at all.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(full_addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &service("black", &[full_addr]).replace("name: web", "name: black")
+        + &ingress("read", "read.test", &[("proxy-read-timeout", "1")])
+        + &ingress("conn", "conn.test", &[("proxy-connect-timeout", "1")]).replace("name: web", "name: black");
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    let t = Instant::now();
+    let (s, _, _) = get(p.http, "read.test", "/sleep/3000").await.unwrap();
+    assert_eq!(s, 504);
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "read timeout of 1 s took {:?}",
+        t.elapsed()
+    );
+    let (s, _, _) = get(p.http, "read.test", "/sleep/100").await.unwrap();
+    assert_eq!(s, 200);
+
+    let t = Instant::now();
+    let (s, _, _) = get(p.http, "conn.test", "/").await.unwrap();
+    assert_eq!(s, 502);
+    assert!(
+        t.elapsed() < Duration::from_millis(4000),
+        "connect timeout of 1 s took {:?}",
+        t.elapsed()
+    );
+    drop(fillers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_ranges_and_upstream_vhost() {
+    let web = pods("web", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &ingress(
+            "in",
+            "in.test",
+            &[("whitelist-source-range", "10.0.0.0/8, 127.0.0.0/8")],
+        )
+        + &ingress("out", "out.test", &[("whitelist-source-range", "10.0.0.0/8")])
+        + &ingress("typo", "typo.test", &[("whitelist-source-range", "127.0.0.1/99")])
+        + &ingress("vhost", "vhost.test", &[("upstream-vhost", "internal.svc:8080")]);
+    let p = Portico::start(&[("all.yaml", manifests)], &["--trusted-proxies", "127.0.0.1/32"]).await;
+
+    assert_eq!(get(p.http, "in.test", "/").await.unwrap().0, 200);
+    let (s, _, b) = get(p.http, "out.test", "/").await.unwrap();
+    assert_eq!(s, 403, "{b}");
+    // Behind a trusted proxy the forwarded client address counts.
+    let (s, _, _) = send(&p, "GET", "out.test", "/", &[("x-forwarded-for", "10.1.2.3")], b"").await;
+    assert_eq!(s, 200);
+    let (s, _, _) = send(&p, "GET", "in.test", "/", &[("x-forwarded-for", "192.0.2.1")], b"").await;
+    assert_eq!(s, 403);
+    // A list with only invalid entries lets nobody in, and says why.
+    assert_eq!(get(p.http, "typo.test", "/").await.unwrap().0, 403);
+    assert_eq!(diagnostics_of(&p.routes().await, "typo").len(), 1);
+
+    let (s, _, b) = get(p.http, "vhost.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(json(&b)["headers"]["host"], "internal.svc:8080");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_and_response_headers() {
+    let web = pods("web", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &ingress(
+            "cors",
+            "cors.test",
+            &[
+                ("enable-cors", "true"),
+                ("cors-allow-origin", "https://app.example.com, https://*.trusted.org"),
+                ("cors-allow-methods", "GET, POST"),
+                ("cors-expose-headers", "X-Total"),
+                ("cors-max-age", "600"),
+            ],
+        )
+        + &ingress("any", "any.test", &[("enable-cors", "true")]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    let pre = [
+        ("origin", "https://app.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
+    let (s, h, _) = send(&p, "OPTIONS", "cors.test", "/api", &pre, b"").await;
+    assert_eq!(s, 204);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-methods"], "GET, POST");
+    assert_eq!(h["access-control-max-age"], "600");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+
+    let (s, h, b) = send(
+        &p,
+        "GET",
+        "cors.test",
+        "/api",
+        &[("origin", "https://a.trusted.org")],
+        b"",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(json(&b)["target"], "/api", "a simple request reaches the backend");
+    assert_eq!(h["access-control-allow-origin"], "https://a.trusted.org");
+    assert_eq!(h["access-control-expose-headers"], "X-Total");
+
+    let (_, h, _) = send(&p, "GET", "cors.test", "/", &[("origin", "https://evil.example")], b"").await;
+    assert!(h.get("access-control-allow-origin").is_none());
+
+    let (_, h, _) = send(
+        &p,
+        "GET",
+        "any.test",
+        "/",
+        &[("origin", "https://whoever.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(h["access-control-allow-origin"], "*");
+}
+
+/// foo.com with TLS (the rsa fixture covers it) → Service web.
+fn tls_site() -> String {
+    String::from(CLASS)
+        + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
+        + "---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: tls, namespace: default}
+spec:
+  ingressClassName: portico
+  tls: [{hosts: [foo.com], secretName: foo-tls}]
+  rules:
+  - host: foo.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_on_https_responses_unless_switched_off() {
+    let web = pods("web", 1).await;
+    let m = tls_site();
+    let on = Portico::start(&[("all.yaml", m.clone() + &service("web", &web))], &[]).await;
+    let off = Portico::start(&[("all.yaml", m + &service("web", &web))], &["--hsts", "off"]).await;
+    let a = tls_get(on.https, Some("foo.com"), "/", false).await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let (_, h, _) = get(on.http, "foo.com", "/").await.unwrap();
+    assert!(h.get("strict-transport-security").is_none(), "never on plain HTTP");
+    let b = tls_get(off.https, Some("foo.com"), "/", false).await.unwrap();
+    assert_eq!(b.status, 200);
+    assert!(b.headers.get("strict-transport-security").is_none());
+}
