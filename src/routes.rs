@@ -107,10 +107,44 @@ impl PathType {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PathRule {
-    /// Normalized the same way request paths are.
+    /// Normalized the same way request paths are (a regex path as written).
     pub path: String,
     #[serde(rename = "pathType")]
     pub path_type: PathType,
+    /// `use-regex`: `path` is a case-insensitive regular expression anchored at the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<PathRegex>,
+}
+
+/// A compiled path regex; compares and shows as its source.
+#[derive(Clone, Debug)]
+pub struct PathRegex(pub regex::Regex);
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+impl Eq for PathRegex {}
+impl Serialize for PathRegex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl PathRegex {
+    /// ingress-nginx's `location ~* "^PATH"`: case-insensitive, anchored at the start. The
+    /// engine runs in linear time; size limits keep a hostile pattern from costing memory.
+    pub fn new(path: &str) -> Result<Self, String> {
+        regex::RegexBuilder::new(&format!("^(?:{path})"))
+            .case_insensitive(true)
+            .size_limit(1 << 20)
+            .dfa_size_limit(1 << 20)
+            .nest_limit(64)
+            .build()
+            .map(PathRegex)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What a matched request is served by.
@@ -171,6 +205,11 @@ pub struct Policy {
     pub upstream_vhost: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// `use-regex` (also implied by `rewrite-target`): non-Exact paths are regexes.
+    pub use_regex: bool,
+    /// `rewrite-target`: the path sent upstream, `$n` taken from the path regex's groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite_target: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -247,18 +286,32 @@ impl Default for Policy {
             allow_cidrs: Vec::new(),
             upstream_vhost: None,
             cors: None,
+            use_regex: false,
+            rewrite_target: None,
         }
     }
 }
 
 struct HostRoutes {
+    /// Regex paths, longest pattern first: tried before the others, as nginx tries regex
+    /// locations before prefix ones.
+    regex: Vec<Arc<Route>>,
     paths: matchit::Router<Arc<Route>>,
     default: Option<Arc<Route>>,
 }
 
 impl HostRoutes {
     fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
-        self.paths.at(path).ok().map(|m| m.value).or(self.default.as_ref())
+        self.regex
+            .iter()
+            .find(|r| {
+                r.path
+                    .as_ref()
+                    .and_then(|p| p.regex.as_ref())
+                    .is_some_and(|re| re.0.is_match(path))
+            })
+            .or_else(|| self.paths.at(path).ok().map(|m| m.value))
+            .or(self.default.as_ref())
     }
 }
 
@@ -316,6 +369,7 @@ type Rank = (std::cmp::Reverse<usize>, bool, usize);
 #[derive(Default)]
 struct HostBuild {
     keys: HashMap<String, (Rank, Arc<Route>)>,
+    regex: Vec<(Rank, Arc<Route>)>,
     default: Option<Arc<Route>>,
 }
 
@@ -360,6 +414,10 @@ impl RouteTableBuilder {
         );
         self.added += 1;
         let host = self.hosts.entry(route.host.clone()).or_default();
+        if rule.regex.is_some() {
+            host.regex.push((rank, route));
+            return;
+        }
         for key in keys_for(rule) {
             match host.keys.get(&key) {
                 Some((existing, _)) if *existing <= rank => {}
@@ -412,7 +470,10 @@ impl RouteTableBuilder {
                     errors.push((route, e.to_string()));
                 }
             }
+            let mut regex = build.regex;
+            regex.sort_by_key(|r| r.0);
             let hr = HostRoutes {
+                regex: regex.into_iter().map(|(_, r)| r).collect(),
                 paths: router,
                 default: build.default,
             };

@@ -308,3 +308,93 @@ async fn hsts_on_https_responses_unless_switched_off() {
     assert_eq!(b.status, 200);
     assert!(b.headers.get("strict-transport-security").is_none());
 }
+
+/// An Ingress with explicit paths (pathType ImplementationSpecific unless Exact is asked).
+fn paths_ingress(name: &str, host: &str, annotations: &[(&str, &str)], paths: &[(&str, &str, &str)]) -> String {
+    let base = ingress(name, host, annotations);
+    let head = base.split("    http:\n").next().unwrap().to_string();
+    let mut y = head + "    http:\n      paths:\n";
+    for (path, ty, svc) in paths {
+        y.push_str(&format!(
+            "      - {{path: '{path}', pathType: {ty}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
+        ));
+    }
+    y
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_regex_and_rewrite_target() {
+    let web = pods("web", 1).await;
+    let other = pods("other", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &service("other", &other)
+        + &paths_ingress(
+            "re",
+            "re.test",
+            &[("use-regex", "true")],
+            &[
+                ("/api/v[0-9]+/users", "ImplementationSpecific", "web"),
+                ("/(a+)+$", "ImplementationSpecific", "web"),
+                ("/(unclosed", "ImplementationSpecific", "web"),
+            ],
+        )
+        + &paths_ingress(
+            "rw",
+            "rw.test",
+            &[("rewrite-target", "/$2")],
+            &[("/something(/|$)(.*)", "ImplementationSpecific", "web")],
+        )
+        + &paths_ingress(
+            "root",
+            "root.test",
+            &[("rewrite-target", "/")],
+            &[("/app", "Prefix", "web")],
+        )
+        + &paths_ingress("plain", "mix.test", &[], &[("/api", "Prefix", "other")])
+        + &paths_ingress(
+            "json",
+            "mix.test",
+            &[("use-regex", "true")],
+            &[("/api/.*\\.json", "ImplementationSpecific", "web")],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let pod_of = async |host: &str, path: &str| {
+        let (s, _, b) = get(p.http, host, path).await.unwrap();
+        (
+            s,
+            if s == 200 {
+                json(&b)["pod"].as_str().unwrap().to_string()
+            } else {
+                String::new()
+            },
+        )
+    };
+    let target_of = async |host: &str, path: &str| {
+        let (s, _, b) = get(p.http, host, path).await.unwrap();
+        assert_eq!(s, 200, "{host}{path}: {b}");
+        json(&b)["target"].as_str().unwrap().to_string()
+    };
+
+    // Case-insensitive, anchored at the start, sent upstream unchanged.
+    assert_eq!(target_of("re.test", "/API/V2/users/7").await, "/API/V2/users/7");
+    assert_eq!(pod_of("re.test", "/api/vx/users").await.0, 404);
+    assert_eq!(pod_of("re.test", "/x/api/v1/users").await.0, 404);
+    // A pattern that backtracking engines take exponential time on answers at once.
+    let evil = format!("/{}!", "a".repeat(30_000));
+    assert_eq!(pod_of("re.test", &evil).await.0, 404);
+    let diags = diagnostics_of(&p.routes().await, "re");
+    assert!(diags.iter().any(|d| d.contains("not a valid regex")), "{diags:?}");
+
+    // The ingress-nginx rewrite example: /something(/|$)(.*) → /$2, query kept.
+    assert_eq!(target_of("rw.test", "/something").await, "/");
+    assert_eq!(target_of("rw.test", "/something/").await, "/");
+    assert_eq!(target_of("rw.test", "/something/new?x=1").await, "/new?x=1");
+    assert_eq!(pod_of("rw.test", "/somethingelse").await.0, 404);
+    // Without groups the whole path is replaced.
+    assert_eq!(target_of("root.test", "/app/abc/def").await, "/");
+
+    // Regex paths are tried before prefix paths, as nginx tries regex locations first.
+    assert_eq!(pod_of("mix.test", "/api/x.json").await.1, "web-0");
+    assert_eq!(pod_of("mix.test", "/api/x").await.1, "other-0");
+}

@@ -144,7 +144,11 @@ impl<'a> Choice<'a> {
             Mode::Balanced if s.new_session => s.key.clone()?,
             _ => return None,
         };
-        let path = self.route.path.as_ref().map(|p| p.path.as_str()).unwrap_or("/");
+        // A regex path is no cookie path: `session-cookie-path` says, else `/`.
+        let path = match &self.route.path {
+            Some(p) if p.regex.is_none() => p.path.as_str(),
+            _ => "/",
+        };
         let ua = s.user_agent.as_ref().and_then(|v| v.to_str().ok());
         set_cookie(cfg, &value, path, https, ua, SystemTime::now())
     }

@@ -2,6 +2,7 @@
 //! ingress-nginx's `nginx.ingress.kubernetes.io/`). An invalid value is a Warning diagnostic
 //! and the setting keeps its default; it never stops the Ingress from being served.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -148,6 +149,13 @@ impl Annotations<'_> {
                 |v| valid_vhost(v).then(|| v.to_string()),
             ),
             cors: self.cors(),
+            use_regex: self.bool("use-regex", false),
+            rewrite_target: self.parsed(
+                "rewrite-target",
+                "a path (starting with / or a $n capture reference)",
+                "paths are not rewritten",
+                |v| ((v.starts_with('/') || v.starts_with('$')) && url_safe(v)).then(|| Arc::from(v)),
+            ),
         }
     }
 

@@ -13,7 +13,7 @@ use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use super::tls::{CertStore, parse_tls_secret};
 use crate::model::{ObjectKey, Snapshot};
 use crate::path;
-use crate::routes::{HostPattern, PathRule, PathType, Route, RouteTableBuilder};
+use crate::routes::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
 
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -219,7 +219,26 @@ impl IngressPass<'_, '_> {
                         }
                     };
                     let raw = p.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
+                    // With use-regex (or rewrite-target) a non-Exact path is a regex, kept as written.
+                    let as_regex = (policy.use_regex || policy.rewrite_target.is_some()) && !path_type.is_exact();
+                    let regex = if as_regex {
+                        match PathRegex::new(raw) {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                self.warn(
+                                    key,
+                                    Severity::Error,
+                                    Reason::InvalidPath,
+                                    format!("path {raw:?} on host {host} is not a valid regex: {e}; path skipped"),
+                                );
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     let normalized = match path::normalize(raw) {
+                        _ if as_regex => raw.to_string(),
                         Ok(n) => n.into_owned(),
                         Err(e) => {
                             self.warn(
@@ -253,6 +272,7 @@ impl IngressPass<'_, '_> {
                         path: Some(PathRule {
                             path: normalized,
                             path_type,
+                            regex,
                         }),
                         backend,
                         service,

@@ -54,6 +54,33 @@ enum Failure {
 
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
+/// The upstream path under `rewrite-target`: `$n` are the route regex's capture groups
+/// (empty when missing); as in nginx, the whole path is replaced.
+fn rewrite(route: &Route, target: &str, path: &str) -> String {
+    let caps = route
+        .path
+        .as_ref()
+        .and_then(|p| p.regex.as_ref())
+        .and_then(|re| re.0.captures(path));
+    let mut out = String::with_capacity(target.len() + path.len());
+    let mut chars = target.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek().and_then(|d| d.to_digit(10))) {
+            ('$', Some(n)) => {
+                chars.next();
+                if let Some(m) = caps.as_ref().and_then(|c| c.get(n as usize)) {
+                    out.push_str(m.as_str());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    out
+}
+
 /// A redirect answer of Portico's own.
 fn redirect(code: u16, location: &str) -> Response<Body> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
@@ -372,6 +399,16 @@ impl Proxy {
         }
         headers.insert(&X_REQUEST_ID, rid.clone());
         let uri = match (&normalized, parts.uri.scheme()) {
+            // rewrite-target: the path the Ingress asks for, with the query kept.
+            _ if policy.rewrite_target.is_some() => {
+                let routed = normalized.as_deref().unwrap_or(parts.uri.path());
+                let path = rewrite(&route, policy.rewrite_target.as_deref().unwrap_or("/"), routed);
+                match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                }
+                .parse::<Uri>()
+            }
             // An origin-form target that routing did not change goes upstream as it came.
             (None, None) => Ok(parts.uri),
             (Some(n), _) => upstream_target(&parts.uri, n).parse::<Uri>(),
