@@ -46,6 +46,8 @@ enum Command {
     },
     /// Serve examples/quickstart on 127.0.0.1:8080 and :8443 with built-in echo pods.
     Demo,
+    /// Print every ingress-nginx annotation and what Portico does with it (Markdown).
+    Annotations,
     /// Run one echo pod (answers with what it received), e.g. inside a test's network namespace.
     #[command(hide = true)]
     Echo {
@@ -248,6 +250,10 @@ fn main() -> anyhow::Result<()> {
     let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     match cli.command {
         Some(Command::Check { manifests, class }) => check(&manifests, &class),
+        Some(Command::Annotations) => {
+            print!("{}", portico::compile::known::markdown_table());
+            Ok(())
+        }
         Some(Command::Demo) => {
             let mut run = cli.run;
             if !given("http_addr") {

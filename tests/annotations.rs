@@ -398,3 +398,47 @@ async fn use_regex_and_rewrite_target() {
     assert_eq!(pod_of("mix.test", "/api/x.json").await.1, "web-0");
     assert_eq!(pod_of("mix.test", "/api/x").await.1, "other-0");
 }
+
+#[test]
+fn check_warns_about_annotations_without_effect() {
+    let dir = std::env::temp_dir().join(format!("portico-check-annotations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = String::from(CLASS)
+        + &service("web", &["10.0.0.1:8080".parse().unwrap()])
+        + &ingress(
+            "legacy",
+            "legacy.test",
+            &[
+                ("configuration-snippet", "more_set_headers \\\"X: y\\\";"),
+                ("canary", "true"),
+                ("no-such-annotation", "1"),
+                ("ssl-redirect", "false"),
+            ],
+        );
+    std::fs::write(dir.join("all.yaml"), yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["check", "--manifests"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Warnings, not errors: the Ingress is served.
+    assert!(out.status.success(), "{stdout}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:") && l.contains("UnsupportedAnnotation"))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{stdout}");
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("configuration-snippet") && l.contains("never"))
+    );
+    assert!(warnings.iter().any(|l| l.contains("canary")));
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("no-such-annotation") && l.contains("not one"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

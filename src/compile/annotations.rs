@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use super::ingress::annotation;
+use super::known::{self, Support};
 use crate::balance::Algorithm;
 use crate::balance::affinity::{CookieAffinity, Mode, SameSite, valid_attribute, valid_cookie_name};
 use crate::model::ObjectKey;
@@ -101,6 +102,33 @@ impl Annotations<'_> {
 
     fn seconds(&mut self, name: &str) -> Option<u64> {
         self.parsed(name, "a whole number of seconds", "not set", |v| v.parse().ok())
+    }
+
+    /// Reports every annotation under Portico's or ingress-nginx's prefix that has no effect
+    /// here (see [`super::known`]).
+    pub fn unsupported(&mut self) {
+        let Some(all) = self.ing.metadata.annotations.as_ref() else {
+            return;
+        };
+        for key in all.keys() {
+            let Some(name) = ["portico.dev/", "nginx.ingress.kubernetes.io/"]
+                .iter()
+                .find_map(|p| key.strip_prefix(p))
+            else {
+                continue;
+            };
+            let msg = match known::support(name) {
+                Some(Support::Yes | Support::Partly(_)) => continue,
+                Some(Support::No(why)) => format!("annotation {key} is not supported ({why}); it has no effect"),
+                None => format!("annotation {key} is not one Portico or ingress-nginx knows; it has no effect"),
+            };
+            self.diags.push(
+                ObjectRef::ingress(self.key),
+                Severity::Warning,
+                Reason::UnsupportedAnnotation,
+                msg,
+            );
+        }
     }
 
     /// Load balancing, retries and cookie affinity.

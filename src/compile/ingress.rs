@@ -166,6 +166,7 @@ impl IngressPass<'_, '_> {
                 key,
                 diags: self.diags,
             };
+            notes.unsupported();
             let ssl_redirect = notes.bool("ssl-redirect", true);
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             let policy = Arc::new(notes.policy());

@@ -4,6 +4,7 @@ pub mod annotations;
 pub mod backend;
 pub mod diagnostic;
 pub mod ingress;
+pub mod known;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};

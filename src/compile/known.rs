@@ -1,0 +1,269 @@
+//! Every ingress-nginx annotation, and what Portico does with it. One table feeds the
+//! warnings compile() gives for annotations it does not honour and `docs/annotations.md`
+//! (`portico annotations` prints the table; a test keeps the document in step).
+
+/// What Portico does with an annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    Yes,
+    /// Honoured with a difference, given.
+    Partly(&'static str),
+    /// Not honoured, and why.
+    No(&'static str),
+}
+
+use Support::{No, Partly, Yes};
+
+const SNIPPET: &str =
+    "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; Portico renders no configuration";
+const STREAMS: &str = "not applicable: Portico streams bodies both ways and never buffers them to disk or memory";
+const LATER: &str = "not yet";
+
+/// `nginx.ingress.kubernetes.io/` names (the same names under `portico.dev/`).
+pub const ANNOTATIONS: &[(&str, Support)] = &[
+    ("affinity", Yes),
+    ("affinity-canary-behavior", No("not yet: no canary support")),
+    ("affinity-mode", Yes),
+    ("allowlist-source-range", Yes),
+    ("app-root", Yes),
+    ("auth-always-set-cookie", No("not yet: no external authentication")),
+    ("auth-cache-duration", No("not yet: no external authentication")),
+    ("auth-cache-key", No("not yet: no external authentication")),
+    ("auth-method", No("not yet: no external authentication")),
+    ("auth-proxy-set-headers", No("not yet: no external authentication")),
+    ("auth-realm", No("not yet: no basic authentication")),
+    ("auth-request-redirect", No("not yet: no external authentication")),
+    ("auth-response-headers", No("not yet: no external authentication")),
+    ("auth-secret", No("not yet: no basic authentication")),
+    ("auth-secret-type", No("not yet: no basic authentication")),
+    ("auth-signin", No("not yet: no external authentication")),
+    ("auth-signin-redirect-param", No("not yet: no external authentication")),
+    ("auth-snippet", No(SNIPPET)),
+    ("auth-tls-error-page", No("not yet: no client certificates")),
+    ("auth-tls-match-cn", No("not yet: no client certificates")),
+    (
+        "auth-tls-pass-certificate-to-upstream",
+        No("not yet: no client certificates"),
+    ),
+    ("auth-tls-secret", No("not yet: no client certificates")),
+    ("auth-tls-verify-client", No("not yet: no client certificates")),
+    ("auth-tls-verify-depth", No("not yet: no client certificates")),
+    ("auth-type", No("not yet: no basic authentication")),
+    ("auth-url", No("not yet: no external authentication")),
+    (
+        "backend-protocol",
+        No("not yet: upstreams are HTTP/1.1; h2c, gRPC and TLS upstreams are planned"),
+    ),
+    ("canary", No("not yet: no canary support")),
+    ("canary-by-cookie", No("not yet: no canary support")),
+    ("canary-by-header", No("not yet: no canary support")),
+    ("canary-by-header-pattern", No("not yet: no canary support")),
+    ("canary-by-header-value", No("not yet: no canary support")),
+    ("canary-weight", No("not yet: no canary support")),
+    ("canary-weight-total", No("not yet: no canary support")),
+    ("client-body-buffer-size", No(STREAMS)),
+    ("configuration-snippet", No(SNIPPET)),
+    (
+        "connection-proxy-header",
+        No("not applicable: Portico manages upstream connections itself"),
+    ),
+    ("cors-allow-credentials", Yes),
+    ("cors-allow-headers", Yes),
+    ("cors-allow-methods", Yes),
+    ("cors-allow-origin", Yes),
+    ("cors-expose-headers", Yes),
+    ("cors-max-age", Yes),
+    ("custom-headers", No(LATER)),
+    ("custom-http-errors", No(LATER)),
+    ("default-backend", No(LATER)),
+    ("denylist-source-range", No(LATER)),
+    (
+        "enable-access-log",
+        No("not yet: the access log is on or off for the whole process (--access-log)"),
+    ),
+    ("enable-cors", Yes),
+    ("enable-global-auth", No("not yet: no external authentication")),
+    ("enable-influxdb", No("not applicable: removed from ingress-nginx")),
+    (
+        "enable-modsecurity",
+        No("not applicable: Portico has no web application firewall"),
+    ),
+    ("enable-opentelemetry", No(LATER)),
+    ("enable-opentracing", No("not applicable: removed from ingress-nginx")),
+    (
+        "enable-owasp-core-rules",
+        No("not applicable: Portico has no web application firewall"),
+    ),
+    (
+        "enable-rewrite-log",
+        No("not applicable: there is no nginx rewrite module to log"),
+    ),
+    ("force-ssl-redirect", Yes),
+    ("from-to-www-redirect", No(LATER)),
+    ("global-rate-limit", No("not applicable: removed from ingress-nginx")),
+    (
+        "global-rate-limit-ignored-cidrs",
+        No("not applicable: removed from ingress-nginx"),
+    ),
+    (
+        "global-rate-limit-key",
+        No("not applicable: removed from ingress-nginx"),
+    ),
+    (
+        "global-rate-limit-window",
+        No("not applicable: removed from ingress-nginx"),
+    ),
+    (
+        "http2-push-preload",
+        No("not applicable: browsers removed HTTP/2 server push"),
+    ),
+    ("influxdb-host", No("not applicable: removed from ingress-nginx")),
+    ("influxdb-measurement", No("not applicable: removed from ingress-nginx")),
+    ("influxdb-port", No("not applicable: removed from ingress-nginx")),
+    ("influxdb-server-name", No("not applicable: removed from ingress-nginx")),
+    ("limit-burst-multiplier", No(LATER)),
+    ("limit-connections", No(LATER)),
+    ("limit-rate", No(LATER)),
+    ("limit-rate-after", No(LATER)),
+    ("limit-rpm", No(LATER)),
+    ("limit-rps", No(LATER)),
+    ("limit-whitelist", No(LATER)),
+    ("load-balance", Yes),
+    ("mirror-host", No(LATER)),
+    ("mirror-request-body", No(LATER)),
+    ("mirror-target", No(LATER)),
+    ("modsecurity-snippet", No(SNIPPET)),
+    (
+        "modsecurity-transaction-id",
+        No("not applicable: Portico has no web application firewall"),
+    ),
+    ("opentelemetry-trust-incoming-span", No(LATER)),
+    (
+        "opentracing-trust-incoming-span",
+        No("not applicable: removed from ingress-nginx"),
+    ),
+    ("permanent-redirect", Yes),
+    ("permanent-redirect-code", Yes),
+    (
+        "preserve-trailing-slash",
+        Partly("Portico's redirects always keep the path exactly as sent"),
+    ),
+    (
+        "proxy-body-size",
+        Partly("honoured; without it there is no limit (ingress-nginx defaults to 1m)"),
+    ),
+    ("proxy-buffer-size", No(STREAMS)),
+    ("proxy-buffering", No(STREAMS)),
+    ("proxy-buffers-number", No(STREAMS)),
+    ("proxy-connect-timeout", Yes),
+    ("proxy-cookie-domain", No(LATER)),
+    ("proxy-cookie-path", No(LATER)),
+    (
+        "proxy-http-version",
+        No("not applicable: upstream requests are always HTTP/1.1"),
+    ),
+    ("proxy-max-temp-file-size", No(STREAMS)),
+    (
+        "proxy-next-upstream",
+        No(
+            "not yet: retries follow fixed rules (connect failures always; other failures for idempotent requests without body)",
+        ),
+    ),
+    ("proxy-next-upstream-timeout", No(LATER)),
+    ("proxy-next-upstream-tries", Yes),
+    ("proxy-read-timeout", Yes),
+    ("proxy-redirect-from", No(LATER)),
+    ("proxy-redirect-to", No(LATER)),
+    ("proxy-request-buffering", No(STREAMS)),
+    ("proxy-send-timeout", No(LATER)),
+    ("proxy-ssl-ciphers", No("not yet: no TLS to upstreams")),
+    ("proxy-ssl-name", No("not yet: no TLS to upstreams")),
+    ("proxy-ssl-protocols", No("not yet: no TLS to upstreams")),
+    ("proxy-ssl-secret", No("not yet: no TLS to upstreams")),
+    ("proxy-ssl-server-name", No("not yet: no TLS to upstreams")),
+    ("proxy-ssl-verify", No("not yet: no TLS to upstreams")),
+    ("proxy-ssl-verify-depth", No("not yet: no TLS to upstreams")),
+    ("rewrite-target", Yes),
+    ("satisfy", No("not yet: no authentication")),
+    ("server-alias", No(LATER)),
+    ("server-snippet", No(SNIPPET)),
+    (
+        "service-upstream",
+        No("not yet: Portico always forwards to pod endpoints"),
+    ),
+    ("session-cookie-change-on-failure", Yes),
+    ("session-cookie-conditional-samesite-none", Yes),
+    ("session-cookie-domain", Yes),
+    ("session-cookie-expires", Yes),
+    (
+        "session-cookie-hash",
+        No("not applicable: deprecated in ingress-nginx; Portico's values are always opaque"),
+    ),
+    ("session-cookie-max-age", Yes),
+    ("session-cookie-name", Yes),
+    ("session-cookie-path", Yes),
+    ("session-cookie-samesite", Yes),
+    ("session-cookie-secure", Yes),
+    (
+        "ssl-ciphers",
+        No("not applicable: TLS 1.2/1.3 with rustls's fixed modern cipher suites"),
+    ),
+    ("ssl-passthrough", No(LATER)),
+    (
+        "ssl-prefer-server-ciphers",
+        No("not applicable: TLS 1.2/1.3 with rustls's fixed modern cipher suites"),
+    ),
+    ("ssl-redirect", Yes),
+    ("stream-snippet", No(SNIPPET)),
+    ("temporal-redirect", Yes),
+    ("upstream-hash-by", No(LATER)),
+    ("upstream-hash-by-subset", No(LATER)),
+    ("upstream-hash-by-subset-size", No(LATER)),
+    ("upstream-vhost", Yes),
+    ("use-regex", Yes),
+    ("whitelist-source-range", Yes),
+    ("x-forwarded-prefix", No(LATER)),
+];
+
+/// What Portico does with annotation `name` (without prefix); `None` for names
+/// ingress-nginx does not have either.
+pub fn support(name: &str) -> Option<Support> {
+    ANNOTATIONS
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .map(|i| ANNOTATIONS[i].1)
+}
+
+/// The table of docs/annotations.md.
+pub fn markdown_table() -> String {
+    let mut s = String::from("| annotation | Portico |\n|---|---|\n");
+    for (name, support) in ANNOTATIONS {
+        let what = match support {
+            Yes => "supported".to_string(),
+            Partly(how) => format!("partly: {how}"),
+            No(why) => format!("not supported — {why}"),
+        };
+        s.push_str(&format!("| `{name}` | {what} |\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_documented() {
+        assert!(
+            ANNOTATIONS.windows(2).all(|w| w[0].0 < w[1].0),
+            "keep ANNOTATIONS sorted"
+        );
+        let doc = include_str!("../../docs/annotations.md");
+        assert!(
+            doc.contains(&markdown_table()),
+            "docs/annotations.md is out of date: paste the output of `portico annotations`"
+        );
+        assert_eq!(support("ssl-redirect"), Some(Yes));
+        assert_eq!(support("no-such-thing"), None);
+    }
+}
