@@ -205,6 +205,9 @@ pub struct Policy {
     pub upstream_vhost: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// `backend-protocol`: overrides the Service port's `appProtocol`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_protocol: Option<crate::proxy::upstream::Protocol>,
     /// `use-regex` (also implied by `rewrite-target`): non-Exact paths are regexes.
     pub use_regex: bool,
     /// `rewrite-target`: the path sent upstream, `$n` taken from the path regex's groups.
@@ -286,6 +289,7 @@ impl Default for Policy {
             allow_cidrs: Vec::new(),
             upstream_vhost: None,
             cors: None,
+            backend_protocol: None,
             use_regex: false,
             rewrite_target: None,
         }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -441,4 +442,164 @@ fn check_warns_about_annotations_without_effect() {
             .any(|l| l.contains("no-such-annotation") && l.contains("not one"))
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A backend for protocol tests: HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or h2 by
+/// ALPN under TLS), answering JSON about what arrived, with a `grpc-status` trailer.
+async fn protocol_backend(tls: bool) -> std::net::SocketAddr {
+    use hyper::body::Frame;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = tls.then(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
+        let certs: Vec<_> = rustls_pki_types::pem::PemObject::pem_file_iter(format!("{dir}rsa.crt"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls_pki_types::pem::PemObject::from_pem_file(format!("{dir}rsa-pkcs1.key")).unwrap();
+        let mut cfg =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+    });
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let doc = serde_json::json!({
+                        "version": format!("{:?}", req.version()),
+                        "tls": tls,
+                        "te": req.headers().get("te").and_then(|v| v.to_str().ok()),
+                        "authority": req.uri().authority().map(|a| a.to_string()),
+                        "host": req.headers().get("host").and_then(|v| v.to_str().ok()),
+                    });
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+                        Ok(Frame::data(Bytes::from(doc.to_string()))),
+                        Ok(Frame::trailers(trailers)),
+                    ];
+                    Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(futures_util::stream::iter(
+                        frames,
+                    ))))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = match acceptor {
+                    Some(a) => match a.accept(s).await {
+                        Ok(t) => builder.serve_connection(hyper_util::rt::TokioIo::new(t), svc).await,
+                        Err(_) => return,
+                    },
+                    None => builder.serve_connection(hyper_util::rt::TokioIo::new(s), svc).await,
+                };
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_protocols_and_app_protocol() {
+    let plain = protocol_backend(false).await;
+    let tls = protocol_backend(true).await;
+    let manifests = String::from(CLASS)
+        + &service("plain", &[plain])
+        + &service("tls", &[tls])
+        + &service("h2c", &[plain]).replace(
+            "[{name: http, port: 80}]",
+            "[{name: http, port: 80, appProtocol: kubernetes.io/h2c}]",
+        )
+        + &annotated_ingress(
+            "grpc",
+            "grpc.test",
+            "/",
+            "plain",
+            &[(&format!("{NGINX}backend-protocol"), "GRPC")],
+        )
+        + &annotated_ingress(
+            "https",
+            "https.test",
+            "/",
+            "tls",
+            &[(&format!("{NGINX}backend-protocol"), "HTTPS")],
+        )
+        + &annotated_ingress(
+            "grpcs",
+            "grpcs.test",
+            "/",
+            "tls",
+            &[(&format!("{NGINX}backend-protocol"), "GRPCS")],
+        )
+        + &annotated_ingress("app", "app.test", "/", "h2c", &[])
+        + &annotated_ingress("http", "http.test", "/", "plain", &[])
+        + &annotated_ingress(
+            "ajp",
+            "ajp.test",
+            "/",
+            "plain",
+            &[(&format!("{NGINX}backend-protocol"), "AJP")],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let seen = async |host: &str| json(&get(p.http, host, "/x").await.unwrap().2);
+
+    let h = seen("http.test").await;
+    assert_eq!(
+        (h["version"].as_str(), h["tls"].as_bool()),
+        (Some("HTTP/1.1"), Some(false))
+    );
+    let h = seen("https.test").await;
+    assert_eq!(
+        (h["version"].as_str(), h["tls"].as_bool()),
+        (Some("HTTP/1.1"), Some(true))
+    );
+    assert_eq!(h["host"], "https.test");
+    let h = seen("grpcs.test").await;
+    assert_eq!(
+        (h["version"].as_str(), h["tls"].as_bool()),
+        (Some("HTTP/2.0"), Some(true))
+    );
+    assert_eq!(h["authority"], "grpcs.test");
+    let h = seen("app.test").await;
+    assert_eq!(
+        (h["version"].as_str(), h["tls"].as_bool()),
+        (Some("HTTP/2.0"), Some(false))
+    );
+    // An unsupported value: a diagnostic, and HTTP/1.1.
+    assert_eq!(seen("ajp.test").await["version"], "HTTP/1.1");
+    let d = diagnostics_of(&p.routes().await, "ajp");
+    assert_eq!(d.len(), 1, "{d:?}");
+
+    // A gRPC-shaped call from an HTTP/2 client: te: trailers goes through, trailers come back.
+    let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method("POST")
+        .uri("http://grpc.test/pkg.Service/Method")
+        .version(http::Version::HTTP_2)
+        .header("te", "trailers")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers came back");
+    assert_eq!(trailers["grpc-status"], "0");
+    let doc = json(&String::from_utf8_lossy(&collected.to_bytes()));
+    assert_eq!(
+        (doc["version"].as_str(), doc["te"].as_str()),
+        (Some("HTTP/2.0"), Some("trailers"))
+    );
 }

@@ -14,6 +14,7 @@ use crate::balance::Algorithm;
 use crate::balance::affinity::{CookieAffinity, Mode, SameSite, valid_attribute, valid_cookie_name};
 use crate::model::ObjectKey;
 use crate::proxy::headers::Cidr;
+use crate::proxy::upstream::Protocol;
 use crate::routes::{Cors, Policy, Redirect};
 
 /// Printable ASCII without spaces, quotes or angle brackets: safe to put in a header.
@@ -177,6 +178,12 @@ impl Annotations<'_> {
                 |v| valid_vhost(v).then(|| v.to_string()),
             ),
             cors: self.cors(),
+            backend_protocol: self.parsed(
+                "backend-protocol",
+                "HTTP, HTTPS, GRPC, GRPCS or H2C",
+                "the Service port's appProtocol decides",
+                Protocol::from_annotation,
+            ),
             use_regex: self.bool("use-regex", false),
             rewrite_target: self.parsed(
                 "rewrite-target",

@@ -14,6 +14,7 @@ use super::diagnostic::Reason;
 use crate::balance::affinity::{AffinityIndex, ClientIpTable};
 use crate::balance::{EndpointState, Registry, RoundRobin, Shared};
 use crate::model::{ObjectKey, Snapshot};
+use crate::proxy::upstream::Protocol;
 
 /// How an Ingress names the Service port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -75,6 +76,8 @@ pub struct Backend {
     /// The Service port's `appProtocol`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
+    /// How to talk to the endpoints, from `appProtocol` (an Ingress may override it).
+    pub protocol: Protocol,
     /// Where ClientIP affinity remembers its clients (shared across Configs).
     #[serde(skip)]
     pub client_ip_table: Option<Arc<ClientIpTable>>,
@@ -271,6 +274,7 @@ fn unavailable(
             client_ip_affinity: None,
             client_ip_table: None,
             app_protocol: None,
+            protocol: Protocol::Http,
             rotation: RoundRobin::default(),
             affinity: AffinityIndex::default(),
         },
@@ -350,6 +354,7 @@ fn resolve(
         }),
         client_ip_affinity,
         app_protocol: sp.app_protocol.clone(),
+        protocol: Protocol::from_app_protocol(sp.app_protocol.as_deref()),
         rotation: RoundRobin::default(),
         affinity: AffinityIndex::default(),
     };

@@ -382,6 +382,12 @@ impl Proxy {
         let authority = request_authority(&req);
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
+        // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
+        let te_trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
         strip_hop_by_hop(&mut headers);
         if let Some(up) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -422,6 +428,29 @@ impl Proxy {
         let Ok(uri) = uri else {
             return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
         };
+        let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
+        let (uri, version) = if protocol.http2() {
+            if upgrade.is_some() {
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    "bad gateway: protocol upgrades cannot go to an HTTP/2 upstream",
+                );
+            }
+            // HTTP/2 names the authority in the request target, not in a Host header.
+            let host = headers.remove(header::HOST);
+            let authority = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let scheme = if protocol.tls() { "https" } else { "http" };
+            let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let Ok(absolute) = format!("{scheme}://{authority}{pq}").parse::<Uri>() else {
+                return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
+            };
+            if te_trailers {
+                headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            (absolute, Version::HTTP_2)
+        } else {
+            (uri, Version::HTTP_11)
+        };
         // A request is sent again after a failure past connecting only when repeating it is
         // harmless and possible: an idempotent method and no body (a streamed body is gone).
         let resendable = is_idempotent(&parts.method) && body.is_end_stream();
@@ -448,7 +477,7 @@ impl Proxy {
             let state = &ep.state.0;
             out.upstream = Some(ep.addr);
             let t = Instant::now();
-            let mut conn = match self.upstream.connection(state, policy.connect_timeout).await {
+            let mut conn = match self.upstream.connection(state, protocol, policy.connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
                     let wait = state.failed(now_ns());
@@ -461,7 +490,7 @@ impl Proxy {
             let mut up = Request::new(b);
             *up.method_mut() = parts.method.clone();
             *up.uri_mut() = uri.clone();
-            *up.version_mut() = Version::HTTP_11;
+            *up.version_mut() = version;
             *up.headers_mut() = if resendable && attempt + 1 < tries {
                 headers.clone()
             } else {
@@ -472,7 +501,7 @@ impl Proxy {
             // A pooled connection the peer closed just now never got the request: send it
             // on a fresh connection to the same endpoint. That is not the endpoint failing.
             if let Err(SendError::NotSent(req)) = result {
-                result = match self.upstream.connect(ep.addr, policy.connect_timeout).await {
+                result = match self.upstream.connect(ep.addr, protocol, policy.connect_timeout).await {
                     Ok(fresh) => {
                         conn = fresh;
                         self.upstream.send(&mut conn, *req, policy.read_timeout).await

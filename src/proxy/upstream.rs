@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
@@ -83,29 +83,94 @@ impl HttpBody for RequestBody {
     }
 }
 
-type Sender = http1::SendRequest<RequestBody>;
+type H1 = http1::SendRequest<RequestBody>;
+type H2 = http2::SendRequest<RequestBody>;
+
+/// How Portico talks to an upstream: the Service port's `appProtocol` or the Ingress's
+/// `backend-protocol` annotation decide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Protocol {
+    /// HTTP/1.1 over TCP.
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    /// HTTP/1.1 over TLS.
+    #[serde(rename = "HTTPS")]
+    Https,
+    /// HTTP/2 over TCP with prior knowledge (gRPC without TLS).
+    #[serde(rename = "H2C")]
+    H2c,
+    /// HTTP/2 over TLS (gRPC with TLS).
+    #[serde(rename = "H2")]
+    H2,
+}
+
+impl Protocol {
+    /// From a Service port's `appProtocol`: `kubernetes.io/h2c` and `https` change the
+    /// default; anything else (or nothing) is HTTP/1.1.
+    pub fn from_app_protocol(p: Option<&str>) -> Protocol {
+        match p.map(|p| p.to_ascii_lowercase()).as_deref() {
+            Some("kubernetes.io/h2c") => Protocol::H2c,
+            Some("https" | "kubernetes.io/https") => Protocol::Https,
+            _ => Protocol::Http,
+        }
+    }
+
+    /// From the `backend-protocol` annotation (ingress-nginx's values).
+    pub fn from_annotation(v: &str) -> Option<Protocol> {
+        match v.to_ascii_uppercase().as_str() {
+            "HTTP" => Some(Protocol::Http),
+            "HTTPS" => Some(Protocol::Https),
+            "GRPC" | "H2C" => Some(Protocol::H2c),
+            "GRPCS" => Some(Protocol::H2),
+            _ => None,
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::H2)
+    }
+
+    pub fn http2(self) -> bool {
+        matches!(self, Protocol::H2c | Protocol::H2)
+    }
+}
 
 struct Idle {
-    sender: Sender,
+    sender: H1,
     since: Instant,
 }
 
-/// An endpoint's idle kept-alive connections, most recently used last.
+/// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS), most recently
+/// used last, and one shared HTTP/2 connection each for h2c and h2 over TLS.
 #[derive(Default)]
-pub struct IdlePool(Mutex<Vec<Idle>>);
+pub struct IdlePool {
+    h1: Mutex<Vec<Idle>>,
+    h1_tls: Mutex<Vec<Idle>>,
+    h2c: Mutex<Option<H2>>,
+    h2_tls: Mutex<Option<H2>>,
+}
 
 /// Most idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl IdlePool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn list(&self, tls: bool) -> &Mutex<Vec<Idle>> {
+        if tls { &self.h1_tls } else { &self.h1 }
     }
 
-    /// A ready idle connection, newest first. Closed and expired ones are dropped; ones
-    /// still finishing their last exchange stay pooled.
-    fn take(&self, idle_timeout: Duration) -> Option<Sender> {
-        let mut pool = self.lock();
+    fn shared(&self, tls: bool) -> &Mutex<Option<H2>> {
+        if tls { &self.h2_tls } else { &self.h2c }
+    }
+
+    /// A ready idle HTTP/1.1 connection, newest first. Closed and expired ones are dropped;
+    /// ones still finishing their last exchange stay pooled.
+    fn take(&self, tls: bool, idle_timeout: Duration) -> Option<H1> {
+        let mut pool = lock(self.list(tls));
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(idle) = pool.pop() {
@@ -122,11 +187,11 @@ impl IdlePool {
         found
     }
 
-    fn put(&self, sender: Sender) {
+    fn put(&self, tls: bool, sender: H1) {
         if sender.is_closed() {
             return;
         }
-        let mut pool = self.lock();
+        let mut pool = lock(self.list(tls));
         if pool.len() < MAX_IDLE_PER_ENDPOINT {
             pool.push(Idle {
                 sender,
@@ -135,14 +200,29 @@ impl IdlePool {
         }
     }
 
-    /// Drops closed connections and those idle longer than `idle_timeout`.
-    pub fn reap(&self, idle_timeout: Duration) {
-        self.lock()
-            .retain(|i| !i.sender.is_closed() && i.since.elapsed() <= idle_timeout);
+    /// The endpoint's live HTTP/2 connection, if any.
+    fn h2(&self, tls: bool) -> Option<H2> {
+        let mut slot = lock(self.shared(tls));
+        if slot.as_ref().is_some_and(|s| s.is_closed()) {
+            *slot = None;
+        }
+        slot.clone()
     }
 
+    /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`.
+    pub fn reap(&self, idle_timeout: Duration) {
+        for tls in [false, true] {
+            lock(self.list(tls)).retain(|i| !i.sender.is_closed() && i.since.elapsed() <= idle_timeout);
+            let mut slot = lock(self.shared(tls));
+            if slot.as_ref().is_some_and(|s| s.is_closed()) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Idle HTTP/1.1 connections (plain and TLS).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        lock(&self.h1).len() + lock(&self.h1_tls).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,7 +236,9 @@ pub enum ConnectError {
     Failed(SocketAddr, std::io::Error),
     #[error("connect to {0} timed out after {1:?}")]
     Timeout(SocketAddr, Duration),
-    #[error("HTTP/1.1 handshake with {0} failed: {1}")]
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(SocketAddr, std::io::Error),
+    #[error("HTTP handshake with {0} failed: {1}")]
     Handshake(SocketAddr, hyper::Error),
 }
 
@@ -170,9 +252,15 @@ pub enum SendError {
     Timeout(Duration),
 }
 
+enum Sender {
+    H1(H1),
+    H2(H2),
+}
+
 /// A connection ready to carry one request.
 pub struct Conn {
     sender: Sender,
+    tls: bool,
     /// Whether it came from the pool (a reused connection may have been closed by the peer
     /// just now, which is not the endpoint failing).
     pub reused: bool,
@@ -184,17 +272,28 @@ pub struct Upstream {
     response_timeout: Duration,
     idle_timeout: Duration,
     http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    tls_h1: tokio_rustls::TlsConnector,
+    tls_h2: tokio_rustls::TlsConnector,
 }
 
 impl Upstream {
     pub fn new(s: &Settings) -> Self {
         let mut http1 = http1::Builder::new();
         http1.max_headers(s.max_headers.max(100));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
         Self {
             connect_timeout: s.upstream_connect_timeout,
             response_timeout: s.upstream_response_timeout,
             idle_timeout: s.upstream_idle_timeout,
             http1,
+            http2,
+            tls_h1: tls_connector(b"http/1.1"),
+            tls_h2: tls_connector(b"h2"),
         }
     }
 
@@ -204,15 +303,39 @@ impl Upstream {
 
     /// A pooled connection to the endpoint, else a new one (within `timeout`, default
     /// `--upstream-connect-timeout`).
-    pub async fn connection(&self, ep: &EndpointState, timeout: Option<Duration>) -> Result<Conn, ConnectError> {
-        if let Some(sender) = ep.idle.take(self.idle_timeout) {
-            return Ok(Conn { sender, reused: true });
+    pub async fn connection(
+        &self,
+        ep: &EndpointState,
+        protocol: Protocol,
+        timeout: Option<Duration>,
+    ) -> Result<Conn, ConnectError> {
+        let tls = protocol.tls();
+        let pooled = if protocol.http2() {
+            ep.idle.h2(tls).map(Sender::H2)
+        } else {
+            ep.idle.take(tls, self.idle_timeout).map(Sender::H1)
+        };
+        if let Some(sender) = pooled {
+            return Ok(Conn {
+                sender,
+                tls,
+                reused: true,
+            });
         }
-        self.connect(ep.addr, timeout).await
+        let conn = self.connect(ep.addr, protocol, timeout).await?;
+        if let Sender::H2(s) = &conn.sender {
+            *lock(ep.idle.shared(tls)) = Some(s.clone());
+        }
+        Ok(conn)
     }
 
     /// A new connection, never pooled before.
-    pub async fn connect(&self, addr: SocketAddr, timeout: Option<Duration>) -> Result<Conn, ConnectError> {
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        protocol: Protocol,
+        timeout: Option<Duration>,
+    ) -> Result<Conn, ConnectError> {
         let limit = timeout.unwrap_or(self.connect_timeout);
         let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout(addr, limit)),
@@ -220,9 +343,47 @@ impl Upstream {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
+        let tls = protocol.tls();
+        let sender = if tls {
+            let connector = if protocol.http2() { &self.tls_h2 } else { &self.tls_h1 };
+            // Named by address: no SNI is sent, as ingress-nginx does by default.
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let stream = match tokio::time::timeout(limit, connector.connect(name, stream)).await {
+                Err(_) => return Err(ConnectError::Timeout(addr, limit)),
+                Ok(Err(e)) => return Err(ConnectError::Tls(addr, e)),
+                Ok(Ok(s)) => s,
+            };
+            self.handshake(addr, protocol, TokioIo::new(stream)).await?
+        } else {
+            self.handshake(addr, protocol, TokioIo::new(stream)).await?
+        };
+        Ok(Conn {
+            sender,
+            tls,
+            reused: false,
+        })
+    }
+
+    async fn handshake<T>(&self, addr: SocketAddr, protocol: Protocol, io: T) -> Result<Sender, ConnectError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        if protocol.http2() {
+            let (sender, conn) = self
+                .http2
+                .handshake(io)
+                .await
+                .map_err(|e| ConnectError::Handshake(addr, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/2 connection ended");
+                }
+            });
+            return Ok(Sender::H2(sender));
+        }
         let (sender, conn) = self
             .http1
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await
             .map_err(|e| ConnectError::Handshake(addr, e))?;
         tokio::spawn(async move {
@@ -230,7 +391,7 @@ impl Upstream {
                 tracing::debug!(endpoint = %addr, error = %e, "upstream connection ended");
             }
         });
-        Ok(Conn { sender, reused: false })
+        Ok(Sender::H1(sender))
     }
 
     /// Sends one request and waits for the response head (within `timeout`, default
@@ -242,7 +403,11 @@ impl Upstream {
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, SendError> {
         let limit = timeout.unwrap_or(self.response_timeout);
-        match tokio::time::timeout(limit, conn.sender.try_send_request(req)).await {
+        let sent = match &mut conn.sender {
+            Sender::H1(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+            Sender::H2(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+        };
+        match sent {
             Err(_) => Err(SendError::Timeout(limit)),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(mut e)) => match e.take_message() {
@@ -263,9 +428,14 @@ impl Upstream {
         counter: Counter,
         idle: Option<Duration>,
     ) -> ResponseBody {
+        let checkin = match conn.sender {
+            Sender::H1(s) => Some((s, conn.tls, ep)),
+            // An HTTP/2 connection is shared, never checked out.
+            Sender::H2(_) => None,
+        };
         ResponseBody {
             inner: body,
-            checkin: Some((conn.sender, ep)),
+            checkin,
             counter,
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
         }
@@ -275,15 +445,15 @@ impl Upstream {
 /// A response body from upstream, counted, that gives its connection back when done.
 pub struct ResponseBody {
     inner: Incoming,
-    checkin: Option<(Sender, Arc<EndpointState>)>,
+    checkin: Option<(H1, bool, Arc<EndpointState>)>,
     counter: Counter,
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl ResponseBody {
     fn done(&mut self) {
-        if let Some((sender, ep)) = self.checkin.take() {
-            ep.idle.put(sender);
+        if let Some((sender, tls, ep)) = self.checkin.take() {
+            ep.idle.put(tls, sender);
         }
     }
 }
@@ -340,6 +510,65 @@ pub async fn reap_idle(registry: Arc<crate::balance::Registry>, idle_timeout: Du
         for ep in registry.sweep() {
             ep.idle.reap(idle_timeout);
         }
+    }
+}
+
+/// TLS to upstreams: TLS 1.2/1.3 with the process's provider. Certificates are not
+/// verified, as with ingress-nginx's default (`proxy-ssl-verify: off`): upstreams are pods
+/// addressed by IP, with certificates rarely issued for those addresses.
+fn tls_connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map(|b| {
+            b.dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// Accepts any upstream certificate; signatures are still checked against it.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
