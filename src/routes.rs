@@ -194,6 +194,9 @@ pub struct Policy {
     /// response body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_timeout: Option<Duration>,
+    /// `proxy-send-timeout`: the longest the upstream may hold back the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<Duration>,
     /// `whitelist-source-range`: clients outside every range get 403. An empty list (every
     /// entry was invalid) lets nobody in.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -285,6 +288,7 @@ impl Default for Policy {
             max_body_bytes: None,
             connect_timeout: None,
             read_timeout: None,
+            send_timeout: None,
             allow: None,
             allow_cidrs: Vec::new(),
             upstream_vhost: None,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::Request;
 use http_body_util::{Full, StreamBody};
 use support::*;
@@ -118,22 +119,10 @@ async fn proxy_body_size_answers_413() {
     assert_eq!(s, 200, "0 means no limit");
 
     // A chunked body (no length announced) is cut off once it passes the limit.
-    let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = (0..4)
-        .map(|_| Ok(hyper::body::Frame::data(Bytes::from(vec![b'x'; 600]))))
-        .collect();
-    let req = Request::builder()
-        .method("POST")
-        .uri("/echo-body")
-        .header("host", "small.test")
-        .body(StreamBody::new(futures_util::stream::iter(chunks)))
-        .unwrap();
-    let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = tx.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        post_stream(p.http, "small.test", upload(4, 600, Duration::ZERO)).await,
+        413
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +168,70 @@ async fn timeouts_from_annotations() {
         t.elapsed()
     );
     drop(fillers);
+}
+
+/// A streamed request body: `n` chunks of `size` bytes, `gap` apart.
+fn upload(
+    n: usize,
+    size: usize,
+    gap: Duration,
+) -> StreamBody<impl futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>> {
+    let chunks = futures_util::stream::iter(0..n).then(move |i| async move {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        Ok(hyper::body::Frame::data(Bytes::from(vec![b'u'; size])))
+    });
+    StreamBody::new(chunks)
+}
+
+async fn post_stream<B>(addr: std::net::SocketAddr, host: &str, body: B) -> u16
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/echo-body")
+        .header("host", host)
+        .body(body)
+        .unwrap();
+    tx.send_request(req).await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_timeout_counts_only_the_upstream_holding_back() {
+    let web = pods("web", 1).await;
+    // An upstream that accepts and never reads.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stall.accept().await {
+            held.push(s);
+        }
+    });
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &service("stall", &[stall_addr]).replace("name: web", "name: stall")
+        + &ingress("ok", "ok.test", &[("proxy-send-timeout", "1")])
+        + &ingress("stuck", "stuck.test", &[("proxy-send-timeout", "1")]).replace("name: web", "name: stall");
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    // 64 MB into an upstream that reads nothing: the buffers fill and the clock runs out.
+    let t = Instant::now();
+    let status = post_stream(p.http, "stuck.test", upload(1024, 64 * 1024, Duration::ZERO)).await;
+    assert_eq!(status, 504);
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+
+    // A slow client is not the upstream's fault: chunks 1.5 s apart still go through.
+    let status = post_stream(p.http, "ok.test", upload(3, 1000, Duration::from_millis(1500))).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,6 +169,7 @@ impl Annotations<'_> {
                 .filter(|n| *n > 0),
             connect_timeout: self.timeout("proxy-connect-timeout"),
             read_timeout: self.timeout("proxy-read-timeout"),
+            send_timeout: self.timeout("proxy-send-timeout"),
             allow,
             allow_cidrs: allow_cidrs.unwrap_or_default(),
             upstream_vhost: self.parsed(

@@ -177,7 +177,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-redirect-from", No(LATER)),
     ("proxy-redirect-to", No(LATER)),
     ("proxy-request-buffering", No(STREAMS)),
-    ("proxy-send-timeout", No(LATER)),
+    ("proxy-send-timeout", Yes),
     ("proxy-ssl-ciphers", No("not yet: TLS to upstreams uses fixed settings")),
     ("proxy-ssl-name", No("not yet: TLS to upstreams uses fixed settings")),
     (

@@ -18,7 +18,7 @@ use super::headers::{
     Cidr, Peer, X_REQUEST_ID, client_ip, request_authority, request_host, set_forwarded, strip_hop_by_hop,
     upgrade_protocol, upstream_target,
 };
-use super::upstream::{BodyLimit, Conn, RequestBody, SendError, Upstream, resolve_external};
+use super::upstream::{BodyLimit, Conn, RequestBody, SendError, SendProgress, Streamed, Upstream, resolve_external};
 use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
 use crate::balance::{EndpointState, Registry, Shared, now_ns};
@@ -460,7 +460,12 @@ impl Proxy {
             seen: 0,
             exceeded: exceeded.clone(),
         });
-        let mut body = Some(RequestBody::Stream(body, self.metrics.request_bytes.clone(), limit));
+        let mut body = Some(RequestBody::Stream(Streamed {
+            body,
+            counter: self.metrics.request_bytes.clone(),
+            limit,
+            progress: policy.send_timeout.map(|_| SendProgress::new()),
+        }));
         let tries = choice.tries();
         let mut tried: Vec<usize> = Vec::new();
         let mut last_err = None;
@@ -497,14 +502,19 @@ impl Proxy {
                 std::mem::take(&mut headers)
             };
             let in_flight = state.start();
-            let mut result = self.upstream.send(&mut conn, up, policy.read_timeout).await;
+            let mut result = self
+                .upstream
+                .send(&mut conn, up, policy.read_timeout, policy.send_timeout)
+                .await;
             // A pooled connection the peer closed just now never got the request: send it
             // on a fresh connection to the same endpoint. That is not the endpoint failing.
             if let Err(SendError::NotSent(req)) = result {
                 result = match self.upstream.connect(ep.addr, protocol, policy.connect_timeout).await {
                     Ok(fresh) => {
                         conn = fresh;
-                        self.upstream.send(&mut conn, *req, policy.read_timeout).await
+                        self.upstream
+                            .send(&mut conn, *req, policy.read_timeout, policy.send_timeout)
+                            .await
                     }
                     Err(e) => Err(SendError::Failed(e.to_string())),
                 };
@@ -526,7 +536,7 @@ impl Proxy {
                     }
                     return resp;
                 }
-                Err(SendError::Timeout(d)) => {
+                Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
                     tracing::warn!(endpoint = %ep.addr, "upstream timed out after {d:?}");
                     last_err = Some(Failure::Timeout);
                     break;

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,7 +26,15 @@ use crate::balance::EndpointState;
 /// The body of a request sent upstream: the client's, streamed and counted, or none.
 pub enum RequestBody {
     Empty,
-    Stream(Incoming, Counter, Option<BodyLimit>),
+    Stream(Streamed),
+}
+
+pub struct Streamed {
+    pub body: Incoming,
+    pub counter: Counter,
+    pub limit: Option<BodyLimit>,
+    /// Set when `proxy-send-timeout` applies.
+    pub progress: Option<Arc<SendProgress>>,
 }
 
 /// `proxy-body-size` for a streamed body: past `max` bytes the upload fails and `exceeded`
@@ -33,7 +42,38 @@ pub enum RequestBody {
 pub struct BodyLimit {
     pub max: u64,
     pub seen: u64,
-    pub exceeded: Arc<std::sync::atomic::AtomicBool>,
+    pub exceeded: Arc<AtomicBool>,
+}
+
+/// How an upload to the upstream goes, for `proxy-send-timeout`: the clock runs only while
+/// the upstream connection holds the next chunk back (the body waits to be taken), not while
+/// Portico waits for the client.
+#[derive(Default)]
+pub struct SendProgress {
+    /// `now_ns()` of the last chunk taken by the upstream connection.
+    last: AtomicU64,
+    /// 0: the upstream's turn; 1: waiting for the client; 2: the body is done.
+    state: AtomicU8,
+}
+
+impl SendProgress {
+    pub fn new() -> Arc<Self> {
+        let p = Arc::new(Self::default());
+        p.last.store(crate::balance::now_ns(), Ordering::Relaxed);
+        p
+    }
+
+    fn mark(&self, state: u8) {
+        self.last.store(crate::balance::now_ns(), Ordering::Relaxed);
+        self.state.store(state, Ordering::Relaxed);
+    }
+
+    /// Whether the upstream has held the body back for longer than `limit`.
+    fn stalled(&self, limit: Duration) -> bool {
+        self.state.load(Ordering::Relaxed) == 0
+            && crate::balance::now_ns().saturating_sub(self.last.load(Ordering::Relaxed))
+                > u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,42 +83,49 @@ impl HttpBody for RequestBody {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Stream(body, counter, limit) => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(f))) => {
-                    if let Some(d) = f.data_ref() {
-                        counter.inc_by(d.len() as u64);
-                        if let Some(l) = limit {
-                            l.seen += d.len() as u64;
-                            if l.seen > l.max {
-                                l.exceeded.store(true, std::sync::atomic::Ordering::Relaxed);
-                                return Poll::Ready(Some(Err(
-                                    format!("request body larger than {} bytes", l.max).into()
-                                )));
-                            }
+        let RequestBody::Stream(s) = self.get_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut s.body).poll_frame(cx);
+        if let Some(p) = &s.progress {
+            p.mark(match &polled {
+                Poll::Pending => 1,
+                Poll::Ready(Some(_)) if !s.body.is_end_stream() => 0,
+                Poll::Ready(_) => 2,
+            });
+        }
+        match polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    s.counter.inc_by(d.len() as u64);
+                    if let Some(l) = &mut s.limit {
+                        l.seen += d.len() as u64;
+                        if l.seen > l.max {
+                            l.exceeded.store(true, Ordering::Relaxed);
+                            let msg = format!("request body larger than {} bytes", l.max);
+                            return Poll::Ready(Some(Err(msg.into())));
                         }
                     }
-                    Poll::Ready(Some(Ok(f)))
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Stream(b, _, _) => b.is_end_stream(),
+            RequestBody::Stream(s) => s.body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Stream(b, _, _) => b.size_hint(),
+            RequestBody::Stream(s) => s.body.size_hint(),
         }
     }
 }
@@ -250,6 +297,8 @@ pub enum SendError {
     Failed(String),
     /// No response head within the response timeout.
     Timeout(Duration),
+    /// The upstream took no part of the request body for `proxy-send-timeout`.
+    SendTimeout(Duration),
 }
 
 enum Sender {
@@ -395,17 +444,48 @@ impl Upstream {
     }
 
     /// Sends one request and waits for the response head (within `timeout`, default
-    /// `--upstream-response-timeout`).
+    /// `--upstream-response-timeout`; and, with `send_timeout`, failing when the upstream
+    /// takes no part of the body for that long).
     pub async fn send(
         &self,
         conn: &mut Conn,
         req: Request<RequestBody>,
         timeout: Option<Duration>,
+        send_timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, SendError> {
         let limit = timeout.unwrap_or(self.response_timeout);
-        let sent = match &mut conn.sender {
-            Sender::H1(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
-            Sender::H2(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+        // Watched from the moment the upload can start; a request without body has none.
+        let watch = match req.body() {
+            RequestBody::Stream(Streamed {
+                progress: Some(p),
+                body,
+                ..
+            }) if !body.is_end_stream() => {
+                p.mark(0);
+                Some(p.clone())
+            }
+            _ => None,
+        };
+        let exchange = async {
+            match &mut conn.sender {
+                Sender::H1(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+                Sender::H2(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+            }
+        };
+        let sent = match (watch, send_timeout) {
+            (Some(progress), Some(send_limit)) => {
+                let stalled = async {
+                    let every = (send_limit / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+                    while !progress.stalled(send_limit) {
+                        tokio::time::sleep(every).await;
+                    }
+                };
+                tokio::select! {
+                    sent = exchange => sent,
+                    () = stalled => return Err(SendError::SendTimeout(send_limit)),
+                }
+            }
+            _ => exchange.await,
         };
         match sent {
             Err(_) => Err(SendError::Timeout(limit)),
