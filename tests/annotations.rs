@@ -656,3 +656,72 @@ async fn backend_protocols_and_app_protocol() {
         (Some("HTTP/2.0"), Some("trailers"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_annotations_end_to_end() {
+    let web = pods("web", 1).await;
+    let tls_ingress = |name: &str, host: &str, notes: &[(&str, &str)]| {
+        ingress(name, host, notes).replace(
+            "  ingressClassName: portico\n",
+            &format!("  ingressClassName: portico\n  tls: [{{hosts: [{host}], secretName: foo-tls}}]\n"),
+        )
+    };
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &service("flaky", &[web[0], refused_addr()]).replace("name: web", "name: flaky")
+        + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
+        + &tls_ingress("redirecting", "foo.com", &[])
+        + &tls_ingress("plain-ok", "rsa.example.com", &[("ssl-redirect", "false")])
+        + &ingress(
+            "cookie",
+            "cookie.test",
+            &[
+                ("affinity", "cookie"),
+                ("session-cookie-path", "/custom"),
+                ("session-cookie-samesite", "None"),
+                ("session-cookie-conditional-samesite-none", "true"),
+            ],
+        )
+        + &ingress("one-try", "one.test", &[("proxy-next-upstream-tries", "1")]).replace("name: web", "name: flaky")
+        + &ingress(
+            "cors",
+            "cors.test",
+            &[
+                ("enable-cors", "true"),
+                ("cors-allow-credentials", "false"),
+                ("cors-allow-headers", "X-Custom, Content-Type"),
+            ],
+        )
+        + &ingress("allow", "allow.test", &[("allowlist-source-range", "192.0.2.0/24")]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    // ssl-redirect: on by default for TLS hosts, off when the Ingress says so.
+    assert_eq!(get(p.http, "foo.com", "/").await.unwrap().0, 308);
+    assert_eq!(get(p.http, "rsa.example.com", "/").await.unwrap().0, 200);
+
+    // Cookie path and conditional SameSite=None.
+    let modern = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+    let old = "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/60.0.3112.90 Safari/537.36";
+    let (_, h, _) = send(&p, "GET", "cookie.test", "/", &[("user-agent", modern)], b"").await;
+    let set = h["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("; Path=/custom") && set.contains("; SameSite=None") && set.contains("; Secure"),
+        "{set}"
+    );
+    let (_, h, _) = send(&p, "GET", "cookie.test", "/", &[("user-agent", old)], b"").await;
+    let set = h["set-cookie"].to_str().unwrap().to_string();
+    assert!(!set.contains("SameSite"), "{set}");
+
+    // One try: the request that meets the dead endpoint is not moved on.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(get(p.http, "one.test", "/").await.unwrap().0);
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+
+    let (_, h, _) = send(&p, "GET", "cors.test", "/", &[("origin", "https://x.example")], b"").await;
+    assert!(h.get("access-control-allow-credentials").is_none());
+    assert_eq!(h["access-control-allow-headers"], "X-Custom, Content-Type");
+
+    assert_eq!(get(p.http, "allow.test", "/").await.unwrap().0, 403);
+}
