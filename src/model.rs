@@ -153,6 +153,38 @@ impl Snapshot {
         }
     }
 
+    /// The Services in `services` with their EndpointSlices and Endpoints, and nothing else:
+    /// what re-resolving those Services' backends reads.
+    pub fn only_services(&self, services: &std::collections::HashSet<ObjectKey>) -> Snapshot {
+        fn pick<T>(
+            m: &BTreeMap<ObjectKey, Arc<T>>,
+            keys: &std::collections::HashSet<ObjectKey>,
+        ) -> BTreeMap<ObjectKey, Arc<T>> {
+            keys.iter()
+                .filter_map(|k| m.get_key_value(k).map(|(k, v)| (k.clone(), v.clone())))
+                .collect()
+        }
+        let endpoint_slices = self
+            .endpoint_slices
+            .iter()
+            .filter(|(key, slice)| {
+                slice
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    .is_some_and(|svc| services.contains(&ObjectKey::new(key.namespace.as_str(), svc.as_str())))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Snapshot {
+            services: pick(&self.services, services),
+            endpoints: pick(&self.endpoints, services),
+            endpoint_slices,
+            ..Default::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ingresses.len()
             + self.ingress_classes.len()

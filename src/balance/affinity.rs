@@ -98,9 +98,13 @@ pub fn hash64(bytes: &[u8]) -> u64 {
 /// percent of 1/n.
 const RING_POINTS: usize = 160;
 
-/// Per-backend lookup structures, built on first use and kept with the compiled backend.
+/// Per-backend lookup structures, built on first use and kept with the compiled backend
+/// (one pointer until then: most backends never see cookie affinity).
 #[derive(Default)]
-pub struct AffinityIndex {
+pub struct AffinityIndex(OnceLock<Box<Lookups>>);
+
+#[derive(Default)]
+struct Lookups {
     ring: OnceLock<Vec<(u64, u32)>>,
     ids: OnceLock<Ids>,
 }
@@ -129,8 +133,12 @@ impl Eq for AffinityIndex {}
 
 /// Indexes below count the backend's ready endpoints first, then its terminating ones.
 impl AffinityIndex {
+    fn lookups(&self) -> &Lookups {
+        self.0.get_or_init(Box::default)
+    }
+
     fn ring(&self, ready: &[Endpoint], terminating: &[Endpoint]) -> &[(u64, u32)] {
-        self.ring.get_or_init(|| {
+        self.lookups().ring.get_or_init(|| {
             let mut ring = Vec::with_capacity((ready.len() + terminating.len()) * RING_POINTS);
             for (i, ep) in ready.iter().chain(terminating).enumerate() {
                 let id = ep.addr.to_string();
@@ -155,7 +163,7 @@ impl AffinityIndex {
     }
 
     fn ids(&self, ready: &[Endpoint], terminating: &[Endpoint], key: &hmac::Key) -> &Ids {
-        self.ids.get_or_init(|| {
+        self.lookups().ids.get_or_init(|| {
             let of: Vec<Box<str>> = ready
                 .iter()
                 .chain(terminating)

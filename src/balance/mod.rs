@@ -50,8 +50,9 @@ pub struct EndpointState {
     /// `now_ns()` of the last `rtt` update.
     rtt_stamp: AtomicU64,
     inflight: AtomicU32,
-    /// Kept-alive upstream connections to this endpoint.
-    pub idle: IdlePool,
+    /// Kept-alive upstream connections to this endpoint, allocated on first use: at scale
+    /// most endpoints are never dialled by a given replica.
+    idle: std::sync::OnceLock<Box<IdlePool>>,
 }
 
 impl std::fmt::Debug for EndpointState {
@@ -72,8 +73,18 @@ impl EndpointState {
             rtt: AtomicU64::new(EWMA_DEFAULT_NS.to_bits()),
             rtt_stamp: AtomicU64::new(0),
             inflight: AtomicU32::new(0),
-            idle: IdlePool::default(),
+            idle: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The endpoint's upstream connections.
+    pub fn idle(&self) -> &IdlePool {
+        self.idle.get_or_init(Box::default)
+    }
+
+    /// The endpoint's upstream connections, if it ever had any.
+    pub fn idle_if_used(&self) -> Option<&IdlePool> {
+        self.idle.get().map(|b| &**b)
     }
 
     /// Whether the endpoint is in its failure backoff.

@@ -13,7 +13,7 @@ use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use super::tls::{CertStore, parse_tls_secret};
 use crate::model::{ObjectKey, Snapshot};
 use crate::path;
-use crate::routes::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
+use crate::routes::{HostPattern, PathRegex, PathRule, PathType, Policy, Route, RouteTableBuilder};
 
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -153,6 +153,7 @@ impl IngressPass<'_, '_> {
         let mut tls_hosts: HashMap<HostPattern, TlsHost> = HashMap::new();
         let mut admitted = Vec::with_capacity(owned.len());
 
+        let default_policy = Arc::new(Policy::default());
         // TLS first: whether a host has TLS decides the redirects of every route on it.
         for (key, ing) in &owned {
             self.tls(key, ing, &mut tls_hosts);
@@ -169,7 +170,11 @@ impl IngressPass<'_, '_> {
             notes.unsupported();
             let ssl_redirect = notes.bool("ssl-redirect", true);
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
-            let policy = Arc::new(notes.policy());
+            // Most Ingresses carry no annotations: they share one default policy.
+            let policy = match notes.policy() {
+                p if p == Policy::default() => default_policy.clone(),
+                p => Arc::new(p),
+            };
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.
             let has_tls = |host: &HostPattern| match host {
                 HostPattern::Any => false,

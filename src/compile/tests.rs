@@ -1218,6 +1218,14 @@ fn endpoint_only_recompile_equals_a_full_compile() {
     for (t, f) in targeted.backends.iter().zip(&full.backends) {
         assert_eq!(t, f, "re-resolving only the changed Service gives the same backends");
     }
+    // What Kubernetes mode hands a quick compile: only the changed Service's objects.
+    let narrow = s.only_services(&a_only);
+    assert_eq!(
+        (narrow.services.len(), narrow.endpoint_slices.len(), narrow.ingresses.len()),
+        (1, 1, 0)
+    );
+    let from_narrow = recompile_endpoints(&narrow, &Options::default(), &prev, Some(&a_only));
+    assert_eq!(from_narrow.backends, targeted.backends);
     let b = |c: &Config| c.backend(c.routes.route("b.test", "/").unwrap()).unwrap().clone();
     assert!(
         Arc::ptr_eq(&b(&targeted), &b(&prev)),

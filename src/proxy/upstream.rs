@@ -360,9 +360,9 @@ impl Upstream {
     ) -> Result<Conn, ConnectError> {
         let tls = protocol.tls();
         let pooled = if protocol.http2() {
-            ep.idle.h2(tls).map(Sender::H2)
+            ep.idle().h2(tls).map(Sender::H2)
         } else {
-            ep.idle.take(tls, self.idle_timeout).map(Sender::H1)
+            ep.idle().take(tls, self.idle_timeout).map(Sender::H1)
         };
         if let Some(sender) = pooled {
             return Ok(Conn {
@@ -373,7 +373,7 @@ impl Upstream {
         }
         let conn = self.connect(ep.addr, protocol, timeout).await?;
         if let Sender::H2(s) = &conn.sender {
-            *lock(ep.idle.shared(tls)) = Some(s.clone());
+            *lock(ep.idle().shared(tls)) = Some(s.clone());
         }
         Ok(conn)
     }
@@ -533,7 +533,7 @@ pub struct ResponseBody {
 impl ResponseBody {
     fn done(&mut self) {
         if let Some((sender, tls, ep)) = self.checkin.take() {
-            ep.idle.put(tls, sender);
+            ep.idle().put(tls, sender);
         }
     }
 }
@@ -588,7 +588,9 @@ pub async fn reap_idle(registry: Arc<crate::balance::Registry>, idle_timeout: Du
     loop {
         tokio::time::sleep(every).await;
         for ep in registry.sweep() {
-            ep.idle.reap(idle_timeout);
+            if let Some(pool) = ep.idle_if_used() {
+                pool.reap(idle_timeout);
+            }
         }
     }
 }

@@ -59,12 +59,13 @@ impl Publisher {
             }
             *reported = now;
         }
-        self.finish(cfg, snapshot, took, "full")
+        self.finish(cfg, snapshot.len(), took, "full")
     }
 
     /// After a change to EndpointSlices or Endpoints only: backends are resolved again under
     /// the live route table (see [`recompile_endpoints`]), which is much cheaper at scale.
-    /// `changed`: the Services whose slices changed, when known (else all are re-resolved).
+    /// `changed`: the Services whose slices changed, when known (else all are re-resolved);
+    /// then `snapshot` needs to hold only those Services and their slices and Endpoints.
     pub fn publish_endpoints(
         &self,
         snapshot: &Snapshot,
@@ -79,17 +80,18 @@ impl Publisher {
         drop(prev);
         let took = t.elapsed();
         self.metrics.compile_duration.observe(took.as_secs_f64());
-        self.finish(cfg, snapshot, took, "endpoints")
+        self.finish(cfg, snapshot.len(), took, "endpoints")
     }
 
-    fn finish(&self, cfg: Config, snapshot: &Snapshot, took: std::time::Duration, kind: &'static str) -> Arc<Config> {
+    /// `objects`: how many objects the compile read.
+    fn finish(&self, cfg: Config, objects: usize, took: std::time::Duration, kind: &'static str) -> Arc<Config> {
         let routes = cfg.route_list.len();
         let generation = self.live.publish(cfg);
         self.metrics.config_generation.set(generation);
         tracing::info!(
             generation,
             routes,
-            objects = snapshot.len(),
+            objects,
             compile = kind,
             compile_ms = took.as_secs_f64() * 1000.0,
             "config published"
