@@ -29,7 +29,7 @@ pub struct Admin {
 /// The `/routes` document: hosts → paths → backend → endpoints, TLS hosts, diagnostics.
 pub fn routes_json(cfg: &Config) -> Value {
     let mut hosts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for r in &cfg.route_list {
+    for r in cfg.route_list.iter() {
         let (path, path_type) = match &r.path {
             Some(p) => (json!(p.path), json!(p.path_type)),
             None => (Value::Null, json!("DefaultBackend")),

@@ -291,7 +291,7 @@ fn check(dir: &std::path::Path, class: &ClassArgs) -> anyhow::Result<()> {
     for e in &errors {
         println!("error: {e}");
     }
-    for d in &cfg.diagnostics {
+    for d in cfg.diagnostics.iter() {
         println!("{d}");
     }
     println!("{}", serde_json::to_string_pretty(&portico::admin::routes_json(&cfg))?);

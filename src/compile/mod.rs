@@ -70,16 +70,17 @@ pub struct Config {
     pub generation: u64,
     /// Shared with later Configs whose Ingresses did not change (see [`recompile_endpoints`]).
     pub routes: Arc<RouteTable>,
-    pub certs: CertStore,
+    pub certs: Arc<CertStore>,
     /// Every route, in the order compile() admitted them (for `/routes`).
-    pub route_list: Vec<Arc<Route>>,
+    pub route_list: Arc<Vec<Arc<Route>>>,
     /// Every backend a route uses, indexed by `Route::backend`.
     pub backends: Vec<Arc<Backend>>,
-    /// Ingresses of ours that were compiled.
-    pub admitted: Vec<ObjectKey>,
+    /// Ingresses of ours that were compiled. (This and the fields around it are shared with
+    /// the Configs of later endpoints-only recompiles, which do not change them.)
+    pub admitted: Arc<Vec<ObjectKey>>,
     /// Ingresses that are not ours, and why (for "why isn't my Ingress served?").
-    pub ignored: Vec<(ObjectKey, String)>,
-    pub diagnostics: Vec<Diagnostic>,
+    pub ignored: Arc<Vec<(ObjectKey, String)>>,
+    pub diagnostics: Arc<Vec<Diagnostic>>,
 }
 
 impl Config {
@@ -172,12 +173,12 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     Config {
         generation: 0,
         routes: Arc::new(routes),
-        certs,
-        route_list: compiled.routes,
+        certs: Arc::new(certs),
+        route_list: Arc::new(compiled.routes),
         backends: resolver.backends(),
-        admitted: compiled.admitted,
-        ignored: compiled.ignored,
-        diagnostics: diags.into_sorted(),
+        admitted: Arc::new(compiled.admitted),
+        ignored: Arc::new(compiled.ignored),
+        diagnostics: Arc::new(diags.into_sorted()),
     }
 }
 

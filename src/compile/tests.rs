@@ -1129,7 +1129,7 @@ spec:
             ("resource-backend".to_string(), Reason::InvalidPath),
         ]
     );
-    for d in &cfg.diagnostics {
+    for d in cfg.diagnostics.iter() {
         assert!(!d.message.is_empty());
     }
 }
@@ -1221,7 +1221,11 @@ fn endpoint_only_recompile_equals_a_full_compile() {
     // What Kubernetes mode hands a quick compile: only the changed Service's objects.
     let narrow = s.only_services(&a_only);
     assert_eq!(
-        (narrow.services.len(), narrow.endpoint_slices.len(), narrow.ingresses.len()),
+        (
+            narrow.services.len(),
+            narrow.endpoint_slices.len(),
+            narrow.ingresses.len()
+        ),
         (1, 1, 0)
     );
     let from_narrow = recompile_endpoints(&narrow, &Options::default(), &prev, Some(&a_only));

@@ -433,7 +433,7 @@ fn reference(ing: &Ingress) -> ObjectReference {
 
 impl LeaderState {
     async fn events(&mut self, recorder: &Recorder, cfg: &Config, ingresses: &Ingresses) {
-        for key in &cfg.admitted {
+        for key in cfg.admitted.iter() {
             if !self.admitted.contains(key)
                 && publish(
                     recorder,
@@ -451,7 +451,7 @@ impl LeaderState {
         let admitted: HashSet<&ObjectKey> = cfg.admitted.iter().collect();
         self.admitted.retain(|k| admitted.contains(k));
 
-        for d in &cfg.diagnostics {
+        for d in cfg.diagnostics.iter() {
             if d.object.kind != "Ingress" || self.reported.contains(d) {
                 continue;
             }

@@ -43,7 +43,7 @@ impl Publisher {
         let t = Instant::now();
         let mut cfg = compile(snapshot, &opts);
         let took = t.elapsed();
-        cfg.diagnostics.extend(extra);
+        Arc::make_mut(&mut cfg.diagnostics).extend(extra);
         self.metrics.compile_duration.observe(took.as_secs_f64());
         self.metrics.diagnostics.set(cfg.diagnostics.len() as i64);
         {

@@ -59,8 +59,10 @@ up() {
     --initial-cluster "portico-e2e=http://127.0.0.1:$PEER_PORT" \
     --unsafe-no-fsync --log-level warn > etcd.log 2>&1 &
   echo $! >> pids
-  for _ in $(seq 1 100); do
+  # Up to 30 s: several planes may start at once on a 2-core machine.
+  for _ in $(seq 1 300); do
     curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1 && break
+    kill -0 "$(tail -1 pids)" 2>/dev/null || break
     sleep 0.1
   done
   curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null || { cat etcd.log >&2; echo "etcd did not start" >&2; exit 1; }

@@ -18,25 +18,33 @@ pub struct ControlPlane {
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/control-plane.sh");
 
 impl ControlPlane {
-    /// Builds (first time only) and starts a fresh control plane; waits for /readyz.
+    /// Builds (first time only) and starts a fresh control plane; waits for /readyz. A
+    /// failed start (a free port taken by a parallel test between being picked and bound)
+    /// is retried with new ports.
     pub fn start() -> ControlPlane {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("portico-cp-{}-{n}", std::process::id()));
-        let out = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("up")
-            .arg(&dir)
-            .output()
-            .expect("bash runs");
-        if !out.status.success() {
+        let mut attempt = 0;
+        let dir = loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("portico-cp-{}-{n}", std::process::id()));
+            let out = Command::new("bash")
+                .arg(SCRIPT)
+                .arg("up")
+                .arg(&dir)
+                .output()
+                .expect("bash runs");
+            if out.status.success() {
+                break dir;
+            }
             let _ = Command::new("bash").arg(SCRIPT).arg("down").arg(&dir).status();
-            panic!(
+            attempt += 1;
+            assert!(
+                attempt < 3,
                 "control plane did not start:\n{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-        }
+        };
         let env: HashMap<String, String> = std::fs::read_to_string(dir.join("env"))
             .unwrap()
             .lines()
