@@ -361,6 +361,9 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
 }
 
 /// Status and Events: only the holder of the Lease writes them; every replica serves.
+/// The parts of a Config that status and Events are derived from.
+type Worked = (Arc<Vec<ObjectKey>>, Arc<Vec<Diagnostic>>);
+
 async fn leader_duties(
     client: Client,
     opts: KubeOptions,
@@ -391,6 +394,9 @@ async fn leader_duties(
     );
     let mut state = LeaderState::default();
     let mut was_leader = false;
+    // What the last round worked from: an endpoints-only recompile shares these with the
+    // Config before it, and then there is no status or Event to write.
+    let mut done: Option<Worked> = None;
     loop {
         tokio::select! {
             r = generations.changed() => if r.is_err() { return },
@@ -401,11 +407,19 @@ async fn leader_duties(
             tracing::info!(identity = %opts.identity, lease = %opts.election_id, leader = is_leader, "leadership changed");
             was_leader = is_leader;
             state = LeaderState::default();
+            done = None;
         }
         if !is_leader || *generations.borrow() == 0 {
             continue;
         }
         let cfg = publisher.live.load_full();
+        if done
+            .as_ref()
+            .is_some_and(|(a, d)| Arc::ptr_eq(a, &cfg.admitted) && Arc::ptr_eq(d, &cfg.diagnostics))
+        {
+            continue;
+        }
+        done = Some((cfg.admitted.clone(), cfg.diagnostics.clone()));
         let ingresses = lock(&shared.snapshot).ingresses.clone();
         write_status(&client, &opts, &cfg, &ingresses).await;
         state.events(&recorder, &cfg, &ingresses).await;
