@@ -590,6 +590,18 @@ async fn backend_protocols_and_app_protocol() {
             &[(&format!("{NGINX}backend-protocol"), "GRPCS")],
         )
         + &annotated_ingress("app", "app.test", "/", "h2c", &[])
+        + &service("tls-app", &[tls]).replace(
+            "[{name: http, port: 80}]",
+            "[{name: http, port: 80, appProtocol: https}]",
+        )
+        + &annotated_ingress("app-tls", "apptls.test", "/", "tls-app", &[])
+        + &annotated_ingress(
+            "h2c",
+            "h2c.test",
+            "/",
+            "plain",
+            &[(&format!("{NGINX}backend-protocol"), "H2C")],
+        )
         + &annotated_ingress("http", "http.test", "/", "plain", &[])
         + &annotated_ingress(
             "ajp",
@@ -619,6 +631,16 @@ async fn backend_protocols_and_app_protocol() {
     );
     assert_eq!(h["authority"], "grpcs.test");
     let h = seen("app.test").await;
+    assert_eq!(
+        (h["version"].as_str(), h["tls"].as_bool()),
+        (Some("HTTP/2.0"), Some(false))
+    );
+    let h = seen("apptls.test").await;
+    assert_eq!(
+        (h["version"].as_str(), h["tls"].as_bool()),
+        (Some("HTTP/1.1"), Some(true))
+    );
+    let h = seen("h2c.test").await;
     assert_eq!(
         (h["version"].as_str(), h["tls"].as_bool()),
         (Some("HTTP/2.0"), Some(false))
