@@ -73,6 +73,8 @@ users: [{name: portico, user: {token: "$token"}}]
 contexts: [{name: e2e, context: {cluster: e2e, user: portico}}]
 current-context: e2e
 KC
+# The allocator setting deploy/base/deployment.yaml gives the container (see there).
+MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0} \
 KUBECONFIG="$WORK/kubeconfig" RUST_LOG=info ./target/release/portico --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
   --admin-addr 127.0.0.1:18999 --log-format json --access-log off --publish-status-address 203.0.113.10 \
   --election-namespace portico-system > "$WORK/portico.log" 2>&1 &
