@@ -10,11 +10,12 @@ use futures_util::StreamExt;
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -385,13 +386,11 @@ async fn leader_duties(
             return;
         }
     };
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: opts.controller_name.clone(),
-            instance: Some(opts.identity.clone()),
-        },
-    );
+    let recorder = EventWriter {
+        client: client.clone(),
+        controller: opts.controller_name.clone(),
+        instance: opts.identity.clone(),
+    };
     let mut state = LeaderState::default();
     let mut was_leader = false;
     // What the last round worked from: an endpoints-only recompile shares these with the
@@ -446,14 +445,14 @@ fn reference(ing: &Ingress) -> ObjectReference {
 }
 
 impl LeaderState {
-    async fn events(&mut self, recorder: &Recorder, cfg: &Config, ingresses: &Ingresses) {
+    async fn events(&mut self, recorder: &EventWriter, cfg: &Config, ingresses: &Ingresses) {
         for key in cfg.admitted.iter() {
             if !self.admitted.contains(key)
                 && publish(
                     recorder,
                     ingresses,
                     key,
-                    EventType::Normal,
+                    "Normal",
                     "Admitted",
                     format!("Ingress {key} is served by Portico"),
                 )
@@ -471,7 +470,7 @@ impl LeaderState {
             }
             let key = ObjectKey::new(d.object.namespace.clone(), d.object.name.clone());
             let note = d.message.chars().take(1000).collect();
-            if publish(recorder, ingresses, &key, EventType::Warning, d.reason.as_str(), note).await {
+            if publish(recorder, ingresses, &key, "Warning", d.reason.as_str(), note).await {
                 self.reported.insert(d.clone());
             }
         }
@@ -481,27 +480,48 @@ impl LeaderState {
     }
 }
 
+/// Writes `events.k8s.io/v1` Events. kube-runtime's `Recorder` keeps every Event it wrote
+/// for minutes to aggregate repeats (and scans that cache on each write): at 10k Ingresses
+/// that is 10k cached Events, tens of MB, for Admitted alone. Portico never repeats an Event
+/// (LeaderState remembers what it reported), so it writes them directly.
+struct EventWriter {
+    client: Client,
+    controller: String,
+    instance: String,
+}
+
 /// Writes one Event on an Ingress; true when it was written (a vanished Ingress gets none).
 async fn publish(
-    recorder: &Recorder,
+    writer: &EventWriter,
     ingresses: &Ingresses,
     key: &ObjectKey,
-    type_: EventType,
+    type_: &str,
     reason: &str,
     note: String,
 ) -> bool {
     let Some(ing) = ingresses.get(key) else {
         return false;
     };
-    let ev = Event {
-        type_,
-        reason: reason.into(),
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let ev = K8sEvent {
+        metadata: ObjectMeta {
+            namespace: Some(key.namespace.clone()),
+            name: Some(format!("{}.{:x}", key.name, now.as_nanosecond())),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(now)),
+        action: Some("Compile".into()),
+        reason: Some(reason.into()),
         note: Some(note),
-        action: "Compile".into(),
-        secondary: None,
+        type_: Some(type_.into()),
+        regarding: Some(reference(ing)),
+        reporting_controller: Some(writer.controller.clone()),
+        reporting_instance: Some(writer.instance.clone()),
+        ..Default::default()
     };
-    match recorder.publish(&ev, &reference(ing)).await {
-        Ok(()) => true,
+    let api: Api<K8sEvent> = Api::namespaced(writer.client.clone(), &key.namespace);
+    match api.create(&PostParams::default(), &ev).await {
+        Ok(_) => true,
         Err(e) => {
             tracing::warn!(ingress = %key, error = %e, "cannot write Event");
             false
