@@ -10,7 +10,9 @@ COPY src src
 COPY benches benches
 COPY examples examples
 COPY tests tests
-RUN cargo build --release --locked --bin portico \
+# The release profile keeps debug info for profiling; the image does not need it.
+RUN CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols \
+    cargo build --release --locked --bin portico \
  && cp target/release/portico /portico \
  && setcap cap_net_bind_service=+ep /portico
 
