@@ -200,9 +200,7 @@ pub struct Policy {
     /// `whitelist-source-range`: clients outside every range get 403. An empty list (every
     /// entry was invalid) lets nobody in.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow: Option<Vec<String>>,
-    #[serde(skip)]
-    pub allow_cidrs: Vec<crate::proxy::headers::Cidr>,
+    pub allow: Option<Vec<crate::proxy::headers::Cidr>>,
     /// `upstream-vhost`: the Host header sent upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_vhost: Option<String>,
@@ -290,7 +288,6 @@ impl Default for Policy {
             read_timeout: None,
             send_timeout: None,
             allow: None,
-            allow_cidrs: Vec::new(),
             upstream_vhost: None,
             cors: None,
             backend_protocol: None,

@@ -124,12 +124,6 @@ impl std::fmt::Debug for AffinityIndex {
         f.write_str("AffinityIndex")
     }
 }
-impl PartialEq for AffinityIndex {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for AffinityIndex {}
 
 /// Indexes below count the backend's ready endpoints first, then its terminating ones.
 impl AffinityIndex {
@@ -339,13 +333,6 @@ pub struct ClientIpTable {
     map: Mutex<HashMap<IpAddr, (SocketAddr, u64)>>,
 }
 
-/// Runtime memory, not part of what compile() decided.
-impl PartialEq for ClientIpTable {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for ClientIpTable {}
 impl std::fmt::Debug for ClientIpTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientIpTable")

@@ -170,12 +170,19 @@ impl std::fmt::Debug for Shared {
         self.0.fmt(f)
     }
 }
-impl PartialEq for Shared {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+/// Runtime state carried inside compiled values is not part of what compile() decided:
+/// such fields compare equal whatever they hold.
+macro_rules! runtime_state {
+    ($($t:ty),*) => {$(
+        impl PartialEq for $t {
+            fn eq(&self, _: &Self) -> bool {
+                true
+            }
+        }
+        impl Eq for $t {}
+    )*};
 }
-impl Eq for Shared {}
+runtime_state!(Shared, RoundRobin, affinity::AffinityIndex, affinity::ClientIpTable);
 impl Serialize for Shared {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u32(self.0.failures())
@@ -258,14 +265,6 @@ impl std::fmt::Debug for RoundRobin {
         f.write_str("RoundRobin")
     }
 }
-
-/// Cursor state is not part of a backend's identity.
-impl PartialEq for RoundRobin {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for RoundRobin {}
 
 /// Picks one of `states` that is not in `tried`, preferring endpoints outside their failure
 /// backoff (when every untried endpoint is backing off, they are tried anyway: better a

@@ -155,7 +155,6 @@ impl Annotations<'_> {
             )
             .map(|n| if n == 0 { usize::MAX } else { n })
             .unwrap_or(Policy::DEFAULT_TRIES);
-        let (allow, allow_cidrs) = self.allow().unzip();
         Policy {
             affinity: self.affinity(),
             load_balance,
@@ -170,8 +169,7 @@ impl Annotations<'_> {
             connect_timeout: self.timeout("proxy-connect-timeout"),
             read_timeout: self.timeout("proxy-read-timeout"),
             send_timeout: self.timeout("proxy-send-timeout"),
-            allow,
-            allow_cidrs: allow_cidrs.unwrap_or_default(),
+            allow: self.allow(),
             upstream_vhost: self.parsed(
                 "upstream-vhost",
                 "a host name, optionally with :port",
@@ -223,22 +221,18 @@ impl Annotations<'_> {
 
     /// The allowlist; invalid entries are reported and dropped, and if none is left the
     /// list allows nobody: a typo never widens access.
-    fn allow(&mut self) -> Option<(Vec<String>, Vec<Cidr>)> {
+    fn allow(&mut self) -> Option<Vec<Cidr>> {
         let (prefix, raw, name) = ["whitelist-source-range", "allowlist-source-range"]
             .iter()
             .find_map(|n| annotation(self.ing, n).map(|(p, v)| (p, v, *n)))?;
-        let mut shown = Vec::new();
         let mut cidrs = Vec::new();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             match entry.parse::<Cidr>() {
-                Ok(c) => {
-                    cidrs.push(c);
-                    shown.push(entry.to_string());
-                }
+                Ok(c) => cidrs.push(c),
                 Err(_) => self.invalid(prefix, name, entry, "a CIDR", "this entry allows nobody"),
             }
         }
-        Some((shown, cidrs))
+        Some(cidrs)
     }
 
     fn cors(&mut self) -> Option<Cors> {

@@ -270,9 +270,9 @@ impl Proxy {
         out.route = Some(route.clone());
         let policy = &route.policy;
 
-        if policy.allow.is_some() {
+        if let Some(allow) = &policy.allow {
             let client = client_ip(req.headers(), peer.addr, &self.trusted);
-            if !policy.allow_cidrs.iter().any(|c| c.contains(client)) {
+            if !allow.iter().any(|c| c.contains(client)) {
                 return plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed");
             }
         }
@@ -330,15 +330,6 @@ impl Proxy {
                     &format!("service unavailable: {reason}"),
                 );
             }
-            Target::Endpoints { ready, .. } if ready.is_empty() && backend.terminating().is_empty() => {
-                return plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "service unavailable: Service {} has no ready endpoints",
-                        backend.service
-                    ),
-                );
-            }
             Target::Endpoints { ready, terminating } => (ready, terminating),
             Target::ExternalName { host, port } => match resolve_external(host, *port).await {
                 Ok(addr) => {
@@ -366,6 +357,7 @@ impl Proxy {
             &self.affinity_key,
             now,
         );
+        // Without ready endpoints only a session pinned to a terminating one is served.
         if sticky.index.is_none() && ready.is_empty() {
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,

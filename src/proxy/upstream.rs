@@ -260,20 +260,9 @@ impl IdlePool {
     pub fn reap(&self, idle_timeout: Duration) {
         for tls in [false, true] {
             lock(self.list(tls)).retain(|i| !i.sender.is_closed() && i.since.elapsed() <= idle_timeout);
-            let mut slot = lock(self.shared(tls));
-            if slot.as_ref().is_some_and(|s| s.is_closed()) {
-                *slot = None;
-            }
+            // Looking the HTTP/2 connection up forgets it when closed.
+            let _ = self.h2(tls);
         }
-    }
-
-    /// Idle HTTP/1.1 connections (plain and TLS).
-    pub fn len(&self) -> usize {
-        lock(&self.h1).len() + lock(&self.h1_tls).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -310,9 +299,6 @@ enum Sender {
 pub struct Conn {
     sender: Sender,
     tls: bool,
-    /// Whether it came from the pool (a reused connection may have been closed by the peer
-    /// just now, which is not the endpoint failing).
-    pub reused: bool,
 }
 
 /// Connects and sends; shared by all requests.
@@ -346,10 +332,6 @@ impl Upstream {
         }
     }
 
-    pub fn idle_timeout(&self) -> Duration {
-        self.idle_timeout
-    }
-
     /// A pooled connection to the endpoint, else a new one (within `timeout`, default
     /// `--upstream-connect-timeout`).
     pub async fn connection(
@@ -365,11 +347,7 @@ impl Upstream {
             ep.idle().take(tls, self.idle_timeout).map(Sender::H1)
         };
         if let Some(sender) = pooled {
-            return Ok(Conn {
-                sender,
-                tls,
-                reused: true,
-            });
+            return Ok(Conn { sender, tls });
         }
         let conn = self.connect(ep.addr, protocol, timeout).await?;
         if let Sender::H2(s) = &conn.sender {
@@ -406,11 +384,7 @@ impl Upstream {
         } else {
             self.handshake(addr, protocol, TokioIo::new(stream)).await?
         };
-        Ok(Conn {
-            sender,
-            tls,
-            reused: false,
-        })
+        Ok(Conn { sender, tls })
     }
 
     async fn handshake<T>(&self, addr: SocketAddr, protocol: Protocol, io: T) -> Result<Sender, ConnectError>
