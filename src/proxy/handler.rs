@@ -18,7 +18,9 @@ use super::headers::{
     Cidr, Peer, X_REQUEST_ID, client_ip, request_authority, request_host, set_forwarded, strip_hop_by_hop,
     upgrade_protocol, upstream_target,
 };
-use super::upstream::{BodyLimit, Conn, RequestBody, SendError, SendProgress, Streamed, Upstream, resolve_external};
+use super::upstream::{
+    BodyLimit, Conn, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent, resolve_external,
+};
 use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
 use crate::balance::{EndpointState, Registry, Shared, now_ns};
@@ -127,14 +129,6 @@ fn cors_headers(cors: &Cors, origin: &str, h: &mut http::HeaderMap, preflight: b
     if cors.allow_origin.iter().all(|o| o != "*") {
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
-}
-
-/// Methods whose repetition has the effect of one request (RFC 9110, 9.2.2).
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// What the access log and metrics need to know about a handled request.
@@ -331,7 +325,7 @@ impl Proxy {
                 );
             }
             Target::Endpoints { ready, terminating } => (ready, terminating),
-            Target::ExternalName { host, port } => match resolve_external(host, *port).await {
+            Target::ExternalName { host, port } => match Box::pin(resolve_external(host, *port)).await {
                 Ok(addr) => {
                     external = [Endpoint {
                         addr,
@@ -446,6 +440,8 @@ impl Proxy {
         // A request is sent again after a failure past connecting only when repeating it is
         // harmless and possible: an idempotent method and no body (a streamed body is gone).
         let resendable = is_idempotent(&parts.method) && body.is_end_stream();
+        // HTTP/1.1 requests without body and upgrade go on Portico's own client.
+        let raw = body.is_end_stream() && upgrade.is_none() && !protocol.http2();
         let exceeded = Arc::new(AtomicBool::new(false));
         let limit = policy.max_body_bytes.map(|max| BodyLimit {
             max,
@@ -474,7 +470,11 @@ impl Proxy {
             let state = &ep.state.0;
             out.upstream = Some(ep.addr);
             let t = Instant::now();
-            let mut conn = match self.upstream.connection(state, protocol, policy.connect_timeout).await {
+            let mut conn = match self
+                .upstream
+                .connection(state, protocol, policy.connect_timeout, raw)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let wait = state.failed(now_ns());
@@ -483,33 +483,61 @@ impl Proxy {
                     continue;
                 }
             };
-            let b = body.take().unwrap_or(RequestBody::Empty);
-            let mut up = Request::new(b);
-            *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri.clone();
-            *up.version_mut() = version;
-            *up.headers_mut() = if resendable && attempt + 1 < tries {
-                headers.clone()
-            } else {
-                std::mem::take(&mut headers)
-            };
             let in_flight = state.start();
-            let mut result = self
-                .upstream
-                .send(&mut conn, up, policy.read_timeout, policy.send_timeout)
-                .await;
+            let mut result = if raw {
+                let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                self.upstream
+                    .send_raw(&mut conn, &parts.method, target, &headers, policy.read_timeout)
+                    .await
+            } else {
+                // Boxed: hyper's futures are large, and inline they would make every
+                // request's future (the own client's path included) as large.
+                Box::pin(async {
+                    let mut up = Request::new(body.take().unwrap_or(RequestBody::Empty));
+                    *up.method_mut() = parts.method.clone();
+                    *up.uri_mut() = uri.clone();
+                    *up.version_mut() = version;
+                    *up.headers_mut() = if resendable && attempt + 1 < tries {
+                        headers.clone()
+                    } else {
+                        std::mem::take(&mut headers)
+                    };
+                    self.upstream
+                        .send(&mut conn, up, policy.read_timeout, policy.send_timeout)
+                        .await
+                })
+                .await
+            };
             // A pooled connection the peer closed just now never got the request: send it
             // on a fresh connection to the same endpoint. That is not the endpoint failing.
             if let Err(SendError::NotSent(req)) = result {
-                result = match self.upstream.connect(ep.addr, protocol, policy.connect_timeout).await {
-                    Ok(fresh) => {
-                        conn = fresh;
-                        self.upstream
-                            .send(&mut conn, *req, policy.read_timeout, policy.send_timeout)
-                            .await
+                // Boxed, as the rare path: inline, its futures would double every request's.
+                result = Box::pin(async {
+                    match self
+                        .upstream
+                        .connect(ep.addr, protocol, policy.connect_timeout, raw)
+                        .await
+                    {
+                        Ok(fresh) => {
+                            conn = fresh;
+                            match req {
+                                Some(req) => {
+                                    self.upstream
+                                        .send(&mut conn, *req, policy.read_timeout, policy.send_timeout)
+                                        .await
+                                }
+                                None => {
+                                    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                                    self.upstream
+                                        .send_raw(&mut conn, &parts.method, target, &headers, policy.read_timeout)
+                                        .await
+                                }
+                            }
+                        }
+                        Err(e) => Err(SendError::Failed(e.to_string())),
                     }
-                    Err(e) => Err(SendError::Failed(e.to_string())),
-                };
+                })
+                .await;
             }
             drop(in_flight);
             let elapsed = t.elapsed();
@@ -560,7 +588,7 @@ impl Proxy {
 
     fn respond(
         &self,
-        mut resp: Response<Incoming>,
+        mut resp: Response<UpBody>,
         conn: Conn,
         ep: Arc<EndpointState>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,

@@ -135,14 +135,15 @@ pub fn request_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
     req.headers().get(header::HOST).cloned()
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Fields a proxy does not forward (RFC 9110, 7.6.1). `Trailer` is end to end: it
+/// announces the trailer fields, and hyper's HTTP/1.1 server sends only those it names.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 

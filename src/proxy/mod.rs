@@ -1,5 +1,6 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
+pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod listener;

@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
 use super::Settings;
+use super::h1::{self, Framing, H1 as Raw};
 use crate::balance::EndpointState;
 
 /// The body of a request sent upstream: the client's, streamed and counted, or none.
@@ -183,17 +184,20 @@ impl Protocol {
     }
 }
 
-struct Idle {
-    sender: H1,
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
-/// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS), most recently
-/// used last, and one shared HTTP/2 connection each for h2c and h2 over TLS.
+/// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS) of Portico's own
+/// client (`raw`) and of hyper's, most recently used last, and one shared HTTP/2 connection
+/// each for h2c and h2 over TLS.
 #[derive(Default)]
 pub struct IdlePool {
-    h1: Mutex<Vec<Idle>>,
-    h1_tls: Mutex<Vec<Idle>>,
+    raw: Mutex<Vec<Idle<Raw>>>,
+    raw_tls: Mutex<Vec<Idle<Raw>>>,
+    h1: Mutex<Vec<Idle<H1>>>,
+    h1_tls: Mutex<Vec<Idle<H1>>>,
     h2c: Mutex<Option<H2>>,
     h2_tls: Mutex<Option<H2>>,
 }
@@ -206,8 +210,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl IdlePool {
-    fn list(&self, tls: bool) -> &Mutex<Vec<Idle>> {
+    fn list(&self, tls: bool) -> &Mutex<Vec<Idle<H1>>> {
         if tls { &self.h1_tls } else { &self.h1 }
+    }
+
+    fn raw_list(&self, tls: bool) -> &Mutex<Vec<Idle<Raw>>> {
+        if tls { &self.raw_tls } else { &self.raw }
+    }
+
+    /// The newest idle connection of Portico's own client that the upstream has not closed.
+    fn take_raw(&self, tls: bool, idle_timeout: Duration) -> Option<Raw> {
+        let mut pool = lock(self.raw_list(tls));
+        while let Some(idle) = pool.pop() {
+            if idle.since.elapsed() <= idle_timeout && !idle.conn.peer_closed() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    fn put_raw(&self, tls: bool, mut conn: Raw) {
+        conn.reused = true;
+        let mut pool = lock(self.raw_list(tls));
+        if pool.len() < MAX_IDLE_PER_ENDPOINT {
+            pool.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
     }
 
     fn shared(&self, tls: bool) -> &Mutex<Option<H2>> {
@@ -221,11 +251,11 @@ impl IdlePool {
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(idle) = pool.pop() {
-            if idle.sender.is_closed() || idle.since.elapsed() > idle_timeout {
+            if idle.conn.is_closed() || idle.since.elapsed() > idle_timeout {
                 continue;
             }
-            if idle.sender.is_ready() {
-                found = Some(idle.sender);
+            if idle.conn.is_ready() {
+                found = Some(idle.conn);
                 break;
             }
             busy.push(idle);
@@ -241,7 +271,7 @@ impl IdlePool {
         let mut pool = lock(self.list(tls));
         if pool.len() < MAX_IDLE_PER_ENDPOINT {
             pool.push(Idle {
-                sender,
+                conn: sender,
                 since: Instant::now(),
             });
         }
@@ -259,7 +289,8 @@ impl IdlePool {
     /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`.
     pub fn reap(&self, idle_timeout: Duration) {
         for tls in [false, true] {
-            lock(self.list(tls)).retain(|i| !i.sender.is_closed() && i.since.elapsed() <= idle_timeout);
+            lock(self.list(tls)).retain(|i| !i.conn.is_closed() && i.since.elapsed() <= idle_timeout);
+            lock(self.raw_list(tls)).retain(|i| !i.conn.peer_closed() && i.since.elapsed() <= idle_timeout);
             // Looking the HTTP/2 connection up forgets it when closed.
             let _ = self.h2(tls);
         }
@@ -279,9 +310,9 @@ pub enum ConnectError {
 }
 
 pub enum SendError {
-    /// The request was not written (the pooled connection had just closed): it comes back
-    /// untouched, for another connection.
-    NotSent(Box<Request<RequestBody>>),
+    /// The request was not taken (the pooled connection had just closed): it comes back
+    /// untouched, for another connection (`None`: the caller still has it).
+    NotSent(Option<Box<Request<RequestBody>>>),
     /// The exchange failed after the request started.
     Failed(String),
     /// No response head within the response timeout.
@@ -290,9 +321,36 @@ pub enum SendError {
     SendTimeout(Duration),
 }
 
+/// A hyper connection to send on.
+enum Hyper<'a> {
+    H1(&'a mut H1),
+    H2(&'a mut H2),
+}
+
 enum Sender {
+    /// Portico's own HTTP/1.1 client, for requests without a body.
+    Raw(Raw),
     H1(H1),
     H2(H2),
+}
+
+/// A response body as it comes from the upstream connection.
+pub enum UpBody {
+    Hyper(Incoming),
+    /// Read by Portico's own client from the connection it came on.
+    Raw {
+        framing: Framing,
+        keep_alive: bool,
+    },
+}
+
+/// Methods whose repetition has the effect of one request (RFC 9110, 9.2.2).
+pub fn is_idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// A connection ready to carry one request.
@@ -333,35 +391,51 @@ impl Upstream {
     }
 
     /// A pooled connection to the endpoint, else a new one (within `timeout`, default
-    /// `--upstream-connect-timeout`).
+    /// `--upstream-connect-timeout`). `raw`: for Portico's own HTTP/1.1 client (a request
+    /// without body and without upgrade); else hyper's, which may take over an idle
+    /// connection of the own client.
     pub async fn connection(
         &self,
         ep: &EndpointState,
         protocol: Protocol,
         timeout: Option<Duration>,
+        raw: bool,
     ) -> Result<Conn, ConnectError> {
         let tls = protocol.tls();
+        let raw = raw && !protocol.http2();
         let pooled = if protocol.http2() {
             ep.idle().h2(tls).map(Sender::H2)
+        } else if raw {
+            ep.idle().take_raw(tls, self.idle_timeout).map(Sender::Raw)
         } else {
             ep.idle().take(tls, self.idle_timeout).map(Sender::H1)
         };
         if let Some(sender) = pooled {
             return Ok(Conn { sender, tls });
         }
-        let conn = self.connect(ep.addr, protocol, timeout).await?;
+        if !raw
+            && !protocol.http2()
+            && let Some(idle) = ep.idle().take_raw(tls, self.idle_timeout)
+        {
+            let sender = Box::pin(self.handshake(ep.addr, protocol, TokioIo::new(idle.into_io()))).await?;
+            return Ok(Conn { sender, tls });
+        }
+        // Boxed: connecting (TCP, TLS, HTTP handshakes) is the rare path and its future is
+        // large; inline it would make every request's future as large.
+        let conn = Box::pin(self.connect(ep.addr, protocol, timeout, raw)).await?;
         if let Sender::H2(s) = &conn.sender {
             *lock(ep.idle().shared(tls)) = Some(s.clone());
         }
         Ok(conn)
     }
 
-    /// A new connection, never pooled before.
+    /// A new connection, never pooled before; `raw` as for [`Upstream::connection`].
     pub async fn connect(
         &self,
         addr: SocketAddr,
         protocol: Protocol,
         timeout: Option<Duration>,
+        raw: bool,
     ) -> Result<Conn, ConnectError> {
         let limit = timeout.unwrap_or(self.connect_timeout);
         let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
@@ -380,7 +454,14 @@ impl Upstream {
                 Ok(Err(e)) => return Err(ConnectError::Tls(addr, e)),
                 Ok(Ok(s)) => s,
             };
-            self.handshake(addr, protocol, TokioIo::new(stream)).await?
+            let io = h1::Io::Tls(Box::new(stream));
+            if raw && !protocol.http2() {
+                Sender::Raw(Raw::new(io))
+            } else {
+                self.handshake(addr, protocol, TokioIo::new(io)).await?
+            }
+        } else if raw && !protocol.http2() {
+            Sender::Raw(Raw::new(h1::Io::Plain(stream)))
         } else {
             self.handshake(addr, protocol, TokioIo::new(stream)).await?
         };
@@ -426,8 +507,24 @@ impl Upstream {
         req: Request<RequestBody>,
         timeout: Option<Duration>,
         send_timeout: Option<Duration>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpBody>, SendError> {
         let limit = timeout.unwrap_or(self.response_timeout);
+        let sender = match &mut conn.sender {
+            Sender::Raw(_) => return Err(SendError::Failed("no hyper connection for this request".into())),
+            Sender::H1(s) => Hyper::H1(s),
+            Sender::H2(s) => Hyper::H2(s),
+        };
+        // Boxed: hyper's futures are large, and inline they would make every request's
+        // future (the raw path's included) as large.
+        Box::pin(Self::send_hyper(sender, req, limit, send_timeout)).await
+    }
+
+    async fn send_hyper(
+        sender: Hyper<'_>,
+        req: Request<RequestBody>,
+        limit: Duration,
+        send_timeout: Option<Duration>,
+    ) -> Result<Response<UpBody>, SendError> {
         // Watched from the moment the upload can start; a request without body has none.
         let watch = match req.body() {
             RequestBody::Stream(Streamed {
@@ -441,9 +538,9 @@ impl Upstream {
             _ => None,
         };
         let exchange = async {
-            match &mut conn.sender {
-                Sender::H1(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
-                Sender::H2(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+            match sender {
+                Hyper::H1(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
+                Hyper::H2(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
             }
         };
         let sent = match (watch, send_timeout) {
@@ -463,11 +560,48 @@ impl Upstream {
         };
         match sent {
             Err(_) => Err(SendError::Timeout(limit)),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok(resp.map(UpBody::Hyper)),
             Ok(Err(mut e)) => match e.take_message() {
-                Some(req) => Err(SendError::NotSent(Box::new(req))),
+                Some(req) => Err(SendError::NotSent(Some(Box::new(req)))),
                 None => Err(SendError::Failed(source_chain(e.error()))),
             },
+        }
+    }
+
+    /// A request without body on Portico's own client (a connection from
+    /// [`Upstream::connection`] with `raw`), within `timeout` as for [`Upstream::send`].
+    pub async fn send_raw(
+        &self,
+        conn: &mut Conn,
+        method: &http::Method,
+        target: &str,
+        headers: &http::HeaderMap,
+        timeout: Option<Duration>,
+    ) -> Result<Response<UpBody>, SendError> {
+        let limit = timeout.unwrap_or(self.response_timeout);
+        let Sender::Raw(c) = &mut conn.sender else {
+            return Err(SendError::Failed(
+                "no connection of Portico's client for this request".into(),
+            ));
+        };
+        match tokio::time::timeout(limit, c.exchange(method, target, headers)).await {
+            Err(_) => Err(SendError::Timeout(limit)),
+            Ok(Ok(head)) => {
+                let mut resp = Response::new(UpBody::Raw {
+                    framing: head.framing,
+                    keep_alive: head.keep_alive,
+                });
+                *resp.status_mut() = head.status;
+                *resp.headers_mut() = head.headers;
+                Ok(resp)
+            }
+            // The upstream closed the kept-alive connection as the request went out;
+            // resending is harmless only when the request is.
+            Ok(Err(h1::Error::Closed)) if is_idempotent(method) => Err(SendError::NotSent(None)),
+            Ok(Err(h1::Error::Closed)) => Err(SendError::Failed(
+                "the upstream closed a kept-alive connection as the request went out".into(),
+            )),
+            Ok(Err(h1::Error::Failed(m))) => Err(SendError::Failed(m)),
         }
     }
 
@@ -476,38 +610,92 @@ impl Upstream {
     /// `idle`: the longest wait between two reads of the body (`proxy-read-timeout`).
     pub fn body(
         &self,
-        body: Incoming,
+        body: UpBody,
         conn: Conn,
         ep: Arc<EndpointState>,
         counter: Counter,
         idle: Option<Duration>,
     ) -> ResponseBody {
-        let checkin = match conn.sender {
-            Sender::H1(s) => Some((s, conn.tls, ep)),
+        let inner = match (body, conn.sender) {
+            (UpBody::Raw { framing, keep_alive }, Sender::Raw(c)) => Inner::Raw {
+                conn: Some(c),
+                framing,
+                keep_alive,
+            },
+            (UpBody::Hyper(body), Sender::H1(s)) => Inner::Hyper { body, sender: Some(s) },
             // An HTTP/2 connection is shared, never checked out.
-            Sender::H2(_) => None,
+            (UpBody::Hyper(body), _) => Inner::Hyper { body, sender: None },
+            (UpBody::Raw { .. }, _) => Inner::Broken,
         };
-        ResponseBody {
-            inner: body,
-            checkin,
+        let mut body = ResponseBody {
+            inner,
+            tls: conn.tls,
+            ep,
             counter,
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+        };
+        // A response without body may never be polled: its connection goes back now.
+        if body.is_end_stream() {
+            body.done();
         }
+        body
     }
+}
+
+enum Inner {
+    Hyper {
+        body: Incoming,
+        /// Goes back to the pool at the end of the body.
+        sender: Option<H1>,
+    },
+    Raw {
+        /// None once back in the pool or given up.
+        conn: Option<Raw>,
+        framing: Framing,
+        keep_alive: bool,
+    },
+    /// A response head without its connection (cannot happen; answered as an error).
+    Broken,
 }
 
 /// A response body from upstream, counted, that gives its connection back when done.
 pub struct ResponseBody {
-    inner: Incoming,
-    checkin: Option<(H1, bool, Arc<EndpointState>)>,
+    inner: Inner,
+    tls: bool,
+    ep: Arc<EndpointState>,
     counter: Counter,
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl ResponseBody {
+    /// The body has been read to its end: the connection goes back to the pool.
     fn done(&mut self) {
-        if let Some((sender, tls, ep)) = self.checkin.take() {
-            ep.idle().put(tls, sender);
+        match &mut self.inner {
+            Inner::Hyper { sender, .. } => {
+                if let Some(s) = sender.take() {
+                    self.ep.idle().put(self.tls, s);
+                }
+            }
+            Inner::Raw {
+                conn,
+                framing: Framing::Done | Framing::Empty,
+                keep_alive: true,
+            } => {
+                if let Some(c) = conn.take().filter(Raw::clean) {
+                    self.ep.idle().put_raw(self.tls, c);
+                }
+            }
+            Inner::Raw { conn, .. } => *conn = None,
+            Inner::Broken => {}
+        }
+    }
+
+    /// A broken body leaves a broken connection: it is not pooled.
+    fn abandon(&mut self) {
+        match &mut self.inner {
+            Inner::Hyper { sender, .. } => *sender = None,
+            Inner::Raw { conn, .. } => *conn = None,
+            Inner::Broken => {}
         }
     }
 }
@@ -518,13 +706,20 @@ impl HttpBody for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.inner {
+            Inner::Hyper { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Raw {
+                conn: Some(c), framing, ..
+            } => c.poll_body(framing, cx).map(|r| r.map_err(Into::into).transpose()),
+            Inner::Raw { conn: None, .. } => Poll::Ready(None),
+            Inner::Broken => Poll::Ready(Some(Err("upstream response without its connection".into()))),
+        };
         match &polled {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     this.counter.inc_by(d.len() as u64);
                 }
-                if this.inner.is_end_stream() {
+                if this.is_end_stream() {
                     this.done();
                 }
                 if let Some((d, sleep)) = &mut this.idle {
@@ -532,26 +727,38 @@ impl HttpBody for ResponseBody {
                 }
             }
             Poll::Ready(None) => this.done(),
-            // A broken body leaves a broken connection: it is not pooled.
-            Poll::Ready(Some(Err(_))) => this.checkin = None,
+            Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {
                 if let Some((d, sleep)) = &mut this.idle
                     && sleep.as_mut().poll(cx).is_ready()
                 {
-                    this.checkin = None;
-                    return Poll::Ready(Some(Err(format!("upstream sent nothing for {d:?}").into())));
+                    let msg = format!("upstream sent nothing for {d:?}");
+                    this.abandon();
+                    return Poll::Ready(Some(Err(msg.into())));
                 }
             }
         }
-        polled.map_err(Into::into)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+            Inner::Raw { framing, .. } => matches!(framing, Framing::Done | Framing::Empty),
+            Inner::Broken => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.size_hint(),
+            Inner::Raw { framing, .. } => match framing {
+                Framing::Length(n) => SizeHint::with_exact(*n),
+                Framing::Done | Framing::Empty => SizeHint::with_exact(0),
+                _ => SizeHint::default(),
+            },
+            Inner::Broken => SizeHint::default(),
+        }
     }
 }
 
