@@ -24,7 +24,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Nanoseconds since the process's first call: a cheap monotonic clock for atomics.
 pub fn now_ns() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    ns_at(Instant::now())
+}
+
+/// [`now_ns`] of an instant already read (the clock is read once per step of a request).
+pub fn ns_at(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// How long an endpoint is skipped after its `n`th failure in a row: 1 s, doubling, at

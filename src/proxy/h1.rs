@@ -17,6 +17,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Frame;
+
+use super::headers::Forwarded;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -157,8 +159,14 @@ impl H1 {
     }
 
     /// Writes a request head (the request has no body) and reads the response head.
-    pub async fn exchange(&mut self, method: &Method, target: &str, headers: &HeaderMap) -> Result<Head, Error> {
-        encode_head(&mut self.head, method, target, headers);
+    pub async fn exchange(
+        &mut self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        extra: &Forwarded,
+    ) -> Result<Head, Error> {
+        encode_head(&mut self.head, method, target, headers, extra);
         let written = match self.io.write_all(&self.head).await {
             Ok(()) => self.io.flush().await,
             Err(e) => Err(e),
@@ -255,15 +263,16 @@ fn early_close(e: &io::Error) -> bool {
     )
 }
 
-/// `METHOD target HTTP/1.1`, the fields, an empty line. The header map's names and values
-/// cannot hold CR or LF (the http crate refuses them), so no field can smuggle in another.
-pub fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap) {
+/// `METHOD target HTTP/1.1`, the fields (those of `headers` that `extra` does not replace,
+/// then `extra`'s), an empty line. Header names and values cannot hold CR or LF (the http
+/// crate refuses them), so no field can smuggle in another.
+pub fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, extra: &Forwarded) {
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    for (name, value) in headers.iter().filter(|(n, _)| !extra.replaces(n)).chain(extra.values()) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -284,18 +293,33 @@ fn fields(raw: &[httparse::Header<'_>]) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
-/// Fields a proxy does not forward (RFC 9110, 7.6.1), besides those Connection names.
-/// `Trailer` is end to end: it announces the trailer fields, which hyper's server then sends.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-];
+/// What a response field means to the proxy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Connection,
+    TransferEncoding,
+    ContentLength,
+    /// Not forwarded (RFC 9110, 7.6.1). `Trailer` is not one: it is end to end, announcing
+    /// the trailer fields, which hyper's server then sends.
+    HopByHop,
+    Other,
+}
+
+fn kind(name: &str) -> Kind {
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        7 if is("upgrade") => Kind::HopByHop,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        14 if is("content-length") => Kind::ContentLength,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
+        18 if is("proxy-authenticate") => Kind::HopByHop,
+        19 if is("proxy-authorization") => Kind::HopByHop,
+        _ => Kind::Other,
+    }
+}
 
 /// The elements of a comma-separated field value.
 fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -333,30 +357,35 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     let mut length: Result<Option<u64>, &str> = Ok(None);
     let mut named: Vec<&[u8]> = Vec::new();
     for h in res.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
-            for t in tokens(h.value) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    keep = true;
-                } else {
-                    named.push(t);
+        match kind(h.name) {
+            Kind::Connection => {
+                for t in tokens(h.value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        keep = true;
+                    } else {
+                        named.push(t);
+                    }
                 }
             }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            te = true;
-            if let Some(last) = tokens(h.value).last() {
-                chunked = last.eq_ignore_ascii_case(b"chunked");
+            Kind::TransferEncoding => {
+                te = true;
+                if let Some(last) = tokens(h.value).last() {
+                    chunked = last.eq_ignore_ascii_case(b"chunked");
+                }
             }
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            for t in h.value.split(|b| *b == b',') {
-                length = match (length, parse_decimal(t.trim_ascii())) {
-                    (Err(e), _) => Err(e),
-                    (_, None) => Err("invalid Content-Length from upstream"),
-                    (Ok(Some(l)), Some(n)) if l != n => Err("conflicting Content-Length values from upstream"),
-                    (_, Some(n)) => Ok(Some(n)),
-                };
+            Kind::ContentLength => {
+                for t in h.value.split(|b| *b == b',') {
+                    length = match (length, parse_decimal(t.trim_ascii())) {
+                        (Err(e), _) => Err(e),
+                        (_, None) => Err("invalid Content-Length from upstream"),
+                        (Ok(Some(l)), Some(n)) if l != n => Err("conflicting Content-Length values from upstream"),
+                        (_, Some(n)) => Ok(Some(n)),
+                    };
+                }
             }
+            Kind::HopByHop | Kind::Other => {}
         }
     }
     let mut keep_alive = if http11 { !close } else { keep && !close };
@@ -394,11 +423,11 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     let mut kept = Vec::with_capacity(res.headers.len());
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
-        if HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-            || named.iter().any(|n| name.eq_ignore_ascii_case(n))
-            || (te && name.eq_ignore_ascii_case(b"content-length"))
-        {
-            continue;
+        match kind(h.name) {
+            Kind::Connection | Kind::TransferEncoding | Kind::HopByHop => continue,
+            Kind::ContentLength if te => continue,
+            _ if named.iter().any(|n| name.eq_ignore_ascii_case(n)) => continue,
+            _ => {}
         }
         let name = HeaderName::from_bytes(name).map_err(|_| format!("invalid header name {:?}", h.name))?;
         let start = h.value.as_ptr() as usize - base;
@@ -668,8 +697,15 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("foo.com"));
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
+        h.append("x-forwarded-port", HeaderValue::from_static("1"));
         let mut out = Vec::new();
-        encode_head(&mut out, &Method::GET, "/p?q=1", &h);
-        assert_eq!(out, b"GET /p?q=1 HTTP/1.1\r\nhost: foo.com\r\nx-a: 1\r\nx-a: 2\r\n\r\n");
+        let peer = super::super::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
+        let extra = super::super::headers::forwarded(&h, &peer, None, &[], &HeaderValue::from_static("rid"));
+        encode_head(&mut out, &Method::GET, "/p?q=1", &h, &extra);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /p?q=1 HTTP/1.1\r\nhost: foo.com\r\nx-a: 1\r\nx-a: 2\r\nx-forwarded-for: 10.1.2.3\r\n\
+             x-real-ip: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-port: 80\r\nx-request-id: rid\r\n\r\n"
+        );
     }
 }

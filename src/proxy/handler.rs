@@ -15,7 +15,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::headers::{
-    Cidr, Peer, X_REQUEST_ID, client_ip, request_authority, request_host, set_forwarded, strip_hop_by_hop,
+    Cidr, Peer, X_REQUEST_ID, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop,
     upgrade_protocol, upstream_target,
 };
 use super::upstream::{
@@ -23,7 +23,7 @@ use super::upstream::{
 };
 use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
-use crate::balance::{EndpointState, Registry, Shared, now_ns};
+use crate::balance::{EndpointState, Registry, Shared, now_ns, ns_at};
 use crate::compile::backend::{Endpoint, Target};
 use crate::live::Live;
 use crate::metrics::{Metrics, status_index};
@@ -137,6 +137,8 @@ struct Outcome {
     route: Option<Arc<Route>>,
     upstream: Option<SocketAddr>,
     host: String,
+    /// When the upstream's response head arrived (saves reading the clock again).
+    answered: Option<Instant>,
 }
 
 thread_local! {
@@ -176,7 +178,7 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
 
 impl Proxy {
     /// Handles one request. Never fails: every problem becomes an HTTP answer.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let start = Instant::now();
         let rid = request_id(req.headers());
         let method = req.method().clone();
@@ -186,12 +188,15 @@ impl Proxy {
             String::new()
         };
         let mut outcome = Outcome::default();
-        let mut resp = self.dispatch(req, peer, &rid, &mut outcome).await;
+        let mut resp = self.dispatch(req, &peer, start, &rid, &mut outcome).await;
         if peer.tls && self.hsts && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
         }
         let status = resp.status().as_u16();
-        let elapsed = start.elapsed();
+        let elapsed = outcome
+            .answered
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(start);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
         if self.access_log {
             let (namespace, ingress, service) = match &outcome.route {
@@ -227,7 +232,8 @@ impl Proxy {
     async fn dispatch(
         &self,
         mut req: Request<Incoming>,
-        peer: Peer,
+        peer: &Peer,
+        start: Instant,
         rid: &HeaderValue,
         out: &mut Outcome,
     ) -> Response<Body> {
@@ -338,7 +344,7 @@ impl Proxy {
                 Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("bad gateway: {e}")),
             },
         };
-        let now = now_ns();
+        let now = ns_at(start);
         let choice = Choice {
             route: &route,
             backend: &backend,
@@ -379,7 +385,7 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
-        set_forwarded(&mut headers, &peer, authority.as_ref(), &self.trusted);
+        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid);
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
@@ -389,7 +395,6 @@ impl Proxy {
         } else if let Some(a) = authority {
             headers.insert(header::HOST, a);
         }
-        headers.insert(&X_REQUEST_ID, rid.clone());
         let uri = match (&normalized, parts.uri.scheme()) {
             // rewrite-target: the path the Ingress asks for, with the query kept.
             _ if policy.rewrite_target.is_some() => {
@@ -440,8 +445,12 @@ impl Proxy {
         // A request is sent again after a failure past connecting only when repeating it is
         // harmless and possible: an idempotent method and no body (a streamed body is gone).
         let resendable = is_idempotent(&parts.method) && body.is_end_stream();
-        // HTTP/1.1 requests without body and upgrade go on Portico's own client.
+        // HTTP/1.1 requests without body and upgrade go on Portico's own client, which
+        // writes the forwarding fields itself; hyper's client needs them in the map.
         let raw = body.is_end_stream() && upgrade.is_none() && !protocol.http2();
+        if !raw {
+            fwd.apply(&mut headers);
+        }
         let exceeded = Arc::new(AtomicBool::new(false));
         let limit = policy.max_body_bytes.map(|max| BodyLimit {
             max,
@@ -487,7 +496,7 @@ impl Proxy {
             let mut result = if raw {
                 let target = uri.path_and_query().map_or("/", |p| p.as_str());
                 self.upstream
-                    .send_raw(&mut conn, &parts.method, target, &headers, policy.read_timeout)
+                    .send_raw(&mut conn, &parts.method, target, &headers, &fwd, policy.read_timeout)
                     .await
             } else {
                 // Boxed: hyper's futures are large, and inline they would make every
@@ -529,7 +538,7 @@ impl Proxy {
                                 None => {
                                     let target = uri.path_and_query().map_or("/", |p| p.as_str());
                                     self.upstream
-                                        .send_raw(&mut conn, &parts.method, target, &headers, policy.read_timeout)
+                                        .send_raw(&mut conn, &parts.method, target, &headers, &fwd, policy.read_timeout)
                                         .await
                                 }
                             }
@@ -540,12 +549,14 @@ impl Proxy {
                 .await;
             }
             drop(in_flight);
-            let elapsed = t.elapsed();
+            let end = Instant::now();
+            let elapsed = end.saturating_duration_since(t);
             self.metrics.upstream_duration.observe(elapsed.as_secs_f64());
             match result {
                 Ok(resp) => {
                     state.succeeded();
-                    state.observe(elapsed, now_ns());
+                    state.observe(elapsed, ns_at(end));
+                    out.answered = Some(end);
                     let cookie = choice.remember(&sticky, i, peer.tls, &self.affinity_key);
                     let mut resp = self.respond(resp, conn, state.clone(), client_upgrade, policy.read_timeout);
                     if let Some(c) = cookie {

@@ -93,19 +93,42 @@ fn split_host(authority: &str) -> Result<&str, HostError> {
         inner.parse::<std::net::Ipv6Addr>().map_err(|_| HostError::Invalid)?;
         return Ok(&authority[..end + 2]);
     } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) if valid_port(p) => h,
+        match authority.bytes().rposition(|b| b == b':') {
+            Some(i) if valid_port(&authority[i + 1..]) => &authority[..i],
             Some(_) => return Err(HostError::Invalid),
             None => authority,
         }
     };
     let name = host.strip_suffix('.').unwrap_or(host);
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok { Ok(host) } else { Err(HostError::Invalid) }
+    if valid_name(name.as_bytes()) {
+        Ok(host)
+    } else {
+        Err(HostError::Invalid)
+    }
+}
+
+/// Dot-separated labels of 1 to 63 letters, digits, `-` or `_`; 253 bytes at most.
+fn valid_name(name: &[u8]) -> bool {
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let mut label = 0usize;
+    for &b in name {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label += 1;
+            if label > 63 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 fn valid_port(p: &str) -> bool {
@@ -195,12 +218,29 @@ pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-p
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What the proxy knows about the client connection.
-#[derive(Clone, Copy, Debug)]
+/// What the proxy knows about the client connection, with the header values made from
+/// it once per connection rather than once per request.
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub addr: IpAddr,
     pub local_port: u16,
     pub tls: bool,
+    /// `addr` as a header value.
+    pub addr_value: HeaderValue,
+    /// `local_port` as a header value.
+    pub port_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: IpAddr, local_port: u16, tls: bool) -> Peer {
+        Peer {
+            addr,
+            local_port,
+            tls,
+            addr_value: ip_value(addr),
+            port_value: HeaderValue::from(local_port),
+        }
+    }
 }
 
 /// The client address after trusted-proxy handling: the right-most X-Forwarded-For entry
@@ -223,42 +263,114 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr 
         .unwrap_or(peer)
 }
 
-/// Sets X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP. Inbound values are kept (and
-/// appended to) only when the peer is a trusted proxy.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: Option<&HeaderValue>, trusted: &[Cidr]) {
-    let from_trusted = trusted.iter().any(|c| c.contains(peer.addr));
-    let peer_ip = ip_value(peer.addr);
-    if from_trusted {
+/// What happens to one field on its way upstream.
+#[derive(Clone, Debug)]
+pub enum Field {
+    /// Left as it came.
+    Keep,
+    /// Removed.
+    Drop,
+    /// Set to this value, replacing any it came with.
+    Set(HeaderValue),
+}
+
+/// The X-Forwarded-For/-Proto/-Host/-Port, X-Real-IP and X-Request-ID fields of an upstream
+/// request. Applied to the header map for hyper's client, or written by Portico's own
+/// client after the map's fields (without growing the map).
+pub struct Forwarded(pub [(&'static HeaderName, Field); 6]);
+
+impl Forwarded {
+    /// Whether the field `name` of the header map is replaced or removed.
+    pub fn replaces(&self, name: &HeaderName) -> bool {
+        // All six start with "x-": most names are ruled out by their first bytes.
+        name.as_str().starts_with("x-") && self.0.iter().any(|(n, f)| *n == name && !matches!(f, Field::Keep))
+    }
+
+    /// The fields to add.
+    pub fn values(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().filter_map(|(n, f)| match f {
+            Field::Set(v) => Some((*n, v)),
+            _ => None,
+        })
+    }
+
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, f) in &self.0 {
+            match f {
+                Field::Keep => {}
+                Field::Drop => {
+                    headers.remove(*name);
+                }
+                Field::Set(v) => {
+                    headers.insert(*name, v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP, and X-Request-ID `rid`. Inbound
+/// X-Forwarded-* values are kept (and appended to) only when the peer is a trusted proxy.
+pub fn forwarded(
+    headers: &HeaderMap,
+    peer: &Peer,
+    host: Option<&HeaderValue>,
+    trusted: &[Cidr],
+    rid: &HeaderValue,
+) -> Forwarded {
+    let from_trusted = !trusted.is_empty() && trusted.iter().any(|c| c.contains(peer.addr));
+    // Which X-Forwarded-Proto/-Host/-Port came in: one pass over the names instead of a
+    // lookup per field.
+    let mut inbound = [false; 3];
+    for name in headers.keys() {
+        let s = name.as_str();
+        if s.len() >= 15 && s.starts_with("x-forwarded-") {
+            match &s[12..] {
+                "proto" => inbound[0] = true,
+                "host" => inbound[1] = true,
+                "port" => inbound[2] = true,
+                _ => {}
+            }
+        }
+    }
+    let (xff, real_ip) = if from_trusted {
         let client = client_ip(headers, peer.addr, trusted);
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {}", peer.addr)).ok(),
-            _ => Some(peer_ip.clone()),
+            Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {}", peer.addr))
+                .map(Field::Set)
+                .unwrap_or(Field::Keep),
+            _ => Field::Set(peer.addr_value.clone()),
         };
-        if let Some(v) = xff {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
-        headers.insert(&X_REAL_IP, if client == peer.addr { peer_ip } else { ip_value(client) });
+        let real = if client == peer.addr {
+            peer.addr_value.clone()
+        } else {
+            ip_value(client)
+        };
+        (xff, real)
     } else {
-        for h in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &X_FORWARDED_PORT] {
-            headers.remove(h);
-        }
-        headers.insert(&X_FORWARDED_FOR, peer_ip.clone());
-        headers.insert(&X_REAL_IP, peer_ip);
-    }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(
+        // Nothing a client says about itself is believed.
+        inbound = [false; 3];
+        (Field::Set(peer.addr_value.clone()), peer.addr_value.clone())
+    };
+    let keep_or = |present: bool, v: Option<HeaderValue>| match (present, v) {
+        (true, _) => Field::Keep,
+        (false, Some(v)) => Field::Set(v),
+        (false, None) => Field::Drop,
+    };
+    Forwarded([
+        (&X_FORWARDED_FOR, xff),
+        (&X_REAL_IP, Field::Set(real_ip)),
+        (
             &X_FORWARDED_PROTO,
-            HeaderValue::from_static(if peer.tls { "https" } else { "http" }),
-        );
-    }
-    if !headers.contains_key(&X_FORWARDED_HOST)
-        && let Some(h) = host
-    {
-        headers.insert(&X_FORWARDED_HOST, h.clone());
-    }
-    if !headers.contains_key(&X_FORWARDED_PORT) {
-        headers.insert(&X_FORWARDED_PORT, HeaderValue::from(peer.local_port));
-    }
+            keep_or(
+                inbound[0],
+                Some(HeaderValue::from_static(if peer.tls { "https" } else { "http" })),
+            ),
+        ),
+        (&X_FORWARDED_HOST, keep_or(inbound[1], host.cloned())),
+        (&X_FORWARDED_PORT, keep_or(inbound[2], Some(peer.port_value.clone()))),
+        (&X_REQUEST_ID, Field::Set(rid.clone())),
+    ])
 }
 
 /// An IP address as a header value, formatted without a heap-allocated String.
@@ -330,27 +442,34 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        let untrusted = Peer {
-            addr: "8.8.8.8".parse().unwrap(),
-            local_port: 80,
-            tls: false,
-        };
+        let untrusted = Peer::new("8.8.8.8".parse().unwrap(), 80, false);
         let mut h1 = h.clone();
-        set_forwarded(&mut h1, &untrusted, Some(&HeaderValue::from_static("x.com")), &trusted);
+        let rid = HeaderValue::from_static("r1");
+        forwarded(
+            &h1.clone(),
+            &untrusted,
+            Some(&HeaderValue::from_static("x.com")),
+            &trusted,
+            &rid,
+        )
+        .apply(&mut h1);
         assert_eq!(h1[&X_FORWARDED_FOR], "8.8.8.8");
         assert_eq!(h1[&X_FORWARDED_PROTO], "http");
         assert_eq!(h1[&X_REAL_IP], "8.8.8.8");
         assert_eq!(h1[&X_FORWARDED_HOST], "x.com");
         assert_eq!(h1[&X_FORWARDED_PORT], "80");
-        let proxy = Peer {
-            addr: "10.0.0.5".parse().unwrap(),
-            ..untrusted
-        };
+        assert_eq!(h1[&X_REQUEST_ID], "r1");
+        let proxy = Peer::new("10.0.0.5".parse().unwrap(), 80, false);
         let mut h2 = h.clone();
-        set_forwarded(&mut h2, &proxy, None, &trusted);
+        forwarded(&h2.clone(), &proxy, None, &trusted, &rid).apply(&mut h2);
         assert_eq!(h2[&X_FORWARDED_FOR], "1.1.1.1, 10.0.0.5");
         assert_eq!(h2[&X_FORWARDED_PROTO], "https");
         assert_eq!(h2[&X_REAL_IP], "1.1.1.1");
+        // Untrusted and without a host: an inbound X-Forwarded-Host goes.
+        let mut h3 = h.clone();
+        h3.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil.com"));
+        forwarded(&h3.clone(), &untrusted, None, &trusted, &rid).apply(&mut h3);
+        assert!(!h3.contains_key(&X_FORWARDED_HOST));
     }
 
     #[test]

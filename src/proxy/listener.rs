@@ -82,11 +82,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer {
-            addr: peer_addr.ip(),
-            local_port,
-            tls: tls.is_some(),
-        };
+        let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, tls.is_some()));
         let proxy = proxy.clone();
         let builder = builder.clone();
         let tls = tls.clone();
@@ -102,6 +98,7 @@ pub async fn serve(
                 let proxy = proxy.clone();
                 service_fn(move |req| {
                     let proxy = proxy.clone();
+                    let peer = peer.clone();
                     async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
                 })
             };

@@ -576,6 +576,7 @@ impl Upstream {
         method: &http::Method,
         target: &str,
         headers: &http::HeaderMap,
+        extra: &super::headers::Forwarded,
         timeout: Option<Duration>,
     ) -> Result<Response<UpBody>, SendError> {
         let limit = timeout.unwrap_or(self.response_timeout);
@@ -584,7 +585,7 @@ impl Upstream {
                 "no connection of Portico's client for this request".into(),
             ));
         };
-        match tokio::time::timeout(limit, c.exchange(method, target, headers)).await {
+        match tokio::time::timeout(limit, c.exchange(method, target, headers, extra)).await {
             Err(_) => Err(SendError::Timeout(limit)),
             Ok(Ok(head)) => {
                 let mut resp = Response::new(UpBody::Raw {
