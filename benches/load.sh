@@ -34,41 +34,14 @@ OUT=$(mktemp /tmp/portico-load.XXXXXX)
 # The harness starts this pinned to the proxy core. It writes a manifests directory that
 # sends every host and path to the harness backend and serves the harness certificate as
 # the default certificate (the load tools connect by IP, without SNI).
+export BENCH_ANNOTATIONS="${ANNOTATIONS:-}"
 EXTRA_CMD=$(cat <<CMD
 set -e
+. "$PWD/benches/manifests.sh"
 m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
 {
+bench_manifests "\$BENCH_BACKEND" "\$BENCH_ANNOTATIONS"
 cat <<YAML
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: portico}
-spec: {controller: portico.dev/ingress-controller}
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: bench}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: backend-1, namespace: bench, labels: {kubernetes.io/service-name: backend}}
-addressType: IPv4
-ports: [{name: http, port: \${BENCH_BACKEND##*:}}]
-endpoints: [{addresses: ['\${BENCH_BACKEND%%:*}']}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  namespace: bench
-  annotations: {${ANNOTATIONS:-}}
-spec:
-  ingressClassName: portico
-  rules:
-  - http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
 ---
 apiVersion: v1
 kind: Secret
@@ -90,20 +63,25 @@ PROXIES="nginx extra" EXTRA_NAME=portico EXTRA_HTTP_PORT=18084 EXTRA_HTTPS_PORT=
   EXTRA_CMD="$EXTRA_CMD" bash "$PEERS_SH" | tee "$OUT"
 
 echo
-echo "== Portico / nginx (same run, equal workers)"
+echo "== Portico / nginx (same run, equal workers; medians when RUNS > 1)"
 awk '
-  /^case=/ {
+  /^(agg )?case=/ {
     split("", f); for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     c = f["case"]; if (c !~ /^(nginx|portico)-/) next
-    if (f["run"] == "agg") next
     p = c; sub(/-.*/, "", p); k = c; sub(/^[^-]*-/, "", k)
-    rps[p, k] = f["rps"]; p99[p, k] = f["p99_ms"]; cases[k] = 1
+    if ($1 == "agg") {
+      rps[p, k] = f["rps_median"]; p99[p, k] = f["p99_ms_median"]; core[p, k] = f["rps_per_core_median"]; agg[p, k] = 1
+    } else if (!agg[p, k]) {
+      rps[p, k] = f["rps"]; p99[p, k] = f["p99_ms"]; core[p, k] = f["rps_per_core"]
+    }
+    cases[k] = 1
   }
   END {
-    printf "%-16s %12s %12s %8s %12s %12s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99", "nginx p99"
+    printf "%-16s %12s %12s %7s %12s %12s %15s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99", "nginx p99", "rps/CPU ratio"
     for (k in cases) {
       r = (rps["nginx", k] > 0) ? rps["portico", k] / rps["nginx", k] : 0
-      printf "%-16s %12s %12s %8.2f %12s %12s\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k], p99["nginx", k]
+      c = (core["nginx", k] > 0) ? core["portico", k] / core["nginx", k] : 0
+      printf "%-16s %12s %12s %7.2f %12s %12s %15.2f\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k], p99["nginx", k], c
     }
   }' "$OUT"
 rm -f "$OUT"

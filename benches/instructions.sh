@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, Portico beside nginx, counted by callgrind.
+# Unlike requests per second, this figure does not move with other tenants of a shared
+# machine, so it shows a change in Portico's own cost that a load run's noise would hide.
+# (Kernel time, the larger part of a proxied request on loopback, is not in it: syscalls per
+# request are the same for both, two reads and two writes.)
+#
+#   bash benches/instructions.sh             # 20000 HTTP/1.1 keep-alive GETs over 10 connections
+#   N=50000 bash benches/instructions.sh
+#
+# Both proxies run one worker against the same nginx backend (98-byte answers); each is
+# warmed up with 2000 requests before counting starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-20000}
+
+missing=()
+for t in valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl; do
+  command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo build --release --locked --bin portico
+BIN="$PWD/target/release/portico"
+T=$(mktemp -d /tmp/portico-instructions.XXXXXX)
+BACKEND=18180 NGINX=18181 PORTICO=18184
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+mkdir -p "$T/backend" "$T/nginx" "$T/m"
+common="worker_processes 1; master_process off; daemon off; events { worker_connections 4096; }"
+cat > "$T/backend.conf" <<EOF
+$common pid $T/backend/pid; error_log $T/backend/error.log warn;
+http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/backend;
+  proxy_temp_path $T/backend; fastcgi_temp_path $T/backend; uwsgi_temp_path $T/backend; scgi_temp_path $T/backend;
+  server { listen 127.0.0.1:$BACKEND; location / {
+    return 200 "hello from the benchmark backend; this body is padded to be about one hundred bytes long.........\n"; } } }
+EOF
+cat > "$T/nginx.conf" <<EOF
+$common pid $T/nginx/pid; error_log $T/nginx/error.log warn;
+http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/nginx;
+  proxy_temp_path $T/nginx; fastcgi_temp_path $T/nginx; uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
+  upstream backend { server 127.0.0.1:$BACKEND; keepalive 256; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://backend; proxy_http_version 1.1;
+    proxy_set_header Connection ""; } } }
+EOF
+. benches/manifests.sh
+bench_manifests "127.0.0.1:$BACKEND" > "$T/m/bench.yaml"
+
+nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
+pids+=($!)
+
+wait_port() {
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
+    sleep 0.2
+  done
+  echo "instructions.sh: nothing answers on port $1" >&2
+  exit 1
+}
+
+# measure NAME PORT STOP_SIGNAL CMD... -> prints instructions per request
+measure() {
+  local name=$1 port=$2 sig=$3
+  shift 3
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$T/$name.out" "$@" > "$T/$name.log" 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  h2load --h1 -n 2000 -c 10 "http://127.0.0.1:$port/" > /dev/null
+  callgrind_control -i on "$pid" > /dev/null 2>&1
+  h2load --h1 -n "$N" -c 10 "http://127.0.0.1:$port/" | grep -q "succeeded, 0 failed"
+  callgrind_control -i off "$pid" > /dev/null 2>&1
+  kill "-$sig" "$pid"
+  wait "$pid" || true
+  local total
+  total=$(callgrind_annotate "$T/$name.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo $((total / N))
+}
+
+wait_port "$BACKEND"
+p=$(measure portico "$PORTICO" TERM "$BIN" --manifests "$T/m" --http-addr "127.0.0.1:$PORTICO" \
+  --https-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --access-log off --worker-threads 1 --shutdown-grace 1s)
+n=$(measure nginx "$NGINX" QUIT nginx -c "$T/nginx.conf" -e "$T/nginx/error.log")
+echo "user-space instructions per proxied GET (HTTP/1.1 keep-alive, $N requests, 10 connections)"
+printf "%-10s %10s\n%-10s %10s\n%-10s %10.2f\n" portico "$p" nginx "$n" ratio "$(echo "$p / $n" | bc -l)"
