@@ -356,8 +356,19 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     let (mut te, mut chunked) = (false, false);
     let mut length: Result<Option<u64>, &str> = Ok(None);
     let mut named: Vec<&[u8]> = Vec::new();
+    // The forwarded fields (name, value range in the head, Content-Length?), their values
+    // to share one buffer with the head.
+    let base = buf.as_ptr() as usize;
+    let mut kept = Vec::with_capacity(res.headers.len());
     for h in res.headers.iter() {
-        match kind(h.name) {
+        let k = kind(h.name);
+        if matches!(k, Kind::Other | Kind::ContentLength) {
+            let name =
+                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("invalid header name {:?}", h.name))?;
+            let start = h.value.as_ptr() as usize - base;
+            kept.push((name, start, start + h.value.len(), k == Kind::ContentLength));
+        }
+        match k {
             Kind::Connection => {
                 for t in tokens(h.value) {
                     if t.eq_ignore_ascii_case(b"close") {
@@ -418,24 +429,17 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
         }
     };
 
-    // The forwarded fields, their values sharing one buffer with the head.
-    let base = buf.as_ptr() as usize;
-    let mut kept = Vec::with_capacity(res.headers.len());
-    for h in res.headers.iter() {
-        let name = h.name.as_bytes();
-        match kind(h.name) {
-            Kind::Connection | Kind::TransferEncoding | Kind::HopByHop => continue,
-            Kind::ContentLength if te => continue,
-            _ if named.iter().any(|n| name.eq_ignore_ascii_case(n)) => continue,
-            _ => {}
-        }
-        let name = HeaderName::from_bytes(name).map_err(|_| format!("invalid header name {:?}", h.name))?;
-        let start = h.value.as_ptr() as usize - base;
-        kept.push((name, start, start + h.value.len()));
+    // Content-Length goes when Transfer-Encoding frames the body; fields Connection names go.
+    if te || !named.is_empty() {
+        kept.retain(|(name, _, _, cl)| {
+            let framing_field = te && *cl;
+            let named_field = named.iter().any(|n| name.as_str().as_bytes().eq_ignore_ascii_case(n));
+            !framing_field && !named_field
+        });
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(kept.len());
-    for (name, start, end) in kept {
+    for (name, start, end, _) in kept {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| format!("invalid value of header {name}"))?;
         headers.append(name, value);

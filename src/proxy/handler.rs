@@ -168,10 +168,10 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 32];
-    let (a, b) = (next_random(), next_random());
-    for (i, byte) in buf.iter_mut().enumerate() {
-        let word = if i < 16 { a } else { b };
-        *byte = HEX[((word >> ((15 - (i % 16)) * 4)) & 0xf) as usize];
+    let random = [next_random().to_be_bytes(), next_random().to_be_bytes()];
+    for (pair, byte) in buf.chunks_exact_mut(2).zip(random.iter().flatten()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
