@@ -88,6 +88,8 @@ fn script(method: &str, path: &str) -> (Vec<u8>, bool) {
             v.extend_from_slice(b"0\r\n\r\n");
             (v, false)
         }
+        // Switches protocols unasked, and leaves the connection open.
+        (_, "/switch") => text("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n"),
         // Answers, then closes the connection while it sits idle in Portico's pool.
         (_, "/then-close") => text("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbye!"),
         _ => text("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
@@ -268,6 +270,13 @@ async fn connections_are_reused_only_when_that_is_safe() {
         let after = connections(&seen, "/after");
         assert_ne!(after.last(), used.last(), "the connection of {path} was reused");
     }
+    // A 101 nobody asked for: 502, and the connection is no longer HTTP.
+    assert_eq!(call(&p, "GET", "/switch").await.0, 502);
+    assert_eq!(call(&p, "GET", "/after").await.0, 200);
+    assert_ne!(
+        connections(&seen, "/after").last(),
+        connections(&seen, "/switch").last()
+    );
 }
 
 #[tokio::test]

@@ -399,7 +399,9 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             Kind::HopByHop | Kind::Other => {}
         }
     }
-    let mut keep_alive = if http11 { !close } else { keep && !close };
+    // A connection that switched protocols (unasked: the own client sends no upgrades) is
+    // no longer HTTP.
+    let mut keep_alive = status != StatusCode::SWITCHING_PROTOCOLS && if http11 { !close } else { keep && !close };
     let framing = if head_only
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -656,6 +658,8 @@ mod tests {
             false,
         );
         assert!(h.keep_alive);
+        let h = framing(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n", false);
+        assert_eq!((h.framing, h.keep_alive), (Framing::Empty, false));
         let h = framing(b"HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
         let h = framing(b"HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n", false);
