@@ -3,7 +3,9 @@
 # Unlike requests per second, this figure does not move with other tenants of a shared
 # machine, so it shows a change in Portico's own cost that a load run's noise would hide.
 # (Kernel time, the larger part of a proxied request on loopback, is not in it: syscalls per
-# request are the same for both, two reads and two writes.)
+# request are the same for both, two reads and two writes. And callgrind counts every
+# iteration of a string instruction such as `rep movsb`, so large memory copies weigh more
+# here than in time.)
 #
 #   bash benches/instructions.sh             # 20000 HTTP/1.1 keep-alive GETs over 10 connections
 #   N=50000 bash benches/instructions.sh
