@@ -88,6 +88,8 @@ fn script(method: &str, path: &str) -> (Vec<u8>, bool) {
             v.extend_from_slice(b"0\r\n\r\n");
             (v, false)
         }
+        // Half a body, then nothing more (the connection stays open).
+        (_, "/stall") => text("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf"),
         // Switches protocols unasked, and leaves the connection open.
         (_, "/switch") => text("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n"),
         // Answers, then closes the connection while it sits idle in Portico's pool.
@@ -141,9 +143,13 @@ async fn upstream() -> (SocketAddr, Seen) {
 }
 
 async fn portico() -> (Portico, Seen) {
+    portico_with(&[]).await
+}
+
+async fn portico_with(flags: &[&str]) -> (Portico, Seen) {
     let (addr, seen) = upstream().await;
     let manifests = String::from(CLASS) + &service("up", &[addr]) + &annotated_ingress("i", "u.com", "/", "up", &[]);
-    (Portico::start(&[("all.yaml", manifests)], &[]).await, seen)
+    (Portico::start(&[("all.yaml", manifests)], flags).await, seen)
 }
 
 /// A request on a fresh client connection; the body as far as it could be read.
@@ -316,4 +322,25 @@ async fn malformed_responses_become_502_or_a_cut_body() {
     }
     // And Portico keeps serving.
     assert_eq!(call(&p, "GET", "/length").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_coming_is_cut_off_after_the_response_timeout() {
+    // No proxy-read-timeout annotation: --upstream-response-timeout also bounds the wait
+    // between two pieces of the body, as ingress-nginx's proxy_read_timeout does.
+    let (p, _) = portico_with(&["--upstream-response-timeout", "1s"]).await;
+    let t = std::time::Instant::now();
+    let (status, _, body, _) = tokio::time::timeout(Duration::from_secs(20), call(&p, "GET", "/stall"))
+        .await
+        .expect("the stalled body was never cut off");
+    let waited = t.elapsed();
+    assert!(status == 200 || status == 0, "{status}");
+    assert!(body.is_err(), "{body:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // A body that keeps coming is not cut: 6 MiB still arrive whole.
+    let (status, _, body, _) = call(&p, "GET", "/big").await;
+    assert_eq!((status, body.unwrap().len()), (200, BIG));
 }

@@ -608,7 +608,9 @@ impl Upstream {
 
     /// Wraps a response body so that the connection returns to its endpoint's pool once the
     /// body has been read to its end.
-    /// `idle`: the longest wait between two reads of the body (`proxy-read-timeout`).
+    /// `idle`: the longest wait between two reads of the body (`proxy-read-timeout`; by
+    /// default `--upstream-response-timeout`, as ingress-nginx's `proxy_read_timeout` applies
+    /// to the whole response).
     pub fn body(
         &self,
         body: UpBody,
@@ -633,7 +635,9 @@ impl Upstream {
             tls: conn.tls,
             ep,
             counter,
-            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            idle: idle.unwrap_or(self.response_timeout),
+            timer: None,
+            armed: false,
         };
         // A response without body may never be polled: its connection goes back now.
         if body.is_end_stream() {
@@ -665,7 +669,12 @@ pub struct ResponseBody {
     tls: bool,
     ep: Arc<EndpointState>,
     counter: Counter,
-    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    /// The longest wait for the next piece of the body.
+    idle: Duration,
+    /// Made the first time the body has to wait, so a body that never waits (most) costs no
+    /// timer; re-armed at each wait.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
 }
 
 impl ResponseBody {
@@ -723,17 +732,23 @@ impl HttpBody for ResponseBody {
                 if this.is_end_stream() {
                     this.done();
                 }
-                if let Some((d, sleep)) = &mut this.idle {
-                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
-                }
+                this.armed = false;
             }
             Poll::Ready(None) => this.done(),
             Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {
-                if let Some((d, sleep)) = &mut this.idle
-                    && sleep.as_mut().poll(cx).is_ready()
+                if !this.armed {
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    match &mut this.timer {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    this.armed = true;
+                }
+                if let Some(t) = &mut this.timer
+                    && t.as_mut().poll(cx).is_ready()
                 {
-                    let msg = format!("upstream sent nothing for {d:?}");
+                    let msg = format!("upstream sent nothing for {:?}", this.idle);
                     this.abandon();
                     return Poll::Ready(Some(Err(msg.into())));
                 }
