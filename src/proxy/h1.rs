@@ -19,7 +19,7 @@ use http::{Method, StatusCode};
 use hyper::body::Frame;
 
 use super::headers::Forwarded;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Largest response head accepted from an upstream.
@@ -145,17 +145,13 @@ impl H1 {
         self.io
     }
 
-    /// Whether the upstream has closed this idle connection, as far as the reactor has seen;
-    /// asks the kernel nothing.
+    /// Whether this idle connection has become readable, as far as the reactor has seen (asks
+    /// the kernel nothing): the upstream closed it or sent bytes nobody asked for, and either
+    /// way it cannot carry a request. Reading a response to its end leaves no readiness behind
+    /// (the last read is short), so a healthy idle connection is not readable.
     pub fn peer_closed(&self) -> bool {
-        let ready = self.io.tcp().ready(Interest::READABLE);
-        let mut ready = std::pin::pin!(ready);
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match ready.as_mut().poll(&mut cx) {
-            Poll::Ready(Ok(r)) => r.is_read_closed() || r.is_error(),
-            Poll::Ready(Err(_)) => true,
-            Poll::Pending => false,
-        }
+        self.io.tcp().poll_read_ready(&mut cx).is_ready()
     }
 
     /// Writes a request head (the request has no body) and reads the response head.
