@@ -463,6 +463,7 @@ impl Proxy {
             limit,
             progress: policy.send_timeout.map(|_| SendProgress::new()),
         }));
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
         let mut tried: Vec<usize> = Vec::new();
         let mut last_err = None;
@@ -494,7 +495,6 @@ impl Proxy {
             };
             let in_flight = state.start();
             let mut result = if raw {
-                let target = uri.path_and_query().map_or("/", |p| p.as_str());
                 self.upstream
                     .send_raw(&mut conn, &parts.method, target, &headers, &fwd, policy.read_timeout)
                     .await
@@ -536,7 +536,6 @@ impl Proxy {
                                         .await
                                 }
                                 None => {
-                                    let target = uri.path_and_query().map_or("/", |p| p.as_str());
                                     self.upstream
                                         .send_raw(&mut conn, &parts.method, target, &headers, &fwd, policy.read_timeout)
                                         .await

@@ -445,25 +445,22 @@ impl Upstream {
         };
         let _ = stream.set_nodelay(true);
         let tls = protocol.tls();
-        let sender = if tls {
+        let io = if tls {
             let connector = if protocol.http2() { &self.tls_h2 } else { &self.tls_h1 };
             // Named by address: no SNI is sent, as ingress-nginx does by default.
             let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-            let stream = match tokio::time::timeout(limit, connector.connect(name, stream)).await {
+            match tokio::time::timeout(limit, connector.connect(name, stream)).await {
                 Err(_) => return Err(ConnectError::Timeout(addr, limit)),
                 Ok(Err(e)) => return Err(ConnectError::Tls(addr, e)),
-                Ok(Ok(s)) => s,
-            };
-            let io = h1::Io::Tls(Box::new(stream));
-            if raw && !protocol.http2() {
-                Sender::Raw(Raw::new(io))
-            } else {
-                self.handshake(addr, protocol, TokioIo::new(io)).await?
+                Ok(Ok(s)) => h1::Io::Tls(Box::new(s)),
             }
-        } else if raw && !protocol.http2() {
-            Sender::Raw(Raw::new(h1::Io::Plain(stream)))
         } else {
-            self.handshake(addr, protocol, TokioIo::new(stream)).await?
+            h1::Io::Plain(stream)
+        };
+        let sender = if raw && !protocol.http2() {
+            Sender::Raw(Raw::new(io))
+        } else {
+            self.handshake(addr, protocol, TokioIo::new(io)).await?
         };
         Ok(Conn { sender, tls })
     }
