@@ -133,7 +133,8 @@ struct RunArgs {
     /// Worker threads (default: the CPUs this process may use).
     #[arg(long, env = "PORTICO_WORKER_THREADS")]
     worker_threads: Option<usize>,
-    /// Time to receive a request head; also the keep-alive idle time of HTTP/1 connections.
+    /// Time to receive a request head, counted from the connection's start or its last
+    /// response; so also the keep-alive idle time (HTTP/1 and HTTP/2).
     #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     client_header_timeout: Duration,
     /// Largest request head in bytes.

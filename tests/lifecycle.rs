@@ -215,6 +215,111 @@ async fn slow_clients_and_oversized_heads_are_cut_off() {
     assert_eq!(get(p.http, "h.com", "/").await.unwrap().0, 200, "still serving");
 }
 
+/// Reads one response with a Content-Length body from a raw connection: its head (lower
+/// case) and body.
+async fn read_response(s: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.expect("response body");
+    (head, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_deadline_spares_requests_in_flight_and_tunnels() {
+    let pods = pods("web", 1).await;
+    let p = Portico::start(&[("all.yaml", simple(&pods))], &["--client-header-timeout", "500ms"]).await;
+
+    // A head trickled one byte per 100 ms would take 4 s: it is cut off at the deadline
+    // instead of being answered.
+    let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let head =
+        b"GET / HTTP/1.1\r\nHost: h.com\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut = false;
+    for b in head.chunks(2) {
+        if s.write_all(b).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(
+        cut || !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "trickled head answered"
+    );
+
+    // Requests that take longer than the deadline (a slow upstream, a slow upload) are not
+    // cut, and the connection serves the next request after them.
+    let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    s.write_all(b"GET /sleep/1200 HTTP/1.1\r\nHost: h.com\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut s).await.0.starts_with("http/1.1 200"));
+    s.write_all(b"POST /echo-body HTTP/1.1\r\nHost: h.com\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        s.write_all(b"5\r\nhello\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"hello".repeat(6), "the slow upload arrived whole");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h.com\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut s).await.0.starts_with("http/1.1 200"));
+    // Then, idle past the deadline, the connection is closed.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "idle keep-alive connection closed: {closed:?}"
+    );
+
+    // A WebSocket tunnel may stay quiet longer than the deadline.
+    let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: h.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut s).await.0.starts_with("http/1.1 101"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).await.unwrap();
+    let mut echo = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .expect("tunnel still open");
+    assert_eq!(&echo, b"\x81\x02hi");
+
+    // A client that closes its sending side after the request still gets the answer.
+    let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h.com\r\n\r\n").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"),
+        "half-closed client"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_has_one_json_line_per_request() {
     let pods = pods("web", 1).await;

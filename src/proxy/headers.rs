@@ -220,7 +220,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the proxy knows about the client connection, with the header values made from
 /// it once per connection rather than once per request.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Peer {
     pub addr: IpAddr,
     pub local_port: u16,
@@ -229,6 +229,8 @@ pub struct Peer {
     pub addr_value: HeaderValue,
     /// `local_port` as a header value.
     pub port_value: HeaderValue,
+    /// Whether requests are in flight, for the head deadline of the connection's reads.
+    pub activity: super::client::Activity,
 }
 
 impl Peer {
@@ -239,6 +241,7 @@ impl Peer {
             tls,
             addr_value: ip_value(addr),
             port_value: HeaderValue::from(local_port),
+            activity: Default::default(),
         }
     }
 }

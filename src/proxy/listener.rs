@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Settings;
+use super::client::{ClientIo, Served, Serving};
 use super::handler::Proxy;
 use super::headers::Peer;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
@@ -20,7 +21,11 @@ pub fn http_builder(s: &Settings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(s.client_header_timeout)
+        // The head deadline is kept by `ClientIo`, with one timer per connection.
+        .header_read_timeout(None)
+        // A client that closes its sending side after a request still gets the response;
+        // hyper also skips its read for an early close while each request is served.
+        .half_close(true)
         .max_buf_size(s.max_header_bytes.max(8192))
         .max_headers(s.max_headers)
         .keep_alive(true);
@@ -94,17 +99,27 @@ pub async fn serve(
             .clone();
         tokio::spawn(async move {
             gauge.inc();
+            let header_timeout = proxy.settings.client_header_timeout;
             let service = {
                 let proxy = proxy.clone();
+                let peer = peer.clone();
                 service_fn(move |req| {
                     let proxy = proxy.clone();
                     let peer = peer.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
+                    let serving = Serving::new(peer.clone());
+                    async move {
+                        let resp = proxy.handle(req, peer.clone()).await;
+                        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                            peer.activity.tunnelled();
+                        }
+                        Ok::<_, std::convert::Infallible>(resp.map(|body| Served::new(body, serving)))
+                    }
                 })
             };
             let result = match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = ClientIo::new(stream, peer.clone(), header_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {
@@ -121,7 +136,8 @@ pub async fn serve(
                         .inc();
                     match hs {
                         Ok(Ok(tls_stream)) => {
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                            let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                             watcher.watch(conn.into_owned()).await
                         }
                         Ok(Err(e)) => {

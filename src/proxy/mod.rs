@@ -1,5 +1,6 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
+pub mod client;
 pub mod h1;
 pub mod handler;
 pub mod headers;
@@ -19,8 +20,8 @@ pub type Body = UnsyncBoxBody<Bytes, upstream::BoxError>;
 /// Every limit and timeout a client or upstream can run into. Each is a flag of the binary.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Time to receive a complete request head; on a kept-alive HTTP/1 connection this also
-    /// bounds the wait for the next request (the keep-alive idle time).
+    /// Time to receive a complete request head, counted from the connection's start or the
+    /// end of its last request; so also the keep-alive idle time (`client::ClientIo`).
     pub client_header_timeout: Duration,
     /// Largest request head, in bytes (HTTP/1 read buffer; HTTP/2 header list size).
     pub max_header_bytes: usize,
