@@ -1,5 +1,5 @@
 //! Client connections: the deadline for a request head and for the keep-alive wait before it,
-//! kept with one timer per connection instead of one armed and dropped per request.
+//! kept with one timer per connection (`Deadline`).
 //!
 //! The clock starts when a connection is accepted and again whenever its last request in
 //! flight is done (the response sent, or the request abandoned). From then the client has
@@ -17,8 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::deadline::Deadline;
 use super::headers::Peer;
 
 /// What a connection's requests tell its reader.
@@ -110,9 +111,7 @@ pub struct ClientIo<T> {
     io: T,
     peer: Arc<Peer>,
     timeout: Duration,
-    deadline: Instant,
-    /// Made at the first wait; moved on only when it fires before the current deadline.
-    timer: Option<Pin<Box<Sleep>>>,
+    deadline: Deadline,
 }
 
 impl<T> ClientIo<T> {
@@ -121,8 +120,7 @@ impl<T> ClientIo<T> {
             io,
             peer,
             timeout,
-            deadline: Instant::now() + timeout,
-            timer: None,
+            deadline: Deadline::new(Instant::now() + timeout),
         }
     }
 
@@ -147,28 +145,14 @@ impl<T> ClientIo<T> {
         }
         if a.finished.load(Ordering::Relaxed) {
             a.finished.store(false, Ordering::Relaxed);
-            self.deadline = Instant::now() + self.timeout;
+            self.deadline.set(Instant::now() + self.timeout);
         }
-        let deadline = self.deadline;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
-        // The timer may still be set for an earlier, later-moved deadline: when it fires
-        // early it is set again, so a connection costs one timer update per timeout period
-        // rather than one per request.
-        while timer.as_mut().poll(cx).is_ready() {
-            if timer.deadline() >= deadline {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no complete request head within the client header timeout",
-                )));
-            }
-            timer.as_mut().reset(deadline);
-        }
-        Poll::Pending
+        self.deadline.poll_expired(cx).map(|()| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no complete request head within the client header timeout",
+            ))
+        })
     }
 }
 

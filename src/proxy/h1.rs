@@ -10,17 +10,21 @@
 //! head, chunk-size line and trailer sizes.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Frame;
 
+use super::deadline::Deadline;
 use super::headers::Forwarded;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -100,6 +104,8 @@ pub struct H1 {
     head: Vec<u8>,
     /// Whether an exchange has completed on it before (it came from the pool).
     pub reused: bool,
+    /// The response timeout of the exchange under way, one timer for the connection's life.
+    deadline: Deadline,
 }
 
 /// How an exchange failed.
@@ -108,6 +114,8 @@ pub enum Error {
     /// A kept-alive connection closed before any byte of a response: the upstream most
     /// likely closed it while it was idle, and did not act on the request.
     Closed,
+    /// No complete response head within the response timeout.
+    Timeout,
     /// Anything else, described.
     Failed(String),
 }
@@ -154,6 +162,7 @@ impl H1 {
             buf: BytesMut::new(),
             head: Vec::new(),
             reused: false,
+            deadline: Deadline::new(Instant::now()),
         }
     }
 
@@ -170,25 +179,39 @@ impl H1 {
         self.io.tcp().poll_read_ready(&mut cx).is_ready()
     }
 
-    /// Writes a request head (the request has no body) and reads the response head.
+    /// Writes a request head (the request has no body) and reads the response head, both
+    /// within `limit`.
     pub async fn exchange(
         &mut self,
         method: &Method,
         target: &str,
         headers: &HeaderMap,
         extra: &Forwarded,
+        limit: Duration,
     ) -> Result<Head, Error> {
+        self.deadline.set(Instant::now() + limit);
         encode_head(&mut self.head, method, target, headers, extra);
-        let written = match self.io.write_all(&self.head).await {
-            Ok(()) => self.io.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            return Err(if self.reused && early_close(&e) {
-                Error::Closed
-            } else {
-                Error::Failed(format!("writing the request: {e}"))
-            });
+        let mut written = 0;
+        let sent = std::future::poll_fn(|cx| {
+            while written < self.head.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.head[written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return self.deadline.poll_expired(cx).map(|()| Err(timed_out())),
+                }
+            }
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Pending => self.deadline.poll_expired(cx).map(|()| Err(timed_out())),
+                done => done,
+            }
+        })
+        .await;
+        match sent {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Timeout),
+            Err(e) if self.reused && early_close(&e) => return Err(Error::Closed),
+            Err(e) => return Err(Error::Failed(format!("writing the request: {e}"))),
         }
         let head_only = *method == Method::HEAD;
         let mut received = false;
@@ -211,7 +234,12 @@ impl H1 {
                     None => {}
                 }
             }
-            match std::future::poll_fn(|cx| self.poll_fill(cx)).await {
+            let read = std::future::poll_fn(|cx| match self.poll_fill(cx) {
+                Poll::Pending => self.deadline.poll_expired(cx).map(|()| Err(timed_out())),
+                done => done,
+            })
+            .await;
+            match read {
                 Ok(0) if self.reused && !received => return Err(Error::Closed),
                 Ok(0) => {
                     return Err(Error::Failed(
@@ -219,6 +247,7 @@ impl H1 {
                     ));
                 }
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Timeout),
                 Err(e) if self.reused && !received && early_close(&e) => return Err(Error::Closed),
                 Err(e) => return Err(Error::Failed(format!("reading the response: {e}"))),
             }
@@ -314,8 +343,30 @@ enum Kind {
     /// Not forwarded (RFC 9110, 7.6.1). `Trailer` is not one: it is end to end, announcing
     /// the trailer fields, which hyper's server then sends.
     HopByHop,
+    /// A common end-to-end field, named without `HeaderName`'s general parser.
+    Common(&'static HeaderName),
     Other,
 }
+
+/// The end-to-end fields most responses carry.
+static COMMON: [(&str, HeaderName); 16] = [
+    ("age", header::AGE),
+    ("via", header::VIA),
+    ("date", header::DATE),
+    ("etag", header::ETAG),
+    ("vary", header::VARY),
+    ("link", header::LINK),
+    ("server", header::SERVER),
+    ("expires", header::EXPIRES),
+    ("location", header::LOCATION),
+    ("set-cookie", header::SET_COOKIE),
+    ("content-type", header::CONTENT_TYPE),
+    ("cache-control", header::CACHE_CONTROL),
+    ("last-modified", header::LAST_MODIFIED),
+    ("accept-ranges", header::ACCEPT_RANGES),
+    ("content-encoding", header::CONTENT_ENCODING),
+    ("strict-transport-security", header::STRICT_TRANSPORT_SECURITY),
+];
 
 fn kind(name: &str) -> Kind {
     let is = |s: &str| name.eq_ignore_ascii_case(s);
@@ -329,7 +380,10 @@ fn kind(name: &str) -> Kind {
         17 if is("transfer-encoding") => Kind::TransferEncoding,
         18 if is("proxy-authenticate") => Kind::HopByHop,
         19 if is("proxy-authorization") => Kind::HopByHop,
-        _ => Kind::Other,
+        n => COMMON
+            .iter()
+            .find(|(s, _)| s.len() == n && is(s))
+            .map_or(Kind::Other, |(_, h)| Kind::Common(h)),
     }
 }
 
@@ -340,19 +394,26 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// The deadline's error, told apart from the stream's own by its kind (a socket read or
+/// write never fails with `TimedOut` here: no socket timeouts are set).
+fn timed_out() -> io::Error {
+    io::ErrorKind::TimedOut.into()
+}
+
 /// Parses a response head at the start of `buf` and takes it out of `buf`; `None` when more
 /// bytes are needed. Hop-by-hop fields are left out of the head: their facts (framing, reuse)
 /// are in it instead.
 pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, String> {
     // Most heads have few fields: a small array first, the full allowance only when needed.
-    let mut small = [httparse::EMPTY_HEADER; 24];
+    let config = httparse::ParserConfig::default();
+    let mut small = [MaybeUninit::uninit(); 24];
     let mut large;
-    let mut res = httparse::Response::new(&mut small);
-    let mut parsed = res.parse(buf);
+    let mut res = httparse::Response::new(&mut []);
+    let mut parsed = config.parse_response_with_uninit_headers(&mut res, buf, &mut small);
     if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
-        large = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-        res = httparse::Response::new(&mut large);
-        parsed = res.parse(buf);
+        large = vec![MaybeUninit::uninit(); MAX_HEADERS];
+        res = httparse::Response::new(&mut []);
+        parsed = config.parse_response_with_uninit_headers(&mut res, buf, &mut large);
     }
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
@@ -374,9 +435,13 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     let mut kept = Vec::with_capacity(res.headers.len());
     for h in res.headers.iter() {
         let k = kind(h.name);
-        if matches!(k, Kind::Other | Kind::ContentLength) {
-            let name =
-                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("invalid header name {:?}", h.name))?;
+        if matches!(k, Kind::Common(_) | Kind::Other | Kind::ContentLength) {
+            let name = match k {
+                Kind::Common(name) => name.clone(),
+                Kind::ContentLength => header::CONTENT_LENGTH,
+                _ => HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| format!("invalid header name {:?}", h.name))?,
+            };
             let start = h.value.as_ptr() as usize - base;
             kept.push((name, start, start + h.value.len(), k == Kind::ContentLength));
         }
@@ -408,7 +473,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
                     };
                 }
             }
-            Kind::HopByHop | Kind::Other => {}
+            Kind::HopByHop | Kind::Common(_) | Kind::Other => {}
         }
     }
     // A connection that switched protocols (unasked: the own client sends no upgrades) is

@@ -1,6 +1,7 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
 pub mod client;
+pub mod deadline;
 pub mod h1;
 pub mod handler;
 pub mod headers;

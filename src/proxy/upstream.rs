@@ -582,9 +582,9 @@ impl Upstream {
                 "no connection of Portico's client for this request".into(),
             ));
         };
-        match tokio::time::timeout(limit, c.exchange(method, target, headers, extra)).await {
-            Err(_) => Err(SendError::Timeout(limit)),
-            Ok(Ok(head)) => {
+        match c.exchange(method, target, headers, extra, limit).await {
+            Err(h1::Error::Timeout) => Err(SendError::Timeout(limit)),
+            Ok(head) => {
                 let mut resp = Response::new(UpBody::Raw {
                     framing: head.framing,
                     keep_alive: head.keep_alive,
@@ -595,11 +595,11 @@ impl Upstream {
             }
             // The upstream closed the kept-alive connection as the request went out;
             // resending is harmless only when the request is.
-            Ok(Err(h1::Error::Closed)) if is_idempotent(method) => Err(SendError::NotSent(None)),
-            Ok(Err(h1::Error::Closed)) => Err(SendError::Failed(
+            Err(h1::Error::Closed) if is_idempotent(method) => Err(SendError::NotSent(None)),
+            Err(h1::Error::Closed) => Err(SendError::Failed(
                 "the upstream closed a kept-alive connection as the request went out".into(),
             )),
-            Ok(Err(h1::Error::Failed(m))) => Err(SendError::Failed(m)),
+            Err(h1::Error::Failed(m)) => Err(SendError::Failed(m)),
         }
     }
 
