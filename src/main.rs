@@ -440,7 +440,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         settings.upstream_idle_timeout,
     ));
     let builder = Arc::new(listener::http_builder(&settings));
-    let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let drain = Arc::new(listener::Drain::default());
     let limit = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin = Arc::new(Admin {
@@ -454,7 +454,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     let server = listener::Server {
         proxy: proxy.clone(),
         builder,
-        graceful: graceful.clone(),
+        drain: drain.clone(),
         limit,
     };
     let loops = [
@@ -489,11 +489,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         let _ = l.await;
     }
     drop(proxy);
-    if let Ok(graceful) = Arc::try_unwrap(graceful)
-        && tokio::time::timeout(args.shutdown_grace, graceful.shutdown())
-            .await
-            .is_err()
-    {
+    if !drain.drain(args.shutdown_grace).await {
         tracing::warn!("shutdown grace period over; closing the remaining connections");
     }
     let _ = admin_stop_tx.send(true);

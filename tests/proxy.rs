@@ -356,6 +356,26 @@ async fn bodies_stream_both_ways_and_upgrades_tunnel() {
     assert_eq!(s, 200);
     let h = &json(&b)["headers"];
     assert!(h.get("upgrade").is_none() && h.get("http2-settings").is_none(), "{h}");
+
+    // Hop-by-hop request fields, and those Connection names, stay with the proxy.
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "h.com")
+        .header("connection", "x-secret")
+        .header("x-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("te", "trailers")
+        .header("x-kept", "1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (s, _, b) = request(p.http, req).await.unwrap();
+    assert_eq!(s, 200);
+    let h = &json(&b)["headers"];
+    for gone in ["x-secret", "keep-alive", "proxy-connection", "te"] {
+        assert!(h.get(gone).is_none(), "{gone} forwarded: {h}");
+    }
+    assert_eq!(h["x-kept"], "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

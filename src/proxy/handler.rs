@@ -15,8 +15,8 @@ use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::headers::{
-    Cidr, Peer, X_REQUEST_ID, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop,
-    upgrade_protocol, upstream_target,
+    Cidr, Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
+    upstream_target,
 };
 use super::upstream::{
     BodyLimit, Conn, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent, resolve_external,
@@ -158,8 +158,8 @@ fn next_random() -> u64 {
 }
 
 /// The inbound X-Request-ID when it is sane, else a new random one.
-fn request_id(headers: &http::HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID)
+fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = given
         && !v.is_empty()
         && v.len() <= 128
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
@@ -180,7 +180,8 @@ impl Proxy {
     /// Handles one request. Never fails: every problem becomes an HTTP answer.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let start = Instant::now();
-        let rid = request_id(req.headers());
+        let fields = Fields::of(req.headers());
+        let rid = request_id(fields.request_id.as_ref());
         let method = req.method().clone();
         let path_for_log = if self.access_log {
             req.uri().path().to_string()
@@ -188,7 +189,7 @@ impl Proxy {
             String::new()
         };
         let mut outcome = Outcome::default();
-        let mut resp = self.dispatch(req, &peer, start, &rid, &mut outcome).await;
+        let mut resp = self.dispatch(req, &fields, &peer, start, &rid, &mut outcome).await;
         if peer.tls && self.hsts && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
         }
@@ -232,6 +233,7 @@ impl Proxy {
     async fn dispatch(
         &self,
         mut req: Request<Incoming>,
+        fields: &Fields,
         peer: &Peer,
         start: Instant,
         rid: &HeaderValue,
@@ -241,7 +243,7 @@ impl Proxy {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
         }
         let (route, normalized) = {
-            let host = match request_host(&req) {
+            let host = match request_host(req.uri(), fields) {
                 Ok(h) => h,
                 Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
             };
@@ -296,7 +298,7 @@ impl Proxy {
             && req.uri().path() == "/"
         {
             let scheme = if peer.tls { "https" } else { "http" };
-            let authority = request_authority(&req);
+            let authority = request_authority(req.uri(), fields);
             let host = authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(&out.host);
             return redirect(302, &format!("{scheme}://{host}{root}"));
         }
@@ -369,18 +371,27 @@ impl Proxy {
         }
 
         // Prepare the upstream request once; each try gets a copy of the head.
-        let upgrade = upgrade_protocol(req.headers());
+        let upgrade = if fields.upgrade {
+            upgrade_protocol(req.headers())
+        } else {
+            None
+        };
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let authority = request_authority(&req);
+        let authority = request_authority(req.uri(), fields);
+        // An authority from the Host field is in the map already.
+        let authority_from_uri = req.uri().authority().is_some();
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
-        let te_trailers = headers
-            .get_all(header::TE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
-        strip_hop_by_hop(&mut headers);
+        let te_trailers = fields.te
+            && headers
+                .get_all(header::TE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        if fields.hop_by_hop {
+            strip_hop_by_hop(&mut headers);
+        }
         if let Some(up) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
@@ -392,7 +403,7 @@ impl Proxy {
             .and_then(|v| HeaderValue::from_str(v).ok())
         {
             headers.insert(header::HOST, vhost);
-        } else if let Some(a) = authority {
+        } else if authority_from_uri && let Some(a) = authority {
             headers.insert(header::HOST, a);
         }
         let uri = match (&normalized, parts.uri.scheme()) {
@@ -624,7 +635,8 @@ impl Proxy {
                     Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                 }
             });
-        } else {
+        } else if !matches!(resp.body(), UpBody::Raw { .. }) {
+            // The own client's heads come without hop-by-hop fields already.
             strip_hop_by_hop(resp.headers_mut());
         }
         let (mut parts, body) = resp.into_parts();

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use http::Uri;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Uri};
 
 /// An address range, for `--trusted-proxies`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,27 +135,68 @@ fn valid_port(p: &str) -> bool {
     !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The request fields the handler consults, found in one pass over the map instead of a
+/// hashed lookup each.
+#[derive(Debug, Default)]
+pub struct Fields {
+    /// The first Host value.
+    pub host: Option<HeaderValue>,
+    /// A second Host field came.
+    pub hosts: bool,
+    pub request_id: Option<HeaderValue>,
+    /// An Upgrade field is present.
+    pub upgrade: bool,
+    /// A TE field is present.
+    pub te: bool,
+    /// Some hop-by-hop field (or Upgrade) is present.
+    pub hop_by_hop: bool,
+}
+
+impl Fields {
+    pub fn of(headers: &HeaderMap) -> Fields {
+        let mut f = Fields::default();
+        for (name, value) in headers {
+            if name == header::HOST {
+                if f.host.is_some() {
+                    f.hosts = true;
+                } else {
+                    f.host = Some(value.clone());
+                }
+            } else if name == X_REQUEST_ID {
+                f.request_id.get_or_insert_with(|| value.clone());
+            } else if name == header::UPGRADE {
+                f.upgrade = true;
+                f.hop_by_hop = true;
+            } else if name == header::TE {
+                f.te = true;
+                f.hop_by_hop = true;
+            } else if HOP_BY_HOP.contains(name) {
+                f.hop_by_hop = true;
+            }
+        }
+        f
+    }
+}
+
 /// The host a request is for, without port: the URI authority (HTTP/2 `:authority`,
 /// absolute-form targets) else the single Host header.
-pub fn request_host<B>(req: &Request<B>) -> Result<&str, HostError> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
+pub fn request_host<'a>(uri: &'a Uri, f: &'a Fields) -> Result<&'a str, HostError> {
+    if f.hosts {
         return Err(HostError::Duplicate);
     }
-    if let Some(auth) = req.uri().authority() {
+    if let Some(auth) = uri.authority() {
         return split_host(auth.as_str());
     }
-    let h = first.ok_or(HostError::Missing)?;
+    let h = f.host.as_ref().ok_or(HostError::Missing)?;
     split_host(h.to_str().map_err(|_| HostError::Invalid)?)
 }
 
 /// The authority (`host[:port]`) to send upstream as Host.
-pub fn request_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if let Some(auth) = req.uri().authority() {
+pub fn request_authority(uri: &Uri, f: &Fields) -> Option<HeaderValue> {
+    if let Some(auth) = uri.authority() {
         return HeaderValue::from_str(auth.as_str()).ok();
     }
-    req.headers().get(header::HOST).cloned()
+    f.host.clone()
 }
 
 /// Fields a proxy does not forward (RFC 9110, 7.6.1). `Trailer` is end to end: it
@@ -396,6 +437,7 @@ pub fn upstream_target(uri: &Uri, normalized: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     #[test]
     fn cidr() {
@@ -422,19 +464,46 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    fn request_host(r: &Request<()>) -> Result<String, HostError> {
+        super::request_host(r.uri(), &Fields::of(r.headers())).map(str::to_string)
+    }
+
+    #[test]
+    fn fields_in_one_pass() {
+        let mut h = HeaderMap::new();
+        h.append(header::HOST, HeaderValue::from_static("a.com"));
+        h.append("x-request-id", HeaderValue::from_static("r1"));
+        h.append("x-other", HeaderValue::from_static("1"));
+        let f = Fields::of(&h);
+        assert_eq!(f.host.as_ref().unwrap(), "a.com");
+        assert_eq!(f.request_id.as_ref().unwrap(), "r1");
+        assert!(!f.hosts && !f.upgrade && !f.te && !f.hop_by_hop);
+        h.append(header::HOST, HeaderValue::from_static("b.com"));
+        h.append(header::TE, HeaderValue::from_static("trailers"));
+        let f = Fields::of(&h);
+        assert!(f.hosts && f.te && f.hop_by_hop && !f.upgrade);
+        h.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.remove(header::TE);
+        assert!(Fields::of(&h).hop_by_hop);
+        h.remove("keep-alive");
+        h.append(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let f = Fields::of(&h);
+        assert!(f.upgrade && f.hop_by_hop);
+    }
+
     #[test]
     fn host() {
-        assert_eq!(request_host(&req(&["foo.com"], "/")), Ok("foo.com"));
-        assert_eq!(request_host(&req(&["Foo.com:8080"], "/")), Ok("Foo.com"));
-        assert_eq!(request_host(&req(&["[::1]:80"], "/")), Ok("[::1]"));
-        assert_eq!(request_host(&req(&["127.0.0.1:80"], "/")), Ok("127.0.0.1"));
+        assert_eq!(request_host(&req(&["foo.com"], "/")).as_deref(), Ok("foo.com"));
+        assert_eq!(request_host(&req(&["Foo.com:8080"], "/")).as_deref(), Ok("Foo.com"));
+        assert_eq!(request_host(&req(&["[::1]:80"], "/")).as_deref(), Ok("[::1]"));
+        assert_eq!(request_host(&req(&["127.0.0.1:80"], "/")).as_deref(), Ok("127.0.0.1"));
         assert_eq!(request_host(&req(&["a.com", "b.com"], "/")), Err(HostError::Duplicate));
         assert_eq!(request_host(&req(&[], "/")), Err(HostError::Missing));
         for bad in ["foo com", "foo.com:x", "a..b", "", "foo.com:123456", "[zz]:1"] {
             assert_eq!(request_host(&req(&[bad], "/")), Err(HostError::Invalid), "{bad}");
         }
         assert_eq!(
-            request_host(&req(&["ignored.com"], "http://abs.com:81/x")),
+            request_host(&req(&["ignored.com"], "http://abs.com:81/x")).as_deref(),
             Ok("abs.com")
         );
     }

@@ -1,13 +1,19 @@
 //! Listeners: accept, connection limits, TLS handshakes, HTTP/1.1 + HTTP/2 serving, graceful drain.
 
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Settings;
@@ -40,13 +46,106 @@ pub fn http_builder(s: &Settings) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Graceful shutdown of client connections. Whether a drain has begun is one atomic load
+/// per poll of a connection, whose task is registered for the wake-up once, rather than a
+/// channel polled at every turn.
+#[derive(Default)]
+pub struct Drain {
+    draining: AtomicBool,
+    begun: Arc<Notify>,
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Drain {
+    /// Counts a connection as open until the returned handle is dropped. Taken in the
+    /// accept loop, so a drain that begins after it waits for the connection.
+    pub fn open(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Open(self.clone())
+    }
+
+    /// Tells every connection to finish its requests in flight and close; waits until all
+    /// have closed, at most `grace`. False when some were still open.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        self.begun.notify_waiters();
+        let all_closed = async {
+            loop {
+                let mut closed = pin!(self.closed.notified());
+                closed.as_mut().enable();
+                if self.open.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        tokio::time::timeout(grace, all_closed).await.is_ok()
+    }
+}
+
+/// An open connection of a `Drain`.
+pub struct Open(Arc<Drain>);
+
+impl Open {
+    /// Serves `conn` to its end; once a drain begins, the connection finishes what is in
+    /// flight and closes (HTTP/1: after the current response; HTTP/2: GOAWAY).
+    pub fn serve<C: GracefulConnection>(self, conn: C) -> Watched<C> {
+        Watched {
+            conn: Box::pin(conn),
+            begun: Box::pin(self.0.begun.clone().notified_owned()),
+            registered: false,
+            shut: false,
+            open: self,
+        }
+    }
+}
+
+/// A connection served until it ends, told to close when a drain begins.
+pub struct Watched<C> {
+    conn: Pin<Box<C>>,
+    begun: Pin<Box<OwnedNotified>>,
+    /// `begun` has been polled once: the task is woken when a drain begins.
+    registered: bool,
+    shut: bool,
+    open: Open,
+}
+
+impl<C: GracefulConnection> Future for Watched<C> {
+    type Output = Result<(), C::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.shut {
+            let mut draining = this.open.0.draining.load(Ordering::Relaxed);
+            if !this.registered {
+                this.registered = true;
+                draining |= this.begun.as_mut().poll(cx).is_ready();
+            }
+            if draining {
+                this.conn.as_mut().graceful_shutdown();
+                this.shut = true;
+            }
+        }
+        this.conn.as_mut().poll(cx)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
 /// What every accept loop shares.
 #[derive(Clone)]
 pub struct Server {
     pub proxy: Arc<Proxy>,
     pub builder: Arc<auto::Builder<TokioExecutor>>,
     /// Tracks open connections so that shutdown can drain them.
-    pub graceful: Arc<GracefulShutdown>,
+    pub drain: Arc<Drain>,
     /// `max_connections` permits.
     pub limit: Arc<Semaphore>,
 }
@@ -63,7 +162,7 @@ pub async fn serve(
     let Server {
         proxy,
         builder,
-        graceful,
+        drain,
         limit,
     } = server;
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -91,7 +190,7 @@ pub async fn serve(
         let proxy = proxy.clone();
         let builder = builder.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let open = drain.open();
         let gauge = proxy
             .metrics
             .open_connections
@@ -120,7 +219,7 @@ pub async fn serve(
                 None => {
                     let io = ClientIo::new(stream, peer.clone(), header_timeout);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    watcher.watch(conn.into_owned()).await
+                    open.serve(conn.into_owned()).await
                 }
                 Some(acceptor) => {
                     let hs = tokio::time::timeout(proxy.settings.tls_handshake_timeout, acceptor.accept(stream)).await;
@@ -138,7 +237,7 @@ pub async fn serve(
                         Ok(Ok(tls_stream)) => {
                             let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                            watcher.watch(conn.into_owned()).await
+                            open.serve(conn.into_owned()).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(client = %peer_addr, error = %e, "TLS handshake failed");
