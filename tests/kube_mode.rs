@@ -283,7 +283,17 @@ async fn keeps_serving_while_the_api_server_is_down_then_catches_up() {
         endpoints(&p.routes().await, "before.example.com"),
         ["198.51.100.11:8080"]
     );
-    let generation = p.routes().await["generation"].as_u64().unwrap();
+    // Settled first: a late event (Ingress status written back, say) would otherwise bump
+    // the generation during the outage and look like a change without the API server.
+    let mut generation = p.routes().await["generation"].as_u64().unwrap();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = p.routes().await["generation"].as_u64().unwrap();
+        if now == generation {
+            break;
+        }
+        generation = now;
+    }
 
     cp.stop_apiserver();
     // The watches notice and say so; the last config keeps serving and readiness holds.

@@ -13,12 +13,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Frame;
+use smallvec::SmallVec;
 
 use super::deadline::Deadline;
 use super::headers::Forwarded;
@@ -108,6 +108,17 @@ pub struct H1 {
     deadline: Deadline,
 }
 
+/// A request without body, as the own client writes it.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// The request-target, origin-form.
+    pub target: &'a str,
+    /// The fields to forward (hop-by-hop ones already removed).
+    pub headers: &'a HeaderMap,
+    /// The forwarding fields, written after `headers`' (replacing any of the same name).
+    pub extra: &'a Forwarded,
+}
+
 /// How an exchange failed.
 #[derive(Debug)]
 pub enum Error {
@@ -180,17 +191,10 @@ impl H1 {
     }
 
     /// Writes a request head (the request has no body) and reads the response head, both
-    /// within `limit`.
-    pub async fn exchange(
-        &mut self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        extra: &Forwarded,
-        limit: Duration,
-    ) -> Result<Head, Error> {
-        self.deadline.set(Instant::now() + limit);
-        encode_head(&mut self.head, method, target, headers, extra);
+    /// before `deadline`.
+    pub async fn exchange(&mut self, req: &Request<'_>, deadline: Instant) -> Result<Head, Error> {
+        self.deadline.set(deadline);
+        encode_head(&mut self.head, req);
         let mut written = 0;
         let sent = std::future::poll_fn(|cx| {
             while written < self.head.len() {
@@ -213,7 +217,7 @@ impl H1 {
             Err(e) if self.reused && early_close(&e) => return Err(Error::Closed),
             Err(e) => return Err(Error::Failed(format!("writing the request: {e}"))),
         }
-        let head_only = *method == Method::HEAD;
+        let head_only = *req.method == Method::HEAD;
         let mut received = false;
         loop {
             if !self.buf.is_empty() {
@@ -307,15 +311,26 @@ fn early_close(e: &io::Error) -> bool {
 /// `METHOD target HTTP/1.1`, the fields (those of `headers` that `extra` does not replace,
 /// then `extra`'s), an empty line. Header names and values cannot hold CR or LF (the http
 /// crate refuses them), so no field can smuggle in another.
-pub fn encode_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, extra: &Forwarded) {
+pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
+    let Request {
+        method,
+        target,
+        headers,
+        extra,
+    } = req;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers.iter().filter(|(n, _)| !extra.replaces(n)).chain(extra.values()) {
+    for (name, value) in headers.iter().filter(|(n, _)| !extra.replaces(n)) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (start, value) in extra.lines() {
+        out.extend_from_slice(start);
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -432,7 +447,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     // The forwarded fields (name, value range in the head, Content-Length?), their values
     // to share one buffer with the head.
     let base = buf.as_ptr() as usize;
-    let mut kept = Vec::with_capacity(res.headers.len());
+    let mut kept: SmallVec<[(HeaderName, usize, usize, bool); 16]> = SmallVec::new();
     for h in res.headers.iter() {
         let k = kind(h.name);
         if matches!(k, Kind::Common(_) | Kind::Other | Kind::ContentLength) {
@@ -785,8 +800,14 @@ mod tests {
         h.append("x-forwarded-port", HeaderValue::from_static("1"));
         let mut out = Vec::new();
         let peer = super::super::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
-        let extra = super::super::headers::forwarded(&h, &peer, None, &[], &HeaderValue::from_static("rid"));
-        encode_head(&mut out, &Method::GET, "/p?q=1", &h, &extra);
+        let extra = super::super::headers::forwarded(&h, &peer, None, &[], HeaderValue::from_static("rid"));
+        let req = Request {
+            method: &Method::GET,
+            target: "/p?q=1",
+            headers: &h,
+            extra: &extra,
+        };
+        encode_head(&mut out, &req);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /p?q=1 HTTP/1.1\r\nhost: foo.com\r\nx-a: 1\r\nx-a: 2\r\nx-forwarded-for: 10.1.2.3\r\n\

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
+use super::h1;
 use super::headers::{
     Cidr, Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
     upstream_target,
@@ -182,6 +183,8 @@ impl Proxy {
         let start = Instant::now();
         let fields = Fields::of(req.headers());
         let rid = request_id(fields.request_id.as_ref());
+        // The id goes into the upstream request; a copy stays only for the access log.
+        let log_rid = self.access_log.then(|| rid.clone());
         let method = req.method().clone();
         let path_for_log = if self.access_log {
             req.uri().path().to_string()
@@ -189,7 +192,7 @@ impl Proxy {
             String::new()
         };
         let mut outcome = Outcome::default();
-        let mut resp = self.dispatch(req, &fields, &peer, start, &rid, &mut outcome).await;
+        let mut resp = self.dispatch(req, &fields, &peer, start, rid, &mut outcome).await;
         if peer.tls && self.hsts && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
         }
@@ -210,7 +213,7 @@ impl Proxy {
             };
             tracing::info!(
                 target: "portico::access",
-                request_id = rid.to_str().unwrap_or(""),
+                request_id = log_rid.as_ref().and_then(|r| r.to_str().ok()).unwrap_or(""),
                 client = %peer.addr,
                 method = %method,
                 host = %outcome.host,
@@ -236,7 +239,7 @@ impl Proxy {
         fields: &Fields,
         peer: &Peer,
         start: Instant,
-        rid: &HeaderValue,
+        rid: HeaderValue,
         out: &mut Outcome,
     ) -> Response<Body> {
         if req.method() == Method::CONNECT {
@@ -462,12 +465,11 @@ impl Proxy {
         if !raw {
             fwd.apply(&mut headers);
         }
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let limit = policy.max_body_bytes.map(|max| BodyLimit {
-            max,
-            seen: 0,
-            exceeded: exceeded.clone(),
-        });
+        let exceeded = policy.max_body_bytes.map(|_| Arc::new(AtomicBool::new(false)));
+        let limit = policy
+            .max_body_bytes
+            .zip(exceeded.clone())
+            .map(|(max, exceeded)| BodyLimit { max, seen: 0, exceeded });
         let mut body = Some(RequestBody::Stream(Streamed {
             body,
             counter: self.metrics.request_bytes.clone(),
@@ -476,14 +478,18 @@ impl Proxy {
         }));
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
+        // The ready endpoints tried before this attempt; the current one joins them only if
+        // another attempt follows, so a first try that succeeds allocates nothing.
         let mut tried: Vec<usize> = Vec::new();
+        let mut current = None;
         let mut last_err = None;
         for attempt in 0..tries {
+            tried.extend(current.take());
             let Some(i) = choice.next(&sticky, attempt, &tried, &backend.rotation, now, &mut next_random) else {
                 break;
             };
             if i < ready.len() {
-                tried.push(i);
+                current = Some(i);
             }
             let Some(ep) = choice.endpoint(i) else {
                 break;
@@ -493,7 +499,7 @@ impl Proxy {
             let t = Instant::now();
             let mut conn = match self
                 .upstream
-                .connection(state, protocol, policy.connect_timeout, raw)
+                .connection(state, protocol, policy.connect_timeout, raw, t)
                 .await
             {
                 Ok(c) => c,
@@ -506,9 +512,13 @@ impl Proxy {
             };
             let in_flight = state.start();
             let mut result = if raw {
-                self.upstream
-                    .send_raw(&mut conn, &parts.method, target, &headers, &fwd, policy.read_timeout)
-                    .await
+                let req = h1::Request {
+                    method: &parts.method,
+                    target,
+                    headers: &headers,
+                    extra: &fwd,
+                };
+                self.upstream.send_raw(&mut conn, &req, policy.read_timeout, t).await
             } else {
                 // Boxed: hyper's futures are large, and inline they would make every
                 // request's future (the own client's path included) as large.
@@ -547,8 +557,14 @@ impl Proxy {
                                         .await
                                 }
                                 None => {
+                                    let req = h1::Request {
+                                        method: &parts.method,
+                                        target,
+                                        headers: &headers,
+                                        extra: &fwd,
+                                    };
                                     self.upstream
-                                        .send_raw(&mut conn, &parts.method, target, &headers, &fwd, policy.read_timeout)
+                                        .send_raw(&mut conn, &req, policy.read_timeout, Instant::now())
                                         .await
                                 }
                             }
@@ -582,7 +598,7 @@ impl Proxy {
                     last_err = Some(Failure::Timeout);
                     break;
                 }
-                Err(_) if exceeded.load(Ordering::Relaxed) => {
+                Err(_) if exceeded.as_ref().is_some_and(|e| e.load(Ordering::Relaxed)) => {
                     return too_large(policy.max_body_bytes.unwrap_or(0));
                 }
                 Err(e) => {

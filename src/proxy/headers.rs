@@ -330,6 +330,14 @@ impl Forwarded {
         name.as_str().starts_with("x-") && self.0.iter().any(|(n, f)| *n == name && !matches!(f, Field::Keep))
     }
 
+    /// The fields to add, each with its name and `": "` as one piece, for writing a head.
+    pub fn lines(&self) -> impl Iterator<Item = (&'static [u8], &HeaderValue)> {
+        self.0.iter().zip(LINE_STARTS).filter_map(|((_, f), start)| match f {
+            Field::Set(v) => Some((start, v)),
+            _ => None,
+        })
+    }
+
     /// The fields to add.
     pub fn values(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
         self.0.iter().filter_map(|(n, f)| match f {
@@ -353,6 +361,16 @@ impl Forwarded {
     }
 }
 
+/// The names of `forwarded`'s fields, in its order, as the start of a head line.
+const LINE_STARTS: [&[u8]; 6] = [
+    b"x-forwarded-for: ",
+    b"x-real-ip: ",
+    b"x-forwarded-proto: ",
+    b"x-forwarded-host: ",
+    b"x-forwarded-port: ",
+    b"x-request-id: ",
+];
+
 /// X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP, and X-Request-ID `rid`. Inbound
 /// X-Forwarded-* values are kept (and appended to) only when the peer is a trusted proxy.
 pub fn forwarded(
@@ -360,7 +378,7 @@ pub fn forwarded(
     peer: &Peer,
     host: Option<&HeaderValue>,
     trusted: &[Cidr],
-    rid: &HeaderValue,
+    rid: HeaderValue,
 ) -> Forwarded {
     let from_trusted = !trusted.is_empty() && trusted.iter().any(|c| c.contains(peer.addr));
     // Which X-Forwarded-Proto/-Host/-Port came in: one pass over the names instead of a
@@ -413,7 +431,7 @@ pub fn forwarded(
         ),
         (&X_FORWARDED_HOST, keep_or(inbound[1], host.cloned())),
         (&X_FORWARDED_PORT, keep_or(inbound[2], Some(peer.port_value.clone()))),
-        (&X_REQUEST_ID, Field::Set(rid.clone())),
+        (&X_REQUEST_ID, Field::Set(rid)),
     ])
 }
 
@@ -462,6 +480,22 @@ mod tests {
             b = b.header("host", *h);
         }
         b.body(()).unwrap()
+    }
+
+    #[test]
+    fn line_starts_name_the_fields() {
+        let peer = Peer::new("10.1.2.3".parse().unwrap(), 80, false);
+        let f = forwarded(
+            &HeaderMap::new(),
+            &peer,
+            Some(&HeaderValue::from_static("h.com")),
+            &[],
+            HeaderValue::from_static("r"),
+        );
+        assert_eq!(f.lines().count(), 6);
+        for ((name, _), start) in f.0.iter().zip(LINE_STARTS) {
+            assert_eq!(start, format!("{name}: ").as_bytes());
+        }
     }
 
     fn request_host(r: &Request<()>) -> Result<String, HostError> {
@@ -522,7 +556,7 @@ mod tests {
             &untrusted,
             Some(&HeaderValue::from_static("x.com")),
             &trusted,
-            &rid,
+            rid.clone(),
         )
         .apply(&mut h1);
         assert_eq!(h1[&X_FORWARDED_FOR], "8.8.8.8");
@@ -533,14 +567,14 @@ mod tests {
         assert_eq!(h1[&X_REQUEST_ID], "r1");
         let proxy = Peer::new("10.0.0.5".parse().unwrap(), 80, false);
         let mut h2 = h.clone();
-        forwarded(&h2.clone(), &proxy, None, &trusted, &rid).apply(&mut h2);
+        forwarded(&h2.clone(), &proxy, None, &trusted, rid.clone()).apply(&mut h2);
         assert_eq!(h2[&X_FORWARDED_FOR], "1.1.1.1, 10.0.0.5");
         assert_eq!(h2[&X_FORWARDED_PROTO], "https");
         assert_eq!(h2[&X_REAL_IP], "1.1.1.1");
         // Untrusted and without a host: an inbound X-Forwarded-Host goes.
         let mut h3 = h.clone();
         h3.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil.com"));
-        forwarded(&h3.clone(), &untrusted, None, &trusted, &rid).apply(&mut h3);
+        forwarded(&h3.clone(), &untrusted, None, &trusted, rid).apply(&mut h3);
         assert!(!h3.contains_key(&X_FORWARDED_HOST));
     }
 

@@ -219,10 +219,10 @@ impl IdlePool {
     }
 
     /// The newest idle connection of Portico's own client that the upstream has not closed.
-    fn take_raw(&self, tls: bool, idle_timeout: Duration) -> Option<Raw> {
+    fn take_raw(&self, tls: bool, idle_timeout: Duration, now: Instant) -> Option<Raw> {
         let mut pool = lock(self.raw_list(tls));
         while let Some(idle) = pool.pop() {
-            if idle.since.elapsed() <= idle_timeout && !idle.conn.peer_closed() {
+            if now.saturating_duration_since(idle.since) <= idle_timeout && !idle.conn.peer_closed() {
                 return Some(idle.conn);
             }
         }
@@ -246,12 +246,12 @@ impl IdlePool {
 
     /// A ready idle HTTP/1.1 connection, newest first. Closed and expired ones are dropped;
     /// ones still finishing their last exchange stay pooled.
-    fn take(&self, tls: bool, idle_timeout: Duration) -> Option<H1> {
+    fn take(&self, tls: bool, idle_timeout: Duration, now: Instant) -> Option<H1> {
         let mut pool = lock(self.list(tls));
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(idle) = pool.pop() {
-            if idle.conn.is_closed() || idle.since.elapsed() > idle_timeout {
+            if idle.conn.is_closed() || now.saturating_duration_since(idle.since) > idle_timeout {
                 continue;
             }
             if idle.conn.is_ready() {
@@ -400,22 +400,23 @@ impl Upstream {
         protocol: Protocol,
         timeout: Option<Duration>,
         raw: bool,
+        now: Instant,
     ) -> Result<Conn, ConnectError> {
         let tls = protocol.tls();
         let raw = raw && !protocol.http2();
         let pooled = if protocol.http2() {
             ep.idle().h2(tls).map(Sender::H2)
         } else if raw {
-            ep.idle().take_raw(tls, self.idle_timeout).map(Sender::Raw)
+            ep.idle().take_raw(tls, self.idle_timeout, now).map(Sender::Raw)
         } else {
-            ep.idle().take(tls, self.idle_timeout).map(Sender::H1)
+            ep.idle().take(tls, self.idle_timeout, now).map(Sender::H1)
         };
         if let Some(sender) = pooled {
             return Ok(Conn { sender, tls });
         }
         if !raw
             && !protocol.http2()
-            && let Some(idle) = ep.idle().take_raw(tls, self.idle_timeout)
+            && let Some(idle) = ep.idle().take_raw(tls, self.idle_timeout, now)
         {
             let sender = Box::pin(self.handshake(ep.addr, protocol, TokioIo::new(idle.into_io()))).await?;
             return Ok(Conn { sender, tls });
@@ -566,15 +567,14 @@ impl Upstream {
     }
 
     /// A request without body on Portico's own client (a connection from
-    /// [`Upstream::connection`] with `raw`), within `timeout` as for [`Upstream::send`].
+    /// [`Upstream::connection`] with `raw`), within `timeout` (counted from `started`) as for
+    /// [`Upstream::send`].
     pub async fn send_raw(
         &self,
         conn: &mut Conn,
-        method: &http::Method,
-        target: &str,
-        headers: &http::HeaderMap,
-        extra: &super::headers::Forwarded,
+        req: &h1::Request<'_>,
         timeout: Option<Duration>,
+        started: Instant,
     ) -> Result<Response<UpBody>, SendError> {
         let limit = timeout.unwrap_or(self.response_timeout);
         let Sender::Raw(c) = &mut conn.sender else {
@@ -582,7 +582,7 @@ impl Upstream {
                 "no connection of Portico's client for this request".into(),
             ));
         };
-        match c.exchange(method, target, headers, extra, limit).await {
+        match c.exchange(req, tokio::time::Instant::from_std(started + limit)).await {
             Err(h1::Error::Timeout) => Err(SendError::Timeout(limit)),
             Ok(head) => {
                 let mut resp = Response::new(UpBody::Raw {
@@ -595,7 +595,7 @@ impl Upstream {
             }
             // The upstream closed the kept-alive connection as the request went out;
             // resending is harmless only when the request is.
-            Err(h1::Error::Closed) if is_idempotent(method) => Err(SendError::NotSent(None)),
+            Err(h1::Error::Closed) if is_idempotent(req.method) => Err(SendError::NotSent(None)),
             Err(h1::Error::Closed) => Err(SendError::Failed(
                 "the upstream closed a kept-alive connection as the request went out".into(),
             )),
