@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
@@ -313,7 +312,7 @@ impl Proxy {
             && req.method() == Method::OPTIONS
             && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            let mut r = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
+            let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
             cors_headers(cors, origin, r.headers_mut(), true);
             r.headers_mut().insert(header::SERVER, SERVER);
@@ -661,8 +660,7 @@ impl Proxy {
         }
         let body = self
             .upstream
-            .body(body, conn, ep, self.metrics.response_bytes.clone(), read_timeout)
-            .boxed_unsync();
-        Response::from_parts(parts, body)
+            .body(body, conn, ep, self.metrics.response_bytes.clone(), read_timeout);
+        Response::from_parts(parts, Body::Upstream(body))
     }
 }

@@ -9,14 +9,56 @@ pub mod listener;
 pub mod tls;
 pub mod upstream;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 
 /// The response body type: streamed from an upstream, or a short body of Portico's own.
-pub type Body = UnsyncBoxBody<Bytes, upstream::BoxError>;
+/// An enum rather than a boxed body: no allocation and no dynamic call per response.
+pub enum Body {
+    Upstream(upstream::ResponseBody),
+    Own(Full<Bytes>),
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body::Own(Full::new(Bytes::new()))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = upstream::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, upstream::BoxError>>> {
+        match self.get_mut() {
+            Body::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Body::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Upstream(b) => b.is_end_stream(),
+            Body::Own(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Upstream(b) => b.size_hint(),
+            Body::Own(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Every limit and timeout a client or upstream can run into. Each is a flag of the binary.
 #[derive(Clone, Debug)]
@@ -77,11 +119,7 @@ pub const SERVER: HeaderValue = HeaderValue::from_static("portico");
 
 /// A short plain-text answer of Portico's own.
 pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(format!("{text}\n")))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
+    let mut r = Response::new(Body::Own(Full::new(Bytes::from(format!("{text}\n")))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

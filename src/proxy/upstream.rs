@@ -21,7 +21,11 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
 use super::Settings;
-use super::h1::{self, Framing, H1 as Raw};
+use super::h1::{self, Framing};
+
+/// A connection of the own client, boxed once for its life: requests and response bodies
+/// then move a pointer, not the connection.
+type Raw = Box<h1::H1>;
 use crate::balance::EndpointState;
 
 /// The body of a request sent upstream: the client's, streamed and counted, or none.
@@ -459,7 +463,7 @@ impl Upstream {
             h1::Io::Plain(stream)
         };
         let sender = if raw && !protocol.http2() {
-            Sender::Raw(Raw::new(io))
+            Sender::Raw(Box::new(h1::H1::new(io)))
         } else {
             self.handshake(addr, protocol, TokioIo::new(io)).await?
         };
@@ -688,7 +692,7 @@ impl ResponseBody {
                 framing: Framing::Done | Framing::Empty,
                 keep_alive: true,
             } => {
-                if let Some(c) = conn.take().filter(Raw::clean) {
+                if let Some(c) = conn.take().filter(|c| c.clean()) {
                     self.ep.idle().put_raw(self.tls, c);
                 }
             }
