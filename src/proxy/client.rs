@@ -14,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -71,38 +69,6 @@ impl Drop for Serving {
         {
             w.wake_by_ref();
         }
-    }
-}
-
-/// A response body that ends its request's `Serving` when it is done or dropped.
-pub struct Served<B> {
-    body: B,
-    _serving: Serving,
-}
-
-impl<B> Served<B> {
-    pub fn new(body: B, serving: Serving) -> Served<B> {
-        Served {
-            body,
-            _serving: serving,
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Served<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

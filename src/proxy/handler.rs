@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
+use super::client::Serving;
 use super::h1;
 use super::headers::{
     Cidr, Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
@@ -178,7 +179,8 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 
 impl Proxy {
     /// Handles one request. Never fails: every problem becomes an HTTP answer.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
+    /// `serving` marks the request in flight until its response body is done.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>, serving: Serving) -> Response<Body> {
         let start = Instant::now();
         let fields = Fields::of(req.headers());
         let rid = request_id(fields.request_id.as_ref());
@@ -229,6 +231,11 @@ impl Proxy {
             Some(r) => r.counters.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
             None => self.metrics.unrouted[status_index(status)].inc(),
         };
+        if status == 101 {
+            // A tunnel now: no request head will come on this connection again.
+            peer.activity.tunnelled();
+        }
+        resp.body_mut().serving(serving);
         resp
     }
 
@@ -244,12 +251,14 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
         }
-        let (route, normalized) = {
-            let host = match request_host(req.uri(), fields) {
-                Ok(h) => h,
-                Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
-            };
+        let host = match request_host(req.uri(), fields) {
+            Ok(h) => h,
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
+        };
+        if self.access_log {
             out.host = host.to_string();
+        }
+        let (route, normalized) = {
             let norm = match normalize(req.uri().path()) {
                 Ok(n) => n,
                 Err(e @ (PathError::BadEscape | PathError::EncodedTraversal | PathError::NotAbsolute)) => {
@@ -286,7 +295,7 @@ impl Proxy {
                 p => format!(":{p}"),
             };
             let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let location = format!("https://{}{port}{pq}", out.host);
+            let location = format!("https://{host}{port}{pq}");
             let mut r = plain(StatusCode::PERMANENT_REDIRECT, "redirecting to https");
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
@@ -301,7 +310,7 @@ impl Proxy {
         {
             let scheme = if peer.tls { "https" } else { "http" };
             let authority = request_authority(req.uri(), fields);
-            let host = authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(&out.host);
+            let host = authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(host);
             return redirect(302, &format!("{scheme}://{host}{root}"));
         }
         let origin = policy
@@ -661,6 +670,6 @@ impl Proxy {
         let body = self
             .upstream
             .body(body, conn, ep, self.metrics.response_bytes.clone(), read_timeout);
-        Response::from_parts(parts, Body::Upstream(body))
+        Response::from_parts(parts, Body::upstream(body))
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::Settings;
-use super::client::{ClientIo, Served, Serving};
+use super::client::{ClientIo, Serving};
 use super::handler::Proxy;
 use super::headers::Peer;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
@@ -206,13 +206,7 @@ pub async fn serve(
                     let proxy = proxy.clone();
                     let peer = peer.clone();
                     let serving = Serving::new(peer.clone());
-                    async move {
-                        let resp = proxy.handle(req, peer.clone()).await;
-                        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                            peer.activity.tunnelled();
-                        }
-                        Ok::<_, std::convert::Infallible>(resp.map(|body| Served::new(body, serving)))
-                    }
+                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, serving).await) }
                 })
             };
             let result = match tls {

@@ -18,16 +18,41 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Frame, SizeHint};
 
-/// The response body type: streamed from an upstream, or a short body of Portico's own.
-/// An enum rather than a boxed body: no allocation and no dynamic call per response.
-pub enum Body {
+/// The response body type: streamed from an upstream, or a short body of Portico's own;
+/// not a boxed trait object, so no allocation and no dynamic call per response. It also
+/// holds its request's `Serving` mark, ended when the body is done or dropped.
+pub struct Body {
+    inner: Inner,
+    serving: Option<client::Serving>,
+}
+
+enum Inner {
     Upstream(upstream::ResponseBody),
     Own(Full<Bytes>),
 }
 
 impl Body {
+    pub fn upstream(body: upstream::ResponseBody) -> Body {
+        Body {
+            inner: Inner::Upstream(body),
+            serving: None,
+        }
+    }
+
+    pub fn own(data: Bytes) -> Body {
+        Body {
+            inner: Inner::Own(Full::new(data)),
+            serving: None,
+        }
+    }
+
     pub fn empty() -> Body {
-        Body::Own(Full::new(Bytes::new()))
+        Body::own(Bytes::new())
+    }
+
+    /// Ties the request's `Serving` mark to this body.
+    pub fn serving(&mut self, serving: client::Serving) {
+        self.serving = Some(serving);
     }
 }
 
@@ -39,23 +64,23 @@ impl hyper::body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, upstream::BoxError>>> {
-        match self.get_mut() {
-            Body::Upstream(b) => Pin::new(b).poll_frame(cx),
-            Body::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+        match &mut self.get_mut().inner {
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Upstream(b) => b.is_end_stream(),
-            Body::Own(b) => b.is_end_stream(),
+        match &self.inner {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Own(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Upstream(b) => b.size_hint(),
-            Body::Own(b) => b.size_hint(),
+        match &self.inner {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Own(b) => b.size_hint(),
         }
     }
 }
@@ -119,7 +144,7 @@ pub const SERVER: HeaderValue = HeaderValue::from_static("portico");
 
 /// A short plain-text answer of Portico's own.
 pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(Body::Own(Full::new(Bytes::from(format!("{text}\n")))));
+    let mut r = Response::new(Body::own(Bytes::from(format!("{text}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
