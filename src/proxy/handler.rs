@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -473,11 +473,12 @@ impl Proxy {
         if !raw {
             fwd.apply(&mut headers);
         }
-        let exceeded = policy.max_body_bytes.map(|_| Arc::new(AtomicBool::new(false)));
-        let limit = policy
-            .max_body_bytes
-            .zip(exceeded.clone())
-            .map(|(max, exceeded)| BodyLimit { max, seen: 0, exceeded });
+        let limit = policy.max_body_bytes.map(|max| BodyLimit {
+            max,
+            seen: 0,
+            exceeded: Arc::default(),
+        });
+        let exceeded = limit.as_ref().map(|l| l.exceeded.clone());
         let mut body = Some(RequestBody::Stream(Streamed {
             body,
             counter: self.metrics.request_bytes.clone(),

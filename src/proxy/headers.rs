@@ -338,14 +338,6 @@ impl Forwarded {
         })
     }
 
-    /// The fields to add.
-    pub fn values(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.iter().filter_map(|(n, f)| match f {
-            Field::Set(v) => Some((*n, v)),
-            _ => None,
-        })
-    }
-
     pub fn apply(&self, headers: &mut HeaderMap) {
         for (name, f) in &self.0 {
             match f {

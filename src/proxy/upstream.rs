@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
 use super::Settings;
+use super::deadline::Deadline;
 use super::h1::{self, Framing};
 
 /// A connection of the own client, boxed once for its life: requests and response bodies
@@ -637,7 +638,7 @@ impl Upstream {
             ep,
             counter,
             idle: idle.unwrap_or(self.response_timeout),
-            timer: None,
+            wait: None,
             armed: false,
         };
         // A response without body may never be polled: its connection goes back now.
@@ -673,8 +674,9 @@ pub struct ResponseBody {
     /// The longest wait for the next piece of the body.
     idle: Duration,
     /// Made the first time the body has to wait, so a body that never waits (most) costs no
-    /// timer; re-armed at each wait.
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// timer; moved on at each new wait.
+    wait: Option<Deadline>,
+    /// A wait is under way (nothing has come since its deadline was set).
     armed: bool,
 }
 
@@ -739,15 +741,12 @@ impl HttpBody for ResponseBody {
             Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {
                 if !this.armed {
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    match &mut this.timer {
-                        Some(t) => t.as_mut().reset(deadline),
-                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
+                    let at = tokio::time::Instant::now() + this.idle;
+                    this.wait.get_or_insert_with(|| Deadline::new(at)).set(at);
                     this.armed = true;
                 }
-                if let Some(t) = &mut this.timer
-                    && t.as_mut().poll(cx).is_ready()
+                if let Some(wait) = &mut this.wait
+                    && wait.poll_expired(cx).is_ready()
                 {
                     let msg = format!("upstream sent nothing for {:?}", this.idle);
                     this.abandon();
