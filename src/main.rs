@@ -149,6 +149,12 @@ struct RunArgs {
     /// TLS handshake deadline.
     #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
+    /// TLS sessions kept for resumption (0: no resumption); about 300 bytes each.
+    #[arg(long, env = "PORTICO_TLS_SESSION_CACHE", default_value_t = 20_000)]
+    tls_session_cache: usize,
+    /// How long a TLS session can be resumed.
+    #[arg(long, env = "PORTICO_TLS_SESSION_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    tls_session_timeout: Duration,
     /// Time to connect to an endpoint; a failed connect moves a body-less request to the next one.
     #[arg(long, env = "PORTICO_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
@@ -397,15 +403,9 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         }
     };
 
-    let http = TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
-    let https = TcpListener::bind(args.https_addr)
-        .await
-        .with_context(|| format!("binding HTTPS on {}", args.https_addr))?;
-    let admin_l = TcpListener::bind(args.admin_addr)
-        .await
-        .with_context(|| format!("binding admin on {}", args.admin_addr))?;
+    let http = listener::bind(args.http_addr).with_context(|| format!("binding HTTP on {}", args.http_addr))?;
+    let https = listener::bind(args.https_addr).with_context(|| format!("binding HTTPS on {}", args.https_addr))?;
+    let admin_l = listener::bind(args.admin_addr).with_context(|| format!("binding admin on {}", args.admin_addr))?;
     let settings = Settings {
         client_header_timeout: args.client_header_timeout,
         max_header_bytes: args.max_header_bytes,
@@ -422,7 +422,10 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
     let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
-    let tls_acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(live.clone())?));
+    let tls_acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(
+        live.clone(),
+        tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
+    )?));
 
     let proxy = Arc::new(Proxy {
         live: live.clone(),

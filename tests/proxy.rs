@@ -231,6 +231,69 @@ async fn tls_by_sni_and_redirects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume_once_per_ticket_and_can_be_turned_off() {
+    let web = pods("web", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
+        + &ingress(
+            "t",
+            &[("foo.com", "/", "Prefix", "web")],
+            "  tls:\n  - {hosts: [foo.com], secretName: rsa}\n",
+        );
+    let files = [("all.yaml", manifests)];
+    let p = Portico::start(&files, &[]).await;
+    let ok = "HTTP/1.1 200 OK";
+    let (full, resumed) = (rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed);
+
+    // TLS 1.3: one ticket per handshake, single use, so each connection resumes from the
+    // ticket the previous one left, and two connections at once cannot both resume.
+    let tls13 = std::sync::Arc::new(insecure_client(&[&rustls::version::TLS13]));
+    assert_eq!(tls_once(p.https, &tls13, "foo.com").await.unwrap(), (full, ok.into()));
+    for _ in 0..3 {
+        assert_eq!(
+            tls_once(p.https, &tls13, "foo.com").await.unwrap(),
+            (resumed, ok.into())
+        );
+    }
+    let (a, b) = tokio::join!(
+        tls_once(p.https, &tls13, "foo.com"),
+        tls_once(p.https, &tls13, "foo.com")
+    );
+    let mut kinds = [a.unwrap().0, b.unwrap().0];
+    kinds.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(kinds, [full, resumed], "one ticket, one resumption");
+
+    // TLS 1.2: session ids, resumable again and again.
+    let tls12 = std::sync::Arc::new(insecure_client(&[&rustls::version::TLS12]));
+    assert_eq!(tls_once(p.https, &tls12, "foo.com").await.unwrap(), (full, ok.into()));
+    for _ in 0..2 {
+        assert_eq!(
+            tls_once(p.https, &tls12, "foo.com").await.unwrap(),
+            (resumed, ok.into())
+        );
+    }
+    drop(p);
+
+    // A session older than --tls-session-timeout is not resumed.
+    let p = Portico::start(&files, &["--tls-session-timeout", "1s"]).await;
+    let tls13 = std::sync::Arc::new(insecure_client(&[&rustls::version::TLS13]));
+    assert_eq!(tls_once(p.https, &tls13, "foo.com").await.unwrap().0, full);
+    assert_eq!(tls_once(p.https, &tls13, "foo.com").await.unwrap().0, resumed);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(tls_once(p.https, &tls13, "foo.com").await.unwrap().0, full, "expired");
+    drop(p);
+
+    // --tls-session-cache 0: every handshake is full.
+    let p = Portico::start(&files, &["--tls-session-cache", "0"]).await;
+    for cfg in [&tls13, &tls12] {
+        for _ in 0..2 {
+            assert_eq!(tls_once(p.https, cfg, "foo.com").await.unwrap(), (full, ok.into()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_edits_apply_live_and_bad_files_keep_the_last_good_config() {
     let a = pods("a", 1).await;
     let b = pods("b", 1).await;

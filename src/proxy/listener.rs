@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +21,24 @@ use super::client::{ClientIo, Serving};
 use super::handler::Proxy;
 use super::headers::Peer;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
+
+/// Pending-connection queue of the client listeners; the kernel caps it at
+/// `net.core.somaxconn` (4096 on current kernels), as ingress-nginx sizes its `backlog`.
+/// tokio's `TcpListener::bind` asks for 128, which a burst of new connections overflows,
+/// and a dropped handshake is retried by the client only after a second.
+pub const BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` (address reuse on, as tokio's `bind`) with [`BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// The HTTP/1.1 + HTTP/2 server settings from the limits.
 pub fn http_builder(s: &Settings) -> auto::Builder<TokioExecutor> {

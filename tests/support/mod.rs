@@ -336,6 +336,45 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
+/// A TLS client for `versions` that accepts any certificate, like `curl -k`.
+pub fn insecure_client(versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth()
+}
+
+/// One `Connection: close` GET of `/` for `host` over a new TLS connection made with `cfg`,
+/// read to the end (so TLS 1.3 tickets are taken in). The client's session store lives in
+/// `cfg`, so a later call may resume. Returns the kind of handshake and the status line.
+pub async fn tls_once(
+    addr: SocketAddr,
+    cfg: &Arc<rustls::ClientConfig>,
+    host: &str,
+) -> Result<(rustls::HandshakeKind, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(cfg.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let kind = tls.get_ref().1.handshake_kind().ok_or("handshake not done")?;
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.map_err(|e| e.to_string())?;
+    let status = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    Ok((kind, status))
+}
+
 pub struct TlsAnswer {
     pub status: u16,
     pub headers: http::HeaderMap,
@@ -349,13 +388,7 @@ pub struct TlsAnswer {
 /// One HTTPS request. `sni` None sends no SNI (as when connecting by IP); `h2` offers only
 /// ALPN h2 and speaks HTTP/2.
 pub async fn tls_get(addr: SocketAddr, sni: Option<&str>, path: &str, h2: bool) -> Result<TlsAnswer, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-        .with_no_client_auth();
+    let mut cfg = insecure_client(rustls::DEFAULT_VERSIONS);
     cfg.alpn_protocols = if h2 {
         vec![b"h2".to_vec()]
     } else {
