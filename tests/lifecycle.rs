@@ -215,6 +215,32 @@ async fn slow_clients_and_oversized_heads_are_cut_off() {
     assert_eq!(get(p.http, "h.com", "/").await.unwrap().0, 200, "still serving");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_taken_in_when_its_client_speaks() {
+    let pods = pods("web", 1).await;
+    let p = Portico::start(&[("all.yaml", simple(&pods))], &["--client-header-timeout", "300ms"]).await;
+    let open = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("portico_open_connections{listener=\"http\"} "))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    // Connected but silent for longer than the head deadline: not yet accepted (the kernel
+    // holds it, TCP_DEFER_ACCEPT), so no task, no connection slot and no deadline running.
+    let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, _, metrics) = get(p.admin, "admin", "/metrics").await.unwrap();
+    assert_eq!(open(&metrics), 0, "a silent connection is not taken in");
+    // Once it speaks it is served like any other.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h.com\r\n\r\n").await.unwrap();
+    let (head, _) = tokio::time::timeout(Duration::from_secs(3), read_response(&mut s))
+        .await
+        .expect("answered");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let (_, _, metrics) = get(p.admin, "admin", "/metrics").await.unwrap();
+    assert_eq!(open(&metrics), 1);
+}
+
 /// Reads one response with a Content-Length body from a raw connection: its head (lower
 /// case) and body.
 async fn read_response(s: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {

@@ -28,7 +28,9 @@ use crate::metrics::{ListenerLabels, OutcomeLabels};
 /// and a dropped handshake is retried by the client only after a second.
 pub const BACKLOG: u32 = 4096;
 
-/// A listening socket on `addr` (address reuse on, as tokio's `bind`) with [`BACKLOG`].
+/// A listening socket on `addr` (address reuse on, as tokio's `bind`) with [`BACKLOG`], for
+/// protocols where the client speaks first (HTTP, TLS): a connection is handed over once its
+/// first bytes are there (see [`defer_accept`]).
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -37,7 +39,43 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
+    defer_accept(&socket)?;
     socket.listen(BACKLOG)
+}
+
+/// `TCP_DEFER_ACCEPT` (nginx's `listen ... deferred`, HAProxy's `defer-accept`): the kernel
+/// queues a connection for accept only when its first data (request line, ClientHello)
+/// arrives, or after about a second without. Each new connection then wakes Portico once
+/// instead of twice and its first read finds data; a connection that never sends anything
+/// costs no task. Measured with `h2load` making a resumed TLS connection per request:
+/// function-call interrupts into the proxy's core fell from 1.8-2.6 to 1.3-1.4 per
+/// connection.
+#[cfg(target_os = "linux")]
+fn defer_accept(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Seconds; nginx uses 1 as well (the kernel turns it into SYN-ACK retransmissions).
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a pointer to a live c_int,
+    // on a descriptor `socket` owns for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn defer_accept(_: &TcpSocket) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The HTTP/1.1 + HTTP/2 server settings from the limits.
