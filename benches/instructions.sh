@@ -8,26 +8,40 @@
 # here than in time.)
 #
 #   bash benches/instructions.sh             # 20000 HTTP/1.1 keep-alive GETs over 10 connections
-#   N=50000 bash benches/instructions.sh
+#   N=50000 C=5000 bash benches/instructions.sh
+#   BUILD=pgo bash benches/instructions.sh   # Portico's profile-guided build
 #
 # Both proxies run one worker against the same nginx backend (98-byte answers); each is
 # warmed up with 2000 requests before counting starts.
+#
+# Second figure, the client's side: user-space instructions the load generator (h2load)
+# spends per new TLS connection that resumes its session (`Connection: close` after each GET;
+# C connections by 10 clients, whose first handshakes are full), against each proxy. What a
+# proxy sends in a handshake (how many session tickets, how large) costs every client, and in
+# the load benchmark the client shares its core with the backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
+C=${C:-2000}
 
 missing=()
-for t in valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl; do
+for t in valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl openssl:openssl; do
   command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo build --release --locked --bin portico
-BIN="$PWD/target/release/portico"
+# BUILD=pgo measures the profile-guided build (scripts/build-pgo.sh), else `cargo build --release`.
+if [ "${BUILD:-release}" = pgo ]; then
+  bash scripts/build-pgo.sh
+  BIN="$PWD/target/pgo/release/portico"
+else
+  cargo build --release --locked --bin portico
+  BIN="$PWD/target/release/portico"
+fi
 T=$(mktemp -d /tmp/portico-instructions.XXXXXX)
-BACKEND=18180 NGINX=18181 PORTICO=18184
+BACKEND=18180 NGINX=18181 PORTICO=18184 NGINX_TLS=18481 PORTICO_TLS=18484
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -50,11 +64,16 @@ $common pid $T/nginx/pid; error_log $T/nginx/error.log warn;
 http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/nginx;
   proxy_temp_path $T/nginx; fastcgi_temp_path $T/nginx; uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
   upstream backend { server 127.0.0.1:$BACKEND; keepalive 256; keepalive_requests 10000000; }
-  server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://backend; proxy_http_version 1.1;
-    proxy_set_header Connection ""; } } }
+  server { listen 127.0.0.1:$NGINX; listen 127.0.0.1:$NGINX_TLS ssl;
+    ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 . benches/manifests.sh
-bench_manifests "127.0.0.1:$BACKEND" > "$T/m/bench.yaml"
+{
+  bench_manifests "127.0.0.1:$BACKEND"
+  bench_tls_secret "$T/cert.pem" "$T/key.pem"
+} > "$T/m/bench.yaml"
 
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
 pids+=($!)
@@ -86,9 +105,30 @@ measure() {
   echo $((total / N))
 }
 
+# client NAME HTTP_PORT TLS_PORT STOP_SIGNAL CMD... -> h2load's instructions per resumed connection
+client() {
+  local name=$1 port=$2 tls=$3 sig=$4
+  shift 4
+  "$@" > "$T/$name-tls.log" 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  valgrind --tool=callgrind --callgrind-out-file="$T/$name-client.out" h2load --h1 -t1 -c10 -n "$C" \
+    -H 'Connection: close' "https://127.0.0.1:$tls/" 2> /dev/null | grep -q "succeeded, 0 failed"
+  kill "-$sig" "$pid"
+  wait "$pid" || true
+  local total
+  total=$(callgrind_annotate "$T/$name-client.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo $((total / C))
+}
+
 wait_port "$BACKEND"
-p=$(measure portico "$PORTICO" TERM "$BIN" --manifests "$T/m" --http-addr "127.0.0.1:$PORTICO" \
-  --https-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --access-log off --worker-threads 1 --shutdown-grace 1s)
+portico=("$BIN" --manifests "$T/m" --http-addr "127.0.0.1:$PORTICO" --https-addr "127.0.0.1:$PORTICO_TLS"
+  --default-ssl-certificate bench/tls --admin-addr 127.0.0.1:0 --access-log off --worker-threads 1 --shutdown-grace 1s)
+p=$(measure portico "$PORTICO" TERM "${portico[@]}")
 n=$(measure nginx "$NGINX" QUIT nginx -c "$T/nginx.conf" -e "$T/nginx/error.log")
+pc=$(client portico "$PORTICO" "$PORTICO_TLS" TERM "${portico[@]}")
+nc=$(client nginx "$NGINX" "$NGINX_TLS" QUIT nginx -c "$T/nginx.conf" -e "$T/nginx/error.log")
 echo "user-space instructions per proxied GET (HTTP/1.1 keep-alive, $N requests, 10 connections)"
 printf "%-10s %10s\n%-10s %10s\n%-10s %10.2f\n" portico "$p" nginx "$n" ratio "$(echo "$p / $n" | bc -l)"
+echo "h2load's user-space instructions per new resumed TLS connection ($C connections, 10 clients)"
+printf "%-10s %10s\n%-10s %10s\n%-10s %10.2f\n" portico "$pc" nginx "$nc" ratio "$(echo "$pc / $nc" | bc -l)"

@@ -6,6 +6,7 @@
 #   bash benches/load.sh                 # all cases, 1 run
 #   RUNS=3 CASES="http https-h1" bash benches/load.sh
 #   ANNOTATIONS='nginx.ingress.kubernetes.io/affinity: cookie' CASES=http bash benches/load.sh
+#   BUILD=pgo bash benches/load.sh       # Portico's profile-guided build (scripts/build-pgo.sh)
 #
 # ANNOTATIONS (one flow-style YAML mapping body) go on the bench Ingress, to measure what a
 # load-balancing or affinity policy costs; the load tools send no cookie, so with cookie
@@ -27,8 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo build --release --locked --bin portico
-BIN="$PWD/target/release/portico"
+# BUILD=pgo measures the profile-guided build (scripts/build-pgo.sh), else `cargo build --release`.
+if [ "${BUILD:-release}" = pgo ]; then
+  bash scripts/build-pgo.sh
+  BIN="$PWD/target/pgo/release/portico"
+else
+  cargo build --release --locked --bin portico
+  BIN="$PWD/target/release/portico"
+fi
 OUT=$(mktemp /tmp/portico-load.XXXXXX)
 
 # The harness starts this pinned to the proxy core. It writes a manifests directory that
@@ -41,18 +48,7 @@ set -e
 m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
 {
 bench_manifests "\$BENCH_BACKEND" "\$BENCH_ANNOTATIONS"
-cat <<YAML
----
-apiVersion: v1
-kind: Secret
-metadata: {name: tls, namespace: bench}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-YAML
-sed 's/^/    /' "\$BENCH_CERT"
-echo "  tls.key: |"
-sed 's/^/    /' "\$BENCH_KEY"
+bench_tls_secret "\$BENCH_CERT" "\$BENCH_KEY"
 } > "\$m/bench.yaml"
 exec "$BIN" --manifests "\$m" --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \
   --admin-addr 127.0.0.1:0 --default-ssl-certificate bench/tls --access-log off --worker-threads 1

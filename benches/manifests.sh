@@ -37,3 +37,20 @@ spec:
       - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
 YAML
 }
+
+# bench_tls_secret CERT KEY prints the TLS Secret bench/tls holding those PEM files, for
+# --default-ssl-certificate bench/tls (the load tools connect by IP, without SNI).
+bench_tls_secret() {
+  cat <<YAML
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls, namespace: bench}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+YAML
+  sed 's/^/    /' "$1"
+  echo "  tls.key: |"
+  sed 's/^/    /' "$2"
+}

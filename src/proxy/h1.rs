@@ -194,6 +194,11 @@ impl H1 {
     /// before `deadline`.
     pub async fn exchange(&mut self, req: &Request<'_>, deadline: Instant) -> Result<Head, Error> {
         self.deadline.set(deadline);
+        // Each response is read from the buffer's start once nothing holds the previous
+        // ones, instead of further on: the same cache lines serve every exchange.
+        if self.buf.is_empty() {
+            let _ = self.buf.try_reclaim(READ_CHUNK);
+        }
         encode_head(&mut self.head, req);
         let mut written = 0;
         let sent = std::future::poll_fn(|cx| {
