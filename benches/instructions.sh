@@ -32,14 +32,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# BUILD=pgo measures the profile-guided build (scripts/build-pgo.sh), else `cargo build --release`.
-if [ "${BUILD:-release}" = pgo ]; then
-  bash scripts/build-pgo.sh
-  BIN="$PWD/target/pgo/release/portico"
-else
-  cargo build --release --locked --bin portico
-  BIN="$PWD/target/release/portico"
-fi
+. benches/manifests.sh
+BIN=$(bench_build)
 T=$(mktemp -d /tmp/portico-instructions.XXXXXX)
 BACKEND=18180 NGINX=18181 PORTICO=18184 NGINX_TLS=18481 PORTICO_TLS=18484
 pids=()
@@ -50,17 +44,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$T/backend" "$T/nginx" "$T/m"
-common="worker_processes 1; master_process off; daemon off; events { worker_connections 4096; }"
-cat > "$T/backend.conf" <<EOF
-$common pid $T/backend/pid; error_log $T/backend/error.log warn;
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/backend;
-  proxy_temp_path $T/backend; fastcgi_temp_path $T/backend; uwsgi_temp_path $T/backend; scgi_temp_path $T/backend;
-  server { listen 127.0.0.1:$BACKEND; location / {
-    return 200 "hello from the benchmark backend; this body is padded to be about one hundred bytes long.........\n"; } } }
-EOF
+bench_backend "$T" "$BACKEND"
+mkdir -p "$T/nginx"
 cat > "$T/nginx.conf" <<EOF
-$common pid $T/nginx/pid; error_log $T/nginx/error.log warn;
+worker_processes 1; master_process off; daemon off; events { worker_connections 4096; } pid $T/nginx/pid; error_log $T/nginx/error.log warn;
 http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/nginx;
   proxy_temp_path $T/nginx; fastcgi_temp_path $T/nginx; uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
   upstream backend { server 127.0.0.1:$BACKEND; keepalive 256; keepalive_requests 10000000; }
@@ -68,13 +55,6 @@ http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/ngi
     ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
-. benches/manifests.sh
-{
-  bench_manifests "127.0.0.1:$BACKEND"
-  bench_tls_secret "$T/cert.pem" "$T/key.pem"
-} > "$T/m/bench.yaml"
-
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
 pids+=($!)
 

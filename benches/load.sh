@@ -28,14 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# BUILD=pgo measures the profile-guided build (scripts/build-pgo.sh), else `cargo build --release`.
-if [ "${BUILD:-release}" = pgo ]; then
-  bash scripts/build-pgo.sh
-  BIN="$PWD/target/pgo/release/portico"
-else
-  cargo build --release --locked --bin portico
-  BIN="$PWD/target/release/portico"
-fi
+. benches/manifests.sh
+BIN=$(bench_build)
 OUT=$(mktemp /tmp/portico-load.XXXXXX)
 
 # The harness starts this pinned to the proxy core. It writes a manifests directory that

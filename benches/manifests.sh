@@ -1,4 +1,4 @@
-# Sourced by the load benchmarks: bench_manifests BACKEND [ANNOTATIONS] prints the objects
+# Sourced by the benchmarks and scripts/build-pgo.sh. bench_manifests BACKEND [ANNOTATIONS] prints the objects
 # they serve, an IngressClass `portico`, a Service bench/backend whose EndpointSlice names
 # BACKEND (ip:port), and an Ingress sending every host and path to it. ANNOTATIONS is the body
 # of a flow-style YAML mapping for the Ingress.
@@ -53,4 +53,39 @@ YAML
   sed 's/^/    /' "$1"
   echo "  tls.key: |"
   sed 's/^/    /' "$2"
+}
+
+# bench_build builds Portico as BUILD says (pgo: the profile-guided build of
+# scripts/build-pgo.sh; otherwise `cargo build --release`) and prints the binary's path.
+bench_build() {
+  if [ "${BUILD:-release}" = pgo ]; then
+    bash scripts/build-pgo.sh >&2
+    echo "$PWD/target/pgo/release/portico"
+  else
+    cargo build --release --locked --bin portico >&2
+    echo "$PWD/target/release/portico"
+  fi
+}
+
+# bench_backend DIR PORT writes, in DIR, an nginx config for a one-worker backend on PORT
+# that answers every request with a ~100-byte 200 (DIR/backend.conf), a self-signed
+# certificate (DIR/cert.pem, DIR/key.pem) and the manifests Portico serves in front of it,
+# with that certificate as bench/tls (DIR/m/bench.yaml).
+bench_backend() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/backend" "$dir/m"
+  cat > "$dir/backend.conf" <<EOF
+worker_processes 1; master_process off; daemon off; pid $dir/backend/pid; error_log $dir/backend/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000; client_body_temp_path $dir/backend;
+  proxy_temp_path $dir/backend; fastcgi_temp_path $dir/backend; uwsgi_temp_path $dir/backend; scgi_temp_path $dir/backend;
+  server { listen 127.0.0.1:$port; location / {
+    return 200 "hello from the benchmark backend; this body is padded to be about one hundred bytes long.........\n"; } } }
+EOF
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$dir/key.pem" \
+    -out "$dir/cert.pem" 2>/dev/null
+  {
+    bench_manifests "127.0.0.1:$port"
+    bench_tls_secret "$dir/cert.pem" "$dir/key.pem"
+  } > "$dir/m/bench.yaml"
 }

@@ -40,21 +40,9 @@ trap cleanup EXIT
 echo "== instrumented build"
 RUSTFLAGS="-Cprofile-generate=$T/build-raw" cargo build --release --locked --bin portico --target-dir target/pgo-gen
 
-mkdir -p "$T/backend" "$T/m" "$T/raw"
-cat > "$T/backend.conf" <<EOF
-worker_processes 1; master_process off; daemon off; pid $T/backend/pid; error_log $T/backend/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/backend;
-  proxy_temp_path $T/backend; fastcgi_temp_path $T/backend; uwsgi_temp_path $T/backend; scgi_temp_path $T/backend;
-  server { listen 127.0.0.1:$BACKEND; location / {
-    return 200 "hello from the training backend; this body is padded to be about one hundred bytes long.......\n"; } } }
-EOF
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
+mkdir -p "$T/raw"
 . benches/manifests.sh
-{
-  bench_manifests "127.0.0.1:$BACKEND"
-  bench_tls_secret "$T/cert.pem" "$T/key.pem"
-} > "$T/m/bench.yaml"
+bench_backend "$T" "$BACKEND"
 
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
 pids+=($!)
