@@ -34,15 +34,8 @@ fi
 
 . benches/manifests.sh
 BIN=$(bench_build)
-T=$(mktemp -d /tmp/portico-instructions.XXXXXX)
+bench_workdir portico-instructions
 BACKEND=18180 NGINX=18181 PORTICO=18184 NGINX_TLS=18481 PORTICO_TLS=18484
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
 
 bench_backend "$T" "$BACKEND"
 mkdir -p "$T/nginx"

@@ -89,3 +89,16 @@ EOF
     bench_tls_secret "$dir/cert.pem" "$dir/key.pem"
   } > "$dir/m/bench.yaml"
 }
+
+# bench_workdir PREFIX makes a temporary directory T; processes whose pids are added to
+# `pids` are stopped and T removed when the script exits.
+bench_workdir() {
+  T=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}

@@ -27,21 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 profdata="llvm-profdata-$llvm"
 
-T=$(mktemp -d /tmp/portico-pgo.XXXXXX)
+. benches/manifests.sh
+bench_workdir portico-pgo
 BACKEND=18280 HTTP=18284 HTTPS=18644
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
 
 echo "== instrumented build"
 RUSTFLAGS="-Cprofile-generate=$T/build-raw" cargo build --release --locked --bin portico --target-dir target/pgo-gen
 
 mkdir -p "$T/raw"
-. benches/manifests.sh
 bench_backend "$T" "$BACKEND"
 
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
