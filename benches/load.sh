@@ -7,6 +7,7 @@
 #   RUNS=3 CASES="http https-h1" bash benches/load.sh
 #   ANNOTATIONS='nginx.ingress.kubernetes.io/affinity: cookie' CASES=http bash benches/load.sh
 #   BUILD=pgo bash benches/load.sh       # Portico's profile-guided build (scripts/build-pgo.sh)
+#   PORTICO_BINARY=target/pgo/release/portico bash benches/load.sh   # a binary already built
 #
 # ANNOTATIONS (one flow-style YAML mapping body) go on the bench Ingress, to measure what a
 # load-balancing or affinity policy costs; the load tools send no cookie, so with cookie

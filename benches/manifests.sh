@@ -56,9 +56,12 @@ YAML
 }
 
 # bench_build builds Portico as BUILD says (pgo: the profile-guided build of
-# scripts/build-pgo.sh; otherwise `cargo build --release`) and prints the binary's path.
+# scripts/build-pgo.sh; otherwise `cargo build --release`) and prints the binary's path;
+# PORTICO_BINARY names a binary already built, used as it is.
 bench_build() {
-  if [ "${BUILD:-release}" = pgo ]; then
+  if [ -n "${PORTICO_BINARY:-}" ]; then
+    realpath "$PORTICO_BINARY"
+  elif [ "${BUILD:-release}" = pgo ]; then
     bash scripts/build-pgo.sh >&2
     echo "$PWD/target/pgo/release/portico"
   else
