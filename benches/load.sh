@@ -55,6 +55,9 @@ PROXIES="nginx extra" EXTRA_NAME=portico EXTRA_HTTP_PORT=18084 EXTRA_HTTPS_PORT=
 
 echo
 echo "== Portico / nginx (same run, equal workers; medians when RUNS > 1)"
+# Besides the ratio of the two medians: rounds won, and the median of the rounds' own ratios
+# (each round runs the two proxies back to back, so a round's ratio is spared most of the
+# machine's drift between rounds).
 awk '
   /^(agg )?case=/ {
     split("", f); for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
@@ -62,17 +65,28 @@ awk '
     p = c; sub(/-.*/, "", p); k = c; sub(/^[^-]*-/, "", k)
     if ($1 == "agg") {
       rps[p, k] = f["rps_median"]; p99[p, k] = f["p99_ms_median"]; core[p, k] = f["rps_per_core_median"]; agg[p, k] = 1
-    } else if (!agg[p, k]) {
-      rps[p, k] = f["rps"]; p99[p, k] = f["p99_ms"]; core[p, k] = f["rps_per_core"]
+    } else {
+      round[p, k, f["run"]] = f["rps"]; if (f["run"] > runs) runs = f["run"]
+      if (!agg[p, k]) { rps[p, k] = f["rps"]; p99[p, k] = f["p99_ms"]; core[p, k] = f["rps_per_core"] }
     }
     cases[k] = 1
   }
   END {
-    printf "%-16s %12s %12s %7s %12s %12s %15s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99", "nginx p99", "rps/CPU ratio"
+    printf "%-16s %12s %12s %7s %12s %12s %15s %6s %12s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99",
+      "nginx p99", "rps/CPU ratio", "won", "round ratio"
     for (k in cases) {
       r = (rps["nginx", k] > 0) ? rps["portico", k] / rps["nginx", k] : 0
       c = (core["nginx", k] > 0) ? core["portico", k] / core["nginx", k] : 0
-      printf "%-16s %12s %12s %7.2f %12s %12s %15.2f\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k], p99["nginx", k], c
+      n = 0; won = 0
+      for (i = 1; i <= runs; i++) {
+        if (round["nginx", k, i] > 0 && (("portico", k, i) in round)) {
+          q[++n] = round["portico", k, i] / round["nginx", k, i]; if (q[n] >= 1) won++
+        }
+      }
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && q[j - 1] > q[j]; j--) { t = q[j]; q[j] = q[j - 1]; q[j - 1] = t }
+      m = (n == 0) ? 0 : (n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2)
+      printf "%-16s %12s %12s %7.2f %12s %12s %15.2f %6s %12.2f\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k],
+        p99["nginx", k], c, won "/" n, m
     }
   }' "$OUT"
 rm -f "$OUT"
