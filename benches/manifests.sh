@@ -1,24 +1,32 @@
 # Sourced by the benchmarks and scripts/build-pgo.sh. bench_manifests BACKEND [ANNOTATIONS] prints the objects
-# they serve, an IngressClass `portico`, a Service bench/backend whose EndpointSlice names
-# BACKEND (ip:port), and an Ingress sending every host and path to it. ANNOTATIONS is the body
-# of a flow-style YAML mapping for the Ingress.
+# they serve: an IngressClass `portico` and, by bench_route, a Service bench/backend whose
+# EndpointSlice names BACKEND (ip:port) with an Ingress sending every host and path to it.
+# ANNOTATIONS is the body of a flow-style YAML mapping for the Ingress.
 bench_manifests() {
-  local ip=${1%%:*} port=${1##*:}
   cat <<YAML
 apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata: {name: portico}
 spec: {controller: portico.dev/ingress-controller}
+YAML
+  bench_route backend "$1" / "${2:-}"
+}
+
+# bench_route NAME ADDR PATH [ANNOTATIONS] prints a Service bench/NAME whose EndpointSlice names
+# ADDR (ip:port), and an Ingress bench/NAME of class portico sending PATH (Prefix) to it.
+bench_route() {
+  local ip=${2%%:*} port=${2##*:}
+  cat <<YAML
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: backend, namespace: bench}
+metadata: {name: $1, namespace: bench}
 spec:
   ports: [{name: http, port: 80}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: backend-1, namespace: bench, labels: {kubernetes.io/service-name: backend}}
+metadata: {name: $1-1, namespace: bench, labels: {kubernetes.io/service-name: $1}}
 addressType: IPv4
 ports: [{name: http, port: $port}]
 endpoints: [{addresses: ['$ip']}]
@@ -26,15 +34,15 @@ endpoints: [{addresses: ['$ip']}]
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
-  name: bench
+  name: $1
   namespace: bench
-  annotations: {${2:-}}
+  annotations: {${4:-}}
 spec:
   ingressClassName: portico
   rules:
   - http:
       paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
+      - {path: $3, pathType: Prefix, backend: {service: {name: $1, port: {number: 80}}}}
 YAML
 }
 
@@ -70,23 +78,25 @@ bench_build() {
   fi
 }
 
-# bench_backend DIR PORT writes, in DIR, an nginx config for a one-worker backend on PORT
+# bench_backend DIR PORT [LISTEN] writes, in DIR, an nginx config for a one-worker backend on PORT
 # that answers every request with a ~100-byte 200 (DIR/backend.conf), a self-signed
 # certificate (DIR/cert.pem, DIR/key.pem) and the manifests Portico serves in front of it,
-# with that certificate as bench/tls (DIR/m/bench.yaml).
+# with that certificate as bench/tls (DIR/m/bench.yaml). LISTEN adds nginx `listen`
+# directives to the same server (its `ssl` listeners use that certificate).
 bench_backend() {
   local dir=$1 port=$2
   mkdir -p "$dir/backend" "$dir/m"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$dir/key.pem" \
+    -out "$dir/cert.pem" 2>/dev/null
   cat > "$dir/backend.conf" <<EOF
 worker_processes 1; master_process off; daemon off; pid $dir/backend/pid; error_log $dir/backend/error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 10000000; client_body_temp_path $dir/backend;
   proxy_temp_path $dir/backend; fastcgi_temp_path $dir/backend; uwsgi_temp_path $dir/backend; scgi_temp_path $dir/backend;
-  server { listen 127.0.0.1:$port; location / {
+  server { listen 127.0.0.1:$port; ${3:-} ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem;
+    location / {
     return 200 "hello from the benchmark backend; this body is padded to be about one hundred bytes long.........\n"; } } }
 EOF
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$dir/key.pem" \
-    -out "$dir/cert.pem" 2>/dev/null
   {
     bench_manifests "127.0.0.1:$port"
     bench_tls_secret "$dir/cert.pem" "$dir/key.pem"

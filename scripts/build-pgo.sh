@@ -45,60 +45,18 @@ echo "== instrumented build"
 RUSTFLAGS="-Cprofile-generate=$T/build-raw" cargo build --release --locked --bin portico --target-dir target/pgo-gen
 
 mkdir -p "$T/raw"
-bench_backend "$T" "$BACKEND"
 # Beyond the benchmark's traffic, the training takes the other common paths: request bodies,
 # cookie affinity, HTTP/2 (h2c) and TLS upstreams, an unreachable endpoint, the access log.
-cat > "$T/upstreams.conf" <<EOF
-worker_processes 1; master_process off; daemon off; pid $T/backend/upstreams.pid; error_log $T/backend/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/backend;
-  proxy_temp_path $T/backend; fastcgi_temp_path $T/backend; uwsgi_temp_path $T/backend; scgi_temp_path $T/backend;
-  server { listen 127.0.0.1:$((BACKEND + 1)) http2; listen 127.0.0.1:$((BACKEND + 2)) ssl;
-    ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem;
-    location / { return 200 "hello from an h2c or TLS upstream\n"; } } }
-EOF
-# training_service NAME PORT PROTOCOL PATH [ANNOTATION] prints a Service on 127.0.0.1:PORT and
-# an Ingress sending PATH to it.
-training_service() {
-  cat <<YAML
----
-apiVersion: v1
-kind: Service
-metadata: {name: $1, namespace: bench}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: $1-1, namespace: bench, labels: {kubernetes.io/service-name: $1}}
-addressType: IPv4
-ports: [{name: http, port: $2}]
-endpoints: [{addresses: [127.0.0.1]}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: $1
-  namespace: bench
-  annotations: {nginx.ingress.kubernetes.io/backend-protocol: $3, ${5:-}}
-spec:
-  ingressClassName: portico
-  rules:
-  - http:
-      paths:
-      - {path: $4, pathType: Prefix, backend: {service: {name: $1, port: {number: 80}}}}
-YAML
-}
+bench_backend "$T" "$BACKEND" "listen 127.0.0.1:$((BACKEND + 1)) http2; listen 127.0.0.1:$((BACKEND + 2)) ssl;"
 {
-  training_service h2c $((BACKEND + 1)) H2C /h2c
-  training_service tls $((BACKEND + 2)) HTTPS /tls
-  training_service sticky "$BACKEND" HTTP /sticky 'nginx.ingress.kubernetes.io/affinity: cookie'
-  training_service unreachable 9 HTTP /unreachable
+  bench_route h2c "127.0.0.1:$((BACKEND + 1))" /h2c 'nginx.ingress.kubernetes.io/backend-protocol: H2C'
+  bench_route tls "127.0.0.1:$((BACKEND + 2))" /tls 'nginx.ingress.kubernetes.io/backend-protocol: HTTPS'
+  bench_route sticky "127.0.0.1:$BACKEND" /sticky 'nginx.ingress.kubernetes.io/affinity: cookie'
+  bench_route unreachable 127.0.0.1:9 /unreachable
 } > "$T/m/training.yaml"
 head -c 16384 /dev/urandom > "$T/body"
 
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
-pids+=($!)
-nginx -c "$T/upstreams.conf" -e "$T/backend/error.log" &
 pids+=($!)
 
 # portico ARGS... starts the instrumented build in front of the backends.
