@@ -230,18 +230,22 @@ async fn tls_by_sni_and_redirects() {
     assert_eq!(get(p.http, "plain.com", "/").await.unwrap().0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_sessions_resume_once_per_ticket_and_can_be_turned_off() {
+/// foo.com over TLS (the RSA test certificate) to one echo pod.
+async fn tls_site() -> String {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    String::from(CLASS)
         + &service("web", &web)
         + &tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
         + &ingress(
             "t",
             &[("foo.com", "/", "Prefix", "web")],
             "  tls:\n  - {hosts: [foo.com], secretName: rsa}\n",
-        );
-    let files = [("all.yaml", manifests)];
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume_once_per_ticket_and_can_be_turned_off() {
+    let files = [("all.yaml", tls_site().await)];
     let p = Portico::start(&files, &[]).await;
     let ok = "HTTP/1.1 200 OK";
     let (full, resumed) = (rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed);
@@ -291,6 +295,43 @@ async fn tls_sessions_resume_once_per_ticket_and_can_be_turned_off() {
             assert_eq!(tls_once(p.https, cfg, "foo.com").await.unwrap(), (full, ok.into()));
         }
     }
+}
+
+/// The TLS 1.3 ticket waits for the first response (as OpenSSL, so nginx, sends it) instead
+/// of going out alone right after the handshake: the client gets one packet, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_ticket_leaves_with_the_first_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = Portico::start(&[("all.yaml", tls_site().await)], &[]).await;
+    let cfg = std::sync::Arc::new(insecure_client(&[&rustls::version::TLS13]));
+    let stream = tokio::net::TcpStream::connect(p.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("foo.com").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(cfg.clone())
+        .connect(name, stream)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    // The client's Finished is sent; nothing comes until the client asks for something.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), tls.get_ref().0.readable()).await;
+    assert!(
+        quiet.is_err(),
+        "the server wrote before the first request (a ticket on its own)"
+    );
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: foo.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // The ticket did arrive with it: the next connection resumes.
+    assert_eq!(
+        tls_once(p.https, &cfg, "foo.com").await.unwrap().0,
+        rustls::HandshakeKind::Resumed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use super::Settings;
 use super::client::{ClientIo, Serving};
 use super::handler::Proxy;
 use super::headers::Peer;
+use super::ticket::TicketHold;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
 
 /// Pending-connection queue of the client listeners; the kernel caps it at
@@ -272,7 +273,11 @@ pub async fn serve(
                     open.serve(conn.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let hs = tokio::time::timeout(proxy.settings.tls_handshake_timeout, acceptor.accept(stream)).await;
+                    let hs = tokio::time::timeout(
+                        proxy.settings.tls_handshake_timeout,
+                        acceptor.accept(TicketHold::new(stream)),
+                    )
+                    .await;
                     let outcome = match &hs {
                         Ok(Ok(_)) => "ok",
                         Ok(Err(_)) => "error",
@@ -284,7 +289,8 @@ pub async fn serve(
                         .get_or_create(&OutcomeLabels { outcome })
                         .inc();
                     match hs {
-                        Ok(Ok(tls_stream)) => {
+                        Ok(Ok(mut tls_stream)) => {
+                            tls_stream.get_mut().0.release();
                             let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                             open.serve(conn.into_owned()).await
