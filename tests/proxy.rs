@@ -297,8 +297,8 @@ async fn tls_sessions_resume_once_per_ticket_and_can_be_turned_off() {
     }
 }
 
-/// The TLS 1.3 ticket waits for the first response (as OpenSSL, so nginx, sends it) instead
-/// of going out alone right after the handshake: the client gets one packet, not two.
+/// The TLS 1.3 ticket waits for the first response instead of going out alone right after
+/// the handshake: the client gets one packet, not two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_ticket_leaves_with_the_first_response() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

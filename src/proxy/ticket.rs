@@ -10,10 +10,10 @@
 //!
 //! What is held is recognised by the TLS record layer, not guessed: in TLS 1.3 the server's
 //! first flight ends with encrypted records (type 23), and after it the server writes nothing
-//! until the client's Finished arrives, except the tickets (or a fatal alert). TLS 1.2 sends
-//! no type-23 record before the handshake ends, so nothing is held there. A flight that went
-//! out only in part is never held back, since only a write after a fully taken one and after
-//! a read from the client qualifies.
+//! before the client's Finished arrives, and then only the tickets (or a fatal alert). TLS 1.2
+//! sends no type-23 record before the handshake ends, so nothing is held there. A flight that
+//! went out only in part is never held back, since only a write after a fully taken one and
+//! after a read from the client qualifies.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -61,11 +61,6 @@ impl<T> TicketHold<T> {
     /// and nothing more is held.
     pub fn release(&mut self) {
         self.handshake = None;
-    }
-
-    /// Bytes held back so far.
-    pub fn held(&self) -> usize {
-        self.held.len()
     }
 }
 
