@@ -9,7 +9,7 @@
 #
 #   bash benches/instructions.sh             # 20000 HTTP/1.1 keep-alive GETs over 10 connections
 #   N=50000 C=5000 bash benches/instructions.sh
-#   BUILD=pgo bash benches/instructions.sh   # Portico's profile-guided build
+#   BUILD=release bash benches/instructions.sh   # a plain release build instead of the profile-guided one
 #   PORTICO_BINARY=target/pgo/release/portico bash benches/instructions.sh   # a binary already built
 #
 # Both proxies run one worker against the same nginx backend (98-byte answers); each is

@@ -6,7 +6,8 @@
 #   bash benches/load.sh                 # all cases, 1 run
 #   RUNS=3 CASES="http https-h1" bash benches/load.sh
 #   ANNOTATIONS='nginx.ingress.kubernetes.io/affinity: cookie' CASES=http bash benches/load.sh
-#   BUILD=pgo bash benches/load.sh       # Portico's profile-guided build (scripts/build-pgo.sh)
+#   BUILD=release bash benches/load.sh   # a plain release build instead of the profile-guided
+#                                        # one (scripts/build-pgo.sh) the image ships, the default
 #   PORTICO_BINARY=target/pgo/release/portico bash benches/load.sh   # a binary already built
 #
 # ANNOTATIONS (one flow-style YAML mapping body) go on the bench Ingress, to measure what a

@@ -63,13 +63,14 @@ YAML
   sed 's/^/    /' "$2"
 }
 
-# bench_build builds Portico as BUILD says (pgo: the profile-guided build of
-# scripts/build-pgo.sh; otherwise `cargo build --release`) and prints the binary's path;
-# PORTICO_BINARY names a binary already built, used as it is.
+# bench_build builds Portico as BUILD says and prints the binary's path: by default (pgo) the
+# profile-guided build of scripts/build-pgo.sh, the one the container image ships; with
+# BUILD=release a plain `cargo build --release`. PORTICO_BINARY names a binary already built,
+# used as it is.
 bench_build() {
   if [ -n "${PORTICO_BINARY:-}" ]; then
     realpath "$PORTICO_BINARY"
-  elif [ "${BUILD:-release}" = pgo ]; then
+  elif [ "${BUILD:-pgo}" = pgo ]; then
     bash scripts/build-pgo.sh >&2
     echo "$PWD/target/pgo/release/portico"
   else
