@@ -73,8 +73,11 @@ awk '
     cases[k] = 1
   }
   END {
-    printf "%-16s %12s %12s %7s %12s %12s %15s %6s %12s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99",
-      "nginx p99", "rps/CPU ratio", "won", "round ratio"
+    printf "%-16s %12s %12s %7s %12s %12s %15s %6s %12s %14s\n", "case", "portico rps", "nginx rps", "ratio", "portico p99",
+      "nginx p99", "rps/CPU ratio", "won", "round ratio", "95% interval"
+    # 97.5 % quantiles of the t distribution by degrees of freedom (beyond 30: 2.0).
+    split("12.71 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 " \
+      "2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042", tq, " ")
     for (k in cases) {
       r = (rps["nginx", k] > 0) ? rps["portico", k] / rps["nginx", k] : 0
       c = (core["nginx", k] > 0) ? core["portico", k] / core["nginx", k] : 0
@@ -86,8 +89,17 @@ awk '
       }
       for (i = 2; i <= n; i++) for (j = i; j > 1 && q[j - 1] > q[j]; j--) { t = q[j]; q[j] = q[j - 1]; q[j - 1] = t }
       m = (n == 0) ? 0 : (n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2)
-      printf "%-16s %12s %12s %7.2f %12s %12s %15.2f %6s %12.2f\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k],
-        p99["nginx", k], c, won "/" n, m
+      # The interval of the mean round ratio (on logarithms, so 0.9 and 1.1 weigh alike):
+      # when it holds 1.0, the rounds cannot tell the two proxies apart.
+      ci = "-"
+      if (n >= 2) {
+        sl = 0; for (i = 1; i <= n; i++) sl += log(q[i]); ml = sl / n
+        ss = 0; for (i = 1; i <= n; i++) ss += (log(q[i]) - ml) ^ 2
+        h = ((n - 1 <= 30) ? tq[n - 1] : 2.0) * sqrt(ss / (n - 1) / n)
+        ci = sprintf("%.2f-%.2f", exp(ml - h), exp(ml + h))
+      }
+      printf "%-16s %12s %12s %7.2f %12s %12s %15.2f %6s %12.2f %14s\n", k, rps["portico", k], rps["nginx", k], r, p99["portico", k],
+        p99["nginx", k], c, won "/" n, m, ci
     }
   }' "$OUT"
 rm -f "$OUT"
