@@ -85,11 +85,10 @@ echo "== Portico / nginx (same run, equal workers; medians over the rounds)"
 # proxy's case and not the other's, and moves a round's ratio and its p99 more than anything
 # the proxies do. Both tables are printed; the first holds every round.
 STEAL_MAX=${STEAL_MAX:-2} awk '
-  /^(agg )?case=/ {
+  /^case=/ {
     split("", f); for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     c = f["case"]; if (c !~ /^(nginx|portico)-/) next
     p = c; sub(/-.*/, "", p); k = c; sub(/^[^-]*-/, "", k)
-    if ($1 == "agg") next
     round[p, k, f["run"]] = f["rps"]; rp99[p, k, f["run"]] = f["p99_ms"]; steal[p, k, f["run"]] = f["steal_pct"]
     if (f["run"] > runs) runs = f["run"]
     rpsl[p, k] = rpsl[p, k] " " f["rps"]; corel[p, k] = corel[p, k] " " f["rps_per_core"]
@@ -105,18 +104,17 @@ STEAL_MAX=${STEAL_MAX:-2} awk '
   }
   # Over the rounds of case k (only those with little steal when calm is set): sets n, won,
   # p99won, p99n, med (median round ratio) and ci (95 % interval of the mean round ratio).
-  function rounds(k, calm,    i, j, t, q, sl, ml, ss, h) {
-    n = 0; won = 0; p99won = 0; p99n = 0
+  function rounds(k, calm,    i, q, ql, sl, ml, ss, h) {
+    n = 0; won = 0; p99won = 0; p99n = 0; ql = ""
     for (i = 1; i <= runs; i++) {
       if (!(round["nginx", k, i] > 0 && (("portico", k, i) in round))) continue
       if (calm && (steal["nginx", k, i] + 0 >= ENVIRON["STEAL_MAX"] || steal["portico", k, i] + 0 >= ENVIRON["STEAL_MAX"])) continue
-      q[++n] = round["portico", k, i] / round["nginx", k, i]; if (q[n] >= 1) won++
+      q[++n] = round["portico", k, i] / round["nginx", k, i]; ql = ql " " q[n]; if (q[n] >= 1) won++
       if (rp99["portico", k, i] != "NA" && rp99["nginx", k, i] != "NA") {
         p99n++; if (rp99["portico", k, i] + 0 <= rp99["nginx", k, i] + 0) p99won++
       }
     }
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && q[j - 1] > q[j]; j--) { t = q[j]; q[j] = q[j - 1]; q[j - 1] = t }
-    med = (n == 0) ? 0 : (n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2)
+    med = (n == 0) ? 0 : median(ql)
     # The interval of the mean round ratio (on logarithms, so 0.9 and 1.1 weigh alike):
     # when it holds 1.0, the rounds cannot tell the two proxies apart.
     ci = "-"
