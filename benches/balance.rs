@@ -12,7 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue};
 use portico::balance::choice::Choice;
-use portico::balance::now_ns;
+use portico::balance::table::{Registry, reconcile};
+use portico::balance::{EndpointState, now_ns};
 use portico::source::files::parse_manifests;
 use portico::{Options, Snapshot, compile};
 
@@ -89,6 +90,9 @@ fn snapshot() -> Snapshot {
 fn bench(c: &mut Criterion) {
     let cfg = compile(&snapshot(), &Options::default());
     assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics);
+    // The runtime tables the data plane keeps for this Config.
+    let registry = Registry::default();
+    let tables = reconcile(None, &cfg, &registry, EndpointState::new);
     let key = hmac::Key::new(hmac::HMAC_SHA256, b"bench-affinity-key-0123456789");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut rand = move || {
@@ -102,11 +106,14 @@ fn bench(c: &mut Criterion) {
     let cookie_for = |host: &str| -> HeaderMap {
         let route = cfg.routes.route(host, "/").unwrap();
         let backend = cfg.backend(route).unwrap();
+        let table = &tables[route.backend];
         let choice = Choice {
             route,
             backend,
+            table,
             ready: backend.ready(),
             terminating: backend.terminating(),
+            states: &table.endpoints,
         };
         let s = choice.sticky(&HeaderMap::new(), || [192, 0, 2, 1].into(), &key, now_ns());
         let set = choice.remember(&s, s.index.unwrap_or(0), false, &key).unwrap();
@@ -133,18 +140,21 @@ fn bench(c: &mut Criterion) {
     ] {
         let route = cfg.routes.route(host, "/").unwrap();
         let backend = cfg.backend(route).unwrap();
+        let table = &tables[route.backend];
         g.bench_function(name, |b| {
             b.iter(|| {
                 let choice = Choice {
                     route,
                     backend,
+                    table,
                     ready: backend.ready(),
                     terminating: backend.terminating(),
+                    states: &table.endpoints,
                 };
                 let now = now_ns();
                 let s = choice.sticky(black_box(headers), || [192, 0, 2, 7].into(), &key, now);
-                let i = choice.next(&s, 0, &[], &backend.rotation, now, &mut rand).unwrap();
-                let state = &choice.endpoint(i).unwrap().state.0;
+                let i = choice.next(&s, 0, &[], now, &mut rand).unwrap();
+                let state = &**choice.state(i).unwrap();
                 let guard = state.start();
                 drop(guard);
                 state.succeeded();

@@ -220,27 +220,17 @@ fn endpoints_only(c: &mut Criterion) {
         let prev = compile(&s, &Options::default());
         g.bench_with_input(BenchmarkId::new("ingresses", ingresses), &s, |b, s| {
             b.iter(|| {
-                black_box(portico::compile::recompile_endpoints(
-                    s,
-                    &Default::default(),
-                    &prev,
-                    None,
-                ))
-                .backends
-                .len()
+                black_box(portico::compile::recompile_endpoints(s, &prev, None))
+                    .backends
+                    .len()
             })
         });
         let one: std::collections::HashSet<portico::ObjectKey> = [portico::ObjectKey::new("bench", "svc7")].into();
         g.bench_with_input(BenchmarkId::new("one_service_of", ingresses), &s, |b, s| {
             b.iter(|| {
-                black_box(portico::compile::recompile_endpoints(
-                    s,
-                    &Default::default(),
-                    &prev,
-                    Some(&one),
-                ))
-                .backends
-                .len()
+                black_box(portico::compile::recompile_endpoints(s, &prev, Some(&one)))
+                    .backends
+                    .len()
             })
         });
     }

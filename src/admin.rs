@@ -15,9 +15,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::compile::Config;
-use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::proxy::live::{Live, Plane};
 
 pub struct Admin {
     pub live: Arc<Live>,
@@ -26,8 +25,10 @@ pub struct Admin {
     pub accepting: AtomicBool,
 }
 
-/// The `/routes` document: hosts → paths → backend → endpoints, TLS hosts, diagnostics.
-pub fn routes_json(cfg: &Config) -> Value {
+/// The `/routes` document: hosts → paths → backend → endpoints (with each one's current
+/// failure streak), TLS hosts, diagnostics.
+pub fn routes_json(plane: &Plane) -> Value {
+    let cfg = &plane.config;
     let mut hosts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for r in cfg.route_list.iter() {
         let (path, path_type) = match &r.path {
@@ -39,7 +40,7 @@ pub fn routes_json(cfg: &Config) -> Value {
             "pathType": path_type,
             "ingress": r.ingress.to_string(),
             "sslRedirect": r.ssl_redirect,
-            "backend": cfg.backend(r),
+            "backend": backend_json(plane, r.backend),
         }));
     }
     json!({
@@ -50,6 +51,26 @@ pub fn routes_json(cfg: &Config) -> Value {
         "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
         "diagnostics": cfg.diagnostics,
     })
+}
+
+/// A backend as compiled, its endpoints with their failure streaks.
+fn backend_json(plane: &Plane, id: usize) -> Value {
+    let (Some(b), Some(state)) = (plane.config.backends.get(id), plane.backends.get(id)) else {
+        return Value::Null;
+    };
+    let mut v = json!(b);
+    let endpoints = b.ready().iter().chain(b.terminating()).zip(state.endpoints.iter());
+    let failures: Vec<u32> = endpoints.map(|(_, s)| s.state.failures()).collect();
+    if let Some(target) = v.get_mut("target") {
+        for (list, skip) in [("ready", 0), ("terminating", b.ready().len())] {
+            if let Some(Value::Array(eps)) = target.get_mut(list) {
+                for (i, ep) in eps.iter_mut().enumerate() {
+                    ep["failures"] = json!(failures.get(skip + i).copied().unwrap_or(0));
+                }
+            }
+        }
+    }
+    v
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {

@@ -3,14 +3,14 @@
 pub mod admin;
 pub mod balance;
 pub mod compile;
+pub mod config;
 pub mod demo;
-pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod path;
 pub mod proxy;
-pub mod routes;
 pub mod source;
 
-pub use compile::{Config, Options, compile};
+pub use compile::{Options, compile};
+pub use config::Config;
 pub use model::{AnyObject, ObjectKey, Snapshot};

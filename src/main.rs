@@ -10,11 +10,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use portico::admin::Admin;
 use portico::compile::Options;
-use portico::live::Live;
+use portico::config::Cidr;
 use portico::metrics::Metrics;
 use portico::model::ObjectKey;
 use portico::proxy::handler::Proxy;
-use portico::proxy::headers::Cidr;
+use portico::proxy::live::Live;
 use portico::proxy::upstream::Upstream;
 use portico::proxy::{Settings, listener, tls};
 use portico::source::Publisher;
@@ -228,11 +228,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn options(
-    class: &ClassArgs,
-    fallback: Option<Arc<rustls::sign::CertifiedKey>>,
-    registry: Option<Arc<portico::balance::Registry>>,
-) -> Options {
+fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>) -> Options {
     Options {
         controller_name: class.controller_name.clone(),
         ingress_class: class.ingress_class.clone(),
@@ -242,7 +238,6 @@ fn options(
         fallback_certificate: fallback,
         now: std::time::SystemTime::now(),
         cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
-        registry,
     }
 }
 
@@ -294,15 +289,21 @@ fn main() -> anyhow::Result<()> {
 fn check(dir: &std::path::Path, class: &ClassArgs) -> anyhow::Result<()> {
     let (snapshot, errors) =
         portico::source::files::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let cfg = portico::compile(&snapshot, &options(class, None, None));
+    let cfg = portico::compile(&snapshot, &options(class, None));
     for e in &errors {
         println!("error: {e}");
     }
     for d in cfg.diagnostics.iter() {
         println!("{d}");
     }
-    println!("{}", serde_json::to_string_pretty(&portico::admin::routes_json(&cfg))?);
-    if cfg.has_errors() || !errors.is_empty() {
+    let failed = cfg.has_errors() || !errors.is_empty();
+    let live = Live::new();
+    live.publish(cfg);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&portico::admin::routes_json(&live.load()))?
+    );
+    if failed {
         std::process::exit(1);
     }
     Ok(())
@@ -342,10 +343,9 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         tls::self_signed("Portico Default Certificate", Some("Portico"))
     }
     .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
-    let registry = Arc::new(portico::balance::Registry::default());
     let publisher = Arc::new(Publisher::new(
         live.clone(),
-        options(&args.class, Some(fallback), Some(registry.clone())),
+        options(&args.class, Some(fallback)),
         metrics.clone(),
     ));
     let affinity_key = match &args.affinity_key {
@@ -434,12 +434,11 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         trusted: args.trusted_proxies.clone(),
         metrics: metrics.clone(),
         access_log: args.access_log == OnOff::On,
-        registry: registry.clone(),
         affinity_key,
         hsts: args.hsts == OnOff::On,
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
-        registry,
+        live.registry().clone(),
         settings.upstream_idle_timeout,
     ));
     let builder = Arc::new(listener::http_builder(&settings));

@@ -88,9 +88,6 @@ fn status_counters(
     })
 }
 
-/// A route's request counters, one per status class, looked up once per route.
-pub type RouteCounters = std::sync::OnceLock<[Counter; 5]>;
-
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portico");
@@ -161,7 +158,7 @@ impl Metrics {
     }
 
     /// The counters of one route, by status class.
-    pub fn route_counters(&self, r: &crate::routes::Route) -> [Counter; 5] {
+    pub fn route_counters(&self, r: &crate::config::Route) -> [Counter; 5] {
         status_counters(&self.requests, &r.ingress.namespace, &r.ingress.name, &r.service.name)
     }
 

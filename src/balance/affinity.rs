@@ -11,72 +11,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use crate::config::Endpoint;
+use crate::config::policy::{CookieAffinity, SameSite};
 use aws_lc_rs::hmac;
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
-use serde::Serialize;
-
-use crate::compile::backend::Endpoint;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Consistent hashing of a random session key.
-    #[default]
-    Balanced,
-    /// The session stays on its endpoint while that endpoint exists.
-    Persistent,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum SameSite {
-    None,
-    Lax,
-    Strict,
-}
-
-/// Cookie affinity as an Ingress's annotations configure it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CookieAffinity {
-    pub mode: Mode,
-    pub name: String,
-    /// `None`: the matched Ingress path.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_age: Option<u64>,
-    /// Seconds from the response until the cookie's `Expires` date.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub same_site: Option<SameSite>,
-    /// Leave `SameSite=None` out for browsers known to mishandle it.
-    pub conditional_same_site_none: bool,
-    /// `None`: Secure when the request came over HTTPS.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secure: Option<bool>,
-    /// When the pinned endpoint fails, pin the session to the endpoint that answered.
-    pub change_on_failure: bool,
-}
-
-impl Default for CookieAffinity {
-    fn default() -> Self {
-        Self {
-            mode: Mode::Balanced,
-            name: "INGRESSCOOKIE".into(),
-            path: None,
-            domain: None,
-            max_age: None,
-            expires: None,
-            same_site: None,
-            conditional_same_site_none: false,
-            secure: None,
-            change_on_failure: false,
-        }
-    }
-}
 
 /// A stable 64-bit hash (FNV-1a with a final mix): the same on every replica and every
 /// version, so that replicas agree on where a balanced session goes.
@@ -229,20 +168,6 @@ pub fn request_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str>
         })
 }
 
-/// Whether a cookie name is an RFC 6265 token.
-pub fn valid_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Whether a cookie `Path` or `Domain` attribute value is safe to send: printable, no `;`.
-pub fn valid_attribute(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';' && b != b',')
-}
-
 /// Builds the `Set-Cookie` value for a session.
 pub fn set_cookie(
     cfg: &CookieAffinity,
@@ -368,8 +293,6 @@ impl ClientIpTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::{EndpointState, Shared};
-    use std::sync::Arc;
 
     fn eps(n: usize) -> Vec<Endpoint> {
         (0..n)
@@ -379,7 +302,6 @@ mod tests {
                     addr,
                     target: None,
                     zone: None,
-                    state: Shared(Arc::new(EndpointState::new(addr))),
                 }
             })
             .collect()
@@ -478,7 +400,6 @@ mod tests {
         assert_eq!(request_cookie(&h, "INGRESSCOOKIE"), Some("xyz"));
         assert_eq!(request_cookie(&h, "b"), Some("2"));
         assert_eq!(request_cookie(&h, "c"), None);
-        assert!(valid_cookie_name("route_1") && !valid_cookie_name("a b") && !valid_cookie_name("a;b"));
     }
 
     #[test]

@@ -3,23 +3,28 @@
 //! and afterwards what the session must remember (a Set-Cookie, a ClientIP pin).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::hmac;
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
-use super::affinity::{Mode, random_key, request_cookie, set_cookie};
-use super::{RoundRobin, now_ns, pick};
-use crate::compile::backend::{Backend, Endpoint};
-use crate::routes::Route;
+use super::affinity::{random_key, request_cookie, set_cookie};
+use super::table::BackendState;
+use super::{Tracked, now_ns, pick};
+use crate::config::policy::Mode;
+use crate::config::{Backend, Endpoint, Route};
 
-/// The endpoints one request chooses among. Indexes count `ready` first, then `terminating`.
-pub struct Choice<'a> {
+/// The endpoints one request chooses among. Indexes count `ready` first, then `terminating`;
+/// `states` holds the runtime state of each, in the same order.
+pub struct Choice<'a, E> {
     pub route: &'a Route,
     pub backend: &'a Backend,
+    pub table: &'a BackendState<E>,
     pub ready: &'a [Endpoint],
     pub terminating: &'a [Endpoint],
+    pub states: &'a [Arc<E>],
 }
 
 /// What affinity decided before the request went upstream.
@@ -36,12 +41,21 @@ pub struct Sticky {
     user_agent: Option<HeaderValue>,
 }
 
-impl<'a> Choice<'a> {
+impl<'a, E: Tracked> Choice<'a, E> {
     pub fn endpoint(&self, i: usize) -> Option<&'a Endpoint> {
         match i.checked_sub(self.ready.len()) {
             None => self.ready.get(i),
             Some(t) => self.terminating.get(t),
         }
+    }
+
+    /// The runtime state of endpoint `i`.
+    pub fn state(&self, i: usize) -> Option<&'a Arc<E>> {
+        self.states.get(i)
+    }
+
+    fn is_down(&self, i: usize, now: u64) -> bool {
+        self.states.get(i).is_some_and(|s| s.state().is_down(now))
     }
 
     /// Most endpoints one request may try.
@@ -62,7 +76,7 @@ impl<'a> Choice<'a> {
                 s.user_agent = headers.get(header::USER_AGENT).cloned();
             }
             let sent = request_cookie(headers, &cfg.name);
-            let index = &self.backend.affinity;
+            let index = &self.table.affinity;
             match cfg.mode {
                 Mode::Persistent => {
                     s.index = sent.and_then(|v| index.persistent(self.ready, self.terminating, key, v));
@@ -76,7 +90,7 @@ impl<'a> Choice<'a> {
                         let mut k = random_key();
                         for _ in 0..16 {
                             match index.balanced(self.ready, self.terminating, &k) {
-                                Some(i) if i < self.ready.len() && !self.ready[i].state.0.is_down(now) => {
+                                Some(i) if i < self.ready.len() && !self.is_down(i, now) => {
                                     s.index = Some(i);
                                     break;
                                 }
@@ -88,7 +102,7 @@ impl<'a> Choice<'a> {
                     }
                 },
             }
-        } else if let (Some(_), Some(table)) = (self.backend.client_ip_affinity, &self.backend.client_ip_table) {
+        } else if let (Some(_), Some(table)) = (self.backend.client_ip_affinity, &self.table.client_ip) {
             let client = client();
             s.index = table
                 .get(client, now)
@@ -105,13 +119,19 @@ impl<'a> Choice<'a> {
         sticky: &Sticky,
         attempt: usize,
         tried: &[usize],
-        cursor: &RoundRobin,
         now: u64,
         rand: &mut impl FnMut() -> u64,
     ) -> Option<usize> {
         match sticky.index {
-            Some(i) if attempt == 0 && self.endpoint(i).is_some_and(|e| !e.state.0.is_down(now)) => Some(i),
-            _ => pick(self.route.policy.load_balance, self.ready, tried, cursor, now, rand),
+            Some(i) if attempt == 0 && i < self.states.len() && !self.is_down(i, now) => Some(i),
+            _ => pick(
+                self.route.policy.load_balance,
+                &self.states[..self.ready.len().min(self.states.len())],
+                tried,
+                &self.table.rotation,
+                now,
+                rand,
+            ),
         }
     }
 
@@ -121,7 +141,7 @@ impl<'a> Choice<'a> {
         if let (Some(client), Some(timeout), Some(table), Some(ep)) = (
             s.client,
             self.backend.client_ip_affinity,
-            &self.backend.client_ip_table,
+            &self.table.client_ip,
             self.endpoint(i),
         ) {
             table.set(client, ep.addr, now_ns(), Duration::from_secs(u64::from(timeout)));
@@ -129,7 +149,7 @@ impl<'a> Choice<'a> {
         }
         let cfg = self.route.policy.affinity.as_ref()?;
         let moved = s.index.is_some_and(|pinned| pinned != i) && cfg.change_on_failure;
-        let index = &self.backend.affinity;
+        let index = &self.table.affinity;
         let value = match cfg.mode {
             Mode::Persistent if s.new_session || moved => {
                 index.id_of(self.ready, self.terminating, key, i)?.to_string()

@@ -1,24 +1,19 @@
-//! Endpoint choice. Per-endpoint state (passive health, peak-EWMA latency, requests in
-//! flight, idle upstream connections) lives in [`EndpointState`], interned by address in a
-//! [`Registry`] so that every Config names the same state for the same endpoint: a new
-//! Config neither forgets that an endpoint is failing nor drops its pooled connections.
-//! On top of that: round robin, peak-EWMA with power of two choices, and affinity
-//! ([`affinity`]).
+//! Endpoint choice and the runtime state it keeps: per endpoint (passive health, peak-EWMA
+//! latency, requests in flight) in [`EndpointState`]; per backend (round-robin cursor,
+//! affinity indexes, ClientIP memory) in [`table::BackendState`], reconciled with each new
+//! Config so that what did not change keeps its state. On top of that: round robin,
+//! peak-EWMA with power of two choices, and affinity ([`affinity`]).
 
 pub mod affinity;
 pub mod choice;
+pub mod table;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::compile::backend::Endpoint;
-use crate::model::ObjectKey;
-use crate::proxy::upstream::IdlePool;
+use crate::config::policy::Algorithm;
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -55,9 +50,6 @@ pub struct EndpointState {
     /// `now_ns()` of the last `rtt` update.
     rtt_stamp: AtomicU64,
     inflight: AtomicU32,
-    /// Kept-alive upstream connections to this endpoint, allocated on first use: at scale
-    /// most endpoints are never dialled by a given replica.
-    idle: std::sync::OnceLock<Box<IdlePool>>,
 }
 
 impl std::fmt::Debug for EndpointState {
@@ -78,18 +70,7 @@ impl EndpointState {
             rtt: AtomicU64::new(EWMA_DEFAULT_NS.to_bits()),
             rtt_stamp: AtomicU64::new(0),
             inflight: AtomicU32::new(0),
-            idle: std::sync::OnceLock::new(),
         }
-    }
-
-    /// The endpoint's upstream connections.
-    pub fn idle(&self) -> &IdlePool {
-        self.idle.get_or_init(Box::default)
-    }
-
-    /// The endpoint's upstream connections, if it ever had any.
-    pub fn idle_if_used(&self) -> Option<&IdlePool> {
-        self.idle.get().map(|b| &**b)
     }
 
     /// Whether the endpoint is in its failure backoff.
@@ -151,117 +132,44 @@ impl EndpointState {
     }
 
     /// Counts a request in flight until the guard drops.
-    pub fn start(self: &Arc<Self>) -> InFlight {
+    pub fn start(&self) -> InFlight<'_> {
         self.inflight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight(self)
     }
 }
 
-pub struct InFlight(Arc<EndpointState>);
+pub struct InFlight<'a>(&'a EndpointState);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// An endpoint's state as a field of compiled values: compares equal to any other, so that
-/// Configs compare by what compile() decided, not by runtime counters.
-#[derive(Clone)]
-pub struct Shared(pub Arc<EndpointState>);
+/// Whatever the data plane keeps per endpoint, as long as it carries the endpoint's state.
+pub trait Tracked {
+    fn state(&self) -> &EndpointState;
+}
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-/// Runtime state carried inside compiled values is not part of what compile() decided:
-/// such fields compare equal whatever they hold.
-macro_rules! runtime_state {
-    ($($t:ty),*) => {$(
-        impl PartialEq for $t {
-            fn eq(&self, _: &Self) -> bool {
-                true
-            }
-        }
-        impl Eq for $t {}
-    )*};
-}
-runtime_state!(Shared, RoundRobin, affinity::AffinityIndex, affinity::ClientIpTable);
-impl Serialize for Shared {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u32(self.0.failures())
+impl Tracked for EndpointState {
+    fn state(&self) -> &EndpointState {
+        self
     }
 }
 
-/// Interns runtime state by identity, so successive Configs share it. Entries die with the
-/// last Config that names them.
-#[derive(Default)]
-pub struct Registry {
-    endpoints: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
-    client_ip: Mutex<HashMap<ObjectKey, Weak<affinity::ClientIpTable>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Registry {
-    /// The state of the endpoint at `addr`, created on first use.
-    pub fn endpoint(&self, addr: SocketAddr) -> Arc<EndpointState> {
-        let mut map = lock(&self.endpoints);
-        if let Some(s) = map.get(&addr).and_then(Weak::upgrade) {
-            return s;
-        }
-        let s = Arc::new(EndpointState::new(addr));
-        map.insert(addr, Arc::downgrade(&s));
-        s
-    }
-
-    /// The ClientIP affinity table of a Service, created on first use.
-    pub fn client_ip_table(&self, service: &ObjectKey) -> Arc<affinity::ClientIpTable> {
-        let mut map = lock(&self.client_ip);
-        if let Some(t) = map.get(service).and_then(Weak::upgrade) {
-            return t;
-        }
-        let t = Arc::new(affinity::ClientIpTable::default());
-        map.insert(service.clone(), Arc::downgrade(&t));
-        t
-    }
-
-    /// Forgets dead entries and returns the live endpoint states (for idle-connection reaping).
-    pub fn sweep(&self) -> Vec<Arc<EndpointState>> {
-        lock(&self.client_ip).retain(|_, w| w.strong_count() > 0);
-        let mut map = lock(&self.endpoints);
-        map.retain(|_, w| w.strong_count() > 0);
-        map.values().filter_map(Weak::upgrade).collect()
+impl<T: Tracked> Tracked for Arc<T> {
+    fn state(&self) -> &EndpointState {
+        (**self).state()
     }
 }
 
-/// Endpoint choice among a backend's ready endpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    #[default]
-    RoundRobin,
-    /// Peak-EWMA latency × in-flight requests, lower of two random endpoints.
-    Ewma,
-}
-
-/// A per-backend round-robin cursor. It lives inside the compiled Backend, so a new
-/// Config starts a new rotation; that is harmless and keeps the request path lock-free.
+/// A per-backend round-robin cursor, kept across Configs for the same Service port.
 #[derive(Default)]
 pub struct RoundRobin(AtomicUsize);
 
 impl RoundRobin {
     pub fn next(&self) -> usize {
         self.0.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-impl Clone for RoundRobin {
-    fn clone(&self) -> Self {
-        Self::default()
     }
 }
 
@@ -276,7 +184,7 @@ impl std::fmt::Debug for RoundRobin {
 /// likely failure than a certain one). `None` when every endpoint was tried.
 pub fn pick(
     algorithm: Algorithm,
-    states: &[Endpoint],
+    states: &[impl Tracked],
     tried: &[usize],
     cursor: &RoundRobin,
     now: u64,
@@ -287,7 +195,7 @@ pub fn pick(
         return None;
     }
     for healthy_only in [true, false] {
-        let usable = |i: usize| !(tried.contains(&i) || healthy_only && states[i].state.0.is_down(now));
+        let usable = |i: usize| !(tried.contains(&i) || healthy_only && states[i].state().is_down(now));
         let found = match algorithm {
             Algorithm::RoundRobin => {
                 let start = cursor.next();
@@ -304,7 +212,7 @@ pub fn pick(
 
 /// Power of two choices over the usable endpoints: the cheaper of two distinct random ones.
 fn two_choices(
-    states: &[Endpoint],
+    states: &[impl Tracked],
     usable: impl Fn(usize) -> bool,
     now: u64,
     rand: &mut impl FnMut() -> u64,
@@ -322,7 +230,7 @@ fn two_choices(
                 b += 1;
             }
             let (a, b) = (nth(a)?, nth(b)?);
-            Some(if states[b].state.0.cost(now) < states[a].state.0.cost(now) {
+            Some(if states[b].state().cost(now) < states[a].state().cost(now) {
                 b
             } else {
                 a

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use super::ingress::annotation;
 use super::known::{self, Support};
-use crate::balance::Algorithm;
-use crate::balance::affinity::{CookieAffinity, Mode, SameSite, valid_attribute, valid_cookie_name};
+use crate::config::Cidr;
+use crate::config::backend::Protocol;
+use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::policy::{Algorithm, CookieAffinity, Cors, Mode, Policy, Redirect, SameSite};
 use crate::model::ObjectKey;
-use crate::proxy::headers::Cidr;
-use crate::proxy::upstream::Protocol;
-use crate::routes::{Cors, Policy, Redirect};
 
 /// Printable ASCII without spaces, quotes or angle brackets: safe to put in a header.
 fn url_safe(v: &str) -> bool {
@@ -56,6 +54,20 @@ fn valid_vhost(v: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Whether a cookie name is an RFC 6265 token.
+pub fn valid_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether a cookie `Path` or `Domain` attribute value is safe to send: printable, no `;`.
+pub fn valid_attribute(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';' && b != b',')
 }
 
 /// Reads annotations of one Ingress, reporting bad values against it.

@@ -8,103 +8,10 @@ use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::Serialize;
 
-use super::diagnostic::Reason;
-use crate::balance::affinity::{AffinityIndex, ClientIpTable};
-use crate::balance::{EndpointState, Registry, RoundRobin, Shared};
+use crate::config::diagnostic::Reason;
+use crate::config::{Backend, BackendId, Endpoint, PortRef, Protocol, Target};
 use crate::model::{ObjectKey, Snapshot};
-use crate::proxy::upstream::Protocol;
-
-/// How an Ingress names the Service port.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(untagged)]
-pub enum PortRef {
-    Number(i32),
-    Name(String),
-}
-
-impl std::fmt::Display for PortRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PortRef::Number(n) => write!(f, "{n}"),
-            PortRef::Name(n) => f.write_str(n),
-        }
-    }
-}
-
-/// One pod (or hand-made) endpoint to dial.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-    /// The target (usually a Pod) name, when the slice says.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    /// Runtime state shared by every Config naming this address; `/routes` shows its
-    /// current failure streak.
-    #[serde(rename = "failures")]
-    pub state: Shared,
-}
-
-/// Where a backend's traffic goes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Target {
-    /// Pod endpoints. `ready` is the normal rotation; `terminating` endpoints (still serving)
-    /// are kept apart for sticky sessions that point at them.
-    Endpoints {
-        ready: Arc<[Endpoint]>,
-        terminating: Arc<[Endpoint]>,
-    },
-    /// An ExternalName Service: dialled by DNS name.
-    ExternalName { host: String, port: u16 },
-    /// The Service or its port does not exist: requests get 503.
-    Unavailable { reason: String },
-}
-
-/// A Service port as the data plane sees it. Shared (`Arc`) by every route that uses it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Backend {
-    pub service: ObjectKey,
-    pub port: PortRef,
-    pub target: Target,
-    /// `spec.sessionAffinity: ClientIP` timeout, in seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_ip_affinity: Option<u32>,
-    /// The Service port's `appProtocol`, when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_protocol: Option<String>,
-    /// How to talk to the endpoints, from `appProtocol` (an Ingress may override it).
-    pub protocol: Protocol,
-    /// Where ClientIP affinity remembers its clients (shared across Configs).
-    #[serde(skip)]
-    pub client_ip_table: Option<Arc<ClientIpTable>>,
-    #[serde(skip)]
-    pub rotation: RoundRobin,
-    /// Cookie-affinity lookup structures over `ready` then `terminating`, built on first use.
-    #[serde(skip)]
-    pub affinity: AffinityIndex,
-}
-
-impl Backend {
-    /// The normal rotation; empty for ExternalName and unavailable backends.
-    pub fn ready(&self) -> &[Endpoint] {
-        match &self.target {
-            Target::Endpoints { ready, .. } => ready,
-            _ => &[],
-        }
-    }
-
-    /// Endpoints that serve only sessions pinned to them.
-    pub fn terminating(&self) -> &[Endpoint] {
-        match &self.target {
-            Target::Endpoints { terminating, .. } => terminating,
-            _ => &[],
-        }
-    }
-}
 
 /// Slices and legacy Endpoints indexed by the Service they belong to.
 pub struct EndpointIndex<'a> {
@@ -158,15 +65,10 @@ impl<'a> EndpointIndex<'a> {
 /// A backend and, when something is wrong with it, the reason to report.
 pub type Resolved = (Arc<Backend>, Option<(Reason, String)>);
 
-/// Index of a backend in `Config::backends`. Routes name their backend by index, so that a
-/// change to endpoints alone can swap the backends under an unchanged route table.
-pub type BackendId = usize;
-
 /// Resolves backends once per (Service, port) and shares the result between routes.
 pub struct Resolver<'a> {
     index: EndpointIndex<'a>,
     snapshot: &'a Snapshot,
-    registry: Option<&'a Registry>,
     /// Service → its resolved ports (a Service has few) → backend id.
     cache: HashMap<ObjectKey, Vec<(PortRef, BackendId)>>,
     /// Backends by id, in the order they were first asked for.
@@ -174,26 +76,20 @@ pub struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(snapshot: &'a Snapshot, registry: Option<&'a Registry>) -> Self {
+    pub fn new(snapshot: &'a Snapshot) -> Self {
         Self {
             index: EndpointIndex::new(snapshot),
             snapshot,
-            registry,
             cache: HashMap::new(),
             list: Vec::new(),
         }
     }
 
     /// A resolver that may only be asked about `services` (it indexes their slices alone).
-    pub fn for_services(
-        snapshot: &'a Snapshot,
-        registry: Option<&'a Registry>,
-        services: &std::collections::HashSet<ObjectKey>,
-    ) -> Self {
+    pub fn for_services(snapshot: &'a Snapshot, services: &std::collections::HashSet<ObjectKey>) -> Self {
         Self {
             index: EndpointIndex::filtered(snapshot, Some(services)),
             snapshot,
-            registry,
             cache: HashMap::new(),
             list: Vec::new(),
         }
@@ -241,7 +137,6 @@ impl<'a> Resolver<'a> {
             key,
             &port,
             &self.index,
-            self.registry,
         );
         let entry = (Arc::new(resolved.0), resolved.1);
         let id = self.list.len();
@@ -265,19 +160,7 @@ fn unavailable(
     message: String,
 ) -> (Backend, Option<(Reason, String)>) {
     (
-        Backend {
-            service: key.clone(),
-            port: port.clone(),
-            target: Target::Unavailable {
-                reason: message.clone(),
-            },
-            client_ip_affinity: None,
-            client_ip_table: None,
-            app_protocol: None,
-            protocol: Protocol::Http,
-            rotation: RoundRobin::default(),
-            affinity: AffinityIndex::default(),
-        },
+        Backend::unavailable(key.clone(), port.clone(), message.clone()),
         Some((reason, message)),
     )
 }
@@ -287,7 +170,6 @@ fn resolve(
     key: &ObjectKey,
     port: &PortRef,
     index: &EndpointIndex<'_>,
-    registry: Option<&Registry>,
 ) -> (Backend, Option<(Reason, String)>) {
     let Some(svc) = svc else {
         return unavailable(
@@ -348,15 +230,9 @@ fn resolve(
         service: key.clone(),
         port: port.clone(),
         target: Target::Unavailable { reason: String::new() },
-        client_ip_table: client_ip_affinity.map(|_| match registry {
-            Some(r) => r.client_ip_table(key),
-            None => Arc::default(),
-        }),
         client_ip_affinity,
         app_protocol: sp.app_protocol.clone(),
         protocol: Protocol::from_app_protocol(sp.app_protocol.as_deref()),
-        rotation: RoundRobin::default(),
-        affinity: AffinityIndex::default(),
     };
     if is_external {
         let host = spec.external_name.clone().unwrap_or_default();
@@ -384,7 +260,7 @@ fn resolve(
         return (backend, None);
     }
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
-    let (ready, terminating) = endpoints_for(key, &sp, publish_not_ready, index, registry);
+    let (ready, terminating) = endpoints_for(key, &sp, publish_not_ready, index);
     backend.target = Target::Endpoints {
         ready: ready.into(),
         terminating: terminating.into(),
@@ -399,20 +275,11 @@ fn endpoints_for(
     sp: &ServicePort,
     publish_not_ready: bool,
     index: &EndpointIndex<'_>,
-    registry: Option<&Registry>,
 ) -> (Vec<Endpoint>, Vec<Endpoint>) {
     let (ready, terminating) = endpoint_keys(key, sp, publish_not_ready, index);
     let endpoints = |set: BTreeSet<EndpointKey>| -> Vec<Endpoint> {
         set.into_iter()
-            .map(|(addr, target, zone)| Endpoint {
-                addr,
-                target,
-                zone,
-                state: Shared(match registry {
-                    Some(r) => r.endpoint(addr),
-                    None => Arc::new(EndpointState::new(addr)),
-                }),
-            })
+            .map(|(addr, target, zone)| Endpoint { addr, target, zone })
             .collect()
     };
     (endpoints(ready), endpoints(terminating))

@@ -8,12 +8,15 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::Options;
 use super::annotations::Annotations;
-use super::backend::{BackendId, Resolver};
-use super::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
-use super::tls::{CertStore, parse_tls_secret};
+use super::backend::Resolver;
+use super::tls::parse_tls_secret;
+use crate::config::backend::BackendId;
+use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::policy::Policy;
+use crate::config::route::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
+use crate::config::tls::CertStore;
 use crate::model::{ObjectKey, Snapshot};
 use crate::path;
-use crate::routes::{HostPattern, PathRegex, PathRule, PathType, Policy, Route, RouteTableBuilder};
 
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -273,6 +276,7 @@ impl IngressPass<'_, '_> {
                     };
                     claims.insert(claim, key.clone());
                     let route = Arc::new(Route {
+                        id: routes.len(),
                         ingress: key.clone(),
                         host: host.clone(),
                         path: Some(PathRule {
@@ -284,7 +288,6 @@ impl IngressPass<'_, '_> {
                         service,
                         ssl_redirect: redirect,
                         policy: policy.clone(),
-                        counters: Default::default(),
                     });
                     builder.add_path(route.clone());
                     routes.push(route);
@@ -307,6 +310,7 @@ impl IngressPass<'_, '_> {
             };
             for host in targets {
                 let route = Arc::new(Route {
+                    id: routes.len(),
                     ingress: key.clone(),
                     host: host.clone(),
                     path: None,
@@ -314,7 +318,6 @@ impl IngressPass<'_, '_> {
                     service: default_service.clone(),
                     ssl_redirect: (ssl_redirect && has_tls(&host)) || force_ssl_redirect,
                     policy: policy.clone(),
-                    counters: Default::default(),
                 });
                 let existing = if host == HostPattern::Any {
                     builder.set_catch_all(route.clone())

@@ -2,7 +2,6 @@
 
 pub mod annotations;
 pub mod backend;
-pub mod diagnostic;
 pub mod ingress;
 pub mod known;
 pub mod tls;
@@ -13,12 +12,11 @@ use std::time::SystemTime;
 
 use rustls::sign::CertifiedKey;
 
+use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::{CertStore, Config, HostPattern, PortRef, Route};
 use crate::model::{ObjectKey, Snapshot};
-use crate::routes::{HostPattern, Route, RouteTable};
-use backend::{Backend, Resolver};
-use diagnostic::{Diagnostic, Diagnostics, ObjectRef, Reason, Severity};
+use backend::Resolver;
 use ingress::IngressPass;
-use tls::CertStore;
 
 /// What compile() needs besides the objects. Everything time- or process-dependent is
 /// passed in here, so compile stays a pure function.
@@ -41,9 +39,6 @@ pub struct Options {
     pub now: SystemTime,
     /// Parsed certificates kept between compiles (see [`tls::CertCache`]).
     pub cert_cache: Option<Arc<tls::CertCache>>,
-    /// Runtime endpoint state shared between Configs (see [`crate::balance::Registry`]);
-    /// without it every Config gets fresh state.
-    pub registry: Option<Arc<crate::balance::Registry>>,
 }
 
 impl Default for Options {
@@ -57,41 +52,7 @@ impl Default for Options {
             fallback_certificate: None,
             now: SystemTime::now(),
             cert_cache: None,
-            registry: None,
         }
-    }
-}
-
-/// The compiled configuration: published whole through `ArcSwap`, so that one load gives a
-/// request a consistent view of routes, certificates and backends.
-#[derive(Debug, Default)]
-pub struct Config {
-    /// Set by the publisher: 1 for the first Config, +1 for each later one.
-    pub generation: u64,
-    /// Shared with later Configs whose Ingresses did not change (see [`recompile_endpoints`]).
-    pub routes: Arc<RouteTable>,
-    pub certs: Arc<CertStore>,
-    /// Every route, in the order compile() admitted them (for `/routes`).
-    pub route_list: Arc<Vec<Arc<Route>>>,
-    /// Every backend a route uses, indexed by `Route::backend`.
-    pub backends: Vec<Arc<Backend>>,
-    /// Ingresses of ours that were compiled. (This and the fields around it are shared with
-    /// the Configs of later endpoints-only recompiles, which do not change them.)
-    pub admitted: Arc<Vec<ObjectKey>>,
-    /// Ingresses that are not ours, and why (for "why isn't my Ingress served?").
-    pub ignored: Arc<Vec<(ObjectKey, String)>>,
-    pub diagnostics: Arc<Vec<Diagnostic>>,
-}
-
-impl Config {
-    /// The backend a route sends to.
-    pub fn backend(&self, route: &Route) -> Option<&Arc<Backend>> {
-        self.backends.get(route.backend)
-    }
-
-    /// Whether any diagnostic is an error.
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
     }
 }
 
@@ -99,7 +60,7 @@ impl Config {
 /// rest is served.
 pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     let mut diags = Diagnostics::default();
-    let mut resolver = Resolver::new(snapshot, opts.registry.as_deref());
+    let mut resolver = Resolver::new(snapshot);
     let mut certs = CertStore::new(opts.fallback_certificate.clone());
 
     let mut pass = IngressPass {
@@ -127,7 +88,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         let port = resolver.first_port(key);
         let (backend, (_, problem)) = match &port {
             Some(port) => resolver.service(key, port.clone()),
-            None => resolver.service(key, backend::PortRef::Number(0)),
+            None => resolver.service(key, PortRef::Number(0)),
         };
         if let Some((reason, msg)) = problem {
             let msg = match port {
@@ -143,6 +104,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             );
         }
         let route = Arc::new(Route {
+            id: compiled.routes.len(),
             ingress: key.clone(),
             host: HostPattern::Any,
             path: None,
@@ -150,7 +112,6 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             service: key.clone(),
             ssl_redirect: false,
             policy: Default::default(),
-            counters: Default::default(),
         });
         if !compiled.builder.has_catch_all() {
             compiled.builder.set_catch_all(route.clone());
@@ -187,16 +148,10 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
 /// `changed` when the caller knows which — and routes, certificates and diagnostics are taken
 /// over unchanged (they depend on Ingresses, Services, Secrets and classes, which did not
 /// change). Pure like [`compile`], and equal to what `compile` would give for the snapshot.
-pub fn recompile_endpoints(
-    snapshot: &Snapshot,
-    opts: &Options,
-    prev: &Config,
-    changed: Option<&HashSet<ObjectKey>>,
-) -> Config {
-    let registry = opts.registry.as_deref();
+pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&HashSet<ObjectKey>>) -> Config {
     let mut resolver = match changed {
-        Some(services) => Resolver::for_services(snapshot, registry, services),
-        None => Resolver::new(snapshot, registry),
+        Some(services) => Resolver::for_services(snapshot, services),
+        None => Resolver::new(snapshot),
     };
     let backends = prev
         .backends

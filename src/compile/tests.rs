@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::backend::Target;
-use super::diagnostic::{Reason, Severity};
 use super::*;
+use crate::config::diagnostic::{Reason, Severity};
+use crate::config::{Backend, Endpoint, Target};
 use crate::model::AnyObject;
 use crate::source::files::parse_manifests;
 
@@ -555,7 +555,7 @@ fn backend_of(cfg: &Config, host: &str) -> Arc<Backend> {
     cfg.backend(r).expect("backend").clone()
 }
 
-fn addrs(eps: &[backend::Endpoint]) -> Vec<String> {
+fn addrs(eps: &[Endpoint]) -> Vec<String> {
     eps.iter().map(|e| e.addr.to_string()).collect()
 }
 
@@ -1212,9 +1212,9 @@ fn endpoint_only_recompile_equals_a_full_compile() {
     let after = before.replacen("- addresses: [10.0.0.1]", "- addresses: [10.0.0.1, 10.0.0.9]", 1);
     let s = snap(&after);
     let full = compile(&s, &Options::default());
-    let quick = recompile_endpoints(&s, &Options::default(), &prev, None);
+    let quick = recompile_endpoints(&s, &prev, None);
     let a_only: std::collections::HashSet<ObjectKey> = [ObjectKey::new("default", "a")].into();
-    let targeted = recompile_endpoints(&s, &Options::default(), &prev, Some(&a_only));
+    let targeted = recompile_endpoints(&s, &prev, Some(&a_only));
     for (t, f) in targeted.backends.iter().zip(&full.backends) {
         assert_eq!(t, f, "re-resolving only the changed Service gives the same backends");
     }
@@ -1228,7 +1228,7 @@ fn endpoint_only_recompile_equals_a_full_compile() {
         ),
         (1, 1, 0)
     );
-    let from_narrow = recompile_endpoints(&narrow, &Options::default(), &prev, Some(&a_only));
+    let from_narrow = recompile_endpoints(&narrow, &prev, Some(&a_only));
     assert_eq!(from_narrow.backends, targeted.backends);
     let b = |c: &Config| c.backend(c.routes.route("b.test", "/").unwrap()).unwrap().clone();
     assert!(

@@ -16,20 +16,21 @@ use hyper_util::rt::TokioIo;
 use super::client::Serving;
 use super::h1;
 use super::headers::{
-    Cidr, Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
+    Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
     upstream_target,
 };
+use super::live::{Live, RouteCounters};
+use super::upstream::EndpointRuntime;
 use super::upstream::{
     BodyLimit, Conn, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent, resolve_external,
 };
 use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
-use crate::balance::{EndpointState, Registry, Shared, now_ns, ns_at};
-use crate::compile::backend::{Endpoint, Target};
-use crate::live::Live;
+use crate::balance::{now_ns, ns_at};
+use crate::config::policy::Cors;
+use crate::config::{Cidr, Endpoint, Route, Target};
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
-use crate::routes::{Cors, Route};
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
@@ -39,9 +40,6 @@ pub struct Proxy {
     pub trusted: Vec<Cidr>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
-    /// Endpoint state shared with compile() (ExternalName endpoints are interned here at
-    /// request time).
-    pub registry: Arc<Registry>,
     /// Signs persistent-affinity cookie values (`--affinity-key`).
     pub affinity_key: aws_lc_rs::hmac::Key,
     /// Send Strict-Transport-Security on HTTPS responses (`--hsts`).
@@ -136,6 +134,8 @@ fn cors_headers(cors: &Cors, origin: &str, h: &mut http::HeaderMap, preflight: b
 #[derive(Default)]
 struct Outcome {
     route: Option<Arc<Route>>,
+    /// The counters of the matched route's Config (indexed by `Route::id`).
+    counters: Option<Arc<[RouteCounters]>>,
     upstream: Option<SocketAddr>,
     host: String,
     /// When the upstream's response head arrived (saves reading the clock again).
@@ -227,9 +227,15 @@ impl Proxy {
                 service = %service,
             );
         }
-        match &outcome.route {
-            Some(r) => r.counters.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
-            None => self.metrics.unrouted[status_index(status)].inc(),
+        match (
+            &outcome.route,
+            outcome
+                .counters
+                .as_ref()
+                .and_then(|c| c.get(outcome.route.as_ref()?.id)),
+        ) {
+            (Some(r), Some(c)) => c.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
+            _ => self.metrics.unrouted[status_index(status)].inc(),
         };
         if status == 101 {
             // A tunnel now: no request head will come on this connection again.
@@ -265,22 +271,23 @@ impl Proxy {
                     return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
                 }
             };
-            // One load: the route and its backend come from the same Config.
-            let cfg = self.live.load();
-            let found = cfg
-                .routes
-                .route(host, &norm)
-                .and_then(|r| Some((r.clone(), cfg.backend(r)?.clone())));
+            // One load: the route, its backend and their runtime state come from one Plane.
+            let plane = self.live.load();
+            let found = plane.config.routes.route(host, &norm).and_then(|r| {
+                let table = plane.backends.get(r.backend)?.clone();
+                Some((r.clone(), plane.config.backend(r)?.clone(), table, plane.routes.clone()))
+            });
             let normalized = match norm {
                 Cow::Owned(s) => Some(s),
                 Cow::Borrowed(_) => None,
             };
             (found, normalized)
         };
-        let Some((route, backend)) = route else {
+        let Some((route, backend, table, counters)) = route else {
             return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path");
         };
         out.route = Some(route.clone());
+        out.counters = Some(counters);
         let policy = &route.policy;
 
         if let Some(allow) = &policy.allow {
@@ -336,23 +343,24 @@ impl Proxy {
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
         let external;
-        let (ready, terminating): (&[Endpoint], &[Endpoint]) = match &backend.target {
+        let external_state;
+        let (ready, terminating, states): (&[Endpoint], &[Endpoint], &[Arc<EndpointRuntime>]) = match &backend.target {
             Target::Unavailable { reason } => {
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!("service unavailable: {reason}"),
                 );
             }
-            Target::Endpoints { ready, terminating } => (ready, terminating),
+            Target::Endpoints { ready, terminating } => (ready, terminating, &table.endpoints),
             Target::ExternalName { host, port } => match Box::pin(resolve_external(host, *port)).await {
                 Ok(addr) => {
                     external = [Endpoint {
                         addr,
                         target: None,
                         zone: None,
-                        state: Shared(self.registry.endpoint(addr)),
                     }];
-                    (&external, &[])
+                    external_state = [self.live.registry().endpoint(addr, EndpointRuntime::new)];
+                    (&external, &[], &external_state)
                 }
                 Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("bad gateway: {e}")),
             },
@@ -361,8 +369,10 @@ impl Proxy {
         let choice = Choice {
             route: &route,
             backend: &backend,
+            table: &table,
             ready,
             terminating,
+            states,
         };
         let sticky = choice.sticky(
             req.headers(),
@@ -501,21 +511,21 @@ impl Proxy {
         tokio::task::yield_now().await;
         for attempt in 0..tries {
             tried.extend(current.take());
-            let Some(i) = choice.next(&sticky, attempt, &tried, &backend.rotation, now, &mut next_random) else {
+            let Some(i) = choice.next(&sticky, attempt, &tried, now, &mut next_random) else {
                 break;
             };
             if i < ready.len() {
                 current = Some(i);
             }
-            let Some(ep) = choice.endpoint(i) else {
+            let (Some(ep), Some(runtime)) = (choice.endpoint(i), choice.state(i)) else {
                 break;
             };
-            let state = &ep.state.0;
+            let state = &runtime.state;
             out.upstream = Some(ep.addr);
             let t = Instant::now();
             let mut conn = match self
                 .upstream
-                .connection(state, protocol, policy.connect_timeout, raw, t)
+                .connection(runtime, protocol, policy.connect_timeout, raw, t)
                 .await
             {
                 Ok(c) => c,
@@ -600,7 +610,7 @@ impl Proxy {
                     state.observe(elapsed, ns_at(end));
                     out.answered = Some(end);
                     let cookie = choice.remember(&sticky, i, peer.tls, &self.affinity_key);
-                    let mut resp = self.respond(resp, conn, state.clone(), client_upgrade, policy.read_timeout);
+                    let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout);
                     if let Some(c) = cookie {
                         resp.headers_mut().append(header::SET_COOKIE, c);
                     }
@@ -643,7 +653,7 @@ impl Proxy {
         &self,
         mut resp: Response<UpBody>,
         conn: Conn,
-        ep: Arc<EndpointState>,
+        ep: Arc<EndpointRuntime>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         read_timeout: Option<Duration>,
     ) -> Response<Body> {

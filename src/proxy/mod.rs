@@ -6,6 +6,7 @@ pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod listener;
+pub mod live;
 pub mod ticket;
 pub mod tls;
 pub mod upstream;

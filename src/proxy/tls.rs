@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 
-use crate::live::Live;
+use super::live::Live;
 
 /// Picks the certificate from the current Config's store on every handshake, so a new
 /// Config rotates certificates without touching the listener.
@@ -17,14 +17,14 @@ pub struct LiveCerts(pub Arc<Live>);
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live")
-            .field("generation", &self.load().generation)
+            .field("generation", &self.load().config.generation)
             .finish()
     }
 }
 
 impl ResolvesServerCert for LiveCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.load().certs.resolve(hello.server_name())
+        self.0.load().config.certs.resolve(hello.server_name())
     }
 }
 

@@ -27,7 +27,9 @@ use super::h1::{self, Framing};
 /// A connection of the own client, boxed once for its life: requests and response bodies
 /// then move a pointer, not the connection.
 type Raw = Box<h1::H1>;
-use crate::balance::EndpointState;
+use crate::balance::table::Registry;
+use crate::balance::{EndpointState, Tracked};
+use crate::config::backend::Protocol;
 
 /// The body of a request sent upstream: the client's, streamed and counted, or none.
 pub enum RequestBody {
@@ -139,53 +141,36 @@ impl HttpBody for RequestBody {
 type H1 = http1::SendRequest<RequestBody>;
 type H2 = http2::SendRequest<RequestBody>;
 
-/// How Portico talks to an upstream: the Service port's `appProtocol` or the Ingress's
-/// `backend-protocol` annotation decide.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Protocol {
-    /// HTTP/1.1 over TCP.
-    #[default]
-    #[serde(rename = "HTTP")]
-    Http,
-    /// HTTP/1.1 over TLS.
-    #[serde(rename = "HTTPS")]
-    Https,
-    /// HTTP/2 over TCP with prior knowledge (gRPC without TLS).
-    #[serde(rename = "H2C")]
-    H2c,
-    /// HTTP/2 over TLS (gRPC with TLS).
-    #[serde(rename = "H2")]
-    H2,
+/// What the data plane keeps per endpoint address, shared by every Config that lists it:
+/// the balancer's view of it and its kept-alive connections.
+pub struct EndpointRuntime {
+    pub state: EndpointState,
+    /// Allocated on first use: at scale most endpoints are never dialled by a given replica.
+    idle: std::sync::OnceLock<Box<IdlePool>>,
 }
 
-impl Protocol {
-    /// From a Service port's `appProtocol`: `kubernetes.io/h2c` and `https` change the
-    /// default; anything else (or nothing) is HTTP/1.1.
-    pub fn from_app_protocol(p: Option<&str>) -> Protocol {
-        match p.map(|p| p.to_ascii_lowercase()).as_deref() {
-            Some("kubernetes.io/h2c") => Protocol::H2c,
-            Some("https" | "kubernetes.io/https") => Protocol::Https,
-            _ => Protocol::Http,
+impl EndpointRuntime {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            state: EndpointState::new(addr),
+            idle: std::sync::OnceLock::new(),
         }
     }
 
-    /// From the `backend-protocol` annotation (ingress-nginx's values).
-    pub fn from_annotation(v: &str) -> Option<Protocol> {
-        match v.to_ascii_uppercase().as_str() {
-            "HTTP" => Some(Protocol::Http),
-            "HTTPS" => Some(Protocol::Https),
-            "GRPC" | "H2C" => Some(Protocol::H2c),
-            "GRPCS" => Some(Protocol::H2),
-            _ => None,
-        }
+    /// The endpoint's upstream connections.
+    fn idle(&self) -> &IdlePool {
+        self.idle.get_or_init(Box::default)
     }
 
-    pub fn tls(self) -> bool {
-        matches!(self, Protocol::Https | Protocol::H2)
+    /// The endpoint's upstream connections, if it ever had any.
+    fn idle_if_used(&self) -> Option<&IdlePool> {
+        self.idle.get().map(|b| &**b)
     }
+}
 
-    pub fn http2(self) -> bool {
-        matches!(self, Protocol::H2c | Protocol::H2)
+impl Tracked for EndpointRuntime {
+    fn state(&self) -> &EndpointState {
+        &self.state
     }
 }
 
@@ -401,7 +386,7 @@ impl Upstream {
     /// connection of the own client.
     pub async fn connection(
         &self,
-        ep: &EndpointState,
+        ep: &EndpointRuntime,
         protocol: Protocol,
         timeout: Option<Duration>,
         raw: bool,
@@ -423,12 +408,12 @@ impl Upstream {
             && !protocol.http2()
             && let Some(idle) = ep.idle().take_raw(tls, self.idle_timeout, now)
         {
-            let sender = Box::pin(self.handshake(ep.addr, protocol, TokioIo::new(idle.into_io()))).await?;
+            let sender = Box::pin(self.handshake(ep.state.addr, protocol, TokioIo::new(idle.into_io()))).await?;
             return Ok(Conn { sender, tls });
         }
         // Boxed: connecting (TCP, TLS, HTTP handshakes) is the rare path and its future is
         // large; inline it would make every request's future as large.
-        let conn = Box::pin(self.connect(ep.addr, protocol, timeout, raw)).await?;
+        let conn = Box::pin(self.connect(ep.state.addr, protocol, timeout, raw)).await?;
         if let Sender::H2(s) = &conn.sender {
             *lock(ep.idle().shared(tls)) = Some(s.clone());
         }
@@ -617,7 +602,7 @@ impl Upstream {
         &self,
         body: UpBody,
         conn: Conn,
-        ep: Arc<EndpointState>,
+        ep: Arc<EndpointRuntime>,
         counter: Counter,
         idle: Option<Duration>,
     ) -> ResponseBody {
@@ -669,7 +654,7 @@ enum Inner {
 pub struct ResponseBody {
     inner: Inner,
     tls: bool,
-    ep: Arc<EndpointState>,
+    ep: Arc<EndpointRuntime>,
     counter: Counter,
     /// The longest wait for the next piece of the body.
     idle: Duration,
@@ -780,7 +765,7 @@ impl HttpBody for ResponseBody {
 
 /// Closes idle upstream connections past the idle timeout, and lets the registry forget
 /// endpoints no Config names any more. Runs for the life of the process.
-pub async fn reap_idle(registry: Arc<crate::balance::Registry>, idle_timeout: Duration) {
+pub async fn reap_idle(registry: Arc<Registry<EndpointRuntime>>, idle_timeout: Duration) {
     let every = (idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         tokio::time::sleep(every).await;

@@ -174,7 +174,7 @@ impl DirWatch {
 
     /// Rescans the directory. Returns `None` when nothing changed, else the Snapshot of all
     /// files and the errors of files that could not be read.
-    pub fn poll(&mut self) -> Option<(Snapshot, Vec<crate::compile::diagnostic::Diagnostic>)> {
+    pub fn poll(&mut self) -> Option<(Snapshot, Vec<crate::config::diagnostic::Diagnostic>)> {
         let listed = match manifest_files(&self.dir) {
             Ok(l) => l,
             Err(e) => {
@@ -216,20 +216,20 @@ impl DirWatch {
     }
 
     /// The Snapshot of the files as last read, and the errors of files that could not be.
-    pub fn current(&self) -> (Snapshot, Vec<crate::compile::diagnostic::Diagnostic>) {
+    pub fn current(&self) -> (Snapshot, Vec<crate::config::diagnostic::Diagnostic>) {
         let mut snapshot = Snapshot::default();
         let mut diags = Vec::new();
         for (path, state) in &self.files {
             state.objects.iter().cloned().for_each(|o| snapshot.insert(o));
             if let Some(e) = &state.error {
-                diags.push(crate::compile::diagnostic::Diagnostic {
-                    object: crate::compile::diagnostic::ObjectRef {
+                diags.push(crate::config::diagnostic::Diagnostic {
+                    object: crate::config::diagnostic::ObjectRef {
                         kind: "File",
                         namespace: String::new(),
                         name: path.display().to_string(),
                     },
-                    severity: crate::compile::diagnostic::Severity::Error,
-                    reason: crate::compile::diagnostic::Reason::InvalidManifest,
+                    severity: crate::config::diagnostic::Severity::Error,
+                    reason: crate::config::diagnostic::Reason::InvalidManifest,
                     message: format!("{e}; the file's previous objects stay in use"),
                 });
             }

@@ -23,8 +23,8 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use super::{FULL_COMPILE_EVERY, Publisher};
-use crate::compile::Config;
-use crate::compile::diagnostic::Diagnostic;
+use crate::config::Config;
+use crate::config::Diagnostic;
 use crate::model::{AnyObject, Kind, ObjectKey, Snapshot, key_of};
 
 /// Settings of Kubernetes mode.
@@ -411,7 +411,7 @@ async fn leader_duties(
         if !is_leader || *generations.borrow() == 0 {
             continue;
         }
-        let cfg = publisher.live.load_full();
+        let cfg = publisher.live.config();
         if done
             .as_ref()
             .is_some_and(|(a, d)| Arc::ptr_eq(a, &cfg.admitted) && Arc::ptr_eq(d, &cfg.diagnostics))

@@ -11,11 +11,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use crate::compile::diagnostic::{Diagnostic, Severity};
-use crate::compile::{Config, Options, compile, recompile_endpoints};
-use crate::live::Live;
+use crate::compile::{Options, compile, recompile_endpoints};
+use crate::config::{Config, Diagnostic, Severity};
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
+use crate::proxy::live::Live;
 
 /// Compiles Snapshots and publishes the results. Logs each diagnostic once, when it first
 /// appears, rather than on every compile.
@@ -71,12 +71,12 @@ impl Publisher {
         snapshot: &Snapshot,
         changed: Option<&std::collections::HashSet<crate::model::ObjectKey>>,
     ) -> Arc<Config> {
-        let prev = self.live.load_full();
+        let prev = self.live.config();
         if prev.generation == 0 {
             return self.publish(snapshot, Vec::new());
         }
         let t = Instant::now();
-        let cfg = recompile_endpoints(snapshot, &self.options, &prev, changed);
+        let cfg = recompile_endpoints(snapshot, &prev, changed);
         drop(prev);
         let took = t.elapsed();
         self.metrics.compile_duration.observe(took.as_secs_f64());
@@ -96,6 +96,6 @@ impl Publisher {
             compile_ms = took.as_secs_f64() * 1000.0,
             "config published"
         );
-        self.live.load_full()
+        self.live.config()
     }
 }

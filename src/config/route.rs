@@ -3,13 +3,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::balance::Algorithm;
-use crate::balance::affinity::CookieAffinity;
-use crate::compile::backend::BackendId;
+use super::backend::BackendId;
+use super::policy::Policy;
 use crate::model::ObjectKey;
 
 /// The host part of a rule, validated and lower-cased.
@@ -148,8 +146,11 @@ impl PathRegex {
 }
 
 /// What a matched request is served by.
-#[derive(Debug, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Route {
+    /// Its index in `Config::route_list`: how the data plane keys what it keeps per route.
+    #[serde(skip)]
+    pub id: usize,
     pub ingress: ObjectKey,
     pub host: HostPattern,
     /// `None` for a default backend.
@@ -164,137 +165,6 @@ pub struct Route {
     pub ssl_redirect: bool,
     /// Endpoint choice for this route's Ingress (shared by its routes).
     pub policy: Arc<Policy>,
-    /// Request counters, filled by the data plane on first use.
-    #[serde(skip)]
-    pub counters: crate::metrics::RouteCounters,
-}
-
-/// What an Ingress's annotations ask of its requests: endpoint choice and retries,
-/// redirects, limits, timeouts, access and CORS.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Policy {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<CookieAffinity>,
-    pub load_balance: Algorithm,
-    /// Most endpoints tried for one request (`proxy-next-upstream-tries`; 0 there: all).
-    pub tries: usize,
-    /// `permanent-redirect` / `temporal-redirect`: every request is answered with this.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub redirect: Option<Redirect>,
-    /// `app-root`: requests for `/` are redirected (302) here.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_root: Option<String>,
-    /// `proxy-body-size`: larger request bodies get 413.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_body_bytes: Option<u64>,
-    /// `proxy-connect-timeout`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<Duration>,
-    /// `proxy-read-timeout`: the wait for the response head, and between two reads of the
-    /// response body.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub read_timeout: Option<Duration>,
-    /// `proxy-send-timeout`: the longest the upstream may hold back the request body.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub send_timeout: Option<Duration>,
-    /// `whitelist-source-range`: clients outside every range get 403. An empty list (every
-    /// entry was invalid) lets nobody in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow: Option<Vec<crate::proxy::headers::Cidr>>,
-    /// `upstream-vhost`: the Host header sent upstream.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_vhost: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<Cors>,
-    /// `backend-protocol`: overrides the Service port's `appProtocol`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backend_protocol: Option<crate::proxy::upstream::Protocol>,
-    /// `use-regex` (also implied by `rewrite-target`): non-Exact paths are regexes.
-    pub use_regex: bool,
-    /// `rewrite-target`: the path sent upstream, `$n` taken from the path regex's groups.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewrite_target: Option<Arc<str>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Redirect {
-    pub code: u16,
-    pub location: String,
-}
-
-/// `enable-cors` and the `cors-*` family.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Cors {
-    /// Allowed origins; `*` allows any.
-    pub allow_origin: Vec<String>,
-    pub allow_methods: String,
-    pub allow_headers: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expose_headers: Option<String>,
-    pub allow_credentials: bool,
-    pub max_age: u64,
-}
-
-impl Default for Cors {
-    fn default() -> Self {
-        Self {
-            allow_origin: vec!["*".into()],
-            allow_methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS".into(),
-            allow_headers:
-                "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"
-                    .into(),
-            expose_headers: None,
-            allow_credentials: true,
-            max_age: 1_728_000,
-        }
-    }
-}
-
-impl Cors {
-    /// The Access-Control-Allow-Origin value for a request's Origin, when it is allowed.
-    pub fn origin_allowed<'o>(&'o self, origin: &'o str) -> Option<&'o str> {
-        self.allow_origin.iter().find_map(|allowed| {
-            if allowed == "*" {
-                return Some("*");
-            }
-            let ok = match allowed.split_once("://*.") {
-                // `https://*.example.com`: any subdomain, same scheme.
-                Some((scheme, domain)) => origin
-                    .strip_prefix(scheme)
-                    .and_then(|o| o.strip_prefix("://"))
-                    .and_then(|host| host.strip_suffix(domain))
-                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
-                None => allowed.eq_ignore_ascii_case(origin),
-            };
-            ok.then_some(origin)
-        })
-    }
-}
-
-impl Policy {
-    pub const DEFAULT_TRIES: usize = 3;
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            affinity: None,
-            load_balance: Algorithm::RoundRobin,
-            tries: Self::DEFAULT_TRIES,
-            redirect: None,
-            app_root: None,
-            max_body_bytes: None,
-            connect_timeout: None,
-            read_timeout: None,
-            send_timeout: None,
-            allow: None,
-            upstream_vhost: None,
-            cors: None,
-            backend_protocol: None,
-            use_regex: false,
-            rewrite_target: None,
-        }
-    }
 }
 
 struct HostRoutes {

@@ -1,18 +1,60 @@
-//! The live Config: published whole through ArcSwap, read with one load per request or handshake.
+//! The live data plane state: the published Config and the runtime tables reconciled with
+//! it, swapped together through ArcSwap and read with one load per request or handshake.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use arc_swap::Guard;
+use prometheus_client::metrics::counter::Counter;
 
-use crate::compile::Config;
+use super::upstream::EndpointRuntime;
+use crate::balance::table::{BackendState, Registry, reconcile};
+use crate::config::Config;
 
-/// Holds the Config the data plane serves. Publishing swaps the whole Config at once, so a
-/// reader sees routes, certificates and backends of one generation; readers never block.
+/// A route's request counters, one per status class, looked up on first use.
+pub type RouteCounters = std::sync::OnceLock<[Counter; 5]>;
+
+/// One Config and the runtime state the data plane keeps for it.
+pub struct Plane {
+    pub config: Arc<Config>,
+    /// Aligned with `config.backends`.
+    pub backends: Box<[Arc<BackendState<EndpointRuntime>>]>,
+    /// Aligned with `config.route_list`.
+    pub routes: Arc<[RouteCounters]>,
+}
+
+impl Plane {
+    fn new(config: Arc<Config>, prev: Option<&Plane>, registry: &Registry<EndpointRuntime>) -> Plane {
+        let backends = reconcile(
+            prev.map(|p| (&*p.config, &*p.backends)),
+            &config,
+            registry,
+            EndpointRuntime::new,
+        )
+        .into();
+        let routes = match prev {
+            Some(p) if Arc::ptr_eq(&p.config.route_list, &config.route_list) => p.routes.clone(),
+            _ => (0..config.route_list.len()).map(|_| RouteCounters::new()).collect(),
+        };
+        Plane {
+            config,
+            backends,
+            routes,
+        }
+    }
+}
+
+/// Holds the Plane the data plane serves. Publishing swaps the whole Plane at once, so a
+/// reader sees routes, certificates, backends and their runtime state of one generation;
+/// readers never block.
 pub struct Live {
-    current: ArcSwap<Config>,
+    current: ArcSwap<Plane>,
     generation: AtomicU64,
+    /// Endpoint runtime state by address, shared by successive Planes.
+    registry: Arc<Registry<EndpointRuntime>>,
+    /// Publishers take turns, so each reconciles with the Plane the last one stored.
+    publishing: Mutex<()>,
 }
 
 impl Default for Live {
@@ -24,34 +66,49 @@ impl Default for Live {
 impl Live {
     /// Starts with an empty Config (generation 0: nothing compiled yet).
     pub fn new() -> Self {
+        let registry = Arc::new(Registry::default());
         Self {
-            current: ArcSwap::from_pointee(Config::default()),
+            current: ArcSwap::from_pointee(Plane::new(Arc::default(), None, &registry)),
             generation: AtomicU64::new(0),
+            registry,
+            publishing: Mutex::new(()),
         }
     }
 
-    /// Publishes a new Config and returns its generation (1 for the first).
+    /// Publishes a new Config with its runtime tables and returns its generation (1 for the
+    /// first).
     pub fn publish(&self, mut config: Config) -> u64 {
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let _turn = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.generation.load(Ordering::Acquire) + 1;
         config.generation = generation;
-        self.current.store(Arc::new(config));
+        let prev = self.current.load();
+        let plane = Plane::new(Arc::new(config), Some(&prev), &self.registry);
+        drop(prev);
+        self.current.store(Arc::new(plane));
+        self.generation.store(generation, Ordering::Release);
         generation
     }
 
-    /// The current Config. Keep the guard short (drop it before awaiting); clone out the
+    /// The current Plane. Keep the guard short (drop it before awaiting); clone out the
     /// `Arc`s you need instead.
-    pub fn load(&self) -> Guard<Arc<Config>> {
+    pub fn load(&self) -> Guard<Arc<Plane>> {
         self.current.load()
     }
 
-    /// The current Config as an owned `Arc`, for work that outlives a short borrow.
-    pub fn load_full(&self) -> Arc<Config> {
-        self.current.load_full()
+    /// The current Config, for work that outlives a short borrow.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.load().config.clone()
     }
 
     /// Whether a Config has been published yet.
     pub fn is_ready(&self) -> bool {
         self.generation.load(Ordering::Acquire) > 0
+    }
+
+    /// Endpoint runtime state by address (ExternalName endpoints join at request time; the
+    /// idle-connection reaper walks it).
+    pub fn registry(&self) -> &Arc<Registry<EndpointRuntime>> {
+        &self.registry
     }
 }
 
@@ -106,12 +163,14 @@ spec:
                     let mut last = 0u64;
                     // At least one non-empty read, however the threads are scheduled.
                     while !stop.load(Ordering::Relaxed) || seen == 0 {
-                        let cfg = live.load();
+                        let plane = live.load();
+                        let cfg = &plane.config;
                         if cfg.generation == 0 {
                             continue;
                         }
                         let route = cfg.routes.route("h.test", "/").expect("route");
                         let svc = &cfg.backend(route).expect("backend").service.name;
+                        assert_eq!(plane.backends.len(), cfg.backends.len());
                         assert_eq!(*svc, format!("g{}", cfg.generation));
                         assert_eq!(
                             cfg.certs.sources.keys().next().map(String::as_str),
@@ -133,7 +192,7 @@ spec:
         for r in readers {
             assert!(r.join().expect("reader ok") > 0);
         }
-        assert_eq!(live.load().generation, 200);
+        assert_eq!(live.config().generation, 200);
         assert!(live.is_ready());
     }
 }

@@ -1,0 +1,69 @@
+//! The compiled configuration: plain data that compile() produces and the data plane reads.
+//! It holds no sockets, counters, cursors or locks, imports nothing but the model, and two
+//! Configs compare with `==` meaning "serve the same".
+
+pub mod backend;
+mod cidr;
+pub mod diagnostic;
+pub mod policy;
+pub mod route;
+pub mod tls;
+
+use std::sync::Arc;
+
+pub use backend::{Backend, BackendId, Endpoint, PortRef, Protocol, Target};
+pub use cidr::Cidr;
+pub use diagnostic::{Diagnostic, Severity};
+pub use policy::Policy;
+pub use route::{HostPattern, Route, RouteTable};
+pub use tls::CertStore;
+
+use crate::model::ObjectKey;
+
+/// The compiled configuration: published whole, so that one load gives a request a
+/// consistent view of routes, certificates and backends.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// Set by the publisher: 1 for the first Config, +1 for each later one.
+    pub generation: u64,
+    /// The lookup index over `route_list` (host → path → route). Shared with later Configs
+    /// whose Ingresses did not change.
+    pub routes: Arc<RouteTable>,
+    pub certs: Arc<CertStore>,
+    /// Every route, in the order compile() admitted them (`Route::id` is the index here).
+    pub route_list: Arc<Vec<Arc<Route>>>,
+    /// Every backend a route uses, indexed by `Route::backend`.
+    pub backends: Vec<Arc<Backend>>,
+    /// Ingresses of ours that were compiled. (This and the fields around it are shared with
+    /// the Configs of later endpoints-only recompiles, which do not change them.)
+    pub admitted: Arc<Vec<ObjectKey>>,
+    /// Ingresses that are not ours, and why (for "why isn't my Ingress served?").
+    pub ignored: Arc<Vec<(ObjectKey, String)>>,
+    pub diagnostics: Arc<Vec<Diagnostic>>,
+}
+
+/// Equal Configs serve the same. The route table is left out: it is an index built from
+/// `route_list` alone, in its order, so equal lists give equal tables.
+impl PartialEq for Config {
+    fn eq(&self, other: &Self) -> bool {
+        self.generation == other.generation
+            && self.route_list == other.route_list
+            && self.backends == other.backends
+            && self.certs == other.certs
+            && self.admitted == other.admitted
+            && self.ignored == other.ignored
+            && self.diagnostics == other.diagnostics
+    }
+}
+
+impl Config {
+    /// The backend a route sends to.
+    pub fn backend(&self, route: &Route) -> Option<&Arc<Backend>> {
+        self.backends.get(route.backend)
+    }
+
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}

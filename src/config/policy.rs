@@ -1,0 +1,207 @@
+//! What an Ingress's annotations ask of its requests, as typed values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Cidr;
+use super::backend::Protocol;
+
+/// What an Ingress's annotations ask of its requests: endpoint choice and retries,
+/// redirects, limits, timeouts, access and CORS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<CookieAffinity>,
+    pub load_balance: Algorithm,
+    /// Most endpoints tried for one request (`proxy-next-upstream-tries`; 0 there: all).
+    pub tries: usize,
+    /// `permanent-redirect` / `temporal-redirect`: every request is answered with this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// `app-root`: requests for `/` are redirected (302) here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_root: Option<String>,
+    /// `proxy-body-size`: larger request bodies get 413.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// `proxy-connect-timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+    /// `proxy-read-timeout`: the wait for the response head, and between two reads of the
+    /// response body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_timeout: Option<Duration>,
+    /// `proxy-send-timeout`: the longest the upstream may hold back the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<Duration>,
+    /// `whitelist-source-range`: clients outside every range get 403. An empty list (every
+    /// entry was invalid) lets nobody in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<Cidr>>,
+    /// `upstream-vhost`: the Host header sent upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_vhost: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    /// `backend-protocol`: overrides the Service port's `appProtocol`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_protocol: Option<Protocol>,
+    /// `use-regex` (also implied by `rewrite-target`): non-Exact paths are regexes.
+    pub use_regex: bool,
+    /// `rewrite-target`: the path sent upstream, `$n` taken from the path regex's groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite_target: Option<Arc<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    pub code: u16,
+    pub location: String,
+}
+
+/// `enable-cors` and the `cors-*` family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cors {
+    /// Allowed origins; `*` allows any.
+    pub allow_origin: Vec<String>,
+    pub allow_methods: String,
+    pub allow_headers: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expose_headers: Option<String>,
+    pub allow_credentials: bool,
+    pub max_age: u64,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Self {
+            allow_origin: vec!["*".into()],
+            allow_methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS".into(),
+            allow_headers:
+                "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"
+                    .into(),
+            expose_headers: None,
+            allow_credentials: true,
+            max_age: 1_728_000,
+        }
+    }
+}
+
+impl Cors {
+    /// The Access-Control-Allow-Origin value for a request's Origin, when it is allowed.
+    pub fn origin_allowed<'o>(&'o self, origin: &'o str) -> Option<&'o str> {
+        self.allow_origin.iter().find_map(|allowed| {
+            if allowed == "*" {
+                return Some("*");
+            }
+            let ok = match allowed.split_once("://*.") {
+                // `https://*.example.com`: any subdomain, same scheme.
+                Some((scheme, domain)) => origin
+                    .strip_prefix(scheme)
+                    .and_then(|o| o.strip_prefix("://"))
+                    .and_then(|host| host.strip_suffix(domain))
+                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                None => allowed.eq_ignore_ascii_case(origin),
+            };
+            ok.then_some(origin)
+        })
+    }
+}
+
+impl Policy {
+    pub const DEFAULT_TRIES: usize = 3;
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            affinity: None,
+            load_balance: Algorithm::RoundRobin,
+            tries: Self::DEFAULT_TRIES,
+            redirect: None,
+            app_root: None,
+            max_body_bytes: None,
+            connect_timeout: None,
+            read_timeout: None,
+            send_timeout: None,
+            allow: None,
+            upstream_vhost: None,
+            cors: None,
+            backend_protocol: None,
+            use_regex: false,
+            rewrite_target: None,
+        }
+    }
+}
+
+/// Endpoint choice among a backend's ready endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    #[default]
+    RoundRobin,
+    /// Peak-EWMA latency × in-flight requests, lower of two random endpoints.
+    Ewma,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Consistent hashing of a random session key.
+    #[default]
+    Balanced,
+    /// The session stays on its endpoint while that endpoint exists.
+    Persistent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SameSite {
+    None,
+    Lax,
+    Strict,
+}
+
+/// Cookie affinity as an Ingress's annotations configure it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CookieAffinity {
+    pub mode: Mode,
+    pub name: String,
+    /// `None`: the matched Ingress path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    /// Seconds from the response until the cookie's `Expires` date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSite>,
+    /// Leave `SameSite=None` out for browsers known to mishandle it.
+    pub conditional_same_site_none: bool,
+    /// `None`: Secure when the request came over HTTPS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    /// When the pinned endpoint fails, pin the session to the endpoint that answered.
+    pub change_on_failure: bool,
+}
+
+impl Default for CookieAffinity {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Balanced,
+            name: "INGRESSCOOKIE".into(),
+            path: None,
+            domain: None,
+            max_age: None,
+            expires: None,
+            same_site: None,
+            conditional_same_site_none: false,
+            secure: None,
+            change_on_failure: false,
+        }
+    }
+}
