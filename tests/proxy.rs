@@ -99,13 +99,27 @@ async fn routes_by_host_and_path_and_answers_errors() {
     // Portico's own answers.
     let (s, _, b) = get(p.http, "nothing.com", "/").await.unwrap();
     assert_eq!((s, b.trim()), (404, "not found: no route for this host and path"));
-    let (s, _, b) = get(p.http, "foo.com", "/empty").await.unwrap();
-    assert_eq!(s, 503, "{b}");
-    assert!(b.contains("no ready endpoints"));
+    // 5xx answers name nothing of the cluster to the client; the log says why, with the
+    // request id.
+    let empty = Request::builder()
+        .uri("/empty")
+        .header("host", "foo.com")
+        .header("x-request-id", "req-empty-1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (s, _, b) = request(p.http, empty).await.unwrap();
+    assert_eq!((s, b.trim()), (503, "service unavailable"));
     let (s, _, b) = get(p.http, "foo.com", "/ghost").await.unwrap();
-    assert_eq!(s, 503, "{b}");
-    assert!(b.contains("does not exist"));
-    assert_eq!(get(p.http, "foo.com", "/dead").await.unwrap().0, 502);
+    assert_eq!((s, b.trim()), (503, "service unavailable"));
+    let (s, _, b) = get(p.http, "foo.com", "/dead").await.unwrap();
+    assert_eq!((s, b.trim()), (502, "bad gateway"));
+    let logs = p.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("req-empty-1") && l.contains("has no ready endpoints")),
+        "{logs}"
+    );
+    assert!(logs.contains("does not exist"), "{logs}");
     assert_eq!(get(p.http, "bad host!", "/").await.unwrap().0, 400);
     let two_hosts = Request::builder()
         .uri("/")

@@ -17,18 +17,18 @@ use super::client::Serving;
 use super::h1;
 use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
-    upstream_target,
 };
 use super::live::{Live, RouteCounters};
-use super::upstream::EndpointRuntime;
+use super::policy::{self, allow, body, cors, redirect, rewrite};
 use super::upstream::{
-    BodyLimit, Conn, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent, resolve_external,
+    Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
+    resolve_external,
 };
 use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
+use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
-use crate::config::policy::Cors;
-use crate::config::{Cidr, Endpoint, Route, Target};
+use crate::config::{Backend, Cidr, Endpoint, Route, Target};
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
 
@@ -55,79 +55,15 @@ enum Failure {
 
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
-/// The upstream path under `rewrite-target`: `$n` are the route regex's capture groups
-/// (empty when missing); as in nginx, the whole path is replaced.
-fn rewrite(route: &Route, target: &str, path: &str) -> String {
-    let caps = route
-        .path
-        .as_ref()
-        .and_then(|p| p.regex.as_ref())
-        .and_then(|re| re.0.captures(path));
-    let mut out = String::with_capacity(target.len() + path.len());
-    let mut chars = target.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, chars.peek().and_then(|d| d.to_digit(10))) {
-            ('$', Some(n)) => {
-                chars.next();
-                if let Some(m) = caps.as_ref().and_then(|c| c.get(n as usize)) {
-                    out.push_str(m.as_str());
-                }
-            }
-            _ => out.push(c),
-        }
-    }
-    if !out.starts_with('/') {
-        out.insert(0, '/');
-    }
-    out
-}
-
-/// A redirect answer of Portico's own.
-fn redirect(code: u16, location: &str) -> Response<Body> {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
-    let mut r = plain(status, "redirecting");
-    if let Ok(v) = HeaderValue::from_str(location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
-}
-
-fn too_large(max: u64) -> Response<Body> {
-    plain(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("payload too large: the request body exceeds {max} bytes"),
-    )
-}
-
-/// CORS response headers for an allowed `origin` (nothing when it is not allowed);
-/// `preflight` adds what a preflight answer carries.
-fn cors_headers(cors: &Cors, origin: &str, h: &mut http::HeaderMap, preflight: bool) {
-    let Some(allow) = cors.origin_allowed(origin).and_then(|o| HeaderValue::from_str(o).ok()) else {
-        return;
-    };
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
-    if cors.allow_credentials {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-    }
-    let mut set = |name: header::HeaderName, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(name, v);
-        }
-    };
-    set(header::ACCESS_CONTROL_ALLOW_METHODS, &cors.allow_methods);
-    set(header::ACCESS_CONTROL_ALLOW_HEADERS, &cors.allow_headers);
-    if let Some(e) = &cors.expose_headers {
-        set(header::ACCESS_CONTROL_EXPOSE_HEADERS, e);
-    }
-    if preflight {
-        set(header::ACCESS_CONTROL_MAX_AGE, &cors.max_age.to_string());
-    }
-    if cors.allow_origin.iter().all(|o| o != "*") {
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
-    }
+/// A request's route, its backend and their runtime state, from one Config.
+struct Routed {
+    route: Arc<Route>,
+    backend: Arc<Backend>,
+    table: Arc<BackendState<EndpointRuntime>>,
+    /// The counters of the route's Config (indexed by `Route::id`).
+    counters: Arc<[RouteCounters]>,
+    /// The path as routed, when normalizing changed it.
+    normalized: Option<String>,
 }
 
 /// What the access log and metrics need to know about a handled request.
@@ -245,9 +181,11 @@ impl Proxy {
         resp
     }
 
+    /// The pipeline: route, then the policy steps in their fixed order (see [`super::policy`]),
+    /// then endpoint choice and the upstream exchange.
     async fn dispatch(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         fields: &Fields,
         peer: &Peer,
         start: Instant,
@@ -264,94 +202,112 @@ impl Proxy {
         if self.access_log {
             out.host = host.to_string();
         }
-        let (route, normalized) = {
-            let norm = match normalize(req.uri().path()) {
-                Ok(n) => n,
-                Err(e @ (PathError::BadEscape | PathError::EncodedTraversal | PathError::NotAbsolute)) => {
-                    return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
-                }
-            };
-            // One load: the route, its backend and their runtime state come from one Plane.
-            let plane = self.live.load();
-            let found = plane.config.routes.route(host, &norm).and_then(|r| {
-                let table = plane.backends.get(r.backend)?.clone();
-                Some((r.clone(), plane.config.backend(r)?.clone(), table, plane.routes.clone()))
-            });
-            let normalized = match norm {
-                Cow::Owned(s) => Some(s),
-                Cow::Borrowed(_) => None,
-            };
-            (found, normalized)
+        let routed = match self.route(host, req.uri().path()) {
+            Ok(Some(r)) => r,
+            Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
         };
-        let Some((route, backend, table, counters)) = route else {
-            return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path");
-        };
-        out.route = Some(route.clone());
-        out.counters = Some(counters);
+        out.route = Some(routed.route.clone());
+        out.counters = Some(routed.counters.clone());
+        let route = &*routed.route;
         let policy = &route.policy;
 
-        if let Some(allow) = &policy.allow {
-            let client = client_ip(req.headers(), peer.addr, &self.trusted);
-            if !allow.iter().any(|c| c.contains(client)) {
-                return plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed");
-            }
-        }
-        if !peer.tls && route.ssl_redirect {
-            let port = match self.settings.https_redirect_port {
-                443 => String::new(),
-                p => format!(":{p}"),
-            };
-            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let location = format!("https://{host}{port}{pq}");
-            let mut r = plain(StatusCode::PERMANENT_REDIRECT, "redirecting to https");
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
+        if let Some(r) = allow::check(policy, req.headers(), peer, &self.trusted) {
             return r;
         }
-        if let Some(r) = &policy.redirect {
-            return redirect(r.code, &r.location);
-        }
-        if let Some(root) = &policy.app_root
-            && req.uri().path() == "/"
-        {
-            let scheme = if peer.tls { "https" } else { "http" };
-            let authority = request_authority(req.uri(), fields);
-            let host = authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(host);
-            return redirect(302, &format!("{scheme}://{host}{root}"));
-        }
-        let origin = policy
-            .cors
-            .as_ref()
-            .and_then(|c| Some((c, req.headers().get(header::ORIGIN)?.to_str().ok()?.to_string())));
-        if let Some((cors, origin)) = &origin
-            && req.method() == Method::OPTIONS
-            && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-        {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            cors_headers(cors, origin, r.headers_mut(), true);
-            r.headers_mut().insert(header::SERVER, SERVER);
+        let here = redirect::Request {
+            uri: req.uri(),
+            fields,
+            host,
+            tls: peer.tls,
+            https_port: self.settings.https_redirect_port,
+        };
+        if let Some(r) = redirect::check(route, &here) {
             return r;
         }
-        if let Some(max) = policy.max_body_bytes
-            && req.body().size_hint().lower() > max
-        {
-            return too_large(max);
+        let origin = cors::origin(policy, &req);
+        if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
+            return r;
         }
+        if let Some(r) = body::check(policy, req.body()) {
+            return r;
+        }
+        let mut resp = self.forward(req, fields, peer, start, rid, &routed, out).await;
+        cors::respond(origin.as_ref(), &mut resp);
+        resp
+    }
 
+    /// The route for a request, with its backend and their runtime state, all from one load
+    /// of the live Plane. `Err` when the path cannot be normalized.
+    fn route(&self, host: &str, path: &str) -> Result<Option<Routed>, PathError> {
+        let norm = normalize(path)?;
+        let plane = self.live.load();
+        let Some(route) = plane.config.routes.route(host, &norm) else {
+            return Ok(None);
+        };
+        let (Some(backend), Some(table)) = (plane.config.backend(route), plane.backends.get(route.backend)) else {
+            return Ok(None);
+        };
+        Ok(Some(Routed {
+            route: route.clone(),
+            backend: backend.clone(),
+            table: table.clone(),
+            counters: plane.routes.clone(),
+            normalized: match norm {
+                Cow::Owned(s) => Some(s),
+                Cow::Borrowed(_) => None,
+            },
+        }))
+    }
+
+    /// Portico's own 5xx answer: generic text for the client, the detail in the log with the
+    /// request id (the route is in the access log and `/routes`).
+    fn fail(
+        &self,
+        status: StatusCode,
+        detail: &dyn std::fmt::Display,
+        routed: &Routed,
+        rid: &HeaderValue,
+    ) -> Response<Body> {
+        tracing::warn!(
+            request_id = rid.to_str().unwrap_or(""),
+            ingress = %routed.route.ingress,
+            service = %routed.route.service,
+            status = status.as_u16(),
+            "{detail}"
+        );
+        let text = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "service unavailable",
+            StatusCode::GATEWAY_TIMEOUT => "gateway timeout: the upstream did not answer in time",
+            _ => "bad gateway",
+        };
+        plain(status, text)
+    }
+
+    /// Endpoint choice (affinity first) and the upstream exchange, with retries on other
+    /// endpoints where that is safe.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        fields: &Fields,
+        peer: &Peer,
+        start: Instant,
+        rid: HeaderValue,
+        routed: &Routed,
+        out: &mut Outcome,
+    ) -> Response<Body> {
+        let (route, backend) = (&*routed.route, &*routed.backend);
+        let policy = &route.policy;
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
         let external;
         let external_state;
         let (ready, terminating, states): (&[Endpoint], &[Endpoint], &[Arc<EndpointRuntime>]) = match &backend.target {
             Target::Unavailable { reason } => {
-                return plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("service unavailable: {reason}"),
-                );
+                return self.fail(StatusCode::SERVICE_UNAVAILABLE, reason, routed, &rid);
             }
-            Target::Endpoints { ready, terminating } => (ready, terminating, &table.endpoints),
+            Target::Endpoints { ready, terminating } => (ready, terminating, &routed.table.endpoints),
             Target::ExternalName { host, port } => match Box::pin(resolve_external(host, *port)).await {
                 Ok(addr) => {
                     external = [Endpoint {
@@ -362,14 +318,14 @@ impl Proxy {
                     external_state = [self.live.registry().endpoint(addr, EndpointRuntime::new)];
                     (&external, &[], &external_state)
                 }
-                Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("bad gateway: {e}")),
+                Err(e) => return self.fail(StatusCode::BAD_GATEWAY, &e, routed, &rid),
             },
         };
         let now = ns_at(start);
         let choice = Choice {
-            route: &route,
-            backend: &backend,
-            table: &table,
+            route,
+            backend,
+            table: &routed.table,
             ready,
             terminating,
             states,
@@ -382,13 +338,8 @@ impl Proxy {
         );
         // Without ready endpoints only a session pinned to a terminating one is served.
         if sticky.index.is_none() && ready.is_empty() {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "service unavailable: Service {} has no ready endpoints",
-                    backend.service
-                ),
-            );
+            let detail = format_args!("Service {} has no ready endpoints", backend.service);
+            return self.fail(StatusCode::SERVICE_UNAVAILABLE, &detail, routed, &rid);
         }
 
         // Prepare the upstream request once; each try gets a copy of the head.
@@ -417,7 +368,7 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
-        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid);
+        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid.clone());
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
@@ -427,37 +378,14 @@ impl Proxy {
         } else if authority_from_uri && let Some(a) = authority {
             headers.insert(header::HOST, a);
         }
-        let uri = match (&normalized, parts.uri.scheme()) {
-            // rewrite-target: the path the Ingress asks for, with the query kept.
-            _ if policy.rewrite_target.is_some() => {
-                let routed = normalized.as_deref().unwrap_or(parts.uri.path());
-                let path = rewrite(&route, policy.rewrite_target.as_deref().unwrap_or("/"), routed);
-                match parts.uri.query() {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path,
-                }
-                .parse::<Uri>()
-            }
-            // An origin-form target that routing did not change goes upstream as it came.
-            (None, None) => Ok(parts.uri),
-            (Some(n), _) => upstream_target(&parts.uri, n).parse::<Uri>(),
-            (None, Some(_)) => parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .parse::<Uri>(),
-        };
-        let Ok(uri) = uri else {
+        let Ok(uri) = rewrite::target(route, parts.uri, routed.normalized.as_deref()) else {
             return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
         };
         let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
         let (uri, version) = if protocol.http2() {
             if upgrade.is_some() {
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    "bad gateway: protocol upgrades cannot go to an HTTP/2 upstream",
-                );
+                let detail = "a protocol upgrade cannot go to an HTTP/2 upstream";
+                return self.fail(StatusCode::BAD_GATEWAY, &detail, routed, &rid);
             }
             // HTTP/2 names the authority in the request target, not in a Host header.
             let host = headers.remove(header::HOST);
@@ -483,12 +411,7 @@ impl Proxy {
         if !raw {
             fwd.apply(&mut headers);
         }
-        let limit = policy.max_body_bytes.map(|max| BodyLimit {
-            max,
-            seen: 0,
-            exceeded: Arc::default(),
-        });
-        let exceeded = limit.as_ref().map(|l| l.exceeded.clone());
+        let (limit, exceeded) = policy::body::limit(policy).unzip();
         let mut body = Some(RequestBody::Stream(Streamed {
             body,
             counter: self.metrics.request_bytes.clone(),
@@ -531,7 +454,7 @@ impl Proxy {
                 Ok(c) => c,
                 Err(e) => {
                     let wait = state.failed(now_ns());
-                    tracing::warn!(endpoint = %ep.addr, error = %e, backoff_ms = wait.as_millis() as u64, "upstream connect failed; endpoint skipped during backoff");
+                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), endpoint = %ep.addr, error = %e, backoff_ms = wait.as_millis() as u64, "upstream connect failed; endpoint skipped during backoff");
                     last_err = Some(Failure::Connect);
                     continue;
                 }
@@ -614,25 +537,22 @@ impl Proxy {
                     if let Some(c) = cookie {
                         resp.headers_mut().append(header::SET_COOKIE, c);
                     }
-                    if let Some((cors, origin)) = &origin {
-                        cors_headers(cors, origin, resp.headers_mut(), false);
-                    }
                     return resp;
                 }
                 Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
-                    tracing::warn!(endpoint = %ep.addr, "upstream timed out after {d:?}");
+                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), endpoint = %ep.addr, "upstream timed out after {d:?}");
                     last_err = Some(Failure::Timeout);
                     break;
                 }
                 Err(_) if exceeded.as_ref().is_some_and(|e| e.load(Ordering::Relaxed)) => {
-                    return too_large(policy.max_body_bytes.unwrap_or(0));
+                    return policy::body::too_large(policy.max_body_bytes.unwrap_or(0));
                 }
                 Err(e) => {
                     let msg = match e {
                         SendError::Failed(m) => m,
                         _ => "request not sent".to_string(),
                     };
-                    tracing::warn!(endpoint = %ep.addr, error = %msg, "upstream failed");
+                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), endpoint = %ep.addr, error = %msg, "upstream failed");
                     last_err = Some(Failure::Exchange);
                     if !resendable {
                         break;
@@ -645,7 +565,7 @@ impl Proxy {
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway timeout: the upstream did not answer in time",
             ),
-            _ => plain(StatusCode::BAD_GATEWAY, "bad gateway: no endpoint could be reached"),
+            _ => plain(StatusCode::BAD_GATEWAY, "bad gateway"),
         }
     }
 
@@ -659,10 +579,8 @@ impl Proxy {
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client) = client_upgrade else {
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    "bad gateway: the upstream switched protocols unasked",
-                );
+                tracing::warn!("the upstream switched protocols unasked");
+                return plain(StatusCode::BAD_GATEWAY, "bad gateway");
             };
             let upstream = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
