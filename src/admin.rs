@@ -1,4 +1,5 @@
-//! The admin listener: /healthz, /readyz, /routes (JSON) and /metrics (Prometheus text).
+//! The admin listeners: /healthz, /readyz, /metrics (Prometheus text) and, on the full admin
+//! listener only, /routes (JSON: every host, Service and endpoint, so never for the network).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -81,8 +82,17 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
     r
 }
 
+/// What an admin listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// Everything, `/routes` included: for a loopback address.
+    All,
+    /// Probes and metrics only: for an address pods and scrapers reach.
+    Probes,
+}
+
 impl Admin {
-    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    fn answer(&self, req: &Request<Incoming>, pages: Pages) -> Response<Full<Bytes>> {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
             "/readyz" => {
@@ -92,7 +102,7 @@ impl Admin {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain")
                 }
             }
-            "/routes" => {
+            "/routes" if pages == Pages::All => {
                 let doc = routes_json(&self.live.load());
                 let body = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
                 text(StatusCode::OK, body + "\n", "application/json")
@@ -107,7 +117,7 @@ impl Admin {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, pages: Pages, mut shutdown: watch::Receiver<bool>) {
         loop {
             let stream = tokio::select! {
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
@@ -120,7 +130,7 @@ impl Admin {
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.answer(&req)) }
+                    async move { Ok::<_, Infallible>(admin.answer(&req, pages)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())

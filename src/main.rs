@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use portico::admin::Admin;
+use portico::admin::{Admin, Pages};
 use portico::compile::Options;
 use portico::config::Cidr;
 use portico::metrics::Metrics;
@@ -105,9 +105,15 @@ struct RunArgs {
     /// TLS listener (TLS 1.2/1.3; HTTP/2 and HTTP/1.1 by ALPN).
     #[arg(long, env = "PORTICO_HTTPS_ADDR", default_value = "0.0.0.0:443")]
     https_addr: SocketAddr,
-    /// Admin listener: /healthz, /readyz, /routes, /metrics.
+    /// Admin listener: /healthz, /readyz, /routes, /metrics. `/routes` shows every host,
+    /// Service and endpoint: keep this on a loopback address and give probes and scrapers
+    /// --metrics-addr.
     #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
     admin_addr: SocketAddr,
+    /// A second admin listener with /healthz, /readyz and /metrics only (no /routes), for
+    /// kubelet probes and Prometheus (deploy/ binds it to 0.0.0.0:10254, as ingress-nginx's).
+    #[arg(long, env = "PORTICO_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     class: ClassArgs,
     /// Strict-Transport-Security (max-age=31536000; includeSubDomains) on HTTPS responses,
@@ -406,6 +412,10 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     let http = listener::bind(args.http_addr).with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let https = listener::bind(args.https_addr).with_context(|| format!("binding HTTPS on {}", args.https_addr))?;
     let admin_l = listener::bind(args.admin_addr).with_context(|| format!("binding admin on {}", args.admin_addr))?;
+    let metrics_l = match args.metrics_addr {
+        Some(a) => Some(listener::bind(a).with_context(|| format!("binding metrics on {a}"))?),
+        None => None,
+    };
     let settings = Settings {
         client_header_timeout: args.client_header_timeout,
         max_header_bytes: args.max_header_bytes,
@@ -452,7 +462,11 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     });
     // The admin listener outlives the drain, so that /readyz can say "not ready" meanwhile.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    tokio::spawn(admin.clone().serve(admin_l, admin_stop_rx));
+    let metrics_bound = metrics_l.as_ref().map(bound).unwrap_or_default();
+    if let Some(l) = metrics_l {
+        tokio::spawn(admin.clone().serve(l, Pages::Probes, admin_stop_rx.clone()));
+    }
+    tokio::spawn(admin.clone().serve(admin_l, Pages::All, admin_stop_rx));
     let server = listener::Server {
         proxy: proxy.clone(),
         builder,
@@ -470,7 +484,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         )),
     ];
     drop(server);
-    tracing::info!(http = %http_bound, https = %https_bound, admin = %admin_bound, source = %source, "portico is serving");
+    tracing::info!(http = %http_bound, https = %https_bound, admin = %admin_bound, metrics = %metrics_bound, source = %source, "portico is serving");
     if demo {
         let port = |a: &str| a.rsplit(':').next().unwrap_or_default().to_string();
         let (h, s) = (port(&http_bound), port(&https_bound));

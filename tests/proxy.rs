@@ -526,3 +526,31 @@ async fn slow_upstream_gets_504_and_dead_endpoints_are_skipped() {
         assert_eq!((s, json(&b)["pod"].as_str().unwrap()), (200, "live-0"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_serves_probes_and_metrics_but_not_routes() {
+    let pods = pods("web", 1).await;
+    let files = [(
+        "app.yaml",
+        String::from(CLASS) + &service("web", &pods) + &ingress("web", &[("foo.com", "/", "Prefix", "web")], ""),
+    )];
+    let p = Portico::start(&files, &["--metrics-addr", "127.0.0.1:0"]).await;
+    let line = p
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("portico is serving"))
+        .cloned()
+        .unwrap();
+    let metrics: std::net::SocketAddr = json(&line)["fields"]["metrics"].as_str().unwrap().parse().unwrap();
+    assert_eq!(get(p.http, "foo.com", "/").await.unwrap().0, 200);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(get(metrics, "x", path).await.unwrap().0, 200, "{path}");
+    }
+    let (s, _, b) = get(metrics, "x", "/routes").await.unwrap();
+    assert_eq!(s, 404);
+    assert!(!b.contains("foo.com"));
+    // The full admin listener still has it.
+    assert!(p.routes().await["hosts"]["foo.com"].is_array());
+}
