@@ -12,14 +12,15 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use super::client::Serving;
-use super::h1;
 use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, RouteCounters};
 use super::policy::{self, allow, body, cors, redirect, rewrite};
+use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
     resolve_external,
@@ -405,10 +406,21 @@ impl Proxy {
         // A request is sent again after a failure past connecting only when repeating it is
         // harmless and possible: an idempotent method and no body (a streamed body is gone).
         let resendable = is_idempotent(&parts.method) && body.is_end_stream();
-        // HTTP/1.1 requests without body and upgrade go on Portico's own client, which
-        // writes the forwarding fields itself; hyper's client needs them in the map.
-        let raw = body.is_end_stream() && upgrade.is_none() && !protocol.http2();
-        if !raw {
+        // HTTP/1.1 upstreams get Portico's own client, which writes the forwarding fields
+        // itself; hyper's HTTP/2 client needs them in the map. A body goes as the client
+        // framed it: its declared length, else chunked.
+        let h2 = protocol.http2();
+        let sending = if body.is_end_stream() {
+            Sending::None
+        } else if let Some(n) = body.size_hint().exact()
+            && headers.contains_key(header::CONTENT_LENGTH)
+        {
+            Sending::Length(n)
+        } else {
+            headers.remove(header::CONTENT_LENGTH);
+            Sending::Chunked
+        };
+        if h2 {
             fwd.apply(&mut headers);
         }
         let (limit, exceeded) = policy::body::limit(policy).unzip();
@@ -416,7 +428,8 @@ impl Proxy {
             body,
             counter: self.metrics.request_bytes.clone(),
             limit,
-            progress: policy.send_timeout.map(|_| SendProgress::new()),
+            // HTTP/1.1 watches the upload itself.
+            progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
         }));
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
@@ -448,7 +461,7 @@ impl Proxy {
             let t = Instant::now();
             let mut conn = match self
                 .upstream
-                .connection(runtime, protocol, policy.connect_timeout, raw, t)
+                .connection(runtime, protocol, policy.connect_timeout, t)
                 .await
             {
                 Ok(c) => c,
@@ -460,17 +473,27 @@ impl Proxy {
                 }
             };
             let in_flight = state.start();
-            let mut result = if raw {
+            let mut result = if !h2 {
                 let req = h1::Request {
                     method: &parts.method,
                     target,
                     headers: &headers,
                     extra: &fwd,
+                    body: sending,
                 };
-                self.upstream.send_raw(&mut conn, &req, policy.read_timeout, t).await
+                self.upstream
+                    .send_h1(
+                        &mut conn,
+                        &req,
+                        body.as_mut(),
+                        policy.read_timeout,
+                        policy.send_timeout,
+                        t,
+                    )
+                    .await
             } else {
                 // Boxed: hyper's futures are large, and inline they would make every
-                // request's future (the own client's path included) as large.
+                // request's future (the HTTP/1.1 path's included) as large.
                 Box::pin(async {
                     let mut up = Request::new(body.take().unwrap_or(RequestBody::Empty));
                     *up.method_mut() = parts.method.clone();
@@ -482,7 +505,7 @@ impl Proxy {
                         std::mem::take(&mut headers)
                     };
                     self.upstream
-                        .send(&mut conn, up, policy.read_timeout, policy.send_timeout)
+                        .send_h2(&mut conn, up, policy.read_timeout, policy.send_timeout)
                         .await
                 })
                 .await
@@ -492,17 +515,13 @@ impl Proxy {
             if let Err(SendError::NotSent(req)) = result {
                 // Boxed, as the rare path: inline, its futures would double every request's.
                 result = Box::pin(async {
-                    match self
-                        .upstream
-                        .connect(ep.addr, protocol, policy.connect_timeout, raw)
-                        .await
-                    {
+                    match self.upstream.connect(ep.addr, protocol, policy.connect_timeout).await {
                         Ok(fresh) => {
                             conn = fresh;
                             match req {
                                 Some(req) => {
                                     self.upstream
-                                        .send(&mut conn, *req, policy.read_timeout, policy.send_timeout)
+                                        .send_h2(&mut conn, *req, policy.read_timeout, policy.send_timeout)
                                         .await
                                 }
                                 None => {
@@ -511,9 +530,17 @@ impl Proxy {
                                         target,
                                         headers: &headers,
                                         extra: &fwd,
+                                        body: sending,
                                     };
                                     self.upstream
-                                        .send_raw(&mut conn, &req, policy.read_timeout, Instant::now())
+                                        .send_h1(
+                                            &mut conn,
+                                            &req,
+                                            body.as_mut(),
+                                            policy.read_timeout,
+                                            policy.send_timeout,
+                                            Instant::now(),
+                                        )
                                         .await
                                 }
                             }
@@ -578,23 +605,28 @@ impl Proxy {
         read_timeout: Option<Duration>,
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client) = client_upgrade else {
+            let (Some(client), Some((upstream, early))) = (client_upgrade, conn.into_tunnel()) else {
                 tracing::warn!("the upstream switched protocols unasked");
                 return plain(StatusCode::BAD_GATEWAY, "bad gateway");
             };
-            let upstream = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
-                match tokio::try_join!(client, upstream) {
-                    Ok((c, u)) => {
-                        let mut c = TokioIo::new(c);
-                        let mut u = TokioIo::new(u);
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                            tracing::debug!(error = %e, "upgraded connection ended");
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                let mut client = match client.await {
+                    Ok(c) => TokioIo::new(c),
+                    Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+                };
+                let mut upstream = upstream;
+                // What the upstream sent right after its 101 goes first.
+                if !early.is_empty()
+                    && let Err(e) = client.write_all(&early).await
+                {
+                    return tracing::debug!(error = %e, "upgraded connection ended");
+                }
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
                 }
             });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, Body::empty());
         } else if !matches!(resp.body(), UpBody::Raw { .. }) {
             // The own client's heads come without hop-by-hop fields already.
             strip_hop_by_hop(resp.headers_mut());

@@ -188,6 +188,67 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// Fields a trailer section may not carry (RFC 9110, 6.5.1): framing, routing, request
+/// modifiers, authentication, response control and content metadata, and hop-by-hop fields.
+/// Upstream trailers carrying them are dropped, so a trailer cannot change how a response is
+/// framed, cached or read. gRPC's `grpc-status` and `grpc-message` pass.
+static NOT_IN_TRAILERS: [HeaderName; 30] = [
+    header::AGE,
+    header::AUTHORIZATION,
+    header::CACHE_CONTROL,
+    header::CONNECTION,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::CONTENT_TYPE,
+    header::DATE,
+    header::EXPECT,
+    header::EXPIRES,
+    header::HOST,
+    header::IF_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_NONE_MATCH,
+    header::IF_RANGE,
+    header::IF_UNMODIFIED_SINCE,
+    header::LOCATION,
+    header::MAX_FORWARDS,
+    header::PRAGMA,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::RANGE,
+    header::RETRY_AFTER,
+    header::SET_COOKIE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::WWW_AUTHENTICATE,
+];
+
+/// Whether a trailer field may be forwarded (see [`NOT_IN_TRAILERS`]).
+pub fn is_trailer_allowed(name: &HeaderName) -> bool {
+    !NOT_IN_TRAILERS.contains(name) && name != "keep-alive" && name != "proxy-connection" && name != "vary"
+}
+
+/// Drops the fields a trailer section may not carry.
+pub fn filter_trailers(trailers: &mut HeaderMap) {
+    if trailers.keys().all(is_trailer_allowed) {
+        return;
+    }
+    let mut kept = HeaderMap::with_capacity(trailers.len());
+    let mut name: Option<HeaderName> = None;
+    // A name comes once, with the first of its values.
+    for (n, v) in std::mem::take(trailers) {
+        if n.is_some() {
+            name = n;
+        }
+        if let Some(n) = name.as_ref().filter(|n| is_trailer_allowed(n)) {
+            kept.append(n.clone(), v);
+        }
+    }
+    *trailers = kept;
+}
+
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

@@ -2,7 +2,6 @@
 
 pub mod client;
 pub mod deadline;
-pub mod h1;
 pub mod handler;
 pub mod headers;
 pub mod listener;

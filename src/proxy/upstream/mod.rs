@@ -1,9 +1,12 @@
-//! Upstream side: connections to endpoints, kept alive per endpoint; timeouts; request and
-//! response bodies that count bytes and hand a finished connection back to its pool; and
-//! ExternalName resolution.
+//! Upstream side: connections to endpoints, kept alive per endpoint; one send path per
+//! protocol (Portico's own HTTP/1.1 client, [`h1`], for HTTP/1.1 plain and TLS; hyper's
+//! HTTP/2 client for h2c and h2); timeouts; request and response bodies that count bytes and
+//! hand a finished connection back to its pool; and ExternalName resolution.
 //!
 //! Connecting is a separate step from sending, so a failed connect never consumes the
 //! request: it can go to another endpoint whatever its method or body.
+
+pub mod h1;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -15,19 +18,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
 use super::Settings;
 use super::deadline::Deadline;
-use super::h1::{self, Framing};
+use super::headers::filter_trailers;
+use crate::balance::table::Registry;
+use h1::Framing;
 
 /// A connection of the own client, boxed once for its life: requests and response bodies
 /// then move a pointer, not the connection.
 type Raw = Box<h1::H1>;
-use crate::balance::table::Registry;
 use crate::balance::{EndpointState, Tracked};
 use crate::config::backend::Protocol;
 
@@ -138,7 +142,6 @@ impl HttpBody for RequestBody {
     }
 }
 
-type H1 = http1::SendRequest<RequestBody>;
 type H2 = http2::SendRequest<RequestBody>;
 
 /// What the data plane keeps per endpoint address, shared by every Config that lists it:
@@ -179,15 +182,12 @@ struct Idle<C> {
     since: Instant,
 }
 
-/// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS) of Portico's own
-/// client (`raw`) and of hyper's, most recently used last, and one shared HTTP/2 connection
-/// each for h2c and h2 over TLS.
+/// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS), most recently used
+/// last, and one shared HTTP/2 connection each for h2c and h2 over TLS.
 #[derive(Default)]
 pub struct IdlePool {
     raw: Mutex<Vec<Idle<Raw>>>,
     raw_tls: Mutex<Vec<Idle<Raw>>>,
-    h1: Mutex<Vec<Idle<H1>>>,
-    h1_tls: Mutex<Vec<Idle<H1>>>,
     h2c: Mutex<Option<H2>>,
     h2_tls: Mutex<Option<H2>>,
 }
@@ -200,15 +200,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl IdlePool {
-    fn list(&self, tls: bool) -> &Mutex<Vec<Idle<H1>>> {
-        if tls { &self.h1_tls } else { &self.h1 }
-    }
-
     fn raw_list(&self, tls: bool) -> &Mutex<Vec<Idle<Raw>>> {
         if tls { &self.raw_tls } else { &self.raw }
     }
 
-    /// The newest idle connection of Portico's own client that the upstream has not closed.
+    /// The newest idle HTTP/1.1 connection that the upstream has not closed.
     fn take_raw(&self, tls: bool, idle_timeout: Duration, now: Instant) -> Option<Raw> {
         let mut pool = lock(self.raw_list(tls));
         while let Some(idle) = pool.pop() {
@@ -234,39 +230,6 @@ impl IdlePool {
         if tls { &self.h2_tls } else { &self.h2c }
     }
 
-    /// A ready idle HTTP/1.1 connection, newest first. Closed and expired ones are dropped;
-    /// ones still finishing their last exchange stay pooled.
-    fn take(&self, tls: bool, idle_timeout: Duration, now: Instant) -> Option<H1> {
-        let mut pool = lock(self.list(tls));
-        let mut busy = Vec::new();
-        let mut found = None;
-        while let Some(idle) = pool.pop() {
-            if idle.conn.is_closed() || now.saturating_duration_since(idle.since) > idle_timeout {
-                continue;
-            }
-            if idle.conn.is_ready() {
-                found = Some(idle.conn);
-                break;
-            }
-            busy.push(idle);
-        }
-        pool.extend(busy);
-        found
-    }
-
-    fn put(&self, tls: bool, sender: H1) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut pool = lock(self.list(tls));
-        if pool.len() < MAX_IDLE_PER_ENDPOINT {
-            pool.push(Idle {
-                conn: sender,
-                since: Instant::now(),
-            });
-        }
-    }
-
     /// The endpoint's live HTTP/2 connection, if any.
     fn h2(&self, tls: bool) -> Option<H2> {
         let mut slot = lock(self.shared(tls));
@@ -279,7 +242,6 @@ impl IdlePool {
     /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`.
     pub fn reap(&self, idle_timeout: Duration) {
         for tls in [false, true] {
-            lock(self.list(tls)).retain(|i| !i.conn.is_closed() && i.since.elapsed() <= idle_timeout);
             lock(self.raw_list(tls)).retain(|i| !i.conn.peer_closed() && i.since.elapsed() <= idle_timeout);
             // Looking the HTTP/2 connection up forgets it when closed.
             let _ = self.h2(tls);
@@ -300,8 +262,9 @@ pub enum ConnectError {
 }
 
 pub enum SendError {
-    /// The request was not taken (the pooled connection had just closed): it comes back
-    /// untouched, for another connection (`None`: the caller still has it).
+    /// The request was not taken (the connection had just closed): it may go again on a
+    /// fresh connection, as it is (`Some`: an HTTP/2 request handed back; `None`: the caller
+    /// still has it).
     NotSent(Option<Box<Request<RequestBody>>>),
     /// The exchange failed after the request started.
     Failed(String),
@@ -311,37 +274,32 @@ pub enum SendError {
     SendTimeout(Duration),
 }
 
-/// A hyper connection to send on.
-enum Hyper<'a> {
-    H1(&'a mut H1),
-    H2(&'a mut H2),
+impl From<h1::Error> for SendError {
+    fn from(e: h1::Error) -> SendError {
+        match e {
+            e if e.resendable() => SendError::NotSent(None),
+            h1::Error::Timeout(d) => SendError::Timeout(d),
+            h1::Error::SendTimeout(d) => SendError::SendTimeout(d),
+            e => SendError::Failed(e.to_string()),
+        }
+    }
 }
 
 enum Sender {
-    /// Portico's own HTTP/1.1 client, for requests without a body.
+    /// Portico's own HTTP/1.1 client.
     Raw(Raw),
-    H1(H1),
     H2(H2),
 }
 
 /// A response body as it comes from the upstream connection.
 pub enum UpBody {
+    /// HTTP/2, from hyper.
     Hyper(Incoming),
     /// Read by Portico's own client from the connection it came on.
-    Raw {
-        framing: Framing,
-        keep_alive: bool,
-    },
+    Raw { framing: Framing, keep_alive: bool },
 }
 
-/// Methods whose repetition has the effect of one request (RFC 9110, 9.2.2).
-pub fn is_idempotent(m: &http::Method) -> bool {
-    use http::Method;
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
+pub use h1::is_idempotent;
 
 /// A connection ready to carry one request.
 pub struct Conn {
@@ -349,12 +307,22 @@ pub struct Conn {
     tls: bool,
 }
 
+impl Conn {
+    /// After `101 Switching Protocols`: the connection and what the upstream sent past the
+    /// response head, for the tunnel. `None` for an HTTP/2 connection.
+    pub fn into_tunnel(self) -> Option<(h1::Io, bytes::BytesMut)> {
+        match self.sender {
+            Sender::Raw(c) => Some(c.into_parts()),
+            Sender::H2(_) => None,
+        }
+    }
+}
+
 /// Connects and sends; shared by all requests.
 pub struct Upstream {
     connect_timeout: Duration,
     response_timeout: Duration,
     idle_timeout: Duration,
-    http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     tls_h1: tokio_rustls::TlsConnector,
     tls_h2: tokio_rustls::TlsConnector,
@@ -362,8 +330,6 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(s: &Settings) -> Self {
-        let mut http1 = http1::Builder::new();
-        http1.max_headers(s.max_headers.max(100));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
@@ -373,7 +339,6 @@ impl Upstream {
             connect_timeout: s.upstream_connect_timeout,
             response_timeout: s.upstream_response_timeout,
             idle_timeout: s.upstream_idle_timeout,
-            http1,
             http2,
             tls_h1: tls_connector(b"http/1.1"),
             tls_h2: tls_connector(b"h2"),
@@ -381,52 +346,38 @@ impl Upstream {
     }
 
     /// A pooled connection to the endpoint, else a new one (within `timeout`, default
-    /// `--upstream-connect-timeout`). `raw`: for Portico's own HTTP/1.1 client (a request
-    /// without body and without upgrade); else hyper's, which may take over an idle
-    /// connection of the own client.
+    /// `--upstream-connect-timeout`).
     pub async fn connection(
         &self,
         ep: &EndpointRuntime,
         protocol: Protocol,
         timeout: Option<Duration>,
-        raw: bool,
         now: Instant,
     ) -> Result<Conn, ConnectError> {
         let tls = protocol.tls();
-        let raw = raw && !protocol.http2();
         let pooled = if protocol.http2() {
             ep.idle().h2(tls).map(Sender::H2)
-        } else if raw {
-            ep.idle().take_raw(tls, self.idle_timeout, now).map(Sender::Raw)
         } else {
-            ep.idle().take(tls, self.idle_timeout, now).map(Sender::H1)
+            ep.idle().take_raw(tls, self.idle_timeout, now).map(Sender::Raw)
         };
         if let Some(sender) = pooled {
             return Ok(Conn { sender, tls });
         }
-        if !raw
-            && !protocol.http2()
-            && let Some(idle) = ep.idle().take_raw(tls, self.idle_timeout, now)
-        {
-            let sender = Box::pin(self.handshake(ep.state.addr, protocol, TokioIo::new(idle.into_io()))).await?;
-            return Ok(Conn { sender, tls });
-        }
-        // Boxed: connecting (TCP, TLS, HTTP handshakes) is the rare path and its future is
+        // Boxed: connecting (TCP, TLS, HTTP/2 handshakes) is the rare path and its future is
         // large; inline it would make every request's future as large.
-        let conn = Box::pin(self.connect(ep.state.addr, protocol, timeout, raw)).await?;
+        let conn = Box::pin(self.connect(ep.state.addr, protocol, timeout)).await?;
         if let Sender::H2(s) = &conn.sender {
             *lock(ep.idle().shared(tls)) = Some(s.clone());
         }
         Ok(conn)
     }
 
-    /// A new connection, never pooled before; `raw` as for [`Upstream::connection`].
+    /// A new connection, never pooled before.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         protocol: Protocol,
         timeout: Option<Duration>,
-        raw: bool,
     ) -> Result<Conn, ConnectError> {
         let limit = timeout.unwrap_or(self.connect_timeout);
         let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
@@ -448,48 +399,32 @@ impl Upstream {
         } else {
             h1::Io::Plain(stream)
         };
-        let sender = if raw && !protocol.http2() {
-            Sender::Raw(Box::new(h1::H1::new(io)))
-        } else {
-            self.handshake(addr, protocol, TokioIo::new(io)).await?
-        };
-        Ok(Conn { sender, tls })
-    }
-
-    async fn handshake<T>(&self, addr: SocketAddr, protocol: Protocol, io: T) -> Result<Sender, ConnectError>
-    where
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        if protocol.http2() {
-            let (sender, conn) = self
-                .http2
-                .handshake(io)
-                .await
-                .map_err(|e| ConnectError::Handshake(addr, e))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/2 connection ended");
-                }
+        if !protocol.http2() {
+            return Ok(Conn {
+                sender: Sender::Raw(Box::new(h1::H1::new(io))),
+                tls,
             });
-            return Ok(Sender::H2(sender));
         }
         let (sender, conn) = self
-            .http1
-            .handshake(io)
+            .http2
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| ConnectError::Handshake(addr, e))?;
         tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(endpoint = %addr, error = %e, "upstream connection ended");
+            if let Err(e) = conn.await {
+                tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/2 connection ended");
             }
         });
-        Ok(Sender::H1(sender))
+        Ok(Conn {
+            sender: Sender::H2(sender),
+            tls,
+        })
     }
 
-    /// Sends one request and waits for the response head (within `timeout`, default
-    /// `--upstream-response-timeout`; and, with `send_timeout`, failing when the upstream
-    /// takes no part of the body for that long).
-    pub async fn send(
+    /// Sends one request on an HTTP/2 connection and waits for the response head (within
+    /// `timeout`, default `--upstream-response-timeout`; and, with `send_timeout`, failing
+    /// when the upstream takes no part of the body for that long).
+    pub async fn send_h2(
         &self,
         conn: &mut Conn,
         req: Request<RequestBody>,
@@ -497,22 +432,9 @@ impl Upstream {
         send_timeout: Option<Duration>,
     ) -> Result<Response<UpBody>, SendError> {
         let limit = timeout.unwrap_or(self.response_timeout);
-        let sender = match &mut conn.sender {
-            Sender::Raw(_) => return Err(SendError::Failed("no hyper connection for this request".into())),
-            Sender::H1(s) => Hyper::H1(s),
-            Sender::H2(s) => Hyper::H2(s),
+        let Sender::H2(sender) = &mut conn.sender else {
+            return Err(SendError::Failed("no HTTP/2 connection for this request".into()));
         };
-        // Boxed: hyper's futures are large, and inline they would make every request's
-        // future (the raw path's included) as large.
-        Box::pin(Self::send_hyper(sender, req, limit, send_timeout)).await
-    }
-
-    async fn send_hyper(
-        sender: Hyper<'_>,
-        req: Request<RequestBody>,
-        limit: Duration,
-        send_timeout: Option<Duration>,
-    ) -> Result<Response<UpBody>, SendError> {
         // Watched from the moment the upload can start; a request without body has none.
         let watch = match req.body() {
             RequestBody::Stream(Streamed {
@@ -525,12 +447,7 @@ impl Upstream {
             }
             _ => None,
         };
-        let exchange = async {
-            match sender {
-                Hyper::H1(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
-                Hyper::H2(s) => tokio::time::timeout(limit, s.try_send_request(req)).await,
-            }
-        };
+        let exchange = tokio::time::timeout(limit, sender.try_send_request(req));
         let sent = match (watch, send_timeout) {
             (Some(progress), Some(send_limit)) => {
                 let stalled = async {
@@ -556,41 +473,37 @@ impl Upstream {
         }
     }
 
-    /// A request without body on Portico's own client (a connection from
-    /// [`Upstream::connection`] with `raw`), within `timeout` (counted from `started`) as for
-    /// [`Upstream::send`].
-    pub async fn send_raw(
+    /// A request on Portico's own HTTP/1.1 client, its body (if any) streamed from `body`,
+    /// within `timeout` (default `--upstream-response-timeout`) for the response head from
+    /// the end of the request (counted from `started` for a request without body) and
+    /// `send_timeout` (default the same) for the upstream to take the body.
+    pub async fn send_h1(
         &self,
         conn: &mut Conn,
         req: &h1::Request<'_>,
+        body: Option<&mut RequestBody>,
         timeout: Option<Duration>,
+        send_timeout: Option<Duration>,
         started: Instant,
     ) -> Result<Response<UpBody>, SendError> {
-        let limit = timeout.unwrap_or(self.response_timeout);
-        let Sender::Raw(c) = &mut conn.sender else {
-            return Err(SendError::Failed(
-                "no connection of Portico's client for this request".into(),
-            ));
+        let response = timeout.unwrap_or(self.response_timeout);
+        let limits = h1::Limits {
+            response,
+            send: send_timeout.unwrap_or(response),
         };
-        match c.exchange(req, tokio::time::Instant::from_std(started + limit)).await {
-            Err(h1::Error::Timeout) => Err(SendError::Timeout(limit)),
-            Ok(head) => {
-                let mut resp = Response::new(UpBody::Raw {
-                    framing: head.framing,
-                    keep_alive: head.keep_alive,
-                });
-                *resp.status_mut() = head.status;
-                *resp.headers_mut() = head.headers;
-                Ok(resp)
-            }
-            // The upstream closed the kept-alive connection as the request went out;
-            // resending is harmless only when the request is.
-            Err(h1::Error::Closed) if is_idempotent(req.method) => Err(SendError::NotSent(None)),
-            Err(h1::Error::Closed) => Err(SendError::Failed(
-                "the upstream closed a kept-alive connection as the request went out".into(),
-            )),
-            Err(h1::Error::Failed(m)) => Err(SendError::Failed(m)),
-        }
+        let Sender::Raw(c) = &mut conn.sender else {
+            return Err(SendError::Failed("no HTTP/1.1 connection for this request".into()));
+        };
+        let head = c
+            .exchange(req, body, limits, tokio::time::Instant::from_std(started))
+            .await?;
+        let mut resp = Response::new(UpBody::Raw {
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+        });
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
     }
 
     /// Wraps a response body so that the connection returns to its endpoint's pool once the
@@ -612,9 +525,8 @@ impl Upstream {
                 framing,
                 keep_alive,
             },
-            (UpBody::Hyper(body), Sender::H1(s)) => Inner::Hyper { body, sender: Some(s) },
             // An HTTP/2 connection is shared, never checked out.
-            (UpBody::Hyper(body), _) => Inner::Hyper { body, sender: None },
+            (UpBody::Hyper(body), _) => Inner::Hyper { body },
             (UpBody::Raw { .. }, _) => Inner::Broken,
         };
         let mut body = ResponseBody {
@@ -637,8 +549,6 @@ impl Upstream {
 enum Inner {
     Hyper {
         body: Incoming,
-        /// Goes back to the pool at the end of the body.
-        sender: Option<H1>,
     },
     Raw {
         /// None once back in the pool or given up.
@@ -669,11 +579,7 @@ impl ResponseBody {
     /// The body has been read to its end: the connection goes back to the pool.
     fn done(&mut self) {
         match &mut self.inner {
-            Inner::Hyper { sender, .. } => {
-                if let Some(s) = sender.take() {
-                    self.ep.idle().put(self.tls, s);
-                }
-            }
+            Inner::Hyper { .. } => {}
             Inner::Raw {
                 conn,
                 framing: Framing::Done | Framing::Empty,
@@ -691,7 +597,7 @@ impl ResponseBody {
     /// A broken body leaves a broken connection: it is not pooled.
     fn abandon(&mut self) {
         match &mut self.inner {
-            Inner::Hyper { sender, .. } => *sender = None,
+            Inner::Hyper { .. } => {}
             Inner::Raw { conn, .. } => *conn = None,
             Inner::Broken => {}
         }
@@ -712,8 +618,12 @@ impl HttpBody for ResponseBody {
             Inner::Raw { conn: None, .. } => Poll::Ready(None),
             Inner::Broken => Poll::Ready(Some(Err("upstream response without its connection".into()))),
         };
-        match &polled {
+        let mut polled = polled;
+        match &mut polled {
             Poll::Ready(Some(Ok(f))) => {
+                if let Some(t) = f.trailers_mut() {
+                    filter_trailers(t);
+                }
                 if let Some(d) = f.data_ref() {
                     this.counter.inc_by(d.len() as u64);
                 }
