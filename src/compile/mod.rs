@@ -37,7 +37,9 @@ pub struct Options {
     pub fallback_certificate: Option<Arc<CertifiedKey>>,
     /// The time certificates are checked against.
     pub now: SystemTime,
-    /// Parsed certificates kept between compiles (see [`tls::CertCache`]).
+    /// Parsed certificates kept between compiles (see [`tls::CertCache`]): a memo of a pure
+    /// function, so it changes how fast compile() is, never what it returns. Its owner (the
+    /// publisher) ends each generation of it with [`tls::CertCache::rotate`].
     pub cert_cache: Option<Arc<tls::CertCache>>,
 }
 
@@ -119,9 +121,6 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
 
-    if let Some(cache) = &opts.cert_cache {
-        cache.rotate();
-    }
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(

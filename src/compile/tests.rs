@@ -1171,15 +1171,25 @@ fn certificate_cache_gives_the_same_answers() {
                 ],
                 &["a.example.com"],
             );
-        compile(
+        let opts = Options {
+            fallback_certificate: Some(fallback()),
+            cert_cache: Some(cache.clone()),
+            now,
+            ..Options::default()
+        };
+        let cfg = compile(&snap(&y), &opts);
+        // The memo changes only speed: the same Config as without it.
+        let uncached = compile(
             &snap(&y),
             &Options {
-                fallback_certificate: Some(fallback()),
-                cert_cache: Some(cache.clone()),
-                now,
-                ..Options::default()
+                cert_cache: None,
+                ..opts
             },
-        )
+        );
+        assert!(cfg == uncached);
+        // As the publisher does after each compile.
+        cache.rotate();
+        cfg
     };
     let first = with_cache(SystemTime::now());
     assert_eq!(
@@ -1245,4 +1255,27 @@ fn endpoint_only_recompile_equals_a_full_compile() {
         ["10.0.0.1:8080", "10.0.0.9:8080"]
     );
     assert_eq!(quick.diagnostics, full.diagnostics);
+    assert!(
+        quick == full,
+        "an endpoints-only recompile is the full compile's Config"
+    );
+}
+
+#[test]
+fn configs_compare_as_plain_data() {
+    let y = format!(
+        "{CLASS}{}{}",
+        ing("a", "2024-01-01T00:00:00Z", &[("a.test", "/", "Prefix", "svc-a")]),
+        svc("svc-a", "10.0.0.1")
+    );
+    let (one, two) = (
+        compile(&snap(&y), &Options::default()),
+        compile(&snap(&y), &Options::default()),
+    );
+    assert!(one == two, "the same objects compile to equal Configs");
+    let moved = y.replace("10.0.0.1", "10.0.0.2");
+    assert!(
+        one != compile(&snap(&moved), &Options::default()),
+        "an endpoint change is a different Config"
+    );
 }

@@ -43,6 +43,10 @@ impl Publisher {
         let t = Instant::now();
         let mut cfg = compile(snapshot, &opts);
         let took = t.elapsed();
+        // What this compile did not use leaves the certificate memo.
+        if let Some(cache) = &opts.cert_cache {
+            cache.rotate();
+        }
         Arc::make_mut(&mut cfg.diagnostics).extend(extra);
         self.metrics.compile_duration.observe(took.as_secs_f64());
         self.metrics.diagnostics.set(cfg.diagnostics.len() as i64);
