@@ -866,7 +866,8 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
         .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
-enum Step {
+/// What [`decode`] took out of the buffer.
+pub enum Step {
     Frame(Frame<Bytes>),
     End,
     /// Needs more bytes.
@@ -874,7 +875,7 @@ enum Step {
 }
 
 /// Takes what the buffer holds of the body.
-fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, String> {
+pub fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, String> {
     loop {
         match *framing {
             Framing::Empty | Framing::Done => {
