@@ -518,3 +518,38 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        for bad in ["", "s", ".", "1..2s", "-1s", "5d", "1e30s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// `Duration::from_secs_f64` panicked past u64::MAX seconds: a flag value must be a
+    /// clear CLI error, never a panic.
+    #[test]
+    fn durations_out_of_range_are_errors() {
+        for huge in [
+            "100000000000000000000000s",
+            "18446744073709551616",
+            "99999999999999999999h",
+            "25h",
+            "86401s",
+        ] {
+            let e = parse_duration(huge).expect_err(huge);
+            assert!(e.contains("at most"), "{huge}: {e}");
+        }
+        let long = "9".repeat(400);
+        assert!(parse_duration(&long).is_err());
+    }
+}

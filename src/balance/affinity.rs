@@ -373,6 +373,35 @@ mod tests {
         );
     }
 
+    /// httpdate panics for dates past 9999 or before 1970, and `SystemTime + Duration` on
+    /// overflow: the annotation caps the lifetime, and the date is clamped besides.
+    #[test]
+    fn far_or_early_expiry_dates_still_make_a_cookie() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for secs in [300_000_000_000, u64::MAX] {
+            let cfg = CookieAffinity {
+                expires: Some(secs),
+                max_age: Some(secs),
+                ..Default::default()
+            };
+            let v = set_cookie(&cfg, "x", "/", false, None, t).unwrap();
+            assert!(
+                v.to_str().unwrap().contains("; Expires=Fri, 31 Dec 9999 23:59:59 GMT"),
+                "{v:?}"
+            );
+        }
+        let cfg = CookieAffinity {
+            expires: Some(0),
+            ..Default::default()
+        };
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        let v = set_cookie(&cfg, "x", "/", false, None, before_1970).unwrap();
+        assert!(
+            v.to_str().unwrap().contains("; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
+            "{v:?}"
+        );
+    }
+
     #[test]
     fn samesite_none_incompatible_clients() {
         assert!(same_site_none_incompatible(

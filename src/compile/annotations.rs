@@ -374,3 +374,118 @@ impl Annotations<'_> {
         Some(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::diagnostic::Diagnostic;
+
+    /// The Policy of an Ingress with `notes` (names under ingress-nginx's prefix), and the
+    /// diagnostics reading them gave.
+    fn policy_of(notes: &[(&str, &str)]) -> (Policy, Vec<Diagnostic>) {
+        let mut ing = Ingress::default();
+        ing.metadata.name = Some("i".into());
+        ing.metadata.namespace = Some("default".into());
+        ing.metadata.annotations = Some(
+            notes
+                .iter()
+                .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        let key = ObjectKey::new("default", "i");
+        let mut diags = Diagnostics::default();
+        let policy = Annotations {
+            ing: &ing,
+            key: &key,
+            diags: &mut diags,
+        }
+        .policy();
+        (policy, diags.into_sorted())
+    }
+
+    fn warned_about(diags: &[Diagnostic], name: &str) -> bool {
+        diags.iter().any(|d| {
+            d.severity == Severity::Warning && d.reason == Reason::InvalidAnnotation && d.message.contains(name)
+        })
+    }
+
+    #[test]
+    fn timeouts_past_the_cap_are_warnings_and_the_default() {
+        for value in ["18446744073709551615", "18446744073709551616", "86401", "1441m"] {
+            let (p, diags) = policy_of(&[
+                ("proxy-connect-timeout", value),
+                ("proxy-read-timeout", value),
+                ("proxy-send-timeout", value),
+            ]);
+            assert_eq!(
+                (p.connect_timeout, p.read_timeout, p.send_timeout),
+                (None, None, None),
+                "{value}"
+            );
+            for name in ["proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout"] {
+                assert!(warned_about(&diags, name), "{name}={value}: {diags:?}");
+            }
+        }
+        let (p, diags) = policy_of(&[("proxy-read-timeout", "86400"), ("proxy-send-timeout", "1440m")]);
+        assert_eq!(p.read_timeout, Some(Duration::from_secs(86400)));
+        assert_eq!(p.send_timeout, Some(Duration::from_secs(86400)));
+        assert!(diags.is_empty(), "{diags:?}");
+    }
+
+    /// `n * 60` overflowed here: a panic in compile for debug builds.
+    #[test]
+    fn minutes_that_overflow_are_a_warning() {
+        let (p, diags) = policy_of(&[("proxy-read-timeout", "400000000000000000m")]);
+        assert_eq!(p.read_timeout, None);
+        assert!(warned_about(&diags, "proxy-read-timeout"), "{diags:?}");
+    }
+
+    #[test]
+    fn cookie_lifetimes_past_the_cap_are_warnings_and_unset() {
+        let (p, diags) = policy_of(&[
+            ("affinity", "cookie"),
+            ("session-cookie-expires", "300000000000"),
+            ("session-cookie-max-age", "18446744073709551615"),
+        ]);
+        let a = p.affinity.expect("affinity stays on");
+        assert_eq!((a.expires, a.max_age), (None, None));
+        assert!(warned_about(&diags, "session-cookie-expires"), "{diags:?}");
+        assert!(warned_about(&diags, "session-cookie-max-age"), "{diags:?}");
+        let (p, diags) = policy_of(&[
+            ("affinity", "cookie"),
+            ("session-cookie-expires", "172800"),
+            ("session-cookie-max-age", "31536000"),
+        ]);
+        let a = p.affinity.unwrap();
+        assert_eq!((a.expires, a.max_age), (Some(172_800), Some(31_536_000)));
+        assert!(diags.is_empty(), "{diags:?}");
+    }
+
+    #[test]
+    fn tries_and_cors_max_age_are_capped() {
+        let (p, diags) = policy_of(&[
+            ("proxy-next-upstream-tries", "1000000"),
+            ("enable-cors", "true"),
+            ("cors-max-age", "18446744073709551615"),
+        ]);
+        assert_eq!(p.tries, Policy::DEFAULT_TRIES);
+        assert_eq!(p.cors.unwrap().max_age, Cors::default().max_age);
+        assert!(warned_about(&diags, "proxy-next-upstream-tries"), "{diags:?}");
+        assert!(warned_about(&diags, "cors-max-age"), "{diags:?}");
+        let (p, _) = policy_of(&[("proxy-next-upstream-tries", "0")]);
+        assert_eq!(p.tries, usize::MAX, "0: every endpoint");
+        let (p, _) = policy_of(&[("proxy-next-upstream-tries", "20")]);
+        assert_eq!(p.tries, 20);
+    }
+
+    #[test]
+    fn body_sizes_that_overflow_are_a_warning() {
+        let (p, diags) = policy_of(&[("proxy-body-size", "18446744073709551615g")]);
+        assert_eq!(p.max_body_bytes, None);
+        assert!(warned_about(&diags, "proxy-body-size"), "{diags:?}");
+        let (p, _) = policy_of(&[("proxy-body-size", "16g")]);
+        assert_eq!(p.max_body_bytes, Some(16 << 30));
+    }
+}
