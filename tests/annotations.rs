@@ -802,7 +802,11 @@ async fn a_timeout_in_minutes_that_overflows_is_a_warning() {
     let web = pods("web", 1).await;
     let manifests = String::from(CLASS)
         + &service("web", &web)
-        + &ingress("minutes", "minutes.test", &[("proxy-read-timeout", "400000000000000000m")]);
+        + &ingress(
+            "minutes",
+            "minutes.test",
+            &[("proxy-read-timeout", "400000000000000000m")],
+        );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
     assert_eq!(get(p.http, "minutes.test", "/").await.unwrap().0, 200);
     let d = diagnostics_of(&p.routes().await, "minutes");

@@ -401,7 +401,14 @@ fn out_of_range_flags_are_usage_errors() {
     ] {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
             .args(["--manifests", "/nonexistent", "--log-format", "json"])
-            .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
             .args([flag, value])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -189,7 +189,7 @@ pub fn set_cookie(
     }
     if let Some(secs) = cfg.expires {
         s.push_str("; Expires=");
-        s.push_str(&httpdate::fmt_http_date(now + Duration::from_secs(secs)));
+        s.push_str(&httpdate::fmt_http_date(expiry(now, secs)));
     }
     if let Some(secs) = cfg.max_age {
         s.push_str(&format!("; Max-Age={secs}"));
@@ -214,6 +214,15 @@ pub fn set_cookie(
         None => {}
     }
     HeaderValue::from_str(&s).ok()
+}
+
+/// `now + secs`, clamped to the dates an HTTP date can name (1970 to 9999): the formatter
+/// panics outside them. Compile caps the lifetime; the clamp keeps a wrong clock harmless too.
+fn expiry(now: SystemTime, secs: u64) -> SystemTime {
+    // 9999-12-31T23:59:59Z
+    const LAST: Duration = Duration::from_secs(253_402_300_799);
+    let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    SystemTime::UNIX_EPOCH + since_epoch.saturating_add(Duration::from_secs(secs)).min(LAST)
 }
 
 /// Browsers that reject or misread `SameSite=None` (the list Chromium published): iOS 12,

@@ -107,7 +107,7 @@ impl HttpBody for RequestBody {
                 if let Some(d) = f.data_ref() {
                     s.counter.inc_by(d.len() as u64);
                     if let Some(l) = &mut s.limit {
-                        l.seen += d.len() as u64;
+                        l.seen = l.seen.saturating_add(d.len() as u64);
                         if l.seen > l.max {
                             l.exceeded.store(true, Ordering::Relaxed);
                             let msg = format!("request body larger than {} bytes", l.max);
@@ -572,7 +572,8 @@ impl Upstream {
                 "no connection of Portico's client for this request".into(),
             ));
         };
-        match c.exchange(req, tokio::time::Instant::from_std(started + limit)).await {
+        let deadline = super::deadline::after(tokio::time::Instant::from_std(started), limit);
+        match c.exchange(req, deadline).await {
             Err(h1::Error::Timeout) => Err(SendError::Timeout(limit)),
             Ok(head) => {
                 let mut resp = Response::new(UpBody::Raw {
@@ -726,7 +727,7 @@ impl HttpBody for ResponseBody {
             Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {
                 if !this.armed {
-                    let at = tokio::time::Instant::now() + this.idle;
+                    let at = super::deadline::after(tokio::time::Instant::now(), this.idle);
                     this.wait.get_or_insert_with(|| Deadline::new(at)).set(at);
                     this.armed = true;
                 }
