@@ -127,7 +127,7 @@ struct RunArgs {
     /// Peers (CIDRs, comma-separated) whose X-Forwarded-* headers are believed.
     #[arg(long, env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<Cidr>,
-    /// Time in-flight requests get to finish after SIGTERM.
+    /// Time in-flight requests get to finish after SIGTERM (at most 24h).
     #[arg(long, env = "PORTICO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
     /// Log lines as text or as JSON objects (RUST_LOG sets the level).
@@ -136,45 +136,47 @@ struct RunArgs {
     /// One log line per request (target portico::access), written off the request path.
     #[arg(long, env = "PORTICO_ACCESS_LOG", value_enum, default_value = "on")]
     access_log: OnOff,
-    /// Worker threads (default: the CPUs this process may use).
-    #[arg(long, env = "PORTICO_WORKER_THREADS")]
+    /// Worker threads, 1 to 1024 (default: the CPUs this process may use).
+    #[arg(long, env = "PORTICO_WORKER_THREADS", value_parser = count::<usize>(1..=1024))]
     worker_threads: Option<usize>,
     /// Time to receive a request head, counted from the connection's start or its last
-    /// response; so also the keep-alive idle time (HTTP/1 and HTTP/2).
+    /// response; so also the keep-alive idle time (HTTP/1 and HTTP/2). At most 24h.
     #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     client_header_timeout: Duration,
-    /// Largest request head in bytes.
-    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    /// Largest request head in bytes, at most 16 MiB.
+    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value_t = 64 * 1024, value_parser = count::<usize>(1..=16 << 20))]
     max_header_bytes: usize,
-    /// Most header fields in one request.
-    #[arg(long, env = "PORTICO_MAX_HEADERS", default_value_t = 100)]
+    /// Most header fields in one request, 1 to 10000.
+    #[arg(long, env = "PORTICO_MAX_HEADERS", default_value_t = 100, value_parser = count::<usize>(1..=10_000))]
     max_headers: usize,
-    /// Most client connections open at once.
-    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = 65_536)]
+    /// Most client connections open at once, 1 to 16777216.
+    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = 65_536, value_parser = count::<usize>(1..=1 << 24))]
     max_connections: usize,
-    /// TLS handshake deadline.
+    /// TLS handshake deadline (at most 24h).
     #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
-    /// TLS sessions kept for resumption (0: no resumption); about 300 bytes each.
-    #[arg(long, env = "PORTICO_TLS_SESSION_CACHE", default_value_t = 20_000)]
+    /// TLS sessions kept for resumption (0: no resumption), at most 1000000; about 300 bytes each.
+    #[arg(long, env = "PORTICO_TLS_SESSION_CACHE", default_value_t = 20_000, value_parser = count::<usize>(0..=1_000_000))]
     tls_session_cache: usize,
-    /// How long a TLS session can be resumed.
+    /// How long a TLS session can be resumed (at most 24h).
     #[arg(long, env = "PORTICO_TLS_SESSION_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     tls_session_timeout: Duration,
-    /// Time to connect to an endpoint; a failed connect moves a body-less request to the next one.
+    /// Time to connect to an endpoint; a failed connect moves a body-less request to the next
+    /// one. At most 24h.
     #[arg(long, env = "PORTICO_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
-    /// Time an upstream may take to send its response head.
+    /// Time an upstream may take to send its response head (at most 24h).
     #[arg(long, env = "PORTICO_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     upstream_response_timeout: Duration,
-    /// HTTP/2 concurrent streams per connection.
-    #[arg(long, env = "PORTICO_H2_MAX_CONCURRENT_STREAMS", default_value_t = 250)]
+    /// HTTP/2 concurrent streams per connection, 1 to 10000.
+    #[arg(long, env = "PORTICO_H2_MAX_CONCURRENT_STREAMS", default_value_t = 250, value_parser = count::<u32>(1..=10_000))]
     h2_max_concurrent_streams: u32,
-    /// HTTP/2 streams a client may reset before they are accepted (rapid-reset protection).
-    #[arg(long, env = "PORTICO_H2_MAX_PENDING_RESETS", default_value_t = 50)]
+    /// HTTP/2 streams a client may reset before they are accepted (rapid-reset protection),
+    /// at most 10000.
+    #[arg(long, env = "PORTICO_H2_MAX_PENDING_RESETS", default_value_t = 50, value_parser = count::<usize>(0..=10_000))]
     h2_max_pending_resets: usize,
-    /// How often the manifests directory is checked for changes.
-    #[arg(long, env = "PORTICO_MANIFESTS_POLL", default_value = "500ms", value_parser = parse_duration)]
+    /// How often the manifests directory is checked for changes (more than 0, at most 24h).
+    #[arg(long, env = "PORTICO_MANIFESTS_POLL", default_value = "500ms", value_parser = parse_period)]
     manifests_poll: Duration,
     /// Kubernetes mode: watch only this namespace (default: all).
     #[arg(long, env = "PORTICO_WATCH_NAMESPACE")]
@@ -195,11 +197,11 @@ struct RunArgs {
     /// Kubernetes mode: this replica's identity in the Lease (default: host name and pid).
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
-    /// Kubernetes mode: how long changes are coalesced before a compile.
+    /// Kubernetes mode: how long changes are coalesced before a compile (at most 24h).
     #[arg(long, env = "PORTICO_DEBOUNCE", default_value = "20ms", value_parser = parse_duration)]
     debounce: Duration,
     /// The HTTPS port named in http→https redirects (default: the --https-addr port).
-    #[arg(long, env = "PORTICO_HTTPS_REDIRECT_PORT")]
+    #[arg(long, env = "PORTICO_HTTPS_REDIRECT_PORT", value_parser = count::<u16>(1..=65_535))]
     https_redirect_port: Option<u16>,
 }
 
@@ -218,6 +220,10 @@ fn parse_key(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("{s:?} is not NAMESPACE/NAME"))
 }
 
+/// The longest value of any duration flag. Each is a timeout, a grace period or a polling
+/// period, none sensibly longer than a day, and a bounded one is safe to add to a clock.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
@@ -231,7 +237,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // `Duration::from_secs_f64` panics past u64::MAX seconds; the number can be any length.
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| format!("{s:?} is too long: at most 24h"))
+}
+
+/// A polling period: more than zero, since `tokio::time::interval` panics on zero.
+fn parse_period(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than 0")),
+        d => Ok(d),
+    }
+}
+
+/// A count flag's parser: a whole number in `range`, else a usage error that names it.
+fn count<T>(range: std::ops::RangeInclusive<u64>) -> clap::builder::RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::fmt::Display,
+{
+    clap::builder::RangedU64ValueParser::new().range(range)
 }
 
 fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>) -> Options {
@@ -531,4 +558,39 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        for bad in ["", "s", ".", "1..2s", "-1s", "5d", "1e30s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// `Duration::from_secs_f64` panicked past u64::MAX seconds: a flag value must be a
+    /// clear CLI error, never a panic.
+    #[test]
+    fn durations_out_of_range_are_errors() {
+        for huge in [
+            "100000000000000000000000s",
+            "18446744073709551616",
+            "99999999999999999999h",
+            "25h",
+            "86401s",
+        ] {
+            let e = parse_duration(huge).expect_err(huge);
+            assert!(e.contains("at most"), "{huge}: {e}");
+        }
+        let long = "9".repeat(400);
+        assert!(parse_duration(&long).is_err());
+    }
 }

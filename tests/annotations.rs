@@ -747,3 +747,68 @@ async fn more_annotations_end_to_end() {
 
     assert_eq!(get(p.http, "allow.test", "/").await.unwrap().0, 403);
 }
+
+/// Numbers past every sane range (issue 21): each is a Warning diagnostic, the default is
+/// used, and the route keeps answering. Before they were bounded, the timeouts overflowed
+/// `Instant + Duration` on each request (the client's connection died) and the cookie
+/// lifetime made the date formatter panic for each new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_numbers_are_warnings_and_routes_keep_serving() {
+    let web = pods("web", 1).await;
+    let max = "18446744073709551615";
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &ingress(
+            "timeouts",
+            "timeouts.test",
+            &[
+                ("proxy-connect-timeout", max),
+                ("proxy-read-timeout", max),
+                ("proxy-send-timeout", max),
+            ],
+        )
+        + &ingress(
+            "cookie",
+            "cookie.test",
+            &[
+                ("affinity", "cookie"),
+                ("session-cookie-expires", "300000000000"),
+                ("session-cookie-max-age", max),
+            ],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    // Portico's own client (no body), then hyper's with a body large enough to be read in
+    // several waits.
+    let (s, _, _) = get(p.http, "timeouts.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    let (s, _, b) = send(&p, "POST", "timeouts.test", "/echo-body", &[], &vec![b'a'; 1 << 20]).await;
+    assert_eq!((s, b.len()), (200, 1 << 20));
+
+    let (s, h, _) = get(p.http, "cookie.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    let set = h["set-cookie"].to_str().unwrap();
+    assert!(!set.contains("Expires") && !set.contains("Max-Age"), "{set}");
+
+    let routes = p.routes().await;
+    assert_eq!(diagnostics_of(&routes, "timeouts").len(), 3, "{routes}");
+    assert_eq!(diagnostics_of(&routes, "cookie").len(), 2, "{routes}");
+}
+
+/// `n * 60` overflowed in compile (a panic in debug builds, and in manifests mode the
+/// poller stopped for good, so Portico never became ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_in_minutes_that_overflows_is_a_warning() {
+    let web = pods("web", 1).await;
+    let manifests = String::from(CLASS)
+        + &service("web", &web)
+        + &ingress(
+            "minutes",
+            "minutes.test",
+            &[("proxy-read-timeout", "400000000000000000m")],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    assert_eq!(get(p.http, "minutes.test", "/").await.unwrap().0, 200);
+    let d = diagnostics_of(&p.routes().await, "minutes");
+    assert!(d.len() == 1 && d[0].contains("proxy-read-timeout"), "{d:?}");
+}

@@ -384,3 +384,45 @@ async fn access_log_has_one_json_line_per_request() {
     assert_eq!(f["upstream"], pods[0].to_string());
     assert_eq!(access[1]["fields"]["status"], 404);
 }
+
+/// A flag value out of range is a usage error naming the flag (exit 2), not a panic in
+/// `Duration::from_secs_f64` (exit 101) or in `Semaphore::new`.
+#[test]
+fn out_of_range_flags_are_usage_errors() {
+    for (flag, value) in [
+        ("--upstream-response-timeout", "100000000000000000000000s"),
+        ("--client-header-timeout", "18446744073709551616"),
+        ("--shutdown-grace", "25h"),
+        ("--manifests-poll", "0s"),
+        ("--max-connections", "18446744073709551615"),
+        ("--max-headers", "100000000000"),
+        ("--tls-session-cache", "18446744073709551615"),
+        ("--worker-threads", "100000000"),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(["--manifests", "/nonexistent", "--log-format", "json"])
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .args([flag, value])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A value that is taken starts a server: stop it rather than wait forever.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+}

@@ -189,7 +189,7 @@ pub fn set_cookie(
     }
     if let Some(secs) = cfg.expires {
         s.push_str("; Expires=");
-        s.push_str(&httpdate::fmt_http_date(now + Duration::from_secs(secs)));
+        s.push_str(&httpdate::fmt_http_date(expiry(now, secs)));
     }
     if let Some(secs) = cfg.max_age {
         s.push_str(&format!("; Max-Age={secs}"));
@@ -214,6 +214,15 @@ pub fn set_cookie(
         None => {}
     }
     HeaderValue::from_str(&s).ok()
+}
+
+/// `now + secs`, clamped to the dates an HTTP date can name (1970 to 9999): the formatter
+/// panics outside them. Compile caps the lifetime; the clamp keeps a wrong clock harmless too.
+fn expiry(now: SystemTime, secs: u64) -> SystemTime {
+    // 9999-12-31T23:59:59Z
+    const LAST: Duration = Duration::from_secs(253_402_300_799);
+    let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    SystemTime::UNIX_EPOCH + since_epoch.saturating_add(Duration::from_secs(secs)).min(LAST)
 }
 
 /// Browsers that reject or misread `SameSite=None` (the list Chromium published): iOS 12,
@@ -370,6 +379,35 @@ mod tests {
         assert_eq!(
             set_cookie(&plain, "x", "/", true, None, t).unwrap().to_str().unwrap(),
             "INGRESSCOOKIE=x; Path=/; Secure; HttpOnly"
+        );
+    }
+
+    /// httpdate panics for dates past 9999 or before 1970, and `SystemTime + Duration` on
+    /// overflow: the annotation caps the lifetime, and the date is clamped besides.
+    #[test]
+    fn far_or_early_expiry_dates_still_make_a_cookie() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for secs in [300_000_000_000, u64::MAX] {
+            let cfg = CookieAffinity {
+                expires: Some(secs),
+                max_age: Some(secs),
+                ..Default::default()
+            };
+            let v = set_cookie(&cfg, "x", "/", false, None, t).unwrap();
+            assert!(
+                v.to_str().unwrap().contains("; Expires=Fri, 31 Dec 9999 23:59:59 GMT"),
+                "{v:?}"
+            );
+        }
+        let cfg = CookieAffinity {
+            expires: Some(0),
+            ..Default::default()
+        };
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        let v = set_cookie(&cfg, "x", "/", false, None, before_1970).unwrap();
+        assert!(
+            v.to_str().unwrap().contains("; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
+            "{v:?}"
         );
     }
 

@@ -43,6 +43,24 @@ fn parse_size(v: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// ingress-nginx timeouts are whole seconds; `s`/`m` suffixes are accepted too. Zero and
+/// anything past [`Policy::MAX_TIMEOUT`] are refused.
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs)).filter(|d| *d <= Policy::MAX_TIMEOUT)
+}
+
+/// A whole number up to `max`.
+fn at_most(v: &str, max: u64) -> Option<u64> {
+    v.parse().ok().filter(|n| *n <= max)
+}
+
 /// `host` or `host:port`, host a DNS name or an IP address.
 fn valid_vhost(v: &str) -> bool {
     let host = match v.rsplit_once(':') {
@@ -113,8 +131,9 @@ impl Annotations<'_> {
         .unwrap_or(default)
     }
 
-    fn seconds(&mut self, name: &str) -> Option<u64> {
-        self.parsed(name, "a whole number of seconds", "not set", |v| v.parse().ok())
+    fn seconds(&mut self, name: &str, max: u64) -> Option<u64> {
+        let expected = format!("a whole number of seconds up to {max}");
+        self.parsed(name, &expected, "not set", |v| at_most(v, max))
     }
 
     /// Reports every annotation under Portico's or ingress-nginx's prefix that has no effect
@@ -161,9 +180,9 @@ impl Annotations<'_> {
         let tries = self
             .parsed(
                 "proxy-next-upstream-tries",
-                "a number of tries (0: every endpoint)",
-                "using 3",
-                |v| v.parse::<usize>().ok(),
+                &format!("a number of tries up to {} (0: every endpoint)", Policy::MAX_TRIES),
+                &format!("using {}", Policy::DEFAULT_TRIES),
+                |v| v.parse::<usize>().ok().filter(|n| *n <= Policy::MAX_TRIES),
             )
             .map(|n| if n == 0 { usize::MAX } else { n })
             .unwrap_or(Policy::DEFAULT_TRIES);
@@ -205,17 +224,10 @@ impl Annotations<'_> {
         }
     }
 
-    /// ingress-nginx timeouts are whole seconds; `s`/`m` suffixes are accepted too.
     fn timeout(&mut self, name: &str) -> Option<Duration> {
-        self.parsed(name, "a number of seconds", "the default is used", |v| {
-            let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-            let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
-            match unit {
-                "" | "s" => Some(Duration::from_secs(n)),
-                "m" => Some(Duration::from_secs(n * 60)),
-                _ => None,
-            }
-        })
+        let max = Policy::MAX_TIMEOUT.as_secs();
+        let expected = format!("a number of seconds from 1 to {max} (or of minutes, to {}m)", max / 60);
+        self.parsed(name, &expected, "the default is used", parse_timeout)
     }
 
     fn redirect(&mut self) -> Option<Redirect> {
@@ -299,8 +311,10 @@ impl Annotations<'_> {
             token_list,
         );
         c.allow_credentials = self.bool("cors-allow-credentials", true);
-        if let Some(age) = self.parsed("cors-max-age", "a number of seconds", "using 1728000", |v| {
-            v.parse().ok()
+        let expected = format!("a number of seconds up to {}", Cors::MAX_AGE_LIMIT);
+        let fallback = format!("using {}", c.max_age);
+        if let Some(age) = self.parsed("cors-max-age", &expected, &fallback, |v| {
+            at_most(v, Cors::MAX_AGE_LIMIT)
         }) {
             c.max_age = age;
         }
@@ -346,8 +360,8 @@ impl Annotations<'_> {
         c.domain = self.parsed("session-cookie-domain", "a domain (no ; or spaces)", "not set", |v| {
             valid_attribute(v).then(|| v.to_string())
         });
-        c.max_age = self.seconds("session-cookie-max-age");
-        c.expires = self.seconds("session-cookie-expires");
+        c.max_age = self.seconds("session-cookie-max-age", CookieAffinity::MAX_LIFETIME);
+        c.expires = self.seconds("session-cookie-expires", CookieAffinity::MAX_LIFETIME);
         c.same_site = self.parsed(
             "session-cookie-samesite",
             "\"None\", \"Lax\" or \"Strict\"",
@@ -372,5 +386,252 @@ impl Annotations<'_> {
         );
         c.change_on_failure = self.bool("session-cookie-change-on-failure", false);
         Some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::diagnostic::Diagnostic;
+
+    /// The Policy of an Ingress with `notes` (names under ingress-nginx's prefix), and the
+    /// diagnostics reading them gave.
+    fn policy_of(notes: &[(&str, &str)]) -> (Policy, Vec<Diagnostic>) {
+        let mut ing = Ingress::default();
+        ing.metadata.name = Some("i".into());
+        ing.metadata.namespace = Some("default".into());
+        ing.metadata.annotations = Some(
+            notes
+                .iter()
+                .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        let key = ObjectKey::new("default", "i");
+        let mut diags = Diagnostics::default();
+        let policy = Annotations {
+            ing: &ing,
+            key: &key,
+            diags: &mut diags,
+        }
+        .policy();
+        (policy, diags.into_sorted())
+    }
+
+    fn warned_about(diags: &[Diagnostic], name: &str) -> bool {
+        diags.iter().any(|d| {
+            d.severity == Severity::Warning && d.reason == Reason::InvalidAnnotation && d.message.contains(name)
+        })
+    }
+
+    #[test]
+    fn timeouts_past_the_cap_are_warnings_and_the_default() {
+        for value in ["18446744073709551615", "18446744073709551616", "86401", "1441m"] {
+            let (p, diags) = policy_of(&[
+                ("proxy-connect-timeout", value),
+                ("proxy-read-timeout", value),
+                ("proxy-send-timeout", value),
+            ]);
+            assert_eq!(
+                (p.connect_timeout, p.read_timeout, p.send_timeout),
+                (None, None, None),
+                "{value}"
+            );
+            for name in ["proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout"] {
+                assert!(warned_about(&diags, name), "{name}={value}: {diags:?}");
+            }
+        }
+        let (p, diags) = policy_of(&[("proxy-read-timeout", "86400"), ("proxy-send-timeout", "1440m")]);
+        assert_eq!(p.read_timeout, Some(Duration::from_secs(86400)));
+        assert_eq!(p.send_timeout, Some(Duration::from_secs(86400)));
+        assert!(diags.is_empty(), "{diags:?}");
+    }
+
+    /// `n * 60` overflowed here: a panic in compile for debug builds.
+    #[test]
+    fn minutes_that_overflow_are_a_warning() {
+        let (p, diags) = policy_of(&[("proxy-read-timeout", "400000000000000000m")]);
+        assert_eq!(p.read_timeout, None);
+        assert!(warned_about(&diags, "proxy-read-timeout"), "{diags:?}");
+    }
+
+    #[test]
+    fn cookie_lifetimes_past_the_cap_are_warnings_and_unset() {
+        let (p, diags) = policy_of(&[
+            ("affinity", "cookie"),
+            ("session-cookie-expires", "300000000000"),
+            ("session-cookie-max-age", "18446744073709551615"),
+        ]);
+        let a = p.affinity.expect("affinity stays on");
+        assert_eq!((a.expires, a.max_age), (None, None));
+        assert!(warned_about(&diags, "session-cookie-expires"), "{diags:?}");
+        assert!(warned_about(&diags, "session-cookie-max-age"), "{diags:?}");
+        let (p, diags) = policy_of(&[
+            ("affinity", "cookie"),
+            ("session-cookie-expires", "172800"),
+            ("session-cookie-max-age", "31536000"),
+        ]);
+        let a = p.affinity.unwrap();
+        assert_eq!((a.expires, a.max_age), (Some(172_800), Some(31_536_000)));
+        assert!(diags.is_empty(), "{diags:?}");
+    }
+
+    #[test]
+    fn tries_and_cors_max_age_are_capped() {
+        let (p, diags) = policy_of(&[
+            ("proxy-next-upstream-tries", "1000000"),
+            ("enable-cors", "true"),
+            ("cors-max-age", "18446744073709551615"),
+        ]);
+        assert_eq!(p.tries, Policy::DEFAULT_TRIES);
+        assert_eq!(p.cors.unwrap().max_age, Cors::default().max_age);
+        assert!(warned_about(&diags, "proxy-next-upstream-tries"), "{diags:?}");
+        assert!(warned_about(&diags, "cors-max-age"), "{diags:?}");
+        let (p, _) = policy_of(&[("proxy-next-upstream-tries", "0")]);
+        assert_eq!(p.tries, usize::MAX, "0: every endpoint");
+        let (p, _) = policy_of(&[("proxy-next-upstream-tries", "20")]);
+        assert_eq!(p.tries, 20);
+    }
+
+    #[test]
+    fn body_sizes_that_overflow_are_a_warning() {
+        let (p, diags) = policy_of(&[("proxy-body-size", "18446744073709551615g")]);
+        assert_eq!(p.max_body_bytes, None);
+        assert!(warned_about(&diags, "proxy-body-size"), "{diags:?}");
+        let (p, _) = policy_of(&[("proxy-body-size", "16g")]);
+        assert_eq!(p.max_body_bytes, Some(16 << 30));
+    }
+
+    /// Reference arithmetic in u128, which cannot overflow for any u64 input.
+    #[test]
+    fn timeouts_match_wide_arithmetic() {
+        let edges = [
+            0,
+            1,
+            59,
+            60,
+            1439,
+            1440,
+            1441,
+            86_399,
+            86_400,
+            86_401,
+            u64::from(u32::MAX),
+            u64::MAX / 60,
+            u64::MAX / 60 + 1,
+            u64::MAX,
+        ];
+        for n in edges {
+            for (unit, mult) in [("", 1u128), ("s", 1), ("m", 60)] {
+                let secs = u128::from(n) * mult;
+                let expect = (1..=u128::from(Policy::MAX_TIMEOUT.as_secs()))
+                    .contains(&secs)
+                    .then(|| Duration::from_secs(secs as u64));
+                assert_eq!(parse_timeout(&format!("{n}{unit}")), expect, "{n}{unit}");
+            }
+        }
+    }
+
+    /// xorshift64: deterministic, so a failure here fails the same way in CI and locally.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Generated values for every annotation ingress-nginx knows, built from pieces at and
+    /// past each cap and integer width, with units, signs, spaces and non-ASCII digits: each
+    /// is parsed or refused, never a panic, and what is kept stays within the caps and makes
+    /// a Set-Cookie value. (The fuzz targets in fuzz/ go further; this runs with every
+    /// `cargo test`.)
+    #[test]
+    fn generated_values_are_used_within_the_caps_or_refused() {
+        const PIECES: &[&str] = &[
+            "0",
+            "1",
+            "9",
+            "60",
+            "1440",
+            "86400",
+            "86401",
+            "31536000",
+            "315360000",
+            "315360001",
+            "4294967295",
+            "4294967296",
+            "18446744073709551615",
+            "18446744073709551616",
+            "400000000000000000",
+            "99999999999999999999999999",
+            "-",
+            "+",
+            ".",
+            "e",
+            "s",
+            "m",
+            "h",
+            "ms",
+            "k",
+            "K",
+            "g",
+            "G",
+            " ",
+            "\t",
+            ",",
+            "/",
+            "$1",
+            "\u{663}",
+            "\u{ff11}",
+            "\0",
+            "true",
+            "cookie",
+            "persistent",
+            "None",
+            "https://",
+            "*",
+        ];
+        let names: Vec<&str> = known::ANNOTATIONS.iter().map(|(n, _)| *n).collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let now = std::time::SystemTime::now();
+        for _ in 0..20_000 {
+            let mut notes: Vec<(String, String)> = Vec::new();
+            if rng.below(2) == 0 {
+                notes.push(("affinity".into(), "cookie".into()));
+            }
+            for _ in 0..1 + rng.below(6) {
+                let name = names[rng.below(names.len())].to_string();
+                let value: String = (0..rng.below(4)).map(|_| PIECES[rng.below(PIECES.len())]).collect();
+                notes.push((name, value));
+            }
+            let notes: Vec<(&str, &str)> = notes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (p, _) = policy_of(&notes);
+            for t in [p.connect_timeout, p.read_timeout, p.send_timeout]
+                .into_iter()
+                .flatten()
+            {
+                assert!(!t.is_zero() && t <= Policy::MAX_TIMEOUT, "{notes:?}");
+            }
+            assert!(
+                p.tries == usize::MAX || (1..=Policy::MAX_TRIES).contains(&p.tries),
+                "{notes:?}"
+            );
+            assert!(
+                p.cors.as_ref().is_none_or(|c| c.max_age <= Cors::MAX_AGE_LIMIT),
+                "{notes:?}"
+            );
+            if let Some(a) = &p.affinity {
+                for s in [a.expires, a.max_age].into_iter().flatten() {
+                    assert!(s <= CookieAffinity::MAX_LIFETIME, "{notes:?}");
+                }
+                let cookie = crate::balance::affinity::set_cookie(a, "v", "/", true, None, now);
+                assert!(cookie.is_some(), "{notes:?}");
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,6 +21,40 @@ pub struct EndpointIndex<'a> {
 }
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Kubernetes' own bounds for `sessionAffinityConfig.clientIP.timeoutSeconds` (1 to a day)
+/// and its default: the API server refuses other values, but nothing checks a manifests file.
+pub const MAX_CLIENT_IP_TIMEOUT: u32 = 86_400;
+const DEFAULT_CLIENT_IP_TIMEOUT: u32 = 10_800;
+
+/// A Service's ClientIP affinity timeout in seconds; `Err` with the value given when that is
+/// out of range (and the default applies).
+pub fn client_ip_timeout(spec: &ServiceSpec) -> Result<u32, i32> {
+    let given = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds);
+    match given {
+        None => Ok(DEFAULT_CLIENT_IP_TIMEOUT),
+        Some(t) => u32::try_from(t)
+            .ok()
+            .filter(|t| (1..=MAX_CLIENT_IP_TIMEOUT).contains(t))
+            .ok_or(t),
+    }
+}
+
+/// The warning for a Service whose ClientIP timeout is out of range, if it is.
+pub fn client_ip_timeout_problem(svc: &Service) -> Option<String> {
+    let spec = svc.spec.as_ref()?;
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let t = client_ip_timeout(spec).err()?;
+    Some(format!(
+        "sessionAffinityConfig.clientIP.timeoutSeconds {t} is not from 1 to {MAX_CLIENT_IP_TIMEOUT}; using {DEFAULT_CLIENT_IP_TIMEOUT}"
+    ))
+}
 
 impl<'a> EndpointIndex<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
@@ -217,15 +251,8 @@ fn resolve(
             );
         }
     };
-    let client_ip_affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-        spec.session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref())
-            .and_then(|c| c.timeout_seconds)
-            .and_then(|t| u32::try_from(t).ok())
-            .filter(|t| *t > 0)
-            .unwrap_or(10800)
-    });
+    let client_ip_affinity = (spec.session_affinity.as_deref() == Some("ClientIP"))
+        .then(|| client_ip_timeout(spec).unwrap_or(DEFAULT_CLIENT_IP_TIMEOUT));
     let mut backend = Backend {
         service: key.clone(),
         port: port.clone(),

@@ -121,6 +121,23 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
 
+    // Reported once per Service a route uses, whatever its ports.
+    let used: std::collections::BTreeSet<&ObjectKey> = compiled.routes.iter().map(|r| &r.service).collect();
+    for key in used {
+        if let Some(msg) = snapshot
+            .services
+            .get(key)
+            .and_then(|s| backend::client_ip_timeout_problem(s))
+        {
+            diags.push(
+                ObjectRef::new("Service", key),
+                Severity::Warning,
+                Reason::InvalidServiceField,
+                msg,
+            );
+        }
+    }
+
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(

@@ -758,6 +758,50 @@ spec:
     assert!(b.ready().is_empty(), "no slices: no endpoints (503), but routed");
 }
 
+/// The API server holds `timeoutSeconds` to 1..=86400; a manifests file is checked the same
+/// way: a Warning on the Service, and the default.
+#[test]
+fn client_ip_timeouts_out_of_range_are_warnings() {
+    let svc = |name: &str, timeout: &str| {
+        format!(
+            "
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {timeout}}}}}
+  ports: [{{port: 80}}]
+"
+        )
+    };
+    let y = String::from(CLASS)
+        + &svc("a", "2147483647")
+        + &svc("b", "-5")
+        + &svc("c", "86400")
+        + &ing(
+            "i",
+            "2024-01-01T00:00:00Z",
+            &[
+                ("a.test", "/", "Prefix", "a"),
+                ("b.test", "/", "Prefix", "b"),
+                ("c.test", "/", "Prefix", "c"),
+            ],
+        );
+    let cfg = compile(&snap(&y), &Options::default());
+    assert_eq!(backend_of(&cfg, "a.test").client_ip_affinity, Some(10800));
+    assert_eq!(backend_of(&cfg, "b.test").client_ip_affinity, Some(10800));
+    assert_eq!(backend_of(&cfg, "c.test").client_ip_affinity, Some(86400));
+    let warned: Vec<&str> = cfg
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == Reason::InvalidServiceField && d.severity == Severity::Warning)
+        .map(|d| d.object.name.as_str())
+        .collect();
+    assert_eq!(warned, ["a", "b"], "{:?}", cfg.diagnostics);
+}
+
 #[test]
 fn missing_service_or_port_is_a_503_with_a_diagnostic() {
     let y = base()

@@ -62,6 +62,9 @@ pub enum Reason {
     InvalidAnnotation,
     RouteTable,
     InvalidManifest,
+    /// A Service field Portico uses is out of range (a manifests file; the API server
+    /// refuses such values).
+    InvalidServiceField,
 }
 
 impl Reason {
@@ -82,6 +85,7 @@ impl Reason {
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::RouteTable => "RouteTable",
             Reason::InvalidManifest => "InvalidManifest",
+            Reason::InvalidServiceField => "InvalidServiceField",
         }
     }
 }

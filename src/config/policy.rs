@@ -15,7 +15,8 @@ pub struct Policy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub affinity: Option<CookieAffinity>,
     pub load_balance: Algorithm,
-    /// Most endpoints tried for one request (`proxy-next-upstream-tries`; 0 there: all).
+    /// Most endpoints tried for one request (`proxy-next-upstream-tries`, at most
+    /// [`Self::MAX_TRIES`]; 0 there: all).
     pub tries: usize,
     /// `permanent-redirect` / `temporal-redirect`: every request is answered with this.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,7 +27,7 @@ pub struct Policy {
     /// `proxy-body-size`: larger request bodies get 413.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
-    /// `proxy-connect-timeout`.
+    /// `proxy-connect-timeout`. This and the other timeouts are at most [`Self::MAX_TIMEOUT`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<Duration>,
     /// `proxy-read-timeout`: the wait for the response head, and between two reads of the
@@ -90,6 +91,9 @@ impl Default for Cors {
 }
 
 impl Cors {
+    /// The longest `cors-max-age`, a year (browsers keep a preflight for hours at most).
+    pub const MAX_AGE_LIMIT: u64 = 365 * 86400;
+
     /// The Access-Control-Allow-Origin value for a request's Origin, when it is allowed.
     pub fn origin_allowed<'o>(&'o self, origin: &'o str) -> Option<&'o str> {
         self.allow_origin.iter().find_map(|allowed| {
@@ -112,6 +116,13 @@ impl Cors {
 
 impl Policy {
     pub const DEFAULT_TRIES: usize = 3;
+    /// The longest `proxy-connect-timeout`, `proxy-read-timeout` or `proxy-send-timeout`: a
+    /// day. ingress-nginx users go as far as 86400 for WebSockets and long polls; beyond
+    /// that a value is a mistake, and a far deadline is one `Instant + Duration` away from
+    /// overflowing.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+    /// The most `proxy-next-upstream-tries` (0 still means every endpoint).
+    pub const MAX_TRIES: usize = 100;
 }
 
 impl Default for Policy {
@@ -175,7 +186,8 @@ pub struct CookieAffinity {
     pub domain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_age: Option<u64>,
-    /// Seconds from the response until the cookie's `Expires` date.
+    /// Seconds from the response until the cookie's `Expires` date (at most
+    /// [`Self::MAX_LIFETIME`], as `max_age`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +199,13 @@ pub struct CookieAffinity {
     pub secure: Option<bool>,
     /// When the pinned endpoint fails, pin the session to the endpoint that answered.
     pub change_on_failure: bool,
+}
+
+impl CookieAffinity {
+    /// The longest `session-cookie-expires` or `session-cookie-max-age`, ten years: longer
+    /// than any browser keeps a cookie (400 days, RFC 6265bis), and an `Expires` date that
+    /// stays far from the year 9999 an HTTP date can name.
+    pub const MAX_LIFETIME: u64 = 10 * 365 * 86400;
 }
 
 impl Default for CookieAffinity {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::deadline::Deadline;
+use super::deadline::{self, Deadline};
 use super::headers::Peer;
 
 /// What a connection's requests tell its reader.
@@ -86,7 +86,7 @@ impl<T> ClientIo<T> {
             io,
             peer,
             timeout,
-            deadline: Deadline::new(Instant::now() + timeout),
+            deadline: Deadline::new(deadline::after(Instant::now(), timeout)),
         }
     }
 
@@ -111,7 +111,7 @@ impl<T> ClientIo<T> {
         }
         if a.finished.load(Ordering::Relaxed) {
             a.finished.store(false, Ordering::Relaxed);
-            self.deadline.set(Instant::now() + self.timeout);
+            self.deadline.set(deadline::after(Instant::now(), self.timeout));
         }
         self.deadline.poll_expired(cx).map(|()| {
             Err(io::Error::new(

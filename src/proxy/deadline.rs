@@ -5,8 +5,19 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
+
+/// `from + wait`, or a deadline decades away when the clock cannot hold that sum. Settings
+/// are bounded where they are read; this keeps one that is not from panicking on the
+/// request path.
+pub fn after(from: Instant, wait: Duration) -> Instant {
+    from.checked_add(wait).or_else(|| from.checked_add(FAR)).unwrap_or(from)
+}
+
+/// As far off as tokio's own `sleep` goes for a wait too long to add: about 30 years.
+const FAR: Duration = Duration::from_secs(30 * 365 * 86400);
 
 pub struct Deadline {
     at: Instant,
@@ -39,5 +50,18 @@ impl Deadline {
             timer.as_mut().reset(at);
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_past_the_clock_are_far_not_a_panic() {
+        let now = Instant::now();
+        assert_eq!(after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+        assert_eq!(after(now, Duration::MAX), now + FAR);
+        assert_eq!(after(now, Duration::from_secs(u64::MAX)), now + FAR);
     }
 }

@@ -116,7 +116,7 @@ impl StoresServerSessions for Sessions {
         let now = Instant::now();
         let (ttl, capacity) = (self.ttl, self.capacity);
         m.evict(|at, len| len >= capacity || now.duration_since(*at) >= ttl);
-        if m.order.len() >= 2 * capacity {
+        if m.order.len() >= capacity.saturating_mul(2) {
             let SessionMap { map, order, .. } = &mut *m;
             order.retain(|(seq, key)| map.get(key).is_some_and(|(_, _, s)| s == seq));
         }

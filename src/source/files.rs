@@ -252,14 +252,22 @@ pub async fn follow(dir: PathBuf, publisher: Arc<super::Publisher>, every: Durat
         let p = publisher.clone();
         let step = tokio::task::spawn_blocking(move || {
             let update = watch.poll().or_else(|| due.then(|| watch.current()));
-            let published = update.map(|(snapshot, diags)| p.publish(&snapshot, diags)).is_some();
+            // A panic in compile would be a bug, but one object must not stop the directory
+            // from being followed for good: the last config keeps serving, and the next
+            // change of the files (or the next full compile) tries again.
+            let published = update.map(|(snapshot, diags)| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.publish(&snapshot, diags))).is_ok()
+            });
             (watch, published)
         })
         .await;
         match step {
             Ok((w, published)) => {
                 watch = w;
-                if published {
+                if published == Some(false) {
+                    tracing::error!("compiling the manifests panicked; the last config keeps serving");
+                }
+                if published.is_some() {
                     last = Some(Instant::now());
                 }
             }

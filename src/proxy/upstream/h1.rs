@@ -25,7 +25,7 @@ use hyper::body::{Body as HttpBody, Frame};
 use smallvec::SmallVec;
 
 use super::BoxError;
-use crate::proxy::deadline::Deadline;
+use crate::proxy::deadline::{self, Deadline};
 use crate::proxy::headers::{Forwarded, is_trailer_allowed};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -281,7 +281,7 @@ impl<T: Conn> H1<T> {
                 self.send_streaming(req.body, body, head_only, limits, resend).await
             }
             _ => {
-                self.deadline.set(deadline_after(started, limits.response));
+                self.deadline.set(deadline::after(started, limits.response));
                 self.send_head(limits.response, is_idempotent(req.method)).await?;
                 self.read_head(head_only, limits.response, is_idempotent(req.method))
                     .await
@@ -384,7 +384,7 @@ impl<T: Conn> H1<T> {
         let chunked = sending == Sending::Chunked;
         let (mut body_done, mut body_started, mut sent, mut received) = (false, false, false, false);
         let mut write_err: Option<io::Error> = None;
-        self.deadline.set(Instant::now() + limits.send);
+        self.deadline.set(deadline::after(Instant::now(), limits.send));
         std::future::poll_fn(|cx| {
             loop {
                 let mut moved = false;
@@ -398,7 +398,7 @@ impl<T: Conn> H1<T> {
                                 if front.is_empty() {
                                     queue.pop_front();
                                 }
-                                self.deadline.set(Instant::now() + limits.send);
+                                self.deadline.set(deadline::after(Instant::now(), limits.send));
                                 moved = true;
                             }
                             Poll::Ready(Err(e)) => write_err = Some(e),
@@ -452,7 +452,7 @@ impl<T: Conn> H1<T> {
                         match Pin::new(&mut self.io).poll_flush(cx) {
                             Poll::Ready(Ok(())) => {
                                 sent = true;
-                                self.deadline.set(Instant::now() + limits.response);
+                                self.deadline.set(deadline::after(Instant::now(), limits.response));
                                 moved = true;
                             }
                             Poll::Ready(Err(e)) => write_err = Some(e),
@@ -461,7 +461,7 @@ impl<T: Conn> H1<T> {
                     }
                     if write_err.is_some() {
                         // What the upstream said before it stopped reading may still come.
-                        self.deadline.set(Instant::now() + limits.response);
+                        self.deadline.set(deadline::after(Instant::now(), limits.response));
                     }
                 }
                 // Whatever the upstream has sent so far: an early answer, or its close.
@@ -550,13 +550,6 @@ impl<T: Conn> H1<T> {
     pub fn clean(&self) -> bool {
         self.buf.is_empty()
     }
-}
-
-/// `started + limit`, or far ahead when that is past what the clock can hold.
-fn deadline_after(started: Instant, limit: Duration) -> Instant {
-    started
-        .checked_add(limit)
-        .unwrap_or_else(|| started + Duration::from_secs(86400 * 365))
 }
 
 /// Methods whose repetition has the effect of one request (RFC 9110, 9.2.2).

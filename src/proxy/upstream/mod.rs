@@ -111,7 +111,7 @@ impl HttpBody for RequestBody {
                 if let Some(d) = f.data_ref() {
                     s.counter.inc_by(d.len() as u64);
                     if let Some(l) = &mut s.limit {
-                        l.seen += d.len() as u64;
+                        l.seen = l.seen.saturating_add(d.len() as u64);
                         if l.seen > l.max {
                             l.exceeded.store(true, Ordering::Relaxed);
                             let msg = format!("request body larger than {} bytes", l.max);
@@ -636,7 +636,7 @@ impl HttpBody for ResponseBody {
             Poll::Ready(Some(Err(_))) => this.abandon(),
             Poll::Pending => {
                 if !this.armed {
-                    let at = tokio::time::Instant::now() + this.idle;
+                    let at = super::deadline::after(tokio::time::Instant::now(), this.idle);
                     this.wait.get_or_insert_with(|| Deadline::new(at)).set(at);
                     this.armed = true;
                 }
