@@ -10,21 +10,13 @@ use http_body_util::Full;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Host h.com → Service `svc` (port 80) of the Ingress `name`, and Service web with `svc_pods`.
+fn simple_to(name: &str, svc: &str, svc_pods: &[std::net::SocketAddr]) -> String {
+    class() + &service("web", svc_pods) + &annotated_ingress(name, "h.com", "/", svc, &[])
+}
+
 fn simple(svc_pods: &[std::net::SocketAddr]) -> String {
-    String::from(CLASS)
-        + &service("web", svc_pods)
-        + "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web, namespace: default}
-spec:
-  ingressClassName: portico
-  rules:
-  - host: h.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
-"
+    simple_to("web", "web", svc_pods)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,13 +57,7 @@ fn check_reports_diagnostics_and_exit_status() {
         "{stdout}"
     );
 
-    std::fs::write(
-        dir.join("bad.yaml"),
-        simple(&[])
-            .replace("name: web, port", "name: ghost, port")
-            .replace("name: web, namespace", "name: other, namespace"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("bad.yaml"), simple_to("other", "ghost", &[])).unwrap();
     let out = run();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
