@@ -14,8 +14,8 @@ use http::header::{COOKIE, HeaderValue};
 use portico::balance::choice::Choice;
 use portico::balance::table::{Registry, reconcile};
 use portico::balance::{EndpointState, now_ns};
-use portico::source::files::parse_manifests;
-use portico::{Options, Snapshot, compile};
+use portico::fixture::{self, Prefix, ServiceBuilder};
+use portico::{AnyObject, Options, Snapshot, compile};
 
 // Measured with the allocator the portico binary uses.
 #[global_allocator]
@@ -23,68 +23,45 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ENDPOINTS: usize = 10;
 
-fn ingress(host: &str, svc: &str, annotations: &str) -> String {
-    format!(
-        "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {host}
-  namespace: b
-  annotations: {{{annotations}}}
-spec:
-  ingressClassName: portico
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}
-"
-    )
+/// An Ingress `host` for `host` / → Service `svc` port 80, with `annotations`.
+fn ingress(host: &str, svc: &str, annotations: &[(&str, &str)]) -> AnyObject {
+    let ingress = fixture::ingress("b", host)
+        .class("portico")
+        .rule(host, "/", Prefix, svc, 80);
+    annotations.iter().fold(ingress, |i, (k, v)| i.annotation(k, v)).into()
 }
 
-fn service(name: &str, extra: &str) -> String {
-    let eps: String = (0..ENDPOINTS)
-        .map(|i| format!("- addresses: ['10.0.0.{}']\n", i + 1))
-        .collect();
-    format!(
-        "---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: b}}
-spec:
-  ports: [{{name: http, port: 80}}]
-{extra}---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}, namespace: b, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: 8080}}]
-endpoints:
-{eps}"
-    )
+/// A Service `name` (port 80 named http) and one EndpointSlice of `ENDPOINTS` pods.
+fn service(name: &str, service: ServiceBuilder) -> [AnyObject; 2] {
+    let slice = (0..ENDPOINTS).fold(fixture::slice("b", name, name).port("http", 8080), |slice, i| {
+        slice.endpoint(&format!("10.0.0.{}", i + 1))
+    });
+    [service.port("http", 80).into(), slice.into()]
 }
 
 fn snapshot() -> Snapshot {
-    let nginx = "nginx.ingress.kubernetes.io";
-    let text = String::from(
-        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: portico}\nspec: {controller: portico.dev/ingress-controller}\n",
-    ) + &service("web", "")
-        + &service("sticky-ip", "  sessionAffinity: ClientIP\n")
-        + &ingress("rr", "web", "")
-        + &ingress("ewma", "web", &format!("{nginx}/load-balance: ewma"))
-        + &ingress("balanced", "web", &format!("{nginx}/affinity: cookie"))
-        + &ingress(
+    let affinity = "nginx.ingress.kubernetes.io/affinity";
+    let mut objects: Vec<AnyObject> = vec![fixture::portico_class().into()];
+    objects.extend(service("web", fixture::service("b", "web")));
+    objects.extend(service(
+        "sticky-ip",
+        fixture::service("b", "sticky-ip").client_ip_affinity(None),
+    ));
+    objects.extend([
+        ingress("rr", "web", &[]),
+        ingress("ewma", "web", &[("nginx.ingress.kubernetes.io/load-balance", "ewma")]),
+        ingress("balanced", "web", &[(affinity, "cookie")]),
+        ingress(
             "persistent",
             "web",
-            &format!("{nginx}/affinity: cookie, {nginx}/affinity-mode: persistent"),
-        )
-        + &ingress("clientip", "sticky-ip", "");
-    let mut s = Snapshot::default();
-    for o in parse_manifests(&text).expect("bench manifests parse") {
-        s.insert(o);
-    }
-    s
+            &[
+                (affinity, "cookie"),
+                ("nginx.ingress.kubernetes.io/affinity-mode", "persistent"),
+            ],
+        ),
+        ingress("clientip", "sticky-ip", &[]),
+    ]);
+    fixture::snapshot(objects)
 }
 
 fn bench(c: &mut Criterion) {

@@ -2,146 +2,58 @@
 //!
 //! cargo bench --bench routing
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use portico::fixture::{self, Exact, Prefix};
 use portico::{AnyObject, Options, Snapshot, compile};
 
 // Measured with the allocator the portico binary uses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn meta(ns: &str, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        namespace: Some(ns.into()),
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
-
 /// `hosts` Ingresses (one host each, `paths` Prefix paths each, every fifth host a
 /// wildcard), one Service + EndpointSlice (3 pods) per Ingress, and `tls` TLS Secrets used
 /// by the first `tls` Ingresses.
 fn snapshot(hosts: usize, paths: usize, tls: usize) -> Snapshot {
-    let mut s = Snapshot::default();
-    s.insert(AnyObject::IngressClass(Arc::new(IngressClass {
-        metadata: ObjectMeta {
-            name: Some("portico".into()),
-            ..Default::default()
-        },
-        spec: Some(IngressClassSpec {
-            controller: Some("portico.dev/ingress-controller".into()),
-            parameters: None,
-        }),
-    })));
-    let certs: Vec<(String, String)> = (0..tls)
-        .map(|i| {
-            let ck = rcgen::generate_simple_self_signed(vec![format!("host{i}.bench.test")]).expect("cert");
-            (ck.cert.pem(), ck.signing_key.serialize_pem())
-        })
-        .collect();
-    for (i, (crt, key)) in certs.iter().enumerate() {
-        let mut data = BTreeMap::new();
-        data.insert("tls.crt".to_string(), ByteString(crt.clone().into_bytes()));
-        data.insert("tls.key".to_string(), ByteString(key.clone().into_bytes()));
-        s.insert(AnyObject::Secret(Arc::new(Secret {
-            metadata: meta("bench", &format!("tls{i}")),
-            type_: Some("kubernetes.io/tls".into()),
-            data: Some(data),
-            ..Default::default()
-        })));
+    let mut objects: Vec<AnyObject> = vec![fixture::portico_class().into()];
+    for i in 0..tls {
+        let ck = rcgen::generate_simple_self_signed(vec![format!("host{i}.bench.test")]).expect("cert");
+        let (crt, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+        objects.push(fixture::tls_secret("bench", &format!("tls{i}"), &crt, &key).into());
     }
     for i in 0..hosts {
         let svc = format!("svc{i}");
-        s.insert(AnyObject::Service(Arc::new(Service {
-            metadata: meta("bench", &svc),
-            spec: Some(ServiceSpec {
-                ports: Some(vec![ServicePort {
-                    name: Some("http".into()),
-                    port: 80,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })));
-        let mut labels = BTreeMap::new();
-        labels.insert("kubernetes.io/service-name".to_string(), svc.clone());
-        s.insert(AnyObject::EndpointSlice(Arc::new(EndpointSlice {
-            metadata: ObjectMeta {
-                labels: Some(labels),
-                ..meta("bench", &format!("{svc}-x"))
+        objects.push(fixture::service("bench", &svc).port("http", 80).into());
+        let slice = (0..3).fold(
+            fixture::slice("bench", &format!("{svc}-x"), &svc).port("http", 8080),
+            |slice, p| {
+                slice
+                    .endpoint(&format!("10.{}.{}.{}", (i >> 8) & 255, i & 255, p + 1))
+                    .ready(true)
             },
-            address_type: "IPv4".into(),
-            ports: Some(vec![EndpointPort {
-                name: Some("http".into()),
-                port: Some(8080),
-                ..Default::default()
-            }]),
-            endpoints: (0..3)
-                .map(|p| Endpoint {
-                    addresses: vec![format!("10.{}.{}.{}", (i >> 8) & 255, i & 255, p + 1)],
-                    conditions: Some(EndpointConditions {
-                        ready: Some(true),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-                .collect(),
-        })));
+        );
+        objects.push(slice.into());
         let host = if i % 5 == 4 {
             format!("*.wild{i}.bench.test")
         } else {
             format!("host{i}.bench.test")
         };
-        let backend = IngressBackend {
-            service: Some(IngressServiceBackend {
-                name: svc.clone(),
-                port: Some(ServiceBackendPort {
-                    name: None,
-                    number: Some(80),
-                }),
-            }),
-            resource: None,
-        };
-        let paths = (0..paths)
-            .map(|p| HTTPIngressPath {
-                path: Some(if p == 0 { "/".into() } else { format!("/api/v{p}") }),
-                path_type: if p % 3 == 2 { "Exact" } else { "Prefix" }.into(),
-                backend: backend.clone(),
-            })
-            .collect();
-        s.insert(AnyObject::Ingress(Arc::new(Ingress {
-            metadata: meta("bench", &format!("ing{i}")),
-            spec: Some(IngressSpec {
-                ingress_class_name: Some("portico".into()),
-                tls: (i < tls).then(|| {
-                    vec![IngressTLS {
-                        hosts: Some(vec![host.clone()]),
-                        secret_name: Some(format!("tls{i}")),
-                    }]
-                }),
-                rules: Some(vec![IngressRule {
-                    host: Some(host),
-                    http: Some(HTTPIngressRuleValue { paths }),
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })));
+        let mut ingress = fixture::ingress("bench", &format!("ing{i}"))
+            .class("portico")
+            .rule(&host, "/", Prefix, &svc, 80);
+        for p in 1..paths {
+            let ty = if p % 3 == 2 { Exact } else { Prefix };
+            ingress = ingress.path(&format!("/api/v{p}"), ty, &svc, 80);
+        }
+        if i < tls {
+            ingress = ingress.tls(&[&host], Some(&format!("tls{i}")));
+        }
+        objects.push(ingress.into());
     }
-    s
+    fixture::snapshot(objects)
 }
 
 fn lookup(c: &mut Criterion) {

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use portico::fixture::{self, yaml};
 use support::*;
 use tokio::net::TcpListener;
 
@@ -118,7 +119,7 @@ async fn with_cookie(p: &Portico, host: &str, cookie: &str) -> (String, Option<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_affinity_pins_sessions_with_the_configured_cookie() {
     let web = start_pods("web", 3).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &addrs(&web))
         + &ingress(
             "sticky",
@@ -206,8 +207,7 @@ async fn persistent_sessions_survive_scaling_and_move_when_their_pod_goes() {
     let web = start_pods("web", 4).await;
     let notes = [(nginx("affinity"), "cookie"), (nginx("affinity-mode"), "persistent")];
     let notes: Vec<(&str, &str)> = notes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let manifests =
-        |n: usize| String::from(CLASS) + &service("web", &addrs(&web[..n])) + &ingress("p", "p.test", "web", &notes);
+    let manifests = |n: usize| class() + &service("web", &addrs(&web[..n])) + &ingress("p", "p.test", "web", &notes);
     let p = Portico::start(&[("all.yaml", manifests(3))], &[]).await;
     let mut sessions = Vec::new();
     for _ in 0..12 {
@@ -224,7 +224,7 @@ async fn persistent_sessions_survive_scaling_and_move_when_their_pod_goes() {
     let rest: Vec<SocketAddr> = web[1..].iter().map(|w| w.addr).collect();
     p.write(
         "all.yaml",
-        &(String::from(CLASS) + &service("web", &rest) + &ingress("p", "p.test", "web", &notes)),
+        &(class() + &service("web", &rest) + &ingress("p", "p.test", "web", &notes)),
     );
     p.wait_generation(3).await;
     let mut moved = 0;
@@ -250,8 +250,7 @@ async fn balanced_sessions_move_about_one_in_n_when_scaling() {
     let web = start_pods("web", 5).await;
     let notes = [(nginx("affinity"), "cookie")];
     let notes: Vec<(&str, &str)> = notes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let manifests =
-        |pods: &[SocketAddr]| String::from(CLASS) + &service("web", pods) + &ingress("b", "b.test", "web", &notes);
+    let manifests = |pods: &[SocketAddr]| class() + &service("web", pods) + &ingress("b", "b.test", "web", &notes);
     let p = Portico::start(&[("all.yaml", manifests(&addrs(&web[..4])))], &[]).await;
     let mut sessions = Vec::new();
     for _ in 0..200 {
@@ -295,21 +294,19 @@ async fn balanced_sessions_move_about_one_in_n_when_scaling() {
 }
 
 /// A Service with `sessionAffinity: ClientIP`.
-fn client_ip_service(name: &str, pods: &[SocketAddr], timeout: u32) -> String {
-    service(name, pods).replacen(
-        "spec:\n",
-        &format!(
-            "spec:\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {timeout}}}}}\n"
-        ),
-        1,
+fn client_ip_service(name: &str, pods: &[SocketAddr], timeout: i32) -> String {
+    service_with(
+        fixture::service("default", name)
+            .client_ip_affinity(Some(timeout))
+            .port("http", 80),
+        pods,
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ip_affinity_holds_across_connections_and_expires() {
     let web = start_pods("web", 3).await;
-    let manifests =
-        String::from(CLASS) + &client_ip_service("web", &addrs(&web), 2) + &ingress("c", "c.test", "web", &[]);
+    let manifests = class() + &client_ip_service("web", &addrs(&web), 2) + &ingress("c", "c.test", "web", &[]);
     let p = Portico::start(&[("all.yaml", manifests)], &["--trusted-proxies", "127.0.0.1/32"]).await;
     let from = |n: u32| format!("198.51.100.{n}");
     let p = &p;
@@ -352,7 +349,7 @@ async fn client_ip_affinity_holds_across_connections_and_expires() {
 async fn ewma_prefers_the_fast_endpoint() {
     let fast = Pod::start("fast", Duration::ZERO).await;
     let slow = Pod::start("slow", Duration::from_millis(40)).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &[fast.addr, slow.addr])
         + &ingress("e", "e.test", "web", &[(&nginx("load-balance"), "ewma")])
         + &ingress("r", "r.test", "web", &[]);
@@ -398,7 +395,7 @@ async fn a_dead_endpoint_costs_one_failed_connect_and_retries_are_safe() {
             }
         }
     });
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &eps)
         + &ingress("d", "d.test", "web", &[])
         + &service("rude", &[rude_addr, web[0].addr])
@@ -456,7 +453,7 @@ async fn change_on_failure_repins_the_session() {
     let with: Vec<(&str, &str)> = with.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let without = [(nginx("affinity"), "cookie"), (nginx("affinity-mode"), "persistent")];
     let without: Vec<(&str, &str)> = without.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &addrs(&web))
         + &ingress("yes", "yes.test", "web", &with)
         + &ingress("no", "no.test", "web", &without);
@@ -486,35 +483,19 @@ async fn change_on_failure_repins_the_session() {
 
 /// One EndpointSlice for `pods`; those in `terminating` are serving but terminating.
 fn slice(name: &str, pods: &[SocketAddr], terminating: &[SocketAddr]) -> String {
-    let mut y = format!(
-        "---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-all
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints:
-",
-        port = pods[0].port()
+    let service = fixture::service("default", name).port("http", 80);
+    let slice = pods.iter().fold(
+        fixture::slice("default", &format!("{name}-all"), name).port("http", pods[0].port().into()),
+        |slice, p| {
+            let slice = slice.endpoint(&p.ip().to_string());
+            if terminating.contains(p) {
+                slice.ready(false).serving(true).terminating(true)
+            } else {
+                slice.ready(true)
+            }
+        },
     );
-    for p in pods {
-        let conditions = if terminating.contains(p) {
-            "{ready: false, serving: true, terminating: true}"
-        } else {
-            "{ready: true}"
-        };
-        y.push_str(&format!("- addresses: ['{}']\n  conditions: {conditions}\n", p.ip()));
-    }
-    y
+    yaml(&[service.into(), slice.into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,7 +515,7 @@ async fn a_terminating_endpoint_keeps_its_sessions_and_gets_no_new_ones() {
     let notes = [(nginx("affinity"), "cookie")];
     let notes: Vec<(&str, &str)> = notes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let manifests = |live: &[SocketAddr], term: &[SocketAddr]| {
-        String::from(CLASS) + &slice("web", live, term) + &ingress("t", "t.test", "web", &notes)
+        class() + &slice("web", live, term) + &ingress("t", "t.test", "web", &notes)
     };
     let p = Portico::start(&[("all.yaml", manifests(&pods, &[]))], &[]).await;
     let mut on_1 = Vec::new();

@@ -10,19 +10,26 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Request;
 use http_body_util::{Full, StreamBody};
+use portico::fixture::{self, ImplementationSpecific, IngressBuilder, PathType, Prefix, yaml};
 use support::*;
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 
-/// An Ingress for `host` (path `/`) → Service `web`, annotations under the ingress-nginx prefix.
-fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
-    let keys: Vec<String> = annotations.iter().map(|(k, _)| format!("{NGINX}{k}")).collect();
-    let notes: Vec<(&str, &str)> = keys
+/// `annotations` under the ingress-nginx prefix.
+fn nginx(ingress: IngressBuilder, annotations: &[(&str, &str)]) -> IngressBuilder {
+    annotations
         .iter()
-        .map(String::as_str)
-        .zip(annotations.iter().map(|(_, v)| *v))
-        .collect();
-    annotated_ingress(name, host, "/", "web", &notes)
+        .fold(ingress, |i, (k, v)| i.annotation(&format!("{NGINX}{k}"), v))
+}
+
+/// An Ingress for `host` (path `/`) → Service `svc`, annotations under the ingress-nginx prefix.
+fn nginx_ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> IngressBuilder {
+    nginx(ingress_with(name, host, "/", svc, &[]), annotations)
+}
+
+/// [`nginx_ingress`] to Service `web`, as a manifest.
+fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    yaml(&[nginx_ingress(name, host, "web", annotations).into()])
 }
 
 async fn send(p: &Portico, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
@@ -48,7 +55,7 @@ fn diagnostics_of(routes: &serde_json::Value, ingress: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_app_root_and_forced_https() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &ingress(
             "perm",
@@ -106,7 +113,7 @@ async fn redirects_app_root_and_forced_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_body_size_answers_413() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &ingress("small", "small.test", &[("proxy-body-size", "1k")])
         + &ingress("big", "big.test", &[("proxy-body-size", "0")]);
@@ -141,11 +148,11 @@ async fn timeouts_from_annotations() {
             fillers.push(s);
         }
     }
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
-        + &service("black", &[full_addr]).replace("name: web", "name: black")
+        + &service("black", &[full_addr])
         + &ingress("read", "read.test", &[("proxy-read-timeout", "1")])
-        + &ingress("conn", "conn.test", &[("proxy-connect-timeout", "1")]).replace("name: web", "name: black");
+        + &yaml(&[nginx_ingress("conn", "conn.test", "black", &[("proxy-connect-timeout", "1")]).into()]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
     let t = Instant::now();
@@ -216,11 +223,11 @@ async fn send_timeout_counts_only_the_upstream_holding_back() {
             held.push(s);
         }
     });
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
-        + &service("stall", &[stall_addr]).replace("name: web", "name: stall")
+        + &service("stall", &[stall_addr])
         + &ingress("ok", "ok.test", &[("proxy-send-timeout", "1")])
-        + &ingress("stuck", "stuck.test", &[("proxy-send-timeout", "1")]).replace("name: web", "name: stall");
+        + &yaml(&[nginx_ingress("stuck", "stuck.test", "stall", &[("proxy-send-timeout", "1")]).into()]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
     // 64 MB into an upstream that reads nothing: the buffers fill and the clock runs out.
@@ -237,7 +244,7 @@ async fn send_timeout_counts_only_the_upstream_holding_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_ranges_and_upstream_vhost() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &ingress(
             "in",
@@ -269,7 +276,7 @@ async fn source_ranges_and_upstream_vhost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_and_response_headers() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &ingress(
             "cors",
@@ -327,21 +334,11 @@ async fn cors_preflight_and_response_headers() {
 
 /// foo.com with TLS (the rsa fixture covers it) → Service web.
 fn tls_site() -> String {
-    String::from(CLASS)
+    class()
         + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
-        + "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: tls, namespace: default}
-spec:
-  ingressClassName: portico
-  tls: [{hosts: [foo.com], secretName: foo-tls}]
-  rules:
-  - host: foo.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
-"
+        + &yaml(&[ingress_with("tls", "foo.com", "/", "web", &[])
+            .tls(&["foo.com"], Some("foo-tls"))
+            .into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,24 +360,23 @@ async fn hsts_on_https_responses_unless_switched_off() {
     assert!(b.headers.get("strict-transport-security").is_none());
 }
 
-/// An Ingress with explicit paths (pathType ImplementationSpecific unless Exact is asked).
-fn paths_ingress(name: &str, host: &str, annotations: &[(&str, &str)], paths: &[(&str, &str, &str)]) -> String {
-    let base = ingress(name, host, annotations);
-    let head = base.split("    http:\n").next().unwrap().to_string();
-    let mut y = head + "    http:\n      paths:\n";
-    for (path, ty, svc) in paths {
-        y.push_str(&format!(
-            "      - {{path: '{path}', pathType: {ty}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-        ));
-    }
-    y
+/// An Ingress with explicit paths, all in one rule for `host`.
+fn paths_ingress(name: &str, host: &str, annotations: &[(&str, &str)], paths: &[(&str, PathType, &str)]) -> String {
+    let (first, rest) = paths.split_first().expect("a path");
+    let ingress = fixture::ingress("default", name)
+        .class("portico")
+        .rule(host, first.0, first.1, first.2, 80);
+    let ingress = rest
+        .iter()
+        .fold(ingress, |i, (path, ty, svc)| i.path(path, *ty, svc, 80));
+    yaml(&[nginx(ingress, annotations).into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn use_regex_and_rewrite_target() {
     let web = pods("web", 1).await;
     let other = pods("other", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &service("other", &other)
         + &paths_ingress(
@@ -388,29 +384,29 @@ async fn use_regex_and_rewrite_target() {
             "re.test",
             &[("use-regex", "true")],
             &[
-                ("/api/v[0-9]+/users", "ImplementationSpecific", "web"),
-                ("/(a+)+$", "ImplementationSpecific", "web"),
-                ("/(unclosed", "ImplementationSpecific", "web"),
+                ("/api/v[0-9]+/users", ImplementationSpecific, "web"),
+                ("/(a+)+$", ImplementationSpecific, "web"),
+                ("/(unclosed", ImplementationSpecific, "web"),
             ],
         )
         + &paths_ingress(
             "rw",
             "rw.test",
             &[("rewrite-target", "/$2")],
-            &[("/something(/|$)(.*)", "ImplementationSpecific", "web")],
+            &[("/something(/|$)(.*)", ImplementationSpecific, "web")],
         )
         + &paths_ingress(
             "root",
             "root.test",
             &[("rewrite-target", "/")],
-            &[("/app", "Prefix", "web")],
+            &[("/app", Prefix, "web")],
         )
-        + &paths_ingress("plain", "mix.test", &[], &[("/api", "Prefix", "other")])
+        + &paths_ingress("plain", "mix.test", &[], &[("/api", Prefix, "other")])
         + &paths_ingress(
             "json",
             "mix.test",
             &[("use-regex", "true")],
-            &[("/api/.*\\.json", "ImplementationSpecific", "web")],
+            &[("/api/.*\\.json", ImplementationSpecific, "web")],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
     let pod_of = async |host: &str, path: &str| {
@@ -457,13 +453,13 @@ async fn use_regex_and_rewrite_target() {
 fn check_warns_about_annotations_without_effect() {
     let dir = std::env::temp_dir().join(format!("portico-check-annotations-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let yaml = String::from(CLASS)
+    let yaml = class()
         + &service("web", &["10.0.0.1:8080".parse().unwrap()])
         + &ingress(
             "legacy",
             "legacy.test",
             &[
-                ("configuration-snippet", "more_set_headers \\\"X: y\\\";"),
+                ("configuration-snippet", "more_set_headers \"X: y\";"),
                 ("canary", "true"),
                 ("no-such-annotation", "1"),
                 ("ssl-redirect", "false"),
@@ -561,12 +557,14 @@ async fn protocol_backend(tls: bool) -> std::net::SocketAddr {
 async fn backend_protocols_and_app_protocol() {
     let plain = protocol_backend(false).await;
     let tls = protocol_backend(true).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("plain", &[plain])
         + &service("tls", &[tls])
-        + &service("h2c", &[plain]).replace(
-            "[{name: http, port: 80}]",
-            "[{name: http, port: 80, appProtocol: kubernetes.io/h2c}]",
+        + &service_with(
+            fixture::service("default", "h2c")
+                .port("http", 80)
+                .app_protocol("kubernetes.io/h2c"),
+            &[plain],
         )
         + &annotated_ingress(
             "grpc",
@@ -590,9 +588,11 @@ async fn backend_protocols_and_app_protocol() {
             &[(&format!("{NGINX}backend-protocol"), "GRPCS")],
         )
         + &annotated_ingress("app", "app.test", "/", "h2c", &[])
-        + &service("tls-app", &[tls]).replace(
-            "[{name: http, port: 80}]",
-            "[{name: http, port: 80, appProtocol: https}]",
+        + &service_with(
+            fixture::service("default", "tls-app")
+                .port("http", 80)
+                .app_protocol("https"),
+            &[tls],
         )
         + &annotated_ingress("app-tls", "apptls.test", "/", "tls-app", &[])
         + &annotated_ingress(
@@ -683,14 +683,13 @@ async fn backend_protocols_and_app_protocol() {
 async fn more_annotations_end_to_end() {
     let web = pods("web", 1).await;
     let tls_ingress = |name: &str, host: &str, notes: &[(&str, &str)]| {
-        ingress(name, host, notes).replace(
-            "  ingressClassName: portico\n",
-            &format!("  ingressClassName: portico\n  tls: [{{hosts: [{host}], secretName: foo-tls}}]\n"),
-        )
+        yaml(&[nginx_ingress(name, host, "web", notes)
+            .tls(&[host], Some("foo-tls"))
+            .into()])
     };
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
-        + &service("flaky", &[web[0], refused_addr()]).replace("name: web", "name: flaky")
+        + &service("flaky", &[web[0], refused_addr()])
         + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
         + &tls_ingress("redirecting", "foo.com", &[])
         + &tls_ingress("plain-ok", "rsa.example.com", &[("ssl-redirect", "false")])
@@ -704,7 +703,7 @@ async fn more_annotations_end_to_end() {
                 ("session-cookie-conditional-samesite-none", "true"),
             ],
         )
-        + &ingress("one-try", "one.test", &[("proxy-next-upstream-tries", "1")]).replace("name: web", "name: flaky")
+        + &yaml(&[nginx_ingress("one-try", "one.test", "flaky", &[("proxy-next-upstream-tries", "1")]).into()])
         + &ingress(
             "cors",
             "cors.test",
@@ -756,7 +755,7 @@ async fn more_annotations_end_to_end() {
 async fn out_of_range_numbers_are_warnings_and_routes_keep_serving() {
     let web = pods("web", 1).await;
     let max = "18446744073709551615";
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &ingress(
             "timeouts",
@@ -800,7 +799,7 @@ async fn out_of_range_numbers_are_warnings_and_routes_keep_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_in_minutes_that_overflows_is_a_warning() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &ingress(
             "minutes",

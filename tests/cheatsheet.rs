@@ -5,6 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 
+use portico::fixture;
 use support::*;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cheatsheet/");
@@ -16,7 +17,7 @@ fn read(name: &str) -> String {
 /// The Services the cheat-sheet names, each port backed by its own echo pod named
 /// `{service}-{port name or number}`.
 async fn services() -> String {
-    let svcs: &[(&str, &[(&str, u16)])] = &[
+    let svcs: &[(&str, &[(&str, i32)])] = &[
         ("svc1", &[("", 8080)]),
         ("svc", &[("port", 80), ("https", 443), ("alt", 8080)]),
         ("svcadmin", &[("portadmin", 80)]),
@@ -24,39 +25,24 @@ async fn services() -> String {
         ("othersvc", &[("", 8080)]),
         ("defaultsvc", &[("http", 80)]),
     ];
-    let mut y = String::new();
+    let mut objects = Vec::new();
     for (name, ports) in svcs {
-        let spec: Vec<String> = ports
+        let service = ports
             .iter()
-            .map(|(n, p)| {
-                if n.is_empty() {
-                    format!("{{port: {p}}}")
-                } else {
-                    format!("{{name: {n}, port: {p}}}")
-                }
-            })
-            .collect();
-        y.push_str(&format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  ports: [{}]\n",
-            spec.join(", ")
-        ));
+            .fold(fixture::service("default", name), |s, (n, p)| s.port(n, *p));
+        objects.push(service.into());
         for (n, p) in ports.iter() {
             let id = if n.is_empty() { p.to_string() } else { n.to_string() };
             let pod: SocketAddr = portico::demo::spawn_echo("127.0.0.1:0".parse().unwrap(), &format!("{name}-{id}"))
                 .await
                 .unwrap();
-            let pn = if n.is_empty() {
-                String::new()
-            } else {
-                format!("name: {n}, ")
-            };
-            y.push_str(&format!(
-                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{id}\n  namespace: default\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{{pn}port: {}}}]\nendpoints:\n- addresses: [127.0.0.1]\n",
-                pod.port()
-            ));
+            let slice = fixture::slice("default", &format!("{name}-{id}"), name)
+                .port(n, pod.port().into())
+                .endpoint("127.0.0.1");
+            objects.push(slice.into());
         }
     }
-    y
+    fixture::yaml(&objects)
 }
 
 async fn with_example(example: &str) -> Portico {

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
+use portico::fixture::{self, Prefix};
 use support::cluster::ControlPlane;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,17 +34,10 @@ async fn kube_rs_lists_and_watches_ingresses() {
         }
     });
 
-    let ing: Ingress = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "hello", "namespace": "e2e-watch"},
-        "spec": {
-            "ingressClassName": "portico",
-            "rules": [{"host": "hello.example", "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "web", "port": {"number": 80}}}
-            }]}}]
-        }
-    }))
-    .unwrap();
+    let ing = fixture::ingress("e2e-watch", "hello")
+        .class("portico")
+        .rule("hello.example", "/", Prefix, "web", 80)
+        .build();
     ingresses.create(&PostParams::default(), &ing).await.unwrap();
     let listed = ingresses.list(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);

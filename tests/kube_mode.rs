@@ -6,26 +6,33 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use portico::fixture::{self, Prefix, yaml};
 use support::Portico;
 use support::cluster::ControlPlane;
 
+/// A Service `ns/name` (port 80 named http, targetPort 8080) with one slice of `ips` on `port`.
+fn service_on(ns: &str, name: &str, ips: &[&str], port: u16) -> String {
+    let slice = ips.iter().fold(
+        fixture::slice(ns, &format!("{name}-1"), name).port("http", port.into()),
+        |slice, ip| slice.endpoint(ip).ready(true),
+    );
+    yaml(&[
+        fixture::service(ns, name).port("http", 80).target_port(8080).into(),
+        slice.into(),
+    ])
+}
+
 fn service(ns: &str, name: &str, ips: &[&str]) -> String {
-    let eps: String = ips
-        .iter()
-        .map(|ip| format!("- addresses: ['{ip}']\n  conditions: {{ready: true}}\n"))
-        .collect();
-    format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n{eps}"
-    )
+    service_on(ns, name, ips, 8080)
 }
 
 fn ingress(ns: &str, name: &str, class: &str, host: &str, svc: &str, tls_secret: Option<&str>) -> String {
-    let tls = tls_secret
-        .map(|s| format!("  tls: [{{hosts: [{host}], secretName: {s}}}]\n"))
-        .unwrap_or_default();
-    format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ingressClassName: {class}\n{tls}  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-    )
+    let ingress = fixture::ingress(ns, name).class(class);
+    let ingress = match tls_secret {
+        Some(secret) => ingress.tls(&[host], Some(secret)),
+        None => ingress,
+    };
+    yaml(&[ingress.rule(host, "/", Prefix, svc, 80).into()])
 }
 
 async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
@@ -77,9 +84,8 @@ async fn watches_routes_status_and_events() {
     let kubeconfig = cp.install_portico();
     cp.ok(&["create", "namespace", "e2e-a"]);
     cp.apply(
-        &(String::from(
-            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: other}\nspec: {controller: example.com/other}\n",
-        ) + &service("e2e-a", "web", &["198.51.100.7"])
+        &(yaml(&[fixture::ingress_class("other", "example.com/other").into()])
+            + &service("e2e-a", "web", &["198.51.100.7"])
             + &support::tls_secret("e2e-a", "app-tls", "ec.crt", "ec-sec1.key")
             + &ingress("e2e-a", "app", "portico", "app.example.com", "web", Some("app-tls"))
             + &ingress("e2e-a", "foreign", "other", "foreign.example.com", "web", None)),
@@ -326,7 +332,7 @@ async fn traffic_reaches_a_pod_in_a_network_namespace() {
     let slice_ip = pod.addr.ip().to_string();
     // The slice names the pod's address and port; the Service port is 80.
     cp.apply(
-        &(service("e2e-d", "web", &[&slice_ip]).replace("port: 8080}]", &format!("port: {}}}]", pod.addr.port()))
+        &(service_on("e2e-d", "web", &[&slice_ip], pod.addr.port())
             + &ingress("e2e-d", "web", "portico", "netns.example.com", "web", None)),
     );
     let p = start_portico(&cp, &kubeconfig, "traffic").await;

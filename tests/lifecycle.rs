@@ -10,21 +10,13 @@ use http_body_util::Full;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Host h.com → Service `svc` (port 80) of the Ingress `name`, and Service web with `svc_pods`.
+fn simple_to(name: &str, svc: &str, svc_pods: &[std::net::SocketAddr]) -> String {
+    class() + &service("web", svc_pods) + &annotated_ingress(name, "h.com", "/", svc, &[])
+}
+
 fn simple(svc_pods: &[std::net::SocketAddr]) -> String {
-    String::from(CLASS)
-        + &service("web", svc_pods)
-        + "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web, namespace: default}
-spec:
-  ingressClassName: portico
-  rules:
-  - host: h.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
-"
+    simple_to("web", "web", svc_pods)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,13 +57,7 @@ fn check_reports_diagnostics_and_exit_status() {
         "{stdout}"
     );
 
-    std::fs::write(
-        dir.join("bad.yaml"),
-        simple(&[])
-            .replace("name: web, port", "name: ghost, port")
-            .replace("name: web, namespace", "name: other, namespace"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("bad.yaml"), simple_to("other", "ghost", &[])).unwrap();
     let out = run();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -84,11 +70,31 @@ fn check_reports_diagnostics_and_exit_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
-    let pods = pods("web", 1).await;
-    let mut p = Portico::start(&[("all.yaml", simple(&pods))], &["--shutdown-grace", "5s"]).await;
+    // A pod that says when the request has reached it, then answers 1.5 s later.
+    let pod = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod_addr = pod.local_addr().unwrap();
+    let (arrived, in_flight) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = pod.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let _ = arrived.send(());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow")
+            .await;
+    });
+    let mut p = Portico::start(&[("all.yaml", simple(&[pod_addr]))], &["--shutdown-grace", "5s"]).await;
     let addr = p.http;
     let slow = tokio::spawn(async move { get(addr, "h.com", "/sleep/1500").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the request reaches the pod")
+        .unwrap();
     let t = Instant::now();
     assert_eq!(unsafe_kill(p.pid()), 0);
     // Not ready any more, while the slow request is still running.
@@ -101,8 +107,11 @@ async fn sigterm_drains_in_flight_requests() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // No new connections are accepted.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(get(p.http, "h.com", "/").await.is_err(), "listener closed");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while tokio::net::TcpStream::connect(p.http).await.is_ok() {
+        assert!(Instant::now() < deadline, "listener still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The in-flight request completes.
     let (s, _, b) = slow.await.unwrap().unwrap();
     assert_eq!(s, 200, "{b}");

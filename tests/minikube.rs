@@ -7,6 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use portico::fixture::{self, Prefix, yaml};
 use support::Portico;
 use support::cluster::ControlPlane;
 
@@ -96,38 +97,21 @@ async fn the_minikube_addon_acceptance_check_passes() {
 
     // What minikube's addon test creates: a backend and a class-less Ingress.
     cp.ok(&["create", "namespace", "demo"]);
-    cp.apply(&format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: nginx, namespace: demo}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: nginx-1
-  namespace: demo
-  labels: {{kubernetes.io/service-name: nginx}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints:
-- addresses: ['{ip}']
-  conditions: {{ready: true}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: nginx-ingress, namespace: demo}}
-spec:
-  rules:
-  - host: nginx.example.com
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: nginx, port: {{number: 80}}}}}}}}
-",
-        port = pod.addr.port(),
-        ip = pod.addr.ip()
-    ));
+    let port = i32::from(pod.addr.port());
+    cp.apply(&yaml(&[
+        fixture::service("demo", "nginx")
+            .port("http", 80)
+            .target_port(port)
+            .into(),
+        fixture::slice("demo", "nginx-1", "nginx")
+            .port("http", port)
+            .endpoint(&pod.addr.ip().to_string())
+            .ready(true)
+            .into(),
+        fixture::ingress("demo", "nginx-ingress")
+            .rule("nginx.example.com", "/", Prefix, "nginx", 80)
+            .into(),
+    ]));
 
     // Admitted: routes live, then status written by the leader.
     let deadline = Instant::now() + Duration::from_secs(30);

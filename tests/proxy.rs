@@ -7,36 +7,25 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use portico::fixture::{self, Exact, PathType, Prefix, yaml};
 use support::*;
 
-fn ingress(name: &str, rules: &[(&str, &str, &str, &str)], tls: &str) -> String {
-    let mut y = format!(
-        "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: {name}, namespace: default}}
-spec:
-  ingressClassName: portico
-{tls}  rules:
-"
-    );
-    for (host, path, ty, svc) in rules {
-        y.push_str(&format!(
-            "  - host: \"{host}\"
-    http:
-      paths:
-      - {{path: \"{path}\", pathType: {ty}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}
-"
-        ));
-    }
-    y
+fn ingress(name: &str, rules: &[(&str, &str, PathType, &str)], tls: &[(&[&str], &str)]) -> String {
+    let ingress = fixture::ingress("default", name).class("portico");
+    let ingress = rules
+        .iter()
+        .fold(ingress, |i, (host, path, ty, svc)| i.rule(host, path, *ty, svc, 80));
+    let ingress = tls
+        .iter()
+        .fold(ingress, |i, (hosts, secret)| i.tls(hosts, Some(secret)));
+    yaml(&[ingress.into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_and_answers_errors() {
     let web = pods("web", 2).await;
     let api = pods("api", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &service("api", &api)
         + &service("dead", &[refused_addr()])
@@ -44,14 +33,14 @@ async fn routes_by_host_and_path_and_answers_errors() {
         + &ingress(
             "main",
             &[
-                ("foo.com", "/", "Prefix", "web"),
-                ("foo.com", "/api", "Prefix", "api"),
-                ("foo.com", "/dead", "Prefix", "dead"),
-                ("foo.com", "/empty", "Prefix", "empty"),
-                ("foo.com", "/ghost", "Prefix", "ghost"),
-                ("*.wild.com", "/", "Prefix", "api"),
+                ("foo.com", "/", Prefix, "web"),
+                ("foo.com", "/api", Prefix, "api"),
+                ("foo.com", "/dead", Prefix, "dead"),
+                ("foo.com", "/empty", Prefix, "empty"),
+                ("foo.com", "/ghost", Prefix, "ghost"),
+                ("*.wild.com", "/", Prefix, "api"),
             ],
-            "",
+            &[],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
@@ -150,16 +139,16 @@ async fn routes_by_host_and_path_and_answers_errors() {
 async fn dot_segments_cannot_reach_another_route() {
     let public = pods("public", 1).await;
     let admin = pods("admin", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("public", &public)
         + &service("admin", &admin)
         + &ingress(
             "i",
             &[
-                ("h.com", "/public", "Prefix", "public"),
-                ("h.com", "/admin", "Exact", "admin"),
+                ("h.com", "/public", Prefix, "public"),
+                ("h.com", "/admin", Exact, "admin"),
             ],
-            "",
+            &[],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
     // Routed on the normalized path, and the backend gets exactly what was routed.
@@ -189,7 +178,7 @@ async fn dot_segments_cannot_reach_another_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_by_sni_and_redirects() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("web", &web)
         + &tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
         + &tls_secret("default", "ec", "ec.crt", "ec-sec1.key")
@@ -197,12 +186,16 @@ async fn tls_by_sni_and_redirects() {
         + &ingress(
             "t",
             &[
-                ("foo.com", "/bar", "Prefix", "web"),
-                ("www.example.com", "/", "Prefix", "web"),
-                ("chain.example.com", "/", "Prefix", "web"),
-                ("plain.com", "/", "Prefix", "web"),
+                ("foo.com", "/bar", Prefix, "web"),
+                ("www.example.com", "/", Prefix, "web"),
+                ("chain.example.com", "/", Prefix, "web"),
+                ("plain.com", "/", Prefix, "web"),
             ],
-            "  tls:\n  - {hosts: [foo.com], secretName: rsa}\n  - {hosts: ['*.example.com'], secretName: ec}\n  - {hosts: [chain.example.com], secretName: chain}\n",
+            &[
+                (&["foo.com"], "rsa"),
+                (&["*.example.com"], "ec"),
+                (&["chain.example.com"], "chain"),
+            ],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
@@ -247,14 +240,10 @@ async fn tls_by_sni_and_redirects() {
 /// foo.com over TLS (the RSA test certificate) to one echo pod.
 async fn tls_site() -> String {
     let web = pods("web", 1).await;
-    String::from(CLASS)
+    class()
         + &service("web", &web)
         + &tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
-        + &ingress(
-            "t",
-            &[("foo.com", "/", "Prefix", "web")],
-            "  tls:\n  - {hosts: [foo.com], secretName: rsa}\n",
-        )
+        + &ingress("t", &[("foo.com", "/", Prefix, "web")], &[(&["foo.com"], "rsa")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,11 +341,11 @@ async fn tls13_ticket_leaves_with_the_first_response() {
 async fn manifest_edits_apply_live_and_bad_files_keep_the_last_good_config() {
     let a = pods("a", 1).await;
     let b = pods("b", 1).await;
-    let base = String::from(CLASS) + &service("a", &a) + &service("b", &b);
+    let base = class() + &service("a", &a) + &service("b", &b);
     let p = Portico::start(
         &[
             ("base.yaml", base),
-            ("ing.yaml", ingress("i", &[("h.com", "/", "Prefix", "a")], "")),
+            ("ing.yaml", ingress("i", &[("h.com", "/", Prefix, "a")], &[])),
         ],
         &[],
     )
@@ -376,7 +365,7 @@ async fn manifest_edits_apply_live_and_bad_files_keep_the_last_good_config() {
         pods
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    p.write("ing.yaml", &ingress("i", &[("h.com", "/", "Prefix", "b")], ""));
+    p.write("ing.yaml", &ingress("i", &[("h.com", "/", Prefix, "b")], &[]));
     let seen = load.await.unwrap();
     assert_eq!(seen.first().unwrap(), "a-0");
     assert_eq!(seen.last().unwrap(), "b-0", "the edit took effect");
@@ -401,7 +390,7 @@ async fn manifest_edits_apply_live_and_bad_files_keep_the_last_good_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_stream_both_ways_and_upgrades_tunnel() {
     let web = pods("web", 1).await;
-    let manifests = String::from(CLASS) + &service("web", &web) + &ingress("i", &[("h.com", "/", "Prefix", "web")], "");
+    let manifests = class() + &service("web", &web) + &ingress("i", &[("h.com", "/", Prefix, "web")], &[]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
     let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -509,13 +498,13 @@ async fn slow_upstream_gets_504_and_dead_endpoints_are_skipped() {
     });
     let live = pods("live", 1).await;
     let dead = refused_addr();
-    let manifests = String::from(CLASS)
+    let manifests = class()
         + &service("slow", &[silent_addr])
         + &service("mixed", &[dead, live[0]])
         + &ingress(
             "i",
-            &[("h.com", "/slow", "Prefix", "slow"), ("h.com", "/", "Prefix", "mixed")],
-            "",
+            &[("h.com", "/slow", Prefix, "slow"), ("h.com", "/", Prefix, "mixed")],
+            &[],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &["--upstream-response-timeout", "500ms"]).await;
     let (s, _, b) = get(p.http, "h.com", "/slow").await.unwrap();
@@ -532,7 +521,7 @@ async fn the_metrics_listener_serves_probes_and_metrics_but_not_routes() {
     let pods = pods("web", 1).await;
     let files = [(
         "app.yaml",
-        String::from(CLASS) + &service("web", &pods) + &ingress("web", &[("foo.com", "/", "Prefix", "web")], ""),
+        class() + &service("web", &pods) + &ingress("web", &[("foo.com", "/", Prefix, "web")], &[]),
     )];
     let p = Portico::start(&files, &["--metrics-addr", "127.0.0.1:0"]).await;
     let line = p

@@ -154,7 +154,7 @@ async fn portico() -> (Portico, Seen) {
 
 async fn portico_with(flags: &[&str]) -> (Portico, Seen) {
     let (addr, seen) = upstream().await;
-    let manifests = String::from(CLASS) + &service("up", &[addr]) + &annotated_ingress("i", "u.com", "/", "up", &[]);
+    let manifests = class() + &service("up", &[addr]) + &annotated_ingress("i", "u.com", "/", "up", &[]);
     (Portico::start(&[("all.yaml", manifests)], flags).await, seen)
 }
 

@@ -156,3 +156,92 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// A connection with the head deadline on the server side, and its client side.
+    fn connection() -> (ClientIo<DuplexStream>, DuplexStream, Arc<Peer>) {
+        let (client, server) = tokio::io::duplex(1024);
+        let peer = Arc::new(Peer::new([192, 0, 2, 1].into(), 80, false));
+        (ClientIo::new(server, peer.clone(), TIMEOUT), client, peer)
+    }
+
+    /// Reads until the deadline cuts the connection; returns when that was.
+    async fn cut_after(io: &mut ClientIo<DuplexStream>, start: Instant) -> Duration {
+        let mut buf = [0u8; 64];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) => panic!("closed, not timed out"),
+                Ok(_) => continue,
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+                    return start.elapsed();
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_cut_at_the_deadline() {
+        let start = Instant::now();
+        let (mut io, _client, _) = connection();
+        assert_eq!(cut_after(&mut io, start).await, TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_head_does_not_move_the_deadline() {
+        let start = Instant::now();
+        let (mut io, mut client, _) = connection();
+        // One byte every 100 ms: the head would take 4 s.
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                if client.write_all(b"a").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        assert_eq!(cut_after(&mut io, start).await, TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_stop_the_clock_and_the_next_head_gets_a_full_timeout() {
+        let (mut io, mut client, peer) = connection();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        // A request longer than the deadline (a slow upstream, a slow upload).
+        let serving = Serving::new(peer.clone());
+        let mut read = Box::pin(async move {
+            let r = io.read(&mut buf).await.map(|_| ());
+            (r, Instant::now())
+        });
+        assert!(
+            tokio::time::timeout(TIMEOUT * 4, &mut read).await.is_err(),
+            "cut while a request was served"
+        );
+        // Done: from now the client has the whole timeout for its next head.
+        let done = Instant::now();
+        drop(serving);
+        let (r, at) = read.await;
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(at - done, TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tunnel_may_stay_quiet() {
+        let (mut io, mut client, peer) = connection();
+        peer.activity.tunnelled();
+        let mut buf = [0u8; 2];
+        assert!(tokio::time::timeout(TIMEOUT * 10, io.read(&mut buf)).await.is_err());
+        client.write_all(b"hi").await.unwrap();
+        io.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+}

@@ -55,7 +55,48 @@ impl Deadline {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// Waits for `d` to expire; returns how long that took in (paused) tokio time.
+    async fn expiry(d: &mut Deadline, start: Instant) -> Duration {
+        std::future::poll_fn(|cx| d.poll_expired(cx)).await;
+        start.elapsed()
+    }
+
+    fn poll_once(d: &mut Deadline) -> Poll<()> {
+        d.poll_expired(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expires_at_its_time_and_not_before() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(1));
+        assert!(poll_once(&mut d).is_pending());
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(poll_once(&mut d).is_pending());
+        assert_eq!(expiry(&mut d, start).await, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_deadline_keeps_the_timer_and_is_not_cut_short() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(1));
+        assert!(poll_once(&mut d).is_pending());
+        // Moved on (a request was served): the timer set for 1 s fires and is set again.
+        d.set(start + Duration::from_secs(3));
+        assert_eq!(expiry(&mut d, start).await, Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_deadline_resets_the_timer() {
+        let start = Instant::now();
+        let mut d = Deadline::new(start + Duration::from_secs(5));
+        assert!(poll_once(&mut d).is_pending());
+        d.set(start + Duration::from_secs(1));
+        assert_eq!(expiry(&mut d, start).await, Duration::from_secs(1));
+    }
 
     #[test]
     fn deadlines_past_the_clock_are_far_not_a_panic() {

@@ -115,37 +115,21 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Snapshot;
     use crate::compile::{Options, compile};
-    use crate::source::files::parse_manifests;
+    use crate::fixture::{self, Prefix};
 
     /// Generation N routes `/` of host `h.test` to Service `gN`, and its only TLS host is
     /// `gN.test`: a reader that ever sees routes of one generation with the certificates or
     /// generation number of another has seen a torn table.
     fn config_for(n: u64) -> Config {
-        let y = format!(
-            "
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {{name: portico}}
-spec: {{controller: portico.dev/ingress-controller}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: i, namespace: default}}
-spec:
-  ingressClassName: portico
-  tls: [{{hosts: [g{n}.test]}}]
-  rules:
-  - host: h.test
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: g{n}, port: {{number: 80}}}}}}}}
-"
-        );
-        let mut s = Snapshot::default();
-        parse_manifests(&y).unwrap().into_iter().for_each(|o| s.insert(o));
-        compile(&s, &Options::default())
+        let ingress = fixture::ingress("default", "i")
+            .class("portico")
+            .tls(&[&format!("g{n}.test")], None)
+            .rule("h.test", "/", Prefix, &format!("g{n}"), 80);
+        compile(
+            &fixture::snapshot([fixture::portico_class().into(), ingress.into()]),
+            &Options::default(),
+        )
     }
 
     #[test]

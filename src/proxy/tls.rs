@@ -2,10 +2,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
+// tokio's clock (std's outside a paused test runtime), so that tests can age sessions.
+use tokio::time::Instant;
 
 use super::live::Live;
 
@@ -203,6 +205,19 @@ mod tests {
         // Expired sessions are dropped, not kept until the cache fills.
         s.put(id(3), vec![3]);
         assert_eq!(s.inner.lock().unwrap().map.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_last_their_ttl_and_no_longer() {
+        let ttl = Duration::from_secs(1);
+        let s = Sessions::new(8, ttl);
+        s.put(id(1), vec![1]);
+        s.put(id(2), vec![2]);
+        tokio::time::advance(ttl - Duration::from_millis(1)).await;
+        assert_eq!(s.get(&id(1)), Some(vec![1]));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(s.get(&id(1)), None);
+        assert_eq!(s.take(&id(2)), None);
     }
 
     #[test]

@@ -59,6 +59,13 @@ build_etcd() {
 exec 9>"$CACHE/.build.lock"
 flock 9
 
+# Go's official tarball installs here; .ci/run puts it on PATH the same way.
+export PATH="$PATH:/usr/local/go/bin"
+if { [ ! -x "$BIN/etcd" ] || [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kubectl" ]; } && ! command -v go >/dev/null; then
+  echo "needs Go: the kube tests build kube-apiserver, etcd and kubectl once into $CACHE (about 6 minutes); install Go 1.21 or later, or see README 'Tests'" >&2
+  exit 1
+fi
+
 if [ ! -x "$BIN/etcd" ]; then
   log "building etcd $ETCD_VERSION (first time only)"
   start=$SECONDS; build_etcd; log "etcd built in $((SECONDS - start)) s"

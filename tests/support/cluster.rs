@@ -16,12 +16,28 @@ pub struct ControlPlane {
 }
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/control-plane.sh");
+const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/build-control-plane.sh");
+
+/// Builds kube-apiserver, etcd and kubectl the first time (minutes; the build's progress goes
+/// to stderr), or finds them built. Panics with one line when that cannot be done.
+fn built() {
+    let out = Command::new("bash")
+        .arg(BUILD)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "needs the control plane (kube-apiserver, etcd, kubectl), built with Go on first use: see the line above and README 'Tests'"
+    );
+}
 
 impl ControlPlane {
     /// Builds (first time only) and starts a fresh control plane; waits for /readyz. A
     /// failed start (a free port taken by a parallel test between being picked and bound)
     /// is retried with new ports.
     pub fn start() -> ControlPlane {
+        built();
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let mut attempt = 0;
         let dir = loop {

@@ -16,6 +16,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use portico::fixture::{self, IngressBuilder, Prefix, yaml};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -27,84 +28,49 @@ pub fn refused_addr() -> SocketAddr {
     "127.0.0.2:9".parse().unwrap()
 }
 
-pub const CLASS: &str = "apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: portico}
-spec: {controller: portico.dev/ingress-controller}
-";
+/// The IngressClass `portico` as a manifest.
+pub fn class() -> String {
+    yaml(&[fixture::portico_class().into()])
+}
 
-/// A Service `name` (port 80 named http) whose EndpointSlice lists `pods` on loopback.
-pub fn service(name: &str, pods: &[SocketAddr]) -> String {
-    let mut y = format!(
-        "---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
-"
-    );
+/// `service` (namespace default) with one EndpointSlice per pod of `pods`, named
+/// `{name}-{i}` with port http and the pod's port, `targetRef` Pod `{name}-pod-{i}`.
+pub fn service_with(service: fixture::ServiceBuilder, pods: &[SocketAddr]) -> String {
+    let svc = service.build();
+    let name = svc.metadata.name.clone().unwrap_or_default();
+    let mut objects = vec![svc.into()];
     for (i, p) in pods.iter().enumerate() {
-        y.push_str(&format!(
-            "---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-{i}
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints:
-- addresses: ['{ip}']
-  targetRef: {{kind: Pod, name: {name}-pod-{i}}}
-",
-            port = p.port(),
-            ip = p.ip()
-        ));
+        let slice = fixture::slice("default", &format!("{name}-{i}"), &name)
+            .port("http", p.port().into())
+            .endpoint(&p.ip().to_string())
+            .pod(&format!("{name}-pod-{i}"));
+        objects.push(slice.into());
     }
-    y
+    yaml(&objects)
+}
+
+/// A Service `name` (port 80 named http) whose EndpointSlices list `pods` on loopback.
+pub fn service(name: &str, pods: &[SocketAddr]) -> String {
+    service_with(fixture::service("default", name).port("http", 80), pods)
 }
 
 /// An Ingress of class portico for `host` + `path` (Prefix) → Service `svc` port 80, with
 /// annotations (full keys).
+pub fn ingress_with(name: &str, host: &str, path: &str, svc: &str, annotations: &[(&str, &str)]) -> IngressBuilder {
+    let ingress = fixture::ingress("default", name)
+        .class("portico")
+        .rule(host, path, Prefix, svc, 80);
+    annotations.iter().fold(ingress, |i, (k, v)| i.annotation(k, v))
+}
+
+/// [`ingress_with`] as a manifest.
 pub fn annotated_ingress(name: &str, host: &str, path: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let notes: String = annotations.iter().map(|(k, v)| format!("\n    {k}: \"{v}\"")).collect();
-    let notes = if notes.is_empty() { " {}".to_string() } else { notes };
-    format!(
-        "---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: {name}
-  namespace: default
-  annotations:{notes}
-spec:
-  ingressClassName: portico
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}
-"
-    )
+    yaml(&[ingress_with(name, host, path, svc, annotations).into()])
 }
 
 /// A `kubernetes.io/tls` Secret from the PEM files `crt` and `key` of tests/fixtures/tls.
 pub fn tls_secret(namespace: &str, name: &str, crt: &str, key: &str) -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
-    let indented = |f: &str| {
-        std::fs::read_to_string(format!("{dir}{f}"))
-            .unwrap()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indented(crt),
-        indented(key)
-    )
+    yaml(&[fixture::tls_secret_files(namespace, name, crt, key).into()])
 }
 
 /// Echo pods on loopback, named `{name}-{i}`.

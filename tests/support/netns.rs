@@ -27,6 +27,11 @@ impl TestHost {
     /// `index` picks a /30 in 203.0.113.0/24 (TEST-NET-3, not this machine's network), so
     /// that several hosts can exist at once.
     pub fn start(index: u8, pod: &str) -> TestHost {
+        let uid = Command::new("id").arg("-u").output().expect("id runs");
+        assert!(
+            String::from_utf8_lossy(&uid.stdout).trim() == "0",
+            "needs root (network namespaces): run the tests as root, or see README 'Tests'"
+        );
         let tag = format!("{}{index}", std::process::id() % 100_000);
         let ns = format!("portico-{tag}");
         let host_if = format!("pv{tag}h");
