@@ -18,7 +18,7 @@ use super::client::Serving;
 use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
-use super::live::{Live, RouteCounters};
+use super::live::{Live, Plane, RouteCounters};
 use super::policy::{self, allow, body, cors, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
@@ -56,25 +56,43 @@ enum Failure {
 
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
-/// A request's route, its backend and their runtime state, from one Config.
+/// A request's route and the Plane it came from, kept for the request's whole life: the
+/// backend and runtime state it names are that Plane's.
 struct Routed {
+    plane: Arc<Plane>,
     route: Arc<Route>,
-    backend: Arc<Backend>,
-    table: Arc<BackendState<EndpointRuntime>>,
-    /// The counters of the route's Config (indexed by `Route::id`).
-    counters: Arc<[RouteCounters]>,
     /// The path as routed, when normalizing changed it.
     normalized: Option<String>,
+}
+
+impl Routed {
+    // `Proxy::route` made sure the indexes are in range.
+    fn backend(&self) -> &Backend {
+        &self.plane.config.backends[self.route.backend]
+    }
+
+    fn table(&self) -> &BackendState<EndpointRuntime> {
+        &self.plane.backends[self.route.backend]
+    }
+
+    fn counters(&self) -> Option<&RouteCounters> {
+        self.plane.routes.get(self.route.id)
+    }
 }
 
 /// What the access log and metrics need to know about a handled request.
 #[derive(Default)]
 struct Outcome {
-    route: Option<Arc<Route>>,
-    /// The counters of the matched route's Config (indexed by `Route::id`).
-    counters: Option<Arc<[RouteCounters]>>,
-    upstream: Option<SocketAddr>,
+    routed: Option<Routed>,
     host: String,
+    exchanged: Exchanged,
+}
+
+/// What the exchange tells the access log and metrics.
+#[derive(Default)]
+struct Exchanged {
+    /// The endpoint last tried.
+    addr: Option<SocketAddr>,
     /// When the upstream's response head arrived (saves reading the clock again).
     answered: Option<Instant>,
 }
@@ -136,12 +154,13 @@ impl Proxy {
         }
         let status = resp.status().as_u16();
         let elapsed = outcome
+            .exchanged
             .answered
             .unwrap_or_else(Instant::now)
             .saturating_duration_since(start);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
         if self.access_log {
-            let (namespace, ingress, service) = match &outcome.route {
+            let (namespace, ingress, service) = match outcome.routed.as_ref().map(|r| &r.route) {
                 Some(r) => (
                     r.ingress.namespace.as_str(),
                     r.ingress.name.as_str(),
@@ -158,21 +177,15 @@ impl Proxy {
                 path = %path_for_log,
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                upstream = %outcome.upstream.map(|a| a.to_string()).unwrap_or_default(),
+                upstream = %outcome.exchanged.addr.map(|a| a.to_string()).unwrap_or_default(),
                 namespace = %namespace,
                 ingress = %ingress,
                 service = %service,
             );
         }
-        match (
-            &outcome.route,
-            outcome
-                .counters
-                .as_ref()
-                .and_then(|c| c.get(outcome.route.as_ref()?.id)),
-        ) {
-            (Some(r), Some(c)) => c.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
-            _ => self.metrics.unrouted[status_index(status)].inc(),
+        match outcome.routed.as_ref().and_then(|r| Some((&r.route, r.counters()?))) {
+            Some((r, c)) => c.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
+            None => self.metrics.unrouted[status_index(status)].inc(),
         };
         if status == 101 {
             // A tunnel now: no request head will come on this connection again.
@@ -208,8 +221,8 @@ impl Proxy {
             Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
         };
-        out.route = Some(routed.route.clone());
-        out.counters = Some(routed.counters.clone());
+        // Kept in the outcome (metrics and the access log read it), borrowed from there.
+        let routed = &*out.routed.insert(routed);
         let route = &*routed.route;
         let policy = &route.policy;
 
@@ -233,7 +246,9 @@ impl Proxy {
         if let Some(r) = body::check(policy, req.body()) {
             return r;
         }
-        let mut resp = self.forward(req, fields, peer, start, rid, &routed, out).await;
+        let mut resp = self
+            .forward(req, fields, peer, start, rid, routed, &mut out.exchanged)
+            .await;
         cors::respond(origin.as_ref(), &mut resp);
         resp
     }
@@ -246,14 +261,12 @@ impl Proxy {
         let Some(route) = plane.config.routes.route(host, &norm) else {
             return Ok(None);
         };
-        let (Some(backend), Some(table)) = (plane.config.backend(route), plane.backends.get(route.backend)) else {
+        if plane.config.backend(route).is_none() || plane.backends.get(route.backend).is_none() {
             return Ok(None);
-        };
+        }
         Ok(Some(Routed {
+            plane: Arc::clone(&plane),
             route: route.clone(),
-            backend: backend.clone(),
-            table: table.clone(),
-            counters: plane.routes.clone(),
             normalized: match norm {
                 Cow::Owned(s) => Some(s),
                 Cow::Borrowed(_) => None,
@@ -263,15 +276,9 @@ impl Proxy {
 
     /// Portico's own 5xx answer: generic text for the client, the detail in the log with the
     /// request id (the route is in the access log and `/routes`).
-    fn fail(
-        &self,
-        status: StatusCode,
-        detail: &dyn std::fmt::Display,
-        routed: &Routed,
-        rid: &HeaderValue,
-    ) -> Response<Body> {
+    fn fail(&self, status: StatusCode, detail: &dyn std::fmt::Display, routed: &Routed, rid: &str) -> Response<Body> {
         tracing::warn!(
-            request_id = rid.to_str().unwrap_or(""),
+            request_id = rid,
             ingress = %routed.route.ingress,
             service = %routed.route.service,
             status = status.as_u16(),
@@ -296,9 +303,9 @@ impl Proxy {
         start: Instant,
         rid: HeaderValue,
         routed: &Routed,
-        out: &mut Outcome,
+        out: &mut Exchanged,
     ) -> Response<Body> {
-        let (route, backend) = (&*routed.route, &*routed.backend);
+        let (route, backend) = (&*routed.route, routed.backend());
         let policy = &route.policy;
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
@@ -306,9 +313,14 @@ impl Proxy {
         let external_state;
         let (ready, terminating, states): (&[Endpoint], &[Endpoint], &[Arc<EndpointRuntime>]) = match &backend.target {
             Target::Unavailable { reason } => {
-                return self.fail(StatusCode::SERVICE_UNAVAILABLE, reason, routed, &rid);
+                return self.fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reason,
+                    routed,
+                    rid.to_str().unwrap_or(""),
+                );
             }
-            Target::Endpoints { ready, terminating } => (ready, terminating, &routed.table.endpoints),
+            Target::Endpoints { ready, terminating } => (ready, terminating, &routed.table().endpoints),
             Target::ExternalName { host, port } => match Box::pin(resolve_external(host, *port)).await {
                 Ok(addr) => {
                     external = [Endpoint {
@@ -319,14 +331,14 @@ impl Proxy {
                     external_state = [self.live.registry().endpoint(addr, EndpointRuntime::new)];
                     (&external, &[], &external_state)
                 }
-                Err(e) => return self.fail(StatusCode::BAD_GATEWAY, &e, routed, &rid),
+                Err(e) => return self.fail(StatusCode::BAD_GATEWAY, &e, routed, rid.to_str().unwrap_or("")),
             },
         };
         let now = ns_at(start);
         let choice = Choice {
             route,
             backend,
-            table: &routed.table,
+            table: routed.table(),
             ready,
             terminating,
             states,
@@ -340,7 +352,12 @@ impl Proxy {
         // Without ready endpoints only a session pinned to a terminating one is served.
         if sticky.index.is_none() && ready.is_empty() {
             let detail = format_args!("Service {} has no ready endpoints", backend.service);
-            return self.fail(StatusCode::SERVICE_UNAVAILABLE, &detail, routed, &rid);
+            return self.fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &detail,
+                routed,
+                rid.to_str().unwrap_or(""),
+            );
         }
 
         // Prepare the upstream request once; each try gets a copy of the head.
@@ -369,7 +386,8 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, up.clone());
         }
-        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid.clone());
+        // The id goes upstream in `fwd`; log lines read it from there.
+        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid);
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
@@ -386,7 +404,7 @@ impl Proxy {
         let (uri, version) = if protocol.http2() {
             if upgrade.is_some() {
                 let detail = "a protocol upgrade cannot go to an HTTP/2 upstream";
-                return self.fail(StatusCode::BAD_GATEWAY, &detail, routed, &rid);
+                return self.fail(StatusCode::BAD_GATEWAY, &detail, routed, fwd.request_id());
             }
             // HTTP/2 names the authority in the request target, not in a Host header.
             let host = headers.remove(header::HOST);
@@ -457,7 +475,7 @@ impl Proxy {
                 break;
             };
             let state = &runtime.state;
-            out.upstream = Some(ep.addr);
+            out.addr = Some(ep.addr);
             let t = Instant::now();
             let mut conn = match self
                 .upstream
@@ -467,7 +485,7 @@ impl Proxy {
                 Ok(c) => c,
                 Err(e) => {
                     let wait = state.failed(now_ns());
-                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), endpoint = %ep.addr, error = %e, backoff_ms = wait.as_millis() as u64, "upstream connect failed; endpoint skipped during backoff");
+                    tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, error = %e, backoff_ms = wait.as_millis() as u64, "upstream connect failed; endpoint skipped during backoff");
                     last_err = Some(Failure::Connect);
                     continue;
                 }
@@ -567,7 +585,7 @@ impl Proxy {
                     return resp;
                 }
                 Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
-                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), endpoint = %ep.addr, "upstream timed out after {d:?}");
+                    tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, "upstream timed out after {d:?}");
                     last_err = Some(Failure::Timeout);
                     break;
                 }
@@ -579,7 +597,7 @@ impl Proxy {
                         SendError::Failed(m) => m,
                         _ => "request not sent".to_string(),
                     };
-                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), endpoint = %ep.addr, error = %msg, "upstream failed");
+                    tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, error = %msg, "upstream failed");
                     last_err = Some(Failure::Exchange);
                     if !resendable {
                         break;

@@ -335,6 +335,14 @@ impl Forwarded {
         })
     }
 
+    /// The X-Request-ID sent upstream, for log lines about the request.
+    pub fn request_id(&self) -> &str {
+        match &self.0[5] {
+            (_, Field::Set(v)) => v.to_str().unwrap_or(""),
+            _ => "",
+        }
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
         for (name, f) in &self.0 {
             match f {

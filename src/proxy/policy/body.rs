@@ -12,6 +12,7 @@ use crate::proxy::{Body, plain};
 use http::{Response, StatusCode};
 
 /// The 413 answer when the declared body length is over the limit.
+#[inline]
 pub fn check(policy: &Policy, body: &Incoming) -> Option<Response<Body>> {
     let max = policy.max_body_bytes?;
     (body.size_hint().lower() > max).then(|| too_large(max))

@@ -20,6 +20,7 @@ pub struct Request<'a> {
 }
 
 /// The redirect answer, if the route asks for one, in order of precedence.
+#[inline]
 pub fn check(route: &Route, req: &Request<'_>) -> Option<Response<Body>> {
     if !req.tls && route.ssl_redirect {
         let port = match req.https_port {

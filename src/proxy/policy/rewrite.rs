@@ -8,6 +8,7 @@ use crate::proxy::headers::upstream_target;
 
 /// The origin-form target for the upstream. `normalized`: the routed path when
 /// normalization changed it. `Err` when the result is no valid target.
+#[inline]
 pub fn target(route: &Route, uri: Uri, normalized: Option<&str>) -> Result<Uri, http::uri::InvalidUri> {
     if let Some(to) = route.policy.rewrite_target.as_deref() {
         // The path the Ingress asks for, with the query kept.
