@@ -31,10 +31,18 @@ fn ingress(host: &str, svc: &str, annotations: &[(&str, &str)]) -> AnyObject {
     annotations.iter().fold(ingress, |i, (k, v)| i.annotation(k, v)).into()
 }
 
+/// Endpoints of the large Service (the worst cases: two choices, re-pinning a session).
+const MANY: usize = 1000;
+
 /// A Service `name` (port 80 named http) and one EndpointSlice of `ENDPOINTS` pods.
 fn service(name: &str, service: ServiceBuilder) -> [AnyObject; 2] {
-    let slice = (0..ENDPOINTS).fold(fixture::slice("b", name, name).port("http", 8080), |slice, i| {
-        slice.endpoint(&format!("10.0.0.{}", i + 1))
+    service_of(name, service, ENDPOINTS)
+}
+
+/// A Service `name` (port 80 named http) and one EndpointSlice of `n` pods.
+fn service_of(name: &str, service: ServiceBuilder, n: usize) -> [AnyObject; 2] {
+    let slice = (0..n).fold(fixture::slice("b", name, name).port("http", 8080), |slice, i| {
+        slice.endpoint(&format!("10.0.{}.{}", i / 250, i % 250 + 1))
     });
     [service.port("http", 80).into(), slice.into()]
 }
@@ -60,7 +68,19 @@ fn snapshot() -> Snapshot {
             ],
         ),
         ingress("clientip", "sticky-ip", &[]),
+        ingress("clientip-full", "full-ip", &[]),
+        ingress(
+            "ewma-many",
+            "many",
+            &[("nginx.ingress.kubernetes.io/load-balance", "ewma")],
+        ),
+        ingress("balanced-many", "many", &[(affinity, "cookie")]),
     ]);
+    objects.extend(service(
+        "full-ip",
+        fixture::service("b", "full-ip").client_ip_affinity(None),
+    ));
+    objects.extend(service_of("many", fixture::service("b", "many"), MANY));
     fixture::snapshot(objects)
 }
 
@@ -140,7 +160,87 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    // ClientIP with the table full of live clients (100 000): a new client every request.
+    let route = cfg.routes.route("clientip-full", "/").unwrap();
+    let backend = cfg.backend(route).unwrap();
+    let table = &tables[route.backend];
+    let choice = Choice {
+        route,
+        backend,
+        table,
+        ready: backend.ready(),
+        terminating: backend.terminating(),
+        states: &table.endpoints,
+    };
+    let client = std::cell::Cell::new(0u32);
+    let new_client = || {
+        client.set(client.get().wrapping_add(1));
+        std::net::IpAddr::from(client.get().to_be_bytes())
+    };
+    for _ in 0..100_000 {
+        let s = choice.sticky(&none, new_client, &key, now_ns());
+        choice.remember(&s, 0, false, &key);
+    }
+    g.bench_function("client_ip_full_new_client", |b| {
+        b.iter(|| {
+            let s = choice.sticky(&none, new_client, &key, now_ns());
+            let i = choice.next(&s, 0, &[], now_ns(), &mut rand).unwrap();
+            black_box(choice.remember(&s, i, false, &key))
+        })
+    });
+
+    // 1000 endpoints: power of two choices; a new balanced session moved to another endpoint
+    // than its key's (what a failure with change-on-failure, or a new session landing on a
+    // failing endpoint, does).
+    let route = cfg.routes.route("ewma-many", "/").unwrap();
+    let backend = cfg.backend(route).unwrap();
+    let table = &tables[route.backend];
+    let choice = Choice {
+        route,
+        backend,
+        table,
+        ready: backend.ready(),
+        terminating: backend.terminating(),
+        states: &table.endpoints,
+    };
+    g.bench_function("ewma_1000", |b| {
+        b.iter(|| {
+            let now = now_ns();
+            let s = choice.sticky(&none, || [192, 0, 2, 7].into(), &key, now);
+            black_box(choice.next(&s, 0, &[], now, &mut rand))
+        })
+    });
+    let route = cfg.routes.route("balanced-many", "/").unwrap();
+    let backend = cfg.backend(route).unwrap();
+    let table = &tables[route.backend];
+    let choice = Choice {
+        route,
+        backend,
+        table,
+        ready: backend.ready(),
+        terminating: backend.terminating(),
+        states: &table.endpoints,
+    };
+    let (mut moved, mut hit) = (0u64, 0u64);
+    g.bench_function("cookie_balanced_moved_1000", |b| {
+        b.iter(|| {
+            let s = choice.sticky(&none, || [192, 0, 2, 7].into(), &key, now_ns());
+            let i = (s.index.unwrap_or(0) + 1) % MANY;
+            let set = choice.remember(&s, i, false, &key);
+            // Whether the cookie handed out names the endpoint the session moved to.
+            let value = set
+                .as_ref()
+                .and_then(|v| v.to_str().ok()?.split(';').next()?.split_once('='));
+            moved += 1;
+            if value.is_some_and(|(_, v)| table.affinity.balanced(backend.ready(), &[], v) == Some(i)) {
+                hit += 1;
+            }
+            black_box(set)
+        })
+    });
     g.finish();
+    println!("cookie_balanced_moved_1000: the cookie named the new endpoint in {hit} of {moved} moves");
 }
 
 criterion_group!(benches, bench);

@@ -481,6 +481,35 @@ async fn change_on_failure_repins_the_session() {
     assert_eq!(set, None, "without change-on-failure the cookie stays");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_on_failure_repins_a_balanced_session_among_200_endpoints() {
+    // Re-pinning must find a key for the endpoint that answered however many there are.
+    let web = start_pods("web", 200).await;
+    let with = [
+        (nginx("affinity"), "cookie"),
+        (nginx("session-cookie-change-on-failure"), "true"),
+    ];
+    let with: Vec<(&str, &str)> = with.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let manifests = class() + &service("web", &addrs(&web)) + &ingress("b", "b.test", "web", &with);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    let mut stopped = HashSet::new();
+    for _ in 0..5 {
+        let (pod, cookie) = session(&p, "b.test").await;
+        let n: usize = pod.strip_prefix("web-").unwrap().parse().unwrap();
+        web[n].stop();
+        stopped.insert(pod.clone());
+        let (now, set) = with_cookie(&p, "b.test", &cookie).await;
+        assert!(!stopped.contains(&now), "{now} answered");
+        let new = set.expect("change-on-failure sets a cookie for the pod that answered");
+        assert_eq!(
+            with_cookie(&p, "b.test", &new).await,
+            (now, None),
+            "{new} names the pod that answered"
+        );
+    }
+}
+
 /// One EndpointSlice for `pods`; those in `terminating` are serving but terminating.
 fn slice(name: &str, pods: &[SocketAddr], terminating: &[SocketAddr]) -> String {
     let service = fixture::service("default", name).port("http", 80);

@@ -104,9 +104,13 @@ impl<'a, E: Tracked> Choice<'a, E> {
             }
         } else if let (Some(_), Some(table)) = (self.backend.client_ip_affinity, &self.table.client_ip) {
             let client = client();
-            s.index = table
-                .get(client, now)
-                .and_then(|addr| self.ready.iter().position(|e| e.addr == addr));
+            s.index = table.get(client, now).and_then(|(addr, hint)| {
+                match self.ready.get(hint) {
+                    Some(e) if e.addr == addr => Some(hint),
+                    // The Config changed since the client was pinned.
+                    _ => self.table.affinity.ready_index(self.ready, addr),
+                }
+            });
             s.client = Some(client);
         }
         s
@@ -144,7 +148,7 @@ impl<'a, E: Tracked> Choice<'a, E> {
             &self.table.client_ip,
             self.endpoint(i),
         ) {
-            table.set(client, ep.addr, now_ns(), Duration::from_secs(u64::from(timeout)));
+            table.set(client, ep.addr, i, now_ns(), Duration::from_secs(u64::from(timeout)));
             return None;
         }
         let cfg = self.route.policy.affinity.as_ref()?;
@@ -156,9 +160,8 @@ impl<'a, E: Tracked> Choice<'a, E> {
             }
             Mode::Balanced if moved || (s.new_session && s.index != Some(i)) => {
                 // A key that maps to the endpoint that answered.
-                (0..64)
-                    .map(|_| random_key())
-                    .find(|k| index.balanced(self.ready, self.terminating, k) == Some(i))
+                index
+                    .balanced_key_for(self.ready, self.terminating, i)
                     .or_else(|| s.key.clone())?
             }
             Mode::Balanced if s.new_session => s.key.clone()?,

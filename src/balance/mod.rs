@@ -210,15 +210,44 @@ pub fn pick(
     None
 }
 
+/// Draws of a random endpoint before [`two_choices`] falls back to counting the usable ones.
+const DRAWS: usize = 8;
+
 /// Power of two choices over the usable endpoints: the cheaper of two distinct random ones.
+/// Each is drawn at random until usable (uniform over the usable endpoints, O(1) while most
+/// are usable, whatever their number); only when `DRAWS` draws find none are the usable
+/// endpoints counted.
 fn two_choices(
     states: &[impl Tracked],
     usable: impl Fn(usize) -> bool,
     now: u64,
     rand: &mut impl FnMut() -> u64,
 ) -> Option<usize> {
-    let m = (0..states.len()).filter(|&i| usable(i)).count();
-    let nth = |k: usize| (0..states.len()).filter(|&i| usable(i)).nth(k);
+    let n = states.len();
+    let cheaper = |a: usize, b: usize| {
+        if states[b].state().cost(now) < states[a].state().cost(now) {
+            b
+        } else {
+            a
+        }
+    };
+    if n == 0 {
+        return None;
+    }
+    let mut draw = |other: Option<usize>| {
+        (0..DRAWS).find_map(|_| {
+            let i = (rand() % n as u64) as usize;
+            (other != Some(i) && usable(i)).then_some(i)
+        })
+    };
+    if let Some(a) = draw(None)
+        && let Some(b) = draw(Some(a))
+    {
+        return Some(cheaper(a, b));
+    }
+    // Few usable endpoints: count them.
+    let m = (0..n).filter(|&i| usable(i)).count();
+    let nth = |k: usize| (0..n).filter(|&i| usable(i)).nth(k);
     match m {
         0 => None,
         1 => nth(0),
@@ -229,12 +258,78 @@ fn two_choices(
             if b >= a {
                 b += 1;
             }
-            let (a, b) = (nth(a)?, nth(b)?);
-            Some(if states[b].state().cost(now) < states[a].state().cost(now) {
-                b
-            } else {
-                a
-            })
+            Some(cheaper(nth(a)?, nth(b)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(n: usize) -> Vec<EndpointState> {
+        (0..n)
+            .map(|i| EndpointState::new(SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 80))))
+            .collect()
+    }
+
+    fn xorshift() -> impl FnMut() -> u64 {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    #[test]
+    fn two_choices_spreads_over_usable_endpoints_only() {
+        let s = states(1000);
+        let mut rand = xorshift();
+        let cursor = RoundRobin::default();
+        let mut seen = vec![0u32; s.len()];
+        for _ in 0..20_000 {
+            let i = pick(Algorithm::Ewma, &s, &[], &cursor, 0, &mut rand).unwrap();
+            seen[i] += 1;
+        }
+        assert!(
+            seen.iter().filter(|&&c| c > 0).count() > 990,
+            "most endpoints are chosen"
+        );
+        // Only two usable (the rest failing or tried): the draws give up and count.
+        for (i, st) in s.iter().enumerate() {
+            if i != 7 && i != 500 && i != 999 {
+                st.failed(0);
+            }
+        }
+        let tried = [999];
+        let mut seen = [0u32; 2];
+        for _ in 0..1000 {
+            match pick(Algorithm::Ewma, &s, &tried, &cursor, 1, &mut rand) {
+                Some(7) => seen[0] += 1,
+                Some(500) => seen[1] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(seen.iter().all(|&c| c > 0), "{seen:?}");
+        // One usable: always it; none untried: None.
+        assert_eq!(pick(Algorithm::Ewma, &s, &[7, 999], &cursor, 1, &mut rand), Some(500));
+        assert_eq!(pick(Algorithm::Ewma, &s[..1], &[], &cursor, 1, &mut rand), Some(0));
+        assert_eq!(pick(Algorithm::Ewma, &s[..1], &[0], &cursor, 1, &mut rand), None);
+        // Every untried endpoint failing: tried anyway.
+        let all: Vec<usize> = (0..1000).filter(|&i| i != 3).collect();
+        assert_eq!(pick(Algorithm::Ewma, &s, &all, &cursor, 1, &mut rand), Some(3));
+    }
+
+    #[test]
+    fn two_choices_prefers_the_cheaper_of_two() {
+        let s = states(2);
+        s[1].observe(Duration::from_secs(1), 0);
+        let mut rand = xorshift();
+        let cursor = RoundRobin::default();
+        for _ in 0..100 {
+            assert_eq!(pick(Algorithm::Ewma, &s, &[], &cursor, 0, &mut rand), Some(0));
         }
     }
 }
