@@ -449,6 +449,19 @@ down() {
   fi
   rm -rf --one-file-system "$DIR"
   [ "$(cat "$OWNER" 2>/dev/null)" = "$DIR" ] && rm -f "$OWNER"
+  # What must not outlive the node.
+  local left=()
+  ip link show "$IFB" >/dev/null 2>&1 && left+=("link $IFB")
+  ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("link $BRIDGE")
+  iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-|portico-node' && left+=("iptables rules")
+  ip6tables-save 2>/dev/null | grep -qE 'KUBE-|CNI-|portico-node' && left+=("ip6tables rules")
+  grep -q " $DIR" /proc/mounts && left+=("mounts under $DIR")
+  ls -d /sys/fs/cgroup/*/kubepods >/dev/null 2>&1 && left+=("kubepods cgroups")
+  [ -e "$DIR" ] && left+=("$DIR")
+  if [ ${#left[@]} -gt 0 ]; then
+    echo "[node] left behind: ${left[*]}" >&2
+    return 1
+  fi
   log "node down in $((SECONDS - start)) s"
 }
 

@@ -1,0 +1,204 @@
+//! Install, as a user does it: `kubectl apply -k deploy/` on a fresh one-node cluster (a real
+//! kubelet, containerd, kube-proxy; Portico's own image), then the README's "Deploy to a
+//! cluster" lines, run as they are written.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::node::{Node, eventually, text};
+
+/// The shell lines of the README's "Deploy to a cluster" section, in order.
+fn readme_lines() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Deploy to a cluster\n"))
+        .expect("README has a \"Deploy to a cluster\" section");
+    let mut lines = Vec::new();
+    let mut in_sh = false;
+    for line in section.lines() {
+        match (in_sh, line.trim()) {
+            (false, "```sh") => in_sh = true,
+            (true, "```") => in_sh = false,
+            (true, l) if !l.is_empty() && !l.starts_with('#') => lines.push(l.to_string()),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// `NAME=STATUS` of each pod matching `selector`.
+fn pods(node: &Node, ns: &str, selector: &str) -> Vec<(String, String)> {
+    node.ok(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        selector,
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+    ])
+    .lines()
+    .filter_map(|l| l.split_once('=').map(|(n, s)| (n.to_string(), s.to_string())))
+    .collect()
+}
+
+#[test]
+fn install_with_kubectl_then_the_readme_steps() {
+    let Some(node) = Node::start("install") else { return };
+
+    // deploy/ names the published image; the one built here is loaded under that name, as
+    // `kind load docker-image` or `minikube image load` would.
+    let rendered = node.ok(&["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")]);
+    let image = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .expect("deploy/ has an image")
+        .to_string();
+    node.tag_image(&node.env["PORTICO_IMAGE"], &image);
+
+    let lines = readme_lines();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("kubectl apply -k deploy/")),
+        "the README's section starts with the install: {lines:?}"
+    );
+    let mut address = String::new();
+    let mut ingress_created = None;
+    for line in &lines {
+        eprintln!("$ {line}");
+        if line.starts_with("kubectl get ingress") {
+            // A user runs it again until the controller has written the address.
+            address = eventually("the Ingress gets an ADDRESS", Duration::from_secs(60), || {
+                let addr = node.ok(&[
+                    "get",
+                    "ingress",
+                    "web",
+                    "-o",
+                    "jsonpath={.status.loadBalancer.ingress[0].ip}",
+                ]);
+                if addr.is_empty() {
+                    Err("no address in the status yet".to_string())
+                } else {
+                    Ok(addr)
+                }
+            });
+            let out = node.sh(line);
+            assert!(out.status.success(), "`{line}` failed:\n{}", text(&out));
+            eprint!("{}", text(&out));
+            let shown = text(&out);
+            let header = shown.lines().next().unwrap_or_default();
+            let row = shown.lines().nth(1).unwrap_or_default();
+            let col = header.find("ADDRESS").expect("kubectl shows an ADDRESS column");
+            assert_eq!(
+                row.get(col..).and_then(|r| r.split_whitespace().next()),
+                Some(address.as_str())
+            );
+            continue;
+        }
+        if line.contains("<ADDRESS>") {
+            assert!(!address.is_empty(), "the README reads an ADDRESS before it uses one");
+            let line = line.replace("<ADDRESS>", &address);
+            let web_pods: Vec<String> = pods(&node, "default", "app=web").into_iter().map(|(n, _)| n).collect();
+            let body = eventually("curl is answered by a web pod", Duration::from_secs(30), || {
+                let out = node.sh(&format!("{line} --max-time 5 --silent --show-error"));
+                let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if out.status.success() && web_pods.contains(&body) {
+                    Ok(body)
+                } else {
+                    Err(text(&out))
+                }
+            });
+            if let Some(t) = ingress_created {
+                let t: Instant = t;
+                eprintln!(
+                    "kubectl create ingress → first answer through Portico: {:.2} s",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            eprintln!("answered by {body}");
+            // Both replicas of the app take turns behind the one Ingress.
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..20 {
+                let out = node.sh(&format!("{line} --max-time 5 --silent --show-error"));
+                assert!(out.status.success(), "{}", text(&out));
+                let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                assert!(web_pods.contains(&body), "answered by {body}, not one of {web_pods:?}");
+                seen.insert(body);
+            }
+            assert_eq!(seen.len(), 2, "both web pods answer: {seen:?}");
+            continue;
+        }
+        let out = node.sh(&format!("timeout 180 {line}"));
+        assert!(out.status.success(), "`{line}` failed:\n{}", text(&out));
+        eprint!("{}", text(&out));
+        if line.starts_with("kubectl create ingress") {
+            ingress_created = Some(Instant::now());
+        }
+        if line.starts_with("kubectl -n portico-system rollout status") {
+            check_install(&node);
+        }
+    }
+    assert!(!address.is_empty(), "the README's steps read the Ingress's ADDRESS");
+    // Without a load balancer the status carries the portico Service's cluster IP.
+    let cluster_ip = node.ok(&[
+        "get",
+        "svc",
+        "-n",
+        "portico-system",
+        "portico",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(address, cluster_ip);
+
+    for (pod, _) in pods(&node, "portico-system", "app.kubernetes.io/name=portico") {
+        let bytes = node.pod_memory_working_set("portico-system", &pod);
+        eprintln!("{pod}: memory working set {:.1} MiB", bytes as f64 / 1048576.0);
+    }
+}
+
+/// What `kubectl apply -k deploy/` must have given: two Ready pods of Portico's own image,
+/// one of them holding the Lease, and the IngressClass.
+fn check_install(node: &Node) {
+    let portico = pods(node, "portico-system", "app.kubernetes.io/name=portico");
+    assert_eq!(portico.len(), 2, "two replicas: {portico:?}");
+    assert!(
+        portico.iter().all(|(_, ready)| ready == "True"),
+        "all Ready: {portico:?}"
+    );
+    let names: Vec<&str> = portico.iter().map(|(n, _)| n.as_str()).collect();
+    let holder = eventually("a replica holds the Lease", Duration::from_secs(30), || {
+        let h = node.ok(&[
+            "get",
+            "lease",
+            "-n",
+            "portico-system",
+            "portico-leader",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        if names.contains(&h.as_str()) {
+            Ok(h)
+        } else {
+            Err(format!("holder {h:?}"))
+        }
+    });
+    eprintln!("Lease portico-leader held by {holder}");
+    assert_eq!(
+        node.ok(&["get", "ingressclass", "portico", "-o", "jsonpath={.spec.controller}"]),
+        "portico.dev/ingress-controller"
+    );
+    let image = node.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "portico-system",
+        "-l",
+        "app.kubernetes.io/name=portico",
+        "-o",
+        "jsonpath={.items[0].status.containerStatuses[0].imageID}",
+    ]);
+    eprintln!("Portico runs image {image}");
+}
