@@ -157,6 +157,118 @@ fn install_with_kubectl_then_the_readme_steps() {
         let bytes = node.pod_memory_working_set("portico-system", &pod);
         eprintln!("{pod}: memory working set {:.1} MiB", bytes as f64 / 1048576.0);
     }
+
+    routes_through_port_forward(&node);
+    ready_to_routed(&node, &address);
+}
+
+/// deploy/'s own advice for reading /routes, which listens on the pod's loopback only:
+/// `kubectl port-forward deploy/portico 10246`, then curl it.
+fn routes_through_port_forward(node: &Node) {
+    use std::io::BufRead;
+    let mut pf = std::process::Command::new(&node.kubectl)
+        .arg("--kubeconfig")
+        .arg(&node.kubeconfig)
+        // A free local port: 10246 may be taken on the test machine.
+        .args(["-n", "portico-system", "port-forward", "deploy/portico", ":10246"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its output is read to the end: with the pipe closed, its next line (one per
+    // connection) would fail, and the connection with it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = pf.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("kubectl port-forward says where it listens");
+    // "Forwarding from 127.0.0.1:PORT -> 10246"
+    let local = first
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("port-forward said {first:?}"))
+        .to_string();
+    let out = node.sh(&format!("curl -sS --max-time 5 http://{local}/routes"));
+    let _ = pf.kill();
+    let _ = pf.wait();
+    let routes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && routes.contains("web.example.com"),
+        "/routes: {}",
+        text(&out)
+    );
+    eprintln!("kubectl port-forward deploy/portico :10246 → /routes lists web.example.com");
+}
+
+/// How long after the kubelet marks a new pod Ready Portico sends it traffic: the app scaled
+/// to 0 (every request answered 503), then to 1; the pod's Ready comes from a watch, the first
+/// 200 from requests every few milliseconds.
+fn ready_to_routed(node: &Node, address: &str) {
+    use std::io::BufRead;
+    node.ok(&["scale", "deployment", "web", "--replicas=0"]);
+    let curl = format!(
+        "curl -sk -o /dev/null -w '%{{http_code}}' --max-time 2 --resolve web.example.com:443:{address} https://web.example.com/"
+    );
+    eventually("no web pod is left", Duration::from_secs(60), || {
+        let code = String::from_utf8_lossy(&node.sh(&curl).stdout).to_string();
+        if code == "503" { Ok(()) } else { Err(code) }
+    });
+    // Terminating pods may still say Ready: the watch starts once they are gone.
+    eventually("the web pods are gone", Duration::from_secs(60), || {
+        let left = node.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+        if left.trim().is_empty() { Ok(()) } else { Err(left) }
+    });
+    let mut watch = std::process::Command::new(&node.kubectl)
+        .arg("--kubeconfig")
+        .arg(&node.kubeconfig)
+        .args([
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-w",
+            "-o",
+            r#"jsonpath={.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if line.ends_with(" True") && tx.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    node.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let routed = loop {
+        assert!(Instant::now() < deadline, "the new web pod got no traffic within 60 s");
+        let code = String::from_utf8_lossy(&node.sh(&curl).stdout).to_string();
+        if code == "200" {
+            break Instant::now();
+        }
+    };
+    let ready = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the watch saw the pod Ready");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    eprintln!(
+        "new pod Ready (kubelet, seen by a watch) → first request through Portico answered by it: {:.0} ms",
+        routed.saturating_duration_since(ready).as_secs_f64() * 1e3
+    );
+    assert!(
+        routed >= ready || ready - routed < Duration::from_millis(200),
+        "traffic before Ready"
+    );
 }
 
 /// What `kubectl apply -k deploy/` must have given: two Ready pods of Portico's own image,
