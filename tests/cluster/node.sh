@@ -396,7 +396,9 @@ down() {
       ctr --address "$sock" -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
     done
   fi
+  local t_pods=$((SECONDS - start))
   stop containerd kube-apiserver etcd
+  local t_stopped=$((SECONDS - start))
   # Shims of this containerd that outlived it (they are its children in another session).
   local p
   for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
@@ -462,7 +464,7 @@ down() {
     echo "[node] left behind: ${left[*]}" >&2
     return 1
   fi
-  log "node down in $((SECONDS - start)) s"
+  log "node down in $((SECONDS - start)) s (node components and pods stopped at $t_pods s, control plane and containerd at $t_stopped s)"
 }
 
 case $cmd in
