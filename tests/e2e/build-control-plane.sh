@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd from their Go modules into a cache outside the repository,
 # or reuses them when they are already there. Prints the cache directory on success.
+#
+#   build-control-plane.sh          # etcd, kube-apiserver, kubectl
+#   build-control-plane.sh --node   # also kubelet, kube-controller-manager, kube-scheduler,
+#                                   # kube-proxy (the one-node cluster of tests/cluster/node.sh)
 set -euo pipefail
 
 K8S_VERSION="${PORTICO_K8S_VERSION:-v1.35.4}"
@@ -33,16 +37,17 @@ build_apiserver() {
   mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
 }
 
-# kubectl from the same module and version, so client and server never skew.
-build_kubectl() {
+# kubectl and the node components from the same module and version, so nothing skews.
+build_k8s_cmd() {
+  local name=$1
   cd "$CACHE/src/kube-apiserver-$K8S_VERSION"
   local minor
   minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
-  go get "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
+  go get "k8s.io/kubernetes/cmd/$name@$K8S_VERSION"
   CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-    -o "$BIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-  mv "$BIN/kubectl.tmp" "$BIN/kubectl"
+    -o "$BIN/$name.tmp" "k8s.io/kubernetes/cmd/$name"
+  mv "$BIN/$name.tmp" "$BIN/$name"
 }
 
 build_etcd() {
@@ -74,8 +79,12 @@ if [ ! -x "$BIN/kube-apiserver" ]; then
   log "building kube-apiserver $K8S_VERSION (first time only)"
   start=$SECONDS; build_apiserver; log "kube-apiserver built in $((SECONDS - start)) s"
 fi
-if [ ! -x "$BIN/kubectl" ]; then
-  log "building kubectl $K8S_VERSION (first time only)"
-  start=$SECONDS; build_kubectl; log "kubectl built in $((SECONDS - start)) s"
-fi
+cmds=(kubectl)
+[ "${1:-}" = --node ] && cmds+=(kube-controller-manager kube-scheduler kube-proxy kubelet)
+for name in "${cmds[@]}"; do
+  if [ ! -x "$BIN/$name" ]; then
+    log "building $name $K8S_VERSION (first time only)"
+    start=$SECONDS; build_k8s_cmd "$name"; log "$name built in $((SECONDS - start)) s"
+  fi
+done
 echo "$BIN"

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod netns;
+pub mod node;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
