@@ -85,7 +85,7 @@ exec "$BIN/kube-apiserver" \\
   --service-cluster-ip-range 10.96.0.0/12 \\
   --disable-admission-plugins ServiceAccount \\
   --endpoint-reconciler-type none \\
-  --advertise-address 192.0.2.1 \\
+  --advertise-address 198.51.100.1 \\
   --v 1 >> "$DIR/apiserver.log" 2>&1
 START
   chmod +x start-apiserver.sh
