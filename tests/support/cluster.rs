@@ -98,14 +98,7 @@ impl ControlPlane {
 
     /// kubectl as the admin; panics with its output when it fails. Returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(args, &self.kubectl(args))
     }
 
     /// A kubeconfig that authenticates with `token` (a ServiceAccount's, say).
@@ -187,4 +180,15 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         let _ = Command::new("bash").arg(SCRIPT).arg("down").arg(&self.dir).status();
     }
+}
+
+/// The stdout of a kubectl run that must have succeeded; else a panic with its output.
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

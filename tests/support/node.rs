@@ -108,14 +108,7 @@ impl Node {
 
     /// kubectl as the admin; panics with its output when it fails. Returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        super::cluster::succeeded(args, &self.kubectl(args))
     }
 
     /// `kubectl apply -f -` of a manifest text.
