@@ -769,11 +769,14 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
                 // Only `chunked`, as nginx: another coding (`gzip, chunked`) would reach the
                 // client decoded of its chunks but still in that coding, with nothing to say so.
                 for t in tokens(h.value) {
-                    if !t.eq_ignore_ascii_case(b"chunked") || chunked {
+                    if !t.eq_ignore_ascii_case(b"chunked") {
                         return Err(format!(
                             "upstream sent Transfer-Encoding {:?}; only chunked is accepted",
                             String::from_utf8_lossy(h.value)
                         ));
+                    }
+                    if chunked {
+                        return Err("upstream applied the chunked transfer coding twice".into());
                     }
                     chunked = true;
                 }
@@ -792,6 +795,11 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             Kind::HopByHop | Kind::Upgrade | Kind::Common(_) | Kind::Other => {}
         }
     }
+    // An HTTP/1.0 message cannot be chunked: one that says so has faulty framing (RFC 9112,
+    // 6.1), and reading it until the close would pass the chunk lines on as the body.
+    if te && !http11 {
+        return Err("upstream sent Transfer-Encoding in an HTTP/1.0 response".into());
+    }
     // A connection that switched protocols (unasked: the own client sends no upgrades) is
     // no longer HTTP.
     let mut keep_alive = status != StatusCode::SWITCHING_PROTOCOLS && if http11 { !close } else { keep && !close };
@@ -807,7 +815,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
         if !matches!(length, Ok(None)) {
             keep_alive = false;
         }
-        if http11 && chunked {
+        if chunked {
             Framing::Chunked(Chunk::Size)
         } else {
             keep_alive = false;
