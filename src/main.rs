@@ -473,6 +473,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         access_log: args.access_log == OnOff::On,
         affinity_key,
         hsts: args.hsts == OnOff::On,
+        auth: Default::default(),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
         live.registry().clone(),

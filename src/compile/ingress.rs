@@ -169,6 +169,7 @@ impl IngressPass<'_, '_> {
                 ing,
                 key,
                 diags: self.diags,
+                secrets: &self.snapshot.secrets,
             };
             notes.unsupported();
             let ssl_redirect = notes.bool("ssl-redirect", true);

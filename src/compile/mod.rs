@@ -1,6 +1,7 @@
 //! compile(): the pure function from a Snapshot to the Config the data plane serves.
 
 pub mod annotations;
+pub mod auth;
 pub mod backend;
 pub mod ingress;
 pub mod known;

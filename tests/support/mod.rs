@@ -417,6 +417,17 @@ pub async fn tls_get(addr: SocketAddr, sni: Option<&str>, path: &str, h2: bool) 
     })
 }
 
+/// The messages of the diagnostics `/routes` lists for Ingress `ingress`.
+pub fn diagnostics_of(routes: &serde_json::Value, ingress: &str) -> Vec<String> {
+    routes["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["object"]["name"] == ingress)
+        .map(|d| d["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
