@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::ingress::annotation;
 use super::known::{self, Support};
 use crate::config::Cidr;
+use crate::config::auth::ExternalAuth;
 use crate::config::backend::Protocol;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::policy::{Algorithm, CookieAffinity, Cors, Mode, Policy, Redirect, SameSite};
@@ -97,6 +98,8 @@ pub struct Annotations<'a> {
     pub diags: &'a mut Diagnostics,
     /// The Snapshot's Secrets, for `auth-secret`.
     pub secrets: &'a BTreeMap<ObjectKey, Arc<Secret>>,
+    /// `--global-auth-url`, for Ingresses without an `auth-url`.
+    pub global_auth: Option<&'a ExternalAuth>,
 }
 
 impl Annotations<'_> {
@@ -418,6 +421,7 @@ mod tests {
             key: &key,
             diags: &mut diags,
             secrets: &BTreeMap::new(),
+            global_auth: None,
         }
         .policy();
         (policy, diags.into_sorted())

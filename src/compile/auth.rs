@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::annotations::Annotations;
 use super::ingress::annotation;
-use crate::config::auth::{Auth, BasicAuth, PasswordHash};
+use crate::config::auth::{Auth, AuthCache, BasicAuth, ExternalAuth, PasswordHash, Piece};
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
 use crate::model::ObjectKey;
 
@@ -171,6 +172,163 @@ fn object_name(v: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
+/// A header name as `auth-response-headers` takes it (ingress-nginx: letters, digits, `-`, `_`).
+fn header_name(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 128 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The variables URL templates may hold.
+fn url_variable(name: &str) -> Option<Piece> {
+    Some(match name {
+        "host" => Piece::Host,
+        "http_host" => Piece::HttpHost,
+        "scheme" => Piece::Scheme,
+        "request_uri" => Piece::RequestUri,
+        "escaped_request_uri" => Piece::EscapedRequestUri,
+        _ => return None,
+    })
+}
+
+/// The variables `auth-cache-key` may hold: the URL ones, the client address and headers.
+fn cache_variable(name: &str) -> Option<Piece> {
+    if name == "remote_addr" {
+        return Some(Piece::RemoteAddr);
+    }
+    if let Some(h) = name.strip_prefix("http_") {
+        let h = h.replace('_', "-");
+        return header_name(&h).then_some(Piece::Header(h));
+    }
+    url_variable(name)
+}
+
+/// Text with `$name` / `${name}` variables, each one `known` accepts; the text printable
+/// ASCII without spaces, quotes or angle brackets. At most 2048 bytes.
+pub fn template(v: &str, known: fn(&str) -> Option<Piece>) -> Result<Vec<Piece>, String> {
+    if v.len() > 2048 {
+        return Err("too long".into());
+    }
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut rest = v;
+    while let Some(c) = rest.chars().next() {
+        if c != '$' {
+            if !c.is_ascii_graphic() || "\"<>\\^`{|}".contains(c) {
+                return Err(format!("{c:?} is not allowed"));
+            }
+            text.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let after = &rest[1..];
+        let (name, next) = match after.strip_prefix('{') {
+            Some(b) => {
+                let end = b.find('}').ok_or("an unclosed ${")?;
+                (&b[..end], &b[end + 1..])
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        let piece = known(&name.to_ascii_lowercase())
+            .ok_or_else(|| format!("${name} is not a variable Portico expands here"))?;
+        if !text.is_empty() {
+            out.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        out.push(piece);
+        rest = next;
+    }
+    if !text.is_empty() {
+        out.push(Piece::Text(text));
+    }
+    Ok(out)
+}
+
+/// `auth-url`: `http(s)://host[:port]/target`; variables only in the target, so that no
+/// request can choose where the auth request goes.
+pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
+    let (tls, rest) = if let Some(r) = v.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = v.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("not an http:// or https:// URL".into());
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    if authority.contains(['$', '@']) {
+        return Err("the host part may hold no variable and no user".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p.parse::<u16>().map_err(|_| "invalid port")?),
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let ok_host = !bare.is_empty()
+        && bare.len() <= 253
+        && (bare.parse::<std::net::IpAddr>().is_ok()
+            || bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    if !ok_host || port == 0 {
+        return Err("invalid host or port".into());
+    }
+    let target = match target {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    Ok(ExternalAuth {
+        tls,
+        host: bare.to_string(),
+        port,
+        target: template(&target, url_variable)?,
+        method: None,
+        signin: None,
+        signin_redirect_param: "rd".into(),
+        response_headers: Vec::new(),
+        request_redirect: None,
+        cache: None,
+        always_set_cookie: false,
+    })
+}
+
+/// nginx `proxy_cache_valid` lists: `[code ...] time`, comma-separated; times in ms, s, m,
+/// h or d, at most a day.
+pub fn parse_cache_durations(v: &str) -> Option<Vec<(Vec<u16>, Duration)>> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let mut words: Vec<&str> = item.split_ascii_whitespace().collect();
+        let time = words.pop()?;
+        let codes = words
+            .iter()
+            .map(|w| {
+                w.parse::<u16>()
+                    .ok()
+                    .filter(|c| (100..=599).contains(c) && w.len() == 3)
+            })
+            .collect::<Option<Vec<u16>>>()?;
+        let split = time.find(|c: char| !c.is_ascii_digit())?;
+        let n: u64 = time[..split].parse().ok()?;
+        let ms = match &time[split..] {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            _ => None,
+        }?;
+        let d = Duration::from_millis(ms);
+        if d.is_zero() || d > Duration::from_secs(86_400) {
+            return None;
+        }
+        out.push((codes, d));
+    }
+    (!out.is_empty() && out.len() <= 16).then_some(out)
+}
+
 impl Annotations<'_> {
     fn auth_warning(&mut self, msg: String) {
         self.auth_diag(Reason::InvalidAnnotation, msg);
@@ -183,39 +341,143 @@ impl Annotations<'_> {
 
     /// The route's authentication, when an auth annotation asks for any.
     pub fn auth(&mut self) -> Option<Arc<Auth>> {
-        let Some((prefix, kind)) = annotation(self.ing, "auth-type") else {
-            if let Some((prefix, _)) = annotation(self.ing, "auth-secret") {
-                self.auth_warning(format!(
-                    "annotation {prefix}auth-secret has no effect without {prefix}auth-type (as in ingress-nginx)"
-                ));
-            }
+        let kind = annotation(self.ing, "auth-type");
+        let url = annotation(self.ing, "auth-url");
+        if kind.is_none()
+            && let Some((prefix, _)) = annotation(self.ing, "auth-secret")
+        {
+            self.auth_warning(format!(
+                "annotation {prefix}auth-secret has no effect without {prefix}auth-type (as in ingress-nginx)"
+            ));
+        }
+        let global_on = self.global_auth.is_some() && url.is_none() && self.bool("enable-global-auth", true);
+        let global = self.global_auth.filter(|_| global_on).cloned();
+        if kind.is_none() && url.is_none() && global.is_none() {
             return None;
-        };
+        }
         let mut auth = Auth {
             denied: None,
             basic: None,
+            external: global,
         };
-        match kind.trim() {
-            "basic" => match self.basic(prefix) {
-                Ok(b) => auth.basic = Some(b),
-                Err(why) => auth.denied = Some(why.into()),
-            },
-            "digest" => {
-                let why = format!(
-                    "annotation {prefix}auth-type=digest is not supported; every request to this Ingress is answered 503 (use basic, or auth-url)"
-                );
-                self.auth_warning(why.clone());
-                auth.denied = Some(why.into());
+        if let Some((prefix, kind)) = kind {
+            match kind.trim() {
+                "basic" => match self.basic(prefix) {
+                    Ok(b) => auth.basic = Some(b),
+                    Err(why) => auth.denied = Some(why.into()),
+                },
+                other => {
+                    let why = if other == "digest" {
+                        format!(
+                            "annotation {prefix}auth-type=digest is not supported; every request to this Ingress is answered 503 (use basic, or auth-url)"
+                        )
+                    } else {
+                        format!(
+                            "annotation {prefix}auth-type={other:?} is not \"basic\"; every request to this Ingress is answered 503"
+                        )
+                    };
+                    self.auth_warning(why.clone());
+                    auth.denied = Some(why.into());
+                }
             }
-            other => {
-                let why = format!(
-                    "annotation {prefix}auth-type={other:?} is not \"basic\"; every request to this Ingress is answered 503"
-                );
-                self.auth_warning(why.clone());
-                auth.denied = Some(why.into());
+        }
+        if let Some((prefix, url)) = url {
+            match parse_auth_url(url.trim()) {
+                Ok(mut e) => {
+                    self.external(&mut e);
+                    auth.external = Some(e);
+                }
+                Err(why) => {
+                    let why = format!(
+                        "annotation {prefix}auth-url={url:?}: {why}; every request to this Ingress is answered 503"
+                    );
+                    self.auth_warning(why.clone());
+                    auth.denied = Some(why.into());
+                }
             }
         }
         Some(Arc::new(auth))
+    }
+
+    /// The rest of the external-auth family; invalid values are Warnings and left unset.
+    fn external(&mut self, e: &mut ExternalAuth) {
+        e.method = self.parsed(
+            "auth-method",
+            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE",
+            "the request's own method is used",
+            |v| {
+                ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+                    .contains(&v)
+                    .then(|| v.to_string())
+            },
+        );
+        e.signin = self.parsed(
+            "auth-signin",
+            "an http(s) URL (variables: $host, $http_host, $scheme, $request_uri, $escaped_request_uri)",
+            "a 401 from the auth service goes to the client",
+            |v| {
+                (v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/'))
+                    .then(|| template(v, url_variable).ok())
+                    .flatten()
+            },
+        );
+        if let Some(p) = self.parsed(
+            "auth-signin-redirect-param",
+            "a query parameter name",
+            "using rd",
+            |v| {
+                (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+                    .then(|| v.to_string())
+            },
+        ) {
+            e.signin_redirect_param = p;
+        }
+        e.response_headers = self
+            .parsed(
+                "auth-response-headers",
+                "a comma-separated list of header names",
+                "no header is copied",
+                |v| {
+                    let names: Vec<String> = v
+                        .split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect();
+                    (names.len() <= 32 && names.iter().all(|h| header_name(h))).then_some(names)
+                },
+            )
+            .unwrap_or_default();
+        e.request_redirect = self.parsed(
+            "auth-request-redirect",
+            "a URL or path (printable, no spaces)",
+            "the request URI is sent",
+            |v| {
+                (!v.is_empty() && v.len() <= 2048 && v.bytes().all(|b| (0x21..0x7f).contains(&b)))
+                    .then(|| v.to_string())
+            },
+        );
+        e.always_set_cookie = self.bool("auth-always-set-cookie", false);
+        let key = self.parsed(
+            "auth-cache-key",
+            "text and the variables $host, $request_uri, $remote_addr, $http_<header>",
+            "auth answers are not cached",
+            |v| template(v, cache_variable).ok().filter(|k| !k.is_empty()),
+        );
+        let valid = self.parsed(
+            "auth-cache-duration",
+            "status codes then a duration up to 1d (200 202 401 5m), comma-separated",
+            "using 200 202 401 5m",
+            parse_cache_durations,
+        );
+        e.cache = key.map(|key| AuthCache {
+            key,
+            valid: valid.unwrap_or_else(|| vec![(vec![200, 202, 401], Duration::from_secs(300))]),
+        });
+        if let Some((prefix, _)) = annotation(self.ing, "auth-proxy-set-headers") {
+            self.auth_warning(format!(
+                "annotation {prefix}auth-proxy-set-headers is not supported yet (Portico does not read ConfigMaps); the auth request is sent without those headers"
+            ));
+        }
     }
 
     /// `auth-type: basic`: the Secret's users, or why every request is denied (reported).
@@ -349,5 +611,65 @@ mod tests {
         assert_eq!(users.keys().collect::<Vec<_>>(), ["alice", "carol"]);
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes.iter().all(|n| n.starts_with("line ")));
+    }
+
+    #[test]
+    fn auth_urls_and_templates() {
+        let e = parse_auth_url("https://auth.example:8443/check?u=$escaped_request_uri").unwrap();
+        assert_eq!((e.tls, e.host.as_str(), e.port), (true, "auth.example", 8443));
+        assert_eq!(e.target, [Piece::Text("/check?u=".into()), Piece::EscapedRequestUri]);
+        assert_eq!(parse_auth_url("http://[::1]:4180").unwrap().host, "::1");
+        assert_eq!(
+            parse_auth_url("http://a.svc").unwrap().target,
+            [Piece::Text("/".into())]
+        );
+        for bad in [
+            "ftp://x/",
+            "http://$host/auth",
+            "http://user@x/",
+            "http://x:0/",
+            "http://x:99999/",
+            "http://x/$request_body",
+            "http://x/${host",
+            "http://x/a b",
+            "http://x/\"",
+        ] {
+            assert!(parse_auth_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            template("${remote_addr}-$http_x_user", cache_variable).unwrap(),
+            [
+                Piece::RemoteAddr,
+                Piece::Text("-".into()),
+                Piece::Header("x-user".into())
+            ]
+        );
+        assert!(template("$remote_addr", url_variable).is_err());
+    }
+
+    #[test]
+    fn cache_durations() {
+        assert_eq!(
+            parse_cache_durations("200 202 10m, 401 30s"),
+            Some(vec![
+                (vec![200, 202], Duration::from_secs(600)),
+                (vec![401], Duration::from_secs(30))
+            ])
+        );
+        assert_eq!(
+            parse_cache_durations("5m"),
+            Some(vec![(vec![], Duration::from_secs(300))])
+        );
+        for bad in [
+            "",
+            "200",
+            "200 0s",
+            "200 2d",
+            "20 5m",
+            "200 5x",
+            "200 99999999999999999999d",
+        ] {
+            assert_eq!(parse_cache_durations(bad), None, "{bad}");
+        }
     }
 }

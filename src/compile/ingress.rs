@@ -170,6 +170,7 @@ impl IngressPass<'_, '_> {
                 key,
                 diags: self.diags,
                 secrets: &self.snapshot.secrets,
+                global_auth: self.opts.global_auth.as_deref(),
             };
             notes.unsupported();
             let ssl_redirect = notes.bool("ssl-redirect", true);

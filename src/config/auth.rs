@@ -17,6 +17,84 @@ pub struct Auth {
     pub denied: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalAuth>,
+}
+
+/// A piece of a typed URL or cache-key template: text, or one of the few request variables
+/// ingress-nginx documents for these annotations. Nothing else is ever expanded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Piece {
+    Text(String),
+    /// `$host`: the request host, port stripped.
+    Host,
+    /// `$http_host`: the request's Host (with port when given).
+    HttpHost,
+    /// `$scheme`: `http` or `https`.
+    Scheme,
+    /// `$request_uri`: the path and query as the client sent them.
+    RequestUri,
+    /// `$escaped_request_uri`: the same, percent-encoded for use as a query value.
+    EscapedRequestUri,
+    /// `$remote_addr`: the client address (cache keys only).
+    RemoteAddr,
+    /// `$http_<name>`: a request header (cache keys only), the name lowercased with `-`.
+    Header(String),
+}
+
+/// `auth-url` and the rest of the external authentication family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExternalAuth {
+    /// `https` or not; the host and port connected to, and sent as Host.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The request target (path and query), variables allowed.
+    pub target: Vec<Piece>,
+    /// `auth-method`; `None`: the request's own method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `auth-signin`: a 401 from the service becomes a 302 here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signin: Option<Vec<Piece>>,
+    /// `auth-signin-redirect-param` (default `rd`): the query parameter given the original URL.
+    pub signin_redirect_param: String,
+    /// `auth-response-headers`, lowercased: copied from a 2xx answer to the upstream request
+    /// (and removed from it when the service does not send them).
+    pub response_headers: Vec<String>,
+    /// `auth-request-redirect`: the `X-Auth-Request-Redirect` value (default: the request URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<String>,
+    /// `auth-cache-key` + `auth-cache-duration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<AuthCache>,
+    /// `auth-always-set-cookie`: the service's Set-Cookie goes on every response, not only on
+    /// successful ones.
+    pub always_set_cookie: bool,
+}
+
+/// Which answers of the auth service are remembered, for how long, under which key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthCache {
+    pub key: Vec<Piece>,
+    /// Status codes and how long an answer with one of them is kept; an empty code list means
+    /// 200, 301 and 302 (nginx's `proxy_cache_valid` without codes).
+    pub valid: Vec<(Vec<u16>, std::time::Duration)>,
+}
+
+impl AuthCache {
+    /// How long an answer with `status` is kept, if at all.
+    pub fn ttl(&self, status: u16) -> Option<std::time::Duration> {
+        self.valid.iter().find_map(|(codes, d)| {
+            let hit = if codes.is_empty() {
+                matches!(status, 200 | 301 | 302)
+            } else {
+                codes.contains(&status)
+            };
+            hit.then_some(*d)
+        })
+    }
 }
 
 /// `auth-type: basic`: users and their password hashes from the Secret.

@@ -245,7 +245,7 @@ impl Proxy {
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
         }
-        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid).await {
+        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted).await {
             Ok(p) => p,
             Err(mut r) => {
                 cors::respond(origin.as_ref(), &mut r);

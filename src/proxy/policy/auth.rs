@@ -1,5 +1,6 @@
-//! `auth-type: basic` (and a misconfigured auth annotation): the request passes, or gets 401
-//! with a `WWW-Authenticate` challenge, or 503 when the route's auth cannot be honoured.
+//! The auth step: `auth-type: basic`, then `auth-url` ([`super::external`]). The request
+//! passes, or gets 401 (basic: with a `WWW-Authenticate` challenge), 403, a sign-in redirect,
+//! 500 when the auth service fails, or 503 when the route's auth cannot be honoured.
 //! Owns the runtime memory of verified bcrypt passwords (keyed MACs, never passwords).
 
 use std::collections::HashSet;
@@ -15,8 +16,9 @@ use http::{Request, Response, StatusCode};
 use md5::{Digest as _, Md5};
 use tokio::sync::Semaphore;
 
-use crate::config::Policy;
+use super::external::{self, Cookies};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
+use crate::config::{Cidr, Policy};
 use crate::proxy::headers::{Fields, Peer};
 use crate::proxy::{Body, plain};
 
@@ -31,10 +33,12 @@ pub struct State {
     key: hmac::Key,
     verified: Mutex<HashSet<[u8; 32]>>,
     slow: Arc<Semaphore>,
+    external: external::State,
 }
 
-impl Default for State {
-    fn default() -> Self {
+impl State {
+    /// `allow_loopback_auth_url`: `--allow-loopback-auth-url`.
+    pub fn new(allow_loopback_auth_url: bool) -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
             .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &rand_fallback()));
@@ -43,6 +47,7 @@ impl Default for State {
             key,
             verified: Mutex::new(HashSet::new()),
             slow: Arc::new(Semaphore::new(cores)),
+            external: external::State::new(allow_loopback_auth_url),
         }
     }
 }
@@ -74,17 +79,20 @@ impl State {
     }
 }
 
-/// What the auth step adds to the response once the request went through (nothing yet for
-/// basic auth).
+/// What the auth step adds to the response once the request went through: the auth
+/// service's Set-Cookie, on the statuses nginx's `add_header` covers (any with
+/// `auth-always-set-cookie`).
 #[derive(Default)]
-pub struct Passed(Option<Box<HeaderMap>>);
+pub struct Passed(Option<Box<Cookies>>);
 
 impl Passed {
     #[inline]
     pub fn respond(self, resp: &mut Response<Body>) {
-        if let Some(h) = self.0 {
-            for (name, value) in h.iter() {
-                resp.headers_mut().append(name, value.clone());
+        let Some(c) = self.0 else { return };
+        let status = resp.status().as_u16();
+        if c.always || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308) {
+            for v in c.values {
+                resp.headers_mut().append(header::SET_COOKIE, v);
             }
         }
     }
@@ -93,6 +101,7 @@ impl Passed {
 /// The auth step: `Ok` lets the request through (what it carries goes on the response),
 /// `Err` is the answer. Routes without auth pay one pointer test.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub async fn check<B>(
     state: &State,
     policy: &Policy,
@@ -100,20 +109,23 @@ pub async fn check<B>(
     fields: &Fields,
     peer: &Peer,
     rid: &HeaderValue,
+    trusted: &[Cidr],
 ) -> Result<Passed, Response<Body>> {
     match policy.auth.as_deref() {
         None => Ok(Passed::default()),
-        Some(auth) => Box::pin(authenticate(state, auth, req, fields, peer, rid)).await,
+        Some(auth) => Box::pin(authenticate(state, auth, req, fields, peer, rid, trusted)).await,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn authenticate<B>(
     state: &State,
     auth: &Auth,
     req: &mut Request<B>,
-    _fields: &Fields,
-    _peer: &Peer,
-    _rid: &HeaderValue,
+    fields: &Fields,
+    peer: &Peer,
+    rid: &HeaderValue,
+    trusted: &[Cidr],
 ) -> Result<Passed, Response<Body>> {
     if auth.denied.is_some() {
         return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "service unavailable"));
@@ -121,7 +133,13 @@ async fn authenticate<B>(
     if let Some(basic) = &auth.basic {
         basic_auth(state, basic, req.headers()).await?;
     }
-    Ok(Passed::default())
+    match &auth.external {
+        Some(e) => {
+            let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
+            Ok(Passed((!cookies.values.is_empty()).then(|| Box::new(cookies))))
+        }
+        None => Ok(Passed::default()),
+    }
 }
 
 async fn basic_auth(state: &State, basic: &BasicAuth, headers: &HeaderMap) -> Result<(), Response<Body>> {

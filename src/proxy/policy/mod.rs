@@ -8,5 +8,6 @@ pub mod allow;
 pub mod auth;
 pub mod body;
 pub mod cors;
+pub mod external;
 pub mod redirect;
 pub mod rewrite;
