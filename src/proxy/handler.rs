@@ -669,3 +669,22 @@ impl Proxy {
         Response::from_parts(parts, Body::upstream(body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_else_new() {
+        let given = HeaderValue::from_static("abc-123");
+        assert_eq!(request_id(Some(&given)), given);
+        let made = request_id(Some(&HeaderValue::from_static("has space")));
+        assert_eq!(made.len(), 32);
+        assert!(
+            made.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_ne!(request_id(None), request_id(None));
+    }
+}

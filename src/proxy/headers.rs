@@ -137,7 +137,7 @@ pub fn request_authority(uri: &Uri, f: &Fields) -> Option<HeaderValue> {
 
 /// Fields a proxy does not forward (RFC 9110, 7.6.1). `Trailer` is end to end: it
 /// announces the trailer fields, and hyper's HTTP/1.1 server sends only those it names.
-const HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
