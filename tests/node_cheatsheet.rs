@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::load::who;
-use support::node::{Node, eventually, text};
+use support::node::{Node, app_manifest, eventually, text};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cheatsheet/");
 
@@ -45,51 +45,34 @@ fn app(image: &str, name: &str, replicas: u32, ports: &[Port]) -> String {
             format!("{name}-{n}")
         }
     };
-    let mut env =
-        String::from("        - name: POD_NAME\n          valueFrom: {fieldRef: {fieldPath: metadata.name}}\n");
+    let mut env = String::from("  - name: POD_NAME\n    valueFrom: {fieldRef: {fieldPath: metadata.name}}\n");
     let mut container_ports = String::new();
     let mut service_ports = String::new();
     for (n, port, target) in ports {
         env.push_str(&format!(
-            "        - {{name: SERVE_PORT_{target}, value: \"$(POD_NAME) {}\"}}\n",
+            "  - {{name: SERVE_PORT_{target}, value: \"$(POD_NAME) {}\"}}\n",
             id(n, *port)
         ));
         if n.is_empty() {
-            container_ports.push_str(&format!("        - containerPort: {target}\n"));
-            service_ports.push_str(&format!("  - {{port: {port}, targetPort: {target}}}\n"));
+            container_ports.push_str(&format!("  - containerPort: {target}\n"));
+            service_ports.push_str(&format!("- {{port: {port}, targetPort: {target}}}\n"));
         } else {
-            container_ports.push_str(&format!("        - {{name: {n}, containerPort: {target}}}\n"));
-            service_ports.push_str(&format!("  - {{name: {n}, port: {port}, targetPort: {n}}}\n"));
+            container_ports.push_str(&format!("  - {{name: {n}, containerPort: {target}}}\n"));
+            service_ports.push_str(&format!("- {{name: {n}, port: {port}, targetPort: {n}}}\n"));
         }
     }
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}, labels: {{app: {name}}}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: porter
-        image: {image}
-        imagePullPolicy: Never
-        args: [porter]
-        env:
-{env}        ports:
-{container_ports}---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}}}
-spec:
-  selector: {{app: {name}}}
-  ports:
-{service_ports}---
-"
-    )
+    let pod = format!(
+        "terminationGracePeriodSeconds: 1
+containers:
+- name: porter
+  image: {image}
+  imagePullPolicy: Never
+  args: [porter]
+  env:
+{env}  ports:
+{container_ports}"
+    );
+    app_manifest(name, replicas, &pod, &service_ports)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -12,38 +12,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::load::{Load, Spec, who};
-use support::node::{Node, eventually, text};
+use support::node::{Node, app_manifest, eventually, text};
 
-/// A Deployment `name` of agnhost `args` on port 8080 and its Service (port 80), with extra
-/// pod-spec text `extra` (containers after the first, probes) appended to the container list.
+/// A Deployment `name` of agnhost `args` on port 8080 and its Service (port 80), with `extra`
+/// (containers after the first, probes; indented as list items of `containers`) appended.
 fn app(image: &str, name: &str, replicas: u32, args: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: app
-        image: {image}
-        imagePullPolicy: Never
-        args: [{args}]
-        ports: [{{containerPort: 8080}}]
-{extra}---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}}}
-spec:
-  selector: {{app: {name}}}
-  ports: [{{name: http, port: 80, targetPort: 8080}}]
----
-"
-    )
+    let pod = format!(
+        "terminationGracePeriodSeconds: 5
+containers:
+- name: app
+  image: {image}
+  imagePullPolicy: Never
+  args: [{args}]
+  ports: [{{containerPort: 8080}}]
+{extra}"
+    );
+    app_manifest(name, replicas, &pod, "- {name: http, port: 80, targetPort: 8080}")
 }
 
 /// Who answers `host` through Portico `n` times in a row.
@@ -68,16 +52,16 @@ fn service_topics_from_real_controllers() {
     let img = node.env["AGNHOST_IMAGE"].clone();
     // `ready`: the app (netexec) beside a gRPC health server whose status the test flips over
     // HTTP (/make-not-serving, /make-serving); the pod's readiness probe asks it.
-    let health = "      - name: health
-        image: IMAGE
-        imagePullPolicy: Never
-        args: [grpc-health-checking, --port=5000, --http-port=8081]
-        readinessProbe: {grpc: {port: 5000}, periodSeconds: 1, failureThreshold: 1, successThreshold: 1}
+    let health = "- name: health
+  image: IMAGE
+  imagePullPolicy: Never
+  args: [grpc-health-checking, --port=5000, --http-port=8081]
+  readinessProbe: {grpc: {port: 5000}, periodSeconds: 1, failureThreshold: 1, successThreshold: 1}
 "
     .replace("IMAGE", &img);
     // `never`: a pod whose readiness probe never passes (nothing listens on 9999); the same
     // pod behind `pnr` (publishNotReadyAddresses) and behind `never` (not published).
-    let never_probe = "        readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1}\n";
+    let never_probe = "  readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1}\n";
     let mut manifests = app(&img, "ready", 2, "netexec, --http-port=8080", &health);
     manifests.push_str(&app(&img, "never", 1, "netexec, --http-port=8080", never_probe));
     manifests.push_str(&app(&img, "plain", 2, "serve-hostname, --port=8080", ""));
@@ -213,6 +197,7 @@ endpoints:
     let five_names: Vec<&str> = five.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(five_names.len(), 5);
     served_by(vip, "scale.example", &five_names, "all 5 pods answer");
+    std::thread::sleep(Duration::from_secs(3));
     node.ok(&["scale", "deployment", "scale", "--replicas=1"]);
     let left = eventually("one pod is left", Duration::from_secs(60), || {
         let p = node.ok(&["get", "pods", "-l", "app=scale", "-o", "name"]);

@@ -225,42 +225,32 @@ impl Node {
         }
     }
 
+    /// Per pod matching `selector`, the jsonpath `fields` (separated by `=`), split.
+    fn pod_rows(&self, ns: &str, selector: &str, fields: &str) -> Vec<Vec<String>> {
+        let jsonpath = format!(r#"jsonpath={{range .items[*]}}{fields}{{"\n"}}{{end}}"#);
+        self.ok(&["get", "pods", "-n", ns, "-l", selector, "-o", &jsonpath])
+            .lines()
+            .map(|l| l.split('=').map(str::to_string).collect())
+            .collect()
+    }
+
     /// `NAME=Ready status` of each pod matching `selector`.
     pub fn pods(&self, ns: &str, selector: &str) -> Vec<(String, String)> {
-        self.ok(&[
-            "get",
-            "pods",
-            "-n",
-            ns,
-            "-l",
-            selector,
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-        ])
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(n, s)| (n.to_string(), s.to_string())))
-        .collect()
+        let fields = r#"{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}"#;
+        self.pod_rows(ns, selector, fields)
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.clone())))
+            .collect()
     }
 
     /// Name and pod IP of each pod matching `selector` that is not being deleted.
     pub fn pod_ips(&self, ns: &str, selector: &str) -> Vec<(String, String)> {
-        self.ok(&[
-            "get",
-            "pods",
-            "-n",
-            ns,
-            "-l",
-            selector,
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name}={.status.podIP}={.metadata.deletionTimestamp}{"\n"}{end}"#,
-        ])
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split('=');
-            let (name, ip, deleting) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-            (!ip.is_empty() && deleting.is_empty()).then(|| (name.to_string(), ip.to_string()))
-        })
-        .collect()
+        let fields = "{.metadata.name}={.status.podIP}={.metadata.deletionTimestamp}";
+        self.pod_rows(ns, selector, fields)
+            .into_iter()
+            .filter(|r| r.len() == 3 && !r[1].is_empty() && r[2].is_empty())
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect()
     }
 
     /// A self-signed certificate for `host` whose subject CN is `cn`: the files (crt, key),
@@ -334,6 +324,34 @@ impl Drop for PortForward {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A Deployment `name` (pods labelled `app: name`) whose pod spec is `pod_spec`, and a Service
+/// `name` selecting its pods with `ports` (a YAML list); both texts without indentation.
+pub fn app_manifest(name: &str, replicas: u32, pod_spec: &str, ports: &str) -> String {
+    let indent = |t: &str, n: usize| t.lines().map(|l| format!("{:n$}{l}\n", "")).collect::<String>();
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+{}---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports:
+{}---
+",
+        indent(pod_spec, 6),
+        indent(ports, 2)
+    )
 }
 
 /// Retries `check` until it returns Some within `within`; panics with `what` and the last
