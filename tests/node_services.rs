@@ -87,11 +87,29 @@ spec:
         let out = node.sh(&format!("timeout 120 kubectl rollout status deployment {d}"));
         assert!(out.status.success(), "{d}: {}", text(&out));
     }
-    // No cluster DNS here: the ExternalName names the `plain` Service by its address, which a
-    // resolver hands back as is.
+    // ExternalName is a DNS name that Portico resolves with its pod's resolver. The harness
+    // runs no cluster DNS, so the name comes from the pod's /etc/hosts (`hostAliases`, which
+    // the resolver reads before DNS): it names the `plain` Service's cluster IP.
     let plain_ip = node.cluster_ip("default", "plain");
+    let external = "plain.apps.example.internal";
+    let patch = format!(
+        r#"{{"spec":{{"template":{{"spec":{{"hostAliases":[{{"ip":"{plain_ip}","hostnames":["{external}"]}}]}}}}}}}}"#
+    );
+    node.ok(&[
+        "-n",
+        "portico-system",
+        "patch",
+        "deployment",
+        "portico",
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ]);
+    let out = node.sh("timeout 180 kubectl -n portico-system rollout status deployment portico");
+    assert!(out.status.success(), "{}", text(&out));
     node.apply(&format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec: {{type: ExternalName, externalName: \"{plain_ip}\"}}\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec: {{type: ExternalName, externalName: {external}}}\n"
     ));
     let line = "kubectl create ingress services --class=portico --rule=ready.example/*=ready:80 \
                 --rule=pnr.example/*=pnr:80 --rule=never.example/*=never:80 \
@@ -182,10 +200,10 @@ endpoints:
         plain[0].0, plain[1].0
     );
 
-    // ExternalName → the `plain` Service's address, through kube-proxy to its pods.
+    // ExternalName → the name → the `plain` Service's address, through kube-proxy to its pods.
     let plain_names: Vec<&str> = plain.iter().map(|(n, _)| n.as_str()).collect();
     served_by(vip, "ext.example", &plain_names, "the ExternalName Service routes");
-    eprintln!("ExternalName {plain_ip}: answered by {plain_names:?}");
+    eprintln!("ExternalName {external} ({plain_ip}): answered by {plain_names:?}");
 
     // 1 → 5 → 1 under constant load.
     let load = Load::start(Spec::new(vip, "scale.example", "/"));
