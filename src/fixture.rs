@@ -408,6 +408,21 @@ pub fn tls_secret_files(namespace: &str, name: &str, crt: &str, key: &str) -> Se
     tls_secret(namespace, name, &read(crt), &read(key))
 }
 
+/// An Opaque Secret holding `fields` (a basic-auth `auth` htpasswd file, or one key per user).
+pub fn opaque_secret(namespace: &str, name: &str, fields: &[(&str, &[u8])]) -> Secret {
+    Secret {
+        metadata: meta(namespace, name),
+        type_: Some("Opaque".into()),
+        data: Some(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
 // ---------------------------------------------------------------- collections
 
 impl From<Ingress> for AnyObject {

@@ -79,6 +79,11 @@ struct ClassArgs {
     /// NS/NAME of a Service (its first port) for requests no rule matches.
     #[arg(long, env = "PORTICO_DEFAULT_BACKEND_SERVICE", value_parser = parse_key)]
     default_backend_service: Option<ObjectKey>,
+    /// External authentication for every Ingress that has no auth-url of its own and does not
+    /// set enable-global-auth: "false" (ingress-nginx's global-auth-url). http(s)://host[:port]/path;
+    /// the path may hold $host, $http_host, $scheme, $request_uri, $escaped_request_uri.
+    #[arg(long, env = "PORTICO_GLOBAL_AUTH_URL", value_parser = parse_auth_url)]
+    global_auth_url: Option<Box<portico::config::auth::ExternalAuth>>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -124,6 +129,11 @@ struct RunArgs {
     /// (at least 16 bytes). Without it a random key is used, valid for this process only.
     #[arg(long, env = "PORTICO_AFFINITY_KEY", hide_env_values = true)]
     affinity_key: Option<String>,
+    /// Let auth-url and --global-auth-url reach loopback and link-local addresses (an auth
+    /// service running beside Portico, as a sidecar). Off: an Ingress cannot aim auth requests
+    /// at the controller itself.
+    #[arg(long, env = "PORTICO_ALLOW_LOOPBACK_AUTH_URL")]
+    allow_loopback_auth_url: bool,
     /// Peers (CIDRs, comma-separated) whose X-Forwarded-* headers are believed.
     #[arg(long, env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<Cidr>,
@@ -216,6 +226,10 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "portico".into())
 }
 
+fn parse_auth_url(v: &str) -> Result<Box<portico::config::auth::ExternalAuth>, String> {
+    portico::compile::auth::parse_auth_url(v).map(Box::new)
+}
+
 fn parse_key(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("{s:?} is not NAMESPACE/NAME"))
 }
@@ -267,6 +281,7 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>)
         ingress_class: class.ingress_class.clone(),
         watch_without_class: class.watch_ingress_without_class,
         default_backend_service: class.default_backend_service.clone(),
+        global_auth: class.global_auth_url.clone().map(|g| std::sync::Arc::new(*g)),
         default_ssl_certificate: class.default_ssl_certificate.clone(),
         fallback_certificate: fallback,
         now: std::time::SystemTime::now(),
@@ -473,6 +488,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         access_log: args.access_log == OnOff::On,
         affinity_key,
         hsts: args.hsts == OnOff::On,
+        auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
         live.registry().clone(),

@@ -42,16 +42,6 @@ async fn send(p: &Portico, method: &str, host: &str, path: &str, headers: &[(&st
         .unwrap()
 }
 
-fn diagnostics_of(routes: &serde_json::Value, ingress: &str) -> Vec<String> {
-    routes["diagnostics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["object"]["name"] == ingress)
-        .map(|d| d["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_app_root_and_forced_https() {
     let web = pods("web", 1).await;

@@ -28,23 +28,6 @@ fn readme_lines() -> Vec<String> {
     lines
 }
 
-/// `NAME=STATUS` of each pod matching `selector`.
-fn pods(node: &Node, ns: &str, selector: &str) -> Vec<(String, String)> {
-    node.ok(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        selector,
-        "-o",
-        r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-    ])
-    .lines()
-    .filter_map(|l| l.split_once('=').map(|(n, s)| (n.to_string(), s.to_string())))
-    .collect()
-}
-
 #[test]
 fn install_with_kubectl_then_the_readme_steps() {
     let Some(node) = Node::start("install") else { return };
@@ -100,7 +83,7 @@ fn install_with_kubectl_then_the_readme_steps() {
         if line.contains("<ADDRESS>") {
             assert!(!address.is_empty(), "the README reads an ADDRESS before it uses one");
             let line = line.replace("<ADDRESS>", &address);
-            let web_pods: Vec<String> = pods(&node, "default", "app=web").into_iter().map(|(n, _)| n).collect();
+            let web_pods: Vec<String> = node.pods("default", "app=web").into_iter().map(|(n, _)| n).collect();
             let body = eventually("curl is answered by a web pod", Duration::from_secs(30), || {
                 let out = node.sh(&format!("{line} --max-time 5 --silent --show-error"));
                 let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -153,7 +136,7 @@ fn install_with_kubectl_then_the_readme_steps() {
     ]);
     assert_eq!(address, cluster_ip);
 
-    for (pod, _) in pods(&node, "portico-system", "app.kubernetes.io/name=portico") {
+    for (pod, _) in node.pods("portico-system", "app.kubernetes.io/name=portico") {
         let bytes = node.pod_memory_working_set("portico-system", &pod);
         eprintln!("{pod}: memory working set {:.1} MiB", bytes as f64 / 1048576.0);
     }
@@ -165,37 +148,9 @@ fn install_with_kubectl_then_the_readme_steps() {
 /// deploy/'s own advice for reading /routes, which listens on the pod's loopback only:
 /// `kubectl port-forward deploy/portico 10246`, then curl it.
 fn routes_through_port_forward(node: &Node) {
-    use std::io::BufRead;
-    let mut pf = std::process::Command::new(&node.kubectl)
-        .arg("--kubeconfig")
-        .arg(&node.kubeconfig)
-        // A free local port: 10246 may be taken on the test machine.
-        .args(["-n", "portico-system", "port-forward", "deploy/portico", ":10246"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Its output is read to the end: with the pipe closed, its next line (one per
-    // connection) would fail, and the connection with it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = pf.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("kubectl port-forward says where it listens");
-    // "Forwarding from 127.0.0.1:PORT -> 10246"
-    let local = first
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_else(|| panic!("port-forward said {first:?}"))
-        .to_string();
-    let out = node.sh(&format!("curl -sS --max-time 5 http://{local}/routes"));
-    let _ = pf.kill();
-    let _ = pf.wait();
+    let pf = node.port_forward("portico-system", "deploy/portico", 10246);
+    let out = node.sh(&format!("curl -sS --max-time 5 http://{}/routes", pf.local));
+    drop(pf);
     let routes = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && routes.contains("web.example.com"),
@@ -274,7 +229,7 @@ fn ready_to_routed(node: &Node, address: &str) {
 /// What `kubectl apply -k deploy/` must have given: two Ready pods of Portico's own image,
 /// one of them holding the Lease, and the IngressClass.
 fn check_install(node: &Node) {
-    let portico = pods(node, "portico-system", "app.kubernetes.io/name=portico");
+    let portico = node.pods("portico-system", "app.kubernetes.io/name=portico");
     assert_eq!(portico.len(), 2, "two replicas: {portico:?}");
     assert!(
         portico.iter().all(|(_, ready)| ready == "True"),

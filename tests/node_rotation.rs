@@ -17,23 +17,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use support::node::{Node, eventually, text};
 
-/// A self-signed certificate for web.example.com whose subject CN is `cn`.
-fn cert(node: &Node, cn: &str) -> (String, String) {
-    let crt = node.dir.join(format!("{cn}.crt"));
-    let key = node.dir.join(format!("{cn}.key"));
-    let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
-        .arg(format!("/CN={cn}"))
-        .args(["-addext", "subjectAltName=DNS:web.example.com", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    (crt.display().to_string(), key.display().to_string())
-}
-
 /// A kept-alive HTTP/1.1 connection over TLS to `addr`, SNI web.example.com.
 async fn open(addr: SocketAddr) -> (hyper::client::conn::http1::SendRequest<Full<Bytes>>, String) {
     let mut cfg = support::insecure_client(rustls::DEFAULT_VERSIONS);
@@ -81,15 +64,8 @@ async fn get(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_tls_secret_is_served_at_once_and_open_connections_stay() {
     let Some(node) = Node::start("rotation") else { return };
-    let rendered = node.ok(&["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")]);
-    let image = rendered
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("image: "))
-        .unwrap()
-        .to_string();
-    node.tag_image(&node.env["PORTICO_IMAGE"], &image);
+    node.install_portico();
     for line in [
-        "kubectl apply -k deploy/".to_string(),
         format!(
             "kubectl create deployment web --image={} --replicas=2 -- /agnhost serve-hostname --port=8080",
             node.env["AGNHOST_IMAGE"]
@@ -99,12 +75,11 @@ async fn a_replaced_tls_secret_is_served_at_once_and_open_connections_stay() {
         let out = node.sh(&line);
         assert!(out.status.success(), "`{line}`: {}", text(&out));
     }
-    let (a_crt, a_key) = cert(&node, "web-a");
-    let (b_crt, b_key) = cert(&node, "web-b");
+    let (a_crt, a_key) = node.certificate("web-a", "web.example.com");
+    let (b_crt, b_key) = node.certificate("web-b", "web.example.com");
     for line in [
         format!("kubectl create secret tls web-tls --cert={a_crt} --key={a_key}"),
         "kubectl create ingress web --class=portico --rule=\"web.example.com/*=web:80,tls=web-tls\"".into(),
-        "timeout 180 kubectl -n portico-system rollout status deployment portico".into(),
         "timeout 180 kubectl rollout status deployment web".into(),
     ] {
         let out = node.sh(&line);

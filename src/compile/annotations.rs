@@ -2,14 +2,17 @@
 //! ingress-nginx's `nginx.ingress.kubernetes.io/`). An invalid value is a Warning diagnostic
 //! and the setting keeps its default; it never stops the Ingress from being served.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::ingress::annotation;
 use super::known::{self, Support};
 use crate::config::Cidr;
+use crate::config::auth::ExternalAuth;
 use crate::config::backend::Protocol;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::policy::{Algorithm, CookieAffinity, Cors, Mode, Policy, Redirect, SameSite};
@@ -93,6 +96,10 @@ pub struct Annotations<'a> {
     pub ing: &'a Ingress,
     pub key: &'a ObjectKey,
     pub diags: &'a mut Diagnostics,
+    /// The Snapshot's Secrets, for `auth-secret`.
+    pub secrets: &'a BTreeMap<ObjectKey, Arc<Secret>>,
+    /// `--global-auth-url`, for Ingresses without an `auth-url`.
+    pub global_auth: Option<&'a ExternalAuth>,
 }
 
 impl Annotations<'_> {
@@ -106,7 +113,7 @@ impl Annotations<'_> {
     }
 
     /// A value parsed by `parse`; `None` when absent or invalid (invalid is reported).
-    fn parsed<T>(
+    pub(super) fn parsed<T>(
         &mut self,
         name: &str,
         expected: &str,
@@ -221,6 +228,7 @@ impl Annotations<'_> {
                 "paths are not rewritten",
                 |v| ((v.starts_with('/') || v.starts_with('$')) && url_safe(v)).then(|| Arc::from(v)),
             ),
+            auth: self.auth(),
         }
     }
 
@@ -391,8 +399,6 @@ impl Annotations<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::config::diagnostic::Diagnostic;
 
@@ -414,6 +420,8 @@ mod tests {
             ing: &ing,
             key: &key,
             diags: &mut diags,
+            secrets: &BTreeMap::new(),
+            global_auth: None,
         }
         .policy();
         (policy, diags.into_sorted())

@@ -169,6 +169,8 @@ impl IngressPass<'_, '_> {
                 ing,
                 key,
                 diags: self.diags,
+                secrets: &self.snapshot.secrets,
+                global_auth: self.opts.global_auth.as_deref(),
             };
             notes.unsupported();
             let ssl_redirect = notes.bool("ssl-redirect", true);

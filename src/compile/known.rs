@@ -26,18 +26,50 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("affinity-mode", Yes),
     ("allowlist-source-range", Yes),
     ("app-root", Yes),
-    ("auth-always-set-cookie", No("not yet: no external authentication")),
-    ("auth-cache-duration", No("not yet: no external authentication")),
-    ("auth-cache-key", No("not yet: no external authentication")),
-    ("auth-method", No("not yet: no external authentication")),
-    ("auth-proxy-set-headers", No("not yet: no external authentication")),
-    ("auth-realm", No("not yet: no basic authentication")),
-    ("auth-request-redirect", No("not yet: no external authentication")),
-    ("auth-response-headers", No("not yet: no external authentication")),
-    ("auth-secret", No("not yet: no basic authentication")),
-    ("auth-secret-type", No("not yet: no basic authentication")),
-    ("auth-signin", No("not yet: no external authentication")),
-    ("auth-signin-redirect-param", No("not yet: no external authentication")),
+    ("auth-always-set-cookie", Yes),
+    (
+        "auth-cache-duration",
+        Partly(
+            "status codes and a time in ms, s, m, h or d up to 1d, comma-separated; answers are kept in memory, per Portico process",
+        ),
+    ),
+    (
+        "auth-cache-key",
+        Partly(
+            "variables $host, $http_host, $scheme, $request_uri, $escaped_request_uri, $remote_addr and $http_<header> only; anything else turns caching off with a Warning",
+        ),
+    ),
+    (
+        "auth-keepalive",
+        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+    ),
+    (
+        "auth-keepalive-requests",
+        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+    ),
+    (
+        "auth-keepalive-share-vars",
+        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+    ),
+    (
+        "auth-keepalive-timeout",
+        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+    ),
+    ("auth-method", Yes),
+    (
+        "auth-proxy-set-headers",
+        No("not yet: Portico does not read ConfigMaps; the auth request is sent without those headers"),
+    ),
+    ("auth-realm", Yes),
+    ("auth-request-redirect", Yes),
+    ("auth-response-headers", Yes),
+    ("auth-secret", Yes),
+    ("auth-secret-type", Yes),
+    (
+        "auth-signin",
+        Partly("variables $host, $http_host, $scheme, $request_uri and $escaped_request_uri only"),
+    ),
+    ("auth-signin-redirect-param", Yes),
     ("auth-snippet", No(SNIPPET)),
     ("auth-tls-error-page", No("not yet: no client certificates")),
     ("auth-tls-match-cn", No("not yet: no client certificates")),
@@ -48,8 +80,16 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-tls-secret", No("not yet: no client certificates")),
     ("auth-tls-verify-client", No("not yet: no client certificates")),
     ("auth-tls-verify-depth", No("not yet: no client certificates")),
-    ("auth-type", No("not yet: no basic authentication")),
-    ("auth-url", No("not yet: no external authentication")),
+    (
+        "auth-type",
+        Partly("basic only; digest denies every request (503) with a Warning"),
+    ),
+    (
+        "auth-url",
+        Partly(
+            "variables only in the path and query ($host, $http_host, $scheme, $request_uri, $escaped_request_uri), never in the host part; loopback and link-local addresses only with --allow-loopback-auth-url; https is not verified, as ingress-nginx by default",
+        ),
+    ),
     (
         "backend-protocol",
         Partly(
@@ -84,7 +124,10 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         No("not yet: the access log is on or off for the whole process (--access-log)"),
     ),
     ("enable-cors", Yes),
-    ("enable-global-auth", No("not yet: no external authentication")),
+    (
+        "enable-global-auth",
+        Partly("applies --global-auth-url (the URL only: no global signin or response headers yet)"),
+    ),
     ("enable-influxdb", No("not applicable: removed from ingress-nginx")),
     (
         "enable-modsecurity",

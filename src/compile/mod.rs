@@ -1,6 +1,7 @@
 //! compile(): the pure function from a Snapshot to the Config the data plane serves.
 
 pub mod annotations;
+pub mod auth;
 pub mod backend;
 pub mod ingress;
 pub mod known;
@@ -12,6 +13,7 @@ use std::time::SystemTime;
 
 use rustls::sign::CertifiedKey;
 
+use crate::config::auth::ExternalAuth;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::{CertStore, Config, HostPattern, PortRef, Route};
 use crate::model::{ObjectKey, Snapshot};
@@ -32,6 +34,9 @@ pub struct Options {
     pub default_backend_service: Option<ObjectKey>,
     /// `--default-ssl-certificate`: a TLS Secret to use as the default certificate.
     pub default_ssl_certificate: Option<ObjectKey>,
+    /// `--global-auth-url`: external auth for Ingresses without an `auth-url` of their own,
+    /// unless they set `enable-global-auth: "false"`.
+    pub global_auth: Option<Arc<ExternalAuth>>,
     /// The certificate for SNI names nothing else covers, when no usable
     /// `default_ssl_certificate` is given (Portico generates a self-signed one at start).
     pub fallback_certificate: Option<Arc<CertifiedKey>>,
@@ -51,6 +56,7 @@ impl Default for Options {
             watch_without_class: false,
             default_backend_service: None,
             default_ssl_certificate: None,
+            global_auth: None,
             fallback_certificate: None,
             now: SystemTime::now(),
             cert_cache: None,

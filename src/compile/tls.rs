@@ -25,6 +25,22 @@ fn secret_field<'a>(secret: &'a Secret, field: &str) -> Option<&'a [u8]> {
         .map(|s| s.as_bytes())
 }
 
+/// Every field of a Secret: `data`, then the `stringData` entries `data` does not have.
+pub fn secret_fields(secret: &Secret) -> Vec<(&str, &[u8])> {
+    let mut out: Vec<(&str, &[u8])> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.0.as_slice()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        if !out.iter().any(|(have, _)| have == k) {
+            out.push((k.as_str(), v.as_bytes()));
+        }
+    }
+    out
+}
+
 /// A parsed certificate with its validity period (Unix seconds).
 #[derive(Clone)]
 pub struct ParsedCert {

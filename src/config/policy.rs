@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Cidr;
+use super::auth::Auth;
 use super::backend::Protocol;
 
 /// What an Ingress's annotations ask of its requests: endpoint choice and retries,
@@ -54,6 +55,10 @@ pub struct Policy {
     /// `rewrite-target`: the path sent upstream, `$n` taken from the path regex's groups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite_target: Option<Arc<str>>,
+    /// `auth-type`/`auth-secret` (and later `auth-url`): `None` when the route asks for no
+    /// authentication, the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Arc<Auth>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -143,6 +148,7 @@ impl Default for Policy {
             backend_protocol: None,
             use_regex: false,
             rewrite_target: None,
+            auth: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, body, cors, redirect, rewrite};
+use super::policy::{self, allow, auth, body, cors, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -45,6 +45,8 @@ pub struct Proxy {
     pub affinity_key: aws_lc_rs::hmac::Key,
     /// Send Strict-Transport-Security on HTTPS responses (`--hsts`).
     pub hsts: bool,
+    /// The auth step's runtime state (verified passwords).
+    pub auth: auth::State,
 }
 
 /// Why no endpoint answered.
@@ -199,7 +201,7 @@ impl Proxy {
     /// then endpoint choice and the upstream exchange.
     async fn dispatch(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         fields: &Fields,
         peer: &Peer,
         start: Instant,
@@ -243,6 +245,13 @@ impl Proxy {
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
         }
+        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted).await {
+            Ok(p) => p,
+            Err(mut r) => {
+                cors::respond(origin.as_ref(), &mut r);
+                return r;
+            }
+        };
         if let Some(r) = body::check(policy, req.body()) {
             return r;
         }
@@ -250,6 +259,7 @@ impl Proxy {
             .forward(req, fields, peer, start, rid, routed, &mut out.exchanged)
             .await;
         cors::respond(origin.as_ref(), &mut resp);
+        passed.respond(&mut resp);
         resp
     }
 

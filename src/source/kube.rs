@@ -137,9 +137,17 @@ reflected!(Endpoints, Endpoints, {
     }
 });
 reflected!(Secret, Secret, {
+    /// TLS Secrets keep their certificate and key; Opaque ones (basic-auth `auth-secret`s:
+    /// an `auth` htpasswd file, or one key per user) keep their data; every other type
+    /// (service-account tokens, Helm releases, ...) is kept without data.
     fn slim_kind(&mut self) {
+        let ty = self.type_.as_deref().unwrap_or("Opaque");
         if let Some(d) = self.data.as_mut() {
-            d.retain(|k, _| k == "tls.crt" || k == "tls.key");
+            match ty {
+                "kubernetes.io/tls" => d.retain(|k, _| k == "tls.crt" || k == "tls.key"),
+                "Opaque" => {}
+                _ => d.clear(),
+            }
         }
     }
 });
@@ -286,11 +294,8 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
     tokio::spawn(reflect(api::<Service>(&client, ns), all.clone(), shared.clone()));
     tokio::spawn(reflect(api::<EndpointSlice>(&client, ns), all.clone(), shared.clone()));
     tokio::spawn(reflect(api::<Endpoints>(&client, ns), all.clone(), shared.clone()));
-    tokio::spawn(reflect(
-        api::<Secret>(&client, ns),
-        watcher::Config::default().fields("type=kubernetes.io/tls"),
-        shared.clone(),
-    ));
+    // Every type: TLS Secrets for certificates, Opaque ones for basic auth (see `slim_kind`).
+    tokio::spawn(reflect(api::<Secret>(&client, ns), all.clone(), shared.clone()));
 
     let (gen_tx, gen_rx) = watch::channel(0u64);
     tokio::spawn(leader_duties(

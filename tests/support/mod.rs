@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod load;
 pub mod netns;
 pub mod node;
 
@@ -415,6 +416,17 @@ pub async fn tls_get(addr: SocketAddr, sni: Option<&str>, path: &str, h2: bool) 
         chain_len: certs.len(),
         alpn,
     })
+}
+
+/// The messages of the diagnostics `/routes` lists for Ingress `ingress`.
+pub fn diagnostics_of(routes: &serde_json::Value, ingress: &str) -> Vec<String> {
+    routes["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["object"]["name"] == ingress)
+        .map(|d| d["message"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub fn json(body: &str) -> serde_json::Value {

@@ -205,6 +205,155 @@ impl Node {
     }
 }
 
+impl Node {
+    /// `kubectl apply -k deploy/` with Portico's image built here loaded under the name
+    /// deploy/ gives it (as `kind load docker-image` would); waits for the rollout.
+    pub fn install_portico(&self) {
+        let rendered = self.ok(&["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")]);
+        let image = rendered
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("image: "))
+            .expect("deploy/ has an image")
+            .to_string();
+        self.tag_image(&self.env["PORTICO_IMAGE"], &image);
+        for line in [
+            "kubectl apply -k deploy/",
+            "timeout 180 kubectl -n portico-system rollout status deployment portico",
+        ] {
+            let out = self.sh(line);
+            assert!(out.status.success(), "`{line}`: {}", text(&out));
+        }
+    }
+
+    /// Per pod matching `selector`, the jsonpath `fields` (separated by `=`), split.
+    fn pod_rows(&self, ns: &str, selector: &str, fields: &str) -> Vec<Vec<String>> {
+        let jsonpath = format!(r#"jsonpath={{range .items[*]}}{fields}{{"\n"}}{{end}}"#);
+        self.ok(&["get", "pods", "-n", ns, "-l", selector, "-o", &jsonpath])
+            .lines()
+            .map(|l| l.split('=').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// `NAME=Ready status` of each pod matching `selector`.
+    pub fn pods(&self, ns: &str, selector: &str) -> Vec<(String, String)> {
+        let fields = r#"{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}"#;
+        self.pod_rows(ns, selector, fields)
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.clone())))
+            .collect()
+    }
+
+    /// Name and pod IP of each pod matching `selector` that is not being deleted.
+    pub fn pod_ips(&self, ns: &str, selector: &str) -> Vec<(String, String)> {
+        let fields = "{.metadata.name}={.status.podIP}={.metadata.deletionTimestamp}";
+        self.pod_rows(ns, selector, fields)
+            .into_iter()
+            .filter(|r| r.len() == 3 && !r[1].is_empty() && r[2].is_empty())
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect()
+    }
+
+    /// A self-signed certificate for `host` whose subject CN is `cn`: the files (crt, key),
+    /// for `kubectl create secret tls`.
+    pub fn certificate(&self, cn: &str, host: &str) -> (String, String) {
+        let crt = self.dir.join(format!("{cn}.crt"));
+        let key = self.dir.join(format!("{cn}.key"));
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .arg(format!("/CN={cn}"))
+            .arg("-addext")
+            .arg(format!("subjectAltName=DNS:{host}"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        (crt.display().to_string(), key.display().to_string())
+    }
+
+    /// A Service's cluster IP.
+    pub fn cluster_ip(&self, ns: &str, svc: &str) -> String {
+        self.ok(&["get", "svc", "-n", ns, svc, "-o", "jsonpath={.spec.clusterIP}"])
+    }
+
+    /// `kubectl port-forward TARGET :PORT` in namespace `ns`, as deploy/ advises for Portico's
+    /// admin listener; stopped on drop.
+    pub fn port_forward(&self, ns: &str, target: &str, port: u16) -> PortForward {
+        use std::io::BufRead;
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            // A free local port: the remote one may be taken on the test machine.
+            .args(["-n", ns, "port-forward", target, &format!(":{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Its output is read to the end: with the pipe closed, its next line (one per
+        // connection) would fail, and the connection with it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kubectl port-forward says where it listens");
+        // "Forwarding from 127.0.0.1:PORT -> REMOTE"
+        let local = first
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("port-forward said {first:?}"))
+            .to_string();
+        PortForward { child, local }
+    }
+}
+
+pub struct PortForward {
+    child: std::process::Child,
+    /// Where it listens, `127.0.0.1:PORT`.
+    pub local: String,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Deployment `name` (pods labelled `app: name`) whose pod spec is `pod_spec`, and a Service
+/// `name` selecting its pods with `ports` (a YAML list); both texts without indentation.
+pub fn app_manifest(name: &str, replicas: u32, pod_spec: &str, ports: &str) -> String {
+    let indent = |t: &str, n: usize| t.lines().map(|l| format!("{:n$}{l}\n", "")).collect::<String>();
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+{}---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports:
+{}---
+",
+        indent(pod_spec, 6),
+        indent(ports, 2)
+    )
+}
+
 /// Retries `check` until it returns Some within `within`; panics with `what` and the last
 /// failure otherwise.
 pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {

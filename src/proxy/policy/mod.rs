@@ -1,11 +1,13 @@
 //! The request path's policy steps, one module per annotation family, each with one entry
 //! point. The handler runs them in this order: [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
-//! [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
+//! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
 //! [`rewrite`] (the upstream target).
 
 pub mod allow;
+pub mod auth;
 pub mod body;
 pub mod cors;
+pub mod external;
 pub mod redirect;
 pub mod rewrite;

@@ -690,7 +690,7 @@ pub async fn reap_idle(registry: Arc<Registry<EndpointRuntime>>, idle_timeout: D
 /// TLS to upstreams: TLS 1.2/1.3 with the process's provider. Certificates are not
 /// verified, as with ingress-nginx's default (`proxy-ssl-verify: off`): upstreams are pods
 /// addressed by IP, with certificates rarely issued for those addresses.
-fn tls_connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
+pub(crate) fn tls_connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));

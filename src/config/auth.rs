@@ -1,0 +1,165 @@
+//! Authentication a route asks for (`auth-type`/`auth-secret`, `auth-url`), as plain data:
+//! password hashes, never passwords; nothing here is ever serialized beyond counts and names.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// What a route's auth annotations compiled to. Checked in this order: `denied`, then
+/// `basic`, then (later) the external service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Auth {
+    /// An auth annotation that cannot be honoured (missing or unusable Secret, unsupported
+    /// type): every request is answered 503, as ingress-nginx does for a denied location.
+    /// The reason is in the diagnostics; the client never sees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalAuth>,
+}
+
+/// A piece of a typed URL or cache-key template: text, or one of the few request variables
+/// ingress-nginx documents for these annotations. Nothing else is ever expanded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Piece {
+    Text(String),
+    /// `$host`: the request host, port stripped.
+    Host,
+    /// `$http_host`: the request's Host (with port when given).
+    HttpHost,
+    /// `$scheme`: `http` or `https`.
+    Scheme,
+    /// `$request_uri`: the path and query as the client sent them.
+    RequestUri,
+    /// `$escaped_request_uri`: the same, percent-encoded for use as a query value.
+    EscapedRequestUri,
+    /// `$remote_addr`: the client address (cache keys only).
+    RemoteAddr,
+    /// `$http_<name>`: a request header (cache keys only), the name lowercased with `-`.
+    Header(String),
+}
+
+/// `auth-url` and the rest of the external authentication family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExternalAuth {
+    /// `https` or not; the host and port connected to, and sent as Host.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The request target (path and query), variables allowed.
+    pub target: Vec<Piece>,
+    /// `auth-method`; `None`: the request's own method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `auth-signin`: a 401 from the service becomes a 302 here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signin: Option<Vec<Piece>>,
+    /// `auth-signin-redirect-param` (default `rd`): the query parameter given the original URL.
+    pub signin_redirect_param: String,
+    /// `auth-response-headers`, lowercased: copied from a 2xx answer to the upstream request
+    /// (and removed from it when the service does not send them).
+    pub response_headers: Vec<String>,
+    /// `auth-request-redirect`: the `X-Auth-Request-Redirect` value (default: the request URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<String>,
+    /// `auth-cache-key` + `auth-cache-duration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<AuthCache>,
+    /// `auth-always-set-cookie`: the service's Set-Cookie goes on every response, not only on
+    /// successful ones.
+    pub always_set_cookie: bool,
+}
+
+/// Which answers of the auth service are remembered, for how long, under which key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthCache {
+    pub key: Vec<Piece>,
+    /// Status codes and how long an answer with one of them is kept; an empty code list means
+    /// 200, 301 and 302 (nginx's `proxy_cache_valid` without codes).
+    pub valid: Vec<(Vec<u16>, std::time::Duration)>,
+}
+
+impl AuthCache {
+    /// How long an answer with `status` is kept, if at all.
+    pub fn ttl(&self, status: u16) -> Option<std::time::Duration> {
+        self.valid.iter().find_map(|(codes, d)| {
+            let hit = if codes.is_empty() {
+                matches!(status, 200 | 301 | 302)
+            } else {
+                codes.contains(&status)
+            };
+            hit.then_some(*d)
+        })
+    }
+}
+
+/// `auth-type: basic`: users and their password hashes from the Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// `auth-realm`: printable ASCII without `"` or `\`, so it can be quoted as is.
+    pub realm: Arc<str>,
+    /// The Secret the users came from (`namespace/name`).
+    pub secret: Arc<str>,
+    /// User → hash. Empty when the Secret had no usable entry: everyone gets 401.
+    pub users: Arc<BTreeMap<String, PasswordHash>>,
+}
+
+/// Only the realm, the Secret and how many users it holds go to `/routes`.
+impl Serialize for BasicAuth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("BasicAuth", 3)?;
+        st.serialize_field("realm", &*self.realm)?;
+        st.serialize_field("secret", &*self.secret)?;
+        st.serialize_field("users", &self.users.len())?;
+        st.end()
+    }
+}
+
+/// A password hash in one of the htpasswd forms Portico verifies.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// `$2y$`, `$2a$`, `$2b$` (the whole modular-crypt string; cost checked at compile).
+    Bcrypt(String),
+    /// `$apr1$salt$hash` (Apache) or `$1$salt$hash` (crypt(3) MD5): the magic, the salt
+    /// (at most 8 characters) and the 22-character hash.
+    Md5Crypt {
+        magic: &'static str,
+        salt: String,
+        hash: String,
+    },
+    /// `{SHA}` base64(SHA-1(password)).
+    Sha1([u8; 20]),
+    /// `{SSHA}` base64(SHA-1(password + salt) + salt).
+    Ssha { digest: [u8; 20], salt: Vec<u8> },
+    /// `{PLAIN}password`, which nginx accepts too.
+    Plain(Vec<u8>),
+}
+
+/// Hashes are never printed, not even in debug output.
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PasswordHash::Bcrypt(_) => "Bcrypt(..)",
+            PasswordHash::Md5Crypt { .. } => "Md5Crypt(..)",
+            PasswordHash::Sha1(_) => "Sha1(..)",
+            PasswordHash::Ssha { .. } => "Ssha(..)",
+            PasswordHash::Plain(_) => "Plain(..)",
+        })
+    }
+}
+
+impl PasswordHash {
+    /// The highest bcrypt cost accepted: 2^15 rounds take about a second on one core, and
+    /// every request that misses the cache of verified passwords pays it.
+    pub const MAX_BCRYPT_COST: u32 = 15;
+
+    /// Whether verifying is slow enough that a verified password is worth remembering.
+    pub fn slow(&self) -> bool {
+        matches!(self, PasswordHash::Bcrypt(_))
+    }
+}

@@ -1,0 +1,399 @@
+//! `auth-url`: the request is first sent (headers only) to the auth service; 2xx lets it
+//! through with the listed answer fields copied, 401/403 go to the client (401 becomes the
+//! `auth-signin` redirect), anything else is 500. Part of the [`super::auth`] step.
+//! Owns the runtime cache of auth answers (`auth-cache-key`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::Cidr;
+use crate::config::auth::{ExternalAuth, Piece};
+use crate::proxy::headers::{Fields, Peer, client_ip, request_authority, request_host};
+use crate::proxy::upstream::forbidden_target;
+use crate::proxy::{Body, plain};
+
+/// Connecting to the auth service.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole auth exchange, connect included, up to the answer's head.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most auth answers remembered; past it the cache starts over.
+const CACHE_MAX: usize = 4096;
+/// The answer's head, at most (hyper's HTTP/1 read buffer).
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Runtime state: the TLS client for `https://` auth URLs and the cache of answers.
+pub struct State {
+    tls: tokio_rustls::TlsConnector,
+    cache: Mutex<HashMap<[u8; 32], Answer>>,
+    /// `--allow-loopback-auth-url`: an auth service on the controller's own host (a sidecar).
+    pub allow_loopback: bool,
+}
+
+impl State {
+    pub fn new(allow_loopback: bool) -> Self {
+        Self {
+            tls: crate::proxy::upstream::tls_connector(b"http/1.1"),
+            cache: Mutex::new(HashMap::new()),
+            allow_loopback,
+        }
+    }
+}
+
+/// What the auth service answered, as far as the decision needs it.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    /// `auth-response-headers` present in the answer (first value each).
+    copy: Vec<(HeaderName, HeaderValue)>,
+    cookies: Vec<HeaderValue>,
+    www_authenticate: Option<HeaderValue>,
+    until: Instant,
+}
+
+/// Set-Cookie values for the client response, and whether they go on any status.
+pub struct Cookies {
+    pub values: Vec<HeaderValue>,
+    pub always: bool,
+}
+
+/// The request variables templates expand.
+struct Vars<'a> {
+    host: &'a str,
+    http_host: String,
+    scheme: &'static str,
+    request_uri: &'a str,
+    client: std::net::IpAddr,
+    headers: &'a HeaderMap,
+}
+
+impl Vars<'_> {
+    fn expand(&self, pieces: &[Piece], out: &mut String) {
+        for p in pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Host => out.push_str(self.host),
+                Piece::HttpHost => out.push_str(&self.http_host),
+                Piece::Scheme => out.push_str(self.scheme),
+                Piece::RequestUri => out.push_str(self.request_uri),
+                Piece::EscapedRequestUri => escape(self.request_uri, out),
+                Piece::RemoteAddr => out.push_str(&self.client.to_string()),
+                Piece::Header(h) => {
+                    for v in self.headers.get_all(h.as_str()) {
+                        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters (nginx `set_escape_uri`).
+fn escape(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// Fields of the client request never sent to the auth service: the body's framing and
+/// hop-by-hop fields, and those Portico sets itself.
+fn not_forwarded(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-forwarded-port"
+            | "x-real-ip"
+            | "x-original-url"
+            | "x-original-method"
+            | "x-original-uri"
+            | "x-scheme"
+            | "x-auth-request-redirect"
+            | "x-sent-from"
+            | "x-request-id"
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn check<B>(
+    state: &State,
+    key: &hmac::Key,
+    e: &ExternalAuth,
+    req: &mut Request<B>,
+    fields: &Fields,
+    peer: &Peer,
+    rid: &HeaderValue,
+    trusted: &[Cidr],
+) -> Result<Cookies, Response<Body>> {
+    let http_host = request_authority(req.uri(), fields)
+        .and_then(|a| a.to_str().ok().map(str::to_string))
+        .unwrap_or_default();
+    let vars = Vars {
+        host: request_host(req.uri(), fields).unwrap_or(""),
+        http_host,
+        scheme: if peer.tls { "https" } else { "http" },
+        request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        client: client_ip(req.headers(), peer.addr, trusted),
+        headers: req.headers(),
+    };
+    let cache_key = e.cache.as_ref().map(|c| {
+        let mut k = format!("{}\0{}\0{:?}\0", e.host, e.port, e.target);
+        vars.expand(&c.key, &mut k);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(key, k.as_bytes()).as_ref());
+        out
+    });
+    let now = Instant::now();
+    let cached = cache_key.and_then(|k| {
+        let cache = state.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&k).filter(|a| a.until > now).cloned()
+    });
+    let answer = match cached {
+        Some(a) => a,
+        None => {
+            let a = match ask(state, e, req, &vars, rid).await {
+                Ok(a) => a,
+                Err(why) => {
+                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), auth_host = %e.host, "auth request failed: {why}");
+                    return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"));
+                }
+            };
+            if let (Some(k), Some(ttl)) = (cache_key, e.cache.as_ref().and_then(|c| c.ttl(a.status))) {
+                let mut cache = state.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= CACHE_MAX {
+                    cache.retain(|_, v| v.until > now);
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                }
+                cache.insert(
+                    k,
+                    Answer {
+                        until: now + ttl,
+                        ..a.clone()
+                    },
+                );
+            }
+            a
+        }
+    };
+    let cookies = Cookies {
+        values: answer.cookies,
+        always: e.always_set_cookie,
+    };
+    let deny = |status: StatusCode, text: &str, cookies: &Cookies| {
+        let mut r = plain(status, text);
+        if cookies.always {
+            for c in &cookies.values {
+                r.headers_mut().append(header::SET_COOKIE, c.clone());
+            }
+        }
+        r
+    };
+    match answer.status {
+        200..=299 => {
+            let headers = req.headers_mut();
+            for name in &e.response_headers {
+                headers.remove(name.as_str());
+            }
+            for (name, value) in answer.copy {
+                headers.insert(name, value);
+            }
+            Ok(cookies)
+        }
+        401 => match &e.signin {
+            Some(signin) => {
+                let mut location = String::new();
+                vars.expand(signin, &mut location);
+                let param = &e.signin_redirect_param;
+                let query = location.split_once('?').map_or("", |(_, q)| q);
+                if !query.split('&').any(|kv| kv.split('=').next() == Some(param.as_str())) {
+                    location.push(if location.contains('?') { '&' } else { '?' });
+                    location.push_str(param);
+                    location.push('=');
+                    location.push_str(vars.scheme);
+                    location.push_str("://");
+                    location.push_str(&vars.http_host);
+                    escape(vars.request_uri, &mut location);
+                }
+                let mut r = plain(StatusCode::FOUND, "redirecting to sign in");
+                match HeaderValue::from_str(&location) {
+                    Ok(v) => drop(r.headers_mut().insert(header::LOCATION, v)),
+                    Err(_) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")),
+                }
+                for c in &cookies.values {
+                    r.headers_mut().append(header::SET_COOKIE, c.clone());
+                }
+                Err(r)
+            }
+            None => {
+                let mut r = deny(StatusCode::UNAUTHORIZED, "unauthorized", &cookies);
+                if let Some(w) = answer.www_authenticate {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, w);
+                }
+                Err(r)
+            }
+        },
+        403 => Err(deny(StatusCode::FORBIDDEN, "forbidden", &cookies)),
+        other => {
+            tracing::warn!(request_id = rid.to_str().unwrap_or(""), auth_host = %e.host, status = other, "auth service answered neither 2xx, 401 nor 403");
+            Err(deny(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error",
+                &cookies,
+            ))
+        }
+    }
+}
+
+/// The auth subrequest: the client's fields (no body) plus what ingress-nginx adds.
+async fn ask<B>(
+    state: &State,
+    e: &ExternalAuth,
+    req: &Request<B>,
+    vars: &Vars<'_>,
+    rid: &HeaderValue,
+) -> Result<Answer, String> {
+    let mut target = String::new();
+    vars.expand(&e.target, &mut target);
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| "the expanded auth-url is not a valid target".to_string())?;
+    let method = match &e.method {
+        Some(m) => Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?,
+        None => req.method().clone(),
+    };
+    let mut out = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let h = out.headers_mut();
+    for (name, value) in req.headers() {
+        if !not_forwarded(name) {
+            h.append(name, value.clone());
+        }
+    }
+    let default_port = if e.tls { 443 } else { 80 };
+    let host = match (e.host.contains(':'), e.port == default_port) {
+        (false, true) => e.host.clone(),
+        (false, false) => format!("{}:{}", e.host, e.port),
+        (true, true) => format!("[{}]", e.host),
+        (true, false) => format!("[{}]:{}", e.host, e.port),
+    };
+    let value =
+        |s: &str| HeaderValue::from_str(s).map_err(|_| "a request value cannot be sent as a header".to_string());
+    h.insert(header::HOST, value(&host)?);
+    h.insert(
+        "x-original-url",
+        value(&format!("{}://{}{}", vars.scheme, vars.http_host, vars.request_uri))?,
+    );
+    h.insert("x-original-method", value(req.method().as_str())?);
+    h.insert("x-sent-from", HeaderValue::from_static("nginx-ingress-controller"));
+    let client = value(&vars.client.to_string())?;
+    h.insert("x-real-ip", client.clone());
+    h.insert("x-forwarded-for", client);
+    if !vars.http_host.is_empty() {
+        h.insert("x-forwarded-host", value(&vars.http_host)?);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static(vars.scheme));
+    h.insert("x-request-id", rid.clone());
+    let redirect = e.request_redirect.as_deref().unwrap_or(vars.request_uri);
+    h.insert("x-auth-request-redirect", value(redirect)?);
+    if e.method.is_some() {
+        h.insert("x-original-uri", value(vars.request_uri)?);
+        h.insert("x-scheme", HeaderValue::from_static(vars.scheme));
+    }
+    let exchange = async {
+        let addr = resolve(&e.host, e.port, state.allow_loopback).await?;
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        if e.tls {
+            let name = rustls::pki_types::ServerName::try_from(e.host.clone()).map_err(|e| e.to_string())?;
+            let tls = state.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            send(TokioIo::new(tls), out).await
+        } else {
+            send(TokioIo::new(tcp), out).await
+        }
+    };
+    let resp = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {EXCHANGE_TIMEOUT:?}"))??;
+    let headers = resp.headers();
+    Ok(Answer {
+        status: resp.status().as_u16(),
+        copy: e
+            .response_headers
+            .iter()
+            .filter_map(|n| {
+                let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
+                let v = headers.get(&name)?.clone();
+                Some((name, v))
+            })
+            .collect(),
+        cookies: headers.get_all(header::SET_COOKIE).iter().cloned().collect(),
+        www_authenticate: headers.get(header::WWW_AUTHENTICATE).cloned(),
+        until: Instant::now(),
+    })
+}
+
+/// One HTTP/1.1 exchange on a new connection (ingress-nginx keeps none to the auth service by
+/// default either); the answer's body is not read.
+async fn send<T>(io: TokioIo<T>, req: Request<Empty<Bytes>>) -> Result<Response<hyper::body::Incoming>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD)
+        .handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        // Ends when the answer is dropped or the service closes; bounded by the exchange
+        // timeout only up to the head, so give the rest a deadline of its own.
+        let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, conn).await;
+    });
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+async fn resolve(host: &str, port: u16, allow_loopback: bool) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| format!("resolving {host} timed out"))?
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .copied()
+        .find(|a| allow_loopback || !forbidden_target(a.ip()))
+        .ok_or_else(|| {
+            format!("{host} resolves only to loopback or link-local addresses (see --allow-loopback-auth-url)")
+        })
+}
