@@ -18,6 +18,11 @@
 # nginx, curl and openssl (installed with apt when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# With a profile, thin LTO over four codegen units ran fewer instructions than the plain
+# build's fat LTO over one (benches/instructions.sh, 2026-12-06: 17,178 against 17,449 per
+# proxied GET on request-path code that differed only in a static), and builds faster.
+export CARGO_PROFILE_RELEASE_LTO=${CARGO_PROFILE_RELEASE_LTO:-thin}
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-4}
 
 missing=()
 for t in wrk:wrk h2load:nghttp2-client nginx:nginx curl:curl openssl:openssl; do
