@@ -125,15 +125,7 @@ fn install_with_kubectl_then_the_readme_steps() {
     }
     assert!(!address.is_empty(), "the README's steps read the Ingress's ADDRESS");
     // Without a load balancer the status carries the portico Service's cluster IP.
-    let cluster_ip = node.ok(&[
-        "get",
-        "svc",
-        "-n",
-        "portico-system",
-        "portico",
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
+    let cluster_ip = node.cluster_ip("portico-system", "portico");
     assert_eq!(address, cluster_ip);
 
     for (pod, _) in node.pods("portico-system", "app.kubernetes.io/name=portico") {

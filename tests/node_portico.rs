@@ -76,13 +76,10 @@ containers:
         &pod,
         "- {name: http, port: 80, targetPort: 8080}",
     ));
-    for line in [
+    node.run(&[
         "kubectl create ingress web --class=portico --rule=web.example/*=web:80",
         "timeout 120 kubectl rollout status deployment web",
-    ] {
-        let out = node.sh(&format!("set -f; {line}"));
-        assert!(out.status.success(), "`{line}`: {}", text(&out));
-    }
+    ]);
     let vip: SocketAddr = format!("{}:80", node.cluster_ip(NS, "portico")).parse().unwrap();
     let web: Vec<String> = node.pod_ips("default", "app=web").into_iter().map(|(n, _)| n).collect();
     eventually("web.example is served", Duration::from_secs(60), || {

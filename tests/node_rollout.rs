@@ -170,13 +170,10 @@ fn rolling_update_under_load_with_and_without_cookie_affinity() {
     let Some(node) = Node::start("rollout") else { return };
     // Persistent cookies mean the same on both replicas with a shared key (README, "Load
     // balancing and affinity"): the Secret deploy/ reads, made before the install.
-    for line in [
+    node.run(&[
         "kubectl create namespace portico-system",
         "kubectl -n portico-system create secret generic portico-affinity --from-literal=key=$(openssl rand -hex 32)",
-    ] {
-        let out = node.sh(line);
-        assert!(out.status.success(), "`{line}`: {}", text(&out));
-    }
+    ]);
     node.install_portico();
     // The app drains slowly: 8 s of preStop while it still serves, as apps behind load
     // balancers do (serve-hostname also ignores SIGTERM: it serves until killed at the end of
@@ -200,15 +197,12 @@ containers:
         &pod,
         "- {name: http, port: 80, targetPort: 8080}",
     ));
-    for line in [
+    node.run(&[
         "kubectl create ingress plain --class=portico --rule=plain.example/*=web:80",
         "kubectl create ingress balanced --class=portico --rule=balanced.example/*=web:80 --annotation nginx.ingress.kubernetes.io/affinity=cookie",
         "kubectl create ingress persistent --class=portico --rule=persistent.example/*=web:80 --annotation nginx.ingress.kubernetes.io/affinity=cookie --annotation nginx.ingress.kubernetes.io/affinity-mode=persistent",
         "timeout 120 kubectl rollout status deployment web",
-    ] {
-        let out = node.sh(&format!("set -f; {line}"));
-        assert!(out.status.success(), "`{line}`: {}", text(&out));
-    }
+    ]);
     let vip: SocketAddr = format!("{}:80", node.cluster_ip("portico-system", "portico"))
         .parse()
         .unwrap();

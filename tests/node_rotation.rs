@@ -85,15 +85,7 @@ async fn a_replaced_tls_secret_is_served_at_once_and_open_connections_stay() {
         let out = node.sh(&line);
         assert!(out.status.success(), "`{line}`: {}", text(&out));
     }
-    let vip = node.ok(&[
-        "get",
-        "svc",
-        "-n",
-        "portico-system",
-        "portico",
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
+    let vip = node.cluster_ip("portico-system", "portico");
     let addr: SocketAddr = format!("{vip}:443").parse().unwrap();
 
     // Served with the first certificate, by both replicas (new connections spread over them).

@@ -216,11 +216,17 @@ impl Node {
             .expect("deploy/ has an image")
             .to_string();
         self.tag_image(&self.env["PORTICO_IMAGE"], &image);
-        for line in [
+        self.run(&[
             "kubectl apply -k deploy/",
             "timeout 180 kubectl -n portico-system rollout status deployment portico",
-        ] {
-            let out = self.sh(line);
+        ]);
+    }
+
+    /// Runs each shell line as a user types it (no globbing: `--rule=host/*=svc:80` stays as
+    /// written); panics with its output when one fails.
+    pub fn run(&self, lines: &[&str]) {
+        for line in lines {
+            let out = self.sh(&format!("set -f; {line}"));
             assert!(out.status.success(), "`{line}`: {}", text(&out));
         }
     }
