@@ -115,6 +115,18 @@ fn next_random() -> u64 {
     })
 }
 
+/// Eight lowercase hex digits of `x`, its nibbles in an order of their own (request ids are
+/// random, so any fixed order will do), computed eight at a time in one word.
+fn hex8(x: u32) -> [u8; 8] {
+    let mut v = u64::from(x);
+    v = (v | v << 16) & 0x0000_ffff_0000_ffff;
+    v = (v | v << 8) & 0x00ff_00ff_00ff_00ff;
+    v = (v | v << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+    // Each byte is a nibble n: '0' + n, plus 'a' - '0' - 10 where n > 9.
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (v + 0x3030_3030_3030_3030 + letters * 0x27).to_le_bytes()
+}
+
 /// The inbound X-Request-ID when it is sane, else a new random one.
 fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = given
@@ -124,20 +136,29 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     {
         return v.clone();
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 32];
-    let random = [next_random().to_be_bytes(), next_random().to_be_bytes()];
-    for (pair, byte) in buf.chunks_exact_mut(2).zip(random.iter().flatten()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
+    for (out, half) in buf.chunks_exact_mut(8).zip(
+        [next_random(), next_random()]
+            .iter()
+            .flat_map(|r| [*r as u32, (*r >> 32) as u32]),
+    ) {
+        out.copy_from_slice(&hex8(half));
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    // SAFETY: every byte is an ASCII hex digit, which a field value may hold. (Checking
+    // them again cost more than making them; debug builds still check.)
+    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::copy_from_slice(&buf)) }
 }
 
 impl Proxy {
-    /// Handles one request. Never fails: every problem becomes an HTTP answer.
+    /// Handles one request. Never fails: every problem becomes an HTTP answer (the `Result`
+    /// is hyper's service signature, so the connection polls this future and no wrapper).
     /// `serving` marks the request in flight until its response body is done.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>, serving: Serving) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: Arc<Peer>,
+        serving: Serving,
+    ) -> Result<Response<Body>, std::convert::Infallible> {
         let start = Instant::now();
         let fields = Fields::of(req.headers());
         let rid = request_id(fields.request_id.as_ref());
@@ -194,7 +215,7 @@ impl Proxy {
             peer.activity.tunnelled();
         }
         resp.body_mut().serving(serving);
-        resp
+        Ok(resp)
     }
 
     /// The pipeline: route, then the policy steps in their fixed order (see [`super::policy`]),
@@ -245,12 +266,15 @@ impl Proxy {
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
         }
-        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted).await {
-            Ok(p) => p,
-            Err(mut r) => {
-                cors::respond(origin.as_ref(), &mut r);
-                return r;
-            }
+        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted) {
+            None => auth::Passed::default(),
+            Some(authenticating) => match authenticating.await {
+                Ok(p) => p,
+                Err(mut r) => {
+                    cors::respond(origin.as_ref(), &mut r);
+                    return r;
+                }
+            },
         };
         if let Some(r) = body::check(policy, req.body()) {
             return r;
@@ -407,8 +431,10 @@ impl Proxy {
         } else if authority_from_uri && let Some(a) = authority {
             headers.insert(header::HOST, a);
         }
-        let Ok(uri) = rewrite::target(route, parts.uri, routed.normalized.as_deref()) else {
-            return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target");
+        let uri = match rewrite::target(route, &parts.uri, routed.normalized.as_deref()) {
+            None => parts.uri,
+            Some(Ok(changed)) => changed,
+            Some(Err(_)) => return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target"),
         };
         let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
         let (uri, version) = if protocol.http2() {
@@ -452,13 +478,16 @@ impl Proxy {
             fwd.apply(&mut headers);
         }
         let (limit, exceeded) = policy::body::limit(policy).unzip();
-        let mut body = Some(RequestBody::Stream(Streamed {
-            body,
-            counter: self.metrics.request_bytes.clone(),
-            limit,
-            // HTTP/1.1 watches the upload itself.
-            progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
-        }));
+        // A request without body has none to stream (HTTP/2 sends it empty).
+        let mut body = (sending != Sending::None).then(|| {
+            RequestBody::Stream(Streamed {
+                body,
+                counter: self.metrics.request_bytes.clone(),
+                limit,
+                // HTTP/1.1 watches the upload itself.
+                progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
+            })
+        });
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
         // The ready endpoints tried before this attempt; the current one joins them only if
@@ -686,5 +715,17 @@ mod tests {
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
         assert_ne!(request_id(None), request_id(None));
+    }
+
+    #[test]
+    fn hex8_writes_every_nibble_once_in_lowercase() {
+        for x in [0u32, 1, 0xdead_beef, 0x0123_4567, u32::MAX, 0x89ab_cdef] {
+            let mut got = hex8(x).to_vec();
+            let mut want = format!("{x:08x}").into_bytes();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "{x:#x}");
+        }
+        assert_eq!(&hex8(0x0123_4567), b"76543210");
     }
 }

@@ -98,7 +98,7 @@ impl Fields {
                 } else {
                     f.host = Some(value.clone());
                 }
-            } else if name == X_REQUEST_ID {
+            } else if is_request_id(name) {
                 f.request_id.get_or_insert_with(|| value.clone());
             } else if name == header::UPGRADE {
                 f.upgrade = true;
@@ -106,7 +106,7 @@ impl Fields {
             } else if name == header::TE {
                 f.te = true;
                 f.hop_by_hop = true;
-            } else if HOP_BY_HOP.contains(name) {
+            } else if is_hop_by_hop(name) {
                 f.hop_by_hop = true;
             }
         }
@@ -147,6 +147,35 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
 ];
 
+// Names compared on every request: as consts, each comparison compiles to a test of the
+// name's representation against known values, where a static (interior mutability keeps it in
+// writable memory) is read and compared field by field.
+#[allow(clippy::declare_interior_mutable_const)]
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+#[allow(clippy::declare_interior_mutable_const)]
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+#[allow(clippy::declare_interior_mutable_const)]
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether `name` is one of [`HOP_BY_HOP`].
+#[inline]
+#[allow(clippy::borrow_interior_mutable_const)]
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRANSFER_ENCODING
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+}
+
+#[inline]
+#[allow(clippy::borrow_interior_mutable_const)]
+fn is_request_id(name: &HeaderName) -> bool {
+    *name == REQUEST_ID
+}
+
 /// Whether the request asks to switch protocols (WebSocket and the like). `Upgrade: h2c`
 /// is never honoured: a proxy must not let a client turn a forwarded connection into an
 /// unchecked HTTP/2 tunnel.
@@ -169,9 +198,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none or only `Connection`: one scan over the names instead of a
     // lookup per hop-by-hop name.
-    let present = headers
-        .keys()
-        .any(|k| k == header::UPGRADE || HOP_BY_HOP.iter().any(|h| h == k));
+    let present = headers.keys().any(|k| k == header::UPGRADE || is_hop_by_hop(k));
     if !present {
         return;
     }
@@ -452,6 +479,23 @@ pub fn upstream_target(uri: &Uri, normalized: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_test_matches_the_list() {
+        assert!(HOP_BY_HOP.iter().all(is_hop_by_hop));
+        for other in [
+            "upgrade",
+            "trailer",
+            "host",
+            "x-request-id",
+            "keep-alives",
+            "connection-x",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(other)), "{other}");
+        }
+        assert!(is_hop_by_hop(&HeaderName::from_bytes(b"Keep-Alive").unwrap()));
+        assert!(is_request_id(&HeaderName::from_bytes(b"X-Request-Id").unwrap()));
+    }
     use http::Request;
 
     #[test]

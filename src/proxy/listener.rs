@@ -263,7 +263,7 @@ pub async fn serve(
                     let proxy = proxy.clone();
                     let peer = peer.clone();
                     let serving = Serving::new(peer.clone());
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, serving).await) }
+                    proxy.handle(req, peer, serving)
                 })
             };
             let result = match tls {

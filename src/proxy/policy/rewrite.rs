@@ -6,24 +6,27 @@ use http::Uri;
 use crate::config::Route;
 use crate::proxy::headers::upstream_target;
 
-/// The origin-form target for the upstream. `normalized`: the routed path when
-/// normalization changed it. `Err` when the result is no valid target.
+/// The origin-form target for the upstream when it differs from the request's: `None` when
+/// the request's target goes as it came. `normalized`: the routed path when normalization
+/// changed it. `Some(Err)` when the result is no valid target.
 #[inline]
-pub fn target(route: &Route, uri: Uri, normalized: Option<&str>) -> Result<Uri, http::uri::InvalidUri> {
+pub fn target(route: &Route, uri: &Uri, normalized: Option<&str>) -> Option<Result<Uri, http::uri::InvalidUri>> {
     if let Some(to) = route.policy.rewrite_target.as_deref() {
         // The path the Ingress asks for, with the query kept.
         let path = rewrite(route, to, normalized.unwrap_or(uri.path()));
-        return match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        }
-        .parse();
+        return Some(
+            match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            }
+            .parse(),
+        );
     }
     match (normalized, uri.scheme()) {
         // An origin-form target that routing did not change goes upstream as it came.
-        (None, None) => Ok(uri),
-        (Some(n), _) => upstream_target(&uri, n).parse(),
-        (None, Some(_)) => uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").parse(),
+        (None, None) => None,
+        (Some(n), _) => Some(upstream_target(uri, n).parse()),
+        (None, Some(_)) => Some(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").parse()),
     }
 }
 

@@ -39,6 +39,8 @@ const MAX_HEADERS: usize = 128;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Read granularity.
 const READ_CHUNK: usize = 16 * 1024;
+/// `written` of a request head once it is written and flushed.
+const FLUSHED: usize = usize::MAX;
 
 /// A plain or TLS connection to an upstream.
 pub enum Io {
@@ -282,68 +284,89 @@ impl<T: Conn> H1<T> {
             }
             _ => {
                 self.deadline.set(deadline::after(started, limits.response));
-                self.send_head(limits.response, is_idempotent(req.method)).await?;
-                self.read_head(head_only, limits.response, is_idempotent(req.method))
-                    .await
+                let resend = is_idempotent(req.method);
+                let (mut written, mut received) = (0, false);
+                // One poll function for the write and the read: no nested futures to move
+                // the head through on the path most requests take.
+                std::future::poll_fn(|cx| {
+                    self.poll_bodiless(cx, &mut written, &mut received, head_only, limits.response, resend)
+                })
+                .await
             }
         }
     }
 
-    /// Writes the request head (a request without body), under the deadline set.
-    async fn send_head(&mut self, limit: Duration, resend: bool) -> Result<(), Error> {
-        let mut written = 0;
-        let sent = std::future::poll_fn(|cx| {
-            while written < self.head.len() {
-                match Pin::new(&mut self.io).poll_write(cx, &self.head[written..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => written += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return self.deadline.poll_expired(cx).map(|()| Err(timed_out())),
+    /// A request without body: writes the head (until `written` is [`FLUSHED`]) and reads
+    /// the response head, under the deadline set. `resend`: whether a closed kept-alive
+    /// connection may have the request sent again.
+    #[inline(always)]
+    fn poll_bodiless(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: &mut usize,
+        received: &mut bool,
+        head_only: bool,
+        limit: Duration,
+        resend: bool,
+    ) -> Poll<Result<Head, Error>> {
+        while *written != FLUSHED {
+            let progress = if *written < self.head.len() {
+                Pin::new(&mut self.io).poll_write(cx, &self.head[*written..])
+            } else {
+                Pin::new(&mut self.io).poll_flush(cx).map_ok(|()| usize::MAX)
+            };
+            let failed = match progress {
+                Poll::Ready(Ok(0)) => io::ErrorKind::WriteZero.into(),
+                Poll::Ready(Ok(usize::MAX)) => {
+                    *written = FLUSHED;
+                    continue;
                 }
-            }
-            match Pin::new(&mut self.io).poll_flush(cx) {
-                Poll::Pending => self.deadline.poll_expired(cx).map(|()| Err(timed_out())),
-                done => done,
-            }
-        })
-        .await;
-        match sent {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Error::Timeout(limit)),
-            Err(e) if self.reused && early_close(&e) => Err(Error::Closed { resend }),
-            Err(e) => Err(Error::Write(e)),
+                Poll::Ready(Ok(n)) => {
+                    *written += n;
+                    continue;
+                }
+                Poll::Ready(Err(e)) => e,
+                Poll::Pending => match self.deadline.poll_expired(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => timed_out(),
+                },
+            };
+            return Poll::Ready(Err(match failed {
+                e if e.kind() == io::ErrorKind::TimedOut => Error::Timeout(limit),
+                e if self.reused && early_close(&e) => Error::Closed { resend },
+                e => Error::Write(e),
+            }));
         }
-    }
-
-    /// Reads the response head of a request already written. `resend`: whether a closed
-    /// kept-alive connection may have the request sent again.
-    async fn read_head(&mut self, head_only: bool, limit: Duration, resend: bool) -> Result<Head, Error> {
-        let mut received = false;
         loop {
             if !self.buf.is_empty() {
-                received = true;
-                if let Some(head) = self.take_head(head_only)? {
-                    return Ok(head);
+                *received = true;
+                match self.take_head(head_only) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             }
-            let read = std::future::poll_fn(|cx| match self.poll_fill(cx) {
-                Poll::Pending => self.deadline.poll_expired(cx).map(|()| Err(timed_out())),
-                done => done,
-            })
-            .await;
-            match read {
-                Ok(0) if self.reused && !received => return Err(Error::Closed { resend }),
-                Ok(0) => return Err(Error::Eof),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Timeout(limit)),
-                Err(e) if self.reused && !received && early_close(&e) => return Err(Error::Closed { resend }),
-                Err(e) => return Err(Error::Read(e)),
-            }
+            let read = match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) if self.reused && !*received => return Poll::Ready(Err(Error::Closed { resend })),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(Error::Eof)),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Ready(Err(e)) => e,
+                Poll::Pending => match self.deadline.poll_expired(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => timed_out(),
+                },
+            };
+            return Poll::Ready(Err(match read {
+                e if e.kind() == io::ErrorKind::TimedOut => Error::Timeout(limit),
+                e if self.reused && !*received && early_close(&e) => Error::Closed { resend },
+                e => Error::Read(e),
+            }));
         }
     }
 
     /// The final response head at the start of the buffer, informational ones (100
     /// Continue, 103 Early Hints) skipped; `None` when more bytes are needed.
+    #[inline(always)]
     fn take_head(&mut self, head_only: bool) -> Result<Option<Head>, Error> {
         loop {
             match parse_head(&mut self.buf, head_only).map_err(Error::Invalid)? {
