@@ -606,7 +606,6 @@ mod tests {
         ];
         let names: Vec<&str> = known::ANNOTATIONS.iter().map(|(n, _)| *n).collect();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let now = std::time::SystemTime::now();
         for _ in 0..20_000 {
             let mut notes: Vec<(String, String)> = Vec::new();
             if rng.below(2) == 0 {
@@ -633,12 +632,11 @@ mod tests {
                 p.cors.as_ref().is_none_or(|c| c.max_age <= Cors::MAX_AGE_LIMIT),
                 "{notes:?}"
             );
+            // (The cookie made from any lifetime is balance::affinity's own test.)
             if let Some(a) = &p.affinity {
                 for s in [a.expires, a.max_age].into_iter().flatten() {
                     assert!(s <= CookieAffinity::MAX_LIFETIME, "{notes:?}");
                 }
-                let cookie = crate::balance::affinity::set_cookie(a, "v", "/", true, None, now);
-                assert!(cookie.is_some(), "{notes:?}");
             }
         }
     }
