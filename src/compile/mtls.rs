@@ -22,18 +22,25 @@ use crate::model::ObjectKey;
 /// The most certificates (or CRLs) one Secret field is read for.
 const MAX_PEM_BLOCKS: usize = 1000;
 
-/// `ca.crt`: PEM certificates, each usable as a trust anchor.
-pub fn parse_ca(pem: &[u8]) -> Result<CaBundle, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+/// The PEM blocks of type `T` in the Secret field `field`: at least one, at most
+/// [`MAX_PEM_BLOCKS`].
+fn pem_blocks<T: PemObject>(pem: &[u8], field: &str, block: &str) -> Result<Vec<T>, String> {
+    let blocks: Vec<T> = T::pem_slice_iter(pem)
         .take(MAX_PEM_BLOCKS + 1)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("ca.crt is not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("ca.crt holds no CERTIFICATE block".into());
+        .map_err(|e| format!("{field} is not valid PEM: {e}"))?;
+    if blocks.is_empty() {
+        return Err(format!("{field} holds no {block} block"));
     }
-    if certs.len() > MAX_PEM_BLOCKS {
-        return Err(format!("ca.crt holds more than {MAX_PEM_BLOCKS} certificates"));
+    if blocks.len() > MAX_PEM_BLOCKS {
+        return Err(format!("{field} holds more than {MAX_PEM_BLOCKS} {block} blocks"));
     }
+    Ok(blocks)
+}
+
+/// `ca.crt`: PEM certificates, each usable as a trust anchor.
+pub fn parse_ca(pem: &[u8]) -> Result<CaBundle, String> {
+    let certs: Vec<CertificateDer<'static>> = pem_blocks(pem, "ca.crt", "CERTIFICATE")?;
     let mut anchors = Vec::with_capacity(certs.len());
     let mut names = Vec::with_capacity(certs.len());
     for (n, der) in certs.iter().enumerate() {
@@ -54,16 +61,7 @@ pub fn parse_ca(pem: &[u8]) -> Result<CaBundle, String> {
 
 /// `ca.crl`: PEM `X509 CRL` blocks, added to `ca`.
 pub fn parse_crl(ca: &mut CaBundle, pem: &[u8]) -> Result<(), String> {
-    let ders: Vec<CertificateRevocationListDer<'static>> = CertificateRevocationListDer::pem_slice_iter(pem)
-        .take(MAX_PEM_BLOCKS + 1)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("ca.crl is not valid PEM: {e}"))?;
-    if ders.is_empty() {
-        return Err("ca.crl holds no X509 CRL block".into());
-    }
-    if ders.len() > MAX_PEM_BLOCKS {
-        return Err(format!("ca.crl holds more than {MAX_PEM_BLOCKS} CRLs"));
-    }
+    let ders: Vec<CertificateRevocationListDer<'static>> = pem_blocks(pem, "ca.crl", "X509 CRL")?;
     for (n, der) in ders.iter().enumerate() {
         let crl = webpki::OwnedCertRevocationList::from_der(der.as_ref())
             .map_err(|e| format!("CRL {} of ca.crl cannot be used: {e}", n + 1))?;
@@ -176,35 +174,14 @@ impl Annotations<'_> {
                 ),
             }
         }
-        let own_ns = self.key.namespace.as_str();
-        let key = match name.split_once('/') {
-            None => ObjectKey::new(own_ns, name),
-            Some((ns, n)) => ObjectKey::new(ns, n),
+        let key = match super::auth::secret_key(name, self.key, &format!("{prefix}auth-tls-secret")) {
+            Ok(k) => k,
+            Err(why) => {
+                self.deny(&mut auth, Reason::InvalidAnnotation, why);
+                return Some(auth);
+            }
         };
-        let object_name = |v: &str| {
-            !v.is_empty()
-                && v.len() <= 253
-                && v.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        };
-        if !object_name(&key.namespace) || !object_name(&key.name) {
-            self.deny(
-                &mut auth,
-                Reason::InvalidAnnotation,
-                format!("{prefix}auth-tls-secret={name:?} is not a Secret name or namespace/name"),
-            );
-            return Some(auth);
-        }
         auth.secret = Arc::from(key.to_string());
-        // ingress-nginx refuses other namespaces unless allow-cross-namespace-resources is set.
-        if key.namespace != own_ns {
-            self.deny(
-                &mut auth,
-                Reason::InvalidAnnotation,
-                format!("Secret {key} is in another namespace, which is not allowed"),
-            );
-            return Some(auth);
-        }
         let Some(secret) = self.secrets.get(&key) else {
             self.deny(
                 &mut auth,
