@@ -474,11 +474,13 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
     let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
-    let sessions = tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout);
+    let sessions = || tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout);
     let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    // Separate session caches: a session made without asking for a client certificate must
+    // not resume where one is asked for (nginx's session id context does the same).
     let tls_acceptor = mtls::Acceptor::new(
-        tls::server_config(live.clone(), sessions.clone(), Arc::new(rustls::server::NoClientAuth))?,
-        tls::server_config(live.clone(), sessions, mtls::RequestClientCert::new(algorithms))?,
+        tls::server_config(live.clone(), sessions(), Arc::new(rustls::server::NoClientAuth))?,
+        tls::server_config(live.clone(), sessions(), mtls::RequestClientCert::new(algorithms))?,
         live.clone(),
     );
 

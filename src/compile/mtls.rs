@@ -313,6 +313,72 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_ingress_on_a_host_sets_its_policy_for_every_path() {
+        use crate::compile::{Options, compile};
+        use crate::fixture::{self, Prefix};
+        let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.crt")).unwrap();
+        let n = "nginx.ingress.kubernetes.io/";
+        let old = fixture::ingress("default", "old")
+            .class("portico")
+            .created("2024-01-01T00:00:00Z")
+            .annotation(&format!("{n}auth-tls-secret"), "ca")
+            .rule("a.test", "/", Prefix, "web", 80)
+            .rule("*.wild.test", "/", Prefix, "web", 80);
+        let young = fixture::ingress("default", "young")
+            .class("portico")
+            .created("2024-06-01T00:00:00Z")
+            .annotation(&format!("{n}auth-tls-secret"), "ca")
+            .annotation(&format!("{n}auth-tls-verify-client"), "optional")
+            .rule("a.test", "/young", Prefix, "web", 80)
+            .rule("b.test", "/", Prefix, "web", 80);
+        let plain = fixture::ingress("default", "plain")
+            .class("portico")
+            .rule("a.test", "/plain", Prefix, "web", 80)
+            .rule("c.test", "/", Prefix, "web", 80);
+        let cfg = compile(
+            &fixture::snapshot([
+                fixture::portico_class().into(),
+                fixture::opaque_secret("default", "ca", &[("ca.crt", &pem)]).into(),
+                old.into(),
+                young.into(),
+                plain.into(),
+            ]),
+            &Options::default(),
+        );
+        let policy_of = |host: &str, path: &str| {
+            cfg.routes
+                .route(host, path)
+                .unwrap()
+                .client_auth
+                .as_ref()
+                .map(|a| (a.ingress.clone(), a.verify))
+        };
+        let old_on = Some(("default/old".to_string(), VerifyClient::On));
+        assert_eq!(policy_of("a.test", "/"), old_on);
+        assert_eq!(policy_of("a.test", "/young"), old_on);
+        assert_eq!(policy_of("a.test", "/plain"), old_on);
+        assert_eq!(
+            policy_of("b.test", "/"),
+            Some(("default/young".to_string(), VerifyClient::Optional))
+        );
+        assert_eq!(policy_of("c.test", "/"), None);
+        assert_eq!(policy_of("x.wild.test", "/"), old_on);
+        // The handshake's view: SNI names pick the same policies.
+        assert_eq!(cfg.client_auth.resolve("A.TEST").unwrap().ingress, "default/old");
+        assert_eq!(cfg.client_auth.resolve("x.wild.test").unwrap().ingress, "default/old");
+        assert!(cfg.client_auth.resolve("wild.test").is_none());
+        assert!(cfg.client_auth.resolve("c.test").is_none());
+        let conflicts: Vec<_> = cfg
+            .diagnostics
+            .iter()
+            .filter(|d| d.object.name == "young" && d.reason == Reason::InvalidAnnotation)
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(conflicts[0].contains("host a.test already takes"), "{conflicts:?}");
+    }
+
+    #[test]
     fn verify_values() {
         assert_eq!(parse_verify("optional_no_ca"), Some(VerifyClient::OptionalNoCa));
         assert_eq!(parse_verify("ON"), None);
