@@ -211,6 +211,12 @@ async fn verify_modes_and_upstream_headers() {
     let cert = h["ssl-client-cert"].as_str().unwrap();
     assert!(cert.starts_with("-----BEGIN%20CERTIFICATE-----%0A"), "{cert}");
     assert_eq!(unescape(cert), String::from_utf8(read("alice.crt")).unwrap());
+    // TLS 1.2 proves the key with its own CertificateVerify.
+    let r = curl(&p, "on.test", "/x", Some("alice"), &["--tls-max", "1.2"]).await;
+    assert_eq!(
+        (r.status, r.upstream()["ssl-client-verify"].as_str()),
+        (200, Some("SUCCESS"))
+    );
     // None, another CA's, an expired one: 400 with nginx's reasons.
     let r = curl(&p, "on.test", "/x", None, &[]).await;
     assert_eq!(r.status, 400);

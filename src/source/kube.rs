@@ -137,9 +137,10 @@ reflected!(Endpoints, Endpoints, {
     }
 });
 reflected!(Secret, Secret, {
-    /// TLS Secrets keep their certificate, key and CA (`auth-tls-secret`); Opaque ones (basic-auth `auth-secret`s:
-    /// an `auth` htpasswd file, or one key per user) keep their data; every other type
-    /// (service-account tokens, Helm releases, ...) is kept without data.
+    /// TLS Secrets keep their certificate and key, and the CA an `auth-tls-secret` reads;
+    /// Opaque ones (basic-auth `auth-secret`s: an `auth` htpasswd file, or one key per user;
+    /// `auth-tls-secret`s) keep their data; every other type (service-account tokens, Helm
+    /// releases, ...) is kept without data.
     fn slim_kind(&mut self) {
         let ty = self.type_.as_deref().unwrap_or("Opaque");
         if let Some(d) = self.data.as_mut() {
