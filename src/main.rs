@@ -16,7 +16,7 @@ use portico::model::ObjectKey;
 use portico::proxy::handler::Proxy;
 use portico::proxy::live::Live;
 use portico::proxy::upstream::Upstream;
-use portico::proxy::{Settings, listener, tls};
+use portico::proxy::{Settings, listener, mtls, tls};
 use portico::source::Publisher;
 use portico::source::kube::KubeOptions;
 use tokio::net::TcpListener;
@@ -474,10 +474,15 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
     let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
-    let tls_acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(
+    let sessions = || tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout);
+    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    // Separate session caches: a session made without asking for a client certificate must
+    // not resume where one is asked for (nginx's session id context does the same).
+    let tls_acceptor = mtls::Acceptor::new(
+        tls::server_config(live.clone(), sessions(), Arc::new(rustls::server::NoClientAuth))?,
+        tls::server_config(live.clone(), sessions(), mtls::RequestClientCert::new(algorithms))?,
         live.clone(),
-        tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
-    )?));
+    );
 
     let proxy = Arc::new(Proxy {
         live: live.clone(),

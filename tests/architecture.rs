@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Top-level module → the top-level modules its code names as `crate::X`, unit tests included
-/// (a test that needs two layers is an integration test in `tests/`).
+/// (which may also build Configs with the fixtures and compile()).
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -41,15 +41,21 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 .filter(|l| !l.trim_start().starts_with("//"))
                 .collect::<Vec<_>>()
                 .join("\n");
+            let (main, tests) = code.split_once("#[cfg(test)]").unwrap_or((&code, ""));
             let names = g.entry(module.clone()).or_default();
-            for (i, _) in code.match_indices("crate::") {
-                let rest = &code[i + "crate::".len()..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() && name != module && rest[name.len()..].starts_with("::") {
-                    names.insert(name);
+            for (part, is_test) in [(main, false), (tests, true)] {
+                for (i, _) in part.match_indices("crate::") {
+                    let rest = &part[i + "crate::".len()..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    // Unit tests may build their input with the fixtures and compile(); any
+                    // other arrow of theirs counts like the code's own.
+                    let test_input = is_test && (name == "fixture" || name == "compile");
+                    if !name.is_empty() && name != module && !test_input && rest[name.len()..].starts_with("::") {
+                        names.insert(name);
+                    }
                 }
             }
         }

@@ -9,9 +9,11 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use super::Options;
 use super::annotations::Annotations;
 use super::backend::Resolver;
+use super::mtls::HostPolicies;
 use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::mtls::ClientAuthStore;
 use crate::config::policy::Policy;
 use crate::config::route::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
 use crate::config::tls::CertStore;
@@ -90,6 +92,7 @@ pub struct Compiled {
     pub routes: Vec<Arc<Route>>,
     pub admitted: Vec<ObjectKey>,
     pub ignored: Vec<(ObjectKey, String)>,
+    pub client_auth: ClientAuthStore,
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
@@ -161,6 +164,8 @@ impl IngressPass<'_, '_> {
         for (key, ing) in &owned {
             self.tls(key, ing, &mut tls_hosts);
         }
+        // Client certificates are set per host, by the oldest Ingress on it that asks.
+        let client_auth = HostPolicies::collect(&owned, self.diags, &self.snapshot.secrets);
         for (key, ing) in owned {
             admitted.push(key.clone());
             let empty = Default::default();
@@ -290,6 +295,7 @@ impl IngressPass<'_, '_> {
                         service,
                         ssl_redirect: redirect,
                         policy: policy.clone(),
+                        client_auth: client_auth.of_route(key, &host),
                     });
                     builder.add_path(route.clone());
                     routes.push(route);
@@ -320,6 +326,7 @@ impl IngressPass<'_, '_> {
                     service: default_service.clone(),
                     ssl_redirect: (ssl_redirect && has_tls(&host)) || force_ssl_redirect,
                     policy: policy.clone(),
+                    client_auth: client_auth.of_route(key, &host),
                 });
                 let existing = if host == HostPattern::Any {
                     builder.set_catch_all(route.clone())
@@ -353,6 +360,7 @@ impl IngressPass<'_, '_> {
             routes,
             admitted,
             ignored,
+            client_auth: client_auth.store,
         }
     }
 

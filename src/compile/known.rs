@@ -71,15 +71,20 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ),
     ("auth-signin-redirect-param", Yes),
     ("auth-snippet", No(SNIPPET)),
-    ("auth-tls-error-page", No("not yet: no client certificates")),
-    ("auth-tls-match-cn", No("not yet: no client certificates")),
     (
-        "auth-tls-pass-certificate-to-upstream",
-        No("not yet: no client certificates"),
+        "auth-tls-error-page",
+        Partly("certificate errors answer 302 to the URL or path given (nginx serves a path internally)"),
     ),
-    ("auth-tls-secret", No("not yet: no client certificates")),
-    ("auth-tls-verify-client", No("not yet: no client certificates")),
-    ("auth-tls-verify-depth", No("not yet: no client certificates")),
+    ("auth-tls-match-cn", Yes),
+    ("auth-tls-pass-certificate-to-upstream", Yes),
+    (
+        "auth-tls-secret",
+        Partly(
+            "ca.crt and ca.crl of an Opaque or TLS Secret in the Ingress's namespace; the CertificateRequest names no CAs; plain-HTTP requests to the host count as sending no certificate",
+        ),
+    ),
+    ("auth-tls-verify-client", Yes),
+    ("auth-tls-verify-depth", Partly("1 to 16; 0 means the default, 1")),
     (
         "auth-type",
         Partly("basic only; digest denies every request (503) with a Warning"),

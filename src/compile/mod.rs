@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backend;
 pub mod ingress;
 pub mod known;
+pub mod mtls;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -120,6 +121,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             service: key.clone(),
             ssl_redirect: false,
             policy: Default::default(),
+            client_auth: None,
         });
         if !compiled.builder.has_catch_all() {
             compiled.builder.set_catch_all(route.clone());
@@ -157,6 +159,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         generation: 0,
         routes: Arc::new(routes),
         certs: Arc::new(certs),
+        client_auth: Arc::new(compiled.client_auth),
         route_list: Arc::new(compiled.routes),
         backends: resolver.backends(),
         admitted: Arc::new(compiled.admitted),
@@ -187,6 +190,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         generation: 0,
         routes: prev.routes.clone(),
         certs: prev.certs.clone(),
+        client_auth: prev.client_auth.clone(),
         route_list: prev.route_list.clone(),
         backends,
         admitted: prev.admitted.clone(),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backend;
 mod cidr;
 pub mod diagnostic;
+pub mod mtls;
 pub mod policy;
 pub mod route;
 pub mod tls;
@@ -31,6 +32,8 @@ pub struct Config {
     /// whose Ingresses did not change.
     pub routes: Arc<RouteTable>,
     pub certs: Arc<CertStore>,
+    /// Host → client-certificate policy (`auth-tls-*`), which the TLS handshake's SNI picks.
+    pub client_auth: Arc<mtls::ClientAuthStore>,
     /// Every route, in the order compile() admitted them (`Route::id` is the index here).
     pub route_list: Arc<Vec<Arc<Route>>>,
     /// Every backend a route uses, indexed by `Route::backend`.
@@ -51,6 +54,7 @@ impl PartialEq for Config {
             && self.route_list == other.route_list
             && self.backends == other.backends
             && self.certs == other.certs
+            && self.client_auth == other.client_auth
             && self.admitted == other.admitted
             && self.ignored == other.ignored
             && self.diagnostics == other.diagnostics

@@ -165,6 +165,9 @@ pub struct Route {
     pub ssl_redirect: bool,
     /// Endpoint choice for this route's Ingress (shared by its routes).
     pub policy: Arc<Policy>,
+    /// The client-certificate policy of the route's host (`auth-tls-*`, set per host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<Arc<super::mtls::ClientAuth>>,
 }
 
 struct HostRoutes {

@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, redirect, rewrite};
+use super::policy::{self, allow, auth, body, cors, mtls, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -249,6 +249,10 @@ impl Proxy {
         let route = &*routed.route;
         let policy = &route.policy;
 
+        let verified = match mtls::check(route, peer) {
+            Ok(v) => v,
+            Err(r) => return r.response(),
+        };
         if let Some(r) = allow::check(policy, req.headers(), peer, &self.trusted) {
             return r;
         }
@@ -266,6 +270,7 @@ impl Proxy {
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
         }
+        verified.apply(req.headers_mut());
         let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted) {
             None => auth::Passed::default(),
             Some(authenticating) => match authenticating.await {

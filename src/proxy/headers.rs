@@ -296,6 +296,8 @@ pub struct Peer {
     pub port_value: HeaderValue,
     /// Whether requests are in flight, for the head deadline of the connection's reads.
     pub activity: super::client::Activity,
+    /// What the TLS handshake learnt about a client certificate (`auth-tls`).
+    pub client_tls: std::sync::OnceLock<super::mtls::ClientTls>,
 }
 
 impl Peer {
@@ -307,6 +309,7 @@ impl Peer {
             addr_value: ip_value(addr),
             port_value: HeaderValue::from(local_port),
             activity: Default::default(),
+            client_tls: Default::default(),
         }
     }
 }

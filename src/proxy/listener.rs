@@ -14,12 +14,12 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio_rustls::TlsAcceptor;
 
 use super::Settings;
 use super::client::{ClientIo, Serving};
 use super::handler::Proxy;
 use super::headers::Peer;
+use super::mtls::Acceptor;
 use super::ticket::TicketHold;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
 
@@ -212,7 +212,7 @@ pub struct Server {
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Acceptor>,
     server: Server,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -290,6 +290,7 @@ pub async fn serve(
                         .inc();
                     match hs {
                         Ok(Ok(mut tls_stream)) => {
+                            acceptor.inspect(&peer, tls_stream.get_ref().1);
                             tls_stream.get_mut().0.release();
                             let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

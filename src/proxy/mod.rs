@@ -6,6 +6,7 @@ pub mod handler;
 pub mod headers;
 pub mod listener;
 pub mod live;
+pub mod mtls;
 pub mod policy;
 pub mod ticket;
 pub mod tls;

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 // tokio's clock (std's outside a paused test runtime), so that tests can age sessions.
@@ -31,12 +32,17 @@ impl ResolvesServerCert for LiveCerts {
 }
 
 /// TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, certificates by SNI, sessions resumed from
-/// `sessions` (see [`Sessions`]).
-pub fn server_config(live: Arc<Live>, sessions: Arc<Sessions>) -> Result<rustls::ServerConfig, rustls::Error> {
+/// `sessions` (see [`Sessions`]); client certificates as `client_auth` asks (rustls's
+/// `NoClientAuth`, or `mtls::RequestClientCert` for hosts with an `auth-tls` policy).
+pub fn server_config(
+    live: Arc<Live>,
+    sessions: Arc<Sessions>,
+    client_auth: Arc<dyn ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_auth)
         .with_cert_resolver(Arc::new(LiveCerts(live)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // One TLS 1.3 ticket per handshake, as Go's crypto/tls (so Traefik and Caddy) sends, and

@@ -137,14 +137,18 @@ reflected!(Endpoints, Endpoints, {
     }
 });
 reflected!(Secret, Secret, {
-    /// TLS Secrets keep their certificate and key; Opaque ones (basic-auth `auth-secret`s:
-    /// an `auth` htpasswd file, or one key per user) keep their data; every other type
-    /// (service-account tokens, Helm releases, ...) is kept without data.
+    /// TLS Secrets keep their certificate and key, and the CA an `auth-tls-secret` reads;
+    /// Opaque ones (basic-auth `auth-secret`s: an `auth` htpasswd file, or one key per user;
+    /// `auth-tls-secret`s) keep their data; every other type (service-account tokens, Helm
+    /// releases, ...) is kept without data.
     fn slim_kind(&mut self) {
         let ty = self.type_.as_deref().unwrap_or("Opaque");
         if let Some(d) = self.data.as_mut() {
             match ty {
-                "kubernetes.io/tls" => d.retain(|k, _| k == "tls.crt" || k == "tls.key"),
+                // ca.crt and ca.crl: an auth-tls-secret may be a TLS Secret.
+                "kubernetes.io/tls" => {
+                    d.retain(|k, _| matches!(k.as_str(), "tls.crt" | "tls.key" | "ca.crt" | "ca.crl"))
+                }
                 "Opaque" => {}
                 _ => d.clear(),
             }

@@ -1,0 +1,168 @@
+//! Client-certificate authentication (`auth-tls-*`) as plain data: per host, the trusted CAs,
+//! CRLs and what to do with a certificate that is missing or does not verify.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls_pki_types::{CertificateDer, TrustAnchor};
+use serde::Serialize;
+
+use super::route::{HostPattern, lower_host};
+
+/// `auth-tls-verify-client`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyClient {
+    /// A certificate that verifies is required: anything else is answered 400.
+    #[default]
+    On,
+    /// No certificate is asked for; upstreams are told `NONE`.
+    Off,
+    /// Without a certificate the request goes through (`NONE`); one that does not verify is 400.
+    Optional,
+    /// As `Optional`, but a certificate from an unknown CA goes through too (`FAILED:...`).
+    OptionalNoCa,
+}
+
+impl VerifyClient {
+    /// Whether the TLS handshake asks the client for a certificate.
+    pub fn requests_certificate(self) -> bool {
+        self != VerifyClient::Off
+    }
+}
+
+/// The trusted CAs (`ca.crt`) and revocation lists (`ca.crl`) of an `auth-tls-secret`.
+#[derive(Clone, Debug)]
+pub struct CaBundle {
+    /// The certificates of `ca.crt`, in file order.
+    pub certs: Vec<CertificateDer<'static>>,
+    /// One per certificate of `certs`: the certificate as a trust anchor.
+    pub anchors: Vec<TrustAnchor<'static>>,
+    /// One per certificate of `certs`: its DER-encoded (subject, issuer). OpenSSL counts the
+    /// CAs of `ca.crt` above the one a chain ends at towards the verify depth; this lets the
+    /// data plane do the same.
+    pub names: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The CRLs of `ca.crl` as DER (what equality compares) and parsed.
+    pub crl_der: Vec<Vec<u8>>,
+    pub crls: Vec<Arc<webpki::CertRevocationList<'static>>>,
+}
+
+/// Bundles are equal when built from the same certificates and CRLs.
+impl PartialEq for CaBundle {
+    fn eq(&self, other: &Self) -> bool {
+        self.certs == other.certs && self.crl_der == other.crl_der
+    }
+}
+impl Eq for CaBundle {}
+
+/// `auth-tls-match-cn`: a regex searched for in the subject DN (`CN=...,O=...`), as nginx's
+/// `$ssl_client_s_dn ~ "CN=..."`; compares and shows as its source.
+#[derive(Clone, Debug)]
+pub struct MatchCn(pub regex::Regex);
+
+impl PartialEq for MatchCn {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+impl Eq for MatchCn {}
+
+/// The client-certificate policy of one host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// The Ingress whose annotations these are (the oldest one on the host that has them).
+    pub ingress: String,
+    /// `auth-tls-secret` as `namespace/name`.
+    pub secret: Arc<str>,
+    /// The Secret cannot be used: every request to the host is answered 403, as
+    /// ingress-nginx does for a server whose auth-tls configuration failed. The reason is in
+    /// the diagnostics.
+    pub denied: Option<Arc<str>>,
+    pub verify: VerifyClient,
+    /// `auth-tls-verify-depth`: how many CA certificates may stand between the client
+    /// certificate and the top of its chain (OpenSSL's `verify_depth`).
+    pub depth: u8,
+    /// `auth-tls-pass-certificate-to-upstream`: send the PEM (URL-encoded) as `ssl-client-cert`.
+    pub pass_certificate: bool,
+    /// `auth-tls-error-page`: certificate errors (not the CN check) redirect here.
+    pub error_page: Option<String>,
+    pub match_cn: Option<MatchCn>,
+    pub ca: Arc<CaBundle>,
+}
+
+impl ClientAuth {
+    pub const DEFAULT_DEPTH: u8 = 1;
+    /// The largest `auth-tls-verify-depth` taken; webpki builds no longer chains anyway.
+    pub const MAX_DEPTH: u8 = 16;
+
+    /// Whether the handshake asks for a certificate.
+    pub fn requests_certificate(&self) -> bool {
+        self.denied.is_none() && self.verify.requests_certificate()
+    }
+}
+
+/// What `/routes` shows: the settings, the Secret and how many CAs it holds.
+impl Serialize for ClientAuth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ClientAuth", 9)?;
+        st.serialize_field("ingress", &self.ingress)?;
+        st.serialize_field("secret", &*self.secret)?;
+        st.serialize_field("denied", &self.denied.is_some())?;
+        st.serialize_field("verify", &self.verify)?;
+        st.serialize_field("depth", &self.depth)?;
+        st.serialize_field("pass_certificate", &self.pass_certificate)?;
+        st.serialize_field("error_page", &self.error_page)?;
+        st.serialize_field("match_cn", &self.match_cn.as_ref().map(|m| m.0.as_str()))?;
+        st.serialize_field("cas", &self.ca.certs.len())?;
+        st.end()
+    }
+}
+
+/// Host → client-certificate policy, for the TLS handshake: the SNI name picks it as it picks
+/// the certificate (exact name, then `*.` one label up).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientAuthStore {
+    exact: HashMap<String, Arc<ClientAuth>>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<String, Arc<ClientAuth>>,
+}
+
+impl ClientAuthStore {
+    /// Sets the policy of `host` unless it has one; returns the one it keeps.
+    pub fn insert(&mut self, host: &HostPattern, auth: Arc<ClientAuth>) -> Option<Arc<ClientAuth>> {
+        let map = match host {
+            HostPattern::Exact(h) => self.exact.entry(h.clone()),
+            HostPattern::Wildcard(s) => self.wildcard.entry(s.clone()),
+            HostPattern::Any => return None,
+        };
+        Some(map.or_insert(auth).clone())
+    }
+
+    /// The policy of a host pattern (how a route finds its host's).
+    pub fn get(&self, host: &HostPattern) -> Option<&Arc<ClientAuth>> {
+        match host {
+            HostPattern::Exact(h) => self.exact.get(h),
+            HostPattern::Wildcard(s) => self.wildcard.get(s),
+            HostPattern::Any => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty()
+    }
+
+    /// SNI selection, as [`super::CertStore::resolve`].
+    pub fn resolve(&self, sni: &str) -> Option<&Arc<ClientAuth>> {
+        let mut buf = [0u8; 256];
+        let name = lower_host(sni, &mut buf)?;
+        if let Some(a) = self.exact.get(name) {
+            return Some(a);
+        }
+        let (first, rest) = name.split_once('.')?;
+        if first.is_empty() {
+            return None;
+        }
+        self.wildcard.get(rest)
+    }
+}

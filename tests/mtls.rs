@@ -1,0 +1,431 @@
+//! Client-certificate authentication (`auth-tls-*`) end to end: certificates made by the
+//! `openssl` CLI (tests/fixtures/mtls/gen.sh), real `curl` with `--cert`/`--key` against the
+//! real binary, and echo pods reporting the `ssl-client-*` headers they receive.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use k8s_openapi::ByteString;
+use portico::fixture::{self, yaml};
+use support::*;
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// The certificates, made once per test process.
+fn certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("portico-mtls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mtls/gen.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .current_dir(&dir)
+            .output()
+            .expect("bash and the openssl CLI are installed");
+        assert!(out.status.success(), "gen.sh: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(certs().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// What curl saw: status, `Location`, body.
+struct Curl {
+    status: u16,
+    location: String,
+    body: String,
+}
+
+impl Curl {
+    /// The request headers the echo pod received.
+    fn upstream(&self) -> serde_json::Value {
+        json(&self.body)["headers"].clone()
+    }
+}
+
+/// `curl` to `https://{sni}:{port}{path}` (resolved to Portico), with the client certificate
+/// `cert` (`.crt` and `.key` from [`certs`]) and extra arguments.
+async fn curl(p: &Portico, sni: &str, path: &str, cert: Option<&str>, extra: &[&str]) -> Curl {
+    let port = p.https.port();
+    let mut args: Vec<String> = vec![
+        "-sk".into(),
+        "--http1.1".into(),
+        "--max-time".into(),
+        "10".into(),
+        "-o".into(),
+        "-".into(),
+        "-w".into(),
+        "\n%{http_code} %{redirect_url}".into(),
+    ];
+    let url = if sni.parse::<std::net::IpAddr>().is_ok() {
+        format!("https://{sni}:{port}{path}")
+    } else {
+        args.extend(["--resolve".into(), format!("{sni}:{port}:127.0.0.1")]);
+        format!("https://{sni}:{port}{path}")
+    };
+    if let Some(c) = cert {
+        let dir = certs();
+        args.extend([
+            "--cert".into(),
+            dir.join(format!("{c}.crt")).to_str().unwrap().into(),
+            "--key".into(),
+            dir.join(format!("{c}.key")).to_str().unwrap().into(),
+        ]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(url);
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("curl").args(&args).output().expect("curl is installed"))
+            .await
+            .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (status, location) = last.split_once(' ').unwrap_or((last, ""));
+    Curl {
+        status: status
+            .parse()
+            .unwrap_or_else(|_| panic!("curl: {text:?} {:?}", String::from_utf8_lossy(&out.stderr))),
+        location: location.to_string(),
+        body: body.to_string(),
+    }
+}
+
+fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let full: Vec<(String, &str)> = annotations.iter().map(|(k, v)| (format!("{NGINX}{k}"), *v)).collect();
+    let full: Vec<(&str, &str)> = full.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    annotated_ingress(name, host, "/", "web", &full)
+}
+
+/// An Opaque Secret with `ca.crt` (and `ca.crl`).
+fn ca_secret(name: &str, ca: &[u8], crl: Option<&[u8]>) -> String {
+    let mut fields: Vec<(&str, &[u8])> = vec![("ca.crt", ca)];
+    if let Some(c) = crl {
+        fields.push(("ca.crl", c));
+    }
+    yaml(&[fixture::opaque_secret("default", name, &fields).into()])
+}
+
+/// Percent-decoding, for the `ssl-client-cert` header.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The subject or issuer as `openssl x509 -nameopt RFC2253` prints it.
+fn openssl_dn(cert: &str, which: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", which, "-nameopt", "RFC2253", "-in"])
+        .arg(certs().join(format!("{cert}.crt")))
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.trim().split_once('=').unwrap().1.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_modes_and_upstream_headers() {
+    let web = pods("web", 1).await;
+    let root = read("root.crt");
+    let manifests = class()
+        + &service("web", &web)
+        + &ca_secret("ca", &root, None)
+        + &ingress(
+            "on",
+            "on.test",
+            &[
+                ("auth-tls-secret", "default/ca"),
+                ("auth-tls-pass-certificate-to-upstream", "true"),
+            ],
+        )
+        + &ingress(
+            "optional",
+            "optional.test",
+            &[("auth-tls-secret", "ca"), ("auth-tls-verify-client", "optional")],
+        )
+        + &ingress(
+            "no-ca",
+            "noca.test",
+            &[("auth-tls-secret", "ca"), ("auth-tls-verify-client", "optional_no_ca")],
+        )
+        + &ingress(
+            "off",
+            "off.test",
+            &[("auth-tls-secret", "ca"), ("auth-tls-verify-client", "off")],
+        )
+        + &ingress(
+            "page",
+            "page.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-error-page", "https://errors.example/client-cert"),
+            ],
+        )
+        + &ingress(
+            "cn-no",
+            "cn.test",
+            &[("auth-tls-secret", "ca"), ("auth-tls-match-cn", "CN=(bob|carol)")],
+        )
+        + &annotated_ingress(
+            "cn-yes",
+            "cnok.test",
+            "/",
+            "web",
+            &[
+                ("portico.dev/auth-tls-secret", "ca"),
+                ("portico.dev/auth-tls-match-cn", "CN=(bob|alice)"),
+            ],
+        )
+        + &annotated_ingress("plain", "plain.test", "/", "web", &[]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let routes = p.routes().await;
+    for name in ["on", "optional", "no-ca", "off", "page", "cn-no", "cn-yes"] {
+        assert_eq!(diagnostics_of(&routes, name), Vec::<String>::new(), "{name}");
+    }
+
+    // on: a certificate the CA issued passes, with the headers nginx sets.
+    let r = curl(&p, "on.test", "/x", Some("alice"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = r.upstream();
+    assert_eq!(h["ssl-client-verify"], "SUCCESS");
+    assert_eq!(h["ssl-client-subject-dn"], openssl_dn("alice", "-subject"));
+    assert_eq!(h["ssl-client-subject-dn"], "CN=alice,O=Acme\\, Inc.,C=US");
+    assert_eq!(h["ssl-client-issuer-dn"], openssl_dn("alice", "-issuer"));
+    let cert = h["ssl-client-cert"].as_str().unwrap();
+    assert!(cert.starts_with("-----BEGIN%20CERTIFICATE-----%0A"), "{cert}");
+    assert_eq!(unescape(cert), String::from_utf8(read("alice.crt")).unwrap());
+    // TLS 1.2 proves the key with its own CertificateVerify.
+    let r = curl(&p, "on.test", "/x", Some("alice"), &["--tls-max", "1.2"]).await;
+    assert_eq!(
+        (r.status, r.upstream()["ssl-client-verify"].as_str()),
+        (200, Some("SUCCESS"))
+    );
+    // None, another CA's, an expired one: 400 with nginx's reasons.
+    let r = curl(&p, "on.test", "/x", None, &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("No required SSL certificate was sent"), "{}", r.body);
+    for bad in ["stranger", "expired"] {
+        let r = curl(&p, "on.test", "/x", Some(bad), &[]).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.body.contains("The SSL certificate error"), "{bad}: {}", r.body);
+    }
+    // A client's own ssl-client-* fields never reach the upstream.
+    let r = curl(
+        &p,
+        "on.test",
+        "/x",
+        Some("alice"),
+        &["-H", "ssl-client-subject-dn: CN=admin"],
+    )
+    .await;
+    assert_eq!(r.upstream()["ssl-client-subject-dn"], "CN=alice,O=Acme\\, Inc.,C=US");
+
+    // optional: no certificate passes as NONE (a forged SUCCESS is replaced); a bad one is 400.
+    let r = curl(&p, "optional.test", "/x", None, &["-H", "ssl-client-verify: SUCCESS"]).await;
+    assert_eq!(r.status, 200);
+    let h = r.upstream();
+    assert_eq!(h["ssl-client-verify"], "NONE");
+    assert!(h.get("ssl-client-subject-dn").is_none(), "{h}");
+    assert!(h.get("ssl-client-cert").is_none(), "{h}");
+    let r = curl(&p, "optional.test", "/x", Some("alice"), &[]).await;
+    assert_eq!(
+        (r.status, r.upstream()["ssl-client-verify"].as_str()),
+        (200, Some("SUCCESS"))
+    );
+    // Not passed on without auth-tls-pass-certificate-to-upstream.
+    assert!(r.upstream().get("ssl-client-cert").is_none());
+    for bad in ["stranger", "expired"] {
+        assert_eq!(
+            curl(&p, "optional.test", "/x", Some(bad), &[]).await.status,
+            400,
+            "{bad}"
+        );
+    }
+
+    // optional_no_ca: another CA's certificate passes, marked FAILED with OpenSSL's reason;
+    // an expired one is still refused (nginx lets only CA errors by).
+    let r = curl(&p, "noca.test", "/x", Some("stranger"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = r.upstream();
+    assert_eq!(h["ssl-client-verify"], "FAILED:unable to get local issuer certificate");
+    assert_eq!(h["ssl-client-subject-dn"], "CN=alice");
+    assert_eq!(h["ssl-client-issuer-dn"], "CN=other CA,O=Portico Tests");
+    assert_eq!(curl(&p, "noca.test", "/x", Some("expired"), &[]).await.status, 400);
+    let r = curl(&p, "noca.test", "/x", None, &[]).await;
+    assert_eq!(
+        (r.status, r.upstream()["ssl-client-verify"].as_str()),
+        (200, Some("NONE"))
+    );
+
+    // off: nothing is asked for or checked; the upstream hears NONE.
+    let r = curl(&p, "off.test", "/x", Some("stranger"), &[]).await;
+    assert_eq!(
+        (r.status, r.upstream()["ssl-client-verify"].as_str()),
+        (200, Some("NONE"))
+    );
+
+    // auth-tls-error-page: certificate errors become a 302 there.
+    let r = curl(&p, "page.test", "/x", None, &[]).await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (302, "https://errors.example/client-cert")
+    );
+    let r = curl(&p, "page.test", "/x", Some("expired"), &[]).await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (302, "https://errors.example/client-cert")
+    );
+    assert_eq!(curl(&p, "page.test", "/x", Some("alice"), &[]).await.status, 200);
+
+    // auth-tls-match-cn: 403 when the subject DN does not match; the portico.dev/ twin works.
+    let r = curl(&p, "cn.test", "/x", Some("alice"), &[]).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("client certificate unauthorized"), "{}", r.body);
+    assert_eq!(curl(&p, "cn.test", "/x", None, &[]).await.status, 400);
+    assert_eq!(curl(&p, "cnok.test", "/x", Some("alice"), &[]).await.status, 200);
+
+    // A host without a policy asks for nothing and sets nothing.
+    let r = curl(&p, "plain.test", "/x", Some("alice"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.upstream().get("ssl-client-verify").is_none());
+
+    // The policy is the SNI name's: a connection made for on.test cannot be used for
+    // optional.test (421, as nginx), nor one without SNI skip the certificate (400).
+    let r = curl(&p, "on.test", "/x", Some("alice"), &["-H", "Host: optional.test"]).await;
+    assert_eq!(r.status, 421);
+    let r = curl(&p, "plain.test", "/x", Some("alice"), &["-H", "Host: on.test"]).await;
+    assert_eq!(r.status, 421);
+    let r = curl(&p, "127.0.0.1", "/x", Some("alice"), &["-H", "Host: on.test"]).await;
+    assert_eq!(r.status, 400);
+    let r = curl(&p, "127.0.0.1", "/x", None, &["-H", "Host: optional.test"]).await;
+    assert_eq!(
+        (r.status, r.upstream()["ssl-client-verify"].as_str()),
+        (200, Some("NONE"))
+    );
+
+    // Plain HTTP (no TLS on these hosts, so no redirect) counts as no certificate.
+    assert_eq!(get(p.http, "on.test", "/x").await.unwrap().0, 400);
+    assert_eq!(get(p.http, "optional.test", "/x").await.unwrap().0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_depth_revocation_and_a_tls_secret() {
+    let web = pods("web", 1).await;
+    let root = read("root.crt");
+    let int1 = read("int1.crt");
+    // A kubernetes.io/tls Secret may carry the CA as well.
+    let mut tls = fixture::tls_secret_files("default", "tls-with-ca", "rsa.crt", "rsa-pkcs8.key");
+    tls.data
+        .as_mut()
+        .unwrap()
+        .insert("ca.crt".into(), ByteString(root.clone()));
+    let both = [root.clone(), int1].concat();
+    let manifests = class()
+        + &service("web", &web)
+        + &yaml(&[tls.into()])
+        + &ca_secret("with-crl", &root, Some(&read("root.crl")))
+        + &ca_secret("root-and-int", &both, None)
+        + &ingress("tls-type", "depth1.test", &[("auth-tls-secret", "tls-with-ca")])
+        + &ingress(
+            "depth2",
+            "depth2.test",
+            &[("auth-tls-secret", "tls-with-ca"), ("auth-tls-verify-depth", "2")],
+        )
+        + &ingress("both", "both.test", &[("auth-tls-secret", "root-and-int")])
+        + &ingress("crl", "crl.test", &[("auth-tls-secret", "with-crl")]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+
+    // Depth 1 (the default): one CA between the client and the root, not two.
+    assert_eq!(curl(&p, "depth1.test", "/", Some("alice"), &[]).await.status, 200);
+    assert_eq!(curl(&p, "depth1.test", "/", Some("one-deep"), &[]).await.status, 200);
+    assert_eq!(curl(&p, "depth1.test", "/", Some("two-deep"), &[]).await.status, 400);
+    assert_eq!(curl(&p, "depth2.test", "/", Some("two-deep"), &[]).await.status, 200);
+    // An intermediate in ca.crt still counts towards the depth, as with OpenSSL.
+    assert_eq!(curl(&p, "both.test", "/", Some("one-deep"), &[]).await.status, 200);
+    assert_eq!(curl(&p, "both.test", "/", Some("two-deep"), &[]).await.status, 400);
+
+    // ca.crl: the revoked certificate is refused, the others pass.
+    assert_eq!(curl(&p, "crl.test", "/", Some("alice"), &[]).await.status, 200);
+    let r = curl(&p, "crl.test", "/", Some("revoked"), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(curl(&p, "depth1.test", "/", Some("revoked"), &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_secrets_deny_with_a_warning() {
+    let web = pods("web", 1).await;
+    let root = read("root.crt");
+    let manifests = class()
+        + &service("web", &web)
+        + &ca_secret("ca", &root, None)
+        + &ca_secret(
+            "garbage",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            None,
+        )
+        + &ca_secret("bad-crl", &root, Some(b"not a CRL"))
+        + &yaml(&[fixture::opaque_secret("default", "no-ca", &[("tls.crt", &root)]).into()])
+        + &yaml(&[fixture::opaque_secret("other", "ca", &[("ca.crt", &root)]).into()])
+        + &ingress("missing", "missing.test", &[("auth-tls-secret", "nope")])
+        + &ingress("garbage", "garbage.test", &[("auth-tls-secret", "garbage")])
+        + &ingress("bad-crl", "badcrl.test", &[("auth-tls-secret", "bad-crl")])
+        + &ingress("no-ca", "noca.test", &[("auth-tls-secret", "no-ca")])
+        + &ingress("cross", "cross.test", &[("auth-tls-secret", "other/ca")])
+        + &ingress(
+            "bad-cn",
+            "badcn.test",
+            &[("auth-tls-secret", "ca"), ("auth-tls-match-cn", "alice")],
+        )
+        + &ingress(
+            "bad-values",
+            "values.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-verify-client", "maybe"),
+                ("auth-tls-verify-depth", "1000"),
+            ],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let routes = p.routes().await;
+    for (name, host, needle) in [
+        ("missing", "missing.test", "does not exist"),
+        ("garbage", "garbage.test", "ca.crt"),
+        ("bad-crl", "badcrl.test", "ca.crl"),
+        ("no-ca", "noca.test", "no key \"ca.crt\""),
+        ("cross", "cross.test", "another namespace"),
+        ("bad-cn", "badcn.test", "CN="),
+    ] {
+        let diags = diagnostics_of(&routes, name);
+        assert!(
+            diags.iter().any(|d| d.contains(needle) && d.contains("403")),
+            "{name}: {diags:?}"
+        );
+        for cert in [None, Some("alice")] {
+            let r = curl(&p, host, "/", cert, &[]).await;
+            assert_eq!(r.status, 403, "{name} {cert:?}: {}", r.body);
+        }
+    }
+    // Invalid values fall back to the strict defaults (on, depth 1) with a Warning.
+    let diags = diagnostics_of(&routes, "bad-values");
+    assert_eq!(diags.len(), 2, "{diags:?}");
+    assert_eq!(curl(&p, "values.test", "/", None, &[]).await.status, 400);
+    assert_eq!(curl(&p, "values.test", "/", Some("two-deep"), &[]).await.status, 400);
+    assert_eq!(curl(&p, "values.test", "/", Some("alice"), &[]).await.status, 200);
+}
