@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backend;
 pub mod ingress;
 pub mod known;
+pub mod passthrough;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +47,8 @@ pub struct Options {
     /// function, so it changes how fast compile() is, never what it returns. Its owner (the
     /// publisher) ends each generation of it with [`tls::CertCache::rotate`].
     pub cert_cache: Option<Arc<tls::CertCache>>,
+    /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation takes effect.
+    pub enable_ssl_passthrough: bool,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             fallback_certificate: None,
             now: SystemTime::now(),
             cert_cache: None,
+            enable_ssl_passthrough: false,
         }
     }
 }
@@ -144,6 +148,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
 
+    let passthrough = passthrough::table(snapshot, opts, &compiled.admitted, &compiled.routes, &mut diags);
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(
@@ -162,6 +167,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         admitted: Arc::new(compiled.admitted),
         ignored: Arc::new(compiled.ignored),
         diagnostics: Arc::new(diags.into_sorted()),
+        passthrough: Arc::new(passthrough),
     }
 }
 
@@ -192,6 +198,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         admitted: prev.admitted.clone(),
         ignored: prev.ignored.clone(),
         diagnostics: prev.diagnostics.clone(),
+        passthrough: prev.passthrough.clone(),
     }
 }
 

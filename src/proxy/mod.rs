@@ -2,13 +2,18 @@
 
 pub mod client;
 pub mod deadline;
+pub mod front;
 pub mod handler;
 pub mod headers;
 pub mod listener;
 pub mod live;
+pub mod passthrough;
 pub mod policy;
+pub mod proxy_protocol;
+pub mod rewind;
 pub mod ticket;
 pub mod tls;
+pub mod tls_options;
 pub mod upstream;
 
 use std::pin::Pin;
