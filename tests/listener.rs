@@ -77,8 +77,16 @@ fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_gives_the_client_address() {
     let web = pods("web", 1).await;
+    let sticky = pods("sticky", 2).await;
     let manifests = class()
         + &service("web", &web)
+        + &service_with(
+            fixture::service("default", "sticky")
+                .port("http", 80)
+                .client_ip_affinity(None),
+            &sticky,
+        )
+        + &annotated_ingress("sticky", "sticky.example", "/", "sticky", &[])
         + &annotated_ingress("open", "pp.example", "/", "web", &[])
         + &annotated_ingress(
             "allow",
@@ -130,6 +138,23 @@ async fn proxy_protocol_gives_the_client_address() {
     assert_eq!(status(&outside), "403", "{outside}");
     let local = raw_get(p.http, b"", "allow.example").await;
     assert_eq!(local, "", "no header: closed without an answer");
+
+    // ClientIP affinity keys on the header's client: two clients behind the one balancer
+    // address each keep their own pod.
+    // (Round robin alone would split the repeated clients; affinity on the socket address
+    // would put both on one pod.)
+    let (a, b) = ("192.0.2.21", "192.0.2.22");
+    let mut pods_of = std::collections::BTreeMap::<&str, std::collections::BTreeSet<String>>::new();
+    for client in [a, b, a, a, b, b, a, b] {
+        let front = format!("PROXY TCP4 {client} 198.51.100.1 1000 80\r\n");
+        let j = echoed(&raw_get(p.http, front.as_bytes(), "sticky.example").await);
+        pods_of
+            .entry(client)
+            .or_default()
+            .insert(j["pod"].as_str().unwrap().to_string());
+    }
+    assert!(pods_of.values().all(|p| p.len() == 1), "{pods_of:?}");
+    assert_ne!(pods_of[a], pods_of[b], "{pods_of:?}");
 
     // v2 LOCAL (a load balancer's health check): the socket's own address.
     let mut local_cmd = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -342,7 +367,12 @@ async fn ssl_passthrough_hands_tls_to_the_backend() {
     // The passthrough host's other paths are served on plain HTTP only, with a Warning.
     let (s, _, b) = get(p.http, "pass.example", "/plain").await.unwrap();
     assert_eq!((s, json(&b)["pod"].clone()), (200, "web-0".into()));
-    let diags = diagnostics_of(&p.routes().await, "pass");
+    let routes = p.routes().await;
+    assert_eq!(
+        routes["passthrough"]["pass.example"]["service"]["name"], "tlsapp",
+        "{routes}"
+    );
+    let diags = diagnostics_of(&routes, "pass");
     assert!(
         diags
             .iter()
