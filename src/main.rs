@@ -138,6 +138,7 @@ struct RunArgs {
     /// TLS versions of the HTTPS listener, as ingress-nginx's ssl-protocols: "TLSv1.2 TLSv1.3"
     /// or "TLSv1.3" (TLSv1 and TLSv1.1 are refused: rustls does not implement them).
     #[arg(long, env = "PORTICO_SSL_PROTOCOLS", default_value = "TLSv1.2 TLSv1.3", value_parser = tls_options::parse_protocols)]
+    // Spelled out so that clap takes one value (the parsed list), not one per occurrence.
     ssl_protocols: std::vec::Vec<&'static rustls::SupportedProtocolVersion>,
     /// Cipher suites of the HTTPS listener, OpenSSL names separated by ':' as ingress-nginx's
     /// ssl-ciphers (default: rustls's suites). Suites rustls lacks (DHE, CBC) are skipped

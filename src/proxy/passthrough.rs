@@ -305,6 +305,17 @@ mod tests {
             r.extend_from_slice(&body[..end]);
             assert_ne!(sni(&r), Ok(None), "{end}");
         }
+        // Every byte of a real hello replaced by awkward values: no panic, and a name found
+        // is a valid one.
+        for i in 0..h.len() {
+            for v in [0u8, 0xff, 0x01, 0x7f, b'A'] {
+                let mut m = h.clone();
+                m[i] = v;
+                if let Ok(Some(Some(name))) = sni(&m) {
+                    assert!(host_name(name.as_bytes()).is_ok(), "{name:?}");
+                }
+            }
+        }
         assert_eq!(host_name(b"bad name"), Err(Error::Malformed));
         assert_eq!(host_name(b""), Err(Error::Malformed));
         assert_eq!(host_name(b"ok.example."), Ok("ok.example".into()));

@@ -363,6 +363,33 @@ mod tests {
         assert_eq!(parse(&sig), Err(Error::NotProxy));
     }
 
+    /// A cheap, deterministic cousin of the `proxy_protocol` fuzz target: every byte of valid
+    /// headers replaced by awkward values, at every length. No panic, no header past the input.
+    #[test]
+    fn mutated_headers_never_panic() {
+        let mut p = vec![192, 0, 2, 7, 198, 51, 100, 1, 0, 1, 0, 2, 0x02, 0, 1, b'x'];
+        p.extend_from_slice(&[0; 4]);
+        let samples = [
+            b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\n".to_vec(),
+            b"PROXY TCP6 2001:db8::1 ::1 1 2\r\n".to_vec(),
+            v2(1, 0x11, &p),
+            v2(1, 0x21, &[7; 40]),
+        ];
+        for sample in samples {
+            for i in 0..sample.len() {
+                for v in [0u8, 0xff, b' ', b'\r', b'\n', b'0', b':', 0x20, 0x21] {
+                    let mut m = sample.clone();
+                    m[i] = v;
+                    for end in [i + 1, m.len()] {
+                        if let Ok(Some((_, n))) = parse(&m[..end]) {
+                            assert!(n <= end);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn read_returns_what_follows_the_header() {
         let (mut client, mut server) = tokio::io::duplex(64);
