@@ -364,6 +364,10 @@ async fn ssl_passthrough_hands_tls_to_the_backend() {
     // No SNI at all, and a name nobody passes through: terminated as before.
     let none = tls_get(p.https, None, "/", false).await.unwrap();
     assert_eq!(none.cert_cn, "Portico Default Certificate");
+    // On plain HTTP the host's rules are served, and its passed-through backend is spoken to
+    // over TLS (as ingress-nginx proxies to it with https://).
+    let (s, _, b) = get(p.http, "pass.example", "/").await.unwrap();
+    assert_eq!((s, b.as_str()), (200, "tls-backend sni=\n"));
     // The passthrough host's other paths are served on plain HTTP only, with a Warning.
     let (s, _, b) = get(p.http, "pass.example", "/plain").await.unwrap();
     assert_eq!((s, json(&b)["pod"].clone()), (200, "web-0".into()));

@@ -270,7 +270,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "ssl-passthrough",
         Partly(
-            "with --enable-ssl-passthrough; exact hosts; TLS connections whose SNI names the host go unterminated to a pod of the backend of its / rule (ingress-nginx: to the Service's cluster IP); its other paths serve plain HTTP only",
+            "with --enable-ssl-passthrough; exact hosts; TLS connections whose SNI names the host go unterminated to a pod of the backend of its / rule (ingress-nginx: to the Service's cluster IP); its rules are served on plain HTTP only, to that backend over TLS",
         ),
     ),
     (

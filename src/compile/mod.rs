@@ -149,6 +149,8 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     }
 
     let passthrough = passthrough::table(snapshot, opts, &compiled.admitted, &compiled.routes, &mut diags);
+    let mut backends = resolver.backends();
+    passthrough::speak_tls(&mut backends, &passthrough);
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(
@@ -163,7 +165,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         routes: Arc::new(routes),
         certs: Arc::new(certs),
         route_list: Arc::new(compiled.routes),
-        backends: resolver.backends(),
+        backends,
         admitted: Arc::new(compiled.admitted),
         ignored: Arc::new(compiled.ignored),
         diagnostics: Arc::new(diags.into_sorted()),
@@ -181,7 +183,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         Some(services) => Resolver::for_services(snapshot, services),
         None => Resolver::new(snapshot),
     };
-    let backends = prev
+    let mut backends: Vec<_> = prev
         .backends
         .iter()
         .map(|b| match changed {
@@ -189,6 +191,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
             _ => resolver.service(&b.service, b.port.clone()).1.0,
         })
         .collect();
+    passthrough::speak_tls(&mut backends, &prev.passthrough);
     Config {
         generation: 0,
         routes: prev.routes.clone(),

@@ -8,7 +8,7 @@ use super::Options;
 use super::annotations::Annotations;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::route::PathType;
-use crate::config::{HostPattern, Route};
+use crate::config::{Backend, HostPattern, Protocol, Route};
 use crate::model::{ObjectKey, Snapshot};
 
 /// Host → backend index for the admitted Ingresses (oldest first) that ask for passthrough.
@@ -86,4 +86,22 @@ pub fn table(
         }
     }
     table
+}
+
+/// A passed-through backend speaks TLS itself: plain HTTP requests routed to it (the host's
+/// rules on the HTTP listener) go to it over TLS, as ingress-nginx proxies them with
+/// `https://` (HTTP/2 with prior knowledge becomes HTTP/2 over TLS).
+pub fn speak_tls(backends: &mut [Arc<Backend>], table: &HashMap<String, usize>) {
+    for &i in table.values() {
+        if let Some(b) = backends.get_mut(i) {
+            let tls = match b.protocol {
+                Protocol::Http => Protocol::Https,
+                Protocol::H2c => Protocol::H2,
+                other => other,
+            };
+            if tls != b.protocol {
+                Arc::make_mut(b).protocol = tls;
+            }
+        }
+    }
 }

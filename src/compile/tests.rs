@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::diagnostic::{Reason, Severity};
-use crate::config::{Backend, Endpoint, Target};
+use crate::config::{Backend, Endpoint, Protocol, Target};
 use crate::fixture::{self, Exact, ImplementationSpecific, IngressBuilder, PathType, Prefix};
 use crate::model::AnyObject;
 use crate::source::files::parse_manifests;
@@ -1196,8 +1196,14 @@ fn ssl_passthrough_table() {
             .any(|m| m.contains("ssl-passthrough") && m.contains("\"true\" or \"false\"")),
         "{bad:?}"
     );
-    // An endpoints-only recompile keeps the table.
-    assert_eq!(recompile_endpoints(&s, &cfg, None).passthrough, cfg.passthrough);
+    // The passed-through backend speaks TLS: plain HTTP to it goes over TLS; others do not.
+    let protocol = |cfg: &Config, name: &str| cfg.backends.iter().find(|b| b.service.name == name).map(|b| b.protocol);
+    assert_eq!(protocol(&cfg, "a"), Some(Protocol::Https));
+    assert_eq!(protocol(&cfg, "b"), Some(Protocol::Http));
+    // An endpoints-only recompile keeps the table and the protocol.
+    let again = recompile_endpoints(&s, &cfg, None);
+    assert_eq!(again.passthrough, cfg.passthrough);
+    assert_eq!(again.backends, cfg.backends);
 
     // Without --enable-ssl-passthrough: nothing passed through, and each Ingress is told.
     let cfg = compile(&s, &Options::default());
