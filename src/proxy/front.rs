@@ -24,16 +24,6 @@ pub struct Front {
     pub ssl_passthrough: bool,
 }
 
-impl Default for Front {
-    fn default() -> Self {
-        Front {
-            proxy_protocol: false,
-            proxy_protocol_timeout: Duration::from_secs(5),
-            ssl_passthrough: false,
-        }
-    }
-}
-
 /// What to do with a connection once its front is read.
 pub enum Start {
     /// Serve it (HTTP, or TLS then HTTP) as the client at `Peer`, the bytes read so far first.
