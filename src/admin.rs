@@ -48,6 +48,11 @@ pub fn routes_json(plane: &Plane) -> Value {
         "generation": cfg.generation,
         "hosts": hosts,
         "tls": cfg.certs.sources,
+        "passthrough": cfg
+            .passthrough
+            .iter()
+            .map(|(host, &id)| (host.clone(), backend_json(plane, id)))
+            .collect::<BTreeMap<_, _>>(),
         "admitted": cfg.admitted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
         "diagnostics": cfg.diagnostics,

@@ -13,10 +13,11 @@ use portico::compile::Options;
 use portico::config::Cidr;
 use portico::metrics::Metrics;
 use portico::model::ObjectKey;
+use portico::proxy::front::Front;
 use portico::proxy::handler::Proxy;
 use portico::proxy::live::Live;
 use portico::proxy::upstream::Upstream;
-use portico::proxy::{Settings, listener, mtls, tls};
+use portico::proxy::{Settings, listener, mtls, tls, tls_options};
 use portico::source::Publisher;
 use portico::source::kube::KubeOptions;
 use tokio::net::TcpListener;
@@ -121,10 +122,42 @@ struct RunArgs {
     metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     class: ClassArgs,
-    /// Strict-Transport-Security (max-age=31536000; includeSubDomains) on HTTPS responses,
-    /// as ingress-nginx sends by default.
+    /// Strict-Transport-Security on HTTPS responses (never on plain HTTP), as ingress-nginx
+    /// sends by default (its ConfigMap key hsts).
     #[arg(long, env = "PORTICO_HSTS", value_enum, default_value = "on")]
     hsts: OnOff,
+    /// HSTS max-age in seconds, at most 315360000 (ingress-nginx's hsts-max-age).
+    #[arg(long, env = "PORTICO_HSTS_MAX_AGE", default_value_t = 31_536_000, value_parser = count::<u64>(0..=315_360_000))]
+    hsts_max_age: u64,
+    /// HSTS includeSubDomains (ingress-nginx's hsts-include-subdomains).
+    #[arg(long, env = "PORTICO_HSTS_INCLUDE_SUBDOMAINS", value_enum, default_value = "on")]
+    hsts_include_subdomains: OnOff,
+    /// HSTS preload (ingress-nginx's hsts-preload).
+    #[arg(long, env = "PORTICO_HSTS_PRELOAD", value_enum, default_value = "off")]
+    hsts_preload: OnOff,
+    /// TLS versions of the HTTPS listener, as ingress-nginx's ssl-protocols: "TLSv1.2 TLSv1.3"
+    /// or "TLSv1.3" (TLSv1 and TLSv1.1 are refused: rustls does not implement them).
+    #[arg(long, env = "PORTICO_SSL_PROTOCOLS", default_value = "TLSv1.2 TLSv1.3", value_parser = tls_options::parse_protocols)]
+    // Spelled out so that clap takes one value (the parsed list), not one per occurrence.
+    ssl_protocols: std::vec::Vec<&'static rustls::SupportedProtocolVersion>,
+    /// Cipher suites of the HTTPS listener, OpenSSL names separated by ':' as ingress-nginx's
+    /// ssl-ciphers (default: rustls's suites). Suites rustls lacks (DHE, CBC) are skipped
+    /// with a warning; unknown names are an error. TLS 1.3 suites (TLS_AES_128_GCM_SHA256,
+    /// ...) named here limit TLS 1.3 to them.
+    #[arg(long, env = "PORTICO_SSL_CIPHERS")]
+    ssl_ciphers: Option<String>,
+    /// Every connection to the HTTP and HTTPS listeners starts with a PROXY protocol v1 or v2
+    /// header (from a load balancer), whose client address Portico uses; connections without
+    /// one are closed. As ingress-nginx's use-proxy-protocol.
+    #[arg(long, env = "PORTICO_USE_PROXY_PROTOCOL")]
+    use_proxy_protocol: bool,
+    /// Time a PROXY protocol header may take to arrive (at most 24h).
+    #[arg(long, env = "PORTICO_PROXY_PROTOCOL_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    proxy_protocol_header_timeout: Duration,
+    /// Honour the ssl-passthrough annotation: TLS connections whose SNI names such a host go
+    /// to its pods unterminated. Every HTTPS connection's ClientHello is then read first.
+    #[arg(long, env = "PORTICO_ENABLE_SSL_PASSTHROUGH")]
+    enable_ssl_passthrough: bool,
     /// Secret that signs persistent-affinity cookie values; give every replica the same one
     /// (at least 16 bytes). Without it a random key is used, valid for this process only.
     #[arg(long, env = "PORTICO_AFFINITY_KEY", hide_env_values = true)]
@@ -275,8 +308,9 @@ where
     clap::builder::RangedU64ValueParser::new().range(range)
 }
 
-fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>) -> Options {
+fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>, passthrough: bool) -> Options {
     Options {
+        enable_ssl_passthrough: passthrough,
         controller_name: class.controller_name.clone(),
         ingress_class: class.ingress_class.clone(),
         watch_without_class: class.watch_ingress_without_class,
@@ -337,7 +371,7 @@ fn main() -> anyhow::Result<()> {
 fn check(dir: &std::path::Path, class: &ClassArgs) -> anyhow::Result<()> {
     let (snapshot, errors) =
         portico::source::files::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let cfg = portico::compile(&snapshot, &options(class, None));
+    let cfg = portico::compile(&snapshot, &options(class, None, false));
     for e in &errors {
         println!("error: {e}");
     }
@@ -393,7 +427,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
     let publisher = Arc::new(Publisher::new(
         live.clone(),
-        options(&args.class, Some(fallback)),
+        options(&args.class, Some(fallback), args.enable_ssl_passthrough),
         metrics.clone(),
     ));
     let affinity_key = match &args.affinity_key {
@@ -474,13 +508,36 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
     let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
+    let mut tls_opts = tls_options::TlsOptions {
+        versions: args.ssl_protocols.clone(),
+        cipher_suites: None,
+    };
+    if let Some(list) = &args.ssl_ciphers {
+        let (suites, warnings) =
+            tls_options::parse_ciphers(list, &rustls::crypto::aws_lc_rs::default_provider(), &tls_opts.versions)
+                .map_err(|e| anyhow::anyhow!("--ssl-ciphers: {e}"))?;
+        for w in warnings {
+            tracing::warn!("--ssl-ciphers: {w}");
+        }
+        tls_opts.cipher_suites = Some(suites);
+    }
     let sessions = || tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout);
     let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
     // Separate session caches: a session made without asking for a client certificate must
     // not resume where one is asked for (nginx's session id context does the same).
     let tls_acceptor = mtls::Acceptor::new(
-        tls::server_config(live.clone(), sessions(), Arc::new(rustls::server::NoClientAuth))?,
-        tls::server_config(live.clone(), sessions(), mtls::RequestClientCert::new(algorithms))?,
+        tls::server_config(
+            live.clone(),
+            sessions(),
+            &tls_opts,
+            Arc::new(rustls::server::NoClientAuth),
+        )?,
+        tls::server_config(
+            live.clone(),
+            sessions(),
+            &tls_opts,
+            mtls::RequestClientCert::new(algorithms),
+        )?,
         live.clone(),
     );
 
@@ -492,7 +549,13 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         access_log: args.access_log == OnOff::On,
         affinity_key,
-        hsts: args.hsts == OnOff::On,
+        hsts: (args.hsts == OnOff::On).then(|| {
+            tls_options::hsts_value(
+                args.hsts_max_age,
+                args.hsts_include_subdomains == OnOff::On,
+                args.hsts_preload == OnOff::On,
+            )
+        }),
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
@@ -520,6 +583,11 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         builder,
         drain: drain.clone(),
         limit,
+        front: Front {
+            proxy_protocol: args.use_proxy_protocol,
+            proxy_protocol_timeout: args.proxy_protocol_header_timeout,
+            ssl_passthrough: args.enable_ssl_passthrough,
+        },
     };
     let loops = [
         tokio::spawn(listener::serve("http", http, None, server.clone(), stop_rx.clone())),

@@ -408,16 +408,8 @@ fn out_of_range_flags_are_usage_errors() {
         ("--tls-session-cache", "18446744073709551615"),
         ("--worker-threads", "100000000"),
     ] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        let mut child = command()
             .args(["--manifests", "/nonexistent", "--log-format", "json"])
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--https-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ])
             .args([flag, value])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

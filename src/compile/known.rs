@@ -16,6 +16,11 @@ use Support::{No, Partly, Yes};
 
 const SNIPPET: &str =
     "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; Portico renders no configuration";
+// The snippets people write most, each with the typed annotations that do the same.
+const CONFIGURATION_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotations instead: rewrite-target, permanent-redirect or temporal-redirect, whitelist-source-range, enable-cors, proxy-body-size, proxy-read-timeout, upstream-vhost";
+const SERVER_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotations instead: permanent-redirect, temporal-redirect, app-root, ssl-redirect or force-ssl-redirect, whitelist-source-range";
+const AUTH_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotations instead: auth-url, auth-method, auth-signin, auth-response-headers, auth-cache-key";
+const STREAM_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotation ssl-passthrough (with --enable-ssl-passthrough) for TLS that the backend terminates";
 const STREAMS: &str = "not applicable: Portico streams bodies both ways and never buffers them to disk or memory";
 const LATER: &str = "not yet";
 
@@ -70,7 +75,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         Partly("variables $host, $http_host, $scheme, $request_uri and $escaped_request_uri only"),
     ),
     ("auth-signin-redirect-param", Yes),
-    ("auth-snippet", No(SNIPPET)),
+    ("auth-snippet", No(AUTH_SNIPPET)),
     (
         "auth-tls-error-page",
         Partly("certificate errors answer 302 to the URL or path given (nginx serves a path internally)"),
@@ -109,7 +114,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("canary-weight", No("not yet: no canary support")),
     ("canary-weight-total", No("not yet: no canary support")),
     ("client-body-buffer-size", No(STREAMS)),
-    ("configuration-snippet", No(SNIPPET)),
+    ("configuration-snippet", No(CONFIGURATION_SNIPPET)),
     (
         "connection-proxy-header",
         No("not applicable: Portico manages upstream connections itself"),
@@ -245,7 +250,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("rewrite-target", Yes),
     ("satisfy", No("not yet: no authentication")),
     ("server-alias", No(LATER)),
-    ("server-snippet", No(SNIPPET)),
+    ("server-snippet", No(SERVER_SNIPPET)),
     (
         "service-upstream",
         No("not yet: Portico always forwards to pod endpoints"),
@@ -265,15 +270,20 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("session-cookie-secure", Yes),
     (
         "ssl-ciphers",
-        No("not applicable: TLS 1.2/1.3 with rustls's fixed modern cipher suites"),
+        No("not yet per Ingress: --ssl-ciphers sets the suites of the whole listener"),
     ),
-    ("ssl-passthrough", No(LATER)),
+    (
+        "ssl-passthrough",
+        Partly(
+            "with --enable-ssl-passthrough; exact hosts; TLS connections whose SNI names the host go unterminated to a pod of the backend of its / rule (ingress-nginx: to the Service's cluster IP); its rules are served on plain HTTP only, to that backend over TLS",
+        ),
+    ),
     (
         "ssl-prefer-server-ciphers",
         No("not applicable: TLS 1.2/1.3 with rustls's fixed modern cipher suites"),
     ),
     ("ssl-redirect", Yes),
-    ("stream-snippet", No(SNIPPET)),
+    ("stream-snippet", No(STREAM_SNIPPET)),
     ("temporal-redirect", Yes),
     ("upstream-hash-by", No(LATER)),
     ("upstream-hash-by-subset", No(LATER)),
@@ -324,5 +334,18 @@ mod tests {
         );
         assert_eq!(support("ssl-redirect"), Some(Yes));
         assert_eq!(support("no-such-thing"), None);
+        // Each refused snippet names the typed annotations to use instead.
+        for (snippet, typed) in [
+            ("configuration-snippet", "rewrite-target"),
+            ("server-snippet", "permanent-redirect"),
+            ("auth-snippet", "auth-url"),
+            ("stream-snippet", "ssl-passthrough"),
+        ] {
+            let Some(No(why)) = support(snippet) else {
+                panic!("{snippet}")
+            };
+            assert!(why.contains(typed), "{snippet}: {why}");
+            assert!(matches!(support(typed), Some(Yes | Partly(_))), "{typed}");
+        }
     }
 }

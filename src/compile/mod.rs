@@ -6,6 +6,7 @@ pub mod backend;
 pub mod ingress;
 pub mod known;
 pub mod mtls;
+pub mod passthrough;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -47,6 +48,8 @@ pub struct Options {
     /// function, so it changes how fast compile() is, never what it returns. Its owner (the
     /// publisher) ends each generation of it with [`tls::CertCache::rotate`].
     pub cert_cache: Option<Arc<tls::CertCache>>,
+    /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation takes effect.
+    pub enable_ssl_passthrough: bool,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             fallback_certificate: None,
             now: SystemTime::now(),
             cert_cache: None,
+            enable_ssl_passthrough: false,
         }
     }
 }
@@ -146,6 +150,9 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
 
+    let passthrough = passthrough::table(snapshot, opts, &compiled.admitted, &compiled.routes, &mut diags);
+    let mut backends = resolver.backends();
+    passthrough::speak_tls(&mut backends, &passthrough);
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(
@@ -161,10 +168,11 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         certs: Arc::new(certs),
         client_auth: Arc::new(compiled.client_auth),
         route_list: Arc::new(compiled.routes),
-        backends: resolver.backends(),
+        backends,
         admitted: Arc::new(compiled.admitted),
         ignored: Arc::new(compiled.ignored),
         diagnostics: Arc::new(diags.into_sorted()),
+        passthrough: Arc::new(passthrough),
     }
 }
 
@@ -178,7 +186,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         Some(services) => Resolver::for_services(snapshot, services),
         None => Resolver::new(snapshot),
     };
-    let backends = prev
+    let mut backends: Vec<_> = prev
         .backends
         .iter()
         .map(|b| match changed {
@@ -186,6 +194,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
             _ => resolver.service(&b.service, b.port.clone()).1.0,
         })
         .collect();
+    passthrough::speak_tls(&mut backends, &prev.passthrough);
     Config {
         generation: 0,
         routes: prev.routes.clone(),
@@ -196,6 +205,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         admitted: prev.admitted.clone(),
         ignored: prev.ignored.clone(),
         diagnostics: prev.diagnostics.clone(),
+        passthrough: prev.passthrough.clone(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::diagnostic::{Reason, Severity};
-use crate::config::{Backend, Endpoint, Target};
+use crate::config::{Backend, Endpoint, Protocol, Target};
 use crate::fixture::{self, Exact, ImplementationSpecific, IngressBuilder, PathType, Prefix};
 use crate::model::AnyObject;
 use crate::source::files::parse_manifests;
@@ -1121,4 +1121,93 @@ fn configs_compare_as_plain_data() {
         one != compile(&objects("10.0.0.2"), &Options::default()),
         "an endpoint change is a different Config"
     );
+}
+
+/// `ssl-passthrough`: an exact host's `/` rule, oldest Ingress first, only with the flag;
+/// everything else about it is a Warning.
+#[test]
+fn ssl_passthrough_table() {
+    const PASS: &str = "nginx.ingress.kubernetes.io/ssl-passthrough";
+    let s = with_base([
+        ing(
+            "old",
+            T0,
+            &[
+                ("pass.test", "/", Prefix, "a"),
+                ("pass.test", "/api", Prefix, "b"),
+                ("*.wild.test", "/", Prefix, "a"),
+            ],
+        )
+        .annotation(PASS, "true")
+        .into(),
+        // A younger Ingress on the same host with another path: the host stays with "old".
+        ing("young", "2024-02-01T00:00:00Z", &[("pass.test", "/x", Prefix, "c")])
+            .annotation(PASS, "true")
+            .into(),
+        ing("exact-only", T0, &[("exact.test", "/", Exact, "d")])
+            .annotation(PASS, "true")
+            .into(),
+        ing("off", T0, &[("off.test", "/", Prefix, "e")])
+            .annotation(PASS, "false")
+            .into(),
+        ing("bad", T0, &[("bad.test", "/", Prefix, "e")])
+            .annotation(PASS, "yes")
+            .into(),
+    ]);
+    let messages = |cfg: &Config, name: &str| -> Vec<String> {
+        cfg.diagnostics
+            .iter()
+            .filter(|d| d.object.name == name)
+            .map(|d| d.message.clone())
+            .collect()
+    };
+    let on = Options {
+        enable_ssl_passthrough: true,
+        ..Options::default()
+    };
+    let cfg = compile(&s, &on);
+    let hosts: std::collections::BTreeMap<_, _> = cfg
+        .passthrough
+        .iter()
+        .map(|(h, &i)| (h.as_str(), cfg.backends[i].service.name.as_str()))
+        .collect();
+    assert_eq!(hosts, [("pass.test", "a")].into());
+    // HTTP routes are unchanged: the plain listener still serves every path.
+    assert_eq!(target(&cfg, "pass.test", "/api"), Some("b".into()));
+    let old = messages(&cfg, "old");
+    assert!(
+        old.iter()
+            .any(|m| m.contains("path /api") && m.contains("not used for TLS")),
+        "{old:?}"
+    );
+    assert!(
+        old.iter()
+            .any(|m| m.contains("*.wild.test") && m.contains("not an exact host")),
+        "{old:?}"
+    );
+    for name in ["young", "exact-only"] {
+        let m = messages(&cfg, name);
+        assert!(m.iter().any(|m| m.contains("no rule for path /")), "{name}: {m:?}");
+    }
+    assert!(messages(&cfg, "off").is_empty());
+    let bad = messages(&cfg, "bad");
+    assert!(
+        bad.iter()
+            .any(|m| m.contains("ssl-passthrough") && m.contains("\"true\" or \"false\"")),
+        "{bad:?}"
+    );
+    // The passed-through backend speaks TLS: plain HTTP to it goes over TLS; others do not.
+    let protocol = |cfg: &Config, name: &str| cfg.backends.iter().find(|b| b.service.name == name).map(|b| b.protocol);
+    assert_eq!(protocol(&cfg, "a"), Some(Protocol::Https));
+    assert_eq!(protocol(&cfg, "b"), Some(Protocol::Http));
+    // An endpoints-only recompile keeps the table and the protocol.
+    let again = recompile_endpoints(&s, &cfg, None);
+    assert_eq!(again.passthrough, cfg.passthrough);
+    assert_eq!(again.backends, cfg.backends);
+
+    // Without --enable-ssl-passthrough: nothing passed through, and each Ingress is told.
+    let cfg = compile(&s, &Options::default());
+    assert!(cfg.passthrough.is_empty());
+    let old = messages(&cfg, "old");
+    assert!(old.iter().any(|m| m.contains("--enable-ssl-passthrough")), "{old:?}");
 }

@@ -11,6 +11,7 @@ pub mod policy;
 pub mod route;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use backend::{Backend, BackendId, Endpoint, PortRef, Protocol, Target};
@@ -44,6 +45,9 @@ pub struct Config {
     /// Ingresses that are not ours, and why (for "why isn't my Ingress served?").
     pub ignored: Arc<Vec<(ObjectKey, String)>>,
     pub diagnostics: Arc<Vec<Diagnostic>>,
+    /// `ssl-passthrough` hosts (exact, lower-case) → the index in `backends` their TLS
+    /// connections are spliced to, unterminated. Empty unless `--enable-ssl-passthrough`.
+    pub passthrough: Arc<HashMap<String, usize>>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -58,6 +62,7 @@ impl PartialEq for Config {
             && self.admitted == other.admitted
             && self.ignored == other.ignored
             && self.diagnostics == other.diagnostics
+            && self.passthrough == other.passthrough
     }
 }
 

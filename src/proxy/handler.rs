@@ -43,8 +43,9 @@ pub struct Proxy {
     pub access_log: bool,
     /// Signs persistent-affinity cookie values (`--affinity-key`).
     pub affinity_key: aws_lc_rs::hmac::Key,
-    /// Send Strict-Transport-Security on HTTPS responses (`--hsts`).
-    pub hsts: bool,
+    /// The Strict-Transport-Security value sent on HTTPS responses (`--hsts` and its settings,
+    /// see [`super::tls_options::hsts_value`]); `None`: not sent.
+    pub hsts: Option<HeaderValue>,
     /// The auth step's runtime state (verified passwords).
     pub auth: auth::State,
 }
@@ -55,8 +56,6 @@ enum Failure {
     Exchange,
     Timeout,
 }
-
-const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 /// A request's route and the Plane it came from, kept for the request's whole life: the
 /// backend and runtime state it names are that Plane's.
@@ -172,8 +171,12 @@ impl Proxy {
         };
         let mut outcome = Outcome::default();
         let mut resp = self.dispatch(req, &fields, &peer, start, rid, &mut outcome).await;
-        if peer.tls && self.hsts && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
-            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+        if peer.tls
+            && let Some(hsts) = &self.hsts
+            && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
+        {
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         let status = resp.status().as_u16();
         let elapsed = outcome

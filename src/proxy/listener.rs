@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use super::Settings;
 use super::client::{ClientIo, Serving};
+use super::front::{Front, Start};
 use super::handler::Proxy;
 use super::headers::Peer;
 use super::mtls::Acceptor;
@@ -205,6 +206,8 @@ pub struct Server {
     pub drain: Arc<Drain>,
     /// `max_connections` permits.
     pub limit: Arc<Semaphore>,
+    /// PROXY protocol and SSL passthrough, when enabled.
+    pub front: Front,
 }
 
 /// One accept loop. Returns when `shutdown` turns true; connections it started are
@@ -221,6 +224,7 @@ pub async fn serve(
         builder,
         drain,
         limit,
+        front,
     } = server;
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
@@ -243,7 +247,6 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, tls.is_some()));
         let proxy = proxy.clone();
         let builder = builder.clone();
         let tls = tls.clone();
@@ -253,56 +256,19 @@ pub async fn serve(
             .open_connections
             .get_or_create(&ListenerLabels { listener: name })
             .clone();
+        let is_tls = tls.is_some();
+        let front = front.active(is_tls).then_some(front);
         tokio::spawn(async move {
             gauge.inc();
-            let header_timeout = proxy.settings.client_header_timeout;
-            let service = {
-                let proxy = proxy.clone();
-                let peer = peer.clone();
-                service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let peer = peer.clone();
-                    let serving = Serving::new(peer.clone());
-                    proxy.handle(req, peer, serving)
-                })
-            };
-            let result = match tls {
+            let result = match front {
                 None => {
-                    let io = ClientIo::new(stream, peer.clone(), header_timeout);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    open.serve(conn.into_owned()).await
+                    let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls));
+                    connection(stream, peer, tls, proxy, builder, open).await
                 }
-                Some(acceptor) => {
-                    let hs = tokio::time::timeout(
-                        proxy.settings.tls_handshake_timeout,
-                        acceptor.accept(TicketHold::new(stream)),
-                    )
-                    .await;
-                    let outcome = match &hs {
-                        Ok(Ok(_)) => "ok",
-                        Ok(Err(_)) => "error",
-                        Err(_) => "timeout",
-                    };
-                    proxy
-                        .metrics
-                        .tls_handshakes
-                        .get_or_create(&OutcomeLabels { outcome })
-                        .inc();
-                    match hs {
-                        Ok(Ok(mut tls_stream)) => {
-                            acceptor.inspect(&peer, tls_stream.get_ref().1);
-                            tls_stream.get_mut().0.release();
-                            let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                            open.serve(conn.into_owned()).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(client = %peer_addr, error = %e, "TLS handshake failed");
-                            Ok(())
-                        }
-                        Err(_) => Ok(()),
-                    }
-                }
+                Some(front) => match front.start(stream, peer_addr, local_port, is_tls, &proxy).await {
+                    Start::Serve(io, peer) => connection(io, peer, tls, proxy, builder, open).await,
+                    Start::Done => Ok(()),
+                },
             };
             if let Err(e) = result {
                 tracing::debug!(client = %peer_addr, error = %e, "connection ended with an error");
@@ -310,5 +276,70 @@ pub async fn serve(
             gauge.dec();
             drop(permit);
         });
+    }
+}
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one client connection (TLS first when `tls` is given) until it ends or is drained.
+async fn connection<IO>(
+    stream: IO,
+    peer: Arc<Peer>,
+    tls: Option<Acceptor>,
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    open: Open,
+) -> Result<(), ConnError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = proxy.settings.client_header_timeout;
+    let service = {
+        let proxy = proxy.clone();
+        let peer = peer.clone();
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            let peer = peer.clone();
+            let serving = Serving::new(peer.clone());
+            proxy.handle(req, peer, serving)
+        })
+    };
+    match tls {
+        None => {
+            let io = ClientIo::new(stream, peer.clone(), header_timeout);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            open.serve(conn.into_owned()).await
+        }
+        Some(acceptor) => {
+            let hs = tokio::time::timeout(
+                proxy.settings.tls_handshake_timeout,
+                acceptor.accept(TicketHold::new(stream)),
+            )
+            .await;
+            let outcome = match &hs {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(_)) => "error",
+                Err(_) => "timeout",
+            };
+            proxy
+                .metrics
+                .tls_handshakes
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            match hs {
+                Ok(Ok(mut tls_stream)) => {
+                    acceptor.inspect(&peer, tls_stream.get_ref().1);
+                    tls_stream.get_mut().0.release();
+                    let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    open.serve(conn.into_owned()).await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %peer.addr, error = %e, "TLS handshake failed");
+                    Ok(())
+                }
+                Err(_) => Ok(()),
+            }
+        }
     }
 }

@@ -2,14 +2,19 @@
 
 pub mod client;
 pub mod deadline;
+pub mod front;
 pub mod handler;
 pub mod headers;
 pub mod listener;
 pub mod live;
 pub mod mtls;
+pub mod passthrough;
 pub mod policy;
+pub mod proxy_protocol;
+pub mod rewind;
 pub mod ticket;
 pub mod tls;
+pub mod tls_options;
 pub mod upstream;
 
 use std::pin::Pin;

@@ -31,17 +31,22 @@ impl ResolvesServerCert for LiveCerts {
     }
 }
 
-/// TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, certificates by SNI, sessions resumed from
-/// `sessions` (see [`Sessions`]); client certificates as `client_auth` asks (rustls's
-/// `NoClientAuth`, or `mtls::RequestClientCert` for hosts with an `auth-tls` policy).
+/// TLS 1.2 and 1.3 only (or what `opts` narrows that to, with its cipher suites), ALPN h2
+/// and http/1.1, certificates by SNI, sessions resumed from `sessions` (see [`Sessions`]);
+/// client certificates as `client_auth` asks (rustls's `NoClientAuth`, or
+/// `mtls::RequestClientCert` for hosts with an `auth-tls` policy).
 pub fn server_config(
     live: Arc<Live>,
     sessions: Arc<Sessions>,
+    opts: &super::tls_options::TlsOptions,
     client_auth: Arc<dyn ClientCertVerifier>,
 ) -> Result<rustls::ServerConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(suites) = &opts.cipher_suites {
+        provider.cipher_suites.clone_from(suites);
+    }
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&opts.versions)?
         .with_client_cert_verifier(client_auth)
         .with_cert_resolver(Arc::new(LiveCerts(live)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

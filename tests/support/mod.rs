@@ -135,15 +135,7 @@ impl Portico {
         if !args.iter().any(|a| a == "--access-log") {
             defaults.extend(["--access-log", "off"]);
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portico"))
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--https-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ])
+        let mut child = command()
             .args(defaults)
             .args(&args)
             .env("RUST_LOG", "info")
@@ -235,6 +227,20 @@ impl Portico {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The `portico` binary with its HTTP, HTTPS and admin listeners on loopback port 0.
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portico"));
+    c.args([
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    c
 }
 
 pub type Answer = (u16, http::HeaderMap, String);

@@ -1,0 +1,111 @@
+//! What comes before HTTP or TLS on a client connection, when asked for: the PROXY protocol
+//! header (`--use-proxy-protocol`) and, on the HTTPS listener, the ClientHello's SNI that
+//! sends a passthrough host's connection to its pod unterminated (`--enable-ssl-passthrough`).
+//! With neither flag, connections never come here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::handler::Proxy;
+use super::headers::Peer;
+use super::rewind::Rewind;
+use super::{passthrough, proxy_protocol};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Front {
+    /// Every connection starts with a PROXY protocol v1 or v2 header; one without is closed.
+    pub proxy_protocol: bool,
+    /// How long the header may take to arrive (ingress-nginx's `proxy-protocol-header-timeout`).
+    pub proxy_protocol_timeout: Duration,
+    /// TLS connections are looked at for a passthrough host before termination.
+    pub ssl_passthrough: bool,
+}
+
+/// What to do with a connection once its front is read.
+pub enum Start {
+    /// Serve it (HTTP, or TLS then HTTP) as the client at `Peer`, the bytes read so far first.
+    Serve(Rewind<TcpStream>, Arc<Peer>),
+    /// Passed through to a pod, or closed.
+    Done,
+}
+
+impl Front {
+    /// Whether connections of a listener (TLS or not) need [`Front::start`].
+    pub fn active(&self, tls: bool) -> bool {
+        self.proxy_protocol || (tls && self.ssl_passthrough)
+    }
+
+    pub async fn start(
+        &self,
+        mut stream: TcpStream,
+        peer_addr: SocketAddr,
+        local_port: u16,
+        tls: bool,
+        proxy: &Proxy,
+    ) -> Start {
+        let (mut client, mut port, mut https) = (peer_addr.ip(), local_port, tls);
+        let mut read = Vec::new();
+        if self.proxy_protocol {
+            match proxy_protocol::read(&mut stream, self.proxy_protocol_timeout).await {
+                Ok((header, rest)) => {
+                    if let Some(src) = header.source {
+                        client = src.ip();
+                    }
+                    if let Some(dst) = header.destination {
+                        // As ingress-nginx: X-Forwarded-Port is the port the client connected
+                        // to, and plain HTTP to port 443 is a load balancer that terminated TLS.
+                        port = dst.port();
+                        https |= dst.port() == 443;
+                    }
+                    read = rest;
+                }
+                Err(e) => {
+                    tracing::debug!(client = %peer_addr, error = %e, "connection closed: no valid PROXY protocol header");
+                    return Start::Done;
+                }
+            }
+        }
+        if tls && self.ssl_passthrough && !proxy.live.load().config.passthrough.is_empty() {
+            let sni = passthrough::read_sni(&mut stream, &mut read, proxy.settings.tls_handshake_timeout).await;
+            let name = match sni {
+                Ok(name) => name,
+                // Not a ClientHello this parser reads: rustls answers it as a bad handshake.
+                Err(passthrough::ReadError::Hello(_)) => None,
+                Err(e) => {
+                    tracing::debug!(client = %client, error = %e, "TLS connection closed before its ClientHello");
+                    return Start::Done;
+                }
+            };
+            let backend = name.as_ref().and_then(|n| {
+                let plane = proxy.live.load();
+                let i = *plane.config.passthrough.get(n)?;
+                plane.config.backends.get(i).cloned()
+            });
+            if let (Some(name), Some(backend)) = (name, backend) {
+                let started = std::time::Instant::now();
+                match passthrough::splice(stream, &read, &backend, proxy.settings.upstream_connect_timeout).await {
+                    Ok((upstream, sent, received)) if proxy.access_log => tracing::info!(
+                        target: "portico::access",
+                        client = %client,
+                        sni = %name,
+                        passthrough = true,
+                        upstream = %upstream,
+                        service = %backend.service,
+                        bytes_sent = sent,
+                        bytes_received = received,
+                        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(client = %client, sni = %name, service = %backend.service, error = %e, "passthrough connection failed")
+                    }
+                }
+                return Start::Done;
+            }
+        }
+        Start::Serve(Rewind::new(read, stream), Arc::new(Peer::new(client, port, https)))
+    }
+}
