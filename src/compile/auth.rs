@@ -172,6 +172,27 @@ fn object_name(v: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
+/// The Secret an annotation names (`name` or `namespace/name`), which must be in the
+/// Ingress's own namespace: ingress-nginx refuses other namespaces unless
+/// `allow-cross-namespace-resources` is set (off by default); Portico has no such switch yet.
+pub(super) fn own_secret(ing: &ObjectKey, prefix: &str, annotation: &str, value: &str) -> Result<ObjectKey, String> {
+    let name = value.trim();
+    let own_ns = ing.namespace.as_str();
+    let key = match name.split_once('/') {
+        None => ObjectKey::new(own_ns, name),
+        Some((ns, n)) => ObjectKey::new(ns, n),
+    };
+    if !object_name(&key.namespace) || !object_name(&key.name) {
+        return Err(format!(
+            "{prefix}{annotation}={name:?} is not a Secret name or namespace/name"
+        ));
+    }
+    if key.namespace != own_ns {
+        return Err(format!("Secret {key} is in another namespace, which is not allowed"));
+    }
+    Ok(key)
+}
+
 /// A header name as `auth-response-headers` takes it (ingress-nginx: letters, digits, `-`, `_`).
 fn header_name(h: &str) -> bool {
     !h.is_empty() && h.len() <= 128 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -500,26 +521,10 @@ impl Annotations<'_> {
         let Some((_, name)) = annotation(self.ing, "auth-secret") else {
             return deny(self, format!("{prefix}auth-secret is not set"));
         };
-        let name = name.trim();
-        let own_ns = self.key.namespace.as_str();
-        let key = match name.split_once('/') {
-            None => ObjectKey::new(own_ns, name),
-            Some((ns, n)) => ObjectKey::new(ns, n),
+        let key = match own_secret(self.key, prefix, "auth-secret", name) {
+            Ok(key) => key,
+            Err(why) => return deny(self, why),
         };
-        if !object_name(&key.namespace) || !object_name(&key.name) {
-            return deny(
-                self,
-                format!("{prefix}auth-secret={name:?} is not a Secret name or namespace/name"),
-            );
-        }
-        // ingress-nginx refuses other namespaces unless allow-cross-namespace-resources is set
-        // (off by default); Portico has no such switch yet.
-        if key.namespace != own_ns {
-            return deny(
-                self,
-                format!("Secret {key} is in another namespace, which is not allowed"),
-            );
-        }
         let file = match annotation(self.ing, "auth-secret-type").map(|(_, v)| v.trim()) {
             None | Some("auth-file") => true,
             Some("auth-map") => false,

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod ingress;
 pub mod known;
 pub mod tls;
+pub mod upstream_tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

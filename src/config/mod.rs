@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod policy;
 pub mod route;
 pub mod tls;
+pub mod upstream_tls;
 
 use std::sync::Arc;
 
