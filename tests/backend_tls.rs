@@ -160,8 +160,8 @@ struct Backend<'a> {
     client_ca: Option<&'a str>,
 }
 
-/// A TLS backend on loopback answering every request with what it saw of the handshake:
-/// `sni=…;client=…;version=…;suite=…`.
+/// A TLS backend on loopback (HTTP/1.1 and h2) answering every request with what it saw of
+/// the handshake and the request: `sni=…;client=…;version=…;suite=…;http=…`.
 async fn spawn_backend(pki: &Pki, b: Backend<'_>) -> SocketAddr {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = if b.tls12_only {
@@ -186,7 +186,7 @@ async fn spawn_backend(pki: &Pki, b: Backend<'_>) -> SocketAddr {
         }
     };
     let mut cfg = builder.with_single_cert(pki.certs(b.chain), pki.key(b.key)).unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -211,11 +211,11 @@ async fn spawn_backend(pki: &Pki, b: Backend<'_>) -> SocketAddr {
                     conn.protocol_version().unwrap(),
                     conn.negotiated_cipher_suite().unwrap().suite(),
                 );
-                let svc = hyper::service::service_fn(move |_req: http::Request<Incoming>| {
-                    let seen = seen.clone();
+                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let seen = format!("{seen};http={:?}", req.version());
                     async move { Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(seen)))) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
                     .await;
             });
@@ -321,6 +321,25 @@ async fn tls_to_backends_follows_proxy_ssl_annotations() {
             "plain",
             &with("default/ca", &[on[0], on[1], ("proxy-ssl-server-name", "on")]),
         ),
+        // GRPCS (HTTP/2 over TLS) is verified the same way.
+        https_ingress(
+            "grpcs",
+            "plain",
+            &with(
+                "default/ca",
+                &[
+                    on[0],
+                    on[1],
+                    ("proxy-ssl-server-name", "on"),
+                    ("backend-protocol", "GRPCS"),
+                ],
+            ),
+        ),
+        https_ingress(
+            "grpcs-wrongca",
+            "plain",
+            &with("default/other-ca", &[on[0], on[1], ("backend-protocol", "GRPCS")]),
+        ),
         // Client certificates.
         https_ingress("mtls", "mtls", &with("default/client", &on)),
         https_ingress("nomtls", "mtls", &with("default/ca", &on)),
@@ -398,6 +417,16 @@ async fn tls_to_backends_follows_proxy_ssl_annotations() {
         let (status, body) = ask(&p, "verified").await;
         assert_eq!(status, 200);
         assert!(body.contains("sni=none;"), "{body}");
+    }
+
+    for _ in 0..2 {
+        let (status, body) = ask(&p, "grpcs").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("sni=backend.internal;") && body.contains("http=HTTP/2.0"),
+            "{body}"
+        );
+        assert_eq!(ask(&p, "grpcs-wrongca").await.0, 502);
     }
 
     let (status, body) = ask(&p, "mtls").await;

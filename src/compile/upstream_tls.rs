@@ -302,9 +302,16 @@ impl Annotations<'_> {
             tls.denied = Some(msg.into());
             Some(Arc::new(tls))
         };
-        let verify = self
-            .parsed("proxy-ssl-verify", "\"on\" or \"off\"", "not verifying", on_off)
-            .unwrap_or(false);
+        // A value that is neither on nor off may have meant on: it denies rather than leaving
+        // the backend unverified (ingress-nginx takes it for off).
+        let verify = match annotation(self.ing, "proxy-ssl-verify").map(|(p, v)| (p, on_off(v.trim()))) {
+            None => false,
+            Some((_, Some(v))) => v,
+            Some((prefix, None)) => {
+                let why = format!("{prefix}proxy-ssl-verify is neither \"on\" nor \"off\"");
+                return deny(self, tls, Reason::InvalidAnnotation, why);
+            }
+        };
         let Some((prefix, name)) = annotation(self.ing, "proxy-ssl-secret") else {
             // ingress-nginx reads none of the others without the Secret. Verification asked
             // for without a CA is refused rather than dropped.
