@@ -1127,12 +1127,7 @@ fn configs_compare_as_plain_data() {
 
 #[test]
 fn proxy_ssl_annotations_compile_to_upstream_tls() {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let ca = rcgen::CertificateParams::new(vec!["ca.internal".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap()
-        .pem();
+    let ca = fixture::self_signed_pem("ca.internal");
     let both = |name: &str| {
         ing(name, T0, &[(&format!("{name}.com"), "/", Prefix, "a")])
             .annotation("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")
