@@ -502,6 +502,15 @@ pub fn yaml(objects: &[AnyObject]) -> String {
         .collect()
 }
 
+/// A self-signed certificate for `name` in PEM (a CA to put in a Secret's `ca.crt`).
+pub fn self_signed_pem(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    rcgen::CertificateParams::new(vec![name.to_string()])
+        .and_then(|p| p.self_signed(&key))
+        .expect("a certificate")
+        .pem()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use portico::compile::{Options, compile};
-use portico::config::Config;
+use portico::config::{Config, Protocol};
 use portico::fixture::{self, Prefix};
 use portico::proxy::live::Live;
 
@@ -70,4 +70,52 @@ fn readers_see_whole_generations_while_publishing() {
     }
     assert_eq!(live.config().generation, 200);
     assert!(live.is_ready());
+}
+
+/// TLS clients for `proxy-ssl-*` settings are built when a Config is published and kept by
+/// later Configs with the same setting (their pooled connections stay usable); a changed
+/// setting gets a new client.
+#[test]
+fn upstream_tls_clients_survive_publishing_while_unchanged() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = fixture::self_signed_pem("ca.internal");
+    let config = |name: &str, extra_host: &str| {
+        let tls = fixture::ingress("default", "tls")
+            .class("portico")
+            .annotation("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-secret", "ca")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-verify", "on")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-name", name)
+            .rule("tls.test", "/", Prefix, "svc", 80);
+        let other = fixture::ingress("default", "other")
+            .class("portico")
+            .rule(extra_host, "/", Prefix, "svc", 80);
+        compile(
+            &fixture::snapshot([
+                fixture::portico_class().into(),
+                fixture::opaque_secret("default", "ca", &[("ca.crt", ca.as_bytes())]).into(),
+                tls.into(),
+                other.into(),
+            ]),
+            &Options::default(),
+        )
+    };
+    let client = |live: &Live| {
+        let plane = live.load();
+        let route = plane.config.routes.route("tls.test", "/").unwrap().clone();
+        let c = plane.upstream_tls.for_route(&route, Protocol::Https).unwrap().unwrap();
+        c as *const _ as usize
+    };
+    let live = Live::new();
+    live.publish(config("a.internal", "one.test"));
+    let first = client(&live);
+    // Another Ingress changes: the TLS setting does not, nor does its client.
+    live.publish(config("a.internal", "two.test"));
+    assert_eq!(client(&live), first);
+    live.publish(config("b.internal", "two.test"));
+    assert_ne!(client(&live), first);
+    // Plain HTTP backends take no client.
+    let plane = live.load();
+    let route = plane.config.routes.route("tls.test", "/").unwrap().clone();
+    assert!(plane.upstream_tls.for_route(&route, Protocol::Http).unwrap().is_none());
 }

@@ -229,6 +229,7 @@ impl Annotations<'_> {
                 |v| ((v.starts_with('/') || v.starts_with('$')) && url_safe(v)).then(|| Arc::from(v)),
             ),
             auth: self.auth(),
+            upstream_tls: self.upstream_tls(),
         }
     }
 

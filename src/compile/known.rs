@@ -103,7 +103,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "backend-protocol",
         Partly(
-            "HTTP, HTTPS, GRPC, GRPCS and H2C, not AJP or FCGI; upstream certificates are not verified and no SNI is sent, as ingress-nginx does by default",
+            "HTTP, HTTPS, GRPC, GRPCS and H2C, not AJP or FCGI; without proxy-ssl-* annotations upstream certificates are not verified and no SNI is sent, as ingress-nginx does by default",
         ),
     ),
     ("canary", No("not yet: no canary support")),
@@ -231,22 +231,21 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-redirect-to", No(LATER)),
     ("proxy-request-buffering", No(STREAMS)),
     ("proxy-send-timeout", Yes),
-    ("proxy-ssl-ciphers", No("not yet: TLS to upstreams uses fixed settings")),
-    ("proxy-ssl-name", No("not yet: TLS to upstreams uses fixed settings")),
+    (
+        "proxy-ssl-ciphers",
+        Partly(
+            "OpenSSL cipher lists mapped to rustls's TLS 1.2 suites (ECDHE with AES-GCM or ChaCha20-Poly1305); names of other suites are Warnings",
+        ),
+    ),
+    ("proxy-ssl-name", Yes),
     (
         "proxy-ssl-protocols",
-        No("not yet: TLS to upstreams uses fixed settings"),
+        Partly("TLSv1.2 and TLSv1.3 (default both); TLSv1 and TLSv1.1 are Warnings"),
     ),
-    ("proxy-ssl-secret", No("not yet: TLS to upstreams uses fixed settings")),
-    (
-        "proxy-ssl-server-name",
-        No("not yet: TLS to upstreams uses fixed settings"),
-    ),
-    ("proxy-ssl-verify", No("not yet: TLS to upstreams uses fixed settings")),
-    (
-        "proxy-ssl-verify-depth",
-        No("not yet: TLS to upstreams uses fixed settings"),
-    ),
+    ("proxy-ssl-secret", Yes),
+    ("proxy-ssl-server-name", Yes),
+    ("proxy-ssl-verify", Yes),
+    ("proxy-ssl-verify-depth", Yes),
     ("rewrite-target", Yes),
     ("satisfy", No("not yet: no authentication")),
     ("server-alias", No(LATER)),

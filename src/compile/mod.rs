@@ -8,6 +8,7 @@ pub mod known;
 pub mod mtls;
 pub mod passthrough;
 pub mod tls;
+pub mod upstream_tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1211,3 +1211,85 @@ fn ssl_passthrough_table() {
     let old = messages(&cfg, "old");
     assert!(old.iter().any(|m| m.contains("--enable-ssl-passthrough")), "{old:?}");
 }
+
+// ---------------------------------------------------------------- proxy-ssl-*
+
+#[test]
+fn proxy_ssl_annotations_compile_to_upstream_tls() {
+    let ca = fixture::self_signed_pem("ca.internal");
+    let both = |name: &str| {
+        ing(name, T0, &[(&format!("{name}.com"), "/", Prefix, "a")])
+            .annotation("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")
+    };
+    let cfg = build([
+        fixture::opaque_secret("default", "ca", &[("ca.crt", ca.as_bytes())]).into(),
+        fixture::opaque_secret("default", "junk", &[("ca.crt", b"junk")]).into(),
+        both("twin")
+            .annotation("portico.dev/proxy-ssl-secret", "ca")
+            .annotation("portico.dev/proxy-ssl-verify", "on")
+            .annotation("portico.dev/proxy-ssl-verify-depth", "0")
+            .annotation("portico.dev/proxy-ssl-name", "Backend.Internal")
+            .annotation("portico.dev/proxy-ssl-server-name", "on")
+            .annotation("portico.dev/proxy-ssl-protocols", "TLSv1.1 TLSv1.3")
+            .annotation("portico.dev/proxy-ssl-ciphers", "HIGH:!AES")
+            .into(),
+        both("bad-values")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-secret", "default/ca")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-verify-depth", "-1")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-name", "*.internal")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-protocols", "SSLv3")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-ciphers", "RC4")
+            .into(),
+        both("lonely")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-name", "backend.internal")
+            .into(),
+        both("junk")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-secret", "junk")
+            .into(),
+        both("maybe-on")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-secret", "ca")
+            .annotation("nginx.ingress.kubernetes.io/proxy-ssl-verify", "true")
+            .into(),
+    ]);
+    let tls_of = |host: &str| {
+        let route = cfg.routes.route(host, "/").unwrap();
+        route.policy.upstream_tls.clone()
+    };
+    let diags = |name: &str| -> Vec<String> {
+        cfg.diagnostics
+            .iter()
+            .filter(|d| d.object.name == name)
+            .map(|d| d.message.clone())
+            .collect()
+    };
+
+    let twin = tls_of("twin.com").unwrap();
+    assert_eq!(twin.denied, None);
+    assert_eq!(twin.secret.as_deref(), Some("default/ca"));
+    let verify = twin.verify.as_ref().unwrap();
+    assert_eq!((verify.roots.len(), verify.depth), (1, 1), "0 is the default depth");
+    assert_eq!(twin.name.as_deref(), Some("backend.internal"));
+    assert!(twin.server_name);
+    assert!(!twin.protocols.tls12 && twin.protocols.tls13);
+    assert_eq!(twin.ciphers.as_ref().unwrap().len(), 2);
+    assert_eq!(diags("twin").len(), 1, "TLSv1.1: {:?}", diags("twin"));
+
+    // Bad values: each a Warning, each setting at its default.
+    let bad = tls_of("bad-values.com").unwrap();
+    assert_eq!(bad.denied, None);
+    assert!(bad.verify.is_none() && bad.name.is_none() && bad.ciphers.is_none());
+    assert!(bad.protocols.tls12 && bad.protocols.tls13);
+    assert_eq!(diags("bad-values").len(), 4, "{:?}", diags("bad-values"));
+
+    // Without proxy-ssl-secret: no effect, a Warning.
+    assert_eq!(tls_of("lonely.com"), None);
+    assert!(diags("lonely")[0].contains("has no effect without"));
+
+    // A Secret whose ca.crt does not parse denies.
+    let junk = tls_of("junk.com").unwrap();
+    assert!(junk.denied.is_some());
+    assert!(diags("junk")[0].contains("ca.crt"), "{:?}", diags("junk"));
+    // A verify value that may have meant on denies instead of leaving the backend unverified.
+    assert!(tls_of("maybe-on.com").unwrap().denied.is_some());
+    assert!(diags("maybe-on")[0].contains("neither"), "{:?}", diags("maybe-on"));
+}

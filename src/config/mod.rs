@@ -10,6 +10,7 @@ pub mod mtls;
 pub mod policy;
 pub mod route;
 pub mod tls;
+pub mod upstream_tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Cidr;
 use super::auth::Auth;
 use super::backend::Protocol;
+use super::upstream_tls::UpstreamTls;
 
 /// What an Ingress's annotations ask of its requests: endpoint choice and retries,
 /// redirects, limits, timeouts, access and CORS.
@@ -59,6 +60,10 @@ pub struct Policy {
     /// authentication, the one field the request path looks at to know.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<Arc<Auth>>,
+    /// `proxy-ssl-*`: how to talk TLS to HTTPS and GRPCS upstreams; `None` for the
+    /// defaults (no verification, no client certificate, no SNI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -149,6 +154,7 @@ impl Default for Policy {
             use_regex: false,
             rewrite_target: None,
             auth: None,
+            upstream_tls: None,
         }
     }
 }

@@ -445,6 +445,10 @@ impl Proxy {
             Some(Err(_)) => return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target"),
         };
         let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
+        let tls = match routed.plane.upstream_tls.for_route(route, protocol) {
+            Ok(tls) => tls,
+            Err(why) => return self.fail(StatusCode::SERVICE_UNAVAILABLE, &why, routed, fwd.request_id()),
+        };
         let (uri, version) = if protocol.http2() {
             if upgrade.is_some() {
                 let detail = "a protocol upgrade cannot go to an HTTP/2 upstream";
@@ -526,7 +530,7 @@ impl Proxy {
             let t = Instant::now();
             let mut conn = match self
                 .upstream
-                .connection(runtime, protocol, policy.connect_timeout, t)
+                .connection(runtime, protocol, tls, policy.connect_timeout, t)
                 .await
             {
                 Ok(c) => c,
@@ -580,7 +584,11 @@ impl Proxy {
             if let Err(SendError::NotSent(req)) = result {
                 // Boxed, as the rare path: inline, its futures would double every request's.
                 result = Box::pin(async {
-                    match self.upstream.connect(ep.addr, protocol, policy.connect_timeout).await {
+                    match self
+                        .upstream
+                        .connect(ep.addr, protocol, tls, policy.connect_timeout)
+                        .await
+                    {
                         Ok(fresh) => {
                             conn = fresh;
                             match req {

@@ -9,6 +9,7 @@ use arc_swap::Guard;
 use prometheus_client::metrics::counter::Counter;
 
 use super::upstream::EndpointRuntime;
+use super::upstream::tls::Clients;
 use crate::balance::table::{BackendState, Registry, reconcile};
 use crate::config::Config;
 
@@ -22,6 +23,8 @@ pub struct Plane {
     pub backends: Box<[Arc<BackendState<EndpointRuntime>>]>,
     /// Aligned with `config.route_list`.
     pub routes: Arc<[RouteCounters]>,
+    /// The TLS clients of routes with `proxy-ssl-*` settings.
+    pub upstream_tls: Arc<Clients>,
 }
 
 impl Plane {
@@ -33,14 +36,23 @@ impl Plane {
             EndpointRuntime::new,
         )
         .into();
-        let routes = match prev {
-            Some(p) if Arc::ptr_eq(&p.config.route_list, &config.route_list) => p.routes.clone(),
-            _ => (0..config.route_list.len()).map(|_| RouteCounters::new()).collect(),
+        let (routes, upstream_tls) = match prev {
+            Some(p) if Arc::ptr_eq(&p.config.route_list, &config.route_list) => {
+                (p.routes.clone(), p.upstream_tls.clone())
+            }
+            _ => (
+                (0..config.route_list.len()).map(|_| RouteCounters::new()).collect(),
+                Arc::new(Clients::reconcile(
+                    prev.map(|p| (&*p.config, &*p.upstream_tls)),
+                    &config,
+                )),
+            ),
         };
         Plane {
             config,
             backends,
             routes,
+            upstream_tls,
         }
     }
 }

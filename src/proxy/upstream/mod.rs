@@ -7,6 +7,7 @@
 //! request: it can go to another endpoint whatever its method or body.
 
 pub mod h1;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -28,6 +29,8 @@ use super::deadline::Deadline;
 use super::headers::filter_trailers;
 use crate::balance::table::Registry;
 use h1::Framing;
+use tls::TlsClient;
+pub(crate) use tls::tls_connector;
 
 /// A connection of the own client, boxed once for its life: requests and response bodies
 /// then move a pointer, not the connection.
@@ -183,13 +186,44 @@ struct Idle<C> {
 }
 
 /// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS), most recently used
-/// last, and one shared HTTP/2 connection each for h2c and h2 over TLS.
+/// last, and one shared HTTP/2 connection each for h2c and h2 over TLS; apart from those, the
+/// connections made under each `proxy-ssl-*` setting.
 #[derive(Default)]
 pub struct IdlePool {
     raw: Mutex<Vec<Idle<Raw>>>,
     raw_tls: Mutex<Vec<Idle<Raw>>>,
     h2c: Mutex<Option<H2>>,
     h2_tls: Mutex<Option<H2>>,
+    /// By [`TlsClient`] id; rare, so one short list behind one lock.
+    keyed: Mutex<Vec<Keyed>>,
+}
+
+/// The connections made by one [`TlsClient`].
+struct Keyed {
+    id: u64,
+    raw: Vec<Idle<Raw>>,
+    h2: Option<H2>,
+}
+
+/// Which of an endpoint's pools a connection belongs to: a connection is only ever reused by
+/// requests that would have made the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pool {
+    Plain,
+    /// TLS with the default client (no `proxy-ssl-*` settings).
+    Tls,
+    /// TLS with the [`TlsClient`] of this id.
+    Client(u64),
+}
+
+impl Pool {
+    fn of(protocol: Protocol, tls: Option<&TlsClient>) -> Pool {
+        match (protocol.tls(), tls) {
+            (false, _) => Pool::Plain,
+            (true, None) => Pool::Tls,
+            (true, Some(c)) => Pool::Client(c.id),
+        }
+    }
 }
 
 /// Most idle connections kept per endpoint.
@@ -200,13 +234,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl IdlePool {
-    fn raw_list(&self, tls: bool) -> &Mutex<Vec<Idle<Raw>>> {
-        if tls { &self.raw_tls } else { &self.raw }
+    fn keyed<R>(&self, id: u64, f: impl FnOnce(&mut Keyed) -> R) -> R {
+        let mut all = lock(&self.keyed);
+        let i = match all.iter().position(|k| k.id == id) {
+            Some(i) => i,
+            None => {
+                all.push(Keyed {
+                    id,
+                    raw: Vec::new(),
+                    h2: None,
+                });
+                all.len() - 1
+            }
+        };
+        f(&mut all[i])
+    }
+
+    fn raw_in<R>(&self, pool: Pool, f: impl FnOnce(&mut Vec<Idle<Raw>>) -> R) -> R {
+        match pool {
+            Pool::Plain => f(&mut lock(&self.raw)),
+            Pool::Tls => f(&mut lock(&self.raw_tls)),
+            Pool::Client(id) => self.keyed(id, |k| f(&mut k.raw)),
+        }
+    }
+
+    fn h2_in<R>(&self, pool: Pool, f: impl FnOnce(&mut Option<H2>) -> R) -> R {
+        match pool {
+            Pool::Plain => f(&mut lock(&self.h2c)),
+            Pool::Tls => f(&mut lock(&self.h2_tls)),
+            Pool::Client(id) => self.keyed(id, |k| f(&mut k.h2)),
+        }
     }
 
     /// The newest idle HTTP/1.1 connection that the upstream has not closed.
-    fn take_raw(&self, tls: bool, idle_timeout: Duration, now: Instant) -> Option<Raw> {
-        let mut pool = lock(self.raw_list(tls));
+    fn take_raw(&self, pool: Pool, idle_timeout: Duration, now: Instant) -> Option<Raw> {
+        self.raw_in(pool, |pool| Self::newest_open(pool, idle_timeout, now))
+    }
+
+    fn newest_open(pool: &mut Vec<Idle<Raw>>, idle_timeout: Duration, now: Instant) -> Option<Raw> {
         while let Some(idle) = pool.pop() {
             if now.saturating_duration_since(idle.since) <= idle_timeout && !idle.conn.peer_closed() {
                 return Some(idle.conn);
@@ -215,37 +280,42 @@ impl IdlePool {
         None
     }
 
-    fn put_raw(&self, tls: bool, mut conn: Raw) {
+    fn put_raw(&self, pool: Pool, mut conn: Raw) {
         conn.reused = true;
-        let mut pool = lock(self.raw_list(tls));
-        if pool.len() < MAX_IDLE_PER_ENDPOINT {
-            pool.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
-        }
-    }
-
-    fn shared(&self, tls: bool) -> &Mutex<Option<H2>> {
-        if tls { &self.h2_tls } else { &self.h2c }
+        self.raw_in(pool, |pool| {
+            if pool.len() < MAX_IDLE_PER_ENDPOINT {
+                pool.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        });
     }
 
     /// The endpoint's live HTTP/2 connection, if any.
-    fn h2(&self, tls: bool) -> Option<H2> {
-        let mut slot = lock(self.shared(tls));
+    fn h2(&self, pool: Pool) -> Option<H2> {
+        self.h2_in(pool, |slot| Self::live(slot).cloned())
+    }
+
+    /// The HTTP/2 connection in `slot`, forgotten when closed.
+    fn live(slot: &mut Option<H2>) -> Option<&H2> {
         if slot.as_ref().is_some_and(|s| s.is_closed()) {
             *slot = None;
         }
-        slot.clone()
+        slot.as_ref()
     }
 
     /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`.
     pub fn reap(&self, idle_timeout: Duration) {
-        for tls in [false, true] {
-            lock(self.raw_list(tls)).retain(|i| !i.conn.peer_closed() && i.since.elapsed() <= idle_timeout);
-            // Looking the HTTP/2 connection up forgets it when closed.
-            let _ = self.h2(tls);
+        let keep = |i: &Idle<Raw>| !i.conn.peer_closed() && i.since.elapsed() <= idle_timeout;
+        for pool in [Pool::Plain, Pool::Tls] {
+            self.raw_in(pool, |list| list.retain(keep));
+            let _ = self.h2(pool);
         }
+        lock(&self.keyed).retain_mut(|k| {
+            k.raw.retain(keep);
+            Self::live(&mut k.h2).is_some() || !k.raw.is_empty()
+        });
     }
 }
 
@@ -304,7 +374,7 @@ pub use h1::is_idempotent;
 /// A connection ready to carry one request.
 pub struct Conn {
     sender: Sender,
-    tls: bool,
+    pool: Pool,
 }
 
 impl Conn {
@@ -347,27 +417,29 @@ impl Upstream {
 
     /// A pooled connection to the endpoint, else a new one (within `timeout`, default
     /// `--upstream-connect-timeout`).
+    /// `tls`: the route's `proxy-ssl-*` client, `None` for the default one.
     pub async fn connection(
         &self,
         ep: &EndpointRuntime,
         protocol: Protocol,
+        tls: Option<&TlsClient>,
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<Conn, ConnectError> {
-        let tls = protocol.tls();
+        let pool = Pool::of(protocol, tls);
         let pooled = if protocol.http2() {
-            ep.idle().h2(tls).map(Sender::H2)
+            ep.idle().h2(pool).map(Sender::H2)
         } else {
-            ep.idle().take_raw(tls, self.idle_timeout, now).map(Sender::Raw)
+            ep.idle().take_raw(pool, self.idle_timeout, now).map(Sender::Raw)
         };
         if let Some(sender) = pooled {
-            return Ok(Conn { sender, tls });
+            return Ok(Conn { sender, pool });
         }
         // Boxed: connecting (TCP, TLS, HTTP/2 handshakes) is the rare path and its future is
         // large; inline it would make every request's future as large.
-        let conn = Box::pin(self.connect(ep.state.addr, protocol, timeout)).await?;
+        let conn = Box::pin(self.connect(ep.state.addr, protocol, tls, timeout)).await?;
         if let Sender::H2(s) = &conn.sender {
-            *lock(ep.idle().shared(tls)) = Some(s.clone());
+            ep.idle().h2_in(pool, |slot| *slot = Some(s.clone()));
         }
         Ok(conn)
     }
@@ -377,6 +449,7 @@ impl Upstream {
         &self,
         addr: SocketAddr,
         protocol: Protocol,
+        tls: Option<&TlsClient>,
         timeout: Option<Duration>,
     ) -> Result<Conn, ConnectError> {
         let limit = timeout.unwrap_or(self.connect_timeout);
@@ -386,11 +459,16 @@ impl Upstream {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let tls = protocol.tls();
-        let io = if tls {
-            let connector = if protocol.http2() { &self.tls_h2 } else { &self.tls_h1 };
-            // Named by address: no SNI is sent, as ingress-nginx does by default.
-            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let pool = Pool::of(protocol, tls);
+        let io = if protocol.tls() {
+            let (connector, name) = match tls {
+                Some(c) => (c.connector(protocol.http2()), c.server_name(addr.ip())),
+                // Named by address: no SNI is sent, as ingress-nginx does by default.
+                None => (
+                    if protocol.http2() { &self.tls_h2 } else { &self.tls_h1 },
+                    rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+                ),
+            };
             match tokio::time::timeout(limit, connector.connect(name, stream)).await {
                 Err(_) => return Err(ConnectError::Timeout(addr, limit)),
                 Ok(Err(e)) => return Err(ConnectError::Tls(addr, e)),
@@ -402,7 +480,7 @@ impl Upstream {
         if !protocol.http2() {
             return Ok(Conn {
                 sender: Sender::Raw(Box::new(h1::H1::new(io))),
-                tls,
+                pool,
             });
         }
         let (sender, conn) = self
@@ -417,7 +495,7 @@ impl Upstream {
         });
         Ok(Conn {
             sender: Sender::H2(sender),
-            tls,
+            pool,
         })
     }
 
@@ -531,7 +609,7 @@ impl Upstream {
         };
         let mut body = ResponseBody {
             inner,
-            tls: conn.tls,
+            pool: conn.pool,
             ep,
             counter,
             idle: idle.unwrap_or(self.response_timeout),
@@ -563,7 +641,7 @@ enum Inner {
 /// A response body from upstream, counted, that gives its connection back when done.
 pub struct ResponseBody {
     inner: Inner,
-    tls: bool,
+    pool: Pool,
     ep: Arc<EndpointRuntime>,
     counter: Counter,
     /// The longest wait for the next piece of the body.
@@ -586,7 +664,7 @@ impl ResponseBody {
                 keep_alive: true,
             } => {
                 if let Some(c) = conn.take().filter(|c| c.clean()) {
-                    self.ep.idle().put_raw(self.tls, c);
+                    self.ep.idle().put_raw(self.pool, c);
                 }
             }
             Inner::Raw { conn, .. } => *conn = None,
@@ -684,65 +762,6 @@ pub async fn reap_idle(registry: Arc<Registry<EndpointRuntime>>, idle_timeout: D
                 pool.reap(idle_timeout);
             }
         }
-    }
-}
-
-/// TLS to upstreams: TLS 1.2/1.3 with the process's provider. Certificates are not
-/// verified, as with ingress-nginx's default (`proxy-ssl-verify: off`): upstreams are pods
-/// addressed by IP, with certificates rarely issued for those addresses.
-pub(crate) fn tls_connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map(|b| {
-            b.dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-                .with_no_client_auth()
-        })
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-}
-
-/// Accepts any upstream certificate; signatures are still checked against it.
-#[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &rustls::pki_types::CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &rustls::pki_types::CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
