@@ -1,6 +1,7 @@
 //! Listeners: accept, connection limits, TLS handshakes, HTTP/1.1 + HTTP/2 serving, graceful drain.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -257,29 +258,41 @@ pub async fn serve(
             .get_or_create(&ListenerLabels { listener: name })
             .clone();
         let is_tls = tls.is_some();
-        let front = front.active(is_tls).then_some(front);
-        tokio::spawn(async move {
-            gauge.inc();
-            let result = match front {
-                None => {
-                    let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls));
-                    connection(stream, peer, tls, proxy, builder, open).await
+        gauge.inc();
+        let held = Held {
+            gauge,
+            _permit: permit,
+            peer_addr,
+        };
+        // Without the PROXY protocol or passthrough the task is the connection's own future,
+        // one layer less for every poll of it.
+        if front.active(is_tls) {
+            tokio::spawn(async move {
+                match front.start(stream, peer_addr, local_port, is_tls, &proxy).await {
+                    Start::Serve(io, peer) => connection(io, peer, tls, proxy, builder, open, held).await,
+                    Start::Done => drop(held),
                 }
-                Some(front) => match front.start(stream, peer_addr, local_port, is_tls, &proxy).await {
-                    Start::Serve(io, peer) => connection(io, peer, tls, proxy, builder, open).await,
-                    Start::Done => Ok(()),
-                },
-            };
-            if let Err(e) = result {
-                tracing::debug!(client = %peer_addr, error = %e, "connection ended with an error");
-            }
-            gauge.dec();
-            drop(permit);
-        });
+            });
+        } else {
+            let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls));
+            tokio::spawn(connection(stream, peer, tls, proxy, builder, open, held));
+        }
     }
 }
 
-type ConnError = Box<dyn std::error::Error + Send + Sync>;
+/// What a connection holds until it ends: its place under the connection limit and in the
+/// open-connections gauge.
+struct Held {
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    peer_addr: SocketAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
 
 /// Serves one client connection (TLS first when `tls` is given) until it ends or is drained.
 async fn connection<IO>(
@@ -289,8 +302,8 @@ async fn connection<IO>(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     open: Open,
-) -> Result<(), ConnError>
-where
+    held: Held,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = proxy.settings.client_header_timeout;
@@ -304,7 +317,7 @@ where
             proxy.handle(req, peer, serving)
         })
     };
-    match tls {
+    let result = match tls {
         None => {
             let io = ClientIo::new(stream, peer.clone(), header_timeout);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -341,5 +354,8 @@ where
                 Err(_) => Ok(()),
             }
         }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %held.peer_addr, error = %e, "connection ended with an error");
     }
 }

@@ -152,16 +152,19 @@ impl Portico {
             use std::io::BufRead;
             let mut sent = false;
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent && line.contains("portico is serving") {
+                let serving = (!sent && line.contains("portico is serving")).then(|| {
                     let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                     let addr = |k: &str| v["fields"][k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
-                    if let (Some(h), Some(s), Some(a)) = (addr("http"), addr("https"), addr("admin")) {
-                        let _ = tx.send((h, s, a));
-                        sent = true;
-                    }
+                    (addr("http"), addr("https"), addr("admin"))
+                });
+                // Kept before the addresses go out, so a test that reads the logs once
+                // `start` returns finds the line; and drained on, so that Portico never blocks
+                // on a full pipe.
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                if let Some((Some(h), Some(s), Some(a))) = serving {
+                    let _ = tx.send((h, s, a));
+                    sent = true;
                 }
-                // Keep draining so that Portico never blocks on a full pipe.
-                sink.lock().unwrap().push(line);
             }
         });
         let (http, https, admin) = rx

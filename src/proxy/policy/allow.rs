@@ -8,7 +8,7 @@ use crate::proxy::{Body, plain};
 
 /// The 403 answer when the route lists ranges and the client (after trusted proxies'
 /// X-Forwarded-For) is in none of them. An empty list (every entry was invalid) lets nobody in.
-#[inline]
+#[inline(always)]
 pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &[Cidr]) -> Option<Response<Body>> {
     let allow = policy.allow.as_ref()?;
     let client = client_ip(headers, peer.addr, trusted);

@@ -101,7 +101,7 @@ impl Passed {
 /// The auth step, when the route has auth: `Ok` lets the request through (what it carries
 /// goes on the response), `Err` is the answer. Routes without auth get `None` and pay one
 /// pointer test, no future.
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn check<'a, B>(
     state: &'a State,

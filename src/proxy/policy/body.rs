@@ -12,13 +12,14 @@ use crate::proxy::{Body, plain};
 use http::{Response, StatusCode};
 
 /// The 413 answer when the declared body length is over the limit.
-#[inline]
+#[inline(always)]
 pub fn check(policy: &Policy, body: &Incoming) -> Option<Response<Body>> {
     let max = policy.max_body_bytes?;
     (body.size_hint().lower() > max).then(|| too_large(max))
 }
 
 /// The limit a streamed body is held to, and the flag it raises when passed.
+#[inline(always)]
 pub fn limit(policy: &Policy) -> Option<(BodyLimit, Arc<AtomicBool>)> {
     let max = policy.max_body_bytes?;
     let exceeded = Arc::new(AtomicBool::new(false));

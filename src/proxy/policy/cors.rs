@@ -15,7 +15,7 @@ pub struct Origin<'p> {
 }
 
 /// The request's Origin, when the route has CORS and the request names one.
-#[inline]
+#[inline(always)]
 pub fn origin<'p, B>(policy: &'p Policy, req: &Request<B>) -> Option<Origin<'p>> {
     let cors = policy.cors.as_ref()?;
     let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
@@ -38,7 +38,7 @@ pub fn preflight<B>(origin: &Origin<'_>, req: &Request<B>) -> Option<Response<Bo
 }
 
 /// Adds the CORS fields to an upstream response.
-#[inline]
+#[inline(always)]
 pub fn respond(origin: Option<&Origin<'_>>, resp: &mut Response<Body>) {
     if let Some(o) = origin {
         headers(o, resp.headers_mut(), false);

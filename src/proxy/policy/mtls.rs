@@ -29,7 +29,7 @@ pub struct Verified<'a> {
 
 /// The answer when the route's host has a client-certificate policy the request does not
 /// meet. Routes without a policy cost one branch.
-#[inline]
+#[inline(always)]
 pub fn check<'a>(route: &'a Route, peer: &'a Peer) -> Result<Verified<'a>, Rejected<'a>> {
     match route.client_auth.as_deref() {
         None => Ok(Verified::default()),
@@ -98,23 +98,28 @@ fn enforce<'a>(auth: &'a ClientAuth, ssl_redirect: bool, peer: &'a Peer) -> Resu
 
 impl Verified<'_> {
     /// Sets the `ssl-client-*` fields of the upstream request, replacing any the client sent.
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, headers: &mut HeaderMap) {
-        let Some(auth) = self.auth else { return };
-        for name in [&VERIFY, &SUBJECT, &ISSUER, &CERT] {
-            headers.remove(name);
+        if let Some(auth) = self.auth {
+            set_fields(auth, self.verify, self.presented, headers);
         }
-        if let Some(v) = self.verify {
-            headers.insert(VERIFY.clone(), v);
-        }
-        if let Some(Presented { subject, issuer, pem }) = self.presented {
-            headers.insert(SUBJECT.clone(), subject.clone());
-            headers.insert(ISSUER.clone(), issuer.clone());
-            if auth.pass_certificate
-                && let Some(pem) = pem
-            {
-                headers.insert(CERT.clone(), pem.clone());
-            }
+    }
+}
+
+fn set_fields(auth: &ClientAuth, verify: Option<HeaderValue>, presented: Option<&Presented>, headers: &mut HeaderMap) {
+    for name in [&VERIFY, &SUBJECT, &ISSUER, &CERT] {
+        headers.remove(name);
+    }
+    if let Some(v) = verify {
+        headers.insert(VERIFY.clone(), v);
+    }
+    if let Some(Presented { subject, issuer, pem }) = presented {
+        headers.insert(SUBJECT.clone(), subject.clone());
+        headers.insert(ISSUER.clone(), issuer.clone());
+        if auth.pass_certificate
+            && let Some(pem) = pem
+        {
+            headers.insert(CERT.clone(), pem.clone());
         }
     }
 }

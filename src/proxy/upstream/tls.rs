@@ -185,10 +185,20 @@ impl Clients {
 
     /// The route's TLS client (`None`: the default one, or no TLS), or why the route is
     /// answered 503. Denial does not depend on the protocol, as in ingress-nginx.
+    #[inline(always)]
     pub fn for_route<'a>(&'a self, route: &'a Route, protocol: Protocol) -> Result<Option<&'a TlsClient>, &'a str> {
-        let Some(s) = &route.policy.upstream_tls else {
-            return Ok(None);
-        };
+        match &route.policy.upstream_tls {
+            None => Ok(None),
+            Some(s) => self.configured(route, s, protocol),
+        }
+    }
+
+    fn configured<'a>(
+        &'a self,
+        route: &'a Route,
+        s: &'a UpstreamTls,
+        protocol: Protocol,
+    ) -> Result<Option<&'a TlsClient>, &'a str> {
         if let Some(why) = &s.denied {
             return Err(why);
         }
