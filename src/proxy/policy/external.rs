@@ -1,6 +1,7 @@
-//! `auth-url`: the request is first sent (headers only) to the auth service; 2xx lets it
-//! through with the listed answer fields copied, 401/403 go to the client (401 becomes the
-//! `auth-signin` redirect), anything else is 500. Part of the [`super::auth`] step.
+//! `auth-url`: the request's head is first sent to the auth service (as a GET, unless
+//! `auth-method`), never its body; 2xx lets it through with the listed answer fields copied,
+//! 401/403 go to the client (401 becomes the `auth-signin` redirect), anything else is 500.
+//! Part of the [`super::auth`] step.
 //! Owns the runtime cache of auth answers (`auth-cache-key`).
 
 use std::collections::HashMap;
@@ -283,9 +284,11 @@ async fn ask<B>(
     let uri: Uri = target
         .parse()
         .map_err(|_| "the expanded auth-url is not a valid target".to_string())?;
+    // nginx's auth_request subrequest is a GET whatever the client's method (ingress-nginx
+    // changes it only with auth-method); auth services that serve GET and HEAD only rely on it.
     let method = match &e.method {
         Some(m) => Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?,
-        None => req.method().clone(),
+        None => Method::GET,
     };
     let mut out = Request::builder()
         .method(method)
