@@ -245,6 +245,23 @@ async fn auth_url_family_against_a_real_service() {
         assert!(!a.headers.contains_key("content-length") && !a.headers.contains_key("transfer-encoding"));
     }
 
+    // Cookies sent as fields of their own (as HTTP/2 clients do) reach the auth service as
+    // one Cookie field, joined with "; " (RFC 9113, 8.2.3).
+    let (s, _, _) = get_with(
+        &p,
+        "ext.test",
+        "/",
+        &[
+            ("authorization", "Bearer good"),
+            ("cookie", "_oauth2_proxy_0=first"),
+            ("cookie", "_oauth2_proxy_1=second; theme=dark"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let cookies: Vec<_> = last(&seen).headers.get_all("cookie").iter().cloned().collect();
+    assert_eq!(cookies, ["_oauth2_proxy_0=first; _oauth2_proxy_1=second; theme=dark"]);
+
     // 401 without auth-signin: to the client, with the service's challenge; 403 as is;
     // anything else 500. The upstream is never reached.
     let (s, h, _) = get_with(&p, "ext.test", "/", &[]).await;

@@ -20,6 +20,9 @@ const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oauth2/build.sh"
 const APP: &str = "app.test";
 const CLIENT_ID: &str = "portico-test";
 const CLIENT_SECRET: &str = "portico-test-secret";
+/// Who mockoidc signs in (its default user): oauth2-proxy's X-Auth-Request-User is the subject.
+const USER: &str = "1234567890";
+const EMAIL: &str = "jane.doe@example.com";
 
 /// Builds oauth2-proxy and mockoidc the first time (the build's progress goes to stderr), or
 /// finds them built; the directory holding both. Panics with one line when Go is missing.
@@ -321,11 +324,8 @@ async fn oauth2_proxy_login_through_portico() {
     );
     let echoed = json(&last.body);
     assert_eq!(echoed["target"], "/private/page?x=1&y=two");
-    assert_eq!(echoed["headers"]["x-auth-request-user"], "1234567890", "{echoed}");
-    assert_eq!(
-        echoed["headers"]["x-auth-request-email"], "jane.doe@example.com",
-        "{echoed}"
-    );
+    assert_eq!(echoed["headers"]["x-auth-request-user"], USER, "{echoed}");
+    assert_eq!(echoed["headers"]["x-auth-request-email"], EMAIL, "{echoed}");
 
     // Signed in: a client's own copy of the identity fields is replaced, never believed.
     let hop = browser.get(
@@ -339,8 +339,8 @@ async fn oauth2_proxy_login_through_portico() {
     );
     assert_eq!(hop.status, 200, "{hop:#?}");
     let echoed = json(&hop.body);
-    assert_eq!(echoed["headers"]["x-auth-request-user"], "1234567890");
-    assert_eq!(echoed["headers"]["x-auth-request-email"], "jane.doe@example.com");
+    assert_eq!(echoed["headers"]["x-auth-request-user"], USER);
+    assert_eq!(echoed["headers"]["x-auth-request-email"], EMAIL);
 
     // A form posted while signed in: oauth2-proxy is asked with a GET (as nginx's auth
     // subrequest), the application gets the POST and its body.

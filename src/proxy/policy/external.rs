@@ -297,9 +297,22 @@ async fn ask<B>(
         .map_err(|e| e.to_string())?;
     let h = out.headers_mut();
     for (name, value) in req.headers() {
-        if !not_forwarded(name) {
+        if !not_forwarded(name) && name != header::COOKIE {
             h.append(name, value.clone());
         }
+    }
+    // One Cookie field: an HTTP/2 client may send each cookie as a field of its own, which
+    // must be joined with "; " before going on over HTTP/1.1 (RFC 9113, 8.2.3); auth services
+    // that read only the first field would miss the session (oauth2-proxy splits big ones).
+    let mut cookies = req.headers().get_all(header::COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        let mut joined = first.as_bytes().to_vec();
+        for c in cookies {
+            joined.extend_from_slice(b"; ");
+            joined.extend_from_slice(c.as_bytes());
+        }
+        let joined = HeaderValue::from_bytes(&joined).map_err(|_| "the cookies cannot be joined".to_string())?;
+        h.insert(header::COOKIE, joined);
     }
     let default_port = if e.tls { 443 } else { 80 };
     let host = match (e.host.contains(':'), e.port == default_port) {
