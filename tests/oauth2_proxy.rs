@@ -363,7 +363,8 @@ async fn oauth2_proxy_login_through_portico() {
     // Past --cookie-refresh, oauth2-proxy's auth answer refreshes the session at the provider
     // and carries the new cookie; Portico puts it on the page's response (ingress-nginx's
     // add_header Set-Cookie $auth_cookie), and the browser goes on with it.
-    std::thread::sleep(Duration::from_millis(1500));
+    // (oauth2-proxy counts a session's age from the current second, truncated: 2.2 s.)
+    std::thread::sleep(Duration::from_millis(2200));
     let hop = browser.get(&page, &[]);
     assert_eq!(hop.status, 200, "{hop:#?}\n{}", logs());
     let refreshed = hop
