@@ -84,7 +84,7 @@ echo "== Portico / nginx (same run, equal workers; medians over the rounds)"
 # (default 2) of the machine from either proxy's case: other tenants' load lands in one
 # proxy's case and not the other's, and moves a round's ratio and its p99 more than anything
 # the proxies do. Both tables are printed; the first holds every round.
-STEAL_MAX=${STEAL_MAX:-2} awk '
+STEAL_MAX=${STEAL_MAX:-2} awk "$BENCH_AWK_MEDIAN"'
   /^case=/ {
     split("", f); for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     c = f["case"]; if (c !~ /^(nginx|portico)-/) next
@@ -96,12 +96,6 @@ STEAL_MAX=${STEAL_MAX:-2} awk '
     cases[k] = 1
   }
   function num(x, fmt) { return (x == "NA") ? x : sprintf(fmt, x) }
-  # The median of the numbers in the space-separated list s, or NA when it is empty.
-  function median(s,    a, m, i, j, t) {
-    m = split(s, a, " "); if (m == 0) return "NA"
-    for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-  }
   # Over the rounds of case k (only those with little steal when calm is set): sets n, won,
   # p99won, p99n, med (median round ratio) and ci (95 % interval of the mean round ratio).
   function rounds(k, calm,    i, q, ql, sl, ml, ss, h) {

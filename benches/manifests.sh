@@ -65,8 +65,8 @@ YAML
 
 # bench_build builds Portico as BUILD says and prints the binary's path: by default (pgo) the
 # profile-guided build of scripts/build-pgo.sh, the one the container image ships; with
-# BUILD=release a plain `cargo build --release`. PORTICO_BINARY names a binary already built,
-# used as it is.
+# BUILD=release a plain `cargo build --release` (into CARGO_TARGET_DIR when set).
+# PORTICO_BINARY names a binary already built, used as it is.
 bench_build() {
   if [ -n "${PORTICO_BINARY:-}" ]; then
     realpath "$PORTICO_BINARY"
@@ -75,7 +75,7 @@ bench_build() {
     echo "$PWD/target/pgo/release/portico"
   else
     cargo build --release --locked --bin portico >&2
-    echo "$PWD/target/release/portico"
+    realpath "${CARGO_TARGET_DIR:-target}/release/portico"
   fi
 }
 
@@ -103,6 +103,16 @@ EOF
     bench_tls_secret "$dir/cert.pem" "$dir/key.pem"
   } > "$dir/m/bench.yaml"
 }
+
+# An awk function for the benchmarks' tables: median(s) is the median of the numbers in the
+# space-separated list s, or NA when it is empty. Prepend it to an awk program.
+# shellcheck disable=SC2016
+BENCH_AWK_MEDIAN='
+  function median(s,    a, m, i, j, t) {
+    m = split(s, a, " "); if (m == 0) return "NA"
+    for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }'
 
 # bench_workdir PREFIX makes a temporary directory T; processes whose pids are added to
 # `pids` are stopped and T removed when the script exits.

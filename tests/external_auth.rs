@@ -218,6 +218,50 @@ async fn auth_url_family_against_a_real_service() {
     assert!(hv("content-length").is_none() && hv("transfer-encoding").is_none());
     assert!(hv("x-original-uri").is_none(), "only with auth-method");
 
+    // Whatever the client's method, the auth request is a GET without body (nginx's
+    // auth_request subrequest; auth services serving GET and HEAD only rely on it) and says
+    // the method in X-Original-Method; the upstream gets the request and its body.
+    for method in ["POST", "PUT", "DELETE", "HEAD"] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/form")
+            .header("host", "ext.test")
+            .header("authorization", "Bearer good")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from_static(b"a=1&b=2")))
+            .unwrap();
+        let (s, _, b) = request(p.http, req).await.unwrap();
+        assert_eq!(s, 200, "{method}: {b}");
+        if method != "HEAD" {
+            let echoed = json(&b);
+            assert_eq!(
+                (echoed["method"].as_str(), echoed["body_bytes"].as_u64()),
+                (Some(method), Some(7))
+            );
+        }
+        let a = last(&seen);
+        assert_eq!(a.method, "GET", "{method}");
+        assert_eq!(a.headers["x-original-method"], method);
+        assert!(!a.headers.contains_key("content-length") && !a.headers.contains_key("transfer-encoding"));
+    }
+
+    // Cookies sent as fields of their own (as HTTP/2 clients do) reach the auth service as
+    // one Cookie field, joined with "; " (RFC 9113, 8.2.3).
+    let (s, _, _) = get_with(
+        &p,
+        "ext.test",
+        "/",
+        &[
+            ("authorization", "Bearer good"),
+            ("cookie", "_oauth2_proxy_0=first"),
+            ("cookie", "_oauth2_proxy_1=second; theme=dark"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let cookies: Vec<_> = last(&seen).headers.get_all("cookie").iter().cloned().collect();
+    assert_eq!(cookies, ["_oauth2_proxy_0=first; _oauth2_proxy_1=second; theme=dark"]);
+
     // 401 without auth-signin: to the client, with the service's challenge; 403 as is;
     // anything else 500. The upstream is never reached.
     let (s, h, _) = get_with(&p, "ext.test", "/", &[]).await;

@@ -423,7 +423,7 @@ impl Annotations<'_> {
         e.method = self.parsed(
             "auth-method",
             "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE",
-            "the request's own method is used",
+            "auth requests are GETs",
             |v| {
                 ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
                     .contains(&v)

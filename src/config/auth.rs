@@ -52,7 +52,7 @@ pub struct ExternalAuth {
     pub port: u16,
     /// The request target (path and query), variables allowed.
     pub target: Vec<Piece>,
-    /// `auth-method`; `None`: the request's own method.
+    /// `auth-method`; `None`: GET, as nginx's auth subrequest, whatever the client's method.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// `auth-signin`: a 401 from the service becomes a 302 here.

@@ -6,6 +6,7 @@
 #   build-control-plane.sh --node   # also kubelet, kube-controller-manager, kube-scheduler,
 #                                   # kube-proxy (the one-node cluster of tests/cluster/node.sh)
 set -euo pipefail
+. "$(dirname "$0")/../go-cache.sh"
 
 K8S_VERSION="${PORTICO_K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${PORTICO_ETCD_VERSION:-v3.6.16}"
@@ -51,25 +52,12 @@ build_k8s_cmd() {
 }
 
 build_etcd() {
-  local mod="$CACHE/src/etcd-$ETCD_VERSION"
-  mkdir -p "$mod"
-  cd "$mod"
-  [ -f go.mod ] || go mod init portico.local/etcd >/dev/null 2>&1
-  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
-  mv "$BIN/etcd.tmp" "$BIN/etcd"
+  go_build_module "$CACHE/src/etcd-$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$BIN/etcd"
 }
 
-# One build at a time: tests running in parallel may all ask for the binaries.
-exec 9>"$CACHE/.build.lock"
-flock 9
-
-# Go's official tarball installs here; .ci/run puts it on PATH the same way.
-export PATH="$PATH:/usr/local/go/bin"
-if { [ ! -x "$BIN/etcd" ] || [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kubectl" ]; } && ! command -v go >/dev/null; then
-  echo "needs Go: the kube tests build kube-apiserver, etcd and kubectl once into $CACHE (about 6 minutes); install Go 1.21 or later, or see README 'Tests'" >&2
-  exit 1
-fi
+go_cache_lock "$CACHE"
+go_needed "the kube tests build kube-apiserver, etcd and kubectl once into $CACHE (about 6 minutes); install Go 1.21 or later, or see README 'Tests'" \
+  "$BIN/etcd" "$BIN/kube-apiserver" "$BIN/kubectl"
 
 if [ ! -x "$BIN/etcd" ]; then
   log "building etcd $ETCD_VERSION (first time only)"

@@ -1,6 +1,7 @@
-//! `auth-url`: the request is first sent (headers only) to the auth service; 2xx lets it
-//! through with the listed answer fields copied, 401/403 go to the client (401 becomes the
-//! `auth-signin` redirect), anything else is 500. Part of the [`super::auth`] step.
+//! `auth-url`: the request's head is first sent to the auth service (as a GET, unless
+//! `auth-method`), never its body; 2xx lets it through with the listed answer fields copied,
+//! 401/403 go to the client (401 becomes the `auth-signin` redirect), anything else is 500.
+//! Part of the [`super::auth`] step.
 //! Owns the runtime cache of auth answers (`auth-cache-key`).
 
 use std::collections::HashMap;
@@ -283,9 +284,11 @@ async fn ask<B>(
     let uri: Uri = target
         .parse()
         .map_err(|_| "the expanded auth-url is not a valid target".to_string())?;
+    // nginx's auth_request subrequest is a GET whatever the client's method (ingress-nginx
+    // changes it only with auth-method); auth services that serve GET and HEAD only rely on it.
     let method = match &e.method {
         Some(m) => Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?,
-        None => req.method().clone(),
+        None => Method::GET,
     };
     let mut out = Request::builder()
         .method(method)
@@ -294,9 +297,22 @@ async fn ask<B>(
         .map_err(|e| e.to_string())?;
     let h = out.headers_mut();
     for (name, value) in req.headers() {
-        if !not_forwarded(name) {
+        if !not_forwarded(name) && name != header::COOKIE {
             h.append(name, value.clone());
         }
+    }
+    // One Cookie field: an HTTP/2 client may send each cookie as a field of its own, which
+    // must be joined with "; " before going on over HTTP/1.1 (RFC 9113, 8.2.3); auth services
+    // that read only the first field would miss the session (oauth2-proxy splits big ones).
+    let mut cookies = req.headers().get_all(header::COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        let mut joined = first.as_bytes().to_vec();
+        for c in cookies {
+            joined.extend_from_slice(b"; ");
+            joined.extend_from_slice(c.as_bytes());
+        }
+        let joined = HeaderValue::from_bytes(&joined).map_err(|_| "the cookies cannot be joined".to_string())?;
+        h.insert(header::COOKIE, joined);
     }
     let default_port = if e.tls { 443 } else { 80 };
     let host = match (e.host.contains(':'), e.port == default_port) {
