@@ -622,9 +622,19 @@ pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // An HTTP/2 client may send each cookie as a field of its own; HTTP/1.1 takes one Cookie
+    // field, the values joined with "; " (RFC 9113, 8.2.3). A name's values come together.
+    let mut cookie_line = false;
     for (name, value) in headers.iter().filter(|(n, _)| !extra.replaces(n)) {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
+        let cookie = name == header::COOKIE;
+        if cookie && cookie_line {
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(b"; ");
+        } else {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+        }
+        cookie_line = cookie;
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -1157,11 +1167,14 @@ mod tests {
     }
 
     #[test]
-    fn heads_encode_fields_verbatim() {
+    fn heads_encode_fields_verbatim_and_one_cookie_field() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("foo.com"));
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
         h.append("x-forwarded-port", HeaderValue::from_static("1"));
         let mut out = Vec::new();
         let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
@@ -1176,7 +1189,8 @@ mod tests {
         encode_head(&mut out, &req);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET /p?q=1 HTTP/1.1\r\nhost: foo.com\r\nx-a: 1\r\nx-a: 2\r\nx-forwarded-for: 10.1.2.3\r\n\
+            "GET /p?q=1 HTTP/1.1\r\nhost: foo.com\r\nx-a: 1\r\nx-a: 2\r\ncookie: a=1; b=2; c=3\r\n\
+             x-forwarded-for: 10.1.2.3\r\n\
              x-real-ip: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-port: 80\r\nx-request-id: rid\r\n\r\n"
         );
     }
