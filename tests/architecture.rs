@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Top-level module → the top-level modules its code names as `crate::X`, unit tests included
-/// (which may also build Configs with the fixtures and compile()).
+/// (which may also use the fixtures).
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -50,9 +50,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                         .chars()
                         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                         .collect();
-                    // Unit tests may build their input with the fixtures and compile(); any
-                    // other arrow of theirs counts like the code's own.
-                    let test_input = is_test && (name == "fixture" || name == "compile");
+                    // Unit tests may build their input with the fixtures; any other arrow of
+                    // theirs counts like the code's own (a test across layers goes to tests/).
+                    let test_input = is_test && name == "fixture";
                     if !name.is_empty() && name != module && !test_input && rest[name.len()..].starts_with("::") {
                         names.insert(name);
                     }

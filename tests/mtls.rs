@@ -429,3 +429,23 @@ async fn unusable_secrets_deny_with_a_warning() {
     assert_eq!(curl(&p, "values.test", "/", Some("two-deep"), &[]).await.status, 400);
     assert_eq!(curl(&p, "values.test", "/", Some("alice"), &[]).await.status, 200);
 }
+
+/// The chain check on garbage: an error, never a panic. (Here rather than beside `verify`: it
+/// needs compile's CA parser, and the data plane's own tests do not import compile.)
+#[test]
+fn garbage_chains_fail_without_panicking() {
+    let ca = portico::compile::mtls::parse_ca(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.crt")).unwrap(),
+    )
+    .unwrap();
+    let algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    for chain in [
+        vec![],
+        vec![rustls_pki_types::CertificateDer::from(vec![])],
+        vec![rustls_pki_types::CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])],
+    ] {
+        assert!(portico::proxy::mtls::verify(&ca, 1, &chain, rustls_pki_types::UnixTime::now(), &algs).is_err());
+    }
+    // A CA certificate presented as a client certificate is not taken.
+    assert!(portico::proxy::mtls::verify(&ca, 1, &ca.certs, rustls_pki_types::UnixTime::now(), &algs).is_err());
+}

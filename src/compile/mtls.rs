@@ -24,7 +24,7 @@ const MAX_PEM_BLOCKS: usize = 1000;
 
 /// The PEM blocks of type `T` in the Secret field `field`: at least one, at most
 /// [`MAX_PEM_BLOCKS`].
-fn pem_blocks<T: PemObject>(pem: &[u8], field: &str, block: &str) -> Result<Vec<T>, String> {
+pub(super) fn pem_blocks<T: PemObject>(pem: &[u8], field: &str, block: &str) -> Result<Vec<T>, String> {
     let blocks: Vec<T> = T::pem_slice_iter(pem)
         .take(MAX_PEM_BLOCKS + 1)
         .collect::<Result<_, _>>()

@@ -11,6 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::annotations::Annotations;
 use super::auth::secret_key;
 use super::ingress::annotation;
+use super::mtls::pem_blocks;
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
 use crate::config::upstream_tls::{ClientCert, Der, KeyForm, PrivateKey, Protocols, Tls12Suite, UpstreamTls, Verify};
 
@@ -23,9 +24,6 @@ const DEPENDENT: [&str; 6] = [
     "proxy-ssl-protocols",
     "proxy-ssl-ciphers",
 ];
-
-/// Most CA certificates taken from one `ca.crt`.
-const MAX_CAS: usize = 1000;
 
 /// `proxy-ssl-protocols`: `TLSv1.2` and `TLSv1.3`, space-separated. Returns the versions and
 /// one note per word not used; `Err` when no usable version is left.
@@ -219,30 +217,17 @@ fn clip(s: &str) -> &str {
 
 /// `ca.crt`: every PEM certificate must parse as a trust anchor.
 fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
-    let mut roots = Vec::new();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("ca.crt is not valid PEM: {e}"))?;
-        webpki::anchor_from_trusted_cert(&cert)
+    let certs: Vec<CertificateDer<'static>> = pem_blocks(pem, "ca.crt", "CERTIFICATE")?;
+    for cert in &certs {
+        webpki::anchor_from_trusted_cert(cert)
             .map_err(|e| format!("ca.crt holds a certificate that cannot be a trust anchor: {e}"))?;
-        if roots.len() == MAX_CAS {
-            return Err(format!("ca.crt holds more than {MAX_CAS} certificates"));
-        }
-        roots.push(Der::from(cert.as_ref()));
     }
-    if roots.is_empty() {
-        return Err("ca.crt holds no CERTIFICATE block".into());
-    }
-    Ok(roots.into())
+    Ok(certs.iter().map(|c| Der::from(c.as_ref())).collect())
 }
 
 /// `tls.crt` (the chain, leaf first) and `tls.key`, checked to belong together.
 fn parse_client_cert(crt: &[u8], key: &[u8]) -> Result<ClientCert, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.crt is not valid PEM: {e}"))?;
-    if chain.is_empty() {
-        return Err("tls.crt holds no CERTIFICATE block".into());
-    }
+    let chain: Vec<CertificateDer<'static>> = pem_blocks(crt, "tls.crt", "CERTIFICATE")?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| format!("tls.key cannot be used: {e}"))?;

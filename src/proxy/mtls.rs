@@ -500,22 +500,4 @@ mod tests {
             "-----BEGIN%20CERTIFICATE-----%0A%2B%2F8%2B%0A-----END%20CERTIFICATE-----%0A"
         );
     }
-
-    #[test]
-    fn garbage_chains_fail_without_panicking() {
-        let ca = crate::compile::mtls::parse_ca(
-            &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.crt")).unwrap(),
-        )
-        .unwrap();
-        let algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
-        for chain in [
-            vec![],
-            vec![CertificateDer::from(vec![])],
-            vec![CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])],
-        ] {
-            assert!(verify(&ca, 1, &chain, UnixTime::now(), &algs).is_err());
-        }
-        // A CA certificate presented as a client certificate is not taken.
-        assert!(verify(&ca, 1, &ca.certs, UnixTime::now(), &algs).is_err());
-    }
 }
