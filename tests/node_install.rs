@@ -101,16 +101,22 @@ fn install_with_kubectl_then_the_readme_steps() {
                 );
             }
             eprintln!("answered by {body}");
-            // Both replicas of the app take turns behind the one Ingress.
+            // Both replicas of the app take turns behind the one Ingress, once both are ready
+            // (the README's steps do not wait for the second replica; the first answer can come
+            // before it is). Every answer comes from one of them.
             let mut seen = std::collections::BTreeSet::new();
-            for _ in 0..20 {
+            eventually("both web pods answer", Duration::from_secs(60), || {
                 let out = node.sh(&format!("{line} --max-time 5 --silent --show-error"));
                 assert!(out.status.success(), "{}", text(&out));
                 let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 assert!(web_pods.contains(&body), "answered by {body}, not one of {web_pods:?}");
                 seen.insert(body);
-            }
-            assert_eq!(seen.len(), 2, "both web pods answer: {seen:?}");
+                if seen.len() == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("only {seen:?} so far"))
+                }
+            });
             continue;
         }
         let out = node.sh(&format!("timeout 180 {line}"));
