@@ -12,31 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use super::ring::Ring;
+pub use super::ring::hash64;
 use crate::config::Endpoint;
 use crate::config::policy::{CookieAffinity, SameSite};
 use aws_lc_rs::hmac;
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
-
-/// A stable 64-bit hash (FNV-1a with a final mix): the same on every replica and every
-/// version, so that replicas agree on where a balanced session goes.
-pub fn hash64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // splitmix64 finalizer: FNV alone spreads short, similar keys poorly.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// Points per endpoint on the ring: enough that each endpoint's share is within a few
-/// percent of 1/n.
-const RING_POINTS: usize = 160;
 
 /// Per-backend lookup structures, built on first use and kept with the compiled backend
 /// (one pointer until then: most backends never see cookie affinity).
@@ -48,81 +30,6 @@ struct Lookups {
     ring: OnceLock<Ring>,
     ids: OnceLock<Ids>,
     by_addr: OnceLock<HashMap<SocketAddr, u32>>,
-}
-
-/// The consistent-hash ring of one backend. Endpoint `i` owns the positions in the arc
-/// `(previous point, point]` below each of its points (the arc below the first point wraps
-/// around from the last).
-struct Ring {
-    /// `(position, endpoint index)`, sorted.
-    points: Vec<(u64, u32)>,
-    /// Where each endpoint's points are in `points`: endpoint `i`'s `RING_POINTS` slots are
-    /// `owned[i * RING_POINTS..][..RING_POINTS]` (4 bytes a point, for re-pinning).
-    owned: Vec<u32>,
-}
-
-impl Ring {
-    fn new(ready: &[Endpoint], terminating: &[Endpoint]) -> Self {
-        let n = ready.len() + terminating.len();
-        let mut points = Vec::with_capacity(n * RING_POINTS);
-        for (i, ep) in ready.iter().chain(terminating).enumerate() {
-            let id = ep.addr.to_string();
-            for p in 0..RING_POINTS {
-                points.push((hash64(format!("{id}#{p}").as_bytes()), i as u32));
-            }
-        }
-        points.sort_unstable();
-        let mut owned = vec![0u32; points.len()];
-        let mut filled = vec![0usize; n];
-        for (slot, &(_, i)) in points.iter().enumerate() {
-            let i = i as usize;
-            owned[i * RING_POINTS + filled[i]] = slot as u32;
-            filled[i] += 1;
-        }
-        Ring { points, owned }
-    }
-
-    /// The endpoint owning a position.
-    fn at(&self, position: u64) -> Option<usize> {
-        if self.points.is_empty() {
-            return None;
-        }
-        let at = self.points.partition_point(|(p, _)| *p < position);
-        Some(self.points[at % self.points.len()].1 as usize)
-    }
-
-    /// The arc below the point in `slot`: its first position and its length (0 when another
-    /// point sits at the same position first; 2^64 for a ring of one point).
-    fn arc(&self, slot: u32) -> (u64, u128) {
-        let n = self.points.len();
-        let s = slot as usize;
-        let end = self.points[s].0;
-        let prev = self.points[(s + n - 1) % n].0;
-        let len = if n == 1 {
-            1u128 << 64
-        } else {
-            u128::from(end.wrapping_sub(prev))
-        };
-        (prev.wrapping_add(1), len)
-    }
-
-    /// A position owned by endpoint `i`, uniform over all it owns, from the random `r`: the
-    /// position a random key has when it happens to land on `i`. Work: `RING_POINTS` arcs,
-    /// whatever the number of endpoints.
-    fn position_of(&self, i: usize, r: u64) -> Option<u64> {
-        let owned = self.owned.get(i * RING_POINTS..)?.get(..RING_POINTS)?;
-        let total: u128 = owned.iter().map(|&s| self.arc(s).1).sum();
-        // Uniform in [0, total): total <= 2^64, so the product fits in 128 bits.
-        let mut offset = (u128::from(r) * total) >> 64;
-        for &s in owned {
-            let (start, len) = self.arc(s);
-            if offset < len {
-                return Some(start.wrapping_add(offset as u64));
-            }
-            offset -= len;
-        }
-        None
-    }
 }
 
 struct Ids {
@@ -148,7 +55,9 @@ impl AffinityIndex {
     }
 
     fn ring(&self, ready: &[Endpoint], terminating: &[Endpoint]) -> &Ring {
-        self.lookups().ring.get_or_init(|| Ring::new(ready, terminating))
+        self.lookups()
+            .ring
+            .get_or_init(|| Ring::new(ready.iter().chain(terminating).map(|e| e.addr)))
     }
 
     /// Balanced mode: the endpoint a session key maps to.
@@ -160,7 +69,7 @@ impl AffinityIndex {
     /// there (it landed elsewhere, or its endpoint failed). The key is a ring position drawn
     /// uniformly from those `i` owns, written as [`position`] reads it: it tells no more than
     /// a random key that happened to land on `i` (whose position anyone can compute), and it
-    /// moves on scaling as such a key would. Always found, in `RING_POINTS` steps, whatever
+    /// moves on scaling as such a key would. Always found, in a fixed number of steps, whatever
     /// the number of endpoints; `None` only when `i` is no endpoint of the backend.
     pub fn balanced_key_for(&self, ready: &[Endpoint], terminating: &[Endpoint], i: usize) -> Option<String> {
         let r = u64::from_le_bytes(random_bytes());

@@ -6,6 +6,8 @@
 
 pub mod affinity;
 pub mod choice;
+pub mod hash;
+pub mod ring;
 pub mod table;
 
 use std::net::SocketAddr;

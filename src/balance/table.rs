@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::RoundRobin;
 use super::affinity::{AffinityIndex, ClientIpTable};
+use super::hash::HashIndex;
 use crate::config::{Backend, Config, PortRef};
 use crate::model::ObjectKey;
 
@@ -26,6 +27,8 @@ pub struct BackendState<E> {
     pub affinity: AffinityIndex,
     /// `sessionAffinity: ClientIP`: the Service's client → endpoint memory.
     pub client_ip: Option<Arc<ClientIpTable>>,
+    /// `upstream-hash-by`: the ring of the ready endpoints, built on first use.
+    pub hash: HashIndex,
 }
 
 impl<E> BackendState<E> {
@@ -146,6 +149,7 @@ fn fresh<E>(
         rotation: rotation.unwrap_or_default(),
         affinity: AffinityIndex::default(),
         client_ip: b.client_ip_affinity.map(|_| registry.client_ip_table(&b.service)),
+        hash: HashIndex::default(),
     }
 }
 

@@ -193,8 +193,10 @@ impl Annotations<'_> {
             )
             .map(|n| if n == 0 { usize::MAX } else { n })
             .unwrap_or(Policy::DEFAULT_TRIES);
+        let affinity = self.affinity();
         Policy {
-            affinity: self.affinity(),
+            hash_by: self.hash_by(affinity.is_some()),
+            affinity,
             load_balance,
             tries,
             redirect: self.redirect(),

@@ -284,9 +284,20 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("ssl-redirect", Yes),
     ("stream-snippet", No(STREAM_SNIPPET)),
     ("temporal-redirect", Yes),
-    ("upstream-hash-by", No(LATER)),
-    ("upstream-hash-by-subset", No(LATER)),
-    ("upstream-hash-by-subset-size", No(LATER)),
+    (
+        "upstream-hash-by",
+        Partly(
+            "variables $request_uri, $uri, $args, $host, $remote_addr, $binary_remote_addr, $http_NAME, $cookie_NAME and $arg_NAME, with text; another variable is a Warning and the annotation is ignored; Portico's own ring (keys land on other pods than under ingress-nginx, as few move); an endpoint in failure backoff passes its keys to the next on the ring",
+        ),
+    ),
+    (
+        "upstream-hash-by-subset",
+        No("not yet: upstream-hash-by maps a key to one endpoint, not to a subset"),
+    ),
+    (
+        "upstream-hash-by-subset-size",
+        No("not yet: upstream-hash-by maps a key to one endpoint, not to a subset"),
+    ),
     ("upstream-vhost", Yes),
     ("use-regex", Yes),
     ("whitelist-source-range", Yes),

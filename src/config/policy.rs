@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Cidr;
 use super::auth::Auth;
 use super::backend::Protocol;
+use super::hash::HashBy;
 use super::upstream_tls::UpstreamTls;
 
 /// What an Ingress's annotations ask of its requests: endpoint choice and retries,
@@ -64,6 +65,10 @@ pub struct Policy {
     /// defaults (no verification, no client certificate, no SNI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// `upstream-hash-by`: requests go to the ready endpoint their key maps to on a
+    /// consistent-hash ring (`None` when unset, or when cookie affinity wins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_by: Option<Arc<HashBy>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,6 +160,7 @@ impl Default for Policy {
             rewrite_target: None,
             auth: None,
             upstream_tls: None,
+            hash_by: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, mtls, redirect, rewrite};
+use super::policy::{self, allow, auth, body, cors, hash, mtls, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -385,12 +385,21 @@ impl Proxy {
             terminating,
             states,
         };
-        let sticky = choice.sticky(
-            req.headers(),
-            || client_ip(req.headers(), peer.addr, &self.trusted),
-            &self.affinity_key,
-            now,
-        );
+        let from = hash::Inputs {
+            fields,
+            peer,
+            trusted: &self.trusted,
+            normalized: routed.normalized.as_deref(),
+        };
+        let sticky = match hash::key(policy, &req, &from) {
+            Some(key) => choice.hashed(&key, now),
+            None => choice.sticky(
+                req.headers(),
+                || client_ip(req.headers(), peer.addr, &self.trusted),
+                &self.affinity_key,
+                now,
+            ),
+        };
         // Without ready endpoints only a session pinned to a terminating one is served.
         if sticky.index.is_none() && ready.is_empty() {
             let detail = format_args!("Service {} has no ready endpoints", backend.service);
