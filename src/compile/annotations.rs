@@ -232,6 +232,9 @@ impl Annotations<'_> {
             ),
             auth: self.auth(),
             upstream_tls: self.upstream_tls(),
+            // Set by compile::errors, which resolves Services.
+            default_backend: None,
+            error_pages: None,
         }
     }
 

@@ -181,7 +181,9 @@ impl IngressPass<'_, '_> {
             let ssl_redirect = notes.bool("ssl-redirect", true);
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             // Most Ingresses carry no annotations: they share one default policy.
-            let policy = match notes.policy() {
+            let mut policy = notes.policy();
+            self.error_pages(key, ing, &mut policy);
+            let policy = match policy {
                 p if p == Policy::default() => default_policy.clone(),
                 p => Arc::new(p),
             };

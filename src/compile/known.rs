@@ -126,8 +126,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("cors-expose-headers", Yes),
     ("cors-max-age", Yes),
     ("custom-headers", No(LATER)),
-    ("custom-http-errors", No(LATER)),
-    ("default-backend", No(LATER)),
+    (
+        "custom-http-errors",
+        Partly(
+            "codes 300 to 599; the error backend gets a GET (HEAD for HEAD) of / with the query, the client's headers and X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID; Portico's own 502, 503 and 504 are intercepted too; without the default-backend annotation or --default-backend-service it is a Warning; when the error backend cannot answer the client gets the original answer; not yet from the ConfigMap",
+        ),
+    ),
+    ("default-backend", Yes),
     ("denylist-source-range", No(LATER)),
     (
         "enable-access-log",

@@ -3,6 +3,7 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod errors;
 pub mod hash;
 pub mod ingress;
 pub mod known;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backend;
 mod cidr;
 pub mod diagnostic;
+pub mod errors;
 pub mod hash;
 pub mod mtls;
 pub mod policy;

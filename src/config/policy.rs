@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::Cidr;
 use super::auth::Auth;
-use super::backend::Protocol;
+use super::backend::{BackendId, Protocol};
+use super::errors::ErrorPages;
 use super::hash::HashBy;
 use super::upstream_tls::UpstreamTls;
 
@@ -69,6 +70,13 @@ pub struct Policy {
     /// consistent-hash ring (`None` when unset, or when cookie affinity wins).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_by: Option<Arc<HashBy>>,
+    /// `default-backend`: where requests go while the route's Service has no ready
+    /// endpoints (an index in `Config::backends`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_backend: Option<BackendId>,
+    /// `custom-http-errors`: answers with these codes are replaced by the error backend's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_pages: Option<Arc<ErrorPages>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -161,6 +169,8 @@ impl Default for Policy {
             auth: None,
             upstream_tls: None,
             hash_by: None,
+            default_backend: None,
+            error_pages: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, hash, mtls, redirect, rewrite};
+use super::policy::{self, allow, auth, body, cors, errors, hash, mtls, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -287,9 +287,23 @@ impl Proxy {
         if let Some(r) = body::check(policy, req.body()) {
             return r;
         }
+        let asked = errors::asked(policy, &req, &rid);
         let mut resp = self
             .forward(req, fields, peer, start, rid, routed, &mut out.exchanged)
             .await;
+        if let Some(asked) = asked
+            && asked.intercepts(resp.status())
+        {
+            let via = errors::Via {
+                upstream: &self.upstream,
+                plane: &routed.plane,
+                route,
+                peer,
+                trusted: &self.trusted,
+                counter: self.metrics.response_bytes.clone(),
+            };
+            resp = errors::page(asked, resp, via).await;
+        }
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
         resp
@@ -347,8 +361,9 @@ impl Proxy {
         routed: &Routed,
         out: &mut Exchanged,
     ) -> Response<Body> {
-        let (route, backend) = (&*routed.route, routed.backend());
+        let route = &*routed.route;
         let policy = &route.policy;
+        let (backend, table) = errors::backend(policy, &routed.plane, routed.backend(), routed.table());
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
         let external;
@@ -362,7 +377,7 @@ impl Proxy {
                     rid.to_str().unwrap_or(""),
                 );
             }
-            Target::Endpoints { ready, terminating } => (ready, terminating, &routed.table().endpoints),
+            Target::Endpoints { ready, terminating } => (ready, terminating, &table.endpoints),
             Target::ExternalName { host, port } => match Box::pin(resolve_external(host, *port)).await {
                 Ok(addr) => {
                     external = [Endpoint {
@@ -380,7 +395,7 @@ impl Proxy {
         let choice = Choice {
             route,
             backend,
-            table: routed.table(),
+            table,
             ready,
             terminating,
             states,

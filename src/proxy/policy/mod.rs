@@ -2,13 +2,15 @@
 //! point. The handler runs them in this order: [`mtls`] (may answer 400, 302, 403 or 421;
 //! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
-//! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`) or by the [`hash`] key, then
-//! [`rewrite`] (the upstream target).
+//! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`) or by the [`hash`] key (among the
+//! [`errors`] fallback's endpoints when the Service has none ready), then [`rewrite`] (the
+//! upstream target); an answer [`errors`] lists is replaced by the error backend's.
 
 pub mod allow;
 pub mod auth;
 pub mod body;
 pub mod cors;
+pub mod errors;
 pub mod external;
 pub mod hash;
 pub mod mtls;

@@ -1,0 +1,143 @@
+//! `default-backend` and `custom-http-errors`: an Ingress's fallback Service and the status
+//! codes its error backend answers instead of the upstream, resolved to backend indexes.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::annotations::Annotations;
+use super::ingress::IngressPass;
+use crate::config::BackendId;
+use crate::config::diagnostic::{ObjectRef, Reason, Severity};
+use crate::config::errors::ErrorPages;
+use crate::config::policy::Policy;
+use crate::model::ObjectKey;
+
+/// Parses a `custom-http-errors` list: status codes from 300 to 599 (what nginx's
+/// `proxy_intercept_errors` can intercept), comma-separated, duplicates dropped.
+pub fn parse_codes(v: &str) -> Option<Vec<u16>> {
+    let mut codes = Vec::new();
+    for entry in v.split(',').map(str::trim) {
+        if entry.len() != 3 {
+            return None;
+        }
+        let code: u16 = entry.parse().ok().filter(|c| (300..=599).contains(c))?;
+        codes.push(code);
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    (codes.len() <= ErrorPages::MAX_CODES).then_some(codes)
+}
+
+/// Whether `name` is a Service name (an RFC 1035 label).
+fn service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The codes every Ingress intercepts when it sets none itself. Empty until Portico reads
+/// ingress-nginx's ConfigMap: its `custom-http-errors` key goes here (the annotation, when
+/// set, replaces it for its Ingress, as in ingress-nginx).
+fn global_codes() -> &'static [u16] {
+    &[]
+}
+
+impl IngressPass<'_, '_> {
+    /// Reads `default-backend` and `custom-http-errors` of one Ingress into its policy.
+    pub(super) fn error_pages(&mut self, key: &ObjectKey, ing: &Ingress, policy: &mut Policy) {
+        let mut notes = Annotations {
+            ing,
+            key,
+            diags: self.diags,
+            secrets: &self.snapshot.secrets,
+            global_auth: None,
+        };
+        let name = notes.parsed(
+            "default-backend",
+            "the name of a Service in the Ingress's namespace",
+            "not used",
+            |v| service_name(v).then(|| v.to_string()),
+        );
+        let codes = notes.parsed(
+            "custom-http-errors",
+            &format!(
+                "a comma-separated list of status codes from 300 to 599 (at most {})",
+                ErrorPages::MAX_CODES
+            ),
+            "errors are not intercepted",
+            parse_codes,
+        );
+        let own = name.and_then(|n| self.first_port_backend(key, &ObjectKey::new(key.namespace.clone(), n)));
+        policy.default_backend = own;
+        let codes = codes.unwrap_or_else(|| global_codes().to_vec());
+        if codes.is_empty() {
+            return;
+        }
+        let global = self.opts.default_backend_service.clone();
+        let backend = own.or_else(|| {
+            let g = global.as_ref()?;
+            let port = self.resolver.first_port(g)?;
+            Some(self.resolver.service(g, port).0)
+        });
+        match backend {
+            Some(backend) => policy.error_pages = Some(Arc::new(ErrorPages { codes, backend })),
+            None => self.diags.push(
+                ObjectRef::ingress(key),
+                Severity::Warning,
+                Reason::InvalidAnnotation,
+                "custom-http-errors has no effect: there is no error backend (no usable default-backend annotation, no --default-backend-service)".into(),
+            ),
+        }
+    }
+
+    /// The backend of a Service's first port, as ingress-nginx takes for `default-backend`;
+    /// `None`, with a Warning, when the Service does not exist or has no port.
+    fn first_port_backend(&mut self, ingress: &ObjectKey, service: &ObjectKey) -> Option<BackendId> {
+        let Some(port) = self.resolver.first_port(service) else {
+            let why = if self.snapshot.services.contains_key(service) {
+                "has no port"
+            } else {
+                "does not exist"
+            };
+            self.diags.push(
+                ObjectRef::ingress(ingress),
+                Severity::Warning,
+                Reason::ServiceNotFound,
+                format!("default-backend: Service {service} {why}; the annotation is not used"),
+            );
+            return None;
+        };
+        Some(self.resolver.service(service, port).0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_three_digit_statuses_from_300_to_599() {
+        assert_eq!(parse_codes("404,500"), Some(vec![404, 500]));
+        assert_eq!(parse_codes(" 503 , 404, 503"), Some(vec![404, 503]));
+        for bad in ["", "404,", "200", "600", "40", "4040", "+404", "abc", "404;500", "٤٠٤"] {
+            assert_eq!(parse_codes(bad), None, "{bad:?}");
+        }
+        let all: Vec<String> = (300..=599).map(|c: u16| c.to_string()).collect();
+        assert_eq!(parse_codes(&all[..100].join(",")).map(|c| c.len()), Some(100));
+        assert_eq!(parse_codes(&all[..101].join(",")), None);
+    }
+
+    #[test]
+    fn service_names_are_dns_labels() {
+        assert!(service_name("custom-errors"));
+        assert!(service_name("e404"));
+        for bad in ["", "Errors", "-x", "x-", "9x", "ns/x", "x.y", &"a".repeat(64)] {
+            assert!(!service_name(bad), "{bad:?}");
+        }
+    }
+}
