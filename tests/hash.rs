@@ -146,3 +146,57 @@ async fn cookie_affinity_wins_over_the_hash() {
     assert_eq!(status, 200);
     assert!(headers.contains_key("set-cookie"), "affinity sets its cookie");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subset_key_spreads_its_requests_over_its_subset_only() {
+    let web = pods("web", 6).await;
+    let notes = [
+        (HASH_BY, "$http_x_user"),
+        ("nginx.ingress.kubernetes.io/upstream-hash-by-subset", "true"),
+        ("nginx.ingress.kubernetes.io/upstream-hash-by-subset-size", "2"),
+    ];
+    let p = Portico::start(&[("all.yaml", manifests(&web, &notes))], &[]).await;
+    let mut subsets = HashSet::new();
+    for u in 0..12 {
+        let user = format!("u{u}");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            seen.insert(pod_for(&p, "/", Some(("x-user", &user))).await);
+        }
+        // Each request draws one of the 2: both show up in 40 unless with odds of 2^-39.
+        assert_eq!(seen.len(), 2, "{user}: {seen:?}");
+        subsets.insert(seen);
+    }
+    // 6 pods in subsets of 2 are 3 disjoint subsets.
+    assert!(subsets.len() >= 2 && subsets.len() <= 3, "{subsets:?}");
+    let all: Vec<&String> = subsets.iter().flatten().collect();
+    assert_eq!(
+        all.len(),
+        all.iter().collect::<HashSet<_>>().len(),
+        "subsets are disjoint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_subset_size_is_a_warning_and_the_default_three() {
+    let web = pods("web", 6).await;
+    let notes = [
+        (HASH_BY, "$request_uri"),
+        ("nginx.ingress.kubernetes.io/upstream-hash-by-subset", "true"),
+        (
+            "nginx.ingress.kubernetes.io/upstream-hash-by-subset-size",
+            "99999999999",
+        ),
+    ];
+    let p = Portico::start(&[("all.yaml", manifests(&web, &notes))], &[]).await;
+    let diags = diagnostics_of(&p.routes().await, "h");
+    assert!(
+        diags.iter().any(|d| d.contains("upstream-hash-by-subset-size")),
+        "{diags:?}"
+    );
+    let mut seen = HashSet::new();
+    for _ in 0..60 {
+        seen.insert(pod_for(&p, "/one", None).await);
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}

@@ -9,9 +9,35 @@ use super::choice::{Choice, Sticky};
 use super::ring::{Ring, hash64};
 use crate::config::Endpoint;
 
-/// The ring of a backend's ready endpoints; nothing until a hashed route uses it.
+/// The ring of a backend's ready endpoints (and of its subsets, for
+/// `upstream-hash-by-subset`); nothing until a hashed route uses it.
 #[derive(Default)]
-pub struct HashIndex(OnceLock<Ring>);
+pub struct HashIndex(OnceLock<Ring>, OnceLock<Subsets>);
+
+/// `upstream-hash-by-subset`, as ingress-nginx's chashsubset balancer: the ready endpoints,
+/// in address order, cut into subsets of `size` (the last one filled up from the first
+/// endpoints), and a ring over the subsets' names; a key maps to a subset, and each of its
+/// requests to a random endpoint of it.
+struct Subsets {
+    size: usize,
+    ring: Ring,
+    /// The endpoint indexes of each subset.
+    members: Vec<Vec<usize>>,
+}
+
+impl Subsets {
+    fn new(ready: &[Endpoint], size: usize) -> Self {
+        let size = size.max(1);
+        let mut order: Vec<usize> = (0..ready.len()).collect();
+        order.sort_by_key(|&i| ready[i].addr);
+        let count = ready.len().div_ceil(size);
+        let members: Vec<Vec<usize>> = (0..count)
+            .map(|s| (0..size).map(|k| order[(s * size + k) % order.len()]).collect())
+            .collect();
+        let ring = Ring::of((1..=count).map(|s| format!("set{s}")));
+        Subsets { size, ring, members }
+    }
+}
 
 impl std::fmt::Debug for HashIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,13 +63,50 @@ impl HashIndex {
     }
 }
 
+impl HashIndex {
+    /// `upstream-hash-by-subset`: an endpoint of the subset `key` maps to, drawn with `rand`
+    /// among the members `usable` takes (among all members when it takes none).
+    pub fn subset_endpoint(
+        &self,
+        ready: &[Endpoint],
+        size: usize,
+        key: &[u8],
+        usable: impl Fn(usize) -> bool,
+        rand: u64,
+    ) -> Option<usize> {
+        if ready.is_empty() {
+            return None;
+        }
+        let subsets = self.1.get_or_init(|| Subsets::new(ready, size));
+        // A table serves one route's size in practice; another size gets its own answer.
+        let fresh;
+        let subsets = if subsets.size == size.max(1) {
+            subsets
+        } else {
+            fresh = Subsets::new(ready, size);
+            &fresh
+        };
+        let members = subsets.members.get(subsets.ring.at(hash64(key))?)?;
+        let up: Vec<usize> = members.iter().copied().filter(|&i| usable(i)).collect();
+        let pool = if up.is_empty() { members } else { &up };
+        pool.get((rand % pool.len() as u64) as usize).copied()
+    }
+}
+
 impl<E: Tracked> Choice<'_, E> {
     /// Affinity by request key: the endpoint `key` maps to is the request's first try
     /// (retries go by the route's algorithm, as for a pinned session).
-    pub fn hashed(&self, key: &[u8], now: u64) -> Sticky {
+    /// With `subset`, a random endpoint of the key's subset of that size.
+    pub fn hashed(&self, key: &[u8], subset: Option<u32>, now: u64, rand: u64) -> Sticky {
         let usable = |i: usize| self.state(i).is_some_and(|s| !s.state().is_down(now));
         let mut sticky = Sticky::default();
-        sticky.index = self.table.hash.endpoint(self.ready, key, usable);
+        sticky.index = match subset {
+            None => self.table.hash.endpoint(self.ready, key, usable),
+            Some(size) => self
+                .table
+                .hash
+                .subset_endpoint(self.ready, size as usize, key, usable, rand),
+        };
         sticky
     }
 }
@@ -92,6 +155,32 @@ mod tests {
         }
         // None usable: the owner anyway.
         assert!(index.endpoint(&eps, b"x", |_| false).is_some());
+    }
+
+    #[test]
+    fn subsets_hold_size_endpoints_and_a_key_stays_in_its_subset() {
+        let eps = ready(7);
+        let index = HashIndex::default();
+        let mut subsets_seen = std::collections::HashSet::new();
+        for k in 0..200 {
+            let key = format!("k{k}");
+            let mut members = std::collections::BTreeSet::new();
+            for r in 0..60u64 {
+                members.insert(index.subset_endpoint(&eps, 3, key.as_bytes(), |_| true, r).unwrap());
+            }
+            assert_eq!(members.len(), 3, "a key's requests spread over its subset of 3");
+            subsets_seen.insert(members);
+        }
+        // 7 endpoints in subsets of 3: 3 subsets, the last filled up from the first.
+        assert_eq!(subsets_seen.len(), 3, "{subsets_seen:?}");
+        let covered: std::collections::BTreeSet<usize> = subsets_seen.iter().flatten().copied().collect();
+        assert_eq!(covered.len(), 7);
+        // A failing member is skipped while others of the subset are up.
+        let k = b"k1";
+        let first = index.subset_endpoint(&eps, 3, k, |_| true, 0).unwrap();
+        for r in 0..30 {
+            assert_ne!(index.subset_endpoint(&eps, 3, k, |i| i != first, r), Some(first));
+        }
     }
 
     #[test]

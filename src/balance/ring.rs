@@ -39,10 +39,16 @@ pub struct Ring {
 impl Ring {
     /// The ring of the endpoints at `addrs`; endpoint indexes count them in order.
     pub fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self::of(addrs)
+    }
+
+    /// The ring of members named `ids` (an endpoint's address, a subset's name); indexes
+    /// count them in order.
+    pub fn of<T: std::fmt::Display>(ids: impl IntoIterator<Item = T>) -> Self {
         let mut points = Vec::new();
         let mut n = 0usize;
-        for (i, addr) in addrs.into_iter().enumerate() {
-            let id = addr.to_string();
+        for (i, id) in ids.into_iter().enumerate() {
+            let id = id.to_string();
             for p in 0..RING_POINTS {
                 points.push((hash64(format!("{id}#{p}").as_bytes()), i as u32));
             }

@@ -102,9 +102,20 @@ impl Annotations<'_> {
             ));
             return None;
         }
+        let subset = self.bool("upstream-hash-by-subset", false).then(|| {
+            let expected = format!("a whole number up to {}", HashBy::MAX_SUBSET);
+            let fallback = format!("using {}", HashBy::DEFAULT_SUBSET);
+            match self.parsed("upstream-hash-by-subset-size", &expected, &fallback, |v| {
+                v.parse::<u32>().ok().filter(|n| *n <= HashBy::MAX_SUBSET)
+            }) {
+                None | Some(0) => HashBy::DEFAULT_SUBSET,
+                Some(n) => n,
+            }
+        });
         Some(Arc::new(HashBy {
             template: raw.to_string(),
             parts,
+            subset,
         }))
     }
 

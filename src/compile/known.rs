@@ -295,13 +295,10 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "variables $request_uri, $uri, $args, $host, $remote_addr, $binary_remote_addr, $http_NAME, $cookie_NAME and $arg_NAME, with text; another variable is a Warning and the annotation is ignored; Portico's own ring (keys land on other pods than under ingress-nginx, as few move); an endpoint in failure backoff passes its keys to the next on the ring",
         ),
     ),
-    (
-        "upstream-hash-by-subset",
-        No("not yet: upstream-hash-by maps a key to one endpoint, not to a subset"),
-    ),
+    ("upstream-hash-by-subset", Yes),
     (
         "upstream-hash-by-subset-size",
-        No("not yet: upstream-hash-by maps a key to one endpoint, not to a subset"),
+        Partly("up to 1000; 0 or an invalid value means 3"),
     ),
     ("upstream-vhost", Yes),
     ("use-regex", Yes),

@@ -11,6 +11,10 @@ pub struct HashBy {
     /// The parts whose values, concatenated, make the key.
     #[serde(skip)]
     pub parts: Vec<KeyPart>,
+    /// `upstream-hash-by-subset` with its `-size`: the key picks a subset of this many
+    /// endpoints, and each request a random one of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<u32>,
 }
 
 impl HashBy {
@@ -18,6 +22,10 @@ impl HashBy {
     pub const MAX_LEN: usize = 512;
     /// The most variables and literal pieces in one template.
     pub const MAX_PARTS: usize = 16;
+    /// `upstream-hash-by-subset-size` when unset (or 0), as ingress-nginx.
+    pub const DEFAULT_SUBSET: u32 = 3;
+    /// The largest `upstream-hash-by-subset-size`.
+    pub const MAX_SUBSET: u32 = 1000;
 }
 
 /// One piece of a hash key: literal text or an nginx variable. A variable without a value

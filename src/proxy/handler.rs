@@ -302,7 +302,8 @@ impl Proxy {
                 trusted: &self.trusted,
                 counter: self.metrics.response_bytes.clone(),
             };
-            resp = errors::page(asked, resp, via).await;
+            // Boxed, as the rare path: inline, its future would enlarge every request's.
+            resp = Box::pin(errors::page(asked, resp, via)).await;
         }
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
@@ -407,7 +408,7 @@ impl Proxy {
             normalized: routed.normalized.as_deref(),
         };
         let sticky = match hash::key(policy, &req, &from) {
-            Some(key) => choice.hashed(&key, now),
+            Some((key, subset)) => choice.hashed(&key, subset, now, next_random()),
             None => choice.sticky(
                 req.headers(),
                 || client_ip(req.headers(), peer.addr, &self.trusted),

@@ -19,7 +19,7 @@ use crate::config::{Backend, Cidr, Policy, Route, Target};
 use crate::proxy::headers::{Peer, forwarded, strip_hop_by_hop};
 use crate::proxy::live::Plane;
 use crate::proxy::upstream::h1::{self, Sending};
-use crate::proxy::upstream::{EndpointRuntime, Upstream};
+use crate::proxy::upstream::{EndpointRuntime, SendError, Upstream};
 use crate::proxy::{Body, SERVER};
 use prometheus_client::metrics::counter::Counter;
 
@@ -67,14 +67,16 @@ struct HeadOnly {
 /// The request's head, when its route intercepts errors (`None`, at the cost of one test,
 /// otherwise).
 #[inline(always)]
-pub fn asked<B>(policy: &Policy, req: &Request<B>, rid: &HeaderValue) -> Option<Asked> {
+pub fn asked<B>(policy: &Policy, req: &Request<B>, rid: &HeaderValue) -> Option<Box<Asked>> {
     let pages = policy.error_pages.as_ref()?;
     Some(keep(pages, req, rid))
 }
 
+/// Boxed: it is kept across the upstream exchange, and inline it would make every
+/// request's future larger.
 #[inline(never)]
-fn keep<B>(pages: &Arc<ErrorPages>, req: &Request<B>, rid: &HeaderValue) -> Asked {
-    Asked {
+fn keep<B>(pages: &Arc<ErrorPages>, req: &Request<B>, rid: &HeaderValue) -> Box<Asked> {
+    Box::new(Asked {
         pages: pages.clone(),
         head: HeadOnly {
             method: req.method().clone(),
@@ -82,7 +84,7 @@ fn keep<B>(pages: &Arc<ErrorPages>, req: &Request<B>, rid: &HeaderValue) -> Aske
             headers: req.headers().clone(),
             rid: rid.clone(),
         },
-    }
+    })
 }
 
 impl Asked {
@@ -112,7 +114,7 @@ static X_SERVICE_PORT: HeaderName = HeaderName::from_static("x-service-port");
 /// The error backend's answer in place of `original`, whose status is listed; `original`
 /// itself when the error backend cannot answer (no ready endpoint, connect or exchange
 /// failure), so the client still gets the real error.
-pub async fn page(asked: Asked, original: Response<Body>, via: Via<'_>) -> Response<Body> {
+pub async fn page(asked: Box<Asked>, original: Response<Body>, via: Via<'_>) -> Response<Body> {
     let status = original.status();
     match fetch(asked, status, &via).await {
         Some(resp) => resp,
@@ -120,7 +122,8 @@ pub async fn page(asked: Asked, original: Response<Body>, via: Via<'_>) -> Respo
     }
 }
 
-async fn fetch(asked: Asked, status: http::StatusCode, via: &Via<'_>) -> Option<Response<Body>> {
+async fn fetch(asked: Box<Asked>, status: http::StatusCode, via: &Via<'_>) -> Option<Response<Body>> {
+    let asked = *asked;
     let id = asked.pages.backend;
     let (backend, table) = (via.plane.config.backends.get(id)?, via.plane.backends.get(id)?);
     if !matches!(backend.target, Target::Endpoints { .. }) || backend.protocol.http2() || table.ready == 0 {
@@ -202,7 +205,21 @@ async fn fetch(asked: Asked, status: http::StatusCode, via: &Via<'_>) -> Option<
                 continue;
             }
         };
-        match via.upstream.send_h1(&mut conn, &req, None, None, None, t).await {
+        let mut sent = via.upstream.send_h1(&mut conn, &req, None, None, None, t).await;
+        // A pooled connection the error backend closed just now never got the request.
+        if let Err(SendError::NotSent(_)) = sent
+            && let Ok(fresh) = via
+                .upstream
+                .connect(runtime.state().addr, backend.protocol, None, None)
+                .await
+        {
+            conn = fresh;
+            sent = via
+                .upstream
+                .send_h1(&mut conn, &req, None, None, None, Instant::now())
+                .await;
+        }
+        match sent {
             Ok(resp) => {
                 runtime.state().succeeded();
                 let (mut parts, body) = resp.into_parts();

@@ -18,11 +18,12 @@ pub struct Inputs<'a> {
     pub normalized: Option<&'a str>,
 }
 
-/// The request's key, when its route hashes (`None`, at the cost of one test, otherwise).
+/// The request's key and the route's subset size, when its route hashes (`None`, at the
+/// cost of one test, otherwise).
 #[inline(always)]
-pub fn key<B>(policy: &Policy, req: &Request<B>, inputs: &Inputs<'_>) -> Option<Vec<u8>> {
+pub fn key<B>(policy: &Policy, req: &Request<B>, inputs: &Inputs<'_>) -> Option<(Vec<u8>, Option<u32>)> {
     let hash_by = policy.hash_by.as_deref()?;
-    Some(build(hash_by, req.uri(), req.headers(), inputs))
+    Some((build(hash_by, req.uri(), req.headers(), inputs), hash_by.subset))
 }
 
 /// The key: each part's value in turn; a part without value adds nothing, as in nginx. Its
@@ -98,6 +99,7 @@ mod tests {
         let hash_by = HashBy {
             template: String::new(),
             parts: parts.to_vec(),
+            subset: None,
         };
         let fields = Fields::of(req.headers());
         let peer = Peer::new(peer, 80, false);
