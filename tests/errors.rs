@@ -73,6 +73,8 @@ fn error_backend(req: Request<Incoming>) -> Response<Full<Bytes>> {
     *r.status_mut() = StatusCode::from_u16(code).unwrap();
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("x-error-method", req.method().as_str().parse().unwrap());
     r
 }
 
@@ -131,6 +133,23 @@ async fn listed_codes_are_answered_by_the_error_backend_with_the_x_headers() {
     assert_eq!(r["x-code"], "503");
     assert_eq!(r["x-format"], serde_json::Value::Null);
     assert_eq!(r["x-request-id"].as_str().map(str::len), Some(32));
+
+    // An HTTP/2 client names the host in the request target: the error backend gets it as Host.
+    let h2 = tls_get(p.https, Some("e.test"), "/status/404", true).await.unwrap();
+    assert_eq!(h2.status, 404, "{}", h2.body);
+    let r = json(&h2.body);
+    assert_eq!((&r["host"], &r["x-code"]), (&"e.test".into(), &"404".into()));
+
+    // HEAD asks the error backend with HEAD.
+    let req = Request::builder()
+        .method("HEAD")
+        .uri("/status/404")
+        .header("host", "e.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = request(p.http, req).await.unwrap();
+    assert_eq!((status, body.as_str()), (404, ""));
+    assert_eq!(headers["x-error-method"], "HEAD");
 
     // Codes not listed, and successes, are the upstream's own.
     for (path, code) in [("/status/500", 500), ("/status/403", 403), ("/ok", 200)] {
