@@ -119,6 +119,82 @@ impl IngressPass<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::{Options, compile, recompile_endpoints};
+    use crate::config::Config;
+    use crate::fixture::{self, Prefix};
+    use crate::model::AnyObject;
+
+    fn service(name: &str, ip: Option<&str>) -> Vec<AnyObject> {
+        let mut v: Vec<AnyObject> = vec![fixture::service("default", name).port("http", 80).into()];
+        if let Some(ip) = ip {
+            v.push(
+                fixture::slice("default", &format!("{name}-1"), name)
+                    .port("http", 8080)
+                    .endpoint(ip)
+                    .into(),
+            );
+        }
+        v
+    }
+
+    fn policy_of(cfg: &Config, ingress: &str) -> Arc<Policy> {
+        cfg.route_list
+            .iter()
+            .find(|r| r.ingress.name == ingress)
+            .unwrap()
+            .policy
+            .clone()
+    }
+
+    #[test]
+    fn default_backend_and_error_pages_name_backends_that_endpoint_recompiles_keep() {
+        let mut objects: Vec<AnyObject> = vec![fixture::portico_class().into()];
+        objects.extend(service("app", None));
+        objects.extend(service("fallback", Some("10.0.0.2")));
+        objects.extend(service("global", Some("10.0.0.3")));
+        let ingress = |name: &str, host: &str, notes: &[(&str, &str)]| -> AnyObject {
+            notes
+                .iter()
+                .fold(
+                    fixture::ingress("default", name)
+                        .class("portico")
+                        .rule(host, "/", Prefix, "app", 80),
+                    |i, (k, v)| i.annotation(&format!("nginx.ingress.kubernetes.io/{k}"), v),
+                )
+                .into()
+        };
+        objects.push(ingress(
+            "own",
+            "a.test",
+            &[("default-backend", "fallback"), ("custom-http-errors", "503,404")],
+        ));
+        objects.push(ingress("global", "b.test", &[("custom-http-errors", "502")]));
+        let snap = fixture::snapshot(objects);
+        let opts = Options {
+            default_backend_service: Some(ObjectKey::new("default", "global")),
+            ..Options::default()
+        };
+        let cfg = compile(&snap, &opts);
+        assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics);
+        let service_of = |cfg: &Config, id: BackendId| cfg.backends[id].service.name.clone();
+        let own = policy_of(&cfg, "own");
+        assert_eq!(service_of(&cfg, own.default_backend.unwrap()), "fallback");
+        let pages = own.error_pages.as_ref().unwrap();
+        assert_eq!(
+            (pages.codes.as_slice(), service_of(&cfg, pages.backend)),
+            (&[404, 503][..], "fallback".into())
+        );
+        let global = policy_of(&cfg, "global");
+        assert_eq!(global.default_backend, None);
+        assert_eq!(service_of(&cfg, global.error_pages.as_ref().unwrap().backend), "global");
+        // An endpoints-only recompile keeps the backends where the policies point.
+        let again = recompile_endpoints(&snap, &cfg, None);
+        assert_eq!(again.route_list, cfg.route_list);
+        for id in [own.default_backend.unwrap(), pages.backend] {
+            assert_eq!(service_of(&again, id), "fallback");
+        }
+        assert_eq!(again.backends.len(), cfg.backends.len());
+    }
 
     #[test]
     fn codes_are_three_digit_statuses_from_300_to_599() {

@@ -401,13 +401,13 @@ impl Proxy {
             terminating,
             states,
         };
-        let from = hash::Inputs {
+        let inputs = hash::Inputs {
             fields,
             peer,
             trusted: &self.trusted,
             normalized: routed.normalized.as_deref(),
         };
-        let sticky = match hash::key(policy, &req, &from) {
+        let sticky = match hash::key(policy, &req, &inputs) {
             Some((key, subset)) => choice.hashed(&key, subset, now, next_random()),
             None => choice.sticky(
                 req.headers(),
