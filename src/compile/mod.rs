@@ -5,8 +5,10 @@ pub mod auth;
 pub mod backend;
 pub mod ingress;
 pub mod known;
+pub mod mirror;
 pub mod mtls;
 pub mod passthrough;
+pub mod retry;
 pub mod tls;
 pub mod upstream_tls;
 

@@ -8,6 +8,8 @@ use serde::Serialize;
 use super::Cidr;
 use super::auth::Auth;
 use super::backend::Protocol;
+use super::mirror::Mirror;
+use super::retry::NextUpstream;
 use super::upstream_tls::UpstreamTls;
 
 /// What an Ingress's annotations ask of its requests: endpoint choice and retries,
@@ -64,6 +66,12 @@ pub struct Policy {
     /// defaults (no verification, no client certificate, no SNI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// `proxy-next-upstream` and `proxy-next-upstream-timeout`: when a failed try goes on to
+    /// the next endpoint (at most `tries` in all).
+    pub next_upstream: NextUpstream,
+    /// `mirror-target` and its family: each request is also sent there, its answer dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Arc<Mirror>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,6 +163,8 @@ impl Default for Policy {
             rewrite_target: None,
             auth: None,
             upstream_tls: None,
+            next_upstream: NextUpstream::default(),
+            mirror: None,
         }
     }
 }

@@ -3,13 +3,16 @@
 //! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
-//! [`rewrite`] (the upstream target).
+//! [`rewrite`] (the upstream target). [`mirror`] starts the request's copy after [`body`];
+//! [`retry`] decides, in the upstream exchange, whether a failed try goes on.
 
 pub mod allow;
 pub mod auth;
 pub mod body;
 pub mod cors;
 pub mod external;
+pub mod mirror;
 pub mod mtls;
 pub mod redirect;
+pub mod retry;
 pub mod rewrite;
