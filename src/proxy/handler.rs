@@ -508,7 +508,8 @@ impl Proxy {
         let mut current = None;
         let mut last_err = None;
         // An answer whose status the route retries on, kept until another endpoint is found
-        // to try (else it is the answer).
+        // to try (else it is the answer). Boxed: it lives across the next try's awaits, and
+        // inline it would make every request's future larger.
         let mut held = None;
         // Every request that is ready in this pass of the event loop gets this far before any
         // of them is written upstream: tokio resumes a yielded task only once the ready tasks
@@ -651,7 +652,7 @@ impl Proxy {
                         && retry::again(policy, Failure::Status, resendable, began.elapsed())
                     {
                         tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, status = resp.status().as_u16(), "upstream answered a status the route retries on");
-                        held = Some((resp, conn, i, runtime));
+                        held = Some(Box::new((resp, conn, i, runtime)));
                         continue;
                     }
                     return self.answer(resp, conn, &choice, &sticky, i, runtime, peer, client_upgrade);
@@ -681,7 +682,8 @@ impl Proxy {
             }
         }
         // No endpoint left to try after an answer the route retries on: that answer goes.
-        if let Some((resp, conn, i, runtime)) = held {
+        if let Some(h) = held {
+            let (resp, conn, i, runtime) = *h;
             return self.answer(resp, conn, &choice, &sticky, i, runtime, peer, client_upgrade);
         }
         match last_err.map(Failure::status) {
