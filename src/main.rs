@@ -167,6 +167,10 @@ struct RunArgs {
     /// at the controller itself.
     #[arg(long, env = "PORTICO_ALLOW_LOOPBACK_AUTH_URL")]
     allow_loopback_auth_url: bool,
+    /// Let mirror-target reach loopback and link-local addresses. Off: an Ingress cannot aim
+    /// its request copies at the controller itself.
+    #[arg(long, env = "PORTICO_ALLOW_LOOPBACK_MIRROR_TARGET")]
+    allow_loopback_mirror_target: bool,
     /// Peers (CIDRs, comma-separated) whose X-Forwarded-* headers are believed.
     #[arg(long, env = "PORTICO_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<Cidr>,
@@ -557,6 +561,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
             )
         }),
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
+        mirror: portico::proxy::policy::mirror::State::new(args.allow_loopback_mirror_target),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
         live.registry().clone(),

@@ -65,7 +65,7 @@ fn at_most(v: &str, max: u64) -> Option<u64> {
 }
 
 /// `host` or `host:port`, host a DNS name or an IP address.
-fn valid_vhost(v: &str) -> bool {
+pub(super) fn valid_vhost(v: &str) -> bool {
     let host = match v.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() => h,
         _ => v,
@@ -235,6 +235,8 @@ impl Annotations<'_> {
             // Set by compile::errors, which resolves Services.
             default_backend: None,
             error_pages: None,
+            next_upstream: self.next_upstream(),
+            mirror: self.mirror(),
         }
     }
 

@@ -189,9 +189,19 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("limit-rps", No(LATER)),
     ("limit-whitelist", No(LATER)),
     ("load-balance", Yes),
-    ("mirror-host", No(LATER)),
-    ("mirror-request-body", No(LATER)),
-    ("mirror-target", No(LATER)),
+    ("mirror-host", Yes),
+    (
+        "mirror-request-body",
+        Partly(
+            "\"on\" (default) copies bodies up to 64 KiB only: a request with a larger body is not mirrored (see mirror-target)",
+        ),
+    ),
+    (
+        "mirror-target",
+        Partly(
+            "fire and forget: a slow mirror never delays the request (nginx's does); at most 256 copies in flight (past that a request is not mirrored), each within 15 s; a copy with a body leaves once the upstream has read the body whole; variables ($request_uri, $host, $http_host, $scheme, $escaped_request_uri) only after the host; loopback and link-local addresses only with --allow-loopback-mirror-target; https is not verified, as ingress-nginx by default",
+        ),
+    ),
     ("modsecurity-snippet", No(SNIPPET)),
     (
         "modsecurity-transaction-id",
@@ -225,11 +235,11 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-max-temp-file-size", No(STREAMS)),
     (
         "proxy-next-upstream",
-        No(
-            "not yet: retries follow fixed rules (connect failures always; other failures for idempotent requests without body)",
+        Partly(
+            "every condition, default \"error timeout\"; a request with a body is never sent to a second endpoint once it reached one, even with non_idempotent: Portico streams bodies where nginx buffers them (a refused connect still moves on)",
         ),
     ),
-    ("proxy-next-upstream-timeout", No(LATER)),
+    ("proxy-next-upstream-timeout", Yes),
     ("proxy-next-upstream-tries", Yes),
     ("proxy-read-timeout", Yes),
     ("proxy-redirect-from", No(LATER)),

@@ -7,8 +7,10 @@ pub mod errors;
 pub mod hash;
 pub mod ingress;
 pub mod known;
+pub mod mirror;
 pub mod mtls;
 pub mod passthrough;
+pub mod retry;
 pub mod tls;
 pub mod upstream_tls;
 

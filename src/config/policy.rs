@@ -10,6 +10,8 @@ use super::auth::Auth;
 use super::backend::{BackendId, Protocol};
 use super::errors::ErrorPages;
 use super::hash::HashBy;
+use super::mirror::Mirror;
+use super::retry::NextUpstream;
 use super::upstream_tls::UpstreamTls;
 
 /// What an Ingress's annotations ask of its requests: endpoint choice and retries,
@@ -77,6 +79,12 @@ pub struct Policy {
     /// `custom-http-errors`: answers with these codes are replaced by the error backend's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<Arc<ErrorPages>>,
+    /// `proxy-next-upstream` and `proxy-next-upstream-timeout`: when a failed try goes on to
+    /// the next endpoint (at most `tries` in all).
+    pub next_upstream: NextUpstream,
+    /// `mirror-target` and its family: each request is also sent there, its answer dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Arc<Mirror>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -171,6 +179,8 @@ impl Default for Policy {
             hash_by: None,
             default_backend: None,
             error_pages: None,
+            next_upstream: NextUpstream::default(),
+            mirror: None,
         }
     }
 }

@@ -19,14 +19,16 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, errors, hash, mtls, redirect, rewrite};
+use super::policy::retry::{self, Failure};
+use super::policy::{self, allow, auth, body, cors, errors, hash, mirror, mtls, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
+use super::upstream::tee::Tee;
 use super::upstream::{
-    Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
+    Conn, ConnectError, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream,
     resolve_external,
 };
 use super::{Body, SERVER, Settings, plain};
-use crate::balance::choice::Choice;
+use crate::balance::choice::{Choice, Sticky};
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
 use crate::config::{Backend, Cidr, Endpoint, Route, Target};
@@ -48,13 +50,8 @@ pub struct Proxy {
     pub hsts: Option<HeaderValue>,
     /// The auth step's runtime state (verified passwords).
     pub auth: auth::State,
-}
-
-/// Why no endpoint answered.
-enum Failure {
-    Connect,
-    Exchange,
-    Timeout,
+    /// `mirror-target`'s runtime state (copies in flight).
+    pub mirror: mirror::State,
 }
 
 /// A request's route and the Plane it came from, kept for the request's whole life: the
@@ -288,8 +285,9 @@ impl Proxy {
             return r;
         }
         let asked = errors::asked(policy, &req, &rid);
+        let tee = mirror::start(&self.mirror, policy, &req, fields, peer);
         let mut resp = self
-            .forward(req, fields, peer, start, rid, routed, &mut out.exchanged)
+            .forward(req, fields, peer, start, rid, routed, tee, &mut out.exchanged)
             .await;
         if let Some(asked) = asked
             && asked.intercepts(resp.status())
@@ -360,6 +358,7 @@ impl Proxy {
         start: Instant,
         rid: HeaderValue,
         routed: &Routed,
+        tee: Option<Tee>,
         out: &mut Exchanged,
     ) -> Response<Body> {
         let route = &*routed.route;
@@ -494,9 +493,9 @@ impl Proxy {
         } else {
             (uri, Version::HTTP_11)
         };
-        // A request is sent again after a failure past connecting only when repeating it is
-        // harmless and possible: an idempotent method and no body (a streamed body is gone).
-        let resendable = is_idempotent(&parts.method) && body.is_end_stream();
+        // A request is sent again after it reached an endpoint only when `proxy-next-upstream`
+        // allows it for its method and it has no body (a streamed body is gone).
+        let resendable = retry::resendable(policy, &parts.method, !body.is_end_stream());
         // HTTP/1.1 upstreams get Portico's own client, which writes the forwarding fields
         // itself; hyper's HTTP/2 client needs them in the map. A body goes as the client
         // framed it: its declared length, else chunked.
@@ -523,6 +522,7 @@ impl Proxy {
                 limit,
                 // HTTP/1.1 watches the upload itself.
                 progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
+                tee,
             })
         });
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -532,6 +532,10 @@ impl Proxy {
         let mut tried: Vec<usize> = Vec::new();
         let mut current = None;
         let mut last_err = None;
+        // An answer whose status the route retries on, kept until another endpoint is found
+        // to try (else it is the answer). Boxed: it lives across the next try's awaits, and
+        // inline it would make every request's future larger.
+        let mut held = None;
         // Every request that is ready in this pass of the event loop gets this far before any
         // of them is written upstream: tokio resumes a yielded task only once the ready tasks
         // have run and the I/O driver has been polled. The upstream writes of one pass then
@@ -539,11 +543,14 @@ impl Proxy {
         // each, and so does the client for the responses; the write order nginx gets only
         // when it is saturated. A lone request costs one more turn of the event loop.
         tokio::task::yield_now().await;
+        // When the first try began (read from its clock; `proxy-next-upstream-timeout`).
+        let mut first = None;
         for attempt in 0..tries {
             tried.extend(current.take());
             let Some(i) = choice.next(&sticky, attempt, &tried, now, &mut next_random) else {
                 break;
             };
+            held = None;
             if i < ready.len() {
                 current = Some(i);
             }
@@ -553,6 +560,7 @@ impl Proxy {
             let state = &runtime.state;
             out.addr = Some(ep.addr);
             let t = Instant::now();
+            let began = *first.get_or_insert(t);
             let mut conn = match self
                 .upstream
                 .connection(runtime, protocol, tls, policy.connect_timeout, t)
@@ -562,8 +570,15 @@ impl Proxy {
                 Err(e) => {
                     let wait = state.failed(now_ns());
                     tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, error = %e, backoff_ms = wait.as_millis() as u64, "upstream connect failed; endpoint skipped during backoff");
-                    last_err = Some(Failure::Connect);
-                    continue;
+                    let why = match e {
+                        ConnectError::Timeout(..) => Failure::ConnectTimeout,
+                        _ => Failure::Connect,
+                    };
+                    last_err = Some(why);
+                    if retry::again(policy, why, resendable, began.elapsed()) {
+                        continue;
+                    }
+                    break;
                 }
             };
             let in_flight = state.start();
@@ -657,41 +672,74 @@ impl Proxy {
                     state.succeeded();
                     state.observe(elapsed, ns_at(end));
                     out.answered = Some(end);
-                    let cookie = choice.remember(&sticky, i, peer.tls, &self.affinity_key);
-                    let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout);
-                    if let Some(c) = cookie {
-                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    if retry::on_status(policy, resp.status())
+                        && attempt + 1 < tries
+                        && retry::again(policy, Failure::Status, resendable, began.elapsed())
+                    {
+                        tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, status = resp.status().as_u16(), "upstream answered a status the route retries on");
+                        held = Some(Box::new((resp, conn, i, runtime)));
+                        continue;
                     }
-                    return resp;
+                    return self.answer(resp, conn, &choice, &sticky, i, runtime, peer, client_upgrade);
                 }
                 Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
                     tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, "upstream timed out after {d:?}");
                     last_err = Some(Failure::Timeout);
-                    break;
+                    if !retry::again(policy, Failure::Timeout, resendable, began.elapsed()) {
+                        break;
+                    }
                 }
                 Err(_) if exceeded.as_ref().is_some_and(|e| e.load(Ordering::Relaxed)) => {
                     return policy::body::too_large(policy.max_body_bytes.unwrap_or(0));
                 }
                 Err(e) => {
-                    let msg = match e {
-                        SendError::Failed(m) => m,
-                        _ => "request not sent".to_string(),
+                    let (why, msg) = match e {
+                        SendError::Invalid(m) => (Failure::InvalidHead, m),
+                        SendError::Failed(m) => (Failure::Exchange, m),
+                        _ => (Failure::Exchange, "request not sent".to_string()),
                     };
                     tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, error = %msg, "upstream failed");
-                    last_err = Some(Failure::Exchange);
-                    if !resendable {
+                    last_err = Some(why);
+                    if !retry::again(policy, why, resendable, began.elapsed()) {
                         break;
                     }
                 }
             }
         }
-        match last_err {
-            Some(Failure::Timeout) => plain(
+        // No endpoint left to try after an answer the route retries on: that answer goes.
+        if let Some(h) = held {
+            let (resp, conn, i, runtime) = *h;
+            return self.answer(resp, conn, &choice, &sticky, i, runtime, peer, client_upgrade);
+        }
+        match last_err.map(Failure::status) {
+            Some(StatusCode::GATEWAY_TIMEOUT) => plain(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway timeout: the upstream did not answer in time",
             ),
             _ => plain(StatusCode::BAD_GATEWAY, "bad gateway"),
         }
+    }
+
+    /// The client's answer from endpoint `i`'s response, with what affinity must remember.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        resp: Response<UpBody>,
+        conn: Conn,
+        choice: &Choice<'_, EndpointRuntime>,
+        sticky: &Sticky,
+        i: usize,
+        runtime: &Arc<EndpointRuntime>,
+        peer: &Peer,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<Body> {
+        let policy = &choice.route.policy;
+        let cookie = choice.remember(sticky, i, peer.tls, &self.affinity_key);
+        let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout);
+        if let Some(c) = cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
     }
 
     fn respond(

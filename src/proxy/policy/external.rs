@@ -67,18 +67,18 @@ pub struct Cookies {
     pub always: bool,
 }
 
-/// The request variables templates expand.
-struct Vars<'a> {
-    host: &'a str,
-    http_host: String,
-    scheme: &'static str,
-    request_uri: &'a str,
-    client: std::net::IpAddr,
-    headers: &'a HeaderMap,
+/// The request variables templates expand (also `mirror-target`'s).
+pub(super) struct Vars<'a> {
+    pub host: &'a str,
+    pub http_host: String,
+    pub scheme: &'static str,
+    pub request_uri: &'a str,
+    pub client: std::net::IpAddr,
+    pub headers: &'a HeaderMap,
 }
 
 impl Vars<'_> {
-    fn expand(&self, pieces: &[Piece], out: &mut String) {
+    pub(super) fn expand(&self, pieces: &[Piece], out: &mut String) {
         for p in pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
@@ -344,22 +344,14 @@ async fn ask<B>(
         h.insert("x-original-uri", value(vars.request_uri)?);
         h.insert("x-scheme", HeaderValue::from_static(vars.scheme));
     }
-    let exchange = async {
-        let addr = resolve(&e.host, e.port, state.allow_loopback).await?;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        if e.tls {
-            let name = rustls::pki_types::ServerName::try_from(e.host.clone()).map_err(|e| e.to_string())?;
-            let tls = state.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            send(TokioIo::new(tls), out).await
-        } else {
-            send(TokioIo::new(tcp), out).await
-        }
+    let to = Service {
+        tls: e.tls.then_some(&state.tls),
+        host: &e.host,
+        port: e.port,
+        allow_loopback: state.allow_loopback,
+        flag: "--allow-loopback-auth-url",
     };
-    let resp = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+    let resp = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&to, out))
         .await
         .map_err(|_| format!("no answer within {EXCHANGE_TIMEOUT:?}"))??;
     let headers = resp.headers();
@@ -380,11 +372,49 @@ async fn ask<B>(
     })
 }
 
+/// Where a subrequest goes: a host and port from the configuration, never from the request.
+pub(super) struct Service<'a> {
+    /// `Some` for https (not verified, as ingress-nginx by default).
+    pub tls: Option<&'a tokio_rustls::TlsConnector>,
+    pub host: &'a str,
+    pub port: u16,
+    pub allow_loopback: bool,
+    /// The flag that allows loopback addresses, for the message when one is refused.
+    pub flag: &'static str,
+}
+
+/// Connects to `to` (refusing loopback and link-local addresses unless allowed) and sends
+/// `req` there, up to the answer's head.
+pub(super) async fn exchange<B>(to: &Service<'_>, req: Request<B>) -> Result<Response<hyper::body::Incoming>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let addr = resolve(to.host, to.port, to.allow_loopback, to.flag).await?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    match to.tls {
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from(to.host.to_string()).map_err(|e| e.to_string())?;
+            let tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            send(TokioIo::new(tls), req).await
+        }
+        None => send(TokioIo::new(tcp), req).await,
+    }
+}
+
 /// One HTTP/1.1 exchange on a new connection (ingress-nginx keeps none to the auth service by
-/// default either); the answer's body is not read.
-async fn send<T>(io: TokioIo<T>, req: Request<Empty<Bytes>>) -> Result<Response<hyper::body::Incoming>, String>
+/// default either); the answer's body is not read. (Mirrored requests go the same way.)
+async fn send<T, B>(io: TokioIo<T>, req: Request<B>) -> Result<Response<hyper::body::Incoming>, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD)
@@ -399,7 +429,7 @@ where
     sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
-async fn resolve(host: &str, port: u16, allow_loopback: bool) -> Result<SocketAddr, String> {
+async fn resolve(host: &str, port: u16, allow_loopback: bool, flag: &str) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
         .await
         .map_err(|_| format!("resolving {host} timed out"))?
@@ -409,7 +439,5 @@ async fn resolve(host: &str, port: u16, allow_loopback: bool) -> Result<SocketAd
         .iter()
         .copied()
         .find(|a| allow_loopback || !forbidden_target(a.ip()))
-        .ok_or_else(|| {
-            format!("{host} resolves only to loopback or link-local addresses (see --allow-loopback-auth-url)")
-        })
+        .ok_or_else(|| format!("{host} resolves only to loopback or link-local addresses (see {flag})"))
 }

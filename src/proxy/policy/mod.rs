@@ -2,9 +2,12 @@
 //! point. The handler runs them in this order: [`mtls`] (may answer 400, 302, 403 or 421;
 //! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
-//! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`) or by the [`hash`] key (among the
-//! [`errors`] fallback's endpoints when the Service has none ready), then [`rewrite`] (the
-//! upstream target); an answer [`errors`] lists is replaced by the error backend's.
+//! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413);
+//! [`mirror`] starts the request's copy; then endpoint choice with affinity
+//! (`balance::choice`) or by the [`hash`] key (among the [`errors`] fallback's endpoints when
+//! the Service has none ready), then [`rewrite`] (the upstream target). [`retry`] decides, in
+//! the upstream exchange, whether a failed try goes on; an answer [`errors`] lists is replaced
+//! by the error backend's.
 
 pub mod allow;
 pub mod auth;
@@ -13,6 +16,8 @@ pub mod cors;
 pub mod errors;
 pub mod external;
 pub mod hash;
+pub mod mirror;
 pub mod mtls;
 pub mod redirect;
+pub mod retry;
 pub mod rewrite;

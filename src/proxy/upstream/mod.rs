@@ -7,6 +7,7 @@
 //! request: it can go to another endpoint whatever its method or body.
 
 pub mod h1;
+pub mod tee;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,8 @@ pub struct Streamed {
     pub limit: Option<BodyLimit>,
     /// Set when `proxy-send-timeout` applies.
     pub progress: Option<Arc<SendProgress>>,
+    /// Set when the body is copied for `mirror-target`.
+    pub tee: Option<tee::Tee>,
 }
 
 /// `proxy-body-size` for a streamed body: past `max` bytes the upload fails and `exceeded`
@@ -121,11 +124,25 @@ impl HttpBody for RequestBody {
                             return Poll::Ready(Some(Err(msg.into())));
                         }
                     }
+                    // After the limit: a body refused for its size is not mirrored.
+                    if let Some(t) = &mut s.tee {
+                        t.push(d, s.body.is_end_stream());
+                    }
+                } else if let Some(t) = &mut s.tee
+                    && s.body.is_end_stream()
+                {
+                    // Trailers end the body (the mirror gets none).
+                    t.end();
                 }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some(t) = &mut s.tee {
+                    t.end();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -342,6 +359,8 @@ pub enum SendError {
     Timeout(Duration),
     /// The upstream took no part of the request body for `proxy-send-timeout`.
     SendTimeout(Duration),
+    /// What came back is no HTTP/1.1 response head (nginx's `invalid_header`).
+    Invalid(String),
 }
 
 impl From<h1::Error> for SendError {
@@ -350,6 +369,7 @@ impl From<h1::Error> for SendError {
             e if e.resendable() => SendError::NotSent(None),
             h1::Error::Timeout(d) => SendError::Timeout(d),
             h1::Error::SendTimeout(d) => SendError::SendTimeout(d),
+            e @ h1::Error::Invalid(_) => SendError::Invalid(e.to_string()),
             e => SendError::Failed(e.to_string()),
         }
     }

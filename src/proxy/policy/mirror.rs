@@ -1,0 +1,163 @@
+//! `mirror-target`: each request is also sent to the mirror, fire and forget (nginx's
+//! `mirror` module): the copy's answer is dropped, and nothing about it delays or fails the
+//! request. Bounded: at most [`MAX_IN_FLIGHT`] copies at once (past that a request is not
+//! mirrored), each within [`TIMEOUT`], with a body only up to [`MAX_BODY`] bytes (a larger
+//! body is not mirrored). A copy with a body leaves once the upstream has read the body
+//! whole, as a tee of it; a request whose body never ends there is not mirrored.
+//! Owns the runtime state: the in-flight limit and the TLS client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Uri};
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::external::{Service, Vars, exchange};
+use crate::config::Policy;
+use crate::config::mirror::Mirror;
+use crate::proxy::headers::{Fields, Peer, request_authority, request_host, strip_hop_by_hop};
+use crate::proxy::upstream::tee::Tee;
+
+/// Copies on their way at once, at most; each holds at most [`MAX_BODY`] bytes of body.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// The largest body a copy carries (with `mirror-request-body: on`); a request with a larger
+/// one is not mirrored.
+pub const MAX_BODY: usize = 64 * 1024;
+/// One copy's whole exchange, connect included, up to the answer's head.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The data plane's mirror state, shared by all requests.
+pub struct State {
+    permits: Arc<Semaphore>,
+    tls: tokio_rustls::TlsConnector,
+    /// `--allow-loopback-mirror-target`: a mirror on the controller's own host.
+    allow_loopback: bool,
+}
+
+impl State {
+    pub fn new(allow_loopback: bool) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            tls: crate::proxy::upstream::tls_connector(b"http/1.1"),
+            allow_loopback,
+        }
+    }
+}
+
+/// Starts the copy of a request when its route mirrors. `Some`: the request's body is to be
+/// copied as it streams upstream ([`Tee`]), and the copy leaves when it ends.
+#[inline(always)]
+pub fn start(state: &State, policy: &Policy, req: &Request<Incoming>, fields: &Fields, peer: &Peer) -> Option<Tee> {
+    let m = policy.mirror.as_ref()?;
+    begin(state, m, req, fields, peer)
+}
+
+#[inline(never)]
+fn begin(state: &State, m: &Arc<Mirror>, req: &Request<Incoming>, fields: &Fields, peer: &Peer) -> Option<Tee> {
+    let body = req.body();
+    let with_body = m.request_body && !body.is_end_stream();
+    if with_body && body.size_hint().lower() > MAX_BODY as u64 {
+        tracing::debug!(mirror = %m.host, "request not mirrored: its body is larger than {MAX_BODY} bytes");
+        return None;
+    }
+    let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+        tracing::debug!(mirror = %m.host, "request not mirrored: {MAX_IN_FLIGHT} copies on their way already");
+        return None;
+    };
+    let copy = match head(m, req, fields, peer) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::debug!(mirror = %m.host, "request not mirrored: {why}");
+            return None;
+        }
+    };
+    let to = (m.clone(), state.tls.clone(), state.allow_loopback);
+    if !with_body {
+        tokio::spawn(send(to, copy, Bytes::new(), permit));
+        return None;
+    }
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        // The sender is dropped when the body passed MAX_BODY or never ended.
+        if let Ok(body) = rx.await {
+            send(to, copy, body, permit).await;
+        }
+    });
+    Some(Tee::new(MAX_BODY, tx))
+}
+
+/// The copy's head: the client's method, the expanded target, the client's end-to-end
+/// fields with the mirror's Host.
+fn head(m: &Mirror, req: &Request<Incoming>, fields: &Fields, peer: &Peer) -> Result<Request<()>, &'static str> {
+    let request_uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let vars = Vars {
+        host: request_host(req.uri(), fields).unwrap_or(""),
+        http_host: request_authority(req.uri(), fields)
+            .and_then(|a| a.to_str().ok().map(str::to_string))
+            .unwrap_or_default(),
+        scheme: if peer.tls { "https" } else { "http" },
+        request_uri,
+        client: peer.addr,
+        headers: req.headers(),
+    };
+    let mut target = String::new();
+    vars.expand(&m.target, &mut target);
+    // A target without variables gets the request's query, as nginx's proxy_pass with a URI.
+    if !m.has_variables()
+        && let Some(q) = req.uri().query()
+    {
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str(q);
+    }
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| "the expanded mirror-target is not a valid target")?;
+    let mut copy = Request::new(());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = uri;
+    let mut h = req.headers().clone();
+    strip_hop_by_hop(&mut h);
+    for name in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::EXPECT] {
+        h.remove(name);
+    }
+    h.insert(
+        header::HOST,
+        HeaderValue::from_str(&m.host_header).map_err(|_| "mirror-host is not a header value")?,
+    );
+    *copy.headers_mut() = h;
+    Ok(copy)
+}
+
+/// Sends the copy and drops the answer; failures are only logged (a Warning, as nginx's
+/// error log has them).
+async fn send(
+    (m, tls, allow_loopback): (Arc<Mirror>, tokio_rustls::TlsConnector, bool),
+    copy: Request<()>,
+    body: Bytes,
+    permit: OwnedSemaphorePermit,
+) {
+    let (mut parts, ()) = copy.into_parts();
+    if !body.is_empty() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let req = Request::from_parts(parts, Full::new(body));
+    let to = Service {
+        tls: m.tls.then_some(&tls),
+        host: &m.host,
+        port: m.port,
+        allow_loopback,
+        flag: "--allow-loopback-mirror-target",
+    };
+    match tokio::time::timeout(TIMEOUT, exchange(&to, req)).await {
+        Ok(Ok(_dropped)) => {}
+        Ok(Err(why)) => tracing::warn!(mirror = %m.host, "mirror request failed: {why}"),
+        Err(_) => tracing::warn!(mirror = %m.host, "mirror request had no answer within {TIMEOUT:?}"),
+    }
+    drop(permit);
+}
