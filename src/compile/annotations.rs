@@ -193,6 +193,7 @@ impl Annotations<'_> {
             )
             .map(|n| if n == 0 { usize::MAX } else { n })
             .unwrap_or(Policy::DEFAULT_TRIES);
+        self.accepted_as_streamed();
         Policy {
             affinity: self.affinity(),
             load_balance,
@@ -230,6 +231,13 @@ impl Annotations<'_> {
             ),
             auth: self.auth(),
             upstream_tls: self.upstream_tls(),
+            www_redirect: None,
+            deny: self.denylist(),
+            forwarded_prefix: self.forwarded_prefix(),
+            preserve_trailing_slash: self.bool("preserve-trailing-slash", false),
+            access_log: self.bool("enable-access-log", true),
+            service_upstream: self.bool("service-upstream", false),
+            response: self.response_rewrite(),
         }
     }
 

@@ -8,6 +8,7 @@ mod cidr;
 pub mod diagnostic;
 pub mod mtls;
 pub mod policy;
+pub mod response;
 pub mod route;
 pub mod tls;
 pub mod upstream_tls;

@@ -1,9 +1,10 @@
 //! The request path's policy steps, one module per annotation family, each with one entry
-//! point. The handler runs them in this order: [`mtls`] (may answer 400, 302, 403 or 421;
-//! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
+//! point. The handler runs them in this order: [`www`] (may answer 308), [`mtls`] (may answer 400, 302, 403 or 421;
+//! sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges; may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
-//! [`rewrite`] (the upstream target).
+//! [`prefix`] (an upstream field) and [`rewrite`] (the upstream target); on the way back
+//! [`response`] (the upstream's Location, Refresh and Set-Cookie fields).
 
 pub mod allow;
 pub mod auth;
@@ -11,5 +12,8 @@ pub mod body;
 pub mod cors;
 pub mod external;
 pub mod mtls;
+pub mod prefix;
 pub mod redirect;
+pub mod response;
 pub mod rewrite;
+pub mod www;
