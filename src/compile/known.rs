@@ -134,12 +134,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "an entry that is no CIDR denies every address (with a Warning) instead of being skipped: a typo never lets in whom it meant to keep out",
         ),
     ),
-    (
-        "enable-access-log",
-        Partly(
-            "\"false\" leaves the Ingress's requests out of the access log, which is off unless --access-log on (ingress-nginx: on by default)",
-        ),
-    ),
+    ("enable-access-log", Yes),
     ("enable-cors", Yes),
     (
         "enable-global-auth",
