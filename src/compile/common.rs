@@ -144,3 +144,71 @@ impl Annotations<'_> {
 fn redirect_text(v: &str) -> bool {
     !v.is_empty() && v.len() <= 2048 && !v.starts_with('~') && v.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::compile::{Options, compile, recompile_endpoints};
+    use crate::config::{Config, Target};
+    use crate::fixture::{self, Prefix};
+    use crate::model::{AnyObject, ObjectKey};
+
+    /// A `service-upstream` route keeps its cluster IP through endpoints-only recompiles, and
+    /// another Ingress on the same Service port keeps the pods.
+    #[test]
+    fn service_upstream_keeps_the_cluster_ip_across_endpoint_changes() {
+        let mut mesh = fixture::service("default", "mesh").port("http", 80).build();
+        mesh.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.10".into());
+        let slice = |ip: &str| {
+            AnyObject::from(
+                fixture::slice("default", "mesh-a", "mesh")
+                    .port("http", 8080)
+                    .endpoint(ip)
+                    .ready(true),
+            )
+        };
+        let objects = |ip: &str| {
+            fixture::snapshot([
+                fixture::portico_class().into(),
+                mesh.clone().into(),
+                slice(ip),
+                fixture::ingress("default", "vip")
+                    .class("portico")
+                    .rule("vip.test", "/", Prefix, "mesh", 80)
+                    .annotation("portico.dev/service-upstream", "true")
+                    .into(),
+                fixture::ingress("default", "pods")
+                    .class("portico")
+                    .rule("pods.test", "/", Prefix, "mesh", 80)
+                    .into(),
+            ])
+        };
+        let dialled = |c: &Config, host: &str| -> Vec<String> {
+            let b = c.backend(c.routes.route(host, "/").unwrap()).unwrap();
+            let Target::Endpoints { ready, .. } = &b.target else {
+                panic!("{b:?}")
+            };
+            ready.iter().map(|e| e.addr.to_string()).collect()
+        };
+        let before = compile(&objects("10.0.0.1"), &Options::default());
+        assert_eq!(dialled(&before, "vip.test"), ["10.96.0.10:80"]);
+        assert_eq!(dialled(&before, "pods.test"), ["10.0.0.1:8080"]);
+        let after = objects("10.0.0.2");
+        let changed: std::collections::HashSet<ObjectKey> = [ObjectKey::new("default", "mesh")].into();
+        for quick in [
+            recompile_endpoints(&after, &before, None),
+            recompile_endpoints(&after.only_services(&changed), &before, Some(&changed)),
+        ] {
+            assert_eq!(dialled(&quick, "vip.test"), ["10.96.0.10:80"]);
+            assert_eq!(dialled(&quick, "pods.test"), ["10.0.0.2:8080"]);
+            assert_eq!(quick.backends, compile(&after, &Options::default()).backends);
+        }
+        assert!(Arc::ptr_eq(
+            before.backend(before.routes.route("vip.test", "/").unwrap()).unwrap(),
+            recompile_endpoints(&after, &before, None)
+                .backend(before.routes.route("vip.test", "/").unwrap())
+                .unwrap()
+        ));
+    }
+}
