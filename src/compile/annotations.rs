@@ -193,6 +193,7 @@ impl Annotations<'_> {
             )
             .map(|n| if n == 0 { usize::MAX } else { n })
             .unwrap_or(Policy::DEFAULT_TRIES);
+        self.accepted_as_streamed();
         let affinity = self.affinity();
         Policy {
             hash_by: self.hash_by(affinity.is_some()),
@@ -237,6 +238,13 @@ impl Annotations<'_> {
             error_pages: None,
             next_upstream: self.next_upstream(),
             mirror: self.mirror(),
+            www_redirect: None,
+            deny: self.denylist(),
+            forwarded_prefix: self.forwarded_prefix(),
+            preserve_trailing_slash: self.bool("preserve-trailing-slash", false),
+            access_log: self.bool("enable-access-log", true),
+            service_upstream: self.bool("service-upstream", false),
+            response: self.response_rewrite(),
         }
     }
 

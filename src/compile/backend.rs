@@ -107,6 +107,8 @@ pub struct Resolver<'a> {
     cache: HashMap<ObjectKey, Vec<(PortRef, BackendId)>>,
     /// Backends by id, in the order they were first asked for.
     list: Vec<Resolved>,
+    /// Backend id → the id of its `service-upstream` twin.
+    cluster_ip: HashMap<BackendId, BackendId>,
 }
 
 impl<'a> Resolver<'a> {
@@ -116,6 +118,7 @@ impl<'a> Resolver<'a> {
             snapshot,
             cache: HashMap::new(),
             list: Vec::new(),
+            cluster_ip: HashMap::new(),
         }
     }
 
@@ -126,6 +129,7 @@ impl<'a> Resolver<'a> {
             snapshot,
             cache: HashMap::new(),
             list: Vec::new(),
+            cluster_ip: HashMap::new(),
         }
     }
 
@@ -177,6 +181,56 @@ impl<'a> Resolver<'a> {
         self.list.push(entry.clone());
         self.cache.entry(key.clone()).or_default().push((port, id));
         (id, entry)
+    }
+
+    /// `service-upstream`: the twin of backend `id` that sends to the Service's cluster IP and
+    /// port instead of its pods. ExternalName and unavailable backends stay as they are; a
+    /// Service without cluster IP (headless) is an `Err` and the pods are used, as
+    /// ingress-nginx does.
+    pub fn cluster_ip(&mut self, id: BackendId) -> Result<BackendId, String> {
+        if let Some(&twin) = self.cluster_ip.get(&id) {
+            return Ok(twin);
+        }
+        let Some((b, _)) = self.list.get(id) else { return Ok(id) };
+        if !matches!(b.target, Target::Endpoints { .. }) {
+            return Ok(id);
+        }
+        let key = &b.service;
+        let spec = self.snapshot.services.get(key).and_then(|s| s.spec.as_ref());
+        let ip = spec
+            .and_then(|s| s.cluster_ip.as_deref())
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .ok_or_else(|| format!("Service {key} has no cluster IP (headless)"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("Service {key} has cluster IP {ip:?}, which is no IP address"))?;
+        let port = spec
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or(&[])
+            .iter()
+            .find(|p| match &b.port {
+                PortRef::Number(n) => p.port == *n,
+                PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+            })
+            .and_then(|p| u16::try_from(p.port).ok())
+            .ok_or_else(|| format!("Service {key} has no usable port {}", b.port))?;
+        let ready: Arc<[Endpoint]> = Arc::new([Endpoint {
+            addr: SocketAddr::new(ip, port),
+            target: None,
+            zone: None,
+        }]);
+        let twin = Backend {
+            target: Target::Endpoints {
+                ready,
+                terminating: Arc::new([]),
+            },
+            service_upstream: true,
+            ..(**b).clone()
+        };
+        let twin_id = self.list.len();
+        self.list.push((Arc::new(twin), None));
+        self.cluster_ip.insert(id, twin_id);
+        Ok(twin_id)
     }
 
     /// The first port of a Service: how `--default-backend-service` picks its port.
@@ -260,6 +314,7 @@ fn resolve(
         client_ip_affinity,
         app_protocol: sp.app_protocol.clone(),
         protocol: Protocol::from_app_protocol(sp.app_protocol.as_deref()),
+        service_upstream: false,
     };
     if is_external {
         let host = spec.external_name.clone().unwrap_or_default();

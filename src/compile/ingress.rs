@@ -119,12 +119,26 @@ impl IngressPass<'_, '_> {
         self.diags.push(ObjectRef::ingress(key), severity, reason, msg);
     }
 
-    fn backend(&mut self, key: &ObjectKey, b: &IngressBackend) -> Option<(BackendId, ObjectKey)> {
+    /// `service_upstream`: the backend's cluster-IP twin where the Service has one.
+    fn backend(
+        &mut self,
+        key: &ObjectKey,
+        b: &IngressBackend,
+        service_upstream: bool,
+    ) -> Option<(BackendId, ObjectKey)> {
         match self.resolver.ingress_backend(&key.namespace, b) {
             Ok((id, (backend, problem))) => {
                 if let Some((reason, msg)) = problem {
                     self.warn(key, Severity::Error, reason, format!("{msg}; its paths answer 503"));
                 }
+                let id = match service_upstream {
+                    false => id,
+                    true => self.resolver.cluster_ip(id).unwrap_or_else(|msg| {
+                        let msg = format!("service-upstream: {msg}; its pods are used");
+                        self.warn(key, Severity::Warning, Reason::InvalidAnnotation, msg);
+                        id
+                    }),
+                };
                 Some((id, backend.service.clone()))
             }
             Err(msg) => {
@@ -199,7 +213,10 @@ impl IngressPass<'_, '_> {
                 }
             };
             let rules = spec.rules.as_deref().unwrap_or(&[]);
-            let default_backend = spec.default_backend.as_ref().and_then(|b| self.backend(key, b));
+            let default_backend = spec
+                .default_backend
+                .as_ref()
+                .and_then(|b| self.backend(key, b, policy.service_upstream));
 
             let mut hosts_of_ingress: Vec<HostPattern> = Vec::new();
             for rule in rules {
@@ -280,7 +297,7 @@ impl IngressPass<'_, '_> {
                         self.warn(key, Severity::Warning, Reason::PathConflict, msg);
                         continue;
                     }
-                    let Some((backend, service)) = self.backend(key, &p.backend) else {
+                    let Some((backend, service)) = self.backend(key, &p.backend, policy.service_upstream) else {
                         continue;
                     };
                     claims.insert(claim, key.clone());

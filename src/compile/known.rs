@@ -133,11 +133,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         ),
     ),
     ("default-backend", Yes),
-    ("denylist-source-range", No(LATER)),
     (
-        "enable-access-log",
-        No("not yet: the access log is on or off for the whole process (--access-log)"),
+        "denylist-source-range",
+        Partly(
+            "an entry that is no CIDR denies every address (with a Warning) instead of being skipped: a typo never lets in whom it meant to keep out",
+        ),
     ),
+    ("enable-access-log", Yes),
     ("enable-cors", Yes),
     (
         "enable-global-auth",
@@ -159,7 +161,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         No("not applicable: there is no nginx rewrite module to log"),
     ),
     ("force-ssl-redirect", Yes),
-    ("from-to-www-redirect", No(LATER)),
+    ("from-to-www-redirect", Yes),
     ("global-rate-limit", No("not applicable: removed from ingress-nginx")),
     (
         "global-rate-limit-ignored-cidrs",
@@ -214,23 +216,37 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ),
     ("permanent-redirect", Yes),
     ("permanent-redirect-code", Yes),
-    (
-        "preserve-trailing-slash",
-        Partly("Portico's redirects always keep the path exactly as sent"),
-    ),
+    ("preserve-trailing-slash", Yes),
     (
         "proxy-body-size",
         Partly("honoured; without it there is no limit (ingress-nginx defaults to 1m)"),
     ),
     ("proxy-buffer-size", No(STREAMS)),
-    ("proxy-buffering", No(STREAMS)),
+    (
+        "proxy-buffering",
+        Partly(
+            "\"off\" (ingress-nginx's default) is what Portico does: responses stream to the client as they arrive; \"on\" is accepted and responses still stream (no buffering of slow clients' responses in memory or on disk)",
+        ),
+    ),
     ("proxy-buffers-number", No(STREAMS)),
     ("proxy-connect-timeout", Yes),
-    ("proxy-cookie-domain", No(LATER)),
-    ("proxy-cookie-path", No(LATER)),
+    (
+        "proxy-cookie-domain",
+        Partly(
+            "\"off\" or a domain and its replacement; ~ regular expressions are Warnings, nginx variables are taken literally",
+        ),
+    ),
+    (
+        "proxy-cookie-path",
+        Partly(
+            "\"off\" or a path prefix and its replacement; ~ regular expressions are Warnings, nginx variables are taken literally",
+        ),
+    ),
     (
         "proxy-http-version",
-        No("not applicable: upstream requests are always HTTP/1.1"),
+        Partly(
+            "\"1.1\" (the default) is honoured; \"1.0\" is a Warning and requests still go as HTTP/1.1 with keep-alive and chunked bodies",
+        ),
     ),
     ("proxy-max-temp-file-size", No(STREAMS)),
     (
@@ -242,9 +258,24 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-next-upstream-timeout", Yes),
     ("proxy-next-upstream-tries", Yes),
     ("proxy-read-timeout", Yes),
-    ("proxy-redirect-from", No(LATER)),
-    ("proxy-redirect-to", No(LATER)),
-    ("proxy-request-buffering", No(STREAMS)),
+    (
+        "proxy-redirect-from",
+        Partly(
+            "\"off\", \"default\" (no rewrite: ingress-nginx's proxy_pass URL never starts a Location) or a text without spaces that starts Location and Refresh URLs; ~ regular expressions are Warnings, nginx variables are taken literally",
+        ),
+    ),
+    (
+        "proxy-redirect-to",
+        Partly(
+            "\"off\" or a text without spaces put in place of proxy-redirect-from; nginx variables are taken literally",
+        ),
+    ),
+    (
+        "proxy-request-buffering",
+        Partly(
+            "\"off\" is what Portico does: request bodies stream to the upstream as they arrive (proxy-send-timeout bounds a slow upload); \"on\" (ingress-nginx's default, which reads the whole body first) is accepted and bodies still stream",
+        ),
+    ),
     ("proxy-send-timeout", Yes),
     (
         "proxy-ssl-ciphers",
@@ -263,12 +294,14 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-ssl-verify-depth", Yes),
     ("rewrite-target", Yes),
     ("satisfy", No("not yet: no authentication")),
-    ("server-alias", No(LATER)),
-    ("server-snippet", No(SERVER_SNIPPET)),
     (
-        "service-upstream",
-        No("not yet: Portico always forwards to pod endpoints"),
+        "server-alias",
+        Partly(
+            "host names and `*.` wildcards, not nginx's `~` regular-expression names; a wildcard alias gets the default certificate",
+        ),
     ),
+    ("server-snippet", No(SERVER_SNIPPET)),
+    ("service-upstream", Yes),
     ("session-cookie-change-on-failure", Yes),
     ("session-cookie-conditional-samesite-none", Yes),
     ("session-cookie-domain", Yes),
@@ -313,7 +346,10 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("upstream-vhost", Yes),
     ("use-regex", Yes),
     ("whitelist-source-range", Yes),
-    ("x-forwarded-prefix", No(LATER)),
+    (
+        "x-forwarded-prefix",
+        Partly("a literal path; nginx `$` variables and captures are Warnings and no field is sent"),
+    ),
 ];
 
 /// What Portico does with annotation `name` (without prefix); `None` for names

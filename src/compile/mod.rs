@@ -3,8 +3,10 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+mod common;
 pub mod errors;
 pub mod hash;
+pub mod hosts;
 pub mod ingress;
 pub mod known;
 pub mod mirror;
@@ -101,6 +103,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
     let mut compiled = pass.run();
+    hosts::add(snapshot, &mut compiled, &mut certs, &mut diags);
 
     if let Some(key) = &opts.default_backend_service {
         let port = resolver.first_port(key);
@@ -195,6 +198,8 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         .backends
         .iter()
         .map(|b| match changed {
+            // A cluster IP is the Service's, which did not change.
+            _ if b.service_upstream => b.clone(),
             Some(services) if !services.contains(&b.service) => b.clone(),
             _ => resolver.service(&b.service, b.port.clone()).1.0,
         })

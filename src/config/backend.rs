@@ -65,6 +65,10 @@ pub struct Backend {
     pub app_protocol: Option<String>,
     /// How to talk to the endpoints, from `appProtocol` (an Ingress may override it).
     pub protocol: Protocol,
+    /// `service-upstream`: the one endpoint is the Service's cluster IP and port (a service
+    /// mesh or kube-proxy balances), not its pods.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub service_upstream: bool,
 }
 
 impl Backend {
@@ -77,6 +81,7 @@ impl Backend {
             client_ip_affinity: None,
             app_protocol: None,
             protocol: Protocol::Http,
+            service_upstream: false,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod hash;
 pub mod mirror;
 pub mod mtls;
 pub mod policy;
+pub mod response;
 pub mod retry;
 pub mod route;
 pub mod tls;

@@ -11,6 +11,7 @@ use super::backend::{BackendId, Protocol};
 use super::errors::ErrorPages;
 use super::hash::HashBy;
 use super::mirror::Mirror;
+use super::response::ResponseRewrite;
 use super::retry::NextUpstream;
 use super::upstream_tls::UpstreamTls;
 
@@ -85,6 +86,30 @@ pub struct Policy {
     /// `mirror-target` and its family: each request is also sent there, its answer dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Arc<Mirror>>,
+    /// `from-to-www-redirect`, set only on the route compile adds for a host's other name
+    /// (`www.` added or taken away): every request gets 308 to this host, same scheme, port
+    /// and path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub www_redirect: Option<Arc<str>>,
+    /// `denylist-source-range`: clients in any range get 403, before the allowlist is
+    /// looked at (nginx's `deny` lines come first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny: Option<Vec<Cidr>>,
+    /// `x-forwarded-prefix`: the X-Forwarded-Prefix field sent upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_prefix: Option<String>,
+    /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request
+    /// target (ingress-nginx drops one by default).
+    pub preserve_trailing_slash: bool,
+    /// `enable-access-log`: `false` leaves the route's requests out of the access log
+    /// (which `--access-log` turns on for the process).
+    pub access_log: bool,
+    /// `service-upstream`: routes send to the Service's cluster IP (compile picks the backend).
+    pub service_upstream: bool,
+    /// `proxy-redirect-*`, `proxy-cookie-path`, `proxy-cookie-domain`: response fields to
+    /// rewrite; `None` when the route asks for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Arc<ResponseRewrite>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -181,6 +206,13 @@ impl Default for Policy {
             error_pages: None,
             next_upstream: NextUpstream::default(),
             mirror: None,
+            www_redirect: None,
+            deny: None,
+            forwarded_prefix: None,
+            preserve_trailing_slash: false,
+            access_log: true,
+            service_upstream: false,
+            response: None,
         }
     }
 }

@@ -58,6 +58,15 @@ impl CertStore {
         self.default.as_ref()
     }
 
+    /// The certificate a host pattern was given itself (no wildcard or default stand-in).
+    pub fn own(&self, host: &HostPattern) -> Option<&Arc<CertifiedKey>> {
+        match host {
+            HostPattern::Exact(h) => self.exact.get(h),
+            HostPattern::Wildcard(s) => self.wildcard.get(s),
+            HostPattern::Any => None,
+        }
+    }
+
     /// SNI selection: exact name, then `*.` one label up, then the default certificate
     /// (also when the client sent no SNI).
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {

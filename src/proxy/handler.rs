@@ -20,7 +20,9 @@ use super::headers::{
 };
 use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
-use super::policy::{self, allow, auth, body, cors, errors, hash, mirror, mtls, redirect, rewrite};
+use super::policy::{
+    self, allow, auth, body, cors, errors, hash, mirror, mtls, prefix, redirect, response, rewrite, www,
+};
 use super::upstream::h1::{self, Sending};
 use super::upstream::tee::Tee;
 use super::upstream::{
@@ -182,7 +184,8 @@ impl Proxy {
             .unwrap_or_else(Instant::now)
             .saturating_duration_since(start);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        if self.access_log {
+        // `enable-access-log: "false"` on the route's Ingress leaves its requests out.
+        if self.access_log && outcome.routed.as_ref().is_none_or(|r| r.route.policy.access_log) {
             let (namespace, ingress, service) = match outcome.routed.as_ref().map(|r| &r.route) {
                 Some(r) => (
                     r.ingress.namespace.as_str(),
@@ -249,6 +252,9 @@ impl Proxy {
         let route = &*routed.route;
         let policy = &route.policy;
 
+        if let Some(r) = www::check(policy, req.uri(), peer) {
+            return r;
+        }
         let verified = match mtls::check(route, peer) {
             Ok(v) => v,
             Err(r) => return r.response(),
@@ -454,6 +460,7 @@ impl Proxy {
         }
         // The id goes upstream in `fwd`; log lines read it from there.
         let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid);
+        prefix::apply(policy, &mut headers);
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
@@ -736,6 +743,7 @@ impl Proxy {
         let policy = &choice.route.policy;
         let cookie = choice.remember(sticky, i, peer.tls, &self.affinity_key);
         let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout);
+        response::rewrite(policy, resp.headers_mut());
         if let Some(c) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }

@@ -1,4 +1,5 @@
-//! `whitelist-source-range`: clients outside every listed range get 403.
+//! `denylist-source-range` and `whitelist-source-range`: clients in a denied range, or
+//! outside every allowed one, get 403.
 
 use http::{HeaderMap, Response, StatusCode};
 
@@ -7,11 +8,27 @@ use crate::proxy::headers::{Peer, client_ip};
 use crate::proxy::{Body, plain};
 
 /// The 403 answer when the route lists ranges and the client (after trusted proxies'
-/// X-Forwarded-For) is in none of them. An empty list (every entry was invalid) lets nobody in.
+/// X-Forwarded-For) is denied: in a denylist range, or (nginx checks `deny` lines first,
+/// then `allow` ones and `deny all`) in no allowlist range. An empty allowlist (every entry
+/// was invalid) lets nobody in.
 #[inline(always)]
 pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &[Cidr]) -> Option<Response<Body>> {
-    let allow = policy.allow.as_ref()?;
+    if policy.allow.is_none() && policy.deny.is_none() {
+        return None;
+    }
+    ranges(policy, headers, peer, trusted)
+}
+
+#[inline(never)]
+fn ranges(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &[Cidr]) -> Option<Response<Body>> {
     let client = client_ip(headers, peer.addr, trusted);
-    (!allow.iter().any(|c| c.contains(client)))
-        .then(|| plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed"))
+    let denied = policy
+        .deny
+        .as_ref()
+        .is_some_and(|d| d.iter().any(|c| c.contains(client)))
+        || policy
+            .allow
+            .as_ref()
+            .is_some_and(|a| !a.iter().any(|c| c.contains(client)));
+    denied.then(|| plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed"))
 }

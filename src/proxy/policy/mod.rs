@@ -1,13 +1,14 @@
 //! The request path's policy steps, one module per annotation family, each with one entry
-//! point. The handler runs them in this order: [`mtls`] (may answer 400, 302, 403 or 421;
-//! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
+//! point. The handler runs them in this order: [`www`] (may answer 308), [`mtls`] (may answer 400, 302, 403 or 421;
+//! sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges; may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413);
 //! [`mirror`] starts the request's copy; then endpoint choice with affinity
 //! (`balance::choice`) or by the [`hash`] key (among the [`errors`] fallback's endpoints when
-//! the Service has none ready), then [`rewrite`] (the upstream target). [`retry`] decides, in
-//! the upstream exchange, whether a failed try goes on; an answer [`errors`] lists is replaced
-//! by the error backend's.
+//! the Service has none ready), then [`prefix`] (an upstream field) and [`rewrite`] (the
+//! upstream target). [`retry`] decides, in the upstream exchange, whether a failed try goes
+//! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
+//! fields, and an answer [`errors`] lists is replaced by the error backend's.
 
 pub mod allow;
 pub mod auth;
@@ -18,6 +19,9 @@ pub mod external;
 pub mod hash;
 pub mod mirror;
 pub mod mtls;
+pub mod prefix;
 pub mod redirect;
+pub mod response;
 pub mod retry;
 pub mod rewrite;
+pub mod www;

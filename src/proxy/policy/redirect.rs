@@ -28,6 +28,11 @@ pub fn check(route: &Route, req: &Request<'_>) -> Option<Response<Body>> {
             p => format!(":{p}"),
         };
         let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        // As ingress-nginx: one trailing `/` goes unless `preserve-trailing-slash`.
+        let pq = match route.policy.preserve_trailing_slash {
+            true => pq,
+            false => pq.strip_suffix('/').unwrap_or(pq),
+        };
         let mut r = plain(StatusCode::PERMANENT_REDIRECT, "redirecting to https");
         if let Ok(v) = HeaderValue::from_str(&format!("https://{}{port}{pq}", req.host)) {
             r.headers_mut().insert(header::LOCATION, v);
