@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use super::Options;
 use super::annotations::Annotations;
 use super::backend::Resolver;
+use super::canary::{self, Canaries};
 use super::mtls::HostPolicies;
 use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
@@ -96,7 +97,7 @@ pub struct Compiled {
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
-type Claim = (HostPattern, String, bool);
+type Claim = canary::Claim;
 
 pub struct IngressPass<'s, 'r> {
     pub snapshot: &'s Snapshot,
@@ -119,7 +120,7 @@ impl IngressPass<'_, '_> {
         self.diags.push(ObjectRef::ingress(key), severity, reason, msg);
     }
 
-    fn backend(&mut self, key: &ObjectKey, b: &IngressBackend) -> Option<(BackendId, ObjectKey)> {
+    pub(super) fn backend(&mut self, key: &ObjectKey, b: &IngressBackend) -> Option<(BackendId, ObjectKey)> {
         match self.resolver.ingress_backend(&key.namespace, b) {
             Ok((id, (backend, problem))) => {
                 if let Some((reason, msg)) = problem {
@@ -160,15 +161,18 @@ impl IngressPass<'_, '_> {
         let mut admitted = Vec::with_capacity(owned.len());
 
         let default_policy = Arc::new(Policy::default());
+        // A canary Ingress has no TLS or hosts of its own: it adds to its primary's paths.
+        let empty = Default::default();
+        let mut canaries = Canaries::default();
+        let primaries: Vec<_> = owned.iter().filter(|(_, i)| !canary::is_canary(i)).copied().collect();
         // TLS first: whether a host has TLS decides the redirects of every route on it.
-        for (key, ing) in &owned {
+        for (key, ing) in &primaries {
             self.tls(key, ing, &mut tls_hosts);
         }
         // Client certificates are set per host, by the oldest Ingress on it that asks.
-        let client_auth = HostPolicies::collect(&owned, self.diags, &self.snapshot.secrets);
+        let client_auth = HostPolicies::collect(&primaries, self.diags, &self.snapshot.secrets);
         for (key, ing) in owned {
             admitted.push(key.clone());
-            let empty = Default::default();
             let spec = ing.spec.as_ref().unwrap_or(&empty);
             let mut notes = Annotations {
                 ing,
@@ -178,6 +182,7 @@ impl IngressPass<'_, '_> {
                 global_auth: self.opts.global_auth.as_deref(),
             };
             notes.unsupported();
+            let canary = notes.canary().map(Arc::new);
             let ssl_redirect = notes.bool("ssl-redirect", true);
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             // Most Ingresses carry no annotations: they share one default policy.
@@ -197,7 +202,13 @@ impl IngressPass<'_, '_> {
                 }
             };
             let rules = spec.rules.as_deref().unwrap_or(&[]);
-            let default_backend = spec.default_backend.as_ref().and_then(|b| self.backend(key, b));
+            if canary.is_some() && spec.default_backend.is_some() {
+                let msg = "a canary's defaultBackend is not supported; only its rules' paths are canaries".to_string();
+                self.warn(key, Severity::Warning, Reason::Canary, msg);
+            }
+            let default_backend = (spec.default_backend.as_ref())
+                .filter(|_| canary.is_none())
+                .and_then(|b| self.backend(key, b));
 
             let mut hosts_of_ingress: Vec<HostPattern> = Vec::new();
             for rule in rules {
@@ -267,6 +278,10 @@ impl IngressPass<'_, '_> {
                         }
                     };
                     let claim: Claim = (host.clone(), normalized.clone(), path_type.is_exact());
+                    if let Some(spec) = &canary {
+                        canaries.add(key, claim, &p.backend, spec, &policy);
+                        continue;
+                    }
                     if let Some(winner) = claims.get(&claim) {
                         let msg = if winner == key {
                             format!("host {host} path {raw} ({path_type:?}) is listed twice; the first is used")
@@ -281,6 +296,7 @@ impl IngressPass<'_, '_> {
                     let Some((backend, service)) = self.backend(key, &p.backend) else {
                         continue;
                     };
+                    canaries.primary(claim.clone(), routes.len());
                     claims.insert(claim, key.clone());
                     let route = Arc::new(Route {
                         id: routes.len(),
@@ -296,8 +312,8 @@ impl IngressPass<'_, '_> {
                         ssl_redirect: redirect,
                         policy: policy.clone(),
                         client_auth: client_auth.of_route(key, &host),
+                        canary: None,
                     });
-                    builder.add_path(route.clone());
                     routes.push(route);
                 }
             }
@@ -327,6 +343,7 @@ impl IngressPass<'_, '_> {
                     ssl_redirect: (ssl_redirect && has_tls(&host)) || force_ssl_redirect,
                     policy: policy.clone(),
                     client_auth: client_auth.of_route(key, &host),
+                    canary: None,
                 });
                 let existing = if host == HostPattern::Any {
                     builder.set_catch_all(route.clone())
@@ -354,6 +371,13 @@ impl IngressPass<'_, '_> {
                     None => routes.push(route),
                 }
             }
+        }
+        // Path routes enter the table once their canaries are attached (in the order added:
+        // it ranks them); canary routes are reached through their primary only.
+        let canary_routes = routes.len();
+        canaries.attach(&mut routes, &mut self);
+        for route in &routes[..canary_routes] {
+            builder.add_path(route.clone());
         }
         Compiled {
             builder,

@@ -3,6 +3,7 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod canary;
 pub mod ingress;
 pub mod known;
 pub mod mtls;
@@ -127,6 +128,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             ssl_redirect: false,
             policy: Default::default(),
             client_auth: None,
+            canary: None,
         });
         if !compiled.builder.has_catch_all() {
             compiled.builder.set_catch_all(route.clone());

@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, mtls, redirect, rewrite};
+use super::policy::{self, allow, auth, body, canary, cors, mtls, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -78,6 +78,18 @@ impl Routed {
 
     fn counters(&self) -> Option<&RouteCounters> {
         self.plane.routes.get(self.route.id)
+    }
+
+    /// The [`canary`] step: the request goes on with the canary's route when it decides so.
+    #[inline(always)]
+    fn canary(mut self, headers: &http::HeaderMap) -> Self {
+        if let Some(c) = canary::check(&self.route, headers, next_random)
+            && self.plane.config.backend(c).is_some()
+            && self.plane.backends.get(c.backend).is_some()
+        {
+            self.route = c.clone();
+        }
+        self
     }
 }
 
@@ -243,7 +255,7 @@ impl Proxy {
             out.host = host.to_string();
         }
         let routed = match self.route(host, req.uri().path()) {
-            Ok(Some(r)) => r,
+            Ok(Some(r)) => r.canary(req.headers()),
             Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
         };

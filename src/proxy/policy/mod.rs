@@ -1,5 +1,6 @@
 //! The request path's policy steps, one module per annotation family, each with one entry
-//! point. The handler runs them in this order: [`mtls`] (may answer 400, 302, 403 or 421;
+//! point. The handler runs them in this order: [`canary`] (right after routing: the canary's
+//! route may take the request over), [`mtls`] (may answer 400, 302, 403 or 421;
 //! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
@@ -8,6 +9,7 @@
 pub mod allow;
 pub mod auth;
 pub mod body;
+pub mod canary;
 pub mod cors;
 pub mod external;
 pub mod mtls;
