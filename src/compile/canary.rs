@@ -11,7 +11,7 @@ use super::ingress::{IngressPass, annotation};
 use crate::config::canary::{Canary, HeaderMatch, HeaderPattern, HeaderRule};
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
 use crate::config::policy::{CookieAffinity, Policy};
-use crate::config::route::{HostPattern, Route};
+use crate::config::route::{HostPattern, PathType, Route};
 use crate::model::ObjectKey;
 
 /// The annotations that only mean something on a canary Ingress.
@@ -180,6 +180,8 @@ pub fn is_canary(ing: &k8s_openapi::api::networking::v1::Ingress) -> bool {
 struct Pending<'s> {
     key: &'s ObjectKey,
     claim: Claim,
+    /// ingress-nginx matches the path type too (Prefix is not ImplementationSpecific there).
+    path_type: PathType,
     backend: &'s IngressBackend,
     spec: Arc<Spec>,
     /// The canary Ingress's own policy: what a canary keeps of it is `load-balance` and,
@@ -206,6 +208,7 @@ impl<'s> Canaries<'s> {
         &mut self,
         key: &'s ObjectKey,
         claim: Claim,
+        path_type: PathType,
         backend: &'s IngressBackend,
         spec: &Arc<Spec>,
         policy: &Arc<Policy>,
@@ -213,6 +216,7 @@ impl<'s> Canaries<'s> {
         self.pending.push(Pending {
             key,
             claim,
+            path_type,
             backend,
             spec: spec.clone(),
             policy: policy.clone(),
@@ -237,6 +241,18 @@ impl<'s> Canaries<'s> {
                 continue;
             };
             let primary = routes[index].clone();
+            if let Some(rule) = primary.path.as_ref().filter(|r| r.path_type != p.path_type) {
+                diags.push(
+                    ObjectRef::ingress(p.key),
+                    Severity::Warning,
+                    Reason::Canary,
+                    format!(
+                        "canary for {what}: its pathType {:?} differs from its primary's ({:?}, Ingress {}); as in ingress-nginx it is not used",
+                        p.path_type, rule.path_type, primary.ingress
+                    ),
+                );
+                continue;
+            }
             if let Some(c) = &primary.canary {
                 diags.push(
                     ObjectRef::ingress(p.key),
@@ -314,7 +330,7 @@ mod tests {
     use crate::config::diagnostic::{Reason, Severity};
     use crate::config::policy::Algorithm;
     use crate::config::{Config, Route};
-    use crate::fixture::{self, Exact, IngressBuilder, PathType, Prefix};
+    use crate::fixture::{self, Exact, ImplementationSpecific, IngressBuilder, PathType, Prefix};
     use crate::model::AnyObject;
 
     const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -432,12 +448,21 @@ mod tests {
                 "b",
                 &[("canary", "true")],
             ),
+            ing(
+                "implspec",
+                "2024-01-07T00:00:00Z",
+                "h.test",
+                ImplementationSpecific,
+                "c",
+                &[("canary", "true")],
+            ),
         ]);
         assert_eq!(primary(&cfg).canary.as_ref().unwrap().route.ingress.name, "first");
         assert_eq!(warnings(&cfg, Reason::Canary, "first"), Vec::<String>::new());
         assert!(warnings(&cfg, Reason::Canary, "second")[0].contains("already its canary"));
         assert!(warnings(&cfg, Reason::Canary, "exact")[0].contains("no primary"));
         assert!(warnings(&cfg, Reason::Canary, "lonely")[0].contains("no primary"));
+        assert!(warnings(&cfg, Reason::Canary, "implspec")[0].contains("pathType"));
         assert_eq!(cfg.routes.route("l.test", "/app"), None, "a canary alone is not served");
         // Canaries are ours even when not served, and never conflict with their primary.
         assert!(cfg.admitted.iter().any(|k| k.name == "lonely"));

@@ -279,7 +279,7 @@ impl IngressPass<'_, '_> {
                     };
                     let claim: Claim = (host.clone(), normalized.clone(), path_type.is_exact());
                     if let Some(spec) = &canary {
-                        canaries.add(key, claim, &p.backend, spec, &policy);
+                        canaries.add(key, claim, path_type, &p.backend, spec, &policy);
                         continue;
                     }
                     if let Some(winner) = claims.get(&claim) {
