@@ -73,8 +73,19 @@ impl Annotations<'_> {
                 "using 100",
                 |v| v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)),
             )
-            // ingress-nginx's balancer takes the total only when it is above 100.
-            .map_or(100, |t| t.max(100));
+            .unwrap_or(100);
+        // ingress-nginx's balancer takes the total only when it is above 100: say so.
+        if weight_total < 100
+            && let Some((prefix, _)) = annotation(self.ing, "canary-weight-total")
+        {
+            self.diags.push(
+                ObjectRef::ingress(self.key),
+                Severity::Warning,
+                Reason::InvalidAnnotation,
+                format!("annotation {prefix}canary-weight-total={weight_total} is below 100, which counts as 100 (as in ingress-nginx): canary-weight is out of 100"),
+            );
+        }
+        let weight_total = weight_total.max(100);
         let cookie = self.parsed(
             "canary-by-cookie",
             "a cookie name (letters, digits, !#$%&'*+-.^_`|~)",
@@ -522,7 +533,10 @@ mod tests {
         assert_eq!(c.header.as_ref().unwrap().matches, HeaderMatch::AlwaysNever);
         assert!(!w.is_empty());
         // ingress-nginx's balancer takes a total only above 100.
-        assert_eq!(rules(&[("canary-weight-total", "50")]).0.weight_total, 100);
+        let (c, w) = rules(&[("canary-weight-total", "50")]);
+        assert_eq!(c.weight_total, 100);
+        assert!(w[0].contains("counts as 100"), "{w:?}");
+        assert!(rules(&[("canary-weight-total", "100")]).1.is_empty());
         assert_eq!(rules(&[("canary-weight-total", "400")]).0.weight_total, 400);
         assert_eq!(rules(&[("canary-weight", "1000000000")]).0.weight, 1_000_000_000);
     }
