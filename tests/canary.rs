@@ -325,3 +325,28 @@ async fn sticky_affinity_keeps_canary_sessions_on_the_canary() {
     assert_eq!(cookie(&set, "aff"), None, "{set:?}");
     assert_eq!(who(&p, "l.test", &[]).await, "web-0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_side_answers_for_its_own_endpoints() {
+    let web = pods("web", 1).await;
+    let canary = pods("canary", 1).await;
+    let rule = [("canary-by-header", "CanaryByHeader")];
+    let manifests = class()
+        + &service("web", &web)
+        + &service("canary", &canary)
+        + &service("gone", &[])
+        + &yaml(&[
+            ing("a-main", "a.test", "web", &[]).into(),
+            ing("a-canary", "a.test", "gone", &[("canary", "true"), rule[0]]).into(),
+            ing("b-main", "b.test", "gone", &[]).into(),
+            ing("b-canary", "b.test", "canary", &[("canary", "true"), rule[0]]).into(),
+        ]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    // A canary without endpoints answers 503 for what it is sent, and only for that.
+    assert_eq!(call(&p, "a.test", &[("canarybyheader", "always")]).await.0, 503);
+    assert_eq!(who(&p, "a.test", &[("canarybyheader", "never")]).await, "web-0");
+    assert_eq!(who(&p, "a.test", &[]).await, "web-0");
+    // And the other way round.
+    assert_eq!(who(&p, "b.test", &[("canarybyheader", "always")]).await, "canary-0");
+    assert_eq!(call(&p, "b.test", &[("canarybyheader", "never")]).await.0, 503);
+}

@@ -542,6 +542,24 @@ mod tests {
     }
 
     #[test]
+    fn portico_spelling_works_and_wins() {
+        let cfg = build(vec![
+            ing("main", "2024-01-01T00:00:00Z", "h.test", Prefix, "a", &[]),
+            ing(
+                "can",
+                "2024-01-02T00:00:00Z",
+                "h.test",
+                Prefix,
+                "b",
+                &[("canary-weight", "10")],
+            )
+            .annotation("portico.dev/canary", "true")
+            .annotation("portico.dev/canary-weight", "20"),
+        ]);
+        assert_eq!(primary(&cfg).canary.as_ref().expect("canary").weight, 20);
+    }
+
+    #[test]
     fn canary_annotations_without_canary_are_warnings() {
         let cfg = build(vec![ing(
             "main",
