@@ -119,6 +119,7 @@ async fn header_always_never_value_and_pattern() {
     let main = paths.iter().find(|r| r["ingress"] == "default/h.test-main").unwrap();
     assert_eq!(main["canary"]["ingress"], "default/h.test-canary", "{paths:?}");
     assert_eq!(main["canary"]["rules"]["header"]["name"], "x-canary", "{paths:?}");
+    assert_eq!(main["canary"]["rules"]["weightTotal"], 100, "{paths:?}");
     assert!(
         paths.iter().any(|r| r["ingress"] == "default/h.test-canary"),
         "{paths:?}"

@@ -374,9 +374,9 @@ impl IngressPass<'_, '_> {
         }
         // Path routes enter the table once their canaries are attached (in the order added:
         // it ranks them); canary routes are reached through their primary only.
-        let canary_routes = routes.len();
+        let first_canary = routes.len();
         canaries.attach(&mut routes, &mut self);
-        for route in &routes[..canary_routes] {
+        for route in &routes[..first_canary] {
             builder.add_path(route.clone());
         }
         Compiled {

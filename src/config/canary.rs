@@ -11,6 +11,7 @@ use super::route::Route;
 /// Precedence, as ingress-nginx: a session cookie pinned to either side, then the header,
 /// then the cookie, then the weight.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Canary {
     /// The same host and path as the primary, served by the canary's Service; its policy is
     /// the primary's but for what a canary keeps of its own (`load-balance`, affinity).
