@@ -351,3 +351,21 @@ async fn each_side_answers_for_its_own_endpoints() {
     assert_eq!(who(&p, "b.test", &[("canarybyheader", "always")]).await, "canary-0");
     assert_eq!(call(&p, "b.test", &[("canarybyheader", "never")]).await.0, 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_backend_canary_splits_the_catch_all() {
+    let header = ("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary");
+    let main = portico::fixture::ingress("default", "main")
+        .class("portico")
+        .default_backend("web", 80);
+    let canary = portico::fixture::ingress("default", "main-canary")
+        .class("portico")
+        .default_backend("canary", 80)
+        .annotation("nginx.ingress.kubernetes.io/canary", "true")
+        .annotation(header.0, header.1);
+    let manifests = services().await + &yaml(&[main.into(), canary.into()]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    assert_eq!(who(&p, "any.test", &[]).await, "web-0");
+    assert_eq!(who(&p, "other.test", &[("x-canary", "always")]).await, "canary-0");
+    assert_eq!(who(&p, "other.test", &[("x-canary", "never")]).await, "web-0");
+}

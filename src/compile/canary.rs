@@ -187,12 +187,20 @@ pub fn is_canary(ing: &k8s_openapi::api::networking::v1::Ingress) -> bool {
     annotation(ing, "canary").is_some_and(|(_, v)| v.trim() == "true")
 }
 
-/// One path of a canary Ingress, waiting for its primary.
+/// What a canary Ingress's backend is the canary of.
+enum Target {
+    /// A rule's path: the primary route with the same claim. ingress-nginx matches the path
+    /// type too (Prefix is not ImplementationSpecific there).
+    Path(Claim, PathType),
+    /// Its defaultBackend: every route of nginx's default server (the catch-all and the paths
+    /// of rules without host).
+    Default,
+}
+
+/// One path (or the defaultBackend) of a canary Ingress, waiting for its primaries.
 struct Pending<'s> {
     key: &'s ObjectKey,
-    claim: Claim,
-    /// ingress-nginx matches the path type too (Prefix is not ImplementationSpecific there).
-    path_type: PathType,
+    target: Target,
     backend: &'s IngressBackend,
     spec: Arc<Spec>,
     /// The canary Ingress's own policy: what a canary keeps of it is `load-balance` and,
@@ -214,20 +222,19 @@ impl<'s> Canaries<'s> {
         self.primaries.entry(claim).or_insert(index);
     }
 
-    /// A canary Ingress's path (canaries come oldest first: the first for a path wins).
+    /// A canary Ingress's path, or with `path` `None` its defaultBackend (canaries come
+    /// oldest first: the first for a path wins).
     pub fn add(
         &mut self,
         key: &'s ObjectKey,
-        claim: Claim,
-        path_type: PathType,
+        path: Option<(Claim, PathType)>,
         backend: &'s IngressBackend,
         spec: &Arc<Spec>,
         policy: &Arc<Policy>,
     ) {
         self.pending.push(Pending {
             key,
-            claim,
-            path_type,
+            target: path.map_or(Target::Default, |(c, t)| Target::Path(c, t)),
             backend,
             spec: spec.clone(),
             policy: policy.clone(),
@@ -238,78 +245,111 @@ impl<'s> Canaries<'s> {
     /// `routes` (it gets an id, metrics and `/routes` like any route) and the primary points
     /// to it. Backends are resolved (and their problems reported) as any of the pass's.
     pub fn attach(self, routes: &mut Vec<Arc<Route>>, pass: &mut IngressPass<'_, '_>) {
-        for p in self.pending {
-            let (host, path, exact) = &p.claim;
-            let what = format!("host {host} path {path}{}", if *exact { " (Exact)" } else { "" });
-            let diags = &mut *pass.diags;
-            let Some(&index) = self.primaries.get(&p.claim) else {
-                diags.push(
-                    ObjectRef::ingress(p.key),
-                    Severity::Warning,
-                    Reason::Canary,
-                    format!("canary for {what}: no primary (non-canary) Ingress serves it; this path is not served"),
-                );
-                continue;
+        let first_canary = routes.len();
+        for p in &self.pending {
+            let (what, targets): (String, Vec<usize>) = match &p.target {
+                Target::Path(claim, _) => {
+                    let (host, path, exact) = claim;
+                    let exact = if *exact { " (Exact)" } else { "" };
+                    let index = self.primaries.get(claim).copied();
+                    (format!("host {host} path {path}{exact}"), index.into_iter().collect())
+                }
+                Target::Default => (
+                    "the defaultBackend".to_string(),
+                    (0..first_canary)
+                        .filter(|&i| routes[i].host == HostPattern::Any)
+                        .collect(),
+                ),
             };
-            let primary = routes[index].clone();
-            if let Some(rule) = primary.path.as_ref().filter(|r| r.path_type != p.path_type) {
-                diags.push(
-                    ObjectRef::ingress(p.key),
-                    Severity::Warning,
-                    Reason::Canary,
-                    format!(
-                        "canary for {what}: its pathType {:?} differs from its primary's ({:?}, Ingress {}); as in ingress-nginx it is not used",
-                        p.path_type, rule.path_type, primary.ingress
-                    ),
-                );
-                continue;
-            }
-            if let Some(c) = &primary.canary {
-                diags.push(
-                    ObjectRef::ingress(p.key),
-                    Severity::Warning,
-                    Reason::Canary,
-                    format!(
-                        "canary for {what}: Ingress {} is already its canary, and a path has one canary at most (as ingress-nginx); this one is not used",
-                        c.route.ingress
-                    ),
-                );
-                continue;
-            }
-            let Some((backend, service)) = pass.backend(p.key, p.backend) else {
-                continue;
-            };
-            if service == primary.service && backend == primary.backend {
+            if targets.is_empty() {
                 pass.diags.push(
                     ObjectRef::ingress(p.key),
                     Severity::Warning,
                     Reason::Canary,
-                    format!("canary for {what}: it names the primary's own Service port; it has no effect"),
+                    format!("canary for {what}: no primary (non-canary) Ingress serves it; it is not served"),
                 );
                 continue;
             }
-            let route = Arc::new(Route {
-                id: routes.len(),
-                ingress: p.key.clone(),
-                backend,
-                service,
-                policy: Arc::new(canary_policy(&primary.policy, &p.policy, p.spec.sticky, p.key)),
-                canary: None,
-                ..(*primary).clone()
-            });
-            let spec = &p.spec;
-            let canary = Canary {
-                route: route.clone(),
-                header: spec.header.clone(),
-                cookie: spec.cookie.clone(),
-                weight: spec.weight,
-                weight_total: spec.weight_total,
-            };
-            drop(primary);
-            routes.push(route);
-            Arc::make_mut(&mut routes[index]).canary = Some(Arc::new(canary));
+            let mut resolved = None;
+            for index in targets {
+                if !attach_one(p, &what, index, routes, pass, &mut resolved) {
+                    break;
+                }
+            }
         }
     }
+}
+
+/// Attaches canary `p` to the primary route at `index`, resolving its backend on first use
+/// (kept in `resolved`). False when the backend cannot be resolved: nothing more to try.
+fn attach_one(
+    p: &Pending<'_>,
+    what: &str,
+    index: usize,
+    routes: &mut Vec<Arc<Route>>,
+    pass: &mut IngressPass<'_, '_>,
+    resolved: &mut Option<(usize, ObjectKey)>,
+) -> bool {
+    let primary = routes[index].clone();
+    let mut warn = |msg: String| {
+        pass.diags.push(
+            ObjectRef::ingress(p.key),
+            Severity::Warning,
+            Reason::Canary,
+            format!("canary for {what}: {msg}"),
+        )
+    };
+    if let Target::Path(_, path_type) = &p.target
+        && let Some(rule) = primary.path.as_ref().filter(|r| r.path_type != *path_type)
+    {
+        warn(format!(
+            "its pathType {path_type:?} differs from its primary's ({:?}, Ingress {}); as in ingress-nginx it is not used",
+            rule.path_type, primary.ingress
+        ));
+        return true;
+    }
+    if let Some(c) = &primary.canary {
+        warn(format!(
+            "Ingress {} is already the canary of {}, and a path has one canary at most (as ingress-nginx); this one is not used there",
+            c.route.ingress,
+            primary.path.as_ref().map_or("the catch-all", |r| r.path.as_str())
+        ));
+        return true;
+    }
+    let (backend, service) = match resolved {
+        Some(r) => r.clone(),
+        None => match pass.backend(p.key, p.backend) {
+            Some(r) => resolved.insert(r).clone(),
+            None => return false,
+        },
+    };
+    if service == primary.service && backend == primary.backend {
+        let msg = format!("canary for {what}: it names its primary's own Service port; it has no effect there");
+        pass.diags
+            .push(ObjectRef::ingress(p.key), Severity::Warning, Reason::Canary, msg);
+        return true;
+    }
+    let route = Arc::new(Route {
+        id: routes.len(),
+        ingress: p.key.clone(),
+        backend,
+        service,
+        policy: Arc::new(canary_policy(&primary.policy, &p.policy, p.spec.sticky, p.key)),
+        canary: None,
+        ..(*primary).clone()
+    });
+    let spec = &p.spec;
+    let canary = Canary {
+        route: route.clone(),
+        header: spec.header.clone(),
+        cookie: spec.cookie.clone(),
+        weight: spec.weight,
+        weight_total: spec.weight_total,
+    };
+    drop(primary);
+    routes.push(route);
+    Arc::make_mut(&mut routes[index]).canary = Some(Arc::new(canary));
+    true
 }
 
 /// The policy of a canary route: the primary's, except `load-balance`, which the canary
@@ -470,7 +510,7 @@ mod tests {
         ]);
         assert_eq!(primary(&cfg).canary.as_ref().unwrap().route.ingress.name, "first");
         assert_eq!(warnings(&cfg, Reason::Canary, "first"), Vec::<String>::new());
-        assert!(warnings(&cfg, Reason::Canary, "second")[0].contains("already its canary"));
+        assert!(warnings(&cfg, Reason::Canary, "second")[0].contains("already the canary of /app"));
         assert!(warnings(&cfg, Reason::Canary, "exact")[0].contains("no primary"));
         assert!(warnings(&cfg, Reason::Canary, "lonely")[0].contains("no primary"));
         assert!(warnings(&cfg, Reason::Canary, "implspec")[0].contains("pathType"));
@@ -539,6 +579,45 @@ mod tests {
         assert!(rules(&[("canary-weight-total", "100")]).1.is_empty());
         assert_eq!(rules(&[("canary-weight-total", "400")]).0.weight_total, 400);
         assert_eq!(rules(&[("canary-weight", "1000000000")]).0.weight, 1_000_000_000);
+    }
+
+    #[test]
+    fn a_default_backend_canary_joins_the_default_server() {
+        let primary_ing = fixture::ingress("default", "main")
+            .class("portico")
+            .created("2024-01-01T00:00:00Z")
+            .default_backend("a", 80)
+            .rule("", "/x", Prefix, "a", 80);
+        let can = |created: &str| {
+            fixture::ingress("default", "can")
+                .class("portico")
+                .created(created)
+                .default_backend("b", 80)
+                .annotation("nginx.ingress.kubernetes.io/canary", "true")
+        };
+        let named = ing("named", "2024-01-03T00:00:00Z", "h.test", Prefix, "c", &[]);
+        let cfg = build(vec![primary_ing, can("2024-01-02T00:00:00Z"), named.clone()]);
+        assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics);
+        for (host, path) in [("any.test", "/"), ("any.test", "/x/y")] {
+            let r = cfg.routes.route(host, path).unwrap();
+            assert_eq!(
+                r.ingress.name, "main",
+                "{host}{path}: the canary is no catch-all itself"
+            );
+            let c = r
+                .canary
+                .as_ref()
+                .unwrap_or_else(|| panic!("{host}{path} has the canary"));
+            assert_eq!(cfg.backend(&c.route).unwrap().service.name, "b");
+        }
+        assert!(
+            primary(&cfg).canary.is_none(),
+            "named hosts are not nginx's default server"
+        );
+        // Without a catch-all or host-less path, it has no primary.
+        let cfg = build(vec![named, can("2024-01-02T00:00:00Z")]);
+        assert!(warnings(&cfg, Reason::Canary, "can")[0].contains("no primary"));
+        assert_eq!(cfg.routes.route("other.test", "/"), None);
     }
 
     #[test]

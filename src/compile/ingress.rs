@@ -202,9 +202,8 @@ impl IngressPass<'_, '_> {
                 }
             };
             let rules = spec.rules.as_deref().unwrap_or(&[]);
-            if canary.is_some() && spec.default_backend.is_some() {
-                let msg = "a canary's defaultBackend is not supported; only its rules' paths are canaries".to_string();
-                self.warn(key, Severity::Warning, Reason::Canary, msg);
+            if let (Some(c), Some(b)) = (&canary, &spec.default_backend) {
+                canaries.add(key, None, b, c, &policy);
             }
             let default_backend = (spec.default_backend.as_ref())
                 .filter(|_| canary.is_none())
@@ -279,7 +278,7 @@ impl IngressPass<'_, '_> {
                     };
                     let claim: Claim = (host.clone(), normalized.clone(), path_type.is_exact());
                     if let Some(spec) = &canary {
-                        canaries.add(key, claim, path_type, &p.backend, spec, &policy);
+                        canaries.add(key, Some((claim, path_type)), &p.backend, spec, &policy);
                         continue;
                     }
                     if let Some(winner) = claims.get(&claim) {
@@ -377,7 +376,12 @@ impl IngressPass<'_, '_> {
         let first_canary = routes.len();
         canaries.attach(&mut routes, &mut self);
         for route in &routes[..first_canary] {
-            builder.add_path(route.clone());
+            match route.path {
+                Some(_) => builder.add_path(route.clone()),
+                // The catch-all may have got a canary.
+                None if route.host == HostPattern::Any => builder.replace_catch_all(route.clone()),
+                None => {}
+            }
         }
         Compiled {
             builder,

@@ -106,12 +106,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "HTTP, HTTPS, GRPC, GRPCS and H2C, not AJP or FCGI; without proxy-ssl-* annotations upstream certificates are not verified and no SNI is sent, as ingress-nginx does by default",
         ),
     ),
-    (
-        "canary",
-        Partly(
-            "a canary Ingress's rules add an alternative to the primary's paths as in ingress-nginx, but its defaultBackend is not made a canary of the catch-all (a Warning); like ingress-nginx it keeps only load-balance and affinity of its own annotations",
-        ),
-    ),
+    ("canary", Yes),
     ("canary-by-cookie", Yes),
     ("canary-by-header", Yes),
     (

@@ -330,6 +330,11 @@ impl RouteTableBuilder {
         }
     }
 
+    /// Sets the catch-all, replacing any (compile updates it once canaries are attached).
+    pub fn replace_catch_all(&mut self, route: Arc<Route>) {
+        self.catch_all = Some(route);
+    }
+
     pub fn has_catch_all(&self) -> bool {
         self.catch_all.is_some()
     }
