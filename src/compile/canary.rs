@@ -377,7 +377,7 @@ fn tag(key: &ObjectKey) -> String {
 #[cfg(test)]
 mod tests {
     use crate::compile::{Options, compile};
-    use crate::config::canary::HeaderMatch;
+    use crate::config::canary::{Canary, HeaderMatch};
     use crate::config::diagnostic::{Reason, Severity};
     use crate::config::policy::Algorithm;
     use crate::config::{Config, Route};
@@ -618,6 +618,70 @@ mod tests {
         let cfg = build(vec![named, can("2024-01-02T00:00:00Z")]);
         assert!(warnings(&cfg, Reason::Canary, "can")[0].contains("no primary"));
         assert_eq!(cfg.routes.route("other.test", "/"), None);
+    }
+
+    /// Awkward pieces (and some pairs) as each canary annotation's value: read or refused,
+    /// never a panic, and what is kept is within the caps.
+    #[test]
+    fn awkward_values_are_kept_within_the_caps_or_refused() {
+        const PIECES: &[&str] = &[
+            "",
+            "0",
+            "1",
+            "99",
+            "100",
+            "101",
+            "-1",
+            "+5",
+            " 7",
+            "1e3",
+            "4294967295",
+            "4294967296",
+            "1000000000",
+            "1000000001",
+            "18446744073709551616",
+            "always",
+            "never",
+            "x",
+            "X_Y",
+            "(",
+            "[a-",
+            "\\",
+            "a{1000}{1000}",
+            "\u{663}",
+            "\0",
+            ";",
+            "=",
+            "|",
+            "\u{00e9}",
+        ];
+        let names = [
+            "canary-weight",
+            "canary-weight-total",
+            "canary-by-header",
+            "canary-by-header-value",
+            "canary-by-header-pattern",
+            "canary-by-cookie",
+            "affinity-canary-behavior",
+        ];
+        for name in names {
+            for a in PIECES {
+                for b in ["", "0", "(", " "] {
+                    let value = format!("{a}{b}");
+                    let notes = [("canary-by-header", "x"), (name, value.as_str())];
+                    let cfg = build(vec![
+                        ing("main", "2024-01-01T00:00:00Z", "h.test", Prefix, "a", &[]),
+                        canary("can", "2024-01-02T00:00:00Z", "b", &notes),
+                    ]);
+                    let c = primary(&cfg).canary.clone().expect("still a canary");
+                    assert!(c.weight <= Canary::MAX_WEIGHT, "{name}={value:?}");
+                    assert!((100..=Canary::MAX_WEIGHT).contains(&c.weight_total), "{name}={value:?}");
+                    if let Some(h) = &c.header {
+                        assert!(!h.name.is_empty() && h.name.len() <= 256, "{name}={value:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
