@@ -36,13 +36,18 @@ pub fn routes_json(plane: &Plane) -> Value {
             Some(p) => (json!(p.path), json!(p.path_type)),
             None => (Value::Null, json!("DefaultBackend")),
         };
-        hosts.entry(r.host.to_string()).or_default().push(json!({
+        let mut entry = json!({
             "path": path,
             "pathType": path_type,
             "ingress": r.ingress.to_string(),
             "sslRedirect": r.ssl_redirect,
             "backend": backend_json(plane, r.backend),
-        }));
+        });
+        // The canary's own route is listed too; the primary says which it is and its rules.
+        if let Some(c) = &r.canary {
+            entry["canary"] = json!({"ingress": c.route.ingress.to_string(), "rules": c});
+        }
+        hosts.entry(r.host.to_string()).or_default().push(entry);
     }
     json!({
         "generation": cfg.generation,

@@ -451,7 +451,7 @@ fn check_warns_about_annotations_without_effect() {
             "legacy.test",
             &[
                 ("configuration-snippet", "more_set_headers \"X: y\";"),
-                ("canary", "true"),
+                ("enable-influxdb", "true"),
                 ("no-such-annotation", "1"),
                 ("ssl-redirect", "false"),
             ],
@@ -475,7 +475,7 @@ fn check_warns_about_annotations_without_effect() {
             .iter()
             .any(|l| l.contains("configuration-snippet") && l.contains("never"))
     );
-    assert!(warnings.iter().any(|l| l.contains("canary")));
+    assert!(warnings.iter().any(|l| l.contains("enable-influxdb")));
     assert!(
         warnings
             .iter()

@@ -76,6 +76,11 @@ impl<'a, E: Tracked> Choice<'a, E> {
                 s.user_agent = headers.get(header::USER_AGENT).cloned();
             }
             let sent = request_cookie(headers, &cfg.name);
+            // A canary route's cookies carry its tag after a `|` (see `proxy::policy::canary`).
+            let sent = match &cfg.backend_tag {
+                None => sent,
+                Some(tag) => sent.and_then(|v| v.strip_suffix(tag.as_str())?.strip_suffix('|')),
+            };
             let index = &self.table.affinity;
             match cfg.mode {
                 Mode::Persistent => {
@@ -173,6 +178,10 @@ impl<'a, E: Tracked> Choice<'a, E> {
             _ => "/",
         };
         let ua = s.user_agent.as_ref().and_then(|v| v.to_str().ok());
+        let value = match &cfg.backend_tag {
+            None => value,
+            Some(tag) => format!("{value}|{tag}"),
+        };
         set_cookie(cfg, &value, path, https, ua, SystemTime::now())
     }
 }

@@ -143,6 +143,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
             ssl_redirect: false,
             policy,
             client_auth: None,
+            canary: None,
         });
         compiled.builder.set_host_default(route.clone());
         compiled.routes.push(route);
@@ -206,6 +207,8 @@ fn copy_routes(compiled: &mut Compiled, host: &HostPattern, alias: &HostPattern)
             ssl_redirect: r.ssl_redirect,
             policy: r.policy.clone(),
             client_auth: r.client_auth.clone(),
+            // An alias splits to the canary as its host does.
+            canary: r.canary.clone(),
         });
         if copy.path.is_some() {
             compiled.builder.add_path(copy.clone());

@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use super::Options;
 use super::annotations::Annotations;
 use super::backend::Resolver;
+use super::canary::{self, Canaries};
 use super::mtls::HostPolicies;
 use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
@@ -96,7 +97,7 @@ pub struct Compiled {
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
-type Claim = (HostPattern, String, bool);
+type Claim = canary::Claim;
 
 pub struct IngressPass<'s, 'r> {
     pub snapshot: &'s Snapshot,
@@ -120,7 +121,7 @@ impl IngressPass<'_, '_> {
     }
 
     /// `service_upstream`: the backend's cluster-IP twin where the Service has one.
-    fn backend(
+    pub(super) fn backend(
         &mut self,
         key: &ObjectKey,
         b: &IngressBackend,
@@ -174,15 +175,18 @@ impl IngressPass<'_, '_> {
         let mut admitted = Vec::with_capacity(owned.len());
 
         let default_policy = Arc::new(Policy::default());
+        // A canary Ingress has no TLS or hosts of its own: it adds to its primary's paths.
+        let empty = Default::default();
+        let mut canaries = Canaries::default();
+        let primaries: Vec<_> = owned.iter().filter(|(_, i)| !canary::is_canary(i)).copied().collect();
         // TLS first: whether a host has TLS decides the redirects of every route on it.
-        for (key, ing) in &owned {
+        for (key, ing) in &primaries {
             self.tls(key, ing, &mut tls_hosts);
         }
         // Client certificates are set per host, by the oldest Ingress on it that asks.
-        let client_auth = HostPolicies::collect(&owned, self.diags, &self.snapshot.secrets);
+        let client_auth = HostPolicies::collect(&primaries, self.diags, &self.snapshot.secrets);
         for (key, ing) in owned {
             admitted.push(key.clone());
-            let empty = Default::default();
             let spec = ing.spec.as_ref().unwrap_or(&empty);
             let mut notes = Annotations {
                 ing,
@@ -192,6 +196,7 @@ impl IngressPass<'_, '_> {
                 global_auth: self.opts.global_auth.as_deref(),
             };
             notes.unsupported();
+            let canary = notes.canary().map(Arc::new);
             let ssl_redirect = notes.bool("ssl-redirect", true);
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             // Most Ingresses carry no annotations: they share one default policy.
@@ -213,9 +218,11 @@ impl IngressPass<'_, '_> {
                 }
             };
             let rules = spec.rules.as_deref().unwrap_or(&[]);
-            let default_backend = spec
-                .default_backend
-                .as_ref()
+            if let (Some(c), Some(b)) = (&canary, &spec.default_backend) {
+                canaries.add(key, None, b, c, &policy);
+            }
+            let default_backend = (spec.default_backend.as_ref())
+                .filter(|_| canary.is_none())
                 .and_then(|b| self.backend(key, b, policy.service_upstream));
 
             let mut hosts_of_ingress: Vec<HostPattern> = Vec::new();
@@ -286,6 +293,10 @@ impl IngressPass<'_, '_> {
                         }
                     };
                     let claim: Claim = (host.clone(), normalized.clone(), path_type.is_exact());
+                    if let Some(spec) = &canary {
+                        canaries.add(key, Some((claim, path_type)), &p.backend, spec, &policy);
+                        continue;
+                    }
                     if let Some(winner) = claims.get(&claim) {
                         let msg = if winner == key {
                             format!("host {host} path {raw} ({path_type:?}) is listed twice; the first is used")
@@ -300,6 +311,7 @@ impl IngressPass<'_, '_> {
                     let Some((backend, service)) = self.backend(key, &p.backend, policy.service_upstream) else {
                         continue;
                     };
+                    canaries.primary(claim.clone(), routes.len());
                     claims.insert(claim, key.clone());
                     let route = Arc::new(Route {
                         id: routes.len(),
@@ -315,8 +327,8 @@ impl IngressPass<'_, '_> {
                         ssl_redirect: redirect,
                         policy: policy.clone(),
                         client_auth: client_auth.of_route(key, &host),
+                        canary: None,
                     });
-                    builder.add_path(route.clone());
                     routes.push(route);
                 }
             }
@@ -346,6 +358,7 @@ impl IngressPass<'_, '_> {
                     ssl_redirect: (ssl_redirect && has_tls(&host)) || force_ssl_redirect,
                     policy: policy.clone(),
                     client_auth: client_auth.of_route(key, &host),
+                    canary: None,
                 });
                 let existing = if host == HostPattern::Any {
                     builder.set_catch_all(route.clone())
@@ -372,6 +385,18 @@ impl IngressPass<'_, '_> {
                     Some(_) => {}
                     None => routes.push(route),
                 }
+            }
+        }
+        // Path routes enter the table once their canaries are attached (in the order added:
+        // it ranks them); canary routes are reached through their primary only.
+        let first_canary = routes.len();
+        canaries.attach(&mut routes, &mut self);
+        for route in &routes[..first_canary] {
+            match route.path {
+                Some(_) => builder.add_path(route.clone()),
+                // The catch-all may have got a canary.
+                None if route.host == HostPattern::Any => builder.replace_catch_all(route.clone()),
+                None => {}
             }
         }
         Compiled {

@@ -27,7 +27,7 @@ const LATER: &str = "not yet";
 /// `nginx.ingress.kubernetes.io/` names (the same names under `portico.dev/`).
 pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("affinity", Yes),
-    ("affinity-canary-behavior", No("not yet: no canary support")),
+    ("affinity-canary-behavior", Yes),
     ("affinity-mode", Yes),
     ("allowlist-source-range", Yes),
     ("app-root", Yes),
@@ -106,13 +106,16 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "HTTP, HTTPS, GRPC, GRPCS and H2C, not AJP or FCGI; without proxy-ssl-* annotations upstream certificates are not verified and no SNI is sent, as ingress-nginx does by default",
         ),
     ),
-    ("canary", No("not yet: no canary support")),
-    ("canary-by-cookie", No("not yet: no canary support")),
-    ("canary-by-header", No("not yet: no canary support")),
-    ("canary-by-header-pattern", No("not yet: no canary support")),
-    ("canary-by-header-value", No("not yet: no canary support")),
-    ("canary-weight", No("not yet: no canary support")),
-    ("canary-weight-total", No("not yet: no canary support")),
+    ("canary", Yes),
+    ("canary-by-cookie", Yes),
+    ("canary-by-header", Yes),
+    (
+        "canary-by-header-pattern",
+        Partly("Rust regex syntax (linear time, no look-around or backreferences) instead of PCRE, at most 1024 bytes"),
+    ),
+    ("canary-by-header-value", Yes),
+    ("canary-weight", Yes),
+    ("canary-weight-total", Yes),
     ("client-body-buffer-size", No(STREAMS)),
     ("configuration-snippet", No(CONFIGURATION_SNIPPET)),
     (

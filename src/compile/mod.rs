@@ -3,6 +3,7 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod canary;
 mod common;
 pub mod errors;
 pub mod hash;
@@ -134,6 +135,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             ssl_redirect: false,
             policy: Default::default(),
             client_auth: None,
+            canary: None,
         });
         if !compiled.builder.has_catch_all() {
             compiled.builder.set_catch_all(route.clone());

@@ -65,6 +65,8 @@ pub enum Reason {
     /// A Service field Portico uses is out of range (a manifests file; the API server
     /// refuses such values).
     InvalidServiceField,
+    /// A canary Ingress (or one of its paths) is not served: no primary, or one canary already.
+    Canary,
 }
 
 impl Reason {
@@ -86,6 +88,7 @@ impl Reason {
             Reason::RouteTable => "RouteTable",
             Reason::InvalidManifest => "InvalidManifest",
             Reason::InvalidServiceField => "InvalidServiceField",
+            Reason::Canary => "Canary",
         }
     }
 }

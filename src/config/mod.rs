@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod canary;
 mod cidr;
 pub mod diagnostic;
 pub mod errors;

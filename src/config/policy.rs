@@ -269,6 +269,10 @@ pub struct CookieAffinity {
     pub secure: Option<bool>,
     /// When the pinned endpoint fails, pin the session to the endpoint that answered.
     pub change_on_failure: bool,
+    /// A canary route's sessions: the cookie value ends in `|` and this, which tells them
+    /// from the primary's (ingress-nginx's backend key); `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_tag: Option<String>,
 }
 
 impl CookieAffinity {
@@ -291,6 +295,7 @@ impl Default for CookieAffinity {
             conditional_same_site_none: false,
             secure: None,
             change_on_failure: false,
+            backend_tag: None,
         }
     }
 }

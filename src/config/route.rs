@@ -146,7 +146,7 @@ impl PathRegex {
 }
 
 /// What a matched request is served by.
-#[derive(Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Route {
     /// Its index in `Config::route_list`: how the data plane keys what it keeps per route.
     #[serde(skip)]
@@ -168,6 +168,9 @@ pub struct Route {
     /// The client-certificate policy of the route's host (`auth-tls-*`, set per host).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<Arc<super::mtls::ClientAuth>>,
+    /// A canary Ingress's alternative for this host and path (`canary` annotations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Arc<super::canary::Canary>>,
 }
 
 struct HostRoutes {
@@ -325,6 +328,11 @@ impl RouteTableBuilder {
                 None
             }
         }
+    }
+
+    /// Sets the catch-all, replacing any (compile updates it once canaries are attached).
+    pub fn replace_catch_all(&mut self, route: Arc<Route>) {
+        self.catch_all = Some(route);
     }
 
     pub fn has_catch_all(&self) -> bool {

@@ -21,7 +21,7 @@ use super::headers::{
 use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
-    self, allow, auth, body, cors, errors, hash, mirror, mtls, prefix, redirect, response, rewrite, www,
+    self, allow, auth, body, canary, cors, errors, hash, mirror, mtls, prefix, redirect, response, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
 use super::upstream::tee::Tee;
@@ -77,6 +77,18 @@ impl Routed {
 
     fn counters(&self) -> Option<&RouteCounters> {
         self.plane.routes.get(self.route.id)
+    }
+
+    /// The [`canary`] step: the request goes on with the canary's route when it decides so.
+    #[inline(always)]
+    fn canary(mut self, headers: &http::HeaderMap) -> Self {
+        if let Some(c) = canary::check(&self.route, headers, next_random)
+            && self.plane.config.backend(c).is_some()
+            && self.plane.backends.get(c.backend).is_some()
+        {
+            self.route = c.clone();
+        }
+        self
     }
 }
 
@@ -243,7 +255,7 @@ impl Proxy {
             out.host = host.to_string();
         }
         let routed = match self.route(host, req.uri().path()) {
-            Ok(Some(r)) => r,
+            Ok(Some(r)) => r.canary(req.headers()),
             Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
         };

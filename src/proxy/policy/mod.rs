@@ -1,6 +1,8 @@
 //! The request path's policy steps, one module per annotation family, each with one entry
-//! point. The handler runs them in this order: [`www`] (may answer 308), [`mtls`] (may answer 400, 302, 403 or 421;
-//! sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges; may answer 403), [`redirect`] (may
+//! point. The handler runs them in this order: [`canary`] (right after routing: the canary's
+//! route may take the request over), [`www`] (may answer 308), [`mtls`] (may answer 400, 302,
+//! 403 or 421; sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges;
+//! may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413);
 //! [`mirror`] starts the request's copy; then endpoint choice with affinity
@@ -13,6 +15,7 @@
 pub mod allow;
 pub mod auth;
 pub mod body;
+pub mod canary;
 pub mod cors;
 pub mod errors;
 pub mod external;
