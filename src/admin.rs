@@ -42,6 +42,7 @@ pub fn routes_json(plane: &Plane) -> Value {
             "ingress": r.ingress.to_string(),
             "sslRedirect": r.ssl_redirect,
             "backend": backend_json(plane, r.backend),
+            "limits": r.policy.limits,
         }));
     }
     json!({
@@ -56,6 +57,7 @@ pub fn routes_json(plane: &Plane) -> Value {
         "admitted": cfg.admitted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
         "diagnostics": cfg.diagnostics,
+        "replicas": cfg.replicas,
     })
 }
 

@@ -103,7 +103,7 @@ pub struct Annotations<'a> {
 }
 
 impl Annotations<'_> {
-    fn invalid(&mut self, prefix: &str, name: &str, value: &str, expected: &str, fallback: &str) {
+    pub(super) fn invalid(&mut self, prefix: &str, name: &str, value: &str, expected: &str, fallback: &str) {
         self.diags.push(
             ObjectRef::ingress(self.key),
             Severity::Warning,
@@ -230,6 +230,7 @@ impl Annotations<'_> {
             ),
             auth: self.auth(),
             upstream_tls: self.upstream_tls(),
+            limits: self.limits(),
         }
     }
 

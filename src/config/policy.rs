@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Cidr;
 use super::auth::Auth;
 use super::backend::Protocol;
+use super::limits::Limits;
 use super::upstream_tls::UpstreamTls;
 
 /// What an Ingress's annotations ask of its requests: endpoint choice and retries,
@@ -64,6 +65,10 @@ pub struct Policy {
     /// defaults (no verification, no client certificate, no SNI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// `limit-rps`, `limit-rpm`, `limit-connections` and their settings; `None` when the
+    /// route has no limit, the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Arc<Limits>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,6 +160,7 @@ impl Default for Policy {
             rewrite_target: None,
             auth: None,
             upstream_tls: None,
+            limits: None,
         }
     }
 }

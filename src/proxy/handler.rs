@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, mtls, redirect, rewrite};
+use super::policy::{self, allow, auth, body, cors, limits, mtls, redirect, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -87,6 +87,8 @@ struct Outcome {
     routed: Option<Routed>,
     host: String,
     exchanged: Exchanged,
+    /// The request's `limit-connections` mark, moved into the response body.
+    held: Option<limits::Held>,
 }
 
 /// What the exchange tells the access log and metrics.
@@ -218,6 +220,7 @@ impl Proxy {
             peer.activity.tunnelled();
         }
         resp.body_mut().serving(serving);
+        resp.body_mut().hold(outcome.held);
         Ok(resp)
     }
 
@@ -272,6 +275,10 @@ impl Proxy {
         let origin = cors::origin(policy, &req);
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
+        }
+        match limits::check(&routed.plane.limits, route, req.headers(), peer, &self.trusted) {
+            Ok(held) => out.held = held,
+            Err(over) => return over.response(),
         }
         verified.apply(req.headers_mut());
         let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted) {

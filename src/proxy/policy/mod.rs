@@ -2,6 +2,7 @@
 //! point. The handler runs them in this order: [`mtls`] (may answer 400, 302, 403 or 421;
 //! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
+//! [`limits`] (may answer 503 or the configured limit status),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
 //! [`rewrite`] (the upstream target).
 
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod cors;
 pub mod external;
+pub mod limits;
 pub mod mtls;
 pub mod redirect;
 pub mod rewrite;
