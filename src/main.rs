@@ -431,6 +431,12 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         tls::self_signed("Portico Default Certificate", Some("Portico"))
     }
     .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
+    if let (Some(own), Some(ns)) = (&args.limits_per_cluster, &args.watch_namespace)
+        && own.namespace != *ns
+    {
+        // Its EndpointSlices would never be seen, and every replica would count itself alone.
+        anyhow::bail!("--limits-per-cluster {own}: the Service must be in --watch-namespace {ns}");
+    }
     let publisher = Arc::new(Publisher::new(
         live.clone(),
         Options {

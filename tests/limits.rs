@@ -136,6 +136,27 @@ async fn the_burst_passes_at_once_then_the_per_minute_rate() {
     // Other routes and hosts are not limited.
     let (status, _) = get_from(1, p.http, "/", &[("host", "other.example.com")]).await;
     assert_eq!(status, 404);
+    // A new Config whose change is elsewhere keeps this Ingress's buckets: still refused.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write(
+        "other.yaml",
+        &annotated_ingress("other", "other.example.com", "/", "web", &[]),
+    );
+    p.wait_generation(generation + 1).await;
+    assert_eq!(get_from(1, p.http, "/", &[("host", "other.example.com")]).await.0, 200);
+    assert_eq!(passed(&p, 1, 3, &[]).await, 0, "the bucket outlived the reload");
+    // Changing the limits starts afresh.
+    let before = std::fs::read_to_string(p.dir.join("all.yaml")).unwrap();
+    let after = ["'", "\""].iter().fold(before.clone(), |text, q| {
+        text.replace(
+            &format!("limit-burst-multiplier: {q}2{q}"),
+            &format!("limit-burst-multiplier: {q}3{q}"),
+        )
+    });
+    assert_ne!(before, after, "the manifest names the multiplier");
+    p.write("all.yaml", &after);
+    p.wait_generation(generation + 2).await;
+    assert_eq!(passed(&p, 1, 40, &[]).await, 31, "a new bucket, burst 3 × 10");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
