@@ -16,9 +16,10 @@ use crate::model::ObjectKey;
 use crate::proxy::headers::{Peer, client_ip};
 use crate::proxy::{Body, plain};
 
-/// Most client addresses one limiter remembers. At 64 bytes or so an address (map slot and
-/// entry), about 4 MB per limited Ingress at the cap.
-pub const CAPACITY: usize = 65_536;
+/// Most client addresses one limiter remembers: 896 a shard, which is what a map of 1024
+/// slots holds (7/8 of them) before it doubles. A slot is 49 bytes (address, entry, control
+/// byte), so a limiter at the cap holds 64 × 1024 × 49 bytes, about 3.2 MB.
+pub const CAPACITY: usize = 896 * SHARDS;
 /// Independent parts of a limiter's table, each behind its own lock.
 const SHARDS: usize = 64;
 
@@ -32,8 +33,12 @@ const SHARDS: usize = 64;
 /// per limiter, so nobody can aim addresses at one shard), each behind its own lock, held for
 /// one map lookup. A shard holds at most `CAPACITY / SHARDS` clients; when a new client finds
 /// it full, the clients whose buckets are empty and who have no request in progress are
-/// dropped (forgetting them changes nothing); if none is, the new client is refused with the
-/// limit's status, as nginx does when a zone's memory is exhausted.
+/// dropped (forgetting them changes nothing); if none is, the one nearest to an empty bucket
+/// among those without a request in progress makes room (nginx drops its least recently used
+/// state then). A flood of addresses thus costs nobody an answer, only, at worst, forgotten
+/// buckets, which per-address limits cannot hold against that many addresses anyway. Only
+/// when every client of the shard has a request in progress is the new one refused, with the
+/// connection limit's status, as nginx's `limit_conn` does when its zone is full.
 pub struct Limiter {
     /// The compiled limits this was made for, and the replica count that divides them.
     limits: Arc<Limits>,
@@ -102,7 +107,7 @@ impl Drop for Held {
 pub enum Refused {
     Connections,
     Rate,
-    /// The table is full of clients in the middle of their limits.
+    /// The table is full of clients with requests in progress.
     Full,
 }
 
@@ -144,7 +149,15 @@ impl Limiter {
         if !shard.contains_key(&client) && shard.len() >= self.per_shard {
             shard.retain(|_, e| !e.idle(now));
             if shard.len() >= self.per_shard {
-                return Err(Refused::Full);
+                let nearest = shard
+                    .iter()
+                    .filter(|(_, e)| e.held == 0)
+                    .min_by_key(|(_, e)| e.rps_tat.max(e.rpm_tat))
+                    .map(|(ip, _)| *ip);
+                match nearest {
+                    Some(ip) => drop(shard.remove(&ip)),
+                    None => return Err(Refused::Full),
+                }
             }
         }
         let e = shard.entry(client).or_default();
@@ -251,8 +264,8 @@ fn count(
     }
     limiter.admit(client, now_ns()).map_err(|why| {
         Over(match why {
-            Refused::Connections => limits.conn_status,
-            Refused::Rate | Refused::Full => limits.req_status,
+            Refused::Connections | Refused::Full => limits.conn_status,
+            Refused::Rate => limits.req_status,
         })
     })
 }
@@ -469,22 +482,46 @@ mod tests {
         assert_eq!(status(check(&[], &plain.route_list[0], &headers, &peer, &[])), 1);
     }
 
+    /// The map of a full shard never doubles past the 1024 slots the memory figure assumes.
     #[test]
-    fn the_table_is_bounded_and_refuses_only_when_full_of_busy_clients() {
+    fn a_full_shard_fits_its_map() {
+        let mut m: HashMap<IpAddr, Entry> = HashMap::new();
+        for i in 0..(CAPACITY / SHARDS) as u32 {
+            m.insert(ip(i), Entry::default());
+        }
+        assert_eq!(m.capacity(), CAPACITY / SHARDS, "1024 slots, none to spare");
+        assert_eq!(std::mem::size_of::<(IpAddr, Entry)>(), 48);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_a_flood_costs_nobody_an_answer() {
+        // One slot per shard.
         let l = Arc::new(Limiter::with_capacity(limits(Some((1, 0)), None, None), 1, SHARDS));
-        // One slot per shard: fill until every shard is busy.
-        let mut refused = 0;
+        assert!(l.admit(ip(1), SEC).is_ok());
+        assert!(l.admit(ip(1), SEC).is_err(), "over its limit");
+        for i in 2..10_000 {
+            assert!(l.admit(ip(i), SEC).is_ok(), "a new address is never refused");
+        }
+        assert_eq!(l.len(), SHARDS, "never past the cap");
+        // Address 1 was forgotten when its shard needed the room: a fresh bucket.
+        assert!(l.admit(ip(1), SEC).is_ok());
+
+        // With requests in progress, nobody is dropped: a full shard refuses newcomers.
+        let l = Arc::new(Limiter::with_capacity(limits(None, None, Some(5)), 1, SHARDS));
+        let mut held = Vec::new();
+        let mut full = 0;
         for i in 0..10_000 {
             match l.admit(ip(i), SEC) {
-                Ok(_) => {}
-                Err(Refused::Full) => refused += 1,
+                Ok(h) => held.push(h),
+                Err(Refused::Full) => full += 1,
                 Err(e) => panic!("{e:?}"),
             }
         }
-        assert_eq!(l.len(), SHARDS, "never past the cap");
-        assert_eq!(refused, 10_000 - SHARDS);
-        // Two seconds later every bucket is empty: new clients take their places.
-        assert!(l.admit(ip(20_000), 3 * SEC).is_ok());
+        assert_eq!((held.len(), full), (SHARDS, 10_000 - SHARDS));
+        assert_eq!(l.len(), SHARDS);
+        // Finished, they are idle and make room.
+        held.clear();
+        assert!(l.admit(ip(20_000), SEC).is_ok());
         assert!(l.len() <= SHARDS);
     }
 }
