@@ -294,3 +294,104 @@ async fn without_the_flag_limits_are_per_replica() {
         "as ingress-nginx: 40 + 1 on each replica"
     );
 }
+
+/// Portico's own Service `portico-system/portico` in a cluster: one slice listing `ready`
+/// ready and `not_ready` not ready addresses (documentation addresses: no traffic goes there).
+fn own_in_cluster(ready: &[&str], not_ready: &[&str]) -> String {
+    let slice = portico::fixture::slice("portico-system", "portico-1", "portico").port("http", 80);
+    let slice = ready.iter().fold(slice, |s, a| s.endpoint(a).ready(true));
+    let slice = not_ready.iter().fold(slice, |s, a| s.endpoint(a).ready(false));
+    portico::fixture::yaml(&[
+        portico::fixture::service("portico-system", "portico")
+            .port("http", 80)
+            .into(),
+        slice.into(),
+    ])
+}
+
+/// Waits (up to 30 s) until `/routes` says `live` replicas.
+async fn wait_replicas(p: &Portico, live: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let routes = p.routes().await;
+        if routes["replicas"]["live"] == live {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {live} replicas: {}",
+            routes["replicas"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Kubernetes mode on a real kube-apiserver: the replicas are the ready endpoints of Portico's
+/// own Service as the watch sees them, counted again when its slices change (on the quick,
+/// endpoints-only recompile too) and kept when only other Services' slices do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_mode_counts_the_ready_pods_of_its_own_service() {
+    let cp = support::cluster::ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    cp.apply(&own_in_cluster(&["198.51.100.1", "198.51.100.2"], &["198.51.100.3"]));
+    cp.ok(&["create", "namespace", "app"]);
+    let web = |ips: &[&str]| {
+        let slice = ips.iter().fold(
+            portico::fixture::slice("app", "web-1", "web").port("http", 8080),
+            |s, a| s.endpoint(a).ready(true),
+        );
+        portico::fixture::yaml(&[
+            portico::fixture::service("app", "web").port("http", 80).into(),
+            slice.into(),
+        ])
+    };
+    let ingress = portico::fixture::ingress("app", "web")
+        .class("portico")
+        .rule(HOST, "/", portico::fixture::Prefix, "web", 80)
+        .annotation(&note("limit-rps"), "30");
+    cp.apply(&(class() + "---\n" + &web(&["198.51.100.7"]) + "---\n" + &portico::fixture::yaml(&[ingress.into()])));
+    let dir = std::env::temp_dir().join(format!("portico-kube-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = [
+        "--publish-status-address",
+        "203.0.113.10",
+        "--election-namespace",
+        "portico-system",
+        "--pod-name",
+        "p1",
+        "--limits-per-cluster",
+        "portico-system/portico",
+    ];
+    let p = Portico::launch_env(
+        args.map(String::from).to_vec(),
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    wait_replicas(&p, 2).await;
+    let routes = p.routes().await;
+    assert_eq!(routes["hosts"][HOST][0]["limits"]["rps"]["limit"], 30, "{routes}");
+
+    // A third pod becomes ready, then one stops being ready.
+    cp.apply(&own_in_cluster(&["198.51.100.1", "198.51.100.2", "198.51.100.3"], &[]));
+    wait_replicas(&p, 3).await;
+    // Another Service's endpoints change (an endpoints-only compile that reads only its
+    // objects): the count stays.
+    cp.apply(&web(&["198.51.100.7", "198.51.100.8"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let routes = p.routes().await;
+        let ready = &routes["hosts"][HOST][0]["backend"]["target"]["ready"];
+        if ready.as_array().is_some_and(|r| r.len() == 2) {
+            assert_eq!(routes["replicas"]["live"], 3, "{}", routes["replicas"]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second web endpoint never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    cp.apply(&own_in_cluster(&["198.51.100.1"], &["198.51.100.2", "198.51.100.3"]));
+    wait_replicas(&p, 1).await;
+}
