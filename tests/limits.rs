@@ -251,6 +251,43 @@ async fn a_connection_limit_holds_n_requests_and_refuses_the_next() {
     assert_eq!(get_from(4, to, "/", &[]).await.0, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_counts_until_it_closes() {
+    let p = limited(&[("limit-connections", "1")], &[], &[]).await;
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10)), 0))
+        .unwrap();
+    let mut tunnel = sock.connect(p.http).await.unwrap();
+    let head = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    tunnel.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tunnel.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the 101");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    // The tunnel works: what goes in comes back from the pod.
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tunnel.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping");
+    assert_eq!(
+        get_from(10, p.http, "/", &[]).await.0,
+        503,
+        "the tunnel holds the one place"
+    );
+    assert_eq!(get_from(11, p.http, "/", &[]).await.0, 200);
+    drop(tunnel);
+    // Closed: the place is given back once Portico has seen the close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_from(10, p.http, "/", &[]).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the place was never given back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Portico's own Service `ingress/portico` with `ready` of its endpoints ready and one not.
 fn own_service(ready: &[&str]) -> String {
     let mut slice = portico::fixture::slice("ingress", "portico-abc", "portico").port("http", 80);

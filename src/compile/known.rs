@@ -178,12 +178,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("influxdb-server-name", No("not applicable: removed from ingress-nginx")),
     ("limit-allowlist", Yes),
     ("limit-burst-multiplier", Yes),
-    (
-        "limit-connections",
-        Partly(
-            "requests in progress per client address, as nginx's limit_conn counts them; an upgraded connection (WebSocket) stops counting once it is switched",
-        ),
-    ),
+    ("limit-connections", Yes),
     ("limit-rate", No(LATER)),
     ("limit-rate-after", No(LATER)),
     ("limit-rpm", Yes),

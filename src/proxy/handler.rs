@@ -87,8 +87,6 @@ struct Outcome {
     routed: Option<Routed>,
     host: String,
     exchanged: Exchanged,
-    /// The request's `limit-connections` mark, moved into the response body.
-    held: Option<limits::Held>,
 }
 
 /// What the exchange tells the access log and metrics.
@@ -98,6 +96,9 @@ struct Exchanged {
     addr: Option<SocketAddr>,
     /// When the upstream's response head arrived (saves reading the clock again).
     answered: Option<Instant>,
+    /// The request's `limit-connections` mark: moved into the response body, or into the
+    /// tunnel of an upgraded connection, which it then lasts as long as.
+    held: Option<limits::Held>,
 }
 
 thread_local! {
@@ -220,7 +221,7 @@ impl Proxy {
             peer.activity.tunnelled();
         }
         resp.body_mut().serving(serving);
-        resp.body_mut().hold(outcome.held);
+        resp.body_mut().hold(outcome.exchanged.held);
         Ok(resp)
     }
 
@@ -277,7 +278,7 @@ impl Proxy {
             return r;
         }
         match limits::check(&routed.plane.limits, route, req.headers(), peer, &self.trusted) {
-            Ok(held) => out.held = held,
+            Ok(held) => out.exchanged.held = held,
             Err(over) => return over.response(),
         }
         verified.apply(req.headers_mut());
@@ -640,7 +641,12 @@ impl Proxy {
                     state.observe(elapsed, ns_at(end));
                     out.answered = Some(end);
                     let cookie = choice.remember(&sticky, i, peer.tls, &self.affinity_key);
-                    let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout);
+                    let held = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        out.held.take()
+                    } else {
+                        None
+                    };
+                    let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout, held);
                     if let Some(c) = cookie {
                         resp.headers_mut().append(header::SET_COOKIE, c);
                     }
@@ -683,6 +689,7 @@ impl Proxy {
         ep: Arc<EndpointRuntime>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         read_timeout: Option<Duration>,
+        held: Option<limits::Held>,
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client), Some((upstream, early))) = (client_upgrade, conn.into_tunnel()) else {
@@ -690,6 +697,8 @@ impl Proxy {
                 return plain(StatusCode::BAD_GATEWAY, "bad gateway");
             };
             tokio::spawn(async move {
+                // A `limit-connections` place lasts as long as the tunnel.
+                let _held = held;
                 let mut client = match client.await {
                     Ok(c) => TokioIo::new(c),
                     Err(e) => return tracing::debug!(error = %e, "upgrade failed"),

@@ -67,7 +67,7 @@ impl Body {
         self.serving = Some(serving);
     }
 
-    /// Ties a `limit-connections` mark to this body.
+    /// Ties a `limit-connections` mark to this body (`None` leaves it without).
     pub fn hold(&mut self, held: Option<policy::limits::Held>) {
         self.held = held;
     }
