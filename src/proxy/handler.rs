@@ -221,7 +221,9 @@ impl Proxy {
             peer.activity.tunnelled();
         }
         resp.body_mut().serving(serving);
-        resp.body_mut().hold(outcome.exchanged.held);
+        if let Some(held) = outcome.exchanged.held {
+            resp.body_mut().hold(held);
+        }
         Ok(resp)
     }
 

@@ -67,9 +67,9 @@ impl Body {
         self.serving = Some(serving);
     }
 
-    /// Ties a `limit-connections` mark to this body (`None` leaves it without).
-    pub fn hold(&mut self, held: Option<policy::limits::Held>) {
-        self.held = held;
+    /// Ties a `limit-connections` mark to this body.
+    pub fn hold(&mut self, held: policy::limits::Held) {
+        self.held = Some(held);
     }
 }
 
