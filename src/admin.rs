@@ -42,6 +42,7 @@ pub fn routes_json(plane: &Plane) -> Value {
             "ingress": r.ingress.to_string(),
             "sslRedirect": r.ssl_redirect,
             "backend": backend_json(plane, r.backend),
+            "limits": r.policy.limits,
         });
         // The canary's own route is listed too; the primary says which it is and its rules.
         if let Some(c) = &r.canary {
@@ -61,6 +62,7 @@ pub fn routes_json(plane: &Plane) -> Value {
         "admitted": cfg.admitted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
         "diagnostics": cfg.diagnostics,
+        "replicas": cfg.replicas,
     })
 }
 

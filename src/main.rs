@@ -250,6 +250,11 @@ struct RunArgs {
     /// The HTTPS port named in http→https redirects (default: the --https-addr port).
     #[arg(long, env = "PORTICO_HTTPS_REDIRECT_PORT", value_parser = count::<u16>(1..=65_535))]
     https_redirect_port: Option<u16>,
+    /// NS/NAME of Portico's own Service: each route's limit-rps, limit-rpm and
+    /// limit-connections become the whole cluster's, divided by the ready endpoints (the live
+    /// replicas) of this Service's EndpointSlices (default: per replica, as ingress-nginx).
+    #[arg(long, env = "PORTICO_LIMITS_PER_CLUSTER", value_parser = parse_key)]
+    limits_per_cluster: Option<ObjectKey>,
 }
 
 // The proxy allocates small, short-lived buffers per request; mimalloc's thread-local free
@@ -324,6 +329,7 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         fallback_certificate: fallback,
         now: std::time::SystemTime::now(),
         cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
+        limits_service: None,
     }
 }
 
@@ -429,9 +435,18 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         tls::self_signed("Portico Default Certificate", Some("Portico"))
     }
     .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
+    if let (Some(own), Some(ns)) = (&args.limits_per_cluster, &args.watch_namespace)
+        && own.namespace != *ns
+    {
+        // Its EndpointSlices would never be seen, and every replica would count itself alone.
+        anyhow::bail!("--limits-per-cluster {own}: the Service must be in --watch-namespace {ns}");
+    }
     let publisher = Arc::new(Publisher::new(
         live.clone(),
-        options(&args.class, Some(fallback), args.enable_ssl_passthrough),
+        Options {
+            limits_service: args.limits_per_cluster.clone(),
+            ..options(&args.class, Some(fallback), args.enable_ssl_passthrough)
+        },
         metrics.clone(),
     ));
     let affinity_key = match &args.affinity_key {

@@ -103,7 +103,7 @@ pub struct Annotations<'a> {
 }
 
 impl Annotations<'_> {
-    fn invalid(&mut self, prefix: &str, name: &str, value: &str, expected: &str, fallback: &str) {
+    pub(super) fn invalid(&mut self, prefix: &str, name: &str, value: &str, expected: &str, fallback: &str) {
         self.diags.push(
             ObjectRef::ingress(self.key),
             Severity::Warning,
@@ -245,6 +245,7 @@ impl Annotations<'_> {
             access_log: self.bool("enable-access-log", true),
             service_upstream: self.bool("service-upstream", false),
             response: self.response_rewrite(),
+            limits: self.limits(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod hash;
 pub mod hosts;
 pub mod ingress;
 pub mod known;
+pub mod limits;
 pub mod mirror;
 pub mod mtls;
 pub mod passthrough;
@@ -58,6 +59,9 @@ pub struct Options {
     pub cert_cache: Option<Arc<tls::CertCache>>,
     /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation takes effect.
     pub enable_ssl_passthrough: bool,
+    /// `--limits-per-cluster`: Portico's own Service, whose ready endpoints share each
+    /// route's limits (`None`: limits are per replica).
+    pub limits_service: Option<ObjectKey>,
 }
 
 impl Default for Options {
@@ -73,6 +77,7 @@ impl Default for Options {
             now: SystemTime::now(),
             cert_cache: None,
             enable_ssl_passthrough: false,
+            limits_service: None,
         }
     }
 }
@@ -183,6 +188,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         ignored: Arc::new(compiled.ignored),
         diagnostics: Arc::new(diags.into_sorted()),
         passthrough: Arc::new(passthrough),
+        replicas: limits::replicas(snapshot, opts.limits_service.as_ref()),
     }
 }
 
@@ -218,6 +224,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         ignored: prev.ignored.clone(),
         diagnostics: prev.diagnostics.clone(),
         passthrough: prev.passthrough.clone(),
+        replicas: limits::recount(snapshot, &prev.replicas, changed),
     }
 }
 

@@ -9,6 +9,7 @@ mod cidr;
 pub mod diagnostic;
 pub mod errors;
 pub mod hash;
+pub mod limits;
 pub mod mirror;
 pub mod mtls;
 pub mod policy;
@@ -55,6 +56,8 @@ pub struct Config {
     /// `ssl-passthrough` hosts (exact, lower-case) → the index in `backends` their TLS
     /// connections are spliced to, unterminated. Empty unless `--enable-ssl-passthrough`.
     pub passthrough: Arc<HashMap<String, usize>>,
+    /// `--limits-per-cluster`: how many replicas share each route's limits.
+    pub replicas: limits::Replicas,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -70,6 +73,7 @@ impl PartialEq for Config {
             && self.ignored == other.ignored
             && self.diagnostics == other.diagnostics
             && self.passthrough == other.passthrough
+            && self.replicas == other.replicas
     }
 }
 

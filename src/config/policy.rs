@@ -10,6 +10,7 @@ use super::auth::Auth;
 use super::backend::{BackendId, Protocol};
 use super::errors::ErrorPages;
 use super::hash::HashBy;
+use super::limits::Limits;
 use super::mirror::Mirror;
 use super::response::ResponseRewrite;
 use super::retry::NextUpstream;
@@ -110,6 +111,10 @@ pub struct Policy {
     /// rewrite; `None` when the route asks for none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Arc<ResponseRewrite>>,
+    /// `limit-rps`, `limit-rpm`, `limit-connections` and their settings; `None` when the
+    /// route has no limit, the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Arc<Limits>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -213,6 +218,7 @@ impl Default for Policy {
             access_log: true,
             service_upstream: false,
             response: None,
+            limits: None,
         }
     }
 }

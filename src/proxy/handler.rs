@@ -21,7 +21,7 @@ use super::headers::{
 use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
-    self, allow, auth, body, canary, cors, errors, hash, mirror, mtls, prefix, redirect, response, rewrite, www,
+    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, prefix, redirect, response, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
 use super::upstream::tee::Tee;
@@ -107,6 +107,9 @@ struct Exchanged {
     addr: Option<SocketAddr>,
     /// When the upstream's response head arrived (saves reading the clock again).
     answered: Option<Instant>,
+    /// The request's `limit-connections` mark: moved into the response body, or into the
+    /// tunnel of an upgraded connection, which it then lasts as long as.
+    held: Option<limits::Held>,
 }
 
 thread_local! {
@@ -230,6 +233,9 @@ impl Proxy {
             peer.activity.tunnelled();
         }
         resp.body_mut().serving(serving);
+        if let Some(held) = outcome.exchanged.held {
+            resp.body_mut().hold(held);
+        }
         Ok(resp)
     }
 
@@ -287,6 +293,10 @@ impl Proxy {
         let origin = cors::origin(policy, &req);
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
+        }
+        match limits::check(&routed.plane.limits, route, req.headers(), peer, &self.trusted) {
+            Ok(held) => out.exchanged.held = held,
+            Err(over) => return over.response(),
         }
         verified.apply(req.headers_mut());
         let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted) {
@@ -699,7 +709,17 @@ impl Proxy {
                         held = Some(Box::new((resp, conn, i, runtime)));
                         continue;
                     }
-                    return self.answer(resp, conn, &choice, &sticky, i, runtime, peer, client_upgrade);
+                    return self.answer(
+                        resp,
+                        conn,
+                        &choice,
+                        &sticky,
+                        i,
+                        runtime,
+                        peer,
+                        client_upgrade,
+                        &mut out.held,
+                    );
                 }
                 Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
                     tracing::warn!(request_id = fwd.request_id(), endpoint = %ep.addr, "upstream timed out after {d:?}");
@@ -728,7 +748,17 @@ impl Proxy {
         // No endpoint left to try after an answer the route retries on: that answer goes.
         if let Some(h) = held {
             let (resp, conn, i, runtime) = *h;
-            return self.answer(resp, conn, &choice, &sticky, i, runtime, peer, client_upgrade);
+            return self.answer(
+                resp,
+                conn,
+                &choice,
+                &sticky,
+                i,
+                runtime,
+                peer,
+                client_upgrade,
+                &mut out.held,
+            );
         }
         match last_err.map(Failure::status) {
             Some(StatusCode::GATEWAY_TIMEOUT) => plain(
@@ -751,10 +781,17 @@ impl Proxy {
         runtime: &Arc<EndpointRuntime>,
         peer: &Peer,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        limit_place: &mut Option<limits::Held>,
     ) -> Response<Body> {
         let policy = &choice.route.policy;
         let cookie = choice.remember(sticky, i, peer.tls, &self.affinity_key);
-        let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout);
+        // A tunnel keeps the client's `limit-connections` place until it closes.
+        let held = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            limit_place.take()
+        } else {
+            None
+        };
+        let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout, held);
         response::rewrite(policy, resp.headers_mut());
         if let Some(c) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, c);
@@ -769,6 +806,7 @@ impl Proxy {
         ep: Arc<EndpointRuntime>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         read_timeout: Option<Duration>,
+        held: Option<limits::Held>,
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client), Some((upstream, early))) = (client_upgrade, conn.into_tunnel()) else {
@@ -776,6 +814,8 @@ impl Proxy {
                 return plain(StatusCode::BAD_GATEWAY, "bad gateway");
             };
             tokio::spawn(async move {
+                // A `limit-connections` place lasts as long as the tunnel.
+                let _held = held;
                 let mut client = match client.await {
                     Ok(c) => TokioIo::new(c),
                     Err(e) => return tracing::debug!(error = %e, "upgrade failed"),

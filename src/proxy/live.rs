@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use arc_swap::Guard;
 use prometheus_client::metrics::counter::Counter;
 
+use super::policy::limits::{self, Limiter};
 use super::upstream::EndpointRuntime;
 use super::upstream::tls::Clients;
 use crate::balance::table::{BackendState, Registry, reconcile};
@@ -25,6 +26,8 @@ pub struct Plane {
     pub routes: Arc<[RouteCounters]>,
     /// The TLS clients of routes with `proxy-ssl-*` settings.
     pub upstream_tls: Arc<Clients>,
+    /// The `limit-*` state of routes with limits, aligned with `config.route_list`.
+    pub limits: Arc<[Option<Arc<Limiter>>]>,
 }
 
 impl Plane {
@@ -48,11 +51,20 @@ impl Plane {
                 )),
             ),
         };
+        let limits = match prev {
+            Some(p)
+                if Arc::ptr_eq(&p.config.route_list, &config.route_list) && p.config.replicas == config.replicas =>
+            {
+                p.limits.clone()
+            }
+            _ => limits::reconcile(prev.map(|p| (&*p.config, &*p.limits)), &config),
+        };
         Plane {
             config,
             backends,
             routes,
             upstream_tls,
+            limits,
         }
     }
 }

@@ -32,6 +32,8 @@ use hyper::body::{Frame, SizeHint};
 pub struct Body {
     inner: Inner,
     serving: Option<client::Serving>,
+    /// The request's place under `limit-connections`, released when the body is done.
+    held: Option<policy::limits::Held>,
 }
 
 enum Inner {
@@ -44,6 +46,7 @@ impl Body {
         Body {
             inner: Inner::Upstream(body),
             serving: None,
+            held: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl Body {
         Body {
             inner: Inner::Own(Full::new(data)),
             serving: None,
+            held: None,
         }
     }
 
@@ -61,6 +65,11 @@ impl Body {
     /// Ties the request's `Serving` mark to this body.
     pub fn serving(&mut self, serving: client::Serving) {
         self.serving = Some(serving);
+    }
+
+    /// Ties a `limit-connections` mark to this body.
+    pub fn hold(&mut self, held: policy::limits::Held) {
+        self.held = Some(held);
     }
 }
 

@@ -4,6 +4,7 @@
 //! 403 or 421; sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges;
 //! may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
+//! [`limits`] (may answer 503 or the configured limit status),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413);
 //! [`mirror`] starts the request's copy; then endpoint choice with affinity
 //! (`balance::choice`) or by the [`hash`] key (among the [`errors`] fallback's endpoints when
@@ -20,6 +21,7 @@ pub mod cors;
 pub mod errors;
 pub mod external;
 pub mod hash;
+pub mod limits;
 pub mod mirror;
 pub mod mtls;
 pub mod prefix;
