@@ -56,6 +56,7 @@ pub fn routes_json(plane: &Plane) -> Value {
         "admitted": cfg.admitted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
         "diagnostics": cfg.diagnostics,
+        "settings": cfg.global,
     })
 }
 

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portico::admin::{Admin, Pages};
 use portico::compile::Options;
 use portico::config::Cidr;
+use portico::config::global::Hsts;
 use portico::metrics::Metrics;
 use portico::model::ObjectKey;
 use portico::proxy::front::Front;
@@ -49,6 +50,8 @@ enum Command {
     Demo,
     /// Print every ingress-nginx annotation and what Portico does with it (Markdown).
     Annotations,
+    /// Print every ingress-nginx ConfigMap key and what Portico does with it (Markdown).
+    ConfigmapKeys,
     /// Run one echo pod (answers with what it received), e.g. inside a test's network namespace.
     #[command(hide = true)]
     Echo {
@@ -85,6 +88,10 @@ struct ClassArgs {
     /// the path may hold $host, $http_host, $scheme, $request_uri, $escaped_request_uri.
     #[arg(long, env = "PORTICO_GLOBAL_AUTH_URL", value_parser = parse_auth_url)]
     global_auth_url: Option<Box<portico::config::auth::ExternalAuth>>,
+    /// NS/NAME of ingress-nginx's controller ConfigMap (e.g. ingress-nginx/ingress-nginx-controller),
+    /// followed live: its keys override the flags that have one (docs/configmap.md).
+    #[arg(long, env = "PORTICO_CONFIGMAP", value_parser = parse_key)]
+    configmap: Option<ObjectKey>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -320,6 +327,8 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         fallback_certificate: fallback,
         now: std::time::SystemTime::now(),
         cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
+        configmap: class.configmap.clone(),
+        global: Default::default(),
     }
 }
 
@@ -336,6 +345,10 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Check { manifests, class }) => check(&manifests, &class),
         Some(Command::Annotations) => {
             print!("{}", portico::compile::known::markdown_table());
+            Ok(())
+        }
+        Some(Command::ConfigmapKeys) => {
+            print!("{}", portico::compile::known_keys::markdown_table());
             Ok(())
         }
         Some(Command::Demo) => {
@@ -425,11 +438,17 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         tls::self_signed("Portico Default Certificate", Some("Portico"))
     }
     .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
-    let publisher = Arc::new(Publisher::new(
-        live.clone(),
-        options(&args.class, Some(fallback), args.enable_ssl_passthrough),
-        metrics.clone(),
-    ));
+    let mut opts = options(&args.class, Some(fallback), args.enable_ssl_passthrough);
+    // The flags that have a ConfigMap key: defaults that the `--configmap` overrides.
+    opts.global.trusted = args.trusted_proxies.clone();
+    opts.global.hsts = (args.hsts == OnOff::On).then(|| {
+        Hsts::new(
+            args.hsts_max_age,
+            args.hsts_include_subdomains == OnOff::On,
+            args.hsts_preload == OnOff::On,
+        )
+    });
+    let publisher = Arc::new(Publisher::new(live.clone(), opts, metrics.clone()));
     let affinity_key = match &args.affinity_key {
         Some(k) if k.len() >= 16 => aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k.as_bytes()),
         Some(_) => anyhow::bail!("--affinity-key must be at least 16 bytes"),
@@ -471,6 +490,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
                 identity,
                 debounce: args.debounce,
                 controller_name: "portico".into(),
+                configmap: args.class.configmap.clone(),
             };
             if opts.publish_service.is_none() && opts.publish_status_addresses.is_empty() {
                 tracing::warn!(
@@ -545,17 +565,9 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         live: live.clone(),
         upstream: Upstream::new(&settings),
         settings: settings.clone(),
-        trusted: args.trusted_proxies.clone(),
         metrics: metrics.clone(),
         access_log: args.access_log == OnOff::On,
         affinity_key,
-        hsts: (args.hsts == OnOff::On).then(|| {
-            tls_options::hsts_value(
-                args.hsts_max_age,
-                args.hsts_include_subdomains == OnOff::On,
-                args.hsts_preload == OnOff::On,
-            )
-        }),
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(

@@ -14,7 +14,6 @@ use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::mtls::ClientAuthStore;
-use crate::config::policy::Policy;
 use crate::config::route::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
 use crate::config::tls::CertStore;
 use crate::model::{ObjectKey, Snapshot};
@@ -105,6 +104,8 @@ pub struct IngressPass<'s, 'r> {
     pub diags: &'r mut Diagnostics,
     pub certs: &'r mut CertStore,
     pub parsed_secrets: HashMap<ObjectKey, SecretResult>,
+    /// The `--configmap`'s settings (route defaults, global auth).
+    pub global: &'s crate::config::global::Global,
 }
 
 type SecretResult = Result<Arc<rustls::sign::CertifiedKey>, (Reason, String)>;
@@ -159,7 +160,7 @@ impl IngressPass<'_, '_> {
         let mut tls_hosts: HashMap<HostPattern, TlsHost> = HashMap::new();
         let mut admitted = Vec::with_capacity(owned.len());
 
-        let default_policy = Arc::new(Policy::default());
+        let default_policy = Arc::new(self.global.routes.policy());
         // TLS first: whether a host has TLS decides the redirects of every route on it.
         for (key, ing) in &owned {
             self.tls(key, ing, &mut tls_hosts);
@@ -175,14 +176,16 @@ impl IngressPass<'_, '_> {
                 key,
                 diags: self.diags,
                 secrets: &self.snapshot.secrets,
-                global_auth: self.opts.global_auth.as_deref(),
+                global_auth: self.global.global_auth.as_deref(),
             };
             notes.unsupported();
             let ssl_redirect = notes.bool("ssl-redirect", true);
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             // Most Ingresses carry no annotations: they share one default policy.
-            let policy = match notes.policy() {
-                p if p == Policy::default() => default_policy.clone(),
+            let mut policy = notes.policy();
+            super::global::apply_route_defaults(&mut policy, ing, &self.global.routes);
+            let policy = match policy {
+                p if p == *default_policy => default_policy.clone(),
                 p => Arc::new(p),
             };
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.

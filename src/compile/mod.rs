@@ -3,8 +3,10 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod global;
 pub mod ingress;
 pub mod known;
+pub mod known_keys;
 pub mod mtls;
 pub mod passthrough;
 pub mod tls;
@@ -51,6 +53,10 @@ pub struct Options {
     pub cert_cache: Option<Arc<tls::CertCache>>,
     /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation takes effect.
     pub enable_ssl_passthrough: bool,
+    /// `--configmap`: ingress-nginx's controller ConfigMap, whose keys override `global`.
+    pub configmap: Option<ObjectKey>,
+    /// The command line's controller-wide settings (see [`global::settings`]).
+    pub global: crate::config::global::Global,
 }
 
 impl Default for Options {
@@ -66,6 +72,8 @@ impl Default for Options {
             now: SystemTime::now(),
             cert_cache: None,
             enable_ssl_passthrough: false,
+            configmap: None,
+            global: Default::default(),
         }
     }
 }
@@ -76,6 +84,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     let mut diags = Diagnostics::default();
     let mut resolver = Resolver::new(snapshot);
     let mut certs = CertStore::new(opts.fallback_certificate.clone());
+    let global = global::settings(snapshot, opts, &mut diags);
 
     let mut pass = IngressPass {
         snapshot,
@@ -84,6 +93,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         diags: &mut diags,
         certs: &mut certs,
         parsed_secrets: HashMap::new(),
+        global: &global,
     };
     if let Some(key) = &opts.default_ssl_certificate {
         match pass.secret(key) {
@@ -174,6 +184,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         ignored: Arc::new(compiled.ignored),
         diagnostics: Arc::new(diags.into_sorted()),
         passthrough: Arc::new(passthrough),
+        global: Arc::new(global),
     }
 }
 
@@ -207,6 +218,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         ignored: prev.ignored.clone(),
         diagnostics: prev.diagnostics.clone(),
         passthrough: prev.passthrough.clone(),
+        global: prev.global.clone(),
     }
 }
 

@@ -65,6 +65,12 @@ pub enum Reason {
     /// A Service field Portico uses is out of range (a manifests file; the API server
     /// refuses such values).
     InvalidServiceField,
+    /// A `--configmap` key's value is invalid; its default holds.
+    InvalidConfigMapKey,
+    /// A `--configmap` key has no effect in Portico.
+    UnsupportedConfigMapKey,
+    /// The `--configmap`, or a ConfigMap one of its keys names, does not exist.
+    ConfigMapNotFound,
 }
 
 impl Reason {
@@ -86,6 +92,9 @@ impl Reason {
             Reason::RouteTable => "RouteTable",
             Reason::InvalidManifest => "InvalidManifest",
             Reason::InvalidServiceField => "InvalidServiceField",
+            Reason::InvalidConfigMapKey => "InvalidConfigMapKey",
+            Reason::UnsupportedConfigMapKey => "UnsupportedConfigMapKey",
+            Reason::ConfigMapNotFound => "ConfigMapNotFound",
         }
     }
 }

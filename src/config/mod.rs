@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backend;
 mod cidr;
 pub mod diagnostic;
+pub mod global;
 pub mod mtls;
 pub mod policy;
 pub mod route;
@@ -49,6 +50,8 @@ pub struct Config {
     /// `ssl-passthrough` hosts (exact, lower-case) → the index in `backends` their TLS
     /// connections are spliced to, unterminated. Empty unless `--enable-ssl-passthrough`.
     pub passthrough: Arc<HashMap<String, usize>>,
+    /// Controller-wide settings: the command line's, overridden by the `--configmap`.
+    pub global: Arc<global::Global>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -64,6 +67,7 @@ impl PartialEq for Config {
             && self.ignored == other.ignored
             && self.diagnostics == other.diagnostics
             && self.passthrough == other.passthrough
+            && self.global == other.global
     }
 }
 

@@ -29,7 +29,7 @@ use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::Choice;
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
-use crate::config::{Backend, Cidr, Endpoint, Route, Target};
+use crate::config::{Backend, Endpoint, Route, Target};
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
 
@@ -38,14 +38,10 @@ pub struct Proxy {
     pub live: Arc<Live>,
     pub upstream: Upstream,
     pub settings: Settings,
-    pub trusted: Vec<Cidr>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
     /// Signs persistent-affinity cookie values (`--affinity-key`).
     pub affinity_key: aws_lc_rs::hmac::Key,
-    /// The Strict-Transport-Security value sent on HTTPS responses (`--hsts` and its settings,
-    /// see [`super::tls_options::hsts_value`]); `None`: not sent.
-    pub hsts: Option<HeaderValue>,
     /// The auth step's runtime state (verified passwords).
     pub auth: auth::State,
 }
@@ -171,12 +167,8 @@ impl Proxy {
         };
         let mut outcome = Outcome::default();
         let mut resp = self.dispatch(req, &fields, &peer, start, rid, &mut outcome).await;
-        if peer.tls
-            && let Some(hsts) = &self.hsts
-            && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
-        {
-            resp.headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            self.hsts(outcome.routed.as_ref(), &mut resp);
         }
         let status = resp.status().as_u16();
         let elapsed = outcome
@@ -221,6 +213,17 @@ impl Proxy {
         Ok(resp)
     }
 
+    /// Strict-Transport-Security as the request's Config (or, unrouted, the current one) says.
+    fn hsts(&self, routed: Option<&Routed>, resp: &mut Response<Body>) {
+        let value = match routed {
+            Some(r) => r.plane.config.global.hsts.as_ref().map(|h| h.value.clone()),
+            None => self.live.load().config.global.hsts.as_ref().map(|h| h.value.clone()),
+        };
+        if let Some(v) = value {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+        }
+    }
+
     /// The pipeline: route, then the policy steps in their fixed order (see [`super::policy`]),
     /// then endpoint choice and the upstream exchange.
     async fn dispatch(
@@ -251,12 +254,14 @@ impl Proxy {
         let routed = &*out.routed.insert(routed);
         let route = &*routed.route;
         let policy = &route.policy;
+        // Whose X-Forwarded-* are believed: the Config's (`--trusted-proxies`, `--configmap`).
+        let trusted = &routed.plane.config.global.trusted;
 
         let verified = match mtls::check(route, peer) {
             Ok(v) => v,
             Err(r) => return r.response(),
         };
-        if let Some(r) = allow::check(policy, req.headers(), peer, &self.trusted) {
+        if let Some(r) = allow::check(policy, req.headers(), peer, trusted) {
             return r;
         }
         let here = redirect::Request {
@@ -274,7 +279,7 @@ impl Proxy {
             return r;
         }
         verified.apply(req.headers_mut());
-        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted) {
+        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, trusted) {
             None => auth::Passed::default(),
             Some(authenticating) => match authenticating.await {
                 Ok(p) => p,
@@ -349,6 +354,7 @@ impl Proxy {
     ) -> Response<Body> {
         let (route, backend) = (&*routed.route, routed.backend());
         let policy = &route.policy;
+        let trusted = &routed.plane.config.global.trusted;
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
         let external;
@@ -387,7 +393,7 @@ impl Proxy {
         };
         let sticky = choice.sticky(
             req.headers(),
-            || client_ip(req.headers(), peer.addr, &self.trusted),
+            || client_ip(req.headers(), peer.addr, trusted),
             &self.affinity_key,
             now,
         );
@@ -429,7 +435,7 @@ impl Proxy {
             headers.insert(header::UPGRADE, up.clone());
         }
         // The id goes upstream in `fwd`; log lines read it from there.
-        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid);
+        let fwd = forwarded(&headers, peer, authority.as_ref(), trusted, rid);
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
