@@ -211,3 +211,178 @@ async fn hsts_keys_and_diagnostics() {
     let d = diagnostics(&p.routes().await);
     assert!(d.iter().any(|m| m.contains("ConfigMapNotFound")), "{d:?}");
 }
+
+/// `add-headers` and `custom-headers` go to the client, `proxy-set-headers` to the pod; an
+/// Ingress's `custom-headers` only with names in `global-allowed-response-headers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_lists_from_configmaps() {
+    let web = pods("web", 1).await;
+    let custom = |name: &str, host: &str, list: &str| {
+        annotated_ingress(
+            name,
+            host,
+            "/",
+            "web",
+            &[("nginx.ingress.kubernetes.io/custom-headers", list)],
+        )
+    };
+    let manifests = site(&web, "plain.test")
+        + &custom("own", "own.test", "tenant")
+        + &custom("bad", "bad.test", "other")
+        + &yaml(&[
+            fixture::config_map("ingress-nginx", "resp", &[("X-Frame-Options", "DENY")]).into(),
+            fixture::config_map("ingress-nginx", "req", &[("X-Env", "prod")]).into(),
+            fixture::config_map("default", "tenant", &[("X-Tenant", "blue")]).into(),
+            fixture::config_map("default", "other", &[("X-Other", "1")]).into(),
+        ]);
+    let p = Portico::start(
+        &[
+            ("site.yaml", manifests),
+            (
+                "cm.yaml",
+                configmap(&[
+                    ("add-headers", "resp"),
+                    ("proxy-set-headers", "ingress-nginx/req"),
+                    ("global-allowed-response-headers", "X-Tenant"),
+                ]),
+            ),
+        ],
+        &["--configmap", CM],
+    )
+    .await;
+    let (s, h, body) = get(p.http, "plain.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h.get("x-env").is_none(), "proxy-set-headers go upstream only");
+    assert_eq!(json(&body)["headers"]["x-env"], "prod");
+    assert!(
+        json(&body)["headers"]["x-frame-options"].is_null(),
+        "add-headers go to the client only"
+    );
+
+    let (_, h, _) = get(p.http, "own.test", "/").await.unwrap();
+    assert_eq!(
+        (h["x-tenant"].to_str().unwrap(), h["x-frame-options"].to_str().unwrap()),
+        ("blue", "DENY")
+    );
+    let (s, h, _) = get(p.http, "bad.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert!(h.get("x-other").is_none());
+    let d = diagnostics(&p.routes().await);
+    assert!(
+        d.iter()
+            .any(|m| m.contains("x-other is not in the --configmap's global-allowed-response-headers")),
+        "{d:?}"
+    );
+
+    // A list with a refused name is not used at all.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    let refused = fixture::config_map(
+        "ingress-nginx",
+        "resp2",
+        &[("X-Frame-Options", "DENY"), ("Content-Length", "0")],
+    );
+    let cm = configmap(&[
+        ("add-headers", "resp2"),
+        ("proxy-set-headers", "ingress-nginx/req"),
+        ("global-allowed-response-headers", "X-Tenant"),
+    ]);
+    p.write("cm.yaml", &(cm + &yaml(&[refused.into()])));
+    p.wait_generation(generation + 1).await;
+    let (s, h, _) = get(p.http, "plain.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert!(h.get("x-frame-options").is_none());
+    let d = diagnostics(&p.routes().await);
+    assert!(
+        d.iter()
+            .any(|m| m.contains("\\\"Content-Length\\\" is not a header name")),
+        "{d:?}"
+    );
+}
+
+/// An auth service on loopback: 200 when the auth request carries `x-auth-key: secret`,
+/// else 401.
+async fn auth_service() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let ok = req.headers().get("x-auth-key").is_some_and(|v| v == "secret");
+                    let status = if ok { 200 } else { 401 };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// `global-auth-url` covers Ingresses without an `auth-url`; an invalid one makes them answer
+/// 503, never go open; `auth-proxy-set-headers` headers reach the auth service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_from_configmaps() {
+    let web = pods("web", 1).await;
+    let auth = auth_service().await;
+    let url = format!("http://{auth}/check");
+    let manifests = site(&web, "open.test")
+        + &annotated_ingress(
+            "keyed",
+            "keyed.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", url.as_str()),
+                ("nginx.ingress.kubernetes.io/auth-proxy-set-headers", "auth-headers"),
+            ],
+        )
+        + &annotated_ingress(
+            "missing",
+            "missing.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", url.as_str()),
+                ("nginx.ingress.kubernetes.io/auth-proxy-set-headers", "nope"),
+            ],
+        )
+        + &yaml(&[fixture::config_map("default", "auth-headers", &[("X-Auth-Key", "secret")]).into()]);
+    let p = Portico::start(
+        &[
+            ("site.yaml", manifests),
+            ("cm.yaml", configmap(&[("global-auth-url", url.as_str())])),
+        ],
+        &["--configmap", CM, "--allow-loopback-auth-url"],
+    )
+    .await;
+    assert_eq!(get(p.http, "open.test", "/").await.unwrap().0, 401, "global auth");
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "open.test")
+        .header("x-auth-key", "secret")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(p.http, req).await.unwrap().0, 200);
+    assert_eq!(
+        get(p.http, "keyed.test", "/").await.unwrap().0,
+        200,
+        "the ConfigMap's header"
+    );
+    assert_eq!(get(p.http, "missing.test", "/").await.unwrap().0, 503);
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("global-auth-url", "ftp://auth.example/")]));
+    p.wait_generation(generation + 1).await;
+    assert_eq!(get(p.http, "open.test", "/").await.unwrap().0, 503, "never open");
+    assert_eq!(get(p.http, "keyed.test", "/").await.unwrap().0, 200, "its own auth-url");
+}

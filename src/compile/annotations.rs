@@ -230,6 +230,8 @@ impl Annotations<'_> {
             ),
             auth: self.auth(),
             upstream_tls: self.upstream_tls(),
+            // Read with the Snapshot's ConfigMaps, in `super::global::route_policy`.
+            custom_headers: None,
         }
     }
 

@@ -311,6 +311,7 @@ pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
         request_redirect: None,
         cache: None,
         always_set_cookie: false,
+        proxy_set_headers: Default::default(),
     })
 }
 
@@ -507,11 +508,6 @@ impl Annotations<'_> {
             key,
             valid: valid.unwrap_or_else(|| vec![(vec![200, 202, 401], Duration::from_secs(300))]),
         });
-        if let Some((prefix, _)) = annotation(self.ing, "auth-proxy-set-headers") {
-            self.auth_warning(format!(
-                "annotation {prefix}auth-proxy-set-headers is not supported yet (Portico does not read ConfigMaps); the auth request is sent without those headers"
-            ));
-        }
     }
 
     /// `auth-type: basic`: the Secret's users, or why every request is denied (reported).

@@ -10,13 +10,15 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::Options;
 use super::annotations::{parse_size, parse_timeout};
 use super::auth::{self, parse_auth_url};
+use super::header_maps;
 use super::ingress::annotation;
 use super::known::Support;
 use super::known_keys;
 use crate::config::Cidr;
-use crate::config::auth::ExternalAuth;
+use crate::config::auth::{Auth, ExternalAuth};
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::global::{Global, Hsts, RouteDefaults};
+use crate::config::headers::HeaderList;
 use crate::config::policy::Policy;
 use crate::model::{ObjectKey, Snapshot};
 
@@ -44,14 +46,96 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         key,
         data: cm.data.as_ref().unwrap_or(&empty),
         diags,
+        snapshot,
     };
     r.unsupported();
     r.route_defaults(&mut g.routes);
     r.hsts(&mut g.hsts);
     r.forwarded(&mut g.trusted);
-    r.global_auth(&mut g.global_auth);
+    r.global_auth(&mut g.global_auth, &mut g.global_auth_denied);
+    g.add_headers = r.headers("add-headers");
+    g.proxy_set_headers = r.headers("proxy-set-headers");
+    g.allowed_response_headers = r
+        .parsed(
+            "global-allowed-response-headers",
+            "a comma-separated list of header names",
+            auth::response_headers,
+        )
+        .unwrap_or_default();
     g.allow_snippet_annotations = r.bool("allow-snippet-annotations").unwrap_or(false);
     g
+}
+
+/// What the ConfigMaps add to an Ingress's Policy: the `--configmap`'s route defaults,
+/// a broken `global-auth-url`'s denial, and the header lists of `custom-headers` and
+/// `auth-proxy-set-headers` (ConfigMaps in the Ingress's namespace).
+pub fn route_policy(
+    p: &mut Policy,
+    ing: &Ingress,
+    key: &ObjectKey,
+    g: &Global,
+    snapshot: &Snapshot,
+    diags: &mut Diagnostics,
+) {
+    apply_route_defaults(p, ing, &g.routes);
+    if let Some(why) = &g.global_auth_denied
+        && annotation(ing, "auth-url").is_none()
+        && annotation(ing, "enable-global-auth").is_none_or(|(_, v)| v.trim() != "false")
+    {
+        let mut auth = p.auth.as_deref().cloned().unwrap_or(Auth {
+            denied: None,
+            basic: None,
+            external: None,
+        });
+        auth.denied.get_or_insert_with(|| why.clone());
+        p.auth = Some(Arc::new(auth));
+    }
+    let mut warn = |prefix: &str, name: &str, why: String, then: &str| {
+        diags.push(
+            ObjectRef::ingress(key),
+            Severity::Warning,
+            Reason::InvalidAnnotation,
+            format!("annotation {prefix}{name}: {why}; {then}"),
+        );
+    };
+    if let Some((prefix, reference)) = annotation(ing, "custom-headers") {
+        match header_maps::key(reference, &key.namespace, true).and_then(|k| header_maps::read(snapshot, &k)) {
+            Ok(list) => match list
+                .0
+                .iter()
+                .find(|(n, _)| !g.allowed_response_headers.iter().any(|a| a == n.as_str()))
+            {
+                Some((n, _)) => warn(
+                    prefix,
+                    "custom-headers",
+                    format!("header {n} is not in the --configmap's global-allowed-response-headers"),
+                    "no header is added",
+                ),
+                None => p.custom_headers = (!list.is_empty()).then(|| Arc::new(list)),
+            },
+            Err(why) => warn(prefix, "custom-headers", why, "no header is added"),
+        }
+    }
+    if let Some((prefix, reference)) = annotation(ing, "auth-proxy-set-headers")
+        && let Some(auth) = p.auth.as_mut()
+        && auth.external.is_some()
+        && annotation(ing, "auth-url").is_some()
+    {
+        let auth = Arc::make_mut(auth);
+        match header_maps::key(reference, &key.namespace, true).and_then(|k| header_maps::read(snapshot, &k)) {
+            Ok(list) => {
+                if let Some(e) = auth.external.as_mut() {
+                    e.proxy_set_headers = list;
+                }
+            }
+            Err(why) => {
+                let then = "every request to this Ingress is answered 503, as ingress-nginx denies it";
+                warn(prefix, "auth-proxy-set-headers", why.clone(), then);
+                auth.denied
+                    .get_or_insert_with(|| Arc::from(format!("auth-proxy-set-headers: {why}")));
+            }
+        }
+    }
 }
 
 /// An Ingress's Policy with the ConfigMap's defaults where its annotation is absent or invalid.
@@ -85,6 +169,7 @@ struct Reader<'a> {
     key: &'a ObjectKey,
     data: &'a BTreeMap<String, String>,
     diags: &'a mut Diagnostics,
+    snapshot: &'a Snapshot,
 }
 
 impl Reader<'_> {
@@ -185,13 +270,46 @@ impl Reader<'_> {
         *trusted = list;
     }
 
-    fn global_auth(&mut self, out: &mut Option<Arc<ExternalAuth>>) {
-        let Some(mut e) = self.parsed(
-            "global-auth-url",
-            "an http(s)://host[:port]/path URL (path variables: $host, $http_host, $scheme, $request_uri, $escaped_request_uri)",
-            |v| parse_auth_url(v).ok(),
-        ) else {
+    /// `add-headers`, `proxy-set-headers`: a ConfigMap (`namespace/name`, or `name` in this
+    /// ConfigMap's namespace) of headers. A bad list is a Warning and none of it is used.
+    fn headers(&mut self, name: &str) -> HeaderList {
+        let Some(reference) = self.data.get(name) else {
+            return HeaderList::default();
+        };
+        match header_maps::key(reference, &self.key.namespace, false)
+            .and_then(|key| header_maps::read(self.snapshot, &key))
+        {
+            Ok(list) => list,
+            Err(why) => {
+                self.warn(
+                    Reason::InvalidConfigMapKey,
+                    format!("ConfigMap key {name}: {why}; no header is added"),
+                );
+                HeaderList::default()
+            }
+        }
+    }
+
+    /// `global-auth-url` and its family. An invalid URL keeps the command line's global auth;
+    /// without one, the Ingresses it would cover answer 503 (never unauthenticated).
+    fn global_auth(&mut self, out: &mut Option<Arc<ExternalAuth>>, denied: &mut Option<Arc<str>>) {
+        let Some(raw) = self.data.get("global-auth-url").map(|v| v.trim().to_string()) else {
             return;
+        };
+        let mut e = match parse_auth_url(&raw) {
+            Ok(e) => e,
+            Err(why) => {
+                let then = match out {
+                    Some(_) => "--global-auth-url applies",
+                    None => "every Ingress it would cover (no auth-url, enable-global-auth not \"false\") answers 503",
+                };
+                let msg = format!("ConfigMap key global-auth-url={raw:?}: {why}; {then}");
+                self.warn(Reason::InvalidConfigMapKey, msg.clone());
+                if out.is_none() {
+                    *denied = Some(msg.into());
+                }
+                return;
+            }
         };
         e.method = self.parsed("global-auth-method", auth::AUTH_METHOD, auth::auth_method);
         e.signin = self.parsed("global-auth-signin", auth::SIGNIN, auth::signin);

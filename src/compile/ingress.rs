@@ -183,7 +183,7 @@ impl IngressPass<'_, '_> {
             let force_ssl_redirect = notes.bool("force-ssl-redirect", false);
             // Most Ingresses carry no annotations: they share one default policy.
             let mut policy = notes.policy();
-            super::global::apply_route_defaults(&mut policy, ing, &self.global.routes);
+            super::global::route_policy(&mut policy, ing, key, self.global, self.snapshot, self.diags);
             let policy = match policy {
                 p if p == *default_policy => default_policy.clone(),
                 p => Arc::new(p),

@@ -63,7 +63,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-method", Yes),
     (
         "auth-proxy-set-headers",
-        No("not yet: Portico does not read ConfigMaps; the auth request is sent without those headers"),
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list and the Ingress answers 503",
+        ),
     ),
     ("auth-realm", Yes),
     ("auth-request-redirect", Yes),
@@ -125,7 +127,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("cors-allow-origin", Yes),
     ("cors-expose-headers", Yes),
     ("cors-max-age", Yes),
-    ("custom-headers", No(LATER)),
+    (
+        "custom-headers",
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); names must be in global-allowed-response-headers",
+        ),
+    ),
     ("custom-http-errors", No(LATER)),
     ("default-backend", No(LATER)),
     ("denylist-source-range", No(LATER)),

@@ -18,7 +18,12 @@ const LATER: &str = "not yet";
 pub const KEYS: &[(&str, Support)] = &[
     ("access-log-params", No(LOGS)),
     ("access-log-path", No(LOGS)),
-    ("add-headers", No(LATER)),
+    (
+        "add-headers",
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
+        ),
+    ),
     ("allow-backend-server-header", No(LATER)),
     ("allow-cross-namespace-resources", No(LATER)),
     (
@@ -67,7 +72,7 @@ pub const KEYS: &[(&str, Support)] = &[
     ("forwarded-for-proxy-protocol-header", No(LATER)),
     ("generate-request-id", No(LATER)),
     ("geoip2-autoreload-in-minutes", No(MODULE)),
-    ("global-allowed-response-headers", No(LATER)),
+    ("global-allowed-response-headers", Yes),
     ("global-auth-always-set-cookie", Yes),
     ("global-auth-cache-duration", No(LATER)),
     ("global-auth-cache-key", No(LATER)),
@@ -174,7 +179,12 @@ pub const KEYS: &[(&str, Support)] = &[
     ("proxy-redirect-from", No(LATER)),
     ("proxy-request-buffering", No(NGINX_INTERNAL)),
     ("proxy-send-timeout", Yes),
-    ("proxy-set-headers", No(LATER)),
+    (
+        "proxy-set-headers",
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
+        ),
+    ),
     ("proxy-ssl-location-only", No(LATER)),
     ("proxy-stream-next-upstream", No(STREAM)),
     ("proxy-stream-next-upstream-timeout", No(STREAM)),

@@ -4,6 +4,7 @@ pub mod annotations;
 pub mod auth;
 pub mod backend;
 pub mod global;
+pub mod header_maps;
 pub mod ingress;
 pub mod known;
 pub mod known_keys;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::Cidr;
 use super::auth::ExternalAuth;
+use super::headers::HeaderList;
 use super::policy::Policy;
 use crate::model::ObjectKey;
 
@@ -32,6 +33,19 @@ pub struct Global {
     pub global_auth: Option<Arc<ExternalAuth>>,
     /// `allow-snippet-annotations`: accepted, and without effect (snippets stay refused).
     pub allow_snippet_annotations: bool,
+    /// Why the ConfigMap's `global-auth-url` cannot be used, when there is no other global
+    /// auth: Ingresses it would cover answer 503 rather than go unauthenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_auth_denied: Option<Arc<str>>,
+    /// `add-headers`: headers added to every response.
+    #[serde(skip_serializing_if = "HeaderList::is_empty")]
+    pub add_headers: HeaderList,
+    /// `proxy-set-headers`: headers set on every upstream request.
+    #[serde(skip_serializing_if = "HeaderList::is_empty")]
+    pub proxy_set_headers: HeaderList,
+    /// `global-allowed-response-headers`, lowercased: the only names an Ingress's
+    /// `custom-headers` may set.
+    pub allowed_response_headers: Vec<String>,
 }
 
 impl Default for Global {
@@ -43,6 +57,10 @@ impl Default for Global {
             hsts: Some(Hsts::default()),
             global_auth: None,
             allow_snippet_annotations: false,
+            global_auth_denied: None,
+            add_headers: HeaderList::default(),
+            proxy_set_headers: HeaderList::default(),
+            allowed_response_headers: Vec::new(),
         }
     }
 }

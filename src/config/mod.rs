@@ -7,6 +7,7 @@ pub mod backend;
 mod cidr;
 pub mod diagnostic;
 pub mod global;
+pub mod headers;
 pub mod mtls;
 pub mod policy;
 pub mod route;

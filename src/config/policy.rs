@@ -64,6 +64,9 @@ pub struct Policy {
     /// defaults (no verification, no client certificate, no SNI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// `custom-headers`: headers added to every response (from a ConfigMap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_headers: Option<Arc<super::headers::HeaderList>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,6 +158,7 @@ impl Default for Policy {
             rewrite_target: None,
             auth: None,
             upstream_tls: None,
+            custom_headers: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
-use super::policy::{self, allow, auth, body, cors, mtls, redirect, rewrite};
+use super::policy::{self, allow, auth, body, cors, mtls, redirect, request_headers, response_headers, rewrite};
 use super::upstream::h1::{self, Sending};
 use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
@@ -297,6 +297,7 @@ impl Proxy {
             .await;
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
+        response_headers::add(&routed.plane.config.global, policy, &mut resp);
         resp
     }
 
@@ -436,6 +437,7 @@ impl Proxy {
         }
         // The id goes upstream in `fwd`; log lines read it from there.
         let fwd = forwarded(&headers, peer, authority.as_ref(), trusted, rid);
+        request_headers::set(&routed.plane.config.global, &mut headers);
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()

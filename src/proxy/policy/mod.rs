@@ -3,7 +3,8 @@
 //! sets the `ssl-client-*` upstream headers), [`allow`] (may answer 403), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413), endpoint choice with affinity (`balance::choice`), then
-//! [`rewrite`] (the upstream target).
+//! [`rewrite`] (the upstream target) and [`request_headers`] (`proxy-set-headers`); on the
+//! upstream's response, [`response_headers`] (`add-headers`, `custom-headers`).
 
 pub mod allow;
 pub mod auth;
@@ -12,4 +13,6 @@ pub mod cors;
 pub mod external;
 pub mod mtls;
 pub mod redirect;
+pub mod request_headers;
+pub mod response_headers;
 pub mod rewrite;
