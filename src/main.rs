@@ -441,6 +441,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     let mut opts = options(&args.class, Some(fallback), args.enable_ssl_passthrough);
     // The flags that have a ConfigMap key: defaults that the `--configmap` overrides.
     opts.global.trusted = args.trusted_proxies.clone();
+    opts.global.use_proxy_protocol = args.use_proxy_protocol;
     opts.global.hsts = (args.hsts == OnOff::On).then(|| {
         Hsts::new(
             args.hsts_max_age,
@@ -596,7 +597,6 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         drain: drain.clone(),
         limit,
         front: Front {
-            proxy_protocol: args.use_proxy_protocol,
             proxy_protocol_timeout: args.proxy_protocol_header_timeout,
             ssl_passthrough: args.enable_ssl_passthrough,
         },

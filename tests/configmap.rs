@@ -386,3 +386,41 @@ async fn auth_from_configmaps() {
     assert_eq!(get(p.http, "open.test", "/").await.unwrap().0, 503, "never open");
     assert_eq!(get(p.http, "keyed.test", "/").await.unwrap().0, 200, "its own auth-url");
 }
+
+/// One GET on a new connection that first sends `front` (a PROXY protocol header, or
+/// nothing); the raw answer, empty when Portico closed the connection without one.
+async fn raw_get(addr: std::net::SocketAddr, front: &[u8], host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(front).await.unwrap();
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    // A refused connection may be closed already: a failed write is an answer too.
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `use-proxy-protocol` applies to the connections accepted after the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let p = Portico::start(
+        &[
+            ("site.yaml", site(&web, "pp.test")),
+            ("cm.yaml", configmap(&[("use-proxy-protocol", "true")])),
+        ],
+        &["--configmap", CM],
+    )
+    .await;
+    let a = raw_get(p.http, b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 80\r\n", "pp.test").await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(a.contains("\"x-forwarded-for\":\"192.0.2.7\""), "{a}");
+    assert_eq!(raw_get(p.http, b"", "pp.test").await, "", "no header: closed");
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("use-proxy-protocol", "false")]));
+    p.wait_generation(generation + 1).await;
+    let b = raw_get(p.http, b"", "pp.test").await;
+    assert!(b.starts_with("HTTP/1.1 200"), "{b}");
+}

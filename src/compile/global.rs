@@ -63,6 +63,9 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         )
         .unwrap_or_default();
     g.allow_snippet_annotations = r.bool("allow-snippet-annotations").unwrap_or(false);
+    if let Some(on) = r.bool("use-proxy-protocol") {
+        g.use_proxy_protocol = on;
+    }
     g
 }
 

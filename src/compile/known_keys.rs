@@ -232,7 +232,10 @@ pub const KEYS: &[(&str, Support)] = &[
     ("use-geoip2", No(MODULE)),
     ("use-gzip", No(OTHER_BRANCH)),
     ("use-http2", No(LATER)),
-    ("use-proxy-protocol", No(LATER)),
+    (
+        "use-proxy-protocol",
+        Partly("applies to connections accepted after the change; open ones keep how they started"),
+    ),
     ("variables-hash-bucket-size", No(NGINX_INTERNAL)),
     ("variables-hash-max-size", No(NGINX_INTERNAL)),
     ("whitelist-source-range", No(LATER)),

@@ -46,6 +46,9 @@ pub struct Global {
     /// `global-allowed-response-headers`, lowercased: the only names an Ingress's
     /// `custom-headers` may set.
     pub allowed_response_headers: Vec<String>,
+    /// `use-proxy-protocol` (or `--use-proxy-protocol`): every new connection starts with a
+    /// PROXY protocol header.
+    pub use_proxy_protocol: bool,
 }
 
 impl Default for Global {
@@ -61,6 +64,7 @@ impl Default for Global {
             add_headers: HeaderList::default(),
             proxy_set_headers: HeaderList::default(),
             allowed_response_headers: Vec::new(),
+            use_proxy_protocol: false,
         }
     }
 }
