@@ -529,38 +529,46 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
     let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
-    let mut tls_opts = tls_options::TlsOptions {
-        versions: args.ssl_protocols.clone(),
-        cipher_suites: None,
-    };
+    // Checked here so that a bad flag stops the start with a clear message.
     if let Some(list) = &args.ssl_ciphers {
-        let (suites, warnings) =
-            tls_options::parse_ciphers(list, &rustls::crypto::aws_lc_rs::default_provider(), &tls_opts.versions)
-                .map_err(|e| anyhow::anyhow!("--ssl-ciphers: {e}"))?;
+        let (_, warnings) = tls_options::parse_ciphers(
+            list,
+            &rustls::crypto::aws_lc_rs::default_provider(),
+            &args.ssl_protocols,
+        )
+        .map_err(|e| anyhow::anyhow!("--ssl-ciphers: {e}"))?;
         for w in warnings {
             tracing::warn!("--ssl-ciphers: {w}");
         }
-        tls_opts.cipher_suites = Some(suites);
     }
-    let sessions = || tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout);
-    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
     // Separate session caches: a session made without asking for a client certificate must
-    // not resume where one is asked for (nginx's session id context does the same).
-    let tls_acceptor = mtls::Acceptor::new(
-        tls::server_config(
-            live.clone(),
-            sessions(),
-            &tls_opts,
-            Arc::new(rustls::server::NoClientAuth),
-        )?,
-        tls::server_config(
-            live.clone(),
-            sessions(),
-            &tls_opts,
-            mtls::RequestClientCert::new(algorithms),
-        )?,
-        live.clone(),
+    // not resume where one is asked for (nginx's session id context does the same). Both
+    // outlive the configurations a `--configmap` change rebuilds.
+    let sessions = (
+        tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
+        tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
     );
+    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    let build_live = live.clone();
+    let build: portico::proxy::tls_live::Build = Box::new(move |opts| {
+        Ok((
+            tls::server_config(
+                build_live.clone(),
+                sessions.0.clone(),
+                opts,
+                Arc::new(rustls::server::NoClientAuth),
+            )?,
+            tls::server_config(
+                build_live.clone(),
+                sessions.1.clone(),
+                opts,
+                mtls::RequestClientCert::new(algorithms),
+            )?,
+        ))
+    });
+    let live_tls = portico::proxy::tls_live::LiveTls::new(args.ssl_protocols.clone(), args.ssl_ciphers.clone(), build)
+        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
+    let tls_acceptor = mtls::Acceptor::new(live_tls, live.clone());
 
     let proxy = Arc::new(Proxy {
         live: live.clone(),

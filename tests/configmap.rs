@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +22,16 @@ fn configmap(data: &[(&str, &str)]) -> String {
 /// Class, Service `web` on `pods`, and an Ingress for `host` → web without annotations.
 fn site(pods: &[std::net::SocketAddr], host: &str) -> String {
     class() + &service("web", pods) + &annotated_ingress("site", host, "/", "web", &[])
+}
+
+/// Class, Service `web` on `pods`, and an Ingress for foo.com with TLS → web.
+fn tls_site(pods: &[std::net::SocketAddr]) -> String {
+    class()
+        + &service("web", pods)
+        + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
+        + &yaml(&[ingress_with("tls", "foo.com", "/", "web", &[])
+            .tls(&["foo.com"], Some("foo-tls"))
+            .into()])
 }
 
 fn diagnostics(routes: &serde_json::Value) -> Vec<String> {
@@ -154,12 +166,7 @@ async fn route_defaults_from_the_configmap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_keys_and_diagnostics() {
     let web = pods("web", 1).await;
-    let tls = class()
-        + &service("web", &web)
-        + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
-        + &yaml(&[ingress_with("tls", "foo.com", "/", "web", &[])
-            .tls(&["foo.com"], Some("foo-tls"))
-            .into()]);
+    let tls = tls_site(&web);
     let p = Portico::start(
         &[
             ("site.yaml", tls),
@@ -423,4 +430,69 @@ async fn proxy_protocol_from_the_configmap() {
     p.wait_generation(generation + 1).await;
     let b = raw_get(p.http, b"", "pp.test").await;
     assert!(b.starts_with("HTTP/1.1 200"), "{b}");
+}
+
+/// `ssl-protocols` and `ssl-ciphers` apply to the next handshake; an invalid value is a
+/// Warning and the value before it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let tls = tls_site(&web);
+    let p = Portico::start(
+        &[
+            ("site.yaml", tls),
+            ("cm.yaml", configmap(&[("ssl-protocols", "TLSv1.3")])),
+        ],
+        &["--configmap", CM],
+    )
+    .await;
+    let tls12 = Arc::new(insecure_client(&[&rustls::version::TLS12]));
+    let tls13 = Arc::new(insecure_client(&[&rustls::version::TLS13]));
+    let ok = "HTTP/1.1 200 OK".to_string();
+    assert!(tls_once(p.https, &tls12, "foo.com").await.is_err(), "TLS 1.2 refused");
+    assert_eq!(tls_once(p.https, &tls13, "foo.com").await.unwrap().1, ok);
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write(
+        "cm.yaml",
+        &configmap(&[
+            ("ssl-protocols", "TLSv1.2 TLSv1.3"),
+            ("ssl-ciphers", "ECDHE-RSA-AES256-GCM-SHA384"),
+        ]),
+    );
+    p.wait_generation(generation + 1).await;
+    let (mut conn, _) = tls12_connect(p.https).await;
+    assert_eq!(
+        conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)
+    );
+    conn.send_close_notify();
+
+    // Invalid: a Warning, and the flags' values (here the defaults) apply.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("ssl-protocols", "SSLv3")]));
+    p.wait_generation(generation + 1).await;
+    assert!(
+        diagnostics(&p.routes().await)
+            .iter()
+            .any(|m| m.contains("ssl-protocols")),
+    );
+    assert_eq!(
+        tls_once(p.https, &tls12, "foo.com").await.unwrap().1,
+        ok,
+        "flags' default: TLS 1.2 too"
+    );
+}
+
+/// A finished TLS 1.2 handshake with `addr` (any certificate accepted).
+async fn tls12_connect(addr: std::net::SocketAddr) -> (rustls::ClientConnection, tokio::net::TcpStream) {
+    let cfg = Arc::new(insecure_client(&[&rustls::version::TLS12]));
+    let name = rustls::pki_types::ServerName::try_from("foo.com").unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, stream)
+        .await
+        .unwrap();
+    let (io, conn) = tls.into_inner();
+    (conn, io)
 }

@@ -14,12 +14,12 @@ use super::header_maps;
 use super::ingress::annotation;
 use super::known::Support;
 use super::known_keys;
-use crate::config::Cidr;
 use crate::config::auth::{Auth, ExternalAuth};
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::global::{Global, Hsts, RouteDefaults};
 use crate::config::headers::HeaderList;
 use crate::config::policy::Policy;
+use crate::config::{Cidr, tls_options};
 use crate::model::{ObjectKey, Snapshot};
 
 /// The settings every route and connection of this compile uses.
@@ -66,6 +66,7 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
     if let Some(on) = r.bool("use-proxy-protocol") {
         g.use_proxy_protocol = on;
     }
+    r.tls(&mut g);
     g
 }
 
@@ -189,7 +190,7 @@ impl Reader<'_> {
             let shown: String = raw.chars().take(200).collect();
             self.warn(
                 Reason::InvalidConfigMapKey,
-                format!("ConfigMap key {name}={shown:?} is not {expected}; the previous value holds"),
+                format!("ConfigMap key {name}={shown:?} is not {expected}; the command line's value (or Portico's default) holds"),
             );
         }
         v
@@ -271,6 +272,41 @@ impl Reader<'_> {
             }
         }
         *trusted = list;
+    }
+
+    /// `ssl-protocols` and `ssl-ciphers`, checked as the flags are; the handshake parses them
+    /// again (see `proxy::tls_live`).
+    fn tls(&mut self, g: &mut Global) {
+        let mut versions = vec![&rustls::version::TLS13, &rustls::version::TLS12];
+        let mut problem = None;
+        if let Some(raw) = self.data.get("ssl-protocols") {
+            match tls_options::parse_protocols(raw) {
+                Ok(v) => {
+                    versions = v;
+                    g.ssl_protocols = Some(raw.trim().to_string());
+                }
+                Err(why) => problem = Some(("ssl-protocols", raw.clone(), why)),
+            }
+        }
+        if let Some(raw) = self.data.get("ssl-ciphers") {
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            match tls_options::parse_ciphers(raw, &provider, &versions) {
+                Ok((_, skipped)) => {
+                    for w in skipped {
+                        self.warn(Reason::InvalidConfigMapKey, format!("ConfigMap key ssl-ciphers: {w}"));
+                    }
+                    g.ssl_ciphers = Some(raw.trim().to_string());
+                }
+                Err(why) => problem = Some(("ssl-ciphers", raw.clone(), why)),
+            }
+        }
+        if let Some((name, raw, why)) = problem {
+            let shown: String = raw.chars().take(200).collect();
+            self.warn(
+                Reason::InvalidConfigMapKey,
+                format!("ConfigMap key {name}={shown:?}: {why}; the command line's value (or Portico's default) holds"),
+            );
+        }
     }
 
     /// `add-headers`, `proxy-set-headers`: a ConfigMap (`namespace/name`, or `name` in this

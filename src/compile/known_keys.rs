@@ -201,11 +201,19 @@ pub const KEYS: &[(&str, Support)] = &[
     ("service-upstream", No(LATER)),
     ("skip-access-log-urls", No(LATER)),
     ("ssl-buffer-size", No(NGINX_INTERNAL)),
-    ("ssl-ciphers", No(LATER)),
+    (
+        "ssl-ciphers",
+        Partly(
+            "suite names only, rustls's ECDHE-GCM, CHACHA20 and TLS 1.3 suites; DHE, CBC and static-RSA names and OpenSSL keywords are skipped with a Warning; applies to new handshakes",
+        ),
+    ),
     ("ssl-dh-param", No(LATER)),
     ("ssl-early-data", No(LATER)),
     ("ssl-ecdh-curve", No(LATER)),
-    ("ssl-protocols", No(LATER)),
+    (
+        "ssl-protocols",
+        Partly("TLSv1.2 and TLSv1.3 only (rustls implements no older version); applies to new handshakes"),
+    ),
     ("ssl-redirect", No(LATER)),
     ("ssl-reject-handshake", No(LATER)),
     ("ssl-session-cache", No(LATER)),

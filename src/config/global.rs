@@ -49,6 +49,12 @@ pub struct Global {
     /// `use-proxy-protocol` (or `--use-proxy-protocol`): every new connection starts with a
     /// PROXY protocol header.
     pub use_proxy_protocol: bool,
+    /// `ssl-protocols` as the `--configmap` gives it (checked); `None`: `--ssl-protocols`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_protocols: Option<String>,
+    /// `ssl-ciphers` as the `--configmap` gives it (checked); `None`: `--ssl-ciphers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ciphers: Option<String>,
 }
 
 impl Default for Global {
@@ -65,6 +71,8 @@ impl Default for Global {
             proxy_set_headers: HeaderList::default(),
             allowed_response_headers: Vec::new(),
             use_proxy_protocol: false,
+            ssl_protocols: None,
+            ssl_ciphers: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod mtls;
 pub mod policy;
 pub mod route;
 pub mod tls;
+pub mod tls_options;
 pub mod upstream_tls;
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
-//! The HTTPS listener's settings in ingress-nginx's syntax: `ssl-protocols`, `ssl-ciphers`
-//! (OpenSSL names mapped to rustls's suites) and the HSTS header.
+//! The HTTPS listener's settings in ingress-nginx's syntax: `ssl-protocols` and `ssl-ciphers`
+//! (OpenSSL names mapped to rustls's suites), as flags and `--configmap` keys give them.
 
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 
