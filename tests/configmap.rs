@@ -115,6 +115,18 @@ async fn changes_apply_live_on_open_connections() {
         seen[first_new..].iter().all(|x| x == "192.0.2.7, 127.0.0.1"),
         "{seen:?}"
     );
+
+    // compute-full-forwarded-for: "false": the client address alone.
+    p.write(
+        "cm.yaml",
+        &configmap(&[
+            ("use-forwarded-headers", "true"),
+            ("compute-full-forwarded-for", "false"),
+        ]),
+    );
+    p.wait_generation(generation + 2).await;
+    let mut conn = KeepAlive::open(p.http).await;
+    assert_eq!(conn.forwarded_for("live.test").await, "192.0.2.7");
 }
 
 /// Route keys are the defaults of Ingresses without the annotation; an Ingress's own

@@ -67,6 +67,9 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         g.use_proxy_protocol = on;
     }
     r.tls(&mut g);
+    if let Some(full) = r.bool("compute-full-forwarded-for") {
+        g.compute_full_forwarded_for = full;
+    }
     g
 }
 

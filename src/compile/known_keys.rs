@@ -45,7 +45,12 @@ pub const KEYS: &[(&str, Support)] = &[
     ("client-body-timeout", No(LATER)),
     ("client-header-buffer-size", No(NGINX_INTERNAL)),
     ("client-header-timeout", No(LATER)),
-    ("compute-full-forwarded-for", No(LATER)),
+    (
+        "compute-full-forwarded-for",
+        Partly(
+            "without the key Portico sends the full chain (its behaviour before the ConfigMap; ingress-nginx's default is false); \"false\": the client address alone",
+        ),
+    ),
     ("custom-http-errors", No(OTHER_BRANCH)),
     ("debug-connections", No(NGINX_INTERNAL)),
     ("default-type", No(LATER)),
@@ -68,7 +73,10 @@ pub const KEYS: &[(&str, Support)] = &[
     ("error-log-level", No(LOGS)),
     ("error-log-path", No(LOGS)),
     ("force-ssl-redirect", No(LATER)),
-    ("forwarded-for-header", No(LATER)),
+    (
+        "forwarded-for-header",
+        No("not yet: the client address is read from X-Forwarded-For"),
+    ),
     ("forwarded-for-proxy-protocol-header", No(LATER)),
     ("generate-request-id", No(LATER)),
     ("geoip2-autoreload-in-minutes", No(MODULE)),

@@ -55,6 +55,9 @@ pub struct Global {
     /// `ssl-ciphers` as the `--configmap` gives it (checked); `None`: `--ssl-ciphers`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_ciphers: Option<String>,
+    /// `compute-full-forwarded-for`: X-Forwarded-For from a trusted peer is its chain with
+    /// the peer appended (Portico's default); `false`: the client address alone.
+    pub compute_full_forwarded_for: bool,
 }
 
 impl Default for Global {
@@ -73,6 +76,7 @@ impl Default for Global {
             use_proxy_protocol: false,
             ssl_protocols: None,
             ssl_ciphers: None,
+            compute_full_forwarded_for: true,
         }
     }
 }

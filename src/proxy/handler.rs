@@ -436,7 +436,10 @@ impl Proxy {
             headers.insert(header::UPGRADE, up.clone());
         }
         // The id goes upstream in `fwd`; log lines read it from there.
-        let fwd = forwarded(&headers, peer, authority.as_ref(), trusted, rid);
+        let mut fwd = forwarded(&headers, peer, authority.as_ref(), trusted, rid);
+        if !routed.plane.config.global.compute_full_forwarded_for {
+            fwd.client_only();
+        }
         request_headers::set(&routed.plane.config.global, &mut headers);
         if let Some(vhost) = policy
             .upstream_vhost
