@@ -44,7 +44,10 @@ pub const KEYS: &[(&str, Support)] = &[
     ("client-body-buffer-size", No(NGINX_INTERNAL)),
     ("client-body-timeout", No(LATER)),
     ("client-header-buffer-size", No(NGINX_INTERNAL)),
-    ("client-header-timeout", No(LATER)),
+    (
+        "client-header-timeout",
+        No("not yet from the ConfigMap: --client-header-timeout sets it at start"),
+    ),
     (
         "compute-full-forwarded-for",
         Partly(
@@ -72,7 +75,10 @@ pub const KEYS: &[(&str, Support)] = &[
     ("enable-underscores-in-headers", No(LATER)),
     ("error-log-level", No(LOGS)),
     ("error-log-path", No(LOGS)),
-    ("force-ssl-redirect", No(LATER)),
+    (
+        "force-ssl-redirect",
+        No("not yet from the ConfigMap: the force-ssl-redirect annotation sets it per Ingress"),
+    ),
     (
         "forwarded-for-header",
         No("not yet: the client address is read from X-Forwarded-For"),
@@ -107,7 +113,10 @@ pub const KEYS: &[(&str, Support)] = &[
     ("http-access-log-path", No(LOGS)),
     ("http-redirect-code", No(LATER)),
     ("http-snippet", No(SNIPPET)),
-    ("http2-max-concurrent-streams", No(LATER)),
+    (
+        "http2-max-concurrent-streams",
+        No("not yet from the ConfigMap: --h2-max-concurrent-streams sets it at start"),
+    ),
     ("http2-max-field-size", No(LATER)),
     ("http2-max-header-size", No(LATER)),
     ("http2-max-requests", No(LATER)),
@@ -126,20 +135,39 @@ pub const KEYS: &[(&str, Support)] = &[
     ("jaeger-trace-baggage-header-prefix", No(TRACING)),
     ("jaeger-trace-context-header-name", No(TRACING)),
     ("jaeger-tracer-baggage-header-prefix", No(TRACING)),
-    ("keep-alive", No(LATER)),
-    ("keep-alive-requests", No(LATER)),
+    (
+        "keep-alive",
+        No(
+            "not yet from the ConfigMap: --client-header-timeout sets the keep-alive idle time (and the request-head deadline) at start",
+        ),
+    ),
+    (
+        "keep-alive-requests",
+        No("not yet: a client connection serves requests until it is idle or closed"),
+    ),
     ("large-client-header-buffers", No(NGINX_INTERNAL)),
     ("limit-conn-status-code", No(OTHER_BRANCH)),
     ("limit-conn-zone-variable", No(OTHER_BRANCH)),
     ("limit-rate", No(OTHER_BRANCH)),
     ("limit-rate-after", No(OTHER_BRANCH)),
     ("limit-req-status-code", No(OTHER_BRANCH)),
-    ("load-balance", No(LATER)),
+    (
+        "load-balance",
+        No("not yet from the ConfigMap: the load-balance annotation sets it per Ingress (default round_robin)"),
+    ),
     ("location-snippet", No(SNIPPET)),
-    ("log-format-escape-json", No(LATER)),
+    (
+        "log-format-escape-json",
+        No("not yet: --log-format json writes JSON access-log lines with fixed fields"),
+    ),
     ("log-format-escape-none", No(LATER)),
     ("log-format-stream", No(STREAM)),
-    ("log-format-upstream", No(LATER)),
+    (
+        "log-format-upstream",
+        No(
+            "not yet: the access log has fixed fields (client, method, host, path, status, duration, upstream, Ingress, Service)",
+        ),
+    ),
     ("lua-shared-dicts", No(NGINX_INTERNAL)),
     ("main-snippet", No(SNIPPET)),
     ("map-hash-bucket-size", No(NGINX_INTERNAL)),
@@ -181,7 +209,10 @@ pub const KEYS: &[(&str, Support)] = &[
     ("proxy-next-upstream", No(LATER)),
     ("proxy-next-upstream-timeout", No(LATER)),
     ("proxy-next-upstream-tries", Yes),
-    ("proxy-protocol-header-timeout", No(LATER)),
+    (
+        "proxy-protocol-header-timeout",
+        No("not yet from the ConfigMap: --proxy-protocol-header-timeout sets it at start"),
+    ),
     ("proxy-read-timeout", Yes),
     ("proxy-real-ip-cidr", Yes),
     ("proxy-redirect-from", No(LATER)),
@@ -222,22 +253,49 @@ pub const KEYS: &[(&str, Support)] = &[
         "ssl-protocols",
         Partly("TLSv1.2 and TLSv1.3 only (rustls implements no older version); applies to new handshakes"),
     ),
-    ("ssl-redirect", No(LATER)),
+    (
+        "ssl-redirect",
+        No("not yet from the ConfigMap: the ssl-redirect annotation sets it per Ingress (default true)"),
+    ),
     ("ssl-reject-handshake", No(LATER)),
-    ("ssl-session-cache", No(LATER)),
-    ("ssl-session-cache-size", No(LATER)),
+    (
+        "ssl-session-cache",
+        No("not yet from the ConfigMap: --tls-session-cache 0 turns resumption off, at start"),
+    ),
+    (
+        "ssl-session-cache-size",
+        No("not yet from the ConfigMap: --tls-session-cache sets the number of sessions, at start"),
+    ),
     ("ssl-session-ticket-key", No(LATER)),
-    ("ssl-session-tickets", No(LATER)),
-    ("ssl-session-timeout", No(LATER)),
+    (
+        "ssl-session-tickets",
+        No("not yet: TLS 1.3 tickets carry only a session id (as ingress-nginx's default false); no stateless tickets"),
+    ),
+    (
+        "ssl-session-timeout",
+        No("not yet from the ConfigMap: --tls-session-timeout sets it, at start"),
+    ),
     ("stream-access-log-path", No(LOGS)),
     ("stream-snippet", No(SNIPPET)),
     ("strict-validate-path-type", No(LATER)),
     ("syslog-host", No(LOGS)),
     ("syslog-port", No(LOGS)),
-    ("upstream-keepalive-connections", No(LATER)),
-    ("upstream-keepalive-requests", No(LATER)),
-    ("upstream-keepalive-time", No(LATER)),
-    ("upstream-keepalive-timeout", No(LATER)),
+    (
+        "upstream-keepalive-connections",
+        No("not yet: up to 256 idle connections are kept per endpoint"),
+    ),
+    (
+        "upstream-keepalive-requests",
+        No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
+    ),
+    (
+        "upstream-keepalive-time",
+        No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
+    ),
+    (
+        "upstream-keepalive-timeout",
+        No("not yet: idle upstream connections are closed after 60 s"),
+    ),
     (
         "use-forwarded-headers",
         Partly(
@@ -254,9 +312,15 @@ pub const KEYS: &[(&str, Support)] = &[
     ),
     ("variables-hash-bucket-size", No(NGINX_INTERNAL)),
     ("variables-hash-max-size", No(NGINX_INTERNAL)),
-    ("whitelist-source-range", No(LATER)),
+    (
+        "whitelist-source-range",
+        No("not yet from the ConfigMap: the annotation sets it per Ingress"),
+    ),
     ("worker-cpu-affinity", No(NGINX_INTERNAL)),
-    ("worker-processes", No(LATER)),
+    (
+        "worker-processes",
+        No("not yet from the ConfigMap: --worker-threads sets the worker threads at start"),
+    ),
     ("worker-shutdown-timeout", No(NGINX_INTERNAL)),
 ];
 
