@@ -413,9 +413,23 @@ fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    // `worker-processes` of a `--configmap` in the manifests directory, read once here: the
+    // runtime cannot change its threads later (a change is logged as needing a restart).
+    let from_configmap = match (&args.manifests, &args.class.configmap, args.worker_threads) {
+        (Some(dir), Some(key), None) => portico::source::files::load_dir(dir)
+            .ok()
+            .and_then(|(s, _)| {
+                s.config_maps
+                    .get(key)
+                    .and_then(|c| c.data.as_ref()?.get("worker-processes").cloned())
+            })
+            .and_then(|v| portico::compile::global::worker_processes(&v))
+            .filter(|n| *n > 0),
+        _ => None,
+    };
     // One worker: a current-thread runtime does the same work without the cross-thread
     // task handoffs of the work-stealing scheduler.
-    let mut rt = match args.worker_threads {
+    let mut rt = match args.worker_threads.or(from_configmap) {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();

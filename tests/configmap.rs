@@ -24,6 +24,13 @@ fn site(pods: &[std::net::SocketAddr], host: &str) -> String {
     class() + &service("web", pods) + &annotated_ingress("site", host, "/", "web", &[])
 }
 
+/// Portico on `site` with the ConfigMap `data` (file cm.yaml) as its `--configmap`.
+async fn start(site: String, data: &[(&str, &str)], extra: &[&str]) -> Portico {
+    let mut args = vec!["--configmap", CM];
+    args.extend(extra);
+    Portico::start(&[("site.yaml", site), ("cm.yaml", configmap(data))], &args).await
+}
+
 /// Class, Service `web` on `pods`, and an Ingress for foo.com with TLS → web.
 fn tls_site(pods: &[std::net::SocketAddr]) -> String {
     class()
@@ -77,14 +84,7 @@ impl KeepAlive {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_apply_live_on_open_connections() {
     let web = pods("web", 1).await;
-    let p = Portico::start(
-        &[
-            ("site.yaml", site(&web, "live.test")),
-            ("cm.yaml", configmap(&[("use-forwarded-headers", "false")])),
-        ],
-        &["--configmap", CM],
-    )
-    .await;
+    let p = start(site(&web, "live.test"), &[("use-forwarded-headers", "false")], &[]).await;
     let mut conn = KeepAlive::open(p.http).await;
     assert_eq!(conn.forwarded_for("live.test").await, "127.0.0.1", "not believed");
     let generation = p.routes().await["generation"].as_u64().unwrap();
@@ -142,15 +142,10 @@ async fn route_defaults_from_the_configmap() {
             "web",
             &[("nginx.ingress.kubernetes.io/proxy-body-size", "0")],
         );
-    let p = Portico::start(
-        &[
-            ("site.yaml", manifests),
-            (
-                "cm.yaml",
-                configmap(&[("proxy-body-size", "1k"), ("proxy-read-timeout", "1")]),
-            ),
-        ],
-        &["--configmap", CM],
+    let p = start(
+        manifests,
+        &[("proxy-body-size", "1k"), ("proxy-read-timeout", "1")],
+        &[],
     )
     .await;
     let post = |host: &'static str, n: usize| {
@@ -179,21 +174,16 @@ async fn route_defaults_from_the_configmap() {
 async fn hsts_keys_and_diagnostics() {
     let web = pods("web", 1).await;
     let tls = tls_site(&web);
-    let p = Portico::start(
+    let p = start(
+        tls,
         &[
-            ("site.yaml", tls),
-            (
-                "cm.yaml",
-                configmap(&[
-                    ("hsts-max-age", "600"),
-                    ("hsts-preload", "true"),
-                    ("hsts-include-subdomains", "maybe"),
-                    ("server-snippet", "return 200;"),
-                    ("no-such-key", "1"),
-                ]),
-            ),
+            ("hsts-max-age", "600"),
+            ("hsts-preload", "true"),
+            ("hsts-include-subdomains", "maybe"),
+            ("server-snippet", "return 200;"),
+            ("no-such-key", "1"),
         ],
-        &["--configmap", CM],
+        &[],
     )
     .await;
     let a = tls_get(p.https, Some("foo.com"), "/", false).await.unwrap();
@@ -254,19 +244,14 @@ async fn header_lists_from_configmaps() {
             fixture::config_map("default", "tenant", &[("X-Tenant", "blue")]).into(),
             fixture::config_map("default", "other", &[("X-Other", "1")]).into(),
         ]);
-    let p = Portico::start(
+    let p = start(
+        manifests,
         &[
-            ("site.yaml", manifests),
-            (
-                "cm.yaml",
-                configmap(&[
-                    ("add-headers", "resp"),
-                    ("proxy-set-headers", "ingress-nginx/req"),
-                    ("global-allowed-response-headers", "X-Tenant"),
-                ]),
-            ),
+            ("add-headers", "resp"),
+            ("proxy-set-headers", "ingress-nginx/req"),
+            ("global-allowed-response-headers", "X-Tenant"),
         ],
-        &["--configmap", CM],
+        &[],
     )
     .await;
     let (s, h, body) = get(p.http, "plain.test", "/").await.unwrap();
@@ -376,12 +361,10 @@ async fn auth_from_configmaps() {
             ],
         )
         + &yaml(&[fixture::config_map("default", "auth-headers", &[("X-Auth-Key", "secret")]).into()]);
-    let p = Portico::start(
-        &[
-            ("site.yaml", manifests),
-            ("cm.yaml", configmap(&[("global-auth-url", url.as_str())])),
-        ],
-        &["--configmap", CM, "--allow-loopback-auth-url"],
+    let p = start(
+        manifests,
+        &[("global-auth-url", url.as_str())],
+        &["--allow-loopback-auth-url"],
     )
     .await;
     assert_eq!(get(p.http, "open.test", "/").await.unwrap().0, 401, "global auth");
@@ -424,14 +407,7 @@ async fn raw_get(addr: std::net::SocketAddr, front: &[u8], host: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_from_the_configmap() {
     let web = pods("web", 1).await;
-    let p = Portico::start(
-        &[
-            ("site.yaml", site(&web, "pp.test")),
-            ("cm.yaml", configmap(&[("use-proxy-protocol", "true")])),
-        ],
-        &["--configmap", CM],
-    )
-    .await;
+    let p = start(site(&web, "pp.test"), &[("use-proxy-protocol", "true")], &[]).await;
     let a = raw_get(p.http, b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 80\r\n", "pp.test").await;
     assert!(a.starts_with("HTTP/1.1 200"), "{a}");
     assert!(a.contains("\"x-forwarded-for\":\"192.0.2.7\""), "{a}");
@@ -450,14 +426,7 @@ async fn proxy_protocol_from_the_configmap() {
 async fn tls_settings_from_the_configmap() {
     let web = pods("web", 1).await;
     let tls = tls_site(&web);
-    let p = Portico::start(
-        &[
-            ("site.yaml", tls),
-            ("cm.yaml", configmap(&[("ssl-protocols", "TLSv1.3")])),
-        ],
-        &["--configmap", CM],
-    )
-    .await;
+    let p = start(tls, &[("ssl-protocols", "TLSv1.3")], &[]).await;
     let tls12 = Arc::new(insecure_client(&[&rustls::version::TLS12]));
     let tls13 = Arc::new(insecure_client(&[&rustls::version::TLS13]));
     let ok = "HTTP/1.1 200 OK".to_string();
@@ -507,4 +476,25 @@ async fn tls12_connect(addr: std::net::SocketAddr) -> (rustls::ClientConnection,
         .unwrap();
     let (io, conn) = tls.into_inner();
     (conn, io)
+}
+
+/// `worker-processes` is read at start; a change says in the log that it needs a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_change_asks_for_a_restart() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "w.test"), &[("worker-processes", "2")], &[]).await;
+    let restart = |logs: &[String]| logs.iter().any(|l| l.contains("worker-processes changed"));
+    assert!(!restart(&p.logs.lock().unwrap()));
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("worker-processes", "auto")]));
+    p.wait_generation(generation + 1).await;
+    assert_eq!(get(p.http, "w.test", "/").await.unwrap().0, 200);
+    // The log line is written off the request path: wait for it, a bounded number of times.
+    for _ in 0..100 {
+        if restart(&p.logs.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no log line about worker-processes needing a restart");
 }

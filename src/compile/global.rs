@@ -67,6 +67,11 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         g.use_proxy_protocol = on;
     }
     r.tls(&mut g);
+    g.worker_processes = r.parsed(
+        "worker-processes",
+        "\"auto\" or a number of worker threads from 1 to 1024",
+        worker_processes,
+    );
     if let Some(full) = r.bool("compute-full-forwarded-for") {
         g.compute_full_forwarded_for = full;
     }
@@ -162,6 +167,14 @@ pub fn apply_route_defaults(p: &mut Policy, ing: &Ingress, d: &RouteDefaults) {
     }
     if !set("proxy-next-upstream-tries", |v| tries(v).is_some()) {
         p.tries = d.tries;
+    }
+}
+
+/// `worker-processes`: `auto` (0: one per CPU) or 1 to 1024.
+pub fn worker_processes(v: &str) -> Option<usize> {
+    match v.trim() {
+        "auto" => Some(0),
+        n => n.parse().ok().filter(|n| (1..=1024).contains(n)),
     }
 }
 
@@ -418,6 +431,15 @@ mod tests {
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d.iter().any(|m| m.contains("proxy-connect-timeout")), "{d:?}");
         assert!(d.iter().any(|m| m.contains("hsts-preload")), "{d:?}");
+    }
+
+    #[test]
+    fn worker_processes_values() {
+        assert_eq!(worker_processes("auto"), Some(0));
+        assert_eq!(worker_processes("4"), Some(4));
+        for bad in ["0", "1025", "-1", "many"] {
+            assert_eq!(worker_processes(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -319,7 +319,9 @@ pub const KEYS: &[(&str, Support)] = &[
     ("worker-cpu-affinity", No(NGINX_INTERNAL)),
     (
         "worker-processes",
-        No("not yet from the ConfigMap: --worker-threads sets the worker threads at start"),
+        Partly(
+            "worker threads, read at start from a manifests directory (--worker-threads wins); in Kubernetes mode use --worker-threads; a change is logged as needing a restart",
+        ),
     ),
     ("worker-shutdown-timeout", No(NGINX_INTERNAL)),
 ];

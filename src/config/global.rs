@@ -58,6 +58,10 @@ pub struct Global {
     /// `compute-full-forwarded-for`: X-Forwarded-For from a trusted peer is its chain with
     /// the peer appended (Portico's default); `false`: the client address alone.
     pub compute_full_forwarded_for: bool,
+    /// `worker-processes` (0: `auto`): read when Portico starts; a later change is logged as
+    /// needing a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_processes: Option<usize>,
 }
 
 impl Default for Global {
@@ -77,6 +81,7 @@ impl Default for Global {
             ssl_protocols: None,
             ssl_ciphers: None,
             compute_full_forwarded_for: true,
+            worker_processes: None,
         }
     }
 }
