@@ -90,6 +90,8 @@ pub fn route_policy(
     diags: &mut Diagnostics,
 ) {
     apply_route_defaults(p, ing, &g.routes);
+    // Most Ingresses carry no annotations: nothing below applies to them but the denial.
+    let noted = ing.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty());
     if let Some(why) = &g.global_auth_denied
         && annotation(ing, "auth-url").is_none()
         && annotation(ing, "enable-global-auth").is_none_or(|(_, v)| v.trim() != "false")
@@ -110,6 +112,9 @@ pub fn route_policy(
             format!("annotation {prefix}{name}: {why}; {then}"),
         );
     };
+    if !noted {
+        return;
+    }
     if let Some((prefix, reference)) = annotation(ing, "custom-headers") {
         match header_maps::key(reference, &key.namespace, true).and_then(|k| header_maps::read(snapshot, &k)) {
             Ok(list) => match list
@@ -152,6 +157,10 @@ pub fn route_policy(
 
 /// An Ingress's Policy with the ConfigMap's defaults where its annotation is absent or invalid.
 pub fn apply_route_defaults(p: &mut Policy, ing: &Ingress, d: &RouteDefaults) {
+    // Without ConfigMap defaults, the annotations' reading already gave Portico's own.
+    if *d == RouteDefaults::default() {
+        return;
+    }
     let set = |name: &str, valid: fn(&str) -> bool| annotation(ing, name).is_some_and(|(_, v)| valid(v.trim()));
     if !set("proxy-body-size", |v| parse_size(v).is_some()) {
         p.max_body_bytes = d.max_body_bytes;
