@@ -594,7 +594,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
-        live.registry().clone(),
+        live.clone(),
         settings.upstream_idle_timeout,
     ));
     let builder = Arc::new(listener::http_builder(&settings));

@@ -498,3 +498,48 @@ async fn worker_processes_change_asks_for_a_restart() {
     }
     panic!("no log line about worker-processes needing a restart");
 }
+
+/// A backend that answers 200 to everything and counts the connections it accepted.
+async fn counting_backend() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// `upstream-keepalive-timeout`: an upstream connection idle longer is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_keepalive_timeout_from_the_configmap() {
+    let (backend, accepted) = counting_backend().await;
+    let p = start(site(&[backend], "up.test"), &[], &[]).await;
+    let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(get(p.http, "up.test", "/").await.unwrap().0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(count(), 1, "reused within the default 60 s");
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("upstream-keepalive-timeout", "1")]));
+    p.wait_generation(generation + 1).await;
+    for _ in 0..2 {
+        assert_eq!(get(p.http, "up.test", "/").await.unwrap().0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(count(), 3, "a connection idle past 1 s is not reused");
+}

@@ -72,6 +72,12 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         "\"auto\" or a number of worker threads from 1 to 1024",
         worker_processes,
     );
+    let max = Policy::MAX_TIMEOUT.as_secs();
+    g.upstream_keepalive_timeout = r.parsed(
+        "upstream-keepalive-timeout",
+        &format!("a number of seconds from 1 to {max}"),
+        parse_timeout,
+    );
     if let Some(full) = r.bool("compute-full-forwarded-for") {
         g.compute_full_forwarded_for = full;
     }

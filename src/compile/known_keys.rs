@@ -292,10 +292,7 @@ pub const KEYS: &[(&str, Support)] = &[
         "upstream-keepalive-time",
         No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
     ),
-    (
-        "upstream-keepalive-timeout",
-        No("not yet: idle upstream connections are closed after 60 s"),
-    ),
+    ("upstream-keepalive-timeout", Yes),
     (
         "use-forwarded-headers",
         Partly(

@@ -62,6 +62,10 @@ pub struct Global {
     /// needing a restart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_processes: Option<usize>,
+    /// `upstream-keepalive-timeout`: how long an idle upstream connection is kept for reuse
+    /// (`None`: 60 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_keepalive_timeout: Option<Duration>,
 }
 
 impl Default for Global {
@@ -82,6 +86,7 @@ impl Default for Global {
             ssl_ciphers: None,
             compute_full_forwarded_for: true,
             worker_processes: None,
+            upstream_keepalive_timeout: None,
         }
     }
 }

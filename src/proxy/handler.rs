@@ -541,7 +541,14 @@ impl Proxy {
             let t = Instant::now();
             let mut conn = match self
                 .upstream
-                .connection(runtime, protocol, tls, policy.connect_timeout, t)
+                .connection(
+                    runtime,
+                    protocol,
+                    tls,
+                    policy.connect_timeout,
+                    routed.plane.config.global.upstream_keepalive_timeout,
+                    t,
+                )
                 .await
             {
                 Ok(c) => c,
