@@ -543,3 +543,36 @@ async fn upstream_keepalive_timeout_from_the_configmap() {
     }
     assert_eq!(count(), 3, "a connection idle past 1 s is not reused");
 }
+
+/// `keep-alive`: a client connection idle longer is closed (for connections opened after
+/// the change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "ka.test"), &[], &[]).await;
+    let idle_then_send = |mut conn: KeepAlive| async move {
+        assert_eq!(conn.forwarded_for("ka.test").await, "127.0.0.1");
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "ka.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        match conn.0.ready().await {
+            Ok(()) => conn.0.send_request(req).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    assert!(
+        idle_then_send(KeepAlive::open(p.http).await).await,
+        "open after 2.5 s by default"
+    );
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("keep-alive", "1")]));
+    p.wait_generation(generation + 1).await;
+    assert!(
+        !idle_then_send(KeepAlive::open(p.http).await).await,
+        "closed after 1 s idle"
+    );
+}

@@ -78,6 +78,11 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         &format!("a number of seconds from 1 to {max}"),
         parse_timeout,
     );
+    g.keep_alive = r.parsed(
+        "keep-alive",
+        &format!("a number of seconds from 1 to {max}"),
+        parse_timeout,
+    );
     if let Some(full) = r.bool("compute-full-forwarded-for") {
         g.compute_full_forwarded_for = full;
     }

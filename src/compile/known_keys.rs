@@ -137,8 +137,8 @@ pub const KEYS: &[(&str, Support)] = &[
     ("jaeger-tracer-baggage-header-prefix", No(TRACING)),
     (
         "keep-alive",
-        No(
-            "not yet from the ConfigMap: --client-header-timeout sets the keep-alive idle time (and the request-head deadline) at start",
+        Partly(
+            "1 to 86400 seconds (0, keep-alive off, is refused); for connections opened after a change; it is also the time a request head may take (as --client-header-timeout, its default), and HTTP/2 keeps the flag's ping timeout",
         ),
     ),
     (

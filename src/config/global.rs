@@ -66,6 +66,10 @@ pub struct Global {
     /// (`None`: 60 s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_keepalive_timeout: Option<Duration>,
+    /// `keep-alive`: how long a client connection may idle between requests (`None`:
+    /// `--client-header-timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<Duration>,
 }
 
 impl Default for Global {
@@ -87,6 +91,7 @@ impl Default for Global {
             compute_full_forwarded_for: true,
             worker_processes: None,
             upstream_keepalive_timeout: None,
+            keep_alive: None,
         }
     }
 }

@@ -311,7 +311,15 @@ async fn connection<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = proxy.settings.client_header_timeout;
+    // `keep-alive` from the `--configmap` for connections opened after it changed, else
+    // `--client-header-timeout`: the idle time between requests, and the time a head may take.
+    let header_timeout = proxy
+        .live
+        .load()
+        .config
+        .global
+        .keep_alive
+        .unwrap_or(proxy.settings.client_header_timeout);
     let service = {
         let proxy = proxy.clone();
         let peer = peer.clone();
