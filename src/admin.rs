@@ -63,6 +63,7 @@ pub fn routes_json(plane: &Plane) -> Value {
         "ignored": cfg.ignored.iter().map(|(k, why)| json!({"ingress": k.to_string(), "reason": why})).collect::<Vec<_>>(),
         "diagnostics": cfg.diagnostics,
         "replicas": cfg.replicas,
+        "settings": cfg.global,
     })
 }
 

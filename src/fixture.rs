@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, ObjectReference, Secret, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
+    ClientIPConfig, ConfigMap, ObjectReference, Secret, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
@@ -455,6 +455,25 @@ impl From<Secret> for AnyObject {
     }
 }
 
+impl From<ConfigMap> for AnyObject {
+    fn from(o: ConfigMap) -> Self {
+        AnyObject::ConfigMap(Arc::new(o))
+    }
+}
+
+/// A ConfigMap with `data`.
+pub fn config_map(namespace: &str, name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    }
+}
+
 impl From<IngressBuilder> for AnyObject {
     fn from(b: IngressBuilder) -> Self {
         b.0.into()
@@ -496,6 +515,7 @@ pub fn yaml(objects: &[AnyObject]) -> String {
                 AnyObject::EndpointSlice(o) => doc(o.as_ref()),
                 AnyObject::Endpoints(o) => doc(o.as_ref()),
                 AnyObject::Secret(o) => doc(o.as_ref()),
+                AnyObject::ConfigMap(o) => doc(o.as_ref()),
             };
             format!("---\n{text}")
         })
@@ -523,6 +543,7 @@ mod tests {
             (AnyObject::Service(a), AnyObject::Service(b)) => a == b,
             (AnyObject::EndpointSlice(a), AnyObject::EndpointSlice(b)) => a == b,
             (AnyObject::Secret(a), AnyObject::Secret(b)) => a == b,
+            (AnyObject::ConfigMap(a), AnyObject::ConfigMap(b)) => a == b,
             _ => false,
         }
     }
@@ -572,6 +593,7 @@ mod tests {
                 .endpoint("fd00::2")
                 .into(),
             tls_secret_files("default", "s", "ec.crt", "ec-sec1.key").into(),
+            config_map("ingress-nginx", "c", &[("hsts", "false"), ("proxy-body-size", "8m")]).into(),
         ];
         let text = yaml(&objects);
         let parsed = parse_manifests(&text).expect("the rendered YAML parses");

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portico::admin::{Admin, Pages};
 use portico::compile::Options;
 use portico::config::Cidr;
+use portico::config::global::Hsts;
 use portico::metrics::Metrics;
 use portico::model::ObjectKey;
 use portico::proxy::front::Front;
@@ -49,6 +50,8 @@ enum Command {
     Demo,
     /// Print every ingress-nginx annotation and what Portico does with it (Markdown).
     Annotations,
+    /// Print every ingress-nginx ConfigMap key and what Portico does with it (Markdown).
+    ConfigmapKeys,
     /// Run one echo pod (answers with what it received), e.g. inside a test's network namespace.
     #[command(hide = true)]
     Echo {
@@ -85,6 +88,10 @@ struct ClassArgs {
     /// the path may hold $host, $http_host, $scheme, $request_uri, $escaped_request_uri.
     #[arg(long, env = "PORTICO_GLOBAL_AUTH_URL", value_parser = parse_auth_url)]
     global_auth_url: Option<Box<portico::config::auth::ExternalAuth>>,
+    /// NS/NAME of ingress-nginx's controller ConfigMap (e.g. ingress-nginx/ingress-nginx-controller),
+    /// followed live: its keys override the flags that have one (docs/configmap.md).
+    #[arg(long, env = "PORTICO_CONFIGMAP", value_parser = parse_key)]
+    configmap: Option<ObjectKey>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -330,6 +337,8 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         now: std::time::SystemTime::now(),
         cert_cache: Some(Arc::new(portico::compile::tls::CertCache::default())),
         limits_service: None,
+        configmap: class.configmap.clone(),
+        global: Default::default(),
     }
 }
 
@@ -346,6 +355,10 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Check { manifests, class }) => check(&manifests, &class),
         Some(Command::Annotations) => {
             print!("{}", portico::compile::known::markdown_table());
+            Ok(())
+        }
+        Some(Command::ConfigmapKeys) => {
+            print!("{}", portico::compile::known_keys::markdown_table());
             Ok(())
         }
         Some(Command::Demo) => {
@@ -410,9 +423,23 @@ fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    // `worker-processes` of a `--configmap` in the manifests directory, read once here: the
+    // runtime cannot change its threads later (a change is logged as needing a restart).
+    let from_configmap = match (&args.manifests, &args.class.configmap, args.worker_threads) {
+        (Some(dir), Some(key), None) => portico::source::files::load_dir(dir)
+            .ok()
+            .and_then(|(s, _)| {
+                s.config_maps
+                    .get(key)
+                    .and_then(|c| c.data.as_ref()?.get("worker-processes").cloned())
+            })
+            .and_then(|v| portico::compile::global::worker_processes(&v))
+            .filter(|n| *n > 0),
+        _ => None,
+    };
     // One worker: a current-thread runtime does the same work without the cross-thread
     // task handoffs of the work-stealing scheduler.
-    let mut rt = match args.worker_threads {
+    let mut rt = match args.worker_threads.or(from_configmap) {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -441,14 +468,19 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         // Its EndpointSlices would never be seen, and every replica would count itself alone.
         anyhow::bail!("--limits-per-cluster {own}: the Service must be in --watch-namespace {ns}");
     }
-    let publisher = Arc::new(Publisher::new(
-        live.clone(),
-        Options {
-            limits_service: args.limits_per_cluster.clone(),
-            ..options(&args.class, Some(fallback), args.enable_ssl_passthrough)
-        },
-        metrics.clone(),
-    ));
+    let mut opts = options(&args.class, Some(fallback), args.enable_ssl_passthrough);
+    // The flags that have a ConfigMap key: defaults that the `--configmap` overrides.
+    opts.global.trusted = args.trusted_proxies.clone();
+    opts.global.use_proxy_protocol = args.use_proxy_protocol;
+    opts.global.hsts = (args.hsts == OnOff::On).then(|| {
+        Hsts::new(
+            args.hsts_max_age,
+            args.hsts_include_subdomains == OnOff::On,
+            args.hsts_preload == OnOff::On,
+        )
+    });
+    opts.limits_service = args.limits_per_cluster.clone();
+    let publisher = Arc::new(Publisher::new(live.clone(), opts, metrics.clone()));
     let affinity_key = match &args.affinity_key {
         Some(k) if k.len() >= 16 => aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k.as_bytes()),
         Some(_) => anyhow::bail!("--affinity-key must be at least 16 bytes"),
@@ -490,6 +522,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
                 identity,
                 debounce: args.debounce,
                 controller_name: "portico".into(),
+                configmap: args.class.configmap.clone(),
             };
             if opts.publish_service.is_none() && opts.publish_status_addresses.is_empty() {
                 tracing::warn!(
@@ -527,59 +560,59 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     // The bound addresses (not the flags): with port 0 the kernel picks, and tests read them.
     let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let (http_bound, https_bound, admin_bound) = (bound(&http), bound(&https), bound(&admin_l));
-    let mut tls_opts = tls_options::TlsOptions {
-        versions: args.ssl_protocols.clone(),
-        cipher_suites: None,
-    };
+    // Checked here so that a bad flag stops the start with a clear message.
     if let Some(list) = &args.ssl_ciphers {
-        let (suites, warnings) =
-            tls_options::parse_ciphers(list, &rustls::crypto::aws_lc_rs::default_provider(), &tls_opts.versions)
-                .map_err(|e| anyhow::anyhow!("--ssl-ciphers: {e}"))?;
+        let (_, warnings) = tls_options::parse_ciphers(
+            list,
+            &rustls::crypto::aws_lc_rs::default_provider(),
+            &args.ssl_protocols,
+        )
+        .map_err(|e| anyhow::anyhow!("--ssl-ciphers: {e}"))?;
         for w in warnings {
             tracing::warn!("--ssl-ciphers: {w}");
         }
-        tls_opts.cipher_suites = Some(suites);
     }
-    let sessions = || tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout);
-    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
     // Separate session caches: a session made without asking for a client certificate must
-    // not resume where one is asked for (nginx's session id context does the same).
-    let tls_acceptor = mtls::Acceptor::new(
-        tls::server_config(
-            live.clone(),
-            sessions(),
-            &tls_opts,
-            Arc::new(rustls::server::NoClientAuth),
-        )?,
-        tls::server_config(
-            live.clone(),
-            sessions(),
-            &tls_opts,
-            mtls::RequestClientCert::new(algorithms),
-        )?,
-        live.clone(),
+    // not resume where one is asked for (nginx's session id context does the same). Both
+    // outlive the configurations a `--configmap` change rebuilds.
+    let sessions = (
+        tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
+        tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
     );
+    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
+    let build_live = live.clone();
+    let build: portico::proxy::tls_live::Build = Box::new(move |opts| {
+        Ok((
+            tls::server_config(
+                build_live.clone(),
+                sessions.0.clone(),
+                opts,
+                Arc::new(rustls::server::NoClientAuth),
+            )?,
+            tls::server_config(
+                build_live.clone(),
+                sessions.1.clone(),
+                opts,
+                mtls::RequestClientCert::new(algorithms),
+            )?,
+        ))
+    });
+    let live_tls = portico::proxy::tls_live::LiveTls::new(args.ssl_protocols.clone(), args.ssl_ciphers.clone(), build)
+        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
+    let tls_acceptor = mtls::Acceptor::new(live_tls, live.clone());
 
     let proxy = Arc::new(Proxy {
         live: live.clone(),
         upstream: Upstream::new(&settings),
         settings: settings.clone(),
-        trusted: args.trusted_proxies.clone(),
         metrics: metrics.clone(),
         access_log: args.access_log == OnOff::On,
         affinity_key,
-        hsts: (args.hsts == OnOff::On).then(|| {
-            tls_options::hsts_value(
-                args.hsts_max_age,
-                args.hsts_include_subdomains == OnOff::On,
-                args.hsts_preload == OnOff::On,
-            )
-        }),
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
         mirror: portico::proxy::policy::mirror::State::new(args.allow_loopback_mirror_target),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
-        live.registry().clone(),
+        live.clone(),
         settings.upstream_idle_timeout,
     ));
     let builder = Arc::new(listener::http_builder(&settings));
@@ -604,7 +637,6 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         drain: drain.clone(),
         limit,
         front: Front {
-            proxy_protocol: args.use_proxy_protocol,
             proxy_protocol_timeout: args.proxy_protocol_header_timeout,
             ssl_passthrough: args.enable_ssl_passthrough,
         },

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
@@ -64,6 +64,9 @@ pub struct Snapshot {
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub endpoints: BTreeMap<ObjectKey, Arc<Endpoints>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    /// The `--configmap` and the ConfigMaps its keys and annotations name (`add-headers`,
+    /// `custom-headers`, ...).
+    pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
 }
 
 /// One object of any kind Portico reads, as it arrives from a source.
@@ -75,6 +78,7 @@ pub enum AnyObject {
     EndpointSlice(Arc<EndpointSlice>),
     Endpoints(Arc<Endpoints>),
     Secret(Arc<Secret>),
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl AnyObject {
@@ -86,6 +90,7 @@ impl AnyObject {
             AnyObject::EndpointSlice(o) => key_of(o.as_ref()),
             AnyObject::Endpoints(o) => key_of(o.as_ref()),
             AnyObject::Secret(o) => key_of(o.as_ref()),
+            AnyObject::ConfigMap(o) => key_of(o.as_ref()),
         }
     }
 }
@@ -99,16 +104,18 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     Secret,
+    ConfigMap,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Ingress,
         Kind::IngressClass,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Endpoints,
         Kind::Secret,
+        Kind::ConfigMap,
     ];
 }
 
@@ -122,6 +129,7 @@ impl Snapshot {
             Kind::EndpointSlice => drop(self.endpoint_slices.remove(key)),
             Kind::Endpoints => drop(self.endpoints.remove(key)),
             Kind::Secret => drop(self.secrets.remove(key)),
+            Kind::ConfigMap => drop(self.config_maps.remove(key)),
         }
     }
 
@@ -134,6 +142,7 @@ impl Snapshot {
             Kind::EndpointSlice => self.endpoint_slices.clear(),
             Kind::Endpoints => self.endpoints.clear(),
             Kind::Secret => self.secrets.clear(),
+            Kind::ConfigMap => self.config_maps.clear(),
         }
         for o in objects {
             self.insert(o);
@@ -150,6 +159,7 @@ impl Snapshot {
             AnyObject::EndpointSlice(o) => drop(self.endpoint_slices.insert(key, o)),
             AnyObject::Endpoints(o) => drop(self.endpoints.insert(key, o)),
             AnyObject::Secret(o) => drop(self.secrets.insert(key, o)),
+            AnyObject::ConfigMap(o) => drop(self.config_maps.insert(key, o)),
         }
     }
 
@@ -192,6 +202,7 @@ impl Snapshot {
             + self.endpoint_slices.len()
             + self.endpoints.len()
             + self.secrets.len()
+            + self.config_maps.len()
     }
 
     pub fn is_empty(&self) -> bool {

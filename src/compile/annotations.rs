@@ -33,7 +33,7 @@ fn location(v: &str) -> Option<String> {
 }
 
 /// nginx size syntax: bytes, or a number with k, m or g (either case).
-fn parse_size(v: &str) -> Option<u64> {
+pub(super) fn parse_size(v: &str) -> Option<u64> {
     let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
     let n: u64 = n.parse().ok()?;
     let mult = match unit.to_ascii_lowercase().as_str() {
@@ -48,7 +48,7 @@ fn parse_size(v: &str) -> Option<u64> {
 
 /// ingress-nginx timeouts are whole seconds; `s`/`m` suffixes are accepted too. Zero and
 /// anything past [`Policy::MAX_TIMEOUT`] are refused.
-fn parse_timeout(v: &str) -> Option<Duration> {
+pub(super) fn parse_timeout(v: &str) -> Option<Duration> {
     let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
     let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
     let secs = match unit {
@@ -246,6 +246,8 @@ impl Annotations<'_> {
             service_upstream: self.bool("service-upstream", false),
             response: self.response_rewrite(),
             limits: self.limits(),
+            // Read with the Snapshot's ConfigMaps, in `super::global::route_policy`.
+            custom_headers: None,
         }
     }
 

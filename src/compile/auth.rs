@@ -311,6 +311,7 @@ pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
         request_redirect: None,
         cache: None,
         always_set_cookie: false,
+        proxy_set_headers: Default::default(),
     })
 }
 
@@ -346,6 +347,47 @@ pub fn parse_cache_durations(v: &str) -> Option<Vec<(Vec<u16>, Duration)>> {
         out.push((codes, d));
     }
     (!out.is_empty() && out.len() <= 16).then_some(out)
+}
+
+/// What `auth-method` takes.
+pub(super) const AUTH_METHOD: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE";
+/// What `auth-signin` takes.
+pub(super) const SIGNIN: &str =
+    "an http(s) URL (variables: $host, $http_host, $scheme, $request_uri, $escaped_request_uri)";
+
+/// `auth-method`.
+pub(super) fn auth_method(v: &str) -> Option<String> {
+    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+        .contains(&v)
+        .then(|| v.to_string())
+}
+
+/// `auth-signin`: a URL or path, the URL variables allowed.
+pub(super) fn signin(v: &str) -> Option<Vec<Piece>> {
+    (v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/'))
+        .then(|| template(v, url_variable).ok())
+        .flatten()
+}
+
+/// `auth-signin-redirect-param`: a query parameter name.
+pub(super) fn redirect_param(v: &str) -> Option<String> {
+    (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .then(|| v.to_string())
+}
+
+/// `auth-response-headers`: up to 32 header names, lowercased.
+pub(super) fn response_headers(v: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = v
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    (names.len() <= 32 && names.iter().all(|h| header_name(h))).then_some(names)
+}
+
+/// `auth-request-redirect`: printable, no spaces.
+pub(super) fn request_redirect(v: &str) -> Option<String> {
+    (!v.is_empty() && v.len() <= 2048 && v.bytes().all(|b| (0x21..0x7f).contains(&b))).then(|| v.to_string())
 }
 
 impl Annotations<'_> {
@@ -420,34 +462,18 @@ impl Annotations<'_> {
 
     /// The rest of the external-auth family; invalid values are Warnings and left unset.
     fn external(&mut self, e: &mut ExternalAuth) {
-        e.method = self.parsed(
-            "auth-method",
-            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE",
-            "auth requests are GETs",
-            |v| {
-                ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
-                    .contains(&v)
-                    .then(|| v.to_string())
-            },
-        );
+        e.method = self.parsed("auth-method", AUTH_METHOD, "auth requests are GETs", auth_method);
         e.signin = self.parsed(
             "auth-signin",
-            "an http(s) URL (variables: $host, $http_host, $scheme, $request_uri, $escaped_request_uri)",
+            SIGNIN,
             "a 401 from the auth service goes to the client",
-            |v| {
-                (v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/'))
-                    .then(|| template(v, url_variable).ok())
-                    .flatten()
-            },
+            signin,
         );
         if let Some(p) = self.parsed(
             "auth-signin-redirect-param",
             "a query parameter name",
             "using rd",
-            |v| {
-                (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-                    .then(|| v.to_string())
-            },
+            redirect_param,
         ) {
             e.signin_redirect_param = p;
         }
@@ -456,24 +482,14 @@ impl Annotations<'_> {
                 "auth-response-headers",
                 "a comma-separated list of header names",
                 "no header is copied",
-                |v| {
-                    let names: Vec<String> = v
-                        .split(',')
-                        .map(|h| h.trim().to_ascii_lowercase())
-                        .filter(|h| !h.is_empty())
-                        .collect();
-                    (names.len() <= 32 && names.iter().all(|h| header_name(h))).then_some(names)
-                },
+                response_headers,
             )
             .unwrap_or_default();
         e.request_redirect = self.parsed(
             "auth-request-redirect",
             "a URL or path (printable, no spaces)",
             "the request URI is sent",
-            |v| {
-                (!v.is_empty() && v.len() <= 2048 && v.bytes().all(|b| (0x21..0x7f).contains(&b)))
-                    .then(|| v.to_string())
-            },
+            request_redirect,
         );
         e.always_set_cookie = self.bool("auth-always-set-cookie", false);
         let key = self.parsed(
@@ -492,11 +508,6 @@ impl Annotations<'_> {
             key,
             valid: valid.unwrap_or_else(|| vec![(vec![200, 202, 401], Duration::from_secs(300))]),
         });
-        if let Some((prefix, _)) = annotation(self.ing, "auth-proxy-set-headers") {
-            self.auth_warning(format!(
-                "annotation {prefix}auth-proxy-set-headers is not supported yet (Portico does not read ConfigMaps); the auth request is sent without those headers"
-            ));
-        }
     }
 
     /// `auth-type: basic`: the Secret's users, or why every request is denied (reported).

@@ -15,7 +15,6 @@ use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::mtls::ClientAuthStore;
-use crate::config::policy::Policy;
 use crate::config::route::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
 use crate::config::tls::CertStore;
 use crate::model::{ObjectKey, Snapshot};
@@ -106,6 +105,8 @@ pub struct IngressPass<'s, 'r> {
     pub diags: &'r mut Diagnostics,
     pub certs: &'r mut CertStore,
     pub parsed_secrets: HashMap<ObjectKey, SecretResult>,
+    /// The `--configmap`'s settings (route defaults, global auth).
+    pub global: &'s crate::config::global::Global,
 }
 
 type SecretResult = Result<Arc<rustls::sign::CertifiedKey>, (Reason, String)>;
@@ -174,7 +175,7 @@ impl IngressPass<'_, '_> {
         let mut tls_hosts: HashMap<HostPattern, TlsHost> = HashMap::new();
         let mut admitted = Vec::with_capacity(owned.len());
 
-        let default_policy = Arc::new(Policy::default());
+        let default_policy = Arc::new(self.global.routes.policy());
         // A canary Ingress has no TLS or hosts of its own: it adds to its primary's paths.
         let empty = Default::default();
         let mut canaries = Canaries::default();
@@ -193,7 +194,7 @@ impl IngressPass<'_, '_> {
                 key,
                 diags: self.diags,
                 secrets: &self.snapshot.secrets,
-                global_auth: self.opts.global_auth.as_deref(),
+                global_auth: self.global.global_auth.as_deref(),
             };
             notes.unsupported();
             let canary = notes.canary().map(Arc::new);
@@ -202,8 +203,9 @@ impl IngressPass<'_, '_> {
             // Most Ingresses carry no annotations: they share one default policy.
             let mut policy = notes.policy();
             self.error_pages(key, ing, &mut policy);
+            super::global::route_policy(&mut policy, ing, key, self.global, self.snapshot, self.diags);
             let policy = match policy {
-                p if p == Policy::default() => default_policy.clone(),
+                p if p == *default_policy => default_policy.clone(),
                 p => Arc::new(p),
             };
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.

@@ -14,7 +14,7 @@ pub enum Support {
 
 use Support::{No, Partly, Yes};
 
-const SNIPPET: &str =
+pub(super) const SNIPPET: &str =
     "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; Portico renders no configuration";
 // The snippets people write most, each with the typed annotations that do the same.
 const CONFIGURATION_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotations instead: rewrite-target, permanent-redirect or temporal-redirect, whitelist-source-range, enable-cors, proxy-body-size, proxy-read-timeout, upstream-vhost";
@@ -63,7 +63,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-method", Yes),
     (
         "auth-proxy-set-headers",
-        No("not yet: Portico does not read ConfigMaps; the auth request is sent without those headers"),
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list and the Ingress answers 503",
+        ),
     ),
     ("auth-realm", Yes),
     ("auth-request-redirect", Yes),
@@ -128,7 +130,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("cors-allow-origin", Yes),
     ("cors-expose-headers", Yes),
     ("cors-max-age", Yes),
-    ("custom-headers", No(LATER)),
+    (
+        "custom-headers",
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); names must be in global-allowed-response-headers",
+        ),
+    ),
     (
         "custom-http-errors",
         Partly(
@@ -359,16 +366,23 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
 /// What Portico does with annotation `name` (without prefix); `None` for names
 /// ingress-nginx does not have either.
 pub fn support(name: &str) -> Option<Support> {
-    ANNOTATIONS
-        .binary_search_by(|(n, _)| n.cmp(&name))
-        .ok()
-        .map(|i| ANNOTATIONS[i].1)
+    lookup(ANNOTATIONS, name)
 }
 
 /// The table of docs/annotations.md.
 pub fn markdown_table() -> String {
-    let mut s = String::from("| annotation | Portico |\n|---|---|\n");
-    for (name, support) in ANNOTATIONS {
+    markdown("annotation", ANNOTATIONS)
+}
+
+/// `name`'s row of a sorted table.
+pub fn lookup(table: &[(&str, Support)], name: &str) -> Option<Support> {
+    table.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| table[i].1)
+}
+
+/// A table as Markdown, its first column headed `what`.
+pub fn markdown(what: &str, table: &[(&str, Support)]) -> String {
+    let mut s = format!("| {what} | Portico |\n|---|---|\n");
+    for (name, support) in table {
         let what = match support {
             Yes => "supported".to_string(),
             Partly(how) => format!("partly: {how}"),

@@ -6,10 +6,13 @@ pub mod backend;
 pub mod canary;
 mod common;
 pub mod errors;
+pub mod global;
 pub mod hash;
+pub mod header_maps;
 pub mod hosts;
 pub mod ingress;
 pub mod known;
+pub mod known_keys;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
@@ -62,6 +65,10 @@ pub struct Options {
     /// `--limits-per-cluster`: Portico's own Service, whose ready endpoints share each
     /// route's limits (`None`: limits are per replica).
     pub limits_service: Option<ObjectKey>,
+    /// `--configmap`: ingress-nginx's controller ConfigMap, whose keys override `global`.
+    pub configmap: Option<ObjectKey>,
+    /// The command line's controller-wide settings (see [`global::settings`]).
+    pub global: crate::config::global::Global,
 }
 
 impl Default for Options {
@@ -78,6 +85,8 @@ impl Default for Options {
             cert_cache: None,
             enable_ssl_passthrough: false,
             limits_service: None,
+            configmap: None,
+            global: Default::default(),
         }
     }
 }
@@ -88,6 +97,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     let mut diags = Diagnostics::default();
     let mut resolver = Resolver::new(snapshot);
     let mut certs = CertStore::new(opts.fallback_certificate.clone());
+    let global = global::settings(snapshot, opts, &mut diags);
 
     let mut pass = IngressPass {
         snapshot,
@@ -96,6 +106,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         diags: &mut diags,
         certs: &mut certs,
         parsed_secrets: HashMap::new(),
+        global: &global,
     };
     if let Some(key) = &opts.default_ssl_certificate {
         match pass.secret(key) {
@@ -189,6 +200,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         diagnostics: Arc::new(diags.into_sorted()),
         passthrough: Arc::new(passthrough),
         replicas: limits::replicas(snapshot, opts.limits_service.as_ref()),
+        global: Arc::new(global),
     }
 }
 
@@ -225,6 +237,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         diagnostics: prev.diagnostics.clone(),
         passthrough: prev.passthrough.clone(),
         replicas: limits::recount(snapshot, &prev.replicas, changed),
+        global: prev.global.clone(),
     }
 }
 

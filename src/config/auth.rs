@@ -72,6 +72,9 @@ pub struct ExternalAuth {
     /// `auth-always-set-cookie`: the service's Set-Cookie goes on every response, not only on
     /// successful ones.
     pub always_set_cookie: bool,
+    /// `auth-proxy-set-headers`: headers set on the auth request.
+    #[serde(skip_serializing_if = "super::headers::HeaderList::is_empty")]
+    pub proxy_set_headers: super::headers::HeaderList,
 }
 
 /// Which answers of the auth service are remembered, for how long, under which key.

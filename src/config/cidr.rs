@@ -49,6 +49,16 @@ impl serde::Serialize for Cidr {
 }
 
 impl Cidr {
+    /// Every IPv4 address, and every IPv6 one.
+    pub const ANY_V4: Cidr = Cidr {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        prefix: 0,
+    };
+    pub const ANY_V6: Cidr = Cidr {
+        addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        prefix: 0,
+    };
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

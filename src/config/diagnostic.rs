@@ -67,6 +67,12 @@ pub enum Reason {
     InvalidServiceField,
     /// A canary Ingress (or one of its paths) is not served: no primary, or one canary already.
     Canary,
+    /// A `--configmap` key's value is invalid; its default holds.
+    InvalidConfigMapKey,
+    /// A `--configmap` key has no effect in Portico.
+    UnsupportedConfigMapKey,
+    /// The `--configmap`, or a ConfigMap one of its keys names, does not exist.
+    ConfigMapNotFound,
 }
 
 impl Reason {
@@ -89,6 +95,9 @@ impl Reason {
             Reason::InvalidManifest => "InvalidManifest",
             Reason::InvalidServiceField => "InvalidServiceField",
             Reason::Canary => "Canary",
+            Reason::InvalidConfigMapKey => "InvalidConfigMapKey",
+            Reason::UnsupportedConfigMapKey => "UnsupportedConfigMapKey",
+            Reason::ConfigMapNotFound => "ConfigMapNotFound",
         }
     }
 }

@@ -8,7 +8,9 @@ pub mod canary;
 mod cidr;
 pub mod diagnostic;
 pub mod errors;
+pub mod global;
 pub mod hash;
+pub mod headers;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
@@ -17,6 +19,7 @@ pub mod response;
 pub mod retry;
 pub mod route;
 pub mod tls;
+pub mod tls_options;
 pub mod upstream_tls;
 
 use std::collections::HashMap;
@@ -58,6 +61,8 @@ pub struct Config {
     pub passthrough: Arc<HashMap<String, usize>>,
     /// `--limits-per-cluster`: how many replicas share each route's limits.
     pub replicas: limits::Replicas,
+    /// Controller-wide settings: the command line's, overridden by the `--configmap`.
+    pub global: Arc<global::Global>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -74,6 +79,7 @@ impl PartialEq for Config {
             && self.diagnostics == other.diagnostics
             && self.passthrough == other.passthrough
             && self.replicas == other.replicas
+            && self.global == other.global
     }
 }
 

@@ -115,6 +115,9 @@ pub struct Policy {
     /// route has no limit, the one field the request path looks at to know.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<Arc<Limits>>,
+    /// `custom-headers`: headers added to every response (from a ConfigMap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_headers: Option<Arc<super::headers::HeaderList>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -219,6 +222,7 @@ impl Default for Policy {
             service_upstream: false,
             response: None,
             limits: None,
+            custom_headers: None,
         }
     }
 }

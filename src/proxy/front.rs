@@ -14,10 +14,10 @@ use super::headers::Peer;
 use super::rewind::Rewind;
 use super::{passthrough, proxy_protocol};
 
+/// Whether every connection starts with a PROXY protocol v1 or v2 header (one without is
+/// closed) is the live Config's `use_proxy_protocol`, read once per connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Front {
-    /// Every connection starts with a PROXY protocol v1 or v2 header; one without is closed.
-    pub proxy_protocol: bool,
     /// How long the header may take to arrive (ingress-nginx's `proxy-protocol-header-timeout`).
     pub proxy_protocol_timeout: Duration,
     /// TLS connections are looked at for a passthrough host before termination.
@@ -34,8 +34,8 @@ pub enum Start {
 
 impl Front {
     /// Whether connections of a listener (TLS or not) need [`Front::start`].
-    pub fn active(&self, tls: bool) -> bool {
-        self.proxy_protocol || (tls && self.ssl_passthrough)
+    pub fn active(&self, tls: bool, proxy_protocol: bool) -> bool {
+        proxy_protocol || (tls && self.ssl_passthrough)
     }
 
     pub async fn start(
@@ -44,11 +44,12 @@ impl Front {
         peer_addr: SocketAddr,
         local_port: u16,
         tls: bool,
+        proxy_protocol: bool,
         proxy: &Proxy,
     ) -> Start {
         let (mut client, mut port, mut https) = (peer_addr.ip(), local_port, tls);
         let mut read = Vec::new();
-        if self.proxy_protocol {
+        if proxy_protocol {
             match proxy_protocol::read(&mut stream, self.proxy_protocol_timeout).await {
                 Ok((header, rest)) => {
                     if let Some(src) = header.source {

@@ -21,7 +21,8 @@ use super::headers::{
 use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
-    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, prefix, redirect, response, rewrite, www,
+    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, prefix, redirect, request_headers,
+    response, response_headers, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
 use super::upstream::tee::Tee;
@@ -33,7 +34,7 @@ use super::{Body, SERVER, Settings, plain};
 use crate::balance::choice::{Choice, Sticky};
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
-use crate::config::{Backend, Cidr, Endpoint, Route, Target};
+use crate::config::{Backend, Endpoint, Route, Target};
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
 
@@ -42,14 +43,10 @@ pub struct Proxy {
     pub live: Arc<Live>,
     pub upstream: Upstream,
     pub settings: Settings,
-    pub trusted: Vec<Cidr>,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
     /// Signs persistent-affinity cookie values (`--affinity-key`).
     pub affinity_key: aws_lc_rs::hmac::Key,
-    /// The Strict-Transport-Security value sent on HTTPS responses (`--hsts` and its settings,
-    /// see [`super::tls_options::hsts_value`]); `None`: not sent.
-    pub hsts: Option<HeaderValue>,
     /// The auth step's runtime state (verified passwords).
     pub auth: auth::State,
     /// `mirror-target`'s runtime state (copies in flight).
@@ -185,12 +182,8 @@ impl Proxy {
         };
         let mut outcome = Outcome::default();
         let mut resp = self.dispatch(req, &fields, &peer, start, rid, &mut outcome).await;
-        if peer.tls
-            && let Some(hsts) = &self.hsts
-            && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
-        {
-            resp.headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            self.hsts(outcome.routed.as_ref(), &mut resp);
         }
         let status = resp.status().as_u16();
         let elapsed = outcome
@@ -239,6 +232,17 @@ impl Proxy {
         Ok(resp)
     }
 
+    /// Strict-Transport-Security as the request's Config (or, unrouted, the current one) says.
+    fn hsts(&self, routed: Option<&Routed>, resp: &mut Response<Body>) {
+        let value = match routed {
+            Some(r) => r.plane.config.global.hsts.as_ref().map(|h| h.value.clone()),
+            None => self.live.load().config.global.hsts.as_ref().map(|h| h.value.clone()),
+        };
+        if let Some(v) = value {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+        }
+    }
+
     /// The pipeline: route, then the policy steps in their fixed order (see [`super::policy`]),
     /// then endpoint choice and the upstream exchange.
     async fn dispatch(
@@ -269,6 +273,8 @@ impl Proxy {
         let routed = &*out.routed.insert(routed);
         let route = &*routed.route;
         let policy = &route.policy;
+        // Whose X-Forwarded-* are believed: the Config's (`--trusted-proxies`, `--configmap`).
+        let trusted = &routed.plane.config.global.trusted;
 
         if let Some(r) = www::check(policy, req.uri(), peer) {
             return r;
@@ -277,7 +283,7 @@ impl Proxy {
             Ok(v) => v,
             Err(r) => return r.response(),
         };
-        if let Some(r) = allow::check(policy, req.headers(), peer, &self.trusted) {
+        if let Some(r) = allow::check(policy, req.headers(), peer, trusted) {
             return r;
         }
         let here = redirect::Request {
@@ -294,12 +300,12 @@ impl Proxy {
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;
         }
-        match limits::check(&routed.plane.limits, route, req.headers(), peer, &self.trusted) {
+        match limits::check(&routed.plane.limits, route, req.headers(), peer, trusted) {
             Ok(held) => out.exchanged.held = held,
             Err(over) => return over.response(),
         }
         verified.apply(req.headers_mut());
-        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, &self.trusted) {
+        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, trusted) {
             None => auth::Passed::default(),
             Some(authenticating) => match authenticating.await {
                 Ok(p) => p,
@@ -325,7 +331,7 @@ impl Proxy {
                 plane: &routed.plane,
                 route,
                 peer,
-                trusted: &self.trusted,
+                trusted,
                 counter: self.metrics.response_bytes.clone(),
             };
             // Boxed, as the rare path: inline, its future would enlarge every request's.
@@ -333,6 +339,7 @@ impl Proxy {
         }
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
+        response_headers::add(&routed.plane.config.global, policy, &mut resp);
         resp
     }
 
@@ -392,6 +399,7 @@ impl Proxy {
         let route = &*routed.route;
         let policy = &route.policy;
         let (backend, table) = errors::backend(policy, &routed.plane, routed.backend(), routed.table());
+        let trusted = &routed.plane.config.global.trusted;
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
         let external;
@@ -431,14 +439,14 @@ impl Proxy {
         let inputs = hash::Inputs {
             fields,
             peer,
-            trusted: &self.trusted,
+            trusted: trusted,
             normalized: routed.normalized.as_deref(),
         };
         let sticky = match hash::key(policy, &req, &inputs) {
             Some((key, subset)) => choice.hashed(&key, subset, now, next_random()),
             None => choice.sticky(
                 req.headers(),
-                || client_ip(req.headers(), peer.addr, &self.trusted),
+                || client_ip(req.headers(), peer.addr, trusted),
                 &self.affinity_key,
                 now,
             ),
@@ -481,8 +489,12 @@ impl Proxy {
             headers.insert(header::UPGRADE, up.clone());
         }
         // The id goes upstream in `fwd`; log lines read it from there.
-        let fwd = forwarded(&headers, peer, authority.as_ref(), &self.trusted, rid);
+        let mut fwd = forwarded(&headers, peer, authority.as_ref(), trusted, rid);
+        if !routed.plane.config.global.compute_full_forwarded_for {
+            fwd.client_only();
+        }
         prefix::apply(policy, &mut headers);
+        request_headers::set(&routed.plane.config.global, &mut headers);
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
@@ -592,7 +604,14 @@ impl Proxy {
             let began = *first.get_or_insert(t);
             let mut conn = match self
                 .upstream
-                .connection(runtime, protocol, tls, policy.connect_timeout, t)
+                .connection(
+                    runtime,
+                    protocol,
+                    tls,
+                    policy.connect_timeout,
+                    routed.plane.config.global.upstream_keepalive_timeout,
+                    t,
+                )
                 .await
             {
                 Ok(c) => c,

@@ -315,7 +315,9 @@ impl Peer {
 }
 
 /// The client address after trusted-proxy handling: the right-most X-Forwarded-For entry
-/// that is not itself a trusted proxy, when the peer is trusted; else the peer.
+/// that is not itself a trusted proxy, when the peer is trusted (the left-most entry when
+/// every one is, as nginx's `real_ip_recursive`: so with `proxy-real-ip-cidr` 0.0.0.0/0 the
+/// first address is the client); else the peer.
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
     if !trusted.iter().any(|c| c.contains(peer)) {
         return peer;
@@ -327,11 +329,12 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr 
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let first = chain.first().copied().unwrap_or(peer);
     chain
         .into_iter()
         .rev()
         .find(|ip| !trusted.iter().any(|c| c.contains(*ip)))
-        .unwrap_or(peer)
+        .unwrap_or(first)
 }
 
 /// What happens to one field on its way upstream.
@@ -363,6 +366,14 @@ impl Forwarded {
             Field::Set(v) => Some((start, v)),
             _ => None,
         })
+    }
+
+    /// `compute-full-forwarded-for: "false"`: X-Forwarded-For is the client address alone
+    /// (X-Real-IP's value), not the chain with the peer appended.
+    pub fn client_only(&mut self) {
+        if let (_, Field::Set(real)) = &self.0[1] {
+            self.0[0].1 = Field::Set(real.clone());
+        }
     }
 
     /// The X-Request-ID sent upstream, for log lines about the request.
@@ -482,6 +493,25 @@ pub fn upstream_target(uri: &Uri, normalized: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// nginx's real_ip_recursive: the right-most untrusted entry, or the left-most when the
+    /// whole chain is trusted (so `proxy-real-ip-cidr: 0.0.0.0/0` believes the first one).
+    #[test]
+    fn client_ip_walks_the_chain_from_the_right() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("203.0.113.1, 10.0.0.2, 10.0.0.3"),
+        );
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let tens: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let all = vec![Cidr::ANY_V4, Cidr::ANY_V6];
+        assert_eq!(client_ip(&h, peer, &tens), "203.0.113.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&h, peer, &all), "203.0.113.1".parse::<IpAddr>().unwrap());
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(client_ip(&h, peer, &tens), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(&h, peer, &[]), peer, "untrusted peer: itself");
+    }
 
     #[test]
     fn hop_by_hop_test_matches_the_list() {

@@ -266,9 +266,14 @@ pub async fn serve(
         };
         // Without the PROXY protocol or passthrough the task is the connection's own future,
         // one layer less for every poll of it.
-        if front.active(is_tls) {
+        // `use-proxy-protocol` as the Config says now (`--use-proxy-protocol`, `--configmap`).
+        let proxy_protocol = proxy.live.load().config.global.use_proxy_protocol;
+        if front.active(is_tls, proxy_protocol) {
             tokio::spawn(async move {
-                match front.start(stream, peer_addr, local_port, is_tls, &proxy).await {
+                match front
+                    .start(stream, peer_addr, local_port, is_tls, proxy_protocol, &proxy)
+                    .await
+                {
                     Start::Serve(io, peer) => connection(io, peer, tls, proxy, builder, open, held).await,
                     Start::Done => drop(held),
                 }
@@ -306,7 +311,15 @@ async fn connection<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = proxy.settings.client_header_timeout;
+    // `keep-alive` from the `--configmap` for connections opened after it changed, else
+    // `--client-header-timeout`: the idle time between requests, and the time a head may take.
+    let header_timeout = proxy
+        .live
+        .load()
+        .config
+        .global
+        .keep_alive
+        .unwrap_or(proxy.settings.client_header_timeout);
     let service = {
         let proxy = proxy.clone();
         let peer = peer.clone();

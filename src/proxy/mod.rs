@@ -14,7 +14,8 @@ pub mod proxy_protocol;
 pub mod rewind;
 pub mod ticket;
 pub mod tls;
-pub mod tls_options;
+pub mod tls_live;
+pub use crate::config::tls_options;
 pub mod upstream;
 
 use std::pin::Pin;

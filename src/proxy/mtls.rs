@@ -13,7 +13,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{Acceptor as HelloReader, ServerConnection};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
@@ -21,6 +21,7 @@ use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use super::headers::Peer;
 use super::live::Live;
+use super::tls_live::LiveTls;
 use crate::config::mtls::{CaBundle, ClientAuth};
 
 /// Asks every client for a certificate and takes whatever chain comes, checking only that
@@ -88,19 +89,22 @@ impl ClientCertVerifier for RequestClientCert {
 /// names a host with a client-certificate policy, the one that asks for a certificate.
 #[derive(Clone)]
 pub struct Acceptor {
-    plain: Arc<ServerConfig>,
-    client_auth: Arc<ServerConfig>,
+    /// The plain configuration and the one built with [`RequestClientCert`] as its verifier,
+    /// for the live Config's `ssl-protocols`/`ssl-ciphers`.
+    tls: Arc<LiveTls>,
     live: Arc<Live>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl Acceptor {
-    /// `client_auth` is `plain` built with [`RequestClientCert`] as its verifier.
-    pub fn new(plain: ServerConfig, client_auth: ServerConfig, live: Arc<Live>) -> Self {
-        let algorithms = client_auth.crypto_provider().signature_verification_algorithms;
+    pub fn new(tls: LiveTls, live: Arc<Live>) -> Self {
+        let algorithms = tls
+            .configs(&Default::default())
+            .client_auth
+            .crypto_provider()
+            .signature_verification_algorithms;
         Self {
-            plain: Arc::new(plain),
-            client_auth: Arc::new(client_auth),
+            tls: Arc::new(tls),
             live,
             algorithms,
         }
@@ -109,9 +113,15 @@ impl Acceptor {
     /// The handshake. Without any client-certificate policy in the live Config it is the
     /// plain acceptor's; else the ClientHello is read first to pick the configuration.
     pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(&self, io: IO) -> std::io::Result<TlsStream<IO>> {
-        if self.live.load().config.client_auth.is_empty() {
-            return TlsAcceptor::from(self.plain.clone()).accept(io).await;
-        }
+        let configs = {
+            let plane = self.live.load();
+            if plane.config.client_auth.is_empty() {
+                let plain = self.tls.configs(&plane.config.global).plain.clone();
+                drop(plane);
+                return TlsAcceptor::from(plain).accept(io).await;
+            }
+            self.tls.configs(&plane.config.global)
+        };
         let start = LazyConfigAcceptor::new(HelloReader::default(), io).await?;
         let asks = start.client_hello().server_name().is_some_and(|sni| {
             self.live
@@ -121,7 +131,7 @@ impl Acceptor {
                 .resolve(sni)
                 .is_some_and(|a| a.requests_certificate())
         });
-        let config = if asks { &self.client_auth } else { &self.plain };
+        let config = if asks { &configs.client_auth } else { &configs.plain };
         start.into_stream(config.clone()).await
     }
 

@@ -52,6 +52,7 @@ fn decode(doc: Value, out: &mut Vec<AnyObject>) -> Result<(), String> {
         }
         ("v1", "Service") => AnyObject::Service(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
         ("v1", "Secret") => AnyObject::Secret(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        ("v1", "ConfigMap") => AnyObject::ConfigMap(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
         ("v1", "Endpoints") => AnyObject::Endpoints(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
         ("discovery.k8s.io/v1", "EndpointSlice") => {
             AnyObject::EndpointSlice(Arc::new(serde_json::from_value(doc).map_err(wrap)?))

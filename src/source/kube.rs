@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -46,6 +46,8 @@ pub struct KubeOptions {
     pub debounce: Duration,
     /// The name Events are reported under.
     pub controller_name: String,
+    /// `--configmap`: its namespace is watched for ConfigMaps even outside `watch_namespace`.
+    pub configmap: Option<ObjectKey>,
 }
 
 /// The objects seen so far and which kinds have been listed completely.
@@ -153,6 +155,16 @@ reflected!(Secret, Secret, {
                 _ => d.clear(),
             }
         }
+    }
+});
+
+// ConfigMaps are read whole: the `--configmap` and the header lists its keys name.
+reflected!(ConfigMap, ConfigMap, {
+    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+        snapshot
+            .config_maps
+            .get(&key_of(new))
+            .is_some_and(|old| old.data == new.data)
     }
 });
 
@@ -300,6 +312,12 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
     tokio::spawn(reflect(api::<Endpoints>(&client, ns), all.clone(), shared.clone()));
     // Every type: TLS Secrets for certificates, Opaque ones for basic auth (see `slim_kind`).
     tokio::spawn(reflect(api::<Secret>(&client, ns), all.clone(), shared.clone()));
+    // The controller's ConfigMap usually lives in its own namespace, not the watched one.
+    let cm_ns = match (&opts.configmap, ns) {
+        (Some(cm), Some(w)) if cm.namespace != w => None,
+        _ => ns,
+    };
+    tokio::spawn(reflect(api::<ConfigMap>(&client, cm_ns), all.clone(), shared.clone()));
 
     let (gen_tx, gen_rx) = watch::channel(0u64);
     tokio::spawn(leader_duties(

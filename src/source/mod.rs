@@ -43,6 +43,12 @@ impl Publisher {
         let t = Instant::now();
         let mut cfg = compile(snapshot, &opts);
         let took = t.elapsed();
+        let prev = self.live.config();
+        if prev.generation > 0 && prev.global.worker_processes != cfg.global.worker_processes {
+            tracing::warn!(
+                "ConfigMap key worker-processes changed: it takes effect when Portico restarts (or set --worker-threads)"
+            );
+        }
         // What this compile did not use leaves the certificate memo.
         if let Some(cache) = &opts.cert_cache {
             cache.rotate();

@@ -197,7 +197,18 @@ async fn fetch(asked: Box<Asked>, status: http::StatusCode, via: &Via<'_>) -> Op
         tried.push(i);
         let runtime = &states[i];
         let t = Instant::now();
-        let mut conn = match via.upstream.connection(runtime, backend.protocol, None, None, t).await {
+        let mut conn = match via
+            .upstream
+            .connection(
+                runtime,
+                backend.protocol,
+                None,
+                None,
+                via.plane.config.global.upstream_keepalive_timeout,
+                t,
+            )
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 runtime.state().failed(now);

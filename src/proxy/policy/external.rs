@@ -314,6 +314,7 @@ async fn ask<B>(
         let joined = HeaderValue::from_bytes(&joined).map_err(|_| "the cookies cannot be joined".to_string())?;
         h.insert(header::COOKIE, joined);
     }
+    e.proxy_set_headers.set(h);
     let default_port = if e.tls { 443 } else { 80 };
     let host = match (e.host.contains(':'), e.port == default_port) {
         (false, true) => e.host.clone(),

@@ -9,9 +9,10 @@
 //! [`mirror`] starts the request's copy; then endpoint choice with affinity
 //! (`balance::choice`) or by the [`hash`] key (among the [`errors`] fallback's endpoints when
 //! the Service has none ready), then [`prefix`] (an upstream field) and [`rewrite`] (the
-//! upstream target). [`retry`] decides, in the upstream exchange, whether a failed try goes
+//! upstream target) and [`request_headers`] (`proxy-set-headers`). [`retry`] decides, in the upstream exchange, whether a failed try goes
 //! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
-//! fields, and an answer [`errors`] lists is replaced by the error backend's.
+//! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
+//! [`errors`] lists is replaced by the error backend's.
 
 pub mod allow;
 pub mod auth;
@@ -26,7 +27,9 @@ pub mod mirror;
 pub mod mtls;
 pub mod prefix;
 pub mod redirect;
+pub mod request_headers;
 pub mod response;
+pub mod response_headers;
 pub mod retry;
 pub mod rewrite;
 pub mod www;

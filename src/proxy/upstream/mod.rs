@@ -28,7 +28,6 @@ use tokio::net::TcpStream;
 use super::Settings;
 use super::deadline::Deadline;
 use super::headers::filter_trailers;
-use crate::balance::table::Registry;
 use h1::Framing;
 use tls::TlsClient;
 pub(crate) use tls::tls_connector;
@@ -444,13 +443,15 @@ impl Upstream {
         protocol: Protocol,
         tls: Option<&TlsClient>,
         timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
         now: Instant,
     ) -> Result<Conn, ConnectError> {
         let pool = Pool::of(protocol, tls);
         let pooled = if protocol.http2() {
             ep.idle().h2(pool).map(Sender::H2)
         } else {
-            ep.idle().take_raw(pool, self.idle_timeout, now).map(Sender::Raw)
+            let idle_timeout = idle_timeout.unwrap_or(self.idle_timeout);
+            ep.idle().take_raw(pool, idle_timeout, now).map(Sender::Raw)
         };
         if let Some(sender) = pooled {
             return Ok(Conn { sender, pool });
@@ -773,11 +774,13 @@ impl HttpBody for ResponseBody {
 
 /// Closes idle upstream connections past the idle timeout, and lets the registry forget
 /// endpoints no Config names any more. Runs for the life of the process.
-pub async fn reap_idle(registry: Arc<Registry<EndpointRuntime>>, idle_timeout: Duration) {
-    let every = (idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+pub async fn reap_idle(live: Arc<super::live::Live>, default_idle: Duration) {
     loop {
+        // `upstream-keepalive-timeout` as the live Config says, else the default.
+        let idle_timeout = live.config().global.upstream_keepalive_timeout.unwrap_or(default_idle);
+        let every = (idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
         tokio::time::sleep(every).await;
-        for ep in registry.sweep() {
+        for ep in live.registry().sweep() {
             if let Some(pool) = ep.idle_if_used() {
                 pool.reap(idle_timeout);
             }

@@ -1,7 +1,6 @@
-//! The HTTPS listener's settings in ingress-nginx's syntax: `ssl-protocols`, `ssl-ciphers`
-//! (OpenSSL names mapped to rustls's suites) and the HSTS header.
+//! The HTTPS listener's settings in ingress-nginx's syntax: `ssl-protocols` and `ssl-ciphers`
+//! (OpenSSL names mapped to rustls's suites), as flags and `--configmap` keys give them.
 
-use http::HeaderValue;
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 
 /// Protocol versions and cipher suites of the HTTPS listener.
@@ -176,21 +175,6 @@ pub fn parse_ciphers(
     Ok((tls13.into_iter().chain(tls12).collect(), warnings))
 }
 
-/// The Strict-Transport-Security value (`hsts-max-age`, `hsts-include-subdomains`,
-/// `hsts-preload`). Made once at start and leaked, so that each HTTPS response copies a
-/// static value (no reference count), as it did when the value was a constant.
-pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> HeaderValue {
-    let mut v = format!("max-age={max_age}");
-    if include_subdomains {
-        v.push_str("; includeSubDomains");
-    }
-    if preload {
-        v.push_str("; preload");
-    }
-    // Digits, letters, `=`, `;` and spaces only: a valid header value.
-    HeaderValue::from_static(Box::leak(v.into_boxed_str()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,15 +242,5 @@ mod tests {
         let only13 = [&rustls::version::TLS13];
         let (s, _) = parse_ciphers("TLS_CHACHA20_POLY1305_SHA256", &provider(), &only13).unwrap();
         assert_eq!(s.len(), 1);
-    }
-
-    #[test]
-    fn hsts() {
-        assert_eq!(
-            hsts_value(31_536_000, true, false),
-            "max-age=31536000; includeSubDomains"
-        );
-        assert_eq!(hsts_value(0, false, false), "max-age=0");
-        assert_eq!(hsts_value(600, true, true), "max-age=600; includeSubDomains; preload");
     }
 }

@@ -1,0 +1,518 @@
+//! The `--configmap`: ingress-nginx's controller ConfigMap read into [`Global`] over the
+//! command line's values. A bad value is a Warning and the value before it holds; a key
+//! Portico does not honour is a Warning naming why (see [`super::known_keys`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::Options;
+use super::annotations::{parse_size, parse_timeout};
+use super::auth::{self, parse_auth_url};
+use super::header_maps;
+use super::ingress::annotation;
+use super::known::Support;
+use super::known_keys;
+use crate::config::auth::{Auth, ExternalAuth};
+use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::global::{Global, Hsts, RouteDefaults};
+use crate::config::headers::HeaderList;
+use crate::config::policy::Policy;
+use crate::config::{Cidr, tls_options};
+use crate::model::{ObjectKey, Snapshot};
+
+/// The settings every route and connection of this compile uses.
+pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) -> Global {
+    let mut g = opts.global.clone();
+    if g.global_auth.is_none() {
+        g.global_auth = opts.global_auth.clone();
+    }
+    let Some(key) = &opts.configmap else {
+        return g;
+    };
+    g.configmap = Some(key.clone());
+    let Some(cm) = snapshot.config_maps.get(key) else {
+        diags.push(
+            ObjectRef::new("ConfigMap", key),
+            Severity::Warning,
+            Reason::ConfigMapNotFound,
+            format!("--configmap {key} does not exist; the command-line settings apply"),
+        );
+        return g;
+    };
+    let empty = BTreeMap::new();
+    let mut r = Reader {
+        key,
+        data: cm.data.as_ref().unwrap_or(&empty),
+        diags,
+        snapshot,
+    };
+    r.unsupported();
+    r.route_defaults(&mut g.routes);
+    r.hsts(&mut g.hsts);
+    r.forwarded(&mut g.trusted);
+    r.global_auth(&mut g.global_auth, &mut g.global_auth_denied);
+    g.add_headers = r.headers("add-headers");
+    g.proxy_set_headers = r.headers("proxy-set-headers");
+    g.allowed_response_headers = r
+        .parsed(
+            "global-allowed-response-headers",
+            "a comma-separated list of header names",
+            auth::response_headers,
+        )
+        .unwrap_or_default();
+    g.allow_snippet_annotations = r.bool("allow-snippet-annotations").unwrap_or(false);
+    if let Some(on) = r.bool("use-proxy-protocol") {
+        g.use_proxy_protocol = on;
+    }
+    r.tls(&mut g);
+    g.worker_processes = r.parsed(
+        "worker-processes",
+        "\"auto\" or a number of worker threads from 1 to 1024",
+        worker_processes,
+    );
+    let max = Policy::MAX_TIMEOUT.as_secs();
+    g.upstream_keepalive_timeout = r.parsed(
+        "upstream-keepalive-timeout",
+        &format!("a number of seconds from 1 to {max}"),
+        parse_timeout,
+    );
+    g.keep_alive = r.parsed(
+        "keep-alive",
+        &format!("a number of seconds from 1 to {max}"),
+        parse_timeout,
+    );
+    if let Some(full) = r.bool("compute-full-forwarded-for") {
+        g.compute_full_forwarded_for = full;
+    }
+    g
+}
+
+/// What the ConfigMaps add to an Ingress's Policy: the `--configmap`'s route defaults,
+/// a broken `global-auth-url`'s denial, and the header lists of `custom-headers` and
+/// `auth-proxy-set-headers` (ConfigMaps in the Ingress's namespace).
+pub fn route_policy(
+    p: &mut Policy,
+    ing: &Ingress,
+    key: &ObjectKey,
+    g: &Global,
+    snapshot: &Snapshot,
+    diags: &mut Diagnostics,
+) {
+    apply_route_defaults(p, ing, &g.routes);
+    // Most Ingresses carry no annotations: nothing below applies to them but the denial.
+    let noted = ing.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty());
+    if let Some(why) = &g.global_auth_denied
+        && annotation(ing, "auth-url").is_none()
+        && annotation(ing, "enable-global-auth").is_none_or(|(_, v)| v.trim() != "false")
+    {
+        let mut auth = p.auth.as_deref().cloned().unwrap_or(Auth {
+            denied: None,
+            basic: None,
+            external: None,
+        });
+        auth.denied.get_or_insert_with(|| why.clone());
+        p.auth = Some(Arc::new(auth));
+    }
+    let mut warn = |prefix: &str, name: &str, why: String, then: &str| {
+        diags.push(
+            ObjectRef::ingress(key),
+            Severity::Warning,
+            Reason::InvalidAnnotation,
+            format!("annotation {prefix}{name}: {why}; {then}"),
+        );
+    };
+    if !noted {
+        return;
+    }
+    if let Some((prefix, reference)) = annotation(ing, "custom-headers") {
+        match header_maps::key(reference, &key.namespace, true).and_then(|k| header_maps::read(snapshot, &k)) {
+            Ok(list) => match list
+                .0
+                .iter()
+                .find(|(n, _)| !g.allowed_response_headers.iter().any(|a| a == n.as_str()))
+            {
+                Some((n, _)) => warn(
+                    prefix,
+                    "custom-headers",
+                    format!("header {n} is not in the --configmap's global-allowed-response-headers"),
+                    "no header is added",
+                ),
+                None => p.custom_headers = (!list.is_empty()).then(|| Arc::new(list)),
+            },
+            Err(why) => warn(prefix, "custom-headers", why, "no header is added"),
+        }
+    }
+    if let Some((prefix, reference)) = annotation(ing, "auth-proxy-set-headers")
+        && let Some(auth) = p.auth.as_mut()
+        && auth.external.is_some()
+        && annotation(ing, "auth-url").is_some()
+    {
+        let auth = Arc::make_mut(auth);
+        match header_maps::key(reference, &key.namespace, true).and_then(|k| header_maps::read(snapshot, &k)) {
+            Ok(list) => {
+                if let Some(e) = auth.external.as_mut() {
+                    e.proxy_set_headers = list;
+                }
+            }
+            Err(why) => {
+                let then = "every request to this Ingress is answered 503, as ingress-nginx denies it";
+                warn(prefix, "auth-proxy-set-headers", why.clone(), then);
+                auth.denied
+                    .get_or_insert_with(|| Arc::from(format!("auth-proxy-set-headers: {why}")));
+            }
+        }
+    }
+}
+
+/// An Ingress's Policy with the ConfigMap's defaults where its annotation is absent or invalid.
+pub fn apply_route_defaults(p: &mut Policy, ing: &Ingress, d: &RouteDefaults) {
+    // Without ConfigMap defaults, the annotations' reading already gave Portico's own.
+    if *d == RouteDefaults::default() {
+        return;
+    }
+    let set = |name: &str, valid: fn(&str) -> bool| annotation(ing, name).is_some_and(|(_, v)| valid(v.trim()));
+    if !set("proxy-body-size", |v| parse_size(v).is_some()) {
+        p.max_body_bytes = d.max_body_bytes;
+    }
+    if !set("proxy-connect-timeout", |v| parse_timeout(v).is_some()) {
+        p.connect_timeout = d.connect_timeout;
+    }
+    if !set("proxy-read-timeout", |v| parse_timeout(v).is_some()) {
+        p.read_timeout = d.read_timeout;
+    }
+    if !set("proxy-send-timeout", |v| parse_timeout(v).is_some()) {
+        p.send_timeout = d.send_timeout;
+    }
+    if !set("proxy-next-upstream-tries", |v| tries(v).is_some()) {
+        p.tries = d.tries;
+    }
+}
+
+/// `worker-processes`: `auto` (0: one per CPU) or 1 to 1024.
+pub fn worker_processes(v: &str) -> Option<usize> {
+    match v.trim() {
+        "auto" => Some(0),
+        n => n.parse().ok().filter(|n| (1..=1024).contains(n)),
+    }
+}
+
+/// `proxy-next-upstream-tries`: up to [`Policy::MAX_TRIES`]; 0 is every endpoint.
+fn tries(v: &str) -> Option<usize> {
+    let n = v.parse::<usize>().ok().filter(|n| *n <= Policy::MAX_TRIES)?;
+    Some(if n == 0 { usize::MAX } else { n })
+}
+
+/// Reads the keys of one ConfigMap, reporting bad values against it.
+struct Reader<'a> {
+    key: &'a ObjectKey,
+    data: &'a BTreeMap<String, String>,
+    diags: &'a mut Diagnostics,
+    snapshot: &'a Snapshot,
+}
+
+impl Reader<'_> {
+    fn warn(&mut self, reason: Reason, msg: String) {
+        self.diags
+            .push(ObjectRef::new("ConfigMap", self.key), Severity::Warning, reason, msg);
+    }
+
+    /// A value parsed by `parse`; `None` when absent or invalid (invalid is reported).
+    fn parsed<T>(&mut self, name: &str, expected: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let raw = self.data.get(name)?;
+        let v = parse(raw.trim());
+        if v.is_none() {
+            let shown: String = raw.chars().take(200).collect();
+            self.warn(
+                Reason::InvalidConfigMapKey,
+                format!("ConfigMap key {name}={shown:?} is not {expected}; the command line's value (or Portico's default) holds"),
+            );
+        }
+        v
+    }
+
+    fn bool(&mut self, name: &str) -> Option<bool> {
+        self.parsed(name, "\"true\" or \"false\"", |v| match v {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })
+    }
+
+    fn unsupported(&mut self) {
+        for name in self.data.keys() {
+            let msg = match known_keys::support(name) {
+                Some(Support::Yes | Support::Partly(_)) => continue,
+                Some(Support::No(why)) => format!("ConfigMap key {name} is not supported ({why}); it has no effect"),
+                None => format!("ConfigMap key {name} is not one Portico or ingress-nginx knows; it has no effect"),
+            };
+            self.warn(Reason::UnsupportedConfigMapKey, msg);
+        }
+    }
+
+    fn route_defaults(&mut self, d: &mut RouteDefaults) {
+        if let Some(n) = self.parsed("proxy-body-size", "a size like 8m, 512k or 0", parse_size) {
+            d.max_body_bytes = Some(n).filter(|n| *n > 0);
+        }
+        let max = Policy::MAX_TIMEOUT.as_secs();
+        let expected = format!("a number of seconds from 1 to {max}");
+        for (name, field) in [
+            ("proxy-connect-timeout", &mut d.connect_timeout),
+            ("proxy-read-timeout", &mut d.read_timeout),
+            ("proxy-send-timeout", &mut d.send_timeout),
+        ] {
+            if let Some(t) = self.parsed(name, &expected, parse_timeout) {
+                *field = Some(t);
+            }
+        }
+        let expected = format!("a number of tries up to {} (0: every endpoint)", Policy::MAX_TRIES);
+        if let Some(n) = self.parsed("proxy-next-upstream-tries", &expected, tries) {
+            d.tries = n;
+        }
+    }
+
+    fn hsts(&mut self, hsts: &mut Option<Hsts>) {
+        let base = hsts.clone().unwrap_or_default();
+        let on = self.bool("hsts").unwrap_or(hsts.is_some());
+        let expected = format!("a number of seconds up to {}", Hsts::MAX_AGE);
+        let max_age = self
+            .parsed("hsts-max-age", &expected, |v| {
+                v.parse().ok().filter(|n| *n <= Hsts::MAX_AGE)
+            })
+            .unwrap_or(base.max_age);
+        let include = self.bool("hsts-include-subdomains").unwrap_or(base.include_subdomains);
+        let preload = self.bool("hsts-preload").unwrap_or(base.preload);
+        *hsts = on.then(|| Hsts::new(max_age, include, preload));
+    }
+
+    /// `use-forwarded-headers: "true"` believes the X-Forwarded-* of the peers in
+    /// `proxy-real-ip-cidr` (default: every peer, as ingress-nginx). An invalid entry is
+    /// dropped: a typo narrows trust, never widens it.
+    fn forwarded(&mut self, trusted: &mut Vec<Cidr>) {
+        if self.bool("use-forwarded-headers") != Some(true) {
+            return;
+        }
+        let Some(raw) = self.data.get("proxy-real-ip-cidr").cloned() else {
+            *trusted = vec![Cidr::ANY_V4, Cidr::ANY_V6];
+            return;
+        };
+        let mut list = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()).take(1024) {
+            match entry.parse::<Cidr>() {
+                Ok(c) => list.push(c),
+                Err(_) => self.warn(
+                    Reason::InvalidConfigMapKey,
+                    format!("ConfigMap key proxy-real-ip-cidr: {entry:?} is not a CIDR; it is left out"),
+                ),
+            }
+        }
+        *trusted = list;
+    }
+
+    /// `ssl-protocols` and `ssl-ciphers`, checked as the flags are; the handshake parses them
+    /// again (see `proxy::tls_live`).
+    fn tls(&mut self, g: &mut Global) {
+        let mut versions = vec![&rustls::version::TLS13, &rustls::version::TLS12];
+        let mut problem = None;
+        if let Some(raw) = self.data.get("ssl-protocols") {
+            match tls_options::parse_protocols(raw) {
+                Ok(v) => {
+                    versions = v;
+                    g.ssl_protocols = Some(raw.trim().to_string());
+                }
+                Err(why) => problem = Some(("ssl-protocols", raw.clone(), why)),
+            }
+        }
+        if let Some(raw) = self.data.get("ssl-ciphers") {
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            match tls_options::parse_ciphers(raw, &provider, &versions) {
+                Ok((_, skipped)) => {
+                    for w in skipped {
+                        self.warn(Reason::InvalidConfigMapKey, format!("ConfigMap key ssl-ciphers: {w}"));
+                    }
+                    g.ssl_ciphers = Some(raw.trim().to_string());
+                }
+                Err(why) => problem = Some(("ssl-ciphers", raw.clone(), why)),
+            }
+        }
+        if let Some((name, raw, why)) = problem {
+            let shown: String = raw.chars().take(200).collect();
+            self.warn(
+                Reason::InvalidConfigMapKey,
+                format!("ConfigMap key {name}={shown:?}: {why}; the command line's value (or Portico's default) holds"),
+            );
+        }
+    }
+
+    /// `add-headers`, `proxy-set-headers`: a ConfigMap (`namespace/name`, or `name` in this
+    /// ConfigMap's namespace) of headers. A bad list is a Warning and none of it is used.
+    fn headers(&mut self, name: &str) -> HeaderList {
+        let Some(reference) = self.data.get(name) else {
+            return HeaderList::default();
+        };
+        match header_maps::key(reference, &self.key.namespace, false)
+            .and_then(|key| header_maps::read(self.snapshot, &key))
+        {
+            Ok(list) => list,
+            Err(why) => {
+                self.warn(
+                    Reason::InvalidConfigMapKey,
+                    format!("ConfigMap key {name}: {why}; no header is added"),
+                );
+                HeaderList::default()
+            }
+        }
+    }
+
+    /// `global-auth-url` and its family. An invalid URL keeps the command line's global auth;
+    /// without one, the Ingresses it would cover answer 503 (never unauthenticated).
+    fn global_auth(&mut self, out: &mut Option<Arc<ExternalAuth>>, denied: &mut Option<Arc<str>>) {
+        let Some(raw) = self.data.get("global-auth-url").map(|v| v.trim().to_string()) else {
+            return;
+        };
+        let mut e = match parse_auth_url(&raw) {
+            Ok(e) => e,
+            Err(why) => {
+                let then = match out {
+                    Some(_) => "--global-auth-url applies",
+                    None => "every Ingress it would cover (no auth-url, enable-global-auth not \"false\") answers 503",
+                };
+                let msg = format!("ConfigMap key global-auth-url={raw:?}: {why}; {then}");
+                self.warn(Reason::InvalidConfigMapKey, msg.clone());
+                if out.is_none() {
+                    *denied = Some(msg.into());
+                }
+                return;
+            }
+        };
+        e.method = self.parsed("global-auth-method", auth::AUTH_METHOD, auth::auth_method);
+        e.signin = self.parsed("global-auth-signin", auth::SIGNIN, auth::signin);
+        if let Some(p) = self.parsed(
+            "global-auth-signin-redirect-param",
+            "a query parameter name",
+            auth::redirect_param,
+        ) {
+            e.signin_redirect_param = p;
+        }
+        e.response_headers = self
+            .parsed(
+                "global-auth-response-headers",
+                "a comma-separated list of header names",
+                auth::response_headers,
+            )
+            .unwrap_or_default();
+        e.request_redirect = self.parsed(
+            "global-auth-request-redirect",
+            "a URL or path (printable, no spaces)",
+            auth::request_redirect,
+        );
+        e.always_set_cookie = self.bool("global-auth-always-set-cookie").unwrap_or(false);
+        *out = Some(Arc::new(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fixture;
+
+    fn read(data: &[(&str, &str)]) -> (Global, Vec<String>) {
+        let snapshot = fixture::snapshot([fixture::config_map("ingress-nginx", "c", data).into()]);
+        let opts = Options {
+            configmap: Some(ObjectKey::new("ingress-nginx", "c")),
+            ..Default::default()
+        };
+        let mut diags = Diagnostics::default();
+        let g = settings(&snapshot, &opts, &mut diags);
+        (g, diags.into_sorted().iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn keys_are_read_and_bad_values_keep_the_default() {
+        let (g, d) = read(&[
+            ("proxy-body-size", "8m"),
+            ("proxy-read-timeout", "120"),
+            ("proxy-connect-timeout", "99999999"),
+            ("proxy-next-upstream-tries", "0"),
+            ("hsts-max-age", "600"),
+            ("hsts-preload", "yes"),
+        ]);
+        assert_eq!(g.routes.max_body_bytes, Some(8 << 20));
+        assert_eq!(g.routes.read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(g.routes.connect_timeout, None);
+        assert_eq!(g.routes.tries, usize::MAX);
+        assert_eq!(
+            g.hsts.as_ref().map(|h| h.value.clone()).unwrap(),
+            "max-age=600; includeSubDomains"
+        );
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|m| m.contains("proxy-connect-timeout")), "{d:?}");
+        assert!(d.iter().any(|m| m.contains("hsts-preload")), "{d:?}");
+    }
+
+    #[test]
+    fn worker_processes_values() {
+        assert_eq!(worker_processes("auto"), Some(0));
+        assert_eq!(worker_processes("4"), Some(4));
+        for bad in ["0", "1025", "-1", "many"] {
+            assert_eq!(worker_processes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_unsupported_keys_are_reported() {
+        let (_, d) = read(&[("server-snippet", "x"), ("no-such-key", "1"), ("hsts", "false")]);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|m| m.contains("server-snippet is not supported")), "{d:?}");
+        assert!(d.iter().any(|m| m.contains("no-such-key is not one")), "{d:?}");
+    }
+
+    #[test]
+    fn a_missing_configmap_is_a_warning_and_flags_hold() {
+        let opts = Options {
+            configmap: Some(ObjectKey::new("x", "y")),
+            ..Default::default()
+        };
+        let mut diags = Diagnostics::default();
+        let g = settings(&Snapshot::default(), &opts, &mut diags);
+        assert_eq!(g.hsts, Some(Hsts::default()));
+        let d = diags.into_sorted();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].reason, Reason::ConfigMapNotFound);
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_valid_ranges() {
+        let (g, _) = read(&[("use-forwarded-headers", "true")]);
+        assert!(g.trusted.iter().any(|c| c.contains("203.0.113.9".parse().unwrap())));
+        let (g, d) = read(&[
+            ("use-forwarded-headers", "true"),
+            ("proxy-real-ip-cidr", "10.0.0.0/8, nonsense"),
+        ]);
+        assert!(g.trusted.iter().any(|c| c.contains("10.1.2.3".parse().unwrap())));
+        assert!(!g.trusted.iter().any(|c| c.contains("203.0.113.9".parse().unwrap())));
+        assert_eq!(d.len(), 1, "{d:?}");
+        let (g, _) = read(&[("use-forwarded-headers", "false"), ("proxy-real-ip-cidr", "0.0.0.0/0")]);
+        assert!(g.trusted.is_empty());
+    }
+
+    #[test]
+    fn annotations_win_over_configmap_defaults() {
+        let d = RouteDefaults {
+            max_body_bytes: Some(10),
+            tries: 7,
+            ..Default::default()
+        };
+        let ing = fixture::ingress("default", "i")
+            .annotation("nginx.ingress.kubernetes.io/proxy-body-size", "0")
+            .annotation("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "bad")
+            .build();
+        let mut p = Policy::default();
+        apply_route_defaults(&mut p, &ing, &d);
+        assert_eq!(p.max_body_bytes, None, "the annotation's 0 (no limit) wins");
+        assert_eq!(p.tries, 7, "an invalid annotation falls back to the ConfigMap");
+    }
+}

@@ -1,0 +1,353 @@
+//! Every ingress-nginx ConfigMap key, and what Portico does with it. One table feeds the
+//! warnings compile() gives for keys of the `--configmap` it does not honour and
+//! `docs/configmap.md` (`portico configmap-keys` prints the table; a test keeps them in step).
+
+use super::known::{self, SNIPPET, Support};
+use Support::{No, Partly, Yes};
+
+const OTHER_BRANCH: &str = "not yet: the feature is being built; the key will be read once it lands";
+const NGINX_INTERNAL: &str =
+    "not applicable: an nginx buffer, table or process setting; Portico streams bodies and sizes its own tables";
+const TRACING: &str = "not yet: Portico exports no traces";
+const MODULE: &str = "not supported: Portico has no WAF and no GeoIP database";
+const LOGS: &str = "not applicable: Portico logs to stdout (RUST_LOG sets the level, --log-format the form)";
+const STREAM: &str = "not applicable: Portico proxies no TCP/UDP services";
+const LATER: &str = "not yet";
+
+/// ConfigMap keys, sorted.
+pub const KEYS: &[(&str, Support)] = &[
+    ("access-log-params", No(LOGS)),
+    ("access-log-path", No(LOGS)),
+    (
+        "add-headers",
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
+        ),
+    ),
+    ("allow-backend-server-header", No(LATER)),
+    ("allow-cross-namespace-resources", No(LATER)),
+    (
+        "allow-snippet-annotations",
+        Partly(
+            "accepted, and snippet annotations stay refused whatever its value: Portico renders no configuration text",
+        ),
+    ),
+    ("annotation-value-word-blocklist", No(LATER)),
+    ("annotations-risk-level", No(LATER)),
+    ("bind-address", No(LATER)),
+    ("block-cidrs", No(LATER)),
+    ("block-referers", No(LATER)),
+    ("block-user-agents", No(LATER)),
+    ("brotli-level", No(OTHER_BRANCH)),
+    ("brotli-min-length", No(OTHER_BRANCH)),
+    ("brotli-types", No(OTHER_BRANCH)),
+    ("client-body-buffer-size", No(NGINX_INTERNAL)),
+    ("client-body-timeout", No(LATER)),
+    ("client-header-buffer-size", No(NGINX_INTERNAL)),
+    (
+        "client-header-timeout",
+        No("not yet from the ConfigMap: --client-header-timeout sets it at start"),
+    ),
+    (
+        "compute-full-forwarded-for",
+        Partly(
+            "without the key Portico sends the full chain (its behaviour before the ConfigMap; ingress-nginx's default is false); \"false\": the client address alone",
+        ),
+    ),
+    ("custom-http-errors", No(OTHER_BRANCH)),
+    ("debug-connections", No(NGINX_INTERNAL)),
+    ("default-type", No(LATER)),
+    ("denylist-source-range", No(LATER)),
+    ("disable-access-log", No(LATER)),
+    ("disable-ipv6", No(LATER)),
+    ("disable-ipv6-dns", No(LATER)),
+    ("enable-access-log-for-default-backend", No(LATER)),
+    ("enable-aio-write", No(NGINX_INTERNAL)),
+    ("enable-brotli", No(OTHER_BRANCH)),
+    ("enable-modsecurity", No(MODULE)),
+    ("enable-multi-accept", No(NGINX_INTERNAL)),
+    ("enable-ocsp", No(LATER)),
+    ("enable-opentelemetry", No(TRACING)),
+    ("enable-owasp-modsecurity-crs", No(MODULE)),
+    ("enable-real-ip", No(LATER)),
+    ("enable-serial-reloads", No(NGINX_INTERNAL)),
+    ("enable-syslog", No(LOGS)),
+    ("enable-underscores-in-headers", No(LATER)),
+    ("error-log-level", No(LOGS)),
+    ("error-log-path", No(LOGS)),
+    (
+        "force-ssl-redirect",
+        No("not yet from the ConfigMap: the force-ssl-redirect annotation sets it per Ingress"),
+    ),
+    (
+        "forwarded-for-header",
+        No("not yet: the client address is read from X-Forwarded-For"),
+    ),
+    ("forwarded-for-proxy-protocol-header", No(LATER)),
+    ("generate-request-id", No(LATER)),
+    ("geoip2-autoreload-in-minutes", No(MODULE)),
+    ("global-allowed-response-headers", Yes),
+    ("global-auth-always-set-cookie", Yes),
+    ("global-auth-cache-duration", No(LATER)),
+    ("global-auth-cache-key", No(LATER)),
+    ("global-auth-method", Yes),
+    ("global-auth-request-redirect", Yes),
+    ("global-auth-response-headers", Yes),
+    (
+        "global-auth-signin",
+        Partly("variables $host, $http_host, $scheme, $request_uri and $escaped_request_uri only"),
+    ),
+    ("global-auth-signin-redirect-param", Yes),
+    ("global-auth-snippet", No(SNIPPET)),
+    ("global-auth-url", Yes),
+    ("grpc-buffer-size-kb", No(NGINX_INTERNAL)),
+    ("gzip-disable", No(OTHER_BRANCH)),
+    ("gzip-level", No(OTHER_BRANCH)),
+    ("gzip-min-length", No(OTHER_BRANCH)),
+    ("gzip-types", No(OTHER_BRANCH)),
+    ("hide-headers", No(LATER)),
+    ("hsts", Yes),
+    ("hsts-include-subdomains", Yes),
+    ("hsts-max-age", Yes),
+    ("hsts-preload", Yes),
+    ("http-access-log-path", No(LOGS)),
+    ("http-redirect-code", No(LATER)),
+    ("http-snippet", No(SNIPPET)),
+    (
+        "http2-max-concurrent-streams",
+        No("not yet from the ConfigMap: --h2-max-concurrent-streams sets it at start"),
+    ),
+    ("http2-max-field-size", No(LATER)),
+    ("http2-max-header-size", No(LATER)),
+    ("http2-max-requests", No(LATER)),
+    ("ignore-invalid-headers", No(LATER)),
+    ("jaeger-baggage-header", No(TRACING)),
+    ("jaeger-collector-host", No(TRACING)),
+    ("jaeger-collector-port", No(TRACING)),
+    ("jaeger-debug-header", No(TRACING)),
+    ("jaeger-endpoint", No(TRACING)),
+    ("jaeger-propagation-format", No(TRACING)),
+    ("jaeger-sampler-host", No(TRACING)),
+    ("jaeger-sampler-param", No(TRACING)),
+    ("jaeger-sampler-port", No(TRACING)),
+    ("jaeger-sampler-type", No(TRACING)),
+    ("jaeger-service-name", No(TRACING)),
+    ("jaeger-trace-baggage-header-prefix", No(TRACING)),
+    ("jaeger-trace-context-header-name", No(TRACING)),
+    ("jaeger-tracer-baggage-header-prefix", No(TRACING)),
+    (
+        "keep-alive",
+        Partly(
+            "1 to 86400 seconds (0, keep-alive off, is refused); for connections opened after a change; it is also the time a request head may take (as --client-header-timeout, its default), and HTTP/2 keeps the flag's ping timeout",
+        ),
+    ),
+    (
+        "keep-alive-requests",
+        No("not yet: a client connection serves requests until it is idle or closed"),
+    ),
+    ("large-client-header-buffers", No(NGINX_INTERNAL)),
+    ("limit-conn-status-code", No(OTHER_BRANCH)),
+    ("limit-conn-zone-variable", No(OTHER_BRANCH)),
+    ("limit-rate", No(OTHER_BRANCH)),
+    ("limit-rate-after", No(OTHER_BRANCH)),
+    ("limit-req-status-code", No(OTHER_BRANCH)),
+    (
+        "load-balance",
+        No("not yet from the ConfigMap: the load-balance annotation sets it per Ingress (default round_robin)"),
+    ),
+    ("location-snippet", No(SNIPPET)),
+    (
+        "log-format-escape-json",
+        No("not yet: --log-format json writes JSON access-log lines with fixed fields"),
+    ),
+    ("log-format-escape-none", No(LATER)),
+    ("log-format-stream", No(STREAM)),
+    (
+        "log-format-upstream",
+        No(
+            "not yet: the access log has fixed fields (client, method, host, path, status, duration, upstream, Ingress, Service)",
+        ),
+    ),
+    ("lua-shared-dicts", No(NGINX_INTERNAL)),
+    ("main-snippet", No(SNIPPET)),
+    ("map-hash-bucket-size", No(NGINX_INTERNAL)),
+    ("max-worker-connections", No(NGINX_INTERNAL)),
+    ("max-worker-open-files", No(NGINX_INTERNAL)),
+    ("modsecurity-snippet", No(SNIPPET)),
+    ("nginx-status-ipv4-whitelist", No(LATER)),
+    ("nginx-status-ipv6-whitelist", No(LATER)),
+    ("no-auth-locations", No(LATER)),
+    ("no-tls-redirect-locations", No(LATER)),
+    ("opentelemetry-config", No(TRACING)),
+    ("opentelemetry-operation-name", No(TRACING)),
+    ("opentelemetry-trust-incoming-span", No(TRACING)),
+    ("otel-max-export-batch-size", No(TRACING)),
+    ("otel-max-queuesize", No(TRACING)),
+    ("otel-sampler", No(TRACING)),
+    ("otel-sampler-parent-based", No(TRACING)),
+    ("otel-sampler-ratio", No(TRACING)),
+    ("otel-schedule-delay-millis", No(TRACING)),
+    ("otel-service-name", No(TRACING)),
+    ("otlp-collector-host", No(TRACING)),
+    ("otlp-collector-port", No(TRACING)),
+    ("proxy-add-original-uri-header", No(LATER)),
+    (
+        "proxy-body-size",
+        Partly(
+            "without the key requests bodies are not limited (ingress-nginx: 1m); an Ingress's proxy-body-size wins",
+        ),
+    ),
+    ("proxy-buffer-size", No(NGINX_INTERNAL)),
+    ("proxy-buffering", No(NGINX_INTERNAL)),
+    ("proxy-buffers-number", No(NGINX_INTERNAL)),
+    ("proxy-busy-buffers-size", No(NGINX_INTERNAL)),
+    ("proxy-connect-timeout", Yes),
+    ("proxy-cookie-domain", No(LATER)),
+    ("proxy-cookie-path", No(LATER)),
+    ("proxy-headers-hash-bucket-size", No(NGINX_INTERNAL)),
+    ("proxy-headers-hash-max-size", No(NGINX_INTERNAL)),
+    ("proxy-next-upstream", No(LATER)),
+    ("proxy-next-upstream-timeout", No(LATER)),
+    ("proxy-next-upstream-tries", Yes),
+    (
+        "proxy-protocol-header-timeout",
+        No("not yet from the ConfigMap: --proxy-protocol-header-timeout sets it at start"),
+    ),
+    ("proxy-read-timeout", Yes),
+    ("proxy-real-ip-cidr", Yes),
+    ("proxy-redirect-from", No(LATER)),
+    ("proxy-request-buffering", No(NGINX_INTERNAL)),
+    ("proxy-send-timeout", Yes),
+    (
+        "proxy-set-headers",
+        Partly(
+            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
+        ),
+    ),
+    ("proxy-ssl-location-only", No(LATER)),
+    ("proxy-stream-next-upstream", No(STREAM)),
+    ("proxy-stream-next-upstream-timeout", No(STREAM)),
+    ("proxy-stream-next-upstream-tries", No(STREAM)),
+    ("proxy-stream-responses", No(STREAM)),
+    ("proxy-stream-timeout", No(STREAM)),
+    ("relative-redirects", No(LATER)),
+    ("retry-non-idempotent", No(LATER)),
+    ("reuse-port", No(NGINX_INTERNAL)),
+    ("server-name-hash-bucket-size", No(NGINX_INTERNAL)),
+    ("server-name-hash-max-size", No(NGINX_INTERNAL)),
+    ("server-snippet", No(SNIPPET)),
+    ("server-tokens", No(LATER)),
+    ("service-upstream", No(LATER)),
+    ("skip-access-log-urls", No(LATER)),
+    ("ssl-buffer-size", No(NGINX_INTERNAL)),
+    (
+        "ssl-ciphers",
+        Partly(
+            "suite names only, rustls's ECDHE-GCM, CHACHA20 and TLS 1.3 suites; DHE, CBC and static-RSA names and OpenSSL keywords are skipped with a Warning; applies to new handshakes",
+        ),
+    ),
+    ("ssl-dh-param", No(LATER)),
+    ("ssl-early-data", No(LATER)),
+    ("ssl-ecdh-curve", No(LATER)),
+    (
+        "ssl-protocols",
+        Partly("TLSv1.2 and TLSv1.3 only (rustls implements no older version); applies to new handshakes"),
+    ),
+    (
+        "ssl-redirect",
+        No("not yet from the ConfigMap: the ssl-redirect annotation sets it per Ingress (default true)"),
+    ),
+    ("ssl-reject-handshake", No(LATER)),
+    (
+        "ssl-session-cache",
+        No("not yet from the ConfigMap: --tls-session-cache 0 turns resumption off, at start"),
+    ),
+    (
+        "ssl-session-cache-size",
+        No("not yet from the ConfigMap: --tls-session-cache sets the number of sessions, at start"),
+    ),
+    ("ssl-session-ticket-key", No(LATER)),
+    (
+        "ssl-session-tickets",
+        No("not yet: TLS 1.3 tickets carry only a session id (as ingress-nginx's default false); no stateless tickets"),
+    ),
+    (
+        "ssl-session-timeout",
+        No("not yet from the ConfigMap: --tls-session-timeout sets it, at start"),
+    ),
+    ("stream-access-log-path", No(LOGS)),
+    ("stream-snippet", No(SNIPPET)),
+    ("strict-validate-path-type", No(LATER)),
+    ("syslog-host", No(LOGS)),
+    ("syslog-port", No(LOGS)),
+    (
+        "upstream-keepalive-connections",
+        No("not yet: up to 256 idle connections are kept per endpoint"),
+    ),
+    (
+        "upstream-keepalive-requests",
+        No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
+    ),
+    (
+        "upstream-keepalive-time",
+        No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
+    ),
+    ("upstream-keepalive-timeout", Yes),
+    (
+        "use-forwarded-headers",
+        Partly(
+            "true: X-Forwarded-* from the peers proxy-real-ip-cidr lists are believed and appended to; false: only from --trusted-proxies (none by default)",
+        ),
+    ),
+    ("use-geoip", No(MODULE)),
+    ("use-geoip2", No(MODULE)),
+    ("use-gzip", No(OTHER_BRANCH)),
+    ("use-http2", No(LATER)),
+    (
+        "use-proxy-protocol",
+        Partly("applies to connections accepted after the change; open ones keep how they started"),
+    ),
+    ("variables-hash-bucket-size", No(NGINX_INTERNAL)),
+    ("variables-hash-max-size", No(NGINX_INTERNAL)),
+    (
+        "whitelist-source-range",
+        No("not yet from the ConfigMap: the annotation sets it per Ingress"),
+    ),
+    ("worker-cpu-affinity", No(NGINX_INTERNAL)),
+    (
+        "worker-processes",
+        Partly(
+            "worker threads, read at start from a manifests directory (--worker-threads wins); in Kubernetes mode use --worker-threads; a change is logged as needing a restart",
+        ),
+    ),
+    ("worker-shutdown-timeout", No(NGINX_INTERNAL)),
+];
+
+/// What Portico does with ConfigMap key `name`; `None` for keys ingress-nginx does not have
+/// either.
+pub fn support(name: &str) -> Option<Support> {
+    known::lookup(KEYS, name)
+}
+
+/// The table of docs/configmap.md.
+pub fn markdown_table() -> String {
+    known::markdown("key", KEYS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_documented() {
+        assert!(KEYS.windows(2).all(|w| w[0].0 < w[1].0), "keep KEYS sorted");
+        let doc = include_str!("../../docs/configmap.md");
+        assert!(
+            doc.contains(&markdown_table()),
+            "docs/configmap.md is out of date: paste the output of `portico configmap-keys`"
+        );
+        assert_eq!(support("hsts"), Some(Yes));
+        assert_eq!(support("no-such-key"), None);
+        assert!(matches!(support("server-snippet"), Some(No(SNIPPET))));
+    }
+}

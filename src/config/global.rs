@@ -1,0 +1,193 @@
+//! Controller-wide settings: the command line's values, overridden by the keys of the
+//! ingress-nginx ConfigMap (`--configmap`), as plain data published in each Config.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::Serialize;
+
+use super::Cidr;
+use super::auth::ExternalAuth;
+use super::headers::HeaderList;
+use super::policy::Policy;
+use crate::model::ObjectKey;
+
+/// What applies to every route and connection unless an Ingress says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Global {
+    /// The ConfigMap these settings were read from (`None`: command-line values only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configmap: Option<ObjectKey>,
+    /// Defaults of the route settings an Ingress's annotations can override:
+    /// `proxy-body-size`, `proxy-*-timeout`, `proxy-next-upstream-tries`.
+    pub routes: RouteDefaults,
+    /// Peers whose X-Forwarded-* headers are believed (`--trusted-proxies`, or
+    /// `use-forwarded-headers` with `proxy-real-ip-cidr`).
+    pub trusted: Vec<Cidr>,
+    /// `hsts` and its settings; `None`: no Strict-Transport-Security header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+    /// `global-auth-url` and its family (or `--global-auth-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_auth: Option<Arc<ExternalAuth>>,
+    /// `allow-snippet-annotations`: accepted, and without effect (snippets stay refused).
+    pub allow_snippet_annotations: bool,
+    /// Why the ConfigMap's `global-auth-url` cannot be used, when there is no other global
+    /// auth: Ingresses it would cover answer 503 rather than go unauthenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_auth_denied: Option<Arc<str>>,
+    /// `add-headers`: headers added to every response.
+    #[serde(skip_serializing_if = "HeaderList::is_empty")]
+    pub add_headers: HeaderList,
+    /// `proxy-set-headers`: headers set on every upstream request.
+    #[serde(skip_serializing_if = "HeaderList::is_empty")]
+    pub proxy_set_headers: HeaderList,
+    /// `global-allowed-response-headers`, lowercased: the only names an Ingress's
+    /// `custom-headers` may set.
+    pub allowed_response_headers: Vec<String>,
+    /// `use-proxy-protocol` (or `--use-proxy-protocol`): every new connection starts with a
+    /// PROXY protocol header.
+    pub use_proxy_protocol: bool,
+    /// `ssl-protocols` as the `--configmap` gives it (checked); `None`: `--ssl-protocols`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_protocols: Option<String>,
+    /// `ssl-ciphers` as the `--configmap` gives it (checked); `None`: `--ssl-ciphers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ciphers: Option<String>,
+    /// `compute-full-forwarded-for`: X-Forwarded-For from a trusted peer is its chain with
+    /// the peer appended (Portico's default); `false`: the client address alone.
+    pub compute_full_forwarded_for: bool,
+    /// `worker-processes` (0: `auto`): read when Portico starts; a later change is logged as
+    /// needing a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_processes: Option<usize>,
+    /// `upstream-keepalive-timeout`: how long an idle upstream connection is kept for reuse
+    /// (`None`: 60 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_keepalive_timeout: Option<Duration>,
+    /// `keep-alive`: how long a client connection may idle between requests (`None`:
+    /// `--client-header-timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<Duration>,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Self {
+            configmap: None,
+            routes: RouteDefaults::default(),
+            trusted: Vec::new(),
+            hsts: Some(Hsts::default()),
+            global_auth: None,
+            allow_snippet_annotations: false,
+            global_auth_denied: None,
+            add_headers: HeaderList::default(),
+            proxy_set_headers: HeaderList::default(),
+            allowed_response_headers: Vec::new(),
+            use_proxy_protocol: false,
+            ssl_protocols: None,
+            ssl_ciphers: None,
+            compute_full_forwarded_for: true,
+            worker_processes: None,
+            upstream_keepalive_timeout: None,
+            keep_alive: None,
+        }
+    }
+}
+
+/// Route settings for Ingresses that do not set the annotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteDefaults {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<Duration>,
+    /// As [`Policy::tries`].
+    pub tries: usize,
+}
+
+impl Default for RouteDefaults {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: None,
+            connect_timeout: None,
+            read_timeout: None,
+            send_timeout: None,
+            tries: Policy::DEFAULT_TRIES,
+        }
+    }
+}
+
+impl RouteDefaults {
+    /// The Policy of an Ingress without annotations.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_body_bytes: self.max_body_bytes,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            send_timeout: self.send_timeout,
+            tries: self.tries,
+            ..Policy::default()
+        }
+    }
+}
+
+/// Strict-Transport-Security on HTTPS responses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Hsts {
+    /// At most [`Hsts::MAX_AGE`].
+    pub max_age: u64,
+    pub include_subdomains: bool,
+    pub preload: bool,
+    /// The header value, made once per Config.
+    #[serde(skip)]
+    pub value: HeaderValue,
+}
+
+impl Default for Hsts {
+    fn default() -> Self {
+        Self::new(31_536_000, true, false)
+    }
+}
+
+impl Hsts {
+    /// Ten years: a longer max-age is a mistake (browsers cap it anyway).
+    pub const MAX_AGE: u64 = 315_360_000;
+
+    pub fn new(max_age: u64, include_subdomains: bool, preload: bool) -> Self {
+        let mut v = format!("max-age={}", max_age.min(Self::MAX_AGE));
+        if include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if preload {
+            v.push_str("; preload");
+        }
+        Self {
+            max_age,
+            include_subdomains,
+            preload,
+            // Digits, letters, `=`, `;` and spaces only: always a valid header value.
+            value: HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("max-age=0")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsts_values() {
+        assert_eq!(Hsts::default().value, "max-age=31536000; includeSubDomains");
+        assert_eq!(Hsts::new(0, false, false).value, "max-age=0");
+        assert_eq!(
+            Hsts::new(600, true, true).value,
+            "max-age=600; includeSubDomains; preload"
+        );
+    }
+}

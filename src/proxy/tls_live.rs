@@ -1,0 +1,114 @@
+//! The HTTPS listener's rustls configurations for the live Config's `ssl-protocols` and
+//! `ssl-ciphers`: built again when those change (the session caches stay), else shared by
+//! every handshake.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+
+use crate::config::global::Global;
+use crate::config::tls_options::{TlsOptions, parse_ciphers, parse_protocols};
+
+/// Makes the plain and the client-certificate-asking configuration for some options.
+pub type Build = Box<dyn Fn(&TlsOptions) -> Result<(ServerConfig, ServerConfig), rustls::Error> + Send + Sync>;
+
+/// The configurations for one pair of `ssl-protocols`/`ssl-ciphers` values.
+pub struct Configs {
+    /// The Config's values these were built for (`None`: the flags').
+    key: (Option<String>, Option<String>),
+    pub plain: Arc<ServerConfig>,
+    pub client_auth: Arc<ServerConfig>,
+}
+
+pub struct LiveTls {
+    /// `--ssl-protocols`.
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// `--ssl-ciphers`, checked at start.
+    ciphers: Option<String>,
+    build: Build,
+    current: ArcSwap<Configs>,
+}
+
+impl LiveTls {
+    /// Builds the configurations for the flags' values.
+    pub fn new(
+        versions: Vec<&'static rustls::SupportedProtocolVersion>,
+        ciphers: Option<String>,
+        build: Build,
+    ) -> Result<Self, String> {
+        let opts = options(&versions, ciphers.as_deref(), None, None)?;
+        let (plain, client_auth) = build(&opts).map_err(|e| e.to_string())?;
+        Ok(Self {
+            versions,
+            ciphers,
+            build,
+            current: ArcSwap::from_pointee(Configs {
+                key: (None, None),
+                plain: Arc::new(plain),
+                client_auth: Arc::new(client_auth),
+            }),
+        })
+    }
+
+    /// The configurations for `global`'s values: the current ones, unless those changed.
+    pub fn configs(&self, global: &Global) -> Arc<Configs> {
+        let cur = self.current.load_full();
+        if cur.key.0 == global.ssl_protocols && cur.key.1 == global.ssl_ciphers {
+            return cur;
+        }
+        self.rebuild(global).unwrap_or(cur)
+    }
+
+    #[cold]
+    fn rebuild(&self, global: &Global) -> Option<Arc<Configs>> {
+        let built = options(
+            &self.versions,
+            self.ciphers.as_deref(),
+            global.ssl_protocols.as_deref(),
+            global.ssl_ciphers.as_deref(),
+        )
+        .and_then(|opts| (self.build)(&opts).map_err(|e| e.to_string()));
+        let (plain, client_auth) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                // compile() checked the values, so this is a combination rustls refuses
+                // (say --ssl-ciphers without a suite for the ConfigMap's protocols).
+                tracing::warn!(error = %e, "the ConfigMap's ssl-protocols/ssl-ciphers cannot be used; the previous TLS settings hold");
+                return None;
+            }
+        };
+        let configs = Arc::new(Configs {
+            key: (global.ssl_protocols.clone(), global.ssl_ciphers.clone()),
+            plain: Arc::new(plain),
+            client_auth: Arc::new(client_auth),
+        });
+        self.current.store(configs.clone());
+        tracing::info!(protocols = ?global.ssl_protocols, ciphers = ?global.ssl_ciphers, "TLS settings applied to new handshakes");
+        Some(configs)
+    }
+}
+
+/// The options from the flags' values, each overridden by the ConfigMap's when given.
+fn options(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    ciphers: Option<&str>,
+    cm_protocols: Option<&str>,
+    cm_ciphers: Option<&str>,
+) -> Result<TlsOptions, String> {
+    let versions = match cm_protocols {
+        Some(p) => parse_protocols(p)?,
+        None => versions.to_vec(),
+    };
+    let cipher_suites = match cm_ciphers.or(ciphers) {
+        Some(list) => {
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            Some(parse_ciphers(list, &provider, &versions)?.0)
+        }
+        None => None,
+    };
+    Ok(TlsOptions {
+        versions,
+        cipher_suites,
+    })
+}

@@ -1,0 +1,578 @@
+//! The ingress-nginx ConfigMap (`--configmap`) over real sockets: a ConfigMap file in the
+//! manifests directory, changed while Portico serves.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use portico::fixture::{self, yaml};
+use support::*;
+
+const CM: &str = "ingress-nginx/ingress-nginx-controller";
+
+/// The ConfigMap `ingress-nginx/ingress-nginx-controller` with `data`, as a manifest.
+fn configmap(data: &[(&str, &str)]) -> String {
+    yaml(&[fixture::config_map("ingress-nginx", "ingress-nginx-controller", data).into()])
+}
+
+/// Class, Service `web` on `pods`, and an Ingress for `host` → web without annotations.
+fn site(pods: &[std::net::SocketAddr], host: &str) -> String {
+    class() + &service("web", pods) + &annotated_ingress("site", host, "/", "web", &[])
+}
+
+/// Portico on `site` with the ConfigMap `data` (file cm.yaml) as its `--configmap`.
+async fn start(site: String, data: &[(&str, &str)], extra: &[&str]) -> Portico {
+    let mut args = vec!["--configmap", CM];
+    args.extend(extra);
+    Portico::start(&[("site.yaml", site), ("cm.yaml", configmap(data))], &args).await
+}
+
+/// Class, Service `web` on `pods`, and an Ingress for foo.com with TLS → web.
+fn tls_site(pods: &[std::net::SocketAddr]) -> String {
+    class()
+        + &service("web", pods)
+        + &tls_secret("default", "foo-tls", "rsa.crt", "rsa-pkcs1.key")
+        + &yaml(&[ingress_with("tls", "foo.com", "/", "web", &[])
+            .tls(&["foo.com"], Some("foo-tls"))
+            .into()])
+}
+
+fn diagnostics(routes: &serde_json::Value) -> Vec<String> {
+    routes["diagnostics"]
+        .as_array()
+        .map(|a| a.iter().map(|d| d.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// One keep-alive HTTP/1.1 connection that sends request after request.
+struct KeepAlive(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
+
+impl KeepAlive {
+    async fn open(addr: std::net::SocketAddr) -> KeepAlive {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        KeepAlive(send)
+    }
+
+    /// GET `path` on `host` claiming to forward for 192.0.2.7; the echo pod's view of
+    /// X-Forwarded-For.
+    async fn forwarded_for(&mut self, host: &str) -> String {
+        self.0.ready().await.expect("the connection stays open");
+        let req = Request::builder()
+            .uri("/")
+            .header("host", host)
+            .header("x-forwarded-for", "192.0.2.7")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = self.0.send_request(req).await.expect("no request fails");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let j = json(&String::from_utf8_lossy(&body));
+        j["headers"]["x-forwarded-for"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// A changed ConfigMap takes effect for the next request on a connection that was open
+/// before, and no request fails on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_apply_live_on_open_connections() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "live.test"), &[("use-forwarded-headers", "false")], &[]).await;
+    let mut conn = KeepAlive::open(p.http).await;
+    assert_eq!(conn.forwarded_for("live.test").await, "127.0.0.1", "not believed");
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+
+    let client = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        // Until the new value shows, and a few requests more.
+        let mut after = 0;
+        // Bounded, so that a change that never shows fails instead of hanging.
+        while after < 5 && seen.len() < 20_000 {
+            let xff = conn.forwarded_for("live.test").await;
+            if xff != "127.0.0.1" {
+                after += 1;
+            }
+            seen.push(xff);
+        }
+        seen
+    });
+    p.write("cm.yaml", &configmap(&[("use-forwarded-headers", "true")]));
+    p.wait_generation(generation + 1).await;
+    let seen = client.await.expect("every request on the open connection answered 200");
+    // Old value, then the new one, never back.
+    let first_new = seen
+        .iter()
+        .position(|x| x != "127.0.0.1")
+        .expect("the new value took effect");
+    assert!(
+        seen[first_new..].iter().all(|x| x == "192.0.2.7, 127.0.0.1"),
+        "{seen:?}"
+    );
+
+    // compute-full-forwarded-for: "false": the client address alone.
+    p.write(
+        "cm.yaml",
+        &configmap(&[
+            ("use-forwarded-headers", "true"),
+            ("compute-full-forwarded-for", "false"),
+        ]),
+    );
+    p.wait_generation(generation + 2).await;
+    let mut conn = KeepAlive::open(p.http).await;
+    assert_eq!(conn.forwarded_for("live.test").await, "192.0.2.7");
+}
+
+/// Route keys are the defaults of Ingresses without the annotation; an Ingress's own
+/// annotation wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_defaults_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let manifests = site(&web, "plain.test")
+        + &annotated_ingress(
+            "own",
+            "own.test",
+            "/",
+            "web",
+            &[("nginx.ingress.kubernetes.io/proxy-body-size", "0")],
+        );
+    let p = start(
+        manifests,
+        &[("proxy-body-size", "1k"), ("proxy-read-timeout", "1")],
+        &[],
+    )
+    .await;
+    let post = |host: &'static str, n: usize| {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/echo-body")
+            .header("host", host)
+            .body(Full::new(Bytes::from(vec![b'a'; n])))
+            .unwrap();
+        request(p.http, req)
+    };
+    assert_eq!(post("plain.test", 1000).await.unwrap().0, 200);
+    assert_eq!(post("plain.test", 2000).await.unwrap().0, 413, "the ConfigMap's 1k");
+    assert_eq!(
+        post("own.test", 200_000).await.unwrap().0,
+        200,
+        "the annotation's 0 wins"
+    );
+    assert_eq!(get(p.http, "plain.test", "/sleep/3000").await.unwrap().0, 504);
+    assert_eq!(get(p.http, "plain.test", "/sleep/100").await.unwrap().0, 200);
+}
+
+/// hsts keys replace the --hsts flags' values; a bad value is a Warning and the flag's
+/// value holds; unknown and unsupported keys are listed in /routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_keys_and_diagnostics() {
+    let web = pods("web", 1).await;
+    let tls = tls_site(&web);
+    let p = start(
+        tls,
+        &[
+            ("hsts-max-age", "600"),
+            ("hsts-preload", "true"),
+            ("hsts-include-subdomains", "maybe"),
+            ("server-snippet", "return 200;"),
+            ("no-such-key", "1"),
+        ],
+        &[],
+    )
+    .await;
+    let a = tls_get(p.https, Some("foo.com"), "/", false).await.unwrap();
+    assert_eq!(
+        a.headers["strict-transport-security"],
+        "max-age=600; includeSubDomains; preload"
+    );
+    let d = diagnostics(&p.routes().await);
+    for want in [
+        "hsts-include-subdomains",
+        "server-snippet is not supported",
+        "no-such-key",
+    ] {
+        assert!(d.iter().any(|m| m.contains(want)), "{want}: {d:?}");
+    }
+    assert!(!d.iter().any(|m| m.contains("hsts-max-age")), "{d:?}");
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("hsts", "false")]));
+    p.wait_generation(generation + 1).await;
+    let b = tls_get(p.https, Some("foo.com"), "/", false).await.unwrap();
+    assert_eq!(b.status, 200);
+    assert!(b.headers.get("strict-transport-security").is_none());
+
+    // Without the ConfigMap: a Warning, and the flags' values.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    std::fs::remove_file(p.dir.join("cm.yaml")).unwrap();
+    p.wait_generation(generation + 1).await;
+    let c = tls_get(p.https, Some("foo.com"), "/", false).await.unwrap();
+    assert_eq!(
+        c.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let d = diagnostics(&p.routes().await);
+    assert!(d.iter().any(|m| m.contains("ConfigMapNotFound")), "{d:?}");
+}
+
+/// `add-headers` and `custom-headers` go to the client, `proxy-set-headers` to the pod; an
+/// Ingress's `custom-headers` only with names in `global-allowed-response-headers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_lists_from_configmaps() {
+    let web = pods("web", 1).await;
+    let custom = |name: &str, host: &str, list: &str| {
+        annotated_ingress(
+            name,
+            host,
+            "/",
+            "web",
+            &[("nginx.ingress.kubernetes.io/custom-headers", list)],
+        )
+    };
+    let manifests = site(&web, "plain.test")
+        + &custom("own", "own.test", "tenant")
+        + &custom("bad", "bad.test", "other")
+        + &yaml(&[
+            fixture::config_map("ingress-nginx", "resp", &[("X-Frame-Options", "DENY")]).into(),
+            fixture::config_map("ingress-nginx", "req", &[("X-Env", "prod")]).into(),
+            fixture::config_map("default", "tenant", &[("X-Tenant", "blue")]).into(),
+            fixture::config_map("default", "other", &[("X-Other", "1")]).into(),
+        ]);
+    let p = start(
+        manifests,
+        &[
+            ("add-headers", "resp"),
+            ("proxy-set-headers", "ingress-nginx/req"),
+            ("global-allowed-response-headers", "X-Tenant"),
+        ],
+        &[],
+    )
+    .await;
+    let (s, h, body) = get(p.http, "plain.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h.get("x-env").is_none(), "proxy-set-headers go upstream only");
+    assert_eq!(json(&body)["headers"]["x-env"], "prod");
+    assert!(
+        json(&body)["headers"]["x-frame-options"].is_null(),
+        "add-headers go to the client only"
+    );
+
+    let (_, h, _) = get(p.http, "own.test", "/").await.unwrap();
+    assert_eq!(
+        (h["x-tenant"].to_str().unwrap(), h["x-frame-options"].to_str().unwrap()),
+        ("blue", "DENY")
+    );
+    let (s, h, _) = get(p.http, "bad.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert!(h.get("x-other").is_none());
+    let d = diagnostics(&p.routes().await);
+    assert!(
+        d.iter()
+            .any(|m| m.contains("x-other is not in the --configmap's global-allowed-response-headers")),
+        "{d:?}"
+    );
+
+    // A list with a refused name is not used at all.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    let refused = fixture::config_map(
+        "ingress-nginx",
+        "resp2",
+        &[("X-Frame-Options", "DENY"), ("Content-Length", "0")],
+    );
+    let cm = configmap(&[
+        ("add-headers", "resp2"),
+        ("proxy-set-headers", "ingress-nginx/req"),
+        ("global-allowed-response-headers", "X-Tenant"),
+    ]);
+    p.write("cm.yaml", &(cm + &yaml(&[refused.into()])));
+    p.wait_generation(generation + 1).await;
+    let (s, h, _) = get(p.http, "plain.test", "/").await.unwrap();
+    assert_eq!(s, 200);
+    assert!(h.get("x-frame-options").is_none());
+    let d = diagnostics(&p.routes().await);
+    assert!(
+        d.iter()
+            .any(|m| m.contains("\\\"Content-Length\\\" is not a header name")),
+        "{d:?}"
+    );
+}
+
+/// An auth service on loopback: 200 when the auth request carries `x-auth-key: secret`,
+/// else 401.
+async fn auth_service() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let ok = req.headers().get("x-auth-key").is_some_and(|v| v == "secret");
+                    let status = if ok { 200 } else { 401 };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// `global-auth-url` covers Ingresses without an `auth-url`; an invalid one makes them answer
+/// 503, never go open; `auth-proxy-set-headers` headers reach the auth service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_from_configmaps() {
+    let web = pods("web", 1).await;
+    let auth = auth_service().await;
+    let url = format!("http://{auth}/check");
+    let manifests = site(&web, "open.test")
+        + &annotated_ingress(
+            "keyed",
+            "keyed.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", url.as_str()),
+                ("nginx.ingress.kubernetes.io/auth-proxy-set-headers", "auth-headers"),
+            ],
+        )
+        + &annotated_ingress(
+            "missing",
+            "missing.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", url.as_str()),
+                ("nginx.ingress.kubernetes.io/auth-proxy-set-headers", "nope"),
+            ],
+        )
+        + &yaml(&[fixture::config_map("default", "auth-headers", &[("X-Auth-Key", "secret")]).into()]);
+    let p = start(
+        manifests,
+        &[("global-auth-url", url.as_str())],
+        &["--allow-loopback-auth-url"],
+    )
+    .await;
+    assert_eq!(get(p.http, "open.test", "/").await.unwrap().0, 401, "global auth");
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "open.test")
+        .header("x-auth-key", "secret")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(p.http, req).await.unwrap().0, 200);
+    assert_eq!(
+        get(p.http, "keyed.test", "/").await.unwrap().0,
+        200,
+        "the ConfigMap's header"
+    );
+    assert_eq!(get(p.http, "missing.test", "/").await.unwrap().0, 503);
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("global-auth-url", "ftp://auth.example/")]));
+    p.wait_generation(generation + 1).await;
+    assert_eq!(get(p.http, "open.test", "/").await.unwrap().0, 503, "never open");
+    assert_eq!(get(p.http, "keyed.test", "/").await.unwrap().0, 200, "its own auth-url");
+}
+
+/// One GET on a new connection that first sends `front` (a PROXY protocol header, or
+/// nothing); the raw answer, empty when Portico closed the connection without one.
+async fn raw_get(addr: std::net::SocketAddr, front: &[u8], host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(front).await.unwrap();
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    // A refused connection may be closed already: a failed write is an answer too.
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `use-proxy-protocol` applies to the connections accepted after the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "pp.test"), &[("use-proxy-protocol", "true")], &[]).await;
+    let a = raw_get(p.http, b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 80\r\n", "pp.test").await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(a.contains("\"x-forwarded-for\":\"192.0.2.7\""), "{a}");
+    assert_eq!(raw_get(p.http, b"", "pp.test").await, "", "no header: closed");
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("use-proxy-protocol", "false")]));
+    p.wait_generation(generation + 1).await;
+    let b = raw_get(p.http, b"", "pp.test").await;
+    assert!(b.starts_with("HTTP/1.1 200"), "{b}");
+}
+
+/// `ssl-protocols` and `ssl-ciphers` apply to the next handshake; an invalid value is a
+/// Warning and the value before it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let tls = tls_site(&web);
+    let p = start(tls, &[("ssl-protocols", "TLSv1.3")], &[]).await;
+    let tls12 = Arc::new(insecure_client(&[&rustls::version::TLS12]));
+    let tls13 = Arc::new(insecure_client(&[&rustls::version::TLS13]));
+    let ok = "HTTP/1.1 200 OK".to_string();
+    assert!(tls_once(p.https, &tls12, "foo.com").await.is_err(), "TLS 1.2 refused");
+    assert_eq!(tls_once(p.https, &tls13, "foo.com").await.unwrap().1, ok);
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write(
+        "cm.yaml",
+        &configmap(&[
+            ("ssl-protocols", "TLSv1.2 TLSv1.3"),
+            ("ssl-ciphers", "ECDHE-RSA-AES256-GCM-SHA384"),
+        ]),
+    );
+    p.wait_generation(generation + 1).await;
+    let (mut conn, _) = tls12_connect(p.https).await;
+    assert_eq!(
+        conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384)
+    );
+    conn.send_close_notify();
+
+    // Invalid: a Warning, and the flags' values (here the defaults) apply.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("ssl-protocols", "SSLv3")]));
+    p.wait_generation(generation + 1).await;
+    assert!(
+        diagnostics(&p.routes().await)
+            .iter()
+            .any(|m| m.contains("ssl-protocols")),
+    );
+    assert_eq!(
+        tls_once(p.https, &tls12, "foo.com").await.unwrap().1,
+        ok,
+        "flags' default: TLS 1.2 too"
+    );
+}
+
+/// A finished TLS 1.2 handshake with `addr` (any certificate accepted).
+async fn tls12_connect(addr: std::net::SocketAddr) -> (rustls::ClientConnection, tokio::net::TcpStream) {
+    let cfg = Arc::new(insecure_client(&[&rustls::version::TLS12]));
+    let name = rustls::pki_types::ServerName::try_from("foo.com").unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, stream)
+        .await
+        .unwrap();
+    let (io, conn) = tls.into_inner();
+    (conn, io)
+}
+
+/// `worker-processes` is read at start; a change says in the log that it needs a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_change_asks_for_a_restart() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "w.test"), &[("worker-processes", "2")], &[]).await;
+    let restart = |logs: &[String]| logs.iter().any(|l| l.contains("worker-processes changed"));
+    assert!(!restart(&p.logs.lock().unwrap()));
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("worker-processes", "auto")]));
+    p.wait_generation(generation + 1).await;
+    assert_eq!(get(p.http, "w.test", "/").await.unwrap().0, 200);
+    // The log line is written off the request path: wait for it, a bounded number of times.
+    for _ in 0..100 {
+        if restart(&p.logs.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no log line about worker-processes needing a restart");
+}
+
+/// A backend that answers 200 to everything and counts the connections it accepted.
+async fn counting_backend() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// `upstream-keepalive-timeout`: an upstream connection idle longer is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_keepalive_timeout_from_the_configmap() {
+    let (backend, accepted) = counting_backend().await;
+    let p = start(site(&[backend], "up.test"), &[], &[]).await;
+    let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(get(p.http, "up.test", "/").await.unwrap().0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(count(), 1, "reused within the default 60 s");
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("upstream-keepalive-timeout", "1")]));
+    p.wait_generation(generation + 1).await;
+    for _ in 0..2 {
+        assert_eq!(get(p.http, "up.test", "/").await.unwrap().0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(count(), 3, "a connection idle past 1 s is not reused");
+}
+
+/// `keep-alive`: a client connection idle longer is closed (for connections opened after
+/// the change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "ka.test"), &[], &[]).await;
+    let idle_then_send = |mut conn: KeepAlive| async move {
+        assert_eq!(conn.forwarded_for("ka.test").await, "127.0.0.1");
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "ka.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        match conn.0.ready().await {
+            Ok(()) => conn.0.send_request(req).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    assert!(
+        idle_then_send(KeepAlive::open(p.http).await).await,
+        "open after 2.5 s by default"
+    );
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("keep-alive", "1")]));
+    p.wait_generation(generation + 1).await;
+    assert!(
+        !idle_then_send(KeepAlive::open(p.http).await).await,
+        "closed after 1 s idle"
+    );
+}
