@@ -51,6 +51,8 @@ pub struct Options {
     pub cert_cache: Option<Arc<tls::CertCache>>,
     /// `--enable-ssl-passthrough`: the `ssl-passthrough` annotation takes effect.
     pub enable_ssl_passthrough: bool,
+    /// Response compression (the ConfigMap's use-gzip, enable-brotli and their settings).
+    pub compression: crate::config::compress::Compression,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             now: SystemTime::now(),
             cert_cache: None,
             enable_ssl_passthrough: false,
+            compression: Default::default(),
         }
     }
 }
@@ -174,6 +177,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         ignored: Arc::new(compiled.ignored),
         diagnostics: Arc::new(diags.into_sorted()),
         passthrough: Arc::new(passthrough),
+        compression: opts.compression.on().then(|| Arc::new(opts.compression.clone())),
     }
 }
 
@@ -207,6 +211,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         ignored: prev.ignored.clone(),
         diagnostics: prev.diagnostics.clone(),
         passthrough: prev.passthrough.clone(),
+        compression: prev.compression.clone(),
     }
 }
 

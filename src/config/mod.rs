@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod backend;
 mod cidr;
+pub mod compress;
 pub mod diagnostic;
 pub mod mtls;
 pub mod policy;
@@ -49,6 +50,9 @@ pub struct Config {
     /// `ssl-passthrough` hosts (exact, lower-case) → the index in `backends` their TLS
     /// connections are spliced to, unterminated. Empty unless `--enable-ssl-passthrough`.
     pub passthrough: Arc<HashMap<String, usize>>,
+    /// Response compression (gzip, brotli); `None` when both are off, so the request path
+    /// tests one `Option`.
+    pub compression: Option<Arc<compress::Compression>>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -64,6 +68,7 @@ impl PartialEq for Config {
             && self.ignored == other.ignored
             && self.diagnostics == other.diagnostics
             && self.passthrough == other.passthrough
+            && self.compression == other.compression
     }
 }
 

@@ -25,7 +25,7 @@ use super::upstream::{
     Conn, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream, is_idempotent,
     resolve_external,
 };
-use super::{Body, SERVER, Settings, plain};
+use super::{Body, SERVER, Settings, compress, plain};
 use crate::balance::choice::Choice;
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
@@ -287,9 +287,12 @@ impl Proxy {
         if let Some(r) = body::check(policy, req.body()) {
             return r;
         }
+        let compression = routed.plane.config.compression.as_ref();
+        let asked = compress::asked(compression, &req);
         let mut resp = self
             .forward(req, fields, peer, start, rid, routed, &mut out.exchanged)
             .await;
+        compress::respond(compression, asked, &mut resp);
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
         resp
