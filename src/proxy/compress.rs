@@ -19,7 +19,7 @@ use crate::config::compress::{BROTLI_LEVELS, Codec, Compression, GZIP_LEVELS};
 const OUT_HIGH: usize = 16 * 1024;
 /// brotli's window: 512 KiB, ngx_brotli's default (brotli's own, 4 MiB, would cost that much
 /// memory per response).
-const BROTLI_LGWIN: u32 = 19;
+const BROTLI_LGWIN: u8 = 19;
 /// brotli's internal output buffer.
 const BROTLI_BUFFER: usize = 4096;
 
@@ -76,15 +76,16 @@ fn compress(c: &Compression, asked: Asked, resp: &mut Response<Body>) {
     if !resp.body().is_upstream() {
         return;
     }
-    let Some((coding, level)) = choose(c, asked, resp.status(), resp.headers_mut()) else {
+    let Some((coding, level, length)) = choose(c, asked, resp.status(), resp.headers_mut()) else {
         return;
     };
-    resp.body_mut().encode(coding, level);
+    resp.body_mut().encode(coding, level, length);
 }
 
 /// Decides for one response head, and rewrites it when compressing: the coding and level, or
-/// `None` (the head then only gained Vary where a compressed variant exists).
-fn choose(c: &Compression, asked: Asked, status: StatusCode, h: &mut HeaderMap) -> Option<(Coding, u32)> {
+/// `None` (the head then only gained Vary where a compressed variant exists). The third value
+/// is the body's declared length.
+fn choose(c: &Compression, asked: Asked, status: StatusCode, h: &mut HeaderMap) -> Option<(Coding, u32, Option<u64>)> {
     // nginx's set: others carry no body (1xx, 204, 304), a byte range (206) or are left alone.
     if !matches!(status, StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) {
         return None;
@@ -125,7 +126,7 @@ fn choose(c: &Compression, asked: Asked, status: StatusCode, h: &mut HeaderMap) 
             c.brotli.level.clamp(*BROTLI_LEVELS.start(), *BROTLI_LEVELS.end())
         }
     };
-    Some((coding, level))
+    Some((coding, level, length))
 }
 
 /// The weights of gzip (or x-gzip) and br in Accept-Encoding, in thousandths, `*` standing
@@ -221,35 +222,58 @@ fn weak_etag(h: &mut HeaderMap) {
     h.remove(header::ETAG);
 }
 
-/// The encoder's state: its output gathers in the Vec it writes to.
+/// The encoder's state: its output gathers in a Vec.
 // Large (brotli's state is over 5 KiB inline), on purpose: the whole Encoder is boxed once in
 // the response Body, so a compressed response makes one allocation of its own.
 #[allow(clippy::large_enum_variant)]
 enum State {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(flate2::Compress, Vec<u8>),
     Brotli(brotli::CompressorWriter<Vec<u8>>),
     Finished,
 }
 
+/// The window for a body of `length` bytes, if known: as small as still covers the body
+/// (nginx's gzip and ngx_brotli shrink theirs the same way), so a short response does not
+/// allocate and clear the largest tables.
+fn window(max: u8, min: u8, length: Option<u64>) -> u8 {
+    let mut bits = max;
+    if let Some(n) = length.filter(|n| *n > 0) {
+        while bits > min && n < (1u64 << (bits - 1)) {
+            bits -= 1;
+        }
+    }
+    bits
+}
+
 impl State {
-    fn new(coding: Coding, level: u32) -> State {
+    fn new(coding: Coding, level: u32, length: Option<u64>) -> State {
         match coding {
-            Coding::Gzip => State::Gzip(flate2::write::GzEncoder::new(
+            // zlib's gzip wrapper (header, CRC, trailer) over a window of 2^9..2^15 bytes.
+            Coding::Gzip => State::Gzip(
+                flate2::Compress::new_gzip(flate2::Compression::new(level), window(15, 9, length)),
                 Vec::new(),
-                flate2::Compression::new(level),
-            )),
-            Coding::Brotli => State::Brotli(brotli::CompressorWriter::new(
-                Vec::new(),
-                BROTLI_BUFFER,
-                level,
-                BROTLI_LGWIN,
-            )),
+            ),
+            Coding::Brotli => {
+                let params = brotli::enc::BrotliEncoderParams {
+                    // At most 11: `compress` clamped it.
+                    quality: level as i32,
+                    lgwin: i32::from(window(BROTLI_LGWIN, 10, length)),
+                    // Lets brotli pick smaller hash tables for a short body.
+                    size_hint: length.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+                    ..Default::default()
+                };
+                State::Brotli(brotli::CompressorWriter::with_params(
+                    Vec::new(),
+                    BROTLI_BUFFER,
+                    &params,
+                ))
+            }
         }
     }
 
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
-            State::Gzip(e) => e.write_all(data),
+            State::Gzip(z, out) => deflate(z, data, out, flate2::FlushCompress::None),
             State::Brotli(e) => e.write_all(data),
             State::Finished => Ok(()),
         }
@@ -258,7 +282,7 @@ impl State {
     /// Makes everything written so far decodable (a sync flush).
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            State::Gzip(e) => e.flush(),
+            State::Gzip(z, out) => deflate(z, &[], out, flate2::FlushCompress::Sync),
             State::Brotli(e) => e.flush(),
             State::Finished => Ok(()),
         }
@@ -267,15 +291,15 @@ impl State {
     /// The output so far.
     fn take(&mut self) -> Bytes {
         match self {
-            State::Gzip(e) => Bytes::from(std::mem::take(e.get_mut())),
+            State::Gzip(_, out) => Bytes::from(std::mem::take(out)),
             State::Brotli(e) => Bytes::from(std::mem::take(e.get_mut())),
             State::Finished => Bytes::new(),
         }
     }
 
-    fn pending(&mut self) -> usize {
+    fn pending(&self) -> usize {
         match self {
-            State::Gzip(e) => e.get_ref().len(),
+            State::Gzip(_, out) => out.len(),
             State::Brotli(e) => e.get_ref().len(),
             State::Finished => 0,
         }
@@ -284,9 +308,41 @@ impl State {
     /// Ends the stream: the rest of the output.
     fn finish(&mut self) -> std::io::Result<Bytes> {
         match std::mem::replace(self, State::Finished) {
-            State::Gzip(e) => e.finish().map(Bytes::from),
+            State::Gzip(mut z, mut out) => {
+                deflate(&mut z, &[], &mut out, flate2::FlushCompress::Finish)?;
+                Ok(Bytes::from(out))
+            }
             State::Brotli(e) => Ok(Bytes::from(e.into_inner())),
             State::Finished => Ok(Bytes::new()),
+        }
+    }
+}
+
+/// Feeds `input` to zlib, appending what it gives to `out`, until all input is taken and,
+/// for a flush or the finish, all output is out.
+fn deflate(
+    z: &mut flate2::Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    flush: flate2::FlushCompress,
+) -> std::io::Result<()> {
+    const ROOM: usize = 8 * 1024;
+    loop {
+        if out.capacity() - out.len() < ROOM {
+            out.reserve(ROOM);
+        }
+        let before = z.total_in();
+        let status = z.compress_vec(input, out, flush).map_err(std::io::Error::other)?;
+        let taken = usize::try_from(z.total_in() - before).unwrap_or(input.len());
+        input = input.get(taken..).unwrap_or_default();
+        // Output that filled the room may have more behind it.
+        let room_left = out.len() < out.capacity();
+        match status {
+            flate2::Status::StreamEnd => return Ok(()),
+            // No progress possible: nothing more to give.
+            flate2::Status::BufError if room_left => return Ok(()),
+            _ if input.is_empty() && room_left && flush != flate2::FlushCompress::Finish => return Ok(()),
+            _ => {}
         }
     }
 }
@@ -305,10 +361,11 @@ pub struct Encoder<B> {
 }
 
 impl<B> Encoder<B> {
-    pub fn new(body: B, coding: Coding, level: u32) -> Self {
+    /// `length`: the body's length when the upstream declared it (smaller tables for short ones).
+    pub fn new(body: B, coding: Coding, level: u32, length: Option<u64>) -> Self {
         Encoder {
             body,
-            state: State::new(coding, level),
+            state: State::new(coding, level, length),
             dirty: false,
             trailers: None,
         }
@@ -414,6 +471,17 @@ mod tests {
     }
 
     #[test]
+    fn windows_cover_the_declared_length() {
+        assert_eq!(window(15, 9, None), 15);
+        assert_eq!(window(15, 9, Some(0)), 15);
+        assert_eq!(window(15, 9, Some(10_240)), 14);
+        assert_eq!(window(15, 9, Some(100)), 9);
+        assert_eq!(window(15, 9, Some(u64::MAX)), 15);
+        assert_eq!(window(19, 10, Some(10_240)), 14);
+        assert_eq!(window(19, 10, Some(1 << 20)), 19);
+    }
+
+    #[test]
     fn qvalues() {
         for (w, q) in [
             ("0", 0),
@@ -448,14 +516,17 @@ mod tests {
         let c = on();
         let text = || headers(&[("content-type", "text/plain"), ("content-length", "1000")]);
         let mut h = text();
-        assert_eq!(choose(&c, BOTH, StatusCode::OK, &mut h), Some((Coding::Brotli, 4)));
+        assert_eq!(
+            choose(&c, BOTH, StatusCode::OK, &mut h),
+            Some((Coding::Brotli, 4, Some(1000)))
+        );
         assert_eq!(h.get("content-encoding").unwrap(), "br");
         assert!(h.get("content-length").is_none());
         assert_eq!(h.get("vary").unwrap(), "Accept-Encoding");
         let gzip_more = Asked { br: 999, ..BOTH };
         assert_eq!(
             choose(&c, gzip_more, StatusCode::OK, &mut text()),
-            Some((Coding::Gzip, 1))
+            Some((Coding::Gzip, 1, Some(1000)))
         );
         let http10 = Asked {
             br: 0,
@@ -545,7 +616,12 @@ mod tests {
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
         let big: &'static [u8] = big.leak();
-        for coding in [Coding::Gzip, Coding::Brotli] {
+        let whole = Some(12 + big.len() as u64);
+        // Any declared length only sizes the window: a wrong one still gives a valid stream.
+        for (coding, length) in [Coding::Gzip, Coding::Brotli]
+            .into_iter()
+            .flat_map(|c| [(c, None), (c, whole), (c, Some(300))])
+        {
             for level in [0, 1, 4, 9, 11] {
                 let level = if coding == Coding::Gzip {
                     level.clamp(1, 9)
@@ -553,7 +629,7 @@ mod tests {
                     level
                 };
                 let pieces = vec![&b"hello "[..], &b""[..], &b"world\n"[..], big];
-                let got = Encoder::new(stream(pieces), coding, level)
+                let got = Encoder::new(stream(pieces), coding, level, length)
                     .collect()
                     .await
                     .unwrap()
@@ -561,9 +637,9 @@ mod tests {
                 let mut want = b"hello world\n".to_vec();
                 want.extend_from_slice(big);
                 assert!(got.len() < want.len() / 2, "{coding:?} {level}: {}", got.len());
-                assert_eq!(decode(coding, &got), want, "{coding:?} {level}");
+                assert_eq!(decode(coding, &got), want, "{coding:?} {level} {length:?}");
             }
-            let empty = Encoder::new(stream(vec![]), coding, 1)
+            let empty = Encoder::new(stream(vec![]), coding, 1, None)
                 .collect()
                 .await
                 .unwrap()
@@ -581,7 +657,7 @@ mod tests {
             Ok(Frame::trailers(t.clone())),
         ];
         let body = StreamBody::new(futures_util::stream::iter(frames));
-        let collected = Encoder::new(body, Coding::Gzip, 1).collect().await.unwrap();
+        let collected = Encoder::new(body, Coding::Gzip, 1, None).collect().await.unwrap();
         assert_eq!(collected.trailers(), Some(&t));
         assert_eq!(decode(Coding::Gzip, &collected.to_bytes()), b"some text");
     }
@@ -593,7 +669,7 @@ mod tests {
         for coding in [Coding::Gzip, Coding::Brotli] {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
             let body = StreamBody::new(tokio_stream_from(rx));
-            let mut enc = Encoder::new(body, coding, 4);
+            let mut enc = Encoder::new(body, coding, 4, None);
             tx.send(Ok(Frame::data(Bytes::from_static(b"first piece;"))))
                 .await
                 .unwrap();

@@ -67,11 +67,11 @@ impl Body {
     }
 
     /// Compresses an upstream body as it streams (Portico's own bodies stay as they are).
-    pub fn encode(&mut self, coding: compress::Coding, level: u32) {
+    pub fn encode(&mut self, coding: compress::Coding, level: u32, length: Option<u64>) {
         if let Inner::Upstream(_) = self.inner
             && let Inner::Upstream(b) = std::mem::replace(&mut self.inner, Inner::Own(Full::default()))
         {
-            self.inner = Inner::Compressed(Box::new(compress::Encoder::new(b, coding, level)));
+            self.inner = Inner::Compressed(Box::new(compress::Encoder::new(b, coding, level, length)));
         }
     }
 
