@@ -3,6 +3,7 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod compress;
 pub mod ingress;
 pub mod known;
 pub mod mtls;
