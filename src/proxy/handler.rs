@@ -288,11 +288,11 @@ impl Proxy {
             return r;
         }
         let compression = routed.plane.config.compression.as_ref();
-        let asked = compress::asked(compression, &req);
+        let encodings = compress::asked(compression, &req);
         let mut resp = self
             .forward(req, fields, peer, start, rid, routed, &mut out.exchanged)
             .await;
-        compress::respond(compression, asked, &mut resp);
+        compress::respond(compression, encodings, &mut resp);
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
         resp
