@@ -162,6 +162,15 @@ async fn echo(pod: Arc<str>, mut req: Request<Incoming>) -> Response<Full<Bytes>
     let mut r = Response::new(Full::new(Bytes::from(doc.to_string())));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // `/status/NNN` answers with that status (200 to 599), for error-page tests.
+    if let Some(code) = target
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|c| (200..600).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        *r.status_mut() = code;
+    }
     r
 }
 

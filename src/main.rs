@@ -165,6 +165,14 @@ struct RunArgs {
     /// to its pods unterminated. Every HTTPS connection's ClientHello is then read first.
     #[arg(long, env = "PORTICO_ENABLE_SSL_PASSTHROUGH")]
     enable_ssl_passthrough: bool,
+    /// gzip responses whose client accepts it, with ingress-nginx's gzip-level, gzip-min-length
+    /// and gzip-types defaults (its ConfigMap key use-gzip).
+    #[arg(long, env = "PORTICO_USE_GZIP")]
+    use_gzip: bool,
+    /// brotli responses whose client accepts it, preferred to gzip, with ingress-nginx's
+    /// brotli-level, brotli-min-length and brotli-types defaults (its ConfigMap key enable-brotli).
+    #[arg(long, env = "PORTICO_ENABLE_BROTLI")]
+    enable_brotli: bool,
     /// Secret that signs persistent-affinity cookie values; give every replica the same one
     /// (at least 16 bytes). Without it a random key is used, valid for this process only.
     #[arg(long, env = "PORTICO_AFFINITY_KEY", hide_env_values = true)]
@@ -339,7 +347,15 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         limits_service: None,
         configmap: class.configmap.clone(),
         global: Default::default(),
+        compression: Default::default(),
     }
+}
+
+fn compression(gzip: bool, brotli: bool) -> portico::config::compress::Compression {
+    let mut c = portico::config::compress::Compression::default();
+    c.gzip.enabled = gzip;
+    c.brotli.enabled = brotli;
+    c
 }
 
 fn main() -> anyhow::Result<()> {
@@ -479,6 +495,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
             args.hsts_preload == OnOff::On,
         )
     });
+    opts.compression = compression(args.use_gzip, args.enable_brotli);
     opts.limits_service = args.limits_per_cluster.clone();
     let publisher = Arc::new(Publisher::new(live.clone(), opts, metrics.clone()));
     let affinity_key = match &args.affinity_key {

@@ -576,3 +576,90 @@ async fn keep_alive_from_the_configmap() {
         "closed after 1 s idle"
     );
 }
+
+/// The keys of the features that read the ConfigMap through the same settings:
+/// `limit-req-status-code` answers over a limit, `custom-http-errors` sends an Ingress without
+/// the annotation to its error backend (the annotation replaces the list), and `use-gzip`
+/// compresses. A bad value of each is a Warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_status_error_codes_and_gzip_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let errors = pods("errors", 1).await;
+    let manifests = class()
+        + &service("web", &web)
+        + &service("errors", &errors)
+        + &annotated_ingress(
+            "limited",
+            "limited.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+                ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+            ],
+        )
+        + &annotated_ingress(
+            "caught",
+            "caught.test",
+            "/",
+            "web",
+            &[("nginx.ingress.kubernetes.io/default-backend", "errors")],
+        )
+        + &annotated_ingress(
+            "own",
+            "own.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/default-backend", "errors"),
+                ("nginx.ingress.kubernetes.io/custom-http-errors", "418"),
+            ],
+        );
+    let p = start(
+        manifests,
+        &[
+            ("limit-req-status-code", "429"),
+            ("limit-conn-status-code", "99"),
+            ("custom-http-errors", "404"),
+            ("use-gzip", "true"),
+            ("gzip-level", "12"),
+        ],
+        &[],
+    )
+    .await;
+    // limit-rpm 1 with burst 1: two requests pass at once, the rest are refused with 429.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(get(p.http, "limited.test", "/").await.unwrap().0);
+    }
+    assert_eq!(codes, [200, 200, 429, 429]);
+
+    // The echo pods answer /status/NNN with NNN.
+    let who = |a: &Answer| a.2.contains("\"errors-0\"");
+    let caught = get(p.http, "caught.test", "/status/404").await.unwrap();
+    assert!(
+        who(&caught),
+        "the ConfigMap's 404 goes to the error backend: {caught:?}"
+    );
+    let own = get(p.http, "own.test", "/status/404").await.unwrap();
+    assert_eq!(own.0, 404);
+    assert!(!who(&own), "the annotation's list replaces the ConfigMap's: {own:?}");
+
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "caught.test")
+        .header("accept-encoding", "gzip")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let gz = request(p.http, req).await.unwrap();
+    assert_eq!(
+        gz.1.get("content-encoding").map(|v| v.to_str().unwrap()),
+        Some("gzip"),
+        "{gz:?}"
+    );
+
+    let d = diagnostics(&p.routes().await);
+    for key in ["limit-conn-status-code", "gzip-level"] {
+        assert!(d.iter().any(|m| m.contains(key)), "{key}: {d:?}");
+    }
+}

@@ -13,10 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 /// What the scripted upstream saw: (connection number, request line).
 type Seen = Arc<Mutex<Vec<(usize, String)>>>;
@@ -115,17 +114,7 @@ async fn upstream() -> (SocketAddr, Seen) {
             let log = log.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    buf.drain(..end + 4);
+                while let Some(head) = read_head(&mut s, &mut buf).await {
                     let line = head.lines().next().unwrap_or("").to_string();
                     let mut parts = line.split(' ');
                     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -164,11 +153,6 @@ async fn call(
     method: &str,
     path: &str,
 ) -> (u16, http::HeaderMap, Result<Bytes, String>, Option<http::HeaderMap>) {
-    let stream = TcpStream::connect(p.http).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -176,10 +160,10 @@ async fn call(
         .header("te", "trailers")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = match send.send_request(req).await {
+    let resp = match send(p.http, req).await {
         Ok(r) => r,
         // Cut off before a full response head reached the client.
-        Err(e) => return (0, http::HeaderMap::new(), Err(e.to_string()), None),
+        Err(e) => return (0, http::HeaderMap::new(), Err(e), None),
     };
     let (parts, body) = resp.into_parts();
     match body.collect().await {

@@ -40,13 +40,6 @@ fn service_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// The codes every Ingress intercepts when it sets none itself. Empty until Portico reads
-/// ingress-nginx's ConfigMap: its `custom-http-errors` key goes here (the annotation, when
-/// set, replaces it for its Ingress, as in ingress-nginx).
-fn global_codes() -> &'static [u16] {
-    &[]
-}
-
 impl IngressPass<'_, '_> {
     /// Reads `default-backend` and `custom-http-errors` of one Ingress into its policy.
     pub(super) fn error_pages(&mut self, key: &ObjectKey, ing: &Ingress, policy: &mut Policy) {
@@ -74,7 +67,9 @@ impl IngressPass<'_, '_> {
         );
         let own = name.and_then(|n| self.first_port_backend(key, &ObjectKey::new(key.namespace.clone(), n)));
         policy.default_backend = own;
-        let codes = codes.unwrap_or_else(|| global_codes().to_vec());
+        // The `--configmap`'s `custom-http-errors` applies where the annotation is not set (the
+        // annotation replaces it for its Ingress, as in ingress-nginx).
+        let codes = codes.unwrap_or_else(|| self.global.custom_http_errors.clone());
         if codes.is_empty() {
             return;
         }

@@ -19,12 +19,14 @@ use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::global::{Global, Hsts, RouteDefaults};
 use crate::config::headers::HeaderList;
 use crate::config::policy::Policy;
+use crate::config::retry::NextUpstream;
 use crate::config::{Cidr, tls_options};
 use crate::model::{ObjectKey, Snapshot};
 
 /// The settings every route and connection of this compile uses.
 pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) -> Global {
     let mut g = opts.global.clone();
+    g.compression = opts.compression.clone();
     if g.global_auth.is_none() {
         g.global_auth = opts.global_auth.clone();
     }
@@ -86,6 +88,33 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
     if let Some(full) = r.bool("compute-full-forwarded-for") {
         g.compute_full_forwarded_for = full;
     }
+    g.custom_http_errors = r
+        .parsed(
+            "custom-http-errors",
+            &format!(
+                "a comma-separated list of status codes from 300 to 599 (at most {})",
+                crate::config::errors::ErrorPages::MAX_CODES
+            ),
+            super::errors::parse_codes,
+        )
+        .unwrap_or_default();
+    for (name, field) in [
+        ("limit-req-status-code", &mut g.limit_req_status),
+        ("limit-conn-status-code", &mut g.limit_conn_status),
+    ] {
+        let code = r.parsed(name, "a status code from 400 to 599", |v| {
+            v.parse::<u16>().ok().filter(|c| (400..=599).contains(c))
+        });
+        if let Some(code) = code {
+            *field = code;
+        }
+    }
+    let data = r.data;
+    let (compression, problems) = super::compress::read(g.compression.clone(), |k| data.get(k).map(String::as_str));
+    for problem in problems {
+        r.warn(Reason::InvalidConfigMapKey, format!("--configmap {key}: {problem}"));
+    }
+    g.compression = compression;
     g
 }
 
@@ -101,6 +130,12 @@ pub fn route_policy(
     diags: &mut Diagnostics,
 ) {
     apply_route_defaults(p, ing, &g.routes);
+    if let Some(l) = &mut p.limits
+        && (l.req_status, l.conn_status) != (g.limit_req_status, g.limit_conn_status)
+    {
+        let l = Arc::make_mut(l);
+        (l.req_status, l.conn_status) = (g.limit_req_status, g.limit_conn_status);
+    }
     // Most Ingresses carry no annotations: nothing below applies to them but the denial.
     let noted = ing.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty());
     if let Some(why) = &g.global_auth_denied
@@ -188,6 +223,19 @@ pub fn apply_route_defaults(p: &mut Policy, ing: &Ingress, d: &RouteDefaults) {
     if !set("proxy-next-upstream-tries", |v| tries(v).is_some()) {
         p.tries = d.tries;
     }
+    if !set("proxy-next-upstream", |v| {
+        super::retry::parse_next_upstream(v).is_some()
+    }) {
+        p.next_upstream = NextUpstream {
+            budget: p.next_upstream.budget,
+            ..d.next_upstream
+        };
+    }
+    if !set("proxy-next-upstream-timeout", |v| {
+        super::retry::parse_budget(v).is_some()
+    }) {
+        p.next_upstream.budget = d.next_upstream.budget;
+    }
 }
 
 /// `worker-processes`: `auto` (0: one per CPU) or 1 to 1024.
@@ -269,6 +317,23 @@ impl Reader<'_> {
         let expected = format!("a number of tries up to {} (0: every endpoint)", Policy::MAX_TRIES);
         if let Some(n) = self.parsed("proxy-next-upstream-tries", &expected, tries) {
             d.tries = n;
+        }
+        if let Some(n) = self.parsed(
+            "proxy-next-upstream",
+            "a space-separated list of error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent or off",
+            super::retry::parse_next_upstream,
+        ) {
+            d.next_upstream = NextUpstream {
+                budget: d.next_upstream.budget,
+                ..n
+            };
+        }
+        let expected = format!(
+            "a whole number of seconds up to {} (0: no limit)",
+            NextUpstream::MAX_BUDGET.as_secs()
+        );
+        if let Some(b) = self.parsed("proxy-next-upstream-timeout", &expected, super::retry::parse_budget) {
+            d.next_upstream.budget = b;
         }
     }
 
@@ -514,5 +579,37 @@ mod tests {
         apply_route_defaults(&mut p, &ing, &d);
         assert_eq!(p.max_body_bytes, None, "the annotation's 0 (no limit) wins");
         assert_eq!(p.tries, 7, "an invalid annotation falls back to the ConfigMap");
+    }
+
+    #[test]
+    fn next_upstream_defaults_apply_key_by_key() {
+        use crate::compile::retry::{parse_budget, parse_next_upstream};
+        let d = RouteDefaults {
+            next_upstream: NextUpstream {
+                budget: parse_budget("5").unwrap(),
+                ..parse_next_upstream("error http_503").unwrap()
+            },
+            ..Default::default()
+        };
+        let plain = fixture::ingress("default", "plain").build();
+        let mut p = Policy::default();
+        apply_route_defaults(&mut p, &plain, &d);
+        assert_eq!(p.next_upstream, d.next_upstream);
+        // The annotation's list wins; the ConfigMap's timeout still applies.
+        let own = fixture::ingress("default", "own")
+            .annotation("nginx.ingress.kubernetes.io/proxy-next-upstream", "off")
+            .build();
+        let mut p = Policy {
+            next_upstream: NextUpstream::OFF,
+            ..Policy::default()
+        };
+        apply_route_defaults(&mut p, &own, &d);
+        assert_eq!(
+            p.next_upstream,
+            NextUpstream {
+                budget: d.next_upstream.budget,
+                ..NextUpstream::OFF
+            }
+        );
     }
 }

@@ -5,7 +5,6 @@
 use super::known::{self, SNIPPET, Support};
 use Support::{No, Partly, Yes};
 
-const OTHER_BRANCH: &str = "not yet: the feature is being built; the key will be read once it lands";
 const NGINX_INTERNAL: &str =
     "not applicable: an nginx buffer, table or process setting; Portico streams bodies and sizes its own tables";
 const TRACING: &str = "not yet: Portico exports no traces";
@@ -38,9 +37,9 @@ pub const KEYS: &[(&str, Support)] = &[
     ("block-cidrs", No(LATER)),
     ("block-referers", No(LATER)),
     ("block-user-agents", No(LATER)),
-    ("brotli-level", No(OTHER_BRANCH)),
-    ("brotli-min-length", No(OTHER_BRANCH)),
-    ("brotli-types", No(OTHER_BRANCH)),
+    ("brotli-level", Yes),
+    ("brotli-min-length", Yes),
+    ("brotli-types", Yes),
     ("client-body-buffer-size", No(NGINX_INTERNAL)),
     ("client-body-timeout", No(LATER)),
     ("client-header-buffer-size", No(NGINX_INTERNAL)),
@@ -54,7 +53,12 @@ pub const KEYS: &[(&str, Support)] = &[
             "without the key Portico sends the full chain (its behaviour before the ConfigMap; ingress-nginx's default is false); \"false\": the client address alone",
         ),
     ),
-    ("custom-http-errors", No(OTHER_BRANCH)),
+    (
+        "custom-http-errors",
+        Partly(
+            "for Ingresses without the annotation, with their default-backend annotation or --default-backend-service as the error backend; see the annotation's row in docs/annotations.md",
+        ),
+    ),
     ("debug-connections", No(NGINX_INTERNAL)),
     ("default-type", No(LATER)),
     ("denylist-source-range", No(LATER)),
@@ -63,7 +67,12 @@ pub const KEYS: &[(&str, Support)] = &[
     ("disable-ipv6-dns", No(LATER)),
     ("enable-access-log-for-default-backend", No(LATER)),
     ("enable-aio-write", No(NGINX_INTERNAL)),
-    ("enable-brotli", No(OTHER_BRANCH)),
+    (
+        "enable-brotli",
+        Partly(
+            "streamed; the higher Accept-Encoding weight wins between br and gzip (br on a tie); Cache-Control: no-transform is honoured",
+        ),
+    ),
     ("enable-modsecurity", No(MODULE)),
     ("enable-multi-accept", No(NGINX_INTERNAL)),
     ("enable-ocsp", No(LATER)),
@@ -101,10 +110,13 @@ pub const KEYS: &[(&str, Support)] = &[
     ("global-auth-snippet", No(SNIPPET)),
     ("global-auth-url", Yes),
     ("grpc-buffer-size-kb", No(NGINX_INTERNAL)),
-    ("gzip-disable", No(OTHER_BRANCH)),
-    ("gzip-level", No(OTHER_BRANCH)),
-    ("gzip-min-length", No(OTHER_BRANCH)),
-    ("gzip-types", No(OTHER_BRANCH)),
+    (
+        "gzip-disable",
+        No("not yet: no User-Agent patterns; gzip follows Accept-Encoding only"),
+    ),
+    ("gzip-level", Yes),
+    ("gzip-min-length", Yes),
+    ("gzip-types", Yes),
     ("hide-headers", No(LATER)),
     ("hsts", Yes),
     ("hsts-include-subdomains", Yes),
@@ -146,11 +158,14 @@ pub const KEYS: &[(&str, Support)] = &[
         No("not yet: a client connection serves requests until it is idle or closed"),
     ),
     ("large-client-header-buffers", No(NGINX_INTERNAL)),
-    ("limit-conn-status-code", No(OTHER_BRANCH)),
-    ("limit-conn-zone-variable", No(OTHER_BRANCH)),
-    ("limit-rate", No(OTHER_BRANCH)),
-    ("limit-rate-after", No(OTHER_BRANCH)),
-    ("limit-req-status-code", No(OTHER_BRANCH)),
+    ("limit-conn-status-code", Yes),
+    (
+        "limit-conn-zone-variable",
+        No("not yet: connection limits are keyed by the client address ($binary_remote_addr)"),
+    ),
+    ("limit-rate", No("not yet: no bandwidth limits")),
+    ("limit-rate-after", No("not yet: no bandwidth limits")),
+    ("limit-req-status-code", Yes),
     (
         "load-balance",
         No("not yet from the ConfigMap: the load-balance annotation sets it per Ingress (default round_robin)"),
@@ -206,8 +221,11 @@ pub const KEYS: &[(&str, Support)] = &[
     ("proxy-cookie-path", No(LATER)),
     ("proxy-headers-hash-bucket-size", No(NGINX_INTERNAL)),
     ("proxy-headers-hash-max-size", No(NGINX_INTERNAL)),
-    ("proxy-next-upstream", No(LATER)),
-    ("proxy-next-upstream-timeout", No(LATER)),
+    (
+        "proxy-next-upstream",
+        Partly("the default for Ingresses without the annotation; see the annotation's row"),
+    ),
+    ("proxy-next-upstream-timeout", Yes),
     ("proxy-next-upstream-tries", Yes),
     (
         "proxy-protocol-header-timeout",
@@ -301,7 +319,12 @@ pub const KEYS: &[(&str, Support)] = &[
     ),
     ("use-geoip", No(MODULE)),
     ("use-geoip2", No(MODULE)),
-    ("use-gzip", No(OTHER_BRANCH)),
+    (
+        "use-gzip",
+        Partly(
+            "streamed, flushed whenever the upstream pauses; not for HTTP/1.0 clients, HEAD, or statuses other than 200, 403 and 404, as nginx",
+        ),
+    ),
     ("use-http2", No(LATER)),
     (
         "use-proxy-protocol",

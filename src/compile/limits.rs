@@ -13,11 +13,8 @@ use crate::config::Cidr;
 use crate::config::limits::{Limits, Rate, Replicas};
 use crate::model::{ObjectKey, Snapshot};
 
-/// The status codes of refused requests: `(limit-req-status-code, limit-conn-status-code)`.
-///
-/// ConfigMap: this is where ingress-nginx's ConfigMap keys `limit-req-status-code` and
-/// `limit-conn-status-code` plug in (their values, once compiled from the ConfigMap, replace
-/// these defaults; both must be refused unless in 400..=599, as nginx does).
+/// The status codes of refused requests: `(limit-req-status-code, limit-conn-status-code)`
+/// unless the `--configmap` sets them (`compile::global::route_policy` puts them in).
 pub const STATUS_CODES: (u16, u16) = (Limits::DEFAULT_STATUS, Limits::DEFAULT_STATUS);
 
 impl Annotations<'_> {

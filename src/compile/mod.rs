@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backend;
 pub mod canary;
 mod common;
+pub mod compress;
 pub mod errors;
 pub mod global;
 pub mod hash;
@@ -69,6 +70,8 @@ pub struct Options {
     pub configmap: Option<ObjectKey>,
     /// The command line's controller-wide settings (see [`global::settings`]).
     pub global: crate::config::global::Global,
+    /// Response compression (the ConfigMap's use-gzip, enable-brotli and their settings).
+    pub compression: crate::config::compress::Compression,
 }
 
 impl Default for Options {
@@ -87,6 +90,7 @@ impl Default for Options {
             limits_service: None,
             configmap: None,
             global: Default::default(),
+            compression: Default::default(),
         }
     }
 }
@@ -200,6 +204,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         diagnostics: Arc::new(diags.into_sorted()),
         passthrough: Arc::new(passthrough),
         replicas: limits::replicas(snapshot, opts.limits_service.as_ref()),
+        compression: global.compression.on().then(|| Arc::new(global.compression.clone())),
         global: Arc::new(global),
     }
 }
@@ -238,6 +243,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         passthrough: prev.passthrough.clone(),
         replicas: limits::recount(snapshot, &prev.replicas, changed),
         global: prev.global.clone(),
+        compression: prev.compression.clone(),
     }
 }
 

@@ -70,6 +70,16 @@ pub struct Global {
     /// `--client-header-timeout`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<Duration>,
+    /// `custom-http-errors`: the codes every Ingress without the annotation intercepts (with
+    /// an error backend: its `default-backend` or `--default-backend-service`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_http_errors: Vec<u16>,
+    /// `limit-req-status-code`: the answer over `limit-rps`/`limit-rpm`.
+    pub limit_req_status: u16,
+    /// `limit-conn-status-code`: the answer over `limit-connections`.
+    pub limit_conn_status: u16,
+    /// `use-gzip`, `enable-brotli` and their settings (`--use-gzip`, `--enable-brotli`).
+    pub compression: crate::config::compress::Compression,
 }
 
 impl Default for Global {
@@ -92,6 +102,10 @@ impl Default for Global {
             worker_processes: None,
             upstream_keepalive_timeout: None,
             keep_alive: None,
+            custom_http_errors: Vec::new(),
+            limit_req_status: crate::config::limits::Limits::DEFAULT_STATUS,
+            limit_conn_status: crate::config::limits::Limits::DEFAULT_STATUS,
+            compression: Default::default(),
         }
     }
 }
@@ -109,6 +123,8 @@ pub struct RouteDefaults {
     pub send_timeout: Option<Duration>,
     /// As [`Policy::tries`].
     pub tries: usize,
+    /// `proxy-next-upstream` and `proxy-next-upstream-timeout`.
+    pub next_upstream: crate::config::retry::NextUpstream,
 }
 
 impl Default for RouteDefaults {
@@ -119,6 +135,7 @@ impl Default for RouteDefaults {
             read_timeout: None,
             send_timeout: None,
             tries: Policy::DEFAULT_TRIES,
+            next_upstream: Default::default(),
         }
     }
 }

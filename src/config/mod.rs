@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backend;
 pub mod canary;
 mod cidr;
+pub mod compress;
 pub mod diagnostic;
 pub mod errors;
 pub mod global;
@@ -63,6 +64,9 @@ pub struct Config {
     pub replicas: limits::Replicas,
     /// Controller-wide settings: the command line's, overridden by the `--configmap`.
     pub global: Arc<global::Global>,
+    /// Response compression (gzip, brotli); `None` when both are off, so the request path
+    /// tests one `Option`.
+    pub compression: Option<Arc<compress::Compression>>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -80,6 +84,7 @@ impl PartialEq for Config {
             && self.passthrough == other.passthrough
             && self.replicas == other.replicas
             && self.global == other.global
+            && self.compression == other.compression
     }
 }
 

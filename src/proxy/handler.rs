@@ -30,7 +30,7 @@ use super::upstream::{
     Conn, ConnectError, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream,
     resolve_external,
 };
-use super::{Body, SERVER, Settings, plain};
+use super::{Body, SERVER, Settings, compress, plain};
 use crate::balance::choice::{Choice, Sticky};
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
@@ -320,6 +320,8 @@ impl Proxy {
         }
         let asked = errors::asked(policy, &req, &rid);
         let tee = mirror::start(&self.mirror, policy, &req, fields, peer);
+        let compression = routed.plane.config.compression.as_ref();
+        let encodings = compress::asked(compression, &req);
         let mut resp = self
             .forward(req, fields, peer, start, rid, routed, tee, &mut out.exchanged)
             .await;
@@ -337,6 +339,7 @@ impl Proxy {
             // Boxed, as the rare path: inline, its future would enlarge every request's.
             resp = Box::pin(errors::page(asked, resp, via)).await;
         }
+        compress::respond(compression, encodings, &mut resp);
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
         response_headers::add(&routed.plane.config.global, policy, &mut resp);

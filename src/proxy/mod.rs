@@ -1,6 +1,7 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
 pub mod client;
+pub mod compress;
 pub mod deadline;
 pub mod front;
 pub mod handler;
@@ -40,6 +41,8 @@ pub struct Body {
 enum Inner {
     Upstream(upstream::ResponseBody),
     Own(Full<Bytes>),
+    /// An upstream body compressed on its way (boxed: the coder's state is large).
+    Compressed(Box<compress::Encoder<upstream::ResponseBody>>),
 }
 
 impl Body {
@@ -61,6 +64,20 @@ impl Body {
 
     pub fn empty() -> Body {
         Body::own(Bytes::new())
+    }
+
+    /// Whether the body comes from an upstream, as it came.
+    pub fn is_upstream(&self) -> bool {
+        matches!(self.inner, Inner::Upstream(_))
+    }
+
+    /// Compresses an upstream body as it streams (Portico's own bodies stay as they are).
+    pub fn encode(&mut self, coding: compress::Coding, level: u32, length: Option<u64>) {
+        if let Inner::Upstream(_) = self.inner
+            && let Inner::Upstream(b) = std::mem::replace(&mut self.inner, Inner::Own(Full::default()))
+        {
+            self.inner = Inner::Compressed(Box::new(compress::Encoder::new(b, coding, level, length)));
+        }
     }
 
     /// Ties the request's `Serving` mark to this body.
@@ -85,6 +102,7 @@ impl hyper::body::Body for Body {
         match &mut self.get_mut().inner {
             Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
             Inner::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+            Inner::Compressed(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
 
@@ -92,6 +110,7 @@ impl hyper::body::Body for Body {
         match &self.inner {
             Inner::Upstream(b) => b.is_end_stream(),
             Inner::Own(b) => b.is_end_stream(),
+            Inner::Compressed(b) => b.is_end_stream(),
         }
     }
 
@@ -99,6 +118,7 @@ impl hyper::body::Body for Body {
         match &self.inner {
             Inner::Upstream(b) => b.size_hint(),
             Inner::Own(b) => b.size_hint(),
+            Inner::Compressed(b) => b.size_hint(),
         }
     }
 }

@@ -260,12 +260,17 @@ async fn collect(resp: Response<Incoming>) -> Result<Answer, String> {
 
 /// One HTTP/1.1 request on a fresh connection.
 pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Answer, String> {
+    collect(send(addr, req).await?).await
+}
+
+/// One HTTP/1.1 request on a fresh connection: the response, its body still to be read.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    collect(send.send_request(req).await.map_err(|e| e.to_string())?).await
+    send.send_request(req).await.map_err(|e| e.to_string())
 }
 
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Answer, String> {
@@ -440,4 +445,22 @@ pub fn diagnostics_of(routes: &serde_json::Value, ingress: &str) -> Vec<String> 
 
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The next request head on a scripted upstream's connection (up to the blank line, which is
+/// consumed); what follows stays in `buf`. `None` when the peer closes first.
+pub async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
 }
