@@ -154,11 +154,12 @@ impl Proxy {
     /// `serving` marks the request in flight until its response body is done.
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: Arc<Peer>,
         serving: Serving,
     ) -> Result<Response<Body>, std::convert::Infallible> {
         let start = Instant::now();
+        let begun = super::case::request(&peer, &mut req);
         let fields = Fields::of(req.headers());
         let rid = request_id(fields.request_id.as_ref());
         // The id goes into the upstream request; a copy stays only for the access log.
@@ -218,6 +219,7 @@ impl Proxy {
             peer.activity.tunnelled();
         }
         resp.body_mut().serving(serving);
+        super::case::response(&peer, begun, &mut resp);
         Ok(resp)
     }
 
@@ -412,7 +414,8 @@ impl Proxy {
         let authority = request_authority(req.uri(), fields);
         // An authority from the Host field is in the map already.
         let authority_from_uri = req.uri().authority().is_some();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let names = parts.extensions.remove::<super::case::Names>();
         let mut headers = parts.headers;
         // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
         let te_trailers = fields.te
@@ -549,6 +552,7 @@ impl Proxy {
                     headers: &headers,
                     extra: &fwd,
                     body: sending,
+                    names: names.as_ref(),
                 };
                 self.upstream
                     .send_h1(
@@ -604,6 +608,7 @@ impl Proxy {
                                         headers: &headers,
                                         extra: &fwd,
                                         body: sending,
+                                        names: names.as_ref(),
                                     };
                                     self.upstream
                                         .send_h1(

@@ -1,5 +1,6 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
+pub mod case;
 pub mod client;
 pub mod deadline;
 pub mod front;
@@ -56,6 +57,11 @@ impl Body {
 
     pub fn empty() -> Body {
         Body::own(Bytes::new())
+    }
+
+    /// Whether this is a body of Portico's own (not an upstream's).
+    pub fn is_own(&self) -> bool {
+        matches!(self.inner, Inner::Own(_))
     }
 
     /// Ties the request's `Serving` mark to this body.
