@@ -343,6 +343,18 @@ async fn response_names_reach_the_client_as_the_backend_wrote_them() {
     next(&mut seen).await;
     assert!(lines(&head).contains(&"x-lower: 1"), "{head}");
     assert!(lines(&head).contains(&"content-type: text/plain"), "{head}");
+
+    // After answers with nothing to respell, the next ones are found again.
+    c.send(b"GET /lower HTTP/1.1\r\nhost: case.test\r\n\r\n").await;
+    c.response().await;
+    next(&mut seen).await;
+    c.send(b"GET /mixed HTTP/1.1\r\nhost: case.test\r\n\r\n").await;
+    let (head, _) = c.response().await;
+    next(&mut seen).await;
+    assert!(lines(&head).contains(&"X-UPPER: 2"), "{head}");
+    c.send(b"GET / HTTP/1.1\r\nhost: nobody.test\r\n\r\n").await;
+    let (head, _) = c.response().await;
+    assert!(lines(&head).contains(&"Server: portico"), "{head}");
 }
 
 #[tokio::test]
@@ -414,5 +426,36 @@ async fn odd_cases_of_framing_fields_cannot_break_framing() {
             assert_eq!(named(&head, "content-length"), [format!("{cl}: 4")], "{head}");
         }
         assert!(lines(&head).iter().any(|l| l.starts_with("X-Fuzz: ")), "{head}");
+    }
+}
+
+#[tokio::test]
+async fn http2_clients_are_left_alone() {
+    use http_body_util::{BodyExt, Full};
+    let (p, mut seen) = proxy("h2").await;
+    let mut send = support::h2c(p.http).await;
+    for path in ["/mixed", "/chunked", "/nowhere"] {
+        let host = if path == "/nowhere" { "nobody.test" } else { "case.test" };
+        let req = http::Request::builder()
+            .uri(format!("http://{host}{path}"))
+            .header("x-h2", "1")
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        // The h2 crate refuses a frame with a capital letter in a name: any respelling of
+        // HTTP/2 bytes would fail here.
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status();
+        let custom = resp.headers().get("x-custom-thing").cloned();
+        resp.into_body().collect().await.unwrap();
+        if path == "/nowhere" {
+            assert_eq!(status, 404);
+            continue;
+        }
+        assert_eq!(status, 200);
+        if path == "/mixed" {
+            assert_eq!(custom.unwrap(), "yes");
+        }
+        let got = next(&mut seen).await;
+        assert_eq!(got.named("x-h2"), ["x-h2: 1"], "{}", got.head);
     }
 }

@@ -16,10 +16,16 @@
 //!   [`Names`] its head carried), or in conventional case for an answer of Portico's own.
 //!   A name keeps its length, so every byte count hyper sees is its own.
 //!
-//! Names all in lower case both ways (and HTTP/2, lower case by definition) cost a parse of
-//! the head on each side and nothing else. Whatever cannot be followed (a head that does not
-//! match the request hyper parsed, bytes that are not HTTP/1) stops the tap or the writer for
-//! the rest of the connection: names then go in lower case, never in a wrong one.
+//! What a request costs when nothing needs respelling (names all in lower case; HTTP/2, lower
+//! case by definition, stops both at its first request): the copy of the bytes read, an
+//! uncontended lock per read and per request, the search for the end of the head and one
+//! pass over its bytes for a capital letter. The writer rests while nothing is noted and no
+//! other request is under way, and picks up again when the connection is idle (everything
+//! written, no request in flight), where the next byte begins a head; so a request pipelined
+//! behind one whose answer needed no respelling may go out in lower case. Whatever cannot be
+//! followed (a head that does not match the request hyper parsed, bytes that are not HTTP/1)
+//! stops the tap or the writer for the rest of the connection: names then go in lower case,
+//! never in a wrong one.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -127,6 +133,8 @@ pub struct Tap {
     body: State,
     /// Stopped for the rest of the connection.
     off: bool,
+    /// The connection speaks HTTP/2.
+    h2: bool,
 }
 
 /// Most bytes kept waiting for their request: more than hyper ever buffers.
@@ -138,6 +146,11 @@ impl Tap {
     /// Whether the tap has stopped.
     pub fn off(&self) -> bool {
         self.off
+    }
+
+    /// Whether the connection began with HTTP/2's preface (plain h2c, or h2 inside TLS).
+    pub fn h2(&self) -> bool {
+        self.h2
     }
 
     pub fn stop(&mut self) {
@@ -162,6 +175,11 @@ impl Tap {
             return self.stop();
         }
         self.buf.extend_from_slice(bytes);
+        // No HTTP/1 method is PRI: this is HTTP/2, nothing to follow.
+        if self.buf.starts_with(b"PRI * HTTP/2") {
+            self.h2 = true;
+            self.stop();
+        }
     }
 
     /// Takes the head of the request hyper parsed next (`method`, `target`, `fields` of
@@ -173,6 +191,23 @@ impl Tap {
         }
         // Empty lines before a request line are ignored (RFC 9112, 2.2), as hyper does.
         let start = self.buf.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+        // The common case, no capital letter in the head past its request line, is told
+        // without parsing: the head's end, a look at its start, a pass over its bytes.
+        let head = &self.buf[start..];
+        if let Some(end) = memchr::memmem::find(head, b"\r\n\r\n")
+            && let Some(line) = memchr::memchr(b'\n', head)
+            && !head[line..end]
+                .iter()
+                .fold(false, |upper, b| upper | b.is_ascii_uppercase())
+            && head.starts_with(method.as_str().as_bytes())
+            && head[..line]
+                .split(|b| *b == b' ')
+                .nth(1)
+                .is_some_and(|t| t.ends_with(target.as_bytes()))
+        {
+            self.skip_body(start + end + 4, body);
+            return None;
+        }
         let mut raw = [httparse::EMPTY_HEADER; 64];
         let mut many;
         let mut req = httparse::Request::new(&mut raw);
@@ -196,12 +231,16 @@ impl Tap {
             }
         };
         let names = Names::of(req.headers.iter().map(|h| h.name.as_bytes()));
-        let end = start + len;
+        self.skip_body(start + len, body);
+        names
+    }
+
+    /// Drops a head that ends at `end` and the body after it (`None`: chunked), as far as read.
+    fn skip_body(&mut self, end: usize, body: Option<u64>) {
         let framing = body.map_or(Framing::Chunked, Framing::Length);
         let (state, used) = walk(framing.state(), &[IoSlice::new(&self.buf[end..])], usize::MAX);
         self.body = state;
         self.buf.drain(..end + used);
-        names
     }
 }
 
@@ -216,6 +255,8 @@ pub struct Conn {
     notes: Mutex<VecDeque<(u64, Note)>>,
     /// `notes` is not empty: the writer looks at it only then.
     noted: AtomicBool,
+    /// An HTTP/2 request came.
+    h2: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -245,7 +286,11 @@ pub struct Begun {
 /// upstream request.
 pub fn request<B: hyper::body::Body>(peer: &Peer, req: &mut Request<B>) -> Option<Begun> {
     if !matches!(req.version(), Version::HTTP_11 | Version::HTTP_10) {
-        lock(&peer.case.tap).stop();
+        // Stopped at the connection's preface already, as a rule.
+        if !peer.case.h2.load(Ordering::Relaxed) {
+            peer.case.h2.store(true, Ordering::Relaxed);
+            lock(&peer.case.tap).stop();
+        }
         return None;
     }
     let seq = peer.case.requests.fetch_add(1, Ordering::Relaxed);
@@ -329,6 +374,9 @@ enum State {
     /// Not followed any more (HTTP/2, a tunnel, a body until the close, something unforeseen):
     /// bytes pass as they are.
     Off,
+    /// Not followed while nothing is to be respelled: the next time the connection is idle
+    /// (everything written, no request in flight) a head is next again.
+    Idle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,7 +422,15 @@ impl Out {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.state == State::Off {
+        if self.state == State::Head
+            && !conn.noted.load(Ordering::Acquire)
+            && conn.requests.load(Ordering::Relaxed) <= self.heads.saturating_add(1)
+        {
+            // Nothing to respell, and no request after the one this head answers: the
+            // writer rests until the connection is idle again.
+            self.state = State::Idle;
+        }
+        if matches!(self.state, State::Off | State::Idle) {
             return io.poll_write_vectored(cx, bufs);
         }
         if self.state == State::Head
@@ -426,6 +482,22 @@ impl Out {
             self.state = state;
         }
         written
+    }
+
+    /// Stops following: the connection does not speak HTTP/1.
+    pub fn stop(&mut self) {
+        self.state = State::Off;
+        self.scratch = Vec::new();
+    }
+
+    /// Everything has been written (hyper flushes once its buffer is empty), and `idle`: no
+    /// request is in flight. A resting writer knows where it is again: the next byte begins
+    /// the answer to the next request.
+    pub fn flushed(&mut self, conn: &Conn, idle: bool) {
+        if self.state == State::Idle && idle {
+            self.state = State::Head;
+            self.heads = conn.requests.load(Ordering::Relaxed);
+        }
     }
 
     /// A head starts at `bytes`: learns its framing and, when noted, respells it.
@@ -518,7 +590,7 @@ fn walk(mut state: State, bufs: &[IoSlice<'_>], max: usize) -> (State, usize) {
             let room = (max - used).min(b.len());
             let take = match &mut state {
                 State::Head => return (state, used),
-                State::Off => room,
+                State::Off | State::Idle => room,
                 State::InHead { left, then } => {
                     let t = (*left).min(room);
                     *left -= t;

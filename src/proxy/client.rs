@@ -138,6 +138,9 @@ impl<T> ClientIo<T> {
         }
         tap.read(read);
         self.tapping = !tap.off();
+        if tap.h2() {
+            self.out.stop();
+        }
     }
 }
 
@@ -176,7 +179,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let this = &mut *self;
+        let idle = this.peer.activity.serving.load(Ordering::Acquire) == 0;
+        this.out.flushed(&this.peer.case, idle);
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
