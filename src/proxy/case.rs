@@ -137,8 +137,12 @@ pub struct Tap {
     h2: bool,
 }
 
-/// Most bytes kept waiting for their request: more than hyper ever buffers.
-const MAX_PENDING: usize = 1 << 20;
+/// Most bytes kept waiting for their request: hyper buffers at most `--max-header-bytes`
+/// (64 KiB by default) of heads to come; past this the tap stops (names in lower case).
+const MAX_PENDING: usize = 256 * 1024;
+/// A buffer this large is given back once empty, so that a connection holds on to no more
+/// than its heads need.
+const KEEP_CAPACITY: usize = 16 * 1024;
 /// Most fields looked at in one head (hyper's own limit is lower).
 const MAX_FIELDS: usize = 512;
 
@@ -241,6 +245,9 @@ impl Tap {
         let (state, used) = walk(framing.state(), &[IoSlice::new(&self.buf[end..])], usize::MAX);
         self.body = state;
         self.buf.drain(..end + used);
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
     }
 }
 
