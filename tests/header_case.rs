@@ -459,3 +459,27 @@ async fn http2_clients_are_left_alone() {
         assert_eq!(got.named("x-h2"), ["x-h2: 1"], "{}", got.head);
     }
 }
+
+#[tokio::test]
+async fn names_keep_their_case_over_tls_too() {
+    let (p, mut seen) = proxy("tls").await;
+    let cfg = std::sync::Arc::new(support::insecure_client(rustls::DEFAULT_VERSIONS));
+    let name = rustls::pki_types::ServerName::try_from("case.test").unwrap();
+    let stream = TcpStream::connect(p.https).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, stream)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /mixed HTTP/1.1\r\nHost: case.test\r\nX-Tls-Thing: 1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let head = answer.split("\r\n\r\n").next().unwrap();
+    assert!(lines(head).contains(&"X-Custom-Thing: yes"), "{head}");
+    assert!(lines(head).contains(&"x-lower: 1"), "{head}");
+    let got = next(&mut seen).await;
+    assert!(got.lines().contains(&"Host: case.test"), "{}", got.head);
+    assert!(got.lines().contains(&"X-Tls-Thing: 1"), "{}", got.head);
+}
