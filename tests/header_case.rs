@@ -210,7 +210,7 @@ async fn request_names_reach_the_backend_as_the_client_spelled_them() {
     c.send(b"GET /a HTTP/1.1\r\nHost: case.test\r\nUser-Agent: raw/1\r\nX-Custom-Thing: a\r\nx-MiXeD: b\r\naccept: */*\r\nX-Dup: 1\r\nx-other: 0\r\nx-DUP: 2\r\n\r\n")
         .await;
     let got = next(&mut seen).await;
-    let lines = got.lines();
+    let fields = got.lines();
     for want in [
         "Host: case.test",
         "User-Agent: raw/1",
@@ -219,11 +219,23 @@ async fn request_names_reach_the_backend_as_the_client_spelled_them() {
         "accept: */*",
         "x-other: 0",
     ] {
-        assert!(lines.contains(&want), "{want:?} not in {:?}", got.head);
+        assert!(fields.contains(&want), "{want:?} not in {:?}", got.head);
     }
     // Each value of a repeated name keeps its own spelling.
     assert_eq!(got.named("x-dup"), ["X-Dup: 1", "x-DUP: 2"], "{}", got.head);
     assert_eq!(c.response().await.1, b"ok");
+
+    // An upload that waits for 100 Continue: the final answer is still spelled right.
+    c.send(b"PUT /mixed HTTP/1.1\r\nHost: case.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await;
+    let (head, _) = c.response().await;
+    assert!(head.starts_with("HTTP/1.1 100 "), "{head}");
+    c.send(b"hello").await;
+    let got = next(&mut seen).await;
+    assert_eq!(got.body, b"hello");
+    let (head, body) = c.response().await;
+    assert_eq!(body, b"ok");
+    assert!(lines(&head).contains(&"X-Custom-Thing: yes"), "{head}");
 
     // A body of a known length, then more requests on the connection: still in step.
     c.send(b"POST /b HTTP/1.1\r\nHost: case.test\r\nContent-Length: 11\r\nX-Upload: yes\r\n\r\nhello world")

@@ -440,20 +440,24 @@ impl Out {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.state == State::Head
-            && !conn.noted.load(Ordering::Acquire)
-            && conn.requests.load(Ordering::Relaxed) <= self.heads.saturating_add(1)
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
         {
-            // Nothing to respell, and no request after the one this head answers: the
-            // writer rests until the connection is idle again.
-            self.state = State::Idle;
+            // `HTTP/1.1 1xx`: an informational head (100 Continue) comes before the final one
+            // of the same request, which must still be found.
+            let informational = first.get(9) == Some(&b'1');
+            if !informational
+                && !conn.noted.load(Ordering::Acquire)
+                && conn.requests.load(Ordering::Relaxed) <= self.heads.saturating_add(1)
+            {
+                // Nothing to respell, and no request after the one this head answers: the
+                // writer rests until the connection is idle again.
+                self.state = State::Idle;
+            } else {
+                self.begin(conn, first);
+            }
         }
         if matches!(self.state, State::Off | State::Idle) {
             return io.poll_write_vectored(cx, bufs);
-        }
-        if self.state == State::Head
-            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
-        {
-            self.begin(conn, first);
         }
         // Up to the start of the next head, so that it is looked at before it goes.
         let (_, limit) = walk(self.state, bufs, usize::MAX);
