@@ -137,14 +137,7 @@ fn unsafe_kill(pid: u32) -> i32 {
 async fn h2c_prior_knowledge_on_plain_http() {
     let pods = pods("web", 1).await;
     let p = Portico::start(&[("all.yaml", simple(&pods))], &[]).await;
-    let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = support::h2c(p.http).await;
     for i in 0..3 {
         let req = Request::builder()
             .uri(format!("http://h.com/x{i}"))

@@ -78,6 +78,10 @@ pub struct ClientIo<T> {
     peer: Arc<Peer>,
     timeout: Duration,
     deadline: Deadline,
+    /// Reads still go to the peer's [`super::case::Tap`].
+    tapping: bool,
+    /// Writes go through the header-case writer.
+    out: super::case::Out,
 }
 
 impl<T> ClientIo<T> {
@@ -87,6 +91,8 @@ impl<T> ClientIo<T> {
             peer,
             timeout,
             deadline: Deadline::new(deadline::after(Instant::now(), timeout)),
+            tapping: true,
+            out: Default::default(),
         }
     }
 
@@ -122,26 +128,50 @@ impl<T> ClientIo<T> {
     }
 }
 
+impl<T> ClientIo<T> {
+    /// Hands what was read to the tap, until it stops (HTTP/2, a tunnel, out of step).
+    #[inline(never)]
+    fn tap(&mut self, read: &[u8]) {
+        let mut tap = self.peer.case.tap.lock().unwrap_or_else(|e| e.into_inner());
+        if self.peer.activity.tunnelled.load(Ordering::Relaxed) {
+            tap.stop();
+        }
+        tap.read(read);
+        self.tapping = !tap.off();
+        if tap.h2() {
+            self.out.stop();
+        }
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
         match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Pending => self.poll_deadline(cx),
+            Poll::Ready(Ok(())) if self.tapping => {
+                self.tap(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
             ready => ready,
         }
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.out
+            .poll_write(&this.peer.case, Pin::new(&mut this.io), cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.out.poll_write(&this.peer.case, Pin::new(&mut this.io), cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -149,7 +179,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let this = &mut *self;
+        let idle = this.peer.activity.serving.load(Ordering::Acquire) == 0;
+        this.out.flushed(&this.peer.case, idle);
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -165,11 +165,12 @@ impl Proxy {
     /// `serving` marks the request in flight until its response body is done.
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: Arc<Peer>,
         serving: Serving,
     ) -> Result<Response<Body>, std::convert::Infallible> {
         let start = Instant::now();
+        let begun = super::case::request(&peer, &mut req);
         let fields = Fields::of(req.headers());
         let rid = request_id(fields.request_id.as_ref());
         // The id goes into the upstream request; a copy stays only for the access log.
@@ -229,6 +230,7 @@ impl Proxy {
         if let Some(held) = outcome.exchanged.held {
             resp.body_mut().hold(held);
         }
+        super::case::response(&peer, begun, &mut resp);
         Ok(resp)
     }
 
@@ -475,7 +477,8 @@ impl Proxy {
         let authority = request_authority(req.uri(), fields);
         // An authority from the Host field is in the map already.
         let authority_from_uri = req.uri().authority().is_some();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let names = parts.extensions.remove::<super::case::Names>();
         let mut headers = parts.headers;
         // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
         let te_trailers = fields.te
@@ -640,6 +643,7 @@ impl Proxy {
                     headers: &headers,
                     extra: &fwd,
                     body: sending,
+                    names: names.as_ref(),
                 };
                 self.upstream
                     .send_h1(
@@ -695,6 +699,7 @@ impl Proxy {
                                         headers: &headers,
                                         extra: &fwd,
                                         body: sending,
+                                        names: names.as_ref(),
                                     };
                                     self.upstream
                                         .send_h1(

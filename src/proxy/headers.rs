@@ -298,6 +298,8 @@ pub struct Peer {
     pub activity: super::client::Activity,
     /// What the TLS handshake learnt about a client certificate (`auth-tls`).
     pub client_tls: std::sync::OnceLock<super::mtls::ClientTls>,
+    /// Header name case on HTTP/1: the names the client spelled, how to spell responses.
+    pub case: super::case::Conn,
 }
 
 impl Peer {
@@ -310,6 +312,7 @@ impl Peer {
             port_value: HeaderValue::from(local_port),
             activity: Default::default(),
             client_tls: Default::default(),
+            case: Default::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
+pub mod case;
 pub mod client;
 pub mod compress;
 pub mod deadline;
@@ -78,6 +79,11 @@ impl Body {
         {
             self.inner = Inner::Compressed(Box::new(compress::Encoder::new(b, coding, level, length)));
         }
+    }
+
+    /// Whether this is a body of Portico's own (not an upstream's).
+    pub fn is_own(&self) -> bool {
+        matches!(self.inner, Inner::Own(_))
     }
 
     /// Ties the request's `Serving` mark to this body.

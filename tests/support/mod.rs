@@ -273,6 +273,16 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Respons
     send.send_request(req).await.map_err(|e| e.to_string())
 }
 
+/// An HTTP/2 connection with prior knowledge (h2c) to `addr`, its driver spawned.
+pub async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Answer, String> {
     let req = Request::builder()
         .uri(path)

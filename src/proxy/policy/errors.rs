@@ -188,6 +188,8 @@ async fn fetch(asked: Box<Asked>, status: http::StatusCode, via: &Via<'_>) -> Op
         headers: &headers,
         extra: &fwd,
         body: Sending::None,
+        // The error backend gets the names as Portico holds them (lower case).
+        names: None,
     };
     let states = &table.endpoints[..table.ready];
     let mut tried = Vec::new();

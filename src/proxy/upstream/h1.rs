@@ -25,6 +25,7 @@ use hyper::body::{Body as HttpBody, Frame};
 use smallvec::SmallVec;
 
 use super::BoxError;
+use crate::proxy::case::Names;
 use crate::proxy::deadline::{self, Deadline};
 use crate::proxy::headers::{Forwarded, is_trailer_allowed};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -151,6 +152,8 @@ pub struct Request<'a> {
     /// The forwarding fields, written after `headers`' (replacing any of the same name).
     pub extra: &'a Forwarded,
     pub body: Sending,
+    /// The names as the client spelled them, when not all in lower case.
+    pub names: Option<&'a Names>,
 }
 
 /// The time limits of one exchange.
@@ -228,6 +231,8 @@ pub struct Head {
     pub framing: Framing,
     /// The connection may carry another request once the body is read.
     pub keep_alive: bool,
+    /// The forwarded names as the upstream spelled them, when not all in lower case.
+    pub names: Option<Names>,
 }
 
 const CRLF: Bytes = Bytes::from_static(b"\r\n");
@@ -616,6 +621,7 @@ pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
         headers,
         extra,
         body,
+        names,
     } = req;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
@@ -625,13 +631,17 @@ pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
     // An HTTP/2 client may send each cookie as a field of its own; HTTP/1.1 takes one Cookie
     // field, the values joined with "; " (RFC 9113, 8.2.3). A name's values come together.
     let mut cookie_line = false;
+    let mut speller = names.map(Names::speller);
     for (name, value) in headers.iter().filter(|(n, _)| !extra.replaces(n)) {
         let cookie = name == header::COOKIE;
         if cookie && cookie_line {
             out.truncate(out.len() - 2);
             out.extend_from_slice(b"; ");
         } else {
-            out.extend_from_slice(name.as_str().as_bytes());
+            match &mut speller {
+                None => out.extend_from_slice(name.as_str().as_bytes()),
+                Some(s) => out.extend_from_slice(s.spell(name)),
+            }
             out.extend_from_slice(b": ");
         }
         cookie_line = cookie;
@@ -772,6 +782,9 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     // to share one buffer with the head.
     let base = buf.as_ptr() as usize;
     let mut kept: SmallVec<[(HeaderName, usize, usize, bool); 16]> = SmallVec::new();
+    // Whether a forwarded name is not all lower case, and where the names are.
+    let mut upper = false;
+    let mut raw_names: SmallVec<[(usize, usize); 16]> = SmallVec::new();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     for h in res.headers.iter() {
         let k = kind(h.name);
@@ -785,6 +798,8 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             };
             let start = h.value.as_ptr() as usize - base;
             kept.push((name, start, start + h.value.len(), k == Kind::ContentLength));
+            upper |= h.name.bytes().any(|b| b.is_ascii_uppercase());
+            raw_names.push((h.name.as_ptr() as usize - base, h.name.len()));
         }
         match k {
             Kind::Connection => {
@@ -867,13 +882,26 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
 
     // Content-Length goes when Transfer-Encoding frames the body; fields Connection names go.
     if te || !named.is_empty() {
+        let mut i = 0;
         kept.retain(|(name, _, _, cl)| {
             let framing_field = te && *cl;
             let named_field = named.iter().any(|n| name.as_str().as_bytes().eq_ignore_ascii_case(n))
                 && !(switching && *name == header::UPGRADE);
-            !framing_field && !named_field
+            let keep = !framing_field && !named_field;
+            if !keep {
+                raw_names.remove(i);
+            } else {
+                i += 1;
+            }
+            keep
         });
     }
+    // The names go to the client as spelled: Names hold them only when one is not lower case.
+    let names = if upper {
+        Names::of(raw_names.iter().map(|&(at, len)| &buf[at..at + len]))
+    } else {
+        None
+    };
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(kept.len() + 1);
     if switching {
@@ -889,6 +917,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
         headers,
         framing,
         keep_alive,
+        names,
     }))
 }
 
@@ -1185,6 +1214,7 @@ mod tests {
             headers: &h,
             extra: &extra,
             body: Sending::None,
+            names: None,
         };
         encode_head(&mut out, &req);
         assert_eq!(
@@ -1193,6 +1223,51 @@ mod tests {
              x-forwarded-for: 10.1.2.3\r\n\
              x-real-ip: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-port: 80\r\nx-request-id: rid\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn names_keep_their_case_both_ways() {
+        // The upstream's spellings of the forwarded fields, the hop-by-hop ones left out.
+        let wire = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: keep-alive, X-Private\r\nx-private: s\r\nset-COOKIE: a\r\nContent-Length: 0\r\n\r\n";
+        let h = parse_head(&mut BytesMut::from(&wire[..]), false).unwrap().unwrap();
+        let names = h.names.expect("mixed case");
+        let mut s = names.speller();
+        let spelled: Vec<&[u8]> = h.headers.keys().map(|k| s.spell(k)).collect();
+        assert_eq!(spelled, [&b"X-A"[..], b"set-COOKIE", b"Content-Length"]);
+        let lower = b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n";
+        assert!(
+            parse_head(&mut BytesMut::from(&lower[..]), false)
+                .unwrap()
+                .unwrap()
+                .names
+                .is_none()
+        );
+
+        // A request head spelled as the client did; Portico's own fields as they are.
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("foo.com"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        let names = Names::of([&b"HOST"[..], b"x-A", b"Cookie", b"cookie"].into_iter()).unwrap();
+        let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
+        let extra = crate::proxy::headers::forwarded(&h, &peer, None, &[], HeaderValue::from_static("rid"));
+        let req = Request {
+            method: &Method::GET,
+            target: "/",
+            headers: &h,
+            extra: &extra,
+            body: Sending::Chunked,
+            names: Some(&names),
+        };
+        let mut out = Vec::new();
+        encode_head(&mut out, &req);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with("GET / HTTP/1.1\r\nHOST: foo.com\r\nx-A: 1\r\nCookie: a=1; b=2\r\nx-forwarded-for: "),
+            "{out}"
+        );
+        assert!(out.ends_with("transfer-encoding: chunked\r\n\r\n"), "{out}");
     }
 
     // The client over scripted peers: a duplex pipe, the peer's side driven by the test.
@@ -1249,6 +1324,7 @@ mod tests {
             headers,
             extra: &extra,
             body: sending,
+            names: None,
         };
         c.exchange(&req, body, limits, Instant::now()).await
     }

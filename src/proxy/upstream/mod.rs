@@ -602,6 +602,9 @@ impl Upstream {
         });
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
+        if let Some(names) = head.names {
+            resp.extensions_mut().insert(names);
+        }
         Ok(resp)
     }
 
