@@ -659,3 +659,54 @@ fn chart_renders_what_kustomize_renders() {
         );
     }
 }
+
+/// `--publish-service` names the Service that gets the address: the external one, else the
+/// internal one, else the path given.
+#[test]
+fn publish_service_names_the_service_with_the_address() {
+    let publish = |set: &[&str]| {
+        let objects = try_template("ingress-nginx", "ingress-nginx", "defaults.yaml", set).unwrap();
+        arg(
+            &args(find(&objects, "Deployment", "ingress-nginx-controller")),
+            "publish-service",
+        )
+        .map(str::to_string)
+    };
+    assert_eq!(
+        publish(&[
+            "controller.service.external.enabled=false",
+            "controller.service.internal.enabled=true"
+        ])
+        .as_deref(),
+        Some("$(POD_NAMESPACE)/ingress-nginx-controller-internal")
+    );
+    assert_eq!(
+        publish(&["controller.publishService.pathOverride=edge/lb"]).as_deref(),
+        Some("edge/lb")
+    );
+    assert_eq!(publish(&["controller.service.enabled=false"]), None);
+    assert_eq!(publish(&["controller.publishService.enabled=false"]), None);
+}
+
+#[test]
+fn image_digest_and_service_account_choices() {
+    let set = [
+        "controller.image.repository=mirror.example/portico",
+        "controller.image.tag=0.2.0",
+        "controller.image.digest=sha256:0123",
+        "serviceAccount.create=false",
+        "serviceAccount.name=existing",
+    ];
+    let objects = try_template("ingress-nginx", "ingress-nginx", "defaults.yaml", &set).unwrap();
+    let spec = pod(find(&objects, "Deployment", "ingress-nginx-controller"));
+    assert_eq!(
+        spec["containers"][0]["image"],
+        "mirror.example/portico:0.2.0@sha256:0123"
+    );
+    assert_eq!(spec["serviceAccountName"], "existing");
+    assert!(!has(&objects, "ServiceAccount"));
+    assert_eq!(
+        find(&objects, "ClusterRoleBinding", "ingress-nginx")["subjects"][0]["name"],
+        "existing"
+    );
+}
