@@ -710,3 +710,22 @@ fn image_digest_and_service_account_choices() {
         "existing"
     );
 }
+
+/// The internal Service takes the external one's type and class, never its addresses.
+#[test]
+fn the_internal_service_shares_no_address() {
+    let set = [
+        "controller.service.loadBalancerIP=203.0.113.7",
+        "controller.service.clusterIP=10.96.0.50",
+        "controller.service.internal.enabled=true",
+        "controller.service.internal.loadBalancerIP=10.1.2.3",
+    ];
+    let objects = try_template("ingress-nginx", "ingress-nginx", "defaults.yaml", &set).unwrap();
+    let external = &find(&objects, "Service", "ingress-nginx-controller")["spec"];
+    let internal = &find(&objects, "Service", "ingress-nginx-controller-internal")["spec"];
+    assert_eq!(external["loadBalancerIP"], "203.0.113.7");
+    assert_eq!(external["clusterIP"], "10.96.0.50");
+    assert_eq!(internal["loadBalancerIP"], "10.1.2.3");
+    assert!(internal["clusterIP"].is_null());
+    assert_eq!(internal["type"], "LoadBalancer");
+}
