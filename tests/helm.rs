@@ -550,6 +550,7 @@ fn extra_args_switches_and_overrides() {
         "controller.extraArgs.use-proxy-protocol=true",
         "controller.extraArgs.election-id=mine",
         "controller.extraArgs.v=2",
+        "controller.extraArgs.publish-status-address=lb.example # edge: west",
     ];
     let objects = try_template("ingress-nginx", "ingress-nginx", "defaults.yaml", &set).unwrap();
     let args = args(find(&objects, "Deployment", "ingress-nginx-controller"));
@@ -561,6 +562,11 @@ fn extra_args_switches_and_overrides() {
     );
     assert_eq!(arg(&args, "election-id"), Some("mine"));
     assert!(!args.iter().any(|a| a.starts_with("--v")), "{args:?}");
+    assert_eq!(
+        arg(&args, "publish-status-address"),
+        Some("lb.example # edge: west"),
+        "a value stays one string"
+    );
     let e = try_template(
         "ingress-nginx",
         "ingress-nginx",

@@ -132,7 +132,7 @@ v update-status-on-shutdown enable-annotation-validation enable-metrics profilin
 {{- if eq (index . 1 | toString) "true" }}
 - --{{ index . 0 }}
 {{- else }}
-- --{{ index . 0 }}={{ index . 1 }}
+- {{ printf "--%s=%v" (index . 0) (index . 1) | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -151,7 +151,7 @@ v update-status-on-shutdown enable-annotation-validation enable-metrics profilin
 {{- if has $v (list "" "<nil>") }}
 {{- fail (printf "controller.extraArgs.%s needs a value" $key) }}
 {{- end }}
-- --{{ $key }}={{ $v }}
+- {{ printf "--%s=%s" $key $v | quote }}
 {{- else if not (has $key $dropped) }}
 {{- fail (printf "controller.extraArgs.%s: Portico has no such flag (see the chart's README for the flags it takes and the ingress-nginx flags it drops)" $key) }}
 {{- end }}
