@@ -1,14 +1,18 @@
 //! The Helm chart (deploy/helm/portico) with `helm` built from its Go module
 //! (tests/helm/build.sh): `helm lint`, `helm template` with values files written as
 //! ingress-nginx users write them (tests/fixtures/helm/), assertions on the rendered objects,
-//! every rendered flag checked against `portico --help`, and the chart compared object by
-//! object with `kubectl kustomize deploy/` for deploy/base's choices.
+//! every rendered flag checked against `portico --help`, `helm install` with each on a real
+//! kube-apiserver, and the chart compared object by object with `kubectl kustomize deploy/` for
+//! deploy/base's choices.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
+use support::cluster::ControlPlane;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/portico");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/helm");
@@ -734,4 +738,64 @@ fn the_internal_service_shares_no_address() {
     assert_eq!(internal["loadBalancerIP"], "10.1.2.3");
     assert!(internal["clusterIP"].is_null());
     assert_eq!(internal["type"], "LoadBalancer");
+}
+
+/// `helm install` with each values file against a real kube-apiserver (tests/e2e's control
+/// plane; no kubelet, so nothing runs): every object is accepted as rendered. The
+/// Prometheus Operator's kinds are left out (no CRDs there), and each release gets a class
+/// name of its own, as the IngressClass is cluster-wide.
+#[test]
+fn helm_install_is_accepted_by_a_real_api_server() {
+    let cp = ControlPlane::start();
+    for (i, values) in ALL.iter().enumerate() {
+        let (release, namespace) = (format!("r{i}"), format!("helm-{i}"));
+        let out = Command::new(helm())
+            .args([
+                "install",
+                &release,
+                CHART,
+                "--namespace",
+                &namespace,
+                "--create-namespace",
+                "-f",
+                &fixture(values),
+            ])
+            .args(["--set", &format!("controller.ingressClassResource.name=class-{i}")])
+            .args([
+                "--set",
+                "controller.metrics.serviceMonitor.enabled=false,controller.metrics.prometheusRule.enabled=false",
+            ])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helm install -f {values}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rendered = try_template(
+            &release,
+            &namespace,
+            values,
+            &[
+                &format!("controller.ingressClassResource.name=class-{i}"),
+                "controller.metrics.serviceMonitor.enabled=false,controller.metrics.prometheusRule.enabled=false",
+            ],
+        )
+        .unwrap();
+        for object in &rendered {
+            let kind = object["kind"].as_str().unwrap().to_lowercase();
+            let name = object["metadata"]["name"].as_str().unwrap();
+            let mut get = vec!["get", kind.as_str(), name, "-o", "name"];
+            if !object["metadata"]["namespace"].is_null() {
+                get.extend(["--namespace", &namespace]);
+            }
+            assert!(
+                !cp.ok(&get).trim().is_empty(),
+                "{values}: {kind} {name} is in the cluster"
+            );
+        }
+        eprintln!("helm install -f {values}: {} objects accepted", rendered.len());
+    }
 }
