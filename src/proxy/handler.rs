@@ -444,7 +444,7 @@ impl Proxy {
         let inputs = hash::Inputs {
             fields,
             peer,
-            trusted: trusted,
+            trusted,
             normalized: routed.normalized.as_deref(),
         };
         let sticky = match hash::key(policy, &req, &inputs) {
