@@ -23,9 +23,11 @@ fn answer_body() -> String {
     (0..4000).map(|i| format!("line {i}\n")).collect()
 }
 
-/// Reads one request (head, then the body its Content-Length or chunked coding frames), records
-/// it, answers `HTTP/1.0 200` with no length and closes.
-async fn http10_backend() -> (SocketAddr, Seen) {
+/// Reads each request (head, then the body its Content-Length or chunked coding frames) and
+/// records it under its connection. `keep`: answers `HTTP/1.0 200` with `Connection:
+/// keep-alive` and a length, and waits for the next request on the connection; else answers
+/// with no length and closes, as an HTTP/1.0 server does.
+async fn http10_backend(keep: bool) -> (SocketAddr, Seen) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen: Seen = Arc::default();
@@ -40,35 +42,46 @@ async fn http10_backend() -> (SocketAddr, Seen) {
             };
             let record = record.clone();
             tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-                        let chunked = head.contains("transfer-encoding: chunked");
-                        if (!chunked && got.len() >= end + 4 + len) || (chunked && got.ends_with(b"0\r\n\r\n")) {
-                            break;
-                        }
+                while let Some(got) = read_request(&mut s).await {
+                    record.lock().unwrap()[i].extend_from_slice(&got);
+                    if keep {
+                        let out = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+                        s.write_all(out).await.unwrap();
+                        continue;
                     }
-                    let n = s.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
+                    let mut out = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+                    out.extend_from_slice(answer_body().as_bytes());
+                    s.write_all(&out).await.unwrap();
+                    let _ = s.shutdown().await;
+                    return;
                 }
-                record.lock().unwrap()[i] = got;
-                let mut out = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
-                out.extend_from_slice(answer_body().as_bytes());
-                s.write_all(&out).await.unwrap();
-                let _ = s.shutdown().await;
             });
         }
     });
     (addr, seen)
+}
+
+/// One request's bytes; `None` once the peer closed without starting one.
+async fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            let chunked = head.contains("transfer-encoding: chunked");
+            if (!chunked && got.len() >= end + 4 + len) || (chunked && got.ends_with(b"0\r\n\r\n")) {
+                return Some(got);
+            }
+        }
+        match s.read(&mut buf).await {
+            Ok(n @ 1..) => got.extend_from_slice(&buf[..n]),
+            _ => return (!got.is_empty()).then_some(got),
+        }
+    }
 }
 
 fn manifests(backend: SocketAddr) -> String {
@@ -91,7 +104,7 @@ fn text(seen: &Seen, i: usize) -> String {
 /// client whole; the next request opens a connection of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_as_http10_and_every_one_on_a_new_connection() {
-    let (backend, seen) = http10_backend().await;
+    let (backend, seen) = http10_backend(false).await;
     let p = Portico::start(&[("all.yaml", manifests(backend))], &[]).await;
     let routes = p.routes().await;
     assert_eq!(diagnostics_of(&routes, "ten"), Vec::<String>::new(), "{routes}");
@@ -151,7 +164,7 @@ async fn chunked_post(addr: SocketAddr, host: &str) -> String {
 /// buffers it instead; see `src/proxy/policy/http10.rs`) and nothing reaches the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_without_length_is_answered_411() {
-    let (backend, seen) = http10_backend().await;
+    let (backend, seen) = http10_backend(false).await;
     let p = Portico::start(&[("all.yaml", manifests(backend))], &[]).await;
     let answer = chunked_post(p.http, "ten.test").await;
     assert!(answer.starts_with("HTTP/1.1 411 "), "{answer}");
@@ -160,4 +173,39 @@ async fn a_body_without_length_is_answered_411() {
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     let all = seen.lock().unwrap();
     assert_eq!(all.len(), 1, "only the HTTP/1.1 route's request reached the backend");
+}
+
+/// An upstream that offers keep-alive in its HTTP/1.0 answer still gets each request of an
+/// HTTP/1.0 route on a connection of its own: Portico asked for the close and never pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_answer_is_not_pooled() {
+    let (backend, seen) = http10_backend(true).await;
+    let p = Portico::start(&[("all.yaml", manifests(backend))], &[]).await;
+    for path in ["/one", "/two"] {
+        let (status, _, body) = get(p.http, "ten.test", path).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    let all: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all[0].starts_with("GET /one HTTP/1.0\r\n") && all[1].starts_with("GET /two HTTP/1.0\r\n"),
+        "{all:?}"
+    );
+    // The HTTP/1.1 route to the same backend does keep its connection: the test can tell.
+    for path in ["/three", "/four"] {
+        let (status, _, _) = get(p.http, "eleven.test", path).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    let all = seen.lock().unwrap();
+    assert_eq!(all.len(), 3, "the HTTP/1.1 route's two requests on one connection");
+    let third = String::from_utf8_lossy(&all[2]);
+    assert!(
+        third.contains("GET /three HTTP/1.1\r\n") && third.contains("GET /four HTTP/1.1\r\n"),
+        "{third}"
+    );
 }
