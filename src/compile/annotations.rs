@@ -248,6 +248,7 @@ impl Annotations<'_> {
             limits: self.limits(),
             // Read with the Snapshot's ConfigMaps, in `super::global::route_policy`.
             custom_headers: None,
+            http10: self.http10(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Reading of the common ingress-nginx annotations that are one typed value each:
 //! `denylist-source-range` and `x-forwarded-prefix`, and the checks of those Portico
-//! accepts without a setting of its own (`proxy-http-version`, `proxy-buffering`,
-//! `proxy-request-buffering`), and the response rewrites (`proxy-redirect-from`/`-to`,
+//! accepts without a setting of its own (`proxy-buffering`, `proxy-request-buffering`),
+//! `proxy-http-version`, and the response rewrites (`proxy-redirect-from`/`-to`,
 //! `proxy-cookie-path`, `proxy-cookie-domain`).
 
 use std::sync::Arc;
@@ -71,16 +71,22 @@ impl Annotations<'_> {
             "request bodies are streamed",
             on_off,
         );
-        if let Some("1.0") = self
-            .parsed("proxy-http-version", "\"1.0\" or \"1.1\"", "HTTP/1.1 is used", |v| {
-                matches!(v, "1.0" | "1.1").then_some(v.to_string())
-            })
-            .as_deref()
-        {
-            self.common_warning(
-                "proxy-http-version 1.0 is not honoured: Portico speaks HTTP/1.1 to upstreams (with keep-alive and chunked bodies)".into(),
-            );
-        }
+    }
+
+    /// `proxy-http-version`: `true` for "1.0" (HTTP/1.0 upstream requests), `false` for
+    /// "1.1", the default, and for a bad value (a Warning).
+    pub(super) fn http10(&mut self) -> bool {
+        self.parsed(
+            "proxy-http-version",
+            "\"1.0\" or \"1.1\"",
+            "HTTP/1.1 is used",
+            |v| match v {
+                "1.0" => Some(true),
+                "1.1" => Some(false),
+                _ => None,
+            },
+        )
+        .unwrap_or(false)
     }
 
     /// The response rewrites, `None` when the Ingress asks for none.

@@ -256,7 +256,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-http-version",
         Partly(
-            "\"1.1\" (the default) is honoured; \"1.0\" is a Warning and requests still go as HTTP/1.1 with keep-alive and chunked bodies",
+            "\"1.0\" sends HTTP/1.0 requests with Connection: close on connections never pooled, and takes HTTP/1.0 answers; a request body without Content-Length gets 411 where nginx buffers it to learn its length",
         ),
     ),
     ("proxy-max-temp-file-size", No(STREAMS)),

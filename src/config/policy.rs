@@ -118,6 +118,10 @@ pub struct Policy {
     /// `custom-headers`: headers added to every response (from a ConfigMap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<super::headers::HeaderList>>,
+    /// `proxy-http-version: "1.0"`: requests go upstream as HTTP/1.0 with `Connection:
+    /// close` on a connection of their own, never pooled; a body must have a length.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http10: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -223,6 +227,7 @@ impl Default for Policy {
             response: None,
             limits: None,
             custom_headers: None,
+            http10: false,
         }
     }
 }

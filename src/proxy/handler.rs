@@ -557,6 +557,9 @@ impl Proxy {
             headers.remove(header::CONTENT_LENGTH);
             Sending::Chunked
         };
+        if let Some(r) = policy::http10::refuse(policy, h2, sending) {
+            return r;
+        }
         if h2 {
             fwd.apply(&mut headers);
         }
@@ -644,6 +647,7 @@ impl Proxy {
                     extra: &fwd,
                     body: sending,
                     names: names.as_ref(),
+                    http10: policy.http10,
                 };
                 self.upstream
                     .send_h1(
@@ -700,6 +704,7 @@ impl Proxy {
                                         extra: &fwd,
                                         body: sending,
                                         names: names.as_ref(),
+                                        http10: policy.http10,
                                     };
                                     self.upstream
                                         .send_h1(

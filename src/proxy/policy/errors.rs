@@ -190,6 +190,7 @@ async fn fetch(asked: Box<Asked>, status: http::StatusCode, via: &Via<'_>) -> Op
         body: Sending::None,
         // The error backend gets the names as Portico holds them (lower case).
         names: None,
+        http10: false,
     };
     let states = &table.endpoints[..table.ready];
     let mut tried = Vec::new();

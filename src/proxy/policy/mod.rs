@@ -9,7 +9,8 @@
 //! [`mirror`] starts the request's copy; then endpoint choice with affinity
 //! (`balance::choice`) or by the [`hash`] key (among the [`errors`] fallback's endpoints when
 //! the Service has none ready), then [`prefix`] (an upstream field) and [`rewrite`] (the
-//! upstream target) and [`request_headers`] (`proxy-set-headers`). [`retry`] decides, in the upstream exchange, whether a failed try goes
+//! upstream target) and [`request_headers`] (`proxy-set-headers`), then [`http10`] (may
+//! answer 411). [`retry`] decides, in the upstream exchange, whether a failed try goes
 //! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
 //! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
 //! [`errors`] lists is replaced by the error backend's.
@@ -22,6 +23,7 @@ pub mod cors;
 pub mod errors;
 pub mod external;
 pub mod hash;
+pub mod http10;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;

@@ -154,6 +154,10 @@ pub struct Request<'a> {
     pub body: Sending,
     /// The names as the client spelled them, when not all in lower case.
     pub names: Option<&'a Names>,
+    /// `proxy-http-version: "1.0"`: an `HTTP/1.0` request line and, unless the request
+    /// names its own Connection (an upgrade), `Connection: close`. Never with
+    /// [`Sending::Chunked`]: HTTP/1.0 has no chunked coding.
+    pub http10: bool,
 }
 
 /// The time limits of one exchange.
@@ -622,12 +626,13 @@ pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
         extra,
         body,
         names,
+        http10,
     } = req;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(if *http10 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
     // An HTTP/2 client may send each cookie as a field of its own; HTTP/1.1 takes one Cookie
     // field, the values joined with "; " (RFC 9113, 8.2.3). A name's values come together.
     let mut cookie_line = false;
@@ -653,7 +658,12 @@ pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if *body == Sending::Chunked {
+    if *http10 {
+        // No keep-alive, as nginx's `proxy_http_version 1.0`; the connection is never pooled.
+        if !headers.contains_key(header::CONNECTION) {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+    } else if *body == Sending::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -1215,6 +1225,7 @@ mod tests {
             extra: &extra,
             body: Sending::None,
             names: None,
+            http10: false,
         };
         encode_head(&mut out, &req);
         assert_eq!(
@@ -1222,6 +1233,45 @@ mod tests {
             "GET /p?q=1 HTTP/1.1\r\nhost: foo.com\r\nx-a: 1\r\nx-a: 2\r\ncookie: a=1; b=2; c=3\r\n\
              x-forwarded-for: 10.1.2.3\r\n\
              x-real-ip: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-port: 80\r\nx-request-id: rid\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_heads_ask_for_the_close_unless_the_request_names_its_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("foo.com"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        let extra = forwarded();
+        let head = |h: &HeaderMap| {
+            let req = Request {
+                method: &Method::POST,
+                target: "/p",
+                headers: h,
+                extra: &extra,
+                body: Sending::Length(5),
+                names: None,
+                http10: true,
+            };
+            let mut out = Vec::new();
+            encode_head(&mut out, &req);
+            String::from_utf8(out).unwrap()
+        };
+        let out = head(&h);
+        assert!(
+            out.starts_with("POST /p HTTP/1.0\r\nhost: foo.com\r\ncontent-length: 5\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("\r\nx-request-id: rid\r\nconnection: close\r\n\r\n"),
+            "{out}"
+        );
+        // An upgrade names its own Connection, as nginx's `proxy_set_header Connection` does.
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let out = head(&h);
+        assert!(out.contains("\r\nconnection: upgrade\r\n"), "{out}");
+        assert!(
+            !out.contains("close") && out.ends_with("x-request-id: rid\r\n\r\n"),
+            "{out}"
         );
     }
 
@@ -1259,6 +1309,7 @@ mod tests {
             extra: &extra,
             body: Sending::Chunked,
             names: Some(&names),
+            http10: false,
         };
         let mut out = Vec::new();
         encode_head(&mut out, &req);
@@ -1325,6 +1376,7 @@ mod tests {
             extra: &extra,
             body: sending,
             names: None,
+            http10: false,
         };
         c.exchange(&req, body, limits, Instant::now()).await
     }

@@ -598,7 +598,8 @@ impl Upstream {
             .await?;
         let mut resp = Response::new(UpBody::Raw {
             framing: head.framing,
-            keep_alive: head.keep_alive,
+            // An HTTP/1.0 exchange asked for the close: its connection is never pooled.
+            keep_alive: head.keep_alive && !req.http10,
         });
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
