@@ -496,9 +496,47 @@ async fn self_naming_backend() -> std::net::SocketAddr {
     addr
 }
 
+/// nginx's `~`/`~*` forms through real sockets: a match anywhere replaces the whole value
+/// with the replacement, its captures (numbered and named) and the request's variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_regex_forms_use_captures_and_variables() {
+    let up = self_naming_backend().await;
+    let manifests = class()
+        + &service("up", &[up])
+        + &manifest(vec![ing(
+            "re",
+            "re.test",
+            "/",
+            "up",
+            &[
+                ("proxy-redirect-from", r"~^http://[^:]+:\d+/two/(.*)$"),
+                ("proxy-redirect-to", "$scheme://$host:$server_port/one/$1"),
+                ("proxy-cookie-path", "~*^/TWO/(.*)$ /$1"),
+                ("proxy-cookie-domain", r"~^\.?(?<d>local)host$ $d.$host"),
+            ],
+        )]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let port = p.http.port();
+    let (s, h, _) = get(p.http, "Re.Test", "/").await.unwrap();
+    assert_eq!(
+        (s, location(&h)),
+        (302, format!("http://re.test:{port}/one/some/uri/").as_str())
+    );
+    assert_eq!(h["refresh"], format!("5; url=http://re.test:{port}/one/x"));
+    let cookies: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(
+        cookies,
+        [
+            "a=b; path=/some/uri/; Domain=local.re.test; HttpOnly",
+            "c=d; Path=/other; Domain=other.org"
+        ]
+    );
+    assert_eq!(diagnostics_of(&p.routes().await, "re"), Vec::<String>::new());
+}
+
 /// nginx's documented examples through real sockets: Location and Refresh get the new
 /// start, Set-Cookie its new Path and Domain; `off`/`default` and other Ingresses leave the
-/// fields alone; regular expressions are Warnings.
+/// fields alone; a regular expression that does not compile is a Warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_fields_are_rewritten_as_nginx_does() {
     let up = self_naming_backend().await;
@@ -530,10 +568,7 @@ async fn response_fields_are_rewritten_as_nginx_does() {
                 "bad.test",
                 "/",
                 "up",
-                &[
-                    ("proxy-redirect-from", "~^http://(.*)$"),
-                    ("proxy-cookie-domain", "one"),
-                ],
+                &[("proxy-redirect-from", "~^http://(.*$"), ("proxy-cookie-domain", "one")],
             ),
         ]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;

@@ -144,16 +144,8 @@ impl Annotations<'_> {
                 "not used",
                 |v| {
                     (!v.is_empty() && v.len() <= MAX_VALUE)
-                        .then(|| {
-                            regex::RegexBuilder::new(v)
-                                .size_limit(1 << 20)
-                                .dfa_size_limit(1 << 20)
-                                .nest_limit(64)
-                                .build()
-                                .ok()
-                        })
+                        .then(|| HeaderPattern::new(v, false).ok())
                         .flatten()
-                        .map(HeaderPattern)
                 },
             ),
         };

@@ -92,7 +92,7 @@ impl Annotations<'_> {
     /// The response rewrites, `None` when the Ingress asks for none.
     pub(super) fn response_rewrite(&mut self) -> Option<Arc<ResponseRewrite>> {
         let mut r = ResponseRewrite::default();
-        let expected = "\"off\", \"default\", or a URL or path without spaces (no ~ regular expression)";
+        let expected = "\"off\", \"default\", a URL or path without spaces, or a ~ or ~* regular expression";
         let from = self.parsed("proxy-redirect-from", expected, "Location is not rewritten", |v| {
             redirect_text(v).then(|| v.to_string())
         });
@@ -107,48 +107,48 @@ impl Annotations<'_> {
                 |v| redirect_text(v).then(|| v.to_string()),
             );
             if let Some(to) = to.filter(|t| t != "off") {
-                r.redirect = Some(Replace { from, to });
+                match Replace::parse(&from, &to) {
+                    Ok(rp) => r.redirect = Some(rp),
+                    Err(e) => self.common_warning(format!("proxy-redirect-from/-to: {e}; Location is not rewritten")),
+                }
             }
         }
-        let pair = |v: &str| -> Option<Option<Replace>> {
+        r.cookie_path = self.cookie_pair("proxy-cookie-path", "Set-Cookie paths are not rewritten");
+        r.cookie_domain = self.cookie_pair("proxy-cookie-domain", "Set-Cookie domains are not rewritten");
+        (r != ResponseRewrite::default()).then(|| Arc::new(r))
+    }
+
+    /// `proxy-cookie-path`/`-domain`: "off" or two words, the text or ~ regex to find and its
+    /// replacement.
+    fn cookie_pair(&mut self, name: &str, fallback: &str) -> Option<Replace> {
+        let expected =
+            "\"off\" or two words (the text or ~ regular expression to find, and its replacement without ; or ,)";
+        let words = self.parsed(name, expected, fallback, |v| {
             if v == "off" {
                 return Some(None);
             }
             let mut words = v.split_ascii_whitespace();
             let (from, to) = (words.next()?, words.next()?);
-            (words.next().is_none() && [from, to].iter().all(|w| valid_attribute(w) && !w.starts_with('~'))).then(
-                || {
-                    Some(Replace {
-                        from: from.to_string(),
-                        to: to.to_string(),
-                    })
-                },
-            )
-        };
-        let expected = "\"off\" or two words (the text to find and its replacement; no ; , or ~ regular expression)";
-        r.cookie_path = self
-            .parsed(
-                "proxy-cookie-path",
-                expected,
-                "Set-Cookie paths are not rewritten",
-                pair,
-            )
-            .flatten();
-        r.cookie_domain = self
-            .parsed(
-                "proxy-cookie-domain",
-                expected,
-                "Set-Cookie domains are not rewritten",
-                pair,
-            )
-            .flatten();
-        (r != ResponseRewrite::default()).then(|| Arc::new(r))
+            let from_ok = if from.starts_with('~') {
+                redirect_text(from)
+            } else {
+                valid_attribute(from)
+            };
+            (words.next().is_none() && from_ok && valid_attribute(to)).then(|| Some((from.to_string(), to.to_string())))
+        })??;
+        match Replace::parse(&words.0, &words.1) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.common_warning(format!("{name}: {e}; {fallback}"));
+                None
+            }
+        }
     }
 }
 
-/// A `proxy_redirect` text: printable ASCII without spaces, not a regular expression.
+/// A `proxy_redirect` text: printable ASCII without spaces.
 fn redirect_text(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 2048 && !v.starts_with('~') && v.bytes().all(|b| (0x21..0x7f).contains(&b))
+    !v.is_empty() && v.len() <= 2048 && v.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::mtls::ClientAuthStore;
-use crate::config::route::{HostPattern, PathRegex, PathRule, PathType, Route, RouteTableBuilder};
+use crate::config::route::{HostPattern, PathRule, PathType, Route, RouteTableBuilder, path_regex};
 use crate::config::tls::CertStore;
 use crate::model::{ObjectKey, Snapshot};
 use crate::path;
@@ -266,7 +266,7 @@ impl IngressPass<'_, '_> {
                     // With use-regex (or rewrite-target) a non-Exact path is a regex, kept as written.
                     let as_regex = (policy.use_regex || policy.rewrite_target.is_some()) && !path_type.is_exact();
                     let regex = if as_regex {
-                        match PathRegex::new(raw) {
+                        match path_regex(raw) {
                             Ok(r) => Some(r),
                             Err(e) => {
                                 self.warn(

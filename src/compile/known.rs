@@ -244,13 +244,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-cookie-domain",
         Partly(
-            "\"off\" or a domain and its replacement; ~ regular expressions are Warnings, nginx variables are taken literally",
+            "\"off\", a domain (any case, leading dot ignored) or a ~ / ~* regex, and its replacement with captures; of nginx's variables only $scheme, $host, $server_port and $http_host (others are Warnings)",
         ),
     ),
     (
         "proxy-cookie-path",
         Partly(
-            "\"off\" or a path prefix and its replacement; ~ regular expressions are Warnings, nginx variables are taken literally",
+            "\"off\", a path prefix or a ~ / ~* regex, and its replacement with captures; of nginx's variables only $scheme, $host, $server_port and $http_host (others are Warnings)",
         ),
     ),
     (
@@ -272,13 +272,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-redirect-from",
         Partly(
-            "\"off\", \"default\" (no rewrite: ingress-nginx's proxy_pass URL never starts a Location) or a text without spaces that starts Location and Refresh URLs; ~ regular expressions are Warnings, nginx variables are taken literally",
+            "\"off\", \"default\" (no rewrite: ingress-nginx's proxy_pass URL never starts a Location) or a text without spaces that starts Location and Refresh URLs, or a ~ / ~* regex (a match replaces the whole URL); of nginx's variables only $scheme, $host, $server_port and $http_host (others are Warnings)",
         ),
     ),
     (
         "proxy-redirect-to",
         Partly(
-            "\"off\" or a text without spaces put in place of proxy-redirect-from; nginx variables are taken literally",
+            "\"off\" or a text without spaces put in place of proxy-redirect-from, with the regex's captures ($1..$9, named) and the variables $scheme, $host, $server_port, $http_host (others are Warnings)",
         ),
     ),
     (

@@ -77,13 +77,7 @@ pub fn parse_match_cn(v: &str) -> Result<MatchCn, String> {
     if !v.starts_with("CN=") {
         return Err("it does not start with CN=".into());
     }
-    regex::RegexBuilder::new(v)
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
-        .nest_limit(64)
-        .build()
-        .map(MatchCn)
-        .map_err(|e| format!("not a valid regex: {e}"))
+    MatchCn::new(v, false).map_err(|e| format!("not a valid regex: {e}"))
 }
 
 fn parse_verify(v: &str) -> Option<VerifyClient> {

@@ -58,17 +58,4 @@ pub enum HeaderMatch {
 }
 
 /// A compiled `canary-by-header-pattern`; compares and shows as its source.
-#[derive(Clone, Debug)]
-pub struct HeaderPattern(pub regex::Regex);
-
-impl PartialEq for HeaderPattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-impl Eq for HeaderPattern {}
-impl Serialize for HeaderPattern {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
-    }
-}
+pub type HeaderPattern = super::pattern::Pattern;

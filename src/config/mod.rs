@@ -15,6 +15,7 @@ pub mod headers;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod pattern;
 pub mod policy;
 pub mod response;
 pub mod retry;

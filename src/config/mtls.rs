@@ -57,15 +57,7 @@ impl Eq for CaBundle {}
 
 /// `auth-tls-match-cn`: a regex searched for in the subject DN (`CN=...,O=...`), as nginx's
 /// `$ssl_client_s_dn ~ "CN=..."`; compares and shows as its source.
-#[derive(Clone, Debug)]
-pub struct MatchCn(pub regex::Regex);
-
-impl PartialEq for MatchCn {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-impl Eq for MatchCn {}
+pub type MatchCn = super::pattern::Pattern;
 
 /// The client-certificate policy of one host.
 #[derive(Clone, Debug, PartialEq, Eq)]

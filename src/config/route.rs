@@ -115,34 +115,11 @@ pub struct PathRule {
 }
 
 /// A compiled path regex; compares and shows as its source.
-#[derive(Clone, Debug)]
-pub struct PathRegex(pub regex::Regex);
+pub type PathRegex = super::pattern::Pattern;
 
-impl PartialEq for PathRegex {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-impl Eq for PathRegex {}
-impl Serialize for PathRegex {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
-    }
-}
-
-impl PathRegex {
-    /// ingress-nginx's `location ~* "^PATH"`: case-insensitive, anchored at the start. The
-    /// engine runs in linear time; size limits keep a hostile pattern from costing memory.
-    pub fn new(path: &str) -> Result<Self, String> {
-        regex::RegexBuilder::new(&format!("^(?:{path})"))
-            .case_insensitive(true)
-            .size_limit(1 << 20)
-            .dfa_size_limit(1 << 20)
-            .nest_limit(64)
-            .build()
-            .map(PathRegex)
-            .map_err(|e| e.to_string())
-    }
+/// ingress-nginx's `location ~* "^PATH"`: case-insensitive, anchored at the start.
+pub fn path_regex(path: &str) -> Result<PathRegex, String> {
+    PathRegex::new(&format!("^(?:{path})"), true).map_err(|e| e.to_string())
 }
 
 /// What a matched request is served by.

@@ -404,6 +404,7 @@ impl Proxy {
         let route = &*routed.route;
         let policy = &route.policy;
         let (backend, table) = errors::backend(policy, &routed.plane, routed.backend(), routed.table());
+        let rewrites = response::request(policy, req.uri(), fields, peer.tls, peer.local_port);
         let trusted = &routed.plane.config.global.trusted;
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
@@ -751,6 +752,7 @@ impl Proxy {
                         peer,
                         client_upgrade,
                         &mut out.held,
+                        rewrites.as_deref(),
                     );
                 }
                 Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
@@ -790,6 +792,7 @@ impl Proxy {
                 peer,
                 client_upgrade,
                 &mut out.held,
+                rewrites.as_deref(),
             );
         }
         match last_err.map(Failure::status) {
@@ -814,6 +817,7 @@ impl Proxy {
         peer: &Peer,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         limit_place: &mut Option<limits::Held>,
+        rewrites: Option<&response::Request>,
     ) -> Response<Body> {
         let policy = &choice.route.policy;
         let cookie = choice.remember(sticky, i, peer.tls, &self.affinity_key);
@@ -824,7 +828,7 @@ impl Proxy {
             None
         };
         let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout, held);
-        response::rewrite(policy, resp.headers_mut());
+        response::rewrite(policy, rewrites, resp.headers_mut());
         if let Some(c) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
