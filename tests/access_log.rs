@@ -96,7 +96,7 @@ async fn default_format_matches_ingress_nginx_field_for_field() {
         .header("host", "a.test")
         .header("x-request-id", "req-42")
         .header("referer", "http://from.test/")
-        .header("user-agent", "probe/1.0")
+        .header("user-agent", "probe/1.0 \"x\"")
         .header("authorization", "Basic YWxpY2U6c2VjcmV0")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -118,7 +118,8 @@ async fn default_format_matches_ingress_nginx_field_for_field() {
     assert_eq!(f[5], "200");
     assert_eq!(f[6], body.len().to_string());
     assert_eq!(f[7], "http://from.test/");
-    assert_eq!(f[8], "probe/1.0");
+    // nginx's default escaping: the quotes cannot end the quoted field.
+    assert_eq!(f[8], r#"probe/1.0 \x22x\x22"#);
     assert!(f[9].parse::<u64>().unwrap() > 100, "request_length {}", f[9]);
     assert!(f[10].parse::<f64>().is_ok(), "request_time {}", f[10]);
     assert_eq!(f[11], "default-web-80");
