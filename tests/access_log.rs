@@ -184,3 +184,32 @@ async fn custom_format_with_json_escaping_and_an_unknown_variable() {
         .any(|d| d["severity"] == "warning" && d["message"].as_str().is_some_and(|m| m.contains("$no_such_thing")));
     assert!(warned, "{:#}", routes["diagnostics"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_the_alternative_upstream() {
+    let web = pods("web", 1).await;
+    let canary = pods("canary", 1).await;
+    let canary_ing = ingress_with("site-canary", "a.test", "/", "canary", &[])
+        .annotation("nginx.ingress.kubernetes.io/canary", "true")
+        .annotation("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary");
+    let site = class()
+        + &service("web", &web)
+        + &service("canary", &canary)
+        + &annotated_ingress("site", "a.test", "/", "web", &[])
+        + &yaml(&[canary_ing.into()]);
+    let args = ["--access-log", "on", "--access-log-format", "nginx"];
+    let p = Portico::start(&[("site.yaml", site)], &args).await;
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "a.test")
+        .header("x-canary", "always")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(p.http, req).await.unwrap().0, 200);
+    let lines = wait_lines(&p, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let f = fields(&lines[0]);
+    assert_eq!(f[11], "default-web-80");
+    assert_eq!(f[12], "default-canary-80");
+    assert_eq!(f[13], canary[0].to_string());
+}

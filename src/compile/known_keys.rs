@@ -177,7 +177,7 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "log-format-upstream",
         Partly(
-            "with --access-log-format nginx (the default with --log-format text); the variables Portico knows are listed in README (others are a Warning and written as -); times are UTC; $proxy_alternative_upstream_name is always empty; $request_length and $bytes_sent count the HTTP/1 form of the head",
+            "with --access-log-format nginx (the default with --log-format text); the variables Portico knows are listed in README (others are a Warning and written as -); times are UTC; $request_length and $bytes_sent count the HTTP/1 form of the head",
         ),
     ),
     ("lua-shared-dicts", No(NGINX_INTERNAL)),

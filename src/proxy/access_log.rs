@@ -58,6 +58,8 @@ struct Entry {
     host: String,
     route: Option<Arc<Route>>,
     port: String,
+    /// The primary's route and Service port when a canary took the request.
+    primary: Option<(Arc<Route>, String)>,
     status: u16,
     upstream: Option<SocketAddr>,
     upstream_time: Option<Duration>,
@@ -129,6 +131,7 @@ fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &Hea
             host: String::new(),
             route: None,
             port: String::new(),
+            primary: None,
             status: 0,
             upstream: None,
             upstream_time: None,
@@ -157,6 +160,8 @@ fn basic_user(v: Option<&HeaderValue>) -> Option<String> {
 pub struct Answer<'a> {
     pub host: String,
     pub routed: Option<(&'a Arc<Route>, &'a Backend)>,
+    /// The primary's route and backend when its canary took the request.
+    pub primary: Option<(&'a Arc<Route>, &'a Backend)>,
     pub upstream: Option<SocketAddr>,
     /// When the upstream's response head arrived.
     pub answered: Option<Instant>,
@@ -171,6 +176,7 @@ impl Started {
             e.route = Some(route.clone());
             e.port = backend.port.to_string();
         }
+        e.primary = a.primary.map(|(r, b)| (r.clone(), b.port.to_string()));
         e.status = resp.status().as_u16();
         e.upstream = a.upstream;
         e.upstream_time = a.answered.map(|t| t.saturating_duration_since(e.start));
@@ -275,18 +281,18 @@ impl Entry {
                 let _ = write!(out, "{}", self.request_length);
             }
             Var::RequestTime => secs(out, self.elapsed),
-            Var::ProxyUpstreamName => match route {
-                Some(r) => {
-                    self.put(out, Value::Text(r.service.namespace.as_bytes()));
-                    out.push(b'-');
-                    self.put(out, Value::Text(r.service.name.as_bytes()));
-                    out.push(b'-');
-                    self.put(out, Value::Text(self.port.as_bytes()));
-                }
-                None => out.extend_from_slice(b"upstream-default-backend"),
+            // The primary's name even when its canary took the request, as ingress-nginx.
+            Var::ProxyUpstreamName => match (&self.primary, route) {
+                (Some((p, port)), _) => self.upstream_name(out, p, port),
+                (None, Some(r)) => self.upstream_name(out, r, &self.port),
+                (None, None) => out.extend_from_slice(b"upstream-default-backend"),
             },
-            // Set empty by ingress-nginx unless a canary took the request (not told apart yet).
-            Var::ProxyAlternativeUpstreamName => {}
+            // The canary's name when it took the request, else empty (ingress-nginx sets it so).
+            Var::ProxyAlternativeUpstreamName => {
+                if let (Some(_), Some(r)) = (&self.primary, route) {
+                    self.upstream_name(out, r, &self.port);
+                }
+            }
             Var::UpstreamAddr => match self.upstream {
                 Some(a) => {
                     let _ = write!(out, "{a}");
@@ -325,6 +331,15 @@ impl Entry {
             // `-` under every escaping, as the Warning about it says.
             Var::Unknown => out.push(b'-'),
         }
+    }
+
+    /// `namespace-service-port`, ingress-nginx's name of a backend.
+    fn upstream_name(&self, out: &mut Vec<u8>, r: &Route, port: &str) {
+        self.put(out, Value::Text(r.service.namespace.as_bytes()));
+        out.push(b'-');
+        self.put(out, Value::Text(r.service.name.as_bytes()));
+        out.push(b'-');
+        self.put(out, Value::Text(port.as_bytes()));
     }
 
     fn name(&self, out: &mut Vec<u8>, v: Option<&str>) {
@@ -467,6 +482,7 @@ mod tests {
             host: "x.example".into(),
             route: None,
             port: String::new(),
+            primary: None,
             status: 404,
             upstream: None,
             upstream_time: None,

@@ -63,6 +63,8 @@ struct Routed {
     route: Arc<Route>,
     /// The path as routed, when normalizing changed it.
     normalized: Option<String>,
+    /// The primary's route when its canary took the request (the access log names both).
+    primary: Option<Arc<Route>>,
 }
 
 impl Routed {
@@ -86,7 +88,8 @@ impl Routed {
             && self.plane.config.backend(c).is_some()
             && self.plane.backends.get(c.backend).is_some()
         {
-            self.route = c.clone();
+            let c = c.clone();
+            self.primary = Some(std::mem::replace(&mut self.route, c));
         }
         self
     }
@@ -204,6 +207,10 @@ impl Proxy {
             let a = access_log::Answer {
                 host: std::mem::take(&mut outcome.host),
                 routed: outcome.routed.as_ref().map(|r| (&r.route, r.backend())),
+                primary: outcome.routed.as_ref().and_then(|r| {
+                    let p = r.primary.as_ref()?;
+                    Some((p, &**r.plane.config.backend(p)?))
+                }),
                 upstream: outcome.exchanged.addr,
                 answered: outcome.exchanged.answered,
             };
@@ -381,6 +388,7 @@ impl Proxy {
                 Cow::Owned(s) => Some(s),
                 Cow::Borrowed(_) => None,
             },
+            primary: None,
         }))
     }
 
