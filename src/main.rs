@@ -101,6 +101,12 @@ enum LogFormat {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum AccessLogFormat {
+    Nginx,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum OnOff {
     On,
     Off,
@@ -198,6 +204,11 @@ struct RunArgs {
     /// One log line per request (target portico::access), written off the request path.
     #[arg(long, env = "PORTICO_ACCESS_LOG", value_enum, default_value = "on")]
     access_log: OnOff,
+    /// The access log's lines: `nginx`, ingress-nginx's format (the ConfigMap's
+    /// log-format-upstream), or `json`, a tracing event with fixed fields. Default: `nginx`
+    /// with `--log-format text`, `json` with `--log-format json` (every line stays JSON).
+    #[arg(long, env = "PORTICO_ACCESS_LOG_FORMAT", value_enum)]
+    access_log_format: Option<AccessLogFormat>,
     /// Worker threads, 1 to 1024 (default: the CPUs this process may use).
     #[arg(long, env = "PORTICO_WORKER_THREADS", value_parser = count::<usize>(1..=1024))]
     worker_threads: Option<usize>,
@@ -434,6 +445,13 @@ fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
     let (writer, _guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let nginx_lines = match (args.access_log_format, args.log_format) {
+        (Some(f), _) => f == AccessLogFormat::Nginx,
+        (None, LogFormat::Text) => true,
+        (None, LogFormat::Json) => false,
+    };
+    let access_sink =
+        (args.access_log == OnOff::On && nginx_lines).then(|| portico::proxy::access_log::Sink::new(writer.clone()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match args.log_format {
         LogFormat::Json => builder.json().init(),
@@ -465,10 +483,10 @@ fn start(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     rt.enable_all();
-    rt.build()?.block_on(run(args, demo))
+    rt.build()?.block_on(run(args, demo, access_sink))
 }
 
-async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
+async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::access_log::Sink>) -> anyhow::Result<()> {
     let live = Arc::new(Live::new());
     let metrics = Arc::new(Metrics::new());
     let fallback = if args.class.ingress_class == "nginx" {
@@ -627,6 +645,7 @@ async fn run(args: RunArgs, demo: bool) -> anyhow::Result<()> {
         affinity_key,
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
         mirror: portico::proxy::policy::mirror::State::new(args.allow_loopback_mirror_target),
+        access_sink,
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
         live.clone(),

@@ -115,6 +115,11 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         r.warn(Reason::InvalidConfigMapKey, format!("--configmap {key}: {problem}"));
     }
     g.compression = compression;
+    let (log_format, problems) = super::access_log::read(|k| data.get(k).map(String::as_str));
+    for problem in problems {
+        r.warn(Reason::InvalidConfigMapKey, format!("--configmap {key}: {problem}"));
+    }
+    g.log_format = log_format;
     g
 }
 

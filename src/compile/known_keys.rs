@@ -171,16 +171,13 @@ pub const KEYS: &[(&str, Support)] = &[
         No("not yet from the ConfigMap: the load-balance annotation sets it per Ingress (default round_robin)"),
     ),
     ("location-snippet", No(SNIPPET)),
-    (
-        "log-format-escape-json",
-        No("not yet: --log-format json writes JSON access-log lines with fixed fields"),
-    ),
-    ("log-format-escape-none", No(LATER)),
+    ("log-format-escape-json", Yes),
+    ("log-format-escape-none", Yes),
     ("log-format-stream", No(STREAM)),
     (
         "log-format-upstream",
-        No(
-            "not yet: the access log has fixed fields (client, method, host, path, status, duration, upstream, Ingress, Service)",
+        Partly(
+            "with --access-log-format nginx (the default with --log-format text); the variables Portico knows are listed in README (others are a Warning and written as -); times are UTC; $request_length and $bytes_sent count the HTTP/1 form of the head",
         ),
     ),
     ("lua-shared-dicts", No(NGINX_INTERNAL)),

@@ -1,5 +1,6 @@
 //! compile(): the pure function from a Snapshot to the Config the data plane serves.
 
+pub mod access_log;
 pub mod annotations;
 pub mod auth;
 pub mod backend;

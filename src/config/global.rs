@@ -80,6 +80,8 @@ pub struct Global {
     pub limit_conn_status: u16,
     /// `use-gzip`, `enable-brotli` and their settings (`--use-gzip`, `--enable-brotli`).
     pub compression: crate::config::compress::Compression,
+    /// `log-format-upstream` and its escaping: the access log's line (`--access-log-format nginx`).
+    pub log_format: Arc<crate::config::access_log::LogFormat>,
 }
 
 impl Default for Global {
@@ -106,6 +108,7 @@ impl Default for Global {
             limit_req_status: crate::config::limits::Limits::DEFAULT_STATUS,
             limit_conn_status: crate::config::limits::Limits::DEFAULT_STATUS,
             compression: Default::default(),
+            log_format: Default::default(),
         }
     }
 }

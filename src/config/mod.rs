@@ -2,6 +2,7 @@
 //! It holds no sockets, counters, cursors or locks, imports nothing but the model, and two
 //! Configs compare with `==` meaning "serve the same".
 
+pub mod access_log;
 pub mod auth;
 pub mod backend;
 pub mod canary;

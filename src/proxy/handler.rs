@@ -30,7 +30,7 @@ use super::upstream::{
     Conn, ConnectError, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream,
     resolve_external,
 };
-use super::{Body, SERVER, Settings, compress, plain};
+use super::{Body, SERVER, Settings, access_log, compress, plain};
 use crate::balance::choice::{Choice, Sticky};
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
@@ -51,6 +51,9 @@ pub struct Proxy {
     pub auth: auth::State,
     /// `mirror-target`'s runtime state (copies in flight).
     pub mirror: mirror::State,
+    /// `--access-log-format nginx`: where ingress-nginx-format lines go (`None`: the JSON
+    /// tracing line).
+    pub access_sink: Option<access_log::Sink>,
 }
 
 /// A request's route and the Plane it came from, kept for the request's whole life: the
@@ -60,6 +63,8 @@ struct Routed {
     route: Arc<Route>,
     /// The path as routed, when normalizing changed it.
     normalized: Option<String>,
+    /// The primary's route when its canary took the request (the access log names both).
+    primary: Option<Arc<Route>>,
 }
 
 impl Routed {
@@ -83,7 +88,8 @@ impl Routed {
             && self.plane.config.backend(c).is_some()
             && self.plane.backends.get(c.backend).is_some()
         {
-            self.route = c.clone();
+            let c = c.clone();
+            self.primary = Some(std::mem::replace(&mut self.route, c));
         }
         self
     }
@@ -174,13 +180,15 @@ impl Proxy {
         let fields = Fields::of(req.headers());
         let rid = request_id(fields.request_id.as_ref());
         // The id goes into the upstream request; a copy stays only for the access log.
-        let log_rid = self.access_log.then(|| rid.clone());
+        let json_log = self.access_log && self.access_sink.is_none();
+        let log_rid = json_log.then(|| rid.clone());
         let method = req.method().clone();
-        let path_for_log = if self.access_log {
+        let path_for_log = if json_log {
             req.uri().path().to_string()
         } else {
             String::new()
         };
+        let line = access_log::begin(self.access_sink.as_ref(), &self.live, &req, &peer, &rid, start);
         let mut outcome = Outcome::default();
         let mut resp = self.dispatch(req, &fields, &peer, start, rid, &mut outcome).await;
         if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
@@ -194,7 +202,21 @@ impl Proxy {
             .saturating_duration_since(start);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
         // `enable-access-log: "false"` on the route's Ingress leaves its requests out.
-        if self.access_log && outcome.routed.as_ref().is_none_or(|r| r.route.policy.access_log) {
+        let logged = self.access_log && outcome.routed.as_ref().is_none_or(|r| r.route.policy.access_log);
+        if let Some(line) = line.filter(|_| logged) {
+            let a = access_log::Answer {
+                host: std::mem::take(&mut outcome.host),
+                routed: outcome.routed.as_ref().map(|r| (&r.route, r.backend())),
+                primary: outcome.routed.as_ref().and_then(|r| {
+                    let p = r.primary.as_ref()?;
+                    Some((p, &**r.plane.config.backend(p)?))
+                }),
+                upstream: outcome.exchanged.addr,
+                answered: outcome.exchanged.answered,
+            };
+            let line = line.answered(a, &resp);
+            resp.body_mut().log(line);
+        } else if logged {
             let (namespace, ingress, service) = match outcome.routed.as_ref().map(|r| &r.route) {
                 Some(r) => (
                     r.ingress.namespace.as_str(),
@@ -366,6 +388,7 @@ impl Proxy {
                 Cow::Owned(s) => Some(s),
                 Cow::Borrowed(_) => None,
             },
+            primary: None,
         }))
     }
 

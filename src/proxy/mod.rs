@@ -1,5 +1,6 @@
 //! The data plane: listeners, the request handler, upstream forwarding and Portico's own answers.
 
+pub mod access_log;
 pub mod case;
 pub mod client;
 pub mod compress;
@@ -37,6 +38,8 @@ pub struct Body {
     serving: Option<client::Serving>,
     /// The request's place under `limit-connections`, released when the body is done.
     held: Option<policy::limits::Held>,
+    /// The request's access-log line (`--access-log-format nginx`), written when this is done.
+    log: Option<Box<access_log::Pending>>,
 }
 
 enum Inner {
@@ -52,6 +55,7 @@ impl Body {
             inner: Inner::Upstream(body),
             serving: None,
             held: None,
+            log: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl Body {
             inner: Inner::Own(Full::new(data)),
             serving: None,
             held: None,
+            log: None,
         }
     }
 
@@ -95,6 +100,11 @@ impl Body {
     pub fn hold(&mut self, held: policy::limits::Held) {
         self.held = Some(held);
     }
+
+    /// Ties the request's access-log line to this body: written when the body is done.
+    pub fn log(&mut self, line: Box<access_log::Pending>) {
+        self.log = Some(line);
+    }
 }
 
 impl hyper::body::Body for Body {
@@ -105,11 +115,18 @@ impl hyper::body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, upstream::BoxError>>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
             Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
             Inner::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
             Inner::Compressed(b) => Pin::new(&mut **b).poll_frame(cx),
+        };
+        if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (&mut this.log, &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            log.sent(data.len());
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
