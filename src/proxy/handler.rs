@@ -615,7 +615,7 @@ impl Proxy {
                     protocol,
                     tls,
                     policy.connect_timeout,
-                    routed.plane.config.global.upstream_keepalive_timeout,
+                    &routed.plane.config.global,
                     t,
                 )
                 .await
