@@ -88,7 +88,12 @@ pub const KEYS: &[(&str, Support)] = &[
         "force-ssl-redirect",
         No("not yet from the ConfigMap: the force-ssl-redirect annotation sets it per Ingress"),
     ),
-    ("forwarded-for-header", Yes),
+    (
+        "forwarded-for-header",
+        Partly(
+            "read from peers trusted by use-forwarded-headers/proxy-real-ip-cidr or --trusted-proxies, also with use-proxy-protocol (ingress-nginx then reads forwarded-for-proxy-protocol-header); a name of letters, digits, '-' and '_', at most 64",
+        ),
+    ),
     ("forwarded-for-proxy-protocol-header", No(LATER)),
     ("generate-request-id", No(LATER)),
     ("geoip2-autoreload-in-minutes", No(MODULE)),

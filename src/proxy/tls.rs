@@ -247,6 +247,28 @@ mod tests {
     }
 
     #[test]
+    fn sessions_follow_the_configmap_live() {
+        let s = Sessions::new(8, Duration::from_secs(600));
+        assert!(s.put(id(1), vec![1]));
+        s.apply(&SslSession {
+            sessions: Some(0),
+            ..Default::default()
+        });
+        assert!(!s.can_cache());
+        assert!(!s.put(id(2), vec![2]));
+        assert_eq!(s.get(&id(1)), None, "turning the cache off empties it");
+        s.apply(&SslSession {
+            timeout: Some(Duration::ZERO),
+            ..Default::default()
+        });
+        assert!(s.put(id(3), vec![3]));
+        assert_eq!(s.get(&id(3)), None, "the new timeout applies");
+        s.apply(&SslSession::default());
+        assert!(s.put(id(4), vec![4]));
+        assert_eq!(s.get(&id(4)), Some(vec![4]), "the flags' values again");
+    }
+
+    #[test]
     fn sessions_expire() {
         let s = Sessions::new(8, Duration::ZERO);
         s.put(id(1), vec![1]);
