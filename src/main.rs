@@ -504,7 +504,7 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
     }
     let mut opts = options(&args.class, Some(fallback), args.enable_ssl_passthrough);
     // The flags that have a ConfigMap key: defaults that the `--configmap` overrides.
-    opts.global.trusted = args.trusted_proxies.clone();
+    opts.global.trusted.ranges = args.trusted_proxies.clone();
     opts.global.use_proxy_protocol = args.use_proxy_protocol;
     opts.global.hsts = (args.hsts == OnOff::On).then(|| {
         Hsts::new(

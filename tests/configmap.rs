@@ -663,3 +663,233 @@ async fn limit_status_error_codes_and_gzip_from_the_configmap() {
         assert!(d.iter().any(|m| m.contains(key)), "{key}: {d:?}");
     }
 }
+
+/// GET / on `host` from a client claiming X-Forwarded-For 192.0.2.7 and X-Client-IP
+/// 198.51.100.7: the status, and the echo pod's X-Real-IP and X-Forwarded-For.
+async fn claimed(addr: std::net::SocketAddr, host: &str) -> (u16, String, String) {
+    let req = Request::builder()
+        .uri("/")
+        .header("host", host)
+        .header("x-forwarded-for", "192.0.2.7")
+        .header("x-client-ip", "198.51.100.7")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = request(addr, req).await.unwrap();
+    if status != 200 {
+        return (status, String::new(), String::new());
+    }
+    let h = json(&body)["headers"].clone();
+    let field = |n: &str| h[n].as_str().unwrap_or_default().to_string();
+    (status, field("x-real-ip"), field("x-forwarded-for"))
+}
+
+/// `forwarded-for-header`: the client address (X-Real-IP, allowlists) comes from that header
+/// of a trusted peer; X-Forwarded-For upstream stays the chain, as ingress-nginx's. A bad
+/// name is a Warning and X-Forwarded-For is read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_header_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let sites = site(&web, "ffh.test")
+        + &annotated_ingress(
+            "only",
+            "only.test",
+            "/",
+            "web",
+            &[("nginx.ingress.kubernetes.io/whitelist-source-range", "198.51.100.0/24")],
+        );
+    let data = [
+        ("use-forwarded-headers", "true"),
+        ("forwarded-for-header", "X-Client-IP"),
+    ];
+    let p = start(sites, &data, &[]).await;
+    let (status, real, xff) = claimed(p.http, "ffh.test").await;
+    assert_eq!((status, real.as_str()), (200, "198.51.100.7"));
+    assert_eq!(xff, "192.0.2.7, 127.0.0.1");
+    assert_eq!(
+        claimed(p.http, "only.test").await.0,
+        200,
+        "the allowlist sees X-Client-IP"
+    );
+    assert!(
+        !diagnostics(&p.routes().await)
+            .iter()
+            .any(|m| m.contains("forwarded-for-header"))
+    );
+
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    let bad = [
+        ("use-forwarded-headers", "true"),
+        ("forwarded-for-header", "X Client: IP"),
+    ];
+    p.write("cm.yaml", &configmap(&bad));
+    p.wait_generation(generation + 1).await;
+    let (status, real, _) = claimed(p.http, "ffh.test").await;
+    assert_eq!((status, real.as_str()), (200, "192.0.2.7"), "X-Forwarded-For again");
+    assert_eq!(claimed(p.http, "only.test").await.0, 403);
+    let d = diagnostics(&p.routes().await);
+    assert!(d.iter().any(|m| m.contains("forwarded-for-header")), "{d:?}");
+
+    // Not from an untrusted peer: without use-forwarded-headers the header is ignored.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[("forwarded-for-header", "X-Client-IP")]));
+    p.wait_generation(generation + 1).await;
+    let (_, real, xff) = claimed(p.http, "ffh.test").await;
+    assert_eq!((real.as_str(), xff.as_str()), ("127.0.0.1", "127.0.0.1"));
+}
+
+/// `keep-alive-requests`: the last request a connection may serve gets `Connection: close`
+/// (HTTP/1) and the connection ends; on HTTP/2 Portico sends GOAWAY after that many streams
+/// and the connection ends once they are answered. Without the key, no limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_requests_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let p = start(site(&web, "kar.test"), &[("keep-alive-requests", "3")], &[]).await;
+    let req = |uri: &str| {
+        Request::builder()
+            .uri(uri)
+            .header("host", "kar.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    // HTTP/1.1: two answers keep the connection, the third closes it.
+    let mut h1 = KeepAlive::open(p.http).await;
+    for i in 1..=3 {
+        h1.0.ready().await.expect("open until the third answer");
+        let resp = h1.0.send_request(req("/")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let close = resp.headers().get("connection").is_some_and(|v| v == "close");
+        assert_eq!(close, i == 3, "request {i}");
+        resp.into_body().collect().await.unwrap();
+    }
+    assert!(h1.0.ready().await.is_err(), "closed after the third");
+
+    // HTTP/2: three streams answered, then the connection ends (GOAWAY).
+    let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let ended = tokio::spawn(conn);
+    for _ in 0..3 {
+        let mut r = req("http://kar.test/");
+        *r.version_mut() = http::Version::HTTP_2;
+        let resp = h2.send_request(r).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+    }
+    // A bound, so that a connection that stays open fails the test instead of hanging it.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), ended).await;
+    assert!(end.is_ok(), "the HTTP/2 connection ended after three streams");
+
+    // Without the key: more than three on one connection.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &configmap(&[]));
+    p.wait_generation(generation + 1).await;
+    let mut h1 = KeepAlive::open(p.http).await;
+    for _ in 0..5 {
+        h1.0.ready().await.expect("no limit");
+        let resp = h1.0.send_request(req("/")).await.unwrap();
+        assert!(resp.headers().get("connection").is_none_or(|v| v != "close"));
+        resp.into_body().collect().await.unwrap();
+    }
+}
+
+/// `upstream-keepalive-requests`, `-connections` and `-time`: when an upstream connection is
+/// closed instead of reused, read live for each request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_keepalive_reuse_from_the_configmap() {
+    let (backend, accepted) = counting_backend().await;
+    let p = start(
+        site(&[backend], "reuse.test"),
+        &[("upstream-keepalive-requests", "2")],
+        &[],
+    )
+    .await;
+    let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let gets = |n: usize| {
+        let addr = p.http;
+        async move {
+            for _ in 0..n {
+                assert_eq!(get(addr, "reuse.test", "/").await.unwrap().0, 200);
+            }
+        }
+    };
+    gets(6).await;
+    assert_eq!(count(), 3, "two requests per upstream connection");
+
+    let mut generation = p.routes().await["generation"].as_u64().unwrap();
+    let mut set = |data: &'static [(&'static str, &'static str)]| {
+        p.write("cm.yaml", &configmap(data));
+        generation += 1;
+        p.wait_generation(generation)
+    };
+    set(&[("upstream-keepalive-connections", "0")]).await;
+    let before = count();
+    gets(3).await;
+    assert_eq!(count() - before, 3, "none kept idle");
+
+    set(&[]).await;
+    let before = count();
+    gets(4).await;
+    assert_eq!(count() - before, 1, "by default one connection serves them all");
+
+    // Each round: the pooled connection, older than 1 s, serves one request and is closed;
+    // the next request opens a new one, which is pooled (without the key: no new one).
+    set(&[("upstream-keepalive-time", "1s")]).await;
+    let before = count();
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        gets(2).await;
+    }
+    assert_eq!(count() - before, 2, "older than 1 s: closed after its request");
+
+    set(&[("upstream-keepalive-requests", "0"), ("upstream-keepalive-time", "1w")]).await;
+    let d = diagnostics(&p.routes().await);
+    for key in ["upstream-keepalive-requests", "upstream-keepalive-time"] {
+        assert!(d.iter().any(|m| m.contains(key)), "{key}: {d:?}");
+    }
+}
+
+/// `ssl-session-cache`, `ssl-session-tickets` and `ssl-session-timeout`, for handshakes after
+/// a change: TLS 1.2 resumes by session id by default; not with the cache off; by stateless
+/// ticket with tickets on even with the cache off; not past the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_session_keys_from_the_configmap() {
+    let web = pods("web", 1).await;
+    let p = start(tls_site(&web), &[], &[]).await;
+    let (full, resumed) = (rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed);
+    let twice = || async {
+        // A new client each time: its own session store.
+        let client = Arc::new(insecure_client(&[&rustls::version::TLS12]));
+        let first = tls_once(p.https, &client, "foo.com").await.unwrap().0;
+        let second = tls_once(p.https, &client, "foo.com").await.unwrap().0;
+        (first, second)
+    };
+    assert_eq!(twice().await, (full, resumed), "by default");
+
+    let mut generation = p.routes().await["generation"].as_u64().unwrap();
+    let mut set = |data: &'static [(&'static str, &'static str)]| {
+        p.write("cm.yaml", &configmap(data));
+        generation += 1;
+        p.wait_generation(generation)
+    };
+    set(&[("ssl-session-cache", "false")]).await;
+    assert_eq!(twice().await, (full, full), "cache off");
+
+    set(&[("ssl-session-cache", "false"), ("ssl-session-tickets", "true")]).await;
+    assert_eq!(twice().await, (full, resumed), "a stateless ticket, no cache");
+
+    set(&[("ssl-session-timeout", "1s")]).await;
+    let client = Arc::new(insecure_client(&[&rustls::version::TLS12]));
+    assert_eq!(tls_once(p.https, &client, "foo.com").await.unwrap().0, full);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(tls_once(p.https, &client, "foo.com").await.unwrap().0, full, "expired");
+
+    set(&[("ssl-session-cache-size", "1g"), ("ssl-session-tickets", "yes")]).await;
+    let d = diagnostics(&p.routes().await);
+    for key in ["ssl-session-cache-size", "ssl-session-tickets"] {
+        assert!(d.iter().any(|m| m.contains(key)), "{key}: {d:?}");
+    }
+    assert_eq!(twice().await, (full, resumed), "the flags' values again");
+}

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
@@ -16,10 +17,11 @@ use super::known::Support;
 use super::known_keys;
 use crate::config::auth::{Auth, ExternalAuth};
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
-use crate::config::global::{Global, Hsts, RouteDefaults};
+use crate::config::global::{Global, Hsts, RouteDefaults, UpstreamReuse};
 use crate::config::headers::HeaderList;
 use crate::config::policy::Policy;
 use crate::config::retry::NextUpstream;
+use crate::config::tls_options::SslSession;
 use crate::config::{Cidr, tls_options};
 use crate::model::{ObjectKey, Snapshot};
 
@@ -53,7 +55,14 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
     r.unsupported();
     r.route_defaults(&mut g.routes);
     r.hsts(&mut g.hsts);
-    r.forwarded(&mut g.trusted);
+    r.forwarded(&mut g.trusted.ranges);
+    if let Some(h) = r.parsed(
+        "forwarded-for-header",
+        "a header name (letters, digits, '-', at most 64)",
+        forwarded_for_header,
+    ) {
+        g.trusted.header = h;
+    }
     r.global_auth(&mut g.global_auth, &mut g.global_auth_denied);
     g.add_headers = r.headers("add-headers");
     g.proxy_set_headers = r.headers("proxy-set-headers");
@@ -85,6 +94,26 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         &format!("a number of seconds from 1 to {max}"),
         parse_timeout,
     );
+    let most = Global::MAX_REQUESTS_PER_CONNECTION;
+    g.keep_alive_requests = r.parsed("keep-alive-requests", &format!("a number from 1 to {most}"), requests);
+    g.upstream_reuse = UpstreamReuse {
+        idle: r.parsed(
+            "upstream-keepalive-connections",
+            &format!("a number from 0 to {}", UpstreamReuse::MAX_IDLE),
+            |v| v.parse().ok().filter(|n| *n <= UpstreamReuse::MAX_IDLE),
+        ),
+        requests: r.parsed(
+            "upstream-keepalive-requests",
+            &format!("a number from 1 to {most}"),
+            requests,
+        ),
+        time: r.parsed(
+            "upstream-keepalive-time",
+            "a time like 1h, 30m or 90s, at most 7d",
+            |v| nginx_time(v).filter(|t| *t <= UpstreamReuse::MAX_TIME),
+        ),
+    };
+    g.ssl_session = ssl_session(&mut r);
     if let Some(full) = r.bool("compute-full-forwarded-for") {
         g.compute_full_forwarded_for = full;
     }
@@ -255,6 +284,66 @@ pub fn worker_processes(v: &str) -> Option<usize> {
 fn tries(v: &str) -> Option<usize> {
     let n = v.parse::<usize>().ok().filter(|n| *n <= Policy::MAX_TRIES)?;
     Some(if n == 0 { usize::MAX } else { n })
+}
+
+/// `ssl-session-cache`, `ssl-session-cache-size` (bytes, as nginx's shared cache: about
+/// 4000 sessions a megabyte), `ssl-session-timeout`, `ssl-session-tickets`.
+fn ssl_session(r: &mut Reader<'_>) -> SslSession {
+    let max = SslSession::MAX_CACHE_BYTES >> 20;
+    let size = r.parsed(
+        "ssl-session-cache-size",
+        &format!("a size like 10m or 512k, from 1k to {max}m"),
+        |v| parse_size(v).filter(|b| (1024..=SslSession::MAX_CACHE_BYTES).contains(b)),
+    );
+    let sessions = match r.bool("ssl-session-cache") {
+        Some(false) => Some(0),
+        _ => size.map(|b| (b.saturating_mul(SslSession::SESSIONS_PER_MIB) >> 20).max(1) as usize),
+    };
+    let timeout = r.parsed("ssl-session-timeout", "a time like 10m, 1h or 600s, at most 24h", |v| {
+        nginx_time(v).filter(|t| *t <= SslSession::MAX_TIMEOUT)
+    });
+    SslSession {
+        sessions,
+        timeout,
+        tickets: r.bool("ssl-session-tickets").unwrap_or(false),
+    }
+}
+
+/// An nginx time (`90`, `90s`, `30m`, `1h`, `1d`, or a sequence like `1h30m`), above zero.
+fn nginx_time(v: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(n.checked_mul(mult)?)?;
+    }
+    (total > 0).then(|| Duration::from_secs(total))
+}
+
+/// A number of requests per connection: 1 to [`Global::MAX_REQUESTS_PER_CONNECTION`].
+fn requests(v: &str) -> Option<u32> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=Global::MAX_REQUESTS_PER_CONNECTION).contains(n))
+}
+
+/// `forwarded-for-header`: the header the client address is read from (when the peer is a
+/// trusted proxy). X-Forwarded-For itself is `None`, the default.
+fn forwarded_for_header(v: &str) -> Option<Option<http::HeaderName>> {
+    let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let name = http::HeaderName::from_bytes(v.as_bytes()).ok().filter(|_| ok)?;
+    Some((name != "x-forwarded-for").then_some(name))
 }
 
 /// Reads the keys of one ConfigMap, reporting bad values against it.
@@ -552,6 +641,106 @@ mod tests {
         let d = diags.into_sorted();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].reason, Reason::ConfigMapNotFound);
+    }
+
+    #[test]
+    fn requests_per_connection_values() {
+        assert_eq!(requests("1"), Some(1));
+        assert_eq!(requests("10000000"), Some(10_000_000));
+        for bad in ["0", "10000001", "-1", "1k", "", "99999999999"] {
+            assert_eq!(requests(bad), None, "{bad}");
+        }
+        let (g, d) = read(&[("keep-alive-requests", "0")]);
+        assert_eq!((g.keep_alive_requests, d.len()), (None, 1), "{d:?}");
+        let (g, _) = read(&[("keep-alive-requests", "3")]);
+        assert_eq!(g.keep_alive_requests, Some(3));
+    }
+
+    #[test]
+    fn nginx_times() {
+        assert_eq!(nginx_time("90"), Some(Duration::from_secs(90)));
+        assert_eq!(nginx_time("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(nginx_time("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(nginx_time("2d"), Some(Duration::from_secs(172_800)));
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "h",
+            "1w",
+            "1.5h",
+            "-1",
+            "99999999999999999999",
+            "18446744073709551615d",
+        ] {
+            assert_eq!(nginx_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn upstream_reuse_keys() {
+        let (g, d) = read(&[
+            ("upstream-keepalive-connections", "0"),
+            ("upstream-keepalive-requests", "100"),
+            ("upstream-keepalive-time", "1h"),
+        ]);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            g.upstream_reuse,
+            UpstreamReuse {
+                idle: Some(0),
+                requests: Some(100),
+                time: Some(Duration::from_secs(3600)),
+            }
+        );
+        let (g, d) = read(&[
+            ("upstream-keepalive-connections", "4097"),
+            ("upstream-keepalive-requests", "0"),
+            ("upstream-keepalive-time", "8d"),
+        ]);
+        assert_eq!(g.upstream_reuse, UpstreamReuse::default());
+        assert_eq!(d.len(), 3, "{d:?}");
+    }
+
+    #[test]
+    fn ssl_session_keys() {
+        let (g, d) = read(&[
+            ("ssl-session-cache-size", "1m"),
+            ("ssl-session-timeout", "1h"),
+            ("ssl-session-tickets", "true"),
+        ]);
+        assert!(d.is_empty(), "{d:?}");
+        let want = SslSession {
+            sessions: Some(4000),
+            timeout: Some(Duration::from_secs(3600)),
+            tickets: true,
+        };
+        assert_eq!(g.ssl_session, want);
+        let (g, _) = read(&[("ssl-session-cache", "false"), ("ssl-session-cache-size", "1m")]);
+        assert_eq!(g.ssl_session.sessions, Some(0));
+        let (g, d) = read(&[
+            ("ssl-session-cache", "no"),
+            ("ssl-session-cache-size", "101m"),
+            ("ssl-session-timeout", "25h"),
+            ("ssl-session-tickets", "1"),
+        ]);
+        assert_eq!(g.ssl_session, SslSession::default());
+        assert_eq!(d.len(), 4, "{d:?}");
+    }
+
+    #[test]
+    fn forwarded_for_header_values() {
+        let (g, d) = read(&[("forwarded-for-header", "X-Client-IP")]);
+        assert_eq!(g.trusted.header.as_ref().map(|h| h.as_str()), Some("x-client-ip"));
+        assert!(d.is_empty(), "{d:?}");
+        let (g, _) = read(&[("forwarded-for-header", "X-Forwarded-For")]);
+        assert_eq!(g.trusted.header, None, "the default");
+        let long = "x".repeat(65);
+        for bad in ["", "X Client", "x:y", "é", long.as_str()] {
+            let (g, d) = read(&[("forwarded-for-header", bad)]);
+            assert_eq!(g.trusted.header, None, "{bad}");
+            assert_eq!(d.len(), 1, "{bad}: {d:?}");
+        }
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub const KEYS: &[(&str, Support)] = &[
     ),
     (
         "forwarded-for-header",
-        No("not yet: the client address is read from X-Forwarded-For"),
+        Partly(
+            "read from peers trusted by use-forwarded-headers/proxy-real-ip-cidr or --trusted-proxies, also with use-proxy-protocol (ingress-nginx then reads forwarded-for-proxy-protocol-header); a name of letters, digits, '-' and '_', at most 64",
+        ),
     ),
     ("forwarded-for-proxy-protocol-header", No(LATER)),
     ("generate-request-id", No(LATER)),
@@ -155,7 +157,9 @@ pub const KEYS: &[(&str, Support)] = &[
     ),
     (
         "keep-alive-requests",
-        No("not yet: a client connection serves requests until it is idle or closed"),
+        Partly(
+            "1 to 10000000, for connections opened after a change; without the key there is no limit (ingress-nginx: 1000); HTTP/1: Connection: close on the last answer; HTTP/2: GOAWAY after that many streams",
+        ),
     ),
     ("large-client-header-buffers", No(NGINX_INTERNAL)),
     ("limit-conn-status-code", Yes),
@@ -275,20 +279,28 @@ pub const KEYS: &[(&str, Support)] = &[
     ("ssl-reject-handshake", No(LATER)),
     (
         "ssl-session-cache",
-        No("not yet from the ConfigMap: --tls-session-cache 0 turns resumption off, at start"),
+        Partly(
+            "for handshakes after a change; \"false\" turns session-id resumption off and empties the cache (ssl-session-tickets can still resume); without the key --tls-session-cache holds",
+        ),
     ),
     (
         "ssl-session-cache-size",
-        No("not yet from the ConfigMap: --tls-session-cache sets the number of sessions, at start"),
+        Partly(
+            "1k to 100m, counted as nginx's about 4000 sessions a megabyte (10m: 40000 sessions), for handshakes after a change; without the key --tls-session-cache (a number of sessions) holds",
+        ),
     ),
     ("ssl-session-ticket-key", No(LATER)),
     (
         "ssl-session-tickets",
-        No("not yet: TLS 1.3 tickets carry only a session id (as ingress-nginx's default false); no stateless tickets"),
+        Partly(
+            "\"true\": stateless tickets sealed with keys Portico makes and rotates (rustls's, 6 h; ssl-session-ticket-key is not read), for handshakes after a change; ssl-session-timeout does not shorten them; default false, as ingress-nginx: tickets carry only a session id",
+        ),
     ),
     (
         "ssl-session-timeout",
-        No("not yet from the ConfigMap: --tls-session-timeout sets it, at start"),
+        Partly(
+            "nginx times up to 24h, for handshakes after a change (also to sessions already cached, when they are looked up); without the key --tls-session-timeout holds",
+        ),
     ),
     ("stream-access-log-path", No(LOGS)),
     ("stream-snippet", No(SNIPPET)),
@@ -297,15 +309,21 @@ pub const KEYS: &[(&str, Support)] = &[
     ("syslog-port", No(LOGS)),
     (
         "upstream-keepalive-connections",
-        No("not yet: up to 256 idle connections are kept per endpoint"),
+        Partly(
+            "0 to 4096 idle HTTP/1.1 connections kept per endpoint (and per TLS client), not per nginx worker; without the key 256 (ingress-nginx: 320); 0 keeps none; HTTP/2 upstreams share one connection",
+        ),
     ),
     (
         "upstream-keepalive-requests",
-        No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
+        Partly(
+            "1 to 10000000, HTTP/1.1 upstream connections; without the key no limit (ingress-nginx: 10000); a connection that served that many is closed instead of pooled",
+        ),
     ),
     (
         "upstream-keepalive-time",
-        No("not yet: an upstream connection is reused until the upstream closes it or it idles out"),
+        Partly(
+            "nginx times (90s, 30m, 1h, 1d) up to 7d, HTTP/1.1 upstream connections; without the key no limit (ingress-nginx: 1h); an older connection is closed instead of pooled after its request",
+        ),
     ),
     ("upstream-keepalive-timeout", Yes),
     (

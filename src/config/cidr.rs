@@ -77,3 +77,34 @@ impl Cidr {
         }
     }
 }
+
+/// Whose X-Forwarded-* are believed (`--trusted-proxies`, or `use-forwarded-headers` with
+/// `proxy-real-ip-cidr`), and which header names the client address
+/// (`forwarded-for-header`; `None`: X-Forwarded-For).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Trusted {
+    pub ranges: Vec<Cidr>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "header_name")]
+    pub header: Option<http::HeaderName>,
+}
+
+fn header_name<S: serde::Serializer>(h: &Option<http::HeaderName>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => s.serialize_str(h.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+impl From<Vec<Cidr>> for Trusted {
+    fn from(ranges: Vec<Cidr>) -> Self {
+        Trusted { ranges, header: None }
+    }
+}
+
+/// The ranges, as a slice: `trusted.iter()`, `trusted.is_empty()`.
+impl std::ops::Deref for Trusted {
+    type Target = [Cidr];
+    fn deref(&self) -> &[Cidr] {
+        &self.ranges
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use serde::Serialize;
 
-use super::Cidr;
+use super::Trusted;
 use super::auth::ExternalAuth;
 use super::headers::HeaderList;
 use super::policy::Policy;
@@ -23,8 +23,8 @@ pub struct Global {
     /// `proxy-body-size`, `proxy-*-timeout`, `proxy-next-upstream-tries`.
     pub routes: RouteDefaults,
     /// Peers whose X-Forwarded-* headers are believed (`--trusted-proxies`, or
-    /// `use-forwarded-headers` with `proxy-real-ip-cidr`).
-    pub trusted: Vec<Cidr>,
+    /// `use-forwarded-headers` with `proxy-real-ip-cidr`), and `forwarded-for-header`.
+    pub trusted: Trusted,
     /// `hsts` and its settings; `None`: no Strict-Transport-Security header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
@@ -82,6 +82,15 @@ pub struct Global {
     pub compression: crate::config::compress::Compression,
     /// `log-format-upstream` and its escaping: the access log's line (`--access-log-format nginx`).
     pub log_format: Arc<crate::config::access_log::LogFormat>,
+    /// `keep-alive-requests`: requests one client connection serves before Portico closes
+    /// it (`None`: no limit), for connections opened after a change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_requests: Option<u32>,
+    /// `upstream-keepalive-connections`, `-requests` and `-time`.
+    pub upstream_reuse: UpstreamReuse,
+    /// `ssl-session-cache`, `ssl-session-cache-size`, `ssl-session-timeout`,
+    /// `ssl-session-tickets`: for handshakes after a change.
+    pub ssl_session: crate::config::tls_options::SslSession,
 }
 
 impl Default for Global {
@@ -89,7 +98,7 @@ impl Default for Global {
         Self {
             configmap: None,
             routes: RouteDefaults::default(),
-            trusted: Vec::new(),
+            trusted: Trusted::default(),
             hsts: Some(Hsts::default()),
             global_auth: None,
             allow_snippet_annotations: false,
@@ -109,8 +118,41 @@ impl Default for Global {
             limit_conn_status: crate::config::limits::Limits::DEFAULT_STATUS,
             compression: Default::default(),
             log_format: Default::default(),
+            keep_alive_requests: None,
+            upstream_reuse: UpstreamReuse::default(),
+            ssl_session: Default::default(),
         }
     }
+}
+
+impl Global {
+    /// The most `keep-alive-requests` (and `upstream-keepalive-requests`) takes.
+    pub const MAX_REQUESTS_PER_CONNECTION: u32 = 10_000_000;
+}
+
+/// How upstream HTTP/1.1 connections are kept for reuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UpstreamReuse {
+    /// `upstream-keepalive-connections`: idle connections kept per endpoint (`None`:
+    /// [`UpstreamReuse::DEFAULT_IDLE`]; 0: none, each request on a new connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<u32>,
+    /// `upstream-keepalive-requests`: requests one connection carries before it is closed
+    /// (`None`: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u32>,
+    /// `upstream-keepalive-time`: how long after it was opened a connection is still put back
+    /// for reuse (`None`: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<Duration>,
+}
+
+impl UpstreamReuse {
+    pub const DEFAULT_IDLE: u32 = 256;
+    /// The most `upstream-keepalive-connections` takes.
+    pub const MAX_IDLE: u32 = 4096;
+    /// The longest `upstream-keepalive-time`.
+    pub const MAX_TIME: Duration = Duration::from_secs(7 * 24 * 3600);
 }
 
 /// Route settings for Ingresses that do not set the annotation.

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use backend::{Backend, BackendId, Endpoint, PortRef, Protocol, Target};
-pub use cidr::Cidr;
+pub use cidr::{Cidr, Trusted};
 pub use diagnostic::{Diagnostic, Severity};
 pub use policy::Policy;
 pub use route::{HostPattern, Route, RouteTable};

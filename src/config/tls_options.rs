@@ -9,6 +9,8 @@ pub struct TlsOptions {
     pub versions: Vec<&'static SupportedProtocolVersion>,
     /// `None`: the crypto provider's suites, in its order.
     pub cipher_suites: Option<Vec<SupportedCipherSuite>>,
+    /// `ssl-session-*` from the `--configmap`; unset ones keep the flags' values.
+    pub session: SslSession,
 }
 
 impl Default for TlsOptions {
@@ -16,8 +18,33 @@ impl Default for TlsOptions {
         TlsOptions {
             versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
             cipher_suites: None,
+            session: SslSession::default(),
         }
     }
+}
+
+/// TLS session resumption as the `--configmap` sets it (`None`: `--tls-session-cache`,
+/// `--tls-session-timeout`, and no stateless tickets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SslSession {
+    /// `ssl-session-cache: "false"` is `Some(0)`; else `ssl-session-cache-size` in sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+    /// `ssl-session-timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<std::time::Duration>,
+    /// `ssl-session-tickets`: stateless TLS 1.3 tickets (sealed with a key Portico makes and
+    /// rotates) instead of tickets that name a session in the cache.
+    pub tickets: bool,
+}
+
+impl SslSession {
+    /// nginx's "one megabyte of the cache contains about 4000 sessions".
+    pub const SESSIONS_PER_MIB: u64 = 4000;
+    /// The largest `ssl-session-cache-size`, in bytes.
+    pub const MAX_CACHE_BYTES: u64 = 100 << 20;
+    /// The longest `ssl-session-timeout` (as `--tls-session-timeout`).
+    pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 }
 
 /// `ssl-protocols`: space-separated `TLSv1.2` and `TLSv1.3` (ingress-nginx's default is both).

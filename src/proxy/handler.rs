@@ -642,7 +642,7 @@ impl Proxy {
                     protocol,
                     tls,
                     policy.connect_timeout,
-                    routed.plane.config.global.upstream_keepalive_timeout,
+                    &routed.plane.config.global,
                     t,
                 )
                 .await

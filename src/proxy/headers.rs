@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use http::Uri;
 
-use crate::config::Cidr;
+use crate::config::Trusted;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -318,15 +318,15 @@ impl Peer {
 }
 
 /// The client address after trusted-proxy handling: the right-most X-Forwarded-For entry
-/// that is not itself a trusted proxy, when the peer is trusted (the left-most entry when
-/// every one is, as nginx's `real_ip_recursive`: so with `proxy-real-ip-cidr` 0.0.0.0/0 the
-/// first address is the client); else the peer.
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
+/// (or `forwarded-for-header`'s) that is not itself a trusted proxy, when the peer is
+/// trusted (the left-most entry when every one is, as nginx's `real_ip_recursive`: so with
+/// `proxy-real-ip-cidr` 0.0.0.0/0 the first address is the client); else the peer.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &Trusted) -> IpAddr {
     if !trusted.iter().any(|c| c.contains(peer)) {
         return peer;
     }
     let chain: Vec<IpAddr> = headers
-        .get_all(&X_FORWARDED_FOR)
+        .get_all(trusted.header.as_ref().unwrap_or(&X_FORWARDED_FOR))
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -418,7 +418,7 @@ pub fn forwarded(
     headers: &HeaderMap,
     peer: &Peer,
     host: Option<&HeaderValue>,
-    trusted: &[Cidr],
+    trusted: &Trusted,
     rid: HeaderValue,
 ) -> Forwarded {
     let from_trusted = !trusted.is_empty() && trusted.iter().any(|c| c.contains(peer.addr));
@@ -496,6 +496,7 @@ pub fn upstream_target(uri: &Uri, normalized: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Cidr;
 
     /// nginx's real_ip_recursive: the right-most untrusted entry, or the left-most when the
     /// whole chain is trusted (so `proxy-real-ip-cidr: 0.0.0.0/0` believes the first one).
@@ -507,13 +508,26 @@ mod tests {
             HeaderValue::from_static("203.0.113.1, 10.0.0.2, 10.0.0.3"),
         );
         let peer: IpAddr = "10.0.0.9".parse().unwrap();
-        let tens: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
-        let all = vec![Cidr::ANY_V4, Cidr::ANY_V6];
+        let tens = Trusted::from(vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
+        let all = Trusted::from(vec![Cidr::ANY_V4, Cidr::ANY_V6]);
         assert_eq!(client_ip(&h, peer, &tens), "203.0.113.1".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(&h, peer, &all), "203.0.113.1".parse::<IpAddr>().unwrap());
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         assert_eq!(client_ip(&h, peer, &tens), "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(&h, peer, &[]), peer, "untrusted peer: itself");
+        assert_eq!(client_ip(&h, peer, &Trusted::default()), peer, "untrusted peer: itself");
+    }
+
+    #[test]
+    fn client_ip_reads_the_forwarded_for_header_key() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+        h.insert("x-client-ip", HeaderValue::from_static("198.51.100.7"));
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut trusted = Trusted::from(vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
+        trusted.header = Some(HeaderName::from_static("x-client-ip"));
+        assert_eq!(client_ip(&h, peer, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        h.remove("x-client-ip");
+        assert_eq!(client_ip(&h, peer, &trusted), peer, "X-Forwarded-For is not read then");
     }
 
     #[test]
@@ -566,7 +580,7 @@ mod tests {
             &HeaderMap::new(),
             &peer,
             Some(&HeaderValue::from_static("h.com")),
-            &[],
+            &Trusted::default(),
             HeaderValue::from_static("r"),
         );
         assert_eq!(f.lines().count(), 6);
@@ -621,7 +635,7 @@ mod tests {
 
     #[test]
     fn forwarded_headers() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted = Trusted::from(vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));

@@ -21,6 +21,7 @@ use super::client::{ClientIo, Serving};
 use super::front::{Front, Start};
 use super::handler::Proxy;
 use super::headers::Peer;
+use super::keepalive::{self, Budget};
 use super::mtls::Acceptor;
 use super::ticket::TicketHold;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
@@ -149,10 +150,12 @@ pub struct Open(Arc<Drain>);
 impl Open {
     /// Serves `conn` to its end; once a drain begins, the connection finishes what is in
     /// flight and closes (HTTP/1: after the current response; HTTP/2: GOAWAY).
-    pub fn serve<C: GracefulConnection>(self, conn: C) -> Watched<C> {
+    /// `spent`, when given, closes it the same way (`keep-alive-requests`).
+    pub fn serve<C: GracefulConnection>(self, conn: C, spent: Option<Arc<Notify>>) -> Watched<C> {
         Watched {
             conn: Box::pin(conn),
             begun: Box::pin(self.0.begun.clone().notified_owned()),
+            spent: spent.map(|n| Box::pin(n.notified_owned())),
             registered: false,
             shut: false,
             open: self,
@@ -164,6 +167,8 @@ impl Open {
 pub struct Watched<C> {
     conn: Pin<Box<C>>,
     begun: Pin<Box<OwnedNotified>>,
+    /// The connection's last request has come in (`keep-alive-requests`).
+    spent: Option<Pin<Box<OwnedNotified>>>,
     /// `begun` has been polled once: the task is woken when a drain begins.
     registered: bool,
     shut: bool,
@@ -180,6 +185,9 @@ impl<C: GracefulConnection> Future for Watched<C> {
             if !this.registered {
                 this.registered = true;
                 draining |= this.begun.as_mut().poll(cx).is_ready();
+            }
+            if let Some(spent) = &mut this.spent {
+                draining |= spent.as_mut().poll(cx).is_ready();
             }
             if draining {
                 this.conn.as_mut().graceful_shutdown();
@@ -320,6 +328,9 @@ async fn connection<IO>(
         .global
         .keep_alive
         .unwrap_or(proxy.settings.client_header_timeout);
+    // `keep-alive-requests` as the Config says when the connection opens.
+    let budget = Budget::new(proxy.live.load().config.global.keep_alive_requests);
+    let spent = budget.as_ref().map(|b| b.spent());
     let service = {
         let proxy = proxy.clone();
         let peer = peer.clone();
@@ -327,14 +338,15 @@ async fn connection<IO>(
             let proxy = proxy.clone();
             let peer = peer.clone();
             let serving = Serving::new(peer.clone());
-            proxy.handle(req, peer, serving)
+            let version = req.version();
+            keepalive::counted(&budget, version, proxy.handle(req, peer, serving))
         })
     };
     let result = match tls {
         None => {
             let io = ClientIo::new(stream, peer.clone(), header_timeout);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            open.serve(conn.into_owned()).await
+            open.serve(conn.into_owned(), spent).await
         }
         Some(acceptor) => {
             let hs = tokio::time::timeout(
@@ -358,7 +370,7 @@ async fn connection<IO>(
                     tls_stream.get_mut().0.release();
                     let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    open.serve(conn.into_owned()).await
+                    open.serve(conn.into_owned(), spent).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client = %peer.addr, error = %e, "TLS handshake failed");

@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod front;
 pub mod handler;
 pub mod headers;
+pub mod keepalive;
 pub mod listener;
 pub mod live;
 pub mod mtls;

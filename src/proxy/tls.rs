@@ -1,6 +1,7 @@
 //! TLS termination: the SNI certificate resolver over the live store, and the server config.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use rustls::sign::CertifiedKey;
 use tokio::time::Instant;
 
 use super::live::Live;
+use crate::config::tls_options::SslSession;
 
 /// Picks the certificate from the current Config's store on every handshake, so a new
 /// Config rotates certificates without touching the listener.
@@ -54,8 +56,14 @@ pub fn server_config(
     // OpenSSL after a resumed one; rustls's default of two costs every client a second ticket
     // to decode and store (measured: about 88k instructions more per resumed connection in
     // h2load). A client asking for more by RFC 9149 gets up to four.
-    cfg.send_tls13_tickets = if sessions.capacity == 0 { 0 } else { 1 };
-    cfg.max_tls13_tickets = if sessions.capacity == 0 { 0 } else { 4 };
+    // `ssl-session-*` of the live Config, else the flags'.
+    sessions.apply(&opts.session);
+    let resume = sessions.capacity() > 0 || opts.session.tickets;
+    cfg.send_tls13_tickets = if resume { 1 } else { 0 };
+    cfg.max_tls13_tickets = if resume { 4 } else { 0 };
+    if opts.session.tickets {
+        cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    }
     cfg.session_storage = sessions;
     Ok(cfg)
 }
@@ -66,8 +74,12 @@ pub fn server_config(
 /// goes first when the cache is full. rustls's own cache holds 256 sessions without expiry.
 #[derive(Debug)]
 pub struct Sessions {
-    capacity: usize,
-    ttl: Duration,
+    /// The flags' values, for when the ConfigMap sets none.
+    default_capacity: usize,
+    default_ttl: Duration,
+    /// As the current TLS settings say (`ssl-session-cache(-size)`, `ssl-session-timeout`).
+    capacity: AtomicUsize,
+    ttl_nanos: AtomicU64,
     inner: Mutex<SessionMap>,
 }
 
@@ -85,21 +97,45 @@ impl Sessions {
     /// `capacity` 0 turns resumption off.
     pub fn new(capacity: usize, ttl: Duration) -> Arc<Self> {
         Arc::new(Sessions {
-            capacity,
-            ttl,
+            default_capacity: capacity,
+            default_ttl: ttl,
+            capacity: AtomicUsize::new(capacity),
+            ttl_nanos: AtomicU64::new(nanos(ttl)),
             inner: Mutex::new(SessionMap::default()),
         })
     }
 
+    /// Takes the `--configmap`'s values, or the flags' for those it does not set. A smaller
+    /// cache or a shorter timeout applies to the sessions already stored as they are looked up
+    /// or the next one is stored.
+    pub fn apply(&self, s: &SslSession) {
+        let capacity = s.sessions.unwrap_or(self.default_capacity);
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.ttl_nanos
+            .store(nanos(s.timeout.unwrap_or(self.default_ttl)), Ordering::Relaxed);
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_nanos(self.ttl_nanos.load(Ordering::Relaxed))
+    }
+
     fn lookup(&self, key: &[u8], remove: bool) -> Option<Vec<u8>> {
         let mut m = self.inner.lock().ok()?;
-        let fresh = m.map.get(key)?.1.elapsed() < self.ttl;
+        let fresh = m.map.get(key)?.1.elapsed() < self.ttl();
         if remove || !fresh {
             let (value, ..) = m.map.remove(key)?;
             return fresh.then_some(value);
         }
         m.map.get(key).map(|(value, ..)| value.clone())
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl SessionMap {
@@ -122,12 +158,16 @@ impl SessionMap {
 
 impl StoresServerSessions for Sessions {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        if self.capacity == 0 {
+        let capacity = self.capacity();
+        let Ok(mut m) = self.inner.lock() else { return false };
+        if capacity == 0 {
+            // Resumption turned off: what was stored goes too.
+            m.map.clear();
+            m.order.clear();
             return false;
         }
-        let Ok(mut m) = self.inner.lock() else { return false };
         let now = Instant::now();
-        let (ttl, capacity) = (self.ttl, self.capacity);
+        let ttl = self.ttl();
         m.evict(|at, len| len >= capacity || now.duration_since(*at) >= ttl);
         if m.order.len() >= capacity.saturating_mul(2) {
             let SessionMap { map, order, .. } = &mut *m;
@@ -149,7 +189,7 @@ impl StoresServerSessions for Sessions {
     }
 
     fn can_cache(&self) -> bool {
-        self.capacity > 0
+        self.capacity() > 0
     }
 }
 
@@ -204,6 +244,28 @@ mod tests {
         assert_eq!(s.get(&id(3)), Some(vec![3]));
         assert_eq!(s.get(&id(4)), Some(vec![4]));
         assert_eq!(s.inner.lock().unwrap().map.len(), 3);
+    }
+
+    #[test]
+    fn sessions_follow_the_configmap_live() {
+        let s = Sessions::new(8, Duration::from_secs(600));
+        assert!(s.put(id(1), vec![1]));
+        s.apply(&SslSession {
+            sessions: Some(0),
+            ..Default::default()
+        });
+        assert!(!s.can_cache());
+        assert!(!s.put(id(2), vec![2]));
+        assert_eq!(s.get(&id(1)), None, "turning the cache off empties it");
+        s.apply(&SslSession {
+            timeout: Some(Duration::ZERO),
+            ..Default::default()
+        });
+        assert!(s.put(id(3), vec![3]));
+        assert_eq!(s.get(&id(3)), None, "the new timeout applies");
+        s.apply(&SslSession::default());
+        assert!(s.put(id(4), vec![4]));
+        assert_eq!(s.get(&id(4)), Some(vec![4]), "the flags' values again");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The HTTPS listener's rustls configurations for the live Config's `ssl-protocols` and
-//! `ssl-ciphers`: built again when those change (the session caches stay), else shared by
+//! The HTTPS listener's rustls configurations for the live Config's `ssl-protocols`,
+//! `ssl-ciphers` and `ssl-session-*`: built again when those change (the session caches stay), else shared by
 //! every handshake.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
 use crate::config::global::Global;
-use crate::config::tls_options::{TlsOptions, parse_ciphers, parse_protocols};
+use crate::config::tls_options::{SslSession, TlsOptions, parse_ciphers, parse_protocols};
 
 /// Makes the plain and the client-certificate-asking configuration for some options.
 pub type Build = Box<dyn Fn(&TlsOptions) -> Result<(ServerConfig, ServerConfig), rustls::Error> + Send + Sync>;
@@ -16,7 +16,7 @@ pub type Build = Box<dyn Fn(&TlsOptions) -> Result<(ServerConfig, ServerConfig),
 /// The configurations for one pair of `ssl-protocols`/`ssl-ciphers` values.
 pub struct Configs {
     /// The Config's values these were built for (`None`: the flags').
-    key: (Option<String>, Option<String>),
+    key: (Option<String>, Option<String>, SslSession),
     pub plain: Arc<ServerConfig>,
     pub client_auth: Arc<ServerConfig>,
 }
@@ -37,14 +37,14 @@ impl LiveTls {
         ciphers: Option<String>,
         build: Build,
     ) -> Result<Self, String> {
-        let opts = options(&versions, ciphers.as_deref(), None, None)?;
+        let opts = options(&versions, ciphers.as_deref(), None, None, SslSession::default())?;
         let (plain, client_auth) = build(&opts).map_err(|e| e.to_string())?;
         Ok(Self {
             versions,
             ciphers,
             build,
             current: ArcSwap::from_pointee(Configs {
-                key: (None, None),
+                key: (None, None, SslSession::default()),
                 plain: Arc::new(plain),
                 client_auth: Arc::new(client_auth),
             }),
@@ -54,7 +54,7 @@ impl LiveTls {
     /// The configurations for `global`'s values: the current ones, unless those changed.
     pub fn configs(&self, global: &Global) -> Arc<Configs> {
         let cur = self.current.load_full();
-        if cur.key.0 == global.ssl_protocols && cur.key.1 == global.ssl_ciphers {
+        if cur.key.0 == global.ssl_protocols && cur.key.1 == global.ssl_ciphers && cur.key.2 == global.ssl_session {
             return cur;
         }
         self.rebuild(global).unwrap_or(cur)
@@ -67,6 +67,7 @@ impl LiveTls {
             self.ciphers.as_deref(),
             global.ssl_protocols.as_deref(),
             global.ssl_ciphers.as_deref(),
+            global.ssl_session,
         )
         .and_then(|opts| (self.build)(&opts).map_err(|e| e.to_string()));
         let (plain, client_auth) = match built {
@@ -79,12 +80,16 @@ impl LiveTls {
             }
         };
         let configs = Arc::new(Configs {
-            key: (global.ssl_protocols.clone(), global.ssl_ciphers.clone()),
+            key: (
+                global.ssl_protocols.clone(),
+                global.ssl_ciphers.clone(),
+                global.ssl_session,
+            ),
             plain: Arc::new(plain),
             client_auth: Arc::new(client_auth),
         });
         self.current.store(configs.clone());
-        tracing::info!(protocols = ?global.ssl_protocols, ciphers = ?global.ssl_ciphers, "TLS settings applied to new handshakes");
+        tracing::info!(protocols = ?global.ssl_protocols, ciphers = ?global.ssl_ciphers, session = ?global.ssl_session, "TLS settings applied to new handshakes");
         Some(configs)
     }
 }
@@ -95,6 +100,7 @@ fn options(
     ciphers: Option<&str>,
     cm_protocols: Option<&str>,
     cm_ciphers: Option<&str>,
+    session: SslSession,
 ) -> Result<TlsOptions, String> {
     let versions = match cm_protocols {
         Some(p) => parse_protocols(p)?,
@@ -110,5 +116,6 @@ fn options(
     Ok(TlsOptions {
         versions,
         cipher_suites,
+        session,
     })
 }

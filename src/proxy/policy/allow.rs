@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::config::{Cidr, Policy};
+use crate::config::{Policy, Trusted};
 use crate::proxy::headers::{Peer, client_ip};
 use crate::proxy::{Body, plain};
 
@@ -12,7 +12,7 @@ use crate::proxy::{Body, plain};
 /// then `allow` ones and `deny all`) in no allowlist range. An empty allowlist (every entry
 /// was invalid) lets nobody in.
 #[inline(always)]
-pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &[Cidr]) -> Option<Response<Body>> {
+pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) -> Option<Response<Body>> {
     if policy.allow.is_none() && policy.deny.is_none() {
         return None;
     }
@@ -20,7 +20,7 @@ pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &[Cidr]
 }
 
 #[inline(never)]
-fn ranges(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &[Cidr]) -> Option<Response<Body>> {
+fn ranges(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) -> Option<Response<Body>> {
     let client = client_ip(headers, peer.addr, trusted);
     let denied = policy
         .deny

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::external::{self, Cookies};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
-use crate::config::{Cidr, Policy};
+use crate::config::{Policy, Trusted};
 use crate::proxy::headers::{Fields, Peer};
 use crate::proxy::{Body, plain};
 
@@ -110,7 +110,7 @@ pub fn check<'a, B>(
     fields: &'a Fields,
     peer: &'a Peer,
     rid: &'a HeaderValue,
-    trusted: &'a [Cidr],
+    trusted: &'a Trusted,
 ) -> Option<impl Future<Output = Result<Passed, Response<Body>>> + 'a> {
     let auth = policy.auth.as_deref()?;
     Some(Box::pin(authenticate(state, auth, req, fields, peer, rid, trusted)))
@@ -124,7 +124,7 @@ async fn authenticate<B>(
     fields: &Fields,
     peer: &Peer,
     rid: &HeaderValue,
-    trusted: &[Cidr],
+    trusted: &Trusted,
 ) -> Result<Passed, Response<Body>> {
     if auth.denied.is_some() {
         return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "service unavailable"));

@@ -15,7 +15,7 @@ use crate::balance::table::BackendState;
 use crate::balance::{Tracked, now_ns, pick};
 use crate::config::errors::ErrorPages;
 use crate::config::policy::Algorithm;
-use crate::config::{Backend, Cidr, Policy, Route, Target};
+use crate::config::{Backend, Policy, Route, Target, Trusted};
 use crate::proxy::headers::{Peer, forwarded, strip_hop_by_hop};
 use crate::proxy::live::Plane;
 use crate::proxy::upstream::h1::{self, Sending};
@@ -99,7 +99,7 @@ pub struct Via<'a> {
     pub plane: &'a Plane,
     pub route: &'a Route,
     pub peer: &'a Peer,
-    pub trusted: &'a [Cidr],
+    pub trusted: &'a Trusted,
     pub counter: Counter,
 }
 
@@ -202,14 +202,7 @@ async fn fetch(asked: Box<Asked>, status: http::StatusCode, via: &Via<'_>) -> Op
         let t = Instant::now();
         let mut conn = match via
             .upstream
-            .connection(
-                runtime,
-                backend.protocol,
-                None,
-                None,
-                via.plane.config.global.upstream_keepalive_timeout,
-                t,
-            )
+            .connection(runtime, backend.protocol, None, None, &via.plane.config.global, t)
             .await
         {
             Ok(c) => c,

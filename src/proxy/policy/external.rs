@@ -17,7 +17,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::Cidr;
+use crate::config::Trusted;
 use crate::config::auth::{ExternalAuth, Piece};
 use crate::proxy::headers::{Fields, Peer, client_ip, request_authority, request_host};
 use crate::proxy::upstream::forbidden_target;
@@ -148,7 +148,7 @@ pub async fn check<B>(
     fields: &Fields,
     peer: &Peer,
     rid: &HeaderValue,
-    trusted: &[Cidr],
+    trusted: &Trusted,
 ) -> Result<Cookies, Response<Body>> {
     let http_host = request_authority(req.uri(), fields)
         .and_then(|a| a.to_str().ok().map(str::to_string))

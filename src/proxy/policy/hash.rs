@@ -4,8 +4,8 @@
 use http::{HeaderMap, Request, Uri};
 
 use crate::balance::affinity::request_cookie;
-use crate::config::Cidr;
 use crate::config::Policy;
+use crate::config::Trusted;
 use crate::config::hash::{HashBy, KeyPart};
 use crate::proxy::headers::{Fields, Peer, client_ip, request_host};
 
@@ -13,7 +13,7 @@ use crate::proxy::headers::{Fields, Peer, client_ip, request_host};
 pub struct Inputs<'a> {
     pub fields: &'a Fields,
     pub peer: &'a Peer,
-    pub trusted: &'a [Cidr],
+    pub trusted: &'a Trusted,
     /// The path as routed, when normalizing changed it.
     pub normalized: Option<&'a str>,
 }
@@ -95,7 +95,7 @@ mod tests {
         Text(t.into())
     }
 
-    fn key_of(parts: &[KeyPart], req: &Request<()>, peer: IpAddr, trusted: &[Cidr]) -> String {
+    fn key_of(parts: &[KeyPart], req: &Request<()>, peer: IpAddr, trusted: &Trusted) -> String {
         let hash_by = HashBy {
             template: String::new(),
             parts: parts.to_vec(),
@@ -124,7 +124,7 @@ mod tests {
             .body(())
             .unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
-        let k = |parts: &[KeyPart]| key_of(parts, &req, local, &[]);
+        let k = |parts: &[KeyPart]| key_of(parts, &req, local, &Trusted::default());
         assert_eq!(k(&[RequestUri]), "/a/b?page=2&Lang=de&page=3");
         assert_eq!(k(&[Uri, text("-"), Args]), "/a/b-page=2&Lang=de&page=3");
         assert_eq!(k(&[Host, RequestUri]), "shop.example/a/b?page=2&Lang=de&page=3");
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(k(&[Arg("page".into()), Arg("lang".into()), Arg("none".into())]), "2de");
         assert_eq!(k(&[RemoteAddr]), "127.0.0.1");
         assert_eq!(k(&[BinaryRemoteAddr, text("x")]), "\u{7f}\0\0\u{1}x");
-        let trusted = ["127.0.0.0/8".parse::<Cidr>().unwrap()];
+        let trusted = Trusted::from(vec!["127.0.0.0/8".parse().unwrap()]);
         assert_eq!(key_of(&[RemoteAddr], &req, local, &trusted), "203.0.113.9");
     }
 
@@ -145,7 +145,7 @@ mod tests {
         let inputs = Inputs {
             fields: &fields,
             peer: &peer,
-            trusted: &[],
+            trusted: &Trusted::default(),
             normalized: None,
         };
         assert_eq!(key(&Policy::default(), &req, &inputs), None);

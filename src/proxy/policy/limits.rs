@@ -11,7 +11,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use crate::balance::now_ns;
 use crate::config::limits::Limits;
-use crate::config::{Cidr, Config, Route};
+use crate::config::{Config, Route, Trusted};
 use crate::model::ObjectKey;
 use crate::proxy::headers::{Peer, client_ip};
 use crate::proxy::{Body, plain};
@@ -239,7 +239,7 @@ pub fn check(
     route: &Route,
     headers: &HeaderMap,
     peer: &Peer,
-    trusted: &[Cidr],
+    trusted: &Trusted,
 ) -> Result<Option<Held>, Over> {
     match &route.policy.limits {
         None => Ok(None),
@@ -253,7 +253,7 @@ fn count(
     limits: &Limits,
     headers: &HeaderMap,
     peer: &Peer,
-    trusted: &[Cidr],
+    trusted: &Trusted,
 ) -> Result<Option<Held>, Over> {
     let Some(Some(limiter)) = limiter else {
         return Ok(None);
@@ -468,19 +468,26 @@ mod tests {
             Err(over) => over.response().status().as_u16(),
         };
         for _ in 0..5 {
-            assert_eq!(status(check(&limiters, route, &headers, &peer, &[])), 1, "whitelisted");
+            assert_eq!(
+                status(check(&limiters, route, &headers, &peer, &Default::default())),
+                1,
+                "whitelisted"
+            );
         }
         let peer = Peer::new(ip(0x0b00_0001), 80, false);
-        let held = check(&limiters, route, &headers, &peer, &[]);
+        let held = check(&limiters, route, &headers, &peer, &Default::default());
         assert!(matches!(held, Ok(Some(_))));
-        let refused = status(check(&limiters, route, &headers, &peer, &[]));
+        let refused = status(check(&limiters, route, &headers, &peer, &Default::default()));
         assert_eq!(refused, 503, "the connection limit comes first");
         drop(held);
-        let refused = status(check(&limiters, route, &headers, &peer, &[]));
+        let refused = status(check(&limiters, route, &headers, &peer, &Default::default()));
         assert_eq!(refused, 429, "then the rate's status");
         // A route without limits is let through without a look at the limiters.
         let plain = config(&[("b", None)], 1);
-        assert_eq!(status(check(&[], &plain.route_list[0], &headers, &peer, &[])), 1);
+        assert_eq!(
+            status(check(&[], &plain.route_list[0], &headers, &peer, &Default::default())),
+            1
+        );
     }
 
     /// The map of a full shard never doubles past the 1024 slots the memory figure assumes.

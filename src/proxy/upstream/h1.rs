@@ -126,6 +126,10 @@ pub struct H1<T = Io> {
     head: Vec<u8>,
     /// Whether an exchange has completed on it before (it came from the pool).
     pub reused: bool,
+    /// Exchanges completed on it (`upstream-keepalive-requests`).
+    pub served: u32,
+    /// When it was opened (`upstream-keepalive-time`).
+    pub born: Instant,
     /// The deadline of the exchange under way, one timer for the connection's life.
     deadline: Deadline,
 }
@@ -249,6 +253,8 @@ impl<T: Conn> H1<T> {
             buf: BytesMut::new(),
             head: Vec::new(),
             reused: false,
+            served: 0,
+            born: Instant::now(),
             deadline: Deadline::new(Instant::now()),
         }
     }
@@ -1217,7 +1223,8 @@ mod tests {
         h.append("x-forwarded-port", HeaderValue::from_static("1"));
         let mut out = Vec::new();
         let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
-        let extra = crate::proxy::headers::forwarded(&h, &peer, None, &[], HeaderValue::from_static("rid"));
+        let extra =
+            crate::proxy::headers::forwarded(&h, &peer, None, &Default::default(), HeaderValue::from_static("rid"));
         let req = Request {
             method: &Method::GET,
             target: "/p?q=1",
@@ -1301,7 +1308,8 @@ mod tests {
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         let names = Names::of([&b"HOST"[..], b"x-A", b"Cookie", b"cookie"].into_iter()).unwrap();
         let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
-        let extra = crate::proxy::headers::forwarded(&h, &peer, None, &[], HeaderValue::from_static("rid"));
+        let extra =
+            crate::proxy::headers::forwarded(&h, &peer, None, &Default::default(), HeaderValue::from_static("rid"));
         let req = Request {
             method: &Method::GET,
             target: "/",
@@ -1339,7 +1347,13 @@ mod tests {
 
     fn forwarded() -> Forwarded {
         let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
-        crate::proxy::headers::forwarded(&HeaderMap::new(), &peer, None, &[], HeaderValue::from_static("rid"))
+        crate::proxy::headers::forwarded(
+            &HeaderMap::new(),
+            &peer,
+            None,
+            &Default::default(),
+            HeaderValue::from_static("rid"),
+        )
     }
 
     /// Reads from the peer side until `needle` has arrived; returns all read.

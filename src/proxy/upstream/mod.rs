@@ -37,6 +37,7 @@ pub(crate) use tls::tls_connector;
 type Raw = Box<h1::H1>;
 use crate::balance::{EndpointState, Tracked};
 use crate::config::backend::Protocol;
+use crate::config::global::{Global, UpstreamReuse};
 
 /// The body of a request sent upstream: the client's, streamed and counted, or none.
 pub enum RequestBody {
@@ -242,9 +243,6 @@ impl Pool {
     }
 }
 
-/// Most idle connections kept per endpoint.
-const MAX_IDLE_PER_ENDPOINT: usize = 256;
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -296,10 +294,17 @@ impl IdlePool {
         None
     }
 
-    fn put_raw(&self, pool: Pool, mut conn: Raw) {
+    /// Keeps `conn` for the next request, unless `upstream-keepalive-requests` or `-time` says
+    /// it has served enough, or `upstream-keepalive-connections` idle ones are kept already.
+    fn put_raw(&self, pool: Pool, mut conn: Raw, reuse: &UpstreamReuse) {
         conn.reused = true;
+        conn.served = conn.served.saturating_add(1);
+        if reuse.requests.is_some_and(|n| conn.served >= n) || reuse.time.is_some_and(|t| conn.born.elapsed() >= t) {
+            return;
+        }
+        let most = reuse.idle.unwrap_or(UpstreamReuse::DEFAULT_IDLE) as usize;
         self.raw_in(pool, |pool| {
-            if pool.len() < MAX_IDLE_PER_ENDPOINT {
+            if pool.len() < most {
                 pool.push(Idle {
                     conn,
                     since: Instant::now(),
@@ -394,6 +399,8 @@ pub use h1::is_idempotent;
 pub struct Conn {
     sender: Sender,
     pool: Pool,
+    /// The Config's `upstream-keepalive-*` when the connection was taken.
+    reuse: UpstreamReuse,
 }
 
 impl Conn {
@@ -443,9 +450,11 @@ impl Upstream {
         protocol: Protocol,
         tls: Option<&TlsClient>,
         timeout: Option<Duration>,
-        idle_timeout: Option<Duration>,
+        global: &Global,
         now: Instant,
     ) -> Result<Conn, ConnectError> {
+        let idle_timeout = global.upstream_keepalive_timeout;
+        let reuse = global.upstream_reuse;
         let pool = Pool::of(protocol, tls);
         let pooled = if protocol.http2() {
             ep.idle().h2(pool).map(Sender::H2)
@@ -454,11 +463,12 @@ impl Upstream {
             ep.idle().take_raw(pool, idle_timeout, now).map(Sender::Raw)
         };
         if let Some(sender) = pooled {
-            return Ok(Conn { sender, pool });
+            return Ok(Conn { sender, pool, reuse });
         }
         // Boxed: connecting (TCP, TLS, HTTP/2 handshakes) is the rare path and its future is
         // large; inline it would make every request's future as large.
-        let conn = Box::pin(self.connect(ep.state.addr, protocol, tls, timeout)).await?;
+        let mut conn = Box::pin(self.connect(ep.state.addr, protocol, tls, timeout)).await?;
+        conn.reuse = reuse;
         if let Sender::H2(s) = &conn.sender {
             ep.idle().h2_in(pool, |slot| *slot = Some(s.clone()));
         }
@@ -502,6 +512,7 @@ impl Upstream {
             return Ok(Conn {
                 sender: Sender::Raw(Box::new(h1::H1::new(io))),
                 pool,
+                reuse: UpstreamReuse::default(),
             });
         }
         let (sender, conn) = self
@@ -517,6 +528,7 @@ impl Upstream {
         Ok(Conn {
             sender: Sender::H2(sender),
             pool,
+            reuse: UpstreamReuse::default(),
         })
     }
 
@@ -635,6 +647,7 @@ impl Upstream {
         let mut body = ResponseBody {
             inner,
             pool: conn.pool,
+            reuse: conn.reuse,
             ep,
             counter,
             idle: idle.unwrap_or(self.response_timeout),
@@ -667,6 +680,7 @@ enum Inner {
 pub struct ResponseBody {
     inner: Inner,
     pool: Pool,
+    reuse: UpstreamReuse,
     ep: Arc<EndpointRuntime>,
     counter: Counter,
     /// The longest wait for the next piece of the body.
@@ -689,7 +703,7 @@ impl ResponseBody {
                 keep_alive: true,
             } => {
                 if let Some(c) = conn.take().filter(|c| c.clean()) {
-                    self.ep.idle().put_raw(self.pool, c);
+                    self.ep.idle().put_raw(self.pool, c, &self.reuse);
                 }
             }
             Inner::Raw { conn, .. } => *conn = None,
