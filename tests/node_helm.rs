@@ -35,7 +35,8 @@ fn helm_install_with_an_ingress_nginx_values_file() {
     assert!(rendered.status.success(), "{}", text(&rendered));
     let image = String::from_utf8_lossy(&rendered.stdout)
         .lines()
-        .find_map(|l| l.trim().strip_prefix("image: "))
+        // The chart writes the image quoted.
+        .find_map(|l| l.trim().strip_prefix("image: ").map(|i| i.trim_matches('"')))
         .expect("the chart names an image")
         .to_string();
     node.tag_image(&node.env["PORTICO_IMAGE"], &image);
