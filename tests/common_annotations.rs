@@ -353,12 +353,8 @@ async fn enable_access_log_false_leaves_the_ingress_out() {
     let mut waits = 0;
     let hosts = loop {
         let hosts: Vec<String> = p
-            .logs
-            .lock()
-            .unwrap()
+            .access_lines()
             .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"] == "portico::access")
             .map(|v| v["fields"]["host"].as_str().unwrap_or("").to_string())
             .collect();
         if hosts.iter().any(|h| h == "loud.test") {

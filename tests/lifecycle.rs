@@ -362,14 +362,7 @@ async fn access_log_has_one_json_line_per_request() {
     assert_eq!(get(p.http, "nope.test", "/").await.unwrap().0, 404);
     let deadline = Instant::now() + Duration::from_secs(5);
     let access = loop {
-        let lines: Vec<serde_json::Value> = p
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"] == "portico::access")
-            .collect();
+        let lines = p.access_lines();
         if lines.len() >= 2 || Instant::now() > deadline {
             break lines;
         }

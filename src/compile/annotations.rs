@@ -102,6 +102,24 @@ pub struct Annotations<'a> {
     pub global_auth: Option<&'a ExternalAuth>,
 }
 
+impl<'a> Annotations<'a> {
+    /// A reader of `ing`'s annotations for a step that needs no global auth.
+    pub(super) fn of(
+        ing: &'a Ingress,
+        key: &'a ObjectKey,
+        diags: &'a mut Diagnostics,
+        secrets: &'a BTreeMap<ObjectKey, Arc<Secret>>,
+    ) -> Self {
+        Self {
+            ing,
+            key,
+            diags,
+            secrets,
+            global_auth: None,
+        }
+    }
+}
+
 impl Annotations<'_> {
     pub(super) fn invalid(&mut self, prefix: &str, name: &str, value: &str, expected: &str, fallback: &str) {
         self.diags.push(

@@ -43,13 +43,7 @@ fn service_name(name: &str) -> bool {
 impl IngressPass<'_, '_> {
     /// Reads `default-backend` and `custom-http-errors` of one Ingress into its policy.
     pub(super) fn error_pages(&mut self, key: &ObjectKey, ing: &Ingress, policy: &mut Policy) {
-        let mut notes = Annotations {
-            ing,
-            key,
-            diags: self.diags,
-            secrets: &self.snapshot.secrets,
-            global_auth: None,
-        };
+        let mut notes = Annotations::of(ing, key, self.diags, &self.snapshot.secrets);
         let name = notes.parsed(
             "default-backend",
             "the name of a Service in the Ingress's namespace",

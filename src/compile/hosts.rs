@@ -39,13 +39,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
             .filter_map(|r| HostPattern::parse(r.host.as_deref()).ok())
             .filter(|h| defined.contains(h))
             .collect();
-        let mut notes = Annotations {
-            ing,
-            key,
-            diags,
-            secrets: &snapshot.secrets,
-            global_auth: None,
-        };
+        let mut notes = Annotations::of(ing, key, diags, &snapshot.secrets);
         let aliases = parse_aliases(&mut notes);
         if notes.bool("from-to-www-redirect", false) {
             for h in &hosts {

@@ -231,13 +231,7 @@ impl HostPolicies {
     ) -> Self {
         let mut out = HostPolicies::default();
         for (key, ing) in owned {
-            let mut a = Annotations {
-                ing,
-                key,
-                diags: &mut *diags,
-                secrets,
-                global_auth: None,
-            };
+            let mut a = Annotations::of(ing, key, &mut *diags, secrets);
             let Some(auth) = a.client_auth() else { continue };
             let auth = Arc::new(auth);
             let rules = ing.spec.as_ref().and_then(|s| s.rules.as_deref()).unwrap_or(&[]);

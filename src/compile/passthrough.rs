@@ -24,13 +24,7 @@ pub fn table(
         let Some(ing) = snapshot.ingresses.get(key) else {
             continue;
         };
-        let mut notes = Annotations {
-            ing,
-            key,
-            diags,
-            secrets: &snapshot.secrets,
-            global_auth: None,
-        };
+        let mut notes = Annotations::of(ing, key, diags, &snapshot.secrets);
         if !notes.bool("ssl-passthrough", false) {
             continue;
         }

@@ -214,6 +214,17 @@ impl Portico {
         std::fs::rename(tmp, self.dir.join(name)).unwrap();
     }
 
+    /// The JSON access-log lines written so far.
+    pub fn access_lines(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "portico::access")
+            .collect()
+    }
+
     pub async fn routes(&self) -> serde_json::Value {
         let (_, _, body) = get(self.admin, "admin", "/routes").await.unwrap();
         serde_json::from_str(&body).unwrap()
