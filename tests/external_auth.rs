@@ -16,8 +16,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use support::*;
 
-const NGINX: &str = "nginx.ingress.kubernetes.io/";
-
 /// One auth request as the service saw it.
 #[derive(Clone, Debug)]
 struct Seen {
@@ -77,15 +75,6 @@ async fn auth_service() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     (addr, seen)
 }
 
-fn nginx_ingress(name: &str, host: &str, annotations: &[(&str, String)]) -> String {
-    let full: Vec<(String, &str)> = annotations
-        .iter()
-        .map(|(k, v)| (format!("{NGINX}{k}"), v.as_str()))
-        .collect();
-    let full: Vec<(&str, &str)> = full.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    annotated_ingress(name, host, "/", "web", &full)
-}
-
 async fn get_with(p: &Portico, host: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
     let mut b = Request::builder().uri(path).header("host", host);
     for (k, v) in headers {
@@ -109,7 +98,7 @@ async fn auth_url_family_against_a_real_service() {
     let url = format!("http://{auth}/oauth2/auth?orig=$escaped_request_uri");
     let manifests = class()
         + &service("web", &web)
-        + &nginx_ingress(
+        + &nginx_annotated(
             "ext",
             "ext.test",
             &[
@@ -120,7 +109,7 @@ async fn auth_url_family_against_a_real_service() {
                 ),
             ],
         )
-        + &nginx_ingress(
+        + &nginx_annotated(
             "signin",
             "signin.test",
             &[
@@ -130,7 +119,7 @@ async fn auth_url_family_against_a_real_service() {
                 ("auth-request-redirect", "https://signin.test/back".into()),
             ],
         )
-        + &nginx_ingress(
+        + &nginx_annotated(
             "param",
             "param.test",
             &[
@@ -139,12 +128,12 @@ async fn auth_url_family_against_a_real_service() {
                 ("auth-signin-redirect-param", "orig".into()),
             ],
         )
-        + &nginx_ingress(
+        + &nginx_annotated(
             "always",
             "always.test",
             &[("auth-url", url.clone()), ("auth-always-set-cookie", "true".into())],
         )
-        + &nginx_ingress(
+        + &nginx_annotated(
             "cached",
             "cached.test",
             &[
@@ -153,12 +142,12 @@ async fn auth_url_family_against_a_real_service() {
                 ("auth-cache-duration", "200 401 10m".into()),
             ],
         )
-        + &nginx_ingress(
+        + &nginx_annotated(
             "injection",
             "injection.test",
             &[("auth-url", format!("http://{auth}/x$request_body"))],
         )
-        + &nginx_ingress(
+        + &nginx_annotated(
             "host-var",
             "hostvar.test",
             &[("auth-url", "http://$host/oauth2/auth".into())],
@@ -362,9 +351,9 @@ async fn global_auth_url_and_loopback_refusal() {
     let (auth, seen) = auth_service().await;
     let manifests = class()
         + &service("web", &web)
-        + &nginx_ingress("plain", "plain.test", &[])
-        + &nginx_ingress("opt-out", "optout.test", &[("enable-global-auth", "false".into())])
-        + &nginx_ingress("own", "own.test", &[("auth-url", format!("http://{auth}/own"))]);
+        + &nginx_annotated("plain", "plain.test", &[])
+        + &nginx_annotated("opt-out", "optout.test", &[("enable-global-auth", "false".into())])
+        + &nginx_annotated("own", "own.test", &[("auth-url", format!("http://{auth}/own"))]);
     let global = format!("http://{auth}/global");
     let p = Portico::start(
         &[("all.yaml", manifests.clone())],

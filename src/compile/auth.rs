@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::annotations::Annotations;
 use super::ingress::annotation;
-use crate::config::auth::{Auth, AuthCache, BasicAuth, ExternalAuth, PasswordHash, Piece};
+use crate::config::auth::{Auth, AuthCache, AuthKeepalive, BasicAuth, ExternalAuth, PasswordHash, Piece};
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
 use crate::model::ObjectKey;
 
@@ -312,6 +312,7 @@ pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
         cache: None,
         always_set_cookie: false,
         proxy_set_headers: Default::default(),
+        keepalive: None,
     })
 }
 
@@ -508,6 +509,87 @@ impl Annotations<'_> {
             key,
             valid: valid.unwrap_or_else(|| vec![(vec![200, 202, 401], Duration::from_secs(300))]),
         });
+        e.keepalive = self.auth_keepalive();
+    }
+
+    /// `auth-keepalive`, `-requests` and `-timeout`, with ingress-nginx's rules: a negative
+    /// `auth-keepalive`, or a requests count or timeout of 0 or less, turns keepalive off
+    /// (with a Warning); other invalid or too large values keep their defaults. Variables in
+    /// the auth-url's host part (which also turn it off in ingress-nginx) are refused earlier.
+    /// `auth-keepalive-share-vars` is only checked: Portico has no nginx variables to share,
+    /// and the auth request always carries the request's own X-Request-ID.
+    fn auth_keepalive(&mut self) -> Option<AuthKeepalive> {
+        self.bool("auth-keepalive-share-vars", false);
+        let mut on = true;
+        let idle = self.keepalive_number(
+            "auth-keepalive",
+            AuthKeepalive::MAX_IDLE,
+            0,
+            "no connection is kept",
+            &mut on,
+        );
+        let requests = self.keepalive_number(
+            "auth-keepalive-requests",
+            AuthKeepalive::MAX_REQUESTS,
+            AuthKeepalive::DEFAULT_REQUESTS,
+            "no auth connection is kept",
+            &mut on,
+        );
+        let timeout = self.keepalive_number(
+            "auth-keepalive-timeout",
+            AuthKeepalive::MAX_TIMEOUT.as_secs() as u32,
+            AuthKeepalive::DEFAULT_TIMEOUT.as_secs() as u32,
+            "no auth connection is kept",
+            &mut on,
+        );
+        (on && idle > 0).then(|| AuthKeepalive {
+            idle,
+            requests,
+            timeout: Duration::from_secs(u64::from(timeout)),
+        })
+    }
+
+    /// One of the keepalive numbers: `default` when absent, invalid (a Warning) or above
+    /// `max` (a Warning); a value of 0 or less (0 is allowed for `auth-keepalive` only, where
+    /// it is the default) clears `on` with a Warning.
+    fn keepalive_number(&mut self, name: &str, max: u32, default: u32, off: &str, on: &mut bool) -> u32 {
+        let Some((prefix, raw)) = annotation(self.ing, name) else {
+            return default;
+        };
+        let Ok(n) = raw.trim().parse::<i64>() else {
+            self.invalid(
+                prefix,
+                name,
+                raw,
+                &format!("a whole number up to {max}"),
+                &format!("using {default}"),
+            );
+            return default;
+        };
+        if n < 0 || (n == 0 && default > 0) {
+            self.invalid(
+                prefix,
+                name,
+                raw,
+                &format!("a number from {} to {max}", u32::from(default > 0)),
+                off,
+            );
+            *on = false;
+            return default;
+        }
+        match u32::try_from(n).ok().filter(|n| *n <= max) {
+            Some(n) => n,
+            None => {
+                self.invalid(
+                    prefix,
+                    name,
+                    raw,
+                    &format!("a number up to {max}"),
+                    &format!("using {default}"),
+                );
+                default
+            }
+        }
     }
 
     /// `auth-type: basic`: the Secret's users, or why every request is denied (reported).

@@ -46,19 +46,23 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ),
     (
         "auth-keepalive",
-        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+        Partly(
+            "0 to 1024 idle connections, kept per Portico process (nginx: per worker) for each auth service and keepalive settings; it also works for HTTP/2 clients, for which ingress-nginx (use-http2, on by default) ignores it",
+        ),
     ),
     (
         "auth-keepalive-requests",
-        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+        Partly("1 to 1000000; 0 or less turns keepalive off with a Warning, as in ingress-nginx"),
     ),
     (
         "auth-keepalive-share-vars",
-        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+        Partly(
+            "checked (true or false) but changes nothing: Portico has no nginx variables to share, and the auth request always carries the request's own X-Request-ID, the effect ingress-nginx documents for true",
+        ),
     ),
     (
         "auth-keepalive-timeout",
-        No("not yet: one new connection per auth request, as ingress-nginx does by default"),
+        Partly("1 to 3600 seconds; 0 or less turns keepalive off with a Warning, as in ingress-nginx"),
     ),
     ("auth-method", Yes),
     (

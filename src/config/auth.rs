@@ -75,6 +75,31 @@ pub struct ExternalAuth {
     /// `auth-proxy-set-headers`: headers set on the auth request.
     #[serde(skip_serializing_if = "super::headers::HeaderList::is_empty")]
     pub proxy_set_headers: super::headers::HeaderList,
+    /// `auth-keepalive` and family: connections to the auth service are kept for more auth
+    /// requests; `None` (the default, `auth-keepalive: 0`): one new connection per request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<AuthKeepalive>,
+}
+
+/// How connections to an auth service are reused (`auth-keepalive`, `-requests`, `-timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct AuthKeepalive {
+    /// The most idle connections kept (1 to [`Self::MAX_IDLE`]); past it the least recently
+    /// used one is closed.
+    pub idle: u32,
+    /// Auth requests one connection carries before it is closed (1 to [`Self::MAX_REQUESTS`]).
+    pub requests: u32,
+    /// How long a connection may stay idle before it is closed (1 s to [`Self::MAX_TIMEOUT`]).
+    pub timeout: std::time::Duration,
+}
+
+impl AuthKeepalive {
+    pub const MAX_IDLE: u32 = 1024;
+    pub const MAX_REQUESTS: u32 = 1_000_000;
+    pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// ingress-nginx's defaults for `auth-keepalive-requests` and `auth-keepalive-timeout`.
+    pub const DEFAULT_REQUESTS: u32 = 1000;
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 }
 
 /// Which answers of the auth service are remembered, for how long, under which key.

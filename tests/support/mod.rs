@@ -70,6 +70,17 @@ pub fn annotated_ingress(name: &str, host: &str, path: &str, svc: &str, annotati
     yaml(&[ingress_with(name, host, path, svc, annotations).into()])
 }
 
+/// [`annotated_ingress`] for `host` + `/` → Service `web`, each annotation name under
+/// `nginx.ingress.kubernetes.io/`.
+pub fn nginx_annotated(name: &str, host: &str, annotations: &[(&str, String)]) -> String {
+    let full: Vec<(String, &str)> = annotations
+        .iter()
+        .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.as_str()))
+        .collect();
+    let full: Vec<(&str, &str)> = full.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    annotated_ingress(name, host, "/", "web", &full)
+}
+
 /// A `kubernetes.io/tls` Secret from the PEM files `crt` and `key` of tests/fixtures/tls.
 pub fn tls_secret(namespace: &str, name: &str, crt: &str, key: &str) -> String {
     yaml(&[fixture::tls_secret_files(namespace, name, crt, key).into()])

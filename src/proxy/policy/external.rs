@@ -2,7 +2,10 @@
 //! `auth-method`), never its body; 2xx lets it through with the listed answer fields copied,
 //! 401/403 go to the client (401 becomes the `auth-signin` redirect), anything else is 500.
 //! Part of the [`super::auth`] step.
-//! Owns the runtime cache of auth answers (`auth-cache-key`).
+//! Owns the runtime cache of auth answers (`auth-cache-key`) and, through [`pool`], the
+//! connections kept to auth services (`auth-keepalive`).
+
+mod pool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,12 +16,12 @@ use aws_lc_rs::hmac;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::Empty;
+use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::Trusted;
-use crate::config::auth::{ExternalAuth, Piece};
+use crate::config::auth::{AuthKeepalive, ExternalAuth, Piece};
 use crate::proxy::headers::{Fields, Peer, client_ip, request_authority, request_host};
 use crate::proxy::upstream::forbidden_target;
 use crate::proxy::{Body, plain};
@@ -31,11 +34,16 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 const CACHE_MAX: usize = 4096;
 /// The answer's head, at most (hyper's HTTP/1 read buffer).
 const MAX_HEAD: usize = 64 * 1024;
+/// The most of an answer's body read (and dropped) to keep its connection for the next
+/// auth request; a longer body closes the connection instead.
+const MAX_DRAINED: usize = 64 * 1024;
 
-/// Runtime state: the TLS client for `https://` auth URLs and the cache of answers.
+/// Runtime state: the TLS client for `https://` auth URLs, the cache of answers and the
+/// kept connections.
 pub struct State {
     tls: tokio_rustls::TlsConnector,
     cache: Mutex<HashMap<[u8; 32], Answer>>,
+    pools: pool::Pools,
     /// `--allow-loopback-auth-url`: an auth service on the controller's own host (a sidecar).
     pub allow_loopback: bool,
 }
@@ -45,6 +53,7 @@ impl State {
         Self {
             tls: crate::proxy::upstream::tls_connector(b"http/1.1"),
             cache: Mutex::new(HashMap::new()),
+            pools: pool::Pools::default(),
             allow_loopback,
         }
     }
@@ -352,12 +361,18 @@ async fn ask<B>(
         allow_loopback: state.allow_loopback,
         flag: "--allow-loopback-auth-url",
     };
-    let resp = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&to, out))
+    let asking = async {
+        match e.keepalive {
+            None => exchange(&to, out).await.map(|r| r.into_parts().0),
+            Some(settings) => pooled(&state.pools, &to, settings, out).await,
+        }
+    };
+    let head = tokio::time::timeout(EXCHANGE_TIMEOUT, asking)
         .await
         .map_err(|_| format!("no answer within {EXCHANGE_TIMEOUT:?}"))??;
-    let headers = resp.headers();
+    let headers = &head.headers;
     Ok(Answer {
-        status: resp.status().as_u16(),
+        status: head.status.as_u16(),
         copy: e
             .response_headers
             .iter()
@@ -384,9 +399,90 @@ pub(super) struct Service<'a> {
     pub flag: &'static str,
 }
 
-/// Connects to `to` (refusing loopback and link-local addresses unless allowed) and sends
-/// `req` there, up to the answer's head.
+/// One HTTP/1.1 exchange on a new connection (ingress-nginx keeps none to the auth service by
+/// default either), up to the answer's head; its body is not read. (Mirrored requests go the
+/// same way.)
 pub(super) async fn exchange<B>(to: &Service<'_>, req: Request<B>) -> Result<Response<hyper::body::Incoming>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut sender, _) = connect(to, Some(EXCHANGE_TIMEOUT)).await?;
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// The auth request on a kept connection to the service when one is open, else on a new
+/// one; the answer's body is read (up to [`MAX_DRAINED`]) so that the connection can be kept
+/// for the next auth request, as its settings allow.
+async fn pooled(
+    pools: &pool::Pools,
+    to: &Service<'_>,
+    settings: AuthKeepalive,
+    mut req: Request<Empty<Bytes>>,
+) -> Result<http::response::Parts, String> {
+    let key = pool::Key {
+        tls: to.tls.is_some(),
+        host: to.host.to_string(),
+        port: to.port,
+        settings,
+    };
+    // Each turn takes a kept connection out of the pool (or makes a new one, the last turn),
+    // so this ends.
+    loop {
+        let (mut conn, kept) = match pools.take(&key) {
+            Some(c) => (c, true),
+            None => {
+                let (sender, task) = connect(to, None).await?;
+                (pool::Conn::new(sender, task), false)
+            }
+        };
+        if conn.sender.ready().await.is_err() {
+            if kept {
+                continue;
+            }
+            return Err("the auth service closed the connection".into());
+        }
+        match conn.sender.try_send_request(req).await {
+            Ok(resp) => {
+                conn.served = conn.served.saturating_add(1);
+                let (head, body) = resp.into_parts();
+                if drained(body).await {
+                    pools.put(&key, conn);
+                }
+                return Ok(head);
+            }
+            // A kept connection the service closed just now never got the request.
+            Err(mut e) => match e.take_message() {
+                Some(r) if kept => req = r,
+                _ => return Err(e.into_error().to_string()),
+            },
+        }
+    }
+}
+
+/// Reads `body` to its end unless it is longer than [`MAX_DRAINED`]: whether it ended.
+async fn drained(mut body: hyper::body::Incoming) -> bool {
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return false };
+        if let Some(data) = frame.data_ref() {
+            read = read.saturating_add(data.len());
+            if read > MAX_DRAINED {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A new HTTP/1.1 connection to `to` (refusing loopback and link-local addresses unless
+/// allowed), its task running for at most `limit` (`None`: until the sender is dropped, or
+/// the task aborted through the handle).
+async fn connect<B>(
+    to: &Service<'_>,
+    limit: Option<Duration>,
+) -> Result<(hyper::client::conn::http1::SendRequest<B>, tokio::task::AbortHandle), String>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -402,32 +498,36 @@ where
         Some(connector) => {
             let name = rustls::pki_types::ServerName::try_from(to.host.to_string()).map_err(|e| e.to_string())?;
             let tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            send(TokioIo::new(tls), req).await
+            handshake(TokioIo::new(tls), limit).await
         }
-        None => send(TokioIo::new(tcp), req).await,
+        None => handshake(TokioIo::new(tcp), limit).await,
     }
 }
 
-/// One HTTP/1.1 exchange on a new connection (ingress-nginx keeps none to the auth service by
-/// default either); the answer's body is not read. (Mirrored requests go the same way.)
-async fn send<T, B>(io: TokioIo<T>, req: Request<B>) -> Result<Response<hyper::body::Incoming>, String>
+async fn handshake<T, B>(
+    io: TokioIo<T>,
+    limit: Option<Duration>,
+) -> Result<(hyper::client::conn::http1::SendRequest<B>, tokio::task::AbortHandle), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD)
         .handshake(io)
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        // Ends when the answer is dropped or the service closes; bounded by the exchange
-        // timeout only up to the head, so give the rest a deadline of its own.
-        let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, conn).await;
+    let task = tokio::spawn(async move {
+        match limit {
+            // Ends when the answer is dropped or the service closes; the exchange's timeout
+            // bounds only the wait for the head, so the rest gets a deadline of its own.
+            Some(limit) => drop(tokio::time::timeout(limit, conn).await),
+            None => drop(conn.await),
+        }
     });
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    Ok((sender, task.abort_handle()))
 }
 
 async fn resolve(host: &str, port: u16, allow_loopback: bool, flag: &str) -> Result<SocketAddr, String> {
