@@ -267,6 +267,7 @@ impl Annotations<'_> {
             // Read with the Snapshot's ConfigMaps, in `super::global::route_policy`.
             custom_headers: None,
             http10: self.http10(),
+            satisfy_any: self.satisfy_any(),
         }
     }
 

@@ -401,6 +401,16 @@ impl Annotations<'_> {
             .push(ObjectRef::ingress(self.key), Severity::Warning, reason, msg);
     }
 
+    /// `satisfy`: `any` or `all` (the default), exactly, as ingress-nginx takes it.
+    pub(super) fn satisfy_any(&mut self) -> bool {
+        self.parsed("satisfy", "\"any\" or \"all\"", "using all", |v| match v {
+            "any" => Some(true),
+            "all" => Some(false),
+            _ => None,
+        })
+        .unwrap_or(false)
+    }
+
     /// The route's authentication, when an auth annotation asks for any.
     pub fn auth(&mut self) -> Option<Arc<Auth>> {
         let kind = annotation(self.ing, "auth-type");

@@ -308,7 +308,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-ssl-verify", Yes),
     ("proxy-ssl-verify-depth", Yes),
     ("rewrite-target", Yes),
-    ("satisfy", No("not yet: no authentication")),
+    ("satisfy", Yes),
     (
         "server-alias",
         Partly(

@@ -122,6 +122,10 @@ pub struct Policy {
     /// close` on a connection of their own, never pooled; a body must have a length.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub http10: bool,
+    /// `satisfy: any`: a request passes when any one of the route's access checks (source
+    /// ranges, basic auth, external auth) does; `false` (`all`, the default): when every one does.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub satisfy_any: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -228,6 +232,7 @@ impl Default for Policy {
             limits: None,
             custom_headers: None,
             http10: false,
+            satisfy_any: false,
         }
     }
 }

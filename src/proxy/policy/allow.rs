@@ -21,6 +21,15 @@ pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Truste
 
 #[inline(never)]
 fn ranges(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) -> Option<Response<Body>> {
+    // `satisfy: any` with authentication: the auth step weighs the ranges with the rest.
+    if policy.satisfy_any && policy.auth.is_some() {
+        return None;
+    }
+    (!admits(policy, headers, peer, trusted)).then(forbidden)
+}
+
+/// Whether the client is in no denied range and, when the route lists allowed ones, in one.
+pub fn admits(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) -> bool {
     let client = client_ip(headers, peer.addr, trusted);
     let denied = policy
         .deny
@@ -30,5 +39,9 @@ fn ranges(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) 
             .allow
             .as_ref()
             .is_some_and(|a| !a.iter().any(|c| c.contains(client)));
-    denied.then(|| plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed"))
+    !denied
+}
+
+pub fn forbidden() -> Response<Body> {
+    plain(StatusCode::FORBIDDEN, "forbidden: the client address is not allowed")
 }

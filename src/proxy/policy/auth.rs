@@ -1,6 +1,8 @@
 //! The auth step: `auth-type: basic`, then `auth-url` ([`super::external`]). The request
 //! passes, or gets 401 (basic: with a `WWW-Authenticate` challenge), 403, a sign-in redirect,
-//! 500 when the auth service fails, or 503 when the route's auth cannot be honoured.
+//! 500 when the auth service fails, or 503 when the route's auth cannot be honoured. With
+//! `satisfy: any` it also weighs the source ranges ([`super::allow`]), and one passing check
+//! is enough.
 //! Owns the runtime memory of verified bcrypt passwords (keyed MACs, never passwords).
 
 use std::collections::HashSet;
@@ -16,6 +18,7 @@ use http::{Request, Response, StatusCode};
 use md5::{Digest as _, Md5};
 use tokio::sync::Semaphore;
 
+use super::allow;
 use super::external::{self, Cookies};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
 use crate::config::{Policy, Trusted};
@@ -86,6 +89,10 @@ impl State {
 pub struct Passed(Option<Box<Cookies>>);
 
 impl Passed {
+    fn of(cookies: Cookies) -> Self {
+        Self((!cookies.values.is_empty()).then(|| Box::new(cookies)))
+    }
+
     #[inline]
     pub fn respond(self, resp: &mut Response<Body>) {
         let Some(c) = self.0 else { return };
@@ -113,12 +120,15 @@ pub fn check<'a, B>(
     trusted: &'a Trusted,
 ) -> Option<impl Future<Output = Result<Passed, Response<Body>>> + 'a> {
     let auth = policy.auth.as_deref()?;
-    Some(Box::pin(authenticate(state, auth, req, fields, peer, rid, trusted)))
+    Some(Box::pin(authenticate(
+        state, policy, auth, req, fields, peer, rid, trusted,
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn authenticate<B>(
     state: &State,
+    policy: &Policy,
     auth: &Auth,
     req: &mut Request<B>,
     fields: &Fields,
@@ -129,16 +139,85 @@ async fn authenticate<B>(
     if auth.denied.is_some() {
         return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "service unavailable"));
     }
-    if let Some(basic) = &auth.basic {
-        basic_auth(state, basic, req.headers()).await?;
-    }
-    match &auth.external {
-        Some(e) => {
-            let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
-            Ok(Passed((!cookies.values.is_empty()).then(|| Box::new(cookies))))
+    // satisfy all (the default): every check must pass, the first failure answers.
+    if !policy.satisfy_any {
+        if let Some(basic) = &auth.basic
+            && let Err(r) = basic_auth(state, basic, req.headers()).await
+        {
+            return Err(signin_or(auth, r, req, fields, peer, trusted));
         }
-        None => Ok(Passed::default()),
+        return match &auth.external {
+            Some(e) => Ok(Passed::of(
+                external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?,
+            )),
+            None => Ok(Passed::default()),
+        };
     }
+    // satisfy any: the access checks in nginx's order (source ranges, basic, external) until
+    // one passes. When none does, the answer is the first 401 (a basic challenge, the auth
+    // service's, or its sign-in redirect), else the 403; an auth service that fails (500)
+    // ends it there, as nginx's access phase does.
+    let through = |req: &mut Request<B>| {
+        if let Some(e) = &auth.external {
+            external::skipped(e, req);
+        }
+        Passed::default()
+    };
+    let mut denial = None;
+    if policy.allow.is_some() || policy.deny.is_some() {
+        if allow::admits(policy, req.headers(), peer, trusted) {
+            return Ok(through(req));
+        }
+        denial = Some(allow::forbidden());
+    }
+    if let Some(basic) = &auth.basic {
+        match basic_auth(state, basic, req.headers()).await {
+            Ok(()) => return Ok(through(req)),
+            // A 401, which goes before the ranges' 403.
+            Err(r) => denial = Some(r),
+        }
+    }
+    if let Some(e) = &auth.external {
+        match external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await {
+            Ok(cookies) => return Ok(Passed::of(cookies)),
+            Err(r) => {
+                let unauthorized =
+                    |r: &Response<Body>| matches!(r.status(), StatusCode::UNAUTHORIZED | StatusCode::FOUND);
+                if unauthorized(&r) {
+                    if !denial.as_ref().is_some_and(unauthorized) {
+                        denial = Some(r);
+                    }
+                } else if r.status() == StatusCode::FORBIDDEN {
+                    denial.get_or_insert(r);
+                } else {
+                    return Err(r);
+                }
+            }
+        }
+    }
+    match denial {
+        Some(r) => Err(signin_or(auth, r, req, fields, peer, trusted)),
+        None => Ok(through(req)),
+    }
+}
+
+/// A 401 answer, or the `auth-signin` redirect when the route's external auth has one
+/// (ingress-nginx's `error_page 401` covers every check of the location, basic auth's too).
+fn signin_or<B>(
+    auth: &Auth,
+    r: Response<Body>,
+    req: &Request<B>,
+    fields: &Fields,
+    peer: &Peer,
+    trusted: &Trusted,
+) -> Response<Body> {
+    if r.status() != StatusCode::UNAUTHORIZED {
+        return r;
+    }
+    auth.external
+        .as_ref()
+        .and_then(|e| external::signin(e, req, fields, peer, trusted))
+        .unwrap_or(r)
 }
 
 async fn basic_auth(state: &State, basic: &BasicAuth, headers: &HeaderMap) -> Result<(), Response<Body>> {

@@ -159,17 +159,7 @@ pub async fn check<B>(
     rid: &HeaderValue,
     trusted: &Trusted,
 ) -> Result<Cookies, Response<Body>> {
-    let http_host = request_authority(req.uri(), fields)
-        .and_then(|a| a.to_str().ok().map(str::to_string))
-        .unwrap_or_default();
-    let vars = Vars {
-        host: request_host(req.uri(), fields).unwrap_or(""),
-        http_host,
-        scheme: if peer.tls { "https" } else { "http" },
-        request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-        client: client_ip(req.headers(), peer.addr, trusted),
-        headers: req.headers(),
-    };
+    let vars = vars(req, fields, peer, trusted);
     let cache_key = e.cache.as_ref().map(|c| {
         let mut k = format!("{}\0{}\0{:?}\0", e.host, e.port, e.target);
         vars.expand(&c.key, &mut k);
@@ -226,10 +216,8 @@ pub async fn check<B>(
     };
     match answer.status {
         200..=299 => {
+            skipped(e, req);
             let headers = req.headers_mut();
-            for name in &e.response_headers {
-                headers.remove(name.as_str());
-            }
             for (name, value) in answer.copy {
                 headers.insert(name, value);
             }
@@ -237,26 +225,11 @@ pub async fn check<B>(
         }
         401 => match &e.signin {
             Some(signin) => {
-                let mut location = String::new();
-                vars.expand(signin, &mut location);
-                let param = &e.signin_redirect_param;
-                let query = location.split_once('?').map_or("", |(_, q)| q);
-                if !query.split('&').any(|kv| kv.split('=').next() == Some(param.as_str())) {
-                    location.push(if location.contains('?') { '&' } else { '?' });
-                    location.push_str(param);
-                    location.push('=');
-                    location.push_str(vars.scheme);
-                    location.push_str("://");
-                    location.push_str(&vars.http_host);
-                    escape(vars.request_uri, &mut location);
-                }
-                let mut r = plain(StatusCode::FOUND, "redirecting to sign in");
-                match HeaderValue::from_str(&location) {
-                    Ok(v) => drop(r.headers_mut().insert(header::LOCATION, v)),
-                    Err(_) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")),
-                }
-                for c in &cookies.values {
-                    r.headers_mut().append(header::SET_COOKIE, c.clone());
+                let mut r = to_signin(e, signin, &vars);
+                if r.status() == StatusCode::FOUND {
+                    for c in &cookies.values {
+                        r.headers_mut().append(header::SET_COOKIE, c.clone());
+                    }
                 }
                 Err(r)
             }
@@ -277,6 +250,67 @@ pub async fn check<B>(
                 &cookies,
             ))
         }
+    }
+}
+
+/// The request variables of `req`.
+fn vars<'a, B>(req: &'a Request<B>, fields: &'a Fields, peer: &Peer, trusted: &Trusted) -> Vars<'a> {
+    let http_host = request_authority(req.uri(), fields)
+        .and_then(|a| a.to_str().ok().map(str::to_string))
+        .unwrap_or_default();
+    Vars {
+        host: request_host(req.uri(), fields).unwrap_or(""),
+        http_host,
+        scheme: if peer.tls { "https" } else { "http" },
+        request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        client: client_ip(req.headers(), peer.addr, trusted),
+        headers: req.headers(),
+    }
+}
+
+/// The `auth-signin` redirect: a 302 there with the original URL in the redirect parameter
+/// (unless the URL has it already); 500 if the result cannot be a Location.
+fn to_signin(e: &ExternalAuth, signin: &[Piece], vars: &Vars<'_>) -> Response<Body> {
+    let mut location = String::new();
+    vars.expand(signin, &mut location);
+    let param = &e.signin_redirect_param;
+    let query = location.split_once('?').map_or("", |(_, q)| q);
+    if !query.split('&').any(|kv| kv.split('=').next() == Some(param.as_str())) {
+        location.push(if location.contains('?') { '&' } else { '?' });
+        location.push_str(param);
+        location.push('=');
+        location.push_str(vars.scheme);
+        location.push_str("://");
+        location.push_str(&vars.http_host);
+        escape(vars.request_uri, &mut location);
+    }
+    let mut r = plain(StatusCode::FOUND, "redirecting to sign in");
+    match HeaderValue::from_str(&location) {
+        Ok(v) => drop(r.headers_mut().insert(header::LOCATION, v)),
+        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"),
+    }
+    r
+}
+
+/// What a 401 of another access check becomes when the route's external auth has an
+/// `auth-signin` (ingress-nginx's `error_page 401` covers the whole location): the redirect.
+pub fn signin<B>(
+    e: &ExternalAuth,
+    req: &Request<B>,
+    fields: &Fields,
+    peer: &Peer,
+    trusted: &Trusted,
+) -> Option<Response<Body>> {
+    let signin = e.signin.as_deref()?;
+    Some(to_signin(e, signin, &vars(req, fields, peer, trusted)))
+}
+
+/// The `auth-response-headers` are only ever the service's: removed from `req` before its
+/// answer's are copied, or when the request goes through without asking (`satisfy: any`).
+pub fn skipped<B>(e: &ExternalAuth, req: &mut Request<B>) {
+    let headers = req.headers_mut();
+    for name in &e.response_headers {
+        headers.remove(name.as_str());
     }
 }
 
