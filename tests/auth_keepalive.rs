@@ -280,3 +280,48 @@ async fn invalid_keepalive_values_are_warnings() {
     }
     assert_eq!(counts.accepted(), before + 1);
 }
+
+/// An auth service that answers one request per connection and then closes it without
+/// saying so (no `Connection: close`): Portico keeps the connection, finds it closed on the
+/// next auth request, and uses a new one; no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_service_closed_is_replaced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                // Closed here, unannounced.
+            });
+        }
+    });
+    let web = pods("web", 1).await;
+    let manifests = class()
+        + &service("web", &web)
+        + &nginx_annotated(
+            "closing",
+            "closing.test",
+            &[
+                ("auth-url", format!("http://{auth}/auth")),
+                ("auth-keepalive", "4".into()),
+            ],
+        );
+    let p = Portico::start(&[("all.yaml", manifests)], &["--allow-loopback-auth-url"]).await;
+    for _ in 0..5 {
+        assert_eq!(status(&p, "closing.test", "any").await, 200);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
