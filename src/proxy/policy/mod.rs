@@ -2,7 +2,7 @@
 //! point. The handler runs them in this order: [`canary`] (right after routing: the canary's
 //! route may take the request over), [`www`] (may answer 308), [`mtls`] (may answer 400, 302,
 //! 403 or 421; sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges;
-//! may answer 403), [`redirect`] (may
+//! may answer 403; with `satisfy: any` on a route with auth, [`auth`] weighs them), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
 //! [`limits`] (may answer 503 or the configured limit status),
 //! [`auth`] (may answer 401 or 503; adds response fields later), [`body`] (may answer 413);
