@@ -27,17 +27,32 @@ struct Download {
     total: Duration,
 }
 
-/// POSTs `body` to the echo pod's `/echo-body` through Portico for `host`: the same bytes
-/// come back as the response, timed as they arrive.
-async fn download(p: &Portico, host: &str, body: &[u8], mark: usize) -> Download {
+/// POSTs `body` to the echo pod's `/echo-body` through Portico for `host` (over HTTP/2 with
+/// prior knowledge when `h2`): the same bytes come back as the response, timed as they arrive.
+async fn download(p: &Portico, host: &str, body: &[u8], mark: usize, h2: bool) -> Download {
     let req = Request::builder()
         .method("POST")
-        .uri("/echo-body")
+        .uri(if h2 {
+            format!("http://{host}/echo-body")
+        } else {
+            "/echo-body".into()
+        })
         .header("host", host)
         .body(Full::new(Bytes::copy_from_slice(body)))
         .unwrap();
     let t = Instant::now();
-    let resp = send(p.http, req).await.unwrap();
+    let resp = if h2 {
+        let (mut parts, body) = req.into_parts();
+        parts.version = http::Version::HTTP_2;
+        parts.headers.remove("host");
+        h2c(p.http)
+            .await
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .unwrap()
+    } else {
+        send(p.http, req).await.unwrap()
+    };
     assert_eq!(resp.status(), 200, "{host}");
     let mut got = Vec::with_capacity(body.len());
     let mut marked = None;
@@ -95,14 +110,14 @@ async fn a_megabyte_at_200k_after_100k() {
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
     let big = pattern(1 << 20);
 
-    let d = download(&p, "paced.test", &big, 600 * 1024).await;
+    let d = download(&p, "paced.test", &big, 600 * 1024, false).await;
     assert!(d.body == big, "the body came back intact ({} bytes)", d.body.len());
     // By any time t after the body began, at most 100 KiB + 200 KiB/s × t (and one piece)
     // had gone: 600 KiB not before 2.4 s, the whole not before 4.5 s.
     assert!(d.marked >= Duration::from_secs(2), "600 KiB after {:?}", d.marked);
     assert!(d.total >= Duration::from_secs(4), "1 MiB after {:?}", d.total);
 
-    let d = download(&p, "open.test", &big, 0).await;
+    let d = download(&p, "open.test", &big, 0, false).await;
     assert!(d.body == big, "unpaced: intact ({} bytes)", d.body.len());
 
     // The pace is in /routes.
@@ -115,7 +130,7 @@ async fn a_megabyte_at_200k_after_100k() {
 }
 
 /// The `--configmap`'s `limit-rate` paces routes without the annotation; a bad annotation is
-/// a Warning and the ConfigMap's value holds.
+/// a Warning and the ConfigMap's value holds. HTTP/2 streams are paced as HTTP/1.1 bodies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_limit_rate_is_the_default() {
     let web = pods("web", 1).await;
@@ -135,8 +150,8 @@ async fn configmap_limit_rate_is_the_default() {
     )
     .await;
     let body = pattern(300 * 1024);
-    for host in ["plain.test", "bad.test"] {
-        let d = download(&p, host, &body, 0).await;
+    for (host, h2) in [("plain.test", false), ("bad.test", false), ("plain.test", true)] {
+        let d = download(&p, host, &body, 0, h2).await;
         assert!(d.body == body, "{host}: intact ({} bytes)", d.body.len());
         // 290 KiB at 100 KiB/s, less a piece of 6.25 KiB: at least 2.8 s.
         assert!(d.total >= Duration::from_secs(2), "{host}: {:?}", d.total);
