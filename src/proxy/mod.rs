@@ -111,7 +111,8 @@ impl Body {
         self.log = Some(line);
     }
 
-    /// Sends this body at `rate` (`limit-rate`).
+    /// Sends this body at `rate` (`limit-rate`). Out of line: only paced routes come here.
+    #[inline(never)]
     pub fn pace(&mut self, rate: crate::config::rate::ResponseRate) {
         self.rate = Some(Box::new(policy::rate::Throttle::new(rate)));
     }
