@@ -43,6 +43,7 @@ pub fn routes_json(plane: &Plane) -> Value {
             "sslRedirect": r.ssl_redirect,
             "backend": backend_json(plane, r.backend),
             "limits": r.policy.limits,
+            "rate": r.policy.rate,
         });
         // The canary's own route is listed too; the primary says which it is and its rules.
         if let Some(c) = &r.canary {

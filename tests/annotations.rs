@@ -106,8 +106,23 @@ async fn proxy_body_size_answers_413() {
     let manifests = class()
         + &service("web", &web)
         + &ingress("small", "small.test", &[("proxy-body-size", "1k")])
-        + &ingress("big", "big.test", &[("proxy-body-size", "0")]);
+        + &ingress("big", "big.test", &[("proxy-body-size", "0")])
+        + &ingress("default", "default.test", &[]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    // Without the annotation, ingress-nginx's 1m: 1 MiB passes, a byte more does not.
+    let (s, _, b) = send(&p, "POST", "default.test", "/echo-body", &[], &vec![b'a'; 1 << 20]).await;
+    assert_eq!((s, b.len()), (200, 1 << 20));
+    // A byte more, declared: answered before any of the body is sent.
+    let mut c = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let head = format!(
+        "POST /echo-body HTTP/1.1\r\nHost: default.test\r\nContent-Length: {}\r\n\r\n",
+        (1 << 20) + 1
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut c, head.as_bytes())
+        .await
+        .unwrap();
+    let answer = read_head(&mut c, &mut Vec::new()).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "the default 1m: {answer}");
     let (s, _, b) = send(&p, "POST", "small.test", "/echo-body", &[], &[b'a'; 1000]).await;
     assert_eq!((s, b.len()), (200, 1000));
     let (s, _, _) = send(&p, "POST", "small.test", "/echo-body", &[], &[b'a'; 2000]).await;
@@ -218,7 +233,14 @@ async fn send_timeout_counts_only_the_upstream_holding_back() {
         + &service("web", &web)
         + &service("stall", &[stall_addr])
         + &ingress("ok", "ok.test", &[("proxy-send-timeout", "1")])
-        + &yaml(&[nginx_ingress("stuck", "stuck.test", "stall", &[("proxy-send-timeout", "1")]).into()]);
+        + &yaml(&[nginx_ingress(
+            "stuck",
+            "stuck.test",
+            "stall",
+            // The upload is 64 MB: past the default proxy-body-size of 1m.
+            &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")],
+        )
+        .into()]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
     // 64 MB into an upstream that reads nothing: the buffers fill and the clock runs out.

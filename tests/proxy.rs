@@ -390,7 +390,16 @@ async fn manifest_edits_apply_live_and_bad_files_keep_the_last_good_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_stream_both_ways_and_upgrades_tunnel() {
     let web = pods("web", 1).await;
-    let manifests = class() + &service("web", &web) + &ingress("i", &[("h.com", "/", Prefix, "web")], &[]);
+    // 8 MiB up: past the default proxy-body-size of 1m, so the Ingress allows any size.
+    let manifests = class()
+        + &service("web", &web)
+        + &annotated_ingress(
+            "i",
+            "h.com",
+            "/",
+            "web",
+            &[("nginx.ingress.kubernetes.io/proxy-body-size", "0")],
+        );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
 
     let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();

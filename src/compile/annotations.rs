@@ -222,9 +222,7 @@ impl Annotations<'_> {
             app_root: self.parsed("app-root", "a path starting with /", "not used", |v| {
                 (v.starts_with('/') && url_safe(v)).then(|| v.to_string())
             }),
-            max_body_bytes: self
-                .parsed("proxy-body-size", "a size like 8m, 512k or 0", "no limit", parse_size)
-                .filter(|n| *n > 0),
+            max_body_bytes: self.body_size(),
             connect_timeout: self.timeout("proxy-connect-timeout"),
             read_timeout: self.timeout("proxy-read-timeout"),
             send_timeout: self.timeout("proxy-send-timeout"),
@@ -268,7 +266,16 @@ impl Annotations<'_> {
             custom_headers: None,
             http10: self.http10(),
             satisfy_any: self.satisfy_any(),
+            rate: self.response_rate(),
         }
+    }
+
+    /// `proxy-body-size`: "0" is no limit; absent or invalid, the default (1m).
+    fn body_size(&mut self) -> Option<u64> {
+        let default = Some(Policy::DEFAULT_MAX_BODY_BYTES);
+        let fallback = "the ConfigMap's proxy-body-size (default: 1m) applies";
+        self.parsed("proxy-body-size", "a size like 8m, 512k or 0", fallback, parse_size)
+            .map_or(default, |n| Some(n).filter(|n| *n > 0))
     }
 
     fn timeout(&mut self, name: &str) -> Option<Duration> {
@@ -542,12 +549,17 @@ mod tests {
     }
 
     #[test]
-    fn body_sizes_that_overflow_are_a_warning() {
+    fn body_sizes_default_to_1m_and_overflow_is_a_warning() {
         let (p, diags) = policy_of(&[("proxy-body-size", "18446744073709551615g")]);
-        assert_eq!(p.max_body_bytes, None);
+        assert_eq!(p.max_body_bytes, Some(1 << 20), "the default holds");
         assert!(warned_about(&diags, "proxy-body-size"), "{diags:?}");
         let (p, _) = policy_of(&[("proxy-body-size", "16g")]);
         assert_eq!(p.max_body_bytes, Some(16 << 30));
+        let (p, diags) = policy_of(&[]);
+        assert_eq!(p.max_body_bytes, Some(1 << 20), "ingress-nginx's 1m");
+        assert!(diags.is_empty(), "{diags:?}");
+        let (p, _) = policy_of(&[("proxy-body-size", "0")]);
+        assert_eq!(p.max_body_bytes, None, "0 is no limit");
     }
 
     /// Reference arithmetic in u128, which cannot overflow for any u64 input.

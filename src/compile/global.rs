@@ -270,6 +270,7 @@ pub fn apply_route_defaults(p: &mut Policy, ing: &Ingress, d: &RouteDefaults) {
     }) {
         p.next_upstream.budget = d.next_upstream.budget;
     }
+    super::rate::apply_defaults(p, ing, d);
 }
 
 /// `worker-processes`: `auto` (0: one per CPU) or 1 to 1024.
@@ -428,6 +429,12 @@ impl Reader<'_> {
         );
         if let Some(b) = self.parsed("proxy-next-upstream-timeout", &expected, super::retry::parse_budget) {
             d.next_upstream.budget = b;
+        }
+        use super::rate::{AFTER, RATE, kib};
+        for (setting, field) in [(RATE, &mut d.limit_rate), (AFTER, &mut d.limit_rate_after)] {
+            if let Some(n) = self.parsed(setting.0, &super::rate::expected(setting), |v| kib(setting, v)) {
+                *field = n;
+            }
         }
     }
 
@@ -769,7 +776,11 @@ mod tests {
             .annotation("nginx.ingress.kubernetes.io/proxy-body-size", "0")
             .annotation("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "bad")
             .build();
-        let mut p = Policy::default();
+        // As the annotations read: "0" is no limit.
+        let mut p = Policy {
+            max_body_bytes: None,
+            ..Policy::default()
+        };
         apply_route_defaults(&mut p, &ing, &d);
         assert_eq!(p.max_body_bytes, None, "the annotation's 0 (no limit) wins");
         assert_eq!(p.tries, 7, "an invalid annotation falls back to the ConfigMap");

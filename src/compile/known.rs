@@ -200,8 +200,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("limit-allowlist", Yes),
     ("limit-burst-multiplier", Yes),
     ("limit-connections", Yes),
-    ("limit-rate", No(LATER)),
-    ("limit-rate-after", No(LATER)),
+    (
+        "limit-rate",
+        Partly(
+            "kilobytes per second of each response, as ingress-nginx; the pace counts from the response body's start (nginx: the request's) and needs no proxy-buffering: the upstream is held back instead",
+        ),
+    ),
+    ("limit-rate-after", Yes),
     ("limit-rpm", Yes),
     ("limit-rps", Yes),
     ("limit-whitelist", Yes),
@@ -232,10 +237,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("permanent-redirect", Yes),
     ("permanent-redirect-code", Yes),
     ("preserve-trailing-slash", Yes),
-    (
-        "proxy-body-size",
-        Partly("honoured; without it there is no limit (ingress-nginx defaults to 1m)"),
-    ),
+    ("proxy-body-size", Yes),
     ("proxy-buffer-size", No(STREAMS)),
     (
         "proxy-buffering",

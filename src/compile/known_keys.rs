@@ -167,8 +167,13 @@ pub const KEYS: &[(&str, Support)] = &[
         "limit-conn-zone-variable",
         No("not yet: connection limits are keyed by the client address ($binary_remote_addr)"),
     ),
-    ("limit-rate", No("not yet: no bandwidth limits")),
-    ("limit-rate-after", No("not yet: no bandwidth limits")),
+    (
+        "limit-rate",
+        Partly(
+            "kilobytes per second, as ingress-nginx renders it (its documentation says bytes); the pace counts from the response body's start (nginx: the request's)",
+        ),
+    ),
+    ("limit-rate-after", Yes),
     ("limit-req-status-code", Yes),
     (
         "load-balance",
@@ -207,12 +212,7 @@ pub const KEYS: &[(&str, Support)] = &[
     ("otlp-collector-host", No(TRACING)),
     ("otlp-collector-port", No(TRACING)),
     ("proxy-add-original-uri-header", No(LATER)),
-    (
-        "proxy-body-size",
-        Partly(
-            "without the key requests bodies are not limited (ingress-nginx: 1m); an Ingress's proxy-body-size wins",
-        ),
-    ),
+    ("proxy-body-size", Yes),
     ("proxy-buffer-size", No(NGINX_INTERNAL)),
     ("proxy-buffering", No(NGINX_INTERNAL)),
     ("proxy-buffers-number", No(NGINX_INTERNAL)),

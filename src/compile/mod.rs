@@ -19,6 +19,7 @@ pub mod limits;
 pub mod mirror;
 pub mod mtls;
 pub mod passthrough;
+mod rate;
 pub mod retry;
 pub mod tls;
 pub mod upstream_tls;

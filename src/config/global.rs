@@ -20,7 +20,8 @@ pub struct Global {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub configmap: Option<ObjectKey>,
     /// Defaults of the route settings an Ingress's annotations can override:
-    /// `proxy-body-size`, `proxy-*-timeout`, `proxy-next-upstream-tries`.
+    /// `proxy-body-size`, `proxy-*-timeout`, `proxy-next-upstream-tries`, `limit-rate`,
+    /// `limit-rate-after`.
     pub routes: RouteDefaults,
     /// Peers whose X-Forwarded-* headers are believed (`--trusted-proxies`, or
     /// `use-forwarded-headers` with `proxy-real-ip-cidr`), and `forwarded-for-header`.
@@ -170,17 +171,23 @@ pub struct RouteDefaults {
     pub tries: usize,
     /// `proxy-next-upstream` and `proxy-next-upstream-timeout`.
     pub next_upstream: crate::config::retry::NextUpstream,
+    /// `limit-rate`, in bytes per second (0: no limit).
+    pub limit_rate: u64,
+    /// `limit-rate-after`, in bytes.
+    pub limit_rate_after: u64,
 }
 
 impl Default for RouteDefaults {
     fn default() -> Self {
         Self {
-            max_body_bytes: None,
+            max_body_bytes: Some(Policy::DEFAULT_MAX_BODY_BYTES),
             connect_timeout: None,
             read_timeout: None,
             send_timeout: None,
             tries: Policy::DEFAULT_TRIES,
             next_upstream: Default::default(),
+            limit_rate: 0,
+            limit_rate_after: 0,
         }
     }
 }
@@ -194,6 +201,7 @@ impl RouteDefaults {
             read_timeout: self.read_timeout,
             send_timeout: self.send_timeout,
             tries: self.tries,
+            rate: super::rate::ResponseRate::new(self.limit_rate, self.limit_rate_after),
             ..Policy::default()
         }
     }

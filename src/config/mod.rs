@@ -18,6 +18,7 @@ pub mod mirror;
 pub mod mtls;
 pub mod pattern;
 pub mod policy;
+pub mod rate;
 pub mod response;
 pub mod retry;
 pub mod route;

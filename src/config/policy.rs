@@ -32,7 +32,8 @@ pub struct Policy {
     /// `app-root`: requests for `/` are redirected (302) here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_root: Option<String>,
-    /// `proxy-body-size`: larger request bodies get 413.
+    /// `proxy-body-size`: larger request bodies get 413 (`None`: no limit, the value "0";
+    /// by default [`Self::DEFAULT_MAX_BODY_BYTES`], as ingress-nginx).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
     /// `proxy-connect-timeout`. This and the other timeouts are at most [`Self::MAX_TIMEOUT`].
@@ -126,6 +127,10 @@ pub struct Policy {
     /// ranges, basic auth, external auth) does; `false` (`all`, the default): when every one does.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub satisfy_any: bool,
+    /// `limit-rate` and `limit-rate-after`: how fast responses go to the client; `None`
+    /// when unlimited, the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<super::rate::ResponseRate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -195,6 +200,9 @@ impl Policy {
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
     /// The most `proxy-next-upstream-tries` (0 still means every endpoint).
     pub const MAX_TRIES: usize = 100;
+    /// `proxy-body-size` unless an annotation or the ConfigMap says otherwise: 1m, as
+    /// ingress-nginx (nginx's `client_max_body_size` default).
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 }
 
 impl Default for Policy {
@@ -205,7 +213,7 @@ impl Default for Policy {
             tries: Self::DEFAULT_TRIES,
             redirect: None,
             app_root: None,
-            max_body_bytes: None,
+            max_body_bytes: Some(Self::DEFAULT_MAX_BODY_BYTES),
             connect_timeout: None,
             read_timeout: None,
             send_timeout: None,
@@ -233,6 +241,7 @@ impl Default for Policy {
             custom_headers: None,
             http10: false,
             satisfy_any: false,
+            rate: None,
         }
     }
 }

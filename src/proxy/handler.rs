@@ -21,7 +21,7 @@ use super::headers::{
 use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
-    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, prefix, redirect, request_headers,
+    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, prefix, rate, redirect, request_headers,
     response, response_headers, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
@@ -364,6 +364,7 @@ impl Proxy {
             resp = Box::pin(errors::page(asked, resp, via)).await;
         }
         compress::respond(compression, encodings, &mut resp);
+        rate::pace(policy, &mut resp);
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
         response_headers::add(&routed.plane.config.global, policy, &mut resp);
@@ -587,7 +588,11 @@ impl Proxy {
         if h2 {
             fwd.apply(&mut headers);
         }
-        let (limit, exceeded) = policy::body::limit(policy).unzip();
+        // A declared length passed `body::check` already; only a body without one is counted.
+        let (limit, exceeded) = match sending {
+            Sending::Chunked => policy::body::limit(policy).unzip(),
+            _ => (None, None),
+        };
         // A request without body has none to stream (HTTP/2 sends it empty).
         let mut body = (sending != Sending::None).then(|| {
             RequestBody::Stream(Streamed {

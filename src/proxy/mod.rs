@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::{Frame, SizeHint};
+use hyper::body::{Body as _, Frame, SizeHint};
 
 /// The response body type: streamed from an upstream, or a short body of Portico's own;
 /// not a boxed trait object, so no allocation and no dynamic call per response. It also
@@ -41,6 +41,8 @@ pub struct Body {
     held: Option<policy::limits::Held>,
     /// The request's access-log line (`--access-log-format nginx`), written when this is done.
     log: Option<Box<access_log::Pending>>,
+    /// `limit-rate`: the pace this body is sent at.
+    rate: Option<Box<policy::rate::Throttle>>,
 }
 
 enum Inner {
@@ -57,6 +59,7 @@ impl Body {
             serving: None,
             held: None,
             log: None,
+            rate: None,
         }
     }
 
@@ -66,6 +69,7 @@ impl Body {
             serving: None,
             held: None,
             log: None,
+            rate: None,
         }
     }
 
@@ -106,6 +110,38 @@ impl Body {
     pub fn log(&mut self, line: Box<access_log::Pending>) {
         self.log = Some(line);
     }
+
+    /// Sends this body at `rate` (`limit-rate`). Out of line: only paced routes come here.
+    #[inline(never)]
+    pub fn pace(&mut self, rate: crate::config::rate::ResponseRate) {
+        self.rate = Some(Box::new(policy::rate::Throttle::new(rate)));
+    }
+}
+
+impl Inner {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, upstream::BoxError>>> {
+        match self {
+            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+            Inner::Compressed(b) => Pin::new(&mut **b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Own(b) => b.is_end_stream(),
+            Inner::Compressed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::Upstream(b) => b.size_hint(),
+            Inner::Own(b) => b.size_hint(),
+            Inner::Compressed(b) => b.size_hint(),
+        }
+    }
 }
 
 impl hyper::body::Body for Body {
@@ -117,10 +153,9 @@ impl hyper::body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, upstream::BoxError>>> {
         let this = self.get_mut();
-        let polled = match &mut this.inner {
-            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
-            Inner::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
-            Inner::Compressed(b) => Pin::new(&mut **b).poll_frame(cx),
+        let polled = match &mut this.rate {
+            None => this.inner.poll_frame(cx),
+            Some(t) => t.poll_frame(cx, |cx| this.inner.poll_frame(cx)),
         };
         if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (&mut this.log, &polled)
             && let Some(data) = frame.data_ref()
@@ -131,18 +166,16 @@ impl hyper::body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Upstream(b) => b.is_end_stream(),
-            Inner::Own(b) => b.is_end_stream(),
-            Inner::Compressed(b) => b.is_end_stream(),
+        match &self.rate {
+            None => self.inner.is_end_stream(),
+            Some(t) => t.is_end_stream(self.inner.is_end_stream()),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Upstream(b) => b.size_hint(),
-            Inner::Own(b) => b.size_hint(),
-            Inner::Compressed(b) => b.size_hint(),
+        match &self.rate {
+            None => self.inner.size_hint(),
+            Some(t) => t.size_hint(self.inner.size_hint()),
         }
     }
 }

@@ -13,7 +13,7 @@
 //! answer 411). [`retry`] decides, in the upstream exchange, whether a failed try goes
 //! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
 //! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
-//! [`errors`] lists is replaced by the error backend's.
+//! [`errors`] lists is replaced by the error backend's; [`rate`] paces the response body.
 
 pub mod allow;
 pub mod auth;
@@ -28,6 +28,7 @@ pub mod limits;
 pub mod mirror;
 pub mod mtls;
 pub mod prefix;
+pub mod rate;
 pub mod redirect;
 pub mod request_headers;
 pub mod response;
