@@ -2,7 +2,7 @@
 //! client spelled them (`User-Agent`, not `user-agent`), response names reach the client as
 //! the upstream wrote them, and Portico's own answers use conventional case (`Content-Type`).
 //!
-//! hyper's HTTP/1 server lower-cases names both ways. `http1::Builder::preserve_header_case`
+//! hyper's HTTP/1 server keeps names in lower case and writes them all in one case. `http1::Builder::preserve_header_case`
 //! records the client's spellings in an extension whose type (`HeaderCaseMap`) hyper 1.x
 //! keeps crate-private: only hyper's own encoders can read it, and nothing outside hyper can
 //! make one for a response, while Portico writes upstream requests with its own client
@@ -12,30 +12,33 @@
 //!   request's head from it in order (and skips its body by its framing), and the names,
 //!   when one is not all lower case, go with the request as [`Names`];
 //! - writes go through [`Out`], which follows the responses hyper writes (heads, then body
-//!   framing) and respells a head the handler noted: as the upstream spelled it (the
-//!   [`Names`] its head carried), or in conventional case for an answer of Portico's own.
-//!   A name keeps its length, so every byte count hyper sees is its own.
+//!   framing) and respells a head the handler noted as the upstream spelled it (the
+//!   [`Names`] its head carried). A name keeps its length, so every byte count hyper sees is its own.
 //!
-//! What a request costs when nothing needs respelling (names all in lower case; HTTP/2, lower
-//! case by definition, stops both at its first request): the copy of the bytes read, an
-//! uncontended lock per read and per request, the search for the end of the head and one
-//! pass over its bytes for a capital letter. The writer rests while nothing is noted and no
-//! other request is under way, and picks up again when the connection is idle (everything
-//! written, no request in flight), where the next byte begins a head; so a request pipelined
-//! behind one whose answer needed no respelling may go out in lower case. Whatever cannot be
-//! followed (a head that does not match the request hyper parsed, bytes that are not HTTP/1)
-//! stops the tap or the writer for the rest of the connection: names then go in lower case,
+//! hyper writes names in conventional case (`title_case_headers`), which is how most clients
+//! and backends spell them. So names are kept only for a head where one is spelled otherwise:
+//! an upstream head whose names are all in conventional case (nginx's, Go's, most
+//! frameworks') is never looked at again, and a client head in conventional case is marked as
+//! such and spelled that way without a copy of its names ([`Names::title`]).
+//!
+//! What a request costs when nothing needs respelling: the copy of the bytes read, an
+//! uncontended lock per read and per request, and one pass over the head's lines for its
+//! names' case. The writer rests while nothing is noted and no other request is under way,
+//! and picks up again when the connection is idle (everything written, no request in
+//! flight), where the next byte begins a head; so a request pipelined behind one whose
+//! answer needed no respelling may go out in conventional case. Whatever cannot be followed
+//! (a head that does not match the request hyper parsed, bytes that are not HTTP/1) stops the
+//! tap or the writer for the rest of the connection: names then go in conventional case,
 //! never in a wrong one.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use http::{HeaderName, Method, Request, Response, StatusCode, Version};
+use http::{HeaderName, Method, Request, Response, Version};
 use smallvec::SmallVec;
 use tokio::io::AsyncWrite;
 
@@ -48,25 +51,61 @@ pub struct Names {
     raw: Vec<u8>,
     /// End of each name in `raw`.
     ends: SmallVec<[u32; 24]>,
+    /// Every name was in conventional case (`Content-Type`): nothing is kept, each is
+    /// written that way.
+    title: bool,
+}
+
+/// Whether `name` is in conventional case: a capital letter at its start and after each
+/// `-`, small ones elsewhere (`Content-Type`, `X-Forwarded-For`, `Accept`).
+pub fn is_title(name: &[u8]) -> bool {
+    let mut start = true;
+    name.iter().all(|&b| {
+        let ok = if start {
+            !b.is_ascii_lowercase()
+        } else {
+            !b.is_ascii_uppercase()
+        };
+        start = b == b'-';
+        ok
+    })
 }
 
 impl Names {
+    /// Names that were all in conventional case.
+    pub fn title() -> Names {
+        Names {
+            title: true,
+            ..Names::default()
+        }
+    }
+
     /// The names of `fields`, when one is not all lower case.
     pub fn of<'a>(fields: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Names> {
         if !fields.clone().any(|n| n.iter().any(u8::is_ascii_uppercase)) {
             return None;
         }
+        Some(Names::new(fields))
+    }
+
+    /// The names of `fields`, however spelled.
+    pub fn new<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Names {
         let mut names = Names::default();
         for n in fields {
             names.raw.extend_from_slice(n);
             names.ends.push(u32::try_from(names.raw.len()).unwrap_or(u32::MAX));
         }
-        Some(names)
+        names
     }
 
     fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.raw[start..self.ends[i] as usize]
+    }
+
+    /// Names were all in conventional case (see [`Names::title`]).
+    pub fn is_title_case(&self) -> bool {
+        self.title
     }
 
     /// Spells the names of a header map in iteration order (a name's values together).
@@ -98,6 +137,18 @@ impl<'a> Speller<'a> {
     {
         let lower = name.as_str().as_bytes();
         self.find(lower).unwrap_or(lower)
+    }
+
+    /// Appends the spelling of the next field, named `name`, to `out`: in conventional case
+    /// when the head's names all were.
+    pub fn spell_into(&mut self, name: &HeaderName, out: &mut Vec<u8>) {
+        if self.names.title {
+            let from = out.len();
+            out.extend_from_slice(name.as_str().as_bytes());
+            title_case(&mut out[from..]);
+        } else {
+            out.extend_from_slice(self.spell(name));
+        }
     }
 
     /// The spelling of the next field, named `lower`; `None` for a name the head did not have.
@@ -199,53 +250,38 @@ impl Tap {
             self.stop();
             return None;
         };
-        // The common case, no capital letter in the head past its request line, is told
-        // without parsing: the head's end, a look at its start, one pass over its bytes that
-        // also counts its lines (one per field and the empty one: a head with bare LF line
-        // ends is left to the parser).
+        // hyper parsed (and so validated) these very bytes: one pass over the lines finds the
+        // field names, and the request line and the number of fields check that it is the
+        // same head. Names are kept only when one has a capital letter.
         let head = &self.buf[start..];
-        if let Some(end) = memchr::memmem::find(head, b"\r\n\r\n")
-            && let Some(line) = memchr::memchr(b'\n', head)
-            && let (false, lines) = head[line + 1..end + 4].iter().fold((false, 0usize), |(upper, n), b| {
-                (upper | b.is_ascii_uppercase(), n + usize::from(*b == b'\n'))
-            })
-            && lines == fields + 1
-            && head.starts_with(method.as_str().as_bytes())
-            && head[..line]
+        let Some(scan) = scan_head(head, MAX_FIELDS) else {
+            self.stop();
+            return None;
+        };
+        let line = &head[..scan.line];
+        let same = scan.fields.len() == fields
+            && line.starts_with(method.as_str().as_bytes())
+            && line.get(method.as_str().len()) == Some(&b' ')
+            && line
                 .split(|b| *b == b' ')
                 .nth(1)
-                .is_some_and(|t| t.ends_with(target.as_bytes()))
-        {
-            self.skip_body(start + end + 4, body);
+                .is_some_and(|t| t.ends_with(target.as_bytes()));
+        if !same {
+            self.stop();
             return None;
         }
-        // Uninitialized field slots, as hyper's parser uses them: zeroing them would cost more
-        // than most heads take to parse.
-        let config = httparse::ParserConfig::default();
-        let mut small = [MaybeUninit::uninit(); 32];
-        let mut many;
-        let mut req = httparse::Request::new(&mut []);
-        let mut parsed = config.parse_request_with_uninit_headers(&mut req, &self.buf[start..], &mut small);
-        if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
-            many = vec![MaybeUninit::uninit(); MAX_FIELDS];
-            req = httparse::Request::new(&mut []);
-            parsed = config.parse_request_with_uninit_headers(&mut req, &self.buf[start..], &mut many);
-        }
-        let len = match parsed {
-            Ok(httparse::Status::Complete(len))
-                if req.method == Some(method.as_str())
-                    && req.path.is_some_and(|p| p.ends_with(target))
-                    && req.headers.len() == fields =>
-            {
-                len
-            }
-            _ => {
-                self.stop();
-                return None;
-            }
+        let names = if !scan.upper {
+            None
+        } else if scan.title {
+            Some(Names::title())
+        } else {
+            Some(Names::new(
+                scan.fields
+                    .iter()
+                    .map(|&(at, len)| &head[at as usize..(at + len) as usize]),
+            ))
         };
-        let names = Names::of(req.headers.iter().map(|h| h.name.as_bytes()));
-        self.skip_body(start + len, body);
+        self.skip_body(start + scan.len, body);
         names
     }
 
@@ -285,8 +321,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Note {
     /// The upstream's spellings of the names.
     names: Option<Names>,
-    /// Portico's own answer: names in conventional case (`Content-Type`).
-    own: bool,
     /// An answer to HEAD: no body follows the head, whatever the head says.
     head_only: bool,
 }
@@ -299,21 +333,22 @@ pub struct Begun {
 }
 
 /// Called for every request of a connection, in order. An HTTP/1 request gets its number, and
-/// the names its client spelled, when not all lower case, go into its extensions for the
-/// upstream request.
-pub fn request<B: hyper::body::Body>(peer: &Peer, req: &mut Request<B>) -> Option<Begun> {
+/// the names its client spelled, when not all lower case, for the upstream request.
+pub fn request<B: hyper::body::Body>(peer: &Peer, req: &Request<B>) -> (Option<Begun>, Option<Names>) {
     if !matches!(req.version(), Version::HTTP_11 | Version::HTTP_10) {
         // Stopped at the connection's preface already, as a rule.
         if !peer.case.h2.load(Ordering::Relaxed) {
             peer.case.h2.store(true, Ordering::Relaxed);
             lock(&peer.case.tap).stop();
         }
-        return None;
+        return (None, None);
     }
     let seq = peer.case.requests.fetch_add(1, Ordering::Relaxed);
     let head_only = req.method() == Method::HEAD;
     let mut tap = lock(&peer.case.tap);
-    if !tap.off() {
+    let names = if tap.off() {
+        None
+    } else {
         let body = req.body();
         let length = if body.is_end_stream() {
             Some(0)
@@ -321,12 +356,9 @@ pub fn request<B: hyper::body::Body>(peer: &Peer, req: &mut Request<B>) -> Optio
             body.size_hint().exact()
         };
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        if let Some(names) = tap.take(req.method(), target, req.headers().len(), length) {
-            drop(tap);
-            req.extensions_mut().insert(names);
-        }
-    }
-    Some(Begun { seq, head_only })
+        tap.take(req.method(), target, req.headers().len(), length)
+    };
+    (Some(Begun { seq, head_only }), names)
 }
 
 /// Tells the connection's writer how to spell the head of `resp`: as the upstream did (the
@@ -335,13 +367,18 @@ pub fn response(peer: &Peer, begun: Option<Begun>, resp: &mut Response<Body>) {
     let Some(Begun { seq, head_only }) = begun else {
         return;
     };
-    let names = resp.extensions_mut().remove::<Names>();
-    let own = names.is_none() && resp.body().is_own() && resp.status() != StatusCode::SWITCHING_PROTOCOLS;
-    if names.is_none() && !own && !head_only {
+    // hyper writes names in conventional case (`title_case_headers`): Portico's own answers
+    // and upstream heads whose names all were need nothing more.
+    let names = if resp.extensions().is_empty() {
+        None
+    } else {
+        resp.extensions_mut().remove::<Names>()
+    };
+    if names.is_none() && !head_only {
         return;
     }
     let mut notes = lock(&peer.case.notes);
-    notes.push_back((seq, Note { names, own, head_only }));
+    notes.push_back((seq, Note { names, head_only }));
     peer.case.noted.store(true, Ordering::Release);
 }
 
@@ -524,22 +561,21 @@ impl Out {
     /// A head starts at `bytes`: learns its framing and, when noted, respells it.
     #[inline(never)]
     fn begin(&mut self, conn: &Conn, bytes: &[u8]) {
-        let mut small = [MaybeUninit::uninit(); 32];
-        let mut large;
-        let mut res = httparse::Response::new(&mut []);
-        let config = httparse::ParserConfig::default();
-        let mut parsed = config.parse_response_with_uninit_headers(&mut res, bytes, &mut small);
-        if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
-            large = vec![MaybeUninit::uninit(); MAX_OUT_FIELDS];
-            res = httparse::Response::new(&mut []);
-            parsed = config.parse_response_with_uninit_headers(&mut res, bytes, &mut large);
-        }
         // Not a whole HTTP/1 head: HTTP/2, or a head split in a way hyper does not write.
-        let Ok(httparse::Status::Complete(len)) = parsed else {
+        let code = match bytes.get(..12) {
+            Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', _, b' ', d @ ..]) if d.iter().all(u8::is_ascii_digit) => {
+                d.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'))
+            }
+            _ => {
+                self.state = State::Off;
+                return;
+            }
+        };
+        let Some(scan) = scan_head(bytes, MAX_OUT_FIELDS) else {
             self.state = State::Off;
             return;
         };
-        let code = res.code.unwrap_or(0);
+        let len = scan.len;
         let note = if (100..200).contains(&code) && code != 101 {
             // Informational (100 Continue): no body, and the final head is still to come.
             None
@@ -551,11 +587,15 @@ impl Out {
         let head_only = note.as_ref().is_some_and(|n| n.head_only);
         let mut framing = Framing::Close;
         let mut length = None;
-        for h in res.headers.iter() {
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        for &(at, n) in &scan.fields {
+            let (at, n) = (at as usize, n as usize);
+            let name = &bytes[at..at + n];
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 framing = Framing::Chunked;
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let value = &bytes[at + n + 1..];
+                let value = &value[..memchr::memchr(b'\n', value).unwrap_or(value.len())];
+                length = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
             }
         }
         framing = match code {
@@ -569,22 +609,66 @@ impl Out {
             left: len,
             then: framing,
         };
-        let Some(note) = note.filter(|n| n.names.is_some() || n.own) else {
+        let Some(note) = note.filter(|n| n.names.is_some()) else {
             return;
         };
         self.scratch.clear();
         self.scratch.extend_from_slice(&bytes[..len]);
-        let base = bytes.as_ptr() as usize;
         let mut speller = note.names.as_ref().map(Names::speller);
-        for h in res.headers.iter() {
-            let at = h.name.as_ptr() as usize - base;
-            let name = &mut self.scratch[at..at + h.name.len()];
-            match speller.as_mut().and_then(|s| s.find(h.name.as_bytes())) {
+        for &(at, n) in &scan.fields {
+            let (at, n) = (at as usize, n as usize);
+            let name = &mut self.scratch[at..at + n];
+            match speller.as_mut().and_then(|s| s.find(&bytes[at..at + n])) {
                 Some(spelled) if spelled.len() == name.len() => name.copy_from_slice(spelled),
                 // A name of Portico's or hyper's own: as nginx writes its own.
                 _ => title_case(name),
             }
         }
+    }
+}
+
+/// One head's lines: the end of its first line (without its line end), where each field's
+/// name starts and how long it is, whether a name has a capital letter, and the length of the
+/// whole head with its empty line.
+struct Scan {
+    line: usize,
+    fields: SmallVec<[(u32, u32); 32]>,
+    upper: bool,
+    /// Every name is in conventional case.
+    title: bool,
+    len: usize,
+}
+
+/// Reads the lines of a head that hyper parsed or wrote (CRLF or bare LF line ends). `None`
+/// when it is not whole, a field line has no colon, or it has more than `max` fields.
+fn scan_head(head: &[u8], max: usize) -> Option<Scan> {
+    let trim = |l: &[u8]| l.len() - usize::from(l.last() == Some(&b'\r'));
+    let first = memchr::memchr(b'\n', head)?;
+    let mut scan = Scan {
+        line: trim(&head[..first]),
+        fields: SmallVec::new(),
+        upper: false,
+        title: true,
+        len: 0,
+    };
+    let mut at = first + 1;
+    loop {
+        let rest = head.get(at..)?;
+        let nl = memchr::memchr(b'\n', rest)?;
+        let line = &rest[..trim(&rest[..nl])];
+        if line.is_empty() {
+            scan.len = at + nl + 1;
+            return Some(scan);
+        }
+        let colon = memchr::memchr(b':', line)?;
+        if scan.fields.len() == max {
+            return None;
+        }
+        let name = &line[..colon];
+        scan.upper |= name.iter().any(u8::is_ascii_uppercase);
+        scan.title &= is_title(name);
+        scan.fields.push((u32::try_from(at).ok()?, u32::try_from(colon).ok()?));
+        at += nl + 1;
     }
 }
 
@@ -723,7 +807,13 @@ mod tests {
                     t.read(r);
                     rest = None;
                 }
-                got.push(t.take(&m, target, fields, body).map(|n| n.get(0).to_vec()));
+                got.push(t.take(&m, target, fields, body).map(|n| {
+                    if n.is_title_case() {
+                        b"(conventional)".to_vec()
+                    } else {
+                        n.get(0).to_vec()
+                    }
+                }));
                 assert!(!t.off(), "split {split}");
             }
             if let Some(r) = rest {
@@ -731,7 +821,7 @@ mod tests {
             }
             assert_eq!(
                 got,
-                [Some(b"Host".to_vec()), Some(b"host".to_vec()), None],
+                [Some(b"(conventional)".to_vec()), Some(b"host".to_vec()), None],
                 "split {split}"
             );
             assert!(t.buf.is_empty() && t.body == State::Head, "split {split}");
@@ -749,20 +839,20 @@ mod tests {
         // All lower case with bare line feeds: the parser, not the shortcut, finds the end.
         t.read(b"GET /c HTTP/1.1\nhost: h\n\nGET /d HTTP/1.1\r\nHost: h\r\n\r\n");
         assert!(t.take(&Method::GET, "/c", 1, Some(0)).is_none());
-        assert_eq!(t.take(&Method::GET, "/d", 1, Some(0)).unwrap().get(0), b"Host");
+        assert!(t.take(&Method::GET, "/d", 1, Some(0)).unwrap().is_title_case());
     }
 
     #[test]
     fn a_head_with_many_fields_is_parsed_whole() {
         let mut head = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
         for i in 0..99 {
-            head.extend_from_slice(format!("X-F{i}: {i}\r\n").as_bytes());
+            head.extend_from_slice(format!("x-F{i}: {i}\r\n").as_bytes());
         }
         head.extend_from_slice(b"\r\n");
         let mut t = Tap::default();
         t.read(&head);
         let names = t.take(&Method::GET, "/", 100, Some(0)).unwrap();
-        assert_eq!((names.ends.len(), names.get(99)), (100, &b"X-F98"[..]));
+        assert_eq!((names.ends.len(), names.get(99)), (100, &b"x-F98"[..]));
         assert!(t.buf.is_empty());
     }
 
@@ -801,6 +891,16 @@ mod tests {
         }
         assert_eq!(found, heads);
         assert_eq!(state, State::Off, "a body until the close is not followed");
+    }
+
+    #[test]
+    fn conventional_case_is_told_from_every_other() {
+        for yes in ["Host", "Content-Type", "X-Forwarded-For", "X-F0", "A"] {
+            assert!(is_title(yes.as_bytes()), "{yes}");
+        }
+        for no in ["host", "X-Request-ID", "ETag", "content-Type", "WWW-Authenticate"] {
+            assert!(!is_title(no.as_bytes()), "{no}");
+        }
     }
 
     #[test]

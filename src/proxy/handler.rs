@@ -171,13 +171,14 @@ impl Proxy {
     /// `serving` marks the request in flight until its response body is done.
     pub async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         peer: Arc<Peer>,
         serving: Serving,
     ) -> Result<Response<Body>, std::convert::Infallible> {
         let start = Instant::now();
-        let begun = super::case::request(&peer, &mut req);
-        let fields = Fields::of(req.headers());
+        let (begun, names) = super::case::request(&peer, &req);
+        let mut fields = Fields::of(req.headers());
+        fields.names = names;
         let rid = request_id(fields.request_id.as_ref());
         // The id goes into the upstream request; a copy stays only for the access log.
         let json_log = self.access_log && self.access_sink.is_none();
@@ -190,7 +191,10 @@ impl Proxy {
         };
         let line = access_log::begin(self.access_sink.as_ref(), &self.live, &req, &peer, &rid, start);
         let mut outcome = Outcome::default();
-        let mut resp = self.dispatch(req, &fields, &peer, start, rid, &mut outcome).await;
+        // Boxed: hyper moves each request's future whole (twice, from the service into its
+        // connection), so the large state of routing, policy and the upstream exchange is
+        // kept out of it; one allocation costs less than those copies.
+        let mut resp = Box::pin(self.dispatch(req, &fields, &peer, start, rid, &mut outcome)).await;
         if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             self.hsts(outcome.routed.as_ref(), &mut resp);
         }
@@ -502,8 +506,7 @@ impl Proxy {
         let authority = request_authority(req.uri(), fields);
         // An authority from the Host field is in the map already.
         let authority_from_uri = req.uri().authority().is_some();
-        let (mut parts, body) = req.into_parts();
-        let names = parts.extensions.remove::<super::case::Names>();
+        let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
         let te_trailers = fields.te
@@ -675,7 +678,7 @@ impl Proxy {
                     headers: &headers,
                     extra: &fwd,
                     body: sending,
-                    names: names.as_ref(),
+                    names: fields.names.as_ref(),
                     http10: policy.http10,
                 };
                 self.upstream
@@ -732,7 +735,7 @@ impl Proxy {
                                         headers: &headers,
                                         extra: &fwd,
                                         body: sending,
-                                        names: names.as_ref(),
+                                        names: fields.names.as_ref(),
                                         http10: policy.http10,
                                     };
                                     self.upstream

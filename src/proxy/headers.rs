@@ -86,6 +86,9 @@ pub struct Fields {
     pub te: bool,
     /// Some hop-by-hop field (or Upgrade) is present.
     pub hop_by_hop: bool,
+    /// The field names as an HTTP/1 client spelled them, when one is not all lower case
+    /// (set by the handler from [`super::case::request`]).
+    pub names: Option<super::case::Names>,
 }
 
 impl Fields {

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -46,20 +47,22 @@ impl Budget {
     }
 }
 
+/// The future of a connection's request under a budget.
+pub type Last<B> = Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
+
 /// Serves one request with `serve` under the connection's budget: without one, `serve`'s
 /// own future, untouched.
 #[inline(always)]
-pub fn counted<B, F>(
-    budget: &Option<Arc<Budget>>,
-    version: Version,
-    serve: F,
-) -> Either<F, impl Future<Output = Result<Response<B>, Infallible>> + use<B, F>>
+pub fn counted<B, F>(budget: &Option<Arc<Budget>>, version: Version, serve: F) -> Either<F, Last<B>>
 where
-    F: Future<Output = Result<Response<B>, Infallible>>,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: 'static,
 {
     match budget {
         None => Either::Left(serve),
-        Some(b) => Either::Right(last(b.take() && version < Version::HTTP_2, serve)),
+        // Boxed: inline, the Either would be as large as `serve` twice, and every request's
+        // future is moved whole into hyper's connection.
+        Some(b) => Either::Right(Box::pin(last(b.take() && version < Version::HTTP_2, serve))),
     }
 }
 

@@ -86,6 +86,9 @@ fn defer_accept(_: &TcpSocket) -> std::io::Result<()> {
 pub fn http_builder(s: &Settings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
+        // Names in conventional case (`Content-Type`), as nginx writes its own; an upstream's
+        // other spellings are kept by `case`.
+        .title_case_headers(true)
         .timer(TokioTimer::new())
         // The head deadline is kept by `ClientIo`, with one timer per connection.
         .header_read_timeout(None)

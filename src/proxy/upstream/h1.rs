@@ -25,7 +25,7 @@ use hyper::body::{Body as HttpBody, Frame};
 use smallvec::SmallVec;
 
 use super::BoxError;
-use crate::proxy::case::Names;
+use crate::proxy::case::{self, Names};
 use crate::proxy::deadline::{self, Deadline};
 use crate::proxy::headers::{Forwarded, is_trailer_allowed};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -651,7 +651,7 @@ pub fn encode_head(out: &mut Vec<u8>, req: &Request<'_>) {
         } else {
             match &mut speller {
                 None => out.extend_from_slice(name.as_str().as_bytes()),
-                Some(s) => out.extend_from_slice(s.spell(name)),
+                Some(s) => s.spell_into(name, out),
             }
             out.extend_from_slice(b": ");
         }
@@ -798,8 +798,9 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     // to share one buffer with the head.
     let base = buf.as_ptr() as usize;
     let mut kept: SmallVec<[(HeaderName, usize, usize, bool); 16]> = SmallVec::new();
-    // Whether a forwarded name is not all lower case, and where the names are.
-    let mut upper = false;
+    // Whether a forwarded name is not in conventional case (hyper writes that by itself), and
+    // where the names are.
+    let mut untitled = false;
     let mut raw_names: SmallVec<[(usize, usize); 16]> = SmallVec::new();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     for h in res.headers.iter() {
@@ -814,7 +815,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             };
             let start = h.value.as_ptr() as usize - base;
             kept.push((name, start, start + h.value.len(), k == Kind::ContentLength));
-            upper |= h.name.bytes().any(|b| b.is_ascii_uppercase());
+            untitled |= !case::is_title(h.name.as_bytes());
             raw_names.push((h.name.as_ptr() as usize - base, h.name.len()));
         }
         match k {
@@ -912,9 +913,10 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             keep
         });
     }
-    // The names go to the client as spelled: Names hold them only when one is not lower case.
-    let names = if upper {
-        Names::of(raw_names.iter().map(|&(at, len)| &buf[at..at + len]))
+    // The names go to the client as spelled: Names hold them only when one is not in
+    // conventional case.
+    let names = if untitled {
+        Some(Names::new(raw_names.iter().map(|&(at, len)| &buf[at..at + len])))
     } else {
         None
     };
