@@ -124,16 +124,19 @@ impl Annotations<'_> {
                 parse_verify,
             )
             .unwrap_or_default();
+        // Any whole number, as ingress-nginx takes (0 is its "not set"); depths past
+        // MAX_DEPTH act as it, which no chain reaches.
         let depth = self
             .parsed(
                 "auth-tls-verify-depth",
-                &format!("a whole number up to {}", ClientAuth::MAX_DEPTH),
+                "a whole number",
                 &format!("using {}", ClientAuth::DEFAULT_DEPTH),
-                |v| v.parse::<u8>().ok().filter(|d| *d <= ClientAuth::MAX_DEPTH),
+                |v| v.parse::<u64>().ok(),
             )
-            // 0 is ingress-nginx's "not set".
             .filter(|d| *d > 0)
-            .unwrap_or(ClientAuth::DEFAULT_DEPTH);
+            .map_or(ClientAuth::DEFAULT_DEPTH, |d| {
+                u8::try_from(d).unwrap_or(ClientAuth::MAX_DEPTH)
+            });
         let pass_certificate = self.bool("auth-tls-pass-certificate-to-upstream", false);
         let error_page = self.parsed(
             "auth-tls-error-page",

@@ -1,5 +1,6 @@
-//! The auth step: `auth-type: basic`, then `auth-url` ([`super::external`]). The request
-//! passes, or gets 401 (basic: with a `WWW-Authenticate` challenge), 403, a sign-in redirect,
+//! The auth step: `auth-type: basic` or `digest` ([`super::digest`]), then `auth-url`
+//! ([`super::external`]). The request passes, or gets 401 (with a `WWW-Authenticate`
+//! challenge), 403, a sign-in redirect,
 //! 500 when the auth service fails, or 503 when the route's auth cannot be honoured.
 //! Owns the runtime memory of verified bcrypt passwords (keyed MACs, never passwords).
 
@@ -16,10 +17,11 @@ use http::{Request, Response, StatusCode};
 use md5::{Digest as _, Md5};
 use tokio::sync::Semaphore;
 
+use super::digest;
 use super::external::{self, Cookies};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
 use crate::config::{Policy, Trusted};
-use crate::proxy::headers::{Fields, Peer};
+use crate::proxy::headers::{Fields, Peer, client_ip};
 use crate::proxy::{Body, plain};
 
 /// The most verified (user, password, hash) triples remembered; past it the memory starts over.
@@ -34,6 +36,7 @@ pub struct State {
     verified: Mutex<HashSet<[u8; 32]>>,
     slow: Arc<Semaphore>,
     external: external::State,
+    digest: digest::State,
 }
 
 impl State {
@@ -43,11 +46,16 @@ impl State {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
             .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &rand_fallback()));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut nonce_key = [0u8; 32];
+        if aws_lc_rs::rand::SecureRandom::fill(&rng, &mut nonce_key).is_err() {
+            nonce_key = rand_fallback();
+        }
         Self {
             key,
             verified: Mutex::new(HashSet::new()),
             slow: Arc::new(Semaphore::new(cores)),
             external: external::State::new(allow_loopback_auth_url),
+            digest: digest::State::new(&nonce_key),
         }
     }
 }
@@ -81,13 +89,16 @@ impl State {
 
 /// What the auth step adds to the response once the request went through: the auth
 /// service's Set-Cookie, on the statuses nginx's `add_header` covers (any with
-/// `auth-always-set-cookie`).
+/// `auth-always-set-cookie`), and digest's Authentication-Info.
 #[derive(Default)]
-pub struct Passed(Option<Box<Cookies>>);
+pub struct Passed(Option<Box<Cookies>>, Option<HeaderValue>);
 
 impl Passed {
     #[inline]
     pub fn respond(self, resp: &mut Response<Body>) {
+        if let Some(info) = self.1 {
+            resp.headers_mut().insert(digest::AUTHENTICATION_INFO.clone(), info);
+        }
         let Some(c) = self.0 else { return };
         let status = resp.status().as_u16();
         if c.always || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308) {
@@ -132,12 +143,24 @@ async fn authenticate<B>(
     if let Some(basic) = &auth.basic {
         basic_auth(state, basic, req.headers()).await?;
     }
+    let info = match &auth.digest {
+        Some(d) => {
+            let asked = digest::Asked {
+                method: req.method().as_str(),
+                target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+                headers: req.headers(),
+                client: client_ip(req.headers(), peer.addr, trusted),
+            };
+            digest::check(&state.digest, d, &asked).map_err(digest::Refused::response)?
+        }
+        None => None,
+    };
     match &auth.external {
         Some(e) => {
             let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
-            Ok(Passed((!cookies.values.is_empty()).then(|| Box::new(cookies))))
+            Ok(Passed((!cookies.values.is_empty()).then(|| Box::new(cookies)), info))
         }
-        None => Ok(Passed::default()),
+        None => Ok(Passed(None, info)),
     }
 }
 
@@ -287,10 +310,11 @@ pub fn md5_crypt(password: &[u8], magic: &str, salt: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn auth(value: &str) -> HeaderMap {
+    /// Headers holding only `Authorization: {value}` (the digest tests use it too).
+    pub(in crate::proxy::policy) fn auth(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
         h
