@@ -91,15 +91,34 @@ impl State {
 /// service's Set-Cookie, on the statuses nginx's `add_header` covers (any with
 /// `auth-always-set-cookie`), and digest's Authentication-Info.
 #[derive(Default)]
-pub struct Passed(Option<Box<Cookies>>, Option<HeaderValue>);
+pub struct Passed(Option<Box<Added>>);
+
+struct Added {
+    cookies: Option<Cookies>,
+    info: Option<HeaderValue>,
+}
 
 impl Passed {
+    fn new(cookies: Option<Cookies>, info: Option<HeaderValue>) -> Self {
+        let cookies = cookies.filter(|c| !c.values.is_empty());
+        Passed((cookies.is_some() || info.is_some()).then(|| Box::new(Added { cookies, info })))
+    }
+
+    /// One pointer test when nothing was added.
     #[inline]
     pub fn respond(self, resp: &mut Response<Body>) {
-        if let Some(info) = self.1 {
+        if let Some(added) = self.0 {
+            added.respond(resp);
+        }
+    }
+}
+
+impl Added {
+    fn respond(self, resp: &mut Response<Body>) {
+        if let Some(info) = self.info {
             resp.headers_mut().insert(digest::AUTHENTICATION_INFO.clone(), info);
         }
-        let Some(c) = self.0 else { return };
+        let Some(c) = self.cookies else { return };
         let status = resp.status().as_u16();
         if c.always || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308) {
             for v in c.values {
@@ -158,9 +177,9 @@ async fn authenticate<B>(
     match &auth.external {
         Some(e) => {
             let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
-            Ok(Passed((!cookies.values.is_empty()).then(|| Box::new(cookies)), info))
+            Ok(Passed::new(Some(cookies), info))
         }
-        None => Ok(Passed(None, info)),
+        None => Ok(Passed::new(None, info)),
     }
 }
 
