@@ -61,8 +61,35 @@ pub struct State {
     key: hmac::Key,
     epoch: Instant,
     next: AtomicU64,
-    nonces: Mutex<HashMap<[u8; 16], Used>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    nonces: Mutex<Bounded<[u8; 16], Used>>,
+    failures: Mutex<Bounded<IpAddr, Failures>>,
+}
+
+/// A table with a cap, whose dead entries are dropped when it is full, at most once a second
+/// (a table full of live entries is not walked on every request).
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    pruned: Option<u64>,
+}
+
+impl<K, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            pruned: None,
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V> Bounded<K, V> {
+    /// Whether one more entry fits under `max`, after dropping the entries `live` refuses.
+    fn room(&mut self, now: u64, max: usize, live: impl Fn(&V) -> bool) -> bool {
+        if self.map.len() >= max && self.pruned != Some(now) {
+            self.pruned = Some(now);
+            self.map.retain(|_, v| live(v));
+        }
+        self.map.len() < max
+    }
 }
 
 impl State {
@@ -114,8 +141,8 @@ impl State {
             return Nonce::Stale;
         }
         let bit = 1u32 << nc;
-        let mut map = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(used) = map.get_mut(&id) {
+        let mut table = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(used) = table.map.get_mut(&id) {
             if used.expires <= now {
                 return Nonce::Stale;
             }
@@ -128,15 +155,12 @@ impl State {
         if issued.saturating_add(TIMEOUT) <= now {
             return Nonce::Stale;
         }
-        if map.len() >= MAX_NONCES {
-            map.retain(|_, u| u.drop > now);
-            if map.len() >= MAX_NONCES {
-                return Nonce::Full;
-            }
+        if !table.room(now, MAX_NONCES, |u| u.drop > now) {
+            return Nonce::Full;
         }
         let expires = now.saturating_add(EXPIRES);
         let drop = expires.max(issued.saturating_add(TIMEOUT));
-        map.insert(
+        table.map.insert(
             id,
             Used {
                 expires,
@@ -148,25 +172,29 @@ impl State {
     }
 
     fn evading(&self, client: IpAddr, now: u64) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&client).is_some_and(|f| f.count >= MAX_TRIES && now < f.until)
+        let table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .map
+            .get(&client)
+            .is_some_and(|f| f.count >= MAX_TRIES && now < f.until)
     }
 
     fn failed(&self, client: IpAddr, now: u64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CLIENTS && !map.contains_key(&client) {
-            map.retain(|_, f| f.until > now);
-            if map.len() >= MAX_CLIENTS {
-                return;
-            }
+        let mut table = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if !table.map.contains_key(&client) && !table.room(now, MAX_CLIENTS, |f| f.until > now) {
+            return;
         }
-        let f = map.entry(client).or_insert(Failures { count: 0, until: 0 });
+        let f = table.map.entry(client).or_insert(Failures { count: 0, until: 0 });
         f.count = if now > f.until { 1 } else { f.count.saturating_add(1) };
         f.until = now.saturating_add(EVASION);
     }
 
     fn succeeded(&self, client: IpAddr) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .remove(&client);
     }
 }
 
@@ -583,6 +611,19 @@ mod tests {
         let fresh = state.nonce(state.now());
         let r = ask(&answer(&fresh, "/", "00000001", "Circle of Life"), "/").unwrap_err();
         assert_eq!((r.status, r.challenge), (StatusCode::UNAUTHORIZED, None));
+    }
+
+    #[test]
+    fn full_tables_drop_dead_entries_once_a_second() {
+        let mut t: Bounded<u32, u64> = Bounded::default();
+        t.map.extend([(1, 5), (2, 20)]);
+        assert!(t.room(10, 2, |until| *until > 10), "full: the dead entry 1 goes");
+        assert_eq!(t.map.len(), 1);
+        t.map.insert(3, 5);
+        assert!(!t.room(10, 2, |until| *until > 10), "pruned this second already");
+        assert_eq!(t.map.len(), 2);
+        assert!(t.room(11, 2, |until| *until > 11));
+        assert_eq!(t.map.len(), 1);
     }
 
     #[test]
