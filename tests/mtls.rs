@@ -215,6 +215,14 @@ async fn verify_modes_and_upstream_headers() {
             ],
         )
         + &ingress(
+            "page-bare",
+            "pagebare.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-error-page", "errors.example:8080/client-cert"),
+            ],
+        )
+        + &ingress(
             "cn-no",
             "cn.test",
             &[("auth-tls-secret", "ca"), ("auth-tls-match-cn", "CN=(bob|carol)")],
@@ -242,7 +250,17 @@ async fn verify_modes_and_upstream_headers() {
         .into()]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
     let routes = p.routes().await;
-    for name in ["on", "optional", "no-ca", "off", "page", "cn-no", "cn-yes", "tls"] {
+    for name in [
+        "on",
+        "optional",
+        "no-ca",
+        "off",
+        "page",
+        "page-bare",
+        "cn-no",
+        "cn-yes",
+        "tls",
+    ] {
         assert_eq!(diagnostics_of(&routes, name), Vec::<String>::new(), "{name}");
     }
 
@@ -339,6 +357,26 @@ async fn verify_modes_and_upstream_headers() {
         (302, "https://errors.example/client-cert")
     );
     assert_eq!(curl(&p, "page.test", "/x", Some("alice"), &[]).await.status, 200);
+    // A host and path without a scheme (ingress-nginx's pattern takes it): the Location is the
+    // value as it is, as nginx sends it.
+    let port = p.https.port();
+    let args = [
+        "-sk".to_string(),
+        "--resolve".into(),
+        format!("pagebare.test:{port}:127.0.0.1"),
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code} %header{location}".into(),
+        format!("https://pagebare.test:{port}/x"),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new("curl").args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "302 errors.example:8080/client-cert"
+    );
 
     // auth-tls-match-cn: 403 when the subject DN does not match; the portico.dev/ twin works.
     let r = curl(&p, "cn.test", "/x", Some("alice"), &[]).await;

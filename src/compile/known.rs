@@ -81,7 +81,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "auth-tls-error-page",
         Partly(
-            "an http(s) URL answers 302 with it as Location, as ingress-nginx; a path answers 302 to that path too, where nginx serves the path internally with its answer's status; @location names and URLs without a scheme are a Warning",
+            "an http(s) URL, or a host[:port][/path] without a scheme, answers 302 with the value as Location, as ingress-nginx; a path answers 302 to that path too, where nginx serves the path internally with its answer's status; @location names are a Warning",
         ),
     ),
     ("auth-tls-match-cn", Yes),
