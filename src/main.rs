@@ -614,23 +614,14 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
         tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
         tls::Sessions::new(args.tls_session_cache, args.tls_session_timeout),
     );
-    let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms;
     let build_live = live.clone();
-    let build: portico::proxy::tls_live::Build = Box::new(move |opts| {
-        Ok((
-            tls::server_config(
-                build_live.clone(),
-                sessions.0.clone(),
-                opts,
-                Arc::new(rustls::server::NoClientAuth),
-            )?,
-            tls::server_config(
-                build_live.clone(),
-                sessions.1.clone(),
-                opts,
-                mtls::RequestClientCert::new(algorithms),
-            )?,
-        ))
+    let build: portico::proxy::tls_live::Build = Box::new(move |opts, verifier| {
+        let sessions = if verifier.offer_client_auth() {
+            &sessions.1
+        } else {
+            &sessions.0
+        };
+        tls::server_config(build_live.clone(), sessions.clone(), opts, verifier)
     });
     let live_tls = portico::proxy::tls_live::LiveTls::new(args.ssl_protocols.clone(), args.ssl_ciphers.clone(), build)
         .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;

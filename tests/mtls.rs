@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
 use k8s_openapi::ByteString;
 use portico::fixture::{self, yaml};
 use support::*;
@@ -97,6 +100,39 @@ async fn curl(p: &Portico, sni: &str, path: &str, cert: Option<&str>, extra: &[&
     }
 }
 
+/// The CA names the CertificateRequest of a handshake for `sni` lists, as `openssl s_client`
+/// prints them (none when no certificate is asked for).
+async fn ca_names(p: &Portico, sni: &str) -> Vec<String> {
+    let args: Vec<String> = vec![
+        "s_client".into(),
+        "-connect".into(),
+        format!("127.0.0.1:{}", p.https.port()),
+        "-servername".into(),
+        sni.into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("openssl")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("the openssl CLI is installed")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("SSL handshake has read"), "s_client: {text}");
+    text.lines()
+        .skip_while(|l| *l != "Acceptable client certificate CA names")
+        .skip(1)
+        .take_while(|l| {
+            !l.starts_with("Requested Signature Algorithms")
+                && !l.starts_with("Client Certificate Types")
+                && !l.starts_with("---")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
     let full: Vec<(String, &str)> = annotations.iter().map(|(k, v)| (format!("{NGINX}{k}"), *v)).collect();
     let full: Vec<(&str, &str)> = full.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -179,6 +215,14 @@ async fn verify_modes_and_upstream_headers() {
             ],
         )
         + &ingress(
+            "page-bare",
+            "pagebare.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-error-page", "errors.example:8080/client-cert"),
+            ],
+        )
+        + &ingress(
             "cn-no",
             "cn.test",
             &[("auth-tls-secret", "ca"), ("auth-tls-match-cn", "CN=(bob|carol)")],
@@ -193,10 +237,30 @@ async fn verify_modes_and_upstream_headers() {
                 ("portico.dev/auth-tls-match-cn", "CN=(bob|alice)"),
             ],
         )
-        + &annotated_ingress("plain", "plain.test", "/", "web", &[]);
+        + &annotated_ingress("plain", "plain.test", "/", "web", &[])
+        + &tls_secret("default", "tls", "rsa.crt", "rsa-pkcs1.key")
+        + &yaml(&[ingress_with(
+            "tls",
+            "tls.test",
+            "/",
+            "web",
+            &[(&format!("{NGINX}auth-tls-secret"), "ca")],
+        )
+        .tls(&["tls.test"], Some("tls"))
+        .into()]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
     let routes = p.routes().await;
-    for name in ["on", "optional", "no-ca", "off", "page", "cn-no", "cn-yes"] {
+    for name in [
+        "on",
+        "optional",
+        "no-ca",
+        "off",
+        "page",
+        "page-bare",
+        "cn-no",
+        "cn-yes",
+        "tls",
+    ] {
         assert_eq!(diagnostics_of(&routes, name), Vec::<String>::new(), "{name}");
     }
 
@@ -293,6 +357,26 @@ async fn verify_modes_and_upstream_headers() {
         (302, "https://errors.example/client-cert")
     );
     assert_eq!(curl(&p, "page.test", "/x", Some("alice"), &[]).await.status, 200);
+    // A host and path without a scheme (ingress-nginx's pattern takes it): the Location is the
+    // value as it is, as nginx sends it.
+    let port = p.https.port();
+    let args = [
+        "-sk".to_string(),
+        "--resolve".into(),
+        format!("pagebare.test:{port}:127.0.0.1"),
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code} %header{location}".into(),
+        format!("https://pagebare.test:{port}/x"),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new("curl").args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "302 errors.example:8080/client-cert"
+    );
 
     // auth-tls-match-cn: 403 when the subject DN does not match; the portico.dev/ twin works.
     let r = curl(&p, "cn.test", "/x", Some("alice"), &[]).await;
@@ -301,6 +385,9 @@ async fn verify_modes_and_upstream_headers() {
     assert_eq!(curl(&p, "cn.test", "/x", None, &[]).await.status, 400);
     assert_eq!(curl(&p, "cnok.test", "/x", Some("alice"), &[]).await.status, 200);
 
+    // The CertificateRequest names the CA of ca.crt; a host without a policy asks nothing.
+    assert_eq!(ca_names(&p, "on.test").await, ["O = Portico Tests, CN = root CA"]);
+    assert_eq!(ca_names(&p, "plain.test").await, Vec::<String>::new());
     // A host without a policy asks for nothing and sets nothing.
     let r = curl(&p, "plain.test", "/x", Some("alice"), &[]).await;
     assert_eq!(r.status, 200);
@@ -320,9 +407,34 @@ async fn verify_modes_and_upstream_headers() {
         (200, Some("NONE"))
     );
 
-    // Plain HTTP (no TLS on these hosts, so no redirect) counts as no certificate.
-    assert_eq!(get(p.http, "on.test", "/x").await.unwrap().0, 400);
-    assert_eq!(get(p.http, "optional.test", "/x").await.unwrap().0, 200);
+    // Plain HTTP, as ingress-nginx on port 80: nothing is checked but the CN (empty there);
+    // the upstream hears no ssl-client-* field, not even the ones the client sent.
+    for host in ["on.test", "optional.test", "off.test", "page.test"] {
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", host)
+            .header("ssl-client-verify", "SUCCESS")
+            .header("ssl-client-subject-dn", "CN=alice")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (s, _, b) = request(p.http, req).await.unwrap();
+        assert_eq!(s, 200, "{host}");
+        let upstream = json(&b)["headers"].clone();
+        assert!(upstream.get("ssl-client-verify").is_none(), "{host}: {upstream}");
+        assert!(upstream.get("ssl-client-subject-dn").is_none(), "{host}: {upstream}");
+    }
+    for host in ["cn.test", "cnok.test"] {
+        let (s, _, b) = get(p.http, host, "/x").await.unwrap();
+        assert_eq!(
+            (s, b.contains("client certificate unauthorized")),
+            (403, true),
+            "{host}"
+        );
+    }
+    // A host with TLS sends plain HTTP to HTTPS first (308), as ssl-redirect does.
+    let (s, h, _) = get(p.http, "tls.test", "/x").await.unwrap();
+    let https = format!("https://tls.test:{}/x", p.https.port());
+    assert_eq!((s, h["location"].to_str().unwrap()), (308, https.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,6 +460,11 @@ async fn chains_depth_revocation_and_a_tls_secret() {
             "depth2.test",
             &[("auth-tls-secret", "tls-with-ca"), ("auth-tls-verify-depth", "2")],
         )
+        + &ingress(
+            "deep",
+            "deep.test",
+            &[("auth-tls-secret", "tls-with-ca"), ("auth-tls-verify-depth", "1000")],
+        )
         + &ingress("both", "both.test", &[("auth-tls-secret", "root-and-int")])
         + &ingress("crl", "crl.test", &[("auth-tls-secret", "with-crl")]);
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
@@ -357,6 +474,15 @@ async fn chains_depth_revocation_and_a_tls_secret() {
     assert_eq!(curl(&p, "depth1.test", "/", Some("one-deep"), &[]).await.status, 200);
     assert_eq!(curl(&p, "depth1.test", "/", Some("two-deep"), &[]).await.status, 400);
     assert_eq!(curl(&p, "depth2.test", "/", Some("two-deep"), &[]).await.status, 200);
+    // The CertificateRequest names the CAs of ca.crt, as nginx's ssl_client_certificate.
+    assert_eq!(
+        ca_names(&p, "both.test").await,
+        ["O = Portico Tests, CN = root CA", "CN = Intermediate One"]
+    );
+    assert_eq!(ca_names(&p, "depth1.test").await, ["O = Portico Tests, CN = root CA"]);
+    // Any whole number is a depth, as in ingress-nginx: 1000 takes every chain webpki builds.
+    assert_eq!(curl(&p, "deep.test", "/", Some("two-deep"), &[]).await.status, 200);
+    assert!(diagnostics_of(&p.routes().await, "deep").is_empty());
     // An intermediate in ca.crt still counts towards the depth, as with OpenSSL.
     assert_eq!(curl(&p, "both.test", "/", Some("one-deep"), &[]).await.status, 200);
     assert_eq!(curl(&p, "both.test", "/", Some("two-deep"), &[]).await.status, 400);
@@ -399,7 +525,7 @@ async fn unusable_secrets_deny_with_a_warning() {
             &[
                 ("auth-tls-secret", "ca"),
                 ("auth-tls-verify-client", "maybe"),
-                ("auth-tls-verify-depth", "1000"),
+                ("auth-tls-verify-depth", "-1"),
             ],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &[]).await;

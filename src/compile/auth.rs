@@ -19,7 +19,7 @@ use crate::model::ObjectKey;
 /// past what a Secret can hold anyway).
 pub const MAX_USERS: usize = 10_000;
 /// The longest user name or password field accepted, in bytes.
-const MAX_FIELD: usize = 1024;
+pub(super) const MAX_FIELD: usize = 1024;
 
 const BCRYPT_CHARS: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -110,17 +110,22 @@ pub fn parse_hash(field: &str) -> Result<PasswordHash, HashProblem> {
     }
 }
 
+/// The lines of an htpasswd or htdigest file that hold entries, numbered from 1: blank lines
+/// and `#` comments are skipped, a CR before the LF dropped.
+pub(super) fn entry_lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    text.split(|b| *b == b'\n').enumerate().filter_map(|(n, line)| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let skip = line.iter().all(u8::is_ascii_whitespace) || line.first() == Some(&b'#');
+        (!skip).then_some((n + 1, line))
+    })
+}
+
 /// An htpasswd file: `user:hash` lines; blank lines and `#` comments are skipped. Returns
 /// the users, and one note (line number and why, never the line) per line not used.
 pub fn parse_htpasswd(text: &[u8]) -> (BTreeMap<String, PasswordHash>, Vec<String>) {
     let mut users = BTreeMap::new();
     let mut notes = Vec::new();
-    for (n, line) in text.split(|b| *b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) || line.first() == Some(&b'#') {
-            continue;
-        }
-        let line_no = n + 1;
+    for (line_no, line) in entry_lines(text) {
         let Ok(line) = std::str::from_utf8(line) else {
             notes.push(format!("line {line_no}: not UTF-8"));
             continue;
@@ -392,7 +397,7 @@ pub(super) fn request_redirect(v: &str) -> Option<String> {
 }
 
 impl Annotations<'_> {
-    fn auth_warning(&mut self, msg: String) {
+    pub(super) fn auth_warning(&mut self, msg: String) {
         self.auth_diag(Reason::InvalidAnnotation, msg);
     }
 
@@ -431,6 +436,7 @@ impl Annotations<'_> {
             denied: None,
             basic: None,
             external: global,
+            digest: None,
         };
         if let Some((prefix, kind)) = kind {
             match kind.trim() {
@@ -438,16 +444,14 @@ impl Annotations<'_> {
                     Ok(b) => auth.basic = Some(b),
                     Err(why) => auth.denied = Some(why.into()),
                 },
+                "digest" => match self.digest(prefix) {
+                    Ok(d) => auth.digest = Some(d),
+                    Err(why) => auth.denied = Some(why.into()),
+                },
                 other => {
-                    let why = if other == "digest" {
-                        format!(
-                            "annotation {prefix}auth-type=digest is not supported; every request to this Ingress is answered 503 (use basic, or auth-url)"
-                        )
-                    } else {
-                        format!(
-                            "annotation {prefix}auth-type={other:?} is not \"basic\"; every request to this Ingress is answered 503"
-                        )
-                    };
+                    let why = format!(
+                        "annotation {prefix}auth-type={other:?} is not \"basic\" or \"digest\"; every request to this Ingress is answered 503"
+                    );
                     self.auth_warning(why.clone());
                     auth.denied = Some(why.into());
                 }
@@ -604,8 +608,65 @@ impl Annotations<'_> {
 
     /// `auth-type: basic`: the Secret's users, or why every request is denied (reported).
     fn basic(&mut self, prefix: &str) -> Result<BasicAuth, String> {
+        let (realm, key, lines) = self.auth_secret(prefix, "basic")?;
+        let (users, notes) = match lines {
+            SecretLines::File(text) => parse_htpasswd(text),
+            SecretLines::Map(fields) => {
+                let mut users = BTreeMap::new();
+                let mut notes = Vec::new();
+                for (user, hash) in fields {
+                    let parsed = std::str::from_utf8(hash)
+                        .map_err(|_| "not UTF-8".to_string())
+                        .and_then(|h| entry(Some((user, h.trim_end()))).map(|(_, h)| h));
+                    match parsed {
+                        Ok(h) => drop(users.insert(user.to_string(), h)),
+                        Err(why) => notes.push(format!("key {user:?}: {why}")),
+                    }
+                }
+                (users, notes)
+            }
+        };
+        self.auth_notes("basic", &key, &notes, users.is_empty());
+        Ok(BasicAuth {
+            realm,
+            secret: key.to_string().into(),
+            users: Arc::new(users),
+        })
+    }
+
+    /// Warnings for the entries of the Secret `key` that `scheme` authentication does not
+    /// use, and for a Secret that leaves nobody able to sign in.
+    pub(super) fn auth_notes(&mut self, scheme: &str, key: &ObjectKey, notes: &[String], none: bool) {
+        for note in notes {
+            self.auth_warning(format!(
+                "{scheme} authentication: Secret {key}: {note}; that entry is not used"
+            ));
+        }
+        if none {
+            self.auth_warning(format!(
+                "{scheme} authentication: Secret {key} holds no usable user; every request is answered 401"
+            ));
+        }
+    }
+}
+
+/// What an `auth-secret` holds for `auth-type`: an `auth` file, or (`auth-map`) one value per
+/// user name, at most [`MAX_USERS`].
+pub(super) enum SecretLines<'s> {
+    File(&'s [u8]),
+    Map(Vec<(&'s str, &'s [u8])>),
+}
+
+impl<'a> Annotations<'a> {
+    /// The realm, Secret and entries `auth-type: {scheme}` reads, or why every request is
+    /// denied (reported).
+    pub(super) fn auth_secret(
+        &mut self,
+        prefix: &str,
+        scheme: &str,
+    ) -> Result<(Arc<str>, ObjectKey, SecretLines<'a>), String> {
         let deny_as = |this: &mut Self, reason: Reason, why: String| {
-            let msg = format!("basic authentication: {why}; every request to this Ingress is answered 503");
+            let msg = format!("{scheme} authentication: {why}; every request to this Ingress is answered 503");
             this.auth_diag(reason, msg.clone());
             Err(msg)
         };
@@ -636,44 +697,21 @@ impl Annotations<'_> {
                 );
             }
         };
-        let Some(secret) = self.secrets.get(&key) else {
+        let secrets = self.secrets;
+        let Some(secret) = secrets.get(&key) else {
             return deny_as(self, Reason::SecretNotFound, format!("Secret {key} does not exist"));
         };
         let fields = super::tls::secret_fields(secret);
-        let (users, notes) = if file {
+        let lines = if file {
+            let what = if scheme == "digest" { "htdigest" } else { "htpasswd" };
             let Some(text) = fields.iter().find(|(k, _)| *k == "auth").map(|(_, v)| *v) else {
-                return deny(self, format!("Secret {key} has no key \"auth\" (an htpasswd file)"));
+                return deny(self, format!("Secret {key} has no key \"auth\" (an {what} file)"));
             };
-            parse_htpasswd(text)
+            SecretLines::File(text)
         } else {
-            let mut users = BTreeMap::new();
-            let mut notes = Vec::new();
-            for (user, hash) in fields.iter().take(MAX_USERS) {
-                let parsed = std::str::from_utf8(hash)
-                    .map_err(|_| "not UTF-8".to_string())
-                    .and_then(|h| entry(Some((user, h.trim_end()))).map(|(_, h)| h));
-                match parsed {
-                    Ok(h) => drop(users.insert(user.to_string(), h)),
-                    Err(why) => notes.push(format!("key {user:?}: {why}")),
-                }
-            }
-            (users, notes)
+            SecretLines::Map(fields.into_iter().take(MAX_USERS).collect())
         };
-        for note in &notes {
-            self.auth_warning(format!(
-                "basic authentication: Secret {key}: {note}; that entry is not used"
-            ));
-        }
-        if users.is_empty() {
-            self.auth_warning(format!(
-                "basic authentication: Secret {key} holds no usable user; every request is answered 401"
-            ));
-        }
-        Ok(BasicAuth {
-            realm,
-            secret: key.to_string().into(),
-            users: Arc::new(users),
-        })
+        Ok((realm, key, lines))
     }
 }
 

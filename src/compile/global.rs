@@ -180,6 +180,7 @@ pub fn route_policy(
             denied: None,
             basic: None,
             external: None,
+            digest: None,
         });
         auth.denied.get_or_insert_with(|| why.clone());
         p.auth = Some(Arc::new(auth));

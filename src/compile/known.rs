@@ -84,21 +84,20 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-snippet", No(AUTH_SNIPPET)),
     (
         "auth-tls-error-page",
-        Partly("certificate errors answer 302 to the URL or path given (nginx serves a path internally)"),
+        Partly(
+            "an http(s) URL, or a host[:port][/path] without a scheme, answers 302 with the value as Location, as ingress-nginx; a path answers 302 to that path too, where nginx serves the path internally with its answer's status; @location names are a Warning",
+        ),
     ),
     ("auth-tls-match-cn", Yes),
     ("auth-tls-pass-certificate-to-upstream", Yes),
-    (
-        "auth-tls-secret",
-        Partly(
-            "ca.crt and ca.crl of an Opaque or TLS Secret in the Ingress's namespace; the CertificateRequest names no CAs; plain-HTTP requests to the host count as sending no certificate",
-        ),
-    ),
+    ("auth-tls-secret", Yes),
     ("auth-tls-verify-client", Yes),
-    ("auth-tls-verify-depth", Partly("1 to 16; 0 means the default, 1")),
+    ("auth-tls-verify-depth", Yes),
     (
         "auth-type",
-        Partly("basic only; digest denies every request (503) with a Warning"),
+        Partly(
+            "digest as nginx-http-auth-digest with its defaults (MD5, qop=auth, 60 s to answer a challenge, a nonce reused for 10 s and nonce counts 1 to 19, 5 failures from an address ignore it for 300 s), except that an empty auth-realm still asks for credentials (the module then lets every request through) and only lines of the auth-realm count (the module takes a line of whatever realm the client names)",
+        ),
     ),
     (
         "auth-url",

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod canary;
 mod common;
 pub mod compress;
+mod digest;
 pub mod errors;
 pub mod global;
 pub mod hash;

@@ -90,13 +90,33 @@ fn parse_verify(v: &str) -> Option<VerifyClient> {
     })
 }
 
-/// An absolute http(s) URL or a path: printable ASCII without spaces, quotes or brackets.
+/// An absolute http(s) URL or a path: printable ASCII without spaces, quotes or brackets; or,
+/// as ingress-nginx's pattern also takes, a host (and port, and path) without a scheme, which
+/// nginx sends as the Location as it is.
 fn error_page(v: &str) -> Option<String> {
     let safe = !v.is_empty()
         && v.len() <= 2048
         && v.bytes()
             .all(|b| (0x21..0x7f).contains(&b) && !b"\"<>\\^`{|}".contains(&b));
-    (safe && (v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/'))).then(|| v.to_string())
+    let url = v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/');
+    (safe && (url || bare_host(v))).then(|| v.to_string())
+}
+
+/// `host[:port][/path]`: a DNS name or IPv4 address, digits for the port, path segments of
+/// letters, digits, `-`, `_` and `.` (ingress-nginx's `auth-tls-error-page` pattern).
+fn bare_host(v: &str) -> bool {
+    let (authority, path) = v.split_at(v.find('/').unwrap_or(v.len()));
+    let (host, port) = authority.split_once(':').unwrap_or((authority, "1"));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    let path_ok = path.split('/').skip(1).enumerate().all(|(i, seg)| {
+        let last = i + 2 == path.split('/').count();
+        (last || !seg.is_empty()) && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    });
+    host_ok && port_ok && path_ok
 }
 
 impl Annotations<'_> {
@@ -124,20 +144,23 @@ impl Annotations<'_> {
                 parse_verify,
             )
             .unwrap_or_default();
+        // Any whole number, as ingress-nginx takes (0 is its "not set"); depths past
+        // MAX_DEPTH act as it, which no chain reaches.
         let depth = self
             .parsed(
                 "auth-tls-verify-depth",
-                &format!("a whole number up to {}", ClientAuth::MAX_DEPTH),
+                "a whole number",
                 &format!("using {}", ClientAuth::DEFAULT_DEPTH),
-                |v| v.parse::<u8>().ok().filter(|d| *d <= ClientAuth::MAX_DEPTH),
+                |v| v.parse::<u64>().ok(),
             )
-            // 0 is ingress-nginx's "not set".
             .filter(|d| *d > 0)
-            .unwrap_or(ClientAuth::DEFAULT_DEPTH);
+            .map_or(ClientAuth::DEFAULT_DEPTH, |d| {
+                u8::try_from(d).unwrap_or(ClientAuth::MAX_DEPTH)
+            });
         let pass_certificate = self.bool("auth-tls-pass-certificate-to-upstream", false);
         let error_page = self.parsed(
             "auth-tls-error-page",
-            "an http(s) URL or a path",
+            "an http(s) URL, a path, or host[:port][/path]",
             "certificate errors are answered 400",
             error_page,
         );
@@ -377,5 +400,17 @@ mod tests {
         assert_eq!(error_page("/err"), Some("/err".into()));
         assert_eq!(error_page("javascript:alert(1)"), None);
         assert_eq!(error_page("https://a b"), None);
+        for bare in ["errors.example", "errors.example:8080/client-cert", "10.0.0.1/a/b/"] {
+            assert_eq!(error_page(bare).as_deref(), Some(bare));
+        }
+        for bad in [
+            "errors.example//x",
+            "errors.example:x/y",
+            "a.example/x?y",
+            "@named",
+            "a:b:c",
+        ] {
+            assert_eq!(error_page(bad), None, "{bad}");
+        }
     }
 }

@@ -19,6 +19,9 @@ pub struct Auth {
     pub basic: Option<BasicAuth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalAuth>,
+    /// `auth-type: digest`, checked where `basic` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestAuth>,
 }
 
 /// A piece of a typed URL or cache-key template: text, or one of the few request variables
@@ -139,12 +142,52 @@ pub struct BasicAuth {
 /// Only the realm, the Secret and how many users it holds go to `/routes`.
 impl Serialize for BasicAuth {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("BasicAuth", 3)?;
-        st.serialize_field("realm", &*self.realm)?;
-        st.serialize_field("secret", &*self.secret)?;
-        st.serialize_field("users", &self.users.len())?;
-        st.end()
+        users_summary(s, "BasicAuth", &self.realm, &self.secret, self.users.len())
+    }
+}
+
+/// What `/routes` shows of a user list: its realm, its Secret and how many users it holds.
+fn users_summary<S: serde::Serializer>(
+    s: S,
+    name: &'static str,
+    realm: &str,
+    secret: &str,
+    users: usize,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct(name, 3)?;
+    st.serialize_field("realm", realm)?;
+    st.serialize_field("secret", secret)?;
+    st.serialize_field("users", &users)?;
+    st.end()
+}
+
+/// `auth-type: digest`: the users of the Secret's htdigest lines whose realm is this realm,
+/// each with its HA1 = MD5(user:realm:password), 32 lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestAuth {
+    /// `auth-realm`, as for basic: it is sent in the challenge's quoted string.
+    pub realm: Arc<str>,
+    /// The Secret the users came from (`namespace/name`).
+    pub secret: Arc<str>,
+    /// User → HA1. Empty when no line was usable: everyone gets 401.
+    pub users: Arc<BTreeMap<String, Ha1>>,
+}
+
+/// MD5(user:realm:password) in lowercase hex; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ha1(pub [u8; 32]);
+
+impl std::fmt::Debug for Ha1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ha1(..)")
+    }
+}
+
+/// Only the realm, the Secret and how many users it holds go to `/routes`.
+impl Serialize for DigestAuth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        users_summary(s, "DigestAuth", &self.realm, &self.secret, self.users.len())
     }
 }
 

@@ -84,8 +84,10 @@ pub struct ClientAuth {
 
 impl ClientAuth {
     pub const DEFAULT_DEPTH: u8 = 1;
-    /// The largest `auth-tls-verify-depth` taken; webpki builds no longer chains anyway.
-    pub const MAX_DEPTH: u8 = 16;
+    /// Larger `auth-tls-verify-depth` values act as this one. No chain is that long: webpki
+    /// builds paths of at most 6 intermediates, and the CAs of `ca.crt` above the anchor would
+    /// have to be some 250 in one line.
+    pub const MAX_DEPTH: u8 = u8::MAX;
 
     /// Whether the handshake asks for a certificate.
     pub fn requests_certificate(&self) -> bool {

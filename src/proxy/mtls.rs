@@ -31,12 +31,27 @@ use crate::config::mtls::{CaBundle, ClientAuth};
 #[derive(Debug)]
 pub struct RequestClientCert {
     algorithms: WebPkiSupportedAlgorithms,
+    /// The CA names the CertificateRequest carries.
+    cas: Vec<DistinguishedName>,
 }
 
 impl RequestClientCert {
-    pub fn new(algorithms: WebPkiSupportedAlgorithms) -> Arc<Self> {
-        Arc::new(Self { algorithms })
+    pub fn new(algorithms: WebPkiSupportedAlgorithms, cas: Vec<DistinguishedName>) -> Arc<Self> {
+        Arc::new(Self { algorithms, cas })
     }
+}
+
+/// The subjects of the CAs of `ca.crt`, in file order without repeats: what nginx's
+/// `ssl_client_certificate` names in the CertificateRequest.
+pub fn ca_names(ca: &CaBundle) -> Vec<DistinguishedName> {
+    let mut out: Vec<DistinguishedName> = Vec::with_capacity(ca.anchors.len());
+    for a in &ca.anchors {
+        let name = DistinguishedName::in_sequence(a.subject.as_ref());
+        if !out.iter().any(|n| n.as_ref() == name.as_ref()) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 impl ClientCertVerifier for RequestClientCert {
@@ -48,9 +63,9 @@ impl ClientCertVerifier for RequestClientCert {
         false
     }
 
-    /// No CA names: one handshake configuration serves every host with a policy.
+    /// The policy's CA names (the acceptor picks the configuration by SNI name).
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
+        &self.cas
     }
 
     fn verify_client_cert(
@@ -123,16 +138,16 @@ impl Acceptor {
             self.tls.configs(&plane.config.global)
         };
         let start = LazyConfigAcceptor::new(HelloReader::default(), io).await?;
-        let asks = start.client_hello().server_name().is_some_and(|sni| {
-            self.live
-                .load()
-                .config
-                .client_auth
-                .resolve(sni)
-                .is_some_and(|a| a.requests_certificate())
+        let asking = start.client_hello().server_name().and_then(|sni| {
+            let plane = self.live.load();
+            let policy = plane.config.client_auth.resolve(sni)?;
+            policy.requests_certificate().then(|| ca_names(&policy.ca))
         });
-        let config = if asks { &configs.client_auth } else { &configs.plain };
-        start.into_stream(config.clone()).await
+        let config = match asking {
+            Some(cas) => self.tls.asking(&configs, cas),
+            None => configs.plain.clone(),
+        };
+        start.into_stream(config).await
     }
 
     /// After the handshake: records on the connection what the request step needs (the SNI

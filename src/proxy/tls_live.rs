@@ -1,24 +1,38 @@
 //! The HTTPS listener's rustls configurations for the live Config's `ssl-protocols`,
 //! `ssl-ciphers` and `ssl-session-*`: built again when those change (the session caches stay), else shared by
-//! every handshake.
+//! every handshake; and, per set of CA names an `auth-tls` policy sends, the configuration
+//! that asks for a client certificate naming them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{DistinguishedName, ServerConfig};
+
+use super::mtls::RequestClientCert;
 
 use crate::config::global::Global;
 use crate::config::tls_options::{SslSession, TlsOptions, parse_ciphers, parse_protocols};
 
-/// Makes the plain and the client-certificate-asking configuration for some options.
-pub type Build = Box<dyn Fn(&TlsOptions) -> Result<(ServerConfig, ServerConfig), rustls::Error> + Send + Sync>;
+/// Makes a configuration for some options with a client-certificate verifier: rustls's
+/// `NoClientAuth` for the plain one, [`RequestClientCert`] for those that ask.
+pub type Build =
+    Box<dyn Fn(&TlsOptions, Arc<dyn ClientCertVerifier>) -> Result<ServerConfig, rustls::Error> + Send + Sync>;
+
+/// The most configurations kept for distinct sets of CA names; past it they are built anew.
+const MAX_ASKING: usize = 256;
 
 /// The configurations for one pair of `ssl-protocols`/`ssl-ciphers` values.
 pub struct Configs {
     /// The Config's values these were built for (`None`: the flags').
     key: (Option<String>, Option<String>, SslSession),
+    opts: TlsOptions,
     pub plain: Arc<ServerConfig>,
+    /// Asks for a certificate naming no CA.
     pub client_auth: Arc<ServerConfig>,
+    /// Asks for a certificate naming these CAs (the DER names, as the key).
+    asking: Mutex<HashMap<Vec<Vec<u8>>, Arc<ServerConfig>>>,
 }
 
 pub struct LiveTls {
@@ -38,17 +52,18 @@ impl LiveTls {
         build: Build,
     ) -> Result<Self, String> {
         let opts = options(&versions, ciphers.as_deref(), None, None, SslSession::default())?;
-        let (plain, client_auth) = build(&opts).map_err(|e| e.to_string())?;
+        let configs = Configs::new(&build, (None, None, SslSession::default()), opts).map_err(|e| e.to_string())?;
         Ok(Self {
             versions,
             ciphers,
             build,
-            current: ArcSwap::from_pointee(Configs {
-                key: (None, None, SslSession::default()),
-                plain: Arc::new(plain),
-                client_auth: Arc::new(client_auth),
-            }),
+            current: ArcSwap::from_pointee(configs),
         })
+    }
+
+    /// [`Configs::asking`] with this listener's way of building.
+    pub fn asking(&self, configs: &Configs, cas: Vec<DistinguishedName>) -> Arc<ServerConfig> {
+        configs.asking(&self.build, cas)
     }
 
     /// The configurations for `global`'s values: the current ones, unless those changed.
@@ -69,9 +84,16 @@ impl LiveTls {
             global.ssl_ciphers.as_deref(),
             global.ssl_session,
         )
-        .and_then(|opts| (self.build)(&opts).map_err(|e| e.to_string()));
-        let (plain, client_auth) = match built {
-            Ok(b) => b,
+        .and_then(|opts| {
+            let key = (
+                global.ssl_protocols.clone(),
+                global.ssl_ciphers.clone(),
+                global.ssl_session,
+            );
+            Configs::new(&self.build, key, opts).map_err(|e| e.to_string())
+        });
+        let configs = match built {
+            Ok(c) => Arc::new(c),
             Err(e) => {
                 // compile() checked the values, so this is a combination rustls refuses
                 // (say --ssl-ciphers without a suite for the ConfigMap's protocols).
@@ -79,18 +101,51 @@ impl LiveTls {
                 return None;
             }
         };
-        let configs = Arc::new(Configs {
-            key: (
-                global.ssl_protocols.clone(),
-                global.ssl_ciphers.clone(),
-                global.ssl_session,
-            ),
-            plain: Arc::new(plain),
-            client_auth: Arc::new(client_auth),
-        });
         self.current.store(configs.clone());
         tracing::info!(protocols = ?global.ssl_protocols, ciphers = ?global.ssl_ciphers, session = ?global.ssl_session, "TLS settings applied to new handshakes");
         Some(configs)
+    }
+}
+
+impl Configs {
+    fn new(
+        build: &Build,
+        key: (Option<String>, Option<String>, SslSession),
+        opts: TlsOptions,
+    ) -> Result<Self, rustls::Error> {
+        let plain = build(&opts, Arc::new(rustls::server::NoClientAuth))?;
+        let algorithms = plain.crypto_provider().signature_verification_algorithms;
+        let client_auth = build(&opts, RequestClientCert::new(algorithms, Vec::new()))?;
+        Ok(Self {
+            key,
+            opts,
+            plain: Arc::new(plain),
+            client_auth: Arc::new(client_auth),
+            asking: Mutex::default(),
+        })
+    }
+
+    /// The configuration that asks for a client certificate and names `cas` in its
+    /// CertificateRequest, as nginx names the subjects of `ssl_client_certificate`.
+    pub fn asking(&self, build: &Build, cas: Vec<DistinguishedName>) -> Arc<ServerConfig> {
+        if cas.is_empty() {
+            return self.client_auth.clone();
+        }
+        let key: Vec<Vec<u8>> = cas.iter().map(|n| n.as_ref().to_vec()).collect();
+        let mut cache = self.asking.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return c.clone();
+        }
+        let algorithms = self.client_auth.crypto_provider().signature_verification_algorithms;
+        let Ok(built) = build(&self.opts, RequestClientCert::new(algorithms, cas)) else {
+            return self.client_auth.clone();
+        };
+        if cache.len() >= MAX_ASKING {
+            cache.clear();
+        }
+        let built = Arc::new(built);
+        cache.insert(key, built.clone());
+        built
     }
 }
 

@@ -1,8 +1,8 @@
-//! The auth step: `auth-type: basic`, then `auth-url` ([`super::external`]). The request
-//! passes, or gets 401 (basic: with a `WWW-Authenticate` challenge), 403, a sign-in redirect,
-//! 500 when the auth service fails, or 503 when the route's auth cannot be honoured. With
-//! `satisfy: any` it also weighs the source ranges ([`super::allow`]), and one passing check
-//! is enough.
+//! The auth step: `auth-type: basic` or `digest` ([`super::digest`]), then `auth-url`
+//! ([`super::external`]). The request passes, or gets 401 (with a `WWW-Authenticate`
+//! challenge), 403, a sign-in redirect, 500 when the auth service fails, or 503 when the
+//! route's auth cannot be honoured. With `satisfy: any` it also weighs the source ranges
+//! ([`super::allow`]), and one passing check is enough.
 //! Owns the runtime memory of verified bcrypt passwords (keyed MACs, never passwords).
 
 use std::collections::HashSet;
@@ -18,11 +18,11 @@ use http::{Request, Response, StatusCode};
 use md5::{Digest as _, Md5};
 use tokio::sync::Semaphore;
 
-use super::allow;
+use super::{allow, digest};
 use super::external::{self, Cookies};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
 use crate::config::{Policy, Trusted};
-use crate::proxy::headers::{Fields, Peer};
+use crate::proxy::headers::{Fields, Peer, client_ip};
 use crate::proxy::{Body, plain};
 
 /// The most verified (user, password, hash) triples remembered; past it the memory starts over.
@@ -37,6 +37,7 @@ pub struct State {
     verified: Mutex<HashSet<[u8; 32]>>,
     slow: Arc<Semaphore>,
     external: external::State,
+    digest: digest::State,
 }
 
 impl State {
@@ -46,11 +47,16 @@ impl State {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
             .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &rand_fallback()));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut nonce_key = [0u8; 32];
+        if aws_lc_rs::rand::SecureRandom::fill(&rng, &mut nonce_key).is_err() {
+            nonce_key = rand_fallback();
+        }
         Self {
             key,
             verified: Mutex::new(HashSet::new()),
             slow: Arc::new(Semaphore::new(cores)),
             external: external::State::new(allow_loopback_auth_url),
+            digest: digest::State::new(&nonce_key),
         }
     }
 }
@@ -84,18 +90,36 @@ impl State {
 
 /// What the auth step adds to the response once the request went through: the auth
 /// service's Set-Cookie, on the statuses nginx's `add_header` covers (any with
-/// `auth-always-set-cookie`).
+/// `auth-always-set-cookie`), and digest's Authentication-Info.
 #[derive(Default)]
-pub struct Passed(Option<Box<Cookies>>);
+pub struct Passed(Option<Box<Added>>);
+
+struct Added {
+    cookies: Option<Cookies>,
+    info: Option<HeaderValue>,
+}
 
 impl Passed {
-    fn of(cookies: Cookies) -> Self {
-        Self((!cookies.values.is_empty()).then(|| Box::new(cookies)))
+    fn new(cookies: Option<Cookies>, info: Option<HeaderValue>) -> Self {
+        let cookies = cookies.filter(|c| !c.values.is_empty());
+        Passed((cookies.is_some() || info.is_some()).then(|| Box::new(Added { cookies, info })))
     }
 
+    /// One pointer test when nothing was added.
     #[inline]
     pub fn respond(self, resp: &mut Response<Body>) {
-        let Some(c) = self.0 else { return };
+        if let Some(added) = self.0 {
+            added.respond(resp);
+        }
+    }
+}
+
+impl Added {
+    fn respond(self, resp: &mut Response<Body>) {
+        if let Some(info) = self.info {
+            resp.headers_mut().insert(digest::AUTHENTICATION_INFO.clone(), info);
+        }
+        let Some(c) = self.cookies else { return };
         let status = resp.status().as_u16();
         if c.always || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308) {
             for v in c.values {
@@ -146,11 +170,16 @@ async fn authenticate<B>(
         {
             return Err(signin_or(auth, r, req, fields, peer, trusted));
         }
+        let info = match &auth.digest {
+            Some(d) => digest_check(state, d, req, peer, trusted).map_err(|r| signin_or(auth, r, req, fields, peer, trusted))?,
+            None => None,
+        };
         return match &auth.external {
-            Some(e) => Ok(Passed::of(
-                external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?,
-            )),
-            None => Ok(Passed::default()),
+            Some(e) => {
+                let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
+                Ok(Passed::new(Some(cookies), info))
+            }
+            None => Ok(Passed::new(None, info)),
         };
     }
     // satisfy any: the access checks in nginx's order (source ranges, basic, external) until
@@ -177,9 +206,24 @@ async fn authenticate<B>(
             Err(r) => denial = Some(r),
         }
     }
+    if let Some(d) = &auth.digest {
+        match digest_check(state, d, req, peer, trusted) {
+            Ok(info) => {
+                through(req);
+                return Ok(Passed::new(None, info));
+            }
+            // A 401 challenge, which goes before the ranges' 403 and basic's own.
+            Err(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                if !denial.as_ref().is_some_and(|d| d.status() == StatusCode::UNAUTHORIZED) {
+                    denial = Some(r);
+                }
+            }
+            Err(r) => return Err(r),
+        }
+    }
     if let Some(e) = &auth.external {
         match external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await {
-            Ok(cookies) => return Ok(Passed::of(cookies)),
+            Ok(cookies) => return Ok(Passed::new(Some(cookies), None)),
             Err(r) => {
                 let unauthorized =
                     |r: &Response<Body>| matches!(r.status(), StatusCode::UNAUTHORIZED | StatusCode::FOUND);
@@ -199,6 +243,23 @@ async fn authenticate<B>(
         Some(r) => Err(signin_or(auth, r, req, fields, peer, trusted)),
         None => Ok(through(req)),
     }
+}
+
+/// Digest authentication of `req`: the Authentication-Info to answer with, or the refusal.
+fn digest_check<B>(
+    state: &State,
+    d: &crate::config::auth::DigestAuth,
+    req: &Request<B>,
+    peer: &Peer,
+    trusted: &Trusted,
+) -> Result<Option<HeaderValue>, Response<Body>> {
+    let asked = digest::Asked {
+        method: req.method().as_str(),
+        target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        headers: req.headers(),
+        client: client_ip(req.headers(), peer.addr, trusted),
+    };
+    digest::check(&state.digest, d, &asked).map_err(digest::Refused::response)
 }
 
 /// A 401 answer, or the `auth-signin` redirect when the route's external auth has one
@@ -366,10 +427,11 @@ pub fn md5_crypt(password: &[u8], magic: &str, salt: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn auth(value: &str) -> HeaderMap {
+    /// Headers holding only `Authorization: {value}` (the digest tests use it too).
+    pub(in crate::proxy::policy) fn auth(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
         h

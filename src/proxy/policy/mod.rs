@@ -20,6 +20,7 @@ pub mod auth;
 pub mod body;
 pub mod canary;
 pub mod cors;
+pub mod digest;
 pub mod errors;
 pub mod external;
 pub mod hash;

@@ -1,6 +1,7 @@
 //! `auth-tls-*`: acts on the client certificate the connection presented (see
 //! [`crate::proxy::mtls`]) — 400 or the error page for a missing or bad one where the policy
-//! wants one, 403 for a CN that does not match, 421 for a connection made for another host —
+//! wants one, 403 for a CN that does not match, 421 for a connection made for another host;
+//! plain HTTP is not checked, as nginx does not (but for the CN) —
 //! and tells the upstream the result in the `ssl-client-*` headers, as ingress-nginx does.
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -22,7 +23,7 @@ static CERT: HeaderName = HeaderName::from_static("ssl-client-cert");
 pub struct Verified<'a> {
     /// `None`: the route's host has no policy, and nothing is set.
     auth: Option<&'a ClientAuth>,
-    /// `ssl-client-verify`; `None` on a plain-HTTP request the redirect step answers.
+    /// `ssl-client-verify`; `None` on a plain-HTTP request (no field is sent).
     verify: Option<HeaderValue>,
     presented: Option<&'a Presented>,
 }
@@ -33,39 +34,41 @@ pub struct Verified<'a> {
 pub fn check<'a>(route: &'a Route, peer: &'a Peer) -> Result<Verified<'a>, Rejected<'a>> {
     match route.client_auth.as_deref() {
         None => Ok(Verified::default()),
-        Some(auth) => enforce(auth, route.ssl_redirect, peer),
+        Some(auth) => enforce(auth, peer),
     }
 }
 
-fn enforce<'a>(auth: &'a ClientAuth, ssl_redirect: bool, peer: &'a Peer) -> Result<Verified<'a>, Rejected<'a>> {
+fn enforce<'a>(auth: &'a ClientAuth, peer: &'a Peer) -> Result<Verified<'a>, Rejected<'a>> {
     if auth.denied.is_some() {
         return Err(Rejected::Denied);
     }
     const NONE: &Outcome = &Outcome::None;
-    let outcome = if !peer.tls {
-        // The redirect step sends it to HTTPS; without that redirect, a plain-HTTP request
-        // counts as one without a certificate (ingress-nginx would not check it at all).
-        if ssl_redirect {
-            return Ok(Verified {
-                auth: Some(auth),
-                verify: None,
-                presented: None,
-            });
+    if !peer.tls {
+        // As nginx on port 80: no TLS, so no certificate is asked for or checked, and the
+        // upstream gets no `ssl-client-*` field; only `auth-tls-match-cn` (a server-level
+        // check, before the redirect to HTTPS) sees the empty subject DN.
+        if let Some(m) = &auth.match_cn
+            && !m.0.is_match("")
+        {
+            return Err(Rejected::CommonName);
         }
-        NONE
-    } else {
-        match peer.client_tls.get() {
-            // The connection was made before any host had a policy.
-            None => return Err(Rejected::Misdirected),
-            Some(c) if c.sni => match &c.policy {
-                Some(p) if std::ptr::eq(&**p, auth) || **p == *auth => &c.outcome,
-                // Verified (or not asked) for another host, or under settings since changed:
-                // nginx answers 421 when the Host differs from the SNI name it verified for.
-                _ => return Err(Rejected::Misdirected),
-            },
-            // No SNI name: no host's policy asked for a certificate.
-            Some(_) => NONE,
-        }
+        return Ok(Verified {
+            auth: Some(auth),
+            verify: None,
+            presented: None,
+        });
+    }
+    let outcome = match peer.client_tls.get() {
+        // The connection was made before any host had a policy.
+        None => return Err(Rejected::Misdirected),
+        Some(c) if c.sni => match &c.policy {
+            Some(p) if std::ptr::eq(&**p, auth) || **p == *auth => &c.outcome,
+            // Verified (or not asked) for another host, or under settings since changed:
+            // nginx answers 421 when the Host differs from the SNI name it verified for.
+            _ => return Err(Rejected::Misdirected),
+        },
+        // No SNI name: no host's policy asked for a certificate.
+        Some(_) => NONE,
     };
     let (verify, presented) = match outcome {
         Outcome::None => {
