@@ -110,29 +110,41 @@ impl Acceptor {
         }
     }
 
-    /// The handshake. Without any client-certificate policy in the live Config it is the
-    /// plain acceptor's; else the ClientHello is read first to pick the configuration.
+    /// The handshake. Without any client-certificate policy or host TLS setting in the live
+    /// Config it is the plain acceptor's; else the ClientHello is read first to pick the
+    /// configuration.
     pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(&self, io: IO) -> std::io::Result<TlsStream<IO>> {
-        let configs = {
+        {
             let plane = self.live.load();
-            if plane.config.client_auth.is_empty() {
+            if plane.config.client_auth.is_empty() && plane.config.host_tls.is_empty() {
                 let plain = self.tls.configs(&plane.config.global).plain.clone();
                 drop(plane);
                 return TlsAcceptor::from(plain).accept(io).await;
             }
-            self.tls.configs(&plane.config.global)
-        };
+        }
         let start = LazyConfigAcceptor::new(HelloReader::default(), io).await?;
-        let asks = start.client_hello().server_name().is_some_and(|sni| {
-            self.live
-                .load()
-                .config
-                .client_auth
-                .resolve(sni)
-                .is_some_and(|a| a.requests_certificate())
-        });
-        let config = if asks { &configs.client_auth } else { &configs.plain };
-        start.into_stream(config.clone()).await
+        let config = {
+            let plane = self.live.load();
+            let hello = start.client_hello();
+            let sni = hello.server_name();
+            let asks = sni.is_some_and(|sni| {
+                plane
+                    .config
+                    .client_auth
+                    .resolve(sni)
+                    .is_some_and(|a| a.requests_certificate())
+            });
+            let configs = match sni.and_then(|sni| plane.config.host_tls.resolve(sni)) {
+                Some(host) => self.tls.host_configs(&plane.config.global, host),
+                None => self.tls.configs(&plane.config.global),
+            };
+            if asks {
+                configs.client_auth.clone()
+            } else {
+                configs.plain.clone()
+            }
+        };
+        start.into_stream(config).await
     }
 
     /// After the handshake: records on the connection what the request step needs (the SNI

@@ -1,6 +1,7 @@
 //! The HTTPS listener's rustls configurations for the live Config's `ssl-protocols`,
 //! `ssl-ciphers` and `ssl-session-*`: built again when those change (the session caches stay), else shared by
-//! every handshake.
+//! every handshake. Hosts with their own `ssl-ciphers`/`ssl-prefer-server-ciphers` get
+//! configurations of their own, built on first use and kept while the listener's hold.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
 use crate::config::global::Global;
+use crate::config::host_tls::HostTls;
 use crate::config::tls_options::{SslSession, TlsOptions, parse_ciphers, parse_protocols};
 
 /// Makes the plain and the client-certificate-asking configuration for some options.
@@ -28,7 +30,13 @@ pub struct LiveTls {
     ciphers: Option<String>,
     build: Build,
     current: ArcSwap<Configs>,
+    /// Per distinct host setting, the configurations built for it (their `key` is the
+    /// listener's values they were built with).
+    hosts: ArcSwap<Vec<(HostTls, Arc<Configs>)>>,
 }
+
+/// The most distinct host settings kept; past it the cache starts again.
+const MAX_HOST_CONFIGS: usize = 256;
 
 impl LiveTls {
     /// Builds the configurations for the flags' values.
@@ -48,13 +56,66 @@ impl LiveTls {
                 plain: Arc::new(plain),
                 client_auth: Arc::new(client_auth),
             }),
+            hosts: ArcSwap::from_pointee(Vec::new()),
         })
+    }
+
+    /// The configurations of a host with its own settings, on the listener's for the rest.
+    pub fn host_configs(&self, global: &Global, host: &HostTls) -> Arc<Configs> {
+        if let Some((_, c)) = self.hosts.load().iter().find(|(h, c)| h == host && c.is_for(global)) {
+            return c.clone();
+        }
+        self.build_host(global, host).unwrap_or_else(|| self.configs(global))
+    }
+
+    #[cold]
+    fn build_host(&self, global: &Global, host: &HostTls) -> Option<Arc<Configs>> {
+        let built = options(
+            &self.versions,
+            self.ciphers.as_deref(),
+            global.ssl_protocols.as_deref(),
+            host.ciphers.as_deref().or(global.ssl_ciphers.as_deref()),
+            global.ssl_session,
+        )
+        .and_then(|mut opts| {
+            if let Some(prefer) = host.prefer_server_ciphers {
+                opts.prefer_server_ciphers = prefer;
+            }
+            (self.build)(&opts).map_err(|e| e.to_string())
+        });
+        let (plain, client_auth) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                // compile() checked the list against the ConfigMap's protocols; this is one
+                // that --ssl-protocols rules out.
+                tracing::warn!(error = %e, ciphers = ?host.ciphers, "a host's ssl-ciphers cannot be used; it gets the listener's");
+                return None;
+            }
+        };
+        let configs = Arc::new(Configs {
+            key: key_of(global),
+            plain: Arc::new(plain),
+            client_auth: Arc::new(client_auth),
+        });
+        self.hosts.rcu(|list| {
+            let mut list: Vec<_> = list
+                .iter()
+                .filter(|(h, c)| h != host && c.is_for(global))
+                .cloned()
+                .collect();
+            if list.len() >= MAX_HOST_CONFIGS {
+                list.clear();
+            }
+            list.push((host.clone(), configs.clone()));
+            list
+        });
+        Some(configs)
     }
 
     /// The configurations for `global`'s values: the current ones, unless those changed.
     pub fn configs(&self, global: &Global) -> Arc<Configs> {
         let cur = self.current.load_full();
-        if cur.key.0 == global.ssl_protocols && cur.key.1 == global.ssl_ciphers && cur.key.2 == global.ssl_session {
+        if cur.is_for(global) {
             return cur;
         }
         self.rebuild(global).unwrap_or(cur)
@@ -80,11 +141,7 @@ impl LiveTls {
             }
         };
         let configs = Arc::new(Configs {
-            key: (
-                global.ssl_protocols.clone(),
-                global.ssl_ciphers.clone(),
-                global.ssl_session,
-            ),
+            key: key_of(global),
             plain: Arc::new(plain),
             client_auth: Arc::new(client_auth),
         });
@@ -92,6 +149,21 @@ impl LiveTls {
         tracing::info!(protocols = ?global.ssl_protocols, ciphers = ?global.ssl_ciphers, session = ?global.ssl_session, "TLS settings applied to new handshakes");
         Some(configs)
     }
+}
+
+impl Configs {
+    /// Whether these were built for `global`'s TLS values.
+    fn is_for(&self, global: &Global) -> bool {
+        self.key.0 == global.ssl_protocols && self.key.1 == global.ssl_ciphers && self.key.2 == global.ssl_session
+    }
+}
+
+fn key_of(global: &Global) -> (Option<String>, Option<String>, SslSession) {
+    (
+        global.ssl_protocols.clone(),
+        global.ssl_ciphers.clone(),
+        global.ssl_session,
+    )
 }
 
 /// The options from the flags' values, each overridden by the ConfigMap's when given.
@@ -117,5 +189,6 @@ fn options(
         versions,
         cipher_suites,
         session,
+        ..TlsOptions::default()
     })
 }
