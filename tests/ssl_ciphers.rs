@@ -88,6 +88,37 @@ async fn a_host_negotiates_from_its_own_suites_and_others_keep_the_listeners() {
     assert_eq!(negotiated(p.https, &aes128, "rsa.example.com").await, Ok(AES128));
     assert_eq!(negotiated(p.https, &chacha_first, "rsa.example.com").await, Ok(AES256));
 
+    // OpenSSL's client agrees: offering one TLS 1.2 suite, it gets foo.com only with one of
+    // foo.com's, and the other host with any.
+    let openssl = |host: &str, cipher: &str| {
+        let connect = p.https.to_string();
+        let args = [
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            host,
+            "-tls1_2",
+            "-cipher",
+            cipher,
+        ];
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl is installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success() && text.contains(&format!("Cipher is {cipher}")),
+            text,
+        )
+    };
+    assert!(!openssl("foo.com", "ECDHE-RSA-AES128-GCM-SHA256").0);
+    let (ok, text) = openssl("foo.com", "ECDHE-RSA-CHACHA20-POLY1305");
+    assert!(ok, "{text}");
+    let (ok, text) = openssl("rsa.example.com", "ECDHE-RSA-AES128-GCM-SHA256");
+    assert!(ok, "{text}");
+
     // Writes foo.com's Ingress with `annotations` and waits for the Config.
     let rewrite = |annotations: &'static [(&'static str, &'static str)]| {
         let (p, web) = (&p, &web);

@@ -19,8 +19,17 @@ use crate::model::{ObjectKey, Snapshot};
 /// The longest `ssl-ciphers` value read.
 const MAX_LEN: usize = 4096;
 
-/// The hosts of the admitted Ingresses (oldest first) that set their own TLS settings.
-pub fn collect(snapshot: &Snapshot, admitted: &[ObjectKey], global: &Global, diags: &mut Diagnostics) -> HostTlsStore {
+/// The hosts of the admitted Ingresses (oldest first) that set their own TLS settings, and
+/// their `server-alias` names (`aliases`: host, alias) as nginx's `server_name` lists them;
+/// a `~` regular-expression alias keeps the listener's (SNI selection knows exact and `*.`
+/// names only).
+pub fn collect(
+    snapshot: &Snapshot,
+    admitted: &[ObjectKey],
+    aliases: &[(HostPattern, HostPattern)],
+    global: &Global,
+    diags: &mut Diagnostics,
+) -> HostTlsStore {
     // The ConfigMap's protocols (compile() has checked them), else both.
     let versions = global
         .ssl_protocols
@@ -98,6 +107,11 @@ pub fn collect(snapshot: &Snapshot, admitted: &[ObjectKey], global: &Global, dia
     for (host, tls) in hosts {
         store.insert(&host, Arc::new(tls));
     }
+    for (host, alias) in aliases {
+        if let Some(tls) = store.get(host).cloned() {
+            store.insert(alias, tls);
+        }
+    }
     store
 }
 
@@ -123,6 +137,7 @@ mod tests {
             .created("2024-06-01T00:00:00Z")
             .annotation(&format!("{n}ssl-ciphers"), "ECDHE-RSA-CHACHA20-POLY1305")
             .annotation("portico.dev/ssl-prefer-server-ciphers", "false")
+            .annotation(&format!("{n}server-alias"), "alias.test")
             .rule("a.test", "/young", Prefix, "web", 80)
             .rule("b.test", "/", Prefix, "web", 80);
         let bad = fixture::ingress("default", "bad")
@@ -144,6 +159,9 @@ mod tests {
         assert_eq!(cfg.host_tls.resolve("x.wild.test").unwrap().ciphers, a.ciphers);
         let b = cfg.host_tls.resolve("b.test").unwrap();
         assert_eq!(b.ciphers.as_deref(), Some("ECDHE-RSA-CHACHA20-POLY1305"));
+        // The younger Ingress's alias serves a.test (sorted first of its hosts): a.test's
+        // settings answer for it.
+        assert_eq!(cfg.host_tls.resolve("alias.test"), Some(a));
         // Nothing usable on c.test: the listener's settings, with Warnings.
         assert!(cfg.host_tls.resolve("c.test").is_none());
         let warnings: Vec<_> = cfg

@@ -23,8 +23,13 @@ pub const MAX_REGEX_LEN: usize = 1024;
 
 /// Adds the routes of aliases and www redirects to `compiled`, and their certificates to
 /// `certs` where the host's own certificate is valid for the name (as ingress-nginx: else
-/// the default certificate answers for it).
-pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, diags: &mut Diagnostics) {
+/// the default certificate answers for it). Returns the (host, alias) pairs served.
+pub fn add(
+    snapshot: &Snapshot,
+    compiled: &mut Compiled,
+    certs: &mut CertStore,
+    diags: &mut Diagnostics,
+) -> Vec<(HostPattern, HostPattern)> {
     // Every host some Ingress rule defines: never taken over by an alias or a redirect.
     let defined: HashSet<HostPattern> = compiled.routes.iter().map(|r| r.host.clone()).collect();
     let mut aliases_of: BTreeMap<HostPattern, (ObjectKey, Vec<HostPattern>)> = BTreeMap::new();
@@ -69,6 +74,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
     }
 
     let mut taken: HashSet<HostPattern> = defined.clone();
+    let mut served = Vec::new();
     for (host, (owner, aliases)) in aliases_of {
         for alias in aliases {
             if alias == host {
@@ -85,6 +91,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
             }
             taken.insert(alias.clone());
             copy_routes(compiled, &host, &alias);
+            served.push((host.clone(), alias.clone()));
             if certs.own(&alias).is_none()
                 && let Some(ck) = own_cert(certs, &host)
                 && covers(&ck, &alias)
@@ -151,6 +158,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
             None => {}
         }
     }
+    served
 }
 
 /// The valid hosts of an Ingress's rules (`Any` for a rule without host).

@@ -326,7 +326,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "ssl-ciphers",
         Partly(
-            "per host, from the oldest Ingress on it that sets it: suite names only, rustls's ECDHE-GCM, CHACHA20 and TLS 1.3 suites; DHE, CBC and static-RSA names and OpenSSL keywords (ALL, HIGH, !aNULL) are skipped with a Warning, and a list left without a TLS 1.2 suite is a Warning and the host keeps the listener's suites",
+            "per host and its server-alias names (not `~` regex ones), from the oldest Ingress on the host that sets it: suite names only, rustls's ECDHE-GCM, CHACHA20 and TLS 1.3 suites; DHE, CBC and static-RSA names and OpenSSL keywords (ALL, HIGH, !aNULL) are skipped with a Warning, and a list left without a TLS 1.2 suite is a Warning and the host keeps the listener's suites",
         ),
     ),
     (

@@ -127,8 +127,8 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
     let mut compiled = pass.run();
-    hosts::add(snapshot, &mut compiled, &mut certs, &mut diags);
-    let host_tls = host_tls::collect(snapshot, &compiled.admitted, &global, &mut diags);
+    let aliases = hosts::add(snapshot, &mut compiled, &mut certs, &mut diags);
+    let host_tls = host_tls::collect(snapshot, &compiled.admitted, &aliases, &global, &mut diags);
 
     if let Some(key) = &opts.default_backend_service {
         let port = resolver.first_port(key);
