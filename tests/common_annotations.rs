@@ -609,3 +609,72 @@ async fn response_fields_are_rewritten_as_nginx_does() {
         "{bad}"
     );
 }
+
+/// `server-alias` with nginx's `~` regular-expression names: tried after exact and wildcard
+/// names, case-insensitively; a bad expression is a Warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regex_aliases_come_after_exact_and_wildcard_names() {
+    let web = pods("web", 1).await;
+    let other = pods("other", 1).await;
+    let manifests = class()
+        + &service("web", &web)
+        + &service("other", &other)
+        + &tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs8.key")
+        + &manifest(vec![
+            ing(
+                "www",
+                "www.test",
+                "/",
+                "web",
+                &[(
+                    "server-alias",
+                    r"~^www\d+\.example\.(com|org)$, ~^api\.(eu|us)\.test$, ~(unclosed, plain.test",
+                )],
+            ),
+            ing("exact", "www7.example.com", "/", "other", &[]),
+            ing("wild", "*.example.org", "/", "other", &[]),
+            ing(
+                "tls",
+                "rsa.example.com",
+                "/",
+                "web",
+                &[("server-alias", r"~^secure\d+\.test$")],
+            )
+            .tls(&["rsa.example.com"], Some("rsa")),
+        ]);
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let pod = |b: &str| json(b)["pod"].as_str().unwrap().to_string();
+
+    for host in ["www1.example.com", "WWW12.Example.COM", "api.eu.test", "plain.test"] {
+        let (s, _, b) = get(p.http, host, "/x").await.unwrap();
+        assert_eq!((s, pod(&b)), (200, "web-0".to_string()), "{host}");
+        assert_eq!(json(&b)["headers"]["host"], host, "the Host goes upstream as sent");
+    }
+    // An exact name and a wildcard name come first, as in nginx.
+    let (s, _, b) = get(p.http, "www7.example.com", "/").await.unwrap();
+    assert_eq!((s, pod(&b)), (200, "other-0".to_string()));
+    let (s, _, b) = get(p.http, "www1.example.org", "/").await.unwrap();
+    assert_eq!((s, pod(&b)), (200, "other-0".to_string()));
+    // Not matched: no rule.
+    for host in ["wwwx.example.com", "www1.example.com.evil.test", "api.asia.test"] {
+        assert_eq!(get(p.http, host, "/").await.unwrap().0, 404, "{host}");
+    }
+
+    let diags = diagnostics_of(&p.routes().await, "www").join("\n");
+    assert!(
+        diags.contains("~(unclosed") && diags.contains("not a valid regular expression"),
+        "{diags}"
+    );
+
+    // A regex alias of a TLS host: its routes (and redirect to HTTPS), with the default
+    // certificate, as for a wildcard alias.
+    let (s, h, _) = get(p.http, "secure5.test", "/").await.unwrap();
+    assert_eq!(s, 308);
+    assert!(
+        h["location"].to_str().unwrap().starts_with("https://secure5.test"),
+        "{h:?}"
+    );
+    let a = tls_get(p.https, Some("secure5.test"), "/", false).await.unwrap();
+    assert_eq!((a.status, json(&a.body)["pod"].as_str().unwrap()), (200, "web-0"));
+    assert_ne!(a.cert_cn, "rsa.example.com");
+}

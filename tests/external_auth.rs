@@ -388,3 +388,103 @@ async fn global_auth_url_and_loopback_refusal() {
     );
     assert_eq!(seen.lock().unwrap().len(), 3, "nothing reached the loopback service");
 }
+
+/// The ConfigMap's global auth (`global-auth-*`, `no-auth-locations`): the same family as the
+/// annotations, against the same auth service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_auth_family_from_the_configmap() {
+    use portico::fixture::{self, Prefix, yaml};
+    let web = pods("web", 1).await;
+    let (auth, seen) = auth_service().await;
+    let with = |t: &'static str| [("authorization", t)];
+    let url = format!("http://{auth}/check?from=global");
+    let app = fixture::ingress("default", "app")
+        .class("portico")
+        .rule("app.test", "/", Prefix, "web", 80)
+        .rule("app.test", "/public", Prefix, "web", 80)
+        .rule("app.test", "/.well-known/acme-challenge", Prefix, "web", 80);
+    let optout = fixture::ingress("default", "optout")
+        .class("portico")
+        .annotation("nginx.ingress.kubernetes.io/enable-global-auth", "false")
+        .rule("optout.test", "/", Prefix, "web", 80);
+    let cm = |extra: &[(&str, &str)]| {
+        let mut data = vec![
+            ("global-auth-url", url.as_str()),
+            ("global-auth-method", "POST"),
+            ("global-auth-signin", "https://login.example/start"),
+            ("global-auth-signin-redirect-param", "return_to"),
+            ("global-auth-response-headers", "X-Auth-Request-User"),
+            ("global-auth-request-redirect", "https://app.test/back"),
+            ("global-auth-cache-key", "$http_authorization"),
+            ("global-auth-cache-duration", "200 10m"),
+            ("global-auth-always-set-cookie", "true"),
+            ("global-auth-snippet", "return 200;"),
+        ];
+        data.extend_from_slice(extra);
+        yaml(&[fixture::config_map("ingress-nginx", "ingress-nginx-controller", &data).into()])
+    };
+    let manifests = class() + &service("web", &web) + &yaml(&[app.into(), optout.into()]);
+    let p = Portico::start(
+        &[
+            ("all.yaml", manifests),
+            ("cm.yaml", cm(&[("no-auth-locations", "/public")])),
+        ],
+        &[
+            "--configmap",
+            "ingress-nginx/ingress-nginx-controller",
+            "--allow-loopback-auth-url",
+        ],
+    )
+    .await;
+    let asked = || seen.lock().unwrap().len();
+
+    // global-auth-signin with its redirect parameter: a 401 becomes a 302.
+    let (s, h, _) = get_with(&p, "app.test", "/x?y=1", &[]).await;
+    assert_eq!(s, 302);
+    assert_eq!(
+        h["location"],
+        "https://login.example/start?return_to=http://app.test%2Fx%3Fy%3D1"
+    );
+    // global-auth-method and global-auth-request-redirect shape the auth request.
+    let a = last(&seen);
+    assert_eq!((a.method.as_str(), a.target.as_str()), ("POST", "/check?from=global"));
+    assert_eq!(a.headers["x-original-uri"], "/x?y=1");
+    assert_eq!(a.headers["x-auth-request-redirect"], "https://app.test/back");
+
+    // global-auth-response-headers reach the pod; the answer is cached by its key.
+    let before = asked();
+    for _ in 0..2 {
+        let (s, _, b) = get_with(&p, "app.test", "/", &with("Bearer good")).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(json(&b)["headers"]["x-auth-request-user"], "alice");
+    }
+    assert_eq!(asked(), before + 1, "global-auth-cache-key: asked once");
+
+    // global-auth-always-set-cookie: the cookie on a denial too.
+    let (s, h, _) = get_with(&p, "app.test", "/", &with("Bearer forbidden")).await;
+    assert_eq!((s, h["set-cookie"].to_str().unwrap()), (403, "tried=1"));
+
+    // no-auth-locations: Ingress paths starting with /public are not authenticated; the
+    // ACME path is no longer listed, so it is; enable-global-auth "false" opts out.
+    let before = asked();
+    assert_eq!(get_with(&p, "app.test", "/public/page", &[]).await.0, 200);
+    assert_eq!(get_with(&p, "optout.test", "/", &[]).await.0, 200);
+    assert_eq!(asked(), before, "the auth service was not asked");
+    assert_eq!(
+        get_with(&p, "app.test", "/.well-known/acme-challenge/t", &[]).await.0,
+        302
+    );
+
+    let diags = diagnostics_of(&p.routes().await, "ingress-nginx-controller").join("\n");
+    assert!(diags.contains("global-auth-snippet"), "{diags}");
+
+    // Without the key, ingress-nginx's default: the ACME HTTP-01 path is exempt.
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("cm.yaml", &cm(&[]));
+    p.wait_generation(generation + 1).await;
+    assert_eq!(
+        get_with(&p, "app.test", "/.well-known/acme-challenge/t", &[]).await.0,
+        200
+    );
+    assert_eq!(get_with(&p, "app.test", "/public/page", &[]).await.0, 302);
+}

@@ -334,6 +334,7 @@ async fn ssl_passthrough_hands_tls_to_the_backend() {
         + &yaml(&[fixture::ingress("default", "pass")
             .class("portico")
             .annotation(&pass, "true")
+            .annotation(&format!("{NGINX}server-alias"), "alias.example")
             .rule("pass.example", "/", Prefix, "tlsapp", 80)
             .rule("pass.example", "/plain", Prefix, "web", 80)
             .into()])
@@ -364,6 +365,11 @@ async fn ssl_passthrough_hands_tls_to_the_backend() {
     // No SNI at all, and a name nobody passes through: terminated as before.
     let none = tls_get(p.https, None, "/", false).await.unwrap();
     assert_eq!(none.cert_cn, "Portico Default Certificate");
+    // A server-alias is not passed through (ingress-nginx passes the host name only): its TLS
+    // is terminated and the backend spoken to over TLS.
+    let alias = tls_get(p.https, Some("alias.example"), "/", false).await.unwrap();
+    assert_eq!(alias.cert_cn, "Portico Default Certificate");
+    assert_eq!((alias.status, alias.body.as_str()), (200, "tls-backend sni=\n"));
     // On plain HTTP the host's rules are served, and its passed-through backend is spoken to
     // over TLS (as ingress-nginx proxies to it with https://).
     let (s, _, b) = get(p.http, "pass.example", "/").await.unwrap();

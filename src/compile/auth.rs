@@ -214,7 +214,7 @@ fn url_variable(name: &str) -> Option<Piece> {
 }
 
 /// The variables `auth-cache-key` may hold: the URL ones, the client address and headers.
-fn cache_variable(name: &str) -> Option<Piece> {
+pub(super) fn cache_variable(name: &str) -> Option<Piece> {
     if name == "remote_addr" {
         return Some(Piece::RemoteAddr);
     }

@@ -64,6 +64,13 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         g.trusted.header = h;
     }
     r.global_auth(&mut g.global_auth, &mut g.global_auth_denied);
+    if let Some(list) = r.parsed(
+        "no-auth-locations",
+        "a comma-separated list of paths",
+        super::no_auth::parse_locations,
+    ) {
+        g.no_auth_locations = list;
+    }
     g.add_headers = r.headers("add-headers");
     g.proxy_set_headers = r.headers("proxy-set-headers");
     g.allowed_response_headers = r
@@ -575,6 +582,18 @@ impl Reader<'_> {
             auth::request_redirect,
         );
         e.always_set_cookie = self.bool("global-auth-always-set-cookie").unwrap_or(false);
+        e.cache = super::no_auth::global_auth_cache(
+            self.parsed(
+                "global-auth-cache-key",
+                "text and the variables $host, $request_uri, $remote_addr, $http_<header>",
+                |v| auth::template(v, auth::cache_variable).ok().filter(|k| !k.is_empty()),
+            ),
+            self.parsed(
+                "global-auth-cache-duration",
+                "status codes then a duration up to 1d (200 202 401 5m), comma-separated",
+                auth::parse_cache_durations,
+            ),
+        );
         *out = Some(Arc::new(e));
     }
 }

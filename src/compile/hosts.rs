@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::networking::v1::Ingress;
 use rustls::sign::CertifiedKey;
 
 use super::annotations::Annotations;
@@ -17,11 +18,18 @@ use crate::model::{ObjectKey, Snapshot};
 
 /// The most names one `server-alias` may list.
 pub const MAX_ALIASES: usize = 64;
+/// The longest `~` regular expression of a `server-alias`.
+pub const MAX_REGEX_LEN: usize = 1024;
 
 /// Adds the routes of aliases and www redirects to `compiled`, and their certificates to
 /// `certs` where the host's own certificate is valid for the name (as ingress-nginx: else
-/// the default certificate answers for it).
-pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, diags: &mut Diagnostics) {
+/// the default certificate answers for it). Returns the (host, alias) pairs served.
+pub fn add(
+    snapshot: &Snapshot,
+    compiled: &mut Compiled,
+    certs: &mut CertStore,
+    diags: &mut Diagnostics,
+) -> Vec<(HostPattern, HostPattern)> {
     // Every host some Ingress rule defines: never taken over by an alias or a redirect.
     let defined: HashSet<HostPattern> = compiled.routes.iter().map(|r| r.host.clone()).collect();
     let mut aliases_of: BTreeMap<HostPattern, (ObjectKey, Vec<HostPattern>)> = BTreeMap::new();
@@ -30,15 +38,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
         let Some(ing) = snapshot.ingresses.get(key) else {
             continue;
         };
-        let hosts: Vec<HostPattern> = ing
-            .spec
-            .as_ref()
-            .and_then(|s| s.rules.as_deref())
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|r| HostPattern::parse(r.host.as_deref()).ok())
-            .filter(|h| defined.contains(h))
-            .collect();
+        let hosts: Vec<HostPattern> = rule_hosts(ing).filter(|h| defined.contains(h)).collect();
         let mut notes = Annotations::of(ing, key, diags, &snapshot.secrets);
         let aliases = parse_aliases(&mut notes);
         if notes.bool("from-to-www-redirect", false) {
@@ -74,6 +74,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
     }
 
     let mut taken: HashSet<HostPattern> = defined.clone();
+    let mut served = Vec::new();
     for (host, (owner, aliases)) in aliases_of {
         for alias in aliases {
             if alias == host {
@@ -90,6 +91,7 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
             }
             taken.insert(alias.clone());
             copy_routes(compiled, &host, &alias);
+            served.push((host.clone(), alias.clone()));
             if certs.own(&alias).is_none()
                 && let Some(ck) = own_cert(certs, &host)
                 && covers(&ck, &alias)
@@ -156,10 +158,23 @@ pub fn add(snapshot: &Snapshot, compiled: &mut Compiled, certs: &mut CertStore, 
             None => {}
         }
     }
+    served
 }
 
-/// `server-alias`: a comma-separated list of host names (`*.` wildcards allowed); invalid
-/// entries are Warnings and left out.
+/// The valid hosts of an Ingress's rules (`Any` for a rule without host).
+pub(super) fn rule_hosts(ing: &Ingress) -> impl Iterator<Item = HostPattern> + '_ {
+    ing.spec
+        .as_ref()
+        .and_then(|s| s.rules.as_deref())
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|r| HostPattern::parse(r.host.as_deref()).ok())
+}
+
+/// `server-alias`: a comma-separated list of host names (`*.` wildcards allowed) and, as in
+/// nginx's `server_name`, `~` regular expressions (Rust syntax: linear time, size-capped);
+/// invalid entries are Warnings and left out. Sorted, as ingress-nginx sorts them: regular
+/// expressions are tried in that order.
 fn parse_aliases(notes: &mut Annotations<'_>) -> Vec<HostPattern> {
     let Some((prefix, raw)) = annotation(notes.ing, "server-alias") else {
         return Vec::new();
@@ -174,7 +189,11 @@ fn parse_aliases(notes: &mut Annotations<'_>) -> Vec<HostPattern> {
             );
             break;
         }
-        match HostPattern::parse(Some(entry)) {
+        let parsed = match entry.strip_prefix('~') {
+            Some(re) => alias_regex(re).map(HostPattern::Regex),
+            None => HostPattern::parse(Some(entry)),
+        };
+        match parsed {
             Ok(h) if !out.contains(&h) => out.push(h),
             Ok(_) => {}
             Err(msg) => warn(
@@ -184,7 +203,20 @@ fn parse_aliases(notes: &mut Annotations<'_>) -> Vec<HostPattern> {
             ),
         }
     }
+    out.sort();
     out
+}
+
+/// A `~` alias: a regular expression matched case-insensitively, as nginx's are.
+fn alias_regex(source: &str) -> Result<crate::config::pattern::Pattern, String> {
+    if source.is_empty() || source.len() > MAX_REGEX_LEN {
+        let shown: String = source.chars().take(100).collect();
+        return Err(format!(
+            "~{shown:?} is not a regular expression of 1 to {MAX_REGEX_LEN} bytes"
+        ));
+    }
+    crate::config::pattern::Pattern::new(source, true)
+        .map_err(|e| format!("~{source} is not a valid regular expression: {e}"))
 }
 
 /// Adds, for every route of `host`, the same route under `alias`.
@@ -234,11 +266,50 @@ fn covers(ck: &CertifiedKey, host: &HostPattern) -> bool {
     webpki::EndEntityCert::try_from(leaf).is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
 }
 
-fn warn(diags: &mut Diagnostics, key: &ObjectKey, msg: String) {
+pub(super) fn warn(diags: &mut Diagnostics, key: &ObjectKey, msg: String) {
     diags.push(
         ObjectRef::ingress(key),
         Severity::Warning,
         Reason::InvalidAnnotation,
         msg,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compile::{Options, compile};
+    use crate::fixture::{self, Prefix};
+
+    #[test]
+    fn regex_aliases_are_tried_after_exact_and_wildcard_names() {
+        let n = "nginx.ingress.kubernetes.io/server-alias";
+        let long = format!("~{}", "a".repeat(super::MAX_REGEX_LEN + 1));
+        let a = fixture::ingress("default", "a")
+            .class("portico")
+            .created("2024-01-01T00:00:00Z")
+            .annotation(n, &format!(r"~^b\d\.test$, ~^(a|b)\d\.test$, ~[, {long}"))
+            .rule("a.test", "/", Prefix, "a", 80);
+        let exact = fixture::ingress("default", "exact")
+            .class("portico")
+            .rule("b1.test", "/", Prefix, "exact", 80);
+        let cfg = compile(
+            &fixture::snapshot([fixture::portico_class().into(), a.into(), exact.into()]),
+            &Options::default(),
+        );
+        let service = |host: &str| cfg.routes.route(host, "/").map(|r| r.service.name.clone());
+        assert_eq!(service("b1.test").as_deref(), Some("exact"));
+        assert_eq!(service("B2.TEST").as_deref(), Some("a"));
+        assert_eq!(service("a7.test").as_deref(), Some("a"));
+        assert_eq!(service("c1.test"), None);
+        let warnings: Vec<_> = cfg.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|m| m.contains("~[ is not a valid regular expression")),
+            "{warnings:?}"
+        );
+        assert!(warnings.iter().any(|m| m.contains("1 to 1024 bytes")), "{warnings:?}");
+        // Shown in /routes with their `~`.
+        assert!(cfg.route_list.iter().any(|r| r.host.to_string() == r"~^(a|b)\d\.test$"));
+    }
 }

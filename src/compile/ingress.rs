@@ -210,7 +210,7 @@ impl IngressPass<'_, '_> {
             };
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.
             let has_tls = |host: &HostPattern| match host {
-                HostPattern::Any => false,
+                HostPattern::Any | HostPattern::Regex(_) => false,
                 HostPattern::Wildcard(_) => tls_hosts.contains_key(host),
                 HostPattern::Exact(h) => {
                     tls_hosts.contains_key(host)
@@ -327,7 +327,7 @@ impl IngressPass<'_, '_> {
                         backend,
                         service,
                         ssl_redirect: redirect,
-                        policy: policy.clone(),
+                        policy: super::no_auth::exempt(&policy, raw, self.global),
                         client_auth: client_auth.of_route(key, &host),
                         canary: None,
                     });

@@ -142,7 +142,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "custom-http-errors",
         Partly(
-            "codes 300 to 599; the error backend gets a GET (HEAD for HEAD) of / with the query, the client's headers and X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID; Portico's own 502, 503 and 504 are intercepted too; without the default-backend annotation or --default-backend-service it is a Warning; when the error backend cannot answer the client gets the original answer; not yet from the ConfigMap",
+            "codes 300 to 599; the error backend gets a GET (HEAD for HEAD) of / with the query, the client's headers and X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID; Portico's own 502, 503 and 504 are intercepted too; without the default-backend annotation or --default-backend-service it is a Warning; when the error backend cannot answer the client gets the original answer; the ConfigMap's custom-http-errors covers Ingresses without the annotation",
         ),
     ),
     ("default-backend", Yes),
@@ -154,10 +154,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ),
     ("enable-access-log", Yes),
     ("enable-cors", Yes),
-    (
-        "enable-global-auth",
-        Partly("applies --global-auth-url (the URL only: no global signin or response headers yet)"),
-    ),
+    ("enable-global-auth", Yes),
     ("enable-influxdb", No("not applicable: removed from ingress-nginx")),
     (
         "enable-modsecurity",
@@ -313,7 +310,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "server-alias",
         Partly(
-            "host names and `*.` wildcards, not nginx's `~` regular-expression names; a wildcard alias gets the default certificate",
+            "host names, `*.` wildcards and nginx's `~` regular-expression names in Rust regex syntax (linear time, at most 1024 bytes, case-insensitive, no captures as variables), tried after exact and wildcard names in sorted order; a wildcard or regex alias gets the default certificate",
         ),
     ),
     ("server-snippet", No(SERVER_SNIPPET)),
@@ -333,18 +330,17 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("session-cookie-secure", Yes),
     (
         "ssl-ciphers",
-        No("not yet per Ingress: --ssl-ciphers sets the suites of the whole listener"),
+        Partly(
+            "per host and its server-alias names (not `~` regex ones), from the oldest Ingress on the host that sets it: suite names only, rustls's ECDHE-GCM, CHACHA20 and TLS 1.3 suites; DHE, CBC and static-RSA names and OpenSSL keywords (ALL, HIGH, !aNULL) are skipped with a Warning, and a list left without a TLS 1.2 suite is a Warning and the host keeps the listener's suites",
+        ),
     ),
     (
         "ssl-passthrough",
         Partly(
-            "with --enable-ssl-passthrough; exact hosts; TLS connections whose SNI names the host go unterminated to a pod of the backend of its / rule (ingress-nginx: to the Service's cluster IP); its rules are served on plain HTTP only, to that backend over TLS",
+            "TLS connections go to a pod of the backend of the host's / rule, not to the Service's cluster IP as in ingress-nginx; as there: only with --enable-ssl-passthrough, for the exact SNI host name (not its server-alias names), and the host's rules are served on plain HTTP, to that backend over TLS",
         ),
     ),
-    (
-        "ssl-prefer-server-ciphers",
-        No("not applicable: TLS 1.2/1.3 with rustls's fixed modern cipher suites"),
-    ),
+    ("ssl-prefer-server-ciphers", Yes),
     ("ssl-redirect", Yes),
     ("stream-snippet", No(STREAM_SNIPPET)),
     ("temporal-redirect", Yes),
@@ -357,7 +353,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("upstream-hash-by-subset", Yes),
     (
         "upstream-hash-by-subset-size",
-        Partly("up to 1000; 0 or an invalid value means 3"),
+        Partly(
+            "a whole number up to 1000 (a cap); 0 means 3 as in ingress-nginx; an invalid value is a Warning and 3 is used, where ingress-nginx drops the Ingress's upstream-hash-by altogether",
+        ),
     ),
     ("upstream-vhost", Yes),
     ("use-regex", Yes),

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod global;
 pub mod hash;
 pub mod header_maps;
+pub mod host_tls;
 pub mod hosts;
 pub mod ingress;
 pub mod known;
@@ -19,6 +20,7 @@ pub mod known_keys;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod no_auth;
 pub mod passthrough;
 mod rate;
 pub mod retry;
@@ -127,7 +129,8 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
     let mut compiled = pass.run();
-    hosts::add(snapshot, &mut compiled, &mut certs, &mut diags);
+    let aliases = hosts::add(snapshot, &mut compiled, &mut certs, &mut diags);
+    let host_tls = host_tls::collect(snapshot, &compiled.admitted, &aliases, &global, &mut diags);
 
     if let Some(key) = &opts.default_backend_service {
         let port = resolver.first_port(key);
@@ -209,6 +212,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         replicas: limits::replicas(snapshot, opts.limits_service.as_ref()),
         compression: global.compression.on().then(|| Arc::new(global.compression.clone())),
         global: Arc::new(global),
+        host_tls: Arc::new(host_tls),
     }
 }
 
@@ -247,6 +251,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         replicas: limits::recount(snapshot, &prev.replicas, changed),
         global: prev.global.clone(),
         compression: prev.compression.clone(),
+        host_tls: prev.host_tls.clone(),
     }
 }
 

@@ -41,7 +41,10 @@ pub fn table(
             continue;
         }
         let mut any = false;
-        for r in routes.iter().filter(|r| r.ingress == *key) {
+        // The Ingress's own hosts: as in ingress-nginx, a server-alias is not passed through
+        // (its TLS is terminated and its requests go to the backend over TLS).
+        let own: Vec<HostPattern> = super::hosts::rule_hosts(ing).collect();
+        for r in routes.iter().filter(|r| r.ingress == *key && own.contains(&r.host)) {
             let root = r
                 .path
                 .as_ref()

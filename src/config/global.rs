@@ -92,6 +92,9 @@ pub struct Global {
     /// `ssl-session-cache`, `ssl-session-cache-size`, `ssl-session-timeout`,
     /// `ssl-session-tickets`: for handshakes after a change.
     pub ssl_session: crate::config::tls_options::SslSession,
+    /// `no-auth-locations`: Ingress paths starting with one of these get no authentication
+    /// (ingress-nginx's default: the ACME HTTP-01 challenge path).
+    pub no_auth_locations: Vec<String>,
 }
 
 impl Default for Global {
@@ -122,11 +125,14 @@ impl Default for Global {
             keep_alive_requests: None,
             upstream_reuse: UpstreamReuse::default(),
             ssl_session: Default::default(),
+            no_auth_locations: vec![Self::ACME_CHALLENGE.to_string()],
         }
     }
 }
 
 impl Global {
+    /// ingress-nginx's default `no-auth-locations`.
+    pub const ACME_CHALLENGE: &str = "/.well-known/acme-challenge";
     /// The most `keep-alive-requests` (and `upstream-keepalive-requests`) takes.
     pub const MAX_REQUESTS_PER_CONNECTION: u32 = 10_000_000;
 }

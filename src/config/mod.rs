@@ -13,6 +13,7 @@ pub mod errors;
 pub mod global;
 pub mod hash;
 pub mod headers;
+pub mod host_tls;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
@@ -22,6 +23,7 @@ pub mod rate;
 pub mod response;
 pub mod retry;
 pub mod route;
+pub mod sni;
 pub mod tls;
 pub mod tls_options;
 pub mod upstream_tls;
@@ -70,6 +72,8 @@ pub struct Config {
     /// Response compression (gzip, brotli); `None` when both are off, so the request path
     /// tests one `Option`.
     pub compression: Option<Arc<compress::Compression>>,
+    /// Hosts with their own `ssl-ciphers`/`ssl-prefer-server-ciphers`, which the SNI picks.
+    pub host_tls: Arc<host_tls::HostTlsStore>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -88,6 +92,7 @@ impl PartialEq for Config {
             && self.replicas == other.replicas
             && self.global == other.global
             && self.compression == other.compression
+            && self.host_tls == other.host_tls
     }
 }
 

@@ -1,13 +1,10 @@
 //! Client-certificate authentication (`auth-tls-*`) as plain data: per host, the trusted CAs,
 //! CRLs and what to do with a certificate that is missing or does not verify.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use serde::Serialize;
-
-use super::route::{HostPattern, lower_host};
 
 /// `auth-tls-verify-client`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -115,48 +112,4 @@ impl Serialize for ClientAuth {
 
 /// Host → client-certificate policy, for the TLS handshake: the SNI name picks it as it picks
 /// the certificate (exact name, then `*.` one label up).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientAuthStore {
-    exact: HashMap<String, Arc<ClientAuth>>,
-    /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<String, Arc<ClientAuth>>,
-}
-
-impl ClientAuthStore {
-    /// Sets the policy of `host` unless it has one; returns the one it keeps.
-    pub fn insert(&mut self, host: &HostPattern, auth: Arc<ClientAuth>) -> Option<Arc<ClientAuth>> {
-        let map = match host {
-            HostPattern::Exact(h) => self.exact.entry(h.clone()),
-            HostPattern::Wildcard(s) => self.wildcard.entry(s.clone()),
-            HostPattern::Any => return None,
-        };
-        Some(map.or_insert(auth).clone())
-    }
-
-    /// The policy of a host pattern (how a route finds its host's).
-    pub fn get(&self, host: &HostPattern) -> Option<&Arc<ClientAuth>> {
-        match host {
-            HostPattern::Exact(h) => self.exact.get(h),
-            HostPattern::Wildcard(s) => self.wildcard.get(s),
-            HostPattern::Any => None,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
-    }
-
-    /// SNI selection, as [`super::CertStore::resolve`].
-    pub fn resolve(&self, sni: &str) -> Option<&Arc<ClientAuth>> {
-        let mut buf = [0u8; 256];
-        let name = lower_host(sni, &mut buf)?;
-        if let Some(a) = self.exact.get(name) {
-            return Some(a);
-        }
-        let (first, rest) = name.split_once('.')?;
-        if first.is_empty() {
-            return None;
-        }
-        self.wildcard.get(rest)
-    }
-}
+pub type ClientAuthStore = super::sni::SniMap<Arc<ClientAuth>>;

@@ -18,6 +18,10 @@ pub enum HostPattern {
     Wildcard(String),
     /// A rule without host: matches every host.
     Any,
+    /// A `server-alias` written `~REGEX` (nginx's regular-expression server name), compiled
+    /// from what follows the `~`: searched for, case-insensitively, in the request host after
+    /// exact and wildcard names.
+    Regex(super::pattern::Pattern),
 }
 
 impl fmt::Display for HostPattern {
@@ -26,6 +30,7 @@ impl fmt::Display for HostPattern {
             HostPattern::Exact(h) => f.write_str(h),
             HostPattern::Wildcard(s) => write!(f, "*.{s}"),
             HostPattern::Any => f.write_str("*"),
+            HostPattern::Regex(r) => write!(f, "~{}", r.as_str()),
         }
     }
 }
@@ -178,6 +183,8 @@ impl HostRoutes {
 pub struct RouteTable {
     exact: HashMap<Box<str>, HostRoutes>,
     wildcard: HashMap<Box<str>, HostRoutes>,
+    /// Regular-expression names, in the order compile() added them.
+    regex: Vec<(super::pattern::Pattern, HostRoutes)>,
     any: Option<HostRoutes>,
     catch_all: Option<Arc<Route>>,
 }
@@ -187,6 +194,7 @@ impl fmt::Debug for RouteTable {
         f.debug_struct("RouteTable")
             .field("exact_hosts", &self.exact.len())
             .field("wildcard_hosts", &self.wildcard.len())
+            .field("regex_hosts", &self.regex.len())
             .field("any_host", &self.any.is_some())
             .field("catch_all", &self.catch_all.is_some())
             .finish()
@@ -197,9 +205,10 @@ impl RouteTable {
     /// Finds the route for a request. `host` is the request host without port (any case);
     /// `path` must already be normalized with [`crate::path::normalize`].
     ///
-    /// Hosts are tried from most to least specific — exact, then wildcard, then rules
-    /// without host — and at each level the host's own default backend catches paths its
-    /// rules don't; last come the catch-all default backend and then `None` (404).
+    /// Hosts are tried from most to least specific — exact, then wildcard, then regular
+    /// expressions (as nginx orders server names), then rules without host — and at each
+    /// level the host's own default backend catches paths its rules don't; last come the
+    /// catch-all default backend and then `None` (404).
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         let mut buf = [0u8; 256];
         if let Some(host) = lower_host(host, &mut buf) {
@@ -212,11 +221,24 @@ impl RouteTable {
             {
                 return Some(r);
             }
+            if !self.regex.is_empty()
+                && let Some(r) = self.regex_route(host, path)
+            {
+                return Some(r);
+            }
         }
         if let Some(r) = self.any.as_ref().and_then(|h| h.lookup(path)) {
             return Some(r);
         }
         self.catch_all.as_ref()
+    }
+
+    #[cold]
+    fn regex_route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.regex
+            .iter()
+            .filter(|(re, _)| re.0.is_match(host))
+            .find_map(|(_, h)| h.lookup(path))
     }
 }
 
@@ -226,6 +248,8 @@ type Rank = (std::cmp::Reverse<usize>, bool, usize);
 
 #[derive(Default)]
 struct HostBuild {
+    /// When the host was first seen (regex names are tried in this order).
+    first: usize,
     keys: HashMap<String, (Rank, Arc<Route>)>,
     regex: Vec<(Rank, Arc<Route>)>,
     default: Option<Arc<Route>>,
@@ -235,6 +259,8 @@ struct HostBuild {
 #[derive(Default)]
 pub struct RouteTableBuilder {
     hosts: HashMap<HostPattern, HostBuild>,
+    /// Hosts seen so far.
+    seen: usize,
     catch_all: Option<Arc<Route>>,
     added: usize,
 }
@@ -271,7 +297,7 @@ impl RouteTableBuilder {
             self.added,
         );
         self.added += 1;
-        let host = self.hosts.entry(route.host.clone()).or_default();
+        let host = self.host(&route.host);
         if rule.regex.is_some() {
             host.regex.push((rank, route));
             return;
@@ -286,7 +312,7 @@ impl RouteTableBuilder {
 
     /// Sets a host's default backend unless one is set; returns the one already set.
     pub fn set_host_default(&mut self, route: Arc<Route>) -> Option<Arc<Route>> {
-        let host = self.hosts.entry(route.host.clone()).or_default();
+        let host = self.host(&route.host);
         match &host.default {
             Some(existing) => Some(existing.clone()),
             None => {
@@ -294,6 +320,17 @@ impl RouteTableBuilder {
                 None
             }
         }
+    }
+
+    fn host(&mut self, host: &HostPattern) -> &mut HostBuild {
+        let seen = &mut self.seen;
+        self.hosts.entry(host.clone()).or_insert_with(|| {
+            *seen += 1;
+            HostBuild {
+                first: *seen,
+                ..HostBuild::default()
+            }
+        })
     }
 
     /// Sets the catch-all unless one is set; returns the one already set.
@@ -324,7 +361,9 @@ impl RouteTableBuilder {
             ..Default::default()
         };
         let mut errors = Vec::new();
+        let mut regex = Vec::new();
         for (host, build) in self.hosts {
+            let first = build.first;
             let mut router = matchit::Router::new();
             let mut keys: Vec<_> = build.keys.into_iter().collect();
             keys.sort_by(|a, b| a.0.cmp(&b.0));
@@ -333,10 +372,10 @@ impl RouteTableBuilder {
                     errors.push((route, e.to_string()));
                 }
             }
-            let mut regex = build.regex;
-            regex.sort_by_key(|r| r.0);
+            let mut paths = build.regex;
+            paths.sort_by_key(|r| r.0);
             let hr = HostRoutes {
-                regex: regex.into_iter().map(|(_, r)| r).collect(),
+                regex: paths.into_iter().map(|(_, r)| r).collect(),
                 paths: router,
                 default: build.default,
             };
@@ -344,8 +383,11 @@ impl RouteTableBuilder {
                 HostPattern::Exact(h) => drop(table.exact.insert(h.into_boxed_str(), hr)),
                 HostPattern::Wildcard(s) => drop(table.wildcard.insert(s.into_boxed_str(), hr)),
                 HostPattern::Any => table.any = Some(hr),
+                HostPattern::Regex(re) => regex.push((first, re, hr)),
             }
         }
+        regex.sort_by_key(|(first, _, _)| *first);
+        table.regex = regex.into_iter().map(|(_, re, hr)| (re, hr)).collect();
         (table, errors)
     }
 }

@@ -40,7 +40,7 @@ impl CertStore {
         match host {
             HostPattern::Exact(h) => drop(self.exact.insert(h.clone(), key)),
             HostPattern::Wildcard(s) => drop(self.wildcard.insert(s.clone(), key)),
-            HostPattern::Any => return,
+            HostPattern::Any | HostPattern::Regex(_) => return,
         }
         self.sources.insert(host.to_string(), source);
     }
@@ -63,7 +63,7 @@ impl CertStore {
         match host {
             HostPattern::Exact(h) => self.exact.get(h),
             HostPattern::Wildcard(s) => self.wildcard.get(s),
-            HostPattern::Any => None,
+            HostPattern::Any | HostPattern::Regex(_) => None,
         }
     }
 

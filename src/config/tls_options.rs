@@ -11,6 +11,10 @@ pub struct TlsOptions {
     pub cipher_suites: Option<Vec<SupportedCipherSuite>>,
     /// `ssl-session-*` from the `--configmap`; unset ones keep the flags' values.
     pub session: SslSession,
+    /// `ssl-prefer-server-ciphers`: the first suite of the server's list that the client
+    /// offers, not the client's favourite. On by default, as ingress-nginx's `http` block
+    /// sets it.
+    pub prefer_server_ciphers: bool,
 }
 
 impl Default for TlsOptions {
@@ -19,6 +23,7 @@ impl Default for TlsOptions {
             versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
             cipher_suites: None,
             session: SslSession::default(),
+            prefer_server_ciphers: true,
         }
     }
 }

@@ -125,27 +125,35 @@ impl Acceptor {
         }
     }
 
-    /// The handshake. Without any client-certificate policy in the live Config it is the
-    /// plain acceptor's; else the ClientHello is read first to pick the configuration.
+    /// The handshake. Without any client-certificate policy or host TLS setting in the live
+    /// Config it is the plain acceptor's; else the ClientHello is read first to pick the
+    /// configuration.
     pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(&self, io: IO) -> std::io::Result<TlsStream<IO>> {
-        let configs = {
+        {
             let plane = self.live.load();
-            if plane.config.client_auth.is_empty() {
+            if plane.config.client_auth.is_empty() && plane.config.host_tls.is_empty() {
                 let plain = self.tls.configs(&plane.config.global).plain.clone();
                 drop(plane);
                 return TlsAcceptor::from(plain).accept(io).await;
             }
-            self.tls.configs(&plane.config.global)
-        };
+        }
         let start = LazyConfigAcceptor::new(HelloReader::default(), io).await?;
-        let asking = start.client_hello().server_name().and_then(|sni| {
+        let config = {
             let plane = self.live.load();
-            let policy = plane.config.client_auth.resolve(sni)?;
-            policy.requests_certificate().then(|| ca_names(&policy.ca))
-        });
-        let config = match asking {
-            Some(cas) => self.tls.asking(&configs, cas),
-            None => configs.plain.clone(),
+            let hello = start.client_hello();
+            let sni = hello.server_name();
+            let configs = match sni.and_then(|sni| plane.config.host_tls.resolve(sni)) {
+                Some(host) => self.tls.host_configs(&plane.config.global, host),
+                None => self.tls.configs(&plane.config.global),
+            };
+            let asking = sni.and_then(|sni| {
+                let policy = plane.config.client_auth.resolve(sni)?;
+                policy.requests_certificate().then(|| ca_names(&policy.ca))
+            });
+            match asking {
+                Some(cas) => self.tls.asking(&configs, cas),
+                None => configs.plain.clone(),
+            }
         };
         start.into_stream(config).await
     }

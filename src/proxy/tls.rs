@@ -52,6 +52,7 @@ pub fn server_config(
         .with_client_cert_verifier(client_auth)
         .with_cert_resolver(Arc::new(LiveCerts(live)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.ignore_client_order = opts.prefer_server_ciphers;
     // One TLS 1.3 ticket per handshake, as Go's crypto/tls (so Traefik and Caddy) sends, and
     // OpenSSL after a resumed one; rustls's default of two costs every client a second ticket
     // to decode and store (measured: about 88k instructions more per resumed connection in

@@ -1,7 +1,9 @@
 //! The HTTPS listener's rustls configurations for the live Config's `ssl-protocols`,
 //! `ssl-ciphers` and `ssl-session-*`: built again when those change (the session caches stay), else shared by
 //! every handshake; and, per set of CA names an `auth-tls` policy sends, the configuration
-//! that asks for a client certificate naming them.
+//! that asks for a client certificate naming them. Hosts with their own
+//! `ssl-ciphers`/`ssl-prefer-server-ciphers` get configurations of their own, built on first
+//! use and kept while the listener's hold.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use rustls::{DistinguishedName, ServerConfig};
 use super::mtls::RequestClientCert;
 
 use crate::config::global::Global;
+use crate::config::host_tls::HostTls;
 use crate::config::tls_options::{SslSession, TlsOptions, parse_ciphers, parse_protocols};
 
 /// Makes a configuration for some options with a client-certificate verifier: rustls's
@@ -42,7 +45,13 @@ pub struct LiveTls {
     ciphers: Option<String>,
     build: Build,
     current: ArcSwap<Configs>,
+    /// Per distinct host setting, the configurations built for it (their `key` is the
+    /// listener's values they were built with).
+    hosts: ArcSwap<Vec<(HostTls, Arc<Configs>)>>,
 }
+
+/// The most distinct host settings kept; past it the cache starts again.
+const MAX_HOST_CONFIGS: usize = 256;
 
 impl LiveTls {
     /// Builds the configurations for the flags' values.
@@ -58,6 +67,7 @@ impl LiveTls {
             ciphers,
             build,
             current: ArcSwap::from_pointee(configs),
+            hosts: ArcSwap::from_pointee(Vec::new()),
         })
     }
 
@@ -66,10 +76,57 @@ impl LiveTls {
         configs.asking(&self.build, cas)
     }
 
+    /// The configurations of a host with its own settings, on the listener's for the rest.
+    pub fn host_configs(&self, global: &Global, host: &HostTls) -> Arc<Configs> {
+        if let Some((_, c)) = self.hosts.load().iter().find(|(h, c)| h == host && c.is_for(global)) {
+            return c.clone();
+        }
+        self.build_host(global, host).unwrap_or_else(|| self.configs(global))
+    }
+
+    #[cold]
+    fn build_host(&self, global: &Global, host: &HostTls) -> Option<Arc<Configs>> {
+        let built = options(
+            &self.versions,
+            self.ciphers.as_deref(),
+            global.ssl_protocols.as_deref(),
+            host.ciphers.as_deref().or(global.ssl_ciphers.as_deref()),
+            global.ssl_session,
+        )
+        .and_then(|mut opts| {
+            if let Some(prefer) = host.prefer_server_ciphers {
+                opts.prefer_server_ciphers = prefer;
+            }
+            Configs::new(&self.build, key_of(global), opts).map_err(|e| e.to_string())
+        });
+        let configs = match built {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                // compile() checked the list against the ConfigMap's protocols; this is one
+                // that --ssl-protocols rules out.
+                tracing::warn!(error = %e, ciphers = ?host.ciphers, "a host's ssl-ciphers cannot be used; it gets the listener's");
+                return None;
+            }
+        };
+        self.hosts.rcu(|list| {
+            let mut list: Vec<_> = list
+                .iter()
+                .filter(|(h, c)| h != host && c.is_for(global))
+                .cloned()
+                .collect();
+            if list.len() >= MAX_HOST_CONFIGS {
+                list.clear();
+            }
+            list.push((host.clone(), configs.clone()));
+            list
+        });
+        Some(configs)
+    }
+
     /// The configurations for `global`'s values: the current ones, unless those changed.
     pub fn configs(&self, global: &Global) -> Arc<Configs> {
         let cur = self.current.load_full();
-        if cur.key.0 == global.ssl_protocols && cur.key.1 == global.ssl_ciphers && cur.key.2 == global.ssl_session {
+        if cur.is_for(global) {
             return cur;
         }
         self.rebuild(global).unwrap_or(cur)
@@ -147,6 +204,19 @@ impl Configs {
         cache.insert(key, built.clone());
         built
     }
+
+    /// Whether these were built for `global`'s TLS values.
+    fn is_for(&self, global: &Global) -> bool {
+        self.key.0 == global.ssl_protocols && self.key.1 == global.ssl_ciphers && self.key.2 == global.ssl_session
+    }
+}
+
+fn key_of(global: &Global) -> (Option<String>, Option<String>, SslSession) {
+    (
+        global.ssl_protocols.clone(),
+        global.ssl_ciphers.clone(),
+        global.ssl_session,
+    )
 }
 
 /// The options from the flags' values, each overridden by the ConfigMap's when given.
@@ -172,5 +242,6 @@ fn options(
         versions,
         cipher_suites,
         session,
+        ..TlsOptions::default()
     })
 }

@@ -352,7 +352,15 @@ impl ServerCertVerifier for AnyCert {
 
 /// A TLS client for `versions` that accepts any certificate, like `curl -k`.
 pub fn insecure_client(versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    insecure_client_with(rustls::crypto::aws_lc_rs::default_provider(), versions)
+}
+
+/// [`insecure_client`] with the suites (and the rest) of `provider`.
+pub fn insecure_client_with(
+    provider: rustls::crypto::CryptoProvider,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let provider = Arc::new(provider);
     rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .unwrap()
