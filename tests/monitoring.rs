@@ -2,7 +2,8 @@
 //! certificate expiry, ready endpoints, bounded labels); the Grafana dashboard and the
 //! PrometheusRule checked against them; the alerts run through `promtool check rules` and
 //! `promtool test rules` (promtool built from the Prometheus Go module by
-//! tests/prometheus/build.sh), and the Helm chart rendering the same rules.
+//! tests/prometheus/build.sh), the dashboard against Grafana's schema (tests/grafana), and the
+//! Helm chart rendering the same rules.
 
 mod support;
 
@@ -192,6 +193,14 @@ fn prometheus_rule() -> Value {
 
 #[test]
 fn the_dashboard_is_a_well_formed_grafana_dashboard() {
+    // Grafana's own schema (the Foundation SDK's, generated from Grafana's CUE), strictly: an
+    // unknown or mistyped field, or a panel option its plugin requires, fails.
+    let check = built(&format!("{ROOT}/tests/grafana/build.sh"), "the Grafana schema check").join("check");
+    let out = run(Command::new(check).arg(format!("{ROOT}/deploy/grafana/portico-dashboard.json")));
+    assert!(out.contains("valid, 18 panels"), "{out}");
+
+    // What the schema leaves open: unique ids, a 24-column grid without overlaps, a data
+    // source variable, only defined variables in the expressions.
     let d = dashboard();
     for key in ["uid", "title", "schemaVersion", "panels", "templating", "time"] {
         assert!(!d[key].is_null(), "{key} missing");
