@@ -1,5 +1,6 @@
 //! The admin listeners: /healthz, /readyz, /metrics (Prometheus text) and, on the full admin
-//! listener only, /routes (JSON: every host, Service and endpoint, so never for the network).
+//! listener only, /routes (JSON: every host, Service and endpoint, so never for the network)
+//! and /explain (`portico explain` for one request).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -120,6 +121,11 @@ impl Admin {
                 let doc = routes_json(&self.live.load());
                 let body = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
                 text(StatusCode::OK, body + "\n", "application/json")
+            }
+            "/explain" if pages == Pages::All => {
+                let (status, body, content_type) =
+                    crate::explain::serve(&self.live.load().config, req.uri().query().unwrap_or(""));
+                text(status, body, content_type)
             }
             "/metrics" => text(
                 StatusCode::OK,

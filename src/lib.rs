@@ -5,6 +5,7 @@ pub mod balance;
 pub mod compile;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod fixture;
 pub mod metrics;
 pub mod model;

@@ -46,6 +46,26 @@ enum Command {
         #[command(flatten)]
         class: ClassArgs,
     },
+    /// Explain which listener, certificate, route, policy steps and endpoints a request gets,
+    /// and why every other candidate lost, from a manifests directory or a running Portico.
+    Explain {
+        /// http(s)://host[:port]/path?query
+        url: String,
+        /// A request header NAME:VALUE (repeatable); Host overrides the URL's host.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Compile this manifests directory (as `portico --manifests DIR` would).
+        #[arg(long, conflicts_with = "admin")]
+        manifests: Option<PathBuf>,
+        /// Ask a running Portico's admin listener (HOST:PORT) instead.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        class: ClassArgs,
+    },
     /// Serve examples/quickstart on 127.0.0.1:8080 and :8443 with built-in echo pods.
     Demo,
     /// Print every ingress-nginx annotation and what Portico does with it (Markdown).
@@ -380,6 +400,19 @@ fn main() -> anyhow::Result<()> {
     let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     match cli.command {
         Some(Command::Check { manifests, class }) => check(&manifests, &class),
+        Some(Command::Explain {
+            url,
+            headers,
+            manifests,
+            admin,
+            json,
+            class,
+        }) => {
+            let opts = options(&class, None, false);
+            let q = portico::explain::Source::pick(manifests.as_deref(), admin.as_deref(), &opts);
+            print!("{}", q.ask(&url, &headers, json).map_err(anyhow::Error::msg)?);
+            Ok(())
+        }
         Some(Command::Annotations) => {
             print!("{}", portico::compile::known::markdown_table());
             Ok(())

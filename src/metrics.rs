@@ -1,4 +1,6 @@
-//! Prometheus metrics: requests, latencies, bytes, connections, TLS handshakes, config generations.
+//! Prometheus metrics: requests, latencies, bytes, connections, TLS handshakes, config generations,
+//! config applies, certificate expiry and ready endpoints (docs/metrics.md maps them to
+//! ingress-nginx's series).
 
 use std::sync::atomic::AtomicU64;
 
@@ -33,6 +35,22 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+/// One TLS host's certificate (`ssl_expire_time_seconds`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    pub host: String,
+    pub namespace: String,
+    pub secret: String,
+}
+
+/// One Ingress's Service (`backend_ready_endpoints`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -48,6 +66,20 @@ pub struct Metrics {
     pub config_generation: Gauge<u64, AtomicU64>,
     pub compile_duration: Histogram,
     pub diagnostics: Gauge,
+    /// The configuration state the control plane publishes (see [`crate::metrics::Applied`]).
+    pub applied: Applied,
+}
+
+/// What the last attempts to apply a configuration left, and what the live one holds:
+/// ingress-nginx's `config_last_reload_successful*` and `ssl_expire_time_seconds`, and the
+/// ready endpoints per Ingress and Service. Set when a Config is published, never on the
+/// request path; label sets are bounded by the cluster's own objects.
+#[derive(Default)]
+pub struct Applied {
+    pub last_successful: Gauge,
+    pub last_success_timestamp: Gauge,
+    pub cert_expiry: Family<CertLabels, Gauge>,
+    pub ready_endpoints: Family<BackendLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -137,6 +169,27 @@ impl Metrics {
             "Diagnostics of the live Config",
             diagnostics.clone(),
         );
+        let applied = Applied::default();
+        registry.register(
+            "config_last_apply_successful",
+            "Whether the last attempt to compile and publish a configuration succeeded (1) or not (0)",
+            applied.last_successful.clone(),
+        );
+        registry.register(
+            "config_last_apply_success_timestamp_seconds",
+            "When a configuration was last published, in seconds since the epoch",
+            applied.last_success_timestamp.clone(),
+        );
+        registry.register(
+            "ssl_expire_time_seconds",
+            "notAfter of the certificate served for a TLS host, in seconds since the epoch",
+            applied.cert_expiry.clone(),
+        );
+        registry.register(
+            "backend_ready_endpoints",
+            "Ready endpoints of the Service an Ingress routes to",
+            applied.ready_endpoints.clone(),
+        );
         let request_bytes = bytes.get_or_create(&DirectionLabels { direction: "request" }).clone();
         let response_bytes = bytes.get_or_create(&DirectionLabels { direction: "response" }).clone();
         let unrouted = status_counters(&requests, "", "", "");
@@ -154,6 +207,7 @@ impl Metrics {
             config_generation,
             compile_duration,
             diagnostics,
+            applied,
         }
     }
 
@@ -162,11 +216,101 @@ impl Metrics {
         status_counters(&self.requests, &r.ingress.namespace, &r.ingress.name, &r.service.name)
     }
 
+    /// A Config was published at `now`: the apply gauges, ready endpoints per Ingress and
+    /// Service, and, when `certs_changed`, the certificate expiry series.
+    pub fn published(&self, cfg: &crate::config::Config, now: std::time::SystemTime, certs_changed: bool) {
+        let a = &self.applied;
+        a.last_successful.set(1);
+        let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        a.last_success_timestamp.set(i64::try_from(secs).unwrap_or(i64::MAX));
+        let mut ready = std::collections::HashMap::new();
+        for r in cfg.route_list.iter() {
+            let n = cfg.backend(r).map_or(0, |b| match &b.target {
+                crate::config::Target::Endpoints { ready, .. } => ready.len(),
+                crate::config::Target::ExternalName { .. } => 1,
+                crate::config::Target::Unavailable { .. } => 0,
+            });
+            let key = BackendLabels {
+                namespace: r.ingress.namespace.clone(),
+                ingress: r.ingress.name.clone(),
+                service: r.service.name.clone(),
+            };
+            // An Ingress's Service is as ready as its fullest backend (ports may differ).
+            let e = ready.entry(key).or_insert(0usize);
+            *e = (*e).max(n);
+        }
+        a.ready_endpoints.clear();
+        for (k, n) in ready {
+            a.ready_endpoints
+                .get_or_create(&k)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if certs_changed {
+            a.cert_expiry.clear();
+            for (host, source) in &cfg.certs.sources {
+                let Some(secret) = source.strip_prefix("secret ") else {
+                    continue;
+                };
+                let Ok(pattern) = crate::config::HostPattern::parse(Some(host)) else {
+                    continue;
+                };
+                let Some(not_after) = cfg.certs.own(&pattern).and_then(|k| k.cert.first()).and_then(|der| {
+                    x509_parser::parse_x509_certificate(der)
+                        .ok()
+                        .map(|(_, c)| c.validity().not_after.timestamp())
+                }) else {
+                    continue;
+                };
+                let (namespace, name) = secret.split_once('/').unwrap_or(("", secret));
+                let labels = CertLabels {
+                    host: host.clone(),
+                    namespace: namespace.to_string(),
+                    secret: name.to_string(),
+                };
+                a.cert_expiry.get_or_create(&labels).set(not_after);
+            }
+        }
+    }
+
+    /// An attempt to apply a configuration failed; the last one keeps serving.
+    pub fn apply_failed(&self) {
+        self.applied.last_successful.set(0);
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+    }
+
+    #[test]
+    fn a_failed_apply_turns_the_gauge_to_zero_and_keeps_the_last_success_time() {
+        let m = Metrics::new();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        m.published(&crate::config::Config::default(), at, true);
+        let text = m.encode();
+        assert_eq!(line(&text, "portico_config_last_apply_successful"), Some("1"));
+        assert_eq!(
+            line(&text, "portico_config_last_apply_success_timestamp_seconds"),
+            Some("1700000000")
+        );
+        m.apply_failed();
+        let text = m.encode();
+        assert_eq!(line(&text, "portico_config_last_apply_successful"), Some("0"));
+        assert_eq!(
+            line(&text, "portico_config_last_apply_success_timestamp_seconds"),
+            Some("1700000000")
+        );
     }
 }

@@ -8,30 +8,17 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
+use support::built;
 use support::cluster::ControlPlane;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/portico");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/helm");
 const BUILD_HELM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/build.sh");
 const BUILD_KUBECTL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/build-control-plane.sh");
-
-/// The directory a build script prints (building the first time; progress goes to stderr).
-fn built(script: &str, what: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "needs {what}, built with Go on first use: see the line above and README 'Tests'"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();

@@ -242,6 +242,69 @@ impl RouteTable {
     }
 }
 
+/// A level of the host walk [`RouteTable::route`] makes, most specific first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    Exact,
+    Wildcard,
+    AnyHost,
+    CatchAll,
+}
+
+/// One level of [`RouteTable::trace`]: the table key tried, whether the table has it, and
+/// what that level's matcher answered.
+#[derive(Debug)]
+pub struct LevelTrace<'t> {
+    pub level: Level,
+    pub key: String,
+    pub present: bool,
+    pub found: Option<&'t Arc<Route>>,
+}
+
+impl RouteTable {
+    /// The walk [`RouteTable::route`] makes, every level tried and recorded, for `portico
+    /// explain`. It calls the same host normalization and per-host matchers; the request
+    /// path never comes here. The first level with a route is the one `route` returns.
+    pub fn trace(&self, host: &str, path: &str) -> Vec<LevelTrace<'_>> {
+        let mut out = Vec::with_capacity(4);
+        let mut buf = [0u8; 256];
+        let level = |level, key: String, routes: Option<&HostRoutes>| LevelTrace {
+            level,
+            key,
+            present: routes.is_some(),
+            found: None,
+        };
+        if let Some(host) = lower_host(host, &mut buf) {
+            let exact = self.exact.get(host);
+            out.push(LevelTrace {
+                found: exact.and_then(|h| h.lookup(path)),
+                ..level(Level::Exact, host.to_string(), exact)
+            });
+            if let Some((first, rest)) = host.split_once('.')
+                && !first.is_empty()
+            {
+                let wild = self.wildcard.get(rest);
+                out.push(LevelTrace {
+                    found: wild.and_then(|h| h.lookup(path)),
+                    ..level(Level::Wildcard, format!("*.{rest}"), wild)
+                });
+            }
+        }
+        out.push(LevelTrace {
+            found: self.any.as_ref().and_then(|h| h.lookup(path)),
+            ..level(Level::AnyHost, "*".into(), self.any.as_ref())
+        });
+        out.push(LevelTrace {
+            level: Level::CatchAll,
+            key: "default backend".into(),
+            present: self.catch_all.is_some(),
+            found: self.catch_all.as_ref(),
+        });
+        out
+    }
+}
+
 /// Precedence of a rule on one matcher key: longer rule path first, then Exact over
 /// Prefix, then the order rules were added in (compile adds oldest Ingress first).
 type Rank = (std::cmp::Reverse<usize>, bool, usize);

@@ -266,6 +266,7 @@ pub async fn follow(dir: PathBuf, publisher: Arc<super::Publisher>, every: Durat
             Ok((w, published)) => {
                 watch = w;
                 if published == Some(false) {
+                    publisher.metrics.apply_failed();
                     tracing::error!("compiling the manifests panicked; the last config keeps serving");
                 }
                 if published.is_some() {
@@ -273,6 +274,7 @@ pub async fn follow(dir: PathBuf, publisher: Arc<super::Publisher>, every: Durat
                 }
             }
             Err(e) => {
+                publisher.metrics.apply_failed();
                 tracing::error!(error = %e, "reading the manifests failed; the last config keeps serving");
                 return;
             }

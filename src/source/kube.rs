@@ -377,6 +377,7 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
                 let _ = gen_tx.send(cfg.generation);
             }
             Err(e) => {
+                publisher.metrics.apply_failed();
                 tracing::error!(error = %e, "compile failed; the last config keeps serving");
                 lock(&shared.dirty).extend(Kind::ALL);
             }

@@ -254,6 +254,21 @@ impl Portico {
     }
 }
 
+/// Runs a tool's build script (tests/*/build.sh: built from a Go module into a cache on first
+/// use, progress on stderr) and returns the directory it prints; one line if it cannot.
+pub fn built(script: &str, what: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "needs {what}, built with Go on first use: see the line above and README 'Tests'"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// The `portico` binary with its HTTP, HTTPS and admin listeners on loopback port 0.
 pub fn command() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_portico"));
