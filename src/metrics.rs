@@ -48,6 +48,8 @@ pub struct Metrics {
     pub config_generation: Gauge<u64, AtomicU64>,
     pub compile_duration: Histogram,
     pub diagnostics: Gauge,
+    /// Sampled spans by outcome: exported, or dropped (queue full, collector failed).
+    pub otel_spans: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,6 +139,12 @@ impl Metrics {
             "Diagnostics of the live Config",
             diagnostics.clone(),
         );
+        let otel_spans = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "otel_spans",
+            "OpenTelemetry spans by outcome (exported, dropped)",
+            otel_spans.clone(),
+        );
         let request_bytes = bytes.get_or_create(&DirectionLabels { direction: "request" }).clone();
         let response_bytes = bytes.get_or_create(&DirectionLabels { direction: "response" }).clone();
         let unrouted = status_counters(&requests, "", "", "");
@@ -154,6 +162,7 @@ impl Metrics {
             config_generation,
             compile_duration,
             diagnostics,
+            otel_spans,
         }
     }
 

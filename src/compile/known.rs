@@ -160,7 +160,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         "enable-modsecurity",
         No("not applicable: Portico has no web application firewall"),
     ),
-    ("enable-opentelemetry", No(LATER)),
+    (
+        "enable-opentelemetry",
+        Partly(
+            "one server span per request, from the request head to the response head, with W3C traceparent/tracestate sent upstream; exported over OTLP/HTTP (protobuf, POST /v1/traces, port 4318), not OTLP/gRPC (4317) as ingress-nginx's module; auth subrequests carry no span; see docs/tracing.md",
+        ),
+    ),
     ("enable-opentracing", No("not applicable: removed from ingress-nginx")),
     (
         "enable-owasp-core-rules",
@@ -220,7 +225,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         "modsecurity-transaction-id",
         No("not applicable: Portico has no web application firewall"),
     ),
-    ("opentelemetry-trust-incoming-span", No(LATER)),
+    (
+        "opentelemetry-operation-name",
+        Partly(
+            "not in ingress-nginx's annotation table but read by its parser, as here: letters, digits, '_' and '-', and only with enable-opentelemetry: \"true\" on the Ingress",
+        ),
+    ),
+    ("opentelemetry-trust-incoming-span", Yes),
     (
         "opentracing-trust-incoming-span",
         No("not applicable: removed from ingress-nginx"),

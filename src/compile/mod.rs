@@ -18,6 +18,7 @@ pub mod known_keys;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod otel;
 pub mod passthrough;
 pub mod retry;
 pub mod tls;

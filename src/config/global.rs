@@ -91,6 +91,8 @@ pub struct Global {
     /// `ssl-session-cache`, `ssl-session-cache-size`, `ssl-session-timeout`,
     /// `ssl-session-tickets`: for handshakes after a change.
     pub ssl_session: crate::config::tls_options::SslSession,
+    /// OpenTelemetry tracing: `--otlp-endpoint`, `enable-opentelemetry` and the `otel-*` keys.
+    pub otel: crate::config::otel::Otel,
 }
 
 impl Default for Global {
@@ -121,6 +123,7 @@ impl Default for Global {
             keep_alive_requests: None,
             upstream_reuse: UpstreamReuse::default(),
             ssl_session: Default::default(),
+            otel: Default::default(),
         }
     }
 }

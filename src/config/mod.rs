@@ -16,6 +16,7 @@ pub mod headers;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod otel;
 pub mod pattern;
 pub mod policy;
 pub mod response;

@@ -122,6 +122,10 @@ pub struct Policy {
     /// close` on a connection of their own, never pooled; a body must have a length.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub http10: bool,
+    /// `enable-opentelemetry` (or the ConfigMap's) and its family: `None` when the route is
+    /// not traced, the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otel: Option<Arc<super::otel::RouteOtel>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -228,6 +232,7 @@ impl Default for Policy {
             limits: None,
             custom_headers: None,
             http10: false,
+            otel: None,
         }
     }
 }

@@ -13,7 +13,8 @@
 //! answer 411). [`retry`] decides, in the upstream exchange, whether a failed try goes
 //! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
 //! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
-//! [`errors`] lists is replaced by the error backend's.
+//! [`errors`] lists is replaced by the error backend's. [`otel`] starts a traced request's
+//! span after [`redirect`] (setting `traceparent` upstream) and ends it with the answer.
 
 pub mod allow;
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod http10;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod otel;
 pub mod prefix;
 pub mod redirect;
 pub mod request_headers;
