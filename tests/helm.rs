@@ -8,34 +8,21 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use support::cluster::ControlPlane;
+use support::go_built;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/portico");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/helm");
 const BUILD_HELM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/build.sh");
 const BUILD_KUBECTL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/build-control-plane.sh");
 
-/// The directory a build script prints (building the first time; progress goes to stderr).
-fn built(script: &str, what: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "needs {what}, built with Go on first use: see the line above and README 'Tests'"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| built(BUILD_HELM, "helm").join("helm"))
+    HELM.get_or_init(|| go_built(BUILD_HELM, "helm").join("helm"))
 }
 
 fn fixture(name: &str) -> String {
@@ -609,7 +596,7 @@ fn normalized(mut object: Value) -> Value {
 /// ConfigMaps (until deploy/base has them too), and the chart's PodDisruptionBudget.
 #[test]
 fn chart_renders_what_kustomize_renders() {
-    let kubectl = built(BUILD_KUBECTL, "kubectl").join("kubectl");
+    let kubectl = go_built(BUILD_KUBECTL, "kubectl").join("kubectl");
     let out = Command::new(kubectl)
         .args(["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")])
         .output()

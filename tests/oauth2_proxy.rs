@@ -24,21 +24,6 @@ const CLIENT_SECRET: &str = "portico-test-secret";
 const USER: &str = "1234567890";
 const EMAIL: &str = "jane.doe@example.com";
 
-/// Builds oauth2-proxy and mockoidc the first time (the build's progress goes to stderr), or
-/// finds them built; the directory holding both. Panics with one line when Go is missing.
-fn built() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(BUILD)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "needs Go: oauth2-proxy and mockoidc are built from their Go modules on first use (see the line above and README 'Tests')"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// A child process killed on drop, its output in a log file that failures quote.
 struct Proc {
     child: Child,
@@ -250,7 +235,7 @@ fn param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_proxy_login_through_portico() {
-    let bin = built();
+    let bin = go_built(BUILD, "oauth2-proxy and mockoidc");
     let dir = std::env::temp_dir().join(format!("portico-oauth2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (oidc, issuer) = mockoidc(&bin, &dir);

@@ -24,21 +24,6 @@ const CM: &str = "ingress-nginx/ingress-nginx-controller";
 const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
 
-/// Builds the receiver the first time (the build's progress goes to stderr), or finds it
-/// built; the directory holding it. Panics with one line when Go is missing.
-fn built() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(BUILD)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "needs Go: the OTLP receiver is built from its Go module on first use (see the line above and README 'Tests')"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// The receiver, killed on drop, with the file its spans go to.
 struct Receiver {
     child: Child,
@@ -70,7 +55,7 @@ impl Receiver {
         std::fs::create_dir_all(&dir).unwrap();
         let spans = dir.join("spans.jsonl");
         let log = dir.join("receiver.log");
-        let mut child = Command::new(built().join("receiver"))
+        let mut child = Command::new(go_built(BUILD, "the OTLP receiver").join("receiver"))
             .args(["-out", spans.to_str().unwrap()])
             // Held open by us: the receiver stops when stdin closes (also if this test dies).
             .stdin(Stdio::piped())
@@ -156,6 +141,21 @@ async fn traced_get(addr: SocketAddr, host: &str, fields: &[(&str, &str)]) -> (u
     (status, json(&body))
 }
 
+/// GET / on `host` as a client in trace CLIENT_TRACE (sampled, span CLIENT_SPAN) with a
+/// tracestate would.
+async fn get_in_client_trace(addr: SocketAddr, host: &str) -> (u16, Value) {
+    traced_get(
+        addr,
+        host,
+        &[("traceparent", &client_parent()), ("tracestate", "congo=t61rcWkgMzE")],
+    )
+    .await
+}
+
+fn client_parent() -> String {
+    format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
+}
+
 /// The backend's traceparent, split: trace id, parent span id, flags.
 fn backend_traceparent(echo: &Value) -> (String, String, String) {
     let tp = echo["headers"]["traceparent"]
@@ -225,13 +225,7 @@ async fn an_incoming_traceparent_is_continued_with_its_tracestate() {
         &[],
     )
     .await;
-    let incoming = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let (status, echo) = traced_get(
-        p.http,
-        "trace.test",
-        &[("traceparent", &incoming), ("tracestate", "congo=t61rcWkgMzE")],
-    )
-    .await;
+    let (status, echo) = get_in_client_trace(p.http, "trace.test").await;
     assert_eq!(status, 200);
     let (trace, parent, _) = backend_traceparent(&echo);
     assert_eq!(trace, CLIENT_TRACE, "the client's trace goes on");
@@ -262,13 +256,7 @@ async fn an_untrusted_incoming_span_starts_a_new_trace() {
         &[],
     )
     .await;
-    let incoming = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let (status, echo) = traced_get(
-        p.http,
-        "trace.test",
-        &[("traceparent", &incoming), ("tracestate", "congo=t61rcWkgMzE")],
-    )
-    .await;
+    let (status, echo) = get_in_client_trace(p.http, "trace.test").await;
     assert_eq!(status, 200);
     let (trace, parent, _) = backend_traceparent(&echo);
     assert_ne!(trace, CLIENT_TRACE);
@@ -297,8 +285,7 @@ async fn ratio_zero_exports_no_new_trace_and_a_sampled_parent_still_decides() {
     }
     // Parent-based (the default): the client's sampled flag decides. Its span comes after the
     // twenty above in the one queue, so it arriving alone shows they were never queued.
-    let incoming = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let (status, _) = traced_get(p.http, "trace.test", &[("traceparent", &incoming)]).await;
+    let (status, _) = traced_get(p.http, "trace.test", &[("traceparent", &client_parent())]).await;
     assert_eq!(status, 200);
     let (_, all) = rx.wait_trace(CLIENT_TRACE).await;
     assert_eq!(all.len(), 1, "only the sampled parent's span: {all:?}");
@@ -351,7 +338,6 @@ async fn a_bad_configmap_value_is_a_warning_and_routes_without_the_annotation_ar
     assert!(diags.contains("otel-sampler=\\\"remote\\\""), "{diags}");
     assert!(diags.contains("OTLP/gRPC"), "{diags}");
     // A collector alone does not turn tracing on: the client's traceparent goes through as sent.
-    let incoming = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let (_, echo) = traced_get(p.http, "trace.test", &[("traceparent", &incoming)]).await;
-    assert_eq!(echo["headers"]["traceparent"], incoming.as_str());
+    let (_, echo) = traced_get(p.http, "trace.test", &[("traceparent", &client_parent())]).await;
+    assert_eq!(echo["headers"]["traceparent"], client_parent().as_str());
 }

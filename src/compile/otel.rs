@@ -121,28 +121,18 @@ pub fn read<'a>(base: Otel, get: impl Fn(&str) -> Option<&'a str>) -> (Otel, Vec
         },
     );
     let max = Otel::MAX_QUEUE;
-    key(
-        "otel-max-queuesize",
-        &format!("a number of spans from 1 to {max}"),
-        &mut |v| {
+    for (name, field) in [
+        ("otel-max-queuesize", &mut o.max_queue),
+        ("otel-max-export-batch-size", &mut o.max_batch),
+    ] {
+        key(name, &format!("a number of spans from 1 to {max}"), &mut |v| {
             v.parse()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
-                .map(|n| o.max_queue = n)
+                .map(|n| *field = n)
                 .is_some()
-        },
-    );
-    key(
-        "otel-max-export-batch-size",
-        &format!("a number of spans from 1 to {max}"),
-        &mut |v| {
-            v.parse()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .map(|n| o.max_batch = n)
-                .is_some()
-        },
-    );
+        });
+    }
     let longest = Otel::MAX_DELAY.as_millis();
     key(
         "otel-schedule-delay-millis",

@@ -243,6 +243,22 @@ impl Portico {
     }
 }
 
+/// The directory a test tool's build script prints: the tool built from its Go module the
+/// first time (progress goes to stderr), or found built. Panics with one line when it cannot
+/// be built (no Go).
+pub fn go_built(script: &str, what: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "needs {what}, built with Go on first use: see the line above and README 'Tests'"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// The `portico` binary with its HTTP, HTTPS and admin listeners on loopback port 0.
 pub fn command() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_portico"));

@@ -115,7 +115,10 @@ fn begin<B>(
         span_id,
         parent: parent_span,
         trace_state,
-        start: SystemTime::now(),
+        // The span covers the request from its head on, also the steps before this one.
+        start: SystemTime::now()
+            .checked_sub(started.elapsed())
+            .unwrap_or_else(SystemTime::now),
         started,
         method: req.method().clone(),
         target: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
