@@ -341,3 +341,35 @@ async fn a_bad_configmap_value_is_a_warning_and_routes_without_the_annotation_ar
     let (_, echo) = traced_get(p.http, "trace.test", &[("traceparent", &client_parent())]).await;
     assert_eq!(echo["headers"]["traceparent"], client_parent().as_str());
 }
+
+#[tokio::test]
+async fn traceparent_goes_upstream_among_header_names_in_the_clients_case() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rx = Receiver::start();
+    let pods = pods("web", 1).await;
+    let p = start(site(&pods, "trace.test", &[]), &[], &["--otlp-endpoint", &rx.url]).await;
+    // Names not in lower case make Portico respell the upstream head: the traceparent it
+    // replaces (the client's) and the one it adds (no client's) must go with it intact.
+    for given in [Some(client_parent()), None] {
+        let mut s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+        let tp = given
+            .as_ref()
+            .map(|v| format!("Traceparent: {v}\r\n"))
+            .unwrap_or_default();
+        let head = format!("GET / HTTP/1.1\r\nHost: trace.test\r\n{tp}X-Custom-Thing: 1\r\nConnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let echo = json(body);
+        assert_eq!(echo["headers"]["x-custom-thing"], "1", "{echo}");
+        let (trace, parent, _) = backend_traceparent(&echo);
+        if given.is_some() {
+            assert_eq!(trace, CLIENT_TRACE);
+        }
+        let (span, _) = rx.wait_trace(&trace).await;
+        assert_eq!(span["span_id"], parent.as_str());
+    }
+}

@@ -71,11 +71,8 @@ impl Exporter {
     }
 
     /// Queues a finished span for its collector, unless `max_queue` are waiting already
-    /// (then it is dropped and counted) or no collector is set (nothing to export to).
+    /// (then it is dropped and counted).
     pub fn record(&self, otel: &Otel, record: Record) {
-        if otel.collector.is_none() {
-            return;
-        }
         if self.queued.fetch_add(1, Ordering::Relaxed) >= otel.max_queue {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.dropped.inc();

@@ -103,7 +103,8 @@ fn begin<B>(
         }
     };
     headers.insert(TRACEPARENT.clone(), traceparent(&trace_id, &span_id, sampled));
-    if !sampled {
+    // Nothing to record for a trace not sampled, or with no collector to export to.
+    if !sampled || otel.collector.is_none() {
         return None;
     }
     let trace_state = parent_span
@@ -259,7 +260,7 @@ fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> HeaderV
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::otel::Sampler;
+    use crate::config::otel::{Collector, Sampler};
 
     const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
@@ -269,6 +270,14 @@ mod tests {
             n.set(n.get() + 1);
             n.get()
         })
+    }
+
+    /// Settings with a collector to export to.
+    fn exported() -> Otel {
+        Otel {
+            collector: Collector::parse("127.0.0.1", 4318),
+            ..Otel::default()
+        }
     }
 
     fn traced(trust: bool) -> Policy {
@@ -292,14 +301,14 @@ mod tests {
     #[test]
     fn untraced_routes_are_untouched() {
         let mut req = request(&[("traceparent", PARENT)]);
-        assert!(start(&Policy::default(), &Otel::default(), &mut req, Instant::now(), counter).is_none());
+        assert!(start(&Policy::default(), &exported(), &mut req, Instant::now(), counter).is_none());
         assert_eq!(req.headers()["traceparent"], PARENT);
     }
 
     #[test]
     fn a_trusted_parent_is_continued() {
         let mut req = request(&[("traceparent", PARENT), ("tracestate", "congo=t61rcWkgMzE")]);
-        let span = start(&traced(true), &Otel::default(), &mut req, Instant::now(), counter).unwrap();
+        let span = start(&traced(true), &exported(), &mut req, Instant::now(), counter).unwrap();
         assert_eq!(to_hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(span.parent.map(|p| to_hex(&p)).as_deref(), Some("b7ad6b7169203331"));
         assert_eq!(span.target, "/a?b=c");
@@ -324,7 +333,7 @@ mod tests {
             (true, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333"),
         ] {
             let mut req = request(&[("traceparent", parent), ("tracestate", "congo=t61rcWkgMzE")]);
-            let span = start(&traced(trust), &Otel::default(), &mut req, Instant::now(), counter).unwrap();
+            let span = start(&traced(trust), &exported(), &mut req, Instant::now(), counter).unwrap();
             assert_ne!(to_hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c", "{parent}");
             assert_eq!(span.parent, None, "{parent}");
             assert!(req.headers().get("tracestate").is_none(), "{parent}");
@@ -333,7 +342,7 @@ mod tests {
         // A later version is read by its first fields.
         let later = "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-comes";
         let mut req = request(&[("traceparent", later)]);
-        let span = start(&traced(true), &Otel::default(), &mut req, Instant::now(), counter).unwrap();
+        let span = start(&traced(true), &exported(), &mut req, Instant::now(), counter).unwrap();
         assert!(span.parent.is_some());
     }
 
@@ -341,18 +350,22 @@ mod tests {
     fn sampling_follows_the_parent_or_the_sampler() {
         let off = Otel {
             sampler: Sampler::AlwaysOff,
-            ..Otel::default()
+            ..exported()
         };
         // Unsampled: the trace still goes on, flagged so, and nothing is recorded.
         let mut req = request(&[]);
         assert!(start(&traced(true), &off, &mut req, Instant::now(), counter).is_none());
         assert!(req.headers()["traceparent"].to_str().unwrap().ends_with("-00"));
+        // Without a collector the trace goes on sampled, and nothing is recorded.
+        let mut req = request(&[]);
+        assert!(start(&traced(true), &Otel::default(), &mut req, Instant::now(), counter).is_none());
+        assert!(req.headers()["traceparent"].to_str().unwrap().ends_with("-01"));
         // Parent-based: a sampled parent wins over the sampler.
         let mut req = request(&[("traceparent", PARENT)]);
         assert!(start(&traced(true), &off, &mut req, Instant::now(), counter).is_some());
         let unsampled = PARENT.replace("-01", "-00");
         let mut req = request(&[("traceparent", &unsampled)]);
-        assert!(start(&traced(true), &Otel::default(), &mut req, Instant::now(), counter).is_none());
+        assert!(start(&traced(true), &exported(), &mut req, Instant::now(), counter).is_none());
         // Not parent-based: the sampler decides.
         let off = Otel {
             parent_based: false,
