@@ -335,7 +335,7 @@ fn span(s: &mut Vec<u8>, otel: &Otel, r: &Record) {
         _ => "1.1",
     };
     a(s, "network.protocol.version", Value::Str(version));
-    if let Some(ua) = sp.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+    if let Some(ua) = &sp.user_agent {
         a(s, "user_agent.original", Value::Str(ua));
     }
     a(s, "k8s.namespace.name", Value::Str(&r.route.ingress.namespace));

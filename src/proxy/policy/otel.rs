@@ -20,6 +20,9 @@ pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The most `tracestate` bytes carried on (W3C asks at least 512 be kept; 32 members of
 /// 256 bytes each is its own limit).
 const MAX_TRACESTATE: usize = 8192;
+/// The most bytes of a request's target, Host or User-Agent a span keeps (OpenTelemetry
+/// SDKs offer such a limit on attribute values; a span waiting in the queue holds them).
+const MAX_TEXT: usize = 1024;
 
 /// A sampled request's span, from the request head to its answer.
 #[derive(Debug)]
@@ -37,7 +40,7 @@ pub struct Span {
     pub target: String,
     /// The Host (or HTTP/2 authority) the client named.
     pub host: String,
-    pub user_agent: Option<HeaderValue>,
+    pub user_agent: Option<String>,
     pub version: http::Version,
     /// Filled in when the request is answered (see [`Span::end`]).
     pub end: Option<End>,
@@ -122,12 +125,16 @@ fn begin<B>(
             .unwrap_or_else(SystemTime::now),
         started,
         method: req.method().clone(),
-        target: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        target: clipped(req.uri().path_and_query().map_or("/", |p| p.as_str())),
         host: match req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
-            Some(h) => h.to_string(),
-            None => req.uri().authority().map_or(String::new(), |a| a.to_string()),
+            Some(h) => clipped(h),
+            None => req.uri().authority().map_or(String::new(), |a| clipped(a.as_str())),
         },
-        user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+        user_agent: req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(clipped),
         version: req.version(),
         end: None,
     }))
@@ -168,6 +175,16 @@ impl Span {
             upstream_answered: answered.map(|a| a.saturating_duration_since(self.started)),
         });
     }
+}
+
+/// At most [`MAX_TEXT`] bytes of `s` (cut at a character boundary), so that a queue of spans
+/// stays small whatever clients send.
+fn clipped(s: &str) -> String {
+    let mut end = s.len().min(MAX_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 fn nonzero_id(random: fn() -> u64) -> [u8; 16] {
@@ -296,6 +313,23 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap()
+    }
+
+    #[test]
+    fn long_client_texts_are_clipped() {
+        let long = format!("/{}", "a".repeat(5000));
+        let mut req = Request::builder()
+            .uri(long.as_str())
+            .header("user-agent", "x".repeat(3000))
+            .body(())
+            .unwrap();
+        let span = start(&traced(true), &exported(), &mut req, Instant::now(), counter).unwrap();
+        assert_eq!(
+            (span.target.len(), span.user_agent.unwrap().len()),
+            (MAX_TEXT, MAX_TEXT)
+        );
+        // At a character boundary: 341 three-byte characters.
+        assert_eq!(clipped(&"€".repeat(1000)).len(), 1023);
     }
 
     #[test]
