@@ -373,3 +373,37 @@ async fn traceparent_goes_upstream_among_header_names_in_the_clients_case() {
         assert_eq!(span["span_id"], parent.as_str());
     }
 }
+
+#[tokio::test]
+async fn tracing_turns_on_and_off_with_the_configmap_live() {
+    let rx = Receiver::start();
+    let pods = pods("web", 1).await;
+    let p = start(site(&pods, "trace.test", &[]), &[], &[]).await;
+    let (_, echo) = traced_get(p.http, "trace.test", &[("traceparent", &client_parent())]).await;
+    assert_eq!(
+        echo["headers"]["traceparent"],
+        client_parent().as_str(),
+        "untraced at first"
+    );
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    let on = [
+        ("enable-opentelemetry", "true"),
+        ("otlp-collector-host", rx.url.as_str()),
+        ("opentelemetry-trust-incoming-span", "false"),
+        ("otel-schedule-delay-millis", "20"),
+    ];
+    p.write("cm.yaml", &configmap(&on));
+    p.wait_generation(generation + 1).await;
+    let (_, echo) = traced_get(p.http, "trace.test", &[("traceparent", &client_parent())]).await;
+    let (trace, _, _) = backend_traceparent(&echo);
+    assert_ne!(trace, CLIENT_TRACE, "the ConfigMap distrusts incoming spans");
+    rx.wait_trace(&trace).await;
+    p.write("cm.yaml", &configmap(&[("otlp-collector-host", rx.url.as_str())]));
+    p.wait_generation(generation + 2).await;
+    let (_, echo) = traced_get(p.http, "trace.test", &[("traceparent", &client_parent())]).await;
+    assert_eq!(
+        echo["headers"]["traceparent"],
+        client_parent().as_str(),
+        "untraced again"
+    );
+}
