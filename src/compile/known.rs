@@ -163,7 +163,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "enable-opentelemetry",
         Partly(
-            "one server span per request, from the request head to the response head, with W3C traceparent/tracestate sent upstream; exported over OTLP/HTTP (protobuf, POST /v1/traces, port 4318), not OTLP/gRPC (4317) as ingress-nginx's module; auth subrequests carry no span; see docs/tracing.md",
+            "one server span per request, from the request head to the response head, with W3C traceparent/tracestate sent upstream; exported over OTLP/HTTP (protobuf, POST /v1/traces, port 4318), not OTLP/gRPC (4317) as ingress-nginx's module; auth subrequests, mirror copies and error-page requests carry the request's traceparent but get no span of their own; see docs/tracing.md",
         ),
     ),
     ("enable-opentracing", No("not applicable: removed from ingress-nginx")),
