@@ -175,6 +175,7 @@ fn level_of(r: &Route) -> Level {
     match (&r.host, &r.path) {
         (HostPattern::Exact(_), _) => Level::Exact,
         (HostPattern::Wildcard(_), _) => Level::Wildcard,
+        (HostPattern::Regex(_), _) => Level::Regex,
         (HostPattern::Any, Some(_)) => Level::AnyHost,
         (HostPattern::Any, None) => Level::CatchAll,
     }
@@ -184,8 +185,9 @@ fn rank(l: Level) -> u8 {
     match l {
         Level::Exact => 0,
         Level::Wildcard => 1,
-        Level::AnyHost => 2,
-        Level::CatchAll => 3,
+        Level::Regex => 2,
+        Level::AnyHost => 3,
+        Level::CatchAll => 4,
     }
 }
 
@@ -313,7 +315,7 @@ pub fn explain(cfg: &Config, q: &Question) -> Result<Explanation, Bad> {
         .collect();
     let host_keys: Vec<String> = trace
         .iter()
-        .filter(|t| matches!(t.level, Level::Exact | Level::Wildcard | Level::AnyHost))
+        .filter(|t| matches!(t.level, Level::Exact | Level::Wildcard | Level::Regex | Level::AnyHost))
         .map(|t| t.key.clone())
         .collect();
 

@@ -301,6 +301,12 @@ struct RunArgs {
     /// replicas) of this Service's EndpointSlices (default: per replica, as ingress-nginx).
     #[arg(long, env = "PORTICO_LIMITS_PER_CLUSTER", value_parser = parse_key)]
     limits_per_cluster: Option<ObjectKey>,
+    /// The OTLP/HTTP collector request spans are exported to, as protobuf POSTed to
+    /// http://HOST:PORT/v1/traces (port 4318 unless given). Turns tracing on for every Ingress;
+    /// the ConfigMap's enable-opentelemetry and otlp-collector-* keys and an Ingress's
+    /// enable-opentelemetry annotation override it.
+    #[arg(long, env = "PORTICO_OTLP_ENDPOINT", value_parser = parse_collector)]
+    otlp_endpoint: Option<portico::config::otel::Collector>,
 }
 
 // The proxy allocates small, short-lived buffers per request; mimalloc's thread-local free
@@ -316,6 +322,11 @@ fn hostname() -> String {
 
 fn parse_auth_url(v: &str) -> Result<Box<portico::config::auth::ExternalAuth>, String> {
     portico::compile::auth::parse_auth_url(v).map(Box::new)
+}
+
+fn parse_collector(v: &str) -> Result<portico::config::otel::Collector, String> {
+    let c = portico::config::otel::Collector::DEFAULT_PORT;
+    portico::config::otel::Collector::parse(v, c).ok_or_else(|| format!("{v:?} is not http://HOST[:PORT][/PATH]"))
 }
 
 fn parse_key(s: &str) -> Result<ObjectKey, String> {
@@ -547,6 +558,8 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
         )
     });
     opts.compression = compression(args.use_gzip, args.enable_brotli);
+    opts.global.otel.enabled = args.otlp_endpoint.is_some();
+    opts.global.otel.collector = args.otlp_endpoint.clone();
     opts.limits_service = args.limits_per_cluster.clone();
     let publisher = Arc::new(Publisher::new(live.clone(), opts, metrics.clone()));
     let affinity_key = match &args.affinity_key {
@@ -670,6 +683,7 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
         auth: portico::proxy::policy::auth::State::new(args.allow_loopback_auth_url),
         mirror: portico::proxy::policy::mirror::State::new(args.allow_loopback_mirror_target),
         access_sink,
+        otel: portico::proxy::otel::Exporter::new(live.clone(), &metrics),
     });
     tokio::spawn(portico::proxy::upstream::reap_idle(
         live.clone(),

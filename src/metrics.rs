@@ -68,6 +68,8 @@ pub struct Metrics {
     pub diagnostics: Gauge,
     /// The configuration state the control plane publishes (see [`crate::metrics::Applied`]).
     pub applied: Applied,
+    /// Sampled spans by outcome: exported, or dropped (queue full, collector failed).
+    pub otel_spans: Family<OutcomeLabels, Counter>,
 }
 
 /// What the last attempts to apply a configuration left, and what the live one holds:
@@ -190,6 +192,12 @@ impl Metrics {
             "Ready endpoints of the Service an Ingress routes to",
             applied.ready_endpoints.clone(),
         );
+        let otel_spans = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "otel_spans",
+            "OpenTelemetry spans by outcome (exported, dropped)",
+            otel_spans.clone(),
+        );
         let request_bytes = bytes.get_or_create(&DirectionLabels { direction: "request" }).clone();
         let response_bytes = bytes.get_or_create(&DirectionLabels { direction: "response" }).clone();
         let unrouted = status_counters(&requests, "", "", "");
@@ -208,6 +216,7 @@ impl Metrics {
             compile_duration,
             diagnostics,
             applied,
+            otel_spans,
         }
     }
 

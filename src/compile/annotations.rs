@@ -267,6 +267,8 @@ impl Annotations<'_> {
             http10: self.http10(),
             satisfy_any: self.satisfy_any(),
             rate: self.response_rate(),
+            // Read with the ConfigMap's settings, in `super::global::route_policy`.
+            otel: None,
         }
     }
 

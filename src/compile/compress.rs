@@ -79,7 +79,7 @@ pub fn read<'a>(base: Compression, get: impl Fn(&str) -> Option<&'a str>) -> (Co
 }
 
 /// Go's strconv.ParseBool, which ingress-nginx reads its booleans with.
-fn go_bool(v: &str) -> Option<bool> {
+pub(super) fn go_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

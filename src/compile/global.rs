@@ -156,6 +156,11 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         r.warn(Reason::InvalidConfigMapKey, format!("--configmap {key}: {problem}"));
     }
     g.log_format = log_format;
+    let (otel, problems) = super::otel::read(g.otel.clone(), |k| data.get(k).map(String::as_str));
+    for problem in problems {
+        r.warn(Reason::InvalidConfigMapKey, format!("--configmap {key}: {problem}"));
+    }
+    g.otel = otel;
     g
 }
 
@@ -177,6 +182,15 @@ pub fn route_policy(
         let l = Arc::make_mut(l);
         (l.req_status, l.conn_status) = (g.limit_req_status, g.limit_conn_status);
     }
+    p.otel = super::otel::route(ing, &g.otel, |prefix, name, value, expected| {
+        let msg = format!("annotation {prefix}{name}={value:?} is not {expected}; the ConfigMap's setting holds");
+        diags.push(
+            ObjectRef::ingress(key),
+            Severity::Warning,
+            Reason::InvalidAnnotation,
+            msg,
+        );
+    });
     // Most Ingresses carry no annotations: nothing below applies to them but the denial.
     let noted = ing.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty());
     if let Some(why) = &g.global_auth_denied

@@ -22,7 +22,6 @@ const SERVER_SNIPPET: &str = "never: it injects configuration text, the bug clas
 const AUTH_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotations instead: auth-url, auth-method, auth-signin, auth-response-headers, auth-cache-key";
 const STREAM_SNIPPET: &str = "never: it injects configuration text, the bug class behind ingress-nginx's CVEs; use the typed annotation ssl-passthrough (with --enable-ssl-passthrough) for TLS that the backend terminates";
 const STREAMS: &str = "not applicable: Portico streams bodies both ways and never buffers them to disk or memory";
-const LATER: &str = "not yet";
 
 /// `nginx.ingress.kubernetes.io/` names (the same names under `portico.dev/`).
 pub const ANNOTATIONS: &[(&str, Support)] = &[
@@ -160,7 +159,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         "enable-modsecurity",
         No("not applicable: Portico has no web application firewall"),
     ),
-    ("enable-opentelemetry", No(LATER)),
+    (
+        "enable-opentelemetry",
+        Partly(
+            "one server span per request, from the request head to the response head, with W3C traceparent/tracestate sent upstream; exported over OTLP/HTTP (protobuf, POST /v1/traces, port 4318), not OTLP/gRPC (4317) as ingress-nginx's module; auth subrequests, mirror copies and error-page requests carry the request's traceparent but get no span of their own; see docs/tracing.md",
+        ),
+    ),
     ("enable-opentracing", No("not applicable: removed from ingress-nginx")),
     (
         "enable-owasp-core-rules",
@@ -225,7 +229,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         "modsecurity-transaction-id",
         No("not applicable: Portico has no web application firewall"),
     ),
-    ("opentelemetry-trust-incoming-span", No(LATER)),
+    (
+        "opentelemetry-operation-name",
+        Partly(
+            "not in ingress-nginx's annotation table but read by its parser, as here: letters, digits, '_' and '-', and only with enable-opentelemetry: \"true\" on the Ingress",
+        ),
+    ),
+    ("opentelemetry-trust-incoming-span", Yes),
     (
         "opentracing-trust-incoming-span",
         No("not applicable: removed from ingress-nginx"),

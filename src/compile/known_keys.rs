@@ -7,7 +7,7 @@ use Support::{No, Partly, Yes};
 
 const NGINX_INTERNAL: &str =
     "not applicable: an nginx buffer, table or process setting; Portico streams bodies and sizes its own tables";
-const TRACING: &str = "not yet: Portico exports no traces";
+const TRACING: &str = "not applicable: removed from ingress-nginx; its OpenTelemetry keys (otel-*, otlp-*) replace it, see docs/tracing.md";
 const MODULE: &str = "not supported: Portico has no WAF and no GeoIP database";
 const LOGS: &str = "not applicable: Portico logs to stdout (RUST_LOG sets the level, --log-format the form)";
 const STREAM: &str = "not applicable: Portico proxies no TCP/UDP services";
@@ -76,7 +76,12 @@ pub const KEYS: &[(&str, Support)] = &[
     ("enable-modsecurity", No(MODULE)),
     ("enable-multi-accept", No(NGINX_INTERNAL)),
     ("enable-ocsp", No(LATER)),
-    ("enable-opentelemetry", No(TRACING)),
+    (
+        "enable-opentelemetry",
+        Partly(
+            "see the annotation's row in docs/annotations.md and docs/tracing.md: spans go over OTLP/HTTP (protobuf), not OTLP/gRPC",
+        ),
+    ),
     ("enable-owasp-modsecurity-crs", No(MODULE)),
     ("enable-real-ip", No(LATER)),
     ("enable-serial-reloads", No(NGINX_INTERNAL)),
@@ -204,18 +209,47 @@ pub const KEYS: &[(&str, Support)] = &[
     ("nginx-status-ipv6-whitelist", No(LATER)),
     ("no-auth-locations", Yes),
     ("no-tls-redirect-locations", No(LATER)),
-    ("opentelemetry-config", No(TRACING)),
-    ("opentelemetry-operation-name", No(TRACING)),
-    ("opentelemetry-trust-incoming-span", No(TRACING)),
-    ("otel-max-export-batch-size", No(TRACING)),
-    ("otel-max-queuesize", No(TRACING)),
-    ("otel-sampler", No(TRACING)),
-    ("otel-sampler-parent-based", No(TRACING)),
-    ("otel-sampler-ratio", No(TRACING)),
-    ("otel-schedule-delay-millis", No(TRACING)),
-    ("otel-service-name", No(TRACING)),
-    ("otlp-collector-host", No(TRACING)),
-    ("otlp-collector-port", No(TRACING)),
+    (
+        "opentelemetry-config",
+        No("not applicable: the nginx module's file; the otel-* and otlp-* keys set everything Portico uses"),
+    ),
+    (
+        "opentelemetry-operation-name",
+        Partly(
+            "variables $request_method, $uri, $host, $scheme, $namespace, $ingress_name, $service_name, $service_port and $location_path only; without it the name is METHOD and the Ingress path (nginx's module names the location)",
+        ),
+    ),
+    ("opentelemetry-trust-incoming-span", Yes),
+    ("otel-max-export-batch-size", Yes),
+    (
+        "otel-max-queuesize",
+        Partly(
+            "at most 65536; spans past it are dropped and counted in portico_otel_spans_total{outcome=\"dropped\"}; a batch being sent counts until it is sent",
+        ),
+    ),
+    (
+        "otel-sampler",
+        Partly(
+            "AlwaysOn, AlwaysOff and TraceIdRatioBased (on the trace id's low 56 bits); remote is refused with a Warning",
+        ),
+    ),
+    ("otel-sampler-parent-based", Yes),
+    ("otel-sampler-ratio", Yes),
+    (
+        "otel-schedule-delay-millis",
+        Partly("at most 60000: the longest a span waits for its batch to fill"),
+    ),
+    ("otel-service-name", Yes),
+    (
+        "otlp-collector-host",
+        Partly(
+            "a host name or an http:// URL; spans are POSTed as OTLP/HTTP protobuf to /v1/traces (or the URL's path); no TLS to the collector",
+        ),
+    ),
+    (
+        "otlp-collector-port",
+        Partly("default 4318 (OTLP/HTTP), not 4317: Portico speaks no OTLP/gRPC, and port 4317 gets a Warning"),
+    ),
     ("proxy-add-original-uri-header", No(LATER)),
     ("proxy-body-size", Yes),
     ("proxy-buffer-size", No(NGINX_INTERNAL)),

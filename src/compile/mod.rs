@@ -21,6 +21,7 @@ pub mod limits;
 pub mod mirror;
 pub mod mtls;
 pub mod no_auth;
+pub mod otel;
 pub mod passthrough;
 mod rate;
 pub mod retry;

@@ -95,6 +95,8 @@ pub struct Global {
     /// `no-auth-locations`: Ingress paths starting with one of these get no authentication
     /// (ingress-nginx's default: the ACME HTTP-01 challenge path).
     pub no_auth_locations: Vec<String>,
+    /// OpenTelemetry tracing: `--otlp-endpoint`, `enable-opentelemetry` and the `otel-*` keys.
+    pub otel: crate::config::otel::Otel,
 }
 
 impl Default for Global {
@@ -126,6 +128,7 @@ impl Default for Global {
             upstream_reuse: UpstreamReuse::default(),
             ssl_session: Default::default(),
             no_auth_locations: vec![Self::ACME_CHALLENGE.to_string()],
+            otel: Default::default(),
         }
     }
 }

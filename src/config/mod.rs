@@ -17,6 +17,7 @@ pub mod host_tls;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod otel;
 pub mod pattern;
 pub mod policy;
 pub mod rate;

@@ -131,6 +131,10 @@ pub struct Policy {
     /// when unlimited, the one field the request path looks at to know.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<super::rate::ResponseRate>,
+    /// `enable-opentelemetry` (or the ConfigMap's) and its family: `None` when the route is
+    /// not traced, the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otel: Option<Arc<super::otel::RouteOtel>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -242,6 +246,7 @@ impl Default for Policy {
             http10: false,
             satisfy_any: false,
             rate: None,
+            otel: None,
         }
     }
 }

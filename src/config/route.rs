@@ -248,6 +248,8 @@ impl RouteTable {
 pub enum Level {
     Exact,
     Wildcard,
+    /// `server-alias` names written as `~regex`, tried in order.
+    Regex,
     AnyHost,
     CatchAll,
 }
@@ -288,6 +290,12 @@ impl RouteTable {
                 out.push(LevelTrace {
                     found: wild.and_then(|h| h.lookup(path)),
                     ..level(Level::Wildcard, format!("*.{rest}"), wild)
+                });
+            }
+            for (re, h) in self.regex.iter().filter(|(re, _)| re.0.is_match(host)) {
+                out.push(LevelTrace {
+                    found: h.lookup(path),
+                    ..level(Level::Regex, format!("~{}", re.0.as_str()), Some(h))
                 });
             }
         }

@@ -21,7 +21,8 @@ use super::headers::{
 use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
-    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, prefix, rate, redirect, request_headers,
+    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, otel, prefix, rate, redirect,
+    request_headers,
     response, response_headers, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
@@ -54,6 +55,8 @@ pub struct Proxy {
     /// `--access-log-format nginx`: where ingress-nginx-format lines go (`None`: the JSON
     /// tracing line).
     pub access_sink: Option<access_log::Sink>,
+    /// Where traced requests' spans go (`enable-opentelemetry`).
+    pub otel: super::otel::Exporter,
 }
 
 /// A request's route and the Plane it came from, kept for the request's whole life: the
@@ -101,6 +104,8 @@ struct Outcome {
     routed: Option<Routed>,
     host: String,
     exchanged: Exchanged,
+    /// A traced request's span, when sampled.
+    span: Option<Box<otel::Span>>,
 }
 
 /// What the exchange tells the access log and metrics.
@@ -248,6 +253,13 @@ impl Proxy {
             Some((r, c)) => c.get_or_init(|| self.metrics.route_counters(r))[status_index(status)].inc(),
             None => self.metrics.unrouted[status_index(status)].inc(),
         };
+        if let (Some(span), Some(r)) = (outcome.span.take(), outcome.routed.as_ref()) {
+            let (settings, port) = (&r.plane.config.global.otel, &r.backend().port);
+            let (addr, answered) = (outcome.exchanged.addr, outcome.exchanged.answered);
+            otel::finish(
+                &self.otel, span, settings, &r.route, port, &peer, status, addr, answered,
+            );
+        }
         if status == 101 {
             // A tunnel now: no request head will come on this connection again.
             peer.activity.tunnelled();
@@ -324,6 +336,8 @@ impl Proxy {
         if let Some(r) = redirect::check(route, &here) {
             return r;
         }
+        // Traced from here: the answers above are Portico's own redirects and refusals.
+        out.span = otel::start(policy, &routed.plane.config.global.otel, &mut req, start, next_random);
         let origin = cors::origin(policy, &req);
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;

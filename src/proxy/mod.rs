@@ -12,6 +12,7 @@ pub mod keepalive;
 pub mod listener;
 pub mod live;
 pub mod mtls;
+pub mod otel;
 pub mod passthrough;
 pub mod policy;
 pub mod proxy_protocol;

@@ -14,6 +14,8 @@
 //! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
 //! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
 //! [`errors`] lists is replaced by the error backend's; [`rate`] paces the response body.
+//! [`otel`] starts a traced request's span after [`redirect`] (setting `traceparent`
+//! upstream) and ends it with the answer.
 
 pub mod allow;
 pub mod auth;
@@ -28,6 +30,7 @@ pub mod http10;
 pub mod limits;
 pub mod mirror;
 pub mod mtls;
+pub mod otel;
 pub mod prefix;
 pub mod rate;
 pub mod redirect;
