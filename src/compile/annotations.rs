@@ -267,6 +267,8 @@ impl Annotations<'_> {
             // Read with the Snapshot's ConfigMaps, in `super::global::route_policy`.
             custom_headers: None,
             http10: self.http10(),
+            // Set in `super::global::route_policy`, which knows the ConfigMaps' headers.
+            keep_request: false,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod route;
 pub mod tls;
 pub mod tls_options;
 pub mod upstream_tls;
+pub mod vars;
 
 use std::collections::HashMap;
 use std::sync::Arc;

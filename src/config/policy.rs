@@ -96,9 +96,10 @@ pub struct Policy {
     /// looked at (nginx's `deny` lines come first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deny: Option<Vec<Cidr>>,
-    /// `x-forwarded-prefix`: the X-Forwarded-Prefix field sent upstream.
+    /// `x-forwarded-prefix`: the X-Forwarded-Prefix field sent upstream (nginx variables and
+    /// the route regex's `$1`..`$9` allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub forwarded_prefix: Option<String>,
+    pub forwarded_prefix: Option<super::vars::Template>,
     /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request
     /// target (ingress-nginx drops one by default).
     pub preserve_trailing_slash: bool,
@@ -122,6 +123,10 @@ pub struct Policy {
     /// close` on a connection of their own, never pooled; a body must have a length.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub http10: bool,
+    /// The response phase reads request variables (response rewrites, `custom-headers` or
+    /// `add-headers` with variables): the request's head is kept for it. Set by compile.
+    #[serde(skip)]
+    pub keep_request: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -228,6 +233,7 @@ impl Default for Policy {
             limits: None,
             custom_headers: None,
             http10: false,
+            keep_request: false,
         }
     }
 }

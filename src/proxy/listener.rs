@@ -287,7 +287,8 @@ pub async fn serve(
                 }
             });
         } else {
-            let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls));
+            let server_addr = stream.local_addr().ok().map(|a| a.ip());
+            let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls).ends(peer_addr.port(), server_addr));
             tokio::spawn(connection(stream, peer, tls, proxy, builder, open, held));
         }
     }

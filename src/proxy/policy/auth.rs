@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::external::{self, Cookies};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
-use crate::config::{Policy, Trusted};
+use crate::config::{Route, Trusted};
 use crate::proxy::headers::{Fields, Peer};
 use crate::proxy::{Body, plain};
 
@@ -105,21 +105,24 @@ impl Passed {
 #[allow(clippy::too_many_arguments)]
 pub fn check<'a, B>(
     state: &'a State,
-    policy: &'a Policy,
+    route: &'a Route,
     req: &'a mut Request<B>,
     fields: &'a Fields,
     peer: &'a Peer,
     rid: &'a HeaderValue,
     trusted: &'a Trusted,
 ) -> Option<impl Future<Output = Result<Passed, Response<Body>>> + 'a> {
-    let auth = policy.auth.as_deref()?;
-    Some(Box::pin(authenticate(state, auth, req, fields, peer, rid, trusted)))
+    let auth = route.policy.auth.as_deref()?;
+    Some(Box::pin(authenticate(
+        state, auth, route, req, fields, peer, rid, trusted,
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn authenticate<B>(
     state: &State,
     auth: &Auth,
+    route: &Route,
     req: &mut Request<B>,
     fields: &Fields,
     peer: &Peer,
@@ -134,7 +137,8 @@ async fn authenticate<B>(
     }
     match &auth.external {
         Some(e) => {
-            let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
+            let cookies =
+                external::check(&state.external, &state.key, e, route, req, fields, peer, rid, trusted).await?;
             Ok(Passed((!cookies.values.is_empty()).then(|| Box::new(cookies))))
         }
         None => Ok(Passed::default()),
