@@ -354,13 +354,15 @@ pub(super) fn request_redirect(v: &str) -> Option<String> {
 }
 
 /// Whether every host `ing` serves is an exact name: it has rules, each with a host that is
-/// no wildcard (its default backend then serves those hosts only).
+/// no wildcard (its default backend then serves those hosts only), and no `server-alias` is
+/// a wildcard.
 pub fn exact_hosts(ing: &k8s_openapi::api::networking::v1::Ingress) -> bool {
     let rules = ing.spec.as_ref().and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
     !rules.is_empty()
         && rules
             .iter()
             .all(|r| r.host.as_deref().is_some_and(|h| !h.is_empty() && !h.contains('*')))
+        && annotation(ing, "server-alias").is_none_or(|(_, a)| !a.contains('*'))
 }
 
 impl Annotations<'_> {
@@ -599,6 +601,28 @@ mod tests {
         assert_eq!(users.keys().collect::<Vec<_>>(), ["alice", "carol"]);
         assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes.iter().all(|n| n.starts_with("line ")));
+    }
+
+    #[test]
+    fn exact_hosts_only_without_wildcards_or_catch_all() {
+        use crate::fixture::{Prefix, ingress};
+        let two = ingress("default", "a")
+            .rule("a.test", "/", Prefix, "web", 80)
+            .rule("b.test", "/x", Prefix, "web", 80);
+        assert!(exact_hosts(&two.clone().build()));
+        assert!(exact_hosts(&two.clone().default_backend("web", 80).build()));
+        assert!(!exact_hosts(
+            &two.clone()
+                .annotation("nginx.ingress.kubernetes.io/server-alias", "*.a.test")
+                .build()
+        ));
+        assert!(!exact_hosts(
+            &two.clone().rule("*.c.test", "/", Prefix, "web", 80).build()
+        ));
+        assert!(!exact_hosts(&two.rule("", "/", Prefix, "web", 80).build()));
+        assert!(!exact_hosts(
+            &ingress("default", "b").default_backend("web", 80).build()
+        ));
     }
 
     #[test]

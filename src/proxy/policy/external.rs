@@ -18,9 +18,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::auth::ExternalAuth;
+use crate::config::route::HostPattern;
 use crate::config::vars::Template;
 use crate::config::{Route, Trusted};
-use crate::proxy::headers::{Fields, Peer, client_ip, request_authority, request_host};
+use crate::proxy::headers::{Fields, Peer, client_ip, request_authority};
 use crate::proxy::upstream::forbidden_target;
 use crate::proxy::vars::{self, Ctx};
 use crate::proxy::{Body, plain};
@@ -131,10 +132,12 @@ pub async fn check<B>(
     let http_host = request_authority(req.uri(), fields)
         .and_then(|a| a.to_str().ok().map(str::to_string))
         .unwrap_or_default();
-    let host = match e.host_from_request {
-        // compile allowed it only where every host of the route is an exact name.
-        true => request_host(req.uri(), fields).unwrap_or("").to_ascii_lowercase(),
-        false => e.host.clone(),
+    let host = match (e.host_from_request, &route.host) {
+        (false, _) => e.host.clone(),
+        // compile allows it only where every host of the Ingress is an exact name: the one
+        // the request matched, as its owner wrote it.
+        (true, HostPattern::Exact(h)) => h.clone(),
+        (true, _) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")),
     };
     let vars = Vars {
         ctx: Ctx::of(&*req, fields, peer, trusted).route(route, None).rid(rid),
