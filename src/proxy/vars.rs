@@ -13,7 +13,7 @@ use http::{Method, Request, Uri, Version};
 
 use crate::balance::affinity::request_cookie;
 use crate::config::backend::PortRef;
-use crate::config::headers::HeaderList;
+use crate::config::headers::{Header, HeaderList};
 use crate::config::route::HostPattern;
 use crate::config::vars::{Part, Template, Var};
 use crate::config::{Route, Trusted};
@@ -194,25 +194,31 @@ pub fn header_value(t: &Template, ctx: &Ctx<'_>) -> Option<HeaderValue> {
 /// Sets each header of `list` whose value is ready or expands (with `ctx`) to a valid
 /// field value, in order, replacing what was there; another is left out.
 pub fn set_headers(list: &HeaderList, ctx: Option<&Ctx<'_>>, headers: &mut HeaderMap) {
-    let values = header_values(list, ctx);
-    insert_headers(values, headers);
-}
-
-/// The values of `list`'s headers (see [`set_headers`]), for a map `ctx` reads from.
-pub fn header_values<'l>(list: &'l HeaderList, ctx: Option<&Ctx<'_>>) -> Vec<(&'l HeaderName, HeaderValue)> {
-    let mut out = Vec::with_capacity(list.0.len());
     for h in &list.0 {
-        let value = match (&h.literal, ctx) {
-            (Some(v), _) => Some(v.clone()),
-            (None, Some(ctx)) => header_value(&h.value, ctx),
-            (None, None) => None,
-        };
-        match value {
-            Some(v) => out.push((&h.name, v)),
-            None => tracing::debug!(header = %h.name, "header not set: its value is not a valid field value"),
+        if let Some(v) = list_value(h, ctx) {
+            headers.insert(h.name.clone(), v);
         }
     }
-    out
+}
+
+/// The values of `list`'s headers (see [`set_headers`]), for the map `ctx` reads from.
+pub fn header_values<'l>(list: &'l HeaderList, ctx: &Ctx<'_>) -> Vec<(&'l HeaderName, HeaderValue)> {
+    list.0
+        .iter()
+        .filter_map(|h| Some((&h.name, list_value(h, Some(ctx))?)))
+        .collect()
+}
+
+fn list_value(h: &Header, ctx: Option<&Ctx<'_>>) -> Option<HeaderValue> {
+    let value = match (&h.literal, ctx) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(ctx)) => header_value(&h.value, ctx),
+        (None, None) => None,
+    };
+    if value.is_none() {
+        tracing::debug!(header = %h.name, "header not set: its value is not a valid field value");
+    }
+    value
 }
 
 pub fn insert_headers(values: Vec<(&HeaderName, HeaderValue)>, headers: &mut HeaderMap) {

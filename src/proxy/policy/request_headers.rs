@@ -4,7 +4,7 @@
 use http::HeaderMap;
 
 use crate::config::global::Global;
-use crate::proxy::vars::{Head, header_values, insert_headers};
+use crate::proxy::vars::{Head, header_values, insert_headers, set_headers};
 
 #[inline(always)]
 pub fn set(global: &Global, head: &Head<'_>, headers: &mut HeaderMap) {
@@ -15,6 +15,11 @@ pub fn set(global: &Global, head: &Head<'_>, headers: &mut HeaderMap) {
 
 #[inline(never)]
 fn set_all(global: &Global, head: &Head<'_>, headers: &mut HeaderMap) {
-    let values = header_values(&global.proxy_set_headers, Some(&head.ctx(headers)));
+    let list = &global.proxy_set_headers;
+    if !list.has_variables() {
+        return set_headers(list, None, headers);
+    }
+    // Every value read from the map before any is written.
+    let values = header_values(list, &head.ctx(headers));
     insert_headers(values, headers);
 }
