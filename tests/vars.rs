@@ -55,6 +55,7 @@ async fn configmap_header_lists_expand_variables() {
                     ),
                     ("X-Arg", "${arg_q}"),
                     ("X-Id", "$request_id"),
+                    ("X-Tls", "$scheme|$ssl_server_name|$server_protocol"),
                 ],
             )
             .into(),
@@ -91,6 +92,11 @@ async fn configmap_header_lists_expand_variables() {
     assert_eq!(up["x-arg"], "1");
     assert_eq!(up["x-id"], up["x-request-id"], "the id sent upstream");
     assert!(up.get("x-served").is_none(), "add-headers go to the client only");
+    assert_eq!(up["x-tls"], "http||HTTP/1.1");
+    // Over TLS (HTTP/2): the scheme, the SNI name the client sent, the protocol.
+    let tls = tls_get(p.https, Some("plain.test"), "/", true).await.unwrap();
+    assert_eq!(tls.status, 200);
+    assert_eq!(json(&tls.body)["headers"]["x-tls"], "https|plain.test|HTTP/2.0");
 
     // An argument that is not there: no header at all.
     let (_, _, body) = send(p.http, "plain.test", "/", &[]).await;

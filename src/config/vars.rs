@@ -62,7 +62,7 @@ pub enum Var {
     SslClientIDn,
     /// `$ssl_client_verify`: `NONE`, `SUCCESS` or `FAILED:reason`.
     SslClientVerify,
-    /// `$ssl_server_name`: the TLS server name; Portico has the request host (empty on http).
+    /// `$ssl_server_name`: the TLS server name the client sent (empty without).
     SslServerName,
     /// `$namespace`, `$ingress_name`, `$service_name`, `$service_port`, `$location_path`:
     /// the route's identity, as ingress-nginx sets them per location.

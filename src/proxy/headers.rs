@@ -304,6 +304,8 @@ pub struct Peer {
     /// connection (`$server_addr`).
     pub remote_port: u16,
     pub server_addr: Option<IpAddr>,
+    /// The TLS server name the client sent (`$ssl_server_name`), set after the handshake.
+    pub sni: std::sync::OnceLock<Box<str>>,
 }
 
 impl Peer {
@@ -319,6 +321,7 @@ impl Peer {
             case: Default::default(),
             remote_port: 0,
             server_addr: None,
+            sni: Default::default(),
         }
     }
 

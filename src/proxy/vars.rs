@@ -324,8 +324,8 @@ pub fn value(v: &Var, ctx: &Ctx<'_>, out: &mut Vec<u8>) {
             _ => text(out, "NONE"),
         },
         Var::SslServerName => {
-            if ctx.peer.tls {
-                text(out, &host())
+            if let Some(name) = ctx.peer.sni.get() {
+                text(out, name)
             }
         }
         Var::Namespace => text(out, ctx.route.map_or("", |r| r.ingress.namespace.as_str())),
