@@ -41,7 +41,11 @@ async fn configmap_header_lists_expand_variables() {
             fixture::config_map(
                 "ingress-nginx",
                 "resp",
-                &[("X-Served", "$scheme://$host$request_uri"), ("X-Static", "yes")],
+                &[
+                    ("X-Served", "$scheme://$host$request_uri"),
+                    ("X-Static", "yes"),
+                    ("X-Request-Id-Seen", "$request_id"),
+                ],
             )
             .into(),
             fixture::config_map(
@@ -91,6 +95,11 @@ async fn configmap_header_lists_expand_variables() {
     assert_eq!(up["x-route"], "default/plain/web:80/");
     assert_eq!(up["x-arg"], "1");
     assert_eq!(up["x-id"], up["x-request-id"], "the id sent upstream");
+    assert_eq!(
+        h["x-request-id-seen"],
+        up["x-request-id"].as_str().unwrap(),
+        "the same id"
+    );
     assert!(up.get("x-served").is_none(), "add-headers go to the client only");
     assert_eq!(up["x-tls"], "http||HTTP/1.1");
     // Over TLS (HTTP/2): the scheme, the SNI name the client sent, the protocol.

@@ -346,7 +346,7 @@ impl Proxy {
         let tee = mirror::start(&self.mirror, route, &req, fields, peer, trusted);
         let compression = routed.plane.config.compression.as_ref();
         let encodings = compress::asked(compression, &req);
-        let kept = response::keep(policy, &req, trusted);
+        let kept = response::keep(policy, &req, trusted, &rid);
         let mut resp = self
             .forward(
                 req,

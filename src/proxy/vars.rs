@@ -117,10 +117,11 @@ pub struct Held {
     headers: HeaderMap,
     fields: Fields,
     trusted: Trusted,
+    rid: HeaderValue,
 }
 
 impl Held {
-    pub fn of<B>(req: &Request<B>, trusted: &Trusted) -> Box<Held> {
+    pub fn of<B>(req: &Request<B>, trusted: &Trusted, rid: &HeaderValue) -> Box<Held> {
         let headers = req.headers().clone();
         Box::new(Held {
             method: req.method().clone(),
@@ -129,11 +130,14 @@ impl Held {
             fields: Fields::of(&headers),
             headers,
             trusted: trusted.clone(),
+            rid: rid.clone(),
         })
     }
 
     pub fn ctx<'a>(&'a self, peer: &'a Peer) -> Ctx<'a> {
-        Head::new(&self.method, &self.uri, self.version, &self.fields, peer, &self.trusted).ctx(&self.headers)
+        Head::new(&self.method, &self.uri, self.version, &self.fields, peer, &self.trusted)
+            .ctx(&self.headers)
+            .rid(&self.rid)
     }
 }
 

@@ -14,11 +14,11 @@ use crate::proxy::vars::{self, Ctx, Held};
 /// The request's head, kept until its response when the route's response phase reads its
 /// variables (rewrites, response headers with variables); other routes pay one test.
 #[inline(always)]
-pub fn keep<B>(policy: &Policy, req: &http::Request<B>, trusted: &Trusted) -> Option<Box<Held>> {
+pub fn keep<B>(policy: &Policy, req: &http::Request<B>, trusted: &Trusted, rid: &HeaderValue) -> Option<Box<Held>> {
     if !policy.keep_request {
         return None;
     }
-    Some(Held::of(req, trusted))
+    Some(Held::of(req, trusted, rid))
 }
 
 /// Rewrites the upstream's response fields when the route asks; other routes pay one test.
