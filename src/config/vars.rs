@@ -266,18 +266,6 @@ impl Template {
         })
     }
 
-    /// A template of text only.
-    pub fn text(t: &str) -> Template {
-        Template {
-            source: t.to_string(),
-            parts: if t.is_empty() {
-                vec![]
-            } else {
-                vec![Part::Text(t.to_string())]
-            },
-        }
-    }
-
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -295,17 +283,12 @@ impl Template {
         }
     }
 
-    /// Whether some piece is a variable `f` picks.
-    pub fn any_var(&self, f: impl Fn(&Var) -> bool) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(v) if f(v)))
-    }
-
     /// Whether the template names a variable or a capture.
     pub fn has_variables(&self) -> bool {
         self.literal().is_none()
     }
 
-    /// The parts after the first `n` bytes of literal text (which must be whole leading text).
+    /// The template without its first `n` bytes, which must be leading text.
     pub fn without_prefix(&self, n: usize) -> Option<Template> {
         let mut parts = self.parts.clone();
         if n > 0 {
