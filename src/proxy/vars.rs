@@ -11,7 +11,6 @@ use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
-use crate::balance::affinity::request_cookie;
 use crate::config::backend::PortRef;
 use crate::config::headers::{Header, HeaderList};
 use crate::config::route::HostPattern;
@@ -274,8 +273,8 @@ pub fn value(v: &Var, ctx: &Ctx<'_>, out: &mut Vec<u8>) {
             }
         }
         Var::Cookie(name) => {
-            if let Some(c) = request_cookie(ctx.headers, name) {
-                text(out, c)
+            if let Some(c) = cookie(ctx.headers, name) {
+                out.extend_from_slice(c)
             }
         }
         Var::RemoteAddr => {
@@ -393,6 +392,19 @@ pub fn arg<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
+/// The value of the first cookie `name` (compared in any case, as nginx does), as sent:
+/// nginx's `$cookie_NAME` (quotes kept, no length cap, unlike the affinity cookie's reader).
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers.get_all(header::COOKIE).iter().find_map(|v| {
+        v.as_bytes().split(|b| *b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii_start();
+            let (n, value) = pair.split_at_checked(name.len())?;
+            (n.eq_ignore_ascii_case(name.as_bytes())).then_some(())?;
+            value.strip_prefix(b"=")
+        })
+    })
+}
+
 /// The user name of a Basic Authorization field, as nginx's `$remote_user`.
 pub fn basic_user(v: Option<&HeaderValue>) -> Option<String> {
     let v = v?.to_str().ok()?;
@@ -498,6 +510,7 @@ mod tests {
             ("$http_host|$best_http_host", "Shop.Example:8080|Shop.Example:8080"),
             ("$uri$is_args$args", "/a/b%20c?page=2&Lang=de"),
             ("${arg_lang}-$arg_none-$cookie_sid-$http_x_user", "de--s42-u1, u2"),
+            ("$cookie_SID|$cookie_a|$cookie_si", "s42|1|"),
             ("$escaped_request_uri", "%2Fa%2Fb%2520c%3Fpage%3D2%26Lang%3Dde"),
             (
                 "$remote_addr $server_port $request_method $server_protocol",
