@@ -631,7 +631,7 @@ fn steps(r: &Route, tls: bool) -> Vec<Step> {
         );
     }
     if let Some(pre) = &p.forwarded_prefix {
-        add("prefix", format!("x-forwarded-prefix: {pre}"));
+        add("prefix", format!("x-forwarded-prefix: {}", pre.source()));
     }
     if let Some(t) = &p.rewrite_target {
         add("rewrite", format!("rewrite-target: the upstream path becomes {t}"));

@@ -105,7 +105,7 @@ struct ClassArgs {
     default_backend_service: Option<ObjectKey>,
     /// External authentication for every Ingress that has no auth-url of its own and does not
     /// set enable-global-auth: "false" (ingress-nginx's global-auth-url). http(s)://host[:port]/path;
-    /// the path may hold $host, $http_host, $scheme, $request_uri, $escaped_request_uri.
+    /// the path and query may hold nginx variables ($request_uri, $http_NAME, ...).
     #[arg(long, env = "PORTICO_GLOBAL_AUTH_URL", value_parser = parse_auth_url)]
     global_auth_url: Option<Box<portico::config::auth::ExternalAuth>>,
     /// NS/NAME of ingress-nginx's controller ConfigMap (e.g. ingress-nginx/ingress-nginx-controller),
@@ -321,7 +321,7 @@ fn hostname() -> String {
 }
 
 fn parse_auth_url(v: &str) -> Result<Box<portico::config::auth::ExternalAuth>, String> {
-    portico::compile::auth::parse_auth_url(v).map(Box::new)
+    portico::compile::auth::parse_auth_url(v, false).map(Box::new)
 }
 
 fn parse_collector(v: &str) -> Result<portico::config::otel::Collector, String> {

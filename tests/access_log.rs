@@ -145,7 +145,7 @@ async fn default_format_matches_ingress_nginx_field_for_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_format_with_json_escaping_and_an_unknown_variable() {
     let pods = pods("web", 1).await;
-    let format = r#"{"status":"$status","ua":"$http_user_agent","note":"$http_x_note","ing":"$namespace/$ingress_name","svc":"$service_name:$service_port","up":"$proxy_upstream_name","addr":"$upstream_addr","uri":"$request_uri","host":"$host","id":"$req_id","nope":"$no_such_thing"}"#;
+    let format = r#"{"status":"$status","ua":"$http_user_agent","note":"$http_x_note","ing":"$namespace/$ingress_name","svc":"$service_name:$service_port","up":"$proxy_upstream_name","addr":"$upstream_addr","uri":"$request_uri","host":"$host","id":"$req_id","nope":"$no_such_thing","arg":"$arg_a","cookie":"$cookie_c","port":"$remote_port","verify":"$ssl_client_verify"}"#;
     let p = start(
         &pods,
         &[("log-format-upstream", format), ("log-format-escape-json", "true")],
@@ -157,6 +157,7 @@ async fn custom_format_with_json_escaping_and_an_unknown_variable() {
         .header("host", "a.test")
         .header("x-request-id", "req-7")
         .header("x-note", note)
+        .header("cookie", "a=1; c=\"say\"hi\"")
         .body(Full::new(Bytes::new()))
         .unwrap();
     assert_eq!(request(p.http, req).await.unwrap().0, 200);
@@ -175,6 +176,11 @@ async fn custom_format_with_json_escaping_and_an_unknown_variable() {
     assert_eq!(v["host"], "a.test");
     assert_eq!(v["id"], "req-7");
     assert_eq!(v["nope"], "-");
+    // The variables every template shares, escaped like the others.
+    assert_eq!(v["arg"], "1");
+    assert_eq!(v["cookie"], "\"say\"hi\"", "as sent, quotes kept (nginx)");
+    assert!(v["port"].as_str().unwrap().parse::<u16>().unwrap() > 0, "{v}");
+    assert_eq!(v["verify"], "NONE");
 
     let routes = p.routes().await;
     let warned = routes["diagnostics"]

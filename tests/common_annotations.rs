@@ -506,8 +506,11 @@ async fn response_regex_forms_use_captures_and_variables() {
             "up",
             &[
                 ("proxy-redirect-from", r"~^http://[^:]+:\d+/two/(.*)$"),
-                ("proxy-redirect-to", "$scheme://$host:$server_port/one/$1"),
-                ("proxy-cookie-path", "~*^/TWO/(.*)$ /$1"),
+                (
+                    "proxy-redirect-to",
+                    "$scheme://$host:$server_port/one/$1?m=$request_method",
+                ),
+                ("proxy-cookie-path", "~*^/TWO/(.*)$ /$namespace/$1"),
                 ("proxy-cookie-domain", r"~^\.?(?<d>local)host$ $d.$host"),
             ],
         )]);
@@ -516,14 +519,14 @@ async fn response_regex_forms_use_captures_and_variables() {
     let (s, h, _) = get(p.http, "Re.Test", "/").await.unwrap();
     assert_eq!(
         (s, location(&h)),
-        (302, format!("http://re.test:{port}/one/some/uri/").as_str())
+        (302, format!("http://re.test:{port}/one/some/uri/?m=GET").as_str())
     );
-    assert_eq!(h["refresh"], format!("5; url=http://re.test:{port}/one/x"));
+    assert_eq!(h["refresh"], format!("5; url=http://re.test:{port}/one/x?m=GET"));
     let cookies: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
     assert_eq!(
         cookies,
         [
-            "a=b; path=/some/uri/; Domain=local.re.test; HttpOnly",
+            "a=b; path=/default/some/uri/; Domain=local.re.test; HttpOnly",
             "c=d; Path=/other; Domain=other.org"
         ]
     );

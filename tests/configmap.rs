@@ -360,7 +360,20 @@ async fn auth_from_configmaps() {
                 ("nginx.ingress.kubernetes.io/auth-proxy-set-headers", "nope"),
             ],
         )
-        + &yaml(&[fixture::config_map("default", "auth-headers", &[("X-Auth-Key", "secret")]).into()]);
+        + &annotated_ingress(
+            "varkeyed",
+            "varkeyed.test",
+            "/",
+            "web",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", url.as_str()),
+                ("nginx.ingress.kubernetes.io/auth-proxy-set-headers", "auth-var-headers"),
+            ],
+        )
+        + &yaml(&[
+            fixture::config_map("default", "auth-headers", &[("X-Auth-Key", "secret")]).into(),
+            fixture::config_map("default", "auth-var-headers", &[("X-Auth-Key", "$cookie_key")]).into(),
+        ]);
     let p = start(
         manifests,
         &[("global-auth-url", url.as_str())],
@@ -381,6 +394,17 @@ async fn auth_from_configmaps() {
         "the ConfigMap's header"
     );
     assert_eq!(get(p.http, "missing.test", "/").await.unwrap().0, 503);
+    // With a variable: the request's cookie is the key; without it no header is sent.
+    let with_cookie = |cookie: &str| {
+        Request::builder()
+            .uri("/")
+            .header("host", "varkeyed.test")
+            .header("cookie", cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(request(p.http, with_cookie("key=secret")).await.unwrap().0, 200);
+    assert_eq!(request(p.http, with_cookie("other=secret")).await.unwrap().0, 401);
 
     let generation = p.routes().await["generation"].as_u64().unwrap();
     p.write("cm.yaml", &configmap(&[("global-auth-url", "ftp://auth.example/")]));

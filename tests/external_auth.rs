@@ -149,7 +149,7 @@ async fn auth_url_family_against_a_real_service() {
         )
         + &nginx_annotated(
             "host-var",
-            "hostvar.test",
+            "*.wild.test",
             &[("auth-url", "http://$host/oauth2/auth".into())],
         )
         + &annotated_ingress(
@@ -324,7 +324,7 @@ async fn auth_url_family_against_a_real_service() {
     // Undocumented variables and variables in the host part are refused: the Ingress denies
     // (503) and nothing is sent anywhere.
     let before = seen.lock().unwrap().len();
-    for host in ["injection.test", "hostvar.test"] {
+    for host in ["injection.test", "hostvar.wild.test"] {
         let (s, _, _) = get_with(&p, host, "/", &[("authorization", "Bearer good")]).await;
         assert_eq!(s, 503, "{host}");
     }
@@ -338,8 +338,65 @@ async fn auth_url_family_against_a_real_service() {
     assert!(
         diagnostics_of(&routes, "host-var")
             .iter()
-            .any(|m| m.contains("host part"))
+            .any(|m| m.contains("host part") && m.contains("exact"))
     );
+}
+
+/// The oauth2-proxy setup `auth-url: https://$host/oauth2/auth`: where every host of the
+/// Ingress is an exact name, the auth request goes to the request's host, resolved through
+/// the same address checks (a loopback one only with --allow-loopback-auth-url). The other
+/// auth annotations take any variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_url_host_from_the_request_and_variables_everywhere() {
+    let web = pods("web", 1).await;
+    let (auth, seen) = auth_service().await;
+    let port = auth.port();
+    let manifests = class()
+        + &service("web", &web)
+        + &nginx_annotated(
+            "local",
+            "localhost",
+            &[
+                (
+                    "auth-url",
+                    format!("http://$host:{port}/oauth2/auth?m=$request_method&a=$arg_a"),
+                ),
+                ("auth-signin", "$scheme://$best_http_host/start?from=$uri".into()),
+                ("auth-cache-key", "$cookie_session".into()),
+                ("auth-cache-duration", "200 401 10m".into()),
+            ],
+        );
+    let p = Portico::start(&[("all.yaml", manifests.clone())], &["--allow-loopback-auth-url"]).await;
+    let (s, h, _) = get_with(&p, "localhost", "/page?a=7", &[("cookie", "session=s1")]).await;
+    assert_eq!(s, 302);
+    assert_eq!(
+        h["location"],
+        "http://localhost/start?from=/page&rd=http://localhost%2Fpage%3Fa%3D7"
+    );
+    let a = last(&seen);
+    assert_eq!(a.target, "/oauth2/auth?m=GET&a=7");
+    assert_eq!(a.headers["host"], format!("localhost:{port}"));
+    // The cache key is the session cookie: the same session is not asked again, another is.
+    let asked = || seen.lock().unwrap().len();
+    let before = asked();
+    let (s, _, _) = get_with(&p, "localhost", "/other", &[("cookie", "session=s1")]).await;
+    assert_eq!((s, asked()), (302, before));
+    let (s, _, _) = get_with(
+        &p,
+        "localhost",
+        "/",
+        &[("cookie", "session=s2"), ("authorization", "Bearer good")],
+    )
+    .await;
+    assert_eq!((s, asked()), (200, before + 1));
+    drop(p);
+
+    // Without the flag the request's host, a loopback address here, is refused: 500, and
+    // nothing reaches the service.
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let before = asked();
+    let (s, _, _) = get_with(&p, "localhost", "/", &[("authorization", "Bearer good")]).await;
+    assert_eq!((s, asked()), (500, before));
 }
 
 /// `--global-auth-url` applies to Ingresses without their own `auth-url`, unless they say

@@ -110,13 +110,13 @@ async fn removing_one_of_five_pods_moves_only_the_keys_that_were_on_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_variable_is_a_warning_and_requests_are_balanced() {
     let web = pods("web", 3).await;
-    let notes = [(HASH_BY, "$server_name")];
+    let notes = [(HASH_BY, "$request_body")];
     let p = Portico::start(&[("all.yaml", manifests(&web, &notes))], &[]).await;
     let diags = diagnostics_of(&p.routes().await, "h");
     assert!(
         diags
             .iter()
-            .any(|d| d.contains("upstream-hash-by") && d.contains("$server_name")),
+            .any(|d| d.contains("upstream-hash-by") && d.contains("$request_body")),
         "{diags:?}"
     );
     // Round robin, as without the annotation: the same path visits every pod.

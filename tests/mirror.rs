@@ -135,6 +135,13 @@ async fn copies_carry_method_target_host_and_body() {
                 ("mirror-target", format!("http://{m}$request_uri")),
                 ("mirror-request-body", "off".into()),
             ],
+        )
+        + &ing(
+            "vars",
+            &[(
+                "mirror-target",
+                format!("http://{m}$uri?route=$namespace/${{ingress_name}}&a=$arg_a&m=$request_method"),
+            )],
         );
     let p = Portico::start(&[("all.yaml", manifests)], &["--allow-loopback-mirror-target"]).await;
 
@@ -187,6 +194,12 @@ async fn copies_carry_method_target_host_and_body() {
     assert_eq!(s, 200);
     let c = next(&mut copies).await;
     assert_eq!((c.target.as_str(), c.body.as_str()), ("/echo-body/small", "small"));
+
+    // Any of nginx's variables after the host, the route's identity too; with variables the
+    // query is not added.
+    let (s, _, _) = get(p.http, "vars.test", "/p/q?a=9&b=2").await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(next(&mut copies).await.target, "/p/q?route=default/vars&a=9&m=GET");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::access_log::{Escape, LogFormat, Part, Var};
+use crate::config::vars::{Token, lex};
 
 /// Longest `log-format-upstream` accepted, in bytes.
 pub const MAX_FORMAT: usize = 8 * 1024;
@@ -52,34 +53,26 @@ pub fn read<'a>(get: impl Fn(&str) -> Option<&'a str>) -> (Arc<LogFormat>, Vec<S
     (Arc::new(LogFormat { parts, escape }), problems)
 }
 
-/// Splits an nginx `log_format` template into text and variables (`$name` or `${name}`); the
-/// second value names the variables Portico does not know (each once).
+/// Splits an nginx `log_format` template into text and variables (`$name` or `${name}`, read
+/// by [`lex`] as every template is); the second value names the variables Portico does not
+/// know (each once).
 pub fn parse(template: &str) -> (Vec<Part>, Vec<String>) {
     let mut parts = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     let mut text = String::new();
-    let mut rest = template;
-    while let Some(at) = rest.find('$') {
-        text.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let (name, next) = match after.strip_prefix('{') {
-            Some(inner) => match inner.find('}') {
-                Some(end) if is_name(&inner[..end]) => (&inner[..end], &inner[end + 1..]),
-                _ => ("", after),
-            },
-            None => {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], &after[end..])
+    for token in lex(template) {
+        let name = match token {
+            Token::Text(t) => {
+                text.push_str(t);
+                continue;
             }
-        };
-        rest = next;
-        if name.is_empty() {
             // A `$` that starts no variable is text, as nginx keeps it.
-            text.push('$');
-            continue;
-        }
+            Token::Dollar => {
+                text.push('$');
+                continue;
+            }
+            Token::Name(name) => name,
+        };
         if !text.is_empty() {
             parts.push(Part::Text(std::mem::take(&mut text)));
         }
@@ -89,15 +82,10 @@ pub fn parse(template: &str) -> (Vec<Part>, Vec<String>) {
         }
         parts.push(Part::Var(var));
     }
-    text.push_str(rest);
     if !text.is_empty() {
         parts.push(Part::Text(text));
     }
     (parts, unknown)
-}
-
-fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn variable(name: &str) -> Var {
@@ -110,7 +98,9 @@ fn variable(name: &str) -> Var {
     Var::NAMES
         .iter()
         .find(|(n, _)| *n == lower)
-        .map_or(Var::Unknown, |(_, v)| v.clone())
+        .map(|(_, v)| v.clone())
+        .or_else(|| crate::config::vars::Var::named(&lower).map(Var::Shared))
+        .unwrap_or(Var::Unknown)
 }
 
 #[cfg(test)]
@@ -128,7 +118,7 @@ mod tests {
 
     #[test]
     fn variables_braces_headers_and_stray_dollars() {
-        let (parts, unknown) = parse("a $ ${host}x $http_X_Forwarded_For $nope $nope$status$");
+        let (parts, unknown) = parse("a $ ${host}x $http_X_Forwarded_For $nope $nope$status$ $cookie_a");
         assert_eq!(
             parts,
             vec![
@@ -141,7 +131,8 @@ mod tests {
                 Part::Text(" ".into()),
                 Part::Var(Var::Unknown),
                 Part::Var(Var::Status),
-                Part::Text("$".into()),
+                Part::Text("$ ".into()),
+                Part::Var(Var::Shared(crate::config::vars::Var::Cookie("a".into()))),
             ]
         );
         assert_eq!(unknown, vec!["nope".to_string()]);

@@ -269,6 +269,8 @@ impl Annotations<'_> {
             rate: self.response_rate(),
             // Read with the ConfigMap's settings, in `super::global::route_policy`.
             otel: None,
+            // Set in `super::global::route_policy`, which knows the ConfigMaps' headers.
+            keep_request: false,
         }
     }
 

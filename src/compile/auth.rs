@@ -11,8 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::annotations::Annotations;
 use super::ingress::annotation;
-use crate::config::auth::{Auth, AuthCache, AuthKeepalive, BasicAuth, ExternalAuth, PasswordHash, Piece};
+use crate::config::auth::{Auth, AuthCache, AuthKeepalive, BasicAuth, ExternalAuth, PasswordHash};
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
+use crate::config::vars::{Captures, Part, Template};
 use crate::model::ObjectKey;
 
 /// The most users one Secret may hold (an htpasswd file of 10 000 bcrypt lines is 600 KB,
@@ -201,78 +202,27 @@ fn header_name(h: &str) -> bool {
     !h.is_empty() && h.len() <= 128 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The variables URL templates may hold.
-fn url_variable(name: &str) -> Option<Piece> {
-    Some(match name {
-        "host" => Piece::Host,
-        "http_host" => Piece::HttpHost,
-        "scheme" => Piece::Scheme,
-        "request_uri" => Piece::RequestUri,
-        "escaped_request_uri" => Piece::EscapedRequestUri,
-        _ => return None,
-    })
-}
-
-/// The variables `auth-cache-key` may hold: the URL ones, the client address and headers.
-pub(super) fn cache_variable(name: &str) -> Option<Piece> {
-    if name == "remote_addr" {
-        return Some(Piece::RemoteAddr);
-    }
-    if let Some(h) = name.strip_prefix("http_") {
-        let h = h.replace('_', "-");
-        return header_name(&h).then_some(Piece::Header(h));
-    }
-    url_variable(name)
-}
-
-/// Text with `$name` / `${name}` variables, each one `known` accepts; the text printable
-/// ASCII without spaces, quotes or angle brackets. At most 2048 bytes.
-pub fn template(v: &str, known: fn(&str) -> Option<Piece>) -> Result<Vec<Piece>, String> {
-    if v.len() > 2048 {
-        return Err("too long".into());
-    }
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut rest = v;
-    while let Some(c) = rest.chars().next() {
-        if c != '$' {
-            if !c.is_ascii_graphic() || "\"<>\\^`{|}".contains(c) {
-                return Err(format!("{c:?} is not allowed"));
-            }
-            text.push(c);
-            rest = &rest[c.len_utf8()..];
-            continue;
+/// Text with nginx variables (any of [`crate::config::vars`]'s), its text printable ASCII
+/// without spaces, quotes or angle brackets, as a URL or cache key may hold.
+pub fn template(v: &str) -> Result<Template, String> {
+    let t = Template::parse(v, Captures::default())?;
+    for p in t.parts() {
+        if let Part::Text(text) = p
+            && let Some(c) = text
+                .chars()
+                .find(|c| !c.is_ascii_graphic() || "\"<>\\^`{|}".contains(*c))
+        {
+            return Err(format!("{c:?} is not allowed"));
         }
-        let after = &rest[1..];
-        let (name, next) = match after.strip_prefix('{') {
-            Some(b) => {
-                let end = b.find('}').ok_or("an unclosed ${")?;
-                (&b[..end], &b[end + 1..])
-            }
-            None => {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], &after[end..])
-            }
-        };
-        let piece = known(&name.to_ascii_lowercase())
-            .ok_or_else(|| format!("${name} is not a variable Portico expands here"))?;
-        if !text.is_empty() {
-            out.push(Piece::Text(std::mem::take(&mut text)));
-        }
-        out.push(piece);
-        rest = next;
     }
-    if !text.is_empty() {
-        out.push(Piece::Text(text));
-    }
-    Ok(out)
+    Ok(t)
 }
 
-/// `auth-url`: `http(s)://host[:port]/target`; variables only in the target, so that no
-/// request can choose where the auth request goes.
-pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
+/// `auth-url`: `http(s)://host[:port]/target`, variables in the target. The host part is a
+/// name from the annotation, or, when `host_vars` (every host the Ingress serves is an exact
+/// name its owner wrote), `$host`, `$http_host` or `$best_http_host`: the request's host,
+/// resolved through the same address checks.
+pub fn parse_auth_url(v: &str, host_vars: bool) -> Result<ExternalAuth, String> {
     let (tls, rest) = if let Some(r) = v.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = v.strip_prefix("http://") {
@@ -282,20 +232,33 @@ pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, target) = rest.split_at(end);
-    if authority.contains(['$', '@']) {
-        return Err("the host part may hold no variable and no user".into());
+    if authority.contains('@') {
+        return Err("the host part may hold no user".into());
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p.parse::<u16>().map_err(|_| "invalid port")?),
         _ => (authority, if tls { 443 } else { 80 }),
     };
+    let host_from_request = host.contains('$');
+    if host_from_request {
+        let t = Template::parse(host, Captures::default())?;
+        if !matches!(t.parts(), [Part::Var(v)] if v.is_host()) {
+            return Err("the host part may hold no variable but $host, $http_host or $best_http_host".into());
+        }
+        if !host_vars {
+            return Err(
+                "the host part may be a variable only when every host of the Ingress is an exact name (no wildcard, no rule without host)".into(),
+            );
+        }
+    }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let ok_host = !bare.is_empty()
-        && bare.len() <= 253
-        && (bare.parse::<std::net::IpAddr>().is_ok()
-            || bare
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    let ok_host = host_from_request
+        || (!bare.is_empty()
+            && bare.len() <= 253
+            && (bare.parse::<std::net::IpAddr>().is_ok()
+                || bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')));
     if !ok_host || port == 0 {
         return Err("invalid host or port".into());
     }
@@ -308,7 +271,7 @@ pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
         tls,
         host: bare.to_string(),
         port,
-        target: template(&target, url_variable)?,
+        target: template(&target)?,
         method: None,
         signin: None,
         signin_redirect_param: "rd".into(),
@@ -318,6 +281,7 @@ pub fn parse_auth_url(v: &str) -> Result<ExternalAuth, String> {
         always_set_cookie: false,
         proxy_set_headers: Default::default(),
         keepalive: None,
+        host_from_request,
     })
 }
 
@@ -358,8 +322,7 @@ pub fn parse_cache_durations(v: &str) -> Option<Vec<(Vec<u16>, Duration)>> {
 /// What `auth-method` takes.
 pub(super) const AUTH_METHOD: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE";
 /// What `auth-signin` takes.
-pub(super) const SIGNIN: &str =
-    "an http(s) URL (variables: $host, $http_host, $scheme, $request_uri, $escaped_request_uri)";
+pub(super) const SIGNIN: &str = "an http(s) URL or a path, with nginx variables";
 
 /// `auth-method`.
 pub(super) fn auth_method(v: &str) -> Option<String> {
@@ -368,10 +331,10 @@ pub(super) fn auth_method(v: &str) -> Option<String> {
         .then(|| v.to_string())
 }
 
-/// `auth-signin`: a URL or path, the URL variables allowed.
-pub(super) fn signin(v: &str) -> Option<Vec<Piece>> {
-    (v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/'))
-        .then(|| template(v, url_variable).ok())
+/// `auth-signin`: a URL or path, with variables.
+pub(super) fn signin(v: &str) -> Option<Template> {
+    (v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/') || v.starts_with('$'))
+        .then(|| template(v).ok())
         .flatten()
 }
 
@@ -394,6 +357,18 @@ pub(super) fn response_headers(v: &str) -> Option<Vec<String>> {
 /// `auth-request-redirect`: printable, no spaces.
 pub(super) fn request_redirect(v: &str) -> Option<String> {
     (!v.is_empty() && v.len() <= 2048 && v.bytes().all(|b| (0x21..0x7f).contains(&b))).then(|| v.to_string())
+}
+
+/// Whether every host `ing` serves is an exact name: it has rules, each with a host that is
+/// no wildcard (its default backend then serves those hosts only), and no `server-alias` is
+/// a wildcard.
+pub fn exact_hosts(ing: &k8s_openapi::api::networking::v1::Ingress) -> bool {
+    let rules = ing.spec.as_ref().and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
+    !rules.is_empty()
+        && rules
+            .iter()
+            .all(|r| r.host.as_deref().is_some_and(|h| !h.is_empty() && !h.contains('*')))
+        && annotation(ing, "server-alias").is_none_or(|(_, a)| !a.contains('*'))
 }
 
 impl Annotations<'_> {
@@ -458,7 +433,7 @@ impl Annotations<'_> {
             }
         }
         if let Some((prefix, url)) = url {
-            match parse_auth_url(url.trim()) {
+            match parse_auth_url(url.trim(), exact_hosts(self.ing)) {
                 Ok(mut e) => {
                     self.external(&mut e);
                     auth.external = Some(e);
@@ -509,9 +484,9 @@ impl Annotations<'_> {
         e.always_set_cookie = self.bool("auth-always-set-cookie", false);
         let key = self.parsed(
             "auth-cache-key",
-            "text and the variables $host, $request_uri, $remote_addr, $http_<header>",
+            "text and nginx variables",
             "auth answers are not cached",
-            |v| template(v, cache_variable).ok().filter(|k| !k.is_empty()),
+            |v| template(v).ok().filter(|k| !k.parts().is_empty()),
         );
         let valid = self.parsed(
             "auth-cache-duration",
@@ -718,6 +693,7 @@ impl<'a> Annotations<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::vars::Var;
 
     #[test]
     fn hash_forms() {
@@ -758,18 +734,64 @@ mod tests {
     }
 
     #[test]
+    fn exact_hosts_only_without_wildcards_or_catch_all() {
+        use crate::fixture::{Prefix, ingress};
+        let two = ingress("default", "a")
+            .rule("a.test", "/", Prefix, "web", 80)
+            .rule("b.test", "/x", Prefix, "web", 80);
+        assert!(exact_hosts(&two.clone().build()));
+        assert!(exact_hosts(&two.clone().default_backend("web", 80).build()));
+        assert!(!exact_hosts(
+            &two.clone()
+                .annotation("nginx.ingress.kubernetes.io/server-alias", "*.a.test")
+                .build()
+        ));
+        assert!(!exact_hosts(
+            &two.clone().rule("*.c.test", "/", Prefix, "web", 80).build()
+        ));
+        assert!(!exact_hosts(&two.rule("", "/", Prefix, "web", 80).build()));
+        assert!(!exact_hosts(
+            &ingress("default", "b").default_backend("web", 80).build()
+        ));
+    }
+
+    #[test]
     fn auth_urls_and_templates() {
-        let e = parse_auth_url("https://auth.example:8443/check?u=$escaped_request_uri").unwrap();
+        let e = parse_auth_url("https://auth.example:8443/check?u=$escaped_request_uri", false).unwrap();
         assert_eq!((e.tls, e.host.as_str(), e.port), (true, "auth.example", 8443));
-        assert_eq!(e.target, [Piece::Text("/check?u=".into()), Piece::EscapedRequestUri]);
-        assert_eq!(parse_auth_url("http://[::1]:4180").unwrap().host, "::1");
         assert_eq!(
-            parse_auth_url("http://a.svc").unwrap().target,
-            [Piece::Text("/".into())]
+            e.target.parts(),
+            [Part::Text("/check?u=".into()), Part::Var(Var::EscapedRequestUri)]
         );
+        assert!(!e.host_from_request);
+        assert_eq!(parse_auth_url("http://[::1]:4180", false).unwrap().host, "::1");
+        assert_eq!(
+            parse_auth_url("http://a.svc", false).unwrap().target.literal(),
+            Some("/")
+        );
+        // The request's host, only where every host is exact.
+        let e = parse_auth_url("https://$host/oauth2/auth?ns=$namespace", true).unwrap();
+        assert!(e.host_from_request);
+        assert_eq!((e.host.as_str(), e.port), ("$host", 443));
+        assert!(
+            parse_auth_url("http://${best_http_host}:4180/a", true)
+                .unwrap()
+                .host_from_request
+        );
+        for bad in ["http://$host/auth", "http://$http_host/auth"] {
+            let why = parse_auth_url(bad, false).unwrap_err();
+            assert!(why.contains("exact"), "{why}");
+        }
+        for bad in [
+            "http://$remote_addr/auth",
+            "http://x$host/auth",
+            "http://$host.evil/auth",
+            "http://$arg_to/auth",
+        ] {
+            assert!(parse_auth_url(bad, true).is_err(), "{bad}");
+        }
         for bad in [
             "ftp://x/",
-            "http://$host/auth",
             "http://user@x/",
             "http://x:0/",
             "http://x:99999/",
@@ -778,17 +800,17 @@ mod tests {
             "http://x/a b",
             "http://x/\"",
         ] {
-            assert!(parse_auth_url(bad).is_err(), "{bad}");
+            assert!(parse_auth_url(bad, true).is_err(), "{bad}");
         }
         assert_eq!(
-            template("${remote_addr}-$http_x_user", cache_variable).unwrap(),
+            template("${remote_addr}-$http_x_user").unwrap().parts(),
             [
-                Piece::RemoteAddr,
-                Piece::Text("-".into()),
-                Piece::Header("x-user".into())
+                Part::Var(Var::RemoteAddr),
+                Part::Text("-".into()),
+                Part::Var(Var::Http("x-user".into()))
             ]
         );
-        assert!(template("$remote_addr", url_variable).is_err());
+        assert!(template("$nope").unwrap_err().contains("$nope"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::ingress::annotation;
 use crate::config::Cidr;
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
 use crate::config::response::{Replace, ResponseRewrite};
+use crate::config::vars::{Captures, Template};
 
 /// The longest `x-forwarded-prefix`.
 pub const MAX_PREFIX: usize = 1024;
@@ -45,19 +46,34 @@ impl Annotations<'_> {
         (!cidrs.is_empty()).then_some(cidrs)
     }
 
-    /// `x-forwarded-prefix`: a path (ingress-nginx's `^/?[-._~a-zA-Z0-9/:]*$`, less its
-    /// `$` variables); empty means no header, as there.
-    pub(super) fn forwarded_prefix(&mut self) -> Option<String> {
+    /// `x-forwarded-prefix`: a path (ingress-nginx's `^/?[-._~a-zA-Z0-9/:$]*$`) with nginx
+    /// variables and the route regex's captures; empty means no header, as there.
+    pub(super) fn forwarded_prefix(&mut self) -> Option<Template> {
         let (prefix, raw) = annotation(self.ing, "x-forwarded-prefix")?;
         let v = raw.trim();
-        let ok = v.len() <= MAX_PREFIX && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/:".contains(&b));
-        if !ok {
-            self.common_warning(format!(
-                "annotation {prefix}x-forwarded-prefix={raw:?} is not a path of letters, digits and -._~/: up to {MAX_PREFIX} bytes; the header is not set"
-            ));
-            return None;
+        let ok = v.len() <= MAX_PREFIX
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~/:${}".contains(&b));
+        let captures = Captures {
+            numbered: true,
+            named: &[],
+        };
+        let parsed = if ok {
+            Template::parse(v, captures)
+        } else {
+            Err(format!(
+                "not a path of letters, digits and -._~/: up to {MAX_PREFIX} bytes"
+            ))
+        };
+        match parsed {
+            Ok(t) => (!v.is_empty()).then_some(t),
+            Err(why) => {
+                self.common_warning(format!(
+                    "annotation {prefix}x-forwarded-prefix={raw:?}: {why}; the header is not set"
+                ));
+                None
+            }
         }
-        (!v.is_empty()).then(|| v.to_string())
     }
 
     /// Checks the annotations whose every valid value Portico already serves as well as it

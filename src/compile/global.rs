@@ -214,6 +214,7 @@ pub fn route_policy(
             format!("annotation {prefix}{name}: {why}; {then}"),
         );
     };
+    p.keep_request = p.response.is_some() || g.add_headers.has_variables();
     if !noted {
         return;
     }
@@ -222,18 +223,22 @@ pub fn route_policy(
             Ok(list) => match list
                 .0
                 .iter()
-                .find(|(n, _)| !g.allowed_response_headers.iter().any(|a| a == n.as_str()))
+                .find(|h| !g.allowed_response_headers.iter().any(|a| a == h.name.as_str()))
             {
-                Some((n, _)) => warn(
+                Some(h) => warn(
                     prefix,
                     "custom-headers",
-                    format!("header {n} is not in the --configmap's global-allowed-response-headers"),
+                    format!(
+                        "header {} is not in the --configmap's global-allowed-response-headers",
+                        h.name
+                    ),
                     "no header is added",
                 ),
                 None => p.custom_headers = (!list.is_empty()).then(|| Arc::new(list)),
             },
             Err(why) => warn(prefix, "custom-headers", why, "no header is added"),
         }
+        p.keep_request |= p.custom_headers.as_ref().is_some_and(|l| l.has_variables());
     }
     if let Some((prefix, reference)) = annotation(ing, "auth-proxy-set-headers")
         && let Some(auth) = p.auth.as_mut()
@@ -559,7 +564,7 @@ impl Reader<'_> {
         let Some(raw) = self.data.get("global-auth-url").map(|v| v.trim().to_string()) else {
             return;
         };
-        let mut e = match parse_auth_url(&raw) {
+        let mut e = match parse_auth_url(&raw, false) {
             Ok(e) => e,
             Err(why) => {
                 let then = match out {
@@ -600,7 +605,7 @@ impl Reader<'_> {
             self.parsed(
                 "global-auth-cache-key",
                 "text and the variables $host, $request_uri, $remote_addr, $http_<header>",
-                |v| auth::template(v, auth::cache_variable).ok().filter(|k| !k.is_empty()),
+                |v| auth::template(v).ok().filter(|k| !k.parts().is_empty()),
             ),
             self.parsed(
                 "global-auth-cache-duration",

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use super::annotations::{Annotations, valid_cookie_name};
+use super::annotations::Annotations;
 use crate::config::diagnostic::{ObjectRef, Reason, Severity};
-use crate::config::hash::{HashBy, KeyPart};
+use crate::config::hash::HashBy;
+use crate::config::vars::{Captures, Part, Template};
 
 /// Parses an `upstream-hash-by` value: nginx variables (`$name` or `${name}`) and literal
 /// text, in the characters ingress-nginx accepts (letters, digits, `-`, `_`, `$`, `{`, `}`).
-pub fn parse_template(v: &str) -> Result<Vec<KeyPart>, String> {
+pub fn parse_template(v: &str) -> Result<Template, String> {
     if v.is_empty() {
         return Err("empty".into());
     }
@@ -20,65 +21,17 @@ pub fn parse_template(v: &str) -> Result<Vec<KeyPart>, String> {
             "{c:?} is not allowed (letters, digits, -, _, $, {{ and }} are)"
         ));
     }
-    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let mut parts: Vec<KeyPart> = Vec::new();
-    let mut rest = v;
-    while !rest.is_empty() {
-        let (part, after) = match rest.strip_prefix('$') {
-            Some(r) => {
-                let (name, after) = match r.strip_prefix('{') {
-                    Some(inner) => {
-                        let end = inner.find('}').ok_or("a ${ without its }")?;
-                        (&inner[..end], &inner[end + 1..])
-                    }
-                    None => r.split_at(r.find(|c| !name_char(c)).unwrap_or(r.len())),
-                };
-                if name.is_empty() || !name.chars().all(name_char) {
-                    return Err(format!("${name:?} is no variable name"));
-                }
-                (variable(name)?, after)
-            }
-            None => {
-                let end = rest.find('$').unwrap_or(rest.len());
-                let text = &rest[..end];
-                if text.contains(['{', '}']) {
-                    return Err("{ and } only go around a variable name, as in ${host}".into());
-                }
-                (KeyPart::Text(text.to_string()), &rest[end..])
-            }
-        };
-        parts.push(part);
-        if parts.len() > HashBy::MAX_PARTS {
-            return Err(format!("more than {} variables and texts", HashBy::MAX_PARTS));
-        }
-        rest = after;
+    let t = Template::parse(v, Captures::default())?;
+    if t.parts()
+        .iter()
+        .any(|p| matches!(p, Part::Text(t) if t.contains(['{', '}'])))
+    {
+        return Err("{ and } only go around a variable name, as in ${host}".into());
     }
-    Ok(parts)
-}
-
-/// The variables Portico knows the value of.
-fn variable(name: &str) -> Result<KeyPart, String> {
-    Ok(match name {
-        "request_uri" => KeyPart::RequestUri,
-        "remote_addr" => KeyPart::RemoteAddr,
-        "binary_remote_addr" => KeyPart::BinaryRemoteAddr,
-        "host" => KeyPart::Host,
-        "uri" | "document_uri" => KeyPart::Uri,
-        "args" | "query_string" => KeyPart::Args,
-        _ => {
-            if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
-                KeyPart::Header(h.to_ascii_lowercase().replace('_', "-"))
-            } else if let Some(c) = name.strip_prefix("cookie_").filter(|c| valid_cookie_name(c)) {
-                KeyPart::Cookie(c.to_string())
-            } else if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
-                KeyPart::Arg(a.to_string())
-            } else {
-                return Err(format!(
-                    "${name} is not a variable Portico knows ($request_uri, $uri, $args, $host, $remote_addr, $binary_remote_addr, $http_NAME, $cookie_NAME, $arg_NAME)"
-                ));
-            }
-        }
-    })
+    if t.parts().len() > HashBy::MAX_PARTS {
+        return Err(format!("more than {} variables and texts", HashBy::MAX_PARTS));
+    }
+    Ok(t)
 }
 
 impl Annotations<'_> {
@@ -87,7 +40,7 @@ impl Annotations<'_> {
     pub(super) fn hash_by(&mut self, affinity: bool) -> Option<Arc<HashBy>> {
         let (prefix, raw) = super::ingress::annotation(self.ing, "upstream-hash-by")?;
         let raw = raw.trim();
-        let parts = match parse_template(raw) {
+        let key = match parse_template(raw) {
             Ok(p) => p,
             Err(why) => {
                 self.warn_hash(format!(
@@ -114,7 +67,7 @@ impl Annotations<'_> {
         });
         Some(Arc::new(HashBy {
             template: raw.to_string(),
-            parts,
+            key,
             subset,
         }))
     }
@@ -132,39 +85,54 @@ impl Annotations<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use KeyPart::*;
+    use crate::config::vars::Var::{self, *};
+
+    fn parts(v: &str) -> Vec<Part> {
+        parse_template(v).unwrap().parts().to_vec()
+    }
+
+    fn text(t: &str) -> Part {
+        Part::Text(t.into())
+    }
 
     #[test]
     fn variables_and_text_become_parts() {
-        assert_eq!(parse_template("$request_uri").unwrap(), [RequestUri]);
-        assert_eq!(parse_template("$host$request_uri").unwrap(), [Host, RequestUri]);
+        let var = Part::Var;
+        assert_eq!(parts("$request_uri"), [var(RequestUri)]);
+        assert_eq!(parts("$host$request_uri"), [var(Host), var(RequestUri)]);
         assert_eq!(
-            parse_template("${request_uri}-text-value").unwrap(),
-            [RequestUri, Text("-text-value".into())]
+            parts("${request_uri}-text-value"),
+            [var(RequestUri), text("-text-value")]
         );
         assert_eq!(
-            parse_template("$http_X_User_Id-$cookie_session_id$arg_page").unwrap(),
+            parts("$http_X_User_Id-$cookie_session_id$arg_page"),
             [
-                Header("x-user-id".into()),
-                Text("-".into()),
-                Cookie("session_id".into()),
-                Arg("page".into())
+                var(Http("x-user-id".into())),
+                text("-"),
+                var(Cookie("session_id".into())),
+                var(Var::Arg("page".into()))
             ]
         );
         assert_eq!(
-            parse_template("tenant${remote_addr}$binary_remote_addr$uri$args").unwrap(),
-            [Text("tenant".into()), RemoteAddr, BinaryRemoteAddr, Uri, Args]
+            parts("tenant${remote_addr}$binary_remote_addr$uri$args"),
+            [
+                text("tenant"),
+                var(RemoteAddr),
+                var(BinaryRemoteAddr),
+                var(Uri),
+                var(Args)
+            ]
         );
+        assert_eq!(parts("$server_name"), [var(ServerName)]);
     }
 
     #[test]
     fn bad_templates_say_why() {
         for (v, why) in [
             ("", "empty"),
-            ("$", "no variable"),
-            ("${}", "no variable"),
-            ("${host", "without its }"),
-            ("$server_name", "not a variable Portico knows"),
+            ("$", "starts no variable"),
+            ("${}", "starts no variable"),
+            ("${host", "starts no variable"),
             ("$http_", "not a variable Portico knows"),
             ("$host_name", "not a variable Portico knows"),
             ("$request_uri/x", "not allowed"),

@@ -1,11 +1,12 @@
 //! ConfigMaps that list headers, as ingress-nginx's `add-headers`, `proxy-set-headers`,
 //! `custom-headers` and `auth-proxy-set-headers` name them: read into a checked
-//! [`HeaderList`]. Values are literal text: nginx would expand `$variables` in them, so a
-//! value with `$` is refused rather than sent differently.
+//! [`HeaderList`]. Values may name nginx variables (as nginx expands them there); an unknown
+//! one refuses the list, as a bad value does.
 
 use http::{HeaderName, HeaderValue};
 
-use crate::config::headers::HeaderList;
+use crate::config::headers::{Header, HeaderList};
+use crate::config::vars::{Captures, Template};
 use crate::model::{ObjectKey, Snapshot};
 
 /// The most headers one ConfigMap may give.
@@ -83,19 +84,26 @@ pub fn read(snapshot: &Snapshot, key: &ObjectKey) -> Result<HeaderList, String> 
                 "ConfigMap {key}: {name:?} is not a header name that can be set"
             ));
         }
-        let ok_value = value.len() <= MAX_VALUE
-            && !value.contains('$')
-            && value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
-        let (Ok(n), Ok(v), true) = (
-            HeaderName::from_bytes(lower.as_bytes()),
-            HeaderValue::from_str(value.trim()),
-            ok_value,
-        ) else {
+        let ok_value = value.len() <= MAX_VALUE && value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+        let (Ok(n), true) = (HeaderName::from_bytes(lower.as_bytes()), ok_value) else {
             return Err(format!(
-                "ConfigMap {key}: the value of {name} is not printable ASCII up to {MAX_VALUE} bytes without $"
+                "ConfigMap {key}: the value of {name} is not printable ASCII up to {MAX_VALUE} bytes"
             ));
         };
-        out.push((n, v));
+        let template = Template::parse(value.trim(), Captures::default())
+            .map_err(|why| format!("ConfigMap {key}: the value of {name}: {why}"))?;
+        let literal = match template.literal() {
+            Some(l) => Some(
+                HeaderValue::from_str(l)
+                    .map_err(|_| format!("ConfigMap {key}: the value of {name} is not a header value"))?,
+            ),
+            None => None,
+        };
+        out.push(Header {
+            name: n,
+            value: template,
+            literal,
+        });
     }
     Ok(HeaderList(out))
 }
@@ -112,15 +120,22 @@ mod tests {
 
     #[test]
     fn names_and_values_are_checked() {
-        let l = of(&[("X-Using", "portico"), ("x-b", " two words ")]).unwrap();
-        assert_eq!(l.0.len(), 2);
-        assert_eq!(l.0[0].0, "x-using");
-        assert_eq!(l.0[1].1, "two words");
+        let l = of(&[
+            ("X-Using", "portico"),
+            ("x-b", " two words "),
+            ("x-c", "$remote_addr:${server_port}"),
+        ])
+        .unwrap();
+        assert_eq!(l.0.len(), 3);
+        assert_eq!(l.0[0].name, "x-using");
+        assert_eq!(l.0[1].literal.as_ref().unwrap(), "two words");
+        assert!(l.0[2].literal.is_none() && l.has_variables());
         for bad in [
             &[("Content-Length", "1")][..],
             &[("Host", "evil")],
             &[("x a", "1")],
-            &[("x", "$remote_addr")],
+            &[("x", "$nope")],
+            &[("x", "${remote_addr")],
             &[("x", "a\nb")],
         ] {
             assert!(of(bad).is_err(), "{bad:?}");

@@ -37,12 +37,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "status codes and a time in ms, s, m, h or d up to 1d, comma-separated; answers are kept in memory, per Portico process",
         ),
     ),
-    (
-        "auth-cache-key",
-        Partly(
-            "variables $host, $http_host, $scheme, $request_uri, $escaped_request_uri, $remote_addr and $http_<header> only; anything else turns caching off with a Warning",
-        ),
-    ),
+    ("auth-cache-key", Yes),
     (
         "auth-keepalive",
         Partly(
@@ -67,7 +62,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "auth-proxy-set-headers",
         Partly(
-            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list and the Ingress answers 503",
+            "values with nginx variables (see Variables); a framing, hop-by-hop or X-Forwarded-* name, an unknown variable, or more than 64 headers refuse the whole list and the Ingress answers 503",
         ),
     ),
     ("auth-realm", Yes),
@@ -75,10 +70,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-response-headers", Yes),
     ("auth-secret", Yes),
     ("auth-secret-type", Yes),
-    (
-        "auth-signin",
-        Partly("variables $host, $http_host, $scheme, $request_uri and $escaped_request_uri only"),
-    ),
+    ("auth-signin", Yes),
     ("auth-signin-redirect-param", Yes),
     ("auth-snippet", No(AUTH_SNIPPET)),
     (
@@ -101,7 +93,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "auth-url",
         Partly(
-            "variables only in the path and query ($host, $http_host, $scheme, $request_uri, $escaped_request_uri), never in the host part; loopback and link-local addresses only with --allow-loopback-auth-url; https is not verified, as ingress-nginx by default",
+            "nginx variables in the path and query (see Variables); in the host part only $host, $http_host or $best_http_host alone (the request's host, port from the URL), and only when every host of the Ingress is an exact name (else a Warning and 503); loopback and link-local addresses only with --allow-loopback-auth-url; https is not verified, as ingress-nginx by default",
         ),
     ),
     (
@@ -135,7 +127,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "custom-headers",
         Partly(
-            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); names must be in global-allowed-response-headers",
+            "values with nginx variables (see Variables); a framing, hop-by-hop or X-Forwarded-* name, an unknown variable, or more than 64 headers refuse the whole list (a Warning, no header added); names must be in global-allowed-response-headers",
         ),
     ),
     (
@@ -221,7 +213,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "mirror-target",
         Partly(
-            "fire and forget: a slow mirror never delays the request (nginx's does); at most 256 copies in flight (past that a request is not mirrored), each within 15 s; a copy with a body leaves once the upstream has read the body whole; variables ($request_uri, $host, $http_host, $scheme, $escaped_request_uri) only after the host; loopback and link-local addresses only with --allow-loopback-mirror-target; https is not verified, as ingress-nginx by default",
+            "fire and forget: a slow mirror never delays the request (nginx's does); at most 256 copies in flight (past that a request is not mirrored), each within 15 s; a copy with a body leaves once the upstream has read the body whole; nginx variables (see Variables) only after the host, directly after it only $request_uri or $uri; loopback and link-local addresses only with --allow-loopback-mirror-target; https is not verified, as ingress-nginx by default",
         ),
     ),
     ("modsecurity-snippet", No(SNIPPET)),
@@ -256,13 +248,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-cookie-domain",
         Partly(
-            "\"off\", a domain (any case, leading dot ignored) or a ~ / ~* regex, and its replacement with captures; of nginx's variables only $scheme, $host, $server_port and $http_host (others are Warnings)",
+            "\"off\", a domain (any case, leading dot ignored) or a ~ / ~* regex, and its replacement with captures and nginx variables (see Variables)",
         ),
     ),
     (
         "proxy-cookie-path",
         Partly(
-            "\"off\", a path prefix or a ~ / ~* regex, and its replacement with captures; of nginx's variables only $scheme, $host, $server_port and $http_host (others are Warnings)",
+            "\"off\", a path prefix or a ~ / ~* regex, and its replacement with captures and nginx variables (see Variables)",
         ),
     ),
     (
@@ -284,13 +276,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-redirect-from",
         Partly(
-            "\"off\", \"default\" (no rewrite: ingress-nginx's proxy_pass URL never starts a Location) or a text without spaces that starts Location and Refresh URLs, or a ~ / ~* regex (a match replaces the whole URL); of nginx's variables only $scheme, $host, $server_port and $http_host (others are Warnings)",
+            "\"off\", \"default\" (no rewrite: ingress-nginx's proxy_pass URL never starts a Location) or a text without spaces that starts Location and Refresh URLs, or a ~ / ~* regex (a match replaces the whole URL); nginx variables (see Variables)",
         ),
     ),
     (
         "proxy-redirect-to",
         Partly(
-            "\"off\" or a text without spaces put in place of proxy-redirect-from, with the regex's captures ($1..$9, named) and the variables $scheme, $host, $server_port, $http_host (others are Warnings)",
+            "\"off\" or a text without spaces put in place of proxy-redirect-from, with the regex's captures ($1..$9, named; without a regex the route regex's) and nginx variables (see Variables)",
         ),
     ),
     (
@@ -357,7 +349,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "upstream-hash-by",
         Partly(
-            "variables $request_uri, $uri, $args, $host, $remote_addr, $binary_remote_addr, $http_NAME, $cookie_NAME and $arg_NAME, with text; another variable is a Warning and the annotation is ignored; Portico's own ring (keys land on other pods than under ingress-nginx, as few move); an endpoint in failure backoff passes its keys to the next on the ring",
+            "nginx variables (see Variables) and text of letters, digits, - and _; an unknown variable is a Warning and the annotation is ignored; Portico's own ring (keys land on other pods than under ingress-nginx, as few move); an endpoint in failure backoff passes its keys to the next on the ring",
         ),
     ),
     ("upstream-hash-by-subset", Yes),
@@ -370,10 +362,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("upstream-vhost", Yes),
     ("use-regex", Yes),
     ("whitelist-source-range", Yes),
-    (
-        "x-forwarded-prefix",
-        Partly("a literal path; nginx `$` variables and captures are Warnings and no field is sent"),
-    ),
+    ("x-forwarded-prefix", Yes),
 ];
 
 /// What Portico does with annotation `name` (without prefix); `None` for names

@@ -20,7 +20,7 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "add-headers",
         Partly(
-            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
+            "values with nginx variables (see docs/annotations.md, Variables); a framing, hop-by-hop or X-Forwarded-* name, an unknown variable, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
         ),
     ),
     ("allow-backend-server-header", No(LATER)),
@@ -114,13 +114,13 @@ pub const KEYS: &[(&str, Support)] = &[
     ("global-auth-method", Yes),
     ("global-auth-request-redirect", Yes),
     ("global-auth-response-headers", Yes),
-    (
-        "global-auth-signin",
-        Partly("variables $host, $http_host, $scheme, $request_uri and $escaped_request_uri only"),
-    ),
+    ("global-auth-signin", Yes),
     ("global-auth-signin-redirect-param", Yes),
     ("global-auth-snippet", No(SNIPPET)),
-    ("global-auth-url", Yes),
+    (
+        "global-auth-url",
+        Partly("nginx variables in the path and query; none in the host part, which no Ingress vouches for"),
+    ),
     ("grpc-buffer-size-kb", No(NGINX_INTERNAL)),
     (
         "gzip-disable",
@@ -196,7 +196,7 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "log-format-upstream",
         Partly(
-            "with --access-log-format nginx (the default with --log-format text); the variables Portico knows are listed in README (others are a Warning and written as -); times are UTC; $request_length and $bytes_sent count the HTTP/1 form of the head",
+            "with --access-log-format nginx (the default with --log-format text); the variables Portico knows are listed in README and docs/annotations.md, Variables (others are a Warning and written as -); times are UTC; $request_length and $bytes_sent count the HTTP/1 form of the head",
         ),
     ),
     ("lua-shared-dicts", No(NGINX_INTERNAL)),
@@ -279,7 +279,7 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "proxy-set-headers",
         Partly(
-            "values are literal text: a value with $ (an nginx variable), a framing, hop-by-hop or X-Forwarded-* name, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
+            "values with nginx variables (see docs/annotations.md, Variables); a framing, hop-by-hop or X-Forwarded-* name, an unknown variable, or more than 64 headers refuse the whole list (a Warning, no header added); a ConfigMap name without namespace is looked up in the --configmap's namespace",
         ),
     ),
     ("proxy-ssl-location-only", No(LATER)),

@@ -1,38 +1,40 @@
 //! `mirror-target`, `mirror-host`, `mirror-request-body` → [`Mirror`]. The target follows
-//! auth-url's rules: variables only after the host, so no request can choose where its copy
-//! goes.
+//! auth-url's rules: variables (any of nginx's) only after the host, so no request can choose
+//! where its copy goes.
 
 use std::sync::Arc;
 
 use super::annotations::{Annotations, valid_vhost};
 use super::auth::parse_auth_url;
-use crate::config::auth::Piece;
 use crate::config::mirror::Mirror;
+use crate::config::vars::{Token, Var, lex};
 
 /// `mirror-target`: `http(s)://host[:port]/target`, variables in the target only; the
-/// target may also follow the host directly when it starts with `$request_uri`, which always
-/// begins with `/` (ingress-nginx's own example, `https://test.env.com$request_uri`).
+/// target may also follow the host directly when it starts with `$request_uri` or `$uri`,
+/// which always begin with `/` (ingress-nginx's own example, `https://test.env.com$request_uri`).
 pub fn parse_mirror_target(v: &str) -> Result<Mirror, String> {
     let authority = v.find("://").map_or(0, |i| i + 3);
     if let Some(end) = v[authority..].find(['/', '?', '$']).map(|i| authority + i)
         && v[end..].starts_with('$')
     {
         let rest = &v[end..];
-        if !(rest.starts_with("$request_uri") || rest.starts_with("${request_uri}")) {
+        let path_first = matches!(
+            lex(rest).first(),
+            Some(Token::Name(n)) if matches!(Var::named(&n.to_ascii_lowercase()), Some(Var::RequestUri | Var::Uri))
+        );
+        if !path_first {
             return Err("the host part may hold no variable".into());
         }
         // Parsed with a `/` between, which then goes again.
         let mut m = parse_url(&format!("{}/{rest}", &v[..end]))?;
-        if m.target.first() == Some(&Piece::Text("/".into())) {
-            m.target.remove(0);
-        }
+        m.target = m.target.without_prefix(1).ok_or("invalid target")?;
         return Ok(m);
     }
     parse_url(v)
 }
 
 fn parse_url(v: &str) -> Result<Mirror, String> {
-    let url = parse_auth_url(v)?;
+    let url = parse_auth_url(v, false)?;
     let host_header = if url.host.contains(':') {
         format!("[{}]", url.host)
     } else {
@@ -51,7 +53,7 @@ fn parse_url(v: &str) -> Result<Mirror, String> {
 impl Mirror {
     /// Whether the target names a request variable (else nginx appends the request's query).
     pub fn has_variables(&self) -> bool {
-        self.target.iter().any(|p| !matches!(p, Piece::Text(_)))
+        self.target.has_variables()
     }
 }
 
@@ -59,7 +61,7 @@ impl Annotations<'_> {
     pub(super) fn mirror(&mut self) -> Option<Arc<Mirror>> {
         let mut m = self.parsed(
             "mirror-target",
-            "an http:// or https:// URL with variables ($request_uri, $host, $http_host, $scheme, $escaped_request_uri) only after the host",
+            "an http:// or https:// URL with nginx variables only after the host",
             "requests are not mirrored",
             |v| parse_mirror_target(v).ok(),
         )?;
@@ -90,6 +92,7 @@ impl Annotations<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::vars::Part;
 
     #[test]
     fn targets_keep_variables_out_of_the_host() {
@@ -97,12 +100,17 @@ mod tests {
         assert_eq!((m.tls, m.host.as_str(), m.port), (true, "test.env.com", 443));
         assert_eq!(m.host_header, "test.env.com");
         assert!(m.has_variables());
-        assert_eq!(m.target, [Piece::RequestUri]);
+        assert_eq!(m.target.parts(), [Part::Var(Var::RequestUri)]);
         let m = parse_mirror_target("http://10.0.0.1:81${request_uri}?from=portico").unwrap();
         assert_eq!((m.host.as_str(), m.port), ("10.0.0.1", 81));
-        assert_eq!(m.target, [Piece::RequestUri, Piece::Text("?from=portico".into())]);
+        assert_eq!(
+            m.target.parts(),
+            [Part::Var(Var::RequestUri), Part::Text("?from=portico".into())]
+        );
         let m = parse_mirror_target("https://test.env.com/$request_uri").unwrap();
-        assert_eq!(m.target, [Piece::Text("/".into()), Piece::RequestUri]);
+        assert_eq!(m.target.parts(), [Part::Text("/".into()), Part::Var(Var::RequestUri)]);
+        let m = parse_mirror_target("http://m.svc$uri?ns=$namespace&a=$arg_a").unwrap();
+        assert_eq!(m.target.parts()[0], Part::Var(Var::Uri));
         let m = parse_mirror_target("http://[::1]:8080/mirror").unwrap();
         assert_eq!(
             (m.host.as_str(), m.port, m.host_header.as_str()),
@@ -118,7 +126,7 @@ mod tests {
             "http://user@x/",
             "http://x:0/",
             "http://x:99999/",
-            "http://x/$remote_addr",
+            "http://x/$nope",
             "http://x/a b",
             "//x/",
             "",

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::auth::{AuthCache, Piece};
+use crate::config::auth::AuthCache;
 use crate::config::global::Global;
 use crate::config::policy::Policy;
+use crate::config::vars::Template;
 
 /// The most paths `no-auth-locations` may list.
 const MAX_LOCATIONS: usize = 64;
@@ -39,10 +40,7 @@ pub(super) fn exempt(policy: &Arc<Policy>, path: &str, global: &Global) -> Arc<P
 
 /// `global-auth-cache-key` and `global-auth-cache-duration`: answers are cached only with a
 /// key; the duration defaults to ingress-nginx's `200 202 401 5m`.
-pub(super) fn global_auth_cache(
-    key: Option<Vec<Piece>>,
-    valid: Option<Vec<(Vec<u16>, Duration)>>,
-) -> Option<AuthCache> {
+pub(super) fn global_auth_cache(key: Option<Template>, valid: Option<Vec<(Vec<u16>, Duration)>>) -> Option<AuthCache> {
     key.map(|key| AuthCache {
         key,
         valid: valid.unwrap_or_else(|| vec![(vec![200, 202, 401], Duration::from_secs(300))]),

@@ -54,8 +54,16 @@ pub enum Var {
     ServicePort,
     /// `$http_<name>`: a request header, the name lowercased with `-` for `_`.
     Http(String),
+    /// Another of the request variables every template may name (`$arg_x`, `$cookie_x`,
+    /// `$remote_port`, ...), read when the request starts.
+    #[serde(serialize_with = "request_var")]
+    Shared(super::vars::Var),
     /// A variable Portico does not know: written as `-` (a Warning says so).
     Unknown,
+}
+
+fn request_var<S: serde::Serializer>(v: &super::vars::Var, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:?}"))
 }
 
 impl Var {

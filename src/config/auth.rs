@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::vars::Template;
+
 /// What a route's auth annotations compiled to. Checked in this order: `denied`, then
 /// `basic`, then (later) the external service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,43 +26,22 @@ pub struct Auth {
     pub digest: Option<DigestAuth>,
 }
 
-/// A piece of a typed URL or cache-key template: text, or one of the few request variables
-/// ingress-nginx documents for these annotations. Nothing else is ever expanded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Piece {
-    Text(String),
-    /// `$host`: the request host, port stripped.
-    Host,
-    /// `$http_host`: the request's Host (with port when given).
-    HttpHost,
-    /// `$scheme`: `http` or `https`.
-    Scheme,
-    /// `$request_uri`: the path and query as the client sent them.
-    RequestUri,
-    /// `$escaped_request_uri`: the same, percent-encoded for use as a query value.
-    EscapedRequestUri,
-    /// `$remote_addr`: the client address (cache keys only).
-    RemoteAddr,
-    /// `$http_<name>`: a request header (cache keys only), the name lowercased with `-`.
-    Header(String),
-}
-
 /// `auth-url` and the rest of the external authentication family.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExternalAuth {
     /// `https` or not; the host and port connected to, and sent as Host.
     pub tls: bool,
+    /// The host name, or (with `host_from_request`) the variable that names it, as written.
     pub host: String,
     pub port: u16,
     /// The request target (path and query), variables allowed.
-    pub target: Vec<Piece>,
+    pub target: Template,
     /// `auth-method`; `None`: GET, as nginx's auth subrequest, whatever the client's method.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// `auth-signin`: a 401 from the service becomes a 302 here.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signin: Option<Vec<Piece>>,
+    pub signin: Option<Template>,
     /// `auth-signin-redirect-param` (default `rd`): the query parameter given the original URL.
     pub signin_redirect_param: String,
     /// `auth-response-headers`, lowercased: copied from a 2xx answer to the upstream request
@@ -82,6 +63,9 @@ pub struct ExternalAuth {
     /// requests; `None` (the default, `auth-keepalive: 0`): one new connection per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<AuthKeepalive>,
+    /// `$host` (or `$http_host`, `$best_http_host`) in the URL's host part: the auth request
+    /// goes to the request's host, which is one of the Ingress's exact host names.
+    pub host_from_request: bool,
 }
 
 /// How connections to an auth service are reused (`auth-keepalive`, `-requests`, `-timeout`).
@@ -108,7 +92,7 @@ impl AuthKeepalive {
 /// Which answers of the auth service are remembered, for how long, under which key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuthCache {
-    pub key: Vec<Piece>,
+    pub key: Template,
     /// Status codes and how long an answer with one of them is kept; an empty code list means
     /// 200, 301 and 302 (nginx's `proxy_cache_valid` without codes).
     pub valid: Vec<(Vec<u16>, std::time::Duration)>,

@@ -3,14 +3,17 @@
 
 use serde::Serialize;
 
+use super::vars::Template;
+
 /// A route's consistent-hashing key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HashBy {
     /// The annotation as written (for `/routes`).
     pub template: String,
-    /// The parts whose values, concatenated, make the key.
+    /// The template whose value is the key; a variable without a value (an absent header,
+    /// cookie or argument) adds nothing, as in nginx.
     #[serde(skip)]
-    pub parts: Vec<KeyPart>,
+    pub key: Template,
     /// `upstream-hash-by-subset` with its `-size`: the key picks a subset of this many
     /// endpoints, and each request a random one of them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,31 +29,4 @@ impl HashBy {
     pub const DEFAULT_SUBSET: u32 = 3;
     /// The largest `upstream-hash-by-subset-size`.
     pub const MAX_SUBSET: u32 = 1000;
-}
-
-/// One piece of a hash key: literal text or an nginx variable. A variable without a value
-/// (an absent header, cookie or argument) adds nothing, as in nginx.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyPart {
-    Text(String),
-    /// `$request_uri`: the path and query as the client sent them.
-    RequestUri,
-    /// `$remote_addr`: the client address (after `--trusted-proxies`' X-Forwarded-For), as
-    /// text.
-    RemoteAddr,
-    /// `$binary_remote_addr`: the same address as 4 or 16 bytes.
-    BinaryRemoteAddr,
-    /// `$host`: the request's host, lower-case, without port.
-    Host,
-    /// `$uri`: the normalized path, without query.
-    Uri,
-    /// `$args`: the query, without `?`.
-    Args,
-    /// `$http_<name>`: a request header (name lower-case, `_` read as `-`); several fields
-    /// are joined with `, `.
-    Header(String),
-    /// `$cookie_<name>`: a request cookie's value.
-    Cookie(String),
-    /// `$arg_<name>`: a query argument's value, as sent (not decoded).
-    Arg(String),
 }

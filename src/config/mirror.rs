@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::auth::Piece;
+use super::vars::Template;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Mirror {
@@ -11,8 +11,8 @@ pub struct Mirror {
     pub tls: bool,
     pub host: String,
     pub port: u16,
-    /// The request target (path and query), variables allowed (`$request_uri`, …).
-    pub target: Vec<Piece>,
+    /// The request target (path and query), nginx variables allowed (`$request_uri`, …).
+    pub target: Template,
     /// The Host header of the copy: `mirror-host`, else the target's host.
     pub host_header: String,
     /// `mirror-request-body` (default on): the copy carries the request's body.

@@ -28,6 +28,7 @@ pub mod sni;
 pub mod tls;
 pub mod tls_options;
 pub mod upstream_tls;
+pub mod vars;
 
 use std::collections::HashMap;
 use std::sync::Arc;

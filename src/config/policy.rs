@@ -97,9 +97,10 @@ pub struct Policy {
     /// looked at (nginx's `deny` lines come first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deny: Option<Vec<Cidr>>,
-    /// `x-forwarded-prefix`: the X-Forwarded-Prefix field sent upstream.
+    /// `x-forwarded-prefix`: the X-Forwarded-Prefix field sent upstream (nginx variables and
+    /// the route regex's `$1`..`$9` allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub forwarded_prefix: Option<String>,
+    pub forwarded_prefix: Option<super::vars::Template>,
     /// `preserve-trailing-slash`: the HTTPS redirect keeps a trailing `/` of the request
     /// target (ingress-nginx drops one by default).
     pub preserve_trailing_slash: bool,
@@ -135,6 +136,10 @@ pub struct Policy {
     /// not traced, the one field the request path looks at to know.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otel: Option<Arc<super::otel::RouteOtel>>,
+    /// The response phase reads request variables (response rewrites, `custom-headers` or
+    /// `add-headers` with variables): the request's head is kept for it. Set by compile.
+    #[serde(skip)]
+    pub keep_request: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -247,6 +252,7 @@ impl Default for Policy {
             satisfy_any: false,
             rate: None,
             otel: None,
+            keep_request: false,
         }
     }
 }

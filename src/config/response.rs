@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::pattern::Pattern;
+use super::vars::{Captures, Template};
 
 /// The longest rewritten value: past it the field is left as the upstream sent it.
 pub const MAX_OUT: usize = 16 * 1024;
@@ -19,140 +20,15 @@ pub enum Find {
 impl Serialize for Find {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Find::Text(t) => s.serialize_str(&t.source),
+            Find::Text(t) => s.serialize_str(t.source()),
             Find::Regex { source, .. } => s.serialize_str(source),
         }
     }
 }
 
-/// The request's nginx variables a template may name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Var {
-    Scheme,
-    Host,
-    ServerPort,
-    HttpHost,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    Var(Var),
-    /// `$1`..`$9`, or a named group: the regex's capture (empty when it did not take part).
-    Capture(usize),
-}
-
-/// A text with nginx `$variables` and regex captures, parsed once in compile().
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Template {
-    source: String,
-    pieces: Vec<Piece>,
-}
-
-impl Serialize for Template {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.source)
-    }
-}
-
-impl Template {
-    /// Parses nginx's script syntax: `$name`, `${name}`, `$1`..`$9`. `names` are the
-    /// regex's named groups (index, name), which a `$name` names before any variable.
-    pub fn parse(source: &str, names: &[(usize, &str)]) -> Result<Template, String> {
-        let mut pieces = Vec::new();
-        let mut text = String::new();
-        let mut rest = source;
-        while let Some(at) = rest.find('$') {
-            text.push_str(&rest[..at]);
-            let after = &rest[at + 1..];
-            let (name, len) = if let Some(b) = after.strip_prefix('{') {
-                let end = b.find('}').ok_or_else(|| format!("unclosed ${{ in {source:?}"))?;
-                (&b[..end], end + 2)
-            } else if after.starts_with(|c: char| ('1'..='9').contains(&c)) {
-                (&after[..1], 1)
-            } else {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], end)
-            };
-            let piece = if let Ok(n @ 1..=9) = name.parse::<usize>() {
-                Piece::Capture(n)
-            } else if let Some((i, _)) = names.iter().find(|(_, n)| *n == name) {
-                Piece::Capture(*i)
-            } else {
-                Piece::Var(match name {
-                    "scheme" => Var::Scheme,
-                    "host" => Var::Host,
-                    "server_port" => Var::ServerPort,
-                    "http_host" => Var::HttpHost,
-                    "" => return Err(format!("a $ without a variable name in {source:?}")),
-                    _ => {
-                        return Err(format!(
-                            "variable ${name} is not one Portico has ($scheme, $host, $server_port, $http_host, or a capture)"
-                        ));
-                    }
-                })
-            };
-            if !text.is_empty() {
-                pieces.push(Piece::Text(std::mem::take(&mut text)));
-            }
-            pieces.push(piece);
-            rest = &after[len..];
-        }
-        text.push_str(rest);
-        if !text.is_empty() {
-            pieces.push(Piece::Text(text));
-        }
-        Ok(Template {
-            source: source.to_string(),
-            pieces,
-        })
-    }
-
-    /// The text when it names nothing, as most templates: no work per response.
-    fn literal(&self) -> Option<&str> {
-        match self.pieces.as_slice() {
-            [] => Some(""),
-            [Piece::Text(t)] => Some(t),
-            _ => None,
-        }
-    }
-
-    /// The text with variables and captures filled in; `None` past [`MAX_OUT`].
-    fn expand(&self, vars: &Vars<'_>, caps: Option<&regex::Captures<'_>>) -> Option<String> {
-        let mut out = String::new();
-        for p in &self.pieces {
-            match p {
-                Piece::Text(t) => out.push_str(t),
-                Piece::Var(Var::Scheme) => out.push_str(vars.scheme),
-                Piece::Var(Var::Host) => out.push_str(vars.host),
-                Piece::Var(Var::HttpHost) => out.push_str(vars.http_host),
-                Piece::Var(Var::ServerPort) => out.push_str(&vars.server_port.to_string()),
-                Piece::Capture(i) => {
-                    out.push_str(caps.and_then(|c| c.get(*i)).map(|m| m.as_str()).unwrap_or(""));
-                }
-            }
-            if out.len() > MAX_OUT {
-                return None;
-            }
-        }
-        Some(out)
-    }
-}
-
-/// The request's values of the variables, for one response.
-#[derive(Clone, Copy, Debug)]
-pub struct Vars<'a> {
-    /// `http` or `https`.
-    pub scheme: &'a str,
-    /// The request's host, lowercase, without port.
-    pub host: &'a str,
-    /// The Host (or `:authority`) as the client sent it.
-    pub http_host: &'a str,
-    /// The port that accepted the connection.
-    pub server_port: u16,
-}
+/// Fills in a template's variables for one response (the request's, see `proxy::vars`),
+/// with the captures of the regex that matched, if any; `None` past the output limit.
+pub type Expand<'a> = &'a dyn Fn(&Template, Option<&regex::Captures<'_>>) -> Option<String>;
 
 /// A text to find and what to put in its place.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -166,9 +42,14 @@ impl Replace {
     /// name variables, and `to` the regex's captures.
     pub fn parse(from: &str, to: &str) -> Result<Replace, String> {
         let Some(src) = from.strip_prefix('~') else {
+            // `$1`.. without a regex of its own are the route regex's, as nginx's last match.
+            let route = Captures {
+                numbered: true,
+                named: &[],
+            };
             return Ok(Replace {
-                from: Find::Text(Template::parse(from, &[])?),
-                to: Template::parse(to, &[])?,
+                from: Find::Text(Template::parse(from, route)?),
+                to: Template::parse(to, route)?,
             });
         };
         let (ci, src) = match src.strip_prefix('*') {
@@ -181,7 +62,13 @@ impl Replace {
                 .enumerate()
                 .filter_map(|(i, n)| n.map(|n| (i, n)))
                 .collect();
-        let to = Template::parse(to, &names)?;
+        let to = Template::parse(
+            to,
+            Captures {
+                numbered: true,
+                named: &names,
+            },
+        )?;
         Ok(Replace {
             from: Find::Regex {
                 source: from.to_string(),
@@ -193,14 +80,14 @@ impl Replace {
 
     /// A text form: `from` starts (or, for a domain, is) the value. A regex form: when it
     /// matches anywhere, the whole value becomes `to` with its captures, as nginx does.
-    fn apply(&self, value: &str, vars: &Vars<'_>, whole: bool) -> Option<String> {
+    fn apply(&self, value: &str, vars: Expand<'_>, whole: bool) -> Option<String> {
         match &self.from {
             Find::Text(t) => {
                 let from_owned;
                 let from = match t.literal() {
                     Some(f) => f,
                     None => {
-                        from_owned = t.expand(vars, None)?;
+                        from_owned = vars(t, None)?;
                         &from_owned
                     }
                 };
@@ -214,14 +101,14 @@ impl Replace {
                 };
                 let mut to = match self.to.literal() {
                     Some(l) => l.to_string(),
-                    None => self.to.expand(vars, None)?,
+                    None => vars(&self.to, None)?,
                 };
                 to.push_str(rest);
                 (to.len() <= MAX_OUT).then_some(to)
             }
             Find::Regex { re, .. } => {
                 let caps = re.0.captures(value)?;
-                self.to.expand(vars, Some(&caps))
+                vars(&self.to, Some(&caps)).filter(|v| v.len() <= MAX_OUT)
             }
         }
     }
@@ -246,14 +133,14 @@ pub struct ResponseRewrite {
 
 impl ResponseRewrite {
     /// The Location or Refresh-URL value rewritten, when `from` finds it.
-    pub fn redirect(&self, value: &str, vars: &Vars<'_>) -> Option<String> {
+    pub fn redirect(&self, value: &str, vars: Expand<'_>) -> Option<String> {
         self.redirect.as_ref()?.apply(value, vars, false)
     }
 
     /// A Set-Cookie value with its Path and Domain attributes rewritten; `None` when nothing
     /// changed. The cookie's own name and value are never touched, and a replacement that
     /// would add an attribute (a `;` or `,` from a capture or variable) is not made.
-    pub fn cookie(&self, set_cookie: &str, vars: &Vars<'_>) -> Option<String> {
+    pub fn cookie(&self, set_cookie: &str, vars: Expand<'_>) -> Option<String> {
         let mut parts = set_cookie.split(';');
         let mut out = String::with_capacity(set_cookie.len() + 16);
         out.push_str(parts.next().unwrap_or(""));
@@ -288,13 +175,31 @@ impl ResponseRewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::vars::{Part, Var};
 
-    const VARS: Vars<'static> = Vars {
-        scheme: "https",
-        host: "front.example",
-        http_host: "Front.example:8443",
-        server_port: 8443,
-    };
+    /// The request's variables as `proxy::vars` fills them for `https://Front.example:8443`.
+    fn vars_of(http_host: &'static str) -> impl Fn(&Template, Option<&regex::Captures<'_>>) -> Option<String> {
+        move |t: &Template, caps: Option<&regex::Captures<'_>>| {
+            let mut out = String::new();
+            for p in t.parts() {
+                match p {
+                    Part::Text(s) => out.push_str(s),
+                    Part::Var(Var::Scheme) => out.push_str("https"),
+                    Part::Var(Var::Host) => out.push_str("front.example"),
+                    Part::Var(Var::HttpHost) => out.push_str(http_host),
+                    Part::Var(Var::ServerPort) => out.push_str("8443"),
+                    Part::Var(v) => panic!("{v:?}"),
+                    Part::Capture(i) => out.push_str(caps.and_then(|c| c.get(*i)).map_or("", |m| m.as_str())),
+                }
+            }
+            Some(out)
+        }
+    }
+
+    #[allow(non_snake_case)]
+    fn VARS() -> impl Fn(&Template, Option<&regex::Captures<'_>>) -> Option<String> {
+        vars_of("Front.example:8443")
+    }
 
     fn rw(redirect: Option<(&str, &str)>, path: Option<(&str, &str)>, domain: Option<(&str, &str)>) -> ResponseRewrite {
         let r = |p: Option<(&str, &str)>| p.map(|(from, to)| Replace::parse(from, to).unwrap());
@@ -313,14 +218,14 @@ mod tests {
             Some(("/two/", "/")),
             Some(("localhost", "example.org")),
         );
-        let redirect = |v| r.redirect(v, &VARS);
+        let redirect = |v| r.redirect(v, &VARS());
         assert_eq!(
             redirect("http://localhost:8000/two/some/uri/").as_deref(),
             Some("http://frontend/one/some/uri/")
         );
         assert_eq!(redirect("http://LOCALHOST:8000/two/"), None, "case-sensitive");
         assert_eq!(redirect("/two/"), None);
-        let cookie = |v| r.cookie(v, &VARS);
+        let cookie = |v| r.cookie(v, &VARS());
         assert_eq!(
             cookie("a=b; path=/two/some/uri/; Domain=.LocalHost; HttpOnly").as_deref(),
             Some("a=b; path=/some/uri/; Domain=example.org; HttpOnly")
@@ -340,15 +245,15 @@ mod tests {
         // proxy_redirect ~^(http://[^:]+):\d+(/.+)$ $1$2;
         let r = rw(Some((r"~^(http://[^:]+):\d+(/.+)$", "$1$2")), None, None);
         assert_eq!(
-            r.redirect("http://upstream:8080/a/b?c", &VARS).as_deref(),
+            r.redirect("http://upstream:8080/a/b?c", &VARS()).as_deref(),
             Some("http://upstream/a/b?c")
         );
-        assert_eq!(r.redirect("http://upstream/a", &VARS), None);
-        assert_eq!(r.redirect("HTTP://upstream:1/a", &VARS), None, "~ is case-sensitive");
+        assert_eq!(r.redirect("http://upstream/a", &VARS()), None);
+        assert_eq!(r.redirect("HTTP://upstream:1/a", &VARS()), None, "~ is case-sensitive");
         // proxy_redirect ~*/user/([^/]+)/(.+)$ http://$1.example.com/$2;
         let r = rw(Some(("~*/user/([^/]+)/(.+)$", "http://$1.example.com/$2")), None, None);
         assert_eq!(
-            r.redirect("http://up/USER/bob/page", &VARS).as_deref(),
+            r.redirect("http://up/USER/bob/page", &VARS()).as_deref(),
             Some("http://bob.example.com/page"),
             "searched anywhere, any case, the whole value replaced"
         );
@@ -360,11 +265,11 @@ mod tests {
             Some((r"~\.(?P<sl_domain>[-0-9a-z]+\.[a-z]+)$", "$sl_domain")),
         );
         assert_eq!(
-            r.cookie("s=1; Path=/User/ann/x; Domain=.www.example.org", &VARS)
+            r.cookie("s=1; Path=/User/ann/x; Domain=.www.example.org", &VARS())
                 .as_deref(),
             Some("s=1; Path=/u/ann; Domain=example.org")
         );
-        assert_eq!(r.cookie("s=1; Path=/users; Domain=example", &VARS), None);
+        assert_eq!(r.cookie("s=1; Path=/users; Domain=example", &VARS()), None);
     }
 
     /// Variables in the replacement (and the text to find), as nginx's
@@ -377,36 +282,29 @@ mod tests {
             Some(("www.$host", "${host}")),
         );
         assert_eq!(
-            r.redirect("http://localhost:8000/a", &VARS).as_deref(),
+            r.redirect("http://localhost:8000/a", &VARS()).as_deref(),
             Some("https://front.example:8443/a")
         );
         assert_eq!(
-            r.cookie("a=b; Path=/front.example/x; Domain=www.front.example", &VARS)
+            r.cookie("a=b; Path=/front.example/x; Domain=www.front.example", &VARS())
                 .as_deref(),
             Some("a=b; Path=/x; Domain=front.example")
         );
         let r = rw(Some(("/", "http://$http_host/")), None, None);
-        assert_eq!(r.redirect("/a", &VARS).as_deref(), Some("http://Front.example:8443/a"));
+        assert_eq!(
+            r.redirect("/a", &VARS()).as_deref(),
+            Some("http://Front.example:8443/a")
+        );
         // A capture that would add an attribute is not put in.
         let r = rw(None, Some(("~^/(.*)$", "/$1")), None);
-        assert_eq!(r.cookie("a=b; Path=/x", &VARS).as_deref(), Some("a=b; Path=/x"));
+        assert_eq!(r.cookie("a=b; Path=/x", &VARS()).as_deref(), Some("a=b; Path=/x"));
         let r = rw(None, None, Some(("x", "$http_host")));
-        let bad = Vars {
-            http_host: "h;Secure",
-            ..VARS
-        };
-        assert_eq!(r.cookie("a=b; Domain=x", &bad), None);
+        assert_eq!(r.cookie("a=b; Domain=x", &vars_of("h;Secure")), None);
     }
 
     #[test]
     fn bad_forms_are_refused() {
-        for (from, to) in [
-            ("~(", "/"),
-            ("/a", "$request_uri"),
-            ("/a", "/$"),
-            ("/a", "${host"),
-            ("$remote_addr", "/"),
-        ] {
+        for (from, to) in [("~(", "/"), ("/a", "$nope"), ("/a", "/$"), ("/a", "${host")] {
             assert!(Replace::parse(from, to).is_err(), "{from} {to}");
         }
         assert!(Replace::parse("~^/(?<p>.*)", "/$p$1").is_ok());

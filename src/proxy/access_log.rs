@@ -6,12 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
 
 use super::headers::{Peer, client_ip};
 use super::live::Live;
+use super::vars::{basic_user, civil, protocol, time_iso8601};
 use crate::config::access_log::{Escape, LogFormat, Part, Var};
 use crate::config::{Backend, Route};
 
@@ -53,6 +53,8 @@ struct Entry {
     version: Version,
     /// The values of the format's `$http_*` variables, in their order.
     headers: Vec<Option<HeaderValue>>,
+    /// The values of its other request variables ([`Var::Shared`]), in their order.
+    request_vars: Vec<Vec<u8>>,
     request_length: u64,
     rid: HeaderValue,
     host: String,
@@ -99,6 +101,18 @@ fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &Hea
         })
         .collect();
     let wants_user = format.parts.contains(&Part::Var(Var::RemoteUser));
+    let mut request_vars = Vec::new();
+    if format.parts.iter().any(|p| matches!(p, Part::Var(Var::Shared(_)))) {
+        let fields = super::headers::Fields::of(h);
+        let ctx = super::vars::Ctx::of(req, &fields, peer, &global.trusted).rid(rid);
+        for p in &format.parts {
+            if let Part::Var(Var::Shared(v)) = p {
+                let mut out = Vec::new();
+                super::vars::value(v, &ctx, &mut out);
+                request_vars.push(out);
+            }
+        }
+    }
     let uri_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     // Request line and head as sent (HTTP/1 framing), then the body's declared length.
     let head = (req.method().as_str().len() + 1 + uri_len + 1 + 8 + 2) as u64
@@ -126,6 +140,7 @@ fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &Hea
             uri: req.uri().clone(),
             version: req.version(),
             headers,
+            request_vars,
             request_length: head.saturating_add(body),
             rid: rid.clone(),
             host: String::new(),
@@ -142,18 +157,6 @@ fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &Hea
             format,
         },
     }
-}
-
-/// The user name of a Basic Authorization field, as nginx's `$remote_user`.
-fn basic_user(v: Option<&HeaderValue>) -> Option<String> {
-    let v = v?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD.decode(token.trim()).ok()?;
-    let user = raw.split(|b| *b == b':').next()?;
-    Some(String::from_utf8_lossy(user).into_owned())
 }
 
 /// What the answer tells the line.
@@ -225,9 +228,14 @@ enum Value<'a> {
 impl Entry {
     fn render(&self, out: &mut Vec<u8>) {
         let mut headers = self.headers.iter();
+        let mut request_vars = self.request_vars.iter();
         for part in &self.format.parts {
             match part {
                 Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Part::Var(Var::Shared(_)) => {
+                    let v = request_vars.next().filter(|v| !v.is_empty());
+                    self.put(out, v.map_or(Value::Missing, |v| Value::Text(v)));
+                }
                 Part::Var(Var::Http(_)) => {
                     let v = headers.next().and_then(Option::as_ref);
                     self.put(out, v.map_or(Value::Missing, |v| Value::Text(v.as_bytes())));
@@ -327,7 +335,7 @@ impl Entry {
             Var::IngressName => self.name(out, route.map(|r| r.ingress.name.as_str())),
             Var::ServiceName => self.name(out, route.map(|r| r.service.name.as_str())),
             Var::ServicePort => self.name(out, route.map(|_| self.port.as_str())),
-            Var::Http(_) => self.put(out, Value::Missing),
+            Var::Http(_) | Var::Shared(_) => self.put(out, Value::Missing),
             // `-` under every escaping, as the Warning about it says.
             Var::Unknown => out.push(b'-'),
         }
@@ -403,34 +411,6 @@ fn request_uri(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
-fn protocol(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
-    }
-}
-
-/// Date and time of day (UTC) of a moment.
-fn civil(t: SystemTime) -> (i64, u32, u32, u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs % 86_400, d.subsec_millis())
-}
-
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -442,18 +422,6 @@ fn time_local(out: &mut Vec<u8>, t: SystemTime) {
     let _ = write!(
         out,
         "{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    );
-}
-
-/// `$time_iso8601`: `2026-12-07T06:14:37+00:00`.
-fn time_iso8601(out: &mut Vec<u8>, t: SystemTime) {
-    let (y, m, d, s, _) = civil(t);
-    let _ = write!(
-        out,
-        "{y}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
         s / 3600,
         s / 60 % 60,
         s % 60
@@ -477,6 +445,7 @@ mod tests {
             uri: "/a?b=1".parse().unwrap(),
             version: Version::HTTP_11,
             headers,
+            request_vars: Vec::new(),
             request_length: 80,
             rid: HeaderValue::from_static("abc"),
             host: "x.example".into(),

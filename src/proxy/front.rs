@@ -48,14 +48,17 @@ impl Front {
         proxy: &Proxy,
     ) -> Start {
         let (mut client, mut port, mut https) = (peer_addr.ip(), local_port, tls);
+        let (mut client_port, mut server_addr) = (peer_addr.port(), stream.local_addr().ok().map(|a| a.ip()));
         let mut read = Vec::new();
         if proxy_protocol {
             match proxy_protocol::read(&mut stream, self.proxy_protocol_timeout).await {
                 Ok((header, rest)) => {
                     if let Some(src) = header.source {
                         client = src.ip();
+                        client_port = src.port();
                     }
                     if let Some(dst) = header.destination {
+                        server_addr = Some(dst.ip());
                         // As ingress-nginx: X-Forwarded-Port is the port the client connected
                         // to, and plain HTTP to port 443 is a load balancer that terminated TLS.
                         port = dst.port();
@@ -107,6 +110,9 @@ impl Front {
                 return Start::Done;
             }
         }
-        Start::Serve(Rewind::new(read, stream), Arc::new(Peer::new(client, port, https)))
+        Start::Serve(
+            Rewind::new(read, stream),
+            Arc::new(Peer::new(client, port, https).ends(client_port, server_addr)),
+        )
     }
 }

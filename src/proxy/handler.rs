@@ -22,8 +22,7 @@ use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
     self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, otel, prefix, rate, redirect,
-    request_headers,
-    response, response_headers, rewrite, www,
+    request_headers, response, response_headers, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
 use super::upstream::tee::Tee;
@@ -31,7 +30,7 @@ use super::upstream::{
     Conn, ConnectError, EndpointRuntime, RequestBody, SendError, SendProgress, Streamed, UpBody, Upstream,
     resolve_external,
 };
-use super::{Body, SERVER, Settings, access_log, compress, plain};
+use super::{Body, SERVER, Settings, access_log, compress, plain, vars};
 use crate::balance::choice::{Choice, Sticky};
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
@@ -347,7 +346,7 @@ impl Proxy {
             Err(over) => return over.response(),
         }
         verified.apply(req.headers_mut());
-        let passed = match auth::check(&self.auth, policy, &mut req, fields, peer, &rid, trusted) {
+        let passed = match auth::check(&self.auth, route, &mut req, fields, peer, &rid, trusted) {
             None => auth::Passed::default(),
             Some(authenticating) => match authenticating.await {
                 Ok(p) => p,
@@ -361,11 +360,22 @@ impl Proxy {
             return r;
         }
         let asked = errors::asked(policy, &req, &rid);
-        let tee = mirror::start(&self.mirror, policy, &req, fields, peer);
+        let tee = mirror::start(&self.mirror, route, &req, fields, peer, trusted);
         let compression = routed.plane.config.compression.as_ref();
         let encodings = compress::asked(compression, &req);
+        let kept = response::keep(policy, &req, trusted, &rid);
         let mut resp = self
-            .forward(req, fields, peer, start, rid, routed, tee, &mut out.exchanged)
+            .forward(
+                req,
+                fields,
+                peer,
+                start,
+                rid,
+                routed,
+                tee,
+                kept.as_deref(),
+                &mut out.exchanged,
+            )
             .await;
         if let Some(asked) = asked
             && asked.intercepts(resp.status())
@@ -385,7 +395,7 @@ impl Proxy {
         rate::pace(policy, &mut resp);
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
-        response_headers::add(&routed.plane.config.global, policy, &mut resp);
+        response_headers::add(&routed.plane.config.global, route, kept.as_deref(), peer, &mut resp);
         resp
     }
 
@@ -441,12 +451,12 @@ impl Proxy {
         rid: HeaderValue,
         routed: &Routed,
         tee: Option<Tee>,
+        rewrites: Option<&vars::Held>,
         out: &mut Exchanged,
     ) -> Response<Body> {
         let route = &*routed.route;
         let policy = &route.policy;
         let (backend, table) = errors::backend(policy, &routed.plane, routed.backend(), routed.table());
-        let rewrites = response::request(policy, req.uri(), fields, peer.tls, peer.local_port);
         let trusted = &routed.plane.config.global.trusted;
         // The endpoints to choose from: a Service's pods, or the one address an ExternalName
         // resolves to.
@@ -489,6 +499,7 @@ impl Proxy {
             peer,
             trusted,
             normalized: routed.normalized.as_deref(),
+            route: Some(route),
         };
         let sticky = match hash::key(policy, &req, &inputs) {
             Some((key, subset)) => choice.hashed(&key, subset, now, next_random()),
@@ -541,8 +552,17 @@ impl Proxy {
         if !routed.plane.config.global.compute_full_forwarded_for {
             fwd.client_only();
         }
-        prefix::apply(policy, &mut headers);
-        request_headers::set(&routed.plane.config.global, &mut headers);
+        {
+            let head = vars::Head {
+                rid: fwd.request_id_value(),
+                route: Some(route),
+                service_port: Some(&backend.port),
+                normalized: routed.normalized.as_deref(),
+                ..vars::Head::new(&parts.method, &parts.uri, parts.version, fields, peer, trusted)
+            };
+            prefix::apply(policy, &head, &mut headers);
+            request_headers::set(&routed.plane.config.global, &head, &mut headers);
+        }
         if let Some(vhost) = policy
             .upstream_vhost
             .as_deref()
@@ -797,7 +817,7 @@ impl Proxy {
                         peer,
                         client_upgrade,
                         &mut out.held,
-                        rewrites.as_deref(),
+                        rewrites,
                     );
                 }
                 Err(SendError::Timeout(d) | SendError::SendTimeout(d)) => {
@@ -837,7 +857,7 @@ impl Proxy {
                 peer,
                 client_upgrade,
                 &mut out.held,
-                rewrites.as_deref(),
+                rewrites,
             );
         }
         match last_err.map(Failure::status) {
@@ -862,7 +882,7 @@ impl Proxy {
         peer: &Peer,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         limit_place: &mut Option<limits::Held>,
-        rewrites: Option<&response::Request>,
+        rewrites: Option<&vars::Held>,
     ) -> Response<Body> {
         let policy = &choice.route.policy;
         let cookie = choice.remember(sticky, i, peer.tls, &self.affinity_key);
@@ -873,7 +893,7 @@ impl Proxy {
             None
         };
         let mut resp = self.respond(resp, conn, runtime.clone(), client_upgrade, policy.read_timeout, held);
-        response::rewrite(policy, rewrites, resp.headers_mut());
+        response::rewrite(choice.route, rewrites, peer, resp.headers_mut());
         if let Some(c) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }

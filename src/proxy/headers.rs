@@ -303,6 +303,12 @@ pub struct Peer {
     pub client_tls: std::sync::OnceLock<super::mtls::ClientTls>,
     /// Header name case on HTTP/1: the names the client spelled, how to spell responses.
     pub case: super::case::Conn,
+    /// The client's port (`$remote_port`; 0 when unknown) and the address that accepted the
+    /// connection (`$server_addr`).
+    pub remote_port: u16,
+    pub server_addr: Option<IpAddr>,
+    /// The TLS server name the client sent (`$ssl_server_name`), set after the handshake.
+    pub sni: std::sync::OnceLock<Box<str>>,
 }
 
 impl Peer {
@@ -316,7 +322,17 @@ impl Peer {
             activity: Default::default(),
             client_tls: Default::default(),
             case: Default::default(),
+            remote_port: 0,
+            server_addr: None,
+            sni: Default::default(),
         }
+    }
+
+    /// The connection's two ends, for `$remote_port` and `$server_addr`.
+    pub fn ends(mut self, remote_port: u16, server_addr: Option<IpAddr>) -> Peer {
+        self.remote_port = remote_port;
+        self.server_addr = server_addr;
+        self
     }
 }
 
@@ -384,9 +400,14 @@ impl Forwarded {
 
     /// The X-Request-ID sent upstream, for log lines about the request.
     pub fn request_id(&self) -> &str {
+        self.request_id_value().and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// The same as a field value (`$request_id`).
+    pub fn request_id_value(&self) -> Option<&HeaderValue> {
         match &self.0[5] {
-            (_, Field::Set(v)) => v.to_str().unwrap_or(""),
-            _ => "",
+            (_, Field::Set(v)) => Some(v),
+            _ => None,
         }
     }
 

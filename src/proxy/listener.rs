@@ -290,7 +290,8 @@ pub async fn serve(
                 }
             });
         } else {
-            let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls));
+            let server_addr = stream.local_addr().ok().map(|a| a.ip());
+            let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls).ends(peer_addr.port(), server_addr));
             tokio::spawn(connection(stream, peer, tls, proxy, builder, open, held));
         }
     }
@@ -370,6 +371,9 @@ async fn connection<IO>(
             match hs {
                 Ok(Ok(mut tls_stream)) => {
                     acceptor.inspect(&peer, tls_stream.get_ref().1);
+                    if let Some(name) = tls_stream.get_ref().1.server_name() {
+                        let _ = peer.sni.set(name.into());
+                    }
                     tls_stream.get_mut().0.release();
                     let io = ClientIo::new(tls_stream, peer.clone(), header_timeout);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -22,6 +22,7 @@ pub mod tls;
 pub mod tls_live;
 pub use crate::config::tls_options;
 pub mod upstream;
+pub mod vars;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

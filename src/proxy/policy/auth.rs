@@ -18,10 +18,10 @@ use http::{Request, Response, StatusCode};
 use md5::{Digest as _, Md5};
 use tokio::sync::Semaphore;
 
-use super::{allow, digest};
 use super::external::{self, Cookies};
+use super::{allow, digest};
 use crate::config::auth::{Auth, BasicAuth, PasswordHash};
-use crate::config::{Policy, Trusted};
+use crate::config::{Policy, Route, Trusted};
 use crate::proxy::headers::{Fields, Peer, client_ip};
 use crate::proxy::{Body, plain};
 
@@ -136,16 +136,24 @@ impl Added {
 #[allow(clippy::too_many_arguments)]
 pub fn check<'a, B>(
     state: &'a State,
-    policy: &'a Policy,
+    route: &'a Route,
     req: &'a mut Request<B>,
     fields: &'a Fields,
     peer: &'a Peer,
     rid: &'a HeaderValue,
     trusted: &'a Trusted,
 ) -> Option<impl Future<Output = Result<Passed, Response<Body>>> + 'a> {
-    let auth = policy.auth.as_deref()?;
+    let auth = route.policy.auth.as_deref()?;
     Some(Box::pin(authenticate(
-        state, policy, auth, req, fields, peer, rid, trusted,
+        state,
+        &route.policy,
+        auth,
+        route,
+        req,
+        fields,
+        peer,
+        rid,
+        trusted,
     )))
 }
 
@@ -154,6 +162,7 @@ async fn authenticate<B>(
     state: &State,
     policy: &Policy,
     auth: &Auth,
+    route: &Route,
     req: &mut Request<B>,
     fields: &Fields,
     peer: &Peer,
@@ -168,15 +177,17 @@ async fn authenticate<B>(
         if let Some(basic) = &auth.basic
             && let Err(r) = basic_auth(state, basic, req.headers()).await
         {
-            return Err(signin_or(auth, r, req, fields, peer, trusted));
+            return Err(signin_or(auth, route, r, req, fields, peer, trusted));
         }
         let info = match &auth.digest {
-            Some(d) => digest_check(state, d, req, peer, trusted).map_err(|r| signin_or(auth, r, req, fields, peer, trusted))?,
+            Some(d) => digest_check(state, d, req, peer, trusted)
+                .map_err(|r| signin_or(auth, route, r, req, fields, peer, trusted))?,
             None => None,
         };
         return match &auth.external {
             Some(e) => {
-                let cookies = external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await?;
+                let cookies =
+                    external::check(&state.external, &state.key, e, route, req, fields, peer, rid, trusted).await?;
                 Ok(Passed::new(Some(cookies), info))
             }
             None => Ok(Passed::new(None, info)),
@@ -214,7 +225,7 @@ async fn authenticate<B>(
             }
             // A 401 challenge, which goes before the ranges' 403 and basic's own.
             Err(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                if !denial.as_ref().is_some_and(|d| d.status() == StatusCode::UNAUTHORIZED) {
+                if denial.as_ref().is_none_or(|d| d.status() != StatusCode::UNAUTHORIZED) {
                     denial = Some(r);
                 }
             }
@@ -222,7 +233,7 @@ async fn authenticate<B>(
         }
     }
     if let Some(e) = &auth.external {
-        match external::check(&state.external, &state.key, e, req, fields, peer, rid, trusted).await {
+        match external::check(&state.external, &state.key, e, route, req, fields, peer, rid, trusted).await {
             Ok(cookies) => return Ok(Passed::new(Some(cookies), None)),
             Err(r) => {
                 let unauthorized =
@@ -240,12 +251,14 @@ async fn authenticate<B>(
         }
     }
     match denial {
-        Some(r) => Err(signin_or(auth, r, req, fields, peer, trusted)),
+        Some(r) => Err(signin_or(auth, route, r, req, fields, peer, trusted)),
         None => Ok(through(req)),
     }
 }
 
 /// Digest authentication of `req`: the Authentication-Info to answer with, or the refusal.
+// The refusal is the answer itself, as every step's is; it is built only on refusal.
+#[allow(clippy::result_large_err)]
 fn digest_check<B>(
     state: &State,
     d: &crate::config::auth::DigestAuth,
@@ -266,6 +279,7 @@ fn digest_check<B>(
 /// (ingress-nginx's `error_page 401` covers every check of the location, basic auth's too).
 fn signin_or<B>(
     auth: &Auth,
+    route: &Route,
     r: Response<Body>,
     req: &Request<B>,
     fields: &Fields,
@@ -277,7 +291,7 @@ fn signin_or<B>(
     }
     auth.external
         .as_ref()
-        .and_then(|e| external::signin(e, req, fields, peer, trusted))
+        .and_then(|e| external::signin(e, route, req, fields, peer, trusted))
         .unwrap_or(r)
 }
 

@@ -14,16 +14,19 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::Trusted;
-use crate::config::auth::{AuthKeepalive, ExternalAuth, Piece};
-use crate::proxy::headers::{Fields, Peer, client_ip, request_authority, request_host};
+use crate::config::auth::{AuthKeepalive, ExternalAuth};
+use crate::config::route::HostPattern;
+use crate::config::vars::Template;
+use crate::config::{Route, Trusted};
+use crate::proxy::headers::{Fields, Peer, client_ip, request_authority};
 use crate::proxy::upstream::forbidden_target;
+use crate::proxy::vars::{self, Ctx};
 use crate::proxy::{Body, plain};
 
 /// Connecting to the auth service.
@@ -76,45 +79,20 @@ pub struct Cookies {
     pub always: bool,
 }
 
-/// The request variables templates expand (also `mirror-target`'s).
-pub(super) struct Vars<'a> {
-    pub host: &'a str,
-    pub http_host: String,
-    pub scheme: &'static str,
-    pub request_uri: &'a str,
-    pub client: std::net::IpAddr,
-    pub headers: &'a HeaderMap,
+/// What the auth request is built from: the request's variables and its plain values.
+struct Vars<'a> {
+    ctx: Ctx<'a>,
+    /// Where the auth request goes: the annotation's host, or the request's (`$host`).
+    host: String,
+    http_host: String,
+    scheme: &'static str,
+    request_uri: &'a str,
+    client: std::net::IpAddr,
 }
 
 impl Vars<'_> {
-    pub(super) fn expand(&self, pieces: &[Piece], out: &mut String) {
-        for p in pieces {
-            match p {
-                Piece::Text(t) => out.push_str(t),
-                Piece::Host => out.push_str(self.host),
-                Piece::HttpHost => out.push_str(&self.http_host),
-                Piece::Scheme => out.push_str(self.scheme),
-                Piece::RequestUri => out.push_str(self.request_uri),
-                Piece::EscapedRequestUri => escape(self.request_uri, out),
-                Piece::RemoteAddr => out.push_str(&self.client.to_string()),
-                Piece::Header(h) => {
-                    for v in self.headers.get_all(h.as_str()) {
-                        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters (nginx `set_escape_uri`).
-fn escape(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    fn expand(&self, t: &Template, out: &mut Vec<u8>) {
+        vars::expand(t, &self.ctx, None, out);
     }
 }
 
@@ -153,18 +131,20 @@ pub async fn check<B>(
     state: &State,
     key: &hmac::Key,
     e: &ExternalAuth,
+    route: &Route,
     req: &mut Request<B>,
     fields: &Fields,
     peer: &Peer,
     rid: &HeaderValue,
     trusted: &Trusted,
 ) -> Result<Cookies, Response<Body>> {
-    let vars = vars(req, fields, peer, trusted);
+    let mut vars = vars(e, route, req, fields, peer, trusted)?;
+    vars.ctx = vars.ctx.rid(rid);
     let cache_key = e.cache.as_ref().map(|c| {
-        let mut k = format!("{}\0{}\0{:?}\0", e.host, e.port, e.target);
+        let mut k = format!("{}\0{}\0{}\0", vars.host, e.port, e.target.source()).into_bytes();
         vars.expand(&c.key, &mut k);
         let mut out = [0u8; 32];
-        out.copy_from_slice(hmac::sign(key, k.as_bytes()).as_ref());
+        out.copy_from_slice(hmac::sign(key, &k).as_ref());
         out
     });
     let now = Instant::now();
@@ -178,7 +158,7 @@ pub async fn check<B>(
             let a = match ask(state, e, req, &vars, rid).await {
                 Ok(a) => a,
                 Err(why) => {
-                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), auth_host = %e.host, "auth request failed: {why}");
+                    tracing::warn!(request_id = rid.to_str().unwrap_or(""), auth_host = %vars.host, "auth request failed: {why}");
                     return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"));
                 }
             };
@@ -243,7 +223,7 @@ pub async fn check<B>(
         },
         403 => Err(deny(StatusCode::FORBIDDEN, "forbidden", &cookies)),
         other => {
-            tracing::warn!(request_id = rid.to_str().unwrap_or(""), auth_host = %e.host, status = other, "auth service answered neither 2xx, 401 nor 403");
+            tracing::warn!(request_id = rid.to_str().unwrap_or(""), auth_host = %vars.host, status = other, "auth service answered neither 2xx, 401 nor 403");
             Err(deny(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal server error",
@@ -253,39 +233,59 @@ pub async fn check<B>(
     }
 }
 
-/// The request variables of `req`.
-fn vars<'a, B>(req: &'a Request<B>, fields: &'a Fields, peer: &Peer, trusted: &Trusted) -> Vars<'a> {
+/// The request variables of `req` on `route`; 500 when the auth URL takes its host from a
+/// request on a route without an exact host (compile allows that nowhere).
+#[allow(clippy::result_large_err)]
+fn vars<'a, B>(
+    e: &ExternalAuth,
+    route: &'a Route,
+    req: &'a Request<B>,
+    fields: &'a Fields,
+    peer: &'a Peer,
+    trusted: &'a Trusted,
+) -> Result<Vars<'a>, Response<Body>> {
     let http_host = request_authority(req.uri(), fields)
         .and_then(|a| a.to_str().ok().map(str::to_string))
         .unwrap_or_default();
-    Vars {
-        host: request_host(req.uri(), fields).unwrap_or(""),
+    let host = match (e.host_from_request, &route.host) {
+        (false, _) => e.host.clone(),
+        // compile allows it only where every host of the Ingress is an exact name: the one
+        // the request matched, as its owner wrote it.
+        (true, HostPattern::Exact(h)) => h.clone(),
+        (true, _) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")),
+    };
+    Ok(Vars {
+        ctx: Ctx::of(req, fields, peer, trusted).route(route, None),
+        host,
         http_host,
         scheme: if peer.tls { "https" } else { "http" },
         request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
         client: client_ip(req.headers(), peer.addr, trusted),
-        headers: req.headers(),
-    }
+    })
 }
 
 /// The `auth-signin` redirect: a 302 there with the original URL in the redirect parameter
 /// (unless the URL has it already); 500 if the result cannot be a Location.
-fn to_signin(e: &ExternalAuth, signin: &[Piece], vars: &Vars<'_>) -> Response<Body> {
-    let mut location = String::new();
+fn to_signin(e: &ExternalAuth, signin: &Template, vars: &Vars<'_>) -> Response<Body> {
+    let mut location = Vec::new();
     vars.expand(signin, &mut location);
     let param = &e.signin_redirect_param;
-    let query = location.split_once('?').map_or("", |(_, q)| q);
-    if !query.split('&').any(|kv| kv.split('=').next() == Some(param.as_str())) {
-        location.push(if location.contains('?') { '&' } else { '?' });
-        location.push_str(param);
-        location.push('=');
-        location.push_str(vars.scheme);
-        location.push_str("://");
-        location.push_str(&vars.http_host);
-        escape(vars.request_uri, &mut location);
+    let at = location.iter().position(|b| *b == b'?');
+    let query = at.map_or(&[][..], |i| &location[i + 1..]);
+    if !query
+        .split(|b| *b == b'&')
+        .any(|kv| kv.split(|b| *b == b'=').next() == Some(param.as_bytes()))
+    {
+        location.push(if at.is_some() { b'&' } else { b'?' });
+        location.extend_from_slice(param.as_bytes());
+        location.push(b'=');
+        location.extend_from_slice(vars.scheme.as_bytes());
+        location.extend_from_slice(b"://");
+        location.extend_from_slice(vars.http_host.as_bytes());
+        vars::escape(vars.request_uri, &mut location);
     }
     let mut r = plain(StatusCode::FOUND, "redirecting to sign in");
-    match HeaderValue::from_str(&location) {
+    match HeaderValue::from_bytes(&location) {
         Ok(v) => drop(r.headers_mut().insert(header::LOCATION, v)),
         Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"),
     }
@@ -296,13 +296,17 @@ fn to_signin(e: &ExternalAuth, signin: &[Piece], vars: &Vars<'_>) -> Response<Bo
 /// `auth-signin` (ingress-nginx's `error_page 401` covers the whole location): the redirect.
 pub fn signin<B>(
     e: &ExternalAuth,
+    route: &Route,
     req: &Request<B>,
     fields: &Fields,
     peer: &Peer,
     trusted: &Trusted,
 ) -> Option<Response<Body>> {
-    let signin = e.signin.as_deref()?;
-    Some(to_signin(e, signin, &vars(req, fields, peer, trusted)))
+    let signin = e.signin.as_ref()?;
+    Some(match vars(e, route, req, fields, peer, trusted) {
+        Ok(v) => to_signin(e, signin, &v),
+        Err(r) => r,
+    })
 }
 
 /// The `auth-response-headers` are only ever the service's: removed from `req` before its
@@ -322,11 +326,9 @@ async fn ask<B>(
     vars: &Vars<'_>,
     rid: &HeaderValue,
 ) -> Result<Answer, String> {
-    let mut target = String::new();
+    let mut target = Vec::new();
     vars.expand(&e.target, &mut target);
-    let uri: Uri = target
-        .parse()
-        .map_err(|_| "the expanded auth-url is not a valid target".to_string())?;
+    let uri = Uri::try_from(target).map_err(|_| "the expanded auth-url is not a valid target".to_string())?;
     // nginx's auth_request subrequest is a GET whatever the client's method (ingress-nginx
     // changes it only with auth-method); auth services that serve GET and HEAD only rely on it.
     let method = match &e.method {
@@ -357,13 +359,13 @@ async fn ask<B>(
         let joined = HeaderValue::from_bytes(&joined).map_err(|_| "the cookies cannot be joined".to_string())?;
         h.insert(header::COOKIE, joined);
     }
-    e.proxy_set_headers.set(h);
+    vars::set_headers(&e.proxy_set_headers, Some(&vars.ctx), h);
     let default_port = if e.tls { 443 } else { 80 };
-    let host = match (e.host.contains(':'), e.port == default_port) {
-        (false, true) => e.host.clone(),
-        (false, false) => format!("{}:{}", e.host, e.port),
-        (true, true) => format!("[{}]", e.host),
-        (true, false) => format!("[{}]:{}", e.host, e.port),
+    let host = match (vars.host.contains(':'), e.port == default_port) {
+        (false, true) => vars.host.clone(),
+        (false, false) => format!("{}:{}", vars.host, e.port),
+        (true, true) => format!("[{}]", vars.host),
+        (true, false) => format!("[{}]:{}", vars.host, e.port),
     };
     let value =
         |s: &str| HeaderValue::from_str(s).map_err(|_| "a request value cannot be sent as a header".to_string());
@@ -390,7 +392,7 @@ async fn ask<B>(
     }
     let to = Service {
         tls: e.tls.then_some(&state.tls),
-        host: &e.host,
+        host: &vars.host,
         port: e.port,
         allow_loopback: state.allow_loopback,
         flag: "--allow-loopback-auth-url",

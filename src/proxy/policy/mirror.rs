@@ -16,11 +16,12 @@ use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::external::{Service, Vars, exchange};
-use crate::config::Policy;
+use super::external::{Service, exchange};
 use crate::config::mirror::Mirror;
-use crate::proxy::headers::{Fields, Peer, request_authority, request_host, strip_hop_by_hop};
+use crate::config::{Route, Trusted};
+use crate::proxy::headers::{Fields, Peer, strip_hop_by_hop};
 use crate::proxy::upstream::tee::Tee;
+use crate::proxy::vars::{Ctx, expand};
 
 /// Copies on their way at once, at most; each holds at most [`MAX_BODY`] bytes of body.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -51,13 +52,21 @@ impl State {
 /// Starts the copy of a request when its route mirrors. `Some`: the request's body is to be
 /// copied as it streams upstream ([`Tee`]), and the copy leaves when it ends.
 #[inline(always)]
-pub fn start(state: &State, policy: &Policy, req: &Request<Incoming>, fields: &Fields, peer: &Peer) -> Option<Tee> {
-    let m = policy.mirror.as_ref()?;
-    begin(state, m, req, fields, peer)
+pub fn start(
+    state: &State,
+    route: &Route,
+    req: &Request<Incoming>,
+    fields: &Fields,
+    peer: &Peer,
+    trusted: &Trusted,
+) -> Option<Tee> {
+    let m = route.policy.mirror.as_ref()?;
+    let ctx = Ctx::of(req, fields, peer, trusted).route(route, None);
+    begin(state, m, req, &ctx)
 }
 
 #[inline(never)]
-fn begin(state: &State, m: &Arc<Mirror>, req: &Request<Incoming>, fields: &Fields, peer: &Peer) -> Option<Tee> {
+fn begin(state: &State, m: &Arc<Mirror>, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Option<Tee> {
     let body = req.body();
     let with_body = m.request_body && !body.is_end_stream();
     if with_body && body.size_hint().lower() > MAX_BODY as u64 {
@@ -68,7 +77,7 @@ fn begin(state: &State, m: &Arc<Mirror>, req: &Request<Incoming>, fields: &Field
         tracing::debug!(mirror = %m.host, "request not mirrored: {MAX_IN_FLIGHT} copies on their way already");
         return None;
     };
-    let copy = match head(m, req, fields, peer) {
+    let copy = match head(m, req, ctx) {
         Ok(c) => c,
         Err(why) => {
             tracing::debug!(mirror = %m.host, "request not mirrored: {why}");
@@ -92,30 +101,19 @@ fn begin(state: &State, m: &Arc<Mirror>, req: &Request<Incoming>, fields: &Field
 
 /// The copy's head: the client's method, the expanded target, the client's end-to-end
 /// fields with the mirror's Host.
-fn head(m: &Mirror, req: &Request<Incoming>, fields: &Fields, peer: &Peer) -> Result<Request<()>, &'static str> {
-    let request_uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let vars = Vars {
-        host: request_host(req.uri(), fields).unwrap_or(""),
-        http_host: request_authority(req.uri(), fields)
-            .and_then(|a| a.to_str().ok().map(str::to_string))
-            .unwrap_or_default(),
-        scheme: if peer.tls { "https" } else { "http" },
-        request_uri,
-        client: peer.addr,
-        headers: req.headers(),
-    };
-    let mut target = String::new();
-    vars.expand(&m.target, &mut target);
+fn head(m: &Mirror, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Result<Request<()>, &'static str> {
+    let mut target = Vec::new();
+    if !expand(&m.target, ctx, None, &mut target) {
+        return Err("the expanded mirror-target is too long");
+    }
     // A target without variables gets the request's query, as nginx's proxy_pass with a URI.
     if !m.has_variables()
         && let Some(q) = req.uri().query()
     {
-        target.push(if target.contains('?') { '&' } else { '?' });
-        target.push_str(q);
+        target.push(if target.contains(&b'?') { b'&' } else { b'?' });
+        target.extend_from_slice(q.as_bytes());
     }
-    let uri: Uri = target
-        .parse()
-        .map_err(|_| "the expanded mirror-target is not a valid target")?;
+    let uri = Uri::try_from(target).map_err(|_| "the expanded mirror-target is not a valid target")?;
     let mut copy = Request::new(());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = uri;

@@ -2,59 +2,44 @@
 //! response's Location, Refresh and Set-Cookie fields rewritten as nginx's `proxy_redirect`
 //! and `proxy_cookie_*` do. Portico's own fields (its affinity cookie) are added after.
 
+use http::HeaderMap;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Uri};
 
-use crate::config::Policy;
-use crate::config::response::{ResponseRewrite, Vars};
-use crate::proxy::headers::{Fields, request_authority, request_host};
+use crate::config::response::{Expand, ResponseRewrite};
+use crate::config::vars::Template;
+use crate::config::{Policy, Route, Trusted};
+use crate::proxy::headers::Peer;
+use crate::proxy::vars::{self, Ctx, Held};
 
-/// What the variables are for one request, kept until its response: only routes that
-/// rewrite responses pay for it.
-#[derive(Debug, Default)]
-pub struct Request {
-    tls: bool,
-    host: String,
-    http_host: String,
-    port: u16,
-}
-
-/// The request's variables when the route rewrites responses; other routes pay one test.
+/// The request's head, kept until its response when the route's response phase reads its
+/// variables (rewrites, response headers with variables); other routes pay one test.
 #[inline(always)]
-pub fn request(policy: &Policy, uri: &Uri, fields: &Fields, tls: bool, port: u16) -> Option<Box<Request>> {
-    policy.response.as_ref()?;
-    Some(remember(uri, fields, tls, port))
-}
-
-#[inline(never)]
-fn remember(uri: &Uri, fields: &Fields, tls: bool, port: u16) -> Box<Request> {
-    Box::new(Request {
-        tls,
-        host: request_host(uri, fields).unwrap_or("").to_ascii_lowercase(),
-        http_host: request_authority(uri, fields)
-            .and_then(|h| h.to_str().ok().map(str::to_string))
-            .unwrap_or_default(),
-        port,
-    })
+pub fn keep<B>(policy: &Policy, req: &http::Request<B>, trusted: &Trusted, rid: &HeaderValue) -> Option<Box<Held>> {
+    if !policy.keep_request {
+        return None;
+    }
+    Some(Held::of(req, trusted, rid))
 }
 
 /// Rewrites the upstream's response fields when the route asks; other routes pay one test.
 #[inline(always)]
-pub fn rewrite(policy: &Policy, req: Option<&Request>, headers: &mut HeaderMap) {
-    if let (Some(r), Some(req)) = (&policy.response, req) {
-        apply(r, req, headers);
+pub fn rewrite(route: &Route, req: Option<&Held>, peer: &Peer, headers: &mut HeaderMap) {
+    if let (Some(r), Some(req)) = (&route.policy.response, req) {
+        with_vars(r, req.ctx(peer).route(route, None), headers);
     }
 }
 
 #[inline(never)]
-fn apply(r: &ResponseRewrite, req: &Request, headers: &mut HeaderMap) {
-    let vars = Vars {
-        scheme: if req.tls { "https" } else { "http" },
-        host: &req.host,
-        http_host: &req.http_host,
-        server_port: req.port,
-    };
-    let vars = &vars;
+fn with_vars(r: &ResponseRewrite, ctx: Ctx<'_>, headers: &mut HeaderMap) {
+    apply(
+        r,
+        &|t: &Template, caps: Option<&regex::Captures<'_>>| vars::string(t, &ctx, caps),
+        headers,
+    );
+}
+
+#[inline(never)]
+fn apply(r: &ResponseRewrite, vars: Expand<'_>, headers: &mut HeaderMap) {
     if r.redirect.is_some() {
         if let Some(v) = headers.get_mut(header::LOCATION)
             && let Some(new) = v.to_str().ok().and_then(|s| r.redirect(s, vars))
@@ -83,7 +68,7 @@ fn apply(r: &ResponseRewrite, req: &Request, headers: &mut HeaderMap) {
 }
 
 /// `Refresh: 5; url=http://...`: the URL after `url=` (any case) is what is rewritten.
-fn refresh(r: &ResponseRewrite, value: &str, vars: &Vars<'_>) -> Option<String> {
+fn refresh(r: &ResponseRewrite, value: &str, vars: Expand<'_>) -> Option<String> {
     let at = value.to_ascii_lowercase().find("url=")? + 4;
     let new = r.redirect(&value[at..], vars)?;
     Some(format!("{}{new}", &value[..at]))
