@@ -266,6 +266,12 @@ async fn source_ranges_and_upstream_vhost() {
         )
         + &ingress("out", "out.test", &[("whitelist-source-range", "10.0.0.0/8")])
         + &ingress("typo", "typo.test", &[("whitelist-source-range", "127.0.0.1/99")])
+        + &ingress(
+            "halftypo",
+            "halftypo.test",
+            &[("whitelist-source-range", "127.0.0.0/8, 10.0.0.0/33")],
+        )
+        + &ingress("empty", "empty.test", &[("whitelist-source-range", "")])
         + &ingress("vhost", "vhost.test", &[("upstream-vhost", "internal.svc:8080")]);
     let p = Portico::start(&[("all.yaml", manifests)], &["--trusted-proxies", "127.0.0.1/32"]).await;
 
@@ -277,9 +283,15 @@ async fn source_ranges_and_upstream_vhost() {
     assert_eq!(s, 200);
     let (s, _, _) = send(&p, "GET", "in.test", "/", &[("x-forwarded-for", "192.0.2.1")], b"").await;
     assert_eq!(s, 403);
-    // A list with only invalid entries lets nobody in, and says why.
-    assert_eq!(get(p.http, "typo.test", "/").await.unwrap().0, 403);
-    assert_eq!(diagnostics_of(&p.routes().await, "typo").len(), 1);
+    // One entry that is no address or CIDR, or none at all, denies the location for everybody
+    // (503, as ingress-nginx's denied location), even a client a valid entry lists; and says why.
+    for host in ["typo.test", "halftypo.test", "empty.test"] {
+        assert_eq!(get(p.http, host, "/").await.unwrap().0, 503, "{host}");
+    }
+    let routes = p.routes().await;
+    for name in ["typo", "halftypo", "empty"] {
+        assert_eq!(diagnostics_of(&routes, name).len(), 1, "{name}");
+    }
 
     let (s, _, b) = get(p.http, "vhost.test", "/").await.unwrap();
     assert_eq!(s, 200);

@@ -177,6 +177,26 @@ async fn auth_connections_are_kept_and_reused_up_to_their_requests() {
     assert_eq!(*kept_counts.last_id.lock().unwrap(), upstream_id);
     assert_eq!(kept_counts.accepted(), 1);
 
+    // Without it (the default), a kept connection's auth request is ingress-nginx's Lua
+    // subrequest, whose request id is its own, unless the client sent one.
+    for sent in [None, Some("client-chosen-id")] {
+        let mut b = Request::builder()
+            .uri("/")
+            .header("host", "counted.test")
+            .header("authorization", "ok");
+        if let Some(id) = sent {
+            b = b.header("x-request-id", id);
+        }
+        let (s, _, body) = request(p.http, b.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+        assert_eq!(s, 200);
+        let upstream_id = json(&body)["headers"]["x-request-id"].as_str().unwrap().to_string();
+        let auth_id = counted_counts.last_id.lock().unwrap().clone();
+        match sent {
+            None => assert_ne!(auth_id, upstream_id, "an id of its own"),
+            Some(id) => assert_eq!((auth_id.as_str(), upstream_id.as_str()), (id, id)),
+        }
+    }
+
     let routes = p.routes().await;
     assert!(diagnostics_of(&routes, "kept").is_empty(), "{routes}");
 }

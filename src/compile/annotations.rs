@@ -213,6 +213,11 @@ impl Annotations<'_> {
             .unwrap_or(Policy::DEFAULT_TRIES);
         self.accepted_as_streamed();
         let affinity = self.affinity();
+        // An entry that is no address or CIDR, or an empty list, denies the location (503),
+        // as ingress-nginx's LocationDenied: neither list is used then.
+        let (allow, allow_ok) = self.allow();
+        let (deny, deny_ok) = self.denylist();
+        let ranges_invalid = !(allow_ok && deny_ok);
         Policy {
             hash_by: self.hash_by(affinity.is_some()),
             affinity,
@@ -226,7 +231,7 @@ impl Annotations<'_> {
             connect_timeout: self.timeout("proxy-connect-timeout"),
             read_timeout: self.timeout("proxy-read-timeout"),
             send_timeout: self.timeout("proxy-send-timeout"),
-            allow: self.allow(),
+            allow: if ranges_invalid { Some(Vec::new()) } else { allow },
             upstream_vhost: self.parsed(
                 "upstream-vhost",
                 "a host name, optionally with :port",
@@ -255,7 +260,7 @@ impl Annotations<'_> {
             next_upstream: self.next_upstream(),
             mirror: self.mirror(),
             www_redirect: None,
-            deny: self.denylist(),
+            deny: deny.filter(|_| !ranges_invalid),
             forwarded_prefix: self.forwarded_prefix(),
             preserve_trailing_slash: self.bool("preserve-trailing-slash", false),
             access_log: self.bool("enable-access-log", true),
@@ -271,6 +276,7 @@ impl Annotations<'_> {
             otel: None,
             // Set in `super::global::route_policy`, which knows the ConfigMaps' headers.
             keep_request: false,
+            ranges_invalid,
         }
     }
 
@@ -301,20 +307,22 @@ impl Annotations<'_> {
         Some(Redirect { code, location })
     }
 
-    /// The allowlist; invalid entries are reported and dropped, and if none is left the
-    /// list allows nobody: a typo never widens access.
-    fn allow(&mut self) -> Option<Vec<Cidr>> {
-        let (prefix, raw, name) = ["whitelist-source-range", "allowlist-source-range"]
+    /// The allowlist, and whether it is valid: an entry that is no address or CIDR, or no
+    /// entry at all, makes the location answer 503, as ingress-nginx's denied location.
+    fn allow(&mut self) -> (Option<Vec<Cidr>>, bool) {
+        let Some((prefix, raw, name)) = ["whitelist-source-range", "allowlist-source-range"]
             .iter()
-            .find_map(|n| annotation(self.ing, n).map(|(p, v)| (p, v, *n)))?;
-        let mut cidrs = Vec::new();
-        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            match entry.parse::<Cidr>() {
-                Ok(c) => cidrs.push(c),
-                Err(_) => self.invalid(prefix, name, entry, "a CIDR", "this entry allows nobody"),
+            .find_map(|n| annotation(self.ing, n).map(|(p, v)| (p, v, *n)))
+        else {
+            return (None, true);
+        };
+        match super::common::cidr_list(raw) {
+            Ok(cidrs) => (Some(cidrs), true),
+            Err(entry) => {
+                self.invalid(prefix, name, &entry, "addresses or CIDRs", "the Ingress answers 503");
+                (None, false)
             }
         }
-        Some(cidrs)
     }
 
     fn cors(&mut self) -> Option<Cors> {

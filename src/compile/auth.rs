@@ -281,12 +281,13 @@ pub fn parse_auth_url(v: &str, host_vars: bool) -> Result<ExternalAuth, String> 
         always_set_cookie: false,
         proxy_set_headers: Default::default(),
         keepalive: None,
+        keepalive_share_vars: false,
         host_from_request,
     })
 }
 
-/// nginx `proxy_cache_valid` lists: `[code ...] time`, comma-separated; times in ms, s, m,
-/// h or d, at most a day.
+/// nginx `proxy_cache_valid` lists: `[code ...] time`, comma-separated; times in nginx's
+/// units (ms, s, m, h, d, w, M for 30 days, y for 365 days), at most a year.
 pub fn parse_cache_durations(v: &str) -> Option<Vec<(Vec<u16>, Duration)>> {
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -308,10 +309,13 @@ pub fn parse_cache_durations(v: &str) -> Option<Vec<(Vec<u16>, Duration)>> {
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
             "d" => n.checked_mul(86_400_000),
+            "w" => n.checked_mul(7 * 86_400_000),
+            "M" => n.checked_mul(30 * 86_400_000),
+            "y" => n.checked_mul(365 * 86_400_000),
             _ => None,
         }?;
         let d = Duration::from_millis(ms);
-        if d.is_zero() || d > Duration::from_secs(86_400) {
+        if d.is_zero() || d > Duration::from_secs(365 * 86_400) {
             return None;
         }
         out.push((codes, d));
@@ -490,7 +494,7 @@ impl Annotations<'_> {
         );
         let valid = self.parsed(
             "auth-cache-duration",
-            "status codes then a duration up to 1d (200 202 401 5m), comma-separated",
+            "status codes then a duration in ms, s, m, h, d, w, M or y up to 1y (200 202 401 5m), comma-separated",
             "using 200 202 401 5m",
             parse_cache_durations,
         );
@@ -499,16 +503,14 @@ impl Annotations<'_> {
             valid: valid.unwrap_or_else(|| vec![(vec![200, 202, 401], Duration::from_secs(300))]),
         });
         e.keepalive = self.auth_keepalive();
+        e.keepalive_share_vars = self.bool("auth-keepalive-share-vars", false);
     }
 
     /// `auth-keepalive`, `-requests` and `-timeout`, with ingress-nginx's rules: a negative
     /// `auth-keepalive`, or a requests count or timeout of 0 or less, turns keepalive off
     /// (with a Warning); other invalid or too large values keep their defaults. Variables in
     /// the auth-url's host part (which also turn it off in ingress-nginx) are refused earlier.
-    /// `auth-keepalive-share-vars` is only checked: Portico has no nginx variables to share,
-    /// and the auth request always carries the request's own X-Request-ID.
     fn auth_keepalive(&mut self) -> Option<AuthKeepalive> {
-        self.bool("auth-keepalive-share-vars", false);
         let mut on = true;
         let idle = self.keepalive_number(
             "auth-keepalive",
@@ -826,11 +828,22 @@ mod tests {
             parse_cache_durations("5m"),
             Some(vec![(vec![], Duration::from_secs(300))])
         );
+        // nginx's longer units, up to a year.
+        let day = 86_400;
+        for (v, secs) in [
+            ("200 2d", 2 * day),
+            ("1w", 7 * day),
+            ("2M", 60 * day),
+            ("1y", 365 * day),
+        ] {
+            assert_eq!(parse_cache_durations(v).unwrap()[0].1, Duration::from_secs(secs), "{v}");
+        }
         for bad in [
             "",
             "200",
             "200 0s",
-            "200 2d",
+            "200 2y",
+            "200 13M",
             "20 5m",
             "200 5x",
             "200 99999999999999999999d",

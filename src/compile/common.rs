@@ -29,21 +29,19 @@ impl Annotations<'_> {
     /// `denylist-source-range`. An entry that is no CIDR is a Warning and denies every
     /// address instead: a typo in a denylist never lets in whom it meant to keep out
     /// (ingress-nginx denies the whole location when no entry is valid).
-    pub(super) fn denylist(&mut self) -> Option<Vec<Cidr>> {
-        let (prefix, raw) = annotation(self.ing, "denylist-source-range")?;
-        let mut cidrs = Vec::new();
-        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            match entry.parse::<Cidr>() {
-                Ok(c) => cidrs.push(c),
-                Err(_) => {
-                    self.common_warning(format!(
-                        "annotation {prefix}denylist-source-range entry {entry:?} is not a CIDR; every address is denied until it is fixed"
-                    ));
-                    return Some(["0.0.0.0/0", "::/0"].iter().filter_map(|c| c.parse().ok()).collect());
-                }
+    pub(super) fn denylist(&mut self) -> (Option<Vec<Cidr>>, bool) {
+        let Some((prefix, raw)) = annotation(self.ing, "denylist-source-range") else {
+            return (None, true);
+        };
+        match cidr_list(raw) {
+            Ok(cidrs) => (Some(cidrs), true),
+            Err(entry) => {
+                self.common_warning(format!(
+                    "annotation {prefix}denylist-source-range: {entry:?} is not an address or CIDR; the Ingress answers 503 until it is fixed, as ingress-nginx"
+                ));
+                (None, false)
             }
         }
-        (!cidrs.is_empty()).then_some(cidrs)
     }
 
     /// `x-forwarded-prefix`: a path (ingress-nginx's `^/?[-._~a-zA-Z0-9/:$]*$`) with nginx
@@ -165,6 +163,21 @@ impl Annotations<'_> {
 /// A `proxy_redirect` text: printable ASCII without spaces.
 fn redirect_text(v: &str) -> bool {
     !v.is_empty() && v.len() <= 2048 && v.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// A comma-separated list of addresses and CIDRs, as `*-source-range` annotations take it:
+/// the first entry that is neither (or `""` for an empty list) is the error.
+pub(super) fn cidr_list(raw: &str) -> Result<Vec<Cidr>, String> {
+    let cidrs = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| e.parse::<Cidr>().map_err(|_| e.to_string()))
+        .collect::<Result<Vec<Cidr>, String>>()?;
+    if cidrs.is_empty() {
+        return Err(String::new());
+    }
+    Ok(cidrs)
 }
 
 #[cfg(test)]

@@ -609,7 +609,7 @@ impl Reader<'_> {
             ),
             self.parsed(
                 "global-auth-cache-duration",
-                "status codes then a duration up to 1d (200 202 401 5m), comma-separated",
+                "status codes then a duration in ms, s, m, h, d, w, M or y up to 1y (200 202 401 5m), comma-separated",
                 auth::parse_cache_durations,
             ),
         );

@@ -31,33 +31,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("allowlist-source-range", Yes),
     ("app-root", Yes),
     ("auth-always-set-cookie", Yes),
-    (
-        "auth-cache-duration",
-        Partly(
-            "status codes and a time in ms, s, m, h or d up to 1d, comma-separated; answers are kept in memory, per Portico process",
-        ),
-    ),
+    ("auth-cache-duration", Yes),
     ("auth-cache-key", Yes),
-    (
-        "auth-keepalive",
-        Partly(
-            "0 to 1024 idle connections, kept per Portico process (nginx: per worker) for each auth service and keepalive settings; it also works for HTTP/2 clients, for which ingress-nginx (use-http2, on by default) ignores it",
-        ),
-    ),
-    (
-        "auth-keepalive-requests",
-        Partly("1 to 1000000; 0 or less turns keepalive off with a Warning, as in ingress-nginx"),
-    ),
-    (
-        "auth-keepalive-share-vars",
-        Partly(
-            "checked (true or false) but changes nothing: Portico has no nginx variables to share, and the auth request always carries the request's own X-Request-ID, the effect ingress-nginx documents for true",
-        ),
-    ),
-    (
-        "auth-keepalive-timeout",
-        Partly("1 to 3600 seconds; 0 or less turns keepalive off with a Warning, as in ingress-nginx"),
-    ),
+    ("auth-keepalive", Yes),
+    ("auth-keepalive-requests", Yes),
+    ("auth-keepalive-share-vars", Yes),
+    ("auth-keepalive-timeout", Yes),
     ("auth-method", Yes),
     (
         "auth-proxy-set-headers",
@@ -137,12 +116,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         ),
     ),
     ("default-backend", Yes),
-    (
-        "denylist-source-range",
-        Partly(
-            "an entry that is no CIDR denies every address (with a Warning) instead of being skipped: a typo never lets in whom it meant to keep out",
-        ),
-    ),
+    ("denylist-source-range", Yes),
     ("enable-access-log", Yes),
     ("enable-cors", Yes),
     ("enable-global-auth", Yes),
@@ -221,12 +195,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         "modsecurity-transaction-id",
         No("not applicable: Portico has no web application firewall"),
     ),
-    (
-        "opentelemetry-operation-name",
-        Partly(
-            "not in ingress-nginx's annotation table but read by its parser, as here: letters, digits, '_' and '-', and only with enable-opentelemetry: \"true\" on the Ingress",
-        ),
-    ),
+    ("opentelemetry-operation-name", Yes),
     ("opentelemetry-trust-incoming-span", Yes),
     (
         "opentracing-trust-incoming-span",
@@ -245,18 +214,8 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ),
     ("proxy-buffers-number", No(STREAMS)),
     ("proxy-connect-timeout", Yes),
-    (
-        "proxy-cookie-domain",
-        Partly(
-            "\"off\", a domain (any case, leading dot ignored) or a ~ / ~* regex, and its replacement with captures and nginx variables (see Variables)",
-        ),
-    ),
-    (
-        "proxy-cookie-path",
-        Partly(
-            "\"off\", a path prefix or a ~ / ~* regex, and its replacement with captures and nginx variables (see Variables)",
-        ),
-    ),
+    ("proxy-cookie-domain", Yes),
+    ("proxy-cookie-path", Yes),
     (
         "proxy-http-version",
         Partly(
@@ -273,18 +232,8 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-next-upstream-timeout", Yes),
     ("proxy-next-upstream-tries", Yes),
     ("proxy-read-timeout", Yes),
-    (
-        "proxy-redirect-from",
-        Partly(
-            "\"off\", \"default\" (no rewrite: ingress-nginx's proxy_pass URL never starts a Location) or a text without spaces that starts Location and Refresh URLs, or a ~ / ~* regex (a match replaces the whole URL); nginx variables (see Variables)",
-        ),
-    ),
-    (
-        "proxy-redirect-to",
-        Partly(
-            "\"off\" or a text without spaces put in place of proxy-redirect-from, with the regex's captures ($1..$9, named; without a regex the route regex's) and nginx variables (see Variables)",
-        ),
-    ),
+    ("proxy-redirect-from", Yes),
+    ("proxy-redirect-to", Yes),
     (
         "proxy-request-buffering",
         Partly(

@@ -63,6 +63,11 @@ pub struct ExternalAuth {
     /// requests; `None` (the default, `auth-keepalive: 0`): one new connection per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<AuthKeepalive>,
+    /// `auth-keepalive-share-vars`: on a kept connection the auth request carries the
+    /// request's X-Request-ID; `false` (the default): an id of its own unless the client sent
+    /// one, as ingress-nginx's keepalive subrequest, which does not share `$request_id`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keepalive_share_vars: bool,
     /// `$host` (or `$http_host`, `$best_http_host`) in the URL's host part: the auth request
     /// goes to the request's host, which is one of the Ingress's exact host names.
     pub host_from_request: bool,

@@ -46,8 +46,8 @@ pub struct Policy {
     /// `proxy-send-timeout`: the longest the upstream may hold back the request body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_timeout: Option<Duration>,
-    /// `whitelist-source-range`: clients outside every range get 403. An empty list (every
-    /// entry was invalid) lets nobody in.
+    /// `whitelist-source-range`: clients outside every range get 403. An empty list (with
+    /// `ranges_invalid`) lets nobody in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<Cidr>>,
     /// `upstream-vhost`: the Host header sent upstream.
@@ -140,6 +140,10 @@ pub struct Policy {
     /// `add-headers` with variables): the request's head is kept for it. Set by compile.
     #[serde(skip)]
     pub keep_request: bool,
+    /// A `whitelist-`/`allowlist-` or `denylist-source-range` entry is no address or CIDR
+    /// (or the list is empty): the location answers 503, as ingress-nginx's denied location.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ranges_invalid: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -253,6 +257,7 @@ impl Default for Policy {
             rate: None,
             otel: None,
             keep_request: false,
+            ranges_invalid: false,
         }
     }
 }

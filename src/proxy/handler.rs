@@ -148,7 +148,7 @@ fn hex8(x: u32) -> [u8; 8] {
 }
 
 /// The inbound X-Request-ID when it is sane, else a new random one.
-fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
+pub(crate) fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     if let Some(v) = given
         && !v.is_empty()
         && v.len() <= 128

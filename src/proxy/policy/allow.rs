@@ -1,5 +1,6 @@
 //! `denylist-source-range` and `whitelist-source-range`: clients in a denied range, or
-//! outside every allowed one, get 403.
+//! outside every allowed one, get 403; a list with an entry that is no address or CIDR gets
+//! everybody 503, as ingress-nginx's denied location.
 
 use http::{HeaderMap, Response, StatusCode};
 
@@ -9,8 +10,7 @@ use crate::proxy::{Body, plain};
 
 /// The 403 answer when the route lists ranges and the client (after trusted proxies'
 /// X-Forwarded-For) is denied: in a denylist range, or (nginx checks `deny` lines first,
-/// then `allow` ones and `deny all`) in no allowlist range. An empty allowlist (every entry
-/// was invalid) lets nobody in.
+/// then `allow` ones and `deny all`) in no allowlist range.
 #[inline(always)]
 pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) -> Option<Response<Body>> {
     if policy.allow.is_none() && policy.deny.is_none() {
@@ -21,6 +21,10 @@ pub fn check(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Truste
 
 #[inline(never)]
 fn ranges(policy: &Policy, headers: &HeaderMap, peer: &Peer, trusted: &Trusted) -> Option<Response<Body>> {
+    if policy.ranges_invalid {
+        // ingress-nginx's denied location: `return 503` for everybody.
+        return Some(plain(StatusCode::SERVICE_UNAVAILABLE, "service unavailable"));
+    }
     // `satisfy: any` with authentication: the auth step weighs the ranges with the rest.
     if policy.satisfy_any && policy.auth.is_some() {
         return None;

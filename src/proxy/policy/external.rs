@@ -383,7 +383,15 @@ async fn ask<B>(
         h.insert("x-forwarded-host", value(&vars.http_host)?);
     }
     h.insert("x-forwarded-proto", HeaderValue::from_static(vars.scheme));
-    h.insert("x-request-id", rid.clone());
+    // On a kept connection without `auth-keepalive-share-vars` the auth request is
+    // ingress-nginx's Lua subrequest, whose `$request_id` is its own: the client's
+    // X-Request-ID when it sent one, else a new id.
+    let rid = if e.keepalive.is_some() && !e.keepalive_share_vars {
+        crate::proxy::handler::request_id(req.headers().get("x-request-id"))
+    } else {
+        rid.clone()
+    };
+    h.insert("x-request-id", rid);
     let redirect = e.request_redirect.as_deref().unwrap_or(vars.request_uri);
     h.insert("x-auth-request-redirect", value(redirect)?);
     if e.method.is_some() {
