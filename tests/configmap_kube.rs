@@ -65,7 +65,8 @@ async fn the_configmap_is_watched_and_followed() {
 
     cp.ok(&["delete", "configmap", "ingress-nginx-controller", "-n", "ingress-nginx"]);
     until(&p, "the deleted ConfigMap", |r| {
-        r["settings"]["routes"].get("max_body_bytes").is_none() && mentions(r, "ConfigMapNotFound")
+        // Back to ingress-nginx's default, 1m.
+        r["settings"]["routes"]["max_body_bytes"] == 1024 * 1024 && mentions(r, "ConfigMapNotFound")
     })
     .await;
 }
