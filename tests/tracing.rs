@@ -407,3 +407,38 @@ async fn tracing_turns_on_and_off_with_the_configmap_live() {
         "untraced again"
     );
 }
+
+/// Portico's own answers on a traced route are traced too: a redirect annotation's 301 is a
+/// span with that status, no endpoint, and the client's trace continued.
+#[tokio::test]
+async fn portico_s_own_answers_are_traced() {
+    let rx = Receiver::start();
+    let pods = pods("web", 1).await;
+    let p = start(
+        site(
+            &pods,
+            "moved.test",
+            &[(
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://elsewhere.example/",
+            )],
+        ),
+        &[],
+        &["--otlp-endpoint", &rx.url],
+    )
+    .await;
+    let req = Request::builder()
+        .uri("/old")
+        .header("host", "moved.test")
+        .header("traceparent", client_parent())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, _) = request(p.http, req).await.unwrap();
+    assert_eq!(status, 301);
+    assert_eq!(headers["location"], "https://elsewhere.example/");
+    let (span, _) = rx.wait_trace(CLIENT_TRACE).await;
+    assert_eq!(span["parent_span_id"], CLIENT_SPAN);
+    assert_eq!(attr(&span, "http.response.status_code"), 301);
+    assert_eq!(attr(&span, "portico.route"), "default/site");
+    assert!(attr(&span, "portico.upstream.address").is_null(), "{span}");
+}

@@ -314,6 +314,13 @@ impl Proxy {
         let policy = &route.policy;
         // Whose X-Forwarded-* are believed: the Config's (`--trusted-proxies`, `--configmap`).
         let trusted = &routed.plane.config.global.trusted;
+        // Traced from here, Portico's own answers below too.
+        let propagation = otel::start(policy, &routed.plane.config.global.otel, &req, start, next_random).map(
+            |(propagation, span)| {
+                out.span = span;
+                propagation
+            },
+        );
 
         if let Some(r) = www::check(policy, req.uri(), peer) {
             return r;
@@ -335,8 +342,9 @@ impl Proxy {
         if let Some(r) = redirect::check(route, &here) {
             return r;
         }
-        // Traced from here: the answers above are Portico's own redirects and refusals.
-        out.span = otel::start(policy, &routed.plane.config.global.otel, &mut req, start, next_random);
+        if let Some(p) = propagation {
+            p.apply(req.headers_mut());
+        }
         let origin = cors::origin(policy, &req);
         if let Some(r) = origin.as_ref().and_then(|o| cors::preflight(o, &req)) {
             return r;

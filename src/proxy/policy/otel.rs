@@ -56,20 +56,39 @@ pub struct End {
     pub upstream_answered: Option<std::time::Duration>,
 }
 
-/// Starts the request's span where the route is traced: sets `traceparent` (and keeps or
-/// drops `tracestate`) on the request that goes upstream; the span to record when it is
-/// sampled. Other routes pay one test.
+/// Starts the request's span where the route is traced, as soon as the route is known, so
+/// that Portico's own answers (redirects, refusals) are traced too: the `traceparent` (and
+/// `tracestate`) to send upstream, and the span to record when it is sampled. Other routes
+/// pay one test.
 #[inline(always)]
 pub fn start<B>(
     policy: &Policy,
     otel: &Otel,
-    req: &mut Request<B>,
+    req: &Request<B>,
     started: Instant,
     random: fn() -> u64,
-) -> Option<Box<Span>> {
-    match &policy.otel {
-        Some(route) => begin(route, otel, req, started, random),
-        None => None,
+) -> Option<(Propagation, Option<Box<Span>>)> {
+    policy
+        .otel
+        .as_ref()
+        .map(|route| begin(route, otel, req, started, random))
+}
+
+/// What goes upstream for a traced request: its `traceparent`, and, for a new trace, no
+/// `tracestate` of the client's. Applied once the request is past Portico's own answers
+/// (which are traced too, but go nowhere).
+pub struct Propagation {
+    traceparent: HeaderValue,
+    new_trace: bool,
+}
+
+impl Propagation {
+    pub fn apply(self, headers: &mut HeaderMap) {
+        if self.new_trace {
+            // A new trace: the client's tracestate belongs to a trace that is not continued.
+            headers.remove(&TRACESTATE);
+        }
+        headers.insert(TRACEPARENT.clone(), self.traceparent);
     }
 }
 
@@ -77,11 +96,11 @@ pub fn start<B>(
 fn begin<B>(
     route: &RouteOtel,
     otel: &Otel,
-    req: &mut Request<B>,
+    req: &Request<B>,
     started: Instant,
     random: fn() -> u64,
-) -> Option<Box<Span>> {
-    let headers = req.headers_mut();
+) -> (Propagation, Option<Box<Span>>) {
+    let headers = req.headers();
     let parent = if route.trust_incoming { incoming(headers) } else { None };
     let (trace_id, parent_span, sampled) = match parent {
         Some(p) => {
@@ -93,8 +112,6 @@ fn begin<B>(
             (p.trace_id, Some(p.span_id), sampled)
         }
         None => {
-            // A new trace: the client's tracestate belongs to a trace that is not continued.
-            headers.remove(&TRACESTATE);
             let id = nonzero_id(random);
             (id, None, otel.sampler.samples(&id))
         }
@@ -105,16 +122,19 @@ fn begin<B>(
             break id;
         }
     };
-    headers.insert(TRACEPARENT.clone(), traceparent(&trace_id, &span_id, sampled));
+    let propagation = Propagation {
+        traceparent: traceparent(&trace_id, &span_id, sampled),
+        new_trace: parent_span.is_none(),
+    };
     // Nothing to record for a trace not sampled, or with no collector to export to.
     if !sampled || otel.collector.is_none() {
-        return None;
+        return (propagation, None);
     }
     let trace_state = parent_span
         .and_then(|_| headers.get(&TRACESTATE))
         .filter(|v| v.len() <= MAX_TRACESTATE)
         .cloned();
-    Some(Box::new(Span {
+    let span = Box::new(Span {
         trace_id,
         span_id,
         parent: parent_span,
@@ -137,7 +157,8 @@ fn begin<B>(
             .map(clipped),
         version: req.version(),
         end: None,
-    }))
+    });
+    (propagation, Some(span))
 }
 
 /// Queues a finished span for export: its answer `status`, the endpoint last tried and when
@@ -307,6 +328,13 @@ mod tests {
         }
     }
 
+    /// `start`, then what goes upstream applied to `req`, as the handler does: the span.
+    fn started(policy: &Policy, otel: &Otel, req: &mut Request<()>) -> Option<Box<Span>> {
+        let (propagation, span) = start(policy, otel, req, Instant::now(), counter)?;
+        propagation.apply(req.headers_mut());
+        span
+    }
+
     fn request(fields: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder().uri("/a?b=c");
         for (k, v) in fields {
@@ -323,7 +351,7 @@ mod tests {
             .header("user-agent", "x".repeat(3000))
             .body(())
             .unwrap();
-        let span = start(&traced(true), &exported(), &mut req, Instant::now(), counter).unwrap();
+        let span = started(&traced(true), &exported(), &mut req).unwrap();
         assert_eq!(
             (span.target.len(), span.user_agent.unwrap().len()),
             (MAX_TEXT, MAX_TEXT)
@@ -335,14 +363,14 @@ mod tests {
     #[test]
     fn untraced_routes_are_untouched() {
         let mut req = request(&[("traceparent", PARENT)]);
-        assert!(start(&Policy::default(), &exported(), &mut req, Instant::now(), counter).is_none());
+        assert!(started(&Policy::default(), &exported(), &mut req).is_none());
         assert_eq!(req.headers()["traceparent"], PARENT);
     }
 
     #[test]
     fn a_trusted_parent_is_continued() {
         let mut req = request(&[("traceparent", PARENT), ("tracestate", "congo=t61rcWkgMzE")]);
-        let span = start(&traced(true), &exported(), &mut req, Instant::now(), counter).unwrap();
+        let span = started(&traced(true), &exported(), &mut req).unwrap();
         assert_eq!(to_hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(span.parent.map(|p| to_hex(&p)).as_deref(), Some("b7ad6b7169203331"));
         assert_eq!(span.target, "/a?b=c");
@@ -367,7 +395,7 @@ mod tests {
             (true, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333"),
         ] {
             let mut req = request(&[("traceparent", parent), ("tracestate", "congo=t61rcWkgMzE")]);
-            let span = start(&traced(trust), &exported(), &mut req, Instant::now(), counter).unwrap();
+            let span = started(&traced(trust), &exported(), &mut req).unwrap();
             assert_ne!(to_hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c", "{parent}");
             assert_eq!(span.parent, None, "{parent}");
             assert!(req.headers().get("tracestate").is_none(), "{parent}");
@@ -376,7 +404,7 @@ mod tests {
         // A later version is read by its first fields.
         let later = "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-comes";
         let mut req = request(&[("traceparent", later)]);
-        let span = start(&traced(true), &exported(), &mut req, Instant::now(), counter).unwrap();
+        let span = started(&traced(true), &exported(), &mut req).unwrap();
         assert!(span.parent.is_some());
     }
 
@@ -388,24 +416,24 @@ mod tests {
         };
         // Unsampled: the trace still goes on, flagged so, and nothing is recorded.
         let mut req = request(&[]);
-        assert!(start(&traced(true), &off, &mut req, Instant::now(), counter).is_none());
+        assert!(started(&traced(true), &off, &mut req).is_none());
         assert!(req.headers()["traceparent"].to_str().unwrap().ends_with("-00"));
         // Without a collector the trace goes on sampled, and nothing is recorded.
         let mut req = request(&[]);
-        assert!(start(&traced(true), &Otel::default(), &mut req, Instant::now(), counter).is_none());
+        assert!(started(&traced(true), &Otel::default(), &mut req).is_none());
         assert!(req.headers()["traceparent"].to_str().unwrap().ends_with("-01"));
         // Parent-based: a sampled parent wins over the sampler.
         let mut req = request(&[("traceparent", PARENT)]);
-        assert!(start(&traced(true), &off, &mut req, Instant::now(), counter).is_some());
+        assert!(started(&traced(true), &off, &mut req).is_some());
         let unsampled = PARENT.replace("-01", "-00");
         let mut req = request(&[("traceparent", &unsampled)]);
-        assert!(start(&traced(true), &exported(), &mut req, Instant::now(), counter).is_none());
+        assert!(started(&traced(true), &exported(), &mut req).is_none());
         // Not parent-based: the sampler decides.
         let off = Otel {
             parent_based: false,
             ..off
         };
         let mut req = request(&[("traceparent", PARENT)]);
-        assert!(start(&traced(true), &off, &mut req, Instant::now(), counter).is_none());
+        assert!(started(&traced(true), &off, &mut req).is_none());
     }
 }
