@@ -80,14 +80,6 @@ impl Names {
         }
     }
 
-    /// The names of `fields`, when one is not all lower case.
-    pub fn of<'a>(fields: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Names> {
-        if !fields.clone().any(|n| n.iter().any(u8::is_ascii_uppercase)) {
-            return None;
-        }
-        Some(Names::new(fields))
-    }
-
     /// The names of `fields`, however spelled.
     pub fn new<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Names {
         let mut names = Names::default();
@@ -761,13 +753,7 @@ mod tests {
     use super::*;
 
     fn names(list: &[&str]) -> Names {
-        Names::of(list.iter().map(|n| n.as_bytes())).unwrap()
-    }
-
-    #[test]
-    fn names_are_kept_only_when_one_is_not_lower_case() {
-        assert!(Names::of([&b"host"[..], b"x-a"].into_iter()).is_none());
-        assert!(Names::of([&b"host"[..], b"X-a"].into_iter()).is_some());
+        Names::new(list.iter().map(|n| n.as_bytes()))
     }
 
     #[test]

@@ -141,14 +141,7 @@ impl LiveTls {
             global.ssl_ciphers.as_deref(),
             global.ssl_session,
         )
-        .and_then(|opts| {
-            let key = (
-                global.ssl_protocols.clone(),
-                global.ssl_ciphers.clone(),
-                global.ssl_session,
-            );
-            Configs::new(&self.build, key, opts).map_err(|e| e.to_string())
-        });
+        .and_then(|opts| Configs::new(&self.build, key_of(global), opts).map_err(|e| e.to_string()));
         let configs = match built {
             Ok(c) => Arc::new(c),
             Err(e) => {

@@ -1309,7 +1309,7 @@ mod tests {
         h.append("x-a", HeaderValue::from_static("1"));
         h.append(header::COOKIE, HeaderValue::from_static("a=1"));
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
-        let names = Names::of([&b"HOST"[..], b"x-A", b"Cookie", b"cookie"].into_iter()).unwrap();
+        let names = Names::new([&b"HOST"[..], b"x-A", b"Cookie", b"cookie"].into_iter());
         let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
         let extra =
             crate::proxy::headers::forwarded(&h, &peer, None, &Default::default(), HeaderValue::from_static("rid"));
