@@ -119,6 +119,17 @@ impl ControlPlane {
 
     /// `kubectl apply -f -` of a manifest text, as the admin.
     pub fn apply(&self, yaml: &str) -> String {
+        let out = self.try_apply(yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of a manifest text, as the admin, failed or not.
+    pub fn try_apply(&self, yaml: &str) -> Output {
         use std::io::Write;
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
@@ -130,13 +141,7 @@ impl ControlPlane {
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        child.wait_with_output().unwrap()
     }
 
     /// Installs deploy/ and returns a kubeconfig for Portico's ServiceAccount.
