@@ -171,6 +171,7 @@ const NONE: Outcome = Outcome {
     remembered: 0,
     missing: 0,
     failed: 0,
+    withdrawn: 0,
 };
 
 fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
@@ -329,6 +330,22 @@ async fn writes_gateway_api_status_only_when_it_changed() {
         after["status"]["listeners"][0]["conditions"],
         gateway["status"]["listeners"][0]["conditions"]
     );
+
+    // The route no longer listed (attached to none of our Gateways): our entry is taken out,
+    // the other controller's stays.
+    let mut detached = updates(2, true);
+    detached.retain(|u| u.kind != "HTTPRoute");
+    leader
+        .round(
+            &detached,
+            Outcome {
+                remembered: 2,
+                withdrawn: 1,
+                ..NONE
+            },
+        )
+        .await;
+    assert_eq!(get(&cp, "httproute", "app")["status"]["parents"], json!([foreign]));
 
     // A deleted route and a kind whose CRD is not installed are no errors, only missing.
     cp.ok(&["delete", "httproute", "app", "-n", "gw"]);

@@ -32,6 +32,9 @@ pub struct Outcome {
     pub missing: usize,
     /// Objects that could not be read or written (the next round tries again).
     pub failed: usize,
+    /// Objects listed before and no longer (a route no longer attached to our Gateways) whose
+    /// shared lists had our entries: those entries were taken out.
+    pub withdrawn: usize,
 }
 
 /// An object's identity across rounds.
@@ -50,7 +53,38 @@ pub struct StatusWriter {
     client: Client,
     /// Our GatewayClass `controllerName`: the owner of our entries in shared lists.
     controller: String,
-    in_place: HashMap<Target, Value>,
+    in_place: HashMap<Target, InPlace>,
+}
+
+/// What the writer knows of an object it wrote.
+struct InPlace {
+    /// The wanted status, without transition times, that is in place (`None`: a write or a
+    /// withdrawal that failed, to do again).
+    fingerprint: Option<Value>,
+    /// For an object with shared lists: the update that takes our entries out again.
+    withdraw: Option<StatusUpdate>,
+}
+
+/// The update that empties our part of `wanted`'s shared lists, if it has any.
+fn withdrawal(u: &StatusUpdate, wanted: &Value) -> Option<StatusUpdate> {
+    let lists: Map<String, Value> = SHARED_LISTS
+        .iter()
+        .filter(|l| wanted.get(**l).is_some_and(Value::is_array))
+        .map(|l| (l.to_string(), Value::Array(Vec::new())))
+        .collect();
+    (!lists.is_empty()).then(|| StatusUpdate {
+        status: Value::Object(lists),
+        ..u.clone()
+    })
+}
+
+/// Counts a failure towards the one warning per kind of the round.
+fn note_failure(failures: &mut BTreeMap<String, (usize, String)>, u: &StatusUpdate, e: &Error) {
+    let f = failures.entry(u.kind.clone()).or_insert((0, String::new()));
+    if f.0 == 0 {
+        f.1 = format!("{}/{}: {e}", u.namespace, u.name);
+    }
+    f.0 += 1;
 }
 
 impl StatusWriter {
@@ -86,9 +120,17 @@ impl StatusWriter {
                 s.insert("addresses".into(), Value::Array(a.to_vec()));
             }
             let fingerprint = without_transition_times(&wanted);
-            if self.in_place.get(&target) == Some(&fingerprint) {
+            let entry = |fingerprint| InPlace {
+                fingerprint,
+                withdraw: withdrawal(u, &wanted),
+            };
+            if self
+                .in_place
+                .get(&target)
+                .is_some_and(|p| p.fingerprint.as_ref() == Some(&fingerprint))
+            {
                 outcome.remembered += 1;
-                seen.insert(target, fingerprint);
+                seen.insert(target, entry(Some(fingerprint)));
                 continue;
             }
             match self.write_one(u, &wanted).await {
@@ -98,23 +140,43 @@ impl StatusWriter {
                     } else {
                         outcome.unchanged += 1;
                     }
-                    seen.insert(target, fingerprint);
+                    seen.insert(target, entry(Some(fingerprint)));
                 }
                 Err(e) if is_not_found(&e) => {
                     tracing::debug!(kind = %u.kind, namespace = %u.namespace, name = %u.name, "no such object (or no CRD); status not written");
                     outcome.missing += 1;
+                    // Nothing to withdraw from an object that is not there.
+                    self.in_place.remove(&target);
                 }
                 Err(e) => {
                     outcome.failed += 1;
-                    let f = failures.entry(u.kind.clone()).or_insert((0, String::new()));
-                    if f.0 == 0 {
-                        f.1 = format!("{}/{}: {e}", u.namespace, u.name);
-                    }
-                    f.0 += 1;
+                    note_failure(&mut failures, u, &e);
+                    // Still listed (not withdrawn below), and never remembered as in place.
+                    seen.insert(target, entry(None));
                 }
             }
         }
-        // Objects no longer listed are forgotten: if they come back, they are read again.
+        // Objects no longer listed are forgotten (if they come back, they are read again),
+        // after our entries in their shared lists are taken out. Only what this leader wrote
+        // is withdrawn so: a route that lost our Gateway while no leader ran keeps its stale
+        // entry until it is listed again (compile may list it with empty `parents`).
+        let gone: Vec<(Target, InPlace)> = self.in_place.drain().filter(|(t, _)| !seen.contains_key(t)).collect();
+        for (target, entry) in gone {
+            let Some(u) = entry.withdraw else { continue };
+            match self.write_one(&u, &u.status).await {
+                Ok(written) => outcome.withdrawn += usize::from(written),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    outcome.failed += 1;
+                    note_failure(&mut failures, &u, &e);
+                    let retry = InPlace {
+                        fingerprint: None,
+                        withdraw: Some(u),
+                    };
+                    seen.insert(target, retry);
+                }
+            }
+        }
         self.in_place = seen;
         for (kind, (n, first)) in failures {
             tracing::warn!(kind = %kind, objects = n, first = %first, "cannot write Gateway API status; retried with the next config");
