@@ -352,14 +352,23 @@ async fn writes_gateway_api_status_only_when_it_changed() {
     cp.ok(&["delete", "crd", "grpcroutes.gateway.networking.k8s.io"]);
     let mut gone = updates(2, false);
     gone.push(update("GRPCRoute", "grpcroutes", "gw", "x", json!({"parents": []})));
-    leader
-        .round(
-            &gone,
-            Outcome {
-                remembered: 2,
-                missing: 2,
-                ..NONE
-            },
-        )
-        .await;
+    let missing = Outcome {
+        remembered: 2,
+        missing: 2,
+        ..NONE
+    };
+    leader.round(&gone, missing).await;
+
+    // A write the API server refuses (Portico's ServiceAccount may not write TCPRoute status)
+    // is tried again after a wait that doubles; once it is no longer wanted, no more.
+    let mut refused = gone.clone();
+    refused.push(update("TCPRoute", "tcproutes", "gw", "x", json!({"parents": []})));
+    let failing = Outcome { failed: 1, ..missing };
+    assert_eq!(leader.writer.retry_after(), None);
+    leader.round(&refused, failing).await;
+    assert_eq!(leader.writer.retry_after(), Some(Duration::from_secs(5)));
+    leader.round(&refused, failing).await;
+    assert_eq!(leader.writer.retry_after(), Some(Duration::from_secs(10)));
+    leader.round(&gone, missing).await;
+    assert_eq!(leader.writer.retry_after(), None);
 }

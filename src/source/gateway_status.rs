@@ -3,6 +3,7 @@
 //! their `lastTransitionTime`) and patched only when the result differs from what is there.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Client, Error};
@@ -12,8 +13,13 @@ use super::kube::{KubeOptions, desired_status};
 use crate::config::gateway::StatusUpdate;
 
 /// Attempts per object and round when the object changed between our read and our write
-/// (409 Conflict); the next round (the next Config) tries again.
+/// (409 Conflict); the next round (the next Config, or `retry_after`) tries again.
 const ATTEMPTS: usize = 3;
+
+/// After a round with failures, the next one comes this long after it, doubling with each
+/// further failed round up to `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// Lists in a status whose entries belong to one controller each (`controllerName`): a route's
 /// `parents`, a policy's `ancestors`. Only our own entries are replaced.
@@ -54,6 +60,8 @@ pub struct StatusWriter {
     /// Our GatewayClass `controllerName`: the owner of our entries in shared lists.
     controller: String,
     in_place: HashMap<Target, InPlace>,
+    /// Rounds in a row that left a write to do again.
+    failed_rounds: u32,
 }
 
 /// What the writer knows of an object it wrote.
@@ -93,7 +101,14 @@ impl StatusWriter {
             client,
             controller: controller.into(),
             in_place: HashMap::new(),
+            failed_rounds: 0,
         }
+    }
+
+    /// When the last round left writes to do again: how long to wait before the next round
+    /// (with the same updates) if no new Config comes first.
+    pub fn retry_after(&self) -> Option<Duration> {
+        backoff(self.failed_rounds)
     }
 
     /// Brings each object's status to its update's. `addresses` are the Gateway
@@ -151,8 +166,16 @@ impl StatusWriter {
                 Err(e) => {
                     outcome.failed += 1;
                     note_failure(&mut failures, u, &e);
-                    // Still listed (not withdrawn below), and never remembered as in place.
-                    seen.insert(target, entry(None));
+                    // Still listed (not withdrawn below) and to do again; withdrawn later
+                    // only if an earlier round wrote it.
+                    let withdraw = self.in_place.get(&target).and_then(|p| p.withdraw.clone());
+                    seen.insert(
+                        target,
+                        InPlace {
+                            fingerprint: None,
+                            withdraw,
+                        },
+                    );
                 }
             }
         }
@@ -178,6 +201,11 @@ impl StatusWriter {
             }
         }
         self.in_place = seen;
+        self.failed_rounds = if self.in_place.values().any(|p| p.fingerprint.is_none()) {
+            self.failed_rounds.saturating_add(1)
+        } else {
+            0
+        };
         for (kind, (n, first)) in failures {
             tracing::warn!(kind = %kind, objects = n, first = %first, "cannot write Gateway API status; retried with the next config");
         }
@@ -223,14 +251,14 @@ impl StatusWriter {
 
 /// One leader round: Portico's own address, as Ingress status has it (`--publish-status-address`
 /// or the `--publish-service` Service; read only when a Gateway is listed), then the writes.
-/// Nothing listed, nothing done.
+/// Nothing listed and nothing written before, nothing done.
 pub async fn write_round(
     writer: &mut StatusWriter,
     client: &Client,
     opts: &KubeOptions,
     updates: &[StatusUpdate],
 ) -> Outcome {
-    if updates.is_empty() {
+    if updates.is_empty() && writer.in_place.is_empty() {
         return Outcome::default();
     }
     let addresses = if updates.iter().any(|u| u.kind == "Gateway") {
@@ -241,6 +269,12 @@ pub async fn write_round(
     let outcome = writer.write(updates, addresses.as_deref()).await;
     tracing::debug!(?outcome, "Gateway API status");
     outcome
+}
+
+/// The wait after `failed_rounds` failed rounds in a row (none after none).
+fn backoff(failed_rounds: u32) -> Option<Duration> {
+    let n = failed_rounds.checked_sub(1)?;
+    Some(RETRY_FIRST.saturating_mul(1 << n.min(16)).min(RETRY_MAX))
 }
 
 fn is_not_found(e: &Error) -> bool {
@@ -563,6 +597,24 @@ mod tests {
             [
                 json!({"type": "IPAddress", "value": "203.0.113.10"}),
                 json!({"type": "Hostname", "value": "lb.example.com"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        let waits = [0, 1, 2, 3, 7, 8, 40, u32::MAX].map(|n| backoff(n).map(|d| d.as_secs()));
+        assert_eq!(
+            waits,
+            [
+                None,
+                Some(5),
+                Some(10),
+                Some(20),
+                Some(300),
+                Some(300),
+                Some(300),
+                Some(300)
             ]
         );
     }

@@ -428,9 +428,15 @@ async fn leader_duties(
     // Config before it, and then there is no status or Event to write.
     let mut done: Option<Worked> = None;
     loop {
+        let gateway_retry = gateways.retry_after();
         tokio::select! {
             r = generations.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(gateway_retry.unwrap_or_default()), if gateway_retry.is_some() && was_leader => {
+                // gwcore: the live Config's Gateway API status updates, as below.
+                super::gateway_status::write_round(&mut gateways, &client, &opts, &[]).await;
+                continue;
+            }
         }
         let is_leader = *leading.borrow_and_update();
         if is_leader != was_leader {
