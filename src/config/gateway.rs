@@ -18,6 +18,7 @@ pub struct StatusUpdate {
     /// The whole `status` object. Conditions may leave `lastTransitionTime` out: the writer
     /// keeps the object's own when a condition's status did not change, else sets the time
     /// of the write. Route `parents` (policy `ancestors`) list this controller's entries only;
-    /// other controllers' entries are kept.
+    /// other controllers' entries are kept. A Gateway's `addresses`, when left out, are
+    /// Portico's own (its Ingress status address), filled in by the writer.
     pub status: serde_json::Value,
 }

@@ -21,6 +21,9 @@ const ATTEMPTS: usize = 3;
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
+/// `status.addresses` of a Gateway holds at most this many (the CRD's `maxItems`).
+const MAX_ADDRESSES: usize = 16;
+
 /// Lists in a status whose entries belong to one controller each (`controllerName`): a route's
 /// `parents`, a policy's `ancestors`. Only our own entries are replaced.
 const SHARED_LISTS: [&str; 2] = ["parents", "ancestors"];
@@ -207,7 +210,7 @@ impl StatusWriter {
             0
         };
         for (kind, (n, first)) in failures {
-            tracing::warn!(kind = %kind, objects = n, first = %first, "cannot write Gateway API status; retried with the next config");
+            tracing::warn!(kind = %kind, objects = n, first = %first, "cannot write Gateway API status; retried with the next config or after a backoff");
         }
         outcome
     }
@@ -290,7 +293,8 @@ fn now() -> String {
 }
 
 /// Gateway `status.addresses` entries from the Ingress status entries Portico publishes
-/// (`{"ip": ...}` or `{"hostname": ...}`, see kube.rs `desired_status`).
+/// (`{"ip": ...}` or `{"hostname": ...}`, see kube.rs `desired_status`), at most as many as
+/// the CRD allows.
 pub fn gateway_addresses(entries: &[Value]) -> Vec<Value> {
     entries
         .iter()
@@ -303,6 +307,7 @@ pub fn gateway_addresses(entries: &[Value]) -> Vec<Value> {
                     .map(|h| json!({"type": "Hostname", "value": h}))
             }
         })
+        .take(MAX_ADDRESSES)
         .collect()
 }
 
@@ -599,6 +604,8 @@ mod tests {
                 json!({"type": "Hostname", "value": "lb.example.com"}),
             ]
         );
+        let many: Vec<Value> = (0..40).map(|i| json!({"ip": format!("203.0.113.{i}")})).collect();
+        assert_eq!(gateway_addresses(&many).len(), MAX_ADDRESSES);
     }
 
     #[test]
