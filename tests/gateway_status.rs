@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portico::config::gateway::StatusUpdate;
@@ -19,14 +18,6 @@ use support::cluster::ControlPlane;
 const US: &str = "portico.dev/gateway-controller";
 const GROUP: &str = "gateway.networking.k8s.io";
 const OLD: &str = "2020-01-01T00:00:00Z";
-
-async fn client_from(kubeconfig: &Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
-}
 
 /// Applies a manifest, retrying while the API server does not serve the new CRDs' kinds yet
 /// (an Established CRD reaches discovery a moment later).
@@ -242,7 +233,7 @@ async fn writes_gateway_api_status_only_when_it_changed() {
     );
 
     // The leader's round, as Portico's ServiceAccount.
-    let client = client_from(&kubeconfig).await;
+    let client = ControlPlane::client_with(&kubeconfig).await;
     let opts = KubeOptions {
         publish_service: Some(ObjectKey::new("portico-system".to_string(), "portico-lb".to_string())),
         ..Default::default()

@@ -173,7 +173,12 @@ impl ControlPlane {
 
     /// A kube-rs client as the admin.
     pub async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        Self::client_with(&self.kubeconfig).await
+    }
+
+    /// A kube-rs client with a kubeconfig of `kubeconfig_for` or `install_portico`.
+    pub async fn client_with(kubeconfig: &std::path::Path) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .unwrap();
