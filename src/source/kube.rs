@@ -28,7 +28,7 @@ use crate::config::Diagnostic;
 use crate::model::{AnyObject, Kind, ObjectKey, Snapshot, key_of};
 
 /// Settings of Kubernetes mode.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct KubeOptions {
     /// Watch one namespace only (IngressClasses are always cluster-wide).
     pub watch_namespace: Option<String>,
@@ -420,20 +420,30 @@ async fn leader_duties(
         instance: opts.identity.clone(),
     };
     let mut state = LeaderState::default();
+    // gwcore: the GatewayClass controllerName flag's value instead of its default.
+    let gateway_status = || super::gateway_status::StatusWriter::new(client.clone(), "portico.dev/gateway-controller");
+    let mut gateways = gateway_status();
     let mut was_leader = false;
     // What the last round worked from: an endpoints-only recompile shares these with the
     // Config before it, and then there is no status or Event to write.
     let mut done: Option<Worked> = None;
     loop {
+        let gateway_retry = gateways.retry_after();
         tokio::select! {
             r = generations.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(gateway_retry.unwrap_or_default()), if gateway_retry.is_some() && was_leader => {
+                // gwcore: the live Config's Gateway API status updates, as below.
+                super::gateway_status::write_round(&mut gateways, &client, &opts, &[]).await;
+                continue;
+            }
         }
         let is_leader = *leading.borrow_and_update();
         if is_leader != was_leader {
             tracing::info!(identity = %opts.identity, lease = %opts.election_id, leader = is_leader, "leadership changed");
             was_leader = is_leader;
             state = LeaderState::default();
+            gateways = gateway_status();
             done = None;
         }
         if !is_leader || *generations.borrow() == 0 {
@@ -449,6 +459,8 @@ async fn leader_duties(
         done = Some((cfg.admitted.clone(), cfg.diagnostics.clone()));
         let ingresses = lock(&shared.snapshot).ingresses.clone();
         write_status(&client, &opts, &cfg, &ingresses).await;
+        // gwcore: the Config's Gateway API status updates (and `done` above to include them).
+        super::gateway_status::write_round(&mut gateways, &client, &opts, &[]).await;
         state.events(&recorder, &cfg, &ingresses).await;
     }
 }
@@ -560,7 +572,7 @@ async fn publish(
 /// The `status.loadBalancer.ingress` entries Portico publishes: `--publish-status-address`
 /// if given; else the `--publish-service` Service's load-balancer ingress, else its
 /// external IPs, else its cluster IP(s).
-async fn desired_status(client: &Client, opts: &KubeOptions) -> Option<Vec<serde_json::Value>> {
+pub(super) async fn desired_status(client: &Client, opts: &KubeOptions) -> Option<Vec<serde_json::Value>> {
     let entry = |a: &str| {
         if a.parse::<std::net::IpAddr>().is_ok() {
             json!({"ip": a})

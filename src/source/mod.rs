@@ -2,6 +2,7 @@
 //! publisher that turns each new Snapshot into the live Config.
 
 pub mod files;
+pub mod gateway_status;
 pub mod kube;
 
 /// Even without changes, sources compile fully this often: certificates expire with time.

@@ -119,6 +119,17 @@ impl ControlPlane {
 
     /// `kubectl apply -f -` of a manifest text, as the admin.
     pub fn apply(&self, yaml: &str) -> String {
+        let out = self.try_apply(yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of a manifest text, as the admin, failed or not.
+    pub fn try_apply(&self, yaml: &str) -> Output {
         use std::io::Write;
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
@@ -130,13 +141,7 @@ impl ControlPlane {
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        child.wait_with_output().unwrap()
     }
 
     /// Installs deploy/ and returns a kubeconfig for Portico's ServiceAccount.
@@ -168,7 +173,12 @@ impl ControlPlane {
 
     /// A kube-rs client as the admin.
     pub async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        Self::client_with(&self.kubeconfig).await
+    }
+
+    /// A kube-rs client with a kubeconfig of `kubeconfig_for` or `install_portico`.
+    pub async fn client_with(kubeconfig: &std::path::Path) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .unwrap();
