@@ -172,12 +172,14 @@ pub(crate) fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 impl Proxy {
     /// Handles one request. Never fails: every problem becomes an HTTP answer (the `Result`
     /// is hyper's service signature, so the connection polls this future and no wrapper).
-    /// `serving` marks the request in flight until its response body is done.
+    /// `serving` marks the request in flight until its response body is done; `last`: the
+    /// connection's `keep-alive-requests` are spent, so the response says `Connection: close`.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: Arc<Peer>,
         serving: Serving,
+        last: bool,
     ) -> Result<Response<Body>, std::convert::Infallible> {
         let start = Instant::now();
         let (begun, names) = super::case::request(&peer, &req);
@@ -268,6 +270,9 @@ impl Proxy {
             resp.body_mut().hold(held);
         }
         super::case::response(&peer, begun, &mut resp);
+        if last {
+            super::keepalive::close(&mut resp);
+        }
         Ok(resp)
     }
 

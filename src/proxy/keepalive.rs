@@ -2,13 +2,9 @@
 //! closes it (HTTP/1: `Connection: close` on the last response; HTTP/2: GOAWAY once the last
 //! stream has come in, the streams in flight still finish).
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures_util::future::Either;
 use http::{HeaderValue, Response, Version, header};
 use tokio::sync::Notify;
 
@@ -47,37 +43,22 @@ impl Budget {
     }
 }
 
-/// The future of a connection's request under a budget.
-pub type Last<B> = Pin<Box<dyn Future<Output = Result<Response<B>, Infallible>> + Send>>;
-
-/// Serves one request with `serve` under the connection's budget: without one, `serve`'s
-/// own future, untouched.
+/// Whether the request that just came in on a connection under `budget` is its last HTTP/1
+/// one, whose response then says `Connection: close` (HTTP/2 closes with GOAWAY instead).
+/// Decided as the request arrives, so requests are counted in the order they came.
 #[inline(always)]
-pub fn counted<B, F>(budget: &Option<Arc<Budget>>, version: Version, serve: F) -> Either<F, Last<B>>
-where
-    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: 'static,
-{
-    match budget {
-        None => Either::Left(serve),
-        // Boxed: inline, the Either would be as large as `serve` twice, and every request's
-        // future is moved whole into hyper's connection.
-        Some(b) => Either::Right(Box::pin(last(b.take() && version < Version::HTTP_2, serve))),
-    }
+pub fn last(budget: &Option<Arc<Budget>>, version: Version) -> bool {
+    budget.as_ref().is_some_and(|b| b.take()) && version < Version::HTTP_2
 }
 
-/// The response of the connection's last HTTP/1 request says `Connection: close`.
-async fn last<B, F>(close: bool, serve: F) -> Result<Response<B>, Infallible>
-where
-    F: Future<Output = Result<Response<B>, Infallible>>,
-{
-    let mut resp = serve.await?;
-    // An upgraded connection (101) is the upgrade's from now on.
-    if close && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+/// Marks the last response of a connection; an upgraded connection (101) is the upgrade's
+/// from now on.
+#[inline]
+pub fn close<B>(resp: &mut Response<B>) {
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(resp)
 }
 
 #[cfg(test)]

@@ -342,8 +342,8 @@ async fn connection<IO>(
             let proxy = proxy.clone();
             let peer = peer.clone();
             let serving = Serving::new(peer.clone());
-            let version = req.version();
-            keepalive::counted(&budget, version, proxy.handle(req, peer, serving))
+            let last = keepalive::last(&budget, req.version());
+            proxy.handle(req, peer, serving, last)
         })
     };
     let result = match tls {
