@@ -981,6 +981,9 @@ impl Proxy {
 }
 
 #[cfg(test)]
+mod gateway_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
