@@ -442,12 +442,16 @@ impl Weighted {
         Weighted { choices, total }
     }
 
-    /// The choice for a uniformly random `r`: each with probability weight / total.
+    /// The choice for `r`, read as a fraction of 2^64: the choices divide [0, 1) in their
+    /// order, each a part as wide as its share. A uniform `r` picks each with probability
+    /// weight / total; an equidistributed sequence of `r`s (the data plane's) picks them in
+    /// proportion to within a few requests.
     pub fn pick(&self, r: u64) -> Pick<'_> {
         if self.total == 0 {
             return Pick::Refused;
         }
-        let mut at = r % self.total;
+        // < total, as r < 2^64.
+        let mut at = ((u128::from(r) * u128::from(self.total)) >> 64) as u64;
         for c in &self.choices {
             let w = u64::from(c.weight);
             if at < w {

@@ -88,7 +88,7 @@ impl Routed {
     /// `Err` (answered 500) when the pick is an invalid backend or every weight is 0.
     #[inline(always)]
     fn weighted(mut self) -> Result<Self, Self> {
-        let Some(pick) = weighted::check(&self.route, next_random) else {
+        let Some(pick) = weighted::check(&self.route, weighted::next) else {
             return Ok(self);
         };
         match weighted::chosen(&pick) {

@@ -587,28 +587,34 @@ fn picked(w: &Weighted, r: u64) -> Option<String> {
     }
 }
 
+/// The middle of the `k`-th of `n` equal steps through [0, 2^64).
+fn at(k: u64, n: u64) -> u64 {
+    ((u128::from(2 * k + 1) << 64) / u128::from(2 * n)) as u64
+}
+
 #[test]
 fn weighted_sets_pick_in_proportion_and_never_a_zero_weight() {
     let w = weighted(&[(70, Some(V1)), (0, Some(V2)), (30, Some(V3))]);
     let mut count = HashMap::new();
-    for r in 0..1000u64 {
-        *count.entry(picked(&w, r)).or_insert(0) += 1;
+    for k in 0..1000 {
+        *count.entry(picked(&w, at(k, 1000))).or_insert(0) += 1;
     }
     assert_eq!(count.get(&Some(V1.to_string())), Some(&700));
     assert_eq!(count.get(&Some(V3.to_string())), Some(&300));
     assert_eq!(count.get(&Some(V2.to_string())), None);
-    // Large random numbers wrap into range.
-    assert!(picked(&w, u64::MAX).is_some());
+    assert_eq!(picked(&w, 0).as_deref(), Some(V1));
+    assert_eq!(picked(&w, u64::MAX).as_deref(), Some(V3));
 }
 
 #[test]
 fn weighted_sets_refuse_the_share_of_an_invalid_backend_and_all_zero_weights() {
     let w = weighted(&[(1, Some(V1)), (1, None)]);
-    assert_eq!(picked(&w, 0).as_deref(), Some(V1));
-    assert_eq!(picked(&w, 1), None);
+    assert_eq!(picked(&w, at(0, 2)).as_deref(), Some(V1));
+    assert_eq!(picked(&w, at(1, 2)), None);
     let w = weighted(&[(0, Some(V1)), (0, Some(V2))]);
-    assert!((0..10).all(|r| picked(&w, r).is_none()));
+    assert!((0..10).all(|k| picked(&w, at(k, 10)).is_none()));
     // Weights above the CRD's maximum count as the maximum.
     let w = weighted(&[(u32::MAX, Some(V1)), (Weighted::MAX_WEIGHT, Some(V2))]);
-    assert_eq!(picked(&w, u64::from(Weighted::MAX_WEIGHT)).as_deref(), Some(V2));
+    assert_eq!(picked(&w, at(1, 4)).as_deref(), Some(V1));
+    assert_eq!(picked(&w, at(2, 4)).as_deref(), Some(V2));
 }

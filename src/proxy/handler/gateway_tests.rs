@@ -251,9 +251,10 @@ async fn weighted_backends_share_requests_and_refused_shares_answer_500() {
     for _ in 0..64 {
         *seen.entry(who(addr, "GET", "/split", &[]).await).or_insert(0) += 1;
     }
-    // Each side has probability 1/2 per request: both are seen (all 64 on one side has
-    // probability 2^-63).
-    assert!(seen.contains_key("one") && seen.contains_key("two"), "{seen:?}");
+    // The data plane's pick sequence halves any run of requests to within a few.
+    for side in ["one", "two"] {
+        assert!((29..=35).contains(&seen.get(side).copied().unwrap_or(0)), "{seen:?}");
+    }
     assert_eq!(seen.get(""), None);
     for _ in 0..16 {
         assert_eq!(who(addr, "GET", "/zero", &[]).await, "two");
