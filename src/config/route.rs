@@ -183,7 +183,7 @@ const MAX_CONDITIONS: usize = 16;
 
 /// What a request's value must be: a Gateway API `Exact` or `RegularExpression` match.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "type", content = "value")]
+#[serde(tag = "type", content = "value")]
 pub enum ValueMatch {
     Exact(String),
     RegularExpression(super::pattern::Pattern),

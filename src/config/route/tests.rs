@@ -618,3 +618,31 @@ fn weighted_sets_refuse_the_share_of_an_invalid_backend_and_all_zero_weights() {
     assert_eq!(picked(&w, at(1, 4)).as_deref(), Some(V1));
     assert_eq!(picked(&w, at(2, 4)).as_deref(), Some(V2));
 }
+
+#[test]
+fn routes_show_their_conditions_and_weighted_backends() {
+    let mut c = Conditions::default();
+    c.set_method("GET").unwrap();
+    c.add_header("Version", None, "two").unwrap();
+    c.add_query("id", Some("RegularExpression"), "[0-9]+").unwrap();
+    let mut r = (*route(HostPattern::gateway("*.gw.test").unwrap(), &M::default(), V1, 0)).clone();
+    r.conditions = Some(Arc::new(c));
+    r.weighted = Some(Arc::new(weighted(&[(3, Some(V2)), (1, None)])));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["host"], "*.gw.test");
+    assert_eq!(
+        json["conditions"],
+        serde_json::json!({
+            "method": "GET",
+            "headers": [{"name": "version", "type": "Exact", "value": "two"}],
+            "queryParams": [{"name": "id", "type": "RegularExpression", "value": "^(?:[0-9]+)$"}],
+        })
+    );
+    assert_eq!(
+        json["weighted"]["choices"],
+        serde_json::json!([
+            {"service": "gateway-conformance-infra/infra-backend-v2", "weight": 3},
+            {"service": null, "weight": 1},
+        ])
+    );
+}
