@@ -494,7 +494,11 @@ pub struct Route {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Arc<Conditions>>,
     /// Gateway API weighted `backendRefs`: the data plane picks one per request; `None`: the
-    /// route's own `backend` serves.
+    /// route's own `backend` serves. compile sets it for two or more backendRefs, or one of
+    /// weight 0 or invalid; each choice's route (this route with that backend, service and
+    /// per-backend policy) goes into `Config::route_list` with its own id but not into the
+    /// table, and this route's own `backend` must still name a backend (the first valid
+    /// choice's, say): the lookup checks it before the pick.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weighted: Option<Arc<Weighted>>,
 }
@@ -917,7 +921,10 @@ pub struct RouteTableBuilder {
 
 impl RouteTableBuilder {
     /// Adds a path rule. Conflicts (the same host, path and type twice) must have been
-    /// settled by the caller; here rules only compete by precedence.
+    /// settled by the caller; here rules only compete by precedence. The order of calls
+    /// breaks ties: the Gateway API's compile adds one route per HTTPRoute match, oldest
+    /// HTTPRoute first (then namespace/name), then rule and match order; two matches with the
+    /// same path and different conditions are no conflict.
     pub fn add_path(&mut self, route: Arc<Route>) {
         let Some(rule) = &route.path else {
             return;
