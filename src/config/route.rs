@@ -529,10 +529,19 @@ struct Slot {
 }
 
 struct Candidates {
-    /// Exact paths: before the host's Gateway regex paths.
+    /// Exact paths equal to the key's: before the host's Gateway regex paths.
     exact: Box<[Arc<Route>]>,
-    /// Prefixes, longest first: after them.
-    prefix: Box<[Arc<Route>]>,
+    /// The longest prefix covering the key's paths, which links to the next shorter one:
+    /// after the regex paths. Shared, so a host's memory grows with its rules, not with
+    /// rules times keys.
+    prefix: Option<Arc<PrefixGroup>>,
+}
+
+/// The routes of one prefix (trailing slash trimmed) in precedence order, and the longest
+/// shorter prefix of the host that covers it.
+struct PrefixGroup {
+    routes: Box<[Arc<Route>]>,
+    parent: Option<Arc<PrefixGroup>>,
 }
 
 struct HostRoutes {
@@ -569,7 +578,16 @@ impl HostRoutes {
             .iter()
             .find(|r| r.accepts(req))
             .or_else(|| self.regex_route(path, req))
-            .or_else(|| c.prefix.iter().find(|r| r.accepts(req)))
+            .or_else(|| {
+                let mut group = c.prefix.as_deref();
+                while let Some(g) = group {
+                    if let Some(r) = g.routes.iter().find(|r| r.accepts(req)) {
+                        return Some(r);
+                    }
+                    group = g.parent.as_deref();
+                }
+                None
+            })
     }
 
     fn regex_route(&self, path: &str, req: &RouteRequest<'_>) -> Option<&Arc<Route>> {
@@ -877,26 +895,41 @@ impl HostBuild {
                 prefix.entry(p.path.trim_end_matches('/')).or_default().push(r);
             }
         }
+        let sorted = |mut v: Vec<&(Rank, Arc<Route>)>| -> Box<[Arc<Route>]> {
+            v.sort_by_key(|r| r.0);
+            v.into_iter().map(|r| r.1.clone()).collect()
+        };
+        // Shorter prefixes first, so that each group's parent is built before it.
+        let mut prefixes: Vec<_> = prefix.into_iter().collect();
+        prefixes.sort_by_key(|(p, _)| p.len());
+        let mut groups: HashMap<&str, Arc<PrefixGroup>> = HashMap::new();
+        for (p, routes) in prefixes {
+            let parent = Key::Rest(p.to_string())
+                .covering_prefixes()
+                .filter(|a| *a != p)
+                .filter_map(|a| groups.get(a))
+                .last()
+                .cloned();
+            let group = Arc::new(PrefixGroup {
+                routes: sorted(routes),
+                parent,
+            });
+            groups.insert(p, group);
+        }
         let mut slots = Vec::with_capacity(self.keys.len());
         for (key, (_, best)) in &self.keys {
-            let mut all: Vec<&(Rank, Arc<Route>)> = match key {
-                Key::Static(p) => exact.get(p.as_str()).cloned().unwrap_or_default(),
-                Key::Rest(_) => Vec::new(),
-            };
-            for p in key.covering_prefixes() {
-                all.extend(prefix.get(p).into_iter().flatten());
-            }
-            all.sort_by_key(|r| r.0);
-            // Nothing after a route without conditions is ever reached.
-            if let Some(end) = all.iter().position(|r| r.1.conditions.is_none()) {
-                all.truncate(end + 1);
-            }
-            let (ex, pre): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| !r.0.0);
             let more = Candidates {
-                exact: ex.into_iter().map(|r| r.1.clone()).collect(),
-                prefix: pre.into_iter().map(|r| r.1.clone()).collect(),
+                exact: match key {
+                    Key::Static(p) => sorted(exact.get(p.as_str()).cloned().unwrap_or_default()),
+                    Key::Rest(_) => Box::new([]),
+                },
+                prefix: key.covering_prefixes().filter_map(|p| groups.get(p)).last().cloned(),
             };
-            let route = more.exact.first().or(more.prefix.first()).unwrap_or(best).clone();
+            let first = more
+                .exact
+                .first()
+                .or(more.prefix.as_ref().and_then(|g| g.routes.first()));
+            let route = first.unwrap_or(best).clone();
             slots.push((
                 key.clone(),
                 Slot {

@@ -646,3 +646,62 @@ fn routes_show_their_conditions_and_weighted_backends() {
         ])
     );
 }
+
+#[test]
+fn conditions_fall_through_every_shorter_prefix_in_turn() {
+    let t = table(&[
+        (&[], &[m(Some("/a/b"), None, &[("x", "1")], &[])], V1),
+        (&[], &[m(Some("/a"), None, &[("y", "1")], &[])], V2),
+        (&[], &[m(None, None, &[("z", "1")], &[])], V3),
+        (&[], &[path("Exact", "/a/b/c")], V3),
+    ]);
+    for (target, h, want) in [
+        ("/a/b/c/d", &[("x", "1"), ("y", "1")][..], Some(V1)),
+        ("/a/b/c/d", &[("y", "1"), ("z", "1")], Some(V2)),
+        ("/a/b/c/d", &[("z", "1")], Some(V3)),
+        ("/a/b/c/d", &[], None),
+        // The Exact rule first, and it has no conditions.
+        ("/a/b/c", &[("x", "1")], Some(V3)),
+        ("/a/b/", &[("y", "1")], Some(V2)),
+    ] {
+        assert_eq!(get(&t, target, h).as_deref(), want, "{target} {h:?}");
+    }
+}
+
+#[test]
+fn nested_conditional_prefixes_are_stored_once_each() {
+    // `/p/p/.../p` at every depth up to n, each with a condition: a key's candidates are a
+    // chain of shared groups, not a copy of every covering rule.
+    let n = 400;
+    let mut b = RouteTableBuilder::default();
+    let mut p = String::new();
+    for i in 0..n {
+        p.push_str("/p");
+        let m = m(Some(&p), None, &[("x", "1")], &[]);
+        b.add_path(route(HostPattern::Exact("n.test".into()), &m, V1, i));
+    }
+    let (t, _) = b.build();
+    let host = t.exact.get("n.test").unwrap();
+    let group_of = |k: &str| host.paths.at(k).ok()?.value.more.as_ref()?.prefix.clone();
+    let mut stored = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut deepest = "/p".repeat(n);
+    deepest.push_str("/x");
+    let mut group = group_of(&deepest);
+    while let Some(g) = group {
+        assert!(seen.insert(Arc::as_ptr(&g)));
+        stored += g.routes.len();
+        group = g.parent.clone();
+    }
+    assert_eq!(stored, n);
+    let whole: usize = ["/p", "/p/p/p", &"/p".repeat(n)]
+        .iter()
+        .map(|k| group_of(k).unwrap().routes.len())
+        .sum();
+    assert_eq!(whole, 3);
+    assert_eq!(
+        t.route_request("n.test", &deepest, &RouteRequest::default())
+            .map(|r| r.id),
+        None
+    );
+}
