@@ -175,6 +175,7 @@ fn level_of(r: &Route) -> Level {
     match (&r.host, &r.path) {
         (HostPattern::Exact(_), _) => Level::Exact,
         (HostPattern::Wildcard(_), _) => Level::Wildcard,
+        (HostPattern::Suffix(_), _) => Level::Suffix,
         (HostPattern::Regex(_), _) => Level::Regex,
         (HostPattern::Any, Some(_)) => Level::AnyHost,
         (HostPattern::Any, None) => Level::CatchAll,
@@ -185,9 +186,10 @@ fn rank(l: Level) -> u8 {
     match l {
         Level::Exact => 0,
         Level::Wildcard => 1,
-        Level::Regex => 2,
-        Level::AnyHost => 3,
-        Level::CatchAll => 4,
+        Level::Suffix => 2,
+        Level::Regex => 3,
+        Level::AnyHost => 4,
+        Level::CatchAll => 5,
     }
 }
 

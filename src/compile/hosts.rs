@@ -140,6 +140,8 @@ pub fn add(
             policy,
             client_auth: None,
             canary: None,
+            conditions: None,
+            weighted: None,
         });
         compiled.builder.set_host_default(route.clone());
         compiled.routes.push(route);
@@ -235,6 +237,8 @@ fn copy_routes(compiled: &mut Compiled, host: &HostPattern, alias: &HostPattern)
             client_auth: r.client_auth.clone(),
             // An alias splits to the canary as its host does.
             canary: r.canary.clone(),
+            conditions: r.conditions.clone(),
+            weighted: r.weighted.clone(),
         });
         if copy.path.is_some() {
             compiled.builder.add_path(copy.clone());

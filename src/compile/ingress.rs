@@ -210,7 +210,7 @@ impl IngressPass<'_, '_> {
             };
             // An exact host has TLS when listed itself or covered by a `*.` entry one label up.
             let has_tls = |host: &HostPattern| match host {
-                HostPattern::Any | HostPattern::Regex(_) => false,
+                HostPattern::Any | HostPattern::Regex(_) | HostPattern::Suffix(_) => false,
                 HostPattern::Wildcard(_) => tls_hosts.contains_key(host),
                 HostPattern::Exact(h) => {
                     tls_hosts.contains_key(host)
@@ -330,6 +330,8 @@ impl IngressPass<'_, '_> {
                         policy: super::no_auth::exempt(&policy, raw, self.global),
                         client_auth: client_auth.of_route(key, &host),
                         canary: None,
+                        conditions: None,
+                        weighted: None,
                     });
                     routes.push(route);
                 }
@@ -361,6 +363,8 @@ impl IngressPass<'_, '_> {
                     policy: policy.clone(),
                     client_auth: client_auth.of_route(key, &host),
                     canary: None,
+                    conditions: None,
+                    weighted: None,
                 });
                 let existing = if host == HostPattern::Any {
                     builder.set_catch_all(route.clone())

@@ -163,6 +163,8 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
             policy: Default::default(),
             client_auth: None,
             canary: None,
+            conditions: None,
+            weighted: None,
         });
         if !compiled.builder.has_catch_all() {
             compiled.builder.set_catch_all(route.clone());

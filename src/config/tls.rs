@@ -39,7 +39,8 @@ impl CertStore {
     pub fn insert(&mut self, host: &HostPattern, key: Arc<CertifiedKey>, source: String) {
         match host {
             HostPattern::Exact(h) => drop(self.exact.insert(h.clone(), key)),
-            HostPattern::Wildcard(s) => drop(self.wildcard.insert(s.clone(), key)),
+            // A certificate's `*.` covers one label, whichever API named the host.
+            HostPattern::Wildcard(s) | HostPattern::Suffix(s) => drop(self.wildcard.insert(s.clone(), key)),
             HostPattern::Any | HostPattern::Regex(_) => return,
         }
         self.sources.insert(host.to_string(), source);
@@ -62,7 +63,7 @@ impl CertStore {
     pub fn own(&self, host: &HostPattern) -> Option<&Arc<CertifiedKey>> {
         match host {
             HostPattern::Exact(h) => self.exact.get(h),
-            HostPattern::Wildcard(s) => self.wildcard.get(s),
+            HostPattern::Wildcard(s) | HostPattern::Suffix(s) => self.wildcard.get(s),
             HostPattern::Any | HostPattern::Regex(_) => None,
         }
     }

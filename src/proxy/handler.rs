@@ -22,7 +22,7 @@ use super::live::{Live, Plane, RouteCounters};
 use super::policy::retry::{self, Failure};
 use super::policy::{
     self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, otel, prefix, rate, redirect,
-    request_headers, response, response_headers, rewrite, www,
+    request_headers, response, response_headers, rewrite, weighted, www,
 };
 use super::upstream::h1::{self, Sending};
 use super::upstream::tee::Tee;
@@ -34,6 +34,7 @@ use super::{Body, SERVER, Settings, access_log, compress, plain, vars};
 use crate::balance::choice::{Choice, Sticky};
 use crate::balance::table::BackendState;
 use crate::balance::{now_ns, ns_at};
+use crate::config::route::RouteRequest;
 use crate::config::{Backend, Endpoint, Route, Target};
 use crate::metrics::{Metrics, status_index};
 use crate::path::{PathError, normalize};
@@ -81,6 +82,22 @@ impl Routed {
 
     fn counters(&self) -> Option<&RouteCounters> {
         self.plane.routes.get(self.route.id)
+    }
+
+    /// The [`weighted`] step: a route with weighted backends goes on with the one picked;
+    /// `Err` (answered 500) when the pick is an invalid backend or every weight is 0.
+    #[inline(always)]
+    fn weighted(mut self) -> Result<Self, Self> {
+        let Some(pick) = weighted::check(&self.route, weighted::next) else {
+            return Ok(self);
+        };
+        match weighted::chosen(&pick) {
+            Some(r) if self.plane.config.backend(r).is_some() && self.plane.backends.get(r.backend).is_some() => {
+                self.route = r.clone();
+                Ok(self)
+            }
+            _ => Err(self),
+        }
     }
 
     /// The [`canary`] step: the request goes on with the canary's route when it decides so.
@@ -308,8 +325,14 @@ impl Proxy {
         if self.access_log {
             out.host = host.to_string();
         }
-        let routed = match self.route(host, req.uri().path()) {
-            Ok(Some(r)) => r.canary(req.headers()),
+        let routed = match self.route(host, &req) {
+            Ok(Some(r)) => match r.weighted() {
+                Ok(r) => r.canary(req.headers()),
+                Err(r) => {
+                    out.routed = Some(r);
+                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error: no backend");
+                }
+            },
             Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
         };
@@ -414,10 +437,10 @@ impl Proxy {
 
     /// The route for a request, with its backend and their runtime state, all from one load
     /// of the live Plane. `Err` when the path cannot be normalized.
-    fn route(&self, host: &str, path: &str) -> Result<Option<Routed>, PathError> {
-        let norm = normalize(path)?;
+    fn route(&self, host: &str, req: &Request<Incoming>) -> Result<Option<Routed>, PathError> {
+        let norm = normalize(req.uri().path())?;
         let plane = self.live.load();
-        let Some(route) = plane.config.routes.route(host, &norm) else {
+        let Some(route) = plane.config.routes.route_request(host, &norm, &RouteRequest::of(req)) else {
             return Ok(None);
         };
         if plane.config.backend(route).is_none() || plane.backends.get(route.backend).is_none() {
@@ -961,6 +984,9 @@ impl Proxy {
         Response::from_parts(parts, Body::upstream(body))
     }
 }
+
+#[cfg(test)]
+mod gateway_tests;
 
 #[cfg(test)]
 mod tests {

@@ -404,6 +404,8 @@ mod tests {
                     }),
                     client_auth: None,
                     canary: None,
+                    conditions: None,
+                    weighted: None,
                 })
             })
             .collect();

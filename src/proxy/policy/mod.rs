@@ -1,6 +1,7 @@
 //! The request path's policy steps, one module per annotation family, each with one entry
-//! point. The handler runs them in this order: [`canary`] (right after routing: the canary's
-//! route may take the request over), [`www`] (may answer 308), [`mtls`] (may answer 400, 302,
+//! point. The handler runs them in this order: [`weighted`] (right after routing: a Gateway
+//! API rule's weighted backends pick the route to go on with; may answer 500), [`canary`]
+//! (the canary's route may take the request over), [`www`] (may answer 308), [`mtls`] (may answer 400, 302,
 //! 403 or 421; sets the `ssl-client-*` upstream headers), [`allow`] (deny, then allow ranges;
 //! may answer 403; with `satisfy: any` on a route with auth, [`auth`] weighs them), [`redirect`] (may
 //! answer 308/301/302), [`cors`] (may answer a preflight; adds response fields later),
@@ -39,4 +40,5 @@ pub mod response;
 pub mod response_headers;
 pub mod retry;
 pub mod rewrite;
+pub mod weighted;
 pub mod www;
