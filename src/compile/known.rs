@@ -55,7 +55,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "auth-tls-error-page",
         Partly(
-            "an http(s) URL, or a host[:port][/path] without a scheme, answers 302 with the value as Location, as ingress-nginx; a path answers 302 to that path too, where nginx serves the path internally with its answer's status; @location names are a Warning",
+            "as ingress-nginx: an http(s) URL, or a host[:port][/path] without a scheme, answers 302 with the value as Location; a path is nginx's internal redirect (routed again on the same host as GET without the body, the certificate not checked again, that route's answer and status served); only @location names differ: a Warning, as no named location exists to go to",
         ),
     ),
     ("auth-tls-match-cn", Yes),

@@ -67,6 +67,8 @@ struct Routed {
     normalized: Option<String>,
     /// The primary's route when its canary took the request (the access log names both).
     primary: Option<Arc<Route>>,
+    /// The internal redirect to a path `auth-tls-error-page`: the client's body is not sent.
+    internal: bool,
 }
 
 impl Routed {
@@ -198,7 +200,7 @@ impl Proxy {
         // Boxed: hyper moves each request's future whole (twice, from the service into its
         // connection), so the large state of routing, policy and the upstream exchange is
         // kept out of it; one allocation costs less than those copies.
-        let mut resp = Box::pin(self.dispatch(req, &fields, &peer, start, rid, &mut outcome)).await;
+        let mut resp = Box::pin(self.dispatch(req, &fields, &peer, start, rid, &mut outcome, false)).await;
         if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             self.hsts(outcome.routed.as_ref(), &mut resp);
         }
@@ -283,7 +285,9 @@ impl Proxy {
     }
 
     /// The pipeline: route, then the policy steps in their fixed order (see [`super::policy`]),
-    /// then endpoint choice and the upstream exchange.
+    /// then endpoint choice and the upstream exchange. `internal`: the request is nginx's
+    /// internal redirect to an `auth-tls-error-page` path.
+    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &self,
         mut req: Request<Incoming>,
@@ -292,6 +296,7 @@ impl Proxy {
         start: Instant,
         rid: HeaderValue,
         out: &mut Outcome,
+        internal: bool,
     ) -> Response<Body> {
         if req.method() == Method::CONNECT {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
@@ -303,7 +308,7 @@ impl Proxy {
         if self.access_log {
             out.host = host.to_string();
         }
-        let routed = match self.route(host, req.uri().path()) {
+        let routed = match self.route(host, req.uri().path(), internal) {
             Ok(Some(r)) => r.canary(req.headers()),
             Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
@@ -325,9 +330,15 @@ impl Proxy {
         if let Some(r) = www::check(policy, req.uri(), peer) {
             return r;
         }
-        let verified = match mtls::check(route, peer) {
+        let verified = match mtls::check(route, peer, internal) {
             Ok(v) => v,
-            Err(r) => return r.response(),
+            Err(r) => match r.page() {
+                Some(page) if mtls::to_page(&mut req, page) => {
+                    // Boxed, as the rare path; it never comes back here (`internal`).
+                    return Box::pin(self.dispatch(req, fields, peer, start, rid, out, true)).await;
+                }
+                _ => return r.response(),
+            },
         };
         if let Some(r) = allow::check(policy, req.headers(), peer, trusted) {
             return r;
@@ -364,7 +375,7 @@ impl Proxy {
                 }
             },
         };
-        if let Some(r) = body::check(policy, req.body()) {
+        if !internal && let Some(r) = body::check(policy, req.body()) {
             return r;
         }
         let asked = errors::asked(policy, &req, &rid);
@@ -409,7 +420,7 @@ impl Proxy {
 
     /// The route for a request, with its backend and their runtime state, all from one load
     /// of the live Plane. `Err` when the path cannot be normalized.
-    fn route(&self, host: &str, path: &str) -> Result<Option<Routed>, PathError> {
+    fn route(&self, host: &str, path: &str, internal: bool) -> Result<Option<Routed>, PathError> {
         let norm = normalize(path)?;
         let plane = self.live.load();
         let Some(route) = plane.config.routes.route(host, &norm) else {
@@ -426,6 +437,7 @@ impl Proxy {
                 Cow::Borrowed(_) => None,
             },
             primary: None,
+            internal,
         }))
     }
 
@@ -612,12 +624,13 @@ impl Proxy {
         };
         // A request is sent again after it reached an endpoint only when `proxy-next-upstream`
         // allows it for its method and it has no body (a streamed body is gone).
-        let resendable = retry::resendable(policy, &parts.method, !body.is_end_stream());
+        let no_body = body.is_end_stream() || routed.internal;
+        let resendable = retry::resendable(policy, &parts.method, !no_body);
         // HTTP/1.1 upstreams get Portico's own client, which writes the forwarding fields
         // itself; hyper's HTTP/2 client needs them in the map. A body goes as the client
         // framed it: its declared length, else chunked.
         let h2 = protocol.http2();
-        let sending = if body.is_end_stream() {
+        let sending = if no_body {
             Sending::None
         } else if let Some(n) = body.size_hint().exact()
             && headers.contains_key(header::CONTENT_LENGTH)
