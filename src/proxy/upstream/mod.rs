@@ -299,7 +299,7 @@ impl IdlePool {
     fn put_raw(&self, pool: Pool, mut conn: Raw, reuse: &UpstreamReuse) {
         conn.reused = true;
         conn.served = conn.served.saturating_add(1);
-        if reuse.requests.is_some_and(|n| conn.served >= n) || reuse.time.is_some_and(|t| conn.born.elapsed() >= t) {
+        if reuse.retires(conn.served, conn.born.elapsed()) {
             return;
         }
         let most = reuse.idle.unwrap_or(UpstreamReuse::DEFAULT_IDLE) as usize;
