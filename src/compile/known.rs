@@ -219,7 +219,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-http-version",
         Partly(
-            "\"1.0\" sends HTTP/1.0 requests with Connection: close on connections never pooled, and takes HTTP/1.0 answers; a request body without Content-Length gets 411 where nginx buffers it to learn its length",
+            "\"1.0\" sends HTTP/1.0 requests with Connection: close on connections never pooled, and takes HTTP/1.0 answers; a request body without Content-Length is read whole first, as nginx buffers it, and sent with its length: at most proxy-body-size (413 beyond) and, without a limit, at most 64 MiB (held in memory, where nginx spools to disk), each piece within 60 s (408, client-body-timeout's default)",
         ),
     ),
     ("proxy-max-temp-file-size", No(STREAMS)),

@@ -551,7 +551,7 @@ impl Proxy {
         let authority = request_authority(req.uri(), fields);
         // An authority from the Host field is in the map already.
         let authority_from_uri = req.uri().authority().is_some();
-        let (parts, body) = req.into_parts();
+        let (parts, mut body) = req.into_parts();
         let mut headers = parts.headers;
         // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
         let te_trailers = fields.te
@@ -630,7 +630,7 @@ impl Proxy {
         // itself; hyper's HTTP/2 client needs them in the map. A body goes as the client
         // framed it: its declared length, else chunked.
         let h2 = protocol.http2();
-        let sending = if no_body {
+        let mut sending = if no_body {
             Sending::None
         } else if let Some(n) = body.size_hint().exact()
             && headers.contains_key(header::CONTENT_LENGTH)
@@ -640,9 +640,15 @@ impl Proxy {
             headers.remove(header::CONTENT_LENGTH);
             Sending::Chunked
         };
-        if let Some(r) = policy::http10::refuse(policy, h2, sending) {
-            return r;
-        }
+        let counter = &self.metrics.request_bytes;
+        let whole = match policy::http10::whole(policy, h2, &mut sending, &mut headers, &mut body, counter) {
+            None => None,
+            // Boxed, as the rare path.
+            Some(reading) => match Box::pin(reading).await {
+                Ok(data) => Some(data),
+                Err(r) => return r,
+            },
+        };
         if h2 {
             fwd.apply(&mut headers);
         }
@@ -652,16 +658,19 @@ impl Proxy {
             _ => (None, None),
         };
         // A request without body has none to stream (HTTP/2 sends it empty).
-        let mut body = (sending != Sending::None).then(|| {
-            RequestBody::Stream(Streamed {
-                body,
-                counter: self.metrics.request_bytes.clone(),
-                limit,
-                // HTTP/1.1 watches the upload itself.
-                progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
-                tee,
-            })
-        });
+        let mut body = match whole {
+            Some(data) => Some(RequestBody::whole(data, tee)),
+            None => (sending != Sending::None).then(|| {
+                RequestBody::Stream(Streamed {
+                    body,
+                    counter: self.metrics.request_bytes.clone(),
+                    limit,
+                    // HTTP/1.1 watches the upload itself.
+                    progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
+                    tee,
+                })
+            }),
+        };
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
         // The ready endpoints tried before this attempt; the current one joins them only if
