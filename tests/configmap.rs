@@ -602,7 +602,7 @@ async fn upstream_keepalive_timeout_from_the_configmap() {
 }
 
 /// `keep-alive`: a client connection idle longer is closed (for connections opened after
-/// the change).
+/// the change); `0` turns keep-alive off, as nginx's `keepalive_timeout 0`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_from_the_configmap() {
     let web = pods("web", 1).await;
@@ -632,6 +632,14 @@ async fn keep_alive_from_the_configmap() {
         !idle_then_send(KeepAlive::open(p.http).await).await,
         "closed after 1 s idle"
     );
+
+    p.write(
+        "cm.yaml",
+        &configmap(&[("keep-alive", "0"), ("keep-alive-requests", "50")]),
+    );
+    p.wait_generation(generation + 2).await;
+    assert_eq!(diagnostics(&p.routes().await), Vec::<String>::new());
+    KeepAlive::open(p.http).await.closes_after(1, "ka.test").await;
 }
 
 /// The keys of the features that read the ConfigMap through the same settings:

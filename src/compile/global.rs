@@ -96,17 +96,28 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         &format!("a number of seconds from 1 to {max}"),
         parse_timeout,
     );
-    g.keep_alive = r.parsed(
-        "keep-alive",
-        &format!("a number of seconds from 1 to {max}"),
-        parse_timeout,
-    );
+    // `0` is nginx's `keepalive_timeout 0`: keep-alive off, see below.
+    let keep_alive_off = r
+        .data
+        .get("keep-alive")
+        .is_some_and(|v| matches!(v.trim(), "0" | "0s" | "0m"));
+    if !keep_alive_off {
+        g.keep_alive = r.parsed(
+            "keep-alive",
+            &format!("a number of seconds from 0 to {max}"),
+            parse_timeout,
+        );
+    }
     let most = Global::MAX_REQUESTS_PER_CONNECTION;
     // Without the key (or with a bad value) the command line's value holds: ingress-nginx's
     // defaults, see `Global::default`.
     let reuse = &mut g.upstream_reuse;
     if let Some(n) = r.parsed("keep-alive-requests", &format!("a number from 1 to {most}"), requests) {
         g.keep_alive_requests = Some(n);
+    }
+    if keep_alive_off {
+        // Each connection serves one request: its answer says `Connection: close`.
+        g.keep_alive_requests = Some(1);
     }
     if let Some(n) = r.parsed(
         "upstream-keepalive-connections",
@@ -707,6 +718,10 @@ mod tests {
         }
         let (g, d) = read(&[("keep-alive-requests", "0")]);
         assert_eq!((g.keep_alive_requests, d.len()), (Some(1000), 1), "{d:?}");
+        // keep-alive: 0 turns keep-alive off whatever keep-alive-requests says.
+        let (g, d) = read(&[("keep-alive", "0"), ("keep-alive-requests", "50")]);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!((g.keep_alive_requests, g.keep_alive), (Some(1), None));
         let (g, _) = read(&[("keep-alive-requests", "3")]);
         assert_eq!(g.keep_alive_requests, Some(3));
     }

@@ -162,7 +162,7 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "keep-alive",
         Partly(
-            "1 to 86400 seconds (0, keep-alive off, is refused); for connections opened after a change; it is also the time a request head may take (as --client-header-timeout, its default), and HTTP/2 keeps the flag's ping timeout",
+            "0 (keep-alive off: every answer says Connection: close; HTTP/2: GOAWAY after the first stream) to 86400 seconds; for connections opened after a change; it is also the time a request head may take (as --client-header-timeout, its default), and HTTP/2 keeps the flag's ping timeout",
         ),
     ),
     (
