@@ -447,6 +447,18 @@ async fn error_page_path_is_routed_again() {
     let errors = pods("errors", 1).await;
     let root = read("root.crt");
     let on_host = |name: &str, host: &str, path: &str| annotated_ingress(name, host, path, "errors", &[]);
+    // custom-http-errors on the error page's route: a request for it is intercepted, the
+    // error page's own answer is not (nginx's recursive_error_pages is off).
+    let intercepting = annotated_ingress(
+        "optional-errors",
+        "optional.test",
+        "/status",
+        "errors",
+        &[
+            ("nginx.ingress.kubernetes.io/custom-http-errors", "403"),
+            ("nginx.ingress.kubernetes.io/default-backend", "web"),
+        ],
+    );
     let manifests = class()
         + &service("web", &web)
         + &service("errors", &errors)
@@ -469,7 +481,7 @@ async fn error_page_path_is_routed_again() {
                 ("auth-tls-error-page", "/status/403"),
             ],
         )
-        + &on_host("optional-errors", "optional.test", "/status")
+        + &intercepting
         + &ingress(
             "cn",
             "cn.test",
@@ -526,6 +538,8 @@ async fn error_page_path_is_routed_again() {
         doc["headers"]["ssl-client-verify"],
         "FAILED:unable to get local issuer certificate"
     );
+    let r = curl(&p, "optional.test", "/status/403", Some("alice"), &[]).await;
+    assert_eq!(json(&r.body)["pod"], "web-0", "asked directly, the 403 is intercepted");
 
     // The CN check runs again on the redirect: without a certificate the empty subject does
     // not match, so 403 (nginx's server-level `if` does the same).

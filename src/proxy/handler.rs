@@ -378,7 +378,8 @@ impl Proxy {
         if !internal && let Some(r) = body::check(policy, req.body()) {
             return r;
         }
-        let asked = errors::asked(policy, &req, &rid);
+        // An error page's answer is not replaced again (nginx's recursive_error_pages off).
+        let asked = errors::asked(policy, &req, &rid).filter(|_| !internal);
         let tee = mirror::start(&self.mirror, route, &req, fields, peer, trusted);
         let compression = routed.plane.config.compression.as_ref();
         let encodings = compress::asked(compression, &req);
