@@ -509,6 +509,11 @@ async fn error_page_path_is_routed_again() {
     assert_eq!(doc["target"], "/cert-error?from=tls");
     assert_eq!(doc["headers"]["ssl-client-verify"], "NONE");
     assert_eq!(r.location, "");
+    // The same over HTTP/2, whose request target is a whole URL.
+    let r = curl(&p, "on.test", "/app?q=1", None, &["--http2"]).await;
+    let doc = json(&r.body);
+    assert_eq!((r.status, doc["pod"].as_str()), (200, Some("errors-0")), "{}", r.body);
+    assert_eq!(doc["target"], "/cert-error?from=tls");
     // A POST becomes a GET without its body (nginx discards it).
     let r = curl(&p, "on.test", "/app", None, &["-d", "hello"]).await;
     assert_eq!(r.status, 200, "{}", r.body);
