@@ -639,7 +639,10 @@ fn steps(r: &Route, tls: bool) -> Vec<Step> {
         add("rewrite", format!("rewrite-target: the upstream path becomes {t}"));
     }
     if p.http10 {
-        add("http10", "HTTP/1.0 requests without a length get 411".into());
+        add(
+            "http10",
+            "HTTP/1.0 upstream: a body without a length is read whole first (413 past proxy-body-size)".into(),
+        );
     }
     add(
         "upstream",

@@ -77,6 +77,25 @@ impl KeepAlive {
         let j = json(&String::from_utf8_lossy(&body));
         j["headers"]["x-forwarded-for"].as_str().unwrap_or_default().to_string()
     }
+
+    /// Sends `n` GETs to `host`: only the last answer says `Connection: close`, and the
+    /// connection ends after it.
+    async fn closes_after(mut self, n: usize, host: &str) {
+        for i in 1..=n {
+            self.0.ready().await.expect("open until the last answer");
+            let req = Request::builder()
+                .uri("/")
+                .header("host", host)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = self.0.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let close = resp.headers().get("connection").is_some_and(|v| v == "close");
+            assert_eq!(close, i == n, "request {i} of {n}");
+            resp.into_body().collect().await.unwrap();
+        }
+        assert!(self.0.ready().await.is_err(), "closed after request {n}");
+    }
 }
 
 /// A changed ConfigMap takes effect for the next request on a connection that was open
@@ -525,17 +544,31 @@ async fn worker_processes_change_asks_for_a_restart() {
 
 /// A backend that answers 200 to everything and counts the connections it accepted.
 async fn counting_backend() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    gated_backend(1).await
+}
+
+/// [`counting_backend`] that answers a request for `/gate` only once `gate` such requests
+/// are in flight together (so that many upstream connections are busy at once).
+async fn gated_backend(gate: usize) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use hyper::service::service_fn;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = accepted.clone();
+    let barrier = Arc::new(tokio::sync::Barrier::new(gate));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let barrier = barrier.clone();
             tokio::spawn(async move {
-                let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let barrier = barrier.clone();
+                    async move {
+                        if req.uri().path() == "/gate" {
+                            barrier.wait().await;
+                        }
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -569,7 +602,7 @@ async fn upstream_keepalive_timeout_from_the_configmap() {
 }
 
 /// `keep-alive`: a client connection idle longer is closed (for connections opened after
-/// the change).
+/// the change); `0` turns keep-alive off, as nginx's `keepalive_timeout 0`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_from_the_configmap() {
     let web = pods("web", 1).await;
@@ -599,6 +632,14 @@ async fn keep_alive_from_the_configmap() {
         !idle_then_send(KeepAlive::open(p.http).await).await,
         "closed after 1 s idle"
     );
+
+    p.write(
+        "cm.yaml",
+        &configmap(&[("keep-alive", "0"), ("keep-alive-requests", "50")]),
+    );
+    p.wait_generation(generation + 2).await;
+    assert_eq!(diagnostics(&p.routes().await), Vec::<String>::new());
+    KeepAlive::open(p.http).await.closes_after(1, "ka.test").await;
 }
 
 /// The keys of the features that read the ConfigMap through the same settings:
@@ -763,7 +804,8 @@ async fn forwarded_for_header_from_the_configmap() {
 
 /// `keep-alive-requests`: the last request a connection may serve gets `Connection: close`
 /// (HTTP/1) and the connection ends; on HTTP/2 Portico sends GOAWAY after that many streams
-/// and the connection ends once they are answered. Without the key, no limit.
+/// and the connection ends once they are answered. Without the key, ingress-nginx's 1000 (see
+/// `keepalive_defaults_are_ingress_nginx_ones`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_requests_from_the_configmap() {
     let web = pods("web", 1).await;
@@ -777,16 +819,7 @@ async fn keep_alive_requests_from_the_configmap() {
     };
 
     // HTTP/1.1: two answers keep the connection, the third closes it.
-    let mut h1 = KeepAlive::open(p.http).await;
-    for i in 1..=3 {
-        h1.0.ready().await.expect("open until the third answer");
-        let resp = h1.0.send_request(req("/")).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let close = resp.headers().get("connection").is_some_and(|v| v == "close");
-        assert_eq!(close, i == 3, "request {i}");
-        resp.into_body().collect().await.unwrap();
-    }
-    assert!(h1.0.ready().await.is_err(), "closed after the third");
+    KeepAlive::open(p.http).await.closes_after(3, "kar.test").await;
 
     // HTTP/2: three streams answered, then the connection ends (GOAWAY).
     let stream = tokio::net::TcpStream::connect(p.http).await.unwrap();
@@ -806,13 +839,13 @@ async fn keep_alive_requests_from_the_configmap() {
     let end = tokio::time::timeout(std::time::Duration::from_secs(30), ended).await;
     assert!(end.is_ok(), "the HTTP/2 connection ended after three streams");
 
-    // Without the key: more than three on one connection.
+    // Without the key: more than three on one connection (1000).
     let generation = p.routes().await["generation"].as_u64().unwrap();
     p.write("cm.yaml", &configmap(&[]));
     p.wait_generation(generation + 1).await;
     let mut h1 = KeepAlive::open(p.http).await;
     for _ in 0..5 {
-        h1.0.ready().await.expect("no limit");
+        h1.0.ready().await.expect("1000 by default");
         let resp = h1.0.send_request(req("/")).await.unwrap();
         assert!(resp.headers().get("connection").is_none_or(|v| v != "close"));
         resp.into_body().collect().await.unwrap();
@@ -873,6 +906,48 @@ async fn upstream_keepalive_reuse_from_the_configmap() {
     for key in ["upstream-keepalive-requests", "upstream-keepalive-time"] {
         assert!(d.iter().any(|m| m.contains(key)), "{key}: {d:?}");
     }
+}
+
+/// Without the keys, ingress-nginx's defaults: `keep-alive-requests` 1000 (the 1000th answer
+/// on a client connection says `Connection: close` and the connection ends),
+/// `upstream-keepalive-requests` 10000 (one upstream connection carries the first 10000
+/// requests, the 10001st opens another) and `upstream-keepalive-connections` 320 (of 330
+/// upstream connections busy at once, 320 are kept for the next 330).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_defaults_are_ingress_nginx_ones() {
+    const BUSY: usize = 330;
+    let (backend, accepted) = gated_backend(BUSY).await;
+    let p = start(site(&[backend], "defaults.test"), &[], &[]).await;
+    let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // 10 client connections of 1000 requests each, one after the other.
+    for _ in 0..10 {
+        KeepAlive::open(p.http).await.closes_after(1000, "defaults.test").await;
+    }
+    assert_eq!(count(), 1, "10000 requests on one upstream connection");
+    assert_eq!(get(p.http, "defaults.test", "/").await.unwrap().0, 200);
+    assert_eq!(count(), 2, "the 10001st on a new one");
+
+    // A bound, so that a wave that never fills the gate fails the test instead of hanging it.
+    let wave = || async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..BUSY {
+            let addr = p.http;
+            set.spawn(async move { get(addr, "defaults.test", "/gate").await.unwrap().0 });
+        }
+        let all = async {
+            while let Some(status) = set.join_next().await {
+                assert_eq!(status.unwrap(), 200);
+            }
+        };
+        let within = tokio::time::timeout(std::time::Duration::from_secs(120), all).await;
+        assert!(within.is_ok(), "all {BUSY} requests answered");
+    };
+    wave().await;
+    // The one idle connection served one of them; the others are new.
+    assert_eq!(count(), 2 + BUSY - 1);
+    let before = count();
+    wave().await;
+    assert_eq!(count() - before, BUSY - 320, "320 were kept idle");
 }
 
 /// `ssl-session-cache`, `ssl-session-tickets` and `ssl-session-timeout`, for handshakes after

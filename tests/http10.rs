@@ -90,9 +90,15 @@ fn manifests(backend: SocketAddr) -> String {
             .class("portico")
             .rule(host, "/", Prefix, "old", 80)
             .annotation("nginx.ingress.kubernetes.io/proxy-http-version", version)
-            .into()
     };
-    class() + &service("old", &[backend]) + &yaml(&[ing("ten", "ten.test", "1.0"), ing("eleven", "eleven.test", "1.1")])
+    let small = ing("small", "small.test", "1.0").annotation("nginx.ingress.kubernetes.io/proxy-body-size", "8");
+    class()
+        + &service("old", &[backend])
+        + &yaml(&[
+            ing("ten", "ten.test", "1.0").into(),
+            ing("eleven", "eleven.test", "1.1").into(),
+            small.into(),
+        ])
 }
 
 fn text(seen: &Seen, i: usize) -> String {
@@ -145,11 +151,12 @@ async fn requests_go_as_http10_and_every_one_on_a_new_connection() {
     assert!(!third.to_ascii_lowercase().contains("connection: close"), "{third}");
 }
 
-/// A chunked POST to `host`, written by hand; the whole answer, read until the close.
+/// A chunked POST of "hello world" (two chunks) to `host`, written by hand; the whole
+/// answer, read until the close.
 async fn chunked_post(addr: SocketAddr, host: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let wire = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     );
     s.write_all(wire.as_bytes()).await.unwrap();
     // Until the close; a reset after an answer that left the body unread ends it too.
@@ -160,19 +167,36 @@ async fn chunked_post(addr: SocketAddr, host: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// A chunked request body has no length to send as HTTP/1.0: it is answered 411 (nginx
-/// buffers it instead; see `src/proxy/policy/http10.rs`) and nothing reaches the backend.
+/// A chunked request body has no length to send as HTTP/1.0: as nginx, Portico reads it
+/// whole and sends it with its Content-Length; past `proxy-body-size` it answers 413 and
+/// nothing reaches the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_without_length_is_answered_411() {
+async fn a_body_without_length_is_buffered_and_sent_with_its_length() {
     let (backend, seen) = http10_backend(false).await;
     let p = Portico::start(&[("all.yaml", manifests(backend))], &[]).await;
     let answer = chunked_post(p.http, "ten.test").await;
-    assert!(answer.starts_with("HTTP/1.1 411 "), "{answer}");
-    // The same body on the HTTP/1.1 route goes through, chunked: the backend saw that one only.
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let first = text(&seen, 0);
+    assert!(first.starts_with("POST / HTTP/1.0\r\n"), "{first}");
+    let lower = first.to_ascii_lowercase();
+    assert!(lower.contains("\r\ncontent-length: 11\r\n"), "{first}");
+    assert!(!lower.contains("transfer-encoding"), "{first}");
+    assert!(first.ends_with("\r\n\r\nhello world"), "{first}");
+
+    // Over proxy-body-size (8 bytes): 413, and the backend sees nothing.
+    let answer = chunked_post(p.http, "small.test").await;
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "the refused body reached no backend");
+
+    // The same body on the HTTP/1.1 route goes as it came, chunked.
     let answer = chunked_post(p.http, "eleven.test").await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
-    let all = seen.lock().unwrap();
-    assert_eq!(all.len(), 1, "only the HTTP/1.1 route's request reached the backend");
+    let third = text(&seen, 1);
+    assert!(third.starts_with("POST / HTTP/1.1\r\n"), "{third}");
+    assert!(
+        third.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "{third}"
+    );
 }
 
 /// An upstream that offers keep-alive in its HTTP/1.0 answer still gets each request of an

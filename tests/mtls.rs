@@ -437,6 +437,122 @@ async fn verify_modes_and_upstream_headers() {
     assert_eq!((s, h["location"].to_str().unwrap()), (308, https.as_str()));
 }
 
+/// `auth-tls-error-page` with a path: nginx's `error_page 495 496 = /path` is an internal
+/// redirect, so the client gets the answer of the route that path takes on the same host,
+/// with its status, asked for with GET and without the client's body; the certificate is not
+/// checked again there (no loop), the CN check is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_page_path_is_routed_again() {
+    let web = pods("web", 1).await;
+    let errors = pods("errors", 1).await;
+    let root = read("root.crt");
+    let on_host = |name: &str, host: &str, path: &str| annotated_ingress(name, host, path, "errors", &[]);
+    // custom-http-errors on the error page's route: a request for it is intercepted, the
+    // error page's own answer is not (nginx's recursive_error_pages is off).
+    let intercepting = annotated_ingress(
+        "optional-errors",
+        "optional.test",
+        "/status",
+        "errors",
+        &[
+            ("nginx.ingress.kubernetes.io/custom-http-errors", "403"),
+            ("nginx.ingress.kubernetes.io/default-backend", "web"),
+        ],
+    );
+    let manifests = class()
+        + &service("web", &web)
+        + &service("errors", &errors)
+        + &ca_secret("ca", &root, None)
+        + &ingress(
+            "on",
+            "on.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-error-page", "/cert-error?from=tls"),
+            ],
+        )
+        + &on_host("on-errors", "on.test", "/cert-error")
+        + &ingress(
+            "optional",
+            "optional.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-verify-client", "optional"),
+                ("auth-tls-error-page", "/status/403"),
+            ],
+        )
+        + &intercepting
+        + &ingress(
+            "cn",
+            "cn.test",
+            &[
+                ("auth-tls-secret", "ca"),
+                ("auth-tls-match-cn", "CN=bob"),
+                ("auth-tls-error-page", "/cert-error"),
+            ],
+        )
+        + &on_host("cn-errors", "cn.test", "/cert-error");
+    let p = Portico::start(&[("all.yaml", manifests)], &[]).await;
+    let routes = p.routes().await;
+    for name in ["on", "optional", "cn"] {
+        assert_eq!(diagnostics_of(&routes, name), Vec::<String>::new(), "{name}");
+    }
+
+    // No certificate where one is required: the error page's route answers, as a GET of the
+    // page's path and query, told NONE; its own route (same host, same policy) is not checked
+    // again, else this would loop or answer 400.
+    let r = curl(&p, "on.test", "/app?q=1", None, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc = json(&r.body);
+    assert_eq!(doc["pod"], "errors-0");
+    assert_eq!(doc["method"], "GET");
+    assert_eq!(doc["target"], "/cert-error?from=tls");
+    assert_eq!(doc["headers"]["ssl-client-verify"], "NONE");
+    assert_eq!(r.location, "");
+    // The same over HTTP/2, whose request target is a whole URL.
+    let r = curl(&p, "on.test", "/app?q=1", None, &["--http2"]).await;
+    let doc = json(&r.body);
+    assert_eq!((r.status, doc["pod"].as_str()), (200, Some("errors-0")), "{}", r.body);
+    assert_eq!(doc["target"], "/cert-error?from=tls");
+    // A POST becomes a GET without its body (nginx discards it).
+    let r = curl(&p, "on.test", "/app", None, &["-d", "hello"]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc = json(&r.body);
+    assert_eq!(
+        (doc["method"].as_str(), doc["body_bytes"].as_u64()),
+        (Some("GET"), Some(0))
+    );
+    assert!(doc["headers"].get("content-length").is_none(), "{doc}");
+    // A certificate that does not verify: the same, told why.
+    let r = curl(&p, "on.test", "/app", Some("expired"), &[]).await;
+    let doc = json(&r.body);
+    assert_eq!((r.status, doc["pod"].as_str()), (200, Some("errors-0")));
+    assert_eq!(doc["headers"]["ssl-client-verify"], "FAILED:certificate has expired");
+    // A good one reaches the application.
+    let r = curl(&p, "on.test", "/app", Some("alice"), &[]).await;
+    assert_eq!((r.status, json(&r.body)["pod"].as_str()), (200, Some("web-0")));
+
+    // optional: no certificate is no error; a bad one gets the page's answer with its
+    // status (`=` without a code takes the redirected request's).
+    let r = curl(&p, "optional.test", "/app", None, &[]).await;
+    assert_eq!((r.status, json(&r.body)["pod"].as_str()), (200, Some("web-0")));
+    let r = curl(&p, "optional.test", "/app", Some("stranger"), &[]).await;
+    let doc = json(&r.body);
+    assert_eq!((r.status, doc["pod"].as_str()), (403, Some("errors-0")));
+    assert_eq!(
+        doc["headers"]["ssl-client-verify"],
+        "FAILED:unable to get local issuer certificate"
+    );
+    let r = curl(&p, "optional.test", "/status/403", Some("alice"), &[]).await;
+    assert_eq!(json(&r.body)["pod"], "web-0", "asked directly, the 403 is intercepted");
+
+    // The CN check runs again on the redirect: without a certificate the empty subject does
+    // not match, so 403 (nginx's server-level `if` does the same).
+    let r = curl(&p, "cn.test", "/app", None, &[]).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("client certificate unauthorized"), "{}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chains_depth_revocation_and_a_tls_secret() {
     let web = pods("web", 1).await;

@@ -96,30 +96,50 @@ pub fn settings(snapshot: &Snapshot, opts: &Options, diags: &mut Diagnostics) ->
         &format!("a number of seconds from 1 to {max}"),
         parse_timeout,
     );
-    g.keep_alive = r.parsed(
-        "keep-alive",
-        &format!("a number of seconds from 1 to {max}"),
-        parse_timeout,
-    );
+    // `0` is nginx's `keepalive_timeout 0`: keep-alive off, see below.
+    let keep_alive_off = r
+        .data
+        .get("keep-alive")
+        .is_some_and(|v| matches!(v.trim(), "0" | "0s" | "0m"));
+    if !keep_alive_off {
+        g.keep_alive = r.parsed(
+            "keep-alive",
+            &format!("a number of seconds from 0 to {max}"),
+            parse_timeout,
+        );
+    }
     let most = Global::MAX_REQUESTS_PER_CONNECTION;
-    g.keep_alive_requests = r.parsed("keep-alive-requests", &format!("a number from 1 to {most}"), requests);
-    g.upstream_reuse = UpstreamReuse {
-        idle: r.parsed(
-            "upstream-keepalive-connections",
-            &format!("a number from 0 to {}", UpstreamReuse::MAX_IDLE),
-            |v| v.parse().ok().filter(|n| *n <= UpstreamReuse::MAX_IDLE),
-        ),
-        requests: r.parsed(
-            "upstream-keepalive-requests",
-            &format!("a number from 1 to {most}"),
-            requests,
-        ),
-        time: r.parsed(
-            "upstream-keepalive-time",
-            "a time like 1h, 30m or 90s, at most 7d",
-            |v| nginx_time(v).filter(|t| *t <= UpstreamReuse::MAX_TIME),
-        ),
-    };
+    // Without the key (or with a bad value) the command line's value holds: ingress-nginx's
+    // defaults, see `Global::default`.
+    let reuse = &mut g.upstream_reuse;
+    if let Some(n) = r.parsed("keep-alive-requests", &format!("a number from 1 to {most}"), requests) {
+        g.keep_alive_requests = Some(n);
+    }
+    if keep_alive_off {
+        // Each connection serves one request: its answer says `Connection: close`.
+        g.keep_alive_requests = Some(1);
+    }
+    if let Some(n) = r.parsed(
+        "upstream-keepalive-connections",
+        &format!("a number from 0 to {}", UpstreamReuse::MAX_IDLE),
+        |v| v.parse().ok().filter(|n| *n <= UpstreamReuse::MAX_IDLE),
+    ) {
+        reuse.idle = Some(n);
+    }
+    if let Some(n) = r.parsed(
+        "upstream-keepalive-requests",
+        &format!("a number from 1 to {most}"),
+        requests,
+    ) {
+        reuse.requests = Some(n);
+    }
+    if let Some(t) = r.parsed(
+        "upstream-keepalive-time",
+        "a time like 1h, 30m or 90s, at most 7d",
+        |v| nginx_time(v).filter(|t| *t <= UpstreamReuse::MAX_TIME),
+    ) {
+        reuse.time = Some(t);
+    }
     g.ssl_session = ssl_session(&mut r);
     if let Some(full) = r.bool("compute-full-forwarded-for") {
         g.compute_full_forwarded_for = full;
@@ -697,7 +717,11 @@ mod tests {
             assert_eq!(requests(bad), None, "{bad}");
         }
         let (g, d) = read(&[("keep-alive-requests", "0")]);
-        assert_eq!((g.keep_alive_requests, d.len()), (None, 1), "{d:?}");
+        assert_eq!((g.keep_alive_requests, d.len()), (Some(1000), 1), "{d:?}");
+        // keep-alive: 0 turns keep-alive off whatever keep-alive-requests says.
+        let (g, d) = read(&[("keep-alive", "0"), ("keep-alive-requests", "50")]);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!((g.keep_alive_requests, g.keep_alive), (Some(1), None));
         let (g, _) = read(&[("keep-alive-requests", "3")]);
         assert_eq!(g.keep_alive_requests, Some(3));
     }
@@ -746,6 +770,16 @@ mod tests {
         ]);
         assert_eq!(g.upstream_reuse, UpstreamReuse::default());
         assert_eq!(d.len(), 3, "{d:?}");
+        // ingress-nginx's defaults, without a key or with a bad one.
+        let want = UpstreamReuse {
+            idle: None,
+            requests: Some(10_000),
+            time: Some(Duration::from_secs(3600)),
+        };
+        assert_eq!((g.upstream_reuse, UpstreamReuse::DEFAULT_IDLE), (want, 320));
+        let (g, d) = read(&[]);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!((g.upstream_reuse, g.keep_alive_requests), (want, Some(1000)));
     }
 
     #[test]

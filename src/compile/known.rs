@@ -55,7 +55,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "auth-tls-error-page",
         Partly(
-            "an http(s) URL, or a host[:port][/path] without a scheme, answers 302 with the value as Location, as ingress-nginx; a path answers 302 to that path too, where nginx serves the path internally with its answer's status; @location names are a Warning",
+            "as ingress-nginx: an http(s) URL, or a host[:port][/path] without a scheme, answers 302 with the value as Location; a path is nginx's internal redirect (routed again on the same host as GET without the body, the certificate not checked again, that route's answer and status served); only @location names differ: a Warning, as no named location exists to go to",
         ),
     ),
     ("auth-tls-match-cn", Yes),
@@ -219,7 +219,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "proxy-http-version",
         Partly(
-            "\"1.0\" sends HTTP/1.0 requests with Connection: close on connections never pooled, and takes HTTP/1.0 answers; a request body without Content-Length gets 411 where nginx buffers it to learn its length",
+            "\"1.0\" sends HTTP/1.0 requests with Connection: close on connections never pooled, and takes HTTP/1.0 answers; a request body without Content-Length is read whole first, as nginx buffers it, and sent with its length: at most proxy-body-size (413 beyond) and, without a limit, at most 64 MiB (held in memory, where nginx spools to disk), each piece within 60 s (408, client-body-timeout's default)",
         ),
     ),
     ("proxy-max-temp-file-size", No(STREAMS)),

@@ -162,13 +162,13 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "keep-alive",
         Partly(
-            "1 to 86400 seconds (0, keep-alive off, is refused); for connections opened after a change; it is also the time a request head may take (as --client-header-timeout, its default), and HTTP/2 keeps the flag's ping timeout",
+            "0 (keep-alive off: every answer says Connection: close; HTTP/2: GOAWAY after the first stream) to 86400 seconds; for connections opened after a change; it is also the time a request head may take (as --client-header-timeout, its default), and HTTP/2 keeps the flag's ping timeout",
         ),
     ),
     (
         "keep-alive-requests",
         Partly(
-            "1 to 10000000, for connections opened after a change; without the key there is no limit (ingress-nginx: 1000); HTTP/1: Connection: close on the last answer; HTTP/2: GOAWAY after that many streams",
+            "1 to 10000000, for connections opened after a change; without the key 1000, as ingress-nginx; HTTP/1: Connection: close on the last answer; HTTP/2: GOAWAY after that many streams",
         ),
     ),
     ("large-client-header-buffers", No(NGINX_INTERNAL)),
@@ -349,19 +349,19 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "upstream-keepalive-connections",
         Partly(
-            "0 to 4096 idle HTTP/1.1 connections kept per endpoint (and per TLS client), not per nginx worker; without the key 256 (ingress-nginx: 320); 0 keeps none; HTTP/2 upstreams share one connection",
+            "0 to 4096 idle HTTP/1.1 connections kept per endpoint (and per TLS client), not per nginx worker; without the key 320, as ingress-nginx; 0 keeps none; HTTP/2 upstreams share one connection",
         ),
     ),
     (
         "upstream-keepalive-requests",
         Partly(
-            "1 to 10000000, HTTP/1.1 upstream connections; without the key no limit (ingress-nginx: 10000); a connection that served that many is closed instead of pooled",
+            "1 to 10000000, HTTP/1.1 upstream connections; without the key 10000, as ingress-nginx; a connection that served that many is closed instead of pooled",
         ),
     ),
     (
         "upstream-keepalive-time",
         Partly(
-            "nginx times (90s, 30m, 1h, 1d) up to 7d, HTTP/1.1 upstream connections; without the key no limit (ingress-nginx: 1h); an older connection is closed instead of pooled after its request",
+            "nginx times (90s, 30m, 1h, 1d) up to 7d, HTTP/1.1 upstream connections; without the key 1h, as ingress-nginx; an older connection is closed instead of pooled after its request",
         ),
     ),
     ("upstream-keepalive-timeout", Yes),

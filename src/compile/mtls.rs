@@ -15,7 +15,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use super::annotations::Annotations;
 use super::ingress::annotation;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
-use crate::config::mtls::{CaBundle, ClientAuth, ClientAuthStore, MatchCn, VerifyClient};
+use crate::config::mtls::{CaBundle, ClientAuth, ClientAuthStore, ErrorPage, MatchCn, VerifyClient};
 use crate::config::route::HostPattern;
 use crate::model::ObjectKey;
 
@@ -93,13 +93,21 @@ fn parse_verify(v: &str) -> Option<VerifyClient> {
 /// An absolute http(s) URL or a path: printable ASCII without spaces, quotes or brackets; or,
 /// as ingress-nginx's pattern also takes, a host (and port, and path) without a scheme, which
 /// nginx sends as the Location as it is.
-fn error_page(v: &str) -> Option<String> {
+fn error_page(v: &str) -> Option<ErrorPage> {
     let safe = !v.is_empty()
         && v.len() <= 2048
         && v.bytes()
             .all(|b| (0x21..0x7f).contains(&b) && !b"\"<>\\^`{|}".contains(&b));
-    let url = v.starts_with("http://") || v.starts_with("https://") || v.starts_with('/');
-    (safe && (url || bare_host(v))).then(|| v.to_string())
+    if !safe {
+        return None;
+    }
+    if v.starts_with('/') {
+        // The request is routed again to it: a request target it must be.
+        let ok = !v.contains('#') && v.parse::<http::uri::PathAndQuery>().is_ok();
+        return ok.then(|| ErrorPage::Path(v.to_string()));
+    }
+    let url = v.starts_with("http://") || v.starts_with("https://");
+    (url || bare_host(v)).then(|| ErrorPage::Redirect(v.to_string()))
 }
 
 /// `host[:port][/path]`: a DNS name or IPv4 address, digits for the port, path segments of
@@ -393,15 +401,21 @@ mod tests {
     fn verify_values() {
         assert_eq!(parse_verify("optional_no_ca"), Some(VerifyClient::OptionalNoCa));
         assert_eq!(parse_verify("ON"), None);
+        let redirect = |v: &str| Some(ErrorPage::Redirect(v.into()));
         assert_eq!(
-            error_page("https://err.example/x?y=1").as_deref(),
-            Some("https://err.example/x?y=1")
+            error_page("https://err.example/x?y=1"),
+            redirect("https://err.example/x?y=1")
         );
-        assert_eq!(error_page("/err"), Some("/err".into()));
+        assert_eq!(error_page("/err"), Some(ErrorPage::Path("/err".into())));
+        assert_eq!(
+            error_page("/err?from=tls"),
+            Some(ErrorPage::Path("/err?from=tls".into()))
+        );
+        assert_eq!(error_page("/err#x"), None);
         assert_eq!(error_page("javascript:alert(1)"), None);
         assert_eq!(error_page("https://a b"), None);
         for bare in ["errors.example", "errors.example:8080/client-cert", "10.0.0.1/a/b/"] {
-            assert_eq!(error_page(bare).as_deref(), Some(bare));
+            assert_eq!(error_page(bare), redirect(bare));
         }
         for bad in [
             "errors.example//x",

@@ -84,7 +84,8 @@ pub struct Global {
     /// `log-format-upstream` and its escaping: the access log's line (`--access-log-format nginx`).
     pub log_format: Arc<crate::config::access_log::LogFormat>,
     /// `keep-alive-requests`: requests one client connection serves before Portico closes
-    /// it (`None`: no limit), for connections opened after a change.
+    /// it (`None`: no limit; ingress-nginx's default, 1000, unless the ConfigMap says
+    /// otherwise), for connections opened after a change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive_requests: Option<u32>,
     /// `upstream-keepalive-connections`, `-requests` and `-time`.
@@ -124,7 +125,7 @@ impl Default for Global {
             limit_conn_status: crate::config::limits::Limits::DEFAULT_STATUS,
             compression: Default::default(),
             log_format: Default::default(),
-            keep_alive_requests: None,
+            keep_alive_requests: Some(Self::DEFAULT_KEEP_ALIVE_REQUESTS),
             upstream_reuse: UpstreamReuse::default(),
             ssl_session: Default::default(),
             no_auth_locations: vec![Self::ACME_CHALLENGE.to_string()],
@@ -138,10 +139,13 @@ impl Global {
     pub const ACME_CHALLENGE: &str = "/.well-known/acme-challenge";
     /// The most `keep-alive-requests` (and `upstream-keepalive-requests`) takes.
     pub const MAX_REQUESTS_PER_CONNECTION: u32 = 10_000_000;
+    /// ingress-nginx's `keep-alive-requests` default.
+    pub const DEFAULT_KEEP_ALIVE_REQUESTS: u32 = 1000;
 }
 
-/// How upstream HTTP/1.1 connections are kept for reuse.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// How upstream HTTP/1.1 connections are kept for reuse; by default as ingress-nginx's
+/// defaults (320 idle, 10000 requests, 1h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct UpstreamReuse {
     /// `upstream-keepalive-connections`: idle connections kept per endpoint (`None`:
     /// [`UpstreamReuse::DEFAULT_IDLE`]; 0: none, each request on a new connection).
@@ -157,8 +161,27 @@ pub struct UpstreamReuse {
     pub time: Option<Duration>,
 }
 
+impl Default for UpstreamReuse {
+    fn default() -> Self {
+        Self {
+            idle: None,
+            requests: Some(Self::DEFAULT_REQUESTS),
+            time: Some(Self::DEFAULT_TIME),
+        }
+    }
+}
+
 impl UpstreamReuse {
-    pub const DEFAULT_IDLE: u32 = 256;
+    /// ingress-nginx's defaults of `upstream-keepalive-connections`, `-requests` and `-time`.
+    pub const DEFAULT_IDLE: u32 = 320;
+    pub const DEFAULT_REQUESTS: u32 = 10_000;
+    pub const DEFAULT_TIME: Duration = Duration::from_secs(3600);
+    /// Whether a connection that has carried `served` requests and was opened `age` ago is
+    /// closed after its request instead of kept.
+    pub fn retires(&self, served: u32, age: Duration) -> bool {
+        self.requests.is_some_and(|n| served >= n) || self.time.is_some_and(|t| age >= t)
+    }
+
     /// The most `upstream-keepalive-connections` takes.
     pub const MAX_IDLE: u32 = 4096;
     /// The longest `upstream-keepalive-time`.
@@ -259,6 +282,24 @@ impl Hsts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ingress-nginx's defaults retire a connection after its 10000th request or once it is
+    /// an hour old; no limit is no limit.
+    #[test]
+    fn upstream_reuse_defaults_retire_as_ingress_nginx() {
+        let d = UpstreamReuse::default();
+        let minute = Duration::from_secs(60);
+        assert!(!d.retires(9_999, 59 * minute));
+        assert!(d.retires(10_000, Duration::ZERO));
+        assert!(d.retires(1, 60 * minute));
+        let none = UpstreamReuse {
+            idle: None,
+            requests: None,
+            time: None,
+        };
+        assert!(!none.retires(u32::MAX, Duration::MAX));
+        assert_eq!(Global::default().keep_alive_requests, Some(1000));
+    }
 
     #[test]
     fn hsts_values() {

@@ -56,6 +56,19 @@ impl Eq for CaBundle {}
 /// `$ssl_client_s_dn ~ "CN=..."`; compares and shows as its source.
 pub type MatchCn = super::pattern::Pattern;
 
+/// `auth-tls-error-page`, as nginx's `error_page 495 496 = VALUE` treats the value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPage {
+    /// An http(s) URL, or `host[:port][/path]` without a scheme: a 302 with the value as the
+    /// Location, as it is.
+    Redirect(String),
+    /// A path (and query) on the same host: nginx's internal redirect. The request is routed
+    /// again to it as GET (HEAD stays HEAD) without its body, the certificate is not checked
+    /// again, and that route's answer, with its status, is the client's.
+    Path(String),
+}
+
 /// The client-certificate policy of one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientAuth {
@@ -73,8 +86,8 @@ pub struct ClientAuth {
     pub depth: u8,
     /// `auth-tls-pass-certificate-to-upstream`: send the PEM (URL-encoded) as `ssl-client-cert`.
     pub pass_certificate: bool,
-    /// `auth-tls-error-page`: certificate errors (not the CN check) redirect here.
-    pub error_page: Option<String>,
+    /// `auth-tls-error-page`: where certificate errors (not the CN check) go.
+    pub error_page: Option<ErrorPage>,
     pub match_cn: Option<MatchCn>,
     pub ca: Arc<CaBundle>,
 }

@@ -68,6 +68,8 @@ struct Routed {
     normalized: Option<String>,
     /// The primary's route when its canary took the request (the access log names both).
     primary: Option<Arc<Route>>,
+    /// The internal redirect to a path `auth-tls-error-page`: the client's body is not sent.
+    internal: bool,
 }
 
 impl Routed {
@@ -217,7 +219,7 @@ impl Proxy {
         // Boxed: hyper moves each request's future whole (twice, from the service into its
         // connection), so the large state of routing, policy and the upstream exchange is
         // kept out of it; one allocation costs less than those copies.
-        let mut resp = Box::pin(self.dispatch(req, &fields, &peer, start, rid, &mut outcome)).await;
+        let mut resp = Box::pin(self.dispatch(req, &fields, &peer, start, rid, &mut outcome, false)).await;
         if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             self.hsts(outcome.routed.as_ref(), &mut resp);
         }
@@ -305,7 +307,9 @@ impl Proxy {
     }
 
     /// The pipeline: route, then the policy steps in their fixed order (see [`super::policy`]),
-    /// then endpoint choice and the upstream exchange.
+    /// then endpoint choice and the upstream exchange. `internal`: the request is nginx's
+    /// internal redirect to an `auth-tls-error-page` path.
+    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &self,
         mut req: Request<Incoming>,
@@ -314,6 +318,7 @@ impl Proxy {
         start: Instant,
         rid: HeaderValue,
         out: &mut Outcome,
+        internal: bool,
     ) -> Response<Body> {
         if req.method() == Method::CONNECT {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
@@ -325,7 +330,7 @@ impl Proxy {
         if self.access_log {
             out.host = host.to_string();
         }
-        let routed = match self.route(host, &req) {
+        let routed = match self.route(host, &req, internal) {
             Ok(Some(r)) => match r.weighted() {
                 Ok(r) => r.canary(req.headers()),
                 Err(r) => {
@@ -353,9 +358,15 @@ impl Proxy {
         if let Some(r) = www::check(policy, req.uri(), peer) {
             return r;
         }
-        let verified = match mtls::check(route, peer) {
+        let verified = match mtls::check(route, peer, internal) {
             Ok(v) => v,
-            Err(r) => return r.response(),
+            Err(r) => match r.page() {
+                Some(page) if mtls::to_page(&mut req, page) => {
+                    // Boxed, as the rare path; it never comes back here (`internal`).
+                    return Box::pin(self.dispatch(req, fields, peer, start, rid, out, true)).await;
+                }
+                _ => return r.response(),
+            },
         };
         if let Some(r) = allow::check(policy, req.headers(), peer, trusted) {
             return r;
@@ -392,10 +403,11 @@ impl Proxy {
                 }
             },
         };
-        if let Some(r) = body::check(policy, req.body()) {
+        if !internal && let Some(r) = body::check(policy, req.body()) {
             return r;
         }
-        let asked = errors::asked(policy, &req, &rid);
+        // An error page's answer is not replaced again (nginx's recursive_error_pages off).
+        let asked = errors::asked(policy, &req, &rid).filter(|_| !internal);
         let tee = mirror::start(&self.mirror, route, &req, fields, peer, trusted);
         let compression = routed.plane.config.compression.as_ref();
         let encodings = compress::asked(compression, &req);
@@ -437,7 +449,7 @@ impl Proxy {
 
     /// The route for a request, with its backend and their runtime state, all from one load
     /// of the live Plane. `Err` when the path cannot be normalized.
-    fn route(&self, host: &str, req: &Request<Incoming>) -> Result<Option<Routed>, PathError> {
+    fn route(&self, host: &str, req: &Request<Incoming>, internal: bool) -> Result<Option<Routed>, PathError> {
         let norm = normalize(req.uri().path())?;
         let plane = self.live.load();
         let Some(route) = plane.config.routes.route_request(host, &norm, &RouteRequest::of(req)) else {
@@ -454,6 +466,7 @@ impl Proxy {
                 Cow::Borrowed(_) => None,
             },
             primary: None,
+            internal,
         }))
     }
 
@@ -567,7 +580,7 @@ impl Proxy {
         let authority = request_authority(req.uri(), fields);
         // An authority from the Host field is in the map already.
         let authority_from_uri = req.uri().authority().is_some();
-        let (parts, body) = req.into_parts();
+        let (parts, mut body) = req.into_parts();
         let mut headers = parts.headers;
         // gRPC's `te: trailers`, the one TE value HTTP/2 allows, survives to HTTP/2 upstreams.
         let te_trailers = fields.te
@@ -640,12 +653,13 @@ impl Proxy {
         };
         // A request is sent again after it reached an endpoint only when `proxy-next-upstream`
         // allows it for its method and it has no body (a streamed body is gone).
-        let resendable = retry::resendable(policy, &parts.method, !body.is_end_stream());
+        let no_body = body.is_end_stream() || routed.internal;
+        let resendable = retry::resendable(policy, &parts.method, !no_body);
         // HTTP/1.1 upstreams get Portico's own client, which writes the forwarding fields
         // itself; hyper's HTTP/2 client needs them in the map. A body goes as the client
         // framed it: its declared length, else chunked.
         let h2 = protocol.http2();
-        let sending = if body.is_end_stream() {
+        let mut sending = if no_body {
             Sending::None
         } else if let Some(n) = body.size_hint().exact()
             && headers.contains_key(header::CONTENT_LENGTH)
@@ -655,9 +669,15 @@ impl Proxy {
             headers.remove(header::CONTENT_LENGTH);
             Sending::Chunked
         };
-        if let Some(r) = policy::http10::refuse(policy, h2, sending) {
-            return r;
-        }
+        let counter = &self.metrics.request_bytes;
+        let whole = match policy::http10::whole(policy, h2, &mut sending, &mut headers, &mut body, counter) {
+            None => None,
+            // Boxed, as the rare path.
+            Some(reading) => match Box::pin(reading).await {
+                Ok(data) => Some(data),
+                Err(r) => return r,
+            },
+        };
         if h2 {
             fwd.apply(&mut headers);
         }
@@ -667,16 +687,19 @@ impl Proxy {
             _ => (None, None),
         };
         // A request without body has none to stream (HTTP/2 sends it empty).
-        let mut body = (sending != Sending::None).then(|| {
-            RequestBody::Stream(Streamed {
-                body,
-                counter: self.metrics.request_bytes.clone(),
-                limit,
-                // HTTP/1.1 watches the upload itself.
-                progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
-                tee,
-            })
-        });
+        let mut body = match whole {
+            Some(data) => Some(RequestBody::whole(data, tee)),
+            None => (sending != Sending::None).then(|| {
+                RequestBody::Stream(Streamed {
+                    body,
+                    counter: self.metrics.request_bytes.clone(),
+                    limit,
+                    // HTTP/1.1 watches the upload itself.
+                    progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
+                    tee,
+                })
+            }),
+        };
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
         // The ready endpoints tried before this attempt; the current one joins them only if

@@ -10,8 +10,8 @@
 //! [`mirror`] starts the request's copy; then endpoint choice with affinity
 //! (`balance::choice`) or by the [`hash`] key (among the [`errors`] fallback's endpoints when
 //! the Service has none ready), then [`prefix`] (an upstream field) and [`rewrite`] (the
-//! upstream target) and [`request_headers`] (`proxy-set-headers`), then [`http10`] (may
-//! answer 411). [`retry`] decides, in the upstream exchange, whether a failed try goes
+//! upstream target) and [`request_headers`] (`proxy-set-headers`), then [`http10`] (reads a
+//! body without a length whole; may answer 408 or 413). [`retry`] decides, in the upstream exchange, whether a failed try goes
 //! on; on the way back [`response`] rewrites the upstream's Location, Refresh and Set-Cookie
 //! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
 //! [`errors`] lists is replaced by the error backend's; [`rate`] paces the response body.

@@ -3,12 +3,14 @@
 //! wants one, 403 for a CN that does not match, 421 for a connection made for another host;
 //! plain HTTP is not checked, as nginx does not (but for the CN) —
 //! and tells the upstream the result in the `ssl-client-*` headers, as ingress-nginx does.
+//! An error page that is a path is nginx's internal redirect: [`to_page`] turns the request
+//! into a GET of it, which the handler routes again with `internal` set.
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use crate::config::Route;
-use crate::config::mtls::{ClientAuth, VerifyClient};
+use crate::config::mtls::{ClientAuth, ErrorPage, VerifyClient};
 use crate::proxy::headers::Peer;
 use crate::proxy::mtls::{Outcome, Presented};
 use crate::proxy::{Body, plain};
@@ -29,16 +31,19 @@ pub struct Verified<'a> {
 }
 
 /// The answer when the route's host has a client-certificate policy the request does not
-/// meet. Routes without a policy cost one branch.
+/// meet. Routes without a policy cost one branch. `internal`: the request is the internal
+/// redirect to the error page, whose certificate errors are not checked again (nginx
+/// verifies once per request, before its phases), but whose CN check is (a server-level
+/// `if`, which the redirect runs again).
 #[inline(always)]
-pub fn check<'a>(route: &'a Route, peer: &'a Peer) -> Result<Verified<'a>, Rejected<'a>> {
+pub fn check<'a>(route: &'a Route, peer: &'a Peer, internal: bool) -> Result<Verified<'a>, Rejected<'a>> {
     match route.client_auth.as_deref() {
         None => Ok(Verified::default()),
-        Some(auth) => enforce(auth, peer),
+        Some(auth) => enforce(auth, peer, internal),
     }
 }
 
-fn enforce<'a>(auth: &'a ClientAuth, peer: &'a Peer) -> Result<Verified<'a>, Rejected<'a>> {
+fn enforce<'a>(auth: &'a ClientAuth, peer: &'a Peer, internal: bool) -> Result<Verified<'a>, Rejected<'a>> {
     if auth.denied.is_some() {
         return Err(Rejected::Denied);
     }
@@ -72,14 +77,14 @@ fn enforce<'a>(auth: &'a ClientAuth, peer: &'a Peer) -> Result<Verified<'a>, Rej
     };
     let (verify, presented) = match outcome {
         Outcome::None => {
-            if auth.verify == VerifyClient::On {
+            if auth.verify == VerifyClient::On && !internal {
                 return Err(Rejected::Certificate(auth, "No required SSL certificate was sent"));
             }
             (HeaderValue::from_static("NONE"), None)
         }
         Outcome::Success(p) => (HeaderValue::from_static("SUCCESS"), Some(p)),
         Outcome::Failed(f, p) => {
-            if !(auth.verify == VerifyClient::OptionalNoCa && f.unknown_ca) {
+            if !(internal || auth.verify == VerifyClient::OptionalNoCa && f.unknown_ca) {
                 return Err(Rejected::Certificate(auth, "The SSL certificate error"));
             }
             let v = HeaderValue::try_from(format!("FAILED:{}", f.reason)).unwrap_or(HeaderValue::from_static("FAILED"));
@@ -134,13 +139,24 @@ pub enum Rejected<'a> {
     /// The connection was verified for another host, or before the policy changed: 421.
     Misdirected,
     /// No certificate, or one that does not verify: 400 with nginx's reason, or a 302 to
-    /// `auth-tls-error-page`.
+    /// `auth-tls-error-page` (when it is a path, see [`Rejected::page`]).
     Certificate(&'a ClientAuth, &'static str),
     /// `auth-tls-match-cn` does not match: 403.
     CommonName,
 }
 
 impl Rejected<'_> {
+    /// The path of an `auth-tls-error-page` this answer is an internal redirect to.
+    pub fn page(&self) -> Option<&str> {
+        match self {
+            Rejected::Certificate(auth, _) => match &auth.error_page {
+                Some(ErrorPage::Path(p)) => Some(p),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub fn response(self) -> Response<Body> {
         match self {
             Rejected::Denied => plain(StatusCode::FORBIDDEN, "forbidden"),
@@ -149,7 +165,12 @@ impl Rejected<'_> {
                 "misdirected request: the connection's TLS name differs from this host, which verifies client certificates",
             ),
             Rejected::Certificate(auth, reason) => {
-                match auth.error_page.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+                let location = match &auth.error_page {
+                    Some(ErrorPage::Redirect(to)) => HeaderValue::from_str(to).ok(),
+                    // The handler routes a path again; this answer is not reached with one.
+                    _ => None,
+                };
+                match location {
                     Some(location) => {
                         let mut r = plain(StatusCode::FOUND, "redirecting");
                         r.headers_mut().insert(header::LOCATION, location);
@@ -160,5 +181,61 @@ impl Rejected<'_> {
             }
             Rejected::CommonName => plain(StatusCode::FORBIDDEN, "client certificate unauthorized"),
         }
+    }
+}
+
+/// Makes `req` nginx's internal redirect to `page` (`error_page 495 496 = /path`): a GET
+/// (HEAD stays HEAD) of the page's path and query, on the same host, without the client's
+/// body (nginx discards it) or the fields that announced it. `false` when `page` is no request
+/// target (compile lets none through).
+pub fn to_page<B>(req: &mut Request<B>, page: &str) -> bool {
+    let uri = match (req.uri().scheme(), req.uri().authority()) {
+        (Some(scheme), Some(authority)) => Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query(page)
+            .build(),
+        _ => Uri::builder().path_and_query(page).build(),
+    };
+    let Ok(uri) = uri else { return false };
+    *req.uri_mut() = uri;
+    if req.method() != Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
+    let headers = req.headers_mut();
+    for name in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::EXPECT] {
+        headers.remove(name);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_page_is_a_get_of_the_path_without_a_body() {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("https://a.test:8443/upload?x=1")
+            .header("content-length", "5")
+            .header("expect", "100-continue")
+            .header("x-kept", "1")
+            .body(())
+            .unwrap();
+        assert!(to_page(&mut req, "/cert-error?why=tls"));
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri(), "https://a.test:8443/cert-error?why=tls");
+        assert!(req.headers().get("content-length").is_none());
+        assert!(req.headers().get("expect").is_none());
+        assert_eq!(req.headers()["x-kept"], "1");
+
+        let mut head = Request::builder().method(Method::HEAD).uri("/x").body(()).unwrap();
+        assert!(to_page(&mut head, "/err"));
+        assert_eq!(
+            (head.method(), head.uri().to_string().as_str()),
+            (&Method::HEAD, "/err")
+        );
+        assert!(!to_page(&mut head, "not a path"));
     }
 }

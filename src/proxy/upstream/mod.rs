@@ -43,6 +43,19 @@ use crate::config::global::{Global, UpstreamReuse};
 pub enum RequestBody {
     Empty,
     Stream(Streamed),
+    /// A body read whole before it is sent (an HTTP/1.0 upstream needs its length); `None`
+    /// once sent.
+    Whole(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// A body read whole; `tee` (`mirror-target`) gets its copy at once.
+    pub fn whole(data: Bytes, tee: Option<tee::Tee>) -> Self {
+        if let Some(mut t) = tee {
+            t.push(&data, true);
+        }
+        RequestBody::Whole(Some(data))
+    }
 }
 
 pub struct Streamed {
@@ -101,8 +114,10 @@ impl HttpBody for RequestBody {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let RequestBody::Stream(s) = self.get_mut() else {
-            return Poll::Ready(None);
+        let s = match self.get_mut() {
+            RequestBody::Stream(s) => s,
+            RequestBody::Whole(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestBody::Empty => return Poll::Ready(None),
         };
         let polled = Pin::new(&mut s.body).poll_frame(cx);
         if let Some(p) = &s.progress {
@@ -151,6 +166,7 @@ impl HttpBody for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Stream(s) => s.body.is_end_stream(),
+            RequestBody::Whole(data) => data.is_none(),
         }
     }
 
@@ -158,6 +174,7 @@ impl HttpBody for RequestBody {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Stream(s) => s.body.size_hint(),
+            RequestBody::Whole(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
 }
@@ -299,7 +316,7 @@ impl IdlePool {
     fn put_raw(&self, pool: Pool, mut conn: Raw, reuse: &UpstreamReuse) {
         conn.reused = true;
         conn.served = conn.served.saturating_add(1);
-        if reuse.requests.is_some_and(|n| conn.served >= n) || reuse.time.is_some_and(|t| conn.born.elapsed() >= t) {
+        if reuse.retires(conn.served, conn.born.elapsed()) {
             return;
         }
         let most = reuse.idle.unwrap_or(UpstreamReuse::DEFAULT_IDLE) as usize;
