@@ -21,7 +21,8 @@ use crate::proxy::{Body, SERVER, plain};
 pub struct Applied<'f> {
     filters: &'f Filters,
     /// The request's Origin, when the CORS filter allows it (the answer gets the fields).
-    origin: Option<HeaderValue>,
+    /// Boxed: this lives in every request's future, most of them without CORS.
+    origin: Option<Box<HeaderValue>>,
 }
 
 /// The request as the redirect needs it.
@@ -75,7 +76,7 @@ fn run<'f, B>(
             }
             return Err(Box::new(r));
         }
-        origin = allowed.then(|| o.clone());
+        origin = allowed.then(|| Box::new(o.clone()));
     }
     if let Some(m) = &f.request_headers {
         modify(m, req.headers_mut());
