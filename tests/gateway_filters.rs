@@ -97,10 +97,8 @@ fn config(pods: &[SocketAddr], mirror: SocketAddr, rules: &[(&str, Value)]) -> C
                     listener_port: None,
                     backend_ref: false,
                 };
-                let mut resolve = |b: &portico::compile::gateway_filters::BackendRef| match b.name.as_str() {
-                    "mirror" => Ok(mirror_backend),
-                    other => Err(format!("no Service {other}")),
-                };
+                let mut resolve =
+                    |b: &portico::compile::gateway_filters::BackendRef| (b.name == "mirror").then_some(mirror_backend);
                 let filters = compile_filters(raw.as_array().unwrap(), &rule, &mut resolve).unwrap();
                 let mut policy = (*r.policy).clone();
                 policy.filters = Some(Arc::new(filters));

@@ -76,13 +76,15 @@ pub fn single_prefix(matches: Option<&[Value]>) -> Option<&str> {
 }
 
 /// Parses and checks a rule's (or backendRef's) `filters`. `mirror_backend` resolves a
-/// RequestMirror's backendRef to an index in `Config::backends` (its `Err` is the reason
-/// the reference does not resolve). `Err`: why the filters cannot be served, for the route's
-/// status (the spec's `Accepted: False`, `UnsupportedValue`, for an unknown type or value).
+/// RequestMirror's backendRef to an index in `Config::backends`; `None` drops that mirror and
+/// nothing else, as the spec asks (the caller records why, for the route's `ResolvedRefs:
+/// False` with `BackendNotFound` or `RefNotPermitted`). `Err`: why the filters cannot be
+/// served, for the route's status (the spec's `Accepted: False`, `UnsupportedValue`, for an
+/// unknown type or value).
 pub fn compile_filters(
     raw: &[Value],
     rule: &Rule<'_>,
-    mirror_backend: &mut dyn FnMut(&BackendRef) -> Result<BackendId, String>,
+    mirror_backend: &mut dyn FnMut(&BackendRef) -> Option<BackendId>,
 ) -> Result<Filters, String> {
     if raw.len() > MAX_FILTERS {
         return Err(format!("more than {MAX_FILTERS} filters"));
@@ -131,7 +133,7 @@ pub fn compile_filters(
             }
             "RequestMirror" => {
                 let m = mirror(f.request_mirror.as_ref(), mirror_backend).map_err(at)?;
-                out.mirrors.push(m);
+                out.mirrors.extend(m);
             }
             "CORS" => {
                 if std::mem::replace(&mut cors, true) {
@@ -466,10 +468,11 @@ fn rewrite(raw: Option<&RawRewrite>, rule: &Rule<'_>) -> Result<UrlRewrite, Stri
     })
 }
 
+/// `Ok(None)`: a valid mirror whose backend does not resolve (dropped).
 fn mirror(
     raw: Option<&RawMirror>,
-    resolve: &mut dyn FnMut(&BackendRef) -> Result<BackendId, String>,
-) -> Result<RequestMirror, String> {
+    resolve: &mut dyn FnMut(&BackendRef) -> Option<BackendId>,
+) -> Result<Option<RequestMirror>, String> {
     let raw = raw.ok_or("missing")?;
     let (numerator, denominator) = match (raw.percent, &raw.fraction) {
         (Some(_), Some(_)) => return Err("only one of percent or fraction may be specified".into()),
@@ -494,12 +497,11 @@ fn mirror(
     if let Some(p) = raw.backend_ref.port {
         port(p)?;
     }
-    let backend = resolve(&raw.backend_ref).map_err(|e| format!("backendRef {}: {e}", raw.backend_ref.name))?;
-    Ok(RequestMirror {
+    Ok(resolve(&raw.backend_ref).map(|backend| RequestMirror {
         backend,
         numerator,
         denominator,
-    })
+    }))
 }
 
 const METHODS: [&str; 9] = [
@@ -615,8 +617,8 @@ mod tests {
         }
     }
 
-    fn no_mirrors(_: &BackendRef) -> Result<BackendId, String> {
-        Err("no backends in this test".into())
+    fn no_mirrors(_: &BackendRef) -> Option<BackendId> {
+        None
     }
 
     fn compile(raw: Value, rule: &Rule<'_>) -> Result<Filters, String> {
@@ -831,10 +833,7 @@ mod tests {
         let mut asked = Vec::new();
         let mut resolve = |b: &BackendRef| {
             asked.push(b.clone());
-            match b.name.as_str() {
-                "infra-backend-v2" => Ok(7),
-                _ => Err("no such Service".to_string()),
-            }
+            (b.name == "infra-backend-v2").then_some(7)
         };
         let m = |extra: Value| {
             let mut m = json!({"backendRef": {"name": "infra-backend-v2", "namespace": "infra", "port": 8080}});
@@ -866,10 +865,15 @@ mod tests {
                 "{bad}"
             );
         }
-        let unknown = json!([{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "gone"}}}]);
-        let e = compile_filters(unknown.as_array().unwrap(), &rule(), &mut resolve).unwrap_err();
-        assert!(e.contains("no such Service"), "{e}");
-        let last = asked.last().unwrap();
+        // A backendRef that does not resolve drops its mirror, and only it.
+        let unknown = json!([
+            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "gone"}}},
+            m(json!({"percent": 5}))
+        ]);
+        let f = compile_filters(unknown.as_array().unwrap(), &rule(), &mut resolve).unwrap();
+        assert_eq!(f.mirrors.len(), 1);
+        assert_eq!(asked[asked.len() - 2].name, "gone");
+        let last = &asked[asked.len() - 2];
         assert_eq!(
             (last.group.as_str(), last.kind.as_str(), last.namespace.as_deref()),
             ("", "Service", None)
