@@ -342,7 +342,7 @@ impl Proxy {
         if let Some(r) = redirect::check(route, &here) {
             return r;
         }
-        let gw = match filters::request(policy, &mut req, fields, peer.tls) {
+        let gw = match filters::request(policy, &mut req, fields, peer.tls, routed.normalized.as_deref()) {
             Ok(applied) => applied,
             Err(r) => return *r,
         };

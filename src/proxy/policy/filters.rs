@@ -31,6 +31,8 @@ struct Here<'a> {
     /// The request host, port stripped.
     host: &'a str,
     tls: bool,
+    /// The path as routed (normalized), which a ReplacePrefixMatch replaces the match of.
+    path: &'a str,
 }
 
 /// The request phase: `Err` is the answer (a redirect, a CORS preflight's; boxed, as the
@@ -41,10 +43,11 @@ pub fn request<'f, B>(
     req: &mut Request<B>,
     fields: &Fields,
     tls: bool,
+    normalized: Option<&str>,
 ) -> Result<Option<Applied<'f>>, Box<Response<Body>>> {
     match policy.filters.as_deref() {
         None => Ok(None),
-        Some(f) => run(f, req, fields, tls).map(Some),
+        Some(f) => run(f, req, fields, tls, normalized).map(Some),
     }
 }
 
@@ -54,11 +57,18 @@ fn run<'f, B>(
     req: &mut Request<B>,
     fields: &Fields,
     tls: bool,
+    normalized: Option<&str>,
 ) -> Result<Applied<'f>, Box<Response<Body>>> {
     if let Some(r) = &f.redirect {
         // Routing found the host valid already.
         let host = request_host(req.uri(), fields).unwrap_or_default();
-        return Err(Box::new(redirect(r, req.uri(), &Here { fields, host, tls })));
+        let here = Here {
+            fields,
+            host,
+            tls,
+            path: normalized.unwrap_or(req.uri().path()),
+        };
+        return Err(Box::new(redirect(r, req.uri(), &here)));
     }
     let mut origin = None;
     if let Some(c) = &f.cors
@@ -102,7 +112,7 @@ fn redirect(r: &RequestRedirect, uri: &Uri, here: &Here<'_>) -> Response<Body> {
     };
     let host = r.hostname.as_deref().unwrap_or(here.host);
     let path = match &r.path {
-        Some(m) => std::borrow::Cow::Owned(m.apply(uri.path())),
+        Some(m) => std::borrow::Cow::Owned(m.apply(here.path)),
         None => std::borrow::Cow::Borrowed(uri.path()),
     };
     let mut location = format!("{}://{host}", scheme.as_str());

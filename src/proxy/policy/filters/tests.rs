@@ -51,7 +51,7 @@ fn modifier(
 /// The request phase's outcome: the answer when it gave one.
 fn run_request(p: &Policy, r: &mut Request<()>, tls: bool) -> Option<Response<Body>> {
     let fields = Fields::of(r.headers());
-    request(p, r, &fields, tls).err().map(|r| *r)
+    request(p, r, &fields, tls, None).err().map(|r| *r)
 }
 
 fn values(h: &HeaderMap, name: &str) -> Vec<String> {
@@ -66,7 +66,7 @@ fn a_route_without_filters_is_left_alone() {
     let p = Policy::default();
     let mut r = req("GET", "/x", &[("host", "a.example"), ("x-a", "1")]);
     let fields = Fields::of(r.headers());
-    assert!(matches!(request(&p, &mut r, &fields, false), Ok(None)));
+    assert!(matches!(request(&p, &mut r, &fields, false, None), Ok(None)));
     let uri: Uri = "/x?q=1".parse().unwrap();
     let mut h = HeaderMap::new();
     assert_eq!(rewrite(&p, uri.clone(), &mut h), uri);
@@ -121,7 +121,7 @@ fn response_headers_change_the_answer() {
     });
     let mut r = req("GET", "/set", &[("host", "a.example")]);
     let fields = Fields::of(r.headers());
-    let applied = request(&p, &mut r, &fields, false).ok().flatten();
+    let applied = request(&p, &mut r, &fields, false, None).ok().flatten();
     assert!(applied.is_some());
     let mut resp = plain(StatusCode::OK, "upstream");
     resp.headers_mut()
@@ -291,6 +291,16 @@ fn redirect_paths_statuses_and_the_query() {
     assert_eq!(
         location(&p, "/original-prefix/lemon?a=1&b", "gw.example", false).1,
         "http://gw.example/replacement-prefix/lemon?a=1&b"
+    );
+    // The prefix is replaced in the path as routed, when normalizing changed it.
+    let mut dotted = req("GET", "/original-prefix/./lemon?a=1", &[("host", "gw.example")]);
+    let fields = Fields::of(dotted.headers());
+    let resp = *request(&p, &mut dotted, &fields, false, Some("/original-prefix/lemon"))
+        .err()
+        .unwrap();
+    assert_eq!(
+        one(resp.headers(), "location").as_deref(),
+        Some("http://gw.example/replacement-prefix/lemon?a=1")
     );
     r.path = Some(PathModifier::ReplaceFullPath("/full-path-replacement".into()));
     r.status = 301;
@@ -490,7 +500,7 @@ fn cors_actual_requests_get_the_fields_only_from_allowed_origins() {
     let answer = |from: &str| {
         let mut r = req("GET", "/cors-1", &[("host", "gw.example"), ("origin", from)]);
         let fields = Fields::of(r.headers());
-        let applied = request(&p, &mut r, &fields, false).ok().flatten();
+        let applied = request(&p, &mut r, &fields, false, None).ok().flatten();
         let mut resp = plain(StatusCode::OK, "upstream");
         respond(applied.as_ref(), &mut resp);
         resp
@@ -592,7 +602,7 @@ async fn mirrors_copy_the_modified_request_to_an_endpoint_of_their_backend() {
     )
     .map(|()| Empty::<Bytes>::new());
     let fields = Fields::of(r.headers());
-    let applied = request(&p, &mut r, &fields, false).ok().flatten();
+    let applied = request(&p, &mut r, &fields, false, None).ok().flatten();
     let state = mirror::State::new(false);
     let tee = mirror(applied.as_ref(), &state, &config, &r, || 7);
     assert!(tee.is_none(), "no body to wait for");
@@ -617,12 +627,12 @@ async fn mirrors_copy_the_modified_request_to_an_endpoint_of_their_backend() {
     });
     let mut r = req("GET", "/not-copied", &[("host", "gw.example")]).map(|()| Empty::<Bytes>::new());
     let fields = Fields::of(r.headers());
-    let applied = request(&none, &mut r, &fields, false).ok().flatten();
+    let applied = request(&none, &mut r, &fields, false, None).ok().flatten();
     assert!(mirror(applied.as_ref(), &state, &config, &r, || 7).is_none());
     assert!(mirror(None, &state, &config, &r, || 7).is_none());
     let mut r = req("GET", "/copied", &[("host", "gw.example")]).map(|()| Empty::<Bytes>::new());
     let fields = Fields::of(r.headers());
-    let applied = request(&p, &mut r, &fields, false).ok().flatten();
+    let applied = request(&p, &mut r, &fields, false, None).ok().flatten();
     assert!(mirror(applied.as_ref(), &state, &config, &r, || 7).is_none());
     let head = copy_received(&l).await;
     assert!(head.starts_with("get /copied "), "{head}");
