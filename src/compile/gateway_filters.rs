@@ -33,6 +33,7 @@ pub struct Rule<'a> {
     /// neither scheme nor port keeps it. `None`: the port the request's Host names.
     pub listener_port: Option<u16>,
     /// These are a backendRef's filters: only the header modifiers are supported there.
+    /// (Their result goes on that weighted choice's route with `Filters::with_backend_ref`.)
     pub backend_ref: bool,
 }
 

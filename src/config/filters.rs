@@ -29,11 +29,29 @@ pub struct Filters {
     /// `CORS`: preflights answered here, allowed origins' answers given the fields.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<GatewayCors>,
+    /// A backendRef's own RequestHeaderModifier, on the route of that weighted choice:
+    /// applied after the rule's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_request_headers: Option<HeaderModifier>,
+    /// A backendRef's own ResponseHeaderModifier: applied after the rule's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_response_headers: Option<HeaderModifier>,
 }
 
 impl Filters {
     pub fn is_empty(&self) -> bool {
         *self == Filters::default()
+    }
+
+    /// The filters of a weighted choice's route: the rule's (`self`), and the header
+    /// modifiers of that backendRef's own filters (compiled with `backend_ref: true`, so
+    /// they have nothing else) applied after them.
+    pub fn with_backend_ref(&self, backend: &Filters) -> Filters {
+        Filters {
+            backend_request_headers: backend.request_headers.clone(),
+            backend_response_headers: backend.response_headers.clone(),
+            ..self.clone()
+        }
     }
 }
 

@@ -88,7 +88,8 @@ fn run<'f, B>(
         }
         origin = allowed.then(|| Box::new(o.clone()));
     }
-    if let Some(m) = &f.request_headers {
+    // The rule's, then the chosen backendRef's own.
+    for m in [&f.request_headers, &f.backend_request_headers].into_iter().flatten() {
         modify(m, req.headers_mut());
     }
     Ok(Applied { filters: f, origin })
@@ -277,17 +278,6 @@ fn rewritten(policy: &Policy, uri: Uri, headers: &mut HeaderMap) -> Uri {
     }
 }
 
-/// A backendRef's own RequestHeaderModifier, on the upstream request once that backend is
-/// chosen. (gwmatch: the weighted backend entry carries `Option<Arc<Filters>>` compiled with
-/// `Rule { backend_ref: true, .. }`; the handler calls this with it after the choice, and
-/// [`modify`] with its `response_headers` on the answer.)
-#[inline(always)]
-pub fn for_backend(filters: Option<&Filters>, headers: &mut HeaderMap) {
-    if let Some(m) = filters.and_then(|f| f.request_headers.as_ref()) {
-        modify(m, headers);
-    }
-}
-
 /// The response phase: CORS fields for an allowed origin, then the ResponseHeaderModifier.
 #[inline(always)]
 pub fn respond(applied: Option<&Applied<'_>>, resp: &mut Response<Body>) {
@@ -301,7 +291,10 @@ fn answer(a: &Applied<'_>, h: &mut HeaderMap) {
     if let (Some(c), Some(o)) = (&a.filters.cors, &a.origin) {
         cors_fields(c, o, None, h);
     }
-    if let Some(m) = &a.filters.response_headers {
+    for m in [&a.filters.response_headers, &a.filters.backend_response_headers]
+        .into_iter()
+        .flatten()
+    {
         modify(m, h);
     }
 }

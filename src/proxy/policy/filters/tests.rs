@@ -639,16 +639,34 @@ async fn mirrors_copy_the_modified_request_to_an_endpoint_of_their_backend() {
 }
 
 #[test]
-fn a_backend_refs_own_request_headers_apply_once_it_is_chosen() {
-    // httproute-request-header-modifier-backend-weights: each backendRef sets `Backend`.
-    let v1 = Filters {
-        request_headers: Some(modifier(&[("backend", "infra-backend-v1")], &[], &[])),
+fn a_backend_refs_own_header_modifiers_apply_after_the_rules() {
+    // httproute-request-header-modifier-backend-weights: each backendRef sets `Backend`;
+    // here the rule also sets it, and removes a field the backendRef sets again.
+    let rule = Filters {
+        request_headers: Some(modifier(&[("backend", "rule")], &[], &["x-again"])),
+        response_headers: Some(modifier(&[("x-answer", "rule")], &[], &[])),
         ..Filters::default()
     };
-    let mut h = HeaderMap::new();
-    h.insert("backend", HeaderValue::from_static("from-the-client"));
-    for_backend(Some(&v1), &mut h);
-    assert_eq!(values(&h, "backend"), ["infra-backend-v1"]);
-    for_backend(None, &mut h);
-    assert_eq!(values(&h, "backend"), ["infra-backend-v1"]);
+    let own = Filters {
+        request_headers: Some(modifier(
+            &[("backend", "infra-backend-v1"), ("x-again", "backend")],
+            &[],
+            &[],
+        )),
+        response_headers: Some(modifier(&[], &[("x-answer", "backend")], &[])),
+        ..Filters::default()
+    };
+    let p = policy(rule.with_backend_ref(&own));
+    let mut r = req(
+        "GET",
+        "/",
+        &[("host", "gw.example"), ("backend", "client"), ("x-again", "client")],
+    );
+    let fields = Fields::of(r.headers());
+    let applied = request(&p, &mut r, &fields, false, None).ok().flatten();
+    assert_eq!(values(r.headers(), "backend"), ["infra-backend-v1"]);
+    assert_eq!(values(r.headers(), "x-again"), ["backend"]);
+    let mut resp = plain(StatusCode::OK, "upstream");
+    respond(applied.as_ref(), &mut resp);
+    assert_eq!(values(resp.headers(), "x-answer"), ["rule", "backend"]);
 }
