@@ -24,8 +24,9 @@ const MAX_NAME: usize = 256;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rule<'a> {
     /// The rule's path match when it has exactly one match and that match's path is a
-    /// PathPrefix (a rule without matches has the default one, PathPrefix `/`; see
-    /// [`single_prefix`]): the only case in which `ReplacePrefixMatch` is valid.
+    /// PathPrefix: the only case in which `ReplacePrefixMatch` is valid. The CRD's defaults
+    /// count: no `matches` is one match, and a match without `path` (or a path without
+    /// `type`) is PathPrefix `/` (or PathPrefix).
     pub prefix: Option<&'a str>,
     /// The rule has backendRefs (a RequestRedirect may not be used with them).
     pub has_backends: bool,
@@ -56,24 +57,6 @@ pub struct BackendRef {
 
 fn service() -> String {
     "Service".into()
-}
-
-/// The path prefix [`Rule::prefix`] wants, from a rule's raw `matches`: `Some` when there is
-/// exactly one match and its path is a PathPrefix (absent `matches` or an absent path default
-/// to PathPrefix `/`, as the CRD defaults them).
-pub fn single_prefix(matches: Option<&[Value]>) -> Option<&str> {
-    match matches {
-        None | Some([]) => Some("/"),
-        Some([m]) => match m.get("path") {
-            None => Some("/"),
-            Some(p) => {
-                let kind = p.get("type").and_then(Value::as_str).unwrap_or("PathPrefix");
-                let value = p.get("value").and_then(Value::as_str).unwrap_or("/");
-                (kind == "PathPrefix").then_some(value)
-            }
-        },
-        Some(_) => None,
-    }
 }
 
 /// Parses and checks a rule's (or backendRef's) `filters`. `mirror_backend` resolves a
@@ -795,25 +778,6 @@ mod tests {
         );
         let r = compile(f, &rule()).unwrap().rewrite.unwrap();
         assert_eq!(r.path.unwrap().apply("/prefix/one/two"), "/two");
-        // The rule's matches decide the prefix.
-        let m = |v: Value| v.as_array().unwrap().clone();
-        assert_eq!(single_prefix(None), Some("/"));
-        assert_eq!(
-            single_prefix(Some(&m(json!([{"path": {"type": "PathPrefix", "value": "/a"}}])))),
-            Some("/a")
-        );
-        assert_eq!(
-            single_prefix(Some(&m(json!([{"headers": [{"name": "x", "value": "y"}]}])))),
-            Some("/")
-        );
-        assert_eq!(
-            single_prefix(Some(&m(json!([{"path": {"type": "Exact", "value": "/a"}}])))),
-            None
-        );
-        assert_eq!(
-            single_prefix(Some(&m(json!([{"path": {"value": "/a"}}, {"path": {"value": "/b"}}])))),
-            None
-        );
     }
 
     #[test]
