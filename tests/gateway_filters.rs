@@ -94,8 +94,7 @@ fn config(pods: &[SocketAddr], mirror: SocketAddr, rules: &[(&str, Value)]) -> C
                 let rule = Rule {
                     prefix: Some(&path),
                     has_backends: !raw.to_string().contains("RequestRedirect"),
-                    listener_port: None,
-                    backend_ref: false,
+                    ..Rule::default()
                 };
                 let mut resolve =
                     |b: &portico::compile::gateway_filters::BackendRef| (b.name == "mirror").then_some(mirror_backend);

@@ -36,6 +36,9 @@ pub struct Rule<'a> {
     /// These are a backendRef's filters: only the header modifiers are supported there.
     /// (Their result goes on that weighted choice's route with `Filters::with_backend_ref`.)
     pub backend_ref: bool,
+    /// These are a GRPCRoute's filters: only the header modifiers and RequestMirror exist
+    /// there (the GRPCRoute CRD's list).
+    pub grpc: bool,
 }
 
 /// A RequestMirror's `backendRef` as written, for compile to resolve like the rule's
@@ -82,6 +85,16 @@ pub fn compile_filters(
         if rule.backend_ref && !matches!(f.kind.as_str(), "RequestHeaderModifier" | "ResponseHeaderModifier") {
             return Err(at(
                 "only RequestHeaderModifier and ResponseHeaderModifier are supported on a backendRef".into(),
+            ));
+        }
+        if rule.grpc
+            && !matches!(
+                f.kind.as_str(),
+                "RequestHeaderModifier" | "ResponseHeaderModifier" | "RequestMirror"
+            )
+        {
+            return Err(at(
+                "a GRPCRoute supports only RequestHeaderModifier, ResponseHeaderModifier and RequestMirror".into(),
             ));
         }
         let repeated = || at("the filter cannot be repeated".into());
@@ -598,6 +611,7 @@ mod tests {
             has_backends: true,
             listener_port: None,
             backend_ref: false,
+            grpc: false,
         }
     }
 
@@ -886,6 +900,16 @@ mod tests {
         }
         let big = compile(json!([{"type": "CORS", "cors": {"maxAge": 2_000_000_000}}]), &rule()).unwrap();
         assert_eq!(big.cors.unwrap().max_age, GatewayCors::MAX_AGE_LIMIT);
+    }
+
+    #[test]
+    fn grpc_routes_take_header_modifiers_and_mirrors_only() {
+        let grpc = Rule { grpc: true, ..rule() };
+        let rhm = json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x-a"]}}]);
+        assert!(compile(rhm, &grpc).is_ok());
+        let cors = json!([{"type": "CORS", "cors": {}}]);
+        assert!(compile(cors.clone(), &rule()).is_ok());
+        assert!(compile(cors, &grpc).unwrap_err().contains("GRPCRoute"));
     }
 
     #[test]
