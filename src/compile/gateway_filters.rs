@@ -77,7 +77,6 @@ pub fn compile_filters(
         return Err(format!("more than {MAX_FILTERS} filters"));
     }
     let mut out = Filters::default();
-    let mut cors = false;
     for (i, v) in raw.iter().enumerate() {
         let f: RawFilter = RawFilter::deserialize(v).map_err(|e| format!("filters[{i}]: {e}"))?;
         let at = |e: String| format!("filters[{i}] ({}): {e}", f.kind);
@@ -97,19 +96,15 @@ pub fn compile_filters(
                 "a GRPCRoute supports only RequestHeaderModifier, ResponseHeaderModifier and RequestMirror".into(),
             ));
         }
-        let repeated = || at("the filter cannot be repeated".into());
-        match f.kind.as_str() {
+        // Whether the filter's slot was free: each type but RequestMirror is there once.
+        let first = match f.kind.as_str() {
             "RequestHeaderModifier" => {
                 let m = header_modifier(f.request_header_modifier.as_ref(), true).map_err(at)?;
-                if out.request_headers.replace(m).is_some() {
-                    return Err(repeated());
-                }
+                out.request_headers.replace(m).is_none()
             }
             "ResponseHeaderModifier" => {
                 let m = header_modifier(f.response_header_modifier.as_ref(), false).map_err(at)?;
-                if out.response_headers.replace(m).is_some() {
-                    return Err(repeated());
-                }
+                out.response_headers.replace(m).is_none()
             }
             "RequestRedirect" => {
                 if rule.has_backends {
@@ -118,25 +113,20 @@ pub fn compile_filters(
                     ));
                 }
                 let r = redirect(f.request_redirect.as_ref(), rule).map_err(at)?;
-                if out.redirect.replace(r).is_some() {
-                    return Err(repeated());
-                }
+                out.redirect.replace(r).is_none()
             }
             "URLRewrite" => {
                 let r = rewrite(f.url_rewrite.as_ref(), rule).map_err(at)?;
-                if out.rewrite.replace(r).is_some() {
-                    return Err(repeated());
-                }
+                out.rewrite.replace(r).is_none()
             }
             "RequestMirror" => {
                 let m = mirror(f.request_mirror.as_ref(), mirror_backend).map_err(at)?;
                 out.mirrors.extend(m);
+                true
             }
             "CORS" => {
-                if std::mem::replace(&mut cors, true) {
-                    return Err(repeated());
-                }
-                out.cors = Some(cors_filter(f.cors.as_ref()).map_err(at)?);
+                let c = cors_filter(f.cors.as_ref()).map_err(at)?;
+                out.cors.replace(c).is_none()
             }
             "ExtensionRef" => {
                 return Err(at(
@@ -145,6 +135,9 @@ pub fn compile_filters(
             }
             "ExternalAuth" => return Err(at("ExternalAuth (experimental channel) is not supported".into())),
             other => return Err(format!("filters[{i}]: unknown filter type {other:?}")),
+        };
+        if !first {
+            return Err(at("the filter cannot be repeated".into()));
         }
     }
     if out.redirect.is_some() && out.rewrite.is_some() {
