@@ -19,9 +19,10 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
+use super::policy::filters;
 use super::policy::retry::{self, Failure};
 use super::policy::{
-    self, allow, auth, body, canary, cors, errors, filters, hash, limits, mirror, mtls, otel, prefix, rate, redirect,
+    self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, otel, prefix, rate, redirect,
     request_headers, response, response_headers, rewrite, www,
 };
 use super::upstream::h1::{self, Sending};
