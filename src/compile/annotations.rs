@@ -277,6 +277,8 @@ impl Annotations<'_> {
             // Set in `super::global::route_policy`, which knows the ConfigMaps' headers.
             keep_request: false,
             ranges_invalid,
+            // HTTPRoute filters (Gateway API); no annotation sets them.
+            filters: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod common;
 pub mod compress;
 mod digest;
 pub mod errors;
+pub mod gateway_filters;
 pub mod global;
 pub mod hash;
 pub mod header_maps;

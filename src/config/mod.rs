@@ -10,6 +10,7 @@ mod cidr;
 pub mod compress;
 pub mod diagnostic;
 pub mod errors;
+pub mod filters;
 pub mod gateway;
 pub mod global;
 pub mod hash;

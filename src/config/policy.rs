@@ -144,6 +144,10 @@ pub struct Policy {
     /// (or the list is empty): the location answers 503, as ingress-nginx's denied location.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ranges_invalid: bool,
+    /// An HTTPRoute rule's filters (Gateway API); `None` when it has none (and on Ingress
+    /// routes), the one field the request path looks at to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Arc<super::filters::Filters>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -258,6 +262,7 @@ impl Default for Policy {
             otel: None,
             keep_request: false,
             ranges_invalid: false,
+            filters: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::headers::{
     Fields, Peer, client_ip, forwarded, request_authority, request_host, strip_hop_by_hop, upgrade_protocol,
 };
 use super::live::{Live, Plane, RouteCounters};
+use super::policy::filters;
 use super::policy::retry::{self, Failure};
 use super::policy::{
     self, allow, auth, body, canary, cors, errors, hash, limits, mirror, mtls, otel, prefix, rate, redirect,
@@ -381,6 +382,10 @@ impl Proxy {
         if let Some(r) = redirect::check(route, &here) {
             return r;
         }
+        let gw = match filters::request(policy, &mut req, fields, peer.tls, routed.normalized.as_deref()) {
+            Ok(applied) => applied,
+            Err(r) => return *r,
+        };
         if let Some(p) = propagation {
             p.apply(req.headers_mut());
         }
@@ -408,7 +413,8 @@ impl Proxy {
         }
         // An error page's answer is not replaced again (nginx's recursive_error_pages off).
         let asked = errors::asked(policy, &req, &rid).filter(|_| !internal);
-        let tee = mirror::start(&self.mirror, route, &req, fields, peer, trusted);
+        let tee = mirror::start(&self.mirror, route, &req, fields, peer, trusted)
+            .or_else(|| filters::mirror(gw.as_ref(), &self.mirror, &routed.plane.config, &req, next_random));
         let compression = routed.plane.config.compression.as_ref();
         let encodings = compress::asked(compression, &req);
         let kept = response::keep(policy, &req, trusted, &rid);
@@ -444,6 +450,7 @@ impl Proxy {
         cors::respond(origin.as_ref(), &mut resp);
         passed.respond(&mut resp);
         response_headers::add(&routed.plane.config.global, route, kept.as_deref(), peer, &mut resp);
+        filters::respond(gw.as_ref(), &mut resp);
         resp
     }
 
@@ -626,6 +633,7 @@ impl Proxy {
             Some(Ok(changed)) => changed,
             Some(Err(_)) => return plain(StatusCode::BAD_REQUEST, "bad request: invalid request target"),
         };
+        let uri = filters::rewrite(policy, uri, &mut headers);
         let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
         let tls = match routed.plane.upstream_tls.for_route(route, protocol) {
             Ok(tls) => tls,

@@ -6,6 +6,7 @@
 //! whole, as a tee of it; a request whose body never ends there is not mirrored.
 //! Owns the runtime state: the in-flight limit and the TLS client.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,13 +139,6 @@ async fn send(
     body: Bytes,
     permit: OwnedSemaphorePermit,
 ) {
-    let (mut parts, ()) = copy.into_parts();
-    if !body.is_empty() {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
-    let req = Request::from_parts(parts, Full::new(body));
     let to = Service {
         tls: m.tls.then_some(&tls),
         host: &m.host,
@@ -152,10 +146,98 @@ async fn send(
         allow_loopback,
         flag: "--allow-loopback-mirror-target",
     };
-    match tokio::time::timeout(TIMEOUT, exchange(&to, req)).await {
-        Ok(Ok(_dropped)) => {}
-        Ok(Err(why)) => tracing::warn!(mirror = %m.host, "mirror request failed: {why}"),
-        Err(_) => tracing::warn!(mirror = %m.host, "mirror request had no answer within {TIMEOUT:?}"),
-    }
+    deliver(&to, copy, body).await;
     drop(permit);
+}
+
+/// One copy's exchange, its answer dropped, within [`TIMEOUT`].
+async fn deliver(to: &Service<'_>, copy: Request<()>, body: Bytes) {
+    let (mut parts, ()) = copy.into_parts();
+    if !body.is_empty() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let req = Request::from_parts(parts, Full::new(body));
+    match tokio::time::timeout(TIMEOUT, exchange(to, req)).await {
+        Ok(Ok(_dropped)) => {}
+        Ok(Err(why)) => tracing::warn!(mirror = %to.host, "mirror request failed: {why}"),
+        Err(_) => tracing::warn!(mirror = %to.host, "mirror request had no answer within {TIMEOUT:?}"),
+    }
+}
+
+/// Copies of a request to endpoint addresses (the Gateway API's RequestMirror filters, whose
+/// backends are Services like a route's own): the request's target and Host, plain HTTP/1.1,
+/// under the same limits as `mirror-target`'s (one in-flight place per copy). `Some`: the
+/// request's body is to be copied as it streams upstream, and the copies leave when it ends.
+pub fn copies<B: hyper::body::Body>(state: &State, to: Vec<SocketAddr>, req: &Request<B>) -> Option<Tee> {
+    let body = req.body();
+    let with_body = !body.is_end_stream();
+    if with_body && body.size_hint().lower() > MAX_BODY as u64 {
+        tracing::debug!("request not mirrored: its body is larger than {MAX_BODY} bytes");
+        return None;
+    }
+    // One place per copy, all or none.
+    let Ok(permits) = to
+        .iter()
+        .map(|_| state.permits.clone().try_acquire_owned())
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        tracing::debug!("request not mirrored: {MAX_IN_FLIGHT} copies on their way already");
+        return None;
+    };
+    let mut copy = Request::new(());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = match req.uri().path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    };
+    let mut h = req.headers().clone();
+    strip_hop_by_hop(&mut h);
+    for name in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::EXPECT] {
+        h.remove(name);
+    }
+    // An HTTP/2 request names its authority in the target, not in a Host field.
+    if !h.contains_key(header::HOST)
+        && let Some(a) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        h.insert(header::HOST, a);
+    }
+    *copy.headers_mut() = h;
+    // Each copy on its own, so a slow endpoint delays no other.
+    let go = move |copy: Request<()>, body: Bytes| {
+        for (addr, permit) in to.into_iter().zip(permits) {
+            let (parts, ()) = copy.clone().into_parts();
+            let (copy, body) = (Request::from_parts(parts, ()), body.clone());
+            tokio::spawn(async move {
+                let host = addr.ip().to_string();
+                // Endpoint addresses come from the cluster's EndpointSlices, as the route's
+                // own upstreams do, so loopback is no more forbidden here than there.
+                let service = Service {
+                    tls: None,
+                    host: &host,
+                    port: addr.port(),
+                    allow_loopback: true,
+                    flag: "",
+                };
+                deliver(&service, copy, body).await;
+                drop(permit);
+            });
+        }
+    };
+    if !with_body {
+        go(copy, Bytes::new());
+        return None;
+    }
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        // The sender is dropped when the body passed MAX_BODY or never ended.
+        if let Ok(body) = rx.await {
+            go(copy, body);
+        }
+    });
+    Some(Tee::new(MAX_BODY, tx))
 }

@@ -16,7 +16,10 @@
 //! fields and [`response_headers`] adds `add-headers` and `custom-headers`, and an answer
 //! [`errors`] lists is replaced by the error backend's; [`rate`] paces the response body.
 //! [`otel`] starts a traced request's span after [`redirect`] (setting `traceparent`
-//! upstream) and ends it with the answer.
+//! upstream) and ends it with the answer. An HTTPRoute's [`filters`] run right after
+//! [`redirect`] (a redirect or CORS preflight answer, request headers), with [`mirror`]
+//! (their copies), after [`rewrite`] (the URLRewrite) and last on the way back (CORS fields,
+//! response headers).
 
 pub mod allow;
 pub mod auth;
@@ -26,6 +29,7 @@ pub mod cors;
 pub mod digest;
 pub mod errors;
 pub mod external;
+pub mod filters;
 pub mod hash;
 pub mod http10;
 pub mod limits;
