@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the Gateway API conformance run needs, built here from Go modules (no registry is
 # reachable) and kept in a cache outside the repository, per suite version:
-#   crds.yaml                  the standard-channel CRDs of sigs.k8s.io/gateway-api at the
-#                              version tests/gateway/suite/go.mod pins
+#   crds-{standard,experimental}.yaml  the CRDs of sigs.k8s.io/gateway-api at the version
+#                              tests/gateway/suite/go.mod pins, per channel
 #   conformance.test           the suite (sigs.k8s.io/gateway-api/conformance), compiled with
 #                              `go test -c` from our small module tests/gateway/suite
 #   images/echo-basic.tar      the suite's echo server (echo-basic/ of the same module), tagged
@@ -39,15 +39,17 @@ conf_dir=$(module_dir "sigs.k8s.io/gateway-api/conformance@$VERSION")
 api_version=$(cd "$SUITE_MOD" && go list -m -f '{{.Version}}' sigs.k8s.io/gateway-api)
 api_dir=$(module_dir "sigs.k8s.io/gateway-api@$api_version")
 
-# The CRDs the suite expects: it compares their bundle-version annotation with its own.
-if [ ! -f "$CACHE/crds.yaml" ]; then
-  for f in "$api_dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+# The CRDs the suite expects (it compares their bundle-version annotation with its own), both
+# channels: conformance.sh applies one.
+for channel in standard experimental; do
+  [ -f "$CACHE/crds-$channel.yaml" ] && continue
+  for f in "$api_dir"/config/crd/$channel/gateway.networking*.yaml; do
     echo "---"
     cat "$f"
-  done > "$CACHE/crds.yaml.tmp"
-  mv "$CACHE/crds.yaml.tmp" "$CACHE/crds.yaml"
-  log "CRDs of sigs.k8s.io/gateway-api $api_version (standard channel): $(grep -c '^kind: CustomResourceDefinition' "$CACHE/crds.yaml")"
-fi
+  done > "$CACHE/crds-$channel.yaml.tmp"
+  mv "$CACHE/crds-$channel.yaml.tmp" "$CACHE/crds-$channel.yaml"
+  log "CRDs of sigs.k8s.io/gateway-api $api_version ($channel channel): $(grep -c '^kind: CustomResourceDefinition' "$CACHE/crds-$channel.yaml")"
+done
 
 # The suite, from tests/gateway/suite; rebuilt when that module changes.
 stamp=$(cat "$SUITE_MOD"/go.mod "$SUITE_MOD"/go.sum "$SUITE_MOD"/*.go | sha256sum | cut -c1-16)
@@ -116,7 +118,8 @@ fi
 cat > "$CACHE/env" <<ENV
 GATEWAY_API_VERSION=$api_version
 CONFORMANCE_VERSION=$VERSION
-CRDS=$CACHE/crds.yaml
+CRDS_STANDARD=$CACHE/crds-standard.yaml
+CRDS_EXPERIMENTAL=$CACHE/crds-experimental.yaml
 SUITE=$CACHE/conformance.test
 IMAGES_DIR=$CACHE/images
 ENV

@@ -22,9 +22,14 @@
 #
 # Settings (environment):
 #   GATEWAY_PROFILES     profiles to run (default GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS)
+#   GATEWAY_CHANNEL      the CRDs' channel, standard (default) or experimental; with
+#                        standard, `profiles` below leaves out the experimental-channel
+#                        features (HTTPRouteRetry*, HTTPRouteDestinationPortMatching,
+#                        TLSRouteModeMixed in v1.6.3), whose tests need experimental fields
 #   GATEWAY_FEATURES     `inferred` (the GatewayClass's status.supportedFeatures, what the
 #                        suite does by default), `profiles` (every core and extended feature of
-#                        the profiles: runs all their tests), or a comma-separated list; default:
+#                        the profiles and the channel: runs all their tests), or a
+#                        comma-separated list; default:
 #                        inferred when the GatewayClass publishes features, else profiles
 #   GATEWAY_TIMEOUTS     the suite's --timeout-config-overrides (seconds); default below
 #   GATEWAY_RUN_TEST     one test's short name (--run-test), for debugging one test
@@ -37,6 +42,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 cd "$REPO"
 PROFILES=${GATEWAY_PROFILES:-GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS}
 FEATURES=${GATEWAY_FEATURES:-}
+CHANNEL=${GATEWAY_CHANNEL:-standard}
+case $CHANNEL in standard | experimental) ;; *) echo "GATEWAY_CHANNEL is standard or experimental" >&2; exit 2 ;; esac
 # The suite's defaults (60-300 s per wait) make a failing run take hours; Portico applies a
 # change in well under a second, so these leave room and a failing test costs about 30 s.
 TIMEOUTS=${GATEWAY_TIMEOUTS:-GWCMustBeAccepted:60;GatewayMustHaveAddress:30;GatewayMustHaveCondition:30;GatewayStatusMustHaveListeners:30;GatewayListenersMustHaveConditions:30;ListenerSetMustHaveCondition:30;ListenerSetListenersMustHaveConditions:30;HTTPRouteMustNotHaveParents:30;HTTPRouteMustHaveCondition:30;TLSRouteMustHaveCondition:30;RouteMustHaveParents:30;LatestObservedGenerationSet:30;MaxTimeToConsistency:20;DefaultTestTimeout:30;NamespacesMustBeReady:180}
@@ -92,7 +99,7 @@ cleanup() {
   done
   if [ -n "${KUBECTL:-}" ]; then
     "$KUBECTL" get gatewayclass,gateway,httproute,grpcroute,tlsroute -A -o yaml > "$OUT/gateway-objects.yaml" 2>&1 || true
-    "$KUBECTL" -n portico-system logs deploy/portico --tail=-1 > "$OUT/portico.log" 2>&1 || true
+    "$KUBECTL" -n portico-system logs -l app.kubernetes.io/name=portico --prefix --tail=-1 > "$OUT/portico.log" 2>&1 || true
     "$KUBECTL" get pods -A -o wide > "$OUT/pods.txt" 2>&1 || true
   fi
   if [ "${GATEWAY_KEEP_CLUSTER:-}" = 1 ] && [ -f "$DIR/env" ]; then
@@ -119,9 +126,11 @@ for t in "$IMAGES_DIR"/*.tar; do
   ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$t" >/dev/null
 done
 
-k apply --server-side -f "$CRDS" >/dev/null
+crds=$CRDS_STANDARD
+[ "$CHANNEL" = experimental ] && crds=$CRDS_EXPERIMENTAL
+k apply --server-side -f "$crds" >/dev/null
 # shellcheck disable=SC2046
-k wait --for condition=established --timeout=60s $(k get crd -o name | grep '\.gateway\.networking\.k8s\.io$') >/dev/null
+k wait --for condition=established --timeout=60s $(k get crd -o name | grep -E '\.gateway\.networking\.(x-)?k8s\.io$') >/dev/null
 
 # Portico as deploy/gateway installs it, its image loaded under the name deploy/ gives it.
 rendered=$(k kustomize deploy/gateway)
@@ -149,13 +158,13 @@ feature_args=()
 case $FEATURES in
   inferred) ;;
   profiles)
-    list=$(PROFILES=$PROFILES "$SUITE" -test.run '^TestProfileFeatures$' | sed -n 's/^FEATURES=//p')
+    list=$(PROFILES=$PROFILES CHANNEL=$CHANNEL "$SUITE" -test.run '^TestProfileFeatures$' | sed -n 's/^FEATURES=//p')
     [ -n "$list" ] || die "the suite listed no features for $PROFILES"
     feature_args=(--supported-features="$list")
     ;;
   *) feature_args=(--supported-features="$FEATURES") ;;
 esac
-log "features: $FEATURES"
+log "CRDs: $CHANNEL channel; features: $FEATURES"
 [ -n "${GATEWAY_RUN_TEST:-}" ] && feature_args+=(--run-test="$GATEWAY_RUN_TEST")
 
 # The suite's own user, its files readable and writable by it, its packets only to the node
@@ -205,7 +214,7 @@ cp "$report" "$RESULTS/$name-report.yaml"
   echo "# Gateway API $CONFORMANCE_VERSION conformance: Portico"
   echo
   echo "Written by \`bash tests/gateway/conformance.sh\` (the report beside it is the suite's"
-  echo "own ConformanceReport). Profiles $PROFILES; features: $FEATURES$( [ "$FEATURES" = profiles ] && echo " (every core and extended feature of the profiles claimed, to run all their tests)")."
+  echo "own ConformanceReport). Profiles $PROFILES; CRDs of the $CHANNEL channel; features: $FEATURES$( [ "$FEATURES" = profiles ] && echo " (every core and extended feature of the profiles in the $CHANNEL channel claimed, to run all their tests)")."
   echo "Suite exit status $suite_rc after $suite_time s; $((SECONDS - start)) s from the start of the script (build check, cluster start, Portico's rollout, the suite; the cluster's stop, about 10-30 s, comes after)."
   echo
   if [ -f "$summary" ]; then cat "$summary"; else echo "The suite wrote no summary."; fi

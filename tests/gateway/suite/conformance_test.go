@@ -61,13 +61,19 @@ func TestConformance(t *testing.T) {
 
 // TestProfileFeatures prints, comma-separated, every feature (core and extended) of the
 // profiles named in $PROFILES (comma-separated): what --supported-features must list to run
-// all of their tests when the GatewayClass does not publish its supportedFeatures. Only runs
-// when asked for (-test.run TestProfileFeatures).
+// all of their tests when the GatewayClass does not publish its supportedFeatures. With
+// $CHANNEL=standard, the features of the experimental channel are left out (their tests use
+// fields the standard CRDs do not have). Only runs when asked for (-test.run TestProfileFeatures).
 func TestProfileFeatures(t *testing.T) {
 	names := os.Getenv("PROFILES")
 	if names == "" {
 		t.Skip("PROFILES is not set")
 	}
+	experimental := map[features.FeatureName]bool{}
+	for _, f := range features.AllFeatures.UnsortedList() {
+		experimental[f.Name] = f.Channel == features.FeatureChannelExperimental
+	}
+	standardOnly := os.Getenv("CHANNEL") == "standard"
 	profiles := map[string]suite.ConformanceProfile{}
 	for _, p := range []suite.ConformanceProfile{
 		suite.GatewayHTTPConformanceProfile,
@@ -84,8 +90,10 @@ func TestProfileFeatures(t *testing.T) {
 		if !ok {
 			t.Fatalf("no Gateway conformance profile %q", name)
 		}
-		for _, f := range features.SetsToNamesSet().Union(profile.CoreFeatures).Union(profile.ExtendedFeatures).UnsortedList() {
-			all = append(all, string(f))
+		for _, f := range profile.CoreFeatures.Union(profile.ExtendedFeatures).UnsortedList() {
+			if !standardOnly || !experimental[f] {
+				all = append(all, string(f))
+			}
 		}
 	}
 	slices.Sort(all)
