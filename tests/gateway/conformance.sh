@@ -178,6 +178,10 @@ sed -i "s#certificate-authority: \"[^\"]*\"#certificate-authority: \"$work/ca.cr
 chown -R "$SUITE_UID:$SUITE_UID" "$work"
 chmod 700 "$work"
 GUARD_ALLOW=("$NODE_IP/32" "$POD_CIDR")
+# GatewayStaticAddresses asks for a Gateway at an address Portico has (the node's, its
+# Service's external IP) and at one it cannot have: one of the node's range that nothing holds
+# (the guard rejects packets to it).
+UNUSABLE_ADDRESS=${NODE_IP%.*}.250
 guard
 
 version=$($DOCKER run --rm "$PORTICO_IMAGE" --version | awk '{print $2}')
@@ -199,6 +203,7 @@ set +e
     --organization=portico-dev --project=portico --url=https://github.com/portico-dev/portico \
     --version="v$version-$commit" --contact=https://github.com/portico-dev/portico/issues \
     --cleanup-base-resources=false \
+    --usable-address="$NODE_IP" --unusable-address="$UNUSABLE_ADDRESS" \
     --timeout-config-overrides="$TIMEOUTS"
 ) > "$OUT/suite.log" 2>&1
 suite_rc=$?
