@@ -10,6 +10,7 @@ mod cidr;
 pub mod compress;
 pub mod diagnostic;
 pub mod errors;
+pub mod gateway;
 pub mod global;
 pub mod hash;
 pub mod headers;
@@ -76,6 +77,8 @@ pub struct Config {
     pub compression: Option<Arc<compress::Compression>>,
     /// Hosts with their own `ssl-ciphers`/`ssl-prefer-server-ciphers`, which the SNI picks.
     pub host_tls: Arc<host_tls::HostTlsStore>,
+    /// What compile decided about Gateway API objects (status, route origins).
+    pub gateway: Arc<gateway::Report>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -95,6 +98,7 @@ impl PartialEq for Config {
             && self.global == other.global
             && self.compression == other.compression
             && self.host_tls == other.host_tls
+            && self.gateway == other.gateway
     }
 }
 
