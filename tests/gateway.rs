@@ -344,3 +344,67 @@ spec:
         "InvalidCertificateRef"
     );
 }
+
+/// An upstream that answers with the HTTP version it was spoken to in (HTTP/1.1, or HTTP/2
+/// with prior knowledge).
+async fn version_backend() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let body = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(body),
+                    )))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_routes_reach_their_service_over_http2() {
+    use http_body_util::BodyExt;
+    let grpc = version_backend().await;
+    let grpc_route = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  hostnames: [grpc.test]
+  rules:
+  - matches: [{method: {service: echo.Echo, method: Ping}}]
+    backendRefs: [{name: grpc, port: 80}]
+"#;
+    let p = start(&[
+        ("svc.yaml", service("grpc", &[grpc])),
+        ("grpc.yaml", grpc_route.to_string()),
+    ])
+    .await;
+    let mut h2 = h2c(p.http).await;
+    let mut call = |path: &str| {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://grpc.test{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        h2.send_request(req)
+    };
+    let resp = call("/echo.Echo/Ping").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "HTTP/2.0 /echo.Echo/Ping");
+    assert_eq!(call("/echo.Echo/Other").await.unwrap().status(), 404);
+    assert_eq!(
+        parent_reasons(&p.routes().await, "echo"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+}

@@ -20,14 +20,14 @@ use crate::config::gateway::{
 };
 use crate::config::global::Global;
 use crate::config::route::{HostPattern, PathRule, PathType, Route};
-use crate::config::{CertStore, Policy, PortRef};
+use crate::config::{CertStore, Policy, PortRef, Protocol};
 use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
 use crate::path;
 
 /// The route kinds a listener of each protocol takes.
-// gwcore: GRPCRoute joins HTTP/HTTPS once it compiles; TLSRoute with TLS passthrough.
-const HTTP_KINDS: [&str; 1] = ["HTTPRoute"];
+// gwcore: TLSRoute with TLS passthrough.
+const HTTP_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 
 /// Condition types and reasons, as the spec spells them.
 mod cond {
@@ -134,15 +134,25 @@ pub fn compile<'s>(
         resolver,
         diags,
         routes: &mut compiled.routes,
-        policy: Arc::new(global.routes.policy()),
         claims,
         origins: Vec::new(),
     };
-    let mut http_routes: Vec<(&ObjectKey, &HTTPRoute)> =
-        snapshot.http_routes.iter().map(|(k, r)| (k, r.as_ref())).collect();
-    http_routes.sort_by(|(ka, a), (kb, b)| oldest_first((ka, &a.metadata), (kb, &b.metadata)));
-    for (key, route) in http_routes {
-        if let Some(r) = pass.http_route(key, route, &mut states) {
+    let http = Arc::new(global.routes.policy());
+    // gRPC goes to the pods as HTTP/2 with prior knowledge.
+    let grpc = Arc::new(Policy {
+        backend_protocol: Some(Protocol::H2c),
+        ..global.routes.policy()
+    });
+    let mut views: Vec<RouteView> = snapshot
+        .http_routes
+        .iter()
+        .map(|(k, r)| http_view(k, r, &http))
+        .chain(snapshot.grpc_routes.iter().map(|(k, r)| grpc_view(k, r, &grpc)))
+        .collect();
+    // HTTPRoutes and GRPCRoutes share the table: the oldest claim on a host and path wins.
+    views.sort_by(|a, b| oldest_first((a.key, a.meta), (b.key, b.meta)));
+    for view in &views {
+        if let Some(r) = pass.route(view, &mut states) {
             report.routes.push(r);
         }
     }
@@ -484,7 +494,6 @@ struct RoutePass<'s, 'r, 'x> {
     resolver: &'r mut Resolver<'s>,
     diags: &'r mut Diagnostics,
     routes: &'x mut Vec<Arc<Route>>,
-    policy: Arc<Policy>,
     claims: HashMap<Claim, Owner>,
     origins: Vec<Origin>,
 }
@@ -499,17 +508,138 @@ struct Attached {
 /// Why a backendRef cannot be used: the spec's reason and a message.
 type RefProblem = (&'static str, String);
 
+/// An HTTPRoute or GRPCRoute as the route pass reads it.
+struct RouteView<'a> {
+    kind: RouteKind,
+    key: &'a ObjectKey,
+    meta: &'a ObjectMeta,
+    parent_refs: &'a [api::ParentRef],
+    hostnames: &'a [String],
+    rules: Vec<RuleView<'a>>,
+    policy: &'a Arc<Policy>,
+}
+
+/// A rule: its matches as route-table paths (`Err`: what this branch cannot express), and
+/// what it sends to.
+struct RuleView<'a> {
+    paths: Result<Vec<PathRule>, String>,
+    filters: &'a [serde_json::Value],
+    backend_refs: &'a [api::HTTPBackendRef],
+    timeouts: bool,
+}
+
+fn http_view<'a>(key: &'a ObjectKey, r: &'a HTTPRoute, policy: &'a Arc<Policy>) -> RouteView<'a> {
+    let rules = match &r.spec.rules {
+        // The CRD's default: one rule for every path, without backend.
+        None => vec![RuleView {
+            paths: Ok(vec![prefix("/")]),
+            filters: &[],
+            backend_refs: &[],
+            timeouts: false,
+        }],
+        Some(rules) => rules
+            .iter()
+            .map(|rule| RuleView {
+                paths: match rule.matches.as_deref() {
+                    Some(m) if !m.is_empty() => m.iter().map(path_rule).collect(),
+                    _ => Ok(vec![prefix("/")]),
+                },
+                filters: &rule.filters,
+                backend_refs: &rule.backend_refs,
+                timeouts: rule.timeouts.is_some(),
+            })
+            .collect(),
+    };
+    RouteView {
+        kind: RouteKind::HTTPRoute,
+        key,
+        meta: &r.metadata,
+        parent_refs: &r.spec.parent_refs,
+        hostnames: &r.spec.hostnames,
+        rules,
+        policy,
+    }
+}
+
+fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Policy>) -> RouteView<'a> {
+    let rules = r
+        .spec
+        .rules
+        .iter()
+        .map(|rule| RuleView {
+            paths: match rule.matches.as_slice() {
+                [] => Ok(vec![prefix("/")]),
+                m => m.iter().map(grpc_path).collect(),
+            },
+            filters: &rule.filters,
+            backend_refs: &rule.backend_refs,
+            timeouts: false,
+        })
+        .collect();
+    RouteView {
+        kind: RouteKind::GRPCRoute,
+        key,
+        meta: &r.metadata,
+        parent_refs: &r.spec.parent_refs,
+        hostnames: &r.spec.hostnames,
+        rules,
+        policy,
+    }
+}
+
+fn prefix(path: &str) -> PathRule {
+    PathRule {
+        path: path.into(),
+        path_type: PathType::Prefix,
+        regex: None,
+    }
+}
+
+/// A GRPCRoute match as a path: `/SERVICE/METHOD` exactly, or every method of `/SERVICE`.
+fn grpc_path(m: &api::GRPCRouteMatch) -> Result<PathRule, String> {
+    // gwmatch: header conditions, RegularExpression and method-only matches.
+    if !m.headers.is_empty() {
+        return Err("header matches are not supported yet".into());
+    }
+    let Some(method) = &m.method else {
+        return Ok(prefix("/"));
+    };
+    if method.type_.as_deref().is_some_and(|t| t != "Exact") {
+        return Err("RegularExpression method matches are not supported yet".into());
+    }
+    // Service and method names: letters, digits, `_` and `.` (in the service) only.
+    let name_ok = |s: &str, dots: bool| {
+        !s.is_empty()
+            && s.len() <= 1024
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+    };
+    match (method.service.as_deref(), method.method.as_deref()) {
+        (Some(svc), Some(m)) if name_ok(svc, true) && name_ok(m, false) => Ok(PathRule {
+            path: format!("/{svc}/{m}"),
+            path_type: PathType::Exact,
+            regex: None,
+        }),
+        (Some(svc), None) if name_ok(svc, true) => Ok(prefix(&format!("/{svc}"))),
+        (None, Some(_)) => Err("a method match without service is not supported yet".into()),
+        (None, None) => Ok(prefix("/")),
+        _ => Err("a method match's service or method is not a valid gRPC name".into()),
+    }
+}
+
 impl RoutePass<'_, '_, '_> {
-    fn warn(&mut self, key: &ObjectKey, severity: Severity, reason: Reason, msg: String) {
-        self.diags.push(ObjectRef::new("HTTPRoute", key), severity, reason, msg);
+    fn warn(&mut self, view: &RouteView, severity: Severity, reason: Reason, msg: String) {
+        self.diags
+            .push(ObjectRef::new(view.kind.as_str(), view.key), severity, reason, msg);
     }
 
-    /// Attaches an HTTPRoute to the listeners of ours its parentRefs allow, and compiles its
+    /// Attaches a route to the listeners of ours its parentRefs allow, and compiles its
     /// rules. `None` when none of its parents is a Gateway of ours.
-    fn http_route(&mut self, key: &ObjectKey, route: &HTTPRoute, gateways: &mut [GatewayState]) -> Option<RouteReport> {
+    fn route(&mut self, view: &RouteView, gateways: &mut [GatewayState]) -> Option<RouteReport> {
+        let key = view.key;
         let mut parents = Vec::new();
         let mut attached: Vec<(Attached, Vec<String>)> = Vec::new();
-        for p in &route.spec.parent_refs {
+        for p in view.parent_refs {
             let group = p.group.as_deref().unwrap_or(GROUP);
             let kind = p.kind.as_deref().unwrap_or("Gateway");
             let namespace = p.namespace.clone().unwrap_or_else(|| key.namespace.clone());
@@ -529,10 +659,10 @@ impl RoutePass<'_, '_, '_> {
                 section_name: p.section_name.clone(),
                 port: p.port,
             };
-            let accepted = self.attach(key, route, p, gi, gateways, &mut attached);
+            let accepted = self.attach(view, p, gi, gateways, &mut attached);
             if !accepted.status {
                 self.warn(
-                    key,
+                    view,
                     Severity::Error,
                     Reason::NotAccepted,
                     format!("not accepted by Gateway {gkey}: {}", accepted.message),
@@ -543,10 +673,10 @@ impl RoutePass<'_, '_, '_> {
         if parents.is_empty() {
             return None;
         }
-        let resolved = self.rules(key, route, &attached, gateways);
-        let generation = generation(&route.metadata);
+        let resolved = self.rules(view, &attached, gateways);
+        let generation = generation(view.meta);
         Some(RouteReport {
-            kind: RouteKind::HTTPRoute,
+            kind: view.kind,
             key: key.clone(),
             generation,
             parents: parents
@@ -563,13 +693,13 @@ impl RoutePass<'_, '_, '_> {
     /// `attached` with the host names served through each), and the Accepted condition.
     fn attach(
         &mut self,
-        key: &ObjectKey,
-        route: &HTTPRoute,
+        view: &RouteView,
         p: &api::ParentRef,
         gi: usize,
         gateways: &mut [GatewayState],
         attached: &mut Vec<(Attached, Vec<String>)>,
     ) -> Condition {
+        let key = view.key;
         let gw = &mut gateways[gi];
         let candidates: Vec<usize> = (0..gw.listeners.len())
             .filter(|&i| {
@@ -597,7 +727,7 @@ impl RoutePass<'_, '_, '_> {
                         .is_some_and(|s| selects(s, &route_labels)),
                     _ => false,
                 };
-                l.usable && ns_ok && l.supported_kinds.contains(&"HTTPRoute")
+                l.usable && ns_ok && l.supported_kinds.contains(&view.kind.as_str())
             })
             .collect();
         if allowed.is_empty() {
@@ -609,7 +739,7 @@ impl RoutePass<'_, '_, '_> {
         let mut any = false;
         for i in allowed {
             let l = &mut gw.listeners[i];
-            let Some(hosts) = intersect(l.spec.hostname.as_deref(), &route.spec.hostnames) else {
+            let Some(hosts) = intersect(l.spec.hostname.as_deref(), view.hostnames) else {
                 continue;
             };
             any = true;
@@ -635,8 +765,7 @@ impl RoutePass<'_, '_, '_> {
     /// with; returns the ResolvedRefs condition of its backendRefs.
     fn rules(
         &mut self,
-        key: &ObjectKey,
-        route: &HTTPRoute,
+        view: &RouteView,
         attached: &[(Attached, Vec<String>)],
         gateways: &mut [GatewayState],
     ) -> Condition {
@@ -657,25 +786,15 @@ impl RoutePass<'_, '_, '_> {
                 }
             }
         }
-        let default_rules = [api::HTTPRouteRule::default()];
-        let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
-        for (ri, rule) in rules.iter().enumerate() {
-            let default_match = [api::HTTPRouteMatch::default()];
-            let matches = match rule.matches.as_deref() {
-                Some(m) if !m.is_empty() => m,
-                _ => &default_match,
-            };
+        let key = view.key;
+        for (ri, rule) in view.rules.iter().enumerate() {
             // Paths first: a rule left out resolves no backend.
-            let step = matches
-                .iter()
-                .map(path_rule)
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(|paths| Ok((paths, self.rule_backend(key, rule)?)));
+            let step = (rule.paths.clone()).and_then(|paths| Ok((paths, self.rule_backend(view, rule)?)));
             let (paths, ((backend, service), problem)) = match step {
                 Ok(s) => s,
                 Err(msg) => {
                     self.warn(
-                        key,
+                        view,
                         Severity::Warning,
                         Reason::UnsupportedFeature,
                         format!("rule {ri} is not served: {msg}"),
@@ -688,7 +807,7 @@ impl RoutePass<'_, '_, '_> {
                     resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg.clone());
                 }
                 let msg = format!("rule {ri}: {msg}; it answers 503");
-                self.warn(key, Severity::Error, reason_of(reason), msg);
+                self.warn(view, Severity::Error, reason_of(reason), msg);
             }
             for (host, via) in &hosts {
                 // Reached over plain HTTP only through an HTTP listener; else redirected.
@@ -701,7 +820,7 @@ impl RoutePass<'_, '_, '_> {
                                 "rule {ri}: host {host} path {} ({:?}) is served by Ingress {ing}; Ingresses come first",
                                 p.path, p.path_type
                             );
-                            self.warn(key, Severity::Warning, Reason::PathConflict, msg);
+                            self.warn(view, Severity::Warning, Reason::PathConflict, msg);
                             continue;
                         }
                         // An older route (or an earlier rule) has it: the spec's precedence.
@@ -724,13 +843,13 @@ impl RoutePass<'_, '_, '_> {
                         backend,
                         service: service.clone(),
                         ssl_redirect: !plain,
-                        policy: self.policy.clone(),
+                        policy: view.policy.clone(),
                         client_auth: None,
                         canary: None,
                     }));
                     self.origins.push(Origin {
                         route: id,
-                        kind: RouteKind::HTTPRoute,
+                        kind: view.kind,
                         object: key.clone(),
                         rule: ri,
                         via: via
@@ -749,16 +868,17 @@ impl RoutePass<'_, '_, '_> {
 
     /// The one backend of a rule. A reference that cannot be used still gives a backend
     /// (that answers 503), with the reason; what this branch cannot express is an `Err`.
-    fn rule_backend(&mut self, key: &ObjectKey, rule: &api::HTTPRouteRule) -> Result<RuleBackend, String> {
+    fn rule_backend(&mut self, view: &RouteView, rule: &RuleView) -> Result<RuleBackend, String> {
+        let key = view.key;
         // gwfilters: compile_filters(rule.filters) goes here.
         if !rule.filters.is_empty() {
             return Err("filters are not supported yet".into());
         }
-        if rule.timeouts.is_some() {
+        if rule.timeouts {
             return Err("timeouts are not supported yet".into());
         }
         // gwmatch: several weighted backendRefs.
-        let b = match rule.backend_refs.as_slice() {
+        let b = match rule.backend_refs {
             [b] => b,
             [] => {
                 return Err("a rule without backendRefs is not supported yet".into());
@@ -791,7 +911,14 @@ impl RoutePass<'_, '_, '_> {
                 ),
             );
         }
-        if ns != key.namespace && !granted(self.snapshot, ("HTTPRoute", &key.namespace), ("", "Service"), &skey) {
+        if ns != key.namespace
+            && !granted(
+                self.snapshot,
+                (view.kind.as_str(), &key.namespace),
+                ("", "Service"),
+                &skey,
+            )
+        {
             return refuse(
                 self,
                 (

@@ -125,7 +125,7 @@ fn routes_of_our_gateway_are_served_with_exact_and_prefix_paths() {
     let l = listener(&cfg, "http");
     assert_eq!(
         (l.attached_routes, l.supported_kinds.as_slice()),
-        (1, &["HTTPRoute"][..])
+        (1, &["HTTPRoute", "GRPCRoute"][..])
     );
     assert_eq!(
         listener(&cfg, "wild").attached_routes,
@@ -583,5 +583,63 @@ fn label_selectors() {
     assert!(
         selects(&LabelSelector::default(), &labels),
         "the empty selector selects all"
+    );
+}
+
+#[test]
+fn grpc_routes_become_paths_sent_as_http2() {
+    let yaml = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  hostnames: [grpc.test]
+  rules:
+  - matches: [{method: {service: echo.Echo, method: Ping}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{method: {service: health.Health}}]
+    backendRefs: [{name: b, port: 80}]
+  - matches: [{method: {method: Anything}}]
+    backendRefs: [{name: b, port: 80}]
+  - matches: [{method: {service: "bad/name", method: X}}]
+    backendRefs: [{name: b, port: 80}]
+"#;
+    let cfg = build(yaml);
+    assert_eq!(
+        target(&cfg, "grpc.test", "/echo.Echo/Ping").as_deref(),
+        Some("default/a")
+    );
+    assert_eq!(target(&cfg, "grpc.test", "/echo.Echo/Other"), None);
+    assert_eq!(
+        target(&cfg, "grpc.test", "/health.Health/Check").as_deref(),
+        Some("default/b")
+    );
+    let r = cfg.routes.route("grpc.test", "/echo.Echo/Ping").unwrap();
+    assert_eq!(r.policy.backend_protocol, Some(crate::config::Protocol::H2c));
+    let rr = route_report(&cfg, "g");
+    assert_eq!(rr.kind, RouteKind::GRPCRoute);
+    assert_eq!(conds(&rr.parents[0].conditions)[0], ("Accepted", true, "Accepted"));
+    let left_out: Vec<_> = cfg
+        .diagnostics
+        .iter()
+        .filter(|d| d.object.kind == "GRPCRoute" && d.reason == Reason::UnsupportedFeature)
+        .collect();
+    assert_eq!(left_out.len(), 2, "{left_out:#?}");
+    // A listener that takes HTTPRoutes only refuses it.
+    let only_http = BASE.replace(
+        "  - {name: http, port: 80, protocol: HTTP}",
+        "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}",
+    );
+    let mut objects = parse_manifests(&only_http).unwrap();
+    objects.extend(parse_manifests(yaml).unwrap());
+    objects.extend(services());
+    let cfg = crate::compile::compile(&fixture::snapshot(objects), &Options::default());
+    assert_eq!(target(&cfg, "grpc.test", "/echo.Echo/Ping"), None);
+    let rr = route_report(&cfg, "g");
+    assert_eq!(
+        conds(&rr.parents[0].conditions)[0],
+        ("Accepted", false, "NotAllowedByListeners")
     );
 }
