@@ -727,13 +727,13 @@ impl RoutePass<'_, '_, '_> {
                         .is_some_and(|s| selects(s, &route_labels)),
                     _ => false,
                 };
-                l.usable && ns_ok && l.supported_kinds.contains(&view.kind.as_str())
+                ns_ok && l.supported_kinds.contains(&view.kind.as_str())
             })
             .collect();
         if allowed.is_empty() {
             return not_accepted(
                 cond::NOT_ALLOWED_BY_LISTENERS,
-                "no listener of the parent allows this route (namespace, kind, or no valid listener)",
+                "no listener of the parent allows this route (its namespace or kind)",
             );
         }
         let mut any = false;
@@ -743,7 +743,12 @@ impl RoutePass<'_, '_, '_> {
                 continue;
             };
             any = true;
+            // Attached (and counted, as the spec counts) even to a listener that is not
+            // programmed, whose routes are not served.
             l.report.attached_routes = l.report.attached_routes.saturating_add(1);
+            if !l.usable {
+                continue;
+            }
             attached.push((
                 Attached {
                     gateway: gi,

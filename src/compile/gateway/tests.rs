@@ -490,6 +490,8 @@ fn https_listeners_take_their_certificates_by_sni() {
 
     let tls = cfg.gateway.gateways.iter().find(|g| g.key.name == "tls").unwrap();
     let broken = tls.listeners.iter().find(|l| l.name == "broken").unwrap();
+    // Attached and counted, as the spec counts, though not served.
+    assert_eq!(broken.attached_routes, 1);
     assert_eq!(
         conds(&broken.conditions),
         [
