@@ -50,6 +50,10 @@ pub fn routes_json(plane: &Plane) -> Value {
         if let Some(c) = &r.canary {
             entry["canary"] = json!({"ingress": c.route.ingress.to_string(), "rules": c});
         }
+        // A Gateway API route: its HTTPRoute (in "ingress"), rule and parent listeners.
+        if let Some(o) = cfg.gateway.origin(r.id) {
+            entry["gateway"] = json!(o);
+        }
         hosts.entry(r.host.to_string()).or_default().push(entry);
     }
     json!({
@@ -66,6 +70,7 @@ pub fn routes_json(plane: &Plane) -> Value {
         "diagnostics": cfg.diagnostics,
         "replicas": cfg.replicas,
         "settings": cfg.global,
+        "gatewayApi": cfg.gateway,
     })
 }
 

@@ -505,6 +505,13 @@ pub fn yaml(objects: &[AnyObject]) -> String {
     fn doc<T: serde::Serialize>(o: &T) -> String {
         serde_saphyr::to_string(o).expect("objects serialize")
     }
+    // The hand-written Gateway API types carry no apiVersion and kind of their own.
+    fn gateway_doc<T: serde::Serialize + k8s_openapi::Resource>(o: &T) -> String {
+        let mut v = serde_json::to_value(o).expect("objects serialize");
+        v["apiVersion"] = T::API_VERSION.into();
+        v["kind"] = T::KIND.into();
+        doc(&v)
+    }
     objects
         .iter()
         .map(|o| {
@@ -516,6 +523,13 @@ pub fn yaml(objects: &[AnyObject]) -> String {
                 AnyObject::Endpoints(o) => doc(o.as_ref()),
                 AnyObject::Secret(o) => doc(o.as_ref()),
                 AnyObject::ConfigMap(o) => doc(o.as_ref()),
+                AnyObject::Namespace(o) => doc(o.as_ref()),
+                AnyObject::GatewayClass(o) => gateway_doc(o.as_ref()),
+                AnyObject::Gateway(o) => gateway_doc(o.as_ref()),
+                AnyObject::HTTPRoute(o) => gateway_doc(o.as_ref()),
+                AnyObject::GRPCRoute(o) => gateway_doc(o.as_ref()),
+                AnyObject::TLSRoute(o) => gateway_doc(o.as_ref()),
+                AnyObject::ReferenceGrant(o) => gateway_doc(o.as_ref()),
             };
             format!("---\n{text}")
         })

@@ -112,6 +112,13 @@ struct ClassArgs {
     /// followed live: its keys override the flags that have one (docs/configmap.md).
     #[arg(long, env = "PORTICO_CONFIGMAP", value_parser = parse_key)]
     configmap: Option<ObjectKey>,
+    /// GatewayClasses whose spec.controllerName equals this are ours (Gateway API).
+    #[arg(
+        long,
+        env = "PORTICO_GATEWAY_CONTROLLER_NAME",
+        default_value = "portico.dev/gateway-controller"
+    )]
+    gateway_controller_name: String,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -390,6 +397,7 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         configmap: class.configmap.clone(),
         global: Default::default(),
         compression: Default::default(),
+        gateway_controller_name: class.gateway_controller_name.clone(),
     }
 }
 

@@ -1,10 +1,12 @@
 //! The Snapshot: every Kubernetes object compile() reads, typed and keyed by namespace/name.
 
+pub mod gateway;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
@@ -67,6 +69,16 @@ pub struct Snapshot {
     /// The `--configmap` and the ConfigMaps its keys and annotations name (`add-headers`,
     /// `custom-headers`, ...).
     pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
+    /// Gateway API objects (see [`gateway`]); GatewayClasses are cluster-scoped.
+    pub gateway_classes: BTreeMap<ObjectKey, Arc<gateway::GatewayClass>>,
+    pub gateways: BTreeMap<ObjectKey, Arc<gateway::Gateway>>,
+    pub http_routes: BTreeMap<ObjectKey, Arc<gateway::HTTPRoute>>,
+    pub grpc_routes: BTreeMap<ObjectKey, Arc<gateway::GRPCRoute>>,
+    pub tls_routes: BTreeMap<ObjectKey, Arc<gateway::TLSRoute>>,
+    pub reference_grants: BTreeMap<ObjectKey, Arc<gateway::ReferenceGrant>>,
+    /// Namespaces (cluster-scoped), for a listener's `allowedRoutes` namespace selector;
+    /// only read when the Gateway API is.
+    pub namespaces: BTreeMap<ObjectKey, Arc<Namespace>>,
 }
 
 /// One object of any kind Portico reads, as it arrives from a source.
@@ -79,6 +91,13 @@ pub enum AnyObject {
     Endpoints(Arc<Endpoints>),
     Secret(Arc<Secret>),
     ConfigMap(Arc<ConfigMap>),
+    GatewayClass(Arc<gateway::GatewayClass>),
+    Gateway(Arc<gateway::Gateway>),
+    HTTPRoute(Arc<gateway::HTTPRoute>),
+    GRPCRoute(Arc<gateway::GRPCRoute>),
+    TLSRoute(Arc<gateway::TLSRoute>),
+    ReferenceGrant(Arc<gateway::ReferenceGrant>),
+    Namespace(Arc<Namespace>),
 }
 
 impl AnyObject {
@@ -91,6 +110,13 @@ impl AnyObject {
             AnyObject::Endpoints(o) => key_of(o.as_ref()),
             AnyObject::Secret(o) => key_of(o.as_ref()),
             AnyObject::ConfigMap(o) => key_of(o.as_ref()),
+            AnyObject::GatewayClass(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
+            AnyObject::Gateway(o) => key_of(o.as_ref()),
+            AnyObject::HTTPRoute(o) => key_of(o.as_ref()),
+            AnyObject::GRPCRoute(o) => key_of(o.as_ref()),
+            AnyObject::TLSRoute(o) => key_of(o.as_ref()),
+            AnyObject::ReferenceGrant(o) => key_of(o.as_ref()),
+            AnyObject::Namespace(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
         }
     }
 }
@@ -105,9 +131,18 @@ pub enum Kind {
     Endpoints,
     Secret,
     ConfigMap,
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    GRPCRoute,
+    TLSRoute,
+    ReferenceGrant,
+    Namespace,
 }
 
 impl Kind {
+    /// The kinds every source reads. The Gateway API ones ([`Kind::GATEWAY`]) are read only
+    /// where their CRDs exist.
     pub const ALL: [Kind; 7] = [
         Kind::Ingress,
         Kind::IngressClass,
@@ -116,6 +151,17 @@ impl Kind {
         Kind::Endpoints,
         Kind::Secret,
         Kind::ConfigMap,
+    ];
+
+    /// The Gateway API kinds, and Namespaces (whose labels `allowedRoutes` selects on).
+    pub const GATEWAY: [Kind; 7] = [
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::HTTPRoute,
+        Kind::GRPCRoute,
+        Kind::TLSRoute,
+        Kind::ReferenceGrant,
+        Kind::Namespace,
     ];
 }
 
@@ -130,6 +176,13 @@ impl Snapshot {
             Kind::Endpoints => drop(self.endpoints.remove(key)),
             Kind::Secret => drop(self.secrets.remove(key)),
             Kind::ConfigMap => drop(self.config_maps.remove(key)),
+            Kind::GatewayClass => drop(self.gateway_classes.remove(key)),
+            Kind::Gateway => drop(self.gateways.remove(key)),
+            Kind::HTTPRoute => drop(self.http_routes.remove(key)),
+            Kind::GRPCRoute => drop(self.grpc_routes.remove(key)),
+            Kind::TLSRoute => drop(self.tls_routes.remove(key)),
+            Kind::ReferenceGrant => drop(self.reference_grants.remove(key)),
+            Kind::Namespace => drop(self.namespaces.remove(key)),
         }
     }
 
@@ -143,6 +196,13 @@ impl Snapshot {
             Kind::Endpoints => self.endpoints.clear(),
             Kind::Secret => self.secrets.clear(),
             Kind::ConfigMap => self.config_maps.clear(),
+            Kind::GatewayClass => self.gateway_classes.clear(),
+            Kind::Gateway => self.gateways.clear(),
+            Kind::HTTPRoute => self.http_routes.clear(),
+            Kind::GRPCRoute => self.grpc_routes.clear(),
+            Kind::TLSRoute => self.tls_routes.clear(),
+            Kind::ReferenceGrant => self.reference_grants.clear(),
+            Kind::Namespace => self.namespaces.clear(),
         }
         for o in objects {
             self.insert(o);
@@ -160,6 +220,13 @@ impl Snapshot {
             AnyObject::Endpoints(o) => drop(self.endpoints.insert(key, o)),
             AnyObject::Secret(o) => drop(self.secrets.insert(key, o)),
             AnyObject::ConfigMap(o) => drop(self.config_maps.insert(key, o)),
+            AnyObject::GatewayClass(o) => drop(self.gateway_classes.insert(key, o)),
+            AnyObject::Gateway(o) => drop(self.gateways.insert(key, o)),
+            AnyObject::HTTPRoute(o) => drop(self.http_routes.insert(key, o)),
+            AnyObject::GRPCRoute(o) => drop(self.grpc_routes.insert(key, o)),
+            AnyObject::TLSRoute(o) => drop(self.tls_routes.insert(key, o)),
+            AnyObject::ReferenceGrant(o) => drop(self.reference_grants.insert(key, o)),
+            AnyObject::Namespace(o) => drop(self.namespaces.insert(key, o)),
         }
     }
 
@@ -203,6 +270,13 @@ impl Snapshot {
             + self.endpoints.len()
             + self.secrets.len()
             + self.config_maps.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.grpc_routes.len()
+            + self.tls_routes.len()
+            + self.reference_grants.len()
+            + self.namespaces.len()
     }
 
     pub fn is_empty(&self) -> bool {

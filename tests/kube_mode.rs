@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portico::fixture::{self, Prefix, yaml};
 use support::Portico;
-use support::cluster::ControlPlane;
+use support::cluster::{ControlPlane, eventually};
 
 /// A Service `ns/name` (port 80 named http, targetPort 8080) with one slice of `ips` on `port`.
 fn service_on(ns: &str, name: &str, ips: &[&str], port: u16) -> String {
@@ -33,18 +33,6 @@ fn ingress(ns: &str, name: &str, class: &str, host: &str, svc: &str, tls_secret:
         None => ingress,
     };
     yaml(&[ingress.rule(host, "/", Prefix, svc, 80).into()])
-}
-
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn endpoints(routes: &serde_json::Value, host: &str) -> Vec<String> {

@@ -161,6 +161,17 @@ impl<'a> Resolver<'a> {
         Ok(self.service(&ObjectKey::new(namespace, svc.name.clone()), port))
     }
 
+    /// A backend that answers 503 for a reference compile refused (a cross-namespace Service
+    /// without ReferenceGrant, a kind that is no Service). Keyed by a name no Service can
+    /// have, so that re-resolving it (an endpoints-only recompile) never finds endpoints.
+    pub fn refused(&mut self, to: &ObjectKey, reason: &str) -> BackendId {
+        let key = ObjectKey::new(to.namespace.as_str(), format!("({} refused)", to.name));
+        let backend = Backend::unavailable(key, PortRef::Number(0), reason.to_string());
+        let id = self.list.len();
+        self.list.push((Arc::new(backend), None));
+        id
+    }
+
     /// Resolves a Service port (by number or name) to a shared backend.
     pub fn service(&mut self, key: &ObjectKey, port: PortRef) -> (BackendId, Resolved) {
         if let Some(&(_, id)) = self

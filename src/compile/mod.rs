@@ -9,6 +9,7 @@ mod common;
 pub mod compress;
 mod digest;
 pub mod errors;
+pub mod gateway;
 pub mod gateway_filters;
 pub mod global;
 pub mod hash;
@@ -79,6 +80,9 @@ pub struct Options {
     pub global: crate::config::global::Global,
     /// Response compression (the ConfigMap's use-gzip, enable-brotli and their settings).
     pub compression: crate::config::compress::Compression,
+    /// `--gateway-controller-name`: GatewayClasses whose `spec.controllerName` equals this
+    /// are ours.
+    pub gateway_controller_name: String,
 }
 
 impl Default for Options {
@@ -98,6 +102,7 @@ impl Default for Options {
             configmap: None,
             global: Default::default(),
             compression: Default::default(),
+            gateway_controller_name: "portico.dev/gateway-controller".into(),
         }
     }
 }
@@ -133,6 +138,15 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     let mut compiled = pass.run();
     let aliases = hosts::add(snapshot, &mut compiled, &mut certs, &mut diags);
     let host_tls = host_tls::collect(snapshot, &compiled.admitted, &aliases, &global, &mut diags);
+    let gateway_report = gateway::compile(
+        snapshot,
+        opts,
+        &global,
+        &mut resolver,
+        &mut diags,
+        &mut certs,
+        &mut compiled,
+    );
 
     if let Some(key) = &opts.default_backend_service {
         let port = resolver.first_port(key);
@@ -217,6 +231,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         compression: global.compression.on().then(|| Arc::new(global.compression.clone())),
         global: Arc::new(global),
         host_tls: Arc::new(host_tls),
+        gateway: Arc::new(gateway_report),
     }
 }
 
@@ -256,6 +271,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         global: prev.global.clone(),
         compression: prev.compression.clone(),
         host_tls: prev.host_tls.clone(),
+        gateway: prev.gateway.clone(),
     }
 }
 

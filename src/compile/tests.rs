@@ -728,7 +728,7 @@ fn fallback() -> Arc<rustls::sign::CertifiedKey> {
     Arc::new(rustls::sign::CertifiedKey::new(vec![ck.cert.der().clone()], signer))
 }
 
-fn cert_cn(ck: &rustls::sign::CertifiedKey) -> String {
+pub(super) fn cert_cn(ck: &rustls::sign::CertifiedKey) -> String {
     let (_, c) = x509_parser::parse_x509_certificate(ck.cert[0].as_ref()).unwrap();
     c.subject()
         .iter_common_name()

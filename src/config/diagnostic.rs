@@ -73,6 +73,12 @@ pub enum Reason {
     UnsupportedConfigMapKey,
     /// The `--configmap`, or a ConfigMap one of its keys names, does not exist.
     ConfigMapNotFound,
+    /// A Gateway API object (or a listener, or a route's parent) is not accepted.
+    NotAccepted,
+    /// A Gateway API rule uses what Portico does not serve yet; the rule is left out.
+    UnsupportedFeature,
+    /// A cross-namespace reference no ReferenceGrant allows.
+    RefNotPermitted,
 }
 
 impl Reason {
@@ -98,6 +104,9 @@ impl Reason {
             Reason::InvalidConfigMapKey => "InvalidConfigMapKey",
             Reason::UnsupportedConfigMapKey => "UnsupportedConfigMapKey",
             Reason::ConfigMapNotFound => "ConfigMapNotFound",
+            Reason::NotAccepted => "NotAccepted",
+            Reason::UnsupportedFeature => "UnsupportedFeature",
+            Reason::RefNotPermitted => "RefNotPermitted",
         }
     }
 }

@@ -1,24 +1,340 @@
-//! Gateway API: what compile wants written into the objects' `/status` (the leader writes it).
+//! What compile decided about Gateway API objects, as plain data: each object's conditions
+//! (the status the spec asks for), which route came from which Gateway listener, and the
+//! status updates built from them.
 
-/// The status one Gateway API object should have: compile produces the list, the leader's
-/// writer (source/gateway_status.rs) patches each object's `/status` when it differs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StatusUpdate {
-    /// API group, `gateway.networking.k8s.io`.
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::model::ObjectKey;
+
+/// One status condition. `lastTransitionTime` is not here: compile has no clock of its own
+/// (see [`status_updates`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A GatewayClass of ours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClassReport {
+    pub name: String,
+    pub generation: i64,
+    pub conditions: Vec<Condition>,
+}
+
+/// A Gateway of one of our classes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GatewayReport {
+    pub key: ObjectKey,
+    pub generation: i64,
+    pub conditions: Vec<Condition>,
+    pub listeners: Vec<ListenerReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerReport {
+    pub name: String,
+    /// Route kinds (group `gateway.networking.k8s.io`) the listener takes.
+    pub supported_kinds: Vec<&'static str>,
+    pub attached_routes: u32,
+    pub conditions: Vec<Condition>,
+}
+
+/// A route kind of the Gateway API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum RouteKind {
+    HTTPRoute,
+    GRPCRoute,
+    TLSRoute,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::HTTPRoute => "HTTPRoute",
+            RouteKind::GRPCRoute => "GRPCRoute",
+            RouteKind::TLSRoute => "TLSRoute",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            RouteKind::HTTPRoute => "httproutes",
+            RouteKind::GRPCRoute => "grpcroutes",
+            RouteKind::TLSRoute => "tlsroutes",
+        }
+    }
+}
+
+/// A parent reference as the route wrote it, with the spec's defaults filled in (it is
+/// echoed back in the route's status).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
     pub group: String,
-    /// API version, `v1`.
-    pub version: String,
-    /// `Gateway`, `HTTPRoute`, ...
     pub kind: String,
-    /// The resource's plural name in URLs: `gateways`, `httproutes`, ...
-    pub plural: String,
-    /// Empty for cluster-scoped kinds (GatewayClass).
     pub namespace: String,
     pub name: String,
-    /// The whole `status` object. Conditions may leave `lastTransitionTime` out: the writer
-    /// keeps the object's own when a condition's status did not change, else sets the time
-    /// of the write. Route `parents` (policy `ancestors`) list this controller's entries only;
-    /// other controllers' entries are kept. A Gateway's `addresses`, when left out, are
-    /// Portico's own (its Ingress status address), filled in by the writer.
-    pub status: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentReport {
+    pub parent_ref: ParentRef,
+    pub conditions: Vec<Condition>,
+}
+
+/// A route with at least one parent that is a Gateway of ours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteReport {
+    pub kind: RouteKind,
+    pub key: ObjectKey,
+    pub generation: i64,
+    pub parents: Vec<ParentReport>,
+}
+
+/// Where a compiled route (`Config::route_list[route]`) comes from: which Gateway API route
+/// and rule, through which Gateway listeners.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    #[serde(skip)]
+    pub route: usize,
+    pub kind: RouteKind,
+    pub object: ObjectKey,
+    pub rule: usize,
+    /// The listeners it is served through.
+    pub via: Vec<Via>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Via {
+    pub gateway: ObjectKey,
+    pub listener: String,
+}
+
+/// Everything compile decided about the Gateway API objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub controller_name: String,
+    pub classes: Vec<ClassReport>,
+    pub gateways: Vec<GatewayReport>,
+    pub routes: Vec<RouteReport>,
+    /// Ordered by route id.
+    pub origins: Vec<Origin>,
+}
+
+impl Report {
+    /// Where the route with id `route` comes from, if from the Gateway API.
+    pub fn origin(&self, route: usize) -> Option<&Origin> {
+        self.origins
+            .binary_search_by_key(&route, |o| o.route)
+            .ok()
+            .map(|i| &self.origins[i])
+    }
+}
+
+/// One object's new `status`, to be written to its `/status` subresource (by the leader,
+/// when it differs from what the object has).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusUpdate {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    /// Empty for cluster-scoped objects (GatewayClass).
+    pub namespace: String,
+    pub name: String,
+    pub status: Value,
+}
+
+const GROUP: &str = "gateway.networking.k8s.io";
+
+fn conditions(list: &[Condition], generation: i64, now: &str) -> Value {
+    list.iter()
+        .map(|c| {
+            json!({
+                "type": c.type_,
+                "status": if c.status { "True" } else { "False" },
+                "reason": c.reason,
+                // The API server caps messages at 32768 bytes.
+                "message": truncate(&c.message, 32_000),
+                "observedGeneration": generation,
+                "lastTransitionTime": now,
+            })
+        })
+        .collect()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn update(kind: &str, plural: &str, key: &ObjectKey, status: Value) -> StatusUpdate {
+    StatusUpdate {
+        group: GROUP.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        status,
+    }
+}
+
+/// The status of every object of ours, as the spec wants it. `now` (RFC 3339) is every
+/// condition's `lastTransitionTime`: the writer keeps an object's existing time where the
+/// condition's status did not change, as the spec asks.
+///
+/// Route `parents` list only the parents of ours; the writer merges them with the entries
+/// other controllers own (those with another `controllerName`).
+pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
+    let mut out = Vec::new();
+    for c in &report.classes {
+        let status = json!({"conditions": conditions(&c.conditions, c.generation, now)});
+        out.push(update(
+            "GatewayClass",
+            "gatewayclasses",
+            &ObjectKey::new("", c.name.clone()),
+            status,
+        ));
+    }
+    for g in &report.gateways {
+        let listeners: Vec<Value> = g
+            .listeners
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": l.name,
+                    "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": GROUP, "kind": k})).collect::<Vec<_>>(),
+                    "attachedRoutes": l.attached_routes,
+                    "conditions": conditions(&l.conditions, g.generation, now),
+                })
+            })
+            .collect();
+        let status = json!({
+            "conditions": conditions(&g.conditions, g.generation, now),
+            "listeners": listeners,
+        });
+        out.push(update("Gateway", "gateways", &g.key, status));
+    }
+    for r in &report.routes {
+        let parents: Vec<Value> = r
+            .parents
+            .iter()
+            .map(|p| {
+                json!({
+                    "parentRef": p.parent_ref,
+                    "controllerName": report.controller_name,
+                    "conditions": conditions(&p.conditions, r.generation, now),
+                })
+            })
+            .collect();
+        out.push(update(
+            r.kind.as_str(),
+            r.kind.plural(),
+            &r.key,
+            json!({"parents": parents}),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_has_the_fields_the_spec_requires() {
+        let report = Report {
+            controller_name: "portico.dev/gateway-controller".into(),
+            classes: vec![ClassReport {
+                name: "portico".into(),
+                generation: 2,
+                conditions: vec![Condition::new("Accepted", true, "Accepted", "ok")],
+            }],
+            gateways: vec![GatewayReport {
+                key: ObjectKey::new("ns", "gw"),
+                generation: 3,
+                conditions: vec![Condition::new("Programmed", false, "Invalid", "no")],
+                listeners: vec![ListenerReport {
+                    name: "http".into(),
+                    supported_kinds: vec!["HTTPRoute"],
+                    attached_routes: 1,
+                    conditions: vec![Condition::new("Accepted", true, "Accepted", "")],
+                }],
+            }],
+            routes: vec![RouteReport {
+                kind: RouteKind::HTTPRoute,
+                key: ObjectKey::new("ns", "r"),
+                generation: 4,
+                parents: vec![ParentReport {
+                    parent_ref: ParentRef {
+                        group: GROUP.into(),
+                        kind: "Gateway".into(),
+                        namespace: "ns".into(),
+                        name: "gw".into(),
+                        section_name: Some("http".into()),
+                        port: None,
+                    },
+                    conditions: vec![Condition::new("ResolvedRefs", false, "BackendNotFound", "x")],
+                }],
+            }],
+            origins: vec![],
+        };
+        let u = status_updates(&report, "2026-01-01T00:00:00Z");
+        assert_eq!(u.len(), 3);
+        assert_eq!((u[0].kind.as_str(), u[0].namespace.as_str()), ("GatewayClass", ""));
+        assert_eq!(
+            u[0].status["conditions"][0],
+            json!({"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok",
+                   "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        );
+        assert_eq!(u[1].plural, "gateways");
+        assert_eq!(u[1].status["conditions"][0]["status"], "False");
+        assert_eq!(u[1].status["listeners"][0]["supportedKinds"][0]["kind"], "HTTPRoute");
+        assert_eq!(u[1].status["listeners"][0]["attachedRoutes"], 1);
+        assert_eq!(u[1].status["listeners"][0]["conditions"][0]["observedGeneration"], 3);
+        let parent = &u[2].status["parents"][0];
+        assert_eq!(parent["controllerName"], "portico.dev/gateway-controller");
+        assert_eq!(
+            parent["parentRef"],
+            json!({"group": GROUP, "kind": "Gateway", "namespace": "ns", "name": "gw", "sectionName": "http"})
+        );
+        assert_eq!(parent["conditions"][0]["reason"], "BackendNotFound");
+        assert_eq!((u[2].plural.as_str(), u[2].name.as_str()), ("httproutes", "r"));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let s = "é".repeat(20_000);
+        let t = truncate(&s, 32_000);
+        assert!(t.len() <= 32_000 && t.chars().all(|c| c == 'é'));
+    }
 }

@@ -78,6 +78,8 @@ pub struct Config {
     pub compression: Option<Arc<compress::Compression>>,
     /// Hosts with their own `ssl-ciphers`/`ssl-prefer-server-ciphers`, which the SNI picks.
     pub host_tls: Arc<host_tls::HostTlsStore>,
+    /// What compile decided about Gateway API objects (status, route origins).
+    pub gateway: Arc<gateway::Report>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -97,6 +99,7 @@ impl PartialEq for Config {
             && self.global == other.global
             && self.compression == other.compression
             && self.host_tls == other.host_tls
+            && self.gateway == other.gateway
     }
 }
 

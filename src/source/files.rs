@@ -22,6 +22,10 @@ pub enum ManifestError {
     },
 }
 
+/// The Gateway API versions read (v1beta1 is the same schema where the CRDs still serve it).
+const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
+const GATEWAY_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
+
 /// Kinds Portico reads; anything else in a manifest (Deployments, Namespaces, …) is skipped.
 fn decode(doc: Value, out: &mut Vec<AnyObject>) -> Result<(), String> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -57,6 +61,21 @@ fn decode(doc: Value, out: &mut Vec<AnyObject>) -> Result<(), String> {
         ("discovery.k8s.io/v1", "EndpointSlice") => {
             AnyObject::EndpointSlice(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
         }
+        ("v1", "Namespace") => AnyObject::Namespace(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        (GATEWAY_V1 | GATEWAY_V1BETA1, "GatewayClass") => {
+            AnyObject::GatewayClass(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
+        (GATEWAY_V1 | GATEWAY_V1BETA1, "Gateway") => {
+            AnyObject::Gateway(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
+        (GATEWAY_V1 | GATEWAY_V1BETA1, "HTTPRoute") => {
+            AnyObject::HTTPRoute(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
+        (GATEWAY_V1, "GRPCRoute") => AnyObject::GRPCRoute(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        (GATEWAY_V1, "TLSRoute") => AnyObject::TLSRoute(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        (GATEWAY_V1 | GATEWAY_V1BETA1, "ReferenceGrant") => {
+            AnyObject::ReferenceGrant(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
         (_, "Ingress" | "IngressClass" | "EndpointSlice") => {
             return Err(format!(
                 "{kind} {name}: apiVersion {api:?} is not supported (use the GA API version)"
@@ -70,7 +89,10 @@ fn decode(doc: Value, out: &mut Vec<AnyObject>) -> Result<(), String> {
 
 /// Gives namespaced objects without a namespace the `default` namespace, as kubectl would.
 fn default_namespace(mut doc: Value) -> Value {
-    let cluster_scoped = matches!(doc.get("kind").and_then(Value::as_str), Some("IngressClass" | "List"));
+    let cluster_scoped = matches!(
+        doc.get("kind").and_then(Value::as_str),
+        Some("IngressClass" | "GatewayClass" | "Namespace" | "List")
+    );
     if !cluster_scoped
         && let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
         && !meta.contains_key("namespace")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -168,6 +168,101 @@ reflected!(ConfigMap, ConfigMap, {
     }
 });
 
+// Gateway API objects: a status write (by Portico itself) changes neither spec nor
+// generation, and needs no recompile.
+macro_rules! reflected_gateway {
+    ($($t:ident => $field:ident),* $(,)?) => {$(
+        reflected!(crate::model::gateway::$t, $t, {
+            fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+                snapshot.$field.get(&key_of(new)).is_some_and(|old| {
+                    old.spec == new.spec
+                        && old.metadata.generation == new.metadata.generation
+                        && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+                })
+            }
+        });
+    )*};
+}
+reflected_gateway!(
+    GatewayClass => gateway_classes,
+    Gateway => gateways,
+    HTTPRoute => http_routes,
+    GRPCRoute => grpc_routes,
+    TLSRoute => tls_routes,
+    ReferenceGrant => reference_grants,
+);
+// Namespaces matter for their labels only (`allowedRoutes` selectors).
+reflected!(Namespace, Namespace, {
+    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+        snapshot
+            .namespaces
+            .get(&key_of(new))
+            .is_some_and(|old| old.metadata.labels == new.metadata.labels)
+    }
+    fn slim_kind(&mut self) {
+        self.spec = None;
+        self.status = None;
+    }
+});
+
+/// The Gateway API kinds the cluster serves (their CRDs are installed), asked once at start.
+/// Without them, none is watched and Ingress works as before; Namespaces are watched only
+/// for the Gateway API.
+async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
+    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute};
+    use k8s_openapi::Resource as _;
+    let list = match client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!(error = %e, "Gateway API (gateway.networking.k8s.io/v1) not served; watching Ingress only");
+            return Vec::new();
+        }
+    };
+    let served = |plural: &str| list.resources.iter().any(|r| r.name == plural);
+    let mut kinds: Vec<Kind> = [
+        (Kind::GatewayClass, GatewayClass::URL_PATH_SEGMENT),
+        (Kind::Gateway, Gateway::URL_PATH_SEGMENT),
+        (Kind::HTTPRoute, HTTPRoute::URL_PATH_SEGMENT),
+        (Kind::GRPCRoute, GRPCRoute::URL_PATH_SEGMENT),
+        (Kind::TLSRoute, TLSRoute::URL_PATH_SEGMENT),
+        (Kind::ReferenceGrant, ReferenceGrant::URL_PATH_SEGMENT),
+    ]
+    .into_iter()
+    .filter(|(_, plural)| served(plural))
+    .map(|(k, _)| k)
+    .collect();
+    // Nothing is served without both classes and Gateways.
+    if !(kinds.contains(&Kind::GatewayClass) && kinds.contains(&Kind::Gateway)) {
+        tracing::info!(
+            ?kinds,
+            "Gateway API CRDs incomplete (GatewayClass and Gateway needed); watching Ingress only"
+        );
+        return Vec::new();
+    }
+    kinds.push(Kind::Namespace);
+    tracing::info!(?kinds, "Gateway API served; watching these kinds too");
+    kinds
+}
+
+/// Starts the watchers of the Gateway API kinds in `kinds`.
+fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &Arc<Shared>) {
+    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute};
+    let all = watcher::Config::default();
+    for kind in kinds {
+        let s = shared.clone();
+        match kind {
+            Kind::GatewayClass => tokio::spawn(reflect(Api::<GatewayClass>::all(client.clone()), all.clone(), s)),
+            Kind::Namespace => tokio::spawn(reflect(Api::<Namespace>::all(client.clone()), all.clone(), s)),
+            Kind::Gateway => tokio::spawn(reflect(api::<Gateway>(client, ns), all.clone(), s)),
+            Kind::HTTPRoute => tokio::spawn(reflect(api::<HTTPRoute>(client, ns), all.clone(), s)),
+            Kind::GRPCRoute => tokio::spawn(reflect(api::<GRPCRoute>(client, ns), all.clone(), s)),
+            Kind::TLSRoute => tokio::spawn(reflect(api::<TLSRoute>(client, ns), all.clone(), s)),
+            Kind::ReferenceGrant => tokio::spawn(reflect(api::<ReferenceGrant>(client, ns), all.clone(), s)),
+            _ => continue,
+        };
+    }
+}
+
 /// Drops what compile never reads but costs memory at scale.
 fn slim<K: Reflected>(mut obj: K) -> K {
     let meta = obj.meta_mut();
@@ -178,8 +273,10 @@ fn slim<K: Reflected>(mut obj: K) -> K {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    // Labels matter only on EndpointSlices (the Service they belong to).
+    // Labels matter only on EndpointSlices (the Service they belong to) and Namespaces
+    // (`allowedRoutes` selectors).
     match K::SNAPSHOT_KIND {
+        Kind::Namespace => {}
         Kind::EndpointSlice => {
             if let Some(l) = meta.labels.as_mut() {
                 l.retain(|k, _| k == "kubernetes.io/service-name");
@@ -318,6 +415,8 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
         _ => ns,
     };
     tokio::spawn(reflect(api::<ConfigMap>(&client, cm_ns), all.clone(), shared.clone()));
+    let gateway_kinds = served_gateway_kinds(&client).await;
+    reflect_gateway(&client, ns, &gateway_kinds, &shared);
 
     let (gen_tx, gen_rx) = watch::channel(0u64);
     tokio::spawn(leader_duties(
@@ -332,7 +431,7 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
     // route (or 503) what a full one wouldn't.
     loop {
         shared.changed.notified().await;
-        if lock(&shared.synced).len() == Kind::ALL.len() {
+        if lock(&shared.synced).len() == Kind::ALL.len() + gateway_kinds.len() {
             break;
         }
     }
@@ -379,7 +478,7 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
             Err(e) => {
                 publisher.metrics.apply_failed();
                 tracing::error!(error = %e, "compile failed; the last config keeps serving");
-                lock(&shared.dirty).extend(Kind::ALL);
+                lock(&shared.dirty).extend(Kind::ALL.iter().chain(&gateway_kinds));
             }
         }
         // A full compile at least every few minutes re-checks certificate validity.

@@ -1,0 +1,1042 @@
+//! Gateway API semantics: our GatewayClasses and Gateways, their listeners, and the
+//! HTTPRoutes attached to them turned into the same routes, backends and certificates as
+//! Ingresses, with every decision the objects' status needs recorded in a [`Report`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use rustls::sign::CertifiedKey;
+
+use super::Options;
+use super::backend::Resolver;
+use super::ingress::Compiled;
+use super::tls::parse_tls_secret;
+use crate::config::backend::BackendId;
+use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::gateway::{
+    ClassReport, Condition, GatewayReport, ListenerReport, Origin, ParentRef, ParentReport, Report, RouteKind,
+    RouteReport, Via,
+};
+use crate::config::global::Global;
+use crate::config::route::{HostPattern, PathRule, PathType, Route};
+use crate::config::{CertStore, Policy, PortRef, Protocol};
+use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
+use crate::model::{ObjectKey, Snapshot};
+use crate::path;
+
+/// The route kinds a listener of each protocol takes.
+// gwcore: TLSRoute with TLS passthrough.
+const HTTP_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+
+/// Condition types and reasons, as the spec spells them.
+mod cond {
+    pub const ACCEPTED: &str = "Accepted";
+    pub const PROGRAMMED: &str = "Programmed";
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    pub const CONFLICTED: &str = "Conflicted";
+    pub const INVALID: &str = "Invalid";
+    pub const NO_CONFLICTS: &str = "NoConflicts";
+    pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
+    pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
+    pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+    pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+    pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+    pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
+    pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
+    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+    pub const INVALID_KIND: &str = "InvalidKind";
+}
+
+/// A listener as compile sees it after validation.
+struct ListenerState<'a> {
+    spec: &'a Listener,
+    /// Routes may attach (Accepted, not Conflicted, and Programmed).
+    usable: bool,
+    https: bool,
+    supported_kinds: Vec<&'static str>,
+    certificate: Option<(Arc<CertifiedKey>, ObjectKey)>,
+    report: ListenerReport,
+    /// Host names of the routes attached here, for the certificate of a listener without
+    /// a hostname of its own.
+    hosts: Vec<HostPattern>,
+}
+
+struct GatewayState<'a> {
+    key: ObjectKey,
+    gateway: &'a Gateway,
+    listeners: Vec<ListenerState<'a>>,
+}
+
+/// Compiles the Gateway API objects of our classes into `compiled` (after the Ingresses,
+/// which win any host and path, or certificate, both claim: a diagnostic says so).
+pub fn compile<'s>(
+    snapshot: &'s Snapshot,
+    opts: &Options,
+    global: &Global,
+    resolver: &mut Resolver<'s>,
+    diags: &mut Diagnostics,
+    certs: &mut CertStore,
+    compiled: &mut Compiled,
+) -> Report {
+    let mut report = Report {
+        controller_name: opts.gateway_controller_name.clone(),
+        ..Default::default()
+    };
+    let mut classes = HashSet::new();
+    for (key, class) in &snapshot.gateway_classes {
+        if class.spec.controller_name != opts.gateway_controller_name {
+            continue;
+        }
+        classes.insert(key.name.as_str());
+        report.classes.push(ClassReport {
+            name: key.name.clone(),
+            generation: generation(&class.metadata),
+            conditions: vec![Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico")],
+        });
+    }
+    if classes.is_empty() {
+        return report;
+    }
+    let mut gateways: Vec<(&ObjectKey, &Gateway)> = snapshot
+        .gateways
+        .iter()
+        .filter(|(_, g)| classes.contains(g.spec.gateway_class_name.as_str()))
+        .map(|(k, g)| (k, g.as_ref()))
+        .collect();
+    gateways.sort_by(|(ka, a), (kb, b)| oldest_first((ka, &a.metadata), (kb, &b.metadata)));
+    let mut states: Vec<GatewayState> = gateways
+        .into_iter()
+        .map(|(key, gateway)| GatewayState {
+            key: key.clone(),
+            gateway,
+            listeners: listeners(snapshot, opts, key, gateway, diags),
+        })
+        .collect();
+
+    let claims = compiled
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let p = r.path.as_ref()?;
+            Some((
+                (r.host.clone(), p.path.clone(), p.path_type.is_exact()),
+                Owner::Ingress(r.ingress.clone()),
+            ))
+        })
+        .collect();
+    let mut pass = RoutePass {
+        snapshot,
+        resolver,
+        diags,
+        routes: &mut compiled.routes,
+        claims,
+        origins: Vec::new(),
+    };
+    let http = Arc::new(global.routes.policy());
+    // gRPC goes to the pods as HTTP/2 with prior knowledge.
+    let grpc = Arc::new(Policy {
+        backend_protocol: Some(Protocol::H2c),
+        ..global.routes.policy()
+    });
+    let mut views: Vec<RouteView> = snapshot
+        .http_routes
+        .iter()
+        .map(|(k, r)| http_view(k, r, &http))
+        .chain(snapshot.grpc_routes.iter().map(|(k, r)| grpc_view(k, r, &grpc)))
+        .collect();
+    // HTTPRoutes and GRPCRoutes share the table: the oldest claim on a host and path wins.
+    views.sort_by(|a, b| oldest_first((a.key, a.meta), (b.key, b.meta)));
+    for view in &views {
+        if let Some(r) = pass.route(view, &mut states) {
+            report.routes.push(r);
+        }
+    }
+    report.origins = std::mem::take(&mut pass.origins);
+    drop(pass);
+    let first_new = compiled.routes.len() - report.origins.len();
+    for route in &compiled.routes[first_new..] {
+        compiled.builder.add_path(route.clone());
+    }
+
+    for gw in &mut states {
+        certificates(opts, gw, certs, diags);
+        let programmed = gw.listeners.iter().filter(|l| l.usable).count();
+        let all = gw.listeners.len();
+        let accepted = match programmed {
+            n if n == all => Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico"),
+            0 => not_accepted(cond::LISTENERS_NOT_VALID, "no listener is valid"),
+            n => Condition::new(
+                cond::ACCEPTED,
+                true,
+                cond::LISTENERS_NOT_VALID,
+                format!("{} of {all} listeners are not valid", all - n),
+            ),
+        };
+        let programmed = match programmed {
+            0 => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "no listener is programmed"),
+            _ => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
+        };
+        report.gateways.push(GatewayReport {
+            key: gw.key.clone(),
+            generation: generation(&gw.gateway.metadata),
+            conditions: vec![accepted, programmed],
+            listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
+        });
+    }
+    report
+}
+
+fn generation(meta: &ObjectMeta) -> i64 {
+    meta.generation.unwrap_or(0)
+}
+
+/// The spec's tie-break between objects: oldest first, then by namespace/name. Objects
+/// without a creation time (hand-written manifests) count as newest.
+fn oldest_first(a: (&ObjectKey, &ObjectMeta), b: (&ObjectKey, &ObjectMeta)) -> std::cmp::Ordering {
+    let ta = a.1.creation_timestamp.as_ref();
+    let tb = b.1.creation_timestamp.as_ref();
+    (ta.is_none(), ta, a.0).cmp(&(tb.is_none(), tb, b.0))
+}
+
+/// Validates a Gateway's listeners: protocol, hostname, conflicts, route kinds and TLS.
+fn listeners<'a>(
+    snapshot: &Snapshot,
+    opts: &Options,
+    key: &ObjectKey,
+    gateway: &'a Gateway,
+    diags: &mut Diagnostics,
+) -> Vec<ListenerState<'a>> {
+    let specs = &gateway.spec.listeners;
+    let mut out = Vec::with_capacity(specs.len());
+    for l in specs {
+        let mut accepted = Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico");
+        let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
+        let mut conflicted = Condition::new(cond::CONFLICTED, false, cond::NO_CONFLICTS, "no conflicts");
+        let https = l.protocol == "HTTPS";
+        let mut supported_kinds: Vec<&'static str> = Vec::new();
+        match l.protocol.as_str() {
+            "HTTP" | "HTTPS" => supported_kinds.extend(HTTP_KINDS),
+            other => {
+                accepted = not_accepted(
+                    cond::UNSUPPORTED_PROTOCOL,
+                    format!("protocol {other:?} is not supported (HTTP and HTTPS are)"),
+                )
+            }
+        }
+        if accepted.status && !(1..=65535).contains(&l.port) {
+            accepted = not_accepted(
+                cond::UNSUPPORTED_VALUE,
+                format!("port {} is not from 1 to 65535", l.port),
+            );
+        }
+        if accepted.status
+            && let Some(h) = &l.hostname
+            && let Err(msg) = HostPattern::parse(Some(h))
+        {
+            accepted = not_accepted(cond::UNSUPPORTED_VALUE, msg);
+        }
+        // Another listener on the same port: a different protocol, or the same hostname.
+        for other in specs.iter().filter(|o| o.name != l.name && o.port == l.port) {
+            if other.protocol != l.protocol {
+                conflicted = Condition::new(
+                    cond::CONFLICTED,
+                    true,
+                    cond::PROTOCOL_CONFLICT,
+                    format!(
+                        "listener {} uses port {} with protocol {}",
+                        other.name, l.port, other.protocol
+                    ),
+                );
+                break;
+            }
+            if hostname_key(&other.hostname) == hostname_key(&l.hostname) {
+                conflicted = Condition::new(
+                    cond::CONFLICTED,
+                    true,
+                    cond::HOSTNAME_CONFLICT,
+                    format!("listener {} has the same port, protocol and hostname", other.name),
+                );
+            }
+        }
+        if let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
+            let mut valid = Vec::new();
+            for k in kinds {
+                let group = k.group.as_deref().unwrap_or(GROUP);
+                match supported_kinds.iter().find(|s| group == GROUP && **s == k.kind) {
+                    Some(s) => valid.push(*s),
+                    None => {
+                        resolved = Condition::new(
+                            cond::RESOLVED_REFS,
+                            false,
+                            cond::INVALID_ROUTE_KINDS,
+                            format!("route kind {group}/{} is not supported on this listener", k.kind),
+                        )
+                    }
+                }
+            }
+            valid.dedup();
+            supported_kinds = valid;
+        }
+        let mut certificate = None;
+        if https && accepted.status {
+            match listener_certificate(snapshot, opts, key, l) {
+                Ok(c) => certificate = Some(c),
+                Err((reason, msg)) => {
+                    diags.push(
+                        ObjectRef::new("Gateway", key),
+                        Severity::Error,
+                        Reason::InvalidCertificate,
+                        format!("listener {}: {msg}", l.name),
+                    );
+                    resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg);
+                }
+            }
+        }
+        let usable = accepted.status && !conflicted.status && (!https || certificate.is_some());
+        let programmed = match usable {
+            true => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
+            false => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid"),
+        };
+        if !accepted.status {
+            diags.push(
+                ObjectRef::new("Gateway", key),
+                Severity::Error,
+                Reason::NotAccepted,
+                format!("listener {}: {}", l.name, accepted.message),
+            );
+        }
+        if conflicted.status {
+            diags.push(
+                ObjectRef::new("Gateway", key),
+                Severity::Error,
+                Reason::NotAccepted,
+                format!("listener {} is conflicted: {}", l.name, conflicted.message),
+            );
+        }
+        out.push(ListenerState {
+            spec: l,
+            usable,
+            https,
+            certificate,
+            report: ListenerReport {
+                name: l.name.clone(),
+                supported_kinds: supported_kinds.clone(),
+                attached_routes: 0,
+                conditions: vec![accepted, programmed, resolved, conflicted],
+            },
+            supported_kinds,
+            hosts: Vec::new(),
+        });
+    }
+    out
+}
+
+fn not_accepted(reason: &'static str, msg: impl Into<String>) -> Condition {
+    Condition::new(cond::ACCEPTED, false, reason, msg)
+}
+
+fn hostname_key(h: &Option<String>) -> String {
+    h.as_deref().unwrap_or("").to_ascii_lowercase()
+}
+
+/// The first usable certificate of an HTTPS listener; else the spec's reason and a message.
+fn listener_certificate(
+    snapshot: &Snapshot,
+    opts: &Options,
+    gateway: &ObjectKey,
+    l: &Listener,
+) -> Result<(Arc<CertifiedKey>, ObjectKey), (&'static str, String)> {
+    let tls = l.tls.as_ref().ok_or((
+        cond::INVALID_CERTIFICATE_REF,
+        "an HTTPS listener needs tls.certificateRefs".to_string(),
+    ))?;
+    if tls.mode.as_deref().is_some_and(|m| m != "Terminate") {
+        return Err((
+            cond::INVALID_CERTIFICATE_REF,
+            "an HTTPS listener terminates TLS (tls.mode Terminate)".into(),
+        ));
+    }
+    let mut problem = (
+        cond::INVALID_CERTIFICATE_REF,
+        "tls.certificateRefs is empty".to_string(),
+    );
+    for r in &tls.certificate_refs {
+        let group = r.group.as_deref().unwrap_or("");
+        let kind = r.kind.as_deref().unwrap_or("Secret");
+        if !group.is_empty() || kind != "Secret" {
+            problem = (
+                cond::INVALID_CERTIFICATE_REF,
+                format!("certificateRef {group}/{kind} {} is not a Secret", r.name),
+            );
+            continue;
+        }
+        let ns = r.namespace.as_deref().unwrap_or(&gateway.namespace);
+        let skey = ObjectKey::new(ns, r.name.clone());
+        if ns != gateway.namespace && !granted(snapshot, ("Gateway", &gateway.namespace), ("", "Secret"), &skey) {
+            problem = (
+                cond::REF_NOT_PERMITTED,
+                format!("Secret {skey} is in another namespace and no ReferenceGrant allows it"),
+            );
+            continue;
+        }
+        let parsed = match snapshot.secrets.get(&skey) {
+            None => Err((Reason::SecretNotFound, "the Secret does not exist".to_string())),
+            Some(s) => parse_tls_secret(s, opts.now, opts.cert_cache.as_deref()),
+        };
+        match parsed {
+            Ok(ck) => return Ok((ck, skey)),
+            Err((_, msg)) => problem = (cond::INVALID_CERTIFICATE_REF, format!("Secret {skey}: {msg}")),
+        }
+    }
+    Err(problem)
+}
+
+/// Whether a ReferenceGrant in `to`'s namespace lets objects of kind `from.0` in namespace
+/// `from.1` (all of the Gateway API group) refer to `to` of (group, kind) `to_kind`.
+fn granted(snapshot: &Snapshot, from: (&str, &str), to_kind: (&str, &str), to: &ObjectKey) -> bool {
+    snapshot
+        .reference_grants
+        .range(ObjectKey::new(to.namespace.as_str(), "")..)
+        .take_while(|(k, _)| k.namespace == to.namespace)
+        .any(|(_, g)| {
+            g.spec
+                .from
+                .iter()
+                .any(|f| f.group == GROUP && f.kind == from.0 && f.namespace == from.1)
+                && g.spec.to.iter().any(|t| {
+                    t.group == to_kind.0
+                        && t.kind == to_kind.1
+                        && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to.name)
+                })
+        })
+}
+
+/// Whether a label selector selects `labels`. An operator it does not know selects nothing.
+fn selects(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = sel
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    by_labels
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or(&[]);
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// A Namespace's labels, with the `kubernetes.io/metadata.name` label the API server sets
+/// (manifests may not list the Namespace at all).
+fn namespace_labels(snapshot: &Snapshot, ns: &str) -> BTreeMap<String, String> {
+    let mut labels = snapshot
+        .namespaces
+        .get(&ObjectKey::new("", ns))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".into(), ns.into());
+    labels
+}
+
+/// The host names a route serves through a listener: the spec's intersection of the
+/// listener's hostname and the route's. `None`: they do not intersect. Gateway wildcards
+/// match any number of labels.
+fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<String>> {
+    let norm = |h: &str| h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
+    let Some(l) = listener.filter(|l| !l.is_empty()).map(norm) else {
+        return Some(route.iter().map(|r| norm(r)).collect());
+    };
+    if route.is_empty() {
+        return Some(vec![l]);
+    }
+    // `a` covered by wildcard suffix `s` (from `*.s`): `a` is `x.s` for one or more labels x.
+    let under =
+        |a: &str, s: &str| a.len() > s.len() + 1 && a.ends_with(s) && a.as_bytes()[a.len() - s.len() - 1] == b'.';
+    let mut out = Vec::new();
+    for r in route.iter().map(|r| norm(r)) {
+        let hit = match (l.strip_prefix("*."), r.strip_prefix("*.")) {
+            _ if l == r => Some(r.clone()),
+            (Some(ls), None) => under(&r, ls).then(|| r.clone()),
+            (None, Some(rs)) => under(&l, rs).then(|| l.clone()),
+            (Some(ls), Some(rs)) if under(rs, ls) => Some(r.clone()),
+            (Some(ls), Some(rs)) if under(ls, rs) => Some(l.clone()),
+            _ => None,
+        };
+        if let Some(h) = hit
+            && !out.contains(&h)
+        {
+            out.push(h);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Who holds a host + path + match kind.
+enum Owner {
+    Ingress(ObjectKey),
+    Gateway,
+}
+
+type Claim = (HostPattern, String, bool);
+
+struct RoutePass<'s, 'r, 'x> {
+    snapshot: &'s Snapshot,
+    resolver: &'r mut Resolver<'s>,
+    diags: &'r mut Diagnostics,
+    routes: &'x mut Vec<Arc<Route>>,
+    claims: HashMap<Claim, Owner>,
+    origins: Vec<Origin>,
+}
+
+/// A listener a route attached to.
+#[derive(Clone, Copy)]
+struct Attached {
+    gateway: usize,
+    listener: usize,
+}
+
+/// Why a backendRef cannot be used: the spec's reason and a message.
+type RefProblem = (&'static str, String);
+
+/// An HTTPRoute or GRPCRoute as the route pass reads it.
+struct RouteView<'a> {
+    kind: RouteKind,
+    key: &'a ObjectKey,
+    meta: &'a ObjectMeta,
+    parent_refs: &'a [api::ParentRef],
+    hostnames: &'a [String],
+    rules: Vec<RuleView<'a>>,
+    policy: &'a Arc<Policy>,
+}
+
+/// A rule: its matches as route-table paths (`Err`: what this branch cannot express), and
+/// what it sends to.
+struct RuleView<'a> {
+    paths: Result<Vec<PathRule>, String>,
+    filters: &'a [serde_json::Value],
+    backend_refs: &'a [api::HTTPBackendRef],
+    timeouts: bool,
+}
+
+fn http_view<'a>(key: &'a ObjectKey, r: &'a HTTPRoute, policy: &'a Arc<Policy>) -> RouteView<'a> {
+    let rules = match &r.spec.rules {
+        // The CRD's default: one rule for every path, without backend.
+        None => vec![RuleView {
+            paths: Ok(vec![prefix("/")]),
+            filters: &[],
+            backend_refs: &[],
+            timeouts: false,
+        }],
+        Some(rules) => rules
+            .iter()
+            .map(|rule| RuleView {
+                paths: match rule.matches.as_deref() {
+                    Some(m) if !m.is_empty() => m.iter().map(path_rule).collect(),
+                    _ => Ok(vec![prefix("/")]),
+                },
+                filters: &rule.filters,
+                backend_refs: &rule.backend_refs,
+                timeouts: rule.timeouts.is_some(),
+            })
+            .collect(),
+    };
+    RouteView {
+        kind: RouteKind::HTTPRoute,
+        key,
+        meta: &r.metadata,
+        parent_refs: &r.spec.parent_refs,
+        hostnames: &r.spec.hostnames,
+        rules,
+        policy,
+    }
+}
+
+fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Policy>) -> RouteView<'a> {
+    let rules = r
+        .spec
+        .rules
+        .iter()
+        .map(|rule| RuleView {
+            paths: match rule.matches.as_slice() {
+                [] => Ok(vec![prefix("/")]),
+                m => m.iter().map(grpc_path).collect(),
+            },
+            filters: &rule.filters,
+            backend_refs: &rule.backend_refs,
+            timeouts: false,
+        })
+        .collect();
+    RouteView {
+        kind: RouteKind::GRPCRoute,
+        key,
+        meta: &r.metadata,
+        parent_refs: &r.spec.parent_refs,
+        hostnames: &r.spec.hostnames,
+        rules,
+        policy,
+    }
+}
+
+fn prefix(path: &str) -> PathRule {
+    PathRule {
+        path: path.into(),
+        path_type: PathType::Prefix,
+        regex: None,
+    }
+}
+
+/// A GRPCRoute match as a path: `/SERVICE/METHOD` exactly, or every method of `/SERVICE`.
+fn grpc_path(m: &api::GRPCRouteMatch) -> Result<PathRule, String> {
+    // gwmatch: header conditions, RegularExpression and method-only matches.
+    if !m.headers.is_empty() {
+        return Err("header matches are not supported yet".into());
+    }
+    let Some(method) = &m.method else {
+        return Ok(prefix("/"));
+    };
+    if method.type_.as_deref().is_some_and(|t| t != "Exact") {
+        return Err("RegularExpression method matches are not supported yet".into());
+    }
+    // Service and method names: letters, digits, `_` and `.` (in the service) only.
+    let name_ok = |s: &str, dots: bool| {
+        !s.is_empty()
+            && s.len() <= 1024
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+    };
+    match (method.service.as_deref(), method.method.as_deref()) {
+        (Some(svc), Some(m)) if name_ok(svc, true) && name_ok(m, false) => Ok(PathRule {
+            path: format!("/{svc}/{m}"),
+            path_type: PathType::Exact,
+            regex: None,
+        }),
+        (Some(svc), None) if name_ok(svc, true) => Ok(prefix(&format!("/{svc}"))),
+        (None, Some(_)) => Err("a method match without service is not supported yet".into()),
+        (None, None) => Ok(prefix("/")),
+        _ => Err("a method match's service or method is not a valid gRPC name".into()),
+    }
+}
+
+impl RoutePass<'_, '_, '_> {
+    fn warn(&mut self, view: &RouteView, severity: Severity, reason: Reason, msg: String) {
+        self.diags
+            .push(ObjectRef::new(view.kind.as_str(), view.key), severity, reason, msg);
+    }
+
+    /// Attaches a route to the listeners of ours its parentRefs allow, and compiles its
+    /// rules. `None` when none of its parents is a Gateway of ours.
+    fn route(&mut self, view: &RouteView, gateways: &mut [GatewayState]) -> Option<RouteReport> {
+        let key = view.key;
+        let mut parents = Vec::new();
+        let mut attached: Vec<(Attached, Vec<String>)> = Vec::new();
+        for p in view.parent_refs {
+            let group = p.group.as_deref().unwrap_or(GROUP);
+            let kind = p.kind.as_deref().unwrap_or("Gateway");
+            let namespace = p.namespace.clone().unwrap_or_else(|| key.namespace.clone());
+            let gkey = ObjectKey::new(namespace.as_str(), p.name.as_str());
+            // Parents that are not Gateways of ours belong to other controllers (or nobody).
+            let Some(gi) = gateways.iter().position(|g| g.key == gkey) else {
+                continue;
+            };
+            if group != GROUP || kind != "Gateway" {
+                continue;
+            }
+            let parent_ref = ParentRef {
+                group: group.into(),
+                kind: kind.into(),
+                namespace,
+                name: p.name.clone(),
+                section_name: p.section_name.clone(),
+                port: p.port,
+            };
+            let accepted = self.attach(view, p, gi, gateways, &mut attached);
+            if !accepted.status {
+                self.warn(
+                    view,
+                    Severity::Error,
+                    Reason::NotAccepted,
+                    format!("not accepted by Gateway {gkey}: {}", accepted.message),
+                );
+            }
+            parents.push((parent_ref, accepted));
+        }
+        if parents.is_empty() {
+            return None;
+        }
+        let resolved = self.rules(view, &attached, gateways);
+        let generation = generation(view.meta);
+        Some(RouteReport {
+            kind: view.kind,
+            key: key.clone(),
+            generation,
+            parents: parents
+                .into_iter()
+                .map(|(parent_ref, accepted)| ParentReport {
+                    parent_ref,
+                    conditions: vec![accepted, resolved.clone()],
+                })
+                .collect(),
+        })
+    }
+
+    /// The listeners of Gateway `gi` one parentRef attaches the route to (added to
+    /// `attached` with the host names served through each), and the Accepted condition.
+    fn attach(
+        &mut self,
+        view: &RouteView,
+        p: &api::ParentRef,
+        gi: usize,
+        gateways: &mut [GatewayState],
+        attached: &mut Vec<(Attached, Vec<String>)>,
+    ) -> Condition {
+        let key = view.key;
+        let gw = &mut gateways[gi];
+        let candidates: Vec<usize> = (0..gw.listeners.len())
+            .filter(|&i| {
+                let l = gw.listeners[i].spec;
+                p.section_name.as_deref().is_none_or(|s| s == l.name) && p.port.is_none_or(|port| port == l.port)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return not_accepted(
+                cond::NO_MATCHING_PARENT,
+                "no listener matches the parentRef's sectionName and port",
+            );
+        }
+        let route_labels = namespace_labels(self.snapshot, &key.namespace);
+        let allowed: Vec<usize> = candidates
+            .into_iter()
+            .filter(|&i| {
+                let l = &gw.listeners[i];
+                let ns = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
+                let ns_ok = match ns.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
+                    "All" => true,
+                    "Same" => key.namespace == gw.key.namespace,
+                    "Selector" => ns
+                        .and_then(|n| n.selector.as_ref())
+                        .is_some_and(|s| selects(s, &route_labels)),
+                    _ => false,
+                };
+                ns_ok && l.supported_kinds.contains(&view.kind.as_str())
+            })
+            .collect();
+        if allowed.is_empty() {
+            return not_accepted(
+                cond::NOT_ALLOWED_BY_LISTENERS,
+                "no listener of the parent allows this route (its namespace or kind)",
+            );
+        }
+        let mut any = false;
+        for i in allowed {
+            let l = &mut gw.listeners[i];
+            let Some(hosts) = intersect(l.spec.hostname.as_deref(), view.hostnames) else {
+                continue;
+            };
+            any = true;
+            // Attached (and counted, as the spec counts) even to a listener that is not
+            // programmed, whose routes are not served.
+            l.report.attached_routes = l.report.attached_routes.saturating_add(1);
+            if !l.usable {
+                continue;
+            }
+            attached.push((
+                Attached {
+                    gateway: gi,
+                    listener: i,
+                },
+                hosts,
+            ));
+        }
+        match any {
+            true => Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico"),
+            false => not_accepted(
+                cond::NO_MATCHING_LISTENER_HOSTNAME,
+                "no hostname of the route matches a listener's hostname",
+            ),
+        }
+    }
+
+    /// Compiles the rules of an accepted route into routes on every host it was attached
+    /// with; returns the ResolvedRefs condition of its backendRefs.
+    fn rules(
+        &mut self,
+        view: &RouteView,
+        attached: &[(Attached, Vec<String>)],
+        gateways: &mut [GatewayState],
+    ) -> Condition {
+        let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
+        // Host → the listeners it is served through, in attachment order.
+        let mut hosts: Vec<(HostPattern, Vec<Attached>)> = Vec::new();
+        for (at, names) in attached {
+            let patterns: Vec<HostPattern> = match names.is_empty() {
+                true => vec![HostPattern::Any],
+                // gwmatch: Gateway wildcards match any number of labels; HostPattern::Wildcard
+                // matches one until the route table has a Gateway-style wildcard.
+                false => names.iter().filter_map(|h| HostPattern::parse(Some(h)).ok()).collect(),
+            };
+            for h in patterns {
+                match hosts.iter_mut().find(|(p, _)| *p == h) {
+                    Some((_, list)) => list.push(*at),
+                    None => hosts.push((h, vec![*at])),
+                }
+            }
+        }
+        let key = view.key;
+        for (ri, rule) in view.rules.iter().enumerate() {
+            // Paths first: a rule left out resolves no backend.
+            let step = (rule.paths.clone()).and_then(|paths| Ok((paths, self.rule_backend(view, rule)?)));
+            let (paths, ((backend, service), problem)) = match step {
+                Ok(s) => s,
+                Err(msg) => {
+                    self.warn(
+                        view,
+                        Severity::Warning,
+                        Reason::UnsupportedFeature,
+                        format!("rule {ri} is not served: {msg}"),
+                    );
+                    continue;
+                }
+            };
+            if let Some((reason, msg)) = problem {
+                if resolved.status {
+                    resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg.clone());
+                }
+                let msg = format!("rule {ri}: {msg}; it answers 503");
+                self.warn(view, Severity::Error, reason_of(reason), msg);
+            }
+            for (host, via) in &hosts {
+                // Reached over plain HTTP only through an HTTP listener; else redirected.
+                let plain = via.iter().any(|a| !gateways[a.gateway].listeners[a.listener].https);
+                for p in &paths {
+                    let claim: Claim = (host.clone(), p.path.clone(), p.path_type.is_exact());
+                    match self.claims.get(&claim) {
+                        Some(Owner::Ingress(ing)) => {
+                            let msg = format!(
+                                "rule {ri}: host {host} path {} ({:?}) is served by Ingress {ing}; Ingresses come first",
+                                p.path, p.path_type
+                            );
+                            self.warn(view, Severity::Warning, Reason::PathConflict, msg);
+                            continue;
+                        }
+                        // An older route (or an earlier rule) has it: the spec's precedence.
+                        Some(Owner::Gateway) => continue,
+                        None => {}
+                    }
+                    self.claims.insert(claim, Owner::Gateway);
+                    for a in via {
+                        let l = &mut gateways[a.gateway].listeners[a.listener];
+                        if !l.hosts.contains(host) {
+                            l.hosts.push(host.clone());
+                        }
+                    }
+                    let id = self.routes.len();
+                    self.routes.push(Arc::new(Route {
+                        id,
+                        ingress: key.clone(),
+                        host: host.clone(),
+                        path: Some(p.clone()),
+                        backend,
+                        service: service.clone(),
+                        ssl_redirect: !plain,
+                        policy: view.policy.clone(),
+                        client_auth: None,
+                        canary: None,
+                        conditions: None,
+                        weighted: None,
+                    }));
+                    self.origins.push(Origin {
+                        route: id,
+                        kind: view.kind,
+                        object: key.clone(),
+                        rule: ri,
+                        via: via
+                            .iter()
+                            .map(|a| Via {
+                                gateway: gateways[a.gateway].key.clone(),
+                                listener: gateways[a.gateway].listeners[a.listener].spec.name.clone(),
+                            })
+                            .collect(),
+                    });
+                }
+            }
+        }
+        resolved
+    }
+
+    /// The one backend of a rule. A reference that cannot be used still gives a backend
+    /// (that answers 503), with the reason; what this branch cannot express is an `Err`.
+    fn rule_backend(&mut self, view: &RouteView, rule: &RuleView) -> Result<RuleBackend, String> {
+        let key = view.key;
+        // gwfilters: compile_filters(rule.filters) goes here.
+        if !rule.filters.is_empty() {
+            return Err("filters are not supported yet".into());
+        }
+        if rule.timeouts {
+            return Err("timeouts are not supported yet".into());
+        }
+        // gwmatch: several weighted backendRefs.
+        let b = match rule.backend_refs {
+            [b] => b,
+            [] => {
+                return Err("a rule without backendRefs is not supported yet".into());
+            }
+            _ => {
+                return Err("several backendRefs are not supported yet".into());
+            }
+        };
+        if !b.filters.is_empty() {
+            return Err("backendRef filters are not supported yet".into());
+        }
+        if b.weight == Some(0) {
+            return Err("a backendRef of weight 0 is not supported yet".into());
+        }
+        let t = &b.target;
+        let group = t.group.as_deref().unwrap_or("");
+        let kind = t.kind.as_deref().unwrap_or("Service");
+        let ns = t.namespace.as_deref().unwrap_or(&key.namespace);
+        let skey = ObjectKey::new(ns, t.name.clone());
+        let refuse = |this: &mut Self, problem: RefProblem| {
+            let id = this.resolver.refused(&skey, &problem.1);
+            Ok(((id, skey.clone()), Some(problem)))
+        };
+        if !group.is_empty() || kind != "Service" {
+            return refuse(
+                self,
+                (
+                    cond::INVALID_KIND,
+                    format!("backendRef {group}/{kind} {} is not a Service", t.name),
+                ),
+            );
+        }
+        if ns != key.namespace
+            && !granted(
+                self.snapshot,
+                (view.kind.as_str(), &key.namespace),
+                ("", "Service"),
+                &skey,
+            )
+        {
+            return refuse(
+                self,
+                (
+                    cond::REF_NOT_PERMITTED,
+                    format!("Service {skey} is in another namespace and no ReferenceGrant allows it"),
+                ),
+            );
+        }
+        let port = match t
+            .port
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| (1..=65535).contains(p))
+        {
+            Some(p) => p,
+            None => {
+                return refuse(
+                    self,
+                    (
+                        cond::BACKEND_NOT_FOUND,
+                        format!("backendRef {skey} needs a port from 1 to 65535"),
+                    ),
+                );
+            }
+        };
+        let (id, (_, problem)) = self.resolver.service(&skey, PortRef::Number(port));
+        Ok(((id, skey), problem.map(|(_, msg)| (cond::BACKEND_NOT_FOUND, msg))))
+    }
+}
+
+/// A rule's backend and Service, and what is wrong with the reference (then the backend
+/// answers 503).
+type RuleBackend = ((BackendId, ObjectKey), Option<RefProblem>);
+
+fn reason_of(spec_reason: &str) -> Reason {
+    match spec_reason {
+        cond::REF_NOT_PERMITTED => Reason::RefNotPermitted,
+        cond::INVALID_KIND => Reason::UnsupportedBackend,
+        _ => Reason::ServiceNotFound,
+    }
+}
+
+/// A match's path as a route-table rule; `Err` for what this branch cannot express.
+fn path_rule(m: &api::HTTPRouteMatch) -> Result<PathRule, String> {
+    // gwmatch: method, header and query-parameter conditions.
+    if m.method.is_some() {
+        return Err("method matches are not supported yet".into());
+    }
+    if !m.headers.is_empty() {
+        return Err("header matches are not supported yet".into());
+    }
+    if !m.query_params.is_empty() {
+        return Err("query parameter matches are not supported yet".into());
+    }
+    let (kind, value) = match &m.path {
+        None => ("PathPrefix", "/"),
+        Some(p) => (
+            p.type_.as_deref().unwrap_or("PathPrefix"),
+            p.value.as_deref().unwrap_or("/"),
+        ),
+    };
+    let path_type = match kind {
+        "Exact" => PathType::Exact,
+        "PathPrefix" => PathType::Prefix,
+        // gwmatch: RegularExpression paths.
+        "RegularExpression" => return Err("RegularExpression paths are not supported yet".into()),
+        other => return Err(format!("path match type {other:?} is not Exact or PathPrefix")),
+    };
+    let normalized = path::normalize(value).map_err(|e| format!("path {value:?}: {e}"))?;
+    Ok(PathRule {
+        path: normalized.into_owned(),
+        path_type,
+        regex: None,
+    })
+}
+
+/// Puts each programmed HTTPS listener's certificate into the store: under the listener's
+/// hostname, or (without one) under the host names of the routes attached to it and as
+/// the default certificate when `--default-ssl-certificate` is not given. A name that
+/// already has a certificate (from an Ingress, or an older Gateway) keeps it.
+fn certificates(opts: &Options, gw: &mut GatewayState, certs: &mut CertStore, diags: &mut Diagnostics) {
+    for l in gw.listeners.iter().filter(|l| l.usable) {
+        let Some((ck, secret)) = &l.certificate else { continue };
+        let source = format!("Gateway {} listener {} (secret {secret})", gw.key, l.spec.name);
+        let hosts: Vec<HostPattern> = match l.spec.hostname.as_deref().map(|h| HostPattern::parse(Some(h))) {
+            Some(Ok(h)) => vec![h],
+            Some(Err(_)) => continue,
+            None => {
+                if opts.default_ssl_certificate.is_none() && !certs.sources.contains_key("*") {
+                    certs.set_default(ck.clone());
+                    certs.sources.insert("*".into(), source.clone());
+                }
+                l.hosts.iter().filter(|h| **h != HostPattern::Any).cloned().collect()
+            }
+        };
+        for h in hosts {
+            match certs.sources.get(&h.to_string()) {
+                Some(from) if !from.starts_with("Gateway ") => diags.push(
+                    ObjectRef::new("Gateway", &gw.key),
+                    Severity::Warning,
+                    Reason::CertificateConflict,
+                    format!(
+                        "listener {}: host {h} takes its certificate from an Ingress ({from}); Ingresses come first",
+                        l.spec.name
+                    ),
+                ),
+                Some(_) => {}
+                None => certs.insert(&h, ck.clone(), source.clone()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

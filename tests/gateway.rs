@@ -1,0 +1,410 @@
+//! Gateway API in manifests mode: GatewayClass + Gateway + HTTPRoute over real sockets, on
+//! the HTTP and HTTPS listeners, with certificates chosen by SNI.
+
+mod support;
+
+use portico::fixture::{self, yaml};
+use serde_json::{Value, json};
+use support::*;
+
+const CLASS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+"#;
+
+/// Gateway `default/gw`: `http` (80, any host), `wild` (8080, `*.example.com`, routes from
+/// every namespace), and HTTPS listeners `rsa` (rsa.example.com) and `ec` (*.example.org).
+const GATEWAY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - name: wild
+    port: 8080
+    protocol: HTTP
+    hostname: "*.example.com"
+    allowedRoutes: {namespaces: {from: All}}
+  - name: rsa
+    port: 443
+    protocol: HTTPS
+    hostname: rsa.example.com
+    tls: {certificateRefs: [{name: rsa}]}
+  - name: ec
+    port: 443
+    protocol: HTTPS
+    hostname: "*.example.org"
+    tls: {certificateRefs: [{name: ec}]}
+"#;
+
+fn route(name: &str, ns: &str, parent: &str, hostnames: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: [{parent}]\n  hostnames: {hostnames}\n  rules:\n{rules}\n"
+    )
+}
+
+/// Route `default/NAME` on listener `http`, for host `NAME.test`.
+fn on_http(name: &str, rules: &str) -> String {
+    route(
+        name,
+        "default",
+        "{name: gw, sectionName: http}",
+        &format!("[{name}.test]"),
+        rules,
+    )
+}
+
+fn to(service: &str) -> String {
+    format!("  - backendRefs: [{{name: {service}, port: 80}}]")
+}
+
+/// A Service `name` in namespace `ns` with one slice listing `pods`.
+fn service_in(ns: &str, name: &str, pods: &[std::net::SocketAddr]) -> String {
+    let mut slice = fixture::slice(ns, &format!("{name}-0"), name).port("http", pods[0].port().into());
+    for p in pods {
+        slice = slice.endpoint(&p.ip().to_string());
+    }
+    yaml(&[fixture::service(ns, name).port("http", 80).into(), slice.into()])
+}
+
+fn pod(answer: &str) -> Value {
+    json(answer)["pod"].clone()
+}
+
+/// The Accepted and ResolvedRefs reasons of a route's first parent, from `/routes`.
+fn parent_reasons(routes: &Value, name: &str) -> Vec<String> {
+    let r = routes["gatewayApi"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"]["name"] == name)
+        .unwrap_or_else(|| panic!("no status for route {name}: {routes:#}"));
+    r["parents"][0]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}:{}",
+                c["type"].as_str().unwrap(),
+                c["status"],
+                c["reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+async fn start(files: &[(&str, String)]) -> Portico {
+    let mut all = vec![
+        ("class.yaml", CLASS.to_string()),
+        ("gateway.yaml", GATEWAY.to_string()),
+        (
+            "secrets.yaml",
+            tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
+                + &tls_secret("default", "ec", "ec.crt", "ec-sec1.key"),
+        ),
+    ];
+    all.extend(files.iter().cloned());
+    Portico::start(&all, &[]).await
+}
+
+#[tokio::test]
+async fn http_and_https_listeners_serve_routes_with_the_certificate_sni_picks() {
+    let web = pods("web", 1).await;
+    let api = pods("api", 1).await;
+    let p = start(&[
+        ("svc.yaml", service("web", &web) + &service("api", &api)),
+        ("plain.yaml", on_http("plain", &to("web"))),
+        (
+            "secure.yaml",
+            route(
+                "secure",
+                "default",
+                "{name: gw, sectionName: rsa}, {name: gw, sectionName: ec}",
+                "[rsa.example.com, b.example.org]",
+                &to("api"),
+            ),
+        ),
+    ])
+    .await;
+
+    let (status, _, body) = get(p.http, "plain.test", "/x").await.unwrap();
+    assert_eq!((status, pod(&body)), (200, json!("web-0")));
+    assert_eq!(get(p.http, "other.test", "/x").await.unwrap().0, 404);
+
+    let a = tls_get(p.https, Some("rsa.example.com"), "/", false).await.unwrap();
+    assert_eq!(
+        (a.status, a.cert_cn.as_str(), pod(&a.body)),
+        (200, "rsa.example.com", json!("api-0"))
+    );
+    let b = tls_get(p.https, Some("b.example.org"), "/", true).await.unwrap();
+    assert_eq!(
+        (b.status, b.cert_cn.as_str(), pod(&b.body)),
+        (200, "*.example.com", json!("api-0"))
+    );
+    // A route attached to HTTPS listeners only is not served over plain HTTP.
+    let (status, headers, _) = get(p.http, "rsa.example.com", "/").await.unwrap();
+    assert_eq!(status, 308);
+    let location = headers["location"].to_str().unwrap();
+    assert!(location.starts_with("https://rsa.example.com"), "{location}");
+
+    let routes = p.routes().await;
+    let entry = &routes["hosts"]["plain.test"][0];
+    assert_eq!(entry["ingress"], "default/plain");
+    assert_eq!(entry["pathType"], "Prefix");
+    assert_eq!(
+        entry["gateway"],
+        json!({"kind": "HTTPRoute", "object": {"namespace": "default", "name": "plain"}, "rule": 0,
+               "via": [{"gateway": {"namespace": "default", "name": "gw"}, "listener": "http"}]})
+    );
+    let via: Vec<&str> = routes["hosts"]["rsa.example.com"][0]["gateway"]["via"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["listener"].as_str().unwrap())
+        .collect();
+    assert_eq!(via, ["rsa"]);
+    assert_eq!(
+        parent_reasons(&routes, "plain"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+    let gw = &routes["gatewayApi"]["gateways"][0];
+    assert_eq!(gw["conditions"][1]["reason"], "Programmed");
+    let attached: Vec<(String, u64)> = gw["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["attachedRoutes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attached,
+        [
+            ("http".into(), 1),
+            ("wild".into(), 0),
+            ("rsa".into(), 1),
+            ("ec".into(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn listener_hostnames_intersect_with_route_hostnames() {
+    let web = pods("web", 1).await;
+    let p = start(&[
+        ("svc.yaml", service("web", &web)),
+        (
+            "r.yaml",
+            route(
+                "r",
+                "default",
+                "{name: gw, sectionName: wild}",
+                "[a.example.com, other.org]",
+                &to("web"),
+            ),
+        ),
+        (
+            "none.yaml",
+            route(
+                "none",
+                "default",
+                "{name: gw, sectionName: wild}",
+                "[other.org]",
+                &to("web"),
+            ),
+        ),
+    ])
+    .await;
+    assert_eq!(get(p.http, "a.example.com", "/").await.unwrap().0, 200);
+    assert_eq!(
+        get(p.http, "other.org", "/").await.unwrap().0,
+        404,
+        "outside the listener's hostname"
+    );
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "none")[0],
+        "Accepted=false:NoMatchingListenerHostname"
+    );
+}
+
+#[tokio::test]
+async fn allowed_routes_and_reference_grants_decide_what_crosses_namespaces() {
+    let web = pods("web", 1).await;
+    let other = pods("other", 1).await;
+    let p = start(&[
+        ("svc.yaml", service("web", &web) + &service_in("team", "shop", &other)),
+        // Listener http takes routes from its own namespace only.
+        (
+            "foreign.yaml",
+            route(
+                "foreign",
+                "team",
+                "{name: gw, namespace: default, sectionName: http}",
+                "[foreign.test]",
+                &to("shop"),
+            ),
+        ),
+        // A backend in another namespace needs a ReferenceGrant there.
+        (
+            "cross.yaml",
+            on_http("cross", "  - backendRefs: [{name: shop, namespace: team, port: 80}]"),
+        ),
+    ])
+    .await;
+    assert_eq!(get(p.http, "foreign.test", "/").await.unwrap().0, 404);
+    let (status, _, body) = get(p.http, "cross.test", "/").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        !body.contains("team"),
+        "nothing about the cluster in the answer: {body}"
+    );
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "foreign")[0],
+        "Accepted=false:NotAllowedByListeners"
+    );
+    assert_eq!(
+        parent_reasons(&routes, "cross")[1],
+        "ResolvedRefs=false:RefNotPermitted"
+    );
+
+    let generation = routes["generation"].as_u64().unwrap();
+    p.write(
+        "grant.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: from-default, namespace: team}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]\n  to: [{group: \"\", kind: Service, name: shop}]\n",
+    );
+    p.wait_generation(generation + 1).await;
+    let (status, _, body) = get(p.http, "cross.test", "/").await.unwrap();
+    assert_eq!((status, pod(&body)), (200, json!("other-0")));
+    assert_eq!(
+        parent_reasons(&p.routes().await, "cross")[1],
+        "ResolvedRefs=true:ResolvedRefs"
+    );
+}
+
+#[tokio::test]
+async fn bad_objects_are_diagnosed_and_the_rest_keeps_serving() {
+    let web = pods("web", 1).await;
+    let broken_gateway = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: broken, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: broken.test
+    tls: {certificateRefs: [{name: missing}]}
+"#;
+    let p = start(&[
+        ("svc.yaml", service("web", &web)),
+        ("broken.yaml", broken_gateway.to_string()),
+        ("ok.yaml", on_http("ok", &to("web"))),
+        ("gone.yaml", on_http("gone", &to("nope"))),
+        (
+            "partial.yaml",
+            on_http("partial", "  - matches: [{path: {value: /h}, headers: [{name: x, value: y}]}]\n    backendRefs: [{name: web, port: 80}]\n  - matches: [{path: {type: Exact, value: /e}}]\n    backendRefs: [{name: web, port: 80}]"),
+        ),
+    ])
+    .await;
+    assert_eq!(get(p.http, "ok.test", "/").await.unwrap().0, 200);
+    assert_eq!(get(p.http, "gone.test", "/").await.unwrap().0, 503);
+    // The rule with a header match is left out, not served without its condition.
+    assert_eq!(get(p.http, "partial.test", "/h").await.unwrap().0, 404);
+    assert_eq!(get(p.http, "partial.test", "/e").await.unwrap().0, 200);
+
+    let routes = p.routes().await;
+    assert_eq!(parent_reasons(&routes, "gone")[1], "ResolvedRefs=false:BackendNotFound");
+    assert!(
+        diagnostics_of(&routes, "partial")
+            .iter()
+            .any(|m| m.contains("header matches"))
+    );
+    assert!(diagnostics_of(&routes, "broken").iter().any(|m| m.contains("missing")));
+    let broken = routes["gatewayApi"]["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"]["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["conditions"][0]["reason"], "ListenersNotValid");
+    assert_eq!(
+        broken["listeners"][0]["conditions"][2]["reason"],
+        "InvalidCertificateRef"
+    );
+}
+
+/// An upstream that answers with the HTTP version it was spoken to in (HTTP/1.1, or HTTP/2
+/// with prior knowledge).
+async fn version_backend() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let body = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(body),
+                    )))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_routes_reach_their_service_over_http2() {
+    use http_body_util::BodyExt;
+    let grpc = version_backend().await;
+    let grpc_route = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  hostnames: [grpc.test]
+  rules:
+  - matches: [{method: {service: echo.Echo, method: Ping}}]
+    backendRefs: [{name: grpc, port: 80}]
+"#;
+    let p = start(&[
+        ("svc.yaml", service("grpc", &[grpc])),
+        ("grpc.yaml", grpc_route.to_string()),
+    ])
+    .await;
+    let mut h2 = h2c(p.http).await;
+    let mut call = |path: &str| {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://grpc.test{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        h2.send_request(req)
+    };
+    let resp = call("/echo.Echo/Ping").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "HTTP/2.0 /echo.Echo/Ping");
+    assert_eq!(call("/echo.Echo/Other").await.unwrap().status(), 404);
+    assert_eq!(
+        parent_reasons(&p.routes().await, "echo"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+}

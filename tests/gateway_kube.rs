@@ -1,0 +1,146 @@
+//! Gateway API in Kubernetes mode on a real kube-apiserver: with the v1.6.3 standard CRDs
+//! installed, Portico finds them at start and watches GatewayClasses, Gateways, HTTPRoutes
+//! and ReferenceGrants (and Namespaces) with the deploy/ ServiceAccount's rights.
+//! EndpointSlices use documentation addresses (198.51.100.0/24): no traffic goes there.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use portico::fixture::{self, yaml};
+use support::Portico;
+use support::cluster::{ControlPlane, eventually};
+
+/// The standard-channel CRDs of the Gateway API module, from Go's module cache (downloaded
+/// through the module proxy on first use, like the other tools the tests build).
+fn crd_dir() -> std::path::PathBuf {
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", "sigs.k8s.io/gateway-api@v1.6.3"])
+        .env(
+            "PATH",
+            format!("{}:/usr/local/go/bin", std::env::var("PATH").unwrap_or_default()),
+        )
+        .output()
+        .expect("needs Go to download the Gateway API CRDs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    std::path::PathBuf::from(info["Dir"].as_str().unwrap()).join("config/crd/standard")
+}
+
+const OBJECTS: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: gw-a}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {matchLabels: {gateway-access: "yes"}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: gw-b}
+spec:
+  parentRefs: [{name: gw, namespace: gw-a}]
+  hostnames: [shop.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /cart}}]
+    backendRefs: [{name: web, namespace: gw-a, port: 80}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    let crds = crd_dir();
+    for kind in [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "tlsroutes",
+        "referencegrants",
+    ] {
+        let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        cp.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+        cp.ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=60s",
+            &format!("crd/{kind}.gateway.networking.k8s.io"),
+        ]);
+    }
+    cp.ok(&["create", "namespace", "gw-a"]);
+    cp.ok(&["create", "namespace", "gw-b"]);
+    let slice = fixture::slice("gw-a", "web-1", "web")
+        .port("http", 8080)
+        .endpoint("198.51.100.7")
+        .ready(true);
+    cp.apply(
+        &(yaml(&[
+            fixture::service("gw-a", "web")
+                .port("http", 80)
+                .target_port(8080)
+                .into(),
+            slice.into(),
+        ]) + OBJECTS),
+    );
+
+    let dir = std::env::temp_dir().join(format!("portico-gwkube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = Portico::launch_env(
+        vec![
+            "--election-namespace".into(),
+            "portico-system".into(),
+            "--pod-name".into(),
+            "gw".into(),
+        ],
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+
+    // The route's namespace lacks the label the listener selects: not attached.
+    let routes = p.routes().await;
+    assert!(routes["hosts"].get("shop.example.com").is_none(), "{routes:#}");
+    let reason =
+        |routes: &serde_json::Value| routes["gatewayApi"]["routes"][0]["parents"][0]["conditions"][0]["reason"].clone();
+    assert_eq!(reason(&routes), "NotAllowedByListeners", "{routes:#}");
+    assert!(
+        p.logs.lock().unwrap().iter().any(|l| l.contains("Gateway API served")),
+        "the kinds watched are logged"
+    );
+
+    // Labelling the namespace (a watched Namespace change) attaches it; the backend in gw-a
+    // still needs a ReferenceGrant.
+    cp.ok(&["label", "namespace", "gw-b", "gateway-access=yes"]);
+    eventually("the route attached", Duration::from_secs(10), || async {
+        reason(&p.routes().await) == "Accepted"
+    })
+    .await;
+    let routes = p.routes().await;
+    let entry = &routes["hosts"]["shop.example.com"][0];
+    assert_eq!(entry["path"], "/cart");
+    assert_eq!(entry["backend"]["target"]["kind"], "unavailable", "{entry:#}");
+    cp.apply(
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: shop, namespace: gw-a}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: gw-b}]\n  to: [{group: \"\", kind: Service}]\n",
+    );
+    eventually("the backend resolved", Duration::from_secs(10), || async {
+        let routes = p.routes().await;
+        routes["hosts"]["shop.example.com"][0]["backend"]["target"]["ready"][0]["addr"] == "198.51.100.7:8080"
+    })
+    .await;
+}
