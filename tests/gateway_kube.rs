@@ -5,28 +5,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use portico::fixture::{self, yaml};
 use support::Portico;
 use support::cluster::{ControlPlane, eventually};
-
-/// The standard-channel CRDs of the Gateway API module, from Go's module cache (downloaded
-/// through the module proxy on first use, like the other tools the tests build).
-fn crd_dir() -> std::path::PathBuf {
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", "sigs.k8s.io/gateway-api@v1.6.3"])
-        .env(
-            "PATH",
-            format!("{}:/usr/local/go/bin", std::env::var("PATH").unwrap_or_default()),
-        )
-        .output()
-        .expect("needs Go to download the Gateway API CRDs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    std::path::PathBuf::from(info["Dir"].as_str().unwrap()).join("config/crd/standard")
-}
 
 const OBJECTS: &str = r#"
 ---
@@ -64,7 +47,12 @@ spec:
 async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
     let cp = ControlPlane::start();
     let kubeconfig = cp.install_portico();
-    let crds = crd_dir();
+    // The standard-channel CRDs of the Gateway API module (tests/gateway/crds.sh, through the
+    // Go module cache the other kube tests use).
+    let crds = support::built(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
+        "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
+    );
     for kind in [
         "gatewayclasses",
         "gateways",
@@ -143,4 +131,36 @@ async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
         routes["hosts"]["shop.example.com"][0]["backend"]["target"]["ready"][0]["addr"] == "198.51.100.7:8080"
     })
     .await;
+
+    // As the leader, Portico writes what compile decided into the objects' status.
+    let status = |kind: &str, ns: Option<&str>, name: &str| {
+        let mut args = vec!["get", kind, name, "-o", "json"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        let out: serde_json::Value = serde_json::from_str(&cp.ok(&args)).unwrap();
+        out["status"].clone()
+    };
+    let condition = |status: &serde_json::Value, type_: &str| {
+        status["conditions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["type"] == type_).cloned())
+            .unwrap_or_default()
+    };
+    eventually("GatewayClass status written", Duration::from_secs(20), || async {
+        condition(&status("gatewayclass", None, "portico"), "Accepted")["status"] == "True"
+    })
+    .await;
+    eventually("HTTPRoute parent status written", Duration::from_secs(20), || async {
+        let s = status("httproute", Some("gw-b"), "shop");
+        let parent = &s["parents"][0];
+        parent["controllerName"] == "portico.dev/gateway-controller"
+            && condition(parent, "Accepted")["status"] == "True"
+            && condition(parent, "ResolvedRefs")["status"] == "True"
+    })
+    .await;
+    let gw = status("gateway", Some("gw-a"), "gw");
+    assert_eq!(condition(&gw, "Programmed")["status"], "True", "{gw:#}");
+    let generation = gw["conditions"][0]["observedGeneration"].clone();
+    assert!(generation.as_i64().is_some_and(|g| g >= 1), "{gw:#}");
 }

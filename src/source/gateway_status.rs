@@ -284,6 +284,12 @@ fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Api(s) if s.code == 404)
 }
 
+/// The Gateway API status a Config asks for, stamped with the time of this round (the writer
+/// keeps an unchanged condition's own time).
+pub fn updates(cfg: &crate::config::Config) -> Vec<StatusUpdate> {
+    crate::config::gateway::status_updates(&cfg.gateway, &now())
+}
+
 /// The time of a write as Kubernetes writes it (RFC 3339, whole seconds, UTC).
 fn now() -> String {
     let t = k8s_openapi::jiff::Timestamp::now();

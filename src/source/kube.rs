@@ -490,7 +490,11 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
 
 /// Status and Events: only the holder of the Lease writes them; every replica serves.
 /// The parts of a Config that status and Events are derived from.
-type Worked = (Arc<Vec<ObjectKey>>, Arc<Vec<Diagnostic>>);
+type Worked = (
+    Arc<Vec<ObjectKey>>,
+    Arc<Vec<Diagnostic>>,
+    Arc<crate::config::gateway::Report>,
+);
 
 async fn leader_duties(
     client: Client,
@@ -519,8 +523,8 @@ async fn leader_duties(
         instance: opts.identity.clone(),
     };
     let mut state = LeaderState::default();
-    // gwcore: the GatewayClass controllerName flag's value instead of its default.
-    let gateway_status = || super::gateway_status::StatusWriter::new(client.clone(), "portico.dev/gateway-controller");
+    let controller = publisher.options.gateway_controller_name.clone();
+    let gateway_status = || super::gateway_status::StatusWriter::new(client.clone(), controller.clone());
     let mut gateways = gateway_status();
     let mut was_leader = false;
     // What the last round worked from: an endpoints-only recompile shares these with the
@@ -532,8 +536,8 @@ async fn leader_duties(
             r = generations.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(gateway_retry.unwrap_or_default()), if gateway_retry.is_some() && was_leader => {
-                // gwcore: the live Config's Gateway API status updates, as below.
-                super::gateway_status::write_round(&mut gateways, &client, &opts, &[]).await;
+                let updates = super::gateway_status::updates(&publisher.live.config());
+                super::gateway_status::write_round(&mut gateways, &client, &opts, &updates).await;
                 continue;
             }
         }
@@ -549,17 +553,16 @@ async fn leader_duties(
             continue;
         }
         let cfg = publisher.live.config();
-        if done
-            .as_ref()
-            .is_some_and(|(a, d)| Arc::ptr_eq(a, &cfg.admitted) && Arc::ptr_eq(d, &cfg.diagnostics))
-        {
+        if done.as_ref().is_some_and(|(a, d, g)| {
+            Arc::ptr_eq(a, &cfg.admitted) && Arc::ptr_eq(d, &cfg.diagnostics) && Arc::ptr_eq(g, &cfg.gateway)
+        }) {
             continue;
         }
-        done = Some((cfg.admitted.clone(), cfg.diagnostics.clone()));
+        done = Some((cfg.admitted.clone(), cfg.diagnostics.clone(), cfg.gateway.clone()));
         let ingresses = lock(&shared.snapshot).ingresses.clone();
         write_status(&client, &opts, &cfg, &ingresses).await;
-        // gwcore: the Config's Gateway API status updates (and `done` above to include them).
-        super::gateway_status::write_round(&mut gateways, &client, &opts, &[]).await;
+        let updates = super::gateway_status::updates(&cfg);
+        super::gateway_status::write_round(&mut gateways, &client, &opts, &updates).await;
         state.events(&recorder, &cfg, &ingresses).await;
     }
 }
