@@ -262,7 +262,7 @@ async fn allowed_routes_and_reference_grants_decide_what_crosses_namespaces() {
     .await;
     assert_eq!(get(p.http, "foreign.test", "/").await.unwrap().0, 404);
     let (status, _, body) = get(p.http, "cross.test", "/").await.unwrap();
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 500, "{body}");
     assert!(
         !body.contains("team"),
         "nothing about the cluster in the answer: {body}"
@@ -319,18 +319,20 @@ spec:
     ])
     .await;
     assert_eq!(get(p.http, "ok.test", "/").await.unwrap().0, 200);
-    assert_eq!(get(p.http, "gone.test", "/").await.unwrap().0, 503);
-    // The rule with a header match is left out, not served without its condition.
+    // A reference to a Service that does not exist answers 500, as the spec asks.
+    let (status, _, body) = get(p.http, "gone.test", "/").await.unwrap();
+    assert_eq!(status, 500);
+    assert!(
+        !body.contains("nope"),
+        "nothing about the cluster in the answer: {body}"
+    );
+    // The rule with a header match is served with its condition only.
     assert_eq!(get(p.http, "partial.test", "/h").await.unwrap().0, 404);
+    assert_eq!(ask(&p, "GET", "partial.test", "/h", &[("x", "y")]).await.0, 200);
     assert_eq!(get(p.http, "partial.test", "/e").await.unwrap().0, 200);
 
     let routes = p.routes().await;
     assert_eq!(parent_reasons(&routes, "gone")[1], "ResolvedRefs=false:BackendNotFound");
-    assert!(
-        diagnostics_of(&routes, "partial")
-            .iter()
-            .any(|m| m.contains("header matches"))
-    );
     assert!(diagnostics_of(&routes, "broken").iter().any(|m| m.contains("missing")));
     let broken = routes["gatewayApi"]["gateways"]
         .as_array()
@@ -407,4 +409,151 @@ spec:
         parent_reasons(&p.routes().await, "echo"),
         ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
     );
+}
+
+/// One request with a method and headers: the status and the answering pod (or the body).
+async fn ask(p: &Portico, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = http::Request::builder().method(method).uri(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let (status, _, body) = request(p.http, req).await.unwrap();
+    let who = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["pod"].as_str().map(String::from))
+        .unwrap_or(body);
+    (status, who)
+}
+
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn header_query_method_and_regex_matches_choose_the_rule() {
+    let web = pods("web", 1).await;
+    let api = pods("api", 1).await;
+    let post = pods("post", 1).await;
+    let rules = r#"  - matches:
+    - {path: {value: /m}, headers: [{name: X-Version, value: "2"}]}
+    - {path: {value: /m}, queryParams: [{name: v, type: RegularExpression, value: "[2-9]"}]}
+    backendRefs: [{name: api, port: 80}]
+  - matches: [{path: {value: /m}, method: POST}]
+    backendRefs: [{name: post, port: 80}]
+  - matches: [{path: {type: RegularExpression, value: "/r/[0-9]+"}}]
+    backendRefs: [{name: api, port: 80}]
+  - backendRefs: [{name: web, port: 80}]"#;
+    let p = start(&[
+        (
+            "svc.yaml",
+            service("web", &web) + &service("api", &api) + &service("post", &post),
+        ),
+        ("m.yaml", on_http("m", rules)),
+        // Gateway wildcards match any number of labels: the listener's and the route's.
+        (
+            "deep.yaml",
+            route("deep", "default", "{name: gw, sectionName: wild}", "[]", &to("web")),
+        ),
+        (
+            "net.yaml",
+            route(
+                "net",
+                "default",
+                "{name: gw, sectionName: http}",
+                "[\"*.example.net\"]",
+                &to("api"),
+            ),
+        ),
+    ])
+    .await;
+    let cases: [(&str, &str, Headers, &str); 9] = [
+        ("GET", "/m", &[], "web-0"),
+        ("GET", "/m", &[("x-version", "2")], "api-0"),
+        ("GET", "/m", &[("x-version", "3")], "web-0"),
+        ("GET", "/m?v=7", &[], "api-0"),
+        ("GET", "/m?v=1", &[], "web-0"),
+        ("POST", "/m", &[], "post-0"),
+        // A method match ranks before header matches (the spec's precedence).
+        ("POST", "/m", &[("x-version", "2")], "post-0"),
+        ("GET", "/r/42", &[], "api-0"),
+        ("GET", "/r/x", &[], "web-0"),
+    ];
+    for (method, path, headers, pod) in cases {
+        assert_eq!(
+            ask(&p, method, "m.test", path, headers).await,
+            (200, pod.to_string()),
+            "{method} {path} {headers:?}"
+        );
+    }
+    assert_eq!(ask(&p, "GET", "a.b.example.com", "/", &[]).await, (200, "web-0".into()));
+    assert_eq!(ask(&p, "GET", "example.com", "/", &[]).await.0, 404);
+    assert_eq!(ask(&p, "GET", "x.y.example.net", "/", &[]).await, (200, "api-0".into()));
+    assert_eq!(ask(&p, "GET", "example.net", "/", &[]).await.0, 404);
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "m"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+    assert!(diagnostics_of(&routes, "m").is_empty(), "{routes:#}");
+}
+
+#[tokio::test]
+async fn weighted_backends_share_requests_and_invalid_ones_answer_500() {
+    let web = pods("web", 1).await;
+    let api = pods("api", 1).await;
+    let p = start(&[
+        ("svc.yaml", service("web", &web) + &service("api", &api)),
+        (
+            "split.yaml",
+            on_http(
+                "split",
+                "  - backendRefs: [{name: web, port: 80, weight: 1}, {name: api, port: 80, weight: 3}]",
+            ),
+        ),
+        (
+            "half.yaml",
+            on_http(
+                "half",
+                "  - backendRefs: [{name: web, port: 80}, {name: missing, port: 80}]",
+            ),
+        ),
+        (
+            "zero.yaml",
+            on_http("zero", "  - backendRefs: [{name: web, port: 80, weight: 0}]"),
+        ),
+        ("none.yaml", on_http("none", "  - matches: [{path: {value: /}}]")),
+    ])
+    .await;
+    let mut web_hits = 0;
+    for _ in 0..100 {
+        match ask(&p, "GET", "split.test", "/", &[]).await {
+            (200, pod) if pod == "web-0" => web_hits += 1,
+            (200, pod) => assert_eq!(pod, "api-0"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A quarter, give or take what the threads' interleaving does to the sequence.
+    assert!((10..=40).contains(&web_hits), "{web_hits} of 100 to web");
+
+    let mut refused = 0;
+    for _ in 0..40 {
+        match ask(&p, "GET", "half.test", "/", &[]).await {
+            (200, pod) => assert_eq!(pod, "web-0"),
+            (500, body) => {
+                assert!(!body.contains("missing"), "{body}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((8..=32).contains(&refused), "{refused} of 40 refused");
+    // Every weight 0, or no backendRefs at all: 500.
+    assert_eq!(ask(&p, "GET", "zero.test", "/", &[]).await.0, 500);
+    assert_eq!(ask(&p, "GET", "none.test", "/", &[]).await.0, 500);
+
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "half"),
+        ["Accepted=true:Accepted", "ResolvedRefs=false:BackendNotFound"]
+    );
+    assert_eq!(parent_reasons(&routes, "split")[1], "ResolvedRefs=true:ResolvedRefs");
 }
