@@ -557,3 +557,125 @@ async fn weighted_backends_share_requests_and_invalid_ones_answer_500() {
     );
     assert_eq!(parent_reasons(&routes, "split")[1], "ResolvedRefs=true:ResolvedRefs");
 }
+
+/// An upstream that sends the target of each request it gets to the channel, and answers
+/// 200.
+async fn recorder() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+                let _ = tx.send(line);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn filters_change_requests_and_answers_redirect_and_mirror() {
+    let web = pods("web", 1).await;
+    let (copies, mut mirrored) = recorder().await;
+    let rules = r#"  - matches: [{path: {value: /h}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Rule, value: "1"}]}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: X-Answer, value: "2"}]}}
+    backendRefs:
+    - name: web
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Backend, value: web}]}}]
+  - matches: [{path: {value: /old}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: new.test, statusCode: 301}}]
+  - matches: [{path: {value: /api}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {value: /copy}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: copies, port: 80}}}]
+    backendRefs: [{name: web, port: 80}]"#;
+    let p = start(&[
+        ("svc.yaml", service("web", &web) + &service("copies", &[copies])),
+        ("f.yaml", on_http("f", rules)),
+        (
+            "lost.yaml",
+            on_http(
+                "lost",
+                "  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: missing, port: 80}}}]\n    backendRefs: [{name: web, port: 80}]",
+            ),
+        ),
+        (
+            "bad.yaml",
+            on_http(
+                "bad",
+                "  - filters: [{type: Teleport}]\n    backendRefs: [{name: web, port: 80}]",
+            ),
+        ),
+    ])
+    .await;
+    let (status, headers, body) = get(p.http, "f.test", "/h").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seen = &json(&body)["headers"];
+    assert_eq!((&seen["x-rule"], &seen["x-backend"]), (&json!("1"), &json!("web")));
+    assert_eq!(headers["x-answer"], "2");
+
+    let (status, headers, _) = get(p.http, "f.test", "/old/page").await.unwrap();
+    assert_eq!(status, 301);
+    assert_eq!(headers["location"], "http://new.test/old/page");
+
+    let (_, _, body) = get(p.http, "f.test", "/api/users").await.unwrap();
+    assert_eq!(json(&body)["target"], "/v2/users");
+
+    assert_eq!(get(p.http, "f.test", "/copy/me").await.unwrap().0, 200);
+    let copy = tokio::time::timeout(std::time::Duration::from_secs(10), mirrored.recv()).await;
+    assert_eq!(copy.ok().flatten().as_deref(), Some("GET /copy/me HTTP/1.1"));
+
+    // A mirror that does not resolve is dropped; the rule serves.
+    assert_eq!(get(p.http, "lost.test", "/").await.unwrap().0, 200);
+    // Filters that cannot be served leave their rule out.
+    assert_eq!(get(p.http, "bad.test", "/").await.unwrap().0, 404);
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "f"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+    assert_eq!(parent_reasons(&routes, "lost")[1], "ResolvedRefs=false:BackendNotFound");
+    assert_eq!(parent_reasons(&routes, "bad")[0], "Accepted=false:UnsupportedValue");
+}
+
+#[tokio::test]
+async fn route_timeouts_bound_the_wait_for_the_upstream() {
+    let web = pods("web", 1).await;
+    let rules = "  - matches: [{path: {value: /sleep}}]\n    timeouts: {request: 300ms}\n    backendRefs: [{name: web, port: 80}]\n  - matches: [{path: {value: /long}}]\n    timeouts: {request: 0s}\n    backendRefs: [{name: web, port: 80}]";
+    let p = start(&[
+        ("svc.yaml", service("web", &web)),
+        ("t.yaml", on_http("t", rules)),
+        (
+            "bad.yaml",
+            on_http(
+                "bad",
+                "  - timeouts: {request: soon}\n    backendRefs: [{name: web, port: 80}]",
+            ),
+        ),
+    ])
+    .await;
+    assert_eq!(get(p.http, "t.test", "/sleep/5000").await.unwrap().0, 504);
+    assert_eq!(get(p.http, "t.test", "/sleep/0").await.unwrap().0, 200);
+    let routes = p.routes().await;
+    assert_eq!(parent_reasons(&routes, "bad")[0], "Accepted=false:UnsupportedValue");
+    assert_eq!(get(p.http, "bad.test", "/").await.unwrap().0, 404);
+}

@@ -639,18 +639,17 @@ fn label_selectors() {
     );
 }
 
+/// GRPCRoute `default/g` on listener `http` for `grpc.test`, with `rules`.
+fn grpc_route(rules: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: g, namespace: default}}\nspec:\n  parentRefs: [{{name: gw, sectionName: http}}]\n  hostnames: [grpc.test]\n  rules:\n{rules}"
+    )
+}
+
 #[test]
 fn grpc_routes_become_paths_sent_as_http2() {
-    let yaml = r#"
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata: {name: g, namespace: default}
-spec:
-  parentRefs: [{name: gw, sectionName: http}]
-  hostnames: [grpc.test]
-  rules:
-  - matches: [{method: {service: echo.Echo, method: Ping}}]
+    let yaml = &grpc_route(
+        r#"  - matches: [{method: {service: echo.Echo, method: Ping}}]
     backendRefs: [{name: a, port: 80}]
   - matches: [{method: {service: health.Health}}]
     backendRefs: [{name: b, port: 80}]
@@ -658,7 +657,8 @@ spec:
     backendRefs: [{name: b, port: 80}]
   - matches: [{method: {service: "bad/name", method: X}}]
     backendRefs: [{name: b, port: 80}]
-"#;
+"#,
+    );
     let cfg = build(yaml);
     assert_eq!(
         target(&cfg, "grpc.test", "/echo.Echo/Ping").as_deref(),
@@ -699,5 +699,27 @@ spec:
     assert_eq!(
         conds(&rr.parents[0].conditions)[0],
         ("Accepted", false, "NotAllowedByListeners")
+    );
+}
+
+#[test]
+fn grpc_rules_take_the_grpc_filters_only() {
+    let yaml = &grpc_route(
+        r#"  - matches: [{method: {service: a.A}}]
+    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: "1"}]}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{method: {service: b.B}}]
+    filters: [{type: URLRewrite, urlRewrite: {hostname: elsewhere.test}}]
+    backendRefs: [{name: b, port: 80}]
+"#,
+    );
+    let cfg = build(yaml);
+    let r = cfg.routes.route("grpc.test", "/a.A/Call").unwrap();
+    assert!(r.policy.filters.as_ref().unwrap().request_headers.is_some());
+    assert_eq!(r.policy.backend_protocol, Some(crate::config::Protocol::H2c));
+    assert_eq!(target(&cfg, "grpc.test", "/b.B/Call"), None);
+    assert_eq!(
+        conds(&route_report(&cfg, "g").parents[0].conditions)[0],
+        ("Accepted", false, "UnsupportedValue")
     );
 }
