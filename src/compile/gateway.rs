@@ -488,6 +488,12 @@ fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The CRDs' `maxItems`, held to for routes no API server validated (the manifests
+/// directory): rules of a route, matches and backendRefs of a rule.
+const MAX_RULES: usize = 16;
+const MAX_MATCHES: usize = 64;
+const MAX_BACKEND_REFS: usize = 16;
+
 /// A host + path + match kind an Ingress holds: Gateway API routes leave it to the Ingress.
 type Claim = (HostPattern, String, bool);
 
@@ -787,6 +793,15 @@ impl RoutePass<'_, '_, '_> {
         let key = view.key;
         for (ri, rule) in view.rules.iter().enumerate() {
             let matches = match &rule.matches {
+                _ if ri >= MAX_RULES => Err(format!("a route has at most {MAX_RULES} rules")),
+                _ if rule.backend_refs.len() > MAX_BACKEND_REFS => {
+                    Err(format!("a rule has at most {MAX_BACKEND_REFS} backendRefs"))
+                }
+                Ok(m) if m.len() > MAX_MATCHES => Err(format!("a rule has at most {MAX_MATCHES} matches")),
+                Ok(m) => Ok(m),
+                Err(msg) => Err(msg.clone()),
+            };
+            let matches = match matches {
                 Ok(m) => m,
                 Err(msg) => {
                     self.warn(
@@ -814,7 +829,8 @@ impl RoutePass<'_, '_, '_> {
                     }
                 }
             }
-            problems.dedup();
+            let mut seen = HashSet::new();
+            problems.retain(|p| seen.insert(p.clone()));
             for (reason, msg) in problems {
                 if resolved.status {
                     resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg.clone());

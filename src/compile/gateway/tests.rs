@@ -723,3 +723,21 @@ fn grpc_rules_take_the_grpc_filters_only() {
         ("Accepted", false, "UnsupportedValue")
     );
 }
+
+#[test]
+fn rules_beyond_the_crd_limits_are_left_out() {
+    let refs = vec!["{name: a, port: 80}"; 17].join(", ");
+    let rules = format!(
+        "  - matches: [{{path: {{value: /many}}}}]\n    backendRefs: [{refs}]\n  - matches: [{{path: {{value: /ok}}}}]\n    backendRefs: [{{name: b, port: 80}}]\n"
+    );
+    let cfg = build(&on_http(&rules));
+    assert_eq!(target(&cfg, "x.test", "/many"), None);
+    assert_eq!(target(&cfg, "x.test", "/ok").as_deref(), Some("default/b"));
+    assert!(
+        cfg.diagnostics
+            .iter()
+            .any(|d| d.reason == Reason::UnsupportedFeature && d.message.contains("at most 16 backendRefs")),
+        "{:#?}",
+        cfg.diagnostics
+    );
+}
