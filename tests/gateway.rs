@@ -383,6 +383,10 @@ spec:
   rules:
   - matches: [{method: {service: echo.Echo, method: Ping}}]
     backendRefs: [{name: grpc, port: 80}]
+  - matches: [{method: {service: echo.Echo, method: Other}, headers: [{name: x-tenant, value: a}]}]
+    backendRefs: [{name: grpc, port: 80}]
+  - matches: [{method: {type: RegularExpression, method: "Stream.*"}}]
+    backendRefs: [{name: grpc, port: 80}]
 "#;
     let p = start(&[
         ("svc.yaml", service("grpc", &[grpc])),
@@ -390,21 +394,29 @@ spec:
     ])
     .await;
     let mut h2 = h2c(p.http).await;
-    let mut call = |path: &str| {
-        let req = http::Request::builder()
+    let mut call_with = |path: &str, tenant: Option<&str>| {
+        let mut req = http::Request::builder()
             .method("POST")
             .uri(format!("http://grpc.test{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .unwrap();
-        h2.send_request(req)
+            .header("te", "trailers");
+        if let Some(t) = tenant {
+            req = req.header("x-tenant", t);
+        }
+        h2.send_request(req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
     };
+    let mut call = |path: &str| call_with(path, None);
     let resp = call("/echo.Echo/Ping").await.unwrap();
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "HTTP/2.0 /echo.Echo/Ping");
     assert_eq!(call("/echo.Echo/Other").await.unwrap().status(), 404);
+    assert_eq!(call("/any.Svc/StreamAll").await.unwrap().status(), 200);
+    assert_eq!(call("/any.Svc/Unary").await.unwrap().status(), 404);
+    drop(call);
+    // A header match: served with the header only.
+    assert_eq!(call_with("/echo.Echo/Other", Some("a")).await.unwrap().status(), 200);
+    assert_eq!(call_with("/echo.Echo/Other", Some("b")).await.unwrap().status(), 404);
     assert_eq!(
         parent_reasons(&p.routes().await, "echo"),
         ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
