@@ -413,7 +413,6 @@ spec:
     assert_eq!(call("/echo.Echo/Other").await.unwrap().status(), 404);
     assert_eq!(call("/any.Svc/StreamAll").await.unwrap().status(), 200);
     assert_eq!(call("/any.Svc/Unary").await.unwrap().status(), 404);
-    drop(call);
     // A header match: served with the header only.
     assert_eq!(call_with("/echo.Echo/Other", Some("a")).await.unwrap().status(), 200);
     assert_eq!(call_with("/echo.Echo/Other", Some("b")).await.unwrap().status(), 404);
