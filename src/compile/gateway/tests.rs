@@ -311,7 +311,10 @@ fn a_cross_namespace_backend_needs_a_reference_grant() {
     let rule = "  - backendRefs: [{name: c, namespace: other, port: 80}]";
     let route = on_http(rule);
     let cfg = build(&route);
-    let r = cfg.routes.route("x.test", "/").expect("the rule answers 503");
+    let r = cfg.routes.route("x.test", "/").expect("the rule answers 500");
+    // Its one choice is the invalid reference: every request gets the spec's 500.
+    let w = r.weighted.as_ref().expect("weighted");
+    assert_eq!(w.pick(0), crate::config::route::Pick::Refused);
     let b = cfg.backend(r).unwrap();
     assert!(matches!(&b.target, Target::Unavailable { .. }), "{b:?}");
     assert_ne!(
