@@ -262,7 +262,7 @@ async fn allowed_routes_and_reference_grants_decide_what_crosses_namespaces() {
     .await;
     assert_eq!(get(p.http, "foreign.test", "/").await.unwrap().0, 404);
     let (status, _, body) = get(p.http, "cross.test", "/").await.unwrap();
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 500, "{body}");
     assert!(
         !body.contains("team"),
         "nothing about the cluster in the answer: {body}"
@@ -319,18 +319,20 @@ spec:
     ])
     .await;
     assert_eq!(get(p.http, "ok.test", "/").await.unwrap().0, 200);
-    assert_eq!(get(p.http, "gone.test", "/").await.unwrap().0, 503);
-    // The rule with a header match is left out, not served without its condition.
+    // A reference to a Service that does not exist answers 500, as the spec asks.
+    let (status, _, body) = get(p.http, "gone.test", "/").await.unwrap();
+    assert_eq!(status, 500);
+    assert!(
+        !body.contains("nope"),
+        "nothing about the cluster in the answer: {body}"
+    );
+    // The rule with a header match is served with its condition only.
     assert_eq!(get(p.http, "partial.test", "/h").await.unwrap().0, 404);
+    assert_eq!(ask(&p, "GET", "partial.test", "/h", &[("x", "y")]).await.0, 200);
     assert_eq!(get(p.http, "partial.test", "/e").await.unwrap().0, 200);
 
     let routes = p.routes().await;
     assert_eq!(parent_reasons(&routes, "gone")[1], "ResolvedRefs=false:BackendNotFound");
-    assert!(
-        diagnostics_of(&routes, "partial")
-            .iter()
-            .any(|m| m.contains("header matches"))
-    );
     assert!(diagnostics_of(&routes, "broken").iter().any(|m| m.contains("missing")));
     let broken = routes["gatewayApi"]["gateways"]
         .as_array()
@@ -381,6 +383,10 @@ spec:
   rules:
   - matches: [{method: {service: echo.Echo, method: Ping}}]
     backendRefs: [{name: grpc, port: 80}]
+  - matches: [{method: {service: echo.Echo, method: Other}, headers: [{name: x-tenant, value: a}]}]
+    backendRefs: [{name: grpc, port: 80}]
+  - matches: [{method: {type: RegularExpression, method: "Stream.*"}}]
+    backendRefs: [{name: grpc, port: 80}]
 "#;
     let p = start(&[
         ("svc.yaml", service("grpc", &[grpc])),
@@ -388,23 +394,299 @@ spec:
     ])
     .await;
     let mut h2 = h2c(p.http).await;
-    let mut call = |path: &str| {
-        let req = http::Request::builder()
+    let mut call_with = |path: &str, tenant: Option<&str>| {
+        let mut req = http::Request::builder()
             .method("POST")
             .uri(format!("http://grpc.test{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .unwrap();
-        h2.send_request(req)
+            .header("te", "trailers");
+        if let Some(t) = tenant {
+            req = req.header("x-tenant", t);
+        }
+        h2.send_request(req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
     };
+    let mut call = |path: &str| call_with(path, None);
     let resp = call("/echo.Echo/Ping").await.unwrap();
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "HTTP/2.0 /echo.Echo/Ping");
     assert_eq!(call("/echo.Echo/Other").await.unwrap().status(), 404);
+    assert_eq!(call("/any.Svc/StreamAll").await.unwrap().status(), 200);
+    assert_eq!(call("/any.Svc/Unary").await.unwrap().status(), 404);
+    // A header match: served with the header only.
+    assert_eq!(call_with("/echo.Echo/Other", Some("a")).await.unwrap().status(), 200);
+    assert_eq!(call_with("/echo.Echo/Other", Some("b")).await.unwrap().status(), 404);
     assert_eq!(
         parent_reasons(&p.routes().await, "echo"),
         ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
     );
+}
+
+/// One request with a method and headers: the status and the answering pod (or the body).
+async fn ask(p: &Portico, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = http::Request::builder().method(method).uri(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let (status, _, body) = request(p.http, req).await.unwrap();
+    let who = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["pod"].as_str().map(String::from))
+        .unwrap_or(body);
+    (status, who)
+}
+
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn header_query_method_and_regex_matches_choose_the_rule() {
+    let web = pods("web", 1).await;
+    let api = pods("api", 1).await;
+    let post = pods("post", 1).await;
+    let rules = r#"  - matches:
+    - {path: {value: /m}, headers: [{name: X-Version, value: "2"}]}
+    - {path: {value: /m}, queryParams: [{name: v, type: RegularExpression, value: "[2-9]"}]}
+    backendRefs: [{name: api, port: 80}]
+  - matches: [{path: {value: /m}, method: POST}]
+    backendRefs: [{name: post, port: 80}]
+  - matches: [{path: {type: RegularExpression, value: "/r/[0-9]+"}}]
+    backendRefs: [{name: api, port: 80}]
+  - backendRefs: [{name: web, port: 80}]"#;
+    let p = start(&[
+        (
+            "svc.yaml",
+            service("web", &web) + &service("api", &api) + &service("post", &post),
+        ),
+        ("m.yaml", on_http("m", rules)),
+        // Gateway wildcards match any number of labels: the listener's and the route's.
+        (
+            "deep.yaml",
+            route("deep", "default", "{name: gw, sectionName: wild}", "[]", &to("web")),
+        ),
+        (
+            "net.yaml",
+            route(
+                "net",
+                "default",
+                "{name: gw, sectionName: http}",
+                "[\"*.example.net\"]",
+                &to("api"),
+            ),
+        ),
+    ])
+    .await;
+    let cases: [(&str, &str, Headers, &str); 9] = [
+        ("GET", "/m", &[], "web-0"),
+        ("GET", "/m", &[("x-version", "2")], "api-0"),
+        ("GET", "/m", &[("x-version", "3")], "web-0"),
+        ("GET", "/m?v=7", &[], "api-0"),
+        ("GET", "/m?v=1", &[], "web-0"),
+        ("POST", "/m", &[], "post-0"),
+        // A method match ranks before header matches (the spec's precedence).
+        ("POST", "/m", &[("x-version", "2")], "post-0"),
+        ("GET", "/r/42", &[], "api-0"),
+        ("GET", "/r/x", &[], "web-0"),
+    ];
+    for (method, path, headers, pod) in cases {
+        assert_eq!(
+            ask(&p, method, "m.test", path, headers).await,
+            (200, pod.to_string()),
+            "{method} {path} {headers:?}"
+        );
+    }
+    assert_eq!(ask(&p, "GET", "a.b.example.com", "/", &[]).await, (200, "web-0".into()));
+    assert_eq!(ask(&p, "GET", "example.com", "/", &[]).await.0, 404);
+    assert_eq!(ask(&p, "GET", "x.y.example.net", "/", &[]).await, (200, "api-0".into()));
+    assert_eq!(ask(&p, "GET", "example.net", "/", &[]).await.0, 404);
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "m"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+    assert!(diagnostics_of(&routes, "m").is_empty(), "{routes:#}");
+}
+
+#[tokio::test]
+async fn weighted_backends_share_requests_and_invalid_ones_answer_500() {
+    let web = pods("web", 1).await;
+    let api = pods("api", 1).await;
+    let p = start(&[
+        ("svc.yaml", service("web", &web) + &service("api", &api)),
+        (
+            "split.yaml",
+            on_http(
+                "split",
+                "  - backendRefs: [{name: web, port: 80, weight: 1}, {name: api, port: 80, weight: 3}]",
+            ),
+        ),
+        (
+            "half.yaml",
+            on_http(
+                "half",
+                "  - backendRefs: [{name: web, port: 80}, {name: missing, port: 80}]",
+            ),
+        ),
+        (
+            "zero.yaml",
+            on_http("zero", "  - backendRefs: [{name: web, port: 80, weight: 0}]"),
+        ),
+        ("none.yaml", on_http("none", "  - matches: [{path: {value: /}}]")),
+    ])
+    .await;
+    let mut web_hits = 0;
+    for _ in 0..100 {
+        match ask(&p, "GET", "split.test", "/", &[]).await {
+            (200, pod) if pod == "web-0" => web_hits += 1,
+            (200, pod) => assert_eq!(pod, "api-0"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A quarter, give or take what the threads' interleaving does to the sequence.
+    assert!((10..=40).contains(&web_hits), "{web_hits} of 100 to web");
+
+    let mut refused = 0;
+    for _ in 0..40 {
+        match ask(&p, "GET", "half.test", "/", &[]).await {
+            (200, pod) => assert_eq!(pod, "web-0"),
+            (500, body) => {
+                assert!(!body.contains("missing"), "{body}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((8..=32).contains(&refused), "{refused} of 40 refused");
+    // Every weight 0, or no backendRefs at all: 500.
+    assert_eq!(ask(&p, "GET", "zero.test", "/", &[]).await.0, 500);
+    assert_eq!(ask(&p, "GET", "none.test", "/", &[]).await.0, 500);
+
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "half"),
+        ["Accepted=true:Accepted", "ResolvedRefs=false:BackendNotFound"]
+    );
+    assert_eq!(parent_reasons(&routes, "split")[1], "ResolvedRefs=true:ResolvedRefs");
+}
+
+/// An upstream that sends the target of each request it gets to the channel, and answers
+/// 200.
+async fn recorder() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+                let _ = tx.send(line);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn filters_change_requests_and_answers_redirect_and_mirror() {
+    let web = pods("web", 1).await;
+    let (copies, mut mirrored) = recorder().await;
+    let rules = r#"  - matches: [{path: {value: /h}}]
+    filters:
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Rule, value: "1"}]}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: X-Answer, value: "2"}]}}
+    backendRefs:
+    - name: web
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Backend, value: web}]}}]
+  - matches: [{path: {value: /old}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: new.test, statusCode: 301}}]
+  - matches: [{path: {value: /api}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {value: /copy}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: copies, port: 80}}}]
+    backendRefs: [{name: web, port: 80}]"#;
+    let p = start(&[
+        ("svc.yaml", service("web", &web) + &service("copies", &[copies])),
+        ("f.yaml", on_http("f", rules)),
+        (
+            "lost.yaml",
+            on_http(
+                "lost",
+                "  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: missing, port: 80}}}]\n    backendRefs: [{name: web, port: 80}]",
+            ),
+        ),
+        (
+            "bad.yaml",
+            on_http(
+                "bad",
+                "  - filters: [{type: Teleport}]\n    backendRefs: [{name: web, port: 80}]",
+            ),
+        ),
+    ])
+    .await;
+    let (status, headers, body) = get(p.http, "f.test", "/h").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seen = &json(&body)["headers"];
+    assert_eq!((&seen["x-rule"], &seen["x-backend"]), (&json!("1"), &json!("web")));
+    assert_eq!(headers["x-answer"], "2");
+
+    let (status, headers, _) = get(p.http, "f.test", "/old/page").await.unwrap();
+    assert_eq!(status, 301);
+    assert_eq!(headers["location"], "http://new.test/old/page");
+
+    let (_, _, body) = get(p.http, "f.test", "/api/users").await.unwrap();
+    assert_eq!(json(&body)["target"], "/v2/users");
+
+    assert_eq!(get(p.http, "f.test", "/copy/me").await.unwrap().0, 200);
+    let copy = tokio::time::timeout(std::time::Duration::from_secs(10), mirrored.recv()).await;
+    assert_eq!(copy.ok().flatten().as_deref(), Some("GET /copy/me HTTP/1.1"));
+
+    // A mirror that does not resolve is dropped; the rule serves.
+    assert_eq!(get(p.http, "lost.test", "/").await.unwrap().0, 200);
+    // Filters that cannot be served leave their rule out.
+    assert_eq!(get(p.http, "bad.test", "/").await.unwrap().0, 404);
+    let routes = p.routes().await;
+    assert_eq!(
+        parent_reasons(&routes, "f"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+    assert_eq!(parent_reasons(&routes, "lost")[1], "ResolvedRefs=false:BackendNotFound");
+    assert_eq!(parent_reasons(&routes, "bad")[0], "Accepted=false:UnsupportedValue");
+}
+
+#[tokio::test]
+async fn route_timeouts_bound_the_wait_for_the_upstream() {
+    let web = pods("web", 1).await;
+    let rules = "  - matches: [{path: {value: /sleep}}]\n    timeouts: {request: 300ms}\n    backendRefs: [{name: web, port: 80}]\n  - matches: [{path: {value: /long}}]\n    timeouts: {request: 0s}\n    backendRefs: [{name: web, port: 80}]";
+    let p = start(&[
+        ("svc.yaml", service("web", &web)),
+        ("t.yaml", on_http("t", rules)),
+        (
+            "bad.yaml",
+            on_http(
+                "bad",
+                "  - timeouts: {request: soon}\n    backendRefs: [{name: web, port: 80}]",
+            ),
+        ),
+    ])
+    .await;
+    assert_eq!(get(p.http, "t.test", "/sleep/5000").await.unwrap().0, 504);
+    assert_eq!(get(p.http, "t.test", "/sleep/0").await.unwrap().0, 200);
+    let routes = p.routes().await;
+    assert_eq!(parent_reasons(&routes, "bad")[0], "Accepted=false:UnsupportedValue");
+    assert_eq!(get(p.http, "bad.test", "/").await.unwrap().0, 404);
 }

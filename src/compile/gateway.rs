@@ -10,20 +10,25 @@ use rustls::sign::CertifiedKey;
 
 use super::Options;
 use super::backend::Resolver;
+use super::gateway_filters::{BackendRef as MirrorRef, Rule as FilterRule, compile_filters};
 use super::ingress::Compiled;
 use super::tls::parse_tls_secret;
 use crate::config::backend::BackendId;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::filters::Filters;
 use crate::config::gateway::{
     ClassReport, Condition, GatewayReport, ListenerReport, Origin, ParentRef, ParentReport, Report, RouteKind,
     RouteReport, Via,
 };
 use crate::config::global::Global;
-use crate::config::route::{HostPattern, PathRule, PathType, Route};
+use crate::config::route::{HostPattern, PathType, Route, Weighted, WeightedChoice};
 use crate::config::{CertStore, Policy, PortRef, Protocol};
 use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
-use crate::path;
+use matches::Match;
+
+mod matches;
+mod timeouts;
 
 /// The route kinds a listener of each protocol takes.
 // gwcore: TLSRoute with TLS passthrough.
@@ -125,7 +130,7 @@ pub fn compile<'s>(
             let p = r.path.as_ref()?;
             Some((
                 (r.host.clone(), p.path.clone(), p.path_type.is_exact()),
-                Owner::Ingress(r.ingress.clone()),
+                r.ingress.clone(),
             ))
         })
         .collect();
@@ -135,6 +140,8 @@ pub fn compile<'s>(
         diags,
         routes: &mut compiled.routes,
         claims,
+        taken: HashSet::new(),
+        table: Vec::new(),
         origins: Vec::new(),
     };
     let http = Arc::new(global.routes.policy());
@@ -157,10 +164,10 @@ pub fn compile<'s>(
         }
     }
     report.origins = std::mem::take(&mut pass.origins);
+    let table = std::mem::take(&mut pass.table);
     drop(pass);
-    let first_new = compiled.routes.len() - report.origins.len();
-    for route in &compiled.routes[first_new..] {
-        compiled.builder.add_path(route.clone());
+    for route in table {
+        compiled.builder.add_path(route);
     }
 
     for gw in &mut states {
@@ -481,20 +488,28 @@ fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// Who holds a host + path + match kind.
-enum Owner {
-    Ingress(ObjectKey),
-    Gateway,
-}
+/// The CRDs' `maxItems`, held to for routes no API server validated (the manifests
+/// directory): rules of a route, matches and backendRefs of a rule.
+const MAX_RULES: usize = 16;
+const MAX_MATCHES: usize = 64;
+const MAX_BACKEND_REFS: usize = 16;
 
+/// A host + path + match kind an Ingress holds: Gateway API routes leave it to the Ingress.
 type Claim = (HostPattern, String, bool);
+
+/// A host, path, path type and conditions a Gateway API route holds: a later match with
+/// all of them the same is left out (the spec's precedence: oldest route first).
+type Taken = (HostPattern, String, PathType, String);
 
 struct RoutePass<'s, 'r, 'x> {
     snapshot: &'s Snapshot,
     resolver: &'r mut Resolver<'s>,
     diags: &'r mut Diagnostics,
     routes: &'x mut Vec<Arc<Route>>,
-    claims: HashMap<Claim, Owner>,
+    claims: HashMap<Claim, ObjectKey>,
+    taken: HashSet<Taken>,
+    /// The routes that go into the table (weighted choices' routes do not).
+    table: Vec<Arc<Route>>,
     origins: Vec<Origin>,
 }
 
@@ -519,34 +534,38 @@ struct RouteView<'a> {
     policy: &'a Arc<Policy>,
 }
 
-/// A rule: its matches as route-table paths (`Err`: what this branch cannot express), and
-/// what it sends to.
+/// A rule: its matches in the spec's order (`Err`: why it cannot be served), and what it
+/// sends to.
 struct RuleView<'a> {
-    paths: Result<Vec<PathRule>, String>,
+    matches: Result<Vec<Match>, String>,
+    /// The PathPrefix a `ReplacePrefixMatch` may rewrite (see [`matches::rule_prefix`]).
+    prefix: Option<String>,
     filters: &'a [serde_json::Value],
     backend_refs: &'a [api::HTTPBackendRef],
-    timeouts: bool,
+    timeouts: Option<&'a api::HTTPRouteTimeouts>,
 }
 
 fn http_view<'a>(key: &'a ObjectKey, r: &'a HTTPRoute, policy: &'a Arc<Policy>) -> RouteView<'a> {
     let rules = match &r.spec.rules {
         // The CRD's default: one rule for every path, without backend.
         None => vec![RuleView {
-            paths: Ok(vec![prefix("/")]),
+            matches: Ok(vec![matches::any_path()]),
+            prefix: Some("/".into()),
             filters: &[],
             backend_refs: &[],
-            timeouts: false,
+            timeouts: None,
         }],
         Some(rules) => rules
             .iter()
             .map(|rule| RuleView {
-                paths: match rule.matches.as_deref() {
-                    Some(m) if !m.is_empty() => m.iter().map(path_rule).collect(),
-                    _ => Ok(vec![prefix("/")]),
+                matches: match rule.matches.as_deref() {
+                    Some(m) if !m.is_empty() => m.iter().map(matches::http_match).collect(),
+                    _ => Ok(vec![matches::any_path()]),
                 },
+                prefix: matches::rule_prefix(rule.matches.as_deref()),
                 filters: &rule.filters,
                 backend_refs: &rule.backend_refs,
-                timeouts: rule.timeouts.is_some(),
+                timeouts: rule.timeouts.as_ref(),
             })
             .collect(),
     };
@@ -567,13 +586,14 @@ fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Poli
         .rules
         .iter()
         .map(|rule| RuleView {
-            paths: match rule.matches.as_slice() {
-                [] => Ok(vec![prefix("/")]),
-                m => m.iter().map(grpc_path).collect(),
+            matches: match rule.matches.as_slice() {
+                [] => Ok(vec![matches::any_path()]),
+                m => m.iter().map(matches::grpc_match).collect(),
             },
+            prefix: None,
             filters: &rule.filters,
             backend_refs: &rule.backend_refs,
-            timeouts: false,
+            timeouts: None,
         })
         .collect();
     RouteView {
@@ -584,46 +604,6 @@ fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Poli
         hostnames: &r.spec.hostnames,
         rules,
         policy,
-    }
-}
-
-fn prefix(path: &str) -> PathRule {
-    PathRule {
-        path: path.into(),
-        path_type: PathType::Prefix,
-        regex: None,
-    }
-}
-
-/// A GRPCRoute match as a path: `/SERVICE/METHOD` exactly, or every method of `/SERVICE`.
-fn grpc_path(m: &api::GRPCRouteMatch) -> Result<PathRule, String> {
-    // gwmatch: header conditions, RegularExpression and method-only matches.
-    if !m.headers.is_empty() {
-        return Err("header matches are not supported yet".into());
-    }
-    let Some(method) = &m.method else {
-        return Ok(prefix("/"));
-    };
-    if method.type_.as_deref().is_some_and(|t| t != "Exact") {
-        return Err("RegularExpression method matches are not supported yet".into());
-    }
-    // Service and method names: letters, digits, `_` and `.` (in the service) only.
-    let name_ok = |s: &str, dots: bool| {
-        !s.is_empty()
-            && s.len() <= 1024
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
-    };
-    match (method.service.as_deref(), method.method.as_deref()) {
-        (Some(svc), Some(m)) if name_ok(svc, true) && name_ok(m, false) => Ok(PathRule {
-            path: format!("/{svc}/{m}"),
-            path_type: PathType::Exact,
-            regex: None,
-        }),
-        (Some(svc), None) if name_ok(svc, true) => Ok(prefix(&format!("/{svc}"))),
-        (None, Some(_)) => Err("a method match without service is not supported yet".into()),
-        (None, None) => Ok(prefix("/")),
-        _ => Err("a method match's service or method is not a valid gRPC name".into()),
     }
 }
 
@@ -673,7 +653,7 @@ impl RoutePass<'_, '_, '_> {
         if parents.is_empty() {
             return None;
         }
-        let resolved = self.rules(view, &attached, gateways);
+        let (resolved, unsupported) = self.rules(view, &attached, gateways);
         let generation = generation(view.meta);
         Some(RouteReport {
             kind: view.kind,
@@ -683,7 +663,13 @@ impl RoutePass<'_, '_, '_> {
                 .into_iter()
                 .map(|(parent_ref, accepted)| ParentReport {
                     parent_ref,
-                    conditions: vec![accepted, resolved.clone()],
+                    conditions: vec![
+                        match &unsupported {
+                            Some(msg) if accepted.status => not_accepted(cond::UNSUPPORTED_VALUE, msg.clone()),
+                            _ => accepted,
+                        },
+                        resolved.clone(),
+                    ],
                 })
                 .collect(),
         })
@@ -767,22 +753,23 @@ impl RoutePass<'_, '_, '_> {
     }
 
     /// Compiles the rules of an accepted route into routes on every host it was attached
-    /// with; returns the ResolvedRefs condition of its backendRefs.
+    /// with; returns the ResolvedRefs condition of its backendRefs, and why a rule's filters
+    /// or timeouts cannot be served (the parents' `Accepted: False`, `UnsupportedValue`).
     fn rules(
         &mut self,
         view: &RouteView,
         attached: &[(Attached, Vec<String>)],
         gateways: &mut [GatewayState],
-    ) -> Condition {
+    ) -> (Condition, Option<String>) {
         let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
+        let mut unsupported = None;
         // Host → the listeners it is served through, in attachment order.
         let mut hosts: Vec<(HostPattern, Vec<Attached>)> = Vec::new();
         for (at, names) in attached {
             let patterns: Vec<HostPattern> = match names.is_empty() {
                 true => vec![HostPattern::Any],
-                // gwmatch: Gateway wildcards match any number of labels; HostPattern::Wildcard
-                // matches one until the route table has a Gateway-style wildcard.
-                false => names.iter().filter_map(|h| HostPattern::parse(Some(h)).ok()).collect(),
+                // `*.example.com` matches any number of labels here.
+                false => names.iter().filter_map(|h| HostPattern::gateway(h).ok()).collect(),
             };
             for h in patterns {
                 match hosts.iter_mut().find(|(p, _)| *p == h) {
@@ -791,12 +778,31 @@ impl RoutePass<'_, '_, '_> {
                 }
             }
         }
+        // A redirect without port or scheme keeps the listener's port, when the host is
+        // reached through listeners of one port.
+        let ports: Vec<Option<u16>> = hosts
+            .iter()
+            .map(|(_, via)| {
+                let mut ports = via
+                    .iter()
+                    .map(|a| u16::try_from(gateways[a.gateway].listeners[a.listener].spec.port).ok());
+                let first = ports.next().flatten();
+                ports.all(|p| p == first).then_some(first).flatten()
+            })
+            .collect();
         let key = view.key;
         for (ri, rule) in view.rules.iter().enumerate() {
-            // Paths first: a rule left out resolves no backend.
-            let step = (rule.paths.clone()).and_then(|paths| Ok((paths, self.rule_backend(view, rule)?)));
-            let (paths, ((backend, service), problem)) = match step {
-                Ok(s) => s,
+            let matches = match &rule.matches {
+                _ if ri >= MAX_RULES => Err(format!("a route has at most {MAX_RULES} rules")),
+                _ if rule.backend_refs.len() > MAX_BACKEND_REFS => {
+                    Err(format!("a rule has at most {MAX_BACKEND_REFS} backendRefs"))
+                }
+                Ok(m) if m.len() > MAX_MATCHES => Err(format!("a rule has at most {MAX_MATCHES} matches")),
+                Ok(m) => Ok(m),
+                Err(msg) => Err(msg.clone()),
+            };
+            let matches = match matches {
+                Ok(m) => m,
                 Err(msg) => {
                     self.warn(
                         view,
@@ -807,55 +813,73 @@ impl RoutePass<'_, '_, '_> {
                     continue;
                 }
             };
-            if let Some((reason, msg)) = problem {
+            let mut problems: Vec<RefProblem> = Vec::new();
+            let choices = self.choices(view, rule, &mut problems);
+            let mut targets: Vec<(Option<u16>, Target)> = Vec::new();
+            let mut failed = None;
+            for port in &ports {
+                if targets.iter().any(|(p, _)| p == port) {
+                    continue;
+                }
+                match self.target(view, rule, &choices, *port, &mut problems) {
+                    Ok(t) => targets.push((*port, t)),
+                    Err(msg) => {
+                        failed = Some(msg);
+                        break;
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            problems.retain(|p| seen.insert(p.clone()));
+            for (reason, msg) in problems {
                 if resolved.status {
                     resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg.clone());
                 }
-                let msg = format!("rule {ri}: {msg}; it answers 503");
+                let msg = format!("rule {ri}: {msg}; requests it would get answer 500");
                 self.warn(view, Severity::Error, reason_of(reason), msg);
             }
-            for (host, via) in &hosts {
+            if let Some(msg) = failed {
+                self.warn(
+                    view,
+                    Severity::Error,
+                    Reason::UnsupportedFeature,
+                    format!("rule {ri} is not served: {msg}"),
+                );
+                unsupported.get_or_insert(format!("rule {ri}: {msg}"));
+                continue;
+            }
+            for ((host, via), port) in hosts.iter().zip(&ports) {
+                let Some((_, target)) = targets.iter().find(|(p, _)| p == port) else {
+                    continue;
+                };
                 // Reached over plain HTTP only through an HTTP listener; else redirected.
                 let plain = via.iter().any(|a| !gateways[a.gateway].listeners[a.listener].https);
-                for p in &paths {
+                for (p, conditions) in matches {
                     let claim: Claim = (host.clone(), p.path.clone(), p.path_type.is_exact());
-                    match self.claims.get(&claim) {
-                        Some(Owner::Ingress(ing)) => {
-                            let msg = format!(
-                                "rule {ri}: host {host} path {} ({:?}) is served by Ingress {ing}; Ingresses come first",
-                                p.path, p.path_type
-                            );
-                            self.warn(view, Severity::Warning, Reason::PathConflict, msg);
-                            continue;
-                        }
-                        // An older route (or an earlier rule) has it: the spec's precedence.
-                        Some(Owner::Gateway) => continue,
-                        None => {}
+                    if p.path_type != PathType::RegularExpression
+                        && let Some(ing) = self.claims.get(&claim)
+                    {
+                        let msg = format!(
+                            "rule {ri}: host {host} path {} ({:?}) is served by Ingress {ing}; Ingresses come first",
+                            p.path, p.path_type
+                        );
+                        self.warn(view, Severity::Warning, Reason::PathConflict, msg);
+                        continue;
                     }
-                    self.claims.insert(claim, Owner::Gateway);
+                    // An older route (or an earlier match) has the same match: the spec's
+                    // precedence. The same path with other conditions is no conflict.
+                    let taken = (host.clone(), p.path.clone(), p.path_type, format!("{conditions:?}"));
+                    if !self.taken.insert(taken) {
+                        continue;
+                    }
                     for a in via {
                         let l = &mut gateways[a.gateway].listeners[a.listener];
                         if !l.hosts.contains(host) {
                             l.hosts.push(host.clone());
                         }
                     }
-                    let id = self.routes.len();
-                    self.routes.push(Arc::new(Route {
-                        id,
-                        ingress: key.clone(),
-                        host: host.clone(),
-                        path: Some(p.clone()),
-                        backend,
-                        service: service.clone(),
-                        ssl_redirect: !plain,
-                        policy: view.policy.clone(),
-                        client_auth: None,
-                        canary: None,
-                        conditions: None,
-                        weighted: None,
-                    }));
-                    self.origins.push(Origin {
-                        route: id,
+                    let origin = Origin {
+                        route: 0,
                         kind: view.kind,
                         object: key.clone(),
                         rule: ri,
@@ -866,57 +890,234 @@ impl RoutePass<'_, '_, '_> {
                                 listener: gateways[a.gateway].listeners[a.listener].spec.name.clone(),
                             })
                             .collect(),
+                    };
+                    let base = Route {
+                        id: 0,
+                        ingress: key.clone(),
+                        host: host.clone(),
+                        path: Some(p.clone()),
+                        backend: target.backend,
+                        service: target.service.clone(),
+                        ssl_redirect: !plain,
+                        policy: target.policy.clone(),
+                        client_auth: None,
+                        canary: None,
+                        conditions: conditions.clone(),
+                        weighted: None,
+                    };
+                    // Each weighted choice is this route with that backend: listed, not indexed.
+                    let weighted = target.choices.as_ref().map(|choices| {
+                        let choices = choices
+                            .iter()
+                            .map(|c| WeightedChoice {
+                                weight: c.weight,
+                                route: c.backend.as_ref().map(|(backend, service, policy)| {
+                                    let route = Route {
+                                        backend: *backend,
+                                        service: service.clone(),
+                                        policy: policy.clone(),
+                                        ..base.clone()
+                                    };
+                                    self.push(route, origin.clone())
+                                }),
+                            })
+                            .collect();
+                        Arc::new(Weighted::new(choices))
                     });
+                    let route = self.push(Route { weighted, ..base }, origin);
+                    self.table.push(route);
                 }
             }
         }
-        resolved
+        (resolved, unsupported)
     }
 
-    /// The one backend of a rule. A reference that cannot be used still gives a backend
-    /// (that answers 503), with the reason; what this branch cannot express is an `Err`.
-    fn rule_backend(&mut self, view: &RouteView, rule: &RuleView) -> Result<RuleBackend, String> {
-        let key = view.key;
-        // gwfilters: compile_filters(rule.filters) goes here.
-        if !rule.filters.is_empty() {
-            return Err("filters are not supported yet".into());
-        }
-        if rule.timeouts {
-            return Err("timeouts are not supported yet".into());
-        }
-        // gwmatch: several weighted backendRefs.
-        let b = match rule.backend_refs {
-            [b] => b,
-            [] => {
-                return Err("a rule without backendRefs is not supported yet".into());
-            }
-            _ => {
-                return Err("several backendRefs are not supported yet".into());
-            }
+    /// Lists a route in `Config::route_list` with its origin.
+    fn push(&mut self, mut route: Route, mut origin: Origin) -> Arc<Route> {
+        route.id = self.routes.len();
+        origin.route = route.id;
+        let route = Arc::new(route);
+        self.routes.push(route.clone());
+        self.origins.push(origin);
+        route
+    }
+
+    /// A rule's backendRefs, resolved (`None`: invalid, its problem in `problems`).
+    fn choices<'v>(
+        &mut self,
+        view: &RouteView,
+        rule: &RuleView<'v>,
+        problems: &mut Vec<RefProblem>,
+    ) -> Vec<Choice<'v>> {
+        rule.backend_refs
+            .iter()
+            .map(|b| {
+                let t = &b.target;
+                let target = (t.group.as_deref(), t.kind.as_deref(), t.namespace.as_deref(), &t.name);
+                let backend = match self.resolve_ref(view, target, t.port) {
+                    Ok(r) => Some(r),
+                    Err(p) => {
+                        problems.push(p);
+                        None
+                    }
+                };
+                Choice {
+                    // The CRD's range is 0 to 1,000,000 (default 1).
+                    weight: b.weight.unwrap_or(1).clamp(0, i64::from(Weighted::MAX_WEIGHT)) as u32,
+                    backend,
+                    filters: &b.filters,
+                }
+            })
+            .collect()
+    }
+
+    /// What a rule's routes serve for a listener port: its policy with filters and
+    /// timeouts, and its backend or weighted backends. `Err`: what cannot be served.
+    fn target(
+        &mut self,
+        view: &RouteView,
+        rule: &RuleView,
+        choices: &[Choice],
+        listener_port: Option<u16>,
+        problems: &mut Vec<RefProblem>,
+    ) -> Result<Target, String> {
+        let spec = FilterRule {
+            prefix: rule.prefix.as_deref(),
+            has_backends: !rule.backend_refs.is_empty(),
+            listener_port,
+            backend_ref: false,
+            grpc: view.kind == RouteKind::GRPCRoute,
         };
-        if !b.filters.is_empty() {
-            return Err("backendRef filters are not supported yet".into());
+        let filters = self.filters(view, rule.filters, &spec, problems)?;
+        let mut policy = (**view.policy).clone();
+        if let Some(t) = rule.timeouts {
+            timeouts::apply(t, &mut policy)?;
         }
-        if b.weight == Some(0) {
-            return Err("a backendRef of weight 0 is not supported yet".into());
+        let redirect = filters.as_ref().is_some_and(|f| f.redirect.is_some());
+        policy.filters = filters.clone().map(Arc::new);
+        let shared = Arc::new(policy.clone());
+        // One valid backend of its own, without filters of its own: no pick.
+        if let [c] = choices
+            && c.weight > 0
+            && c.filters.is_empty()
+            && let Some((backend, service)) = &c.backend
+        {
+            return Ok(Target {
+                backend: *backend,
+                service: service.clone(),
+                policy: shared,
+                choices: None,
+            });
         }
-        let t = &b.target;
-        let group = t.group.as_deref().unwrap_or("");
-        let kind = t.kind.as_deref().unwrap_or("Service");
-        let ns = t.namespace.as_deref().unwrap_or(&key.namespace);
-        let skey = ObjectKey::new(ns, t.name.clone());
-        let refuse = |this: &mut Self, problem: RefProblem| {
-            let id = this.resolver.refused(&skey, &problem.1);
-            Ok(((id, skey.clone()), Some(problem)))
+        // Answered by the redirect: the backend is never used.
+        if choices.is_empty() && redirect {
+            let (backend, service) = self.no_backend(view, "the rule redirects");
+            return Ok(Target {
+                backend,
+                service,
+                policy: shared,
+                choices: None,
+            });
+        }
+        let mut out = Vec::with_capacity(choices.len());
+        for c in choices {
+            let backend = match &c.backend {
+                None => None,
+                Some((b, s)) if c.filters.is_empty() => Some((*b, s.clone(), shared.clone())),
+                Some((b, s)) => {
+                    let own = self.filters(
+                        view,
+                        c.filters,
+                        &FilterRule {
+                            backend_ref: true,
+                            ..spec
+                        },
+                        problems,
+                    )?;
+                    let merged = filters
+                        .clone()
+                        .unwrap_or_default()
+                        .with_backend_ref(&own.unwrap_or_default());
+                    let policy = Policy {
+                        filters: (!merged.is_empty()).then(|| Arc::new(merged)),
+                        ..policy.clone()
+                    };
+                    Some((*b, s.clone(), Arc::new(policy)))
+                }
+            };
+            out.push(TargetChoice {
+                weight: c.weight,
+                backend,
+            });
+        }
+        // The table's lookup wants a backend on the route itself: the first valid one's.
+        let (backend, service) = match out.iter().find_map(|c| c.backend.as_ref()) {
+            Some((b, s, _)) => (*b, s.clone()),
+            None => self.no_backend(view, "no backendRef of the rule is valid"),
         };
-        if !group.is_empty() || kind != "Service" {
-            return refuse(
-                self,
-                (
-                    cond::INVALID_KIND,
-                    format!("backendRef {group}/{kind} {} is not a Service", t.name),
-                ),
+        Ok(Target {
+            backend,
+            service,
+            policy: shared,
+            choices: Some(out),
+        })
+    }
+
+    /// A backend that is never sent to (a rule answered by a redirect or with 500).
+    fn no_backend(&mut self, view: &RouteView, why: &str) -> (BackendId, ObjectKey) {
+        let key = ObjectKey::new(view.key.namespace.as_str(), format!("{} (no backend)", view.key.name));
+        (self.resolver.refused(&key, why), key)
+    }
+
+    /// A rule's or backendRef's filters (`None`: none), their mirrors' backendRefs resolved
+    /// (a problem drops that mirror only and goes into `problems`).
+    fn filters(
+        &mut self,
+        view: &RouteView,
+        raw: &[serde_json::Value],
+        spec: &FilterRule,
+        problems: &mut Vec<RefProblem>,
+    ) -> Result<Option<Filters>, String> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let mut mirror = |r: &MirrorRef| {
+            let target = (
+                Some(r.group.as_str()),
+                Some(r.kind.as_str()),
+                r.namespace.as_deref(),
+                &r.name,
             );
+            match self.resolve_ref(view, target, r.port) {
+                Ok((b, _)) => Some(b),
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            }
+        };
+        let f = compile_filters(raw, spec, &mut mirror)?;
+        Ok((!f.is_empty()).then_some(f))
+    }
+
+    /// A backendRef (group, kind, namespace, name) and port to a Service backend; else the
+    /// spec's reason it is invalid.
+    fn resolve_ref(
+        &mut self,
+        view: &RouteView,
+        (group, kind, namespace, name): (Option<&str>, Option<&str>, Option<&str>, &String),
+        port: Option<i64>,
+    ) -> Result<(BackendId, ObjectKey), RefProblem> {
+        let key = view.key;
+        let group = group.unwrap_or("");
+        let kind = kind.unwrap_or("Service");
+        let ns = namespace.unwrap_or(&key.namespace);
+        let skey = ObjectKey::new(ns, name.clone());
+        if !group.is_empty() || kind != "Service" {
+            return Err((
+                cond::INVALID_KIND,
+                format!("backendRef {group}/{kind} {name} is not a Service"),
+            ));
         }
         if ns != key.namespace
             && !granted(
@@ -926,38 +1127,49 @@ impl RoutePass<'_, '_, '_> {
                 &skey,
             )
         {
-            return refuse(
-                self,
-                (
-                    cond::REF_NOT_PERMITTED,
-                    format!("Service {skey} is in another namespace and no ReferenceGrant allows it"),
-                ),
-            );
+            return Err((
+                cond::REF_NOT_PERMITTED,
+                format!("Service {skey} is in another namespace and no ReferenceGrant allows it"),
+            ));
         }
-        let port = match t
-            .port
+        let Some(port) = port
             .and_then(|p| i32::try_from(p).ok())
             .filter(|p| (1..=65535).contains(p))
-        {
-            Some(p) => p,
-            None => {
-                return refuse(
-                    self,
-                    (
-                        cond::BACKEND_NOT_FOUND,
-                        format!("backendRef {skey} needs a port from 1 to 65535"),
-                    ),
-                );
-            }
+        else {
+            return Err((
+                cond::BACKEND_NOT_FOUND,
+                format!("backendRef {skey} needs a port from 1 to 65535"),
+            ));
         };
-        let (id, (_, problem)) = self.resolver.service(&skey, PortRef::Number(port));
-        Ok(((id, skey), problem.map(|(_, msg)| (cond::BACKEND_NOT_FOUND, msg))))
+        match self.resolver.service(&skey, PortRef::Number(port)) {
+            (id, (_, None)) => Ok((id, skey)),
+            (_, (_, Some((_, msg)))) => Err((cond::BACKEND_NOT_FOUND, msg)),
+        }
     }
 }
 
-/// A rule's backend and Service, and what is wrong with the reference (then the backend
-/// answers 503).
-type RuleBackend = ((BackendId, ObjectKey), Option<RefProblem>);
+/// A backendRef of a rule: its weight, its backend and Service (`None`: invalid), its own
+/// filters.
+struct Choice<'a> {
+    weight: u32,
+    backend: Option<(BackendId, ObjectKey)>,
+    filters: &'a [serde_json::Value],
+}
+
+/// What a rule's routes serve.
+struct Target {
+    backend: BackendId,
+    service: ObjectKey,
+    policy: Arc<Policy>,
+    /// Weighted backends (each with its policy; `None`: invalid, answered 500). `None`: the
+    /// route's own backend serves.
+    choices: Option<Vec<TargetChoice>>,
+}
+
+struct TargetChoice {
+    weight: u32,
+    backend: Option<(BackendId, ObjectKey, Arc<Policy>)>,
+}
 
 fn reason_of(spec_reason: &str) -> Reason {
     match spec_reason {
@@ -966,41 +1178,6 @@ fn reason_of(spec_reason: &str) -> Reason {
         _ => Reason::ServiceNotFound,
     }
 }
-
-/// A match's path as a route-table rule; `Err` for what this branch cannot express.
-fn path_rule(m: &api::HTTPRouteMatch) -> Result<PathRule, String> {
-    // gwmatch: method, header and query-parameter conditions.
-    if m.method.is_some() {
-        return Err("method matches are not supported yet".into());
-    }
-    if !m.headers.is_empty() {
-        return Err("header matches are not supported yet".into());
-    }
-    if !m.query_params.is_empty() {
-        return Err("query parameter matches are not supported yet".into());
-    }
-    let (kind, value) = match &m.path {
-        None => ("PathPrefix", "/"),
-        Some(p) => (
-            p.type_.as_deref().unwrap_or("PathPrefix"),
-            p.value.as_deref().unwrap_or("/"),
-        ),
-    };
-    let path_type = match kind {
-        "Exact" => PathType::Exact,
-        "PathPrefix" => PathType::Prefix,
-        // gwmatch: RegularExpression paths.
-        "RegularExpression" => return Err("RegularExpression paths are not supported yet".into()),
-        other => return Err(format!("path match type {other:?} is not Exact or PathPrefix")),
-    };
-    let normalized = path::normalize(value).map_err(|e| format!("path {value:?}: {e}"))?;
-    Ok(PathRule {
-        path: normalized.into_owned(),
-        path_type,
-        regex: None,
-    })
-}
-
 /// Puts each programmed HTTPS listener's certificate into the store: under the listener's
 /// hostname, or (without one) under the host names of the routes attached to it and as
 /// the default certificate when `--default-ssl-certificate` is not given. A name that
@@ -1017,7 +1194,15 @@ fn certificates(opts: &Options, gw: &mut GatewayState, certs: &mut CertStore, di
                     certs.set_default(ck.clone());
                     certs.sources.insert("*".into(), source.clone());
                 }
-                l.hosts.iter().filter(|h| **h != HostPattern::Any).cloned().collect()
+                // A Gateway suffix name's certificate goes under its one-label wildcard.
+                l.hosts
+                    .iter()
+                    .filter_map(|h| match h {
+                        HostPattern::Any => None,
+                        HostPattern::Suffix(s) => Some(HostPattern::Wildcard(s.clone())),
+                        h => Some(h.clone()),
+                    })
+                    .collect()
             }
         };
         for h in hosts {

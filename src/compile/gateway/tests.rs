@@ -311,7 +311,10 @@ fn a_cross_namespace_backend_needs_a_reference_grant() {
     let rule = "  - backendRefs: [{name: c, namespace: other, port: 80}]";
     let route = on_http(rule);
     let cfg = build(&route);
-    let r = cfg.routes.route("x.test", "/").expect("the rule answers 503");
+    let r = cfg.routes.route("x.test", "/").expect("the rule answers 500");
+    // Its one choice is the invalid reference: every request gets the spec's 500.
+    let w = r.weighted.as_ref().expect("weighted");
+    assert_eq!(w.pick(0), crate::config::route::Pick::Refused);
     let b = cfg.backend(r).unwrap();
     assert!(matches!(&b.target, Target::Unavailable { .. }), "{b:?}");
     assert_ne!(
@@ -387,34 +390,85 @@ fn unknown_services_and_kinds_are_reported_and_the_rest_serves() {
 }
 
 #[test]
-fn rules_this_branch_cannot_express_are_left_out_with_a_warning() {
+fn conditions_regex_paths_weights_and_filters_are_served() {
     let rules = r#"  - matches: [{path: {value: /h}, headers: [{name: x, value: y}]}]
     backendRefs: [{name: b, port: 80}]
   - matches: [{path: {type: RegularExpression, value: /r.*}}]
     backendRefs: [{name: b, port: 80}]
   - matches: [{path: {value: /w}}]
-    backendRefs: [{name: a, port: 80, weight: 1}, {name: b, port: 80, weight: 1}]
+    backendRefs: [{name: a, port: 80, weight: 1}, {name: b, port: 80, weight: 3}]
   - matches: [{path: {value: /f}}]
     filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]
     backendRefs: [{name: b, port: 80}]
-  - matches: [{path: {value: /m}, method: GET}]
+  - matches: [{path: {value: /m}, method: GET}, {path: {value: /q}, queryParams: [{name: v, value: "1"}]}]
     backendRefs: [{name: b, port: 80}]
   - backendRefs: [{name: a, port: 80}]
 "#;
     let cfg = build(&on_http(rules));
-    for path in ["/h", "/r1", "/w", "/f", "/m"] {
-        assert_eq!(
-            target(&cfg, "x.test", path).as_deref(),
-            Some("default/a"),
-            "{path} is not served by its rule"
-        );
+    let served = |path: &str, req: &str| {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri(format!("http://x.test{path}?{req}"))
+            .header("x", "y")
+            .body(())
+            .unwrap();
+        let r = cfg
+            .routes
+            .route_request("x.test", path, &crate::config::route::RouteRequest::of(&req))
+            .unwrap();
+        cfg.backend(r).unwrap().service.to_string()
+    };
+    // Without their conditions, requests fall through to the catch-all rule.
+    for path in ["/h", "/m", "/q"] {
+        assert_eq!(target(&cfg, "x.test", path).as_deref(), Some("default/a"), "{path}");
+        assert_eq!(served(path, "v=1"), "default/b", "{path}");
     }
-    let left_out = cfg
-        .diagnostics
+    assert_eq!(target(&cfg, "x.test", "/r1").as_deref(), Some("default/b"));
+    let f = cfg.routes.route("x.test", "/f").unwrap();
+    assert_eq!(f.service.to_string(), "default/b");
+    assert!(f.policy.filters.is_some());
+    let w = cfg.routes.route("x.test", "/w").unwrap();
+    let choices: Vec<(u32, String)> = w
+        .weighted
+        .as_ref()
+        .unwrap()
+        .choices
         .iter()
-        .filter(|d| d.reason == Reason::UnsupportedFeature && d.severity == Severity::Warning)
-        .count();
-    assert_eq!(left_out, 5, "{:#?}", cfg.diagnostics);
+        .map(|c| (c.weight, c.route.as_ref().unwrap().service.to_string()))
+        .collect();
+    assert_eq!(choices, [(1, "default/a".into()), (3, "default/b".into())]);
+    // The choices' routes are listed with their ids, not indexed.
+    for c in &w.weighted.as_ref().unwrap().choices {
+        let r = c.route.as_ref().unwrap();
+        assert!(Arc::ptr_eq(&cfg.route_list[r.id], r));
+        assert!(r.weighted.is_none());
+    }
+    assert!(
+        !cfg.diagnostics.iter().any(|d| d.reason == Reason::UnsupportedFeature),
+        "{:#?}",
+        cfg.diagnostics
+    );
+}
+
+#[test]
+fn the_same_match_twice_is_the_older_routes_and_other_conditions_are_no_conflict() {
+    let rules = r#"  - matches: [{path: {value: /p}, headers: [{name: x, value: "1"}]}, {path: {value: /p}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{path: {value: /p}, headers: [{name: x, value: "1"}]}, {path: {value: /p}, headers: [{name: x, value: "2"}]}]
+    backendRefs: [{name: b, port: 80}]
+"#;
+    let cfg = build(&on_http(rules));
+    let to = |x: &str| {
+        let req = http::Request::builder().uri("/p").header("x", x).body(()).unwrap();
+        let r = cfg
+            .routes
+            .route_request("x.test", "/p", &crate::config::route::RouteRequest::of(&req))
+            .unwrap();
+        r.service.to_string()
+    };
+    assert_eq!(to("1"), "default/a", "the first rule's identical match wins");
+    assert_eq!(to("2"), "default/b", "a header match ranks before the bare path");
+    assert_eq!(to("3"), "default/a");
 }
 
 #[test]
@@ -588,18 +642,17 @@ fn label_selectors() {
     );
 }
 
+/// GRPCRoute `default/g` on listener `http` for `grpc.test`, with `rules`.
+fn grpc_route(rules: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: g, namespace: default}}\nspec:\n  parentRefs: [{{name: gw, sectionName: http}}]\n  hostnames: [grpc.test]\n  rules:\n{rules}"
+    )
+}
+
 #[test]
 fn grpc_routes_become_paths_sent_as_http2() {
-    let yaml = r#"
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata: {name: g, namespace: default}
-spec:
-  parentRefs: [{name: gw, sectionName: http}]
-  hostnames: [grpc.test]
-  rules:
-  - matches: [{method: {service: echo.Echo, method: Ping}}]
+    let yaml = &grpc_route(
+        r#"  - matches: [{method: {service: echo.Echo, method: Ping}}]
     backendRefs: [{name: a, port: 80}]
   - matches: [{method: {service: health.Health}}]
     backendRefs: [{name: b, port: 80}]
@@ -607,7 +660,8 @@ spec:
     backendRefs: [{name: b, port: 80}]
   - matches: [{method: {service: "bad/name", method: X}}]
     backendRefs: [{name: b, port: 80}]
-"#;
+"#,
+    );
     let cfg = build(yaml);
     assert_eq!(
         target(&cfg, "grpc.test", "/echo.Echo/Ping").as_deref(),
@@ -628,7 +682,12 @@ spec:
         .iter()
         .filter(|d| d.object.kind == "GRPCRoute" && d.reason == Reason::UnsupportedFeature)
         .collect();
-    assert_eq!(left_out.len(), 2, "{left_out:#?}");
+    assert_eq!(left_out.len(), 1, "{left_out:#?}");
+    // A method of any service.
+    assert_eq!(
+        target(&cfg, "grpc.test", "/any.Svc/Anything").as_deref(),
+        Some("default/b")
+    );
     // A listener that takes HTTPRoutes only refuses it.
     let only_http = BASE.replace(
         "  - {name: http, port: 80, protocol: HTTP}",
@@ -643,5 +702,45 @@ spec:
     assert_eq!(
         conds(&rr.parents[0].conditions)[0],
         ("Accepted", false, "NotAllowedByListeners")
+    );
+}
+
+#[test]
+fn grpc_rules_take_the_grpc_filters_only() {
+    let yaml = &grpc_route(
+        r#"  - matches: [{method: {service: a.A}}]
+    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: "1"}]}}]
+    backendRefs: [{name: a, port: 80}]
+  - matches: [{method: {service: b.B}}]
+    filters: [{type: URLRewrite, urlRewrite: {hostname: elsewhere.test}}]
+    backendRefs: [{name: b, port: 80}]
+"#,
+    );
+    let cfg = build(yaml);
+    let r = cfg.routes.route("grpc.test", "/a.A/Call").unwrap();
+    assert!(r.policy.filters.as_ref().unwrap().request_headers.is_some());
+    assert_eq!(r.policy.backend_protocol, Some(crate::config::Protocol::H2c));
+    assert_eq!(target(&cfg, "grpc.test", "/b.B/Call"), None);
+    assert_eq!(
+        conds(&route_report(&cfg, "g").parents[0].conditions)[0],
+        ("Accepted", false, "UnsupportedValue")
+    );
+}
+
+#[test]
+fn rules_beyond_the_crd_limits_are_left_out() {
+    let refs = vec!["{name: a, port: 80}"; 17].join(", ");
+    let rules = format!(
+        "  - matches: [{{path: {{value: /many}}}}]\n    backendRefs: [{refs}]\n  - matches: [{{path: {{value: /ok}}}}]\n    backendRefs: [{{name: b, port: 80}}]\n"
+    );
+    let cfg = build(&on_http(&rules));
+    assert_eq!(target(&cfg, "x.test", "/many"), None);
+    assert_eq!(target(&cfg, "x.test", "/ok").as_deref(), Some("default/b"));
+    assert!(
+        cfg.diagnostics
+            .iter()
+            .any(|d| d.reason == Reason::UnsupportedFeature && d.message.contains("at most 16 backendRefs")),
+        "{:#?}",
+        cfg.diagnostics
     );
 }
