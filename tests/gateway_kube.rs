@@ -63,13 +63,15 @@ async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
     ] {
         let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
         cp.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
-        cp.ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            &format!("crd/{kind}.gateway.networking.k8s.io"),
-        ]);
+        // A CRD the API server has just taken may not carry its conditions yet, and `kubectl
+        // wait` then gives up at once: asked again until it is Established.
+        let crd = format!("crd/{kind}.gateway.networking.k8s.io");
+        eventually(&format!("{crd} established"), Duration::from_secs(60), || async {
+            cp.kubectl(&["wait", "--for", "condition=established", "--timeout=10s", &crd])
+                .status
+                .success()
+        })
+        .await;
     }
     cp.ok(&["create", "namespace", "gw-a"]);
     cp.ok(&["create", "namespace", "gw-b"]);
