@@ -291,11 +291,12 @@ pub fn explain(cfg: &Config, q: &Question) -> Result<Explanation, Bad> {
         let sni = url_host.clone().unwrap_or_else(|| host.clone()).to_ascii_lowercase();
         x.listener = "https (--https-addr): TLS, certificate by SNI".into();
         x.certificate = Some(certificate(cfg, &sni));
-        if let Some(&b) = cfg.passthrough.get(&sni) {
-            x.listener = "https (--https-addr): ssl-passthrough, TLS spliced unterminated".into();
-            let service = cfg.backends.get(b).map(|b| b.service.to_string()).unwrap_or_default();
+        if let Some(b) = cfg.passthrough_backend(Some(&sni)) {
+            x.listener =
+                "https (--https-addr): passthrough (ssl-passthrough or TLSRoute), TLS spliced unterminated".into();
+            let service = b.service.to_string();
             x.answered_by_portico = Some(format!(
-                "none: SNI {sni} is an ssl-passthrough host; the TLS connection goes to Service {service} as it is, no HTTP routing"
+                "none: SNI {sni} is a passthrough host (ssl-passthrough or TLSRoute); the TLS connection goes to Service {service} as it is, no HTTP routing"
             ));
             x.certificate = None;
             return Ok(x);

@@ -195,7 +195,8 @@ struct RunArgs {
     #[arg(long, env = "PORTICO_PROXY_PROTOCOL_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     proxy_protocol_header_timeout: Duration,
     /// Honour the ssl-passthrough annotation: TLS connections whose SNI names such a host go
-    /// to its pods unterminated. Every HTTPS connection's ClientHello is then read first.
+    /// to its pods unterminated. Every HTTPS connection's ClientHello is then read first
+    /// (as it is when a TLSRoute asks for passthrough, without this flag).
     #[arg(long, env = "PORTICO_ENABLE_SSL_PASSTHROUGH")]
     enable_ssl_passthrough: bool,
     /// gzip responses whose client accepts it, with ingress-nginx's gzip-level, gzip-min-length
@@ -720,7 +721,6 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
         limit,
         front: Front {
             proxy_protocol_timeout: args.proxy_protocol_header_timeout,
-            ssl_passthrough: args.enable_ssl_passthrough,
         },
     };
     let loops = [

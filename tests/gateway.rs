@@ -5,14 +5,8 @@ mod support;
 
 use portico::fixture::{self, yaml};
 use serde_json::{Value, json};
+use support::gateway_api::{GATEWAY_CLASS as CLASS, route_conditions as parent_reasons};
 use support::*;
-
-const CLASS: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: portico}
-spec: {controllerName: portico.dev/gateway-controller}
-"#;
 
 /// Gateway `default/gw`: `http` (80, any host), `wild` (8080, `*.example.com`, routes from
 /// every namespace), and HTTPS listeners `rsa` (rsa.example.com) and `ec` (*.example.org).
@@ -73,29 +67,6 @@ fn service_in(ns: &str, name: &str, pods: &[std::net::SocketAddr]) -> String {
 
 fn pod(answer: &str) -> Value {
     json(answer)["pod"].clone()
-}
-
-/// The Accepted and ResolvedRefs reasons of a route's first parent, from `/routes`.
-fn parent_reasons(routes: &Value, name: &str) -> Vec<String> {
-    let r = routes["gatewayApi"]["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"]["name"] == name)
-        .unwrap_or_else(|| panic!("no status for route {name}: {routes:#}"));
-    r["parents"][0]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}={}:{}",
-                c["type"].as_str().unwrap(),
-                c["status"],
-                c["reason"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 async fn start(files: &[(&str, String)]) -> Portico {

@@ -56,7 +56,6 @@ async fn serve(config: Config) -> (SocketAddr, watch::Sender<bool>) {
         limit: Arc::new(Semaphore::new(100)),
         front: Front {
             proxy_protocol_timeout: Duration::from_secs(5),
-            ssl_passthrough: false,
         },
     };
     let (stop, stopped) = watch::channel(false);

@@ -163,6 +163,8 @@ pub fn compile<'s>(
             report.routes.push(r);
         }
     }
+    // gwtls: TLSRoutes become passthrough hosts, merged into Config.passthrough by compile().
+    compiled.gateway_passthrough = tls::routes(&mut pass, &mut states, &http, &mut report);
     report.origins = std::mem::take(&mut pass.origins);
     let table = std::mem::take(&mut pass.table);
     drop(pass);
@@ -228,6 +230,11 @@ fn listeners<'a>(
         let mut supported_kinds: Vec<&'static str> = Vec::new();
         match l.protocol.as_str() {
             "HTTP" | "HTTPS" => supported_kinds.extend(HTTP_KINDS),
+            // gwtls: TLS listeners (Passthrough) take TLSRoutes.
+            "TLS" => match tls::listener(l) {
+                Ok(()) => supported_kinds.extend(tls::TLS_KINDS),
+                Err(c) => accepted = c,
+            },
             other => {
                 accepted = not_accepted(
                     cond::UNSUPPORTED_PROTOCOL,
@@ -249,7 +256,12 @@ fn listeners<'a>(
         }
         // Another listener on the same port: a different protocol, or the same hostname.
         for other in specs.iter().filter(|o| o.name != l.name && o.port == l.port) {
-            if other.protocol != l.protocol {
+            // gwtls: HTTPS and TLS share a port (the SNI tells them apart), as the spec allows.
+            let sni_pair = matches!(
+                (l.protocol.as_str(), other.protocol.as_str()),
+                ("HTTPS", "TLS") | ("TLS", "HTTPS")
+            );
+            if other.protocol != l.protocol && !sni_pair {
                 conflicted = Condition::new(
                     cond::CONFLICTED,
                     true,
@@ -520,6 +532,9 @@ struct Attached {
     listener: usize,
 }
 
+/// A listener a route attached to, with the host names served through it.
+type AttachedHosts = (Attached, Vec<String>);
+
 /// Why a backendRef cannot be used: the spec's reason and a message.
 type RefProblem = (&'static str, String);
 
@@ -607,6 +622,28 @@ fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Poli
     }
 }
 
+/// A parentRef that names a Gateway of ours: the reference with the spec's defaults, and
+/// the Gateway's index.
+fn parent(route: &ObjectKey, p: &api::ParentRef, gateways: &[GatewayState]) -> Option<(ParentRef, usize)> {
+    let group = p.group.as_deref().unwrap_or(GROUP);
+    let kind = p.kind.as_deref().unwrap_or("Gateway");
+    if group != GROUP || kind != "Gateway" {
+        return None;
+    }
+    let namespace = p.namespace.clone().unwrap_or_else(|| route.namespace.clone());
+    let gkey = ObjectKey::new(namespace.as_str(), p.name.as_str());
+    let gi = gateways.iter().position(|g| g.key == gkey)?;
+    let parent_ref = ParentRef {
+        group: group.into(),
+        kind: kind.into(),
+        namespace,
+        name: p.name.clone(),
+        section_name: p.section_name.clone(),
+        port: p.port,
+    };
+    Some((parent_ref, gi))
+}
+
 impl RoutePass<'_, '_, '_> {
     fn warn(&mut self, view: &RouteView, severity: Severity, reason: Reason, msg: String) {
         self.diags
@@ -617,39 +654,7 @@ impl RoutePass<'_, '_, '_> {
     /// rules. `None` when none of its parents is a Gateway of ours.
     fn route(&mut self, view: &RouteView, gateways: &mut [GatewayState]) -> Option<RouteReport> {
         let key = view.key;
-        let mut parents = Vec::new();
-        let mut attached: Vec<(Attached, Vec<String>)> = Vec::new();
-        for p in view.parent_refs {
-            let group = p.group.as_deref().unwrap_or(GROUP);
-            let kind = p.kind.as_deref().unwrap_or("Gateway");
-            let namespace = p.namespace.clone().unwrap_or_else(|| key.namespace.clone());
-            let gkey = ObjectKey::new(namespace.as_str(), p.name.as_str());
-            // Parents that are not Gateways of ours belong to other controllers (or nobody).
-            let Some(gi) = gateways.iter().position(|g| g.key == gkey) else {
-                continue;
-            };
-            if group != GROUP || kind != "Gateway" {
-                continue;
-            }
-            let parent_ref = ParentRef {
-                group: group.into(),
-                kind: kind.into(),
-                namespace,
-                name: p.name.clone(),
-                section_name: p.section_name.clone(),
-                port: p.port,
-            };
-            let accepted = self.attach(view, p, gi, gateways, &mut attached);
-            if !accepted.status {
-                self.warn(
-                    view,
-                    Severity::Error,
-                    Reason::NotAccepted,
-                    format!("not accepted by Gateway {gkey}: {}", accepted.message),
-                );
-            }
-            parents.push((parent_ref, accepted));
-        }
+        let (parents, attached) = self.parents(view, gateways);
         if parents.is_empty() {
             return None;
         }
@@ -673,6 +678,36 @@ impl RoutePass<'_, '_, '_> {
                 })
                 .collect(),
         })
+    }
+
+    /// Attaches a route through each of its parentRefs that names a Gateway of ours: the
+    /// parents with their Accepted condition, and the listeners with the host names served
+    /// through each.
+    fn parents(
+        &mut self,
+        view: &RouteView,
+        gateways: &mut [GatewayState],
+    ) -> (Vec<(ParentRef, Condition)>, Vec<AttachedHosts>) {
+        let mut parents = Vec::new();
+        let mut attached = Vec::new();
+        for p in view.parent_refs {
+            // Parents that are not Gateways of ours belong to other controllers (or nobody).
+            let Some((parent_ref, gi)) = parent(view.key, p, gateways) else {
+                continue;
+            };
+            let accepted = self.attach(view, p, gi, gateways, &mut attached);
+            if !accepted.status {
+                let gkey = &gateways[gi].key;
+                self.warn(
+                    view,
+                    Severity::Error,
+                    Reason::NotAccepted,
+                    format!("not accepted by Gateway {gkey}: {}", accepted.message),
+                );
+            }
+            parents.push((parent_ref, accepted));
+        }
+        (parents, attached)
     }
 
     /// The listeners of Gateway `gi` one parentRef attaches the route to (added to
@@ -1225,3 +1260,5 @@ fn certificates(opts: &Options, gw: &mut GatewayState, certs: &mut CertStore, di
 
 #[cfg(test)]
 mod tests;
+// gwtls: TLSRoute passthrough.
+pub mod tls;

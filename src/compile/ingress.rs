@@ -93,6 +93,8 @@ pub struct Compiled {
     pub admitted: Vec<ObjectKey>,
     pub ignored: Vec<(ObjectKey, String)>,
     pub client_auth: ClientAuthStore,
+    /// TLSRoutes' passthrough hosts (gateway::tls), merged into `Config::passthrough`.
+    pub gateway_passthrough: Vec<super::gateway::tls::Host>,
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
@@ -411,6 +413,7 @@ impl IngressPass<'_, '_> {
             admitted,
             ignored,
             client_auth: client_auth.store,
+            gateway_passthrough: Vec::new(),
         }
     }
 

@@ -204,7 +204,12 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         }
     }
 
-    let passthrough = passthrough::table(snapshot, opts, &compiled.admitted, &compiled.routes, &mut diags);
+    let mut passthrough = passthrough::table(snapshot, opts, &compiled.admitted, &compiled.routes, &mut diags);
+    gateway::tls::merge(
+        &mut passthrough,
+        std::mem::take(&mut compiled.gateway_passthrough),
+        &mut diags,
+    );
     let mut backends = resolver.backends();
     passthrough::speak_tls(&mut backends, &passthrough);
     let (routes, errors) = compiled.builder.build();

@@ -66,8 +66,10 @@ pub struct Config {
     /// Ingresses that are not ours, and why (for "why isn't my Ingress served?").
     pub ignored: Arc<Vec<(ObjectKey, String)>>,
     pub diagnostics: Arc<Vec<Diagnostic>>,
-    /// `ssl-passthrough` hosts (exact, lower-case) → the index in `backends` their TLS
-    /// connections are spliced to, unterminated. Empty unless `--enable-ssl-passthrough`.
+    /// Passthrough hosts → the index in `backends` their TLS connections are spliced to,
+    /// unterminated: `ssl-passthrough` Ingress hosts (exact, lower-case; only with
+    /// `--enable-ssl-passthrough`) and TLSRoute hosts (also `*.suffix`, any number of labels,
+    /// and `*`, every name). Read through [`Config::passthrough_backend`].
     pub passthrough: Arc<HashMap<String, usize>>,
     /// `--limits-per-cluster`: how many replicas share each route's limits.
     pub replicas: limits::Replicas,
@@ -107,6 +109,27 @@ impl Config {
     /// The backend a route sends to.
     pub fn backend(&self, route: &Route) -> Option<&Arc<Backend>> {
         self.backends.get(route.backend)
+    }
+
+    /// The backend a TLS connection with this SNI name (lower-case) is passed through to:
+    /// the exact name, else the longest `*.suffix`, else `*` (which also takes a ClientHello
+    /// without SNI).
+    pub fn passthrough_backend(&self, sni: Option<&str>) -> Option<&Arc<Backend>> {
+        let table = &self.passthrough;
+        let i = match sni {
+            Some(name) => table.get(name).or_else(|| {
+                let mut wild = String::with_capacity(name.len() + 1);
+                name.match_indices('.').find_map(|(dot, _)| {
+                    wild.clear();
+                    wild.push('*');
+                    wild.push_str(&name[dot..]);
+                    table.get(&wild)
+                })
+            }),
+            None => None,
+        }
+        .or_else(|| table.get("*"))?;
+        self.backends.get(*i)
     }
 
     /// Whether any diagnostic is an error.

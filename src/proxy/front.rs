@@ -1,7 +1,8 @@
 //! What comes before HTTP or TLS on a client connection, when asked for: the PROXY protocol
 //! header (`--use-proxy-protocol`) and, on the HTTPS listener, the ClientHello's SNI that
-//! sends a passthrough host's connection to its pod unterminated (`--enable-ssl-passthrough`).
-//! With neither flag, connections never come here.
+//! sends a passthrough host's connection to its pod unterminated (`ssl-passthrough` Ingresses
+//! with `--enable-ssl-passthrough`, TLSRoutes). When the live Config has neither,
+//! connections never come here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +16,13 @@ use super::rewind::Rewind;
 use super::{passthrough, proxy_protocol};
 
 /// Whether every connection starts with a PROXY protocol v1 or v2 header (one without is
-/// closed) is the live Config's `use_proxy_protocol`, read once per connection.
+/// closed) is the live Config's `use_proxy_protocol`, and whether TLS connections are looked
+/// at for a passthrough host before termination is whether its `passthrough` table has any,
+/// both read once per connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Front {
     /// How long the header may take to arrive (ingress-nginx's `proxy-protocol-header-timeout`).
     pub proxy_protocol_timeout: Duration,
-    /// TLS connections are looked at for a passthrough host before termination.
-    pub ssl_passthrough: bool,
 }
 
 /// What to do with a connection once its front is read.
@@ -33,9 +34,11 @@ pub enum Start {
 }
 
 impl Front {
-    /// Whether connections of a listener (TLS or not) need [`Front::start`].
-    pub fn active(&self, tls: bool, proxy_protocol: bool) -> bool {
-        proxy_protocol || (tls && self.ssl_passthrough)
+    /// Whether a connection needs [`Front::start`]: `passthrough` is whether the listener is
+    /// TLS and the live Config has passthrough hosts.
+    #[inline(always)]
+    pub fn active(&self, passthrough: bool, proxy_protocol: bool) -> bool {
+        proxy_protocol || passthrough
     }
 
     pub async fn start(
@@ -72,7 +75,7 @@ impl Front {
                 }
             }
         }
-        if tls && self.ssl_passthrough && !proxy.live.load().config.passthrough.is_empty() {
+        if tls && !proxy.live.load().config.passthrough.is_empty() {
             let sni = passthrough::read_sni(&mut stream, &mut read, proxy.settings.tls_handshake_timeout).await;
             let name = match sni {
                 Ok(name) => name,
@@ -83,12 +86,9 @@ impl Front {
                     return Start::Done;
                 }
             };
-            let backend = name.as_ref().and_then(|n| {
-                let plane = proxy.live.load();
-                let i = *plane.config.passthrough.get(n)?;
-                plane.config.backends.get(i).cloned()
-            });
-            if let (Some(name), Some(backend)) = (name, backend) {
+            let backend = proxy.live.load().config.passthrough_backend(name.as_deref()).cloned();
+            if let Some(backend) = backend {
+                let name = name.unwrap_or_default();
                 let started = std::time::Instant::now();
                 match passthrough::splice(stream, &read, &backend, proxy.settings.upstream_connect_timeout).await {
                     Ok((upstream, sent, received)) if proxy.access_log => tracing::info!(

@@ -278,8 +278,15 @@ pub async fn serve(
         // Without the PROXY protocol or passthrough the task is the connection's own future,
         // one layer less for every poll of it.
         // `use-proxy-protocol` as the Config says now (`--use-proxy-protocol`, `--configmap`).
-        let proxy_protocol = proxy.live.load().config.global.use_proxy_protocol;
-        if front.active(is_tls, proxy_protocol) {
+        // Passthrough hosts (ssl-passthrough Ingresses, TLSRoutes): the SNI is read first.
+        let (proxy_protocol, passthrough) = {
+            let plane = proxy.live.load();
+            (
+                plane.config.global.use_proxy_protocol,
+                is_tls && !plane.config.passthrough.is_empty(),
+            )
+        };
+        if front.active(passthrough, proxy_protocol) {
             tokio::spawn(async move {
                 match front
                     .start(stream, peer_addr, local_port, is_tls, proxy_protocol, &proxy)

@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod gateway_api;
 pub mod load;
 pub mod netns;
 pub mod node;
+pub mod tls_backend;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

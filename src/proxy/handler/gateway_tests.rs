@@ -147,7 +147,6 @@ async fn serve(cfg: Config) -> SocketAddr {
         limit: Arc::new(Semaphore::new(64)),
         front: Front {
             proxy_protocol_timeout: std::time::Duration::from_secs(5),
-            ssl_passthrough: false,
         },
     };
     let (stop, rx) = watch::channel(false);

@@ -1,0 +1,39 @@
+//! Gateway API fixtures shared by the Gateway tests: our GatewayClass, and route status
+//! as `/routes` reports it.
+
+use serde_json::Value;
+
+/// GatewayClass `portico`, ours.
+pub const GATEWAY_CLASS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+"#;
+
+/// `type=status:reason` of each condition of a route's first parent, from `/routes`.
+pub fn route_conditions(routes: &Value, name: &str) -> Vec<String> {
+    let r = routes["gatewayApi"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"]["name"] == name)
+        .unwrap_or_else(|| panic!("no status for route {name}: {routes:#}"));
+    conditions(&r["parents"][0]["conditions"])
+}
+
+/// `type=status:reason` of each condition in a list of them.
+pub fn conditions(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}:{}",
+                c["type"].as_str().unwrap(),
+                c["status"],
+                c["reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
