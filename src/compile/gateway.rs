@@ -28,6 +28,7 @@ use crate::model::{ObjectKey, Snapshot};
 use matches::Match;
 
 mod matches;
+pub mod ports;
 mod timeouts;
 
 /// The route kinds a listener of each protocol takes.
@@ -102,6 +103,7 @@ pub fn compile<'s>(
             name: key.name.clone(),
             generation: generation(&class.metadata),
             conditions: vec![Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico")],
+            supported_features: crate::config::gateway::SUPPORTED_FEATURES.to_vec(),
         });
     }
     if classes.is_empty() {
@@ -172,6 +174,19 @@ pub fn compile<'s>(
         compiled.builder.add_path(route);
     }
 
+    let wanted: Vec<(&ObjectKey, Vec<u16>)> = states
+        .iter()
+        .map(|gw| {
+            let ports = gw
+                .listeners
+                .iter()
+                .filter(|l| l.usable)
+                .filter_map(|l| u16::try_from(l.spec.port).ok())
+                .collect();
+            (&gw.key, ports)
+        })
+        .collect();
+    let mut ports = ports::assign(&wanted, opts.gateway_services).into_iter();
     for gw in &mut states {
         certificates(opts, gw, certs, diags);
         let programmed = gw.listeners.iter().filter(|l| l.usable).count();
@@ -195,6 +210,7 @@ pub fn compile<'s>(
             generation: generation(&gw.gateway.metadata),
             conditions: vec![accepted, programmed],
             listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
+            ports: ports.next().unwrap_or_default(),
         });
     }
     report

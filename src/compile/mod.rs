@@ -83,6 +83,11 @@ pub struct Options {
     /// `--gateway-controller-name`: GatewayClasses whose `spec.controllerName` equals this
     /// are ours.
     pub gateway_controller_name: String,
+    /// `--gateway-services`: each Gateway gets a Service of its own (its own address),
+    /// whose ports lead to ports Portico's pods open for that Gateway alone
+    /// (`compile::gateway::ports`); without, every Gateway is served on Portico's own
+    /// Service and its listeners' ports.
+    pub gateway_services: bool,
 }
 
 impl Default for Options {
@@ -103,6 +108,7 @@ impl Default for Options {
             global: Default::default(),
             compression: Default::default(),
             gateway_controller_name: "portico.dev/gateway-controller".into(),
+            gateway_services: false,
         }
     }
 }

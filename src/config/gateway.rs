@@ -35,7 +35,42 @@ pub struct ClassReport {
     pub name: String,
     pub generation: i64,
     pub conditions: Vec<Condition>,
+    /// The Gateway API features Portico implements (`status.supportedFeatures`, which the
+    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`].
+    pub supported_features: Vec<&'static str>,
 }
+
+/// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
+/// (the API server wants them that way). Each is shown by the suite's tests of that feature
+/// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "GRPCRoute",
+    "Gateway",
+    "GatewayAddressEmpty",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteCORS",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteSchemeRedirect",
+    "ReferenceGrant",
+    "TLSRoute",
+];
 
 /// A Gateway of one of our classes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +79,19 @@ pub struct GatewayReport {
     pub generation: i64,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerReport>,
+    /// The ports its usable listeners are served on, ascending by `port`.
+    pub ports: Vec<GatewayPort>,
+}
+
+/// A port a Gateway's listeners are served on: `port` as its listeners say (what clients
+/// connect to at the Gateway's address), and `target`, the port Portico's pods listen on
+/// for it. With a Service per Gateway (`Options::gateway_services`) each Gateway's ports get
+/// targets of their own (see `compile::gateway::ports`), which that Service maps `port` to;
+/// without, `target` is `port` and every Gateway shares Portico's own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GatewayPort {
+    pub port: u16,
+    pub target: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -217,7 +265,11 @@ fn update(kind: &str, plural: &str, key: &ObjectKey, status: Value) -> StatusUpd
 pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
     let mut out = Vec::new();
     for c in &report.classes {
-        let status = json!({"conditions": conditions(&c.conditions, c.generation, now)});
+        let features: Vec<Value> = c.supported_features.iter().map(|f| json!({"name": f})).collect();
+        let status = json!({
+            "conditions": conditions(&c.conditions, c.generation, now),
+            "supportedFeatures": features,
+        });
         out.push(update(
             "GatewayClass",
             "gatewayclasses",
@@ -278,6 +330,7 @@ mod tests {
                 name: "portico".into(),
                 generation: 2,
                 conditions: vec![Condition::new("Accepted", true, "Accepted", "ok")],
+                supported_features: vec!["Gateway", "HTTPRoute"],
             }],
             gateways: vec![GatewayReport {
                 key: ObjectKey::new("ns", "gw"),
@@ -289,6 +342,7 @@ mod tests {
                     attached_routes: 1,
                     conditions: vec![Condition::new("Accepted", true, "Accepted", "")],
                 }],
+                ports: vec![GatewayPort { port: 80, target: 80 }],
             }],
             routes: vec![RouteReport {
                 kind: RouteKind::HTTPRoute,
@@ -316,6 +370,10 @@ mod tests {
             json!({"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok",
                    "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"})
         );
+        assert_eq!(
+            u[0].status["supportedFeatures"],
+            json!([{"name": "Gateway"}, {"name": "HTTPRoute"}])
+        );
         assert_eq!(u[1].plural, "gateways");
         assert_eq!(u[1].status["conditions"][0]["status"], "False");
         assert_eq!(u[1].status["listeners"][0]["supportedKinds"][0]["kind"], "HTTPRoute");
@@ -329,6 +387,11 @@ mod tests {
         );
         assert_eq!(parent["conditions"][0]["reason"], "BackendNotFound");
         assert_eq!((u[2].plural.as_str(), u[2].name.as_str()), ("httproutes", "r"));
+    }
+
+    #[test]
+    fn supported_features_are_sorted_and_unique() {
+        assert!(SUPPORTED_FEATURES.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
