@@ -399,6 +399,8 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         global: Default::default(),
         compression: Default::default(),
         gateway_controller_name: class.gateway_controller_name.clone(),
+        // The flag comes with the Service per Gateway (not yet built).
+        gateway_services: false,
     }
 }
 
