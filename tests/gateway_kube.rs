@@ -153,6 +153,14 @@ async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
         condition(&status("gatewayclass", None, "portico"), "Accepted")["status"] == "True"
     })
     .await;
+    // The conformance suite picks its tests from this list.
+    let features = status("gatewayclass", None, "portico")["supportedFeatures"].clone();
+    assert!(
+        features
+            .as_array()
+            .is_some_and(|l| l.iter().any(|f| f["name"] == "HTTPRoute")),
+        "{features:#}"
+    );
     eventually("HTTPRoute parent status written", Duration::from_secs(20), || async {
         let s = status("httproute", Some("gw-b"), "shop");
         let parent = &s["parents"][0];
