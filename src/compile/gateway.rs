@@ -104,6 +104,7 @@ pub fn compile<'s>(
             generation: generation(&class.metadata),
             conditions: vec![Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico")],
             supported_features: crate::config::gateway::SUPPORTED_FEATURES.to_vec(),
+            uid: uid(&class.metadata),
         });
     }
     if classes.is_empty() {
@@ -211,6 +212,7 @@ pub fn compile<'s>(
             conditions: vec![accepted, programmed],
             listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
             ports: ports.next().unwrap_or_default(),
+            uid: uid(&gw.gateway.metadata),
         });
     }
     report
@@ -218,6 +220,10 @@ pub fn compile<'s>(
 
 fn generation(meta: &ObjectMeta) -> i64 {
     meta.generation.unwrap_or(0)
+}
+
+fn uid(meta: &ObjectMeta) -> String {
+    meta.uid.clone().unwrap_or_default()
 }
 
 /// The spec's tie-break between objects: oldest first, then by namespace/name. Objects
@@ -693,6 +699,7 @@ impl RoutePass<'_, '_, '_> {
                     ],
                 })
                 .collect(),
+            uid: uid(view.meta),
         })
     }
 

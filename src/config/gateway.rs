@@ -38,6 +38,8 @@ pub struct ClassReport {
     /// The Gateway API features Portico implements (`status.supportedFeatures`, which the
     /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`].
     pub supported_features: Vec<&'static str>,
+    /// `metadata.uid`: which object of that name the status is for.
+    pub uid: String,
 }
 
 /// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
@@ -53,6 +55,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteBackendProtocolH2C",
     "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendTimeout",
     "HTTPRouteCORS",
     "HTTPRouteHostRewrite",
@@ -81,6 +84,8 @@ pub struct GatewayReport {
     pub listeners: Vec<ListenerReport>,
     /// The ports its usable listeners are served on, ascending by `port`.
     pub ports: Vec<GatewayPort>,
+    /// `metadata.uid`: which object of that name the status is for.
+    pub uid: String,
 }
 
 /// A port a Gateway's listeners are served on: `port` as its listeners say (what clients
@@ -159,6 +164,8 @@ pub struct RouteReport {
     pub key: ObjectKey,
     pub generation: i64,
     pub parents: Vec<ParentReport>,
+    /// `metadata.uid`: which object of that name the status is for.
+    pub uid: String,
 }
 
 /// Where a compiled route (`Config::route_list[route]`) comes from: which Gateway API route
@@ -213,6 +220,9 @@ pub struct StatusUpdate {
     pub namespace: String,
     pub name: String,
     pub status: Value,
+    /// The object's `metadata.uid` (empty: unknown): an object deleted and created again
+    /// under the same name is another object, whose status is written anew.
+    pub uid: String,
 }
 
 const GROUP: &str = "gateway.networking.k8s.io";
@@ -244,7 +254,7 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn update(kind: &str, plural: &str, key: &ObjectKey, status: Value) -> StatusUpdate {
+fn update(kind: &str, plural: &str, key: &ObjectKey, uid: &str, status: Value) -> StatusUpdate {
     StatusUpdate {
         group: GROUP.into(),
         version: "v1".into(),
@@ -253,6 +263,7 @@ fn update(kind: &str, plural: &str, key: &ObjectKey, status: Value) -> StatusUpd
         namespace: key.namespace.clone(),
         name: key.name.clone(),
         status,
+        uid: uid.into(),
     }
 }
 
@@ -274,6 +285,7 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             "GatewayClass",
             "gatewayclasses",
             &ObjectKey::new("", c.name.clone()),
+            &c.uid,
             status,
         ));
     }
@@ -294,7 +306,7 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             "conditions": conditions(&g.conditions, g.generation, now),
             "listeners": listeners,
         });
-        out.push(update("Gateway", "gateways", &g.key, status));
+        out.push(update("Gateway", "gateways", &g.key, &g.uid, status));
     }
     for r in &report.routes {
         let parents: Vec<Value> = r
@@ -312,6 +324,7 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             r.kind.as_str(),
             r.kind.plural(),
             &r.key,
+            &r.uid,
             json!({"parents": parents}),
         ));
     }
@@ -331,6 +344,7 @@ mod tests {
                 generation: 2,
                 conditions: vec![Condition::new("Accepted", true, "Accepted", "ok")],
                 supported_features: vec!["Gateway", "HTTPRoute"],
+                uid: "c1".into(),
             }],
             gateways: vec![GatewayReport {
                 key: ObjectKey::new("ns", "gw"),
@@ -343,6 +357,7 @@ mod tests {
                     conditions: vec![Condition::new("Accepted", true, "Accepted", "")],
                 }],
                 ports: vec![GatewayPort { port: 80, target: 80 }],
+                uid: "g1".into(),
             }],
             routes: vec![RouteReport {
                 kind: RouteKind::HTTPRoute,
@@ -359,6 +374,7 @@ mod tests {
                     },
                     conditions: vec![Condition::new("ResolvedRefs", false, "BackendNotFound", "x")],
                 }],
+                uid: "r1".into(),
             }],
             origins: vec![],
         };
@@ -387,6 +403,7 @@ mod tests {
         );
         assert_eq!(parent["conditions"][0]["reason"], "BackendNotFound");
         assert_eq!((u[2].plural.as_str(), u[2].name.as_str()), ("httproutes", "r"));
+        assert_eq!([&u[0].uid, &u[1].uid, &u[2].uid], ["c1", "g1", "r1"]);
     }
 
     #[test]

@@ -178,6 +178,7 @@ macro_rules! reflected_gateway {
                     old.spec == new.spec
                         && old.metadata.generation == new.metadata.generation
                         && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+                        && old.metadata.uid == new.metadata.uid
                 })
             }
         });
