@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use crate::model::ObjectKey;
 
+mod listener_set;
+pub use listener_set::ListenerSetReport;
+
 /// One status condition. `lastTransitionTime` is not here: compile has no clock of its own
 /// (see [`status_updates`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -71,6 +74,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
+    "ListenerSet",
     "ReferenceGrant",
     "TLSRoute",
 ];
@@ -86,6 +90,8 @@ pub struct GatewayReport {
     pub ports: Vec<GatewayPort>,
     /// `metadata.uid`: which object of that name the status is for.
     pub uid: String,
+    /// ListenerSets attached to it (`status.attachedListenerSets`).
+    pub attached_listener_sets: u32,
 }
 
 /// A port a Gateway's listeners are served on: `port` as its listeners say (what clients
@@ -196,6 +202,8 @@ pub struct Report {
     pub routes: Vec<RouteReport>,
     /// Ordered by route id.
     pub origins: Vec<Origin>,
+    /// ListenerSets whose parent is a Gateway of ours.
+    pub listener_sets: Vec<ListenerSetReport>,
 }
 
 impl Report {
@@ -293,18 +301,12 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
         let listeners: Vec<Value> = g
             .listeners
             .iter()
-            .map(|l| {
-                json!({
-                    "name": l.name,
-                    "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": GROUP, "kind": k})).collect::<Vec<_>>(),
-                    "attachedRoutes": l.attached_routes,
-                    "conditions": conditions(&l.conditions, g.generation, now),
-                })
-            })
+            .map(|l| listener_status(l, g.generation, now))
             .collect();
         let status = json!({
             "conditions": conditions(&g.conditions, g.generation, now),
             "listeners": listeners,
+            "attachedListenerSets": g.attached_listener_sets,
         });
         out.push(update("Gateway", "gateways", &g.key, &g.uid, status));
     }
@@ -328,7 +330,18 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             json!({"parents": parents}),
         ));
     }
+    out.extend(report.listener_sets.iter().map(|r| listener_set::status_update(r, now)));
     out
+}
+
+/// A listener's entry in a Gateway's or ListenerSet's `status.listeners`.
+fn listener_status(l: &ListenerReport, generation: i64, now: &str) -> Value {
+    json!({
+        "name": l.name,
+        "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": GROUP, "kind": k})).collect::<Vec<_>>(),
+        "attachedRoutes": l.attached_routes,
+        "conditions": conditions(&l.conditions, generation, now),
+    })
 }
 
 #[cfg(test)]
@@ -358,6 +371,7 @@ mod tests {
                 }],
                 ports: vec![GatewayPort { port: 80, target: 80 }],
                 uid: "g1".into(),
+                attached_listener_sets: 0,
             }],
             routes: vec![RouteReport {
                 kind: RouteKind::HTTPRoute,
@@ -377,6 +391,7 @@ mod tests {
                 uid: "r1".into(),
             }],
             origins: vec![],
+            listener_sets: vec![],
         };
         let u = status_updates(&report, "2026-01-01T00:00:00Z");
         assert_eq!(u.len(), 3);
