@@ -205,4 +205,8 @@ async fn listener_set_listeners_serve_the_routes_of_their_parent_refs() {
         ]
     );
     assert_eq!(parents("closed-set"), ["ListenerSet:Accepted=false:NoMatchingParent"]);
+    // `/routes` says which listener, of which ListenerSet, serves a host.
+    let via = &routes["hosts"]["ls1-l1.com"][0]["gateway"]["via"];
+    assert_eq!(via[0]["listener"], "ls1-l1", "{via:#}");
+    assert_eq!(via[0]["listener_set"]["name"], "ls-1", "{via:#}");
 }

@@ -1003,6 +1003,7 @@ impl RoutePass<'_, '_, '_> {
                             .map(|a| Via {
                                 gateway: gateways[a.gateway].key.clone(),
                                 listener: gateways[a.gateway].listeners[a.listener].spec.name.clone(),
+                                listener_set: listener_set::of(&gateways[a.gateway], a.listener),
                             })
                             .collect(),
                     };

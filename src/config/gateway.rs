@@ -191,6 +191,9 @@ pub struct Origin {
 pub struct Via {
     pub gateway: ObjectKey,
     pub listener: String,
+    /// The ListenerSet the listener comes from (`None`: the Gateway's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_set: Option<ObjectKey>,
 }
 
 /// Everything compile decided about the Gateway API objects.

@@ -148,6 +148,11 @@ pub(super) fn owner_namespace<'g>(gw: &'g GatewayState, from: Option<usize>) -> 
     }
 }
 
+/// The ListenerSet listener `li` of a Gateway comes from, if not from the Gateway itself.
+pub(super) fn of(gw: &GatewayState, li: usize) -> Option<ObjectKey> {
+    gw.listeners[li].from.map(|si| gw.sets[si].key.clone())
+}
+
 /// The ListenerSets attached to a Gateway (accepted: allowed, with a usable listener, on a
 /// Gateway with one of its own).
 pub(super) fn attached(gw: &GatewayState) -> u32 {
