@@ -15,6 +15,12 @@ use crate::model::gateway::{Gateway, Listener};
 use crate::model::{ObjectKey, Snapshot};
 
 const NOT_ALLOWED: &str = "NotAllowed";
+const TOO_MANY_LISTENERS: &str = "TooManyListeners";
+
+/// Listeners of one ListenerSet (the CRD's `maxItems`), and of one Gateway with its sets:
+/// more are refused (`TooManyListeners`), which bounds the conflict checks.
+const MAX_SET_LISTENERS: usize = 64;
+const MAX_GATEWAY_LISTENERS: usize = 1024;
 const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
 
 /// A ListenerSet whose parentRef is a Gateway of ours.
@@ -68,13 +74,24 @@ pub(super) fn attach<'s>(
             );
             continue;
         }
-        for l in &set.spec.listeners {
-            let conflicted = first_conflict(&gw.listeners, l);
+        for (i, l) in set.spec.listeners.iter().enumerate() {
+            let too_many = i >= MAX_SET_LISTENERS || gw.listeners.len() >= MAX_GATEWAY_LISTENERS;
+            let conflicted = match too_many {
+                true => no_conflict(),
+                false => first_conflict(&gw.listeners, l),
+            };
             let mut state = listener(snapshot, opts, ("ListenerSet", key), l, conflicted, diags);
             state.from = Some(si);
             // A refused listener is not accepted, for the reason of its conflict.
             let c = &mut state.report.conditions;
-            if c[3].status {
+            if too_many {
+                let msg = format!(
+                    "at most {MAX_SET_LISTENERS} listeners per ListenerSet and {MAX_GATEWAY_LISTENERS} per Gateway with its ListenerSets"
+                );
+                c[0] = not_accepted(TOO_MANY_LISTENERS, msg.clone());
+                c[1] = Condition::new(cond::PROGRAMMED, false, TOO_MANY_LISTENERS, msg);
+                state.usable = false;
+            } else if c[3].status {
                 let (reason, msg) = (c[3].reason, c[3].message.clone());
                 c[0] = not_accepted(reason, msg.clone());
                 c[1] = Condition::new(cond::PROGRAMMED, false, reason, msg);
@@ -100,7 +117,11 @@ fn first_conflict(before: &[ListenerState], l: &Listener) -> Condition {
             None => {}
         }
     }
-    found.unwrap_or_else(|| Condition::new(cond::CONFLICTED, false, cond::NO_CONFLICTS, "no conflicts"))
+    found.unwrap_or_else(no_conflict)
+}
+
+fn no_conflict() -> Condition {
+    Condition::new(cond::CONFLICTED, false, cond::NO_CONFLICTS, "no conflicts")
 }
 
 /// Whether Gateway `gateway` lets a ListenerSet in namespace `ns` attach: its

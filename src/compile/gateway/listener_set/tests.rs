@@ -333,3 +333,28 @@ fn certificates_of_a_set_need_a_grant_to_the_listener_set() {
         cfg.certs.sources.keys()
     );
 }
+
+#[test]
+fn listeners_past_the_limits_are_refused() {
+    let many: Vec<String> = (0..70).map(|i| http(&format!("l{i}"), &format!("h{i}.test"))).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let parent = "[{kind: ListenerSet, group: gateway.networking.k8s.io, name: big, namespace: infra}]";
+    let cfg = build(
+        &(gateway("All", &[&http("gw-l", "gw.test")])
+            + &set("infra", "big", 1, &refs)
+            + &route("r", "infra", parent, "/", "v1")),
+    );
+    let s = ls(&cfg, "big");
+    assert_eq!(s.listeners.len(), 70);
+    assert_eq!(conds(&listener(s, "l63").conditions)[0], "Accepted=true:Accepted");
+    assert_eq!(
+        conds(&listener(s, "l64").conditions)[..2],
+        ["Accepted=false:TooManyListeners", "Programmed=false:TooManyListeners"]
+    );
+    assert_eq!(conds(&s.conditions)[0], "Accepted=true:ListenersNotValid");
+    assert!(cfg.routes.route("h63.test", "/").is_some());
+    assert!(
+        cfg.routes.route("h64.test", "/").is_none(),
+        "a refused listener serves nothing"
+    );
+}
