@@ -530,6 +530,7 @@ pub fn yaml(objects: &[AnyObject]) -> String {
                 AnyObject::GRPCRoute(o) => gateway_doc(o.as_ref()),
                 AnyObject::TLSRoute(o) => gateway_doc(o.as_ref()),
                 AnyObject::ReferenceGrant(o) => gateway_doc(o.as_ref()),
+                AnyObject::ListenerSet(o) => gateway_doc(o.as_ref()),
             };
             format!("---\n{text}")
         })

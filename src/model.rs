@@ -76,6 +76,7 @@ pub struct Snapshot {
     pub grpc_routes: BTreeMap<ObjectKey, Arc<gateway::GRPCRoute>>,
     pub tls_routes: BTreeMap<ObjectKey, Arc<gateway::TLSRoute>>,
     pub reference_grants: BTreeMap<ObjectKey, Arc<gateway::ReferenceGrant>>,
+    pub listener_sets: BTreeMap<ObjectKey, Arc<gateway::ListenerSet>>,
     /// Namespaces (cluster-scoped), for a listener's `allowedRoutes` namespace selector;
     /// only read when the Gateway API is.
     pub namespaces: BTreeMap<ObjectKey, Arc<Namespace>>,
@@ -98,6 +99,7 @@ pub enum AnyObject {
     TLSRoute(Arc<gateway::TLSRoute>),
     ReferenceGrant(Arc<gateway::ReferenceGrant>),
     Namespace(Arc<Namespace>),
+    ListenerSet(Arc<gateway::ListenerSet>),
 }
 
 impl AnyObject {
@@ -117,6 +119,7 @@ impl AnyObject {
             AnyObject::TLSRoute(o) => key_of(o.as_ref()),
             AnyObject::ReferenceGrant(o) => key_of(o.as_ref()),
             AnyObject::Namespace(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
+            AnyObject::ListenerSet(o) => key_of(o.as_ref()),
         }
     }
 }
@@ -138,6 +141,7 @@ pub enum Kind {
     TLSRoute,
     ReferenceGrant,
     Namespace,
+    ListenerSet,
 }
 
 impl Kind {
@@ -154,7 +158,7 @@ impl Kind {
     ];
 
     /// The Gateway API kinds, and Namespaces (whose labels `allowedRoutes` selects on).
-    pub const GATEWAY: [Kind; 7] = [
+    pub const GATEWAY: [Kind; 8] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::HTTPRoute,
@@ -162,6 +166,7 @@ impl Kind {
         Kind::TLSRoute,
         Kind::ReferenceGrant,
         Kind::Namespace,
+        Kind::ListenerSet,
     ];
 }
 
@@ -183,6 +188,7 @@ impl Snapshot {
             Kind::TLSRoute => drop(self.tls_routes.remove(key)),
             Kind::ReferenceGrant => drop(self.reference_grants.remove(key)),
             Kind::Namespace => drop(self.namespaces.remove(key)),
+            Kind::ListenerSet => drop(self.listener_sets.remove(key)),
         }
     }
 
@@ -203,6 +209,7 @@ impl Snapshot {
             Kind::TLSRoute => self.tls_routes.clear(),
             Kind::ReferenceGrant => self.reference_grants.clear(),
             Kind::Namespace => self.namespaces.clear(),
+            Kind::ListenerSet => self.listener_sets.clear(),
         }
         for o in objects {
             self.insert(o);
@@ -227,6 +234,7 @@ impl Snapshot {
             AnyObject::TLSRoute(o) => drop(self.tls_routes.insert(key, o)),
             AnyObject::ReferenceGrant(o) => drop(self.reference_grants.insert(key, o)),
             AnyObject::Namespace(o) => drop(self.namespaces.insert(key, o)),
+            AnyObject::ListenerSet(o) => drop(self.listener_sets.insert(key, o)),
         }
     }
 
@@ -277,6 +285,7 @@ impl Snapshot {
             + self.tls_routes.len()
             + self.reference_grants.len()
             + self.namespaces.len()
+            + self.listener_sets.len()
     }
 
     pub fn is_empty(&self) -> bool {

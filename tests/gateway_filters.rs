@@ -271,3 +271,189 @@ async fn httproute_filters_through_the_handler() {
     assert!(!headers.contains_key("access-control-allow-origin"));
     assert!(!headers.contains_key("x-answer-add"));
 }
+
+/// A pod that answers each request with its head as it arrived (every field line, in order),
+/// so that a header added as a second field line shows.
+async fn head_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(head) = read_head(&mut c, &mut buf).await {
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{head}",
+                        head.len()
+                    );
+                    if c.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The values of header `name` (any case) in a request head, in order, joined with `,` as
+/// the conformance suite's echo server joins them; `None`: the header is absent.
+fn field(head: &str, name: &str) -> Option<String> {
+    let values: Vec<&str> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// Conformance test HTTPRouteBackendRequestHeaderModifier: the RequestHeaderModifier cases of
+/// HTTPRouteRequestHeaderModifier, with each filter on the rule's only backendRef instead of
+/// on the rule, through a Gateway from manifests.
+#[tokio::test]
+async fn request_header_modifier_on_a_backend_ref() {
+    let pod = head_echo().await;
+    let ns = "gateway-conformance-infra";
+    let modifier = |m: &str| format!("      filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {m}}}]");
+    let rule = |path: &str, m: &str| {
+        format!(
+            "  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n    backendRefs:\n    - name: infra-backend-v1\n      port: 8080\n{}",
+            modifier(m)
+        )
+    };
+    let rules = [
+        rule("/set", "{set: [{name: X-Header-Set, value: set-overwrites-values}]}"),
+        rule("/add", "{add: [{name: X-Header-Add, value: add-appends-values}]}"),
+        rule("/remove", "{remove: [X-Header-Remove]}"),
+        rule(
+            "/multiple",
+            "{set: [{name: X-Header-Set-1, value: header-set-1}, {name: X-Header-Set-2, value: header-set-2}], \
+             add: [{name: X-Header-Add-1, value: header-add-1}, {name: X-Header-Add-2, value: header-add-2}, \
+             {name: X-Header-Add-3, value: header-add-3}], remove: [X-Header-Remove-1, X-Header-Remove-2]}",
+        ),
+        rule(
+            "/case-insensitivity",
+            "{set: [{name: X-Header-Set, value: header-set}], add: [{name: X-Header-Add, value: header-add}], \
+             remove: [X-Header-Remove]}",
+        ),
+    ]
+    .join("\n");
+    let manifests = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: same-namespace, namespace: {ns}}}\n\
+         spec:\n  gatewayClassName: portico\n  listeners: [{{name: http, port: 80, protocol: HTTP}}]\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: request-header-modifier, namespace: {ns}}}\n\
+         spec:\n  parentRefs: [{{name: same-namespace}}]\n  rules:\n{rules}\n"
+    );
+    let slice = portico::fixture::slice(ns, "infra-backend-v1-0", "infra-backend-v1")
+        .port("http", pod.port().into())
+        .endpoint(&pod.ip().to_string());
+    let backend = portico::fixture::yaml(&[
+        portico::fixture::service(ns, "infra-backend-v1")
+            .port("http", 8080)
+            .into(),
+        slice.into(),
+    ]);
+    let p = Portico::start(
+        &[
+            ("class.yaml", support::gateway_api::GATEWAY_CLASS.to_string()),
+            ("backend.yaml", backend),
+            ("gateway.yaml", manifests),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        support::gateway_api::route_conditions(&p.routes().await, "request-header-modifier"),
+        ["Accepted=true:Accepted", "ResolvedRefs=true:ResolvedRefs"]
+    );
+
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+    );
+    // (path, request headers, headers the pod must see, headers it must not see)
+    let cases: [Case; 7] = [
+        (
+            "/set",
+            &[("Some-Other-Header", "val")],
+            &[("Some-Other-Header", "val"), ("X-Header-Set", "set-overwrites-values")],
+            &[],
+        ),
+        (
+            "/set",
+            &[("Some-Other-Header", "val"), ("X-Header-Set", "some-other-value")],
+            &[("Some-Other-Header", "val"), ("X-Header-Set", "set-overwrites-values")],
+            &[],
+        ),
+        (
+            "/add",
+            &[("Some-Other-Header", "val")],
+            &[("Some-Other-Header", "val"), ("X-Header-Add", "add-appends-values")],
+            &[],
+        ),
+        (
+            "/add",
+            &[("Some-Other-Header", "val"), ("X-Header-Add", "some-other-value")],
+            &[
+                ("Some-Other-Header", "val"),
+                ("X-Header-Add", "some-other-value,add-appends-values"),
+            ],
+            &[],
+        ),
+        ("/remove", &[("X-Header-Remove", "val")], &[], &["X-Header-Remove"]),
+        (
+            "/multiple",
+            &[
+                ("X-Header-Set-2", "set-val-2"),
+                ("X-Header-Add-2", "add-val-2"),
+                ("X-Header-Remove-2", "remove-val-2"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &[
+                ("X-Header-Set-1", "header-set-1"),
+                ("X-Header-Set-2", "header-set-2"),
+                ("X-Header-Add-1", "header-add-1"),
+                ("X-Header-Add-2", "add-val-2,header-add-2"),
+                ("X-Header-Add-3", "header-add-3"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &["X-Header-Remove-1", "X-Header-Remove-2"],
+        ),
+        (
+            "/case-insensitivity",
+            &[
+                ("x-header-set", "original-val-set"),
+                ("x-header-add", "original-val-add"),
+                ("x-header-remove", "original-val-remove"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &[
+                ("X-Header-Set", "header-set"),
+                ("X-Header-Add", "original-val-add,header-add"),
+                ("Another-Header", "another-header-val"),
+            ],
+            &["X-Header-Remove"],
+        ),
+    ];
+    for (path, sent, expected, absent) in cases {
+        let mut req = Request::builder().uri(path).header("host", "gw.example");
+        for (n, v) in sent {
+            req = req.header(*n, *v);
+        }
+        let (status, _, head) = request(p.http, req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{path}: {head}");
+        assert!(head.starts_with(&format!("GET {path} HTTP/1.1")), "{head}");
+        for (n, v) in expected {
+            assert_eq!(field(&head, n).as_deref(), Some(*v), "{path} {n}:\n{head}");
+        }
+        for n in absent {
+            assert_eq!(field(&head, n), None, "{path} {n}:\n{head}");
+        }
+    }
+}

@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use portico::fixture::{self, yaml};
-use support::Portico;
 use support::cluster::{ControlPlane, eventually};
 
 const OBJECTS: &str = r#"
@@ -89,19 +88,7 @@ async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
         ]) + OBJECTS),
     );
 
-    let dir = std::env::temp_dir().join(format!("portico-gwkube-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = Portico::launch_env(
-        vec![
-            "--election-namespace".into(),
-            "portico-system".into(),
-            "--pod-name".into(),
-            "gw".into(),
-        ],
-        dir,
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
+    let p = support::gateway_api::portico_in_cluster(&kubeconfig, "gw").await;
 
     // The route's namespace lacks the label the listener selects: not attached.
     let routes = p.routes().await;

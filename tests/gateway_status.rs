@@ -50,6 +50,7 @@ fn update(kind: &str, plural: &str, namespace: &str, name: &str, status: Value) 
         namespace: namespace.into(),
         name: name.into(),
         status,
+        uid: String::new(),
     }
 }
 
@@ -362,4 +363,55 @@ async fn writes_gateway_api_status_only_when_it_changed() {
     assert_eq!(leader.writer.retry_after(), Some(Duration::from_secs(10)));
     leader.round(&gone, missing).await;
     assert_eq!(leader.writer.retry_after(), None);
+
+    // A route deleted and created again under the same name (as the conformance suite does
+    // between two of its tests) before the next round: the same wanted status, but for
+    // another object (another uid) that has none of it yet: written, not remembered.
+    let route = |uid: &str| {
+        let mut u = update(
+            "HTTPRoute",
+            "httproutes",
+            "gw",
+            "again",
+            json!({"parents": [{
+                "parentRef": parent_ref(),
+                "controllerName": US,
+                "conditions": [condition("Accepted", "True", "Accepted")],
+            }]}),
+        );
+        u.uid = uid.into();
+        vec![u]
+    };
+    let manifest = format!(
+        "apiVersion: {GROUP}/v1\nkind: HTTPRoute\nmetadata: {{name: again, namespace: gw}}\n\
+         spec: {{parentRefs: [{{name: web}}]}}\n"
+    );
+    let uid = |cp: &ControlPlane| {
+        get(cp, "httproute", "again")["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ours = |cp: &ControlPlane| {
+        get(cp, "httproute", "again")["status"]["parents"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    cp.apply(&manifest);
+    let first = uid(&cp);
+    let mut writer = Leader {
+        writer: StatusWriter::new(leader.client.clone(), US),
+        client: leader.client.clone(),
+        opts: leader.opts.clone(),
+    };
+    writer.round(&route(&first), Outcome { written: 1, ..NONE }).await;
+    writer.round(&route(&first), Outcome { remembered: 1, ..NONE }).await;
+    assert_eq!(ours(&cp), 1);
+    cp.ok(&["delete", "httproute", "again", "-n", "gw"]);
+    cp.apply(&manifest);
+    let second = uid(&cp);
+    assert_ne!(first, second);
+    assert_eq!(ours(&cp), 0, "a new object has no status");
+    writer.round(&route(&second), Outcome { written: 1, ..NONE }).await;
+    assert_eq!(ours(&cp), 1, "the status is written to the new object");
 }

@@ -27,6 +27,7 @@ use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
 use matches::Match;
 
+mod listener_set;
 mod matches;
 pub mod ports;
 mod timeouts;
@@ -70,12 +71,18 @@ struct ListenerState<'a> {
     /// Host names of the routes attached here, for the certificate of a listener without
     /// a hostname of its own.
     hosts: Vec<HostPattern>,
+    /// Where it comes from: the Gateway itself (`None`) or its ListenerSet `sets[i]`.
+    from: Option<usize>,
 }
 
 struct GatewayState<'a> {
     key: ObjectKey,
     gateway: &'a Gateway,
+    /// The Gateway's own listeners, then those of the ListenerSets attached to it, in the
+    /// spec's precedence.
     listeners: Vec<ListenerState<'a>>,
+    /// The ListenerSets whose parentRef is this Gateway.
+    sets: Vec<listener_set::SetState>,
 }
 
 /// Compiles the Gateway API objects of our classes into `compiled` (after the Ingresses,
@@ -104,6 +111,7 @@ pub fn compile<'s>(
             generation: generation(&class.metadata),
             conditions: vec![Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico")],
             supported_features: crate::config::gateway::SUPPORTED_FEATURES.to_vec(),
+            uid: uid(&class.metadata),
         });
     }
     if classes.is_empty() {
@@ -122,8 +130,10 @@ pub fn compile<'s>(
             key: key.clone(),
             gateway,
             listeners: listeners(snapshot, opts, key, gateway, diags),
+            sets: Vec::new(),
         })
         .collect();
+    listener_set::attach(snapshot, opts, &mut states, diags);
 
     let claims = compiled
         .routes
@@ -189,8 +199,9 @@ pub fn compile<'s>(
     let mut ports = ports::assign(&wanted, opts.gateway_services).into_iter();
     for gw in &mut states {
         certificates(opts, gw, certs, diags);
-        let programmed = gw.listeners.iter().filter(|l| l.usable).count();
-        let all = gw.listeners.len();
+        let own = || gw.listeners.iter().filter(|l| l.from.is_none());
+        let programmed = own().filter(|l| l.usable).count();
+        let all = own().count();
         let accepted = match programmed {
             n if n == all => Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico"),
             0 => not_accepted(cond::LISTENERS_NOT_VALID, "no listener is valid"),
@@ -209,15 +220,22 @@ pub fn compile<'s>(
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
             conditions: vec![accepted, programmed],
-            listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
+            listeners: own().map(|l| l.report.clone()).collect(),
             ports: ports.next().unwrap_or_default(),
+            uid: uid(&gw.gateway.metadata),
+            attached_listener_sets: listener_set::attached(gw),
         });
     }
+    report.listener_sets = listener_set::reports(&states);
     report
 }
 
 fn generation(meta: &ObjectMeta) -> i64 {
     meta.generation.unwrap_or(0)
+}
+
+fn uid(meta: &ObjectMeta) -> String {
+    meta.uid.clone().unwrap_or_default()
 }
 
 /// The spec's tie-break between objects: oldest first, then by namespace/name. Objects
@@ -239,136 +257,165 @@ fn listeners<'a>(
     let specs = &gateway.spec.listeners;
     let mut out = Vec::with_capacity(specs.len());
     for l in specs {
-        let mut accepted = Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico");
-        let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
         let mut conflicted = Condition::new(cond::CONFLICTED, false, cond::NO_CONFLICTS, "no conflicts");
-        let https = l.protocol == "HTTPS";
-        let mut supported_kinds: Vec<&'static str> = Vec::new();
-        match l.protocol.as_str() {
-            "HTTP" | "HTTPS" => supported_kinds.extend(HTTP_KINDS),
-            // gwtls: TLS listeners (Passthrough) take TLSRoutes.
-            "TLS" => match tls::listener(l) {
-                Ok(()) => supported_kinds.extend(tls::TLS_KINDS),
-                Err(c) => accepted = c,
-            },
-            other => {
-                accepted = not_accepted(
-                    cond::UNSUPPORTED_PROTOCOL,
-                    format!("protocol {other:?} is not supported (HTTP and HTTPS are)"),
-                )
-            }
-        }
-        if accepted.status && !(1..=65535).contains(&l.port) {
-            accepted = not_accepted(
-                cond::UNSUPPORTED_VALUE,
-                format!("port {} is not from 1 to 65535", l.port),
-            );
-        }
-        if accepted.status
-            && let Some(h) = &l.hostname
-            && let Err(msg) = HostPattern::parse(Some(h))
-        {
-            accepted = not_accepted(cond::UNSUPPORTED_VALUE, msg);
-        }
         // Another listener on the same port: a different protocol, or the same hostname.
-        for other in specs.iter().filter(|o| o.name != l.name && o.port == l.port) {
-            // gwtls: HTTPS and TLS share a port (the SNI tells them apart), as the spec allows.
-            let sni_pair = matches!(
-                (l.protocol.as_str(), other.protocol.as_str()),
-                ("HTTPS", "TLS") | ("TLS", "HTTPS")
-            );
-            if other.protocol != l.protocol && !sni_pair {
-                conflicted = Condition::new(
-                    cond::CONFLICTED,
-                    true,
-                    cond::PROTOCOL_CONFLICT,
-                    format!(
-                        "listener {} uses port {} with protocol {}",
-                        other.name, l.port, other.protocol
-                    ),
-                );
-                break;
-            }
-            if hostname_key(&other.hostname) == hostname_key(&l.hostname) {
-                conflicted = Condition::new(
-                    cond::CONFLICTED,
-                    true,
-                    cond::HOSTNAME_CONFLICT,
-                    format!("listener {} has the same port, protocol and hostname", other.name),
-                );
-            }
-        }
-        if let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
-            let mut valid = Vec::new();
-            for k in kinds {
-                let group = k.group.as_deref().unwrap_or(GROUP);
-                match supported_kinds.iter().find(|s| group == GROUP && **s == k.kind) {
-                    Some(s) => valid.push(*s),
-                    None => {
-                        resolved = Condition::new(
-                            cond::RESOLVED_REFS,
-                            false,
-                            cond::INVALID_ROUTE_KINDS,
-                            format!("route kind {group}/{} is not supported on this listener", k.kind),
-                        )
-                    }
-                }
-            }
-            valid.dedup();
-            supported_kinds = valid;
-        }
-        let mut certificate = None;
-        if https && accepted.status {
-            match listener_certificate(snapshot, opts, key, l) {
-                Ok(c) => certificate = Some(c),
-                Err((reason, msg)) => {
-                    diags.push(
-                        ObjectRef::new("Gateway", key),
-                        Severity::Error,
-                        Reason::InvalidCertificate,
-                        format!("listener {}: {msg}", l.name),
-                    );
-                    resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg);
+        for other in specs.iter().filter(|o| o.name != l.name) {
+            if let Some(c) = conflict(l, other) {
+                let protocol = c.reason == cond::PROTOCOL_CONFLICT;
+                conflicted = c;
+                if protocol {
+                    break;
                 }
             }
         }
-        let usable = accepted.status && !conflicted.status && (!https || certificate.is_some());
-        let programmed = match usable {
-            true => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
-            false => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid"),
-        };
-        if !accepted.status {
-            diags.push(
-                ObjectRef::new("Gateway", key),
-                Severity::Error,
-                Reason::NotAccepted,
-                format!("listener {}: {}", l.name, accepted.message),
-            );
-        }
-        if conflicted.status {
-            diags.push(
-                ObjectRef::new("Gateway", key),
-                Severity::Error,
-                Reason::NotAccepted,
-                format!("listener {} is conflicted: {}", l.name, conflicted.message),
-            );
-        }
-        out.push(ListenerState {
-            spec: l,
-            usable,
-            https,
-            certificate,
-            report: ListenerReport {
-                name: l.name.clone(),
-                supported_kinds: supported_kinds.clone(),
-                attached_routes: 0,
-                conditions: vec![accepted, programmed, resolved, conflicted],
-            },
-            supported_kinds,
-            hosts: Vec::new(),
-        });
+        out.push(listener(snapshot, opts, ("Gateway", key), l, conflicted, diags));
     }
     out
+}
+
+/// Whether listener `l` conflicts with `other`: the same port with another protocol, or the
+/// same port, protocol and hostname.
+fn conflict(l: &Listener, other: &Listener) -> Option<Condition> {
+    if other.port != l.port {
+        return None;
+    }
+    // gwtls: HTTPS and TLS share a port (the SNI tells them apart), as the spec allows.
+    let sni_pair = matches!(
+        (l.protocol.as_str(), other.protocol.as_str()),
+        ("HTTPS", "TLS") | ("TLS", "HTTPS")
+    );
+    if other.protocol != l.protocol && !sni_pair {
+        return Some(Condition::new(
+            cond::CONFLICTED,
+            true,
+            cond::PROTOCOL_CONFLICT,
+            format!(
+                "listener {} uses port {} with protocol {}",
+                other.name, l.port, other.protocol
+            ),
+        ));
+    }
+    (hostname_key(&other.hostname) == hostname_key(&l.hostname)).then(|| {
+        Condition::new(
+            cond::CONFLICTED,
+            true,
+            cond::HOSTNAME_CONFLICT,
+            format!("listener {} has the same port, protocol and hostname", other.name),
+        )
+    })
+}
+
+/// Validates one listener of `owner` (its kind and key: a Gateway, or a ListenerSet whose
+/// listeners join its Gateway's), whose Conflicted condition is `conflicted`.
+fn listener<'a>(
+    snapshot: &Snapshot,
+    opts: &Options,
+    owner: (&'static str, &ObjectKey),
+    l: &'a Listener,
+    conflicted: Condition,
+    diags: &mut Diagnostics,
+) -> ListenerState<'a> {
+    let key = owner.1;
+    let mut accepted = Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico");
+    let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
+    let https = l.protocol == "HTTPS";
+    let mut supported_kinds: Vec<&'static str> = Vec::new();
+    match l.protocol.as_str() {
+        "HTTP" | "HTTPS" => supported_kinds.extend(HTTP_KINDS),
+        // gwtls: TLS listeners (Passthrough) take TLSRoutes.
+        "TLS" => match tls::listener(l) {
+            Ok(()) => supported_kinds.extend(tls::TLS_KINDS),
+            Err(c) => accepted = c,
+        },
+        other => {
+            accepted = not_accepted(
+                cond::UNSUPPORTED_PROTOCOL,
+                format!("protocol {other:?} is not supported (HTTP and HTTPS are)"),
+            )
+        }
+    }
+    if accepted.status && !(1..=65535).contains(&l.port) {
+        accepted = not_accepted(
+            cond::UNSUPPORTED_VALUE,
+            format!("port {} is not from 1 to 65535", l.port),
+        );
+    }
+    if accepted.status
+        && let Some(h) = &l.hostname
+        && let Err(msg) = HostPattern::parse(Some(h))
+    {
+        accepted = not_accepted(cond::UNSUPPORTED_VALUE, msg);
+    }
+    if let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
+        let mut valid = Vec::new();
+        for k in kinds {
+            let group = k.group.as_deref().unwrap_or(GROUP);
+            match supported_kinds.iter().find(|s| group == GROUP && **s == k.kind) {
+                Some(s) => valid.push(*s),
+                None => {
+                    resolved = Condition::new(
+                        cond::RESOLVED_REFS,
+                        false,
+                        cond::INVALID_ROUTE_KINDS,
+                        format!("route kind {group}/{} is not supported on this listener", k.kind),
+                    )
+                }
+            }
+        }
+        valid.dedup();
+        supported_kinds = valid;
+    }
+    let mut certificate = None;
+    if https && accepted.status {
+        match listener_certificate(snapshot, opts, owner, l) {
+            Ok(c) => certificate = Some(c),
+            Err((reason, msg)) => {
+                diags.push(
+                    ObjectRef::new(owner.0, key),
+                    Severity::Error,
+                    Reason::InvalidCertificate,
+                    format!("listener {}: {msg}", l.name),
+                );
+                resolved = Condition::new(cond::RESOLVED_REFS, false, reason, msg);
+            }
+        }
+    }
+    let usable = accepted.status && !conflicted.status && (!https || certificate.is_some());
+    let programmed = match usable {
+        true => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
+        false => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid"),
+    };
+    if !accepted.status {
+        diags.push(
+            ObjectRef::new(owner.0, key),
+            Severity::Error,
+            Reason::NotAccepted,
+            format!("listener {}: {}", l.name, accepted.message),
+        );
+    }
+    if conflicted.status {
+        diags.push(
+            ObjectRef::new(owner.0, key),
+            Severity::Error,
+            Reason::NotAccepted,
+            format!("listener {} is conflicted: {}", l.name, conflicted.message),
+        );
+    }
+    ListenerState {
+        spec: l,
+        usable,
+        https,
+        certificate,
+        report: ListenerReport {
+            name: l.name.clone(),
+            supported_kinds: supported_kinds.clone(),
+            attached_routes: 0,
+            conditions: vec![accepted, programmed, resolved, conflicted],
+        },
+        supported_kinds,
+        hosts: Vec::new(),
+        from: None,
+    }
 }
 
 fn not_accepted(reason: &'static str, msg: impl Into<String>) -> Condition {
@@ -383,7 +430,7 @@ fn hostname_key(h: &Option<String>) -> String {
 fn listener_certificate(
     snapshot: &Snapshot,
     opts: &Options,
-    gateway: &ObjectKey,
+    (owner, gateway): (&str, &ObjectKey),
     l: &Listener,
 ) -> Result<(Arc<CertifiedKey>, ObjectKey), (&'static str, String)> {
     let tls = l.tls.as_ref().ok_or((
@@ -412,7 +459,7 @@ fn listener_certificate(
         }
         let ns = r.namespace.as_deref().unwrap_or(&gateway.namespace);
         let skey = ObjectKey::new(ns, r.name.clone());
-        if ns != gateway.namespace && !granted(snapshot, ("Gateway", &gateway.namespace), ("", "Secret"), &skey) {
+        if ns != gateway.namespace && !granted(snapshot, (owner, &gateway.namespace), ("", "Secret"), &skey) {
             problem = (
                 cond::REF_NOT_PERMITTED,
                 format!("Secret {skey} is in another namespace and no ReferenceGrant allows it"),
@@ -640,15 +687,24 @@ fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Poli
 
 /// A parentRef that names a Gateway of ours: the reference with the spec's defaults, and
 /// the Gateway's index.
-fn parent(route: &ObjectKey, p: &api::ParentRef, gateways: &[GatewayState]) -> Option<(ParentRef, usize)> {
+/// A parentRef may also name a ListenerSet whose parent is a Gateway of ours: then the index
+/// of that set in the Gateway's `sets` too.
+fn parent(
+    route: &ObjectKey,
+    p: &api::ParentRef,
+    gateways: &[GatewayState],
+) -> Option<(ParentRef, usize, Option<usize>)> {
     let group = p.group.as_deref().unwrap_or(GROUP);
     let kind = p.kind.as_deref().unwrap_or("Gateway");
-    if group != GROUP || kind != "Gateway" {
+    if group != GROUP || !matches!(kind, "Gateway" | "ListenerSet") {
         return None;
     }
     let namespace = p.namespace.clone().unwrap_or_else(|| route.namespace.clone());
     let gkey = ObjectKey::new(namespace.as_str(), p.name.as_str());
-    let gi = gateways.iter().position(|g| g.key == gkey)?;
+    let (gi, set) = match kind {
+        "Gateway" => (gateways.iter().position(|g| g.key == gkey)?, None),
+        _ => listener_set::find(gateways, &gkey).map(|(gi, si)| (gi, Some(si)))?,
+    };
     let parent_ref = ParentRef {
         group: group.into(),
         kind: kind.into(),
@@ -657,7 +713,7 @@ fn parent(route: &ObjectKey, p: &api::ParentRef, gateways: &[GatewayState]) -> O
         section_name: p.section_name.clone(),
         port: p.port,
     };
-    Some((parent_ref, gi))
+    Some((parent_ref, gi, set))
 }
 
 impl RoutePass<'_, '_, '_> {
@@ -693,6 +749,7 @@ impl RoutePass<'_, '_, '_> {
                     ],
                 })
                 .collect(),
+            uid: uid(view.meta),
         })
     }
 
@@ -708,10 +765,10 @@ impl RoutePass<'_, '_, '_> {
         let mut attached = Vec::new();
         for p in view.parent_refs {
             // Parents that are not Gateways of ours belong to other controllers (or nobody).
-            let Some((parent_ref, gi)) = parent(view.key, p, gateways) else {
+            let Some((parent_ref, gi, set)) = parent(view.key, p, gateways) else {
                 continue;
             };
-            let accepted = self.attach(view, p, gi, gateways, &mut attached);
+            let accepted = self.attach(view, p, (gi, set), gateways, &mut attached);
             if !accepted.status {
                 let gkey = &gateways[gi].key;
                 self.warn(
@@ -732,16 +789,23 @@ impl RoutePass<'_, '_, '_> {
         &mut self,
         view: &RouteView,
         p: &api::ParentRef,
-        gi: usize,
+        (gi, set): (usize, Option<usize>),
         gateways: &mut [GatewayState],
         attached: &mut Vec<(Attached, Vec<String>)>,
     ) -> Condition {
         let key = view.key;
         let gw = &mut gateways[gi];
+        if let Some(refused) = set.and_then(|si| listener_set::refused(&gw.sets[si])) {
+            return refused;
+        }
+        // A Gateway parentRef reaches the Gateway's own listeners, a ListenerSet one that
+        // set's.
         let candidates: Vec<usize> = (0..gw.listeners.len())
             .filter(|&i| {
                 let l = gw.listeners[i].spec;
-                p.section_name.as_deref().is_none_or(|s| s == l.name) && p.port.is_none_or(|port| port == l.port)
+                gw.listeners[i].from == set
+                    && p.section_name.as_deref().is_none_or(|s| s == l.name)
+                    && p.port.is_none_or(|port| port == l.port)
             })
             .collect();
         if candidates.is_empty() {
@@ -758,7 +822,7 @@ impl RoutePass<'_, '_, '_> {
                 let ns = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
                 let ns_ok = match ns.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
                     "All" => true,
-                    "Same" => key.namespace == gw.key.namespace,
+                    "Same" => key.namespace == listener_set::owner_namespace(gw, l.from),
                     "Selector" => ns
                         .and_then(|n| n.selector.as_ref())
                         .is_some_and(|s| selects(s, &route_labels)),
@@ -939,6 +1003,7 @@ impl RoutePass<'_, '_, '_> {
                             .map(|a| Via {
                                 gateway: gateways[a.gateway].key.clone(),
                                 listener: gateways[a.gateway].listeners[a.listener].spec.name.clone(),
+                                listener_set: listener_set::of(&gateways[a.gateway], a.listener),
                             })
                             .collect(),
                     };

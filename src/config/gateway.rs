@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use crate::model::ObjectKey;
 
+mod listener_set;
+pub use listener_set::ListenerSetReport;
+
 /// One status condition. `lastTransitionTime` is not here: compile has no clock of its own
 /// (see [`status_updates`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -38,6 +41,8 @@ pub struct ClassReport {
     /// The Gateway API features Portico implements (`status.supportedFeatures`, which the
     /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`].
     pub supported_features: Vec<&'static str>,
+    /// `metadata.uid`: which object of that name the status is for.
+    pub uid: String,
 }
 
 /// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
@@ -53,6 +58,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteBackendProtocolH2C",
     "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendTimeout",
     "HTTPRouteCORS",
     "HTTPRouteHostRewrite",
@@ -68,6 +74,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
+    "ListenerSet",
     "ReferenceGrant",
     "TLSRoute",
 ];
@@ -81,6 +88,10 @@ pub struct GatewayReport {
     pub listeners: Vec<ListenerReport>,
     /// The ports its usable listeners are served on, ascending by `port`.
     pub ports: Vec<GatewayPort>,
+    /// `metadata.uid`: which object of that name the status is for.
+    pub uid: String,
+    /// ListenerSets attached to it (`status.attachedListenerSets`).
+    pub attached_listener_sets: u32,
 }
 
 /// A port a Gateway's listeners are served on: `port` as its listeners say (what clients
@@ -159,6 +170,8 @@ pub struct RouteReport {
     pub key: ObjectKey,
     pub generation: i64,
     pub parents: Vec<ParentReport>,
+    /// `metadata.uid`: which object of that name the status is for.
+    pub uid: String,
 }
 
 /// Where a compiled route (`Config::route_list[route]`) comes from: which Gateway API route
@@ -178,6 +191,9 @@ pub struct Origin {
 pub struct Via {
     pub gateway: ObjectKey,
     pub listener: String,
+    /// The ListenerSet the listener comes from (`None`: the Gateway's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_set: Option<ObjectKey>,
 }
 
 /// Everything compile decided about the Gateway API objects.
@@ -189,6 +205,8 @@ pub struct Report {
     pub routes: Vec<RouteReport>,
     /// Ordered by route id.
     pub origins: Vec<Origin>,
+    /// ListenerSets whose parent is a Gateway of ours.
+    pub listener_sets: Vec<ListenerSetReport>,
 }
 
 impl Report {
@@ -213,6 +231,9 @@ pub struct StatusUpdate {
     pub namespace: String,
     pub name: String,
     pub status: Value,
+    /// The object's `metadata.uid` (empty: unknown): an object deleted and created again
+    /// under the same name is another object, whose status is written anew.
+    pub uid: String,
 }
 
 const GROUP: &str = "gateway.networking.k8s.io";
@@ -244,7 +265,7 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn update(kind: &str, plural: &str, key: &ObjectKey, status: Value) -> StatusUpdate {
+fn update(kind: &str, plural: &str, key: &ObjectKey, uid: &str, status: Value) -> StatusUpdate {
     StatusUpdate {
         group: GROUP.into(),
         version: "v1".into(),
@@ -253,6 +274,7 @@ fn update(kind: &str, plural: &str, key: &ObjectKey, status: Value) -> StatusUpd
         namespace: key.namespace.clone(),
         name: key.name.clone(),
         status,
+        uid: uid.into(),
     }
 }
 
@@ -274,6 +296,7 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             "GatewayClass",
             "gatewayclasses",
             &ObjectKey::new("", c.name.clone()),
+            &c.uid,
             status,
         ));
     }
@@ -281,20 +304,14 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
         let listeners: Vec<Value> = g
             .listeners
             .iter()
-            .map(|l| {
-                json!({
-                    "name": l.name,
-                    "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": GROUP, "kind": k})).collect::<Vec<_>>(),
-                    "attachedRoutes": l.attached_routes,
-                    "conditions": conditions(&l.conditions, g.generation, now),
-                })
-            })
+            .map(|l| listener_status(l, g.generation, now))
             .collect();
         let status = json!({
             "conditions": conditions(&g.conditions, g.generation, now),
             "listeners": listeners,
+            "attachedListenerSets": g.attached_listener_sets,
         });
-        out.push(update("Gateway", "gateways", &g.key, status));
+        out.push(update("Gateway", "gateways", &g.key, &g.uid, status));
     }
     for r in &report.routes {
         let parents: Vec<Value> = r
@@ -312,10 +329,22 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             r.kind.as_str(),
             r.kind.plural(),
             &r.key,
+            &r.uid,
             json!({"parents": parents}),
         ));
     }
+    out.extend(report.listener_sets.iter().map(|r| listener_set::status_update(r, now)));
     out
+}
+
+/// A listener's entry in a Gateway's or ListenerSet's `status.listeners`.
+fn listener_status(l: &ListenerReport, generation: i64, now: &str) -> Value {
+    json!({
+        "name": l.name,
+        "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": GROUP, "kind": k})).collect::<Vec<_>>(),
+        "attachedRoutes": l.attached_routes,
+        "conditions": conditions(&l.conditions, generation, now),
+    })
 }
 
 #[cfg(test)]
@@ -331,6 +360,7 @@ mod tests {
                 generation: 2,
                 conditions: vec![Condition::new("Accepted", true, "Accepted", "ok")],
                 supported_features: vec!["Gateway", "HTTPRoute"],
+                uid: "c1".into(),
             }],
             gateways: vec![GatewayReport {
                 key: ObjectKey::new("ns", "gw"),
@@ -343,6 +373,8 @@ mod tests {
                     conditions: vec![Condition::new("Accepted", true, "Accepted", "")],
                 }],
                 ports: vec![GatewayPort { port: 80, target: 80 }],
+                uid: "g1".into(),
+                attached_listener_sets: 0,
             }],
             routes: vec![RouteReport {
                 kind: RouteKind::HTTPRoute,
@@ -359,8 +391,10 @@ mod tests {
                     },
                     conditions: vec![Condition::new("ResolvedRefs", false, "BackendNotFound", "x")],
                 }],
+                uid: "r1".into(),
             }],
             origins: vec![],
+            listener_sets: vec![],
         };
         let u = status_updates(&report, "2026-01-01T00:00:00Z");
         assert_eq!(u.len(), 3);
@@ -387,6 +421,7 @@ mod tests {
         );
         assert_eq!(parent["conditions"][0]["reason"], "BackendNotFound");
         assert_eq!((u[2].plural.as_str(), u[2].name.as_str()), ("httproutes", "r"));
+        assert_eq!([&u[0].uid, &u[1].uid, &u[2].uid], ["c1", "g1", "r1"]);
     }
 
     #[test]

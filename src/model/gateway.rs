@@ -50,6 +50,9 @@ resource!(
     NamespaceResourceScope
 );
 
+mod listener_set;
+pub use listener_set::{AllowedListeners, ListenerNamespaces, ListenerSet, ListenerSetSpec, ParentGatewayRef};
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayClass {
     #[serde(default)]
@@ -80,6 +83,8 @@ pub struct GatewaySpec {
     pub gateway_class_name: String,
     #[serde(default)]
     pub listeners: Vec<Listener>,
+    /// Which ListenerSets may add listeners (`None`: none may).
+    pub allowed_listeners: Option<AllowedListeners>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -72,6 +72,9 @@ struct InPlace {
     /// The wanted status, without transition times, that is in place (`None`: a write or a
     /// withdrawal that failed, to do again).
     fingerprint: Option<Value>,
+    /// The `metadata.uid` it was written to: a route deleted and created again under the
+    /// same name (between two rounds, or within one compile) has none of that status yet.
+    uid: String,
     /// For an object with shared lists: the update that takes our entries out again.
     withdraw: Option<StatusUpdate>,
 }
@@ -140,12 +143,13 @@ impl StatusWriter {
             let fingerprint = without_transition_times(&wanted);
             let entry = |fingerprint| InPlace {
                 fingerprint,
+                uid: u.uid.clone(),
                 withdraw: withdrawal(u, &wanted),
             };
             if self
                 .in_place
                 .get(&target)
-                .is_some_and(|p| p.fingerprint.as_ref() == Some(&fingerprint))
+                .is_some_and(|p| p.fingerprint.as_ref() == Some(&fingerprint) && p.uid == u.uid)
             {
                 outcome.remembered += 1;
                 seen.insert(target, entry(Some(fingerprint)));
@@ -176,6 +180,7 @@ impl StatusWriter {
                         target,
                         InPlace {
                             fingerprint: None,
+                            uid: u.uid.clone(),
                             withdraw,
                         },
                     );
@@ -197,6 +202,7 @@ impl StatusWriter {
                     note_failure(&mut failures, &u, &e);
                     let retry = InPlace {
                         fingerprint: None,
+                        uid: u.uid.clone(),
                         withdraw: Some(u),
                     };
                     seen.insert(target, retry);

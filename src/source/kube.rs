@@ -178,6 +178,7 @@ macro_rules! reflected_gateway {
                     old.spec == new.spec
                         && old.metadata.generation == new.metadata.generation
                         && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+                        && old.metadata.uid == new.metadata.uid
                 })
             }
         });
@@ -190,6 +191,7 @@ reflected_gateway!(
     GRPCRoute => grpc_routes,
     TLSRoute => tls_routes,
     ReferenceGrant => reference_grants,
+    ListenerSet => listener_sets,
 );
 // Namespaces matter for their labels only (`allowedRoutes` selectors).
 reflected!(Namespace, Namespace, {
@@ -209,7 +211,7 @@ reflected!(Namespace, Namespace, {
 /// Without them, none is watched and Ingress works as before; Namespaces are watched only
 /// for the Gateway API.
 async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
-    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute};
+    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute};
     use k8s_openapi::Resource as _;
     let list = match client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
         Ok(l) => l,
@@ -226,6 +228,7 @@ async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
         (Kind::GRPCRoute, GRPCRoute::URL_PATH_SEGMENT),
         (Kind::TLSRoute, TLSRoute::URL_PATH_SEGMENT),
         (Kind::ReferenceGrant, ReferenceGrant::URL_PATH_SEGMENT),
+        (Kind::ListenerSet, ListenerSet::URL_PATH_SEGMENT),
     ]
     .into_iter()
     .filter(|(_, plural)| served(plural))
@@ -246,7 +249,7 @@ async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
 
 /// Starts the watchers of the Gateway API kinds in `kinds`.
 fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &Arc<Shared>) {
-    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute};
+    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute};
     let all = watcher::Config::default();
     for kind in kinds {
         let s = shared.clone();
@@ -258,6 +261,7 @@ fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &A
             Kind::GRPCRoute => tokio::spawn(reflect(api::<GRPCRoute>(client, ns), all.clone(), s)),
             Kind::TLSRoute => tokio::spawn(reflect(api::<TLSRoute>(client, ns), all.clone(), s)),
             Kind::ReferenceGrant => tokio::spawn(reflect(api::<ReferenceGrant>(client, ns), all.clone(), s)),
+            Kind::ListenerSet => tokio::spawn(reflect(api::<ListenerSet>(client, ns), all.clone(), s)),
             _ => continue,
         };
     }

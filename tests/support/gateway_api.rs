@@ -37,3 +37,21 @@ pub fn conditions(list: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// Portico in Kubernetes mode with `kubeconfig` (its ServiceAccount's), as pod `pod` of
+/// namespace portico-system (where it holds its Lease and writes status).
+pub async fn portico_in_cluster(kubeconfig: &std::path::Path, pod: &str) -> super::Portico {
+    let dir = std::env::temp_dir().join(format!("portico-{pod}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    super::Portico::launch_env(
+        vec![
+            "--election-namespace".into(),
+            "portico-system".into(),
+            "--pod-name".into(),
+            pod.into(),
+        ],
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await
+}

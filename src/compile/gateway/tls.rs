@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Condition, GatewayState, RoutePass, RouteView, cond, generation, not_accepted, oldest_first, reason_of};
+use super::{
+    Condition, GatewayState, RoutePass, RouteView, cond, generation, not_accepted, oldest_first, reason_of, uid,
+};
 use crate::config::Policy;
 use crate::config::backend::BackendId;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
@@ -104,6 +106,7 @@ pub(super) fn routes(
                     conditions: vec![accepted, resolved.clone()],
                 })
                 .collect(),
+            uid: uid(&route.metadata),
         });
     }
     hosts
