@@ -27,6 +27,7 @@ use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
 use matches::Match;
 
+mod listeners;
 mod matches;
 pub mod ports;
 mod timeouts;
@@ -125,6 +126,19 @@ pub fn compile<'s>(
         })
         .collect();
 
+    let wanted: Vec<(&ObjectKey, Vec<u16>)> = states
+        .iter()
+        .map(|gw| {
+            let ports = gw
+                .listeners
+                .iter()
+                .filter(|l| l.usable)
+                .filter_map(|l| u16::try_from(l.spec.port).ok())
+                .collect();
+            (&gw.key, ports)
+        })
+        .collect();
+    let assigned = ports::assign(&wanted, opts.gateway_services);
     let claims = compiled
         .routes
         .iter()
@@ -170,23 +184,9 @@ pub fn compile<'s>(
     report.origins = std::mem::take(&mut pass.origins);
     let table = std::mem::take(&mut pass.table);
     drop(pass);
-    for route in table {
-        compiled.builder.add_path(route);
-    }
-
-    let wanted: Vec<(&ObjectKey, Vec<u16>)> = states
-        .iter()
-        .map(|gw| {
-            let ports = gw
-                .listeners
-                .iter()
-                .filter(|l| l.usable)
-                .filter_map(|l| u16::try_from(l.spec.port).ok())
-                .collect();
-            (&gw.key, ports)
-        })
-        .collect();
-    let mut ports = ports::assign(&wanted, opts.gateway_services).into_iter();
+    // gwlisten: each listener serves only the routes attached to it.
+    compiled.gateway_listeners = listeners::build(&states, &assigned, table, diags);
+    let mut ports = assigned.into_iter();
     for gw in &mut states {
         certificates(opts, gw, certs, diags);
         let programmed = gw.listeners.iter().filter(|l| l.usable).count();
@@ -536,13 +536,14 @@ struct RoutePass<'s, 'r, 'x> {
     routes: &'x mut Vec<Arc<Route>>,
     claims: HashMap<Claim, ObjectKey>,
     taken: HashSet<Taken>,
-    /// The routes that go into the table (weighted choices' routes do not).
-    table: Vec<Arc<Route>>,
+    /// The routes that go into the listeners' tables, with the listeners each is served
+    /// through (weighted choices' routes do not).
+    table: Vec<(Arc<Route>, Vec<Attached>)>,
     origins: Vec<Origin>,
 }
 
 /// A listener a route attached to.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Attached {
     gateway: usize,
     listener: usize,
@@ -919,7 +920,13 @@ impl RoutePass<'_, '_, '_> {
                     }
                     // An older route (or an earlier match) has the same match: the spec's
                     // precedence. The same path with other conditions is no conflict.
-                    let taken = (host.clone(), p.path.clone(), p.path_type, format!("{conditions:?}"));
+                    // ... on the same listeners (gwlisten: other listeners have tables of their own).
+                    let taken = (
+                        host.clone(),
+                        p.path.clone(),
+                        p.path_type,
+                        format!("{conditions:?} {via:?}"),
+                    );
                     if !self.taken.insert(taken) {
                         continue;
                     }
@@ -976,7 +983,7 @@ impl RoutePass<'_, '_, '_> {
                         Arc::new(Weighted::new(choices))
                     });
                     let route = self.push(Route { weighted, ..base }, origin);
-                    self.table.push(route);
+                    self.table.push((route, via.clone()));
                 }
             }
         }

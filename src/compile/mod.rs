@@ -243,6 +243,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         global: Arc::new(global),
         host_tls: Arc::new(host_tls),
         gateway: Arc::new(gateway_report),
+        gateway_listeners: compiled.gateway_listeners,
     }
 }
 
@@ -283,6 +284,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         compression: prev.compression.clone(),
         host_tls: prev.host_tls.clone(),
         gateway: prev.gateway.clone(),
+        gateway_listeners: prev.gateway_listeners.clone(),
     }
 }
 

@@ -79,6 +79,9 @@ pub struct Live {
     registry: Arc<Registry<EndpointRuntime>>,
     /// Publishers take turns, so each reconciles with the Plane the last one stored.
     publishing: Mutex<()>,
+    /// The generation of each Config published, for the data plane's reconcilers that own
+    /// sockets (Gateway listener ports).
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Live {
@@ -96,6 +99,7 @@ impl Live {
             generation: AtomicU64::new(0),
             registry,
             publishing: Mutex::new(()),
+            published: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -110,7 +114,13 @@ impl Live {
         drop(prev);
         self.current.store(Arc::new(plane));
         self.generation.store(generation, Ordering::Release);
+        self.published.send_replace(generation);
         generation
+    }
+
+    /// Told the generation of every Config published from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// The current Plane. Keep the guard short (drop it before awaiting); clone out the
