@@ -60,11 +60,15 @@ fn build(yaml: &str) -> Config {
 }
 
 fn build_with(yaml: &str, extra: Vec<AnyObject>) -> Config {
+    build_opts(yaml, extra, &Options::default())
+}
+
+fn build_opts(yaml: &str, extra: Vec<AnyObject>, opts: &Options) -> Config {
     let mut objects = parse_manifests(BASE).expect("base parses");
     objects.extend(parse_manifests(yaml).expect("manifests parse"));
     objects.extend(services());
     objects.extend(extra);
-    crate::compile::compile(&fixture::snapshot(objects), &Options::default())
+    crate::compile::compile(&fixture::snapshot(objects), opts)
 }
 
 fn target(cfg: &Config, host: &str, path: &str) -> Option<String> {
@@ -759,4 +763,77 @@ fn rules_beyond_the_crd_limits_are_left_out() {
         "{:#?}",
         cfg.diagnostics
     );
+}
+
+/// Gateway `two` with an HTTP listener on port 80 like `gw`'s, and a route for `/` on each:
+/// `gw`'s (older) to Service a, `two`'s to b.
+const TWO: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: two, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ra, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: rb, namespace: default, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec:
+  parentRefs: [{name: two}]
+  rules: [{backendRefs: [{name: b, port: 80}]}]
+"#;
+
+/// The Service a request for `host` `/` on a Gateway socket for `target` goes to.
+fn on_socket(cfg: &Config, target: u16, host: &str) -> Option<String> {
+    use crate::config::listeners::Found;
+    let points = cfg.gateway_listeners.as_ref()?;
+    let req = crate::config::route::RouteRequest::default();
+    match points.route_request(&cfg.routes, (target, false, false), None, host, "/", &req) {
+        Found::Route(r) => Some(cfg.backend(r).expect("backend").service.to_string()),
+        _ => None,
+    }
+}
+
+fn targets(cfg: &Config, gateway: &str) -> Vec<(u16, u16)> {
+    let g = cfg.gateway.gateways.iter().find(|g| g.key.name == gateway).unwrap();
+    g.ports.iter().map(|p| (p.port, p.target)).collect()
+}
+
+#[test]
+fn gateways_with_addresses_of_their_own_each_serve_their_routes_on_the_same_port() {
+    let opts = Options {
+        gateway_services: true,
+        ..Options::default()
+    };
+    let cfg = build_opts(TWO, Vec::new(), &opts);
+    let (gw, two) = (targets(&cfg, "gw"), targets(&cfg, "two"));
+    assert_eq!((gw[0].0, gw[1].0, two[0].0), (80, 8080, 80));
+    assert_ne!(gw[0].1, two[0].1);
+    assert_eq!(on_socket(&cfg, gw[0].1, "x.test").as_deref(), Some("default/a"));
+    assert_eq!(on_socket(&cfg, two[0].1, "x.test").as_deref(), Some("default/b"));
+    // Route `ra` has no sectionName: it is on listener `wild` too, which takes *.example.com.
+    assert_eq!(on_socket(&cfg, gw[1].1, "a.example.com").as_deref(), Some("default/a"));
+    assert_eq!(on_socket(&cfg, gw[1].1, "x.test"), None);
+}
+
+#[test]
+fn gateways_sharing_portico_s_address_share_a_port_s_listeners_oldest_route_first() {
+    let cfg = build(TWO);
+    let points = cfg.gateway_listeners.as_ref().unwrap();
+    let ports: Vec<(u16, bool, usize)> = points
+        .points
+        .iter()
+        .map(|p| (p.target, p.tls, p.listeners.len()))
+        .collect();
+    assert_eq!(ports, [(80, false, 1), (8080, false, 1)]);
+    assert_eq!(points.points[0].listeners[0].via.len(), 2);
+    assert_eq!(on_socket(&cfg, 80, "x.test").as_deref(), Some("default/a"));
 }
