@@ -385,6 +385,8 @@ where
 fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>, passthrough: bool) -> Options {
     Options {
         enable_ssl_passthrough: passthrough,
+        // Filled by the publisher from the data plane (gateway_sockets).
+        unbound_ports: Default::default(),
         controller_name: class.controller_name.clone(),
         ingress_class: class.ingress_class.clone(),
         watch_without_class: class.watch_ingress_without_class,

@@ -196,7 +196,34 @@ async fn a_port_taken_by_another_program_leaves_the_other_listeners_serving() {
         assert!(std::time::Instant::now() < deadline, "no warning about port {port}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // The next compile (here: after a change) reports the listener not Programmed.
+    let busy = |routes: &serde_json::Value| {
+        let listeners = routes["gatewayApi"]["gateways"][0]["listeners"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let l = listeners.iter().find(|l| l["name"] == "busy").unwrap();
+        support::gateway_api::conditions(&l["conditions"])[1].clone()
+    };
+    let generation = p.routes().await["generation"].as_u64().unwrap();
+    p.write("more.yaml", &service("more", &web));
+    p.wait_generation(generation + 1).await;
+    let routes = p.routes().await;
+    assert_eq!(busy(&routes), "Programmed=false:Pending");
+    assert!(
+        routes["diagnostics"].as_array().unwrap().iter().any(|d| d["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("port {port} cannot be bound"))),
+        "{routes:#}"
+    );
+    // Once the port is free, the next Config opens it, and the compile after says so.
     drop(taken);
+    p.write("more.yaml", &(service("more", &web) + &service("more2", &web)));
+    listening(SocketAddr::new(p.http.ip(), port)).await;
+    p.write("more.yaml", &service("more", &web));
+    p.wait_generation(generation + 3).await;
+    assert_eq!(busy(&p.routes().await), "Programmed=true:Programmed");
 }
 
 #[tokio::test]

@@ -188,6 +188,8 @@ pub fn compile<'s>(
     compiled.gateway_listeners = listeners::build(&states, &assigned, table, diags);
     let mut ports = assigned.into_iter();
     for gw in &mut states {
+        let gw_ports = ports.next().unwrap_or_default();
+        listeners::unbound(opts, gw, &gw_ports, diags);
         certificates(opts, gw, certs, diags);
         let programmed = gw.listeners.iter().filter(|l| l.usable).count();
         let all = gw.listeners.len();
@@ -210,7 +212,7 @@ pub fn compile<'s>(
             generation: generation(&gw.gateway.metadata),
             conditions: vec![accepted, programmed],
             listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
-            ports: ports.next().unwrap_or_default(),
+            ports: gw_ports,
         });
     }
     report

@@ -77,7 +77,8 @@ struct Open {
 
 /// Keeps a socket on `ip` open for each port the live Config [`wanted`] (`own`: the ports
 /// of Portico's HTTP and HTTPS sockets), serving it like those (TLS with `tls`), until
-/// `shutdown`. A port that cannot be bound is logged and tried again with the next Config.
+/// `shutdown`. A port that cannot be bound is logged, recorded in `live` (the next compile
+/// reports its listeners not Programmed) and tried again with the next Config.
 pub async fn run(
     live: Arc<Live>,
     ip: IpAddr,
@@ -90,6 +91,9 @@ pub async fn run(
     let mut open: BTreeMap<u16, Open> = BTreeMap::new();
     loop {
         let wanted = wanted(&live.config(), own);
+        for port in live.unbound_ports().into_keys().filter(|p| !wanted.contains_key(p)) {
+            live.set_unbound(port, None);
+        }
         open.retain(|port, o| {
             let keep = wanted.get(port) == Some(&o.tls);
             if !keep {
@@ -109,9 +113,13 @@ pub async fn run(
                     let acceptor = is_tls.then(|| tls.clone());
                     tokio::spawn(listener::serve(NAME, l, acceptor, server.clone(), stopped));
                     open.insert(port, Open { tls: is_tls, stop });
+                    live.set_unbound(port, None);
                     tracing::info!(%addr, tls = is_tls, "Gateway listener socket open");
                 }
-                Err(e) => tracing::warn!(%addr, error = %e, "cannot bind a Gateway listener's port"),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot bind a Gateway listener's port");
+                    live.set_unbound(port, Some(e.to_string()));
+                }
             }
         }
         tokio::select! {

@@ -155,3 +155,41 @@ pub(super) fn build(
         .collect();
     Some(Arc::new(Points { points }))
 }
+
+/// Marks the listeners of `gw` whose port's target (`ports`) the data plane could not bind
+/// (`Options::unbound_ports`) not Programmed (reason `Pending`: it is tried again), with a
+/// diagnostic. They keep their routes, served once the port can be bound.
+pub(super) fn unbound(
+    opts: &crate::compile::Options,
+    gw: &mut GatewayState,
+    ports: &[GatewayPort],
+    diags: &mut Diagnostics,
+) {
+    if opts.unbound_ports.is_empty() {
+        return;
+    }
+    for l in gw.listeners.iter_mut().filter(|l| l.usable) {
+        let Some((target, why)) = ports
+            .iter()
+            .find(|p| i64::from(p.port) == l.spec.port)
+            .and_then(|p| Some((p.target, opts.unbound_ports.get(&p.target)?)))
+        else {
+            continue;
+        };
+        let msg = format!("port {target} cannot be bound: {why}");
+        diags.push(
+            ObjectRef::new("Gateway", &gw.key),
+            Severity::Error,
+            Reason::NotAccepted,
+            format!("listener {}: {msg}", l.spec.name),
+        );
+        if let Some(c) = l
+            .report
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == super::cond::PROGRAMMED)
+        {
+            *c = crate::config::gateway::Condition::new(super::cond::PROGRAMMED, false, "Pending", msg);
+        }
+    }
+}
