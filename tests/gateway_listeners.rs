@@ -247,6 +247,9 @@ async fn a_redirect_without_port_keeps_the_listener_port() {
             &filters(redirect),
         );
     }
+    // One route on both ports: each keeps its own.
+    let parents = "{name: gw80}, {name: gw}";
+    routes += &route("both", parents, "[]", "/both", "", &filters("hostname: example.org"));
     let p = Portico::start(
         &[
             ("class.yaml", CLASS.to_string()),
@@ -298,6 +301,8 @@ async fn a_redirect_without_port_keeps_the_listener_port() {
             "/scheme-https-and-port-nil",
             "https://example.org/scheme-https-and-port-nil".into(),
         ),
+        (p.http, "/both", "http://example.org/both".into()),
+        (at, "/both", format!("http://example.org:{port}/both")),
     ];
     for (addr, path, want) in cases {
         assert_eq!(location(addr, path).await, (302, want), "{addr} {path}");

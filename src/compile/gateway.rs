@@ -817,7 +817,9 @@ impl RoutePass<'_, '_, '_> {
     ) -> (Condition, Option<String>) {
         let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
         let mut unsupported = None;
-        // Host → the listeners it is served through, in attachment order.
+        // Host → the listeners it is served through, in attachment order; one entry per
+        // listener port (gwlisten: each port has tables of its own, and a redirect keeps it).
+        let port_of = |a: &Attached| gateways[a.gateway].listeners[a.listener].spec.port;
         let mut hosts: Vec<(HostPattern, Vec<Attached>)> = Vec::new();
         for (at, names) in attached {
             let patterns: Vec<HostPattern> = match names.is_empty() {
@@ -826,7 +828,10 @@ impl RoutePass<'_, '_, '_> {
                 false => names.iter().filter_map(|h| HostPattern::gateway(h).ok()).collect(),
             };
             for h in patterns {
-                match hosts.iter_mut().find(|(p, _)| *p == h) {
+                match hosts
+                    .iter_mut()
+                    .find(|(p, list)| *p == h && port_of(&list[0]) == port_of(at))
+                {
                     Some((_, list)) => list.push(*at),
                     None => hosts.push((h, vec![*at])),
                 }
