@@ -153,6 +153,25 @@ async fn each_listener_port_is_a_socket_serving_its_own_routes() {
         support::gateway_api::route_conditions(&routes, "r4")[0],
         "Accepted=false:NoMatchingParent"
     );
+    let points: Vec<(u64, Vec<&str>)> = routes["gatewayListeners"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let hosts = p["listeners"].as_array().unwrap().iter();
+            (
+                p["target"].as_u64().unwrap(),
+                hosts.map(|l| l["hostname"].as_str().unwrap()).collect(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (80, vec!["foo.com"]),
+        (u64::from(a), vec!["foo.com", "bar.com"]),
+        (u64::from(b), vec!["foo.com", "bar.com"]),
+    ];
+    want.sort();
+    assert_eq!(points, want);
 
     // A port no listener has any more is closed; the others keep serving.
     let fewer = gateway("gw", &listeners[..3]);
