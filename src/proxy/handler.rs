@@ -463,7 +463,9 @@ impl Proxy {
     }
 
     /// The route for a request, with its backend and their runtime state, all from one load
-    /// of the live Plane. `Err` when the path cannot be normalized.
+    /// of the live Plane. `Err` when the path cannot be normalized, or (Gateway HTTPS
+    /// listeners) the host is another listener's than the SNI's. With Gateway listeners in
+    /// the Config the choice depends on the socket (out of line, see `gateway_sockets`).
     fn route(
         &self,
         host: &str,
