@@ -71,6 +71,8 @@ pub fn routes_json(plane: &Plane) -> Value {
         "replicas": cfg.replicas,
         "settings": cfg.global,
         "gatewayApi": cfg.gateway,
+        // The ports Gateway listeners are served on, each listener hostname's route ids.
+        "gatewayListeners": cfg.gateway_listeners,
     })
 }
 

@@ -306,7 +306,16 @@ pub fn explain(cfg: &Config, q: &Question) -> Result<Explanation, Bad> {
     }
 
     let trace = cfg.routes.trace(&host, &norm);
-    let winner = trace.iter().find_map(|t| t.found).cloned();
+    // Gateway listeners' routes are in tables of their own: those of ports 80 and 443,
+    // which Portico's own sockets serve after the Ingresses.
+    let winner = trace.iter().find_map(|t| t.found).cloned().or_else(|| {
+        let points = cfg.gateway_listeners.as_ref()?;
+        let req = crate::config::route::RouteRequest::default();
+        match points.route_request(&cfg.routes, (0, true, tls), Some(&host), &host, &norm, &req) {
+            crate::config::listeners::Found::Route(r) => Some(r.clone()),
+            _ => None,
+        }
+    });
     x.lookup = trace
         .iter()
         .map(|t| LevelStep {
@@ -959,6 +968,44 @@ mod tests {
         assert!(from_query("url=%zz").is_err());
         let many = "header=a:b&".repeat(MAX_HEADERS + 1);
         assert!(matches!(from_query(&many), Err(Bad::TooManyHeaders)));
+    }
+
+    #[test]
+    fn gateway_routes_of_ports_80_and_443_are_explained() {
+        let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [shop.test]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+"#;
+        let mut objects = crate::source::files::parse_manifests(yaml).unwrap();
+        objects.push(crate::fixture::service("default", "web").port("http", 80).into());
+        let cfg = crate::compile::compile(&crate::fixture::snapshot(objects), &Default::default());
+        let ask = |url: &str| {
+            let q = Question {
+                url: url.into(),
+                headers: Vec::new(),
+            };
+            explain(&cfg, &q).unwrap().route.map(|r| r.ingress)
+        };
+        assert_eq!(ask("http://shop.test/x").as_deref(), Some("default/shop"));
+        // The listener is plain HTTP: its routes are not served over TLS.
+        assert_eq!(ask("https://shop.test/x"), None);
     }
 
     #[test]

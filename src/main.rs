@@ -385,6 +385,8 @@ where
 fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>, passthrough: bool) -> Options {
     Options {
         enable_ssl_passthrough: passthrough,
+        // Filled by the publisher from the data plane (gateway_sockets).
+        unbound_ports: Default::default(),
         controller_name: class.controller_name.clone(),
         ingress_class: class.ingress_class.clone(),
         watch_without_class: class.watch_ingress_without_class,
@@ -683,6 +685,7 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
     let live_tls = portico::proxy::tls_live::LiveTls::new(args.ssl_protocols.clone(), args.ssl_ciphers.clone(), build)
         .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
     let tls_acceptor = mtls::Acceptor::new(live_tls, live.clone());
+    let own_ports = [http.local_addr()?.port(), https.local_addr()?.port()];
 
     let proxy = Arc::new(Proxy {
         live: live.clone(),
@@ -730,11 +733,20 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
         tokio::spawn(listener::serve(
             "https",
             https,
-            Some(tls_acceptor),
+            Some(tls_acceptor.clone()),
             server.clone(),
             stop_rx.clone(),
         )),
     ];
+    // Sockets for Gateway listener ports that these two do not serve.
+    tokio::spawn(portico::proxy::gateway_sockets::run(
+        live.clone(),
+        args.http_addr.ip(),
+        own_ports,
+        server.clone(),
+        tls_acceptor,
+        stop_rx.clone(),
+    ));
     drop(server);
     tracing::info!(http = %http_bound, https = %https_bound, admin = %admin_bound, metrics = %metrics_bound, source = %source, "portico is serving");
     if demo {

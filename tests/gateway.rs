@@ -70,9 +70,16 @@ fn pod(answer: &str) -> Value {
 }
 
 async fn start(files: &[(&str, String)]) -> Portico {
+    start_wild(files).await.0
+}
+
+/// [`start`], with listener `wild` on a free port instead of 8080: Portico opens a socket
+/// of its own for it, whose address is returned.
+async fn start_wild(files: &[(&str, String)]) -> (Portico, std::net::SocketAddr) {
+    let port = free_port();
     let mut all = vec![
         ("class.yaml", CLASS.to_string()),
-        ("gateway.yaml", GATEWAY.to_string()),
+        ("gateway.yaml", GATEWAY.replace("port: 8080", &format!("port: {port}"))),
         (
             "secrets.yaml",
             tls_secret("default", "rsa", "rsa.crt", "rsa-pkcs1.key")
@@ -80,7 +87,10 @@ async fn start(files: &[(&str, String)]) -> Portico {
         ),
     ];
     all.extend(files.iter().cloned());
-    Portico::start(&all, &[]).await
+    let p = Portico::start(&all, &[]).await;
+    let wild = std::net::SocketAddr::new(p.http.ip(), port);
+    listening(wild).await;
+    (p, wild)
 }
 
 #[tokio::test]
@@ -117,11 +127,9 @@ async fn http_and_https_listeners_serve_routes_with_the_certificate_sni_picks() 
         (b.status, b.cert_cn.as_str(), pod(&b.body)),
         (200, "*.example.com", json!("api-0"))
     );
-    // A route attached to HTTPS listeners only is not served over plain HTTP.
-    let (status, headers, _) = get(p.http, "rsa.example.com", "/").await.unwrap();
-    assert_eq!(status, 308);
-    let location = headers["location"].to_str().unwrap();
-    assert!(location.starts_with("https://rsa.example.com"), "{location}");
+    // A route attached to HTTPS listeners only is not served over plain HTTP: the listener
+    // on port 80 has no such route.
+    assert_eq!(get(p.http, "rsa.example.com", "/").await.unwrap().0, 404);
 
     let routes = p.routes().await;
     let entry = &routes["hosts"]["plain.test"][0];
@@ -170,7 +178,7 @@ async fn http_and_https_listeners_serve_routes_with_the_certificate_sni_picks() 
 #[tokio::test]
 async fn listener_hostnames_intersect_with_route_hostnames() {
     let web = pods("web", 1).await;
-    let p = start(&[
+    let (p, wild) = start_wild(&[
         ("svc.yaml", service("web", &web)),
         (
             "r.yaml",
@@ -194,12 +202,14 @@ async fn listener_hostnames_intersect_with_route_hostnames() {
         ),
     ])
     .await;
-    assert_eq!(get(p.http, "a.example.com", "/").await.unwrap().0, 200);
+    assert_eq!(get(wild, "a.example.com", "/").await.unwrap().0, 200);
     assert_eq!(
-        get(p.http, "other.org", "/").await.unwrap().0,
+        get(wild, "other.org", "/").await.unwrap().0,
         404,
         "outside the listener's hostname"
     );
+    // Listener `wild`'s routes are served on its port only.
+    assert_eq!(get(p.http, "a.example.com", "/").await.unwrap().0, 404);
     let routes = p.routes().await;
     assert_eq!(
         parent_reasons(&routes, "none")[0],
@@ -395,12 +405,22 @@ spec:
 
 /// One request with a method and headers: the status and the answering pod (or the body).
 async fn ask(p: &Portico, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    ask_at(p.http, method, host, path, headers).await
+}
+
+async fn ask_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut req = http::Request::builder().method(method).uri(path).header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
-    let (status, _, body) = request(p.http, req).await.unwrap();
+    let (status, _, body) = request(addr, req).await.unwrap();
     let who = serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|v| v["pod"].as_str().map(String::from))
@@ -424,7 +444,7 @@ async fn header_query_method_and_regex_matches_choose_the_rule() {
   - matches: [{path: {type: RegularExpression, value: "/r/[0-9]+"}}]
     backendRefs: [{name: api, port: 80}]
   - backendRefs: [{name: web, port: 80}]"#;
-    let p = start(&[
+    let (p, wild) = start_wild(&[
         (
             "svc.yaml",
             service("web", &web) + &service("api", &api) + &service("post", &post),
@@ -466,8 +486,11 @@ async fn header_query_method_and_regex_matches_choose_the_rule() {
             "{method} {path} {headers:?}"
         );
     }
-    assert_eq!(ask(&p, "GET", "a.b.example.com", "/", &[]).await, (200, "web-0".into()));
-    assert_eq!(ask(&p, "GET", "example.com", "/", &[]).await.0, 404);
+    assert_eq!(
+        ask_at(wild, "GET", "a.b.example.com", "/", &[]).await,
+        (200, "web-0".into())
+    );
+    assert_eq!(ask_at(wild, "GET", "example.com", "/", &[]).await.0, 404);
     assert_eq!(ask(&p, "GET", "x.y.example.net", "/", &[]).await, (200, "api-0".into()));
     assert_eq!(ask(&p, "GET", "example.net", "/", &[]).await.0, 404);
     let routes = p.routes().await;

@@ -28,6 +28,7 @@ use crate::model::{ObjectKey, Snapshot};
 use matches::Match;
 
 mod listener_set;
+mod listeners;
 mod matches;
 pub mod ports;
 mod timeouts;
@@ -135,6 +136,19 @@ pub fn compile<'s>(
         .collect();
     listener_set::attach(snapshot, opts, &mut states, diags);
 
+    let wanted: Vec<(&ObjectKey, Vec<u16>)> = states
+        .iter()
+        .map(|gw| {
+            let ports = gw
+                .listeners
+                .iter()
+                .filter(|l| l.usable)
+                .filter_map(|l| u16::try_from(l.spec.port).ok())
+                .collect();
+            (&gw.key, ports)
+        })
+        .collect();
+    let assigned = ports::assign(&wanted, opts.gateway_services);
     let claims = compiled
         .routes
         .iter()
@@ -180,24 +194,12 @@ pub fn compile<'s>(
     report.origins = std::mem::take(&mut pass.origins);
     let table = std::mem::take(&mut pass.table);
     drop(pass);
-    for route in table {
-        compiled.builder.add_path(route);
-    }
-
-    let wanted: Vec<(&ObjectKey, Vec<u16>)> = states
-        .iter()
-        .map(|gw| {
-            let ports = gw
-                .listeners
-                .iter()
-                .filter(|l| l.usable)
-                .filter_map(|l| u16::try_from(l.spec.port).ok())
-                .collect();
-            (&gw.key, ports)
-        })
-        .collect();
-    let mut ports = ports::assign(&wanted, opts.gateway_services).into_iter();
+    // gwlisten: each listener serves only the routes attached to it.
+    compiled.gateway_listeners = listeners::build(&states, &assigned, table, diags);
+    let mut ports = assigned.into_iter();
     for gw in &mut states {
+        let gw_ports = ports.next().unwrap_or_default();
+        listeners::unbound(opts, gw, &gw_ports, diags);
         certificates(opts, gw, certs, diags);
         let own = || gw.listeners.iter().filter(|l| l.from.is_none());
         let programmed = own().filter(|l| l.usable).count();
@@ -221,7 +223,7 @@ pub fn compile<'s>(
             generation: generation(&gw.gateway.metadata),
             conditions: vec![accepted, programmed],
             listeners: own().map(|l| l.report.clone()).collect(),
-            ports: ports.next().unwrap_or_default(),
+            ports: gw_ports,
             uid: uid(&gw.gateway.metadata),
             attached_listener_sets: listener_set::attached(gw),
         });
@@ -583,13 +585,14 @@ struct RoutePass<'s, 'r, 'x> {
     routes: &'x mut Vec<Arc<Route>>,
     claims: HashMap<Claim, ObjectKey>,
     taken: HashSet<Taken>,
-    /// The routes that go into the table (weighted choices' routes do not).
-    table: Vec<Arc<Route>>,
+    /// The routes that go into the listeners' tables, with the listeners each is served
+    /// through (weighted choices' routes do not).
+    table: Vec<(Arc<Route>, Vec<Attached>)>,
     origins: Vec<Origin>,
 }
 
 /// A listener a route attached to.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Attached {
     gateway: usize,
     listener: usize,
@@ -878,7 +881,9 @@ impl RoutePass<'_, '_, '_> {
     ) -> (Condition, Option<String>) {
         let mut resolved = Condition::new(cond::RESOLVED_REFS, true, "ResolvedRefs", "all references resolved");
         let mut unsupported = None;
-        // Host → the listeners it is served through, in attachment order.
+        // Host → the listeners it is served through, in attachment order; one entry per
+        // listener port (gwlisten: each port has tables of its own, and a redirect keeps it).
+        let port_of = |a: &Attached| gateways[a.gateway].listeners[a.listener].spec.port;
         let mut hosts: Vec<(HostPattern, Vec<Attached>)> = Vec::new();
         for (at, names) in attached {
             let patterns: Vec<HostPattern> = match names.is_empty() {
@@ -887,7 +892,10 @@ impl RoutePass<'_, '_, '_> {
                 false => names.iter().filter_map(|h| HostPattern::gateway(h).ok()).collect(),
             };
             for h in patterns {
-                match hosts.iter_mut().find(|(p, _)| *p == h) {
+                match hosts
+                    .iter_mut()
+                    .find(|(p, list)| *p == h && port_of(&list[0]) == port_of(at))
+                {
                     Some((_, list)) => list.push(*at),
                     None => hosts.push((h, vec![*at])),
                 }
@@ -983,7 +991,13 @@ impl RoutePass<'_, '_, '_> {
                     }
                     // An older route (or an earlier match) has the same match: the spec's
                     // precedence. The same path with other conditions is no conflict.
-                    let taken = (host.clone(), p.path.clone(), p.path_type, format!("{conditions:?}"));
+                    // ... on the same listeners (gwlisten: other listeners have tables of their own).
+                    let taken = (
+                        host.clone(),
+                        p.path.clone(),
+                        p.path_type,
+                        format!("{conditions:?} {via:?}"),
+                    );
                     if !self.taken.insert(taken) {
                         continue;
                     }
@@ -1041,7 +1055,7 @@ impl RoutePass<'_, '_, '_> {
                         Arc::new(Weighted::new(choices))
                     });
                     let route = self.push(Route { weighted, ..base }, origin);
-                    self.table.push(route);
+                    self.table.push((route, via.clone()));
                 }
             }
         }

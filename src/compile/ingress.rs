@@ -95,6 +95,8 @@ pub struct Compiled {
     pub client_auth: ClientAuthStore,
     /// TLSRoutes' passthrough hosts (gateway::tls), merged into `Config::passthrough`.
     pub gateway_passthrough: Vec<super::gateway::tls::Host>,
+    /// The Gateway listeners' serving points (gateway::listeners).
+    pub gateway_listeners: Option<Arc<crate::config::listeners::Points>>,
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
@@ -414,6 +416,7 @@ impl IngressPass<'_, '_> {
             ignored,
             client_auth: client_auth.store,
             gateway_passthrough: Vec::new(),
+            gateway_listeners: None,
         }
     }
 

@@ -88,6 +88,9 @@ pub struct Options {
     /// (`compile::gateway::ports`); without, every Gateway is served on Portico's own
     /// Service and its listeners' ports.
     pub gateway_services: bool,
+    /// Gateway listener ports (`GatewayPort::target`) the data plane could not bind, with
+    /// why: their listeners are not Programmed (see `compile::gateway::listeners`).
+    pub unbound_ports: std::collections::BTreeMap<u16, String>,
 }
 
 impl Default for Options {
@@ -109,6 +112,7 @@ impl Default for Options {
             compression: Default::default(),
             gateway_controller_name: "portico.dev/gateway-controller".into(),
             gateway_services: false,
+            unbound_ports: Default::default(),
         }
     }
 }
@@ -243,6 +247,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         global: Arc::new(global),
         host_tls: Arc::new(host_tls),
         gateway: Arc::new(gateway_report),
+        gateway_listeners: compiled.gateway_listeners,
     }
 }
 
@@ -283,6 +288,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         compression: prev.compression.clone(),
         host_tls: prev.host_tls.clone(),
         gateway: prev.gateway.clone(),
+        gateway_listeners: prev.gateway_listeners.clone(),
     }
 }
 

@@ -48,10 +48,14 @@ pub struct ClassReport {
 /// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
 /// (the API server wants them that way). Each is shown by the suite's tests of that feature
 /// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
+/// (GatewayPort8080 and HTTPRouteParentRefPort wait for the Services of `--gateway-services`:
+/// Portico serves every listener port, but the suite reaches only the ports its Service has.)
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "GRPCRoute",
     "Gateway",
     "GatewayAddressEmpty",
+    "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",

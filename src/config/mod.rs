@@ -17,6 +17,7 @@ pub mod hash;
 pub mod headers;
 pub mod host_tls;
 pub mod limits;
+pub mod listeners;
 pub mod mirror;
 pub mod mtls;
 pub mod otel;
@@ -82,6 +83,9 @@ pub struct Config {
     pub host_tls: Arc<host_tls::HostTlsStore>,
     /// What compile decided about Gateway API objects (status, route origins).
     pub gateway: Arc<gateway::Report>,
+    /// The ports Gateway listeners are served on, each with its listeners' routes; `None`
+    /// without any, so that the request path tests one `Option`.
+    pub gateway_listeners: Option<Arc<listeners::Points>>,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -102,6 +106,7 @@ impl PartialEq for Config {
             && self.compression == other.compression
             && self.host_tls == other.host_tls
             && self.gateway == other.gateway
+            && self.gateway_listeners == other.gateway_listeners
     }
 }
 

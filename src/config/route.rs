@@ -652,6 +652,17 @@ impl RouteTable {
     /// paths its rules don't; last come the catch-all default backend and then `None` (404).
     /// Inside a host, the first route in precedence order whose path and conditions match.
     pub fn route_request(&self, host: &str, path: &str, req: &RouteRequest<'_>) -> Option<&Arc<Route>> {
+        self.route_hosts(host, path, req).or(self.catch_all.as_ref())
+    }
+
+    /// The catch-all default backend, if any.
+    pub fn catch_all(&self) -> Option<&Arc<Route>> {
+        self.catch_all.as_ref()
+    }
+
+    /// [`RouteTable::route_request`] without the catch-all: the route a host level has.
+    #[inline]
+    pub fn route_hosts(&self, host: &str, path: &str, req: &RouteRequest<'_>) -> Option<&Arc<Route>> {
         let mut buf = [0u8; 256];
         if let Some(host) = lower_host(host, &mut buf) {
             if let Some(r) = self.exact.get(host).and_then(|h| h.lookup(path, req)) {
@@ -674,10 +685,7 @@ impl RouteTable {
                 return Some(r);
             }
         }
-        if let Some(r) = self.any.as_ref().and_then(|h| h.lookup(path, req)) {
-            return Some(r);
-        }
-        self.catch_all.as_ref()
+        self.any.as_ref().and_then(|h| h.lookup(path, req))
     }
 
     fn suffix_route(&self, host: &str, path: &str, req: &RouteRequest<'_>) -> Option<&Arc<Route>> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::handler::Proxy;
-use super::headers::Peer;
+use super::headers::{Peer, Socket};
 use super::rewind::Rewind;
 use super::{passthrough, proxy_protocol};
 
@@ -45,12 +45,12 @@ impl Front {
         &self,
         mut stream: TcpStream,
         peer_addr: SocketAddr,
-        local_port: u16,
+        socket: Socket,
         tls: bool,
         proxy_protocol: bool,
         proxy: &Proxy,
     ) -> Start {
-        let (mut client, mut port, mut https) = (peer_addr.ip(), local_port, tls);
+        let (mut client, mut port, mut https) = (peer_addr.ip(), socket.port, tls);
         let (mut client_port, mut server_addr) = (peer_addr.port(), stream.local_addr().ok().map(|a| a.ip()));
         let mut read = Vec::new();
         if proxy_protocol {
@@ -112,7 +112,11 @@ impl Front {
         }
         Start::Serve(
             Rewind::new(read, stream),
-            Arc::new(Peer::new(client, port, https).ends(client_port, server_addr)),
+            Arc::new(
+                Peer::new(client, port, https)
+                    .ends(client_port, server_addr)
+                    .socket(socket),
+            ),
         )
     }
 }

@@ -60,6 +60,13 @@ pub struct Proxy {
     pub otel: super::otel::Exporter,
 }
 
+/// Why a request has no route: its path cannot be normalized, or (Gateway HTTPS listeners)
+/// its host is another listener's than its TLS server name's.
+pub enum Unrouted {
+    Path(PathError),
+    Misdirected,
+}
+
 /// A request's route and the Plane it came from, kept for the request's whole life: the
 /// backend and runtime state it names are that Plane's.
 struct Routed {
@@ -331,7 +338,7 @@ impl Proxy {
         if self.access_log {
             out.host = host.to_string();
         }
-        let routed = match self.route(host, &req, internal) {
+        let routed = match self.route(host, &req, peer, internal) {
             Ok(Some(r)) => match r.weighted() {
                 Ok(r) => r.canary(req.headers()),
                 Err(r) => {
@@ -340,7 +347,8 @@ impl Proxy {
                 }
             },
             Ok(None) => return plain(StatusCode::NOT_FOUND, "not found: no route for this host and path"),
-            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
+            Err(Unrouted::Misdirected) => return super::gateway_sockets::misdirected(),
+            Err(Unrouted::Path(e)) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
         };
         // Kept in the outcome (metrics and the access log read it), borrowed from there.
         let routed = &*out.routed.insert(routed);
@@ -455,11 +463,23 @@ impl Proxy {
     }
 
     /// The route for a request, with its backend and their runtime state, all from one load
-    /// of the live Plane. `Err` when the path cannot be normalized.
-    fn route(&self, host: &str, req: &Request<Incoming>, internal: bool) -> Result<Option<Routed>, PathError> {
-        let norm = normalize(req.uri().path())?;
+    /// of the live Plane. `Err` when the path cannot be normalized, or (Gateway HTTPS
+    /// listeners) the host is another listener's than the SNI's. With Gateway listeners in
+    /// the Config the choice depends on the socket (out of line, see `gateway_sockets`).
+    fn route(
+        &self,
+        host: &str,
+        req: &Request<Incoming>,
+        peer: &Peer,
+        internal: bool,
+    ) -> Result<Option<Routed>, Unrouted> {
+        let norm = normalize(req.uri().path()).map_err(Unrouted::Path)?;
         let plane = self.live.load();
-        let Some(route) = plane.config.routes.route_request(host, &norm, &RouteRequest::of(req)) else {
+        let found = match &plane.config.gateway_listeners {
+            None => plane.config.routes.route_request(host, &norm, &RouteRequest::of(req)),
+            Some(points) => super::gateway_sockets::route(points, &plane.config.routes, peer, host, &norm, req)?,
+        };
+        let Some(route) = found else {
             return Ok(None);
         };
         if plane.config.backend(route).is_none() || plane.backends.get(route.backend).is_none() {

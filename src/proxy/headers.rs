@@ -309,6 +309,17 @@ pub struct Peer {
     pub server_addr: Option<IpAddr>,
     /// The TLS server name the client sent (`$ssl_server_name`), set after the handshake.
     pub sni: std::sync::OnceLock<Box<str>>,
+    /// The socket the connection came in on: its port (not the PROXY protocol's), and
+    /// whether it is one of Portico's own (`--http-addr`, `--https-addr`) rather than one
+    /// opened for Gateway listeners. Gateway routes are chosen by it.
+    pub socket: Socket,
+}
+
+/// See [`Peer::socket`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Socket {
+    pub port: u16,
+    pub own: bool,
 }
 
 impl Peer {
@@ -325,6 +336,10 @@ impl Peer {
             remote_port: 0,
             server_addr: None,
             sni: Default::default(),
+            socket: Socket {
+                port: local_port,
+                own: true,
+            },
         }
     }
 
@@ -332,6 +347,12 @@ impl Peer {
     pub fn ends(mut self, remote_port: u16, server_addr: Option<IpAddr>) -> Peer {
         self.remote_port = remote_port;
         self.server_addr = server_addr;
+        self
+    }
+
+    /// The socket the connection came in on (see [`Peer::socket`]).
+    pub fn socket(mut self, socket: Socket) -> Peer {
+        self.socket = socket;
         self
     }
 }

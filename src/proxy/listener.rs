@@ -20,7 +20,7 @@ use super::Settings;
 use super::client::{ClientIo, Serving};
 use super::front::{Front, Start};
 use super::handler::Proxy;
-use super::headers::Peer;
+use super::headers::{Peer, Socket};
 use super::keepalive::{self, Budget};
 use super::mtls::Acceptor;
 use super::ticket::TicketHold;
@@ -239,6 +239,10 @@ pub async fn serve(
         front,
     } = server;
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let socket = Socket {
+        port: local_port,
+        own: name != super::gateway_sockets::NAME,
+    };
     loop {
         let (stream, peer_addr) = tokio::select! {
             biased;
@@ -289,7 +293,7 @@ pub async fn serve(
         if front.active(passthrough, proxy_protocol) {
             tokio::spawn(async move {
                 match front
-                    .start(stream, peer_addr, local_port, is_tls, proxy_protocol, &proxy)
+                    .start(stream, peer_addr, socket, is_tls, proxy_protocol, &proxy)
                     .await
                 {
                     Start::Serve(io, peer) => connection(io, peer, tls, proxy, builder, open, held).await,
@@ -298,7 +302,8 @@ pub async fn serve(
             });
         } else {
             let server_addr = stream.local_addr().ok().map(|a| a.ip());
-            let peer = Arc::new(Peer::new(peer_addr.ip(), local_port, is_tls).ends(peer_addr.port(), server_addr));
+            let peer = Peer::new(peer_addr.ip(), local_port, is_tls).ends(peer_addr.port(), server_addr);
+            let peer = Arc::new(peer.socket(socket));
             tokio::spawn(connection(stream, peer, tls, proxy, builder, open, held));
         }
     }

@@ -79,6 +79,12 @@ pub struct Live {
     registry: Arc<Registry<EndpointRuntime>>,
     /// Publishers take turns, so each reconciles with the Plane the last one stored.
     publishing: Mutex<()>,
+    /// The generation of each Config published, for the data plane's reconcilers that own
+    /// sockets (Gateway listener ports).
+    published: tokio::sync::watch::Sender<u64>,
+    /// Gateway listener ports that could not be bound, with why (the next compile reports
+    /// their listeners as not Programmed).
+    unbound: Mutex<std::collections::BTreeMap<u16, String>>,
 }
 
 impl Default for Live {
@@ -96,6 +102,8 @@ impl Live {
             generation: AtomicU64::new(0),
             registry,
             publishing: Mutex::new(()),
+            published: tokio::sync::watch::Sender::new(0),
+            unbound: Mutex::default(),
         }
     }
 
@@ -110,7 +118,27 @@ impl Live {
         drop(prev);
         self.current.store(Arc::new(plane));
         self.generation.store(generation, Ordering::Release);
+        self.published.send_replace(generation);
         generation
+    }
+
+    /// The Gateway listener ports that could not be bound, with why.
+    pub fn unbound_ports(&self) -> std::collections::BTreeMap<u16, String> {
+        self.unbound.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records that `port` could not be bound (`Some(why)`), or no longer fails (`None`).
+    pub fn set_unbound(&self, port: u16, why: Option<String>) {
+        let mut unbound = self.unbound.lock().unwrap_or_else(|p| p.into_inner());
+        match why {
+            Some(why) => drop(unbound.insert(port, why)),
+            None => drop(unbound.remove(&port)),
+        }
+    }
+
+    /// Told the generation of every Config published from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// The current Plane. Keep the guard short (drop it before awaiting); clone out the

@@ -6,6 +6,7 @@ pub mod client;
 pub mod compress;
 pub mod deadline;
 pub mod front;
+pub mod gateway_sockets;
 pub mod handler;
 pub mod headers;
 pub mod keepalive;

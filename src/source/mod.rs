@@ -41,6 +41,7 @@ impl Publisher {
     pub fn publish(&self, snapshot: &Snapshot, extra: Vec<Diagnostic>) -> Arc<Config> {
         let mut opts = self.options.clone();
         opts.now = SystemTime::now();
+        opts.unbound_ports = self.live.unbound_ports();
         let t = Instant::now();
         let mut cfg = compile(snapshot, &opts);
         let took = t.elapsed();

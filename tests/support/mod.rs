@@ -32,6 +32,23 @@ pub fn refused_addr() -> SocketAddr {
     "127.0.0.2:9".parse().unwrap()
 }
 
+/// A port nothing listens on now, for a Gateway listener's port in a test (the kernel
+/// hands ephemeral ports out in turn, so another test is unlikely to take it meanwhile).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    l.local_addr().expect("its address").port()
+}
+
+/// Waits until `addr` takes connections: a Gateway listener's socket opens once the Config
+/// with it is published, which may come just after /readyz says ready.
+pub async fn listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The IngressClass `portico` as a manifest.
 pub fn class() -> String {
     yaml(&[fixture::portico_class().into()])

@@ -60,16 +60,42 @@ fn build(yaml: &str) -> Config {
 }
 
 fn build_with(yaml: &str, extra: Vec<AnyObject>) -> Config {
+    build_opts(yaml, extra, &Options::default())
+}
+
+fn build_opts(yaml: &str, extra: Vec<AnyObject>, opts: &Options) -> Config {
     let mut objects = parse_manifests(BASE).expect("base parses");
     objects.extend(parse_manifests(yaml).expect("manifests parse"));
     objects.extend(services());
     objects.extend(extra);
-    crate::compile::compile(&fixture::snapshot(objects), &Options::default())
+    crate::compile::compile(&fixture::snapshot(objects), opts)
 }
 
 fn target(cfg: &Config, host: &str, path: &str) -> Option<String> {
-    let r = cfg.routes.route(host, path)?;
+    let r = routed(cfg, host, path)?;
     Some(cfg.backend(r).expect("backend").service.to_string())
+}
+
+/// The route a request gets through the first listener port (ascending) that routes it,
+/// on Portico's own socket for that port (Ingresses first).
+fn routed<'c>(cfg: &'c Config, host: &str, path: &str) -> Option<&'c Arc<Route>> {
+    routed_req(cfg, host, path, &crate::config::route::RouteRequest::default())
+}
+
+fn routed_req<'c>(
+    cfg: &'c Config,
+    host: &str,
+    path: &str,
+    req: &crate::config::route::RouteRequest<'_>,
+) -> Option<&'c Arc<Route>> {
+    use crate::config::listeners::Found;
+    let points = cfg.gateway_listeners.as_ref()?;
+    points.points.iter().find_map(|p| {
+        match points.route_request(&cfg.routes, (p.target, true, p.tls), None, host, path, req) {
+            Found::Route(r) => Some(r),
+            _ => None,
+        }
+    })
 }
 
 fn route_report<'c>(cfg: &'c Config, name: &str) -> &'c RouteReport {
@@ -140,11 +166,11 @@ fn routes_of_our_gateway_are_served_with_exact_and_prefix_paths() {
         [("Accepted", true, "Accepted"), ("ResolvedRefs", true, "ResolvedRefs")]
     );
     // Each route says where it comes from.
-    let id = cfg.routes.route("x.test", "/app").unwrap().id;
+    let id = routed(&cfg, "x.test", "/app").unwrap().id;
     let o = cfg.gateway.origin(id).expect("origin");
     assert_eq!((o.object.name.as_str(), o.rule), ("r", 1));
     assert_eq!(o.via[0].listener, "http");
-    assert!(!cfg.routes.route("x.test", "/app").unwrap().ssl_redirect);
+    assert!(!routed(&cfg, "x.test", "/app").unwrap().ssl_redirect);
 }
 
 #[test]
@@ -311,7 +337,7 @@ fn a_cross_namespace_backend_needs_a_reference_grant() {
     let rule = "  - backendRefs: [{name: c, namespace: other, port: 80}]";
     let route = on_http(rule);
     let cfg = build(&route);
-    let r = cfg.routes.route("x.test", "/").expect("the rule answers 500");
+    let r = routed(&cfg, "x.test", "/").expect("the rule answers 500");
     // Its one choice is the invalid reference: every request gets the spec's 500.
     let w = r.weighted.as_ref().expect("weighted");
     assert_eq!(w.pick(0), crate::config::route::Pick::Refused);
@@ -366,7 +392,7 @@ fn unknown_services_and_kinds_are_reported_and_the_rest_serves() {
     let cfg = build(&on_http(rules));
     assert_eq!(target(&cfg, "x.test", "/ok").as_deref(), Some("default/a"));
     for path in ["/gone", "/kind"] {
-        let r = cfg.routes.route("x.test", path).unwrap();
+        let r = routed(&cfg, "x.test", path).unwrap();
         assert!(
             matches!(cfg.backend(r).unwrap().target, Target::Unavailable { .. }),
             "{path}"
@@ -412,10 +438,7 @@ fn conditions_regex_paths_weights_and_filters_are_served() {
             .header("x", "y")
             .body(())
             .unwrap();
-        let r = cfg
-            .routes
-            .route_request("x.test", path, &crate::config::route::RouteRequest::of(&req))
-            .unwrap();
+        let r = routed_req(&cfg, "x.test", path, &crate::config::route::RouteRequest::of(&req)).unwrap();
         cfg.backend(r).unwrap().service.to_string()
     };
     // Without their conditions, requests fall through to the catch-all rule.
@@ -424,10 +447,10 @@ fn conditions_regex_paths_weights_and_filters_are_served() {
         assert_eq!(served(path, "v=1"), "default/b", "{path}");
     }
     assert_eq!(target(&cfg, "x.test", "/r1").as_deref(), Some("default/b"));
-    let f = cfg.routes.route("x.test", "/f").unwrap();
+    let f = routed(&cfg, "x.test", "/f").unwrap();
     assert_eq!(f.service.to_string(), "default/b");
     assert!(f.policy.filters.is_some());
-    let w = cfg.routes.route("x.test", "/w").unwrap();
+    let w = routed(&cfg, "x.test", "/w").unwrap();
     let choices: Vec<(u32, String)> = w
         .weighted
         .as_ref()
@@ -460,10 +483,7 @@ fn the_same_match_twice_is_the_older_routes_and_other_conditions_are_no_conflict
     let cfg = build(&on_http(rules));
     let to = |x: &str| {
         let req = http::Request::builder().uri("/p").header("x", x).body(()).unwrap();
-        let r = cfg
-            .routes
-            .route_request("x.test", "/p", &crate::config::route::RouteRequest::of(&req))
-            .unwrap();
+        let r = routed_req(&cfg, "x.test", "/p", &crate::config::route::RouteRequest::of(&req)).unwrap();
         r.service.to_string()
     };
     assert_eq!(to("1"), "default/a", "the first rule's identical match wins");
@@ -533,7 +553,7 @@ fn https_listeners_take_their_certificates_by_sni() {
     );
     assert_eq!(cn(&cfg.certs.resolve(Some("b.example.com")).unwrap()), "*.example.com");
     // Served over HTTPS only: plain HTTP is redirected.
-    let r = cfg.routes.route("rsa.example.com", "/").unwrap();
+    let r = routed(&cfg, "rsa.example.com", "/").unwrap();
     assert!(r.ssl_redirect);
     assert_eq!(cfg.backend(r).unwrap().service, ObjectKey::new("default", "a"));
     assert_eq!(
@@ -672,7 +692,7 @@ fn grpc_routes_become_paths_sent_as_http2() {
         target(&cfg, "grpc.test", "/health.Health/Check").as_deref(),
         Some("default/b")
     );
-    let r = cfg.routes.route("grpc.test", "/echo.Echo/Ping").unwrap();
+    let r = routed(&cfg, "grpc.test", "/echo.Echo/Ping").unwrap();
     assert_eq!(r.policy.backend_protocol, Some(crate::config::Protocol::H2c));
     let rr = route_report(&cfg, "g");
     assert_eq!(rr.kind, RouteKind::GRPCRoute);
@@ -717,7 +737,7 @@ fn grpc_rules_take_the_grpc_filters_only() {
 "#,
     );
     let cfg = build(yaml);
-    let r = cfg.routes.route("grpc.test", "/a.A/Call").unwrap();
+    let r = routed(&cfg, "grpc.test", "/a.A/Call").unwrap();
     assert!(r.policy.filters.as_ref().unwrap().request_headers.is_some());
     assert_eq!(r.policy.backend_protocol, Some(crate::config::Protocol::H2c));
     assert_eq!(target(&cfg, "grpc.test", "/b.B/Call"), None);
@@ -743,4 +763,77 @@ fn rules_beyond_the_crd_limits_are_left_out() {
         "{:#?}",
         cfg.diagnostics
     );
+}
+
+/// Gateway `two` with an HTTP listener on port 80 like `gw`'s, and a route for `/` on each:
+/// `gw`'s (older) to Service a, `two`'s to b.
+const TWO: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: two, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ra, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: a, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: rb, namespace: default, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec:
+  parentRefs: [{name: two}]
+  rules: [{backendRefs: [{name: b, port: 80}]}]
+"#;
+
+/// The Service a request for `host` `/` on a Gateway socket for `target` goes to.
+fn on_socket(cfg: &Config, target: u16, host: &str) -> Option<String> {
+    use crate::config::listeners::Found;
+    let points = cfg.gateway_listeners.as_ref()?;
+    let req = crate::config::route::RouteRequest::default();
+    match points.route_request(&cfg.routes, (target, false, false), None, host, "/", &req) {
+        Found::Route(r) => Some(cfg.backend(r).expect("backend").service.to_string()),
+        _ => None,
+    }
+}
+
+fn targets(cfg: &Config, gateway: &str) -> Vec<(u16, u16)> {
+    let g = cfg.gateway.gateways.iter().find(|g| g.key.name == gateway).unwrap();
+    g.ports.iter().map(|p| (p.port, p.target)).collect()
+}
+
+#[test]
+fn gateways_with_addresses_of_their_own_each_serve_their_routes_on_the_same_port() {
+    let opts = Options {
+        gateway_services: true,
+        ..Options::default()
+    };
+    let cfg = build_opts(TWO, Vec::new(), &opts);
+    let (gw, two) = (targets(&cfg, "gw"), targets(&cfg, "two"));
+    assert_eq!((gw[0].0, gw[1].0, two[0].0), (80, 8080, 80));
+    assert_ne!(gw[0].1, two[0].1);
+    assert_eq!(on_socket(&cfg, gw[0].1, "x.test").as_deref(), Some("default/a"));
+    assert_eq!(on_socket(&cfg, two[0].1, "x.test").as_deref(), Some("default/b"));
+    // Route `ra` has no sectionName: it is on listener `wild` too, which takes *.example.com.
+    assert_eq!(on_socket(&cfg, gw[1].1, "a.example.com").as_deref(), Some("default/a"));
+    assert_eq!(on_socket(&cfg, gw[1].1, "x.test"), None);
+}
+
+#[test]
+fn gateways_sharing_portico_s_address_share_a_port_s_listeners_oldest_route_first() {
+    let cfg = build(TWO);
+    let points = cfg.gateway_listeners.as_ref().unwrap();
+    let ports: Vec<(u16, bool, usize)> = points
+        .points
+        .iter()
+        .map(|p| (p.target, p.tls, p.listeners.len()))
+        .collect();
+    assert_eq!(ports, [(80, false, 1), (8080, false, 1)]);
+    assert_eq!(points.points[0].listeners[0].via.len(), 2);
+    assert_eq!(on_socket(&cfg, 80, "x.test").as_deref(), Some("default/a"));
 }
