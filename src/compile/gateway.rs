@@ -27,6 +27,7 @@ use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
 use matches::Match;
 
+pub mod infra;
 mod matches;
 pub mod ports;
 mod timeouts;
@@ -103,7 +104,7 @@ pub fn compile<'s>(
             name: key.name.clone(),
             generation: generation(&class.metadata),
             conditions: vec![Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico")],
-            supported_features: crate::config::gateway::SUPPORTED_FEATURES.to_vec(),
+            supported_features: infra::supported_features(opts),
         });
     }
     if classes.is_empty() {
@@ -205,12 +206,15 @@ pub fn compile<'s>(
             0 => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "no listener is programmed"),
             _ => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
         };
+        let infra = infra::check(&gw.key, gw.gateway, opts, diags);
+        let (accepted, programmed) = infra.conditions(accepted, programmed);
         report.gateways.push(GatewayReport {
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
             conditions: vec![accepted, programmed],
             listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
             ports: ports.next().unwrap_or_default(),
+            service: infra.service,
         });
     }
     report

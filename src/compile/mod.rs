@@ -88,6 +88,9 @@ pub struct Options {
     /// (`compile::gateway::ports`); without, every Gateway is served on Portico's own
     /// Service and its listeners' ports.
     pub gateway_services: bool,
+    /// `--gateway-address-cidrs`: where a Gateway's static `spec.addresses` may come from
+    /// (empty: none is usable; see `gateway::infra`).
+    pub gateway_address_cidrs: Vec<crate::config::Cidr>,
 }
 
 impl Default for Options {
@@ -109,6 +112,7 @@ impl Default for Options {
             compression: Default::default(),
             gateway_controller_name: "portico.dev/gateway-controller".into(),
             gateway_services: false,
+            gateway_address_cidrs: Vec::new(),
         }
     }
 }

@@ -47,6 +47,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GRPCRoute",
     "Gateway",
     "GatewayAddressEmpty",
+    "GatewayStaticAddresses",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
@@ -81,6 +82,9 @@ pub struct GatewayReport {
     pub listeners: Vec<ListenerReport>,
     /// The ports its usable listeners are served on, ascending by `port`.
     pub ports: Vec<GatewayPort>,
+    /// With `--gateway-services`, for a Gateway that gets its Service: what goes into it
+    /// besides `ports` (`None`: no Service, and no address in status).
+    pub service: Option<GatewayService>,
 }
 
 /// A port a Gateway's listeners are served on: `port` as its listeners say (what clients
@@ -318,6 +322,16 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
     out
 }
 
+/// A Gateway's own Service (`--gateway-services`): its metadata from
+/// `spec.infrastructure`, and the static addresses it is given as external IPs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayService {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub external_ips: Vec<std::net::IpAddr>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +357,7 @@ mod tests {
                     conditions: vec![Condition::new("Accepted", true, "Accepted", "")],
                 }],
                 ports: vec![GatewayPort { port: 80, target: 80 }],
+                service: None,
             }],
             routes: vec![RouteReport {
                 kind: RouteKind::HTTPRoute,

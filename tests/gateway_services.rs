@@ -1,0 +1,246 @@
+//! `--gateway-services` on a real kube-apiserver with the Gateway API CRDs: Portico, in
+//! Kubernetes mode as its ServiceAccount with deploy/gateway's rights, keeps one Service per
+//! Gateway in its own namespace (ports to per-Gateway targets, Portico's pod selector, the
+//! Gateway's infrastructure labels and annotations), writes each Service's address into its
+//! Gateway's status, deletes the Services of Gateways that are gone, and reports static
+//! addresses and parametersRef as the conformance tests GatewayStaticAddresses and
+//! GatewayInvalidParametersRef expect. No pod runs: the Services' ClusterIPs are the API
+//! server's allocation, which is all status needs.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::Portico;
+use support::cluster::{ControlPlane, eventually};
+
+const GATEWAYS: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: a, namespace: infra}
+spec:
+  gatewayClassName: portico
+  infrastructure:
+    labels: {key2: value2}
+    annotations: {key1: value1}
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: b, namespace: infra}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: alt, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: static, namespace: infra}
+spec:
+  gatewayClassName: portico
+  addresses:
+  - {type: test/fake-invalid-type, value: "fake address teehee!"}
+  - {type: IPAddress, value: 203.0.113.9}
+  - {type: IPAddress, value: 198.51.100.20}
+  listeners:
+  - {name: http, port: 8080, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: params, namespace: infra}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  infrastructure:
+    parametersRef: {group: invalid.io, kind: InvalidParameters, name: invalid}
+---
+# Left by an earlier leader for a Gateway that no longer exists.
+apiVersion: v1
+kind: Service
+metadata:
+  name: gw-stale
+  namespace: portico-system
+  labels: {portico.dev/gateway-service: "true"}
+spec:
+  ports: [{port: 80}]
+"#;
+
+fn get(cp: &ControlPlane, args: &[&str]) -> Value {
+    let mut all = vec!["get", "-o", "json"];
+    all.extend(args);
+    serde_json::from_str(&cp.ok(&all)).unwrap()
+}
+
+fn gateway(cp: &ControlPlane, name: &str) -> Value {
+    get(cp, &["gateway", "-n", "infra", name])
+}
+
+/// `status reason` of a Gateway's condition.
+fn condition(gw: &Value, type_: &str) -> String {
+    gw["status"]["conditions"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["type"] == type_))
+        .map(|c| format!("{} {}", c["status"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+        .unwrap_or_default()
+}
+
+/// Our Services in portico-system, by the Gateway they serve (`NS/NAME`).
+fn services(cp: &ControlPlane) -> std::collections::BTreeMap<String, Value> {
+    get(
+        cp,
+        &[
+            "services",
+            "-n",
+            "portico-system",
+            "-l",
+            "portico.dev/gateway-service=true",
+        ],
+    )["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let gw = s["metadata"]["annotations"]["portico.dev/gateway"]
+                .as_str()
+                .unwrap_or("?");
+            (gw.to_string(), s.clone())
+        })
+        .collect()
+}
+
+fn remove_address(cp: &ControlPlane, name: &str, value: &str) {
+    let gw = gateway(cp, name);
+    let kept: Vec<&Value> = gw["spec"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["value"] != value)
+        .collect();
+    let patch = json!({"spec": {"addresses": kept}}).to_string();
+    cp.ok(&["patch", "gateway", "-n", "infra", name, "--type", "merge", "-p", &patch]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    support::gateway_api::install_crds(&cp).await;
+    // deploy/gateway: the GatewayClass, and the Role over Services in portico-system.
+    cp.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway")]);
+    cp.ok(&["create", "namespace", "infra"]);
+    cp.apply(GATEWAYS);
+
+    let dir = std::env::temp_dir().join(format!("portico-gwsvc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = [
+        "--election-namespace=portico-system",
+        "--pod-name=gw",
+        "--publish-service=portico-system/portico",
+        "--gateway-services",
+        "--gateway-service-type=ClusterIP",
+        "--gateway-address-cidrs=198.51.100.0/24",
+    ];
+    let _p = Portico::launch_env(
+        args.iter().map(|a| a.to_string()).collect(),
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+
+    eventually(
+        "a Service for each of a and b, none stale",
+        Duration::from_secs(30),
+        || async { services(&cp).keys().cloned().collect::<Vec<_>>() == ["infra/a", "infra/b"] },
+    )
+    .await;
+    let svcs = services(&cp);
+    let own = get(&cp, &["service", "-n", "portico-system", "portico"]);
+    let (a, b) = (&svcs["infra/a"], &svcs["infra/b"]);
+    assert_eq!(a["spec"]["type"], "ClusterIP");
+    assert_eq!(a["spec"]["selector"], own["spec"]["selector"], "Portico's own pods");
+    assert_eq!(a["metadata"]["labels"]["key2"], "value2", "{a:#}");
+    assert_eq!(a["metadata"]["annotations"]["key1"], "value1", "{a:#}");
+    assert_eq!(a["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"], "a");
+    assert_eq!(a["metadata"]["labels"]["portico.dev/gateway-namespace"], "infra");
+    let ports = |s: &Value| -> Vec<(i64, i64)> {
+        s["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["port"].as_i64().unwrap(), p["targetPort"].as_i64().unwrap()))
+            .collect()
+    };
+    let (pa, pb) = (ports(a), ports(b));
+    assert_eq!(pa.iter().map(|p| p.0).collect::<Vec<_>>(), [80]);
+    assert_eq!(pb.iter().map(|p| p.0).collect::<Vec<_>>(), [80, 8080]);
+    assert!(
+        pa.iter().chain(&pb).all(|p| (20_000..30_000).contains(&p.1)),
+        "{pa:?} {pb:?}"
+    );
+    assert_ne!(pa[0].1, pb[0].1, "port 80 of a and of b go to different targets");
+
+    // Each Gateway's address is its own Service's ClusterIP.
+    for (name, svc) in [("a", a), ("b", b)] {
+        let want = json!([{"type": "IPAddress", "value": svc["spec"]["clusterIP"]}]);
+        eventually(
+            &format!("Gateway {name}'s address"),
+            Duration::from_secs(20),
+            || async { gateway(&cp, name)["status"]["addresses"] == want },
+        )
+        .await;
+        assert_eq!(condition(&gateway(&cp, name), "Programmed"), "True Programmed");
+    }
+    assert_ne!(a["spec"]["clusterIP"], b["spec"]["clusterIP"]);
+
+    // GatewayInvalidParametersRef.
+    eventually("params not accepted", Duration::from_secs(20), || async {
+        condition(&gateway(&cp, "params"), "Accepted") == "False InvalidParameters"
+    })
+    .await;
+
+    // GatewayStaticAddresses: an unsupported type, then an address outside
+    // --gateway-address-cidrs, then a usable one.
+    eventually("static: unsupported address", Duration::from_secs(20), || async {
+        condition(&gateway(&cp, "static"), "Accepted") == "False UnsupportedAddress"
+    })
+    .await;
+    remove_address(&cp, "static", "fake address teehee!");
+    eventually("static: address not usable", Duration::from_secs(20), || async {
+        let gw = gateway(&cp, "static");
+        condition(&gw, "Accepted") == "True Accepted" && condition(&gw, "Programmed") == "False AddressNotUsable"
+    })
+    .await;
+    assert!(!services(&cp).contains_key("infra/static"));
+    remove_address(&cp, "static", "203.0.113.9");
+    eventually("static: programmed at its address", Duration::from_secs(20), || async {
+        let gw = gateway(&cp, "static");
+        condition(&gw, "Programmed") == "True Programmed"
+            && gw["status"]["addresses"] == json!([{"type": "IPAddress", "value": "198.51.100.20"}])
+    })
+    .await;
+    let s = &services(&cp)["infra/static"];
+    assert_eq!(s["spec"]["externalIPs"], json!(["198.51.100.20"]), "{s:#}");
+    let gw = gateway(&cp, "static");
+    let generation = gw["metadata"]["generation"].clone();
+    assert!(
+        gw["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["observedGeneration"] == generation),
+        "{gw:#}"
+    );
+
+    // A Gateway that is gone takes its Service along.
+    cp.ok(&["delete", "gateway", "-n", "infra", "a"]);
+    eventually("a's Service deleted", Duration::from_secs(20), || async {
+        !services(&cp).contains_key("infra/a")
+    })
+    .await;
+    assert!(services(&cp).contains_key("infra/b"));
+}
