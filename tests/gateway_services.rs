@@ -125,32 +125,41 @@ fn remove_address(cp: &ControlPlane, name: &str, value: &str) {
     cp.ok(&["patch", "gateway", "-n", "infra", name, "--type", "merge", "-p", &patch]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
+/// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the Role over
+/// Services in portico-system), namespace `infra` with `objects`, and Portico running in
+/// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`.
+async fn start(objects: &str, args: &[&str]) -> (ControlPlane, Portico) {
     let cp = ControlPlane::start();
     let kubeconfig = cp.install_portico();
     support::gateway_api::install_crds(&cp).await;
-    // deploy/gateway: the GatewayClass, and the Role over Services in portico-system.
     cp.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway")]);
     cp.ok(&["create", "namespace", "infra"]);
-    cp.apply(GATEWAYS);
-
-    let dir = std::env::temp_dir().join(format!("portico-gwsvc-{}", std::process::id()));
+    cp.apply(objects);
+    let dir = std::env::temp_dir().join(format!("portico-gwsvc-{}-{}", std::process::id(), args.len()));
     std::fs::create_dir_all(&dir).unwrap();
-    let args = [
+    let mut all = vec![
         "--election-namespace=portico-system",
         "--pod-name=gw",
         "--publish-service=portico-system/portico",
         "--gateway-services",
-        "--gateway-service-type=ClusterIP",
-        "--gateway-address-cidrs=198.51.100.0/24",
     ];
-    let _p = Portico::launch_env(
-        args.iter().map(|a| a.to_string()).collect(),
+    all.extend(args);
+    let p = Portico::launch_env(
+        all.iter().map(|a| a.to_string()).collect(),
         dir,
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
     .await;
+    (cp, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
+    let args = [
+        "--gateway-service-type=ClusterIP",
+        "--gateway-address-cidrs=198.51.100.0/24",
+    ];
+    let (cp, _p) = start(GATEWAYS, &args).await;
 
     eventually(
         "a Service for each of a and b, none stale",
@@ -243,4 +252,43 @@ async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
     })
     .await;
     assert!(services(&cp).contains_key("infra/b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_gives_the_gateway_its_address_once_it_has_one() {
+    let gw = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: lb, namespace: infra}\nspec:\n  gatewayClassName: portico\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
+    let (cp, _p) = start(gw, &[]).await;
+    eventually("lb's Service", Duration::from_secs(30), || async {
+        services(&cp).contains_key("infra/lb")
+    })
+    .await;
+    let svc = &services(&cp)["infra/lb"];
+    assert_eq!(svc["spec"]["type"], "LoadBalancer", "the default type");
+    // No load balancer yet: the ClusterIP meanwhile.
+    let cluster = json!([{"type": "IPAddress", "value": svc["spec"]["clusterIP"]}]);
+    eventually("lb's ClusterIP in status", Duration::from_secs(20), || async {
+        gateway(&cp, "lb")["status"]["addresses"] == cluster
+    })
+    .await;
+    // What a cloud's load-balancer controller writes; Portico asks again after a backoff.
+    let name = svc["metadata"]["name"].as_str().unwrap();
+    cp.ok(&[
+        "patch",
+        "service",
+        "-n",
+        "portico-system",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.77"}]}}}"#,
+    ]);
+    eventually(
+        "the load balancer's address in status",
+        Duration::from_secs(30),
+        || async {
+            gateway(&cp, "lb")["status"]["addresses"] == json!([{"type": "IPAddress", "value": "203.0.113.77"}])
+        },
+    )
+    .await;
 }

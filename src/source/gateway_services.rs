@@ -403,6 +403,40 @@ mod tests {
     }
 
     #[test]
+    fn a_gateways_address_is_the_load_balancers_else_external_ips_else_the_cluster_ip() {
+        let mut svc: Service = serde_json::from_value(json!({
+            "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00::10"]},
+        }))
+        .unwrap();
+        let addresses = |s: &Service| gateway_addresses(&service_entries(s));
+        assert_eq!(
+            addresses(&svc),
+            [
+                json!({"type": "IPAddress", "value": "10.96.0.10"}),
+                json!({"type": "IPAddress", "value": "fd00::10"}),
+            ]
+        );
+        assert!(!has_load_balancer(&svc));
+        svc.spec.as_mut().unwrap().external_ips = Some(vec!["198.51.100.20".into()]);
+        assert_eq!(
+            addresses(&svc),
+            [json!({"type": "IPAddress", "value": "198.51.100.20"})]
+        );
+        svc.status = serde_json::from_value(json!({"loadBalancer": {"ingress": [
+            {"ip": "203.0.113.5"}, {"hostname": "lb.example.com"},
+        ]}}))
+        .unwrap();
+        assert!(has_load_balancer(&svc));
+        assert_eq!(
+            addresses(&svc),
+            [
+                json!({"type": "IPAddress", "value": "203.0.113.5"}),
+                json!({"type": "Hostname", "value": "lb.example.com"}),
+            ]
+        );
+    }
+
+    #[test]
     fn service_types_parse_case_insensitively() {
         assert_eq!("clusterip".parse(), Ok(ServiceType::ClusterIP));
         assert_eq!("NodePort".parse(), Ok(ServiceType::NodePort));
