@@ -206,6 +206,16 @@ async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
     }
     assert_ne!(a["spec"]["clusterIP"], b["spec"]["clusterIP"]);
 
+    // A Service someone deleted is made again (and b's address follows the new one).
+    let b_name = b["metadata"]["name"].as_str().unwrap();
+    cp.ok(&["delete", "service", "-n", "portico-system", b_name]);
+    eventually("b's Service made again", Duration::from_secs(20), || async {
+        services(&cp).get("infra/b").is_some_and(|s| {
+            gateway(&cp, "b")["status"]["addresses"] == json!([{"type": "IPAddress", "value": s["spec"]["clusterIP"]}])
+        })
+    })
+    .await;
+
     // GatewayInvalidParametersRef.
     eventually("params not accepted", Duration::from_secs(20), || async {
         condition(&gateway(&cp, "params"), "Accepted") == "False InvalidParameters"

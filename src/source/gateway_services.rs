@@ -148,10 +148,6 @@ pub struct ServiceWriter {
     type_: ServiceType,
     selector: Option<BTreeMap<String, String>>,
     applied: HashMap<String, Applied>,
-    /// Names of our Services that exist (or may: a delete that failed).
-    present: BTreeSet<String>,
-    /// Whether `present` started from a list of the namespace.
-    listed: bool,
     failed_rounds: u32,
 }
 
@@ -174,8 +170,6 @@ impl ServiceWriter {
             type_: opts.gateway_service_type,
             selector: None,
             applied: HashMap::new(),
-            present: BTreeSet::new(),
-            listed: false,
             failed_rounds: 0,
         })
     }
@@ -216,11 +210,22 @@ impl ServiceWriter {
                 }
             }
         }
+        // Our Services as they are: one that someone deleted is made again, and those of
+        // Gateways that are gone (also while no leader ran) are deleted.
+        let lp = ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
+        let live: Option<BTreeSet<String>> = match api.list_metadata(&lp).await {
+            Ok(list) => Some(list.items.into_iter().filter_map(|s| s.metadata.name).collect()),
+            Err(e) => {
+                failures.push(format!("listing Services labelled {MANAGED_LABEL}: {e}"));
+                None
+            }
+        };
         let params = PatchParams::apply(MANAGER).force();
         for (name, (key, body)) in &wanted {
             if let Some(a) = self.applied.get(name)
                 && &a.body == body
                 && !a.pending
+                && live.as_ref().is_none_or(|l| l.contains(name))
             {
                 out.insert(key.clone(), a.addresses.clone());
                 continue;
@@ -230,7 +235,6 @@ impl ServiceWriter {
                     let waiting = self.type_ == ServiceType::LoadBalancer && !has_load_balancer(&svc);
                     pending |= waiting;
                     let addresses = gateway_addresses(&service_entries(&svc));
-                    self.present.insert(name.clone());
                     out.insert(key.clone(), addresses.clone());
                     self.applied.insert(
                         name.clone(),
@@ -247,20 +251,9 @@ impl ServiceWriter {
                 }
             }
         }
-        if !self.listed {
-            let lp = ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
-            match api.list_metadata(&lp).await {
-                Ok(list) => {
-                    self.present
-                        .extend(list.items.into_iter().filter_map(|s| s.metadata.name));
-                    self.listed = true;
-                }
-                Err(e) => failures.push(format!("listing Services labelled {MANAGED_LABEL}: {e}")),
-            }
-        }
-        let gone: Vec<String> = self
-            .present
+        let gone: Vec<String> = live
             .iter()
+            .flatten()
             .filter(|n| !wanted.contains_key(*n))
             .cloned()
             .collect();
@@ -275,7 +268,6 @@ impl ServiceWriter {
                     continue;
                 }
             }
-            self.present.remove(&name);
             self.applied.remove(&name);
         }
         self.failed_rounds = if failures.is_empty() && !pending {
