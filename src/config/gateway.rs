@@ -36,7 +36,8 @@ pub struct ClassReport {
     pub generation: i64,
     pub conditions: Vec<Condition>,
     /// The Gateway API features Portico implements (`status.supportedFeatures`, which the
-    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`].
+    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`], less
+    /// GatewayStaticAddresses without `--gateway-services`.
     pub supported_features: Vec<&'static str>,
 }
 
