@@ -65,7 +65,17 @@ kind: Service
 metadata:
   name: gw-stale
   namespace: portico-system
-  labels: {portico.dev/gateway-service: "true"}
+  labels: {portico.dev/gateway-service: portico}
+spec:
+  ports: [{port: 80}]
+---
+# Another Portico's (its own Service is portico-b): left alone.
+apiVersion: v1
+kind: Service
+metadata:
+  name: gw-other
+  namespace: portico-system
+  labels: {portico.dev/gateway-service: portico-b}
 spec:
   ports: [{port: 80}]
 "#;
@@ -98,7 +108,7 @@ fn services(cp: &ControlPlane) -> std::collections::BTreeMap<String, Value> {
             "-n",
             "portico-system",
             "-l",
-            "portico.dev/gateway-service=true",
+            "portico.dev/gateway-service=portico",
         ],
     )["items"]
         .as_array()
@@ -262,6 +272,7 @@ async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
     })
     .await;
     assert!(services(&cp).contains_key("infra/b"));
+    cp.ok(&["get", "service", "-n", "portico-system", "gw-other"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,8 @@ use crate::config::Config;
 use crate::config::gateway::{GatewayPort, GatewayService, Report};
 use crate::model::ObjectKey;
 
-/// Set on every Service made here: what the leader lists (and deletes when its Gateway is gone).
+/// Set on every Service made here, to the name of Portico's own Service (so that two Porticos
+/// in one namespace keep apart): what the leader lists, and deletes when its Gateway is gone.
 pub const MANAGED_LABEL: &str = "portico.dev/gateway-service";
 /// The Gateway a Service serves: the Gateway API's own label for its name...
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -88,9 +89,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The Service a Gateway gets, as a server-side apply body.
+/// The Service a Gateway gets, as a server-side apply body, beside Portico's own Service `own`.
 pub fn desired(
-    namespace: &str,
+    own: &ObjectKey,
     gateway: &ObjectKey,
     svc: &GatewayService,
     ports: &[GatewayPort],
@@ -105,7 +106,7 @@ pub fn desired(
         labels.remove(GATEWAY_NAME_LABEL);
     }
     labels.insert(GATEWAY_NAMESPACE_LABEL.into(), gateway.namespace.clone());
-    labels.insert(MANAGED_LABEL.into(), "true".into());
+    labels.insert(MANAGED_LABEL.into(), own.name.clone());
     labels.insert("app.kubernetes.io/managed-by".into(), "portico".into());
     let mut annotations = svc.annotations.clone();
     annotations.insert(GATEWAY_ANNOTATION.into(), gateway.to_string());
@@ -123,7 +124,7 @@ pub fn desired(
         "kind": "Service",
         "metadata": {
             "name": service_name(gateway),
-            "namespace": namespace,
+            "namespace": own.namespace,
             "labels": labels,
             "annotations": annotations,
         },
@@ -201,7 +202,7 @@ impl ServiceWriter {
         for gw in &report.gateways {
             match (&gw.service, &self.selector) {
                 (Some(svc), Some(sel)) if !gw.ports.is_empty() => {
-                    let body = desired(&self.own.namespace, &gw.key, svc, &gw.ports, sel, self.type_);
+                    let body = desired(&self.own, &gw.key, svc, &gw.ports, sel, self.type_);
                     wanted.insert(service_name(&gw.key), (gw.key.clone(), body));
                 }
                 (_, None) => {}
@@ -212,7 +213,7 @@ impl ServiceWriter {
         }
         // Our Services as they are: one that someone deleted is made again, and those of
         // Gateways that are gone (also while no leader ran) are deleted.
-        let lp = ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
+        let lp = ListParams::default().labels(&format!("{MANAGED_LABEL}={}", self.own.name));
         let live: Option<BTreeSet<String>> = match api.list_metadata(&lp).await {
             Ok(list) => Some(list.items.into_iter().filter_map(|s| s.metadata.name).collect()),
             Err(e) => {
@@ -373,10 +374,11 @@ mod tests {
             },
         ];
         let sel: BTreeMap<String, String> = [("app".into(), "portico".into())].into();
-        let body = desired("portico-system", &key, &svc, &ports, &sel, ServiceType::ClusterIP);
+        let own = ObjectKey::new("portico-system", "portico");
+        let body = desired(&own, &key, &svc, &ports, &sel, ServiceType::ClusterIP);
         assert_eq!(body["metadata"]["namespace"], "portico-system");
         assert_eq!(body["metadata"]["labels"]["key2"], "value2");
-        assert_eq!(body["metadata"]["labels"][MANAGED_LABEL], "true", "ours win");
+        assert_eq!(body["metadata"]["labels"][MANAGED_LABEL], "portico", "ours win");
         assert_eq!(body["metadata"]["labels"][GATEWAY_NAME_LABEL], "gw");
         assert_eq!(body["metadata"]["labels"][GATEWAY_NAMESPACE_LABEL], "infra");
         assert_eq!(body["metadata"]["annotations"]["key1"], "value1");
@@ -389,7 +391,7 @@ mod tests {
             ]})
         );
         let plain = GatewayService::default();
-        let body = desired("p", &key, &plain, &ports, &sel, ServiceType::LoadBalancer);
+        let body = desired(&own, &key, &plain, &ports, &sel, ServiceType::LoadBalancer);
         assert!(body["spec"].get("externalIPs").is_none());
         assert_eq!(body["spec"]["type"], "LoadBalancer");
     }
