@@ -676,9 +676,6 @@ async fn publish(
     }
 }
 
-/// The `status.loadBalancer.ingress` entries Portico publishes: `--publish-status-address`
-/// if given; else the `--publish-service` Service's load-balancer ingress, else its
-/// external IPs, else its cluster IP(s).
 /// One `status.loadBalancer.ingress` entry: an IP, else a host name.
 fn entry(a: &str) -> serde_json::Value {
     if a.parse::<std::net::IpAddr>().is_ok() {
@@ -688,6 +685,9 @@ fn entry(a: &str) -> serde_json::Value {
     }
 }
 
+/// The `status.loadBalancer.ingress` entries Portico publishes: `--publish-status-address`
+/// if given; else the `--publish-service` Service's load-balancer ingress, else its
+/// external IPs, else its cluster IP(s).
 pub(super) async fn desired_status(client: &Client, opts: &KubeOptions) -> Option<Vec<serde_json::Value>> {
     if !opts.publish_status_addresses.is_empty() {
         return Some(opts.publish_status_addresses.iter().map(|a| entry(a)).collect());
