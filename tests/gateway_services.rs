@@ -285,6 +285,10 @@ async fn a_load_balancer_gives_the_gateway_its_address_once_it_has_one() {
     .await;
     let svc = &services(&cp)["infra/lb"];
     assert_eq!(svc["spec"]["type"], "LoadBalancer", "the default type");
+    assert_eq!(
+        svc["spec"]["externalTrafficPolicy"], "Local",
+        "as Portico's own Service"
+    );
     // No load balancer yet: the ClusterIP meanwhile.
     let cluster = json!([{"type": "IPAddress", "value": svc["spec"]["clusterIP"]}]);
     eventually("lb's ClusterIP in status", Duration::from_secs(20), || async {

@@ -89,13 +89,32 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// What the Gateways' Services take from Portico's own Service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnSpec {
+    /// Portico's pods.
+    pub selector: BTreeMap<String, String>,
+    /// `Local` keeps clients' addresses (for NodePort and LoadBalancer Services).
+    pub external_traffic_policy: Option<String>,
+}
+
+impl OwnSpec {
+    fn of(svc: Service) -> Option<Self> {
+        let spec = svc.spec?;
+        Some(Self {
+            selector: spec.selector.filter(|s| !s.is_empty())?,
+            external_traffic_policy: spec.external_traffic_policy,
+        })
+    }
+}
+
 /// The Service a Gateway gets, as a server-side apply body, beside Portico's own Service `own`.
 pub fn desired(
     own: &ObjectKey,
     gateway: &ObjectKey,
     svc: &GatewayService,
     ports: &[GatewayPort],
-    selector: &BTreeMap<String, String>,
+    from_own: &OwnSpec,
     type_: ServiceType,
 ) -> Value {
     let mut labels = svc.labels.clone();
@@ -114,7 +133,12 @@ pub fn desired(
         .iter()
         .map(|p| json!({"name": format!("port-{}", p.port), "port": p.port, "targetPort": p.target, "protocol": "TCP"}))
         .collect();
-    let mut spec = json!({"type": type_.as_str(), "selector": selector, "ports": ports});
+    let mut spec = json!({"type": type_.as_str(), "selector": from_own.selector, "ports": ports});
+    if let Some(p) = &from_own.external_traffic_policy
+        && type_ != ServiceType::ClusterIP
+    {
+        spec["externalTrafficPolicy"] = json!(p);
+    }
     if !svc.external_ips.is_empty() {
         let ips: Vec<String> = svc.external_ips.iter().map(ToString::to_string).collect();
         spec["externalIPs"] = json!(ips);
@@ -144,10 +168,10 @@ struct Applied {
 /// The leader's keeper of the Gateways' Services; a new leader starts with a new one.
 pub struct ServiceWriter {
     client: Client,
-    /// Portico's own Service (`--publish-service`): its namespace and its selector.
+    /// Portico's own Service (`--publish-service`): its namespace, and what its Spec gives.
     own: ObjectKey,
     type_: ServiceType,
-    selector: Option<BTreeMap<String, String>>,
+    from_own: Option<OwnSpec>,
     applied: HashMap<String, Applied>,
     failed_rounds: u32,
 }
@@ -169,7 +193,7 @@ impl ServiceWriter {
             client,
             own,
             type_: opts.gateway_service_type,
-            selector: None,
+            from_own: None,
             applied: HashMap::new(),
             failed_rounds: 0,
         })
@@ -187,11 +211,11 @@ impl ServiceWriter {
         let mut failures: Vec<String> = Vec::new();
         let mut pending = false;
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.own.namespace);
-        if self.selector.is_none() {
+        if self.from_own.is_none() {
             match api.get(&self.own.name).await {
                 Ok(s) => {
-                    self.selector = s.spec.and_then(|s| s.selector).filter(|s| !s.is_empty());
-                    if self.selector.is_none() {
+                    self.from_own = OwnSpec::of(s);
+                    if self.from_own.is_none() {
                         failures.push(format!("{} has no selector", self.own));
                     }
                 }
@@ -200,9 +224,9 @@ impl ServiceWriter {
         }
         let mut wanted: BTreeMap<String, (ObjectKey, Value)> = BTreeMap::new();
         for gw in &report.gateways {
-            match (&gw.service, &self.selector) {
-                (Some(svc), Some(sel)) if !gw.ports.is_empty() => {
-                    let body = desired(&self.own, &gw.key, svc, &gw.ports, sel, self.type_);
+            match (&gw.service, &self.from_own) {
+                (Some(svc), Some(from_own)) if !gw.ports.is_empty() => {
+                    let body = desired(&self.own, &gw.key, svc, &gw.ports, from_own, self.type_);
                     wanted.insert(service_name(&gw.key), (gw.key.clone(), body));
                 }
                 (_, None) => {}
@@ -373,7 +397,10 @@ mod tests {
                 target: 21000,
             },
         ];
-        let sel: BTreeMap<String, String> = [("app".into(), "portico".into())].into();
+        let mut sel = OwnSpec {
+            selector: [("app".into(), "portico".into())].into(),
+            external_traffic_policy: Some("Local".into()),
+        };
         let own = ObjectKey::new("portico-system", "portico");
         let body = desired(&own, &key, &svc, &ports, &sel, ServiceType::ClusterIP);
         assert_eq!(body["metadata"]["namespace"], "portico-system");
@@ -394,6 +421,13 @@ mod tests {
         let body = desired(&own, &key, &plain, &ports, &sel, ServiceType::LoadBalancer);
         assert!(body["spec"].get("externalIPs").is_none());
         assert_eq!(body["spec"]["type"], "LoadBalancer");
+        assert_eq!(
+            body["spec"]["externalTrafficPolicy"], "Local",
+            "clients' addresses kept"
+        );
+        sel.external_traffic_policy = None;
+        let body = desired(&own, &key, &plain, &ports, &sel, ServiceType::NodePort);
+        assert!(body["spec"].get("externalTrafficPolicy").is_none());
     }
 
     #[test]
