@@ -80,6 +80,8 @@ spec:
   ports: [{port: 80}]
 "#;
 
+const LB: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: lb, namespace: infra}\nspec:\n  gatewayClassName: portico\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
+
 fn get(cp: &ControlPlane, args: &[&str]) -> Value {
     let mut all = vec!["get", "-o", "json"];
     all.extend(args);
@@ -137,7 +139,8 @@ fn remove_address(cp: &ControlPlane, name: &str, value: &str) {
 
 /// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the Role over
 /// Services in portico-system), namespace `infra` with `objects`, and Portico running in
-/// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`.
+/// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`
+/// (`--publish-service=portico-system/portico` unless they name another).
 async fn start(objects: &str, args: &[&str]) -> (ControlPlane, Portico) {
     let cp = ControlPlane::start();
     let kubeconfig = cp.install_portico();
@@ -150,10 +153,12 @@ async fn start(objects: &str, args: &[&str]) -> (ControlPlane, Portico) {
     let mut all = vec![
         "--election-namespace=portico-system",
         "--pod-name=gw",
-        "--publish-service=portico-system/portico",
         "--gateway-services",
     ];
     all.extend(args);
+    if !args.iter().any(|a| a.starts_with("--publish-service")) {
+        all.push("--publish-service=portico-system/portico");
+    }
     let p = Portico::launch_env(
         all.iter().map(|a| a.to_string()).collect(),
         dir,
@@ -277,8 +282,7 @@ async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_gives_the_gateway_its_address_once_it_has_one() {
-    let gw = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: lb, namespace: infra}\nspec:\n  gatewayClassName: portico\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
-    let (cp, _p) = start(gw, &[]).await;
+    let (cp, _p) = start(LB, &[]).await;
     eventually("lb's Service", Duration::from_secs(30), || async {
         services(&cp).contains_key("infra/lb")
     })
@@ -313,6 +317,59 @@ async fn a_load_balancer_gives_the_gateway_its_address_once_it_has_one() {
         Duration::from_secs(30),
         || async {
             gateway(&cp, "lb")["status"]["addresses"] == json!([{"type": "IPAddress", "value": "203.0.113.77"}])
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_porticos_own_service_nothing_is_made_or_deleted_until_it_comes() {
+    let kept = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: gw-kept\n  namespace: portico-system\n  labels: {portico.dev/gateway-service: late}\nspec:\n  ports: [{port: 80}]\n";
+    let (cp, p) = start(&format!("{LB}{kept}"), &["--publish-service=portico-system/late"]).await;
+    eventually("lb's status written", Duration::from_secs(20), || async {
+        condition(&gateway(&cp, "lb"), "Accepted") == "True Accepted"
+    })
+    .await;
+    eventually("the failure logged", Duration::from_secs(20), || async {
+        p.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("cannot bring the Gateways' Services up to date"))
+    })
+    .await;
+    let ours = || {
+        get(
+            &cp,
+            &[
+                "services",
+                "-n",
+                "portico-system",
+                "-l",
+                "portico.dev/gateway-service=late",
+            ],
+        )
+    };
+    let names = |v: Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(ours()),
+        ["gw-kept"],
+        "nothing deleted while Portico's own Service is unknown"
+    );
+    cp.apply("apiVersion: v1\nkind: Service\nmetadata: {name: late, namespace: portico-system}\nspec:\n  selector: {app: portico}\n  ports: [{port: 80}]\n");
+    eventually(
+        "lb's Service made, the stale one deleted",
+        Duration::from_secs(30),
+        || async {
+            let n = names(ours());
+            n.len() == 1 && n[0].starts_with("gw-infra-lb-")
         },
     )
     .await;

@@ -222,14 +222,19 @@ impl ServiceWriter {
                 Err(e) => failures.push(format!("reading {}: {e}", self.own)),
             }
         }
+        // Without it nothing is applied, and nothing deleted either: every Gateway keeps its
+        // Service and its addresses until the next round.
+        let Some(from_own) = self.from_own.clone() else {
+            self.end_round(&failures, false);
+            return out;
+        };
         let mut wanted: BTreeMap<String, (ObjectKey, Value)> = BTreeMap::new();
         for gw in &report.gateways {
-            match (&gw.service, &self.from_own) {
-                (Some(svc), Some(from_own)) if !gw.ports.is_empty() => {
-                    let body = desired(&self.own, &gw.key, svc, &gw.ports, from_own, self.type_);
+            match &gw.service {
+                Some(svc) if !gw.ports.is_empty() => {
+                    let body = desired(&self.own, &gw.key, svc, &gw.ports, &from_own, self.type_);
                     wanted.insert(service_name(&gw.key), (gw.key.clone(), body));
                 }
-                (_, None) => {}
                 _ => {
                     out.insert(gw.key.clone(), Vec::new());
                 }
@@ -295,6 +300,13 @@ impl ServiceWriter {
             }
             self.applied.remove(&name);
         }
+        self.end_round(&failures, pending);
+        out
+    }
+
+    /// Counts a round with failures (or a load balancer's address still to come) towards the
+    /// backoff, and says what failed first.
+    fn end_round(&mut self, failures: &[String], pending: bool) {
         self.failed_rounds = if failures.is_empty() && !pending {
             0
         } else {
@@ -303,7 +315,6 @@ impl ServiceWriter {
         if let Some(first) = failures.first() {
             tracing::warn!(failures = failures.len(), first = %first, "cannot bring the Gateways' Services up to date; retried with the next config or after a backoff");
         }
-        out
     }
 }
 
