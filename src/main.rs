@@ -119,6 +119,15 @@ struct ClassArgs {
         default_value = "portico.dev/gateway-controller"
     )]
     gateway_controller_name: String,
+    /// Kubernetes mode: each Gateway gets a Service of its own (its own address) in the
+    /// --publish-service's namespace, selecting Portico's pods; the leader creates, updates and
+    /// deletes them.
+    #[arg(long, env = "PORTICO_GATEWAY_SERVICES")]
+    gateway_services: bool,
+    /// Where a Gateway's static spec.addresses (IPAddress) may come from, as CIDRs
+    /// (comma-separated; default none): they become its Service's external IPs.
+    #[arg(long, env = "PORTICO_GATEWAY_ADDRESS_CIDRS", value_delimiter = ',')]
+    gateway_address_cidrs: Vec<Cidr>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -289,6 +298,10 @@ struct RunArgs {
     /// Kubernetes mode: addresses (IPs or names, comma-separated) to write into Ingress status instead.
     #[arg(long, env = "PORTICO_PUBLISH_STATUS_ADDRESS", value_delimiter = ',')]
     publish_status_address: Vec<String>,
+    /// Kubernetes mode, with --gateway-services: the type of the Gateways' Services
+    /// (ClusterIP, NodePort or LoadBalancer).
+    #[arg(long, env = "PORTICO_GATEWAY_SERVICE_TYPE", default_value = "LoadBalancer")]
+    gateway_service_type: portico::source::gateway_services::ServiceType,
     /// Kubernetes mode: name of the leader-election Lease; only the leader writes status and Events.
     #[arg(long, env = "PORTICO_ELECTION_ID", default_value = "portico-leader")]
     election_id: String,
@@ -401,8 +414,8 @@ fn options(class: &ClassArgs, fallback: Option<Arc<rustls::sign::CertifiedKey>>,
         global: Default::default(),
         compression: Default::default(),
         gateway_controller_name: class.gateway_controller_name.clone(),
-        // The flag comes with the Service per Gateway (not yet built).
-        gateway_services: false,
+        gateway_services: class.gateway_services,
+        gateway_address_cidrs: class.gateway_address_cidrs.clone(),
     }
 }
 
@@ -617,6 +630,7 @@ async fn run(args: RunArgs, demo: bool, access_sink: Option<portico::proxy::acce
                 debounce: args.debounce,
                 controller_name: "portico".into(),
                 configmap: args.class.configmap.clone(),
+                gateway_service_type: args.gateway_service_type,
             };
             if opts.publish_service.is_none() && opts.publish_status_addresses.is_empty() {
                 tracing::warn!(

@@ -46,32 +46,7 @@ spec:
 async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
     let cp = ControlPlane::start();
     let kubeconfig = cp.install_portico();
-    // The standard-channel CRDs of the Gateway API module (tests/gateway/crds.sh, through the
-    // Go module cache the other kube tests use).
-    let crds = support::built(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
-        "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
-    );
-    for kind in [
-        "gatewayclasses",
-        "gateways",
-        "httproutes",
-        "grpcroutes",
-        "tlsroutes",
-        "referencegrants",
-    ] {
-        let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
-        cp.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
-        // A CRD the API server has just taken may not carry its conditions yet, and `kubectl
-        // wait` then gives up at once: asked again until it is Established.
-        let crd = format!("crd/{kind}.gateway.networking.k8s.io");
-        eventually(&format!("{crd} established"), Duration::from_secs(60), || async {
-            cp.kubectl(&["wait", "--for", "condition=established", "--timeout=10s", &crd])
-                .status
-                .success()
-        })
-        .await;
-    }
+    support::gateway_api::install_crds(&cp).await;
     cp.ok(&["create", "namespace", "gw-a"]);
     cp.ok(&["create", "namespace", "gw-b"]);
     let slice = fixture::slice("gw-a", "web-1", "web")

@@ -27,6 +27,7 @@ use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
 use matches::Match;
 
+pub mod infra;
 mod listener_set;
 mod listeners;
 mod matches;
@@ -111,7 +112,7 @@ pub fn compile<'s>(
             name: key.name.clone(),
             generation: generation(&class.metadata),
             conditions: vec![Condition::new(cond::ACCEPTED, true, "Accepted", "accepted by Portico")],
-            supported_features: crate::config::gateway::SUPPORTED_FEATURES.to_vec(),
+            supported_features: infra::supported_features(opts),
             uid: uid(&class.metadata),
         });
     }
@@ -218,6 +219,8 @@ pub fn compile<'s>(
             0 => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "no listener is programmed"),
             _ => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
         };
+        let infra = infra::check(&gw.key, gw.gateway, opts, diags);
+        let (accepted, programmed) = infra.conditions(accepted, programmed);
         report.gateways.push(GatewayReport {
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
@@ -226,6 +229,7 @@ pub fn compile<'s>(
             ports: gw_ports,
             uid: uid(&gw.gateway.metadata),
             attached_listener_sets: listener_set::attached(gw),
+            service: infra.service,
         });
     }
     report.listener_sets = listener_set::reports(&states);

@@ -91,6 +91,9 @@ pub struct Options {
     /// Gateway listener ports (`GatewayPort::target`) the data plane could not bind, with
     /// why: their listeners are not Programmed (see `compile::gateway::listeners`).
     pub unbound_ports: std::collections::BTreeMap<u16, String>,
+    /// `--gateway-address-cidrs`: where a Gateway's static `spec.addresses` may come from
+    /// (empty: none is usable; see `gateway::infra`).
+    pub gateway_address_cidrs: Vec<crate::config::Cidr>,
 }
 
 impl Default for Options {
@@ -113,6 +116,7 @@ impl Default for Options {
             gateway_controller_name: "portico.dev/gateway-controller".into(),
             gateway_services: false,
             unbound_ports: Default::default(),
+            gateway_address_cidrs: Vec::new(),
         }
     }
 }

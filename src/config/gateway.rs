@@ -39,7 +39,8 @@ pub struct ClassReport {
     pub generation: i64,
     pub conditions: Vec<Condition>,
     /// The Gateway API features Portico implements (`status.supportedFeatures`, which the
-    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`].
+    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`], less
+    /// GatewayStaticAddresses without `--gateway-services`.
     pub supported_features: Vec<&'static str>,
     /// `metadata.uid`: which object of that name the status is for.
     pub uid: String,
@@ -56,6 +57,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayAddressEmpty",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayStaticAddresses",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
@@ -96,6 +98,9 @@ pub struct GatewayReport {
     pub uid: String,
     /// ListenerSets attached to it (`status.attachedListenerSets`).
     pub attached_listener_sets: u32,
+    /// With `--gateway-services`, for a Gateway that gets its Service: what goes into it
+    /// besides `ports` (`None`: no Service, and no address in status).
+    pub service: Option<GatewayService>,
 }
 
 /// A port a Gateway's listeners are served on: `port` as its listeners say (what clients
@@ -351,6 +356,16 @@ fn listener_status(l: &ListenerReport, generation: i64, now: &str) -> Value {
     })
 }
 
+/// A Gateway's own Service (`--gateway-services`): its metadata from
+/// `spec.infrastructure`, and the static addresses it is given as external IPs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayService {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub external_ips: Vec<std::net::IpAddr>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +394,7 @@ mod tests {
                 ports: vec![GatewayPort { port: 80, target: 80 }],
                 uid: "g1".into(),
                 attached_listener_sets: 0,
+                service: None,
             }],
             routes: vec![RouteReport {
                 kind: RouteKind::HTTPRoute,

@@ -85,6 +85,43 @@ pub struct GatewaySpec {
     pub listeners: Vec<Listener>,
     /// Which ListenerSets may add listeners (`None`: none may).
     pub allowed_listeners: Option<AllowedListeners>,
+    /// Static addresses asked for (see `compile::gateway::infra`).
+    #[serde(default)]
+    pub addresses: Vec<GatewaySpecAddress>,
+    pub infrastructure: Option<GatewayInfrastructure>,
+}
+
+/// `spec.addresses[]`: `type` defaults to `IPAddress`; an empty `value` asks for any address.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpecAddress {
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `spec.infrastructure`: metadata for what is made for the Gateway (its Service), and a
+/// reference to parameters (Portico takes none).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub parameters_ref: Option<LocalParametersReference>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalParametersReference {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -281,7 +281,7 @@ pub async fn write_round(
 }
 
 /// The wait after `failed_rounds` failed rounds in a row (none after none).
-fn backoff(failed_rounds: u32) -> Option<Duration> {
+pub(super) fn backoff(failed_rounds: u32) -> Option<Duration> {
     let n = failed_rounds.checked_sub(1)?;
     Some(RETRY_FIRST.saturating_mul(1 << n.min(16)).min(RETRY_MAX))
 }

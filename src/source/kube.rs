@@ -48,6 +48,8 @@ pub struct KubeOptions {
     pub controller_name: String,
     /// `--configmap`: its namespace is watched for ConfigMaps even outside `watch_namespace`.
     pub configmap: Option<ObjectKey>,
+    /// `--gateway-service-type`: the type of each Gateway's Service (`--gateway-services`).
+    pub gateway_service_type: super::gateway_services::ServiceType,
 }
 
 /// The objects seen so far and which kinds have been listed completely.
@@ -530,18 +532,21 @@ async fn leader_duties(
     let controller = publisher.options.gateway_controller_name.clone();
     let gateway_status = || super::gateway_status::StatusWriter::new(client.clone(), controller.clone());
     let mut gateways = gateway_status();
+    let gateway_services =
+        || super::gateway_services::ServiceWriter::new(client.clone(), &opts, publisher.options.gateway_services);
+    let mut services = gateway_services();
     let mut was_leader = false;
     // What the last round worked from: an endpoints-only recompile shares these with the
     // Config before it, and then there is no status or Event to write.
     let mut done: Option<Worked> = None;
     loop {
-        let gateway_retry = gateways.retry_after();
+        let gateway_retry = super::gateway_services::retry_after(&gateways, &services);
         tokio::select! {
             r = generations.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(gateway_retry.unwrap_or_default()), if gateway_retry.is_some() && was_leader => {
-                let updates = super::gateway_status::updates(&publisher.live.config());
-                super::gateway_status::write_round(&mut gateways, &client, &opts, &updates).await;
+                let cfg = publisher.live.config();
+                super::gateway_services::round(&mut services, &mut gateways, &client, &opts, &cfg).await;
                 continue;
             }
         }
@@ -551,6 +556,7 @@ async fn leader_duties(
             was_leader = is_leader;
             state = LeaderState::default();
             gateways = gateway_status();
+            services = gateway_services();
             done = None;
         }
         if !is_leader || *generations.borrow() == 0 {
@@ -565,8 +571,7 @@ async fn leader_duties(
         done = Some((cfg.admitted.clone(), cfg.diagnostics.clone(), cfg.gateway.clone()));
         let ingresses = lock(&shared.snapshot).ingresses.clone();
         write_status(&client, &opts, &cfg, &ingresses).await;
-        let updates = super::gateway_status::updates(&cfg);
-        super::gateway_status::write_round(&mut gateways, &client, &opts, &updates).await;
+        super::gateway_services::round(&mut services, &mut gateways, &client, &opts, &cfg).await;
         state.events(&recorder, &cfg, &ingresses).await;
     }
 }
@@ -675,31 +680,38 @@ async fn publish(
     }
 }
 
+/// One `status.loadBalancer.ingress` entry: an IP, else a host name.
+fn entry(a: &str) -> serde_json::Value {
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        json!({"ip": a})
+    } else {
+        json!({"hostname": a})
+    }
+}
+
 /// The `status.loadBalancer.ingress` entries Portico publishes: `--publish-status-address`
 /// if given; else the `--publish-service` Service's load-balancer ingress, else its
 /// external IPs, else its cluster IP(s).
 pub(super) async fn desired_status(client: &Client, opts: &KubeOptions) -> Option<Vec<serde_json::Value>> {
-    let entry = |a: &str| {
-        if a.parse::<std::net::IpAddr>().is_ok() {
-            json!({"ip": a})
-        } else {
-            json!({"hostname": a})
-        }
-    };
     if !opts.publish_status_addresses.is_empty() {
         return Some(opts.publish_status_addresses.iter().map(|a| entry(a)).collect());
     }
     let key = opts.publish_service.as_ref()?;
-    let svc = match Api::<Service>::namespaced(client.clone(), &key.namespace)
+    match Api::<Service>::namespaced(client.clone(), &key.namespace)
         .get(&key.name)
         .await
     {
-        Ok(s) => s,
+        Ok(s) => Some(service_entries(&s)),
         Err(e) => {
             tracing::warn!(service = %key, error = %e, "cannot read --publish-service; status not updated");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// A Service's addresses as `status.loadBalancer.ingress` entries: its load-balancer ingress,
+/// else its external IPs, else its cluster IP(s).
+pub(super) fn service_entries(svc: &Service) -> Vec<serde_json::Value> {
     let lb: Vec<serde_json::Value> = svc
         .status
         .as_ref()
@@ -712,12 +724,12 @@ pub(super) async fn desired_status(client: &Client, opts: &KubeOptions) -> Optio
         })
         .unwrap_or_default();
     if !lb.is_empty() {
-        return Some(lb);
+        return lb;
     }
-    let spec = svc.spec.unwrap_or_default();
+    let spec = svc.spec.clone().unwrap_or_default();
     let external: Vec<serde_json::Value> = spec.external_ips.unwrap_or_default().iter().map(|a| entry(a)).collect();
     if !external.is_empty() {
-        return Some(external);
+        return external;
     }
     let cluster: Vec<serde_json::Value> = spec
         .cluster_ips
@@ -728,7 +740,7 @@ pub(super) async fn desired_status(client: &Client, opts: &KubeOptions) -> Optio
         .map(|a| entry(a))
         .collect::<Vec<_>>();
     let mut seen = HashSet::new();
-    Some(cluster.into_iter().filter(|v| seen.insert(v.to_string())).collect())
+    cluster.into_iter().filter(|v| seen.insert(v.to_string())).collect()
 }
 
 fn current_status(ing: &Ingress) -> Vec<serde_json::Value> {

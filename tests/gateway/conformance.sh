@@ -135,11 +135,13 @@ k apply --server-side -f "$crds" >/dev/null
 k wait --for condition=established --timeout=60s $(k get crd -o name | grep -E '\.gateway\.networking\.(x-)?k8s\.io$') >/dev/null
 
 # Portico as deploy/gateway installs it, its image loaded under the name deploy/ gives it.
-rendered=$(k kustomize deploy/gateway)
+rendered=$(k kustomize tests/gateway/deploy)
 image=$(echo "$rendered" | sed -n 's/^[[:space:]]*image:[[:space:]]*//p' | head -1)
 full() { case $1 in *.*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac; }
 ctr --address "$CONTAINERD_SOCK" -n k8s.io images tag --force "$(full "$PORTICO_IMAGE")" "$(full "$image")" >/dev/null
-k apply -k deploy/gateway >/dev/null
+k apply -k tests/gateway/deploy >/dev/null
+# A Service per Gateway (ClusterIP, tests/gateway/deploy); static addresses may be the node's.
+k -n portico-system set env deployment/portico PORTICO_GATEWAY_ADDRESS_CIDRS="$NODE_IP/32" >/dev/null
 # The node's address, on the harness's own device, is where Gateways are reached: kube-proxy
 # sends it to Portico's pods, and Portico publishes its Service's external IPs as addresses.
 k -n portico-system patch service portico --type merge -p "{\"spec\":{\"externalIPs\":[\"$NODE_IP\"]}}" >/dev/null
@@ -186,10 +188,11 @@ cp "$SUITE" "$work/conformance.test"
 sed -i "s#certificate-authority: \"[^\"]*\"#certificate-authority: \"$work/ca.crt\"#" "$work/kubeconfig"
 chown -R "$SUITE_UID:$SUITE_UID" "$work"
 chmod 700 "$work"
-GUARD_ALLOW=("$NODE_IP/32" "$POD_CIDR")
-# GatewayStaticAddresses asks for a Gateway at an address Portico has (the node's, its
-# Service's external IP) and at one it cannot have: one of the node's range that nothing holds
-# (the guard rejects packets to it).
+# Gateways' own Services are ClusterIPs, which kube-proxy on the node takes to the pods.
+GUARD_ALLOW=("$NODE_IP/32" "$POD_CIDR" "$SVC_CIDR")
+# GatewayStaticAddresses asks for a Gateway at an address Portico may give (the node's, in
+# --gateway-address-cidrs: its Service's external IP) and at one it may not: one of the node's
+# range outside them, which nothing holds (the guard rejects packets to it).
 UNUSABLE_ADDRESS=${NODE_IP%.*}.250
 guard
 

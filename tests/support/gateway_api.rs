@@ -1,7 +1,11 @@
 //! Gateway API fixtures shared by the Gateway tests: our GatewayClass, and route status
 //! as `/routes` reports it.
 
+use std::time::Duration;
+
 use serde_json::Value;
+
+use super::cluster::{ControlPlane, eventually};
 
 /// GatewayClass `portico`, ours.
 pub const GATEWAY_CLASS: &str = r#"
@@ -54,4 +58,33 @@ pub async fn portico_in_cluster(kubeconfig: &std::path::Path, pod: &str) -> supe
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
     .await
+}
+
+/// Installs the standard-channel CRDs of the Gateway API module (tests/gateway/crds.sh, through
+/// the Go module cache the other kube tests use) and waits until each is Established.
+pub async fn install_crds(cp: &ControlPlane) {
+    let crds = super::built(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
+        "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
+    );
+    for kind in [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "tlsroutes",
+        "referencegrants",
+    ] {
+        let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        cp.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+        // A CRD the API server has just taken may not carry its conditions yet, and `kubectl
+        // wait` then gives up at once: asked again until it is Established.
+        let crd = format!("crd/{kind}.gateway.networking.k8s.io");
+        eventually(&format!("{crd} established"), Duration::from_secs(60), || async {
+            cp.kubectl(&["wait", "--for", "condition=established", "--timeout=10s", &crd])
+                .status
+                .success()
+        })
+        .await;
+    }
 }

@@ -78,7 +78,7 @@ fn target(cfg: &Config, host: &str, path: &str) -> Option<String> {
 
 /// The route a request gets through the first listener port (ascending) that routes it,
 /// on Portico's own socket for that port (Ingresses first).
-fn routed<'c>(cfg: &'c Config, host: &str, path: &str) -> Option<&'c Arc<Route>> {
+pub(super) fn routed<'c>(cfg: &'c Config, host: &str, path: &str) -> Option<&'c Arc<Route>> {
     routed_req(cfg, host, path, &crate::config::route::RouteRequest::default())
 }
 

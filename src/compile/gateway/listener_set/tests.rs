@@ -235,9 +235,7 @@ fn routes_attach_to_the_listeners_of_the_parent_they_name() {
            spec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: other}]\n  to: [{group: \"\", kind: Service}]\n";
     let cfg = build(&yaml);
     let at = |host: &str, path: &str| {
-        cfg.routes
-            .route(host, path)
-            .map(|r| cfg.backend(r).unwrap().service.name.clone())
+        super::super::tests::routed(&cfg, host, path).map(|r| cfg.backend(r).unwrap().service.name.clone())
     };
     assert_eq!(at("gw.test", "/both").as_deref(), Some("v1"));
     assert_eq!(at("ls1.test", "/both").as_deref(), Some("v1"));
@@ -291,7 +289,7 @@ fn a_route_to_a_set_its_gateway_refuses_is_not_accepted() {
     let cfg = build(&yaml);
     let r = cfg.gateway.routes.iter().find(|r| r.key.name == "r").unwrap();
     assert_eq!(conds(&r.parents[0].conditions)[0], "Accepted=false:NoMatchingParent");
-    assert!(cfg.routes.route("ls1.test", "/").is_none());
+    assert!(super::super::tests::routed(&cfg, "ls1.test", "/").is_none());
     // A set whose Gateway is not ours has no status from us.
     let theirs = set("infra", "ls", 1, &[&http("ls-1", "ls1.test")]).replace("name: gw,", "name: elsewhere,");
     assert!(
@@ -352,9 +350,9 @@ fn listeners_past_the_limits_are_refused() {
         ["Accepted=false:TooManyListeners", "Programmed=false:TooManyListeners"]
     );
     assert_eq!(conds(&s.conditions)[0], "Accepted=true:ListenersNotValid");
-    assert!(cfg.routes.route("h63.test", "/").is_some());
+    assert!(super::super::tests::routed(&cfg, "h63.test", "/").is_some());
     assert!(
-        cfg.routes.route("h64.test", "/").is_none(),
+        super::super::tests::routed(&cfg, "h64.test", "/").is_none(),
         "a refused listener serves nothing"
     );
 }
