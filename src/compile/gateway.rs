@@ -213,6 +213,13 @@ pub fn compile<'s>(
             ports: ports.next().unwrap_or_default(),
         });
     }
+    // gwtls: names TLS listeners claim, and each Gateway's own target ports.
+    compiled.sni_gate = sni::gate(
+        &states,
+        &report.gateways,
+        &mut compiled.gateway_passthrough,
+        opts.gateway_services,
+    );
     report
 }
 
@@ -1277,4 +1284,5 @@ fn certificates(opts: &Options, gw: &mut GatewayState, certs: &mut CertStore, di
 #[cfg(test)]
 mod tests;
 // gwtls: TLSRoute passthrough.
+mod sni;
 pub mod tls;

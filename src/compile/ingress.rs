@@ -95,6 +95,8 @@ pub struct Compiled {
     pub client_auth: ClientAuthStore,
     /// TLSRoutes' passthrough hosts (gateway::tls), merged into `Config::passthrough`.
     pub gateway_passthrough: Vec<super::gateway::tls::Host>,
+    /// Gateway TLS listeners' SNI claims and target ports (gateway::sni).
+    pub sni_gate: crate::config::sni_gate::SniGate,
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
@@ -414,6 +416,7 @@ impl IngressPass<'_, '_> {
             ignored,
             client_auth: client_auth.store,
             gateway_passthrough: Vec::new(),
+            sni_gate: Default::default(),
         }
     }
 
