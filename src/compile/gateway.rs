@@ -22,6 +22,7 @@ use crate::config::gateway::{
 };
 use crate::config::global::Global;
 use crate::config::route::{HostPattern, PathType, Route, Weighted, WeightedChoice};
+use crate::config::upstream_tls::UpstreamTls;
 use crate::config::{CertStore, Policy, PortRef, Protocol};
 use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
@@ -136,6 +137,7 @@ pub fn compile<'s>(
             ))
         })
         .collect();
+    let backend_tls = backend_tls::Policies::compile(snapshot, diags);
     let mut pass = RoutePass {
         snapshot,
         resolver,
@@ -145,6 +147,7 @@ pub fn compile<'s>(
         taken: HashSet::new(),
         table: Vec::new(),
         origins: Vec::new(),
+        backend_tls,
     };
     let http = Arc::new(global.routes.policy());
     // gRPC goes to the pods as HTTP/2 with prior knowledge.
@@ -168,11 +171,13 @@ pub fn compile<'s>(
     // gwtls: TLSRoutes become passthrough hosts, merged into Config.passthrough by compile().
     compiled.gateway_passthrough = tls::routes(&mut pass, &mut states, &http, &mut report);
     report.origins = std::mem::take(&mut pass.origins);
+    let backend_tls = std::mem::take(&mut pass.backend_tls);
     let table = std::mem::take(&mut pass.table);
     drop(pass);
     for route in table {
         compiled.builder.add_path(route);
     }
+    report.policies = backend_tls.reports(&compiled.routes, &report);
 
     let wanted: Vec<(&ObjectKey, Vec<u16>)> = states
         .iter()
@@ -546,6 +551,8 @@ struct RoutePass<'s, 'r, 'x> {
     /// The routes that go into the table (weighted choices' routes do not).
     table: Vec<Arc<Route>>,
     origins: Vec<Origin>,
+    /// gwtls: BackendTLSPolicies by the Service (and port) they target.
+    backend_tls: backend_tls::Policies,
 }
 
 /// A listener a route attached to.
@@ -1019,11 +1026,16 @@ impl RoutePass<'_, '_, '_> {
                         None
                     }
                 };
+                let port = t.port.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+                let tls = backend
+                    .as_ref()
+                    .and_then(|(_, svc)| self.backend_tls.lookup(self.snapshot, svc, port).cloned());
                 Choice {
                     // The CRD's range is 0 to 1,000,000 (default 1).
                     weight: b.weight.unwrap_or(1).clamp(0, i64::from(Weighted::MAX_WEIGHT)) as u32,
                     backend,
                     filters: &b.filters,
+                    tls,
                 }
             })
             .collect()
@@ -1063,7 +1075,10 @@ impl RoutePass<'_, '_, '_> {
             return Ok(Target {
                 backend: *backend,
                 service: service.clone(),
-                policy: shared,
+                policy: match &c.tls {
+                    Some(tls) => Arc::new(backend_tls::Policies::apply(&policy, tls)),
+                    None => shared,
+                },
                 choices: None,
             });
         }
@@ -1081,7 +1096,10 @@ impl RoutePass<'_, '_, '_> {
         for c in choices {
             let backend = match &c.backend {
                 None => None,
-                Some((b, s)) if c.filters.is_empty() => Some((*b, s.clone(), shared.clone())),
+                Some((b, s)) if c.filters.is_empty() => match &c.tls {
+                    Some(tls) => Some((*b, s.clone(), Arc::new(backend_tls::Policies::apply(&policy, tls)))),
+                    None => Some((*b, s.clone(), shared.clone())),
+                },
                 Some((b, s)) => {
                     let own = self.filters(
                         view,
@@ -1096,10 +1114,13 @@ impl RoutePass<'_, '_, '_> {
                         .clone()
                         .unwrap_or_default()
                         .with_backend_ref(&own.unwrap_or_default());
-                    let policy = Policy {
+                    let mut policy = Policy {
                         filters: (!merged.is_empty()).then(|| Arc::new(merged)),
                         ..policy.clone()
                     };
+                    if let Some(tls) = &c.tls {
+                        policy = backend_tls::Policies::apply(&policy, tls);
+                    }
                     Some((*b, s.clone(), Arc::new(policy)))
                 }
             };
@@ -1212,6 +1233,8 @@ struct Choice<'a> {
     weight: u32,
     backend: Option<(BackendId, ObjectKey)>,
     filters: &'a [serde_json::Value],
+    /// The BackendTLSPolicy's TLS to its pods (gwtls).
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 /// What a rule's routes serve.
@@ -1286,3 +1309,5 @@ mod tests;
 // gwtls: TLSRoute passthrough.
 mod sni;
 pub mod tls;
+// gwtls: BackendTLSPolicy.
+pub mod backend_tls;

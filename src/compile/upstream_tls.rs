@@ -207,7 +207,7 @@ pub fn parse_ciphers(v: &str) -> Result<(Vec<Tls12Suite>, Vec<String>), String> 
 }
 
 /// A user's word in a diagnostic, cut short.
-fn clip(s: &str) -> &str {
+pub(crate) fn clip(s: &str) -> &str {
     let mut end = s.len().min(64);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -216,7 +216,7 @@ fn clip(s: &str) -> &str {
 }
 
 /// `ca.crt`: every PEM certificate must parse as a trust anchor.
-fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
+pub(crate) fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
     let certs: Vec<CertificateDer<'static>> = pem_blocks(pem, "ca.crt", "CERTIFICATE")?;
     for cert in &certs {
         webpki::anchor_from_trusted_cert(cert)

@@ -189,6 +189,18 @@ pub struct Report {
     pub routes: Vec<RouteReport>,
     /// Ordered by route id.
     pub origins: Vec<Origin>,
+    /// gwtls: BackendTLSPolicies.
+    pub policies: Vec<PolicyReport>,
+}
+
+/// A BackendTLSPolicy: its conditions, reported for each Gateway of ours whose routes use a
+/// Service it targets (`status.ancestors`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyReport {
+    pub key: ObjectKey,
+    pub generation: i64,
+    pub ancestors: Vec<ObjectKey>,
+    pub conditions: Vec<Condition>,
 }
 
 impl Report {
@@ -315,6 +327,25 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
             json!({"parents": parents}),
         ));
     }
+    for p in &report.policies {
+        let ancestors: Vec<Value> = p
+            .ancestors
+            .iter()
+            .map(|g| {
+                json!({
+                    "ancestorRef": {"group": GROUP, "kind": "Gateway", "namespace": g.namespace, "name": g.name},
+                    "controllerName": report.controller_name,
+                    "conditions": conditions(&p.conditions, p.generation, now),
+                })
+            })
+            .collect();
+        out.push(update(
+            "BackendTLSPolicy",
+            "backendtlspolicies",
+            &p.key,
+            json!({"ancestors": ancestors}),
+        ));
+    }
     out
 }
 
@@ -361,6 +392,7 @@ mod tests {
                 }],
             }],
             origins: vec![],
+            policies: vec![],
         };
         let u = status_updates(&report, "2026-01-01T00:00:00Z");
         assert_eq!(u.len(), 3);

@@ -10,7 +10,7 @@ pub type Der = Arc<[u8]>;
 
 /// What a route's `proxy-ssl-*` annotations compiled to. Two routes with equal values may
 /// share upstream connections; routes with different values never do.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct UpstreamTls {
     /// `proxy-ssl-secret`, as `namespace/name` (`None`: `proxy-ssl-verify: on` without it).
     #[serde(skip_serializing_if = "Option::is_none")]
