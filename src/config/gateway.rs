@@ -44,6 +44,7 @@ pub struct ClassReport {
 /// (the API server wants them that way). Each is shown by the suite's tests of that feature
 /// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
 pub const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
     "GRPCRoute",
     "Gateway",
     "GatewayAddressEmpty",
