@@ -11,7 +11,7 @@ use support::*;
 
 use portico::fixture;
 
-/// A CA, and a certificate for `host` it signed: (CA PEM, leaf PEM, leaf key PEM).
+/// A CA, and a certificate for `host` (and the URI `spiffe://{host}/test-identity`) it signed: (CA PEM, leaf PEM, leaf key PEM).
 fn ca_and_leaf(host: &str) -> (String, String, String) {
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.distinguished_name.push(rcgen::DnType::CommonName, "test CA");
@@ -20,6 +20,8 @@ fn ca_and_leaf(host: &str) -> (String, String, String) {
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let mut leaf = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
+    let uri = rcgen::string::Ia5String::try_from(format!("spiffe://{host}/test-identity")).unwrap();
+    leaf.subject_alt_names.push(rcgen::SanType::URI(uri));
     leaf.distinguished_name.push(rcgen::DnType::CommonName, host);
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &issuer).unwrap();
@@ -47,6 +49,13 @@ fn policy(name: &str, service: &str, section: Option<&str>, ca_ref: &str, hostna
     format!(
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  targetRefs: [{{group: '', kind: Service, name: {service}{section}}}]\n  validation:\n    caCertificateRefs: [{ca_ref}]\n    hostname: {hostname}\n"
     )
+}
+
+/// A policy for Service `name` with the CA `ca`, hostname abc.example.com and these
+/// `subjectAltNames` (YAML flow list).
+fn san_policy(name: &str, sans: &str) -> String {
+    policy(name, name, None, "{kind: ConfigMap, name: ca}", "abc.example.com")
+        + &format!("    subjectAltNames: {sans}\n")
 }
 
 const GATEWAY: &str = r#"
@@ -87,6 +96,12 @@ async fn backend_tls_policy_verifies_the_pods_with_its_ca_and_hostname() {
         "invalid-kind",
         "other-port",
         "no-policy",
+        "san-dns",
+        "san-dns-mismatch",
+        "san-uri",
+        "san-uri-mismatch",
+        "multiple-sans",
+        "multiple-mismatch-sans",
     ];
     let svc_yaml: String = services.iter().map(|s| btls_service(s, pod)).collect();
     let policies = policy("good", "good", Some("btls"), "{kind: ConfigMap, name: ca}", "abc.example.com")
@@ -97,7 +112,13 @@ async fn backend_tls_policy_verifies_the_pods_with_its_ca_and_hostname() {
         // A section that is not the port the route uses: the policy does not apply.
         + &policy("other-port", "other-port", Some("elsewhere"), "{kind: ConfigMap, name: ca}", "abc.example.com")
         // Newer than `good`, same Service and section: Conflicted, and `good` still applies.
-        + &policy("good-2", "good", Some("btls"), "{kind: ConfigMap, name: other-ca}", "abc.example.com");
+        + &policy("good-2", "good", Some("btls"), "{kind: ConfigMap, name: other-ca}", "abc.example.com")
+        + &san_policy("san-dns", "[{type: Hostname, hostname: abc.example.com}]")
+        + &san_policy("san-dns-mismatch", "[{type: Hostname, hostname: dce.example.com}]")
+        + &san_policy("san-uri", "[{type: URI, uri: 'spiffe://abc.example.com/test-identity'}]")
+        + &san_policy("san-uri-mismatch", "[{type: URI, uri: 'spiffe://def.example.com/test-identity'}]")
+        + &san_policy("multiple-sans", "[{type: URI, uri: 'spiffe://x.example/y'}, {type: Hostname, hostname: abc.example.com}]")
+        + &san_policy("multiple-mismatch-sans", "[{type: URI, uri: 'spiffe://def.example.com/test-identity'}, {type: Hostname, hostname: def.example.com}]");
     let manifests = [
         ("class.yaml", GATEWAY_CLASS.to_string()),
         ("gateway.yaml", GATEWAY.to_string() + &route(&services)),
@@ -115,6 +136,18 @@ async fn backend_tls_policy_verifies_the_pods_with_its_ca_and_hostname() {
         let a = get(p.http, "abc.example.com", path).await.unwrap();
         assert_eq!(a.0, 502, "{path}: {}", a.2);
         assert!(!a.2.contains("tls-backend"), "{path}");
+    }
+    // subjectAltNames: the certificate must carry one of them (DNS or URI).
+    for (path, status) in [
+        ("/san-dns", 200),
+        ("/san-uri", 200),
+        ("/multiple-sans", 200),
+        ("/san-dns-mismatch", 502),
+        ("/san-uri-mismatch", 502),
+        ("/multiple-mismatch-sans", 502),
+    ] {
+        let a = get(p.http, "abc.example.com", path).await.unwrap();
+        assert_eq!(a.0, status, "{path}: {}", a.2);
     }
     // No usable CA: answered 503 without trying.
     for path in ["/missing-ca", "/invalid-kind"] {

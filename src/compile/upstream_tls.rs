@@ -384,7 +384,11 @@ impl Annotations<'_> {
                 let why = bad("has no ca.crt, which proxy-ssl-verify: on needs".into());
                 return deny(self, tls, Reason::InvalidCertificate, why);
             };
-            tls.verify = Some(Verify { roots, depth });
+            tls.verify = Some(Verify {
+                roots,
+                depth,
+                subject_alt_names: Arc::new([]),
+            });
         }
         tls.name = self.parsed(
             "proxy-ssl-name",

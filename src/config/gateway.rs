@@ -45,6 +45,7 @@ pub struct ClassReport {
 /// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GRPCRoute",
     "Gateway",
     "GatewayAddressEmpty",

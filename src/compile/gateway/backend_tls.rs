@@ -16,7 +16,7 @@ use crate::config::backend::Protocol;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::gateway::{PolicyReport, Report};
 use crate::config::route::Route;
-use crate::config::upstream_tls::{UpstreamTls, Verify};
+use crate::config::upstream_tls::{SubjectAltName, UpstreamTls, Verify};
 use crate::model::gateway::{BackendTLSPolicy, BackendTLSValidation};
 use crate::model::{ObjectKey, Snapshot};
 
@@ -33,6 +33,8 @@ pub mod reason {
 
 /// The most CA certificate references a policy may have (the CRD's own limit).
 const MAX_CA_REFS: usize = 8;
+/// The most subject alternative names a policy may list (the CRD's own limit).
+const MAX_SANS: usize = 5;
 
 /// What the policies compiled to.
 #[derive(Default)]
@@ -191,6 +193,25 @@ fn upstream(snapshot: &Snapshot, namespace: &str, v: &BackendTLSValidation) -> (
         return (tls, resolved);
     }
     tls.name = Some(host.into());
+    let mut sans = Vec::new();
+    for san in v.subject_alt_names.iter().take(MAX_SANS) {
+        let (ty, value) = (san.type_.as_str(), san.hostname.as_deref().or(san.uri.as_deref()));
+        match (ty, value) {
+            ("Hostname", Some(h)) if rustls::pki_types::ServerName::try_from(h).is_ok() && h.len() <= 253 => {
+                sans.push(SubjectAltName::Dns(h.to_ascii_lowercase().into()))
+            }
+            ("URI", Some(u)) if u.len() <= 2048 && u.contains(':') => sans.push(SubjectAltName::Uri(u.into())),
+            _ => {
+                let msg = format!(
+                    "subjectAltNames: {:?} {:?} is not a valid Hostname or URI",
+                    clip(ty),
+                    value.map(clip)
+                );
+                tls.denied = Some(msg.clone().into());
+                return (tls, resolved);
+            }
+        }
+    }
     if v.well_known_ca_certificates.is_some() {
         let msg = "wellKnownCACertificates is not supported (caCertificateRefs is)";
         tls.denied = Some(msg.into());
@@ -239,6 +260,7 @@ fn upstream(snapshot: &Snapshot, namespace: &str, v: &BackendTLSValidation) -> (
         tls.verify = Some(Verify {
             roots: roots.into(),
             depth: Verify::MAX_DEPTH,
+            subject_alt_names: sans.into(),
         });
     }
     (tls, resolved)
