@@ -6,7 +6,7 @@
 mod support;
 
 use support::gateway_api::{GATEWAY_CLASS, conditions};
-use support::tls_backend::tls_backend;
+use support::tls_backend::{serve_tls, tls_backend};
 use support::*;
 
 use portico::fixture;
@@ -208,4 +208,107 @@ async fn backend_tls_policy_verifies_the_pods_with_its_ca_and_hostname() {
         status("invalid-kind"),
         ["Accepted=false:NoValidCACertificate", "ResolvedRefs=false:InvalidKind"]
     );
+}
+
+/// A TLS pod that requires a client certificate from `client_ca` and answers with how many
+/// certificates the client presented.
+async fn mtls_pod(cert: &str, key: &str, client_ca: &str) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+        .build()
+        .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    serve_tls(cfg, |conn| {
+        let presented = conn.peer_certificates().map_or(0, |c| c.len());
+        format!("client certificates: {presented}\n")
+    })
+    .await
+}
+
+/// Gateway `name` with an HTTP listener on `port` whose `spec.tls.backend` names `secret`
+/// (YAML of a clientCertificateRef), and an HTTPRoute on `host` to Service `mtls`.
+fn client_cert_gateway(name: &str, port: u16, host: &str, client_ref: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  gatewayClassName: portico\n  listeners: [{{name: http, port: {port}, protocol: HTTP, hostname: {host}}}]\n  tls: {{backend: {{clientCertificateRef: {client_ref}}}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  parentRefs: [{{name: {name}}}]\n  rules: [{{backendRefs: [{{name: mtls, port: 443}}]}}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_presents_its_client_certificate_to_tls_backends() {
+    let (ca, cert, key) = ca_and_leaf("abc.example.com");
+    // The client certificate, from a CA of its own that the pod trusts.
+    let (client_ca, client_cert, client_key) = ca_and_leaf("portico.example.com");
+    let pod = mtls_pod(&cert, &key, &client_ca).await;
+    let gateways = client_cert_gateway("good", 80, "abc.example.com", "{group: '', kind: Secret, name: client}")
+        + &client_cert_gateway("none", 80, "none.example.com", "{kind: Secret, name: nowhere}")
+        + &client_cert_gateway("kind", 80, "kind.example.com", "{kind: ConfigMap, name: client}")
+        + &client_cert_gateway(
+            "far",
+            80,
+            "far.example.com",
+            "{kind: Secret, name: client, namespace: other}",
+        )
+        + &client_cert_gateway("bad", 80, "bad.example.com", "{kind: Secret, name: malformed}");
+    let secrets = fixture::yaml(&[
+        fixture::tls_secret("default", "client", &client_cert, &client_key).into(),
+        fixture::tls_secret("other", "client", &client_cert, &client_key).into(),
+        fixture::tls_secret("default", "malformed", "not a certificate", "not a key").into(),
+    ]);
+    let manifests = [
+        ("class.yaml", GATEWAY_CLASS.to_string()),
+        ("gateways.yaml", gateways),
+        ("svc.yaml", btls_service("mtls", pod)),
+        ("ca.yaml", config_map("ca", &ca)),
+        (
+            "policies.yaml",
+            policy("mtls", "mtls", None, "{kind: ConfigMap, name: ca}", "abc.example.com"),
+        ),
+        ("secrets.yaml", secrets),
+    ];
+    let p = Portico::start(&manifests, &[]).await;
+
+    let ok = get(p.http, "abc.example.com", "/").await.unwrap();
+    assert_eq!((ok.0, ok.2.as_str()), (200, "client certificates: 1\n"));
+    // Without a usable client certificate the pod refuses the handshake: 502.
+    for host in [
+        "none.example.com",
+        "kind.example.com",
+        "far.example.com",
+        "bad.example.com",
+    ] {
+        assert_eq!(get(p.http, host, "/").await.unwrap().0, 502, "{host}");
+    }
+
+    let routes = p.routes().await;
+    let gateway = |name: &str| {
+        let gws = routes["gatewayApi"]["gateways"].as_array().unwrap();
+        let g = gws.iter().find(|g| g["key"]["name"] == name).unwrap();
+        conditions(&g["conditions"])
+    };
+    assert!(gateway("good").contains(&"ResolvedRefs=true:ResolvedRefs".to_string()));
+    for (name, reason) in [
+        ("none", "InvalidClientCertificateRef"),
+        ("kind", "InvalidClientCertificateRef"),
+        ("bad", "InvalidClientCertificateRef"),
+        ("far", "RefNotPermitted"),
+    ] {
+        let c = gateway(name);
+        assert!(c.contains(&format!("ResolvedRefs=false:{reason}")), "{name}: {c:?}");
+        assert!(c.contains(&"Accepted=true:Accepted".to_string()), "{name}: {c:?}");
+    }
 }

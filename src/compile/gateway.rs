@@ -22,7 +22,7 @@ use crate::config::gateway::{
 };
 use crate::config::global::Global;
 use crate::config::route::{HostPattern, PathType, Route, Weighted, WeightedChoice};
-use crate::config::upstream_tls::UpstreamTls;
+use crate::config::upstream_tls::{ClientCert, UpstreamTls};
 use crate::config::{CertStore, Policy, PortRef, Protocol};
 use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
@@ -77,6 +77,8 @@ struct GatewayState<'a> {
     key: ObjectKey,
     gateway: &'a Gateway,
     listeners: Vec<ListenerState<'a>>,
+    /// gwtls: `spec.tls.backend.clientCertificateRef` (`None`: none), or why it is unusable.
+    backend_client: Option<Result<ClientCert, Condition>>,
 }
 
 /// Compiles the Gateway API objects of our classes into `compiled` (after the Ingresses,
@@ -123,6 +125,9 @@ pub fn compile<'s>(
             key: key.clone(),
             gateway,
             listeners: listeners(snapshot, opts, key, gateway, diags),
+            backend_client: backend_tls::client_certificate(snapshot, key, gateway.spec.tls.as_ref(), |s| {
+                granted(snapshot, ("Gateway", &key.namespace), ("", "Secret"), s)
+            }),
         })
         .collect();
 
@@ -210,10 +215,33 @@ pub fn compile<'s>(
             0 => Condition::new(cond::PROGRAMMED, false, cond::INVALID, "no listener is programmed"),
             _ => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
         };
+        let mut conditions = vec![accepted, programmed];
+        match &gw.backend_client {
+            Some(Ok(_)) => conditions.push(Condition::new(
+                cond::RESOLVED_REFS,
+                true,
+                cond::RESOLVED_REFS,
+                "all references resolved",
+            )),
+            Some(Err(c)) => {
+                let msg = format!(
+                    "spec.tls.backend.clientCertificateRef: {}; not presented to backends",
+                    c.message
+                );
+                diags.push(
+                    ObjectRef::new("Gateway", &gw.key),
+                    Severity::Error,
+                    Reason::SecretNotFound,
+                    msg,
+                );
+                conditions.push(c.clone());
+            }
+            None => {}
+        }
         report.gateways.push(GatewayReport {
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
-            conditions: vec![accepted, programmed],
+            conditions,
             listeners: gw.listeners.iter().map(|l| l.report.clone()).collect(),
             ports: ports.next().unwrap_or_default(),
         });
@@ -956,6 +984,11 @@ impl RoutePass<'_, '_, '_> {
                             })
                             .collect(),
                     };
+                    // gwtls: the (first) Gateway's client certificate, to TLS backends.
+                    let client = via
+                        .first()
+                        .and_then(|a| gateways[a.gateway].backend_client.as_ref())
+                        .and_then(|c| c.as_ref().ok());
                     let base = Route {
                         id: 0,
                         ingress: key.clone(),
@@ -964,7 +997,7 @@ impl RoutePass<'_, '_, '_> {
                         backend: target.backend,
                         service: target.service.clone(),
                         ssl_redirect: !plain,
-                        policy: target.policy.clone(),
+                        policy: backend_tls::with_client(&target.policy, client),
                         client_auth: None,
                         canary: None,
                         conditions: conditions.clone(),
@@ -980,7 +1013,7 @@ impl RoutePass<'_, '_, '_> {
                                     let route = Route {
                                         backend: *backend,
                                         service: service.clone(),
-                                        policy: policy.clone(),
+                                        policy: backend_tls::with_client(policy, client),
                                         ..base.clone()
                                     };
                                     self.push(route, origin.clone())

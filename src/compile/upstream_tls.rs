@@ -226,7 +226,7 @@ pub(crate) fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
 }
 
 /// `tls.crt` (the chain, leaf first) and `tls.key`, checked to belong together.
-fn parse_client_cert(crt: &[u8], key: &[u8]) -> Result<ClientCert, String> {
+pub(crate) fn parse_client_cert(crt: &[u8], key: &[u8]) -> Result<ClientCert, String> {
     let chain: Vec<CertificateDer<'static>> = pem_blocks(crt, "tls.crt", "CERTIFICATE")?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)

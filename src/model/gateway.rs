@@ -80,6 +80,8 @@ pub struct GatewaySpec {
     pub gateway_class_name: String,
     #[serde(default)]
     pub listeners: Vec<Listener>,
+    /// gwtls: `spec.tls` (the client certificate presented to backends).
+    pub tls: Option<GatewayTls>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -357,6 +359,31 @@ pub struct ReferenceGrantTo {
 
 /// A namespace's labels, for `allowedRoutes.namespaces.from: Selector`.
 pub type Labels = BTreeMap<String, String>;
+
+/// A Gateway's `spec.tls`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTls {
+    pub backend: Option<GatewayBackendTls>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayBackendTls {
+    pub client_certificate_ref: Option<SecretObjectRef>,
+}
+
+/// A reference to a Secret, maybe in another namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretObjectRef {
+    #[serde(default)]
+    pub group: String,
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    pub namespace: Option<String>,
+}
 
 // gwtls: BackendTLSPolicy (standard channel, v1 in v1.6).
 resource!(

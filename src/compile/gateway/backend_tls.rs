@@ -10,14 +10,15 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 
 use super::{Condition, oldest_first};
-use crate::compile::upstream_tls::{clip, parse_cas};
+use crate::compile::tls::secret_field;
+use crate::compile::upstream_tls::{clip, parse_cas, parse_client_cert};
 use crate::config::Policy;
 use crate::config::backend::Protocol;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::gateway::{PolicyReport, Report};
 use crate::config::route::Route;
-use crate::config::upstream_tls::{SubjectAltName, UpstreamTls, Verify};
-use crate::model::gateway::{BackendTLSPolicy, BackendTLSValidation};
+use crate::config::upstream_tls::{ClientCert, SubjectAltName, UpstreamTls, Verify};
+use crate::model::gateway::{BackendTLSPolicy, BackendTLSValidation, GatewayTls};
 use crate::model::{ObjectKey, Snapshot};
 
 /// The spec's condition types and reasons for policies.
@@ -264,4 +265,70 @@ fn upstream(snapshot: &Snapshot, namespace: &str, v: &BackendTLSValidation) -> (
         });
     }
     (tls, resolved)
+}
+
+/// Why a Gateway's backend client certificate cannot be used.
+pub const INVALID_CLIENT_CERT_REF: &str = "InvalidClientCertificateRef";
+
+/// A Gateway's `spec.tls.backend.clientCertificateRef`: `None` when it has none, else the
+/// certificate, or the Gateway's ResolvedRefs condition saying why it cannot be used
+/// (`granted`: whether a ReferenceGrant lets the Gateway use a Secret in another namespace).
+pub fn client_certificate(
+    snapshot: &Snapshot,
+    gateway: &ObjectKey,
+    tls: Option<&GatewayTls>,
+    granted: impl Fn(&ObjectKey) -> bool,
+) -> Option<Result<ClientCert, Condition>> {
+    let r = tls?.backend.as_ref()?.client_certificate_ref.as_ref()?;
+    let bad = |reason: &'static str, msg: String| Err(Condition::new(reason::RESOLVED_REFS, false, reason, msg));
+    let kind = r.kind.as_deref().unwrap_or("Secret");
+    if !r.group.is_empty() || kind != "Secret" {
+        return Some(bad(
+            INVALID_CLIENT_CERT_REF,
+            format!(
+                "clientCertificateRef {}/{kind} {} is not a Secret",
+                clip(&r.group),
+                clip(&r.name)
+            ),
+        ));
+    }
+    let key = ObjectKey::new(r.namespace.as_deref().unwrap_or(&gateway.namespace), r.name.as_str());
+    if key.namespace != gateway.namespace && !granted(&key) {
+        return Some(bad(
+            super::cond::REF_NOT_PERMITTED,
+            format!("Secret {key} is in another namespace and no ReferenceGrant allows it"),
+        ));
+    }
+    let Some(secret) = snapshot.secrets.get(&key) else {
+        return Some(bad(INVALID_CLIENT_CERT_REF, format!("Secret {key} does not exist")));
+    };
+    let (crt, pem) = (secret_field(secret, "tls.crt"), secret_field(secret, "tls.key"));
+    let (Some(crt), Some(pem)) = (crt, pem) else {
+        return Some(bad(
+            INVALID_CLIENT_CERT_REF,
+            format!("Secret {key} has no tls.crt and tls.key"),
+        ));
+    };
+    Some(parse_client_cert(crt, pem).map_err(|e| {
+        Condition::new(
+            reason::RESOLVED_REFS,
+            false,
+            INVALID_CLIENT_CERT_REF,
+            format!("Secret {key}: {e}"),
+        )
+    }))
+}
+
+/// `policy` presenting `cert` to backends it speaks TLS to by a BackendTLSPolicy.
+pub fn with_client(policy: &Arc<Policy>, cert: Option<&ClientCert>) -> Arc<Policy> {
+    match (&policy.upstream_tls, cert) {
+        (Some(tls), Some(cert)) if tls.client_cert.is_none() => Arc::new(Policy {
+            upstream_tls: Some(Arc::new(UpstreamTls {
+                client_cert: Some(cert.clone()),
+                ..(**tls).clone()
+            })),
+            ..(**policy).clone()
+        }),
+        _ => policy.clone(),
+    }
 }
