@@ -372,6 +372,14 @@ fn listeners<'a>(
                 }
             }
         }
+        // gwtls: spec.tls.frontend, fail closed (see gateway::frontend).
+        if https
+            && accepted.status
+            && let Some((a, r)) = frontend::check(snapshot, key, gateway, l)
+        {
+            accepted = a;
+            resolved = r.unwrap_or(resolved);
+        }
         let usable = accepted.status && !conflicted.status && (!https || certificate.is_some());
         let programmed = match usable {
             true => Condition::new(cond::PROGRAMMED, true, "Programmed", "served by Portico"),
@@ -1344,3 +1352,5 @@ mod sni;
 pub mod tls;
 // gwtls: BackendTLSPolicy.
 pub mod backend_tls;
+// gwtls: frontend client-certificate validation (refused for now).
+mod frontend;

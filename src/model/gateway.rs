@@ -365,6 +365,39 @@ pub type Labels = BTreeMap<String, String>;
 #[serde(rename_all = "camelCase")]
 pub struct GatewayTls {
     pub backend: Option<GatewayBackendTls>,
+    pub frontend: Option<FrontendTls>,
+}
+
+/// `spec.tls.frontend`: client-certificate validation, for every port or per port.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTls {
+    pub default: Option<FrontendTlsConfig>,
+    #[serde(default)]
+    pub per_port: Vec<FrontendTlsPort>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsPort {
+    #[serde(default)]
+    pub port: i64,
+    #[serde(default)]
+    pub tls: FrontendTlsConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    pub validation: Option<FrontendValidation>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<SecretObjectRef>,
+    pub mode: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

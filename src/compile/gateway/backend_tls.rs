@@ -17,7 +17,7 @@ use crate::config::backend::Protocol;
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::gateway::{PolicyReport, Report};
 use crate::config::route::Route;
-use crate::config::upstream_tls::{ClientCert, SubjectAltName, UpstreamTls, Verify};
+use crate::config::upstream_tls::{ClientCert, Der, SubjectAltName, UpstreamTls, Verify};
 use crate::model::gateway::{BackendTLSPolicy, BackendTLSValidation, GatewayTls};
 use crate::model::{ObjectKey, Snapshot};
 
@@ -166,6 +166,19 @@ impl Policies {
     }
 }
 
+/// The CA certificates in a ConfigMap's `ca.crt`, or why there are none.
+pub(super) fn config_map_cas(snapshot: &Snapshot, key: &ObjectKey) -> Result<Arc<[Der]>, String> {
+    let pem = snapshot
+        .config_maps
+        .get(key)
+        .and_then(|c| c.data.as_ref())
+        .and_then(|d| d.get("ca.crt"));
+    match pem {
+        None => Err(format!("ConfigMap {key} does not exist or has no ca.crt")),
+        Some(p) => parse_cas(p.as_bytes()).map_err(|e| format!("ConfigMap {key}: {e}")),
+    }
+}
+
 fn port_name(s: &Service, port: i32) -> Option<String> {
     let ports = s.spec.as_ref()?.ports.as_ref()?;
     ports.iter().find(|p| p.port == port).and_then(|p| p.name.clone())
@@ -230,22 +243,9 @@ fn upstream(snapshot: &Snapshot, namespace: &str, v: &BackendTLSValidation) -> (
             continue;
         }
         let key = ObjectKey::new(namespace, r.name.as_str());
-        let pem = snapshot
-            .config_maps
-            .get(&key)
-            .and_then(|cm| cm.data.as_ref())
-            .and_then(|d| d.get("ca.crt"));
-        match pem.map(|p| parse_cas(p.as_bytes())) {
-            None => {
-                problem.get_or_insert((
-                    reason::INVALID_CA_REF,
-                    format!("ConfigMap {key} does not exist or has no ca.crt"),
-                ));
-            }
-            Some(Err(e)) => {
-                problem.get_or_insert((reason::INVALID_CA_REF, format!("ConfigMap {key}: {e}")));
-            }
-            Some(Ok(cas)) => roots.extend(cas.iter().cloned()),
+        match config_map_cas(snapshot, &key) {
+            Ok(cas) => roots.extend(cas.iter().cloned()),
+            Err(msg) => drop(problem.get_or_insert((reason::INVALID_CA_REF, msg))),
         }
     }
     if let Some((why, msg)) = problem {
