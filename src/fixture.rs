@@ -529,6 +529,7 @@ pub fn yaml(objects: &[AnyObject]) -> String {
                 AnyObject::HTTPRoute(o) => gateway_doc(o.as_ref()),
                 AnyObject::GRPCRoute(o) => gateway_doc(o.as_ref()),
                 AnyObject::TLSRoute(o) => gateway_doc(o.as_ref()),
+                AnyObject::BackendTLSPolicy(o) => gateway_doc(o.as_ref()),
                 AnyObject::ReferenceGrant(o) => gateway_doc(o.as_ref()),
                 AnyObject::ListenerSet(o) => gateway_doc(o.as_ref()),
             };

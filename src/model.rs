@@ -75,6 +75,7 @@ pub struct Snapshot {
     pub http_routes: BTreeMap<ObjectKey, Arc<gateway::HTTPRoute>>,
     pub grpc_routes: BTreeMap<ObjectKey, Arc<gateway::GRPCRoute>>,
     pub tls_routes: BTreeMap<ObjectKey, Arc<gateway::TLSRoute>>,
+    pub backend_tls_policies: BTreeMap<ObjectKey, Arc<gateway::BackendTLSPolicy>>,
     pub reference_grants: BTreeMap<ObjectKey, Arc<gateway::ReferenceGrant>>,
     pub listener_sets: BTreeMap<ObjectKey, Arc<gateway::ListenerSet>>,
     /// Namespaces (cluster-scoped), for a listener's `allowedRoutes` namespace selector;
@@ -97,6 +98,7 @@ pub enum AnyObject {
     HTTPRoute(Arc<gateway::HTTPRoute>),
     GRPCRoute(Arc<gateway::GRPCRoute>),
     TLSRoute(Arc<gateway::TLSRoute>),
+    BackendTLSPolicy(Arc<gateway::BackendTLSPolicy>),
     ReferenceGrant(Arc<gateway::ReferenceGrant>),
     Namespace(Arc<Namespace>),
     ListenerSet(Arc<gateway::ListenerSet>),
@@ -117,6 +119,7 @@ impl AnyObject {
             AnyObject::HTTPRoute(o) => key_of(o.as_ref()),
             AnyObject::GRPCRoute(o) => key_of(o.as_ref()),
             AnyObject::TLSRoute(o) => key_of(o.as_ref()),
+            AnyObject::BackendTLSPolicy(o) => key_of(o.as_ref()),
             AnyObject::ReferenceGrant(o) => key_of(o.as_ref()),
             AnyObject::Namespace(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
             AnyObject::ListenerSet(o) => key_of(o.as_ref()),
@@ -142,6 +145,7 @@ pub enum Kind {
     ReferenceGrant,
     Namespace,
     ListenerSet,
+    BackendTLSPolicy,
 }
 
 impl Kind {
@@ -158,7 +162,7 @@ impl Kind {
     ];
 
     /// The Gateway API kinds, and Namespaces (whose labels `allowedRoutes` selects on).
-    pub const GATEWAY: [Kind; 8] = [
+    pub const GATEWAY: [Kind; 9] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::HTTPRoute,
@@ -167,6 +171,7 @@ impl Kind {
         Kind::ReferenceGrant,
         Kind::Namespace,
         Kind::ListenerSet,
+        Kind::BackendTLSPolicy,
     ];
 }
 
@@ -186,6 +191,7 @@ impl Snapshot {
             Kind::HTTPRoute => drop(self.http_routes.remove(key)),
             Kind::GRPCRoute => drop(self.grpc_routes.remove(key)),
             Kind::TLSRoute => drop(self.tls_routes.remove(key)),
+            Kind::BackendTLSPolicy => drop(self.backend_tls_policies.remove(key)),
             Kind::ReferenceGrant => drop(self.reference_grants.remove(key)),
             Kind::Namespace => drop(self.namespaces.remove(key)),
             Kind::ListenerSet => drop(self.listener_sets.remove(key)),
@@ -207,6 +213,7 @@ impl Snapshot {
             Kind::HTTPRoute => self.http_routes.clear(),
             Kind::GRPCRoute => self.grpc_routes.clear(),
             Kind::TLSRoute => self.tls_routes.clear(),
+            Kind::BackendTLSPolicy => self.backend_tls_policies.clear(),
             Kind::ReferenceGrant => self.reference_grants.clear(),
             Kind::Namespace => self.namespaces.clear(),
             Kind::ListenerSet => self.listener_sets.clear(),
@@ -232,6 +239,7 @@ impl Snapshot {
             AnyObject::HTTPRoute(o) => drop(self.http_routes.insert(key, o)),
             AnyObject::GRPCRoute(o) => drop(self.grpc_routes.insert(key, o)),
             AnyObject::TLSRoute(o) => drop(self.tls_routes.insert(key, o)),
+            AnyObject::BackendTLSPolicy(o) => drop(self.backend_tls_policies.insert(key, o)),
             AnyObject::ReferenceGrant(o) => drop(self.reference_grants.insert(key, o)),
             AnyObject::Namespace(o) => drop(self.namespaces.insert(key, o)),
             AnyObject::ListenerSet(o) => drop(self.listener_sets.insert(key, o)),
@@ -283,6 +291,7 @@ impl Snapshot {
             + self.http_routes.len()
             + self.grpc_routes.len()
             + self.tls_routes.len()
+            + self.backend_tls_policies.len()
             + self.reference_grants.len()
             + self.namespaces.len()
             + self.listener_sets.len()

@@ -1,6 +1,7 @@
 //! Gateway API in Kubernetes mode on a real kube-apiserver: with the v1.6.3 standard CRDs
-//! installed, Portico finds them at start and watches GatewayClasses, Gateways, HTTPRoutes
-//! and ReferenceGrants (and Namespaces) with the deploy/ ServiceAccount's rights.
+//! installed, Portico finds them at start and watches GatewayClasses, Gateways, HTTPRoutes,
+//! ReferenceGrants and BackendTLSPolicies (and Namespaces) with the deploy/ ServiceAccount's
+//! rights.
 //! EndpointSlices use documentation addresses (198.51.100.0/24): no traffic goes there.
 
 mod support;
@@ -135,4 +136,35 @@ async fn gateway_api_objects_are_watched_when_their_crds_are_served() {
     assert_eq!(condition(&gw, "Programmed")["status"], "True", "{gw:#}");
     let generation = gw["conditions"][0]["observedGeneration"].clone();
     assert!(generation.as_i64().is_some_and(|g| g >= 1), "{gw:#}");
+
+    // A BackendTLSPolicy for the route's Service (watched: its CRD is served), whose CA
+    // ConfigMap comes later: not accepted until the ConfigMap (also watched) exists.
+    cp.apply(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {name: web-tls, namespace: gw-a}\nspec:\n  targetRefs: [{group: '', kind: Service, name: web}]\n  validation:\n    caCertificateRefs: [{group: '', kind: ConfigMap, name: web-ca}]\n    hostname: web.example.com\n",
+    );
+    let policy_accepted = |want: &'static str, reason: &'static str| {
+        let status = &status;
+        let condition = &condition;
+        async move {
+            let s = status("backendtlspolicy", Some("gw-a"), "web-tls");
+            let a = &s["ancestors"][0];
+            a["ancestorRef"]["name"] == "gw"
+                && condition(a, "Accepted")["status"] == want
+                && condition(a, "Accepted")["reason"] == reason
+        }
+    };
+    eventually(
+        "BackendTLSPolicy not accepted without its CA",
+        Duration::from_secs(20),
+        || policy_accepted("False", "NoValidCACertificate"),
+    )
+    .await;
+    let ca = fixture::self_signed_pem("web-ca.example.com").replace('\n', "\n    ");
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web-ca, namespace: gw-a}}\ndata:\n  ca.crt: |\n    {ca}\n"
+    ));
+    eventually("BackendTLSPolicy accepted with its CA", Duration::from_secs(20), || {
+        policy_accepted("True", "Accepted")
+    })
+    .await;
 }

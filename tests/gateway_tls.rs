@@ -1,7 +1,8 @@
 //! Gateway API TLSRoute (GATEWAY-TLS core) in manifests mode: a Gateway listener of protocol
 //! TLS in mode Passthrough sends the TLS connections whose SNI its routes name to pods that
 //! terminate TLS themselves, without `--enable-ssl-passthrough`; other names are terminated
-//! by Portico as before; status decisions and diagnostics in `/routes`.
+//! by Portico as before, except names under a TLS listener's hostname, which are refused;
+//! status decisions and diagnostics in `/routes`.
 
 mod support;
 
@@ -83,7 +84,13 @@ async fn tls_route_passes_connections_through_by_sni() {
         ),
         (
             "ingress.yaml",
-            class() + &annotated_ingress("site", "site.test", "/", "web", &[]),
+            class()
+                + &annotated_ingress("site", "site.test", "/", "web", &[])
+                // An Ingress host with a certificate, under the TLS listener's hostname.
+                + &portico::fixture::yaml(&[ingress_with("rsa", "rsa.example.com", "/", "web", &[])
+                    .tls(&["rsa.example.com"], Some("rsa-tls"))
+                    .into()])
+                + &tls_secret("default", "rsa-tls", "rsa.crt", "rsa-pkcs1.key"),
         ),
     ];
     // No --enable-ssl-passthrough: the Gateway asks for passthrough itself.
@@ -102,22 +109,27 @@ async fn tls_route_passes_connections_through_by_sni() {
     let (ok, text) = s_client(p.https, "x.deep.example.com", &["-tls1_2"]);
     assert!(ok && text.contains("CN = deep.example.com"), "{text}");
 
-    // Names no route passes through are terminated by Portico: the Ingress's host, a name
-    // under the listener's wildcard without a route, the route outside the listener's
-    // hostname, and a ClientHello without SNI.
+    // Names no route passes through and the listener's hostname does not claim are
+    // terminated by Portico: the Ingress's host, the route outside the listener's hostname,
+    // and a ClientHello without SNI.
     let s = tls_get(p.https, Some("site.test"), "/", false).await.unwrap();
     assert_eq!(s.cert_cn, "Portico Default Certificate");
     assert_eq!(json(&s.body)["pod"], "web-0");
-    for sni in [
-        Some("other.example.com"),
-        Some("app.example.org"),
-        Some("deep.example.com"),
-        None,
-    ] {
+    for sni in [Some("app.example.org"), None] {
         let t = tls_get(p.https, sni, "/", false).await.unwrap();
         assert_eq!(t.cert_cn, "Portico Default Certificate", "{sni:?}");
         assert_eq!(t.status, 404, "{sni:?}");
     }
+    // Names under the listener's `*.example.com` without a route are refused: closed after
+    // the ClientHello, no certificate, no alert (as the conformance suite's rejection check).
+    for sni in ["other.example.com", "deep.example.com", "x.y.example.com"] {
+        assert_refused(p.https, sni).await;
+    }
+    // An Ingress host there with a certificate of its own keeps it.
+    let r = tls_get(p.https, Some("rsa.example.com"), "/", false).await.unwrap();
+    assert_eq!((r.cert_cn.as_str(), r.status), ("rsa.example.com", 200));
+    assert_eq!(json(&r.body)["pod"], "web-0");
+
     // A route whose backend does not resolve: passed through to nothing, the connection closed.
     assert!(tls_get(p.https, Some("lost.example.com"), "/", false).await.is_err());
     assert!(tls_get(p.https, Some("far.example.com"), "/", false).await.is_err());
@@ -179,4 +191,25 @@ async fn tls_route_passes_connections_through_by_sni() {
         "{diags:?}"
     );
     assert!(of("app").is_empty(), "{diags:?}");
+}
+
+/// A TLS handshake with this SNI ends with the connection closed (EOF or reset) before any
+/// server message: no certificate and no TLS alert. openssl agrees.
+async fn assert_refused(addr: std::net::SocketAddr, sni: &str) {
+    let cfg = insecure_client(rustls::DEFAULT_VERSIONS);
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let err = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, stream)
+        .await
+        .expect_err(sni);
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ),
+        "{sni}: {err:?}"
+    );
+    let (ok, text) = s_client(addr, sni, &[]);
+    assert!(!ok && !text.contains("BEGIN CERTIFICATE"), "{sni}: {text}");
 }

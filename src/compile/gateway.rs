@@ -22,6 +22,7 @@ use crate::config::gateway::{
 };
 use crate::config::global::Global;
 use crate::config::route::{HostPattern, PathType, Route, Weighted, WeightedChoice};
+use crate::config::upstream_tls::{ClientCert, UpstreamTls};
 use crate::config::{CertStore, Policy, PortRef, Protocol};
 use crate::model::gateway::{self as api, GROUP, Gateway, HTTPRoute, Listener};
 use crate::model::{ObjectKey, Snapshot};
@@ -85,6 +86,8 @@ struct GatewayState<'a> {
     listeners: Vec<ListenerState<'a>>,
     /// The ListenerSets whose parentRef is this Gateway.
     sets: Vec<listener_set::SetState>,
+    /// gwtls: `spec.tls.backend.clientCertificateRef` (`None`: none), or why it is unusable.
+    backend_client: Option<Result<ClientCert, Condition>>,
 }
 
 /// Compiles the Gateway API objects of our classes into `compiled` (after the Ingresses,
@@ -133,6 +136,9 @@ pub fn compile<'s>(
             gateway,
             listeners: listeners(snapshot, opts, key, gateway, diags),
             sets: Vec::new(),
+            backend_client: backend_tls::client_certificate(snapshot, key, gateway.spec.tls.as_ref(), |s| {
+                granted(snapshot, ("Gateway", &key.namespace), ("", "Secret"), s)
+            }),
         })
         .collect();
     listener_set::attach(snapshot, opts, &mut states, diags);
@@ -161,6 +167,7 @@ pub fn compile<'s>(
             ))
         })
         .collect();
+    let backend_tls = backend_tls::Policies::compile(snapshot, diags);
     let mut pass = RoutePass {
         snapshot,
         resolver,
@@ -170,6 +177,7 @@ pub fn compile<'s>(
         taken: HashSet::new(),
         table: Vec::new(),
         origins: Vec::new(),
+        backend_tls,
     };
     let http = Arc::new(global.routes.policy());
     // gRPC goes to the pods as HTTP/2 with prior knowledge.
@@ -193,10 +201,12 @@ pub fn compile<'s>(
     // gwtls: TLSRoutes become passthrough hosts, merged into Config.passthrough by compile().
     compiled.gateway_passthrough = tls::routes(&mut pass, &mut states, &http, &mut report);
     report.origins = std::mem::take(&mut pass.origins);
+    let backend_tls = std::mem::take(&mut pass.backend_tls);
     let table = std::mem::take(&mut pass.table);
     drop(pass);
     // gwlisten: each listener serves only the routes attached to it.
     compiled.gateway_listeners = listeners::build(&states, &assigned, table, diags);
+    report.policies = backend_tls.reports(&compiled.routes, &report);
     let mut ports = assigned.into_iter();
     for gw in &mut states {
         let gw_ports = ports.next().unwrap_or_default();
@@ -221,10 +231,33 @@ pub fn compile<'s>(
         };
         let infra = infra::check(&gw.key, gw.gateway, opts, diags);
         let (accepted, programmed) = infra.conditions(accepted, programmed);
+        let mut conditions = vec![accepted, programmed];
+        match &gw.backend_client {
+            Some(Ok(_)) => conditions.push(Condition::new(
+                cond::RESOLVED_REFS,
+                true,
+                cond::RESOLVED_REFS,
+                "all references resolved",
+            )),
+            Some(Err(c)) => {
+                let msg = format!(
+                    "spec.tls.backend.clientCertificateRef: {}; not presented to backends",
+                    c.message
+                );
+                diags.push(
+                    ObjectRef::new("Gateway", &gw.key),
+                    Severity::Error,
+                    Reason::SecretNotFound,
+                    msg,
+                );
+                conditions.push(c.clone());
+            }
+            None => {}
+        }
         report.gateways.push(GatewayReport {
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
-            conditions: vec![accepted, programmed],
+            conditions,
             listeners: own().map(|l| l.report.clone()).collect(),
             ports: gw_ports,
             uid: uid(&gw.gateway.metadata),
@@ -233,6 +266,13 @@ pub fn compile<'s>(
         });
     }
     report.listener_sets = listener_set::reports(&states);
+    // gwtls: names TLS listeners claim, and each Gateway's own target ports.
+    compiled.sni_gate = sni::gate(
+        &states,
+        &report.gateways,
+        &mut compiled.gateway_passthrough,
+        opts.gateway_services,
+    );
     report
 }
 
@@ -274,7 +314,29 @@ fn listeners<'a>(
                 }
             }
         }
-        out.push(listener(snapshot, opts, ("Gateway", key), l, conflicted, diags));
+        let mut state = listener(snapshot, opts, ("Gateway", key), l, conflicted, diags);
+        // gwtls: spec.tls.frontend, fail closed (see gateway::frontend).
+        if state.https
+            && state.report.conditions[0].status
+            && let Some((accepted, resolved)) = frontend::check(snapshot, key, gateway, l)
+        {
+            if !accepted.status {
+                diags.push(
+                    ObjectRef::new("Gateway", key),
+                    Severity::Error,
+                    Reason::NotAccepted,
+                    format!("listener {}: {}", l.name, accepted.message),
+                );
+                state.usable = false;
+                state.report.conditions[1] =
+                    Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid");
+            }
+            state.report.conditions[0] = accepted;
+            if let Some(r) = resolved {
+                state.report.conditions[2] = r;
+            }
+        }
+        out.push(state);
     }
     out
 }
@@ -593,6 +655,8 @@ struct RoutePass<'s, 'r, 'x> {
     /// through (weighted choices' routes do not).
     table: Vec<(Arc<Route>, Vec<Attached>)>,
     origins: Vec<Origin>,
+    /// gwtls: BackendTLSPolicies by the Service (and port) they target.
+    backend_tls: backend_tls::Policies,
 }
 
 /// A listener a route attached to.
@@ -1025,6 +1089,11 @@ impl RoutePass<'_, '_, '_> {
                             })
                             .collect(),
                     };
+                    // gwtls: the (first) Gateway's client certificate, to TLS backends.
+                    let client = via
+                        .first()
+                        .and_then(|a| gateways[a.gateway].backend_client.as_ref())
+                        .and_then(|c| c.as_ref().ok());
                     let base = Route {
                         id: 0,
                         ingress: key.clone(),
@@ -1033,7 +1102,7 @@ impl RoutePass<'_, '_, '_> {
                         backend: target.backend,
                         service: target.service.clone(),
                         ssl_redirect: !plain,
-                        policy: target.policy.clone(),
+                        policy: backend_tls::with_client(&target.policy, client),
                         client_auth: None,
                         canary: None,
                         conditions: conditions.clone(),
@@ -1049,7 +1118,7 @@ impl RoutePass<'_, '_, '_> {
                                     let route = Route {
                                         backend: *backend,
                                         service: service.clone(),
-                                        policy: policy.clone(),
+                                        policy: backend_tls::with_client(policy, client),
                                         ..base.clone()
                                     };
                                     self.push(route, origin.clone())
@@ -1095,11 +1164,16 @@ impl RoutePass<'_, '_, '_> {
                         None
                     }
                 };
+                let port = t.port.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+                let tls = backend
+                    .as_ref()
+                    .and_then(|(_, svc)| self.backend_tls.lookup(self.snapshot, svc, port).cloned());
                 Choice {
                     // The CRD's range is 0 to 1,000,000 (default 1).
                     weight: b.weight.unwrap_or(1).clamp(0, i64::from(Weighted::MAX_WEIGHT)) as u32,
                     backend,
                     filters: &b.filters,
+                    tls,
                 }
             })
             .collect()
@@ -1139,7 +1213,10 @@ impl RoutePass<'_, '_, '_> {
             return Ok(Target {
                 backend: *backend,
                 service: service.clone(),
-                policy: shared,
+                policy: match &c.tls {
+                    Some(tls) => Arc::new(backend_tls::Policies::apply(&policy, tls)),
+                    None => shared,
+                },
                 choices: None,
             });
         }
@@ -1157,7 +1234,10 @@ impl RoutePass<'_, '_, '_> {
         for c in choices {
             let backend = match &c.backend {
                 None => None,
-                Some((b, s)) if c.filters.is_empty() => Some((*b, s.clone(), shared.clone())),
+                Some((b, s)) if c.filters.is_empty() => match &c.tls {
+                    Some(tls) => Some((*b, s.clone(), Arc::new(backend_tls::Policies::apply(&policy, tls)))),
+                    None => Some((*b, s.clone(), shared.clone())),
+                },
                 Some((b, s)) => {
                     let own = self.filters(
                         view,
@@ -1172,10 +1252,13 @@ impl RoutePass<'_, '_, '_> {
                         .clone()
                         .unwrap_or_default()
                         .with_backend_ref(&own.unwrap_or_default());
-                    let policy = Policy {
+                    let mut policy = Policy {
                         filters: (!merged.is_empty()).then(|| Arc::new(merged)),
                         ..policy.clone()
                     };
+                    if let Some(tls) = &c.tls {
+                        policy = backend_tls::Policies::apply(&policy, tls);
+                    }
                     Some((*b, s.clone(), Arc::new(policy)))
                 }
             };
@@ -1288,6 +1371,8 @@ struct Choice<'a> {
     weight: u32,
     backend: Option<(BackendId, ObjectKey)>,
     filters: &'a [serde_json::Value],
+    /// The BackendTLSPolicy's TLS to its pods (gwtls).
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 /// What a rule's routes serve.
@@ -1360,4 +1445,9 @@ fn certificates(opts: &Options, gw: &mut GatewayState, certs: &mut CertStore, di
 #[cfg(test)]
 mod tests;
 // gwtls: TLSRoute passthrough.
+mod sni;
 pub mod tls;
+// gwtls: BackendTLSPolicy.
+pub mod backend_tls;
+// gwtls: frontend client-certificate validation (refused for now).
+mod frontend;

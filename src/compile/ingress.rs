@@ -97,6 +97,8 @@ pub struct Compiled {
     pub gateway_passthrough: Vec<super::gateway::tls::Host>,
     /// The Gateway listeners' serving points (gateway::listeners).
     pub gateway_listeners: Option<Arc<crate::config::listeners::Points>>,
+    /// Gateway TLS listeners' SNI claims and target ports (gateway::sni).
+    pub sni_gate: crate::config::sni_gate::SniGate,
 }
 
 /// A path claim: the same host, path and match kind may be served by one Ingress only.
@@ -417,6 +419,7 @@ impl IngressPass<'_, '_> {
             client_auth: client_auth.store,
             gateway_passthrough: Vec::new(),
             gateway_listeners: None,
+            sni_gate: Default::default(),
         }
     }
 

@@ -226,6 +226,10 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
     );
     let mut backends = resolver.backends();
     passthrough::speak_tls(&mut backends, &passthrough);
+    let sni_gate = std::mem::take(&mut compiled.sni_gate);
+    for t in sni_gate.targets.values() {
+        passthrough::speak_tls(&mut backends, &t.passthrough);
+    }
     let (routes, errors) = compiled.builder.build();
     for (route, msg) in errors {
         diags.push(
@@ -252,6 +256,7 @@ pub fn compile(snapshot: &Snapshot, opts: &Options) -> Config {
         host_tls: Arc::new(host_tls),
         gateway: Arc::new(gateway_report),
         gateway_listeners: compiled.gateway_listeners,
+        sni_gate: Arc::new(sni_gate),
     }
 }
 
@@ -276,6 +281,9 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         })
         .collect();
     passthrough::speak_tls(&mut backends, &prev.passthrough);
+    for t in prev.sni_gate.targets.values() {
+        passthrough::speak_tls(&mut backends, &t.passthrough);
+    }
     Config {
         generation: 0,
         routes: prev.routes.clone(),
@@ -293,6 +301,7 @@ pub fn recompile_endpoints(snapshot: &Snapshot, prev: &Config, changed: Option<&
         host_tls: prev.host_tls.clone(),
         gateway: prev.gateway.clone(),
         gateway_listeners: prev.gateway_listeners.clone(),
+        sni_gate: prev.sni_gate.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::diagnostic::Reason;
 
-fn secret_field<'a>(secret: &'a Secret, field: &str) -> Option<&'a [u8]> {
+pub(crate) fn secret_field<'a>(secret: &'a Secret, field: &str) -> Option<&'a [u8]> {
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(field)) {
         return Some(v.0.as_slice());
     }

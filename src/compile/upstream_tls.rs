@@ -207,7 +207,7 @@ pub fn parse_ciphers(v: &str) -> Result<(Vec<Tls12Suite>, Vec<String>), String> 
 }
 
 /// A user's word in a diagnostic, cut short.
-fn clip(s: &str) -> &str {
+pub(crate) fn clip(s: &str) -> &str {
     let mut end = s.len().min(64);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -216,7 +216,7 @@ fn clip(s: &str) -> &str {
 }
 
 /// `ca.crt`: every PEM certificate must parse as a trust anchor.
-fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
+pub(crate) fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
     let certs: Vec<CertificateDer<'static>> = pem_blocks(pem, "ca.crt", "CERTIFICATE")?;
     for cert in &certs {
         webpki::anchor_from_trusted_cert(cert)
@@ -226,7 +226,7 @@ fn parse_cas(pem: &[u8]) -> Result<Arc<[Der]>, String> {
 }
 
 /// `tls.crt` (the chain, leaf first) and `tls.key`, checked to belong together.
-fn parse_client_cert(crt: &[u8], key: &[u8]) -> Result<ClientCert, String> {
+pub(crate) fn parse_client_cert(crt: &[u8], key: &[u8]) -> Result<ClientCert, String> {
     let chain: Vec<CertificateDer<'static>> = pem_blocks(crt, "tls.crt", "CERTIFICATE")?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
@@ -384,7 +384,11 @@ impl Annotations<'_> {
                 let why = bad("has no ca.crt, which proxy-ssl-verify: on needs".into());
                 return deny(self, tls, Reason::InvalidCertificate, why);
             };
-            tls.verify = Some(Verify { roots, depth });
+            tls.verify = Some(Verify {
+                roots,
+                depth,
+                subject_alt_names: Arc::new([]),
+            });
         }
         tls.name = self.parsed(
             "proxy-ssl-name",

@@ -39,8 +39,8 @@ pub struct ClassReport {
     pub generation: i64,
     pub conditions: Vec<Condition>,
     /// The Gateway API features Portico implements (`status.supportedFeatures`, which the
-    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`], less
-    /// GatewayStaticAddresses without `--gateway-services`.
+    /// conformance suite reads to choose its tests): [`SUPPORTED_FEATURES`], less those that
+    /// need `--gateway-services` when it is off.
     pub supported_features: Vec<&'static str>,
     /// `metadata.uid`: which object of that name the status is for.
     pub uid: String,
@@ -49,14 +49,19 @@ pub struct ClassReport {
 /// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
 /// (the API server wants them that way). Each is shown by the suite's tests of that feature
 /// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
-/// (GatewayPort8080 and HTTPRouteParentRefPort wait for the Services of `--gateway-services`:
-/// Portico serves every listener port, but the suite reaches only the ports its Service has.)
+/// GatewayStaticAddresses, GatewayPort8080 and HTTPRouteParentRefPort are claimed only with
+/// `--gateway-services` (see `compile::gateway::infra::supported_features`): without it
+/// Gateways share Portico's Service, which has only the ports its manifest gives it.
 pub const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GRPCRoute",
     "Gateway",
     "GatewayAddressEmpty",
+    "GatewayBackendClientCertificate",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayPort8080",
     "GatewayStaticAddresses",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
@@ -70,6 +75,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",
     "HTTPRouteNamedRouteRule",
+    "HTTPRouteParentRefPort",
     "HTTPRoutePathRedirect",
     "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect",
@@ -216,6 +222,20 @@ pub struct Report {
     pub origins: Vec<Origin>,
     /// ListenerSets whose parent is a Gateway of ours.
     pub listener_sets: Vec<ListenerSetReport>,
+    /// gwtls: BackendTLSPolicies.
+    pub policies: Vec<PolicyReport>,
+}
+
+/// A BackendTLSPolicy: its conditions, reported for each Gateway of ours whose routes use a
+/// Service it targets (`status.ancestors`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyReport {
+    pub key: ObjectKey,
+    pub generation: i64,
+    pub ancestors: Vec<ObjectKey>,
+    pub conditions: Vec<Condition>,
+    /// `metadata.uid` (see [`GatewayReport::uid`]).
+    pub uid: String,
 }
 
 impl Report {
@@ -343,6 +363,26 @@ pub fn status_updates(report: &Report, now: &str) -> Vec<StatusUpdate> {
         ));
     }
     out.extend(report.listener_sets.iter().map(|r| listener_set::status_update(r, now)));
+    for p in &report.policies {
+        let ancestors: Vec<Value> = p
+            .ancestors
+            .iter()
+            .map(|g| {
+                json!({
+                    "ancestorRef": {"group": GROUP, "kind": "Gateway", "namespace": g.namespace, "name": g.name},
+                    "controllerName": report.controller_name,
+                    "conditions": conditions(&p.conditions, p.generation, now),
+                })
+            })
+            .collect();
+        out.push(update(
+            "BackendTLSPolicy",
+            "backendtlspolicies",
+            &p.key,
+            &p.uid,
+            json!({"ancestors": ancestors}),
+        ));
+    }
     out
 }
 
@@ -415,6 +455,7 @@ mod tests {
             }],
             origins: vec![],
             listener_sets: vec![],
+            policies: vec![],
         };
         let u = status_updates(&report, "2026-01-01T00:00:00Z");
         assert_eq!(u.len(), 3);

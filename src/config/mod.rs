@@ -28,6 +28,7 @@ pub mod response;
 pub mod retry;
 pub mod route;
 pub mod sni;
+pub mod sni_gate;
 pub mod tls;
 pub mod tls_options;
 pub mod upstream_tls;
@@ -86,6 +87,19 @@ pub struct Config {
     /// The ports Gateway listeners are served on, each with its listeners' routes; `None`
     /// without any, so that the request path tests one `Option`.
     pub gateway_listeners: Option<Arc<listeners::Points>>,
+    /// Gateway TLS listeners' claims on SNI names and Gateways' own target ports (gwtls).
+    pub sni_gate: Arc<sni_gate::SniGate>,
+}
+
+/// What [`Config::sni_start`] decides for a TLS connection.
+#[derive(Debug)]
+pub enum SniStart<'a> {
+    /// Spliced unterminated to this backend's pods.
+    Splice(&'a Arc<Backend>),
+    /// Closed after the ClientHello, without a TLS alert (no certificate is shown).
+    Refuse,
+    /// Terminated here.
+    Terminate,
 }
 
 /// Equal Configs serve the same. The route table is left out: it is an index built from
@@ -107,6 +121,7 @@ impl PartialEq for Config {
             && self.host_tls == other.host_tls
             && self.gateway == other.gateway
             && self.gateway_listeners == other.gateway_listeners
+            && self.sni_gate == other.sni_gate
     }
 }
 
@@ -120,21 +135,37 @@ impl Config {
     /// the exact name, else the longest `*.suffix`, else `*` (which also takes a ClientHello
     /// without SNI).
     pub fn passthrough_backend(&self, sni: Option<&str>) -> Option<&Arc<Backend>> {
-        let table = &self.passthrough;
-        let i = match sni {
-            Some(name) => table.get(name).or_else(|| {
-                let mut wild = String::with_capacity(name.len() + 1);
-                name.match_indices('.').find_map(|(dot, _)| {
-                    wild.clear();
-                    wild.push('*');
-                    wild.push_str(&name[dot..]);
-                    table.get(&wild)
-                })
-            }),
-            None => None,
+        let i = sni_gate::lookup(&*self.passthrough, sni, |t, k| t.get(k).copied())?;
+        self.backends.get(i)
+    }
+
+    /// Whether a TLS connection's ClientHello must be read before termination.
+    #[inline(always)]
+    pub fn reads_sni(&self) -> bool {
+        !self.passthrough.is_empty() || !self.sni_gate.is_empty()
+    }
+
+    /// What a TLS connection to `local_port` with this SNI name (lower-case) gets. On a
+    /// Gateway's own target port: its passthrough host, else termination when the port has
+    /// HTTPS listeners, else refusal. Elsewhere: the passthrough host; else refusal when a
+    /// Gateway TLS listener claims the name and no certificate of its own serves it (an
+    /// Ingress host keeps its certificate); else termination (the default certificate for
+    /// unknown names, as ingress-nginx).
+    pub fn sni_start(&self, local_port: u16, sni: Option<&str>) -> SniStart<'_> {
+        if let Some(t) = self.sni_gate.targets.get(&local_port) {
+            return match sni_gate::lookup(&t.passthrough, sni, |t, k| t.get(k).copied()) {
+                Some(i) => self.backends.get(i).map_or(SniStart::Refuse, SniStart::Splice),
+                None if t.terminate => SniStart::Terminate,
+                None => SniStart::Refuse,
+            };
         }
-        .or_else(|| table.get("*"))?;
-        self.backends.get(*i)
+        if let Some(b) = self.passthrough_backend(sni) {
+            return SniStart::Splice(b);
+        }
+        match sni {
+            Some(name) if self.sni_gate.claimed(name) && !self.certs.has_own(name) => SniStart::Refuse,
+            _ => SniStart::Terminate,
+        }
     }
 
     /// Whether any diagnostic is an error.

@@ -68,6 +68,19 @@ impl CertStore {
         }
     }
 
+    /// Whether `name` has a certificate of its own (exact, or `*.` one label up), not the
+    /// default one.
+    pub fn has_own(&self, name: &str) -> bool {
+        let mut buf = [0u8; 256];
+        let Some(name) = lower_host(name, &mut buf) else {
+            return false;
+        };
+        self.exact.contains_key(name)
+            || name
+                .split_once('.')
+                .is_some_and(|(first, rest)| !first.is_empty() && self.wildcard.contains_key(rest))
+    }
+
     /// SNI selection: exact name, then `*.` one label up, then the default certificate
     /// (also when the client sent no SNI).
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {

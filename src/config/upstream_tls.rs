@@ -10,7 +10,7 @@ pub type Der = Arc<[u8]>;
 
 /// What a route's `proxy-ssl-*` annotations compiled to. Two routes with equal values may
 /// share upstream connections; routes with different values never do.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct UpstreamTls {
     /// `proxy-ssl-secret`, as `namespace/name` (`None`: `proxy-ssl-verify: on` without it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,6 +48,18 @@ pub struct Verify {
     /// `proxy-ssl-verify-depth`: the most intermediate certificates between the upstream's
     /// certificate and a trust anchor (OpenSSL's meaning of the verify depth).
     pub depth: u8,
+    /// BackendTLSPolicy `subjectAltNames`: when given, the certificate must carry one of
+    /// these instead of being valid for the name dialled.
+    pub subject_alt_names: Arc<[SubjectAltName]>,
+}
+
+/// A name the upstream's certificate may carry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum SubjectAltName {
+    /// A DNS name (`*.` wildcards in the certificate match as usual).
+    Dns(Arc<str>),
+    /// A URI, compared exactly (`spiffe://...`).
+    Uri(Arc<str>),
 }
 
 impl Verify {

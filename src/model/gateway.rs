@@ -89,6 +89,8 @@ pub struct GatewaySpec {
     #[serde(default)]
     pub addresses: Vec<GatewaySpecAddress>,
     pub infrastructure: Option<GatewayInfrastructure>,
+    /// gwtls: `spec.tls` (the client certificate presented to backends).
+    pub tls: Option<GatewayTls>,
 }
 
 /// `spec.addresses[]`: `type` defaults to `IPAddress`; an empty `value` asks for any address.
@@ -399,3 +401,128 @@ pub struct ReferenceGrantTo {
 
 /// A namespace's labels, for `allowedRoutes.namespaces.from: Selector`.
 pub type Labels = BTreeMap<String, String>;
+
+/// A Gateway's `spec.tls`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTls {
+    pub backend: Option<GatewayBackendTls>,
+    pub frontend: Option<FrontendTls>,
+}
+
+/// `spec.tls.frontend`: client-certificate validation, for every port or per port.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTls {
+    pub default: Option<FrontendTlsConfig>,
+    #[serde(default)]
+    pub per_port: Vec<FrontendTlsPort>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsPort {
+    #[serde(default)]
+    pub port: i64,
+    #[serde(default)]
+    pub tls: FrontendTlsConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    pub validation: Option<FrontendValidation>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<SecretObjectRef>,
+    pub mode: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayBackendTls {
+    pub client_certificate_ref: Option<SecretObjectRef>,
+}
+
+/// A reference to a Secret, maybe in another namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretObjectRef {
+    #[serde(default)]
+    pub group: String,
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+// gwtls: BackendTLSPolicy (standard channel, v1 in v1.6).
+resource!(
+    BackendTLSPolicy,
+    "BackendTLSPolicy",
+    "backendtlspolicies",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendTLSPolicy {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: BackendTLSPolicySpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTLSPolicySpec {
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetRef>,
+    #[serde(default)]
+    pub validation: BackendTLSValidation,
+}
+
+/// A policy's target: a Service, and the name of one of its ports (`sectionName`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetRef {
+    #[serde(flatten)]
+    pub target: LocalRef,
+    pub section_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTLSValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<LocalRef>,
+    pub well_known_ca_certificates: Option<String>,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+/// A reference to an object in the policy's own namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalRef {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAltName {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    pub hostname: Option<String>,
+    pub uri: Option<String>,
+}

@@ -1,7 +1,8 @@
 //! What comes before HTTP or TLS on a client connection, when asked for: the PROXY protocol
 //! header (`--use-proxy-protocol`) and, on the HTTPS listener, the ClientHello's SNI that
 //! sends a passthrough host's connection to its pod unterminated (`ssl-passthrough` Ingresses
-//! with `--enable-ssl-passthrough`, TLSRoutes). When the live Config has neither,
+//! with `--enable-ssl-passthrough`, TLSRoutes) or refuses a name a Gateway TLS listener
+//! claims but nothing serves (`Config::sni_start`). When the live Config has none of these,
 //! connections never come here.
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use super::handler::Proxy;
 use super::headers::{Peer, Socket};
 use super::rewind::Rewind;
 use super::{passthrough, proxy_protocol};
+use crate::config::SniStart;
 
 /// Whether every connection starts with a PROXY protocol v1 or v2 header (one without is
 /// closed) is the live Config's `use_proxy_protocol`, and whether TLS connections are looked
@@ -75,7 +77,7 @@ impl Front {
                 }
             }
         }
-        if tls && !proxy.live.load().config.passthrough.is_empty() {
+        if tls && proxy.live.load().config.reads_sni() {
             let sni = passthrough::read_sni(&mut stream, &mut read, proxy.settings.tls_handshake_timeout).await;
             let name = match sni {
                 Ok(name) => name,
@@ -86,7 +88,15 @@ impl Front {
                     return Start::Done;
                 }
             };
-            let backend = proxy.live.load().config.passthrough_backend(name.as_deref()).cloned();
+            let backend = match proxy.live.load().config.sni_start(socket.port, name.as_deref()) {
+                SniStart::Splice(b) => Some(b.clone()),
+                SniStart::Terminate => None,
+                SniStart::Refuse => {
+                    // Gateway semantics: no listener serves the name, so no certificate is shown.
+                    tracing::debug!(client = %client, sni = ?name, "TLS connection refused: no Gateway listener serves its SNI");
+                    return Start::Done;
+                }
+            };
             if let Some(backend) = backend {
                 let name = name.unwrap_or_default();
                 let started = std::time::Instant::now();

@@ -287,7 +287,7 @@ pub async fn serve(
             let plane = proxy.live.load();
             (
                 plane.config.global.use_proxy_protocol,
-                is_tls && !plane.config.passthrough.is_empty(),
+                is_tls && plane.config.reads_sni(),
             )
         };
         if front.active(passthrough, proxy_protocol) {

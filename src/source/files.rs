@@ -74,6 +74,9 @@ fn decode(doc: Value, out: &mut Vec<AnyObject>) -> Result<(), String> {
         (GATEWAY_V1, "GRPCRoute") => AnyObject::GRPCRoute(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
         (GATEWAY_V1, "TLSRoute") => AnyObject::TLSRoute(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
         (GATEWAY_V1, "ListenerSet") => AnyObject::ListenerSet(Arc::new(serde_json::from_value(doc).map_err(wrap)?)),
+        (GATEWAY_V1, "BackendTLSPolicy") => {
+            AnyObject::BackendTLSPolicy(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
+        }
         (GATEWAY_V1 | GATEWAY_V1BETA1, "ReferenceGrant") => {
             AnyObject::ReferenceGrant(Arc::new(serde_json::from_value(doc).map_err(wrap)?))
         }

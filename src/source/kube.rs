@@ -192,6 +192,7 @@ reflected_gateway!(
     HTTPRoute => http_routes,
     GRPCRoute => grpc_routes,
     TLSRoute => tls_routes,
+    BackendTLSPolicy => backend_tls_policies,
     ReferenceGrant => reference_grants,
     ListenerSet => listener_sets,
 );
@@ -213,7 +214,9 @@ reflected!(Namespace, Namespace, {
 /// Without them, none is watched and Ingress works as before; Namespaces are watched only
 /// for the Gateway API.
 async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
-    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute};
+    use crate::model::gateway::{
+        BackendTLSPolicy, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute,
+    };
     use k8s_openapi::Resource as _;
     let list = match client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
         Ok(l) => l,
@@ -229,6 +232,7 @@ async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
         (Kind::HTTPRoute, HTTPRoute::URL_PATH_SEGMENT),
         (Kind::GRPCRoute, GRPCRoute::URL_PATH_SEGMENT),
         (Kind::TLSRoute, TLSRoute::URL_PATH_SEGMENT),
+        (Kind::BackendTLSPolicy, BackendTLSPolicy::URL_PATH_SEGMENT),
         (Kind::ReferenceGrant, ReferenceGrant::URL_PATH_SEGMENT),
         (Kind::ListenerSet, ListenerSet::URL_PATH_SEGMENT),
     ]
@@ -251,7 +255,9 @@ async fn served_gateway_kinds(client: &Client) -> Vec<Kind> {
 
 /// Starts the watchers of the Gateway API kinds in `kinds`.
 fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &Arc<Shared>) {
-    use crate::model::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute};
+    use crate::model::gateway::{
+        BackendTLSPolicy, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute,
+    };
     let all = watcher::Config::default();
     for kind in kinds {
         let s = shared.clone();
@@ -262,6 +268,7 @@ fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &A
             Kind::HTTPRoute => tokio::spawn(reflect(api::<HTTPRoute>(client, ns), all.clone(), s)),
             Kind::GRPCRoute => tokio::spawn(reflect(api::<GRPCRoute>(client, ns), all.clone(), s)),
             Kind::TLSRoute => tokio::spawn(reflect(api::<TLSRoute>(client, ns), all.clone(), s)),
+            Kind::BackendTLSPolicy => tokio::spawn(reflect(api::<BackendTLSPolicy>(client, ns), all.clone(), s)),
             Kind::ReferenceGrant => tokio::spawn(reflect(api::<ReferenceGrant>(client, ns), all.clone(), s)),
             Kind::ListenerSet => tokio::spawn(reflect(api::<ListenerSet>(client, ns), all.clone(), s)),
             _ => continue,

@@ -74,6 +74,8 @@ pub async fn install_crds(cp: &ControlPlane) {
         "grpcroutes",
         "tlsroutes",
         "referencegrants",
+        "backendtlspolicies",
+        "listenersets",
     ] {
         let file = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
         cp.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);

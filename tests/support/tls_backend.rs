@@ -75,6 +75,15 @@ pub async fn tls_backend(cert: &[u8], key: &[u8]) -> SocketAddr {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
+    serve_tls(cfg, |conn| {
+        format!("tls-backend sni={}\n", conn.server_name().unwrap_or(""))
+    })
+    .await
+}
+
+/// A TLS server with `cfg` on loopback that answers every request with the body `answer`
+/// makes from the connection (after the handshake).
+pub async fn serve_tls(cfg: rustls::ServerConfig, answer: fn(&rustls::ServerConnection) -> String) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -83,7 +92,7 @@ pub async fn tls_backend(cert: &[u8], key: &[u8]) -> SocketAddr {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(s).await else { return };
-                let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                let body = answer(tls.get_ref().1);
                 let mut head = Vec::new();
                 let mut b = [0u8; 1024];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -92,7 +101,6 @@ pub async fn tls_backend(cert: &[u8], key: &[u8]) -> SocketAddr {
                         Ok(n) => head.extend_from_slice(&b[..n]),
                     }
                 }
-                let body = format!("tls-backend sni={sni}\n");
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()

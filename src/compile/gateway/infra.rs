@@ -151,11 +151,13 @@ pub fn supported_features(opts: &Options) -> Vec<&'static str> {
     crate::config::gateway::SUPPORTED_FEATURES
         .iter()
         .copied()
-        .filter(|f| opts.gateway_services || *f != STATIC_ADDRESSES)
+        .filter(|f| opts.gateway_services || !WITH_SERVICES.contains(f))
         .collect()
 }
 
-const STATIC_ADDRESSES: &str = "GatewayStaticAddresses";
+/// Features that need each Gateway's own Service: static addresses become its external
+/// IPs, and only it has every listener port.
+const WITH_SERVICES: [&str; 3] = ["GatewayStaticAddresses", "GatewayPort8080", "HTTPRouteParentRefPort"];
 
 fn cidrs(opts: &Options) -> String {
     if opts.gateway_address_cidrs.is_empty() {
@@ -260,11 +262,14 @@ mod tests {
     }
 
     #[test]
-    fn static_addresses_are_claimed_with_services_only() {
-        assert!(supported_features(&opts(&[])).contains(&STATIC_ADDRESSES));
+    fn static_addresses_and_listener_ports_are_claimed_with_services_only() {
+        let own = supported_features(&opts(&[]));
         let shared = supported_features(&Options::default());
-        assert!(!shared.contains(&STATIC_ADDRESSES));
-        assert_eq!(shared.len() + 1, crate::config::gateway::SUPPORTED_FEATURES.len());
+        for f in WITH_SERVICES {
+            assert!(own.contains(&f) && !shared.contains(&f), "{f}");
+        }
+        assert_eq!(own.len(), crate::config::gateway::SUPPORTED_FEATURES.len());
+        assert_eq!(shared.len() + WITH_SERVICES.len(), own.len());
     }
 
     #[test]

@@ -19,9 +19,17 @@ use crate::model::gateway::{Listener, TLSRouteRule};
 /// The route kinds a TLS listener takes.
 pub(super) const TLS_KINDS: [&str; 1] = ["TLSRoute"];
 
-/// A passthrough host a TLSRoute compiled to: the SNI key (an exact name, `*.suffix` for
-/// any number of labels before `suffix`, or `*` for every name), the backend, the route.
-pub type Host = (String, usize, ObjectKey);
+/// A passthrough host a TLSRoute compiled to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// The SNI key: an exact name, `*.suffix` for any number of labels before `suffix`, or
+    /// `*` for every name.
+    pub name: String,
+    pub backend: usize,
+    pub route: ObjectKey,
+    /// The Gateway (index in the compile's Gateway list) and listener port it came through.
+    pub via: (usize, u16),
+}
 
 /// Whether a `protocol: TLS` listener can be served: Passthrough only (Terminate is the
 /// extended feature TLSRouteModeTerminate, which Portico does not claim).
@@ -50,7 +58,7 @@ pub(super) fn routes(
     let mut routes: Vec<_> = pass.snapshot.tls_routes.iter().collect();
     routes.sort_by(|(ka, a), (kb, b)| oldest_first((ka, &a.metadata), (kb, &b.metadata)));
     let mut hosts: Vec<Host> = Vec::new();
-    let mut owner: HashMap<String, usize> = HashMap::new();
+    let mut owner: HashMap<(String, (usize, u16)), usize> = HashMap::new();
     for (key, route) in routes {
         let view = RouteView {
             kind: RouteKind::TLSRoute,
@@ -67,7 +75,9 @@ pub(super) fn routes(
         }
         let (backend, resolved) = rule_backend(pass, &view, &route.spec.rules);
         if let Some(backend) = backend {
-            for (_, names) in &attached {
+            for (at, names) in &attached {
+                let port = u16::try_from(gateways[at.gateway].listeners[at.listener].spec.port).unwrap_or(0);
+                let via = (at.gateway, port);
                 let keys: Vec<String> = match names.is_empty() {
                     true => vec!["*".into()],
                     false => names.clone(),
@@ -79,17 +89,25 @@ pub(super) fn routes(
                         pass.warn(&view, Severity::Warning, Reason::InvalidHost, msg);
                         continue;
                     }
-                    match owner.get(&k) {
-                        Some(&i) if hosts[i].2 != *key => pass.warn(
+                    // Per Gateway and port: Gateways with addresses of their own
+                    // (`--gateway-services`) may pass the same name to different routes.
+                    let at_key = (k.clone(), via);
+                    match owner.get(&at_key) {
+                        Some(&i) if hosts[i].route != *key => pass.warn(
                             &view,
                             Severity::Warning,
                             Reason::PathConflict,
-                            format!("host {k} is passed through by the older TLSRoute {}", hosts[i].2),
+                            format!("host {k} is passed through by the older TLSRoute {}", hosts[i].route),
                         ),
                         Some(_) => {}
                         None => {
-                            owner.insert(k.clone(), hosts.len());
-                            hosts.push((k, backend, key.clone()));
+                            owner.insert(at_key, hosts.len());
+                            hosts.push(Host {
+                                name: k,
+                                backend,
+                                route: key.clone(),
+                                via,
+                            });
                         }
                     }
                 }
@@ -155,19 +173,33 @@ fn rule_backend(pass: &mut RoutePass, view: &RouteView, rules: &[TLSRouteRule]) 
 }
 
 /// Adds the TLSRoutes' passthrough hosts to the Ingresses' `ssl-passthrough` table, which
-/// keeps a host both claim (Ingresses come first, as for HTTP routes).
+/// keeps a host both claim (Ingresses come first, as for HTTP routes; between TLSRoutes, the
+/// older one, which comes first in `hosts`).
 pub fn merge(table: &mut HashMap<String, usize>, hosts: Vec<Host>, diags: &mut Diagnostics) {
-    for (host, backend, route) in hosts {
+    let mut from_routes: HashMap<String, ObjectKey> = HashMap::new();
+    for Host {
+        name: host,
+        backend,
+        route,
+        ..
+    } in hosts
+    {
         if table.contains_key(&host) {
+            let msg = match from_routes.get(&host) {
+                Some(older) if *older == route => continue,
+                Some(older) => format!("host {host} is passed through by the older TLSRoute {older}"),
+                None => format!("host {host} is passed through by an Ingress (ssl-passthrough); Ingresses come first"),
+            };
             diags.push(
                 ObjectRef::new(RouteKind::TLSRoute.as_str(), &route),
                 Severity::Warning,
                 Reason::PathConflict,
-                format!("host {host} is passed through by an Ingress (ssl-passthrough); Ingresses come first"),
+                msg,
             );
             continue;
         }
-        table.insert(host, backend);
+        table.insert(host.clone(), backend);
+        from_routes.insert(host, route);
     }
 }
 

@@ -14,7 +14,7 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme, Supported
 use tokio_rustls::TlsConnector;
 
 use crate::config::backend::Protocol;
-use crate::config::upstream_tls::{KeyForm, Tls12Suite, UpstreamTls, Verify};
+use crate::config::upstream_tls::{KeyForm, SubjectAltName, Tls12Suite, UpstreamTls, Verify};
 use crate::config::{Config, Route};
 
 fn provider() -> Arc<CryptoProvider> {
@@ -34,6 +34,7 @@ pub(crate) fn tls_connector(alpn: &[u8]) -> TlsConnector {
             b.dangerous()
                 .with_custom_certificate_verifier(Arc::new(Verifier {
                     anchors: None,
+                    sans: Arc::new([]),
                     provider,
                 }))
                 .with_no_client_auth()
@@ -220,6 +221,8 @@ impl Clients {
 #[derive(Debug)]
 struct Verifier {
     anchors: Option<(Vec<rustls::pki_types::TrustAnchor<'static>>, usize)>,
+    /// Names one of which the certificate must carry, instead of the name dialled.
+    sans: Arc<[SubjectAltName]>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -240,7 +243,34 @@ impl Verifier {
                 Some((roots, usize::from(v.depth)))
             }
         };
-        Ok(Verifier { anchors, provider })
+        let sans = v.map(|v| v.subject_alt_names.clone()).unwrap_or_else(|| Arc::new([]));
+        Ok(Verifier {
+            anchors,
+            sans,
+            provider,
+        })
+    }
+}
+
+/// Whether the certificate carries the name: a DNS name as webpki matches it, a URI exactly.
+fn carries(cert: &webpki::EndEntityCert<'_>, der: &CertificateDer<'_>, san: &SubjectAltName) -> bool {
+    match san {
+        SubjectAltName::Dns(h) => {
+            ServerName::try_from(h.as_ref()).is_ok_and(|n| cert.verify_is_valid_for_subject_name(&n).is_ok())
+        }
+        SubjectAltName::Uri(u) => x509_parser::parse_x509_certificate(der.as_ref())
+            .ok()
+            .and_then(|(_, x)| {
+                x.subject_alternative_name()
+                    .ok()
+                    .flatten()
+                    .map(|ext| ext.value.general_names.clone())
+            })
+            .is_some_and(|names| {
+                names
+                    .iter()
+                    .any(|g| matches!(g, x509_parser::extensions::GeneralName::URI(v) if *v == u.as_ref()))
+            }),
     }
 }
 
@@ -288,7 +318,11 @@ impl ServerCertVerifier for Verifier {
             Some(&within_depth),
         )
         .map_err(pki_error)?;
-        cert.verify_is_valid_for_subject_name(name).map_err(pki_error)?;
+        if self.sans.is_empty() {
+            cert.verify_is_valid_for_subject_name(name).map_err(pki_error)?;
+        } else if !self.sans.iter().any(|san| carries(&cert, end_entity, san)) {
+            return Err(CertificateError::NotValidForName.into());
+        }
         Ok(ServerCertVerified::assertion())
     }
 
