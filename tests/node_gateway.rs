@@ -249,6 +249,7 @@ fn the_readme_gateway_example_on_a_real_cluster() {
         .split(" #")
         .next()
         .unwrap()
+        .trim_end()
         .replace("curl -k ", "curl --cacert shop.crt ");
     assert!(https.contains("--cacert"), "{https}");
     let pod = answered_by_shop(&node, &home, &https, &vars);
