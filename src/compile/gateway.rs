@@ -76,6 +76,8 @@ struct ListenerState<'a> {
     hosts: Vec<HostPattern>,
     /// Where it comes from: the Gateway itself (`None`) or its ListenerSet `sets[i]`.
     from: Option<usize>,
+    /// gwfront: the client-certificate validation its port enforces.
+    frontend: Option<Arc<crate::config::frontend_tls::FrontendValidation>>,
 }
 
 struct GatewayState<'a> {
@@ -254,6 +256,7 @@ pub fn compile<'s>(
             }
             None => {}
         }
+        conditions.extend(frontend::insecure(gw.gateway));
         report.gateways.push(GatewayReport {
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
@@ -315,11 +318,16 @@ fn listeners<'a>(
             }
         }
         let mut state = listener(snapshot, opts, ("Gateway", key), l, conflicted, diags);
-        // gwtls: spec.tls.frontend, fail closed (see gateway::frontend).
+        // gwtls/gwfront: spec.tls.frontend, enforced or fail closed (see gateway::frontend).
         if state.https
             && state.report.conditions[0].status
-            && let Some((accepted, resolved)) = frontend::check(snapshot, key, gateway, l)
+            && let Some(frontend::Checked {
+                accepted,
+                resolved,
+                validation,
+            }) = frontend::check(snapshot, opts, key, gateway, l)
         {
+            state.frontend = validation;
             if !accepted.status {
                 diags.push(
                     ObjectRef::new("Gateway", key),
@@ -483,6 +491,7 @@ fn listener<'a>(
         supported_kinds,
         hosts: Vec::new(),
         from: None,
+        frontend: None,
     }
 }
 
@@ -1449,5 +1458,5 @@ mod sni;
 pub mod tls;
 // gwtls: BackendTLSPolicy.
 pub mod backend_tls;
-// gwtls: frontend client-certificate validation (refused for now).
+// gwtls/gwfront: frontend client-certificate validation.
 mod frontend;

@@ -15,6 +15,16 @@ metadata: {name: portico}
 spec: {controllerName: portico.dev/gateway-controller}
 "#;
 
+/// The report of Gateway `name` in `/routes`.
+pub fn gateway_report<'a>(routes: &'a Value, name: &str) -> &'a Value {
+    routes["gatewayApi"]["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Gateway {name} in {routes:#}"))
+}
+
 /// `type=status:reason` of each condition of a route's first parent, from `/routes`.
 pub fn route_conditions(routes: &Value, name: &str) -> Vec<String> {
     let r = routes["gatewayApi"]["routes"]
