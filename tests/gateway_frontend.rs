@@ -97,7 +97,38 @@ spec:
     )
 }
 
-/// Portico with the Gateways `strict` (AllowValidOnly) and `fallback`
+/// The conformance manifest of GatewayFrontendInvalidDefaultClientCertificateValidation: a
+/// default validation with a missing ConfigMap, and a per-port one on the HTTP port.
+const INVALID_DEFAULT: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: invalid-default, namespace: default}
+spec:
+  gatewayClassName: portico
+  tls:
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{kind: ConfigMap, group: "", name: does-not-exist}]
+      perPort:
+      - port: 80
+        tls:
+          validation:
+            caCertificateRefs: [{kind: ConfigMap, group: "", name: ca-port}]
+  listeners:
+  - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: server}]}}
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: invalid-default, namespace: default}
+spec:
+  parentRefs: [{name: invalid-default}]
+  hostnames: [example.org]
+  rules: [{backendRefs: [{name: v1, port: 80}]}]
+"#;
+
+/// Portico with the Gateways `strict` (AllowValidOnly), `invalid-default` and `fallback`
 /// (AllowInsecureFallback), the server certificate, the two CAs and the echo pods.
 async fn start(default: &Pki, port: &Pki, extra: &[&str]) -> Portico {
     let v1 = pods("v1", 1).await;
@@ -120,6 +151,7 @@ async fn start(default: &Pki, port: &Pki, extra: &[&str]) -> Portico {
             ("v2.yaml", service("v2", &v2)),
             ("strict.yaml", gateway("strict", "AllowValidOnly")),
             ("fallback.yaml", gateway("fallback", "AllowInsecureFallback")),
+            ("invalid.yaml", INVALID_DEFAULT.to_string()),
         ],
         extra,
     )
@@ -180,7 +212,8 @@ async fn fetch(addr: SocketAddr, cfg: &Arc<rustls::ClientConfig>, host: &str) ->
 }
 
 #[tokio::test]
-async fn each_port_takes_only_certificates_its_cas_issued_or_any_with_insecure_fallback() {
+async fn each_port_takes_only_certificates_its_cas_issued_or_any_with_insecure_fallback_and_an_invalid_default_stops_its_listener()
+ {
     let (a, b) = (pki("default"), pki("per-port"));
     let p = start(&a, &b, &["--gateway-services"]).await;
     let routes = p.routes().await;
@@ -244,6 +277,32 @@ async fn each_port_takes_only_certificates_its_cas_issued_or_any_with_insecure_f
     let (kind, _) = support::tls_once(f443, &resuming, "example.org").await.unwrap();
     assert_eq!(kind, rustls::HandshakeKind::Resumed);
     assert!(fetch(s443, &resuming, "example.org").await.is_err());
+
+    // GatewayFrontendInvalidDefaultClientCertificateValidation: an invalid default stops
+    // only the HTTPS listener (one Portico per test binary here: the targets of
+    // --gateway-services are fixed ports).
+    assert_eq!(
+        listener_conditions(&routes, "invalid-default", "http")[..3],
+        [
+            "Accepted=true:Accepted",
+            "Programmed=true:Programmed",
+            "ResolvedRefs=true:ResolvedRefs"
+        ]
+    );
+    assert_eq!(
+        listener_conditions(&routes, "invalid-default", "https")[..3],
+        [
+            "Accepted=false:NoValidCACertificate",
+            "Programmed=false:Invalid",
+            "ResolvedRefs=false:InvalidCACertificateRef"
+        ]
+    );
+    let http = socket(&p, &routes, "invalid-default", 80).await;
+    let (status, _, body) = support::get(http, "example.org", "/").await.unwrap();
+    assert_eq!((status, json(&body)["pod"].as_str()), (200, Some("v1-0")));
+    // Port 443 has no socket (nor a port on the Gateway's Service): nothing to connect to.
+    let ports = gateway_report(&routes, "invalid-default")["ports"].clone();
+    assert!(ports.as_array().unwrap().iter().all(|x| x["port"] != 443), "{ports}");
 }
 
 #[tokio::test]
