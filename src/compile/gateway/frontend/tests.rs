@@ -179,6 +179,21 @@ fn an_unknown_mode_or_an_invalid_reference_is_not_enforced_but_refused() {
             "ResolvedRefs=false:InvalidCACertificateRef"
         ]
     );
+    // A ConfigMap in another namespace without a ReferenceGrant.
+    let cfg = config_with(
+        "{kind: ConfigMap, name: ca}",
+        "{name: ca, namespace: other}",
+        "AllowValidOnly",
+        true,
+    );
+    assert_eq!(
+        listener(&cfg, "other")[..3],
+        [
+            "Accepted=false:NoValidCACertificate",
+            "Programmed=false:Invalid",
+            "ResolvedRefs=false:RefNotPermitted"
+        ]
+    );
     let cfg = config_with("{kind: ConfigMap, name: nowhere}", "{name: ca}", "AllowValidOnly", true);
     assert_eq!(listener(&cfg, "https")[0], "Accepted=false:NoValidCACertificate");
     let points = cfg.gateway_listeners.as_ref().unwrap();
