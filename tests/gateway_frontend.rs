@@ -7,6 +7,7 @@
 //! `AllowInsecureFallback` takes any certificate or none and says so in a Gateway condition.
 //! Invalid references leave the listener unserved with the spec's reasons; without
 //! `--gateway-services` the validation cannot be honoured and the listener is not served.
+//! The last test checks the status and the Gateway's Service on a real kube-apiserver.
 
 mod support;
 
@@ -317,4 +318,68 @@ async fn without_gateway_services_a_validating_listener_is_not_served() {
     // Portico's own HTTPS socket (the shared port 443) serves no Gateway route to anyone.
     let with_a = Arc::new(insecure_client_cert(a.client.0.clone(), a.client.1.clone_key()));
     assert_eq!(fetch(p.https, &with_a, "example.org").await.map(|r| r.0), Ok(404));
+}
+
+/// On a real kube-apiserver (Kubernetes mode, `--gateway-services`): the Gateway's status
+/// carries InsecureFrontendValidationMode and its validating listeners are Accepted, and its
+/// Service has both HTTPS ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_fallback_shows_in_the_gateway_status_on_the_api_server() {
+    let (a, b) = (pki("default"), pki("per-port"));
+    let key = KeyPair::generate().unwrap();
+    let crt = CertificateParams::new(vec!["example.org".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let objects = fixture::yaml(&[
+        fixture::tls_secret("infra", "server", &crt.pem(), &key.serialize_pem()).into(),
+        fixture::config_map("infra", "ca-default", &[("ca.crt", a.ca_pem.as_str())]).into(),
+        fixture::config_map("infra", "ca-port", &[("ca.crt", b.ca_pem.as_str())]).into(),
+    ]);
+    let gw = gateway("fallback", "AllowInsecureFallback").replace("namespace: default", "namespace: infra");
+    let (cp, _p) = support::gateway_api::with_gateway_services(&format!("{objects}\n---\n{gw}"), &[]).await;
+    let status = || -> Value {
+        let out = cp.ok(&["get", "gateway", "-n", "infra", "fallback", "-o", "json"]);
+        serde_json::from_str::<Value>(&out).unwrap()["status"].clone()
+    };
+    support::cluster::eventually(
+        "the Gateway's InsecureFrontendValidationMode condition",
+        std::time::Duration::from_secs(30),
+        || async {
+            let s = status();
+            s["conditions"].is_array()
+                && conditions(&s["conditions"])
+                    .contains(&"InsecureFrontendValidationMode=\"True\":ConfigurationChanged".to_string())
+        },
+    )
+    .await;
+    let s = status();
+    for l in s["listeners"].as_array().unwrap() {
+        let c = conditions(&l["conditions"]);
+        assert!(c.contains(&"Accepted=\"True\":Accepted".to_string()), "{c:?}");
+    }
+    // The leader writes the Service and the status in turn: either may come first.
+    let ports = || -> Vec<i64> {
+        let out = cp.ok(&[
+            "get",
+            "services",
+            "-n",
+            "portico-system",
+            "-l",
+            "gateway.networking.k8s.io/gateway-name=fallback",
+            "-o",
+            "json",
+        ]);
+        let svcs: Value = serde_json::from_str(&out).unwrap();
+        svcs["items"][0]["spec"]["ports"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|p| p["port"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    support::cluster::eventually(
+        "the Gateway's Service with ports 443 and 8443",
+        std::time::Duration::from_secs(30),
+        || async { ports() == [443, 8443] },
+    )
+    .await;
 }

@@ -70,6 +70,37 @@ pub async fn portico_in_cluster(kubeconfig: &std::path::Path, pod: &str) -> supe
     .await
 }
 
+/// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the Role over
+/// Services in portico-system), namespace `infra` with `objects`, and Portico running in
+/// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`
+/// (`--publish-service=portico-system/portico` unless they name another).
+pub async fn with_gateway_services(objects: &str, args: &[&str]) -> (ControlPlane, super::Portico) {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    install_crds(&cp).await;
+    cp.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway")]);
+    cp.ok(&["create", "namespace", "infra"]);
+    cp.apply(objects);
+    let dir = std::env::temp_dir().join(format!("portico-gwsvc-{}-{}", std::process::id(), args.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut all = vec![
+        "--election-namespace=portico-system",
+        "--pod-name=gw",
+        "--gateway-services",
+    ];
+    all.extend(args);
+    if !args.iter().any(|a| a.starts_with("--publish-service")) {
+        all.push("--publish-service=portico-system/portico");
+    }
+    let p = super::Portico::launch_env(
+        all.iter().map(|a| a.to_string()).collect(),
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    (cp, p)
+}
+
 /// Installs the standard-channel CRDs of the Gateway API module (tests/gateway/crds.sh, through
 /// the Go module cache the other kube tests use) and waits until each is Established.
 pub async fn install_crds(cp: &ControlPlane) {
