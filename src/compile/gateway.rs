@@ -319,31 +319,7 @@ fn listeners<'a>(
         }
         let mut state = listener(snapshot, opts, ("Gateway", key), l, conflicted, diags);
         // gwtls/gwfront: spec.tls.frontend, enforced or fail closed (see gateway::frontend).
-        if state.https
-            && state.report.conditions[0].status
-            && let Some(frontend::Checked {
-                accepted,
-                resolved,
-                validation,
-            }) = frontend::check(snapshot, opts, key, gateway, l)
-        {
-            state.frontend = validation;
-            if !accepted.status {
-                diags.push(
-                    ObjectRef::new("Gateway", key),
-                    Severity::Error,
-                    Reason::NotAccepted,
-                    format!("listener {}: {}", l.name, accepted.message),
-                );
-                state.usable = false;
-                state.report.conditions[1] =
-                    Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid");
-            }
-            state.report.conditions[0] = accepted;
-            if let Some(r) = resolved {
-                state.report.conditions[2] = r;
-            }
-        }
+        frontend::apply(snapshot, opts, ("Gateway", key), (key, gateway), &mut state, diags);
         out.push(state);
     }
     out

@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use super::{Condition, cond, granted, not_accepted};
+use super::{Condition, ListenerState, cond, granted, not_accepted};
 use crate::compile::Options;
 use crate::compile::mtls::parse_ca;
+use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
 use crate::config::frontend_tls::{FrontendMode, FrontendValidation};
 use crate::config::mtls::CaBundle;
 use crate::model::gateway::{Gateway, Listener};
@@ -26,24 +27,18 @@ const CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 const MAX_CA_REFS: usize = 16;
 
 /// What a frontend validation makes of an HTTPS listener it applies to.
-pub(super) struct Checked {
+struct Checked {
     /// Never True unless `validation` is set.
-    pub accepted: Condition,
+    accepted: Condition,
     /// False when some reference cannot be used.
-    pub resolved: Option<Condition>,
+    resolved: Option<Condition>,
     /// What the listener's serving point must enforce.
-    pub validation: Option<Arc<FrontendValidation>>,
+    validation: Option<Arc<FrontendValidation>>,
 }
 
 /// For an HTTPS listener that a frontend validation applies to, its conditions and the
 /// validation to enforce. `None`: no validation applies.
-pub(super) fn check(
-    snapshot: &Snapshot,
-    opts: &Options,
-    key: &ObjectKey,
-    gateway: &Gateway,
-    l: &Listener,
-) -> Option<Checked> {
+fn check(snapshot: &Snapshot, opts: &Options, key: &ObjectKey, gateway: &Gateway, l: &Listener) -> Option<Checked> {
     let fe = gateway.spec.tls.as_ref()?.frontend.as_ref()?;
     let config = match fe.per_port.iter().find(|p| p.port == l.port) {
         Some(p) => &p.tls,
@@ -128,6 +123,46 @@ pub(super) fn check(
             ca: Arc::new(ca),
         })),
     })
+}
+
+/// Applies the frontend validation of Gateway `gkey` to the HTTPS listener `state` of
+/// `owner` (the Gateway or one of its ListenerSets) if it is accepted so far: its
+/// conditions, a diagnostic when it cannot be served, and the validation its port enforces.
+pub(super) fn apply(
+    snapshot: &Snapshot,
+    opts: &Options,
+    owner: (&'static str, &ObjectKey),
+    (gkey, gateway): (&ObjectKey, &Gateway),
+    state: &mut ListenerState<'_>,
+    diags: &mut Diagnostics,
+) {
+    if !state.https || !state.report.conditions[0].status {
+        return;
+    }
+    let Some(Checked {
+        accepted,
+        resolved,
+        validation,
+    }) = check(snapshot, opts, gkey, gateway, state.spec)
+    else {
+        return;
+    };
+    state.frontend = validation;
+    if !accepted.status {
+        diags.push(
+            ObjectRef::new(owner.0, owner.1),
+            Severity::Error,
+            Reason::NotAccepted,
+            format!("listener {}: {}", state.spec.name, accepted.message),
+        );
+        state.usable = false;
+        state.report.conditions[1] =
+            Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid");
+    }
+    state.report.conditions[0] = accepted;
+    if let Some(r) = resolved {
+        state.report.conditions[2] = r;
+    }
 }
 
 /// The ConfigMap's `ca.crt` as trust anchors.

@@ -38,7 +38,13 @@ spec:
   - {{name: other, port: 8443, protocol: HTTPS, hostname: b.example, tls: {{certificateRefs: [{{name: cert}}]}}}}
 "#
     );
-    let mut objects = parse_manifests(&yaml).unwrap();
+    compile_with(&yaml, services)
+}
+
+/// `yaml` (with the GatewayClass) compiled with the certificate Secret `cert` and the CA
+/// ConfigMap `ca` in namespace default.
+fn compile_with(yaml: &str, services: bool) -> Config {
+    let mut objects = parse_manifests(yaml).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let crt = rcgen::CertificateParams::new(vec!["a.example".to_string()])
         .unwrap()
@@ -198,4 +204,50 @@ fn an_unknown_mode_or_an_invalid_reference_is_not_enforced_but_refused() {
     assert_eq!(listener(&cfg, "https")[0], "Accepted=false:NoValidCACertificate");
     let points = cfg.gateway_listeners.as_ref().unwrap();
     assert!(points.points.iter().all(|p| !p.tls || p.frontend.is_some()));
+}
+
+#[test]
+fn the_gateways_validation_covers_the_https_listeners_of_its_listener_sets() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: portico
+  allowedListeners: {namespaces: {from: Same}}
+  tls:
+    frontend:
+      default: {validation: {caCertificateRefs: [{name: ca}]}}
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls, namespace: default}
+spec:
+  parentRef: {name: gw}
+  listeners:
+  - {name: ls-https, port: 9443, protocol: HTTPS, tls: {certificateRefs: [{name: cert}]}}
+"#;
+    let set_listener = |cfg: &Config| {
+        let set = &cfg.gateway.listener_sets[0];
+        let l = &set.listeners[0];
+        l.conditions
+            .iter()
+            .map(|c| format!("{}={}:{}", c.type_, c.status, c.reason))
+            .collect::<Vec<_>>()
+    };
+    let cfg = compile_with(yaml, false);
+    assert_eq!(set_listener(&cfg)[0], "Accepted=false:UnsupportedValue");
+    let cfg = compile_with(yaml, true);
+    assert_eq!(set_listener(&cfg)[0], "Accepted=true:Accepted");
+    let points = cfg.gateway_listeners.as_ref().unwrap();
+    let tls: Vec<_> = points.points.iter().filter(|p| p.tls).collect();
+    assert_eq!(tls.len(), 1);
+    assert_eq!(tls[0].frontend.as_ref().unwrap().port, 9443);
 }
