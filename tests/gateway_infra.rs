@@ -6,23 +6,13 @@
 
 mod support;
 
-use serde_json::Value;
-use support::gateway_api::{GATEWAY_CLASS, conditions};
+use support::gateway_api::{GATEWAY_CLASS, conditions, gateway_report};
 use support::{Portico, diagnostics_of, get, pods};
 
 fn gateway(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  gatewayClassName: portico\n  listeners: [{{name: http, port: 80, protocol: HTTP}}]\n{spec}"
     )
-}
-
-fn report<'a>(routes: &'a Value, name: &str) -> &'a Value {
-    routes["gatewayApi"]["gateways"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["key"]["name"] == name)
-        .unwrap_or_else(|| panic!("no Gateway {name} in {routes:#}"))
 }
 
 #[tokio::test]
@@ -65,7 +55,7 @@ async fn unusable_infrastructure_is_a_condition_and_a_diagnostic() {
     assert_eq!(get(p.http, "shop.test", "/").await.unwrap().0, 200);
 
     let routes = p.routes().await;
-    let gw = |name: &str| conditions(&report(&routes, name)["conditions"]);
+    let gw = |name: &str| conditions(&gateway_report(&routes, name)["conditions"]);
     assert_eq!(
         gw("params"),
         ["Accepted=false:InvalidParameters", "Programmed=false:Invalid"]

@@ -12,8 +12,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::Portico;
 use support::cluster::{ControlPlane, eventually};
+use support::gateway_api::with_gateway_services;
 
 const GATEWAYS: &str = r#"
 ---
@@ -137,44 +137,13 @@ fn remove_address(cp: &ControlPlane, name: &str, value: &str) {
     cp.ok(&["patch", "gateway", "-n", "infra", name, "--type", "merge", "-p", &patch]);
 }
 
-/// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the Role over
-/// Services in portico-system), namespace `infra` with `objects`, and Portico running in
-/// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`
-/// (`--publish-service=portico-system/portico` unless they name another).
-async fn start(objects: &str, args: &[&str]) -> (ControlPlane, Portico) {
-    let cp = ControlPlane::start();
-    let kubeconfig = cp.install_portico();
-    support::gateway_api::install_crds(&cp).await;
-    cp.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway")]);
-    cp.ok(&["create", "namespace", "infra"]);
-    cp.apply(objects);
-    let dir = std::env::temp_dir().join(format!("portico-gwsvc-{}-{}", std::process::id(), args.len()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut all = vec![
-        "--election-namespace=portico-system",
-        "--pod-name=gw",
-        "--gateway-services",
-    ];
-    all.extend(args);
-    if !args.iter().any(|a| a.starts_with("--publish-service")) {
-        all.push("--publish-service=portico-system/portico");
-    }
-    let p = Portico::launch_env(
-        all.iter().map(|a| a.to_string()).collect(),
-        dir,
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
-    (cp, p)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
     let args = [
         "--gateway-service-type=ClusterIP",
         "--gateway-address-cidrs=198.51.100.0/24",
     ];
-    let (cp, _p) = start(GATEWAYS, &args).await;
+    let (cp, _p) = with_gateway_services(GATEWAYS, &args).await;
 
     eventually(
         "a Service for each of a and b, none stale",
@@ -282,7 +251,7 @@ async fn each_gateway_gets_a_service_of_its_own_and_its_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_gives_the_gateway_its_address_once_it_has_one() {
-    let (cp, _p) = start(LB, &[]).await;
+    let (cp, _p) = with_gateway_services(LB, &[]).await;
     eventually("lb's Service", Duration::from_secs(30), || async {
         services(&cp).contains_key("infra/lb")
     })
@@ -325,7 +294,7 @@ async fn a_load_balancer_gives_the_gateway_its_address_once_it_has_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_porticos_own_service_nothing_is_made_or_deleted_until_it_comes() {
     let kept = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: gw-kept\n  namespace: portico-system\n  labels: {portico.dev/gateway-service: late}\nspec:\n  ports: [{port: 80}]\n";
-    let (cp, p) = start(&format!("{LB}{kept}"), &["--publish-service=portico-system/late"]).await;
+    let (cp, p) = with_gateway_services(&format!("{LB}{kept}"), &["--publish-service=portico-system/late"]).await;
     eventually("lb's status written", Duration::from_secs(20), || async {
         condition(&gateway(&cp, "lb"), "Accepted") == "True Accepted"
     })

@@ -76,6 +76,8 @@ struct ListenerState<'a> {
     hosts: Vec<HostPattern>,
     /// Where it comes from: the Gateway itself (`None`) or its ListenerSet `sets[i]`.
     from: Option<usize>,
+    /// gwfront: the client-certificate validation its port enforces.
+    frontend: Option<Arc<crate::config::frontend_tls::FrontendValidation>>,
 }
 
 struct GatewayState<'a> {
@@ -254,6 +256,7 @@ pub fn compile<'s>(
             }
             None => {}
         }
+        conditions.extend(frontend::insecure(gw.gateway));
         report.gateways.push(GatewayReport {
             key: gw.key.clone(),
             generation: generation(&gw.gateway.metadata),
@@ -315,27 +318,8 @@ fn listeners<'a>(
             }
         }
         let mut state = listener(snapshot, opts, ("Gateway", key), l, conflicted, diags);
-        // gwtls: spec.tls.frontend, fail closed (see gateway::frontend).
-        if state.https
-            && state.report.conditions[0].status
-            && let Some((accepted, resolved)) = frontend::check(snapshot, key, gateway, l)
-        {
-            if !accepted.status {
-                diags.push(
-                    ObjectRef::new("Gateway", key),
-                    Severity::Error,
-                    Reason::NotAccepted,
-                    format!("listener {}: {}", l.name, accepted.message),
-                );
-                state.usable = false;
-                state.report.conditions[1] =
-                    Condition::new(cond::PROGRAMMED, false, cond::INVALID, "the listener is not valid");
-            }
-            state.report.conditions[0] = accepted;
-            if let Some(r) = resolved {
-                state.report.conditions[2] = r;
-            }
-        }
+        // gwtls/gwfront: spec.tls.frontend, enforced or fail closed (see gateway::frontend).
+        frontend::apply(snapshot, opts, ("Gateway", key), (key, gateway), &mut state, diags);
         out.push(state);
     }
     out
@@ -483,6 +467,7 @@ fn listener<'a>(
         supported_kinds,
         hosts: Vec::new(),
         from: None,
+        frontend: None,
     }
 }
 
@@ -1449,5 +1434,5 @@ mod sni;
 pub mod tls;
 // gwtls: BackendTLSPolicy.
 pub mod backend_tls;
-// gwtls: frontend client-certificate validation (refused for now).
+// gwtls/gwfront: frontend client-certificate validation.
 mod frontend;

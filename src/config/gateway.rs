@@ -49,7 +49,8 @@ pub struct ClassReport {
 /// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
 /// (the API server wants them that way). Each is shown by the suite's tests of that feature
 /// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
-/// GatewayStaticAddresses, GatewayPort8080 and HTTPRouteParentRefPort are claimed only with
+/// GatewayStaticAddresses, GatewayPort8080, HTTPRouteParentRefPort and the
+/// GatewayFrontendClientCertificateValidation pair are claimed only with
 /// `--gateway-services` (see `compile::gateway::infra::supported_features`): without it
 /// Gateways share Portico's Service, which has only the ports its manifest gives it.
 pub const SUPPORTED_FEATURES: &[&str] = &[
@@ -59,6 +60,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "GatewayAddressEmpty",
     "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",

@@ -25,6 +25,8 @@ pub struct Point {
     /// The HTTP routes of its listeners, one table per listener hostname, most specific
     /// first (see [`specificity`]).
     pub listeners: Vec<ListenerTable>,
+    /// gwfront: the client-certificate validation of the Gateway port served here.
+    pub frontend: Option<Arc<super::frontend_tls::FrontendValidation>>,
 }
 
 /// The routes of the listeners with one hostname on a [`Point`] (several only when

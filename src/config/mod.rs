@@ -11,6 +11,7 @@ pub mod compress;
 pub mod diagnostic;
 pub mod errors;
 pub mod filters;
+pub mod frontend_tls;
 pub mod gateway;
 pub mod global;
 pub mod hash;

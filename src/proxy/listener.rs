@@ -239,6 +239,7 @@ pub async fn serve(
         front,
     } = server;
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let tls = tls.map(|a| a.on_port(local_port));
     let socket = Socket {
         port: local_port,
         own: name != super::gateway_sockets::NAME,

@@ -109,6 +109,9 @@ pub struct Acceptor {
     tls: Arc<LiveTls>,
     live: Arc<Live>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// The port of the socket it serves (0 until [`Acceptor::on_port`]): a Gateway port's
+    /// client-certificate validation is looked up by it.
+    port: u16,
 }
 
 impl Acceptor {
@@ -122,7 +125,14 @@ impl Acceptor {
             tls: Arc::new(tls),
             live,
             algorithms,
+            port: 0,
         }
+    }
+
+    /// This acceptor for the socket on `port`.
+    pub fn on_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
     }
 
     /// The handshake. Without any client-certificate policy or host TLS setting in the live
@@ -131,6 +141,13 @@ impl Acceptor {
     pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(&self, io: IO) -> std::io::Result<TlsStream<IO>> {
         {
             let plane = self.live.load();
+            // gwfront: a Gateway port that validates client certificates (out of line).
+            if let Some(points) = &plane.config.gateway_listeners
+                && let Some(v) = frontend::of(points, self.port)
+            {
+                drop(plane);
+                return self.accept_validating(&v, io).await;
+            }
             if plane.config.client_auth.is_empty() && plane.config.host_tls.is_empty() {
                 let plain = self.tls.configs(&plane.config.global).plain.clone();
                 drop(plane);
@@ -142,10 +159,7 @@ impl Acceptor {
             let plane = self.live.load();
             let hello = start.client_hello();
             let sni = hello.server_name();
-            let configs = match sni.and_then(|sni| plane.config.host_tls.resolve(sni)) {
-                Some(host) => self.tls.host_configs(&plane.config.global, host),
-                None => self.tls.configs(&plane.config.global),
-            };
+            let configs = self.tls.for_sni(&plane.config, sni);
             let asking = sni.and_then(|sni| {
                 let policy = plane.config.client_auth.resolve(sni)?;
                 policy.requests_certificate().then(|| ca_names(&policy.ca))
@@ -494,6 +508,8 @@ pub fn escaped_pem(der: &[u8]) -> String {
     }
     out
 }
+
+mod frontend;
 
 #[cfg(test)]
 mod tests {

@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{DistinguishedName, ServerConfig};
+use rustls::{DistinguishedName, RootCertStore, ServerConfig};
 
 use super::mtls::RequestClientCert;
 
 use crate::config::global::Global;
 use crate::config::host_tls::HostTls;
+use crate::config::mtls::CaBundle;
 use crate::config::tls_options::{SslSession, TlsOptions, parse_ciphers, parse_protocols};
 
 /// Makes a configuration for some options with a client-certificate verifier: rustls's
@@ -36,6 +38,8 @@ pub struct Configs {
     pub client_auth: Arc<ServerConfig>,
     /// Asks for a certificate naming these CAs (the DER names, as the key).
     asking: Mutex<HashMap<Vec<Vec<u8>>, Arc<ServerConfig>>>,
+    /// Requires a certificate that verifies against these CAs (their DER, as the key).
+    validating: Mutex<HashMap<Vec<Vec<u8>>, Arc<ServerConfig>>>,
 }
 
 pub struct LiveTls {
@@ -71,9 +75,23 @@ impl LiveTls {
         })
     }
 
+    /// [`Configs::validating`] with this listener's way of building.
+    pub fn validating(&self, configs: &Configs, ca: &CaBundle) -> Option<Arc<ServerConfig>> {
+        configs.validating(&self.build, ca)
+    }
+
     /// [`Configs::asking`] with this listener's way of building.
     pub fn asking(&self, configs: &Configs, cas: Vec<DistinguishedName>) -> Arc<ServerConfig> {
         configs.asking(&self.build, cas)
+    }
+
+    /// The configurations for a handshake with server name `sni`: its host's own, if it has
+    /// settings of its own, else the listener's.
+    pub fn for_sni(&self, config: &crate::config::Config, sni: Option<&str>) -> Arc<Configs> {
+        match sni.and_then(|sni| config.host_tls.resolve(sni)) {
+            Some(host) => self.host_configs(&config.global, host),
+            None => self.configs(&config.global),
+        }
     }
 
     /// The configurations of a host with its own settings, on the listener's for the rest.
@@ -172,6 +190,7 @@ impl Configs {
             plain: Arc::new(plain),
             client_auth: Arc::new(client_auth),
             asking: Mutex::default(),
+            validating: Mutex::default(),
         })
     }
 
@@ -196,6 +215,30 @@ impl Configs {
         let built = Arc::new(built);
         cache.insert(key, built.clone());
         built
+    }
+
+    /// The configuration that requires a client certificate verifying against `ca` (a
+    /// Gateway's `AllowValidOnly`); `None` when rustls cannot build one from these CAs.
+    pub fn validating(&self, build: &Build, ca: &CaBundle) -> Option<Arc<ServerConfig>> {
+        let key: Vec<Vec<u8>> = ca.certs.iter().map(|c| c.as_ref().to_vec()).collect();
+        let mut cache = self.validating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return Some(c.clone());
+        }
+        let roots = RootCertStore {
+            roots: ca.anchors.clone(),
+        };
+        let provider = self.client_auth.crypto_provider().clone();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot build a client-certificate verifier"))
+            .ok()?;
+        let built = Arc::new(build(&self.opts, verifier).ok()?);
+        if cache.len() >= MAX_ASKING {
+            cache.clear();
+        }
+        cache.insert(key, built.clone());
+        Some(built)
     }
 
     /// Whether these were built for `global`'s TLS values.

@@ -15,6 +15,16 @@ metadata: {name: portico}
 spec: {controllerName: portico.dev/gateway-controller}
 "#;
 
+/// The report of Gateway `name` in `/routes`.
+pub fn gateway_report<'a>(routes: &'a Value, name: &str) -> &'a Value {
+    routes["gatewayApi"]["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Gateway {name} in {routes:#}"))
+}
+
 /// `type=status:reason` of each condition of a route's first parent, from `/routes`.
 pub fn route_conditions(routes: &Value, name: &str) -> Vec<String> {
     let r = routes["gatewayApi"]["routes"]
@@ -58,6 +68,37 @@ pub async fn portico_in_cluster(kubeconfig: &std::path::Path, pod: &str) -> supe
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
     .await
+}
+
+/// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the Role over
+/// Services in portico-system), namespace `infra` with `objects`, and Portico running in
+/// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`
+/// (`--publish-service=portico-system/portico` unless they name another).
+pub async fn with_gateway_services(objects: &str, args: &[&str]) -> (ControlPlane, super::Portico) {
+    let cp = ControlPlane::start();
+    let kubeconfig = cp.install_portico();
+    install_crds(&cp).await;
+    cp.ok(&["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway")]);
+    cp.ok(&["create", "namespace", "infra"]);
+    cp.apply(objects);
+    let dir = std::env::temp_dir().join(format!("portico-gwsvc-{}-{}", std::process::id(), args.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut all = vec![
+        "--election-namespace=portico-system",
+        "--pod-name=gw",
+        "--gateway-services",
+    ];
+    all.extend(args);
+    if !args.iter().any(|a| a.starts_with("--publish-service")) {
+        all.push("--publish-service=portico-system/portico");
+    }
+    let p = super::Portico::launch_env(
+        all.iter().map(|a| a.to_string()).collect(),
+        dir,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    (cp, p)
 }
 
 /// Installs the standard-channel CRDs of the Gateway API module (tests/gateway/crds.sh, through

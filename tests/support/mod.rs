@@ -403,6 +403,22 @@ pub fn insecure_client_with(
         .with_no_client_auth()
 }
 
+/// [`insecure_client`] (default versions) that presents `chain` and `key` when the server
+/// asks for a client certificate.
+pub fn insecure_client_cert(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_client_auth_cert(chain, key)
+        .unwrap()
+}
+
 /// One `Connection: close` GET of `/` for `host` over a new TLS connection made with `cfg`,
 /// read to the end (so TLS 1.3 tickets are taken in). The client's session store lives in
 /// `cfg`, so a later call may resume. Returns the kind of handshake and the status line.

@@ -156,8 +156,15 @@ pub fn supported_features(opts: &Options) -> Vec<&'static str> {
 }
 
 /// Features that need each Gateway's own Service: static addresses become its external
-/// IPs, and only it has every listener port.
-const WITH_SERVICES: [&str; 3] = ["GatewayStaticAddresses", "GatewayPort8080", "HTTPRouteParentRefPort"];
+/// IPs, only it has every listener port, and only its ports are the Gateway's alone.
+const WITH_SERVICES: [&str; 5] = [
+    "GatewayStaticAddresses",
+    "GatewayPort8080",
+    "HTTPRouteParentRefPort",
+    // gwfront: client certificates are validated only on a Gateway's own ports.
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+];
 
 fn cidrs(opts: &Options) -> String {
     if opts.gateway_address_cidrs.is_empty() {

@@ -82,6 +82,15 @@ pub(super) fn attach<'s>(
             };
             let mut state = listener(snapshot, opts, ("ListenerSet", key), l, conflicted, diags);
             state.from = Some(si);
+            // gwfront: the Gateway's client-certificate validation covers its ListenerSets' ports.
+            super::frontend::apply(
+                snapshot,
+                opts,
+                ("ListenerSet", key),
+                (&gkey, gw.gateway),
+                &mut state,
+                diags,
+            );
             // A refused listener is not accepted, for the reason of its conflict.
             let c = &mut state.report.conditions;
             if too_many {

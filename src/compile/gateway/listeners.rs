@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{Attached, GatewayState};
 use crate::config::diagnostic::{Diagnostics, ObjectRef, Reason, Severity};
+use crate::config::frontend_tls::FrontendValidation;
 use crate::config::gateway::{GatewayPort, Via};
 use crate::config::listeners::{ListenerTable, Point, Points, specificity};
 use crate::config::route::{HostPattern, Route, RouteTableBuilder};
@@ -21,6 +22,7 @@ struct TableBuild {
 struct PointBuild {
     tls: bool,
     tables: Vec<TableBuild>,
+    frontend: Option<Arc<FrontendValidation>>,
 }
 
 /// The serving points of the usable listeners of `gateways` (`ports[i]`: the ports of
@@ -53,6 +55,7 @@ pub(super) fn build(
             let point = points.entry(target).or_insert_with(|| PointBuild {
                 tls,
                 tables: Vec::new(),
+                frontend: None,
             });
             if point.tls != tls {
                 diags.push(
@@ -67,6 +70,26 @@ pub(super) fn build(
                     ),
                 );
                 continue;
+            }
+            // gwfront: one client-certificate validation per port; a listener without one
+            // on a port that has one is validated too (stricter, never looser).
+            if let Some(v) = &l.frontend {
+                match &point.frontend {
+                    None => point.frontend = Some(v.clone()),
+                    Some(have) if have == v => {}
+                    Some(_) => {
+                        diags.push(
+                            ObjectRef::new("Gateway", &gw.key),
+                            Severity::Error,
+                            Reason::NotAccepted,
+                            format!(
+                                "listener {}: port {} validates client certificates otherwise for another listener; this listener is not served",
+                                l.spec.name, l.spec.port
+                            ),
+                        );
+                        continue;
+                    }
+                }
             }
             if !http {
                 place.insert((gi, li), (target, None));
@@ -151,6 +174,7 @@ pub(super) fn build(
                 target,
                 tls: p.tls,
                 listeners,
+                frontend: p.frontend,
             }
         })
         .collect();

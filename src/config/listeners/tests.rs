@@ -60,6 +60,7 @@ fn isolation() -> (Points, RouteTable) {
             target: 8080,
             tls: false,
             listeners,
+            frontend: None,
         }],
     };
     (points, RouteTable::default())
@@ -124,6 +125,7 @@ fn own_sockets_try_ingresses_first_then_listeners_then_the_catch_all() {
             target: 80,
             tls: false,
             listeners,
+            frontend: None,
         }],
     };
     let mut b = RouteTableBuilder::default();
@@ -161,6 +163,7 @@ fn a_host_of_another_listener_than_the_sni_s_is_misdirected() {
             target: 443,
             tls: true,
             listeners,
+            frontend: None,
         }],
     };
     let ingress = RouteTable::default();
