@@ -257,7 +257,8 @@ cp "$report" "$RESULTS/$name-report.yaml"
     echo "$outcomes" | awk '{print $1}' | sort | uniq -c | awk '{printf "%s %s, ", $1, $2} END {print ""}'
     echo
     echo '```'
-    echo "$outcomes" | sed 's/TestConformance\///'
+    # Sorted by test name: the suite runs subtests in parallel, in no fixed order.
+    echo "$outcomes" | sed 's/TestConformance\///' | sort -k2
     echo '```'
   else
     echo "No test ran. The suite stopped with:"
