@@ -118,13 +118,8 @@ fn c(ty: &str, status: &str, reason: &str, generation: i64) -> (String, String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_tls_policy_status_follows_its_ca_and_generation() {
-    let crds = support::built(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
-        "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
-    );
     let cp = ControlPlane::start();
-    cp.ok(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    cp.ok(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    support::gateway_api::install_crds(&cp).await;
     let kubeconfig = cp.install_portico();
     cp.ok(&["create", "namespace", "gw"]);
     cp.apply(OBJECTS);

@@ -55,24 +55,7 @@ spec:
 async fn listener_sets_are_watched_attached_and_their_status_written() {
     let cp = ControlPlane::start();
     let kubeconfig = cp.install_portico();
-    let crds = support::built(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
-        "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
-    );
-    cp.ok(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    eventually("the CRDs established", Duration::from_secs(60), || async {
-        cp.kubectl(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=10s",
-            "crd",
-            "--all",
-        ])
-        .status
-        .success()
-    })
-    .await;
+    support::gateway_api::install_crds(&cp).await;
     cp.ok(&["create", "namespace", "infra"]);
     cp.ok(&["create", "namespace", "elsewhere"]);
     let slice = fixture::slice("infra", "web-1", "web")

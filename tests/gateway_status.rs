@@ -176,13 +176,8 @@ fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_gateway_api_status_only_when_it_changed() {
-    let crds = support::built(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
-        "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
-    );
     let cp = ControlPlane::start();
-    cp.ok(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    cp.ok(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    support::gateway_api::install_crds(&cp).await;
     let kubeconfig = cp.install_portico();
     cp.ok(&["create", "namespace", "gw"]);
     // Portico's own Service: its external IP is the Gateway's address.
