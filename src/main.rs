@@ -119,9 +119,9 @@ struct ClassArgs {
         default_value = "portico.dev/gateway-controller"
     )]
     gateway_controller_name: String,
-    /// Kubernetes mode: each Gateway gets a Service of its own (its own address) in the
-    /// --publish-service's namespace, selecting Portico's pods; the leader creates, updates and
-    /// deletes them.
+    /// Kubernetes mode: each Gateway gets a Service of its own (its own address) in its own
+    /// namespace, with EndpointSlices listing the --publish-service's pods; the leader creates,
+    /// updates and deletes them.
     #[arg(long, env = "PORTICO_GATEWAY_SERVICES")]
     gateway_services: bool,
     /// Where a Gateway's static spec.addresses (IPAddress) may come from, as CIDRs

@@ -364,7 +364,7 @@ async fn insecure_fallback_shows_in_the_gateway_status_on_the_api_server() {
             "get",
             "services",
             "-n",
-            "portico-system",
+            "infra",
             "-l",
             "gateway.networking.k8s.io/gateway-name=fallback",
             "-o",

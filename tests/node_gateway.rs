@@ -203,8 +203,9 @@ fn the_readme_gateway_example_on_a_real_cluster() {
         "the README curls over HTTPS: {answered:?}"
     );
 
-    // The Gateway: accepted, programmed, its address that of its own Service in portico-system
-    // (without a load balancer, the Service's ClusterIP), and not Portico's own Service's.
+    // The Gateway: accepted, programmed, its address that of its own Service beside it in
+    // `default` (without a load balancer, the Service's ClusterIP), not Portico's own Service's;
+    // the curls above went through it (kube-proxy, then the EndpointSlice Portico writes).
     let gateway = ["gateway", "web", "-n", "default"];
     assert_eq!(condition(&node, &gateway, ".status.conditions", "Accepted"), "True");
     assert_eq!(condition(&node, &gateway, ".status.conditions", "Programmed"), "True");
@@ -212,7 +213,7 @@ fn the_readme_gateway_example_on_a_real_cluster() {
         "get",
         "services",
         "-n",
-        "portico-system",
+        "default",
         "-l",
         "gateway.networking.k8s.io/gateway-name=web",
         "-o",

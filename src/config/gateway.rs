@@ -49,10 +49,11 @@ pub struct ClassReport {
 /// The conformance suite's feature names (Gateway API v1.6) that Portico implements, sorted
 /// (the API server wants them that way). Each is shown by the suite's tests of that feature
 /// passing against Portico (`tests/gateway/conformance.sh`); add a name only with them.
-/// GatewayStaticAddresses, GatewayPort8080, HTTPRouteParentRefPort and the
-/// GatewayFrontendClientCertificateValidation pair are claimed only with
+/// GatewayStaticAddresses, GatewayPort8080, HTTPRouteParentRefPort, GatewayInfrastructure and
+/// the GatewayFrontendClientCertificateValidation pair are claimed only with
 /// `--gateway-services` (see `compile::gateway::infra::supported_features`): without it
-/// Gateways share Portico's Service, which has only the ports its manifest gives it.
+/// Gateways share Portico's Service, which has only the ports its manifest gives it and is
+/// no Gateway's infrastructure.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",
@@ -64,6 +65,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayInfrastructure",
     "GatewayPort8080",
     "GatewayStaticAddresses",
     "HTTPRoute",

@@ -539,8 +539,12 @@ async fn leader_duties(
     let controller = publisher.options.gateway_controller_name.clone();
     let gateway_status = || super::gateway_status::StatusWriter::new(client.clone(), controller.clone());
     let mut gateways = gateway_status();
-    let gateway_services =
-        || super::gateway_services::ServiceWriter::new(client.clone(), &opts, publisher.options.gateway_services);
+    // Portico's own endpoints, which the Gateways' Services' EndpointSlices list: followed by
+    // every replica, so that a new leader has them at once.
+    let own_endpoints =
+        super::gateway_services::ServiceWriter::watch_endpoints(&client, &opts, publisher.options.gateway_services);
+    let mut endpoints_changed = own_endpoints.clone();
+    let gateway_services = || super::gateway_services::ServiceWriter::new(client.clone(), &opts, own_endpoints.clone());
     let mut services = gateway_services();
     let mut was_leader = false;
     // What the last round worked from: an endpoints-only recompile shares these with the
@@ -551,6 +555,13 @@ async fn leader_duties(
         tokio::select! {
             r = generations.changed() => if r.is_err() { return },
             r = leading.changed() => if r.is_err() { return },
+            _ = changed(&mut endpoints_changed) => {
+                if was_leader && *generations.borrow() != 0 {
+                    let cfg = publisher.live.config();
+                    super::gateway_services::round(&mut services, &mut gateways, &client, &opts, &cfg).await;
+                }
+                continue;
+            }
             _ = tokio::time::sleep(gateway_retry.unwrap_or_default()), if gateway_retry.is_some() && was_leader => {
                 let cfg = publisher.live.config();
                 super::gateway_services::round(&mut services, &mut gateways, &client, &opts, &cfg).await;
@@ -580,6 +591,16 @@ async fn leader_duties(
         write_status(&client, &opts, &cfg, &ingresses).await;
         super::gateway_services::round(&mut services, &mut gateways, &client, &opts, &cfg).await;
         state.events(&recorder, &cfg, &ingresses).await;
+    }
+}
+
+/// Returns when `rx` has a new value; never without one (or once its sender is gone).
+async fn changed<T>(rx: &mut Option<watch::Receiver<T>>) {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    if r.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

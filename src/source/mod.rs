@@ -2,6 +2,7 @@
 //! publisher that turns each new Snapshot into the live Config.
 
 pub mod files;
+pub mod gateway_endpoints;
 pub mod gateway_services;
 pub mod gateway_status;
 pub mod kube;

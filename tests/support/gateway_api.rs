@@ -70,8 +70,8 @@ pub async fn portico_in_cluster(kubeconfig: &std::path::Path, pod: &str) -> supe
     .await
 }
 
-/// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the Role over
-/// Services in portico-system), namespace `infra` with `objects`, and Portico running in
+/// A control plane with the CRDs, deploy/gateway (the GatewayClass, and the ClusterRole
+/// that writes Services and EndpointSlices), namespace `infra` with `objects`, and Portico running in
 /// Kubernetes mode as its ServiceAccount with `--gateway-services` and `args`
 /// (`--publish-service=portico-system/portico` unless they name another).
 pub async fn with_gateway_services(objects: &str, args: &[&str]) -> (ControlPlane, super::Portico) {

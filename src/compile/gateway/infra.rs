@@ -156,9 +156,12 @@ pub fn supported_features(opts: &Options) -> Vec<&'static str> {
 }
 
 /// Features that need each Gateway's own Service: static addresses become its external
-/// IPs, only it has every listener port, and only its ports are the Gateway's alone.
-const WITH_SERVICES: [&str; 5] = [
+/// IPs, only it has every listener port, only its ports are the Gateway's alone, and only it
+/// (beside the Gateway, labelled with its name) carries `spec.infrastructure`'s labels and
+/// annotations.
+const WITH_SERVICES: [&str; 6] = [
     "GatewayStaticAddresses",
+    "GatewayInfrastructure",
     "GatewayPort8080",
     "HTTPRouteParentRefPort",
     // gwfront: client certificates are validated only on a Gateway's own ports.
