@@ -328,6 +328,10 @@ impl ServiceWriter {
                 continue;
             }
             let api: Api<Service> = Api::namespaced(self.client.clone(), &name.namespace);
+            // A name not among ours is looked at first. (A Service someone creates between this
+            // read and the apply below would be taken over; a create would close that gap but
+            // leave its fields owned by a second manager entry, which later applies could not
+            // take away, so stale labels would stay.)
             if !known {
                 match api.get_metadata_opt(&name.name).await {
                     Ok(Some(m)) if !self.is_ours(&m.metadata) => {
