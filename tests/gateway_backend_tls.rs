@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::gateway_api::{GATEWAY_CLASS, conditions};
+use support::gateway_api::{GATEWAY_CLASS, HTTP_GATEWAY, conditions};
 use support::tls_backend::{serve_tls, tls_backend};
 use support::*;
 
@@ -57,16 +57,6 @@ fn san_policy(name: &str, sans: &str) -> String {
     policy(name, name, None, "{kind: ConfigMap, name: ca}", "abc.example.com")
         + &format!("    subjectAltNames: {sans}\n")
 }
-
-const GATEWAY: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: portico
-  listeners:
-  - {name: http, port: 80, protocol: HTTP}
-"#;
 
 /// An HTTPRoute on abc.example.com: `/NAME` → Service NAME port 443, for each name.
 fn route(services: &[&str]) -> String {
@@ -121,7 +111,7 @@ async fn backend_tls_policy_verifies_the_pods_with_its_ca_and_hostname() {
         + &san_policy("multiple-mismatch-sans", "[{type: URI, uri: 'spiffe://def.example.com/test-identity'}, {type: Hostname, hostname: def.example.com}]");
     let manifests = [
         ("class.yaml", GATEWAY_CLASS.to_string()),
-        ("gateway.yaml", GATEWAY.to_string() + &route(&services)),
+        ("gateway.yaml", HTTP_GATEWAY.to_string() + &route(&services)),
         ("svc.yaml", svc_yaml),
         ("ca.yaml", config_map("ca", &ca) + &config_map("other-ca", &other_ca)),
         ("policies.yaml", policies),

@@ -58,13 +58,15 @@ impl<'a, E: Tracked> Choice<'a, E> {
         self.states.get(i).is_some_and(|s| s.state().is_down(now))
     }
 
-    /// Most endpoints one request may try.
+    /// Most tries of one request: endpoints, each once (`proxy-next-upstream-tries`), or
+    /// tries of the backend (a Gateway `retry`'s attempts and the first try).
     pub fn tries(&self) -> usize {
-        self.route
-            .policy
-            .tries
-            .min(self.ready.len() + self.terminating.len())
-            .max(1)
+        let policy = &self.route.policy;
+        // A Gateway `retry` counts tries of the backend, which may go to one endpoint again.
+        if policy.next_upstream.revisit {
+            return policy.tries.max(1);
+        }
+        policy.tries.min(self.ready.len() + self.terminating.len()).max(1)
     }
 
     /// The endpoint affinity pins this request to, if any. `client` gives the client

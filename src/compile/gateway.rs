@@ -33,6 +33,7 @@ mod listener_set;
 mod listeners;
 mod matches;
 pub mod ports;
+mod retry;
 mod timeouts;
 
 /// The route kinds a listener of each protocol takes.
@@ -677,6 +678,7 @@ struct RuleView<'a> {
     filters: &'a [serde_json::Value],
     backend_refs: &'a [api::HTTPBackendRef],
     timeouts: Option<&'a api::HTTPRouteTimeouts>,
+    retry: Option<&'a api::HTTPRouteRetry>,
 }
 
 fn http_view<'a>(key: &'a ObjectKey, r: &'a HTTPRoute, policy: &'a Arc<Policy>) -> RouteView<'a> {
@@ -688,6 +690,7 @@ fn http_view<'a>(key: &'a ObjectKey, r: &'a HTTPRoute, policy: &'a Arc<Policy>) 
             filters: &[],
             backend_refs: &[],
             timeouts: None,
+            retry: None,
         }],
         Some(rules) => rules
             .iter()
@@ -700,6 +703,7 @@ fn http_view<'a>(key: &'a ObjectKey, r: &'a HTTPRoute, policy: &'a Arc<Policy>) 
                 filters: &rule.filters,
                 backend_refs: &rule.backend_refs,
                 timeouts: rule.timeouts.as_ref(),
+                retry: rule.retry.as_ref(),
             })
             .collect(),
     };
@@ -728,6 +732,7 @@ fn grpc_view<'a>(key: &'a ObjectKey, r: &'a api::GRPCRoute, policy: &'a Arc<Poli
             filters: &rule.filters,
             backend_refs: &rule.backend_refs,
             timeouts: None,
+            retry: None,
         })
         .collect();
     RouteView {
@@ -1185,6 +1190,9 @@ impl RoutePass<'_, '_, '_> {
         let mut policy = (**view.policy).clone();
         if let Some(t) = rule.timeouts {
             timeouts::apply(t, &mut policy)?;
+        }
+        if let Some(r) = rule.retry {
+            retry::apply(r, rule.timeouts, &mut policy)?;
         }
         let redirect = filters.as_ref().is_some_and(|f| f.redirect.is_some());
         policy.filters = filters.clone().map(Arc::new);

@@ -27,7 +27,10 @@ pub fn parse_next_upstream(v: &str) -> Option<NextUpstream> {
             "off" => off = true,
             w => {
                 let status = w.strip_prefix("http_")?.parse::<u16>().ok()?;
-                n.statuses |= NextUpstream::status_bit(status)?;
+                if !NextUpstream::STATUSES.contains(&status) {
+                    return None;
+                }
+                n.statuses.insert(status);
             }
         }
     }

@@ -1,5 +1,6 @@
-//! `proxy-next-upstream` and `proxy-next-upstream-timeout` as plain data: which failures of
-//! one endpoint send a request on to the next one, and for how long that may go on.
+//! When a failed try of a request is tried again, as plain data: ingress-nginx's
+//! `proxy-next-upstream`, `-tries` and `-timeout`, and an HTTPRoute rule's `retry` (Gateway
+//! API), which are one mechanism with two ways in.
 
 use std::time::Duration;
 
@@ -17,15 +18,60 @@ pub struct NextUpstream {
     /// `non_idempotent`: POST, PATCH and LOCK go to the next endpoint too after they were
     /// sent (by default only a request that never reached the endpoint does).
     pub non_idempotent: bool,
-    /// `http_403` … `http_504`: bits over [`Self::STATUSES`].
-    pub statuses: u8,
-    /// `proxy-next-upstream-timeout`: no new try starts once this long has passed since the
-    /// first one; `None`: no limit (nginx's 0).
+    /// The answers tried again: nginx's `http_403` … `http_504`, a Gateway `retry.codes`.
+    pub statuses: Statuses,
+    /// `proxy-next-upstream-timeout`, a Gateway rule's `timeouts.request`: no new try starts
+    /// once this long has passed since the first one; `None`: no limit (nginx's 0).
     pub budget: Option<Duration>,
+    /// A Gateway `retry`: the wait before each try after the first.
+    pub backoff: Duration,
+    /// A Gateway `retry`: tries go on with endpoints tried already once every ready one was
+    /// tried (its `attempts` count tries of the backend, nginx's tries count endpoints), and
+    /// the budget also cuts the wait of the try under way (the request timeout bounds the
+    /// whole exchange).
+    pub revisit: bool,
+}
+
+/// A set of statuses from 400 to 599, one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Statuses([u64; 4]);
+
+impl Statuses {
+    pub const NONE: Self = Self([0; 4]);
+    const FIRST: u16 = 400;
+    const LAST: u16 = 599;
+
+    /// Adds `status`; `false` (and nothing added) outside 400-599.
+    pub fn insert(&mut self, status: u16) -> bool {
+        let Some(i) = Self::bit(status) else {
+            return false;
+        };
+        self.0[i / 64] |= 1 << (i % 64);
+        true
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        Self::bit(status).is_some_and(|i| self.0[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+
+    /// The statuses in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (Self::FIRST..=Self::LAST).filter(|s| self.contains(*s))
+    }
+
+    fn bit(status: u16) -> Option<usize> {
+        (Self::FIRST..=Self::LAST)
+            .contains(&status)
+            .then(|| usize::from(status - Self::FIRST))
+    }
 }
 
 impl NextUpstream {
-    /// The statuses nginx can retry on, in the order of the bits of `statuses`.
+    /// The statuses nginx can retry on.
     pub const STATUSES: [u16; 7] = [500, 502, 503, 504, 403, 404, 429];
     /// The longest `proxy-next-upstream-timeout`, as the other proxy timeouts.
     pub const MAX_BUDGET: Duration = Duration::from_secs(24 * 3600);
@@ -35,18 +81,15 @@ impl NextUpstream {
         timeout: false,
         invalid_header: false,
         non_idempotent: false,
-        statuses: 0,
+        statuses: Statuses::NONE,
         budget: None,
+        backoff: Duration::ZERO,
+        revisit: false,
     };
-
-    /// The bit of `status` in `statuses`, if nginx can retry on it.
-    pub fn status_bit(status: u16) -> Option<u8> {
-        Self::STATUSES.iter().position(|s| *s == status).map(|i| 1 << i)
-    }
 
     /// Whether an answer with `status` goes on to the next endpoint.
     pub fn on_status(&self, status: u16) -> bool {
-        Self::status_bit(status).is_some_and(|b| self.statuses & b != 0)
+        self.statuses.contains(status)
     }
 
     /// The condition names, as the annotation spells them.
@@ -60,12 +103,7 @@ impl NextUpstream {
         .filter(|(on, _)| *on)
         .map(|(_, n)| n.to_string())
         .collect();
-        v.extend(
-            Self::STATUSES
-                .iter()
-                .filter(|s| self.on_status(**s))
-                .map(|s| format!("http_{s}")),
-        );
+        v.extend(self.statuses.iter().map(|s| format!("http_{s}")));
         if self.non_idempotent {
             v.push("non_idempotent".into());
         }
@@ -93,12 +131,38 @@ impl Serialize for NextUpstream {
         struct Shown {
             on: Vec<String>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            timeout_seconds: Option<u64>,
+            timeout_ms: Option<u128>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            backoff_ms: Option<u128>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            revisit: bool,
         }
         Shown {
             on: self.names(),
-            timeout_seconds: self.budget.map(|d| d.as_secs()),
+            timeout_ms: self.budget.map(|d| d.as_millis()),
+            backoff_ms: (!self.backoff.is_zero()).then_some(self.backoff.as_millis()),
+            revisit: self.revisit,
         }
         .serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_hold_400_to_599_only() {
+        let mut s = Statuses::NONE;
+        assert!(s.is_empty());
+        for c in [400, 463, 464, 500, 527, 599] {
+            assert!(s.insert(c), "{c}");
+        }
+        for c in [0, 200, 399, 600, 65535] {
+            assert!(!s.insert(c), "{c}");
+            assert!(!s.contains(c), "{c}");
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), [400, 463, 464, 500, 527, 599]);
+        assert!(!s.contains(401) && !s.contains(598));
     }
 }

@@ -231,6 +231,20 @@ pub struct HTTPRouteRule {
     #[serde(default)]
     pub backend_refs: Vec<HTTPBackendRef>,
     pub timeouts: Option<HTTPRouteTimeouts>,
+    /// Experimental channel.
+    pub retry: Option<HTTPRouteRetry>,
+}
+
+/// A rule's `retry` (experimental channel): which answers are tried again, how many times,
+/// and how long to wait before each.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HTTPRouteRetry {
+    #[serde(default)]
+    pub codes: Vec<i64>,
+    pub attempts: Option<i64>,
+    /// A Gateway API Duration.
+    pub backoff: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -748,8 +748,19 @@ impl Proxy {
         tokio::task::yield_now().await;
         // When the first try began (read from its clock; `proxy-next-upstream-timeout`).
         let mut first = None;
+        let again = &policy.next_upstream;
         for attempt in 0..tries {
             tried.extend(current.take());
+            if attempt > 0 {
+                // A Gateway `retry` tries the backend again, its endpoints over again once
+                // each was tried, after its backoff.
+                if again.revisit && tried.len() >= ready.len() {
+                    tried.clear();
+                }
+                if !again.backoff.is_zero() {
+                    Box::pin(tokio::time::sleep(again.backoff)).await;
+                }
+            }
             let Some(i) = choice.next(&sticky, attempt, &tried, now, &mut next_random) else {
                 break;
             };
@@ -792,6 +803,7 @@ impl Proxy {
                 }
             };
             let in_flight = state.start();
+            let read_timeout = retry::wait(policy, began.elapsed());
             let mut result = if !h2 {
                 let req = h1::Request {
                     method: &parts.method,
@@ -803,14 +815,7 @@ impl Proxy {
                     http10: policy.http10,
                 };
                 self.upstream
-                    .send_h1(
-                        &mut conn,
-                        &req,
-                        body.as_mut(),
-                        policy.read_timeout,
-                        policy.send_timeout,
-                        t,
-                    )
+                    .send_h1(&mut conn, &req, body.as_mut(), read_timeout, policy.send_timeout, t)
                     .await
             } else {
                 // Boxed: hyper's futures are large, and inline they would make every
@@ -826,7 +831,7 @@ impl Proxy {
                         std::mem::take(&mut headers)
                     };
                     self.upstream
-                        .send_h2(&mut conn, up, policy.read_timeout, policy.send_timeout)
+                        .send_h2(&mut conn, up, read_timeout, policy.send_timeout)
                         .await
                 })
                 .await
@@ -846,7 +851,7 @@ impl Proxy {
                             match req {
                                 Some(req) => {
                                     self.upstream
-                                        .send_h2(&mut conn, *req, policy.read_timeout, policy.send_timeout)
+                                        .send_h2(&mut conn, *req, read_timeout, policy.send_timeout)
                                         .await
                                 }
                                 None => {
@@ -864,7 +869,7 @@ impl Proxy {
                                             &mut conn,
                                             &req,
                                             body.as_mut(),
-                                            policy.read_timeout,
+                                            read_timeout,
                                             policy.send_timeout,
                                             Instant::now(),
                                         )

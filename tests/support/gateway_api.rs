@@ -15,6 +15,17 @@ metadata: {name: portico}
 spec: {controllerName: portico.dev/gateway-controller}
 "#;
 
+/// Gateway `default/gw` of [`GATEWAY_CLASS`], with one listener `http` on port 80.
+pub const HTTP_GATEWAY: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: portico
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+"#;
+
 /// The report of Gateway `name` in `/routes`.
 pub fn gateway_report<'a>(routes: &'a Value, name: &str) -> &'a Value {
     routes["gatewayApi"]["gateways"]

@@ -11,8 +11,9 @@ use crate::model::gateway::HTTPRouteTimeouts;
 /// Sets `policy`'s timeouts from a rule's; `Err` for a value that is not a Gateway API
 /// Duration. `0s` disables a timeout (the longest the Policy allows).
 pub(super) fn apply(t: &HTTPRouteTimeouts, policy: &mut Policy) -> Result<(), String> {
-    let request = t.request.as_deref().map(duration).transpose()?;
-    let backend = t.backend_request.as_deref().map(duration).transpose()?;
+    let timeout = |d: &str| duration(d).map_err(|e| format!("timeout {e}"));
+    let request = t.request.as_deref().map(timeout).transpose()?;
+    let backend = t.backend_request.as_deref().map(timeout).transpose()?;
     if let (Some(r), Some(b)) = (request, backend)
         && !r.is_zero()
         && (b.is_zero() || b > r)
@@ -34,7 +35,7 @@ pub(super) fn apply(t: &HTTPRouteTimeouts, policy: &mut Policy) -> Result<(), St
 /// A Gateway API Duration (GEP-2257): one to four parts of up to five digits and a unit
 /// `h`, `m`, `s` or `ms`, as `1h30m` or `500ms`.
 pub(super) fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("timeout {s:?} is not a Gateway API duration (such as 10s, 1m30s or 500ms)");
+    let bad = || format!("{s:?} is not a Gateway API duration (such as 10s, 1m30s or 500ms)");
     let mut total = Duration::ZERO;
     let mut rest = s;
     let mut parts = 0;

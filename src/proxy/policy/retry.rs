@@ -1,8 +1,8 @@
-//! `proxy-next-upstream` and `proxy-next-upstream-timeout`: whether a failed try goes on to
-//! the next endpoint. Entry points: [`on_status`] (one test when the route retries on no
-//! status) and [`again`]. A request that reached an endpoint is sent again only when nginx
-//! would (idempotent, or `non_idempotent` listed) and when it has no body: Portico streams
-//! bodies, so a body already read for one endpoint is gone.
+//! Whether a failed try goes on to another (`proxy-next-upstream` and its `-timeout`, a
+//! Gateway rule's `retry`). Entry points: [`on_status`] (one test when the route retries on
+//! no status), [`again`] and [`wait`]. A request that reached an endpoint is sent again only
+//! when nginx would (idempotent, or `non_idempotent` listed) and when it has no body: Portico
+//! streams bodies, so a body already read for one endpoint is gone.
 
 use std::time::Duration;
 
@@ -60,16 +60,30 @@ pub fn resendable(policy: &Policy, method: &Method, has_body: bool) -> bool {
 /// Whether an answer with `status` is dropped for the next endpoint (when [`again`] agrees).
 #[inline(always)]
 pub fn on_status(policy: &Policy, status: StatusCode) -> bool {
-    policy.next_upstream.statuses != 0 && policy.next_upstream.on_status(status.as_u16())
+    !policy.next_upstream.statuses.is_empty() && policy.next_upstream.on_status(status.as_u16())
 }
 
-/// Whether the request goes on to the next endpoint after `why`: the route lists the
-/// condition, the request can be sent again (`resendable`, see [`resendable`]) if it reached
-/// the endpoint, and `proxy-next-upstream-timeout` has not run out in the `elapsed` time
-/// since the first try began. (Called only after a failure.)
+/// Whether the request goes on to the next try after `why`: the route lists the condition,
+/// the request can be sent again (`resendable`, see [`resendable`]) if it reached the
+/// endpoint, and the budget (`proxy-next-upstream-timeout`, a Gateway request timeout) still
+/// has time once the backoff is waited out, counted from the first try's start (`elapsed`
+/// ago). (Called only after a failure.)
 pub fn again(policy: &Policy, why: Failure, resendable: bool, elapsed: Duration) -> bool {
     let n = &policy.next_upstream;
-    why.listed(n) && (resendable || !why.reached_endpoint()) && n.budget.is_none_or(|b| elapsed < b)
+    why.listed(n)
+        && (resendable || !why.reached_endpoint())
+        && n.budget.is_none_or(|b| elapsed.saturating_add(n.backoff) < b)
+}
+
+/// The wait for a try's response: the route's read timeout, cut to what is left of the
+/// budget when the budget bounds the whole exchange (a Gateway `retry`: the request timeout
+/// covers every try). `elapsed`: since the first try began.
+pub fn wait(policy: &Policy, elapsed: Duration) -> Option<Duration> {
+    let n = &policy.next_upstream;
+    match (policy.read_timeout, n.budget) {
+        (Some(read), Some(budget)) if n.revisit => Some(read.min(budget.saturating_sub(elapsed))),
+        (read, _) => read,
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +145,34 @@ mod tests {
         assert!(again(&p, Failure::Connect, true, Duration::from_secs(3599)));
         assert!(!again(&p, Failure::Connect, true, Duration::from_secs(3600)));
         assert!(!again(&p, Failure::Status, true, Duration::from_secs(3601)));
+    }
+
+    #[test]
+    fn a_backoff_that_would_end_past_the_budget_stops_the_tries() {
+        let n = NextUpstream {
+            budget: Some(Duration::from_secs(10)),
+            backoff: Duration::from_secs(2),
+            ..NextUpstream::default()
+        };
+        let p = policy(n);
+        assert!(again(&p, Failure::Connect, true, Duration::from_millis(7999)));
+        assert!(!again(&p, Failure::Connect, true, Duration::from_secs(8)));
+    }
+
+    #[test]
+    fn the_budget_cuts_the_wait_of_a_try_only_when_it_bounds_the_whole_exchange() {
+        let mut p = policy(NextUpstream {
+            budget: Some(Duration::from_secs(10)),
+            ..NextUpstream::default()
+        });
+        p.read_timeout = Some(Duration::from_secs(4));
+        // nginx's `proxy-next-upstream-timeout` starts no new try; a try under way runs on.
+        assert_eq!(wait(&p, Duration::from_secs(9)), Some(Duration::from_secs(4)));
+        p.next_upstream.revisit = true;
+        assert_eq!(wait(&p, Duration::from_secs(3)), Some(Duration::from_secs(4)));
+        assert_eq!(wait(&p, Duration::from_secs(9)), Some(Duration::from_secs(1)));
+        assert_eq!(wait(&p, Duration::from_secs(11)), Some(Duration::ZERO));
+        p.read_timeout = None;
+        assert_eq!(wait(&p, Duration::from_secs(9)), None);
     }
 }
