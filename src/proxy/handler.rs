@@ -803,7 +803,7 @@ impl Proxy {
                 }
             };
             let in_flight = state.start();
-            let read_timeout = retry::wait(policy, began.elapsed());
+            let read_timeout = retry::wait(policy, || began.elapsed());
             let mut result = if !h2 {
                 let req = h1::Request {
                     method: &parts.method,

@@ -115,9 +115,15 @@ pub async fn with_gateway_services(objects: &str, args: &[&str]) -> (ControlPlan
 /// Installs the standard-channel CRDs of the Gateway API module (tests/gateway/crds.sh, through
 /// the Go module cache the other kube tests use) and waits until each is Established.
 pub async fn install_crds(cp: &ControlPlane) {
-    let crds = super::built(
+    install_channel_crds(cp, "standard").await
+}
+
+/// [`install_crds`] of `channel`, `standard` or `experimental`.
+pub async fn install_channel_crds(cp: &ControlPlane, channel: &str) {
+    let crds = super::built_with(
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/crds.sh"),
         "the Gateway API CRDs (sigs.k8s.io/gateway-api)",
+        &[("PORTICO_GATEWAY_API_CHANNEL", channel)],
     );
     for kind in [
         "gatewayclasses",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod flaky;
 pub mod gateway_api;
 pub mod load;
 pub mod netns;
@@ -276,8 +277,14 @@ impl Portico {
 /// Runs a tool's build script (tests/*/build.sh: built from a Go module into a cache on first
 /// use, progress on stderr) and returns the directory it prints; one line if it cannot.
 pub fn built(script: &str, what: &str) -> PathBuf {
+    built_with(script, what, &[])
+}
+
+/// [`built`], the script run with `envs` added to its environment.
+pub fn built_with(script: &str, what: &str, envs: &[(&str, &str)]) -> PathBuf {
     let out = Command::new("bash")
         .arg(script)
+        .envs(envs.iter().copied())
         .stderr(Stdio::inherit())
         .output()
         .expect("bash runs");

@@ -77,11 +77,12 @@ pub fn again(policy: &Policy, why: Failure, resendable: bool, elapsed: Duration)
 
 /// The wait for a try's response: the route's read timeout, cut to what is left of the
 /// budget when the budget bounds the whole exchange (a Gateway `retry`: the request timeout
-/// covers every try). `elapsed`: since the first try began.
-pub fn wait(policy: &Policy, elapsed: Duration) -> Option<Duration> {
+/// covers every try). `elapsed`: since the first try began, asked only then (a clock read).
+#[inline(always)]
+pub fn wait(policy: &Policy, elapsed: impl FnOnce() -> Duration) -> Option<Duration> {
     let n = &policy.next_upstream;
     match (policy.read_timeout, n.budget) {
-        (Some(read), Some(budget)) if n.revisit => Some(read.min(budget.saturating_sub(elapsed))),
+        (Some(read), Some(budget)) if n.revisit => Some(read.min(budget.saturating_sub(elapsed()))),
         (read, _) => read,
     }
 }
@@ -167,12 +168,12 @@ mod tests {
         });
         p.read_timeout = Some(Duration::from_secs(4));
         // nginx's `proxy-next-upstream-timeout` starts no new try; a try under way runs on.
-        assert_eq!(wait(&p, Duration::from_secs(9)), Some(Duration::from_secs(4)));
+        assert_eq!(wait(&p, || Duration::from_secs(9)), Some(Duration::from_secs(4)));
         p.next_upstream.revisit = true;
-        assert_eq!(wait(&p, Duration::from_secs(3)), Some(Duration::from_secs(4)));
-        assert_eq!(wait(&p, Duration::from_secs(9)), Some(Duration::from_secs(1)));
-        assert_eq!(wait(&p, Duration::from_secs(11)), Some(Duration::ZERO));
+        assert_eq!(wait(&p, || Duration::from_secs(3)), Some(Duration::from_secs(4)));
+        assert_eq!(wait(&p, || Duration::from_secs(9)), Some(Duration::from_secs(1)));
+        assert_eq!(wait(&p, || Duration::from_secs(11)), Some(Duration::ZERO));
         p.read_timeout = None;
-        assert_eq!(wait(&p, Duration::from_secs(9)), None);
+        assert_eq!(wait(&p, || Duration::from_secs(9)), None);
     }
 }
