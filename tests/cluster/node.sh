@@ -432,8 +432,10 @@ down() {
   # The pods' network namespaces.
   for n in $(ls /run/netns 2>/dev/null | grep '^cni-'); do
     grep -qx "$n" "$DIR/netns-before" 2>/dev/null && continue
-    umount "/run/netns/$n" 2>/dev/null || true
-    rm -f "/run/netns/$n"
+    umount "/run/netns/$n" 2>/dev/null || umount -l "/run/netns/$n" 2>/dev/null || true
+    # A file a dead process still holds can be busy: leave it (the next cluster does not use
+    # the name) rather than stop tearing down and leave the rest of the node behind.
+    rm -f "/run/netns/$n" 2>/dev/null || echo "[node] /run/netns/$n is busy; left in place" >&2
   done
   ip link del "$BRIDGE" 2>/dev/null || true
   ip link del "$IFB" 2>/dev/null || true
