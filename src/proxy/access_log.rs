@@ -73,7 +73,8 @@ struct Entry {
 }
 
 /// The access log's first step: with a sink (`--access-log-format nginx`), what the request
-/// head tells the line. One `Option` test when the log is off or in JSON.
+/// head tells the line. One `Option` test when the log is off or in JSON. Boxed: it is held
+/// across the request's exchange, and inline it would make every request's future larger.
 #[inline(always)]
 pub fn begin<B>(
     sink: Option<&Sink>,
@@ -82,12 +83,19 @@ pub fn begin<B>(
     peer: &Peer,
     rid: &HeaderValue,
     start: Instant,
-) -> Option<Started> {
+) -> Option<Box<Started>> {
     sink.map(|s| capture(s, live, req, peer, rid, start))
 }
 
 #[inline(never)]
-fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &HeaderValue, start: Instant) -> Started {
+fn capture<B>(
+    sink: &Sink,
+    live: &Live,
+    req: &Request<B>,
+    peer: &Peer,
+    rid: &HeaderValue,
+    start: Instant,
+) -> Box<Started> {
     let plane = live.load();
     let global = &plane.config.global;
     let format = global.log_format.clone();
@@ -124,7 +132,7 @@ fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &Hea
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .unwrap_or(0);
-    Started {
+    Box::new(Started {
         sink: sink.clone(),
         entry: Entry {
             now: UNIX_EPOCH,
@@ -156,7 +164,7 @@ fn capture<B>(sink: &Sink, live: &Live, req: &Request<B>, peer: &Peer, rid: &Hea
             elapsed: Duration::ZERO,
             format,
         },
-    }
+    })
 }
 
 /// What the answer tells the line.
@@ -172,7 +180,7 @@ pub struct Answer<'a> {
 
 impl Started {
     /// Records the answer; the line is written when `resp`'s body is done.
-    pub fn answered(mut self, a: Answer<'_>, resp: &Response<super::Body>) -> Box<Pending> {
+    pub fn answered(mut self: Box<Self>, a: Answer<'_>, resp: &Response<super::Body>) -> Box<Pending> {
         let e = &mut self.entry;
         e.host = a.host;
         if let Some((route, backend)) = a.routed {
@@ -191,10 +199,8 @@ impl Started {
                 .map(|(n, v)| (n.as_str().len() + 2 + v.len() + 2) as u64)
                 .sum::<u64>()
             + 2;
-        Box::new(Pending {
-            sink: self.sink,
-            entry: self.entry,
-        })
+        let Started { sink, entry } = *self;
+        Box::new(Pending { sink, entry })
     }
 }
 

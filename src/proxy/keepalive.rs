@@ -3,7 +3,7 @@
 //! stream has come in, the streams in flight still finish).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use http::{HeaderValue, Response, Version, header};
 use tokio::sync::Notify;
@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 /// The requests a connection has left, and the signal its serving task closes it on.
 pub struct Budget {
     left: AtomicU32,
+    /// The last request has come in (what `spent` announces, read without polling it).
+    done: AtomicBool,
     spent: Arc<Notify>,
 }
 
@@ -20,6 +22,7 @@ impl Budget {
         max.map(|max| {
             Arc::new(Budget {
                 left: AtomicU32::new(max),
+                done: AtomicBool::new(false),
                 spent: Arc::new(Notify::new()),
             })
         })
@@ -30,6 +33,11 @@ impl Budget {
         self.spent.clone()
     }
 
+    /// Whether the last request has come in: one load, for the connection's every poll.
+    pub fn is_spent(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
+    }
+
     /// Takes one request; true when it was the last.
     fn take(&self) -> bool {
         let last = self
@@ -37,6 +45,7 @@ impl Budget {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             == Ok(1);
         if last {
+            self.done.store(true, Ordering::Relaxed);
             self.spent.notify_one();
         }
         last
@@ -68,7 +77,11 @@ mod tests {
     #[test]
     fn the_budget_counts_down_to_the_last_request_once() {
         let b = Budget::new(Some(3)).unwrap();
-        assert_eq!([b.take(), b.take(), b.take(), b.take()], [false, false, true, false]);
+        assert_eq!([b.take(), b.take(), b.is_spent()], [false, false, false]);
+        assert_eq!(
+            [b.take(), b.is_spent(), b.take(), b.is_spent()],
+            [true, true, false, true]
+        );
         assert!(Budget::new(None).is_none());
     }
 }

@@ -153,12 +153,12 @@ pub struct Open(Arc<Drain>);
 impl Open {
     /// Serves `conn` to its end; once a drain begins, the connection finishes what is in
     /// flight and closes (HTTP/1: after the current response; HTTP/2: GOAWAY).
-    /// `spent`, when given, closes it the same way (`keep-alive-requests`).
-    pub fn serve<C: GracefulConnection>(self, conn: C, spent: Option<Arc<Notify>>) -> Watched<C> {
+    /// `budget`, when given, closes it the same way once spent (`keep-alive-requests`).
+    pub fn serve<C: GracefulConnection>(self, conn: C, budget: Option<Arc<Budget>>) -> Watched<C> {
         Watched {
             conn: Box::pin(conn),
             begun: Box::pin(self.0.begun.clone().notified_owned()),
-            spent: spent.map(|n| Box::pin(n.notified_owned())),
+            spent: budget.map(|b| (Box::pin(b.spent().notified_owned()), b)),
             registered: false,
             shut: false,
             open: self,
@@ -170,9 +170,12 @@ impl Open {
 pub struct Watched<C> {
     conn: Pin<Box<C>>,
     begun: Pin<Box<OwnedNotified>>,
-    /// The connection's last request has come in (`keep-alive-requests`).
-    spent: Option<Pin<Box<OwnedNotified>>>,
-    /// `begun` has been polled once: the task is woken when a drain begins.
+    /// The connection's last request has come in (`keep-alive-requests`): notified then, and
+    /// the budget that says so.
+    spent: Option<(Pin<Box<OwnedNotified>>, Arc<Budget>)>,
+    /// `begun` and `spent` have been polled once: the task is woken when a drain begins or
+    /// the last request has come in. From then on a poll reads their flags (one atomic load
+    /// each) instead of polling them, which takes the notifier's lock.
     registered: bool,
     shut: bool,
     open: Open,
@@ -188,9 +191,11 @@ impl<C: GracefulConnection> Future for Watched<C> {
             if !this.registered {
                 this.registered = true;
                 draining |= this.begun.as_mut().poll(cx).is_ready();
-            }
-            if let Some(spent) = &mut this.spent {
-                draining |= spent.as_mut().poll(cx).is_ready();
+                if let Some((spent, _)) = &mut this.spent {
+                    draining |= spent.as_mut().poll(cx).is_ready();
+                }
+            } else if let Some((_, budget)) = &this.spent {
+                draining |= budget.is_spent();
             }
             if draining {
                 this.conn.as_mut().graceful_shutdown();
@@ -347,7 +352,7 @@ async fn connection<IO>(
         .unwrap_or(proxy.settings.client_header_timeout);
     // `keep-alive-requests` as the Config says when the connection opens.
     let budget = Budget::new(proxy.live.load().config.global.keep_alive_requests);
-    let spent = budget.as_ref().map(|b| b.spent());
+    let spent = budget.clone();
     let service = {
         let proxy = proxy.clone();
         let peer = peer.clone();

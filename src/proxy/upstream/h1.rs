@@ -815,7 +815,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             };
             let start = h.value.as_ptr() as usize - base;
             kept.push((name, start, start + h.value.len(), k == Kind::ContentLength));
-            untitled |= !case::is_title(h.name.as_bytes());
+            untitled |= !case::name_case(h.name.as_bytes()).title;
             raw_names.push((h.name.as_ptr() as usize - base, h.name.len()));
         }
         match k {
