@@ -111,6 +111,24 @@ reflected!(Service, Service, {
             .get(&key_of(new))
             .is_some_and(|old| old.spec == new.spec)
     }
+    /// Keeps what backends are resolved from (see compile::backend): ports, type,
+    /// externalName, clusterIP (`service-upstream`), session affinity, publishNotReadyAddresses.
+    /// Status and addresses a Gateway's or `--publish-service`'s Service gives are read from
+    /// the API when written, not from here.
+    fn slim_kind(&mut self) {
+        self.status = None;
+        if let Some(s) = self.spec.as_mut() {
+            s.selector = None;
+            s.cluster_ips = None;
+            s.external_ips = None;
+            s.ip_families = None;
+            s.ip_family_policy = None;
+            s.internal_traffic_policy = None;
+            s.external_traffic_policy = None;
+            s.load_balancer_source_ranges = None;
+            s.traffic_distribution = None;
+        }
+    }
 });
 reflected!(EndpointSlice, EndpointSlice, {
     fn service_of(&self) -> Option<ObjectKey> {
@@ -285,6 +303,18 @@ fn slim<K: Reflected>(mut obj: K) -> K {
     meta.generate_name = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    // Object identity and versions matter only where status or Events are written about the
+    // object (Ingresses, Gateway API kinds) or where changes are detected by generation;
+    // compile reads neither for these kinds (the watcher has taken the resourceVersion it
+    // resumes from before the object reaches here).
+    if matches!(
+        K::SNAPSHOT_KIND,
+        Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Secret | Kind::ConfigMap
+    ) {
+        meta.uid = None;
+        meta.resource_version = None;
+        meta.generation = None;
     }
     // Labels matter only on EndpointSlices (the Service they belong to) and Namespaces
     // (`allowedRoutes` selectors).
@@ -793,5 +823,132 @@ async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, ingress
     }
     for (key, e) in failed {
         tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{Options, compile};
+    use crate::fixture::{self, Prefix};
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+
+    /// What the API server adds to every object, and a Service's fields compile never reads.
+    fn as_served<K: Metadata<Ty = ObjectMeta>>(mut obj: K, n: usize) -> K {
+        let m = obj.metadata_mut();
+        m.uid = Some(format!("00000000-0000-0000-0000-{n:012}"));
+        m.resource_version = Some(format!("{}", 1000 + n));
+        m.generation = Some(1);
+        m.labels.get_or_insert_default().insert("app".into(), "web".into());
+        obj
+    }
+
+    fn full_service(name: &str, n: usize) -> Service {
+        let mut svc = fixture::service("default", name)
+            .port("http", 80)
+            .target_port(8080)
+            .build();
+        let spec = svc.spec.as_mut().expect("spec");
+        spec.selector = Some([("app".to_string(), name.to_string())].into());
+        spec.cluster_ip = Some(format!("10.0.0.{n}"));
+        spec.cluster_ips = Some(vec![format!("10.0.0.{n}")]);
+        spec.ip_families = Some(vec!["IPv4".into()]);
+        spec.ip_family_policy = Some("SingleStack".into());
+        spec.internal_traffic_policy = Some("Cluster".into());
+        spec.type_ = Some("ClusterIP".into());
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("198.51.100.9".into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        as_served(svc, n)
+    }
+
+    /// Slimming drops only what compile does not read: the same objects, slimmed or not,
+    /// compile to equal Configs (routes, backends with cluster IPs and affinity, certificates,
+    /// diagnostics).
+    #[test]
+    fn slimmed_objects_compile_to_the_same_config() {
+        let crt = include_str!("../../tests/fixtures/tls/ec.crt");
+        let key = include_str!("../../tests/fixtures/tls/ec-sec1.key");
+        let mut affinity = full_service("sticky", 2);
+        let spec = affinity.spec.as_mut().expect("spec");
+        spec.session_affinity = Some("ClientIP".into());
+        spec.session_affinity_config = Some(k8s_openapi::api::core::v1::SessionAffinityConfig {
+            client_ip: Some(k8s_openapi::api::core::v1::ClientIPConfig {
+                timeout_seconds: Some(600),
+            }),
+        });
+        let ingress = |name: &str, host: &str, svc: &str| {
+            fixture::ingress("default", name)
+                .class("portico")
+                .rule(host, "/", Prefix, svc, 80)
+                .path("/named", Prefix, svc, "http")
+                .tls(&[host], Some("tls"))
+                .build()
+        };
+        let upstream = fixture::ingress("default", "upstream")
+            .class("portico")
+            .annotation("nginx.ingress.kubernetes.io/service-upstream", "true")
+            .rule("up.example", "/", Prefix, "web", 80)
+            .build();
+        let slice = |name: &str, svc: &str, n: usize| {
+            as_served(
+                fixture::slice("default", name, svc)
+                    .port("http", 8080)
+                    .endpoint(&format!("192.0.2.{n}"))
+                    .pod(&format!("{svc}-pod"))
+                    .build(),
+                n,
+            )
+        };
+        let ingresses = [
+            as_served(ingress("site", "web.example", "web"), 10),
+            as_served(ingress("sticky", "sticky.example", "sticky"), 11),
+            as_served(upstream, 12),
+            // Its Service is missing: a diagnostic either way.
+            as_served(ingress("orphan", "orphan.example", "gone"), 13),
+        ];
+        let services = [full_service("web", 1), affinity];
+        let slices = [slice("web-a", "web", 3), slice("sticky-a", "sticky", 4)];
+        let secret = as_served(fixture::tls_secret("default", "tls", crt, key), 20);
+        let class = fixture::portico_class();
+
+        let mut full = Snapshot::default();
+        let mut slimmed = Snapshot::default();
+        full.insert(class.clone().wrap());
+        slimmed.insert(slim(class).wrap());
+        for o in ingresses {
+            full.insert(o.clone().wrap());
+            slimmed.insert(slim(o).wrap());
+        }
+        for o in services {
+            full.insert(o.clone().wrap());
+            slimmed.insert(slim(o).wrap());
+        }
+        for o in slices {
+            full.insert(o.clone().wrap());
+            slimmed.insert(slim(o).wrap());
+        }
+        full.insert(secret.clone().wrap());
+        slimmed.insert(slim(secret).wrap());
+
+        let svc = &slimmed.services[&ObjectKey::new("default", "web")];
+        assert!(svc.status.is_none() && svc.metadata.uid.is_none(), "slimmed: {svc:?}");
+
+        let opts = Options::default();
+        let (a, b) = (compile(&full, &opts), compile(&slimmed, &opts));
+        assert_eq!(a.route_list.len(), 7, "{:?}", a.diagnostics);
+        assert!(!a.certs.sources.is_empty());
+        assert!(
+            a.backends.iter().any(|b| b.service_upstream)
+                && a.backends.iter().any(|b| b.client_ip_affinity == Some(600))
+        );
+        assert!(a.diagnostics.iter().any(|d| d.object.name == "orphan"));
+        assert!(a == b, "full: {a:#?}\nslimmed: {b:#?}");
     }
 }
