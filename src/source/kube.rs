@@ -102,6 +102,23 @@ reflected!(Ingress, Ingress, {
                 && old.metadata.creation_timestamp == new.metadata.creation_timestamp
         })
     }
+    fn slim_kind(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            for rule in spec.rules.iter_mut().flatten() {
+                if let Some(http) = rule.http.as_mut() {
+                    http.paths.shrink_to_fit();
+                }
+            }
+            fit(&mut spec.rules);
+            for tls in spec.tls.iter_mut().flatten() {
+                fit(&mut tls.hosts);
+            }
+            fit(&mut spec.tls);
+        }
+        if let Some(lb) = self.status.as_mut().and_then(|s| s.load_balancer.as_mut()) {
+            fit(&mut lb.ingress);
+        }
+    }
 });
 reflected!(IngressClass, IngressClass);
 reflected!(Service, Service, {
@@ -127,6 +144,7 @@ reflected!(Service, Service, {
             s.external_traffic_policy = None;
             s.load_balancer_source_ranges = None;
             s.traffic_distribution = None;
+            fit(&mut s.ports);
         }
     }
 });
@@ -150,7 +168,10 @@ reflected!(EndpointSlice, EndpointSlice, {
                     ..Default::default()
                 };
             }
+            ep.addresses.shrink_to_fit();
         }
+        self.endpoints.shrink_to_fit();
+        fit(&mut self.ports);
     }
 });
 reflected!(Endpoints, Endpoints, {
@@ -291,6 +312,15 @@ fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &A
             Kind::ListenerSet => tokio::spawn(reflect(api::<ListenerSet>(client, ns), all.clone(), s)),
             _ => continue,
         };
+    }
+}
+
+/// Gives back a list's spare room. Lists arrive from the API's JSON without a length, so
+/// each one grows by doubling (at least four entries' room): at 10k objects the unused room
+/// of slices' endpoints, Ingresses' rules and paths and Services' ports is megabytes.
+fn fit<T>(list: &mut Option<Vec<T>>) {
+    if let Some(l) = list {
+        l.shrink_to_fit();
     }
 }
 
@@ -950,5 +980,45 @@ mod tests {
         );
         assert!(a.diagnostics.iter().any(|d| d.object.name == "orphan"));
         assert!(a == b, "full: {a:#?}\nslimmed: {b:#?}");
+    }
+
+    /// Lists decoded from the API's JSON keep no spare room once slimmed.
+    #[test]
+    fn slimmed_lists_keep_no_spare_room() {
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-a", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.2"]}, {"addresses": ["192.0.2.3"]}
+            ]
+        }))
+        .expect("slice");
+        // As kube decodes it: from bytes, without lengths.
+        let text = serde_json::to_vec(&slice).expect("json");
+        let decoded: EndpointSlice = serde_json::from_slice(&text).expect("slice");
+        assert!(
+            decoded.endpoints.capacity() > decoded.endpoints.len(),
+            "the test needs spare room"
+        );
+        let thin = slim(decoded);
+        assert_eq!(thin.endpoints.capacity(), 3);
+        assert!(thin.endpoints.iter().all(|e| e.addresses.capacity() == 1));
+        assert_eq!(thin.ports.as_ref().map(Vec::capacity), Some(1));
+
+        let ing = fixture::ingress("default", "site")
+            .class("portico")
+            .rule("web.example", "/", Prefix, "web", 80)
+            .path("/api", Prefix, "web", 80)
+            .tls(&["web.example"], Some("tls"))
+            .build();
+        let decoded: Ingress = serde_json::from_slice(&serde_json::to_vec(&ing).expect("json")).expect("ingress");
+        let thin = slim(decoded);
+        let spec = thin.spec.as_ref().expect("spec");
+        let rules = spec.rules.as_ref().expect("rules");
+        assert_eq!(rules.capacity(), 1);
+        assert_eq!(rules[0].http.as_ref().map(|h| h.paths.capacity()), Some(2));
+        assert_eq!(spec.tls.as_ref().map(Vec::capacity), Some(1));
+        assert_eq!(*thin.spec.as_ref().expect("spec"), *ing.spec.as_ref().expect("spec"));
     }
 }
