@@ -8,6 +8,7 @@
 #
 #   bash benches/kube_scale.sh            # N=10000
 #   N=2000 bash benches/kube_scale.sh
+#   PORTICO=path/to/portico bash benches/kube_scale.sh   # that binary instead of a release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000}
@@ -21,7 +22,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --locked --bin portico >&2
+if [ -z "${PORTICO:-}" ]; then
+  cargo build --release --locked --bin portico >&2
+  PORTICO=${CARGO_TARGET_DIR:-target}/release/portico
+fi
 bash tests/e2e/control-plane.sh up "$CP" >/dev/null
 # shellcheck disable=SC1091
 . "$CP/env"
@@ -73,9 +77,9 @@ users: [{name: portico, user: {token: "$token"}}]
 contexts: [{name: e2e, context: {cluster: e2e, user: portico}}]
 current-context: e2e
 KC
-# The allocator setting deploy/base/deployment.yaml gives the container (see there).
-MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0} \
-KUBECONFIG="$WORK/kubeconfig" RUST_LOG=info ./target/release/portico --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
+# The allocator settings deploy/base/deployment.yaml gives the container (see there).
+MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0} MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT:-0} \
+KUBECONFIG="$WORK/kubeconfig" RUST_LOG=info "$PORTICO" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
   --admin-addr 127.0.0.1:18999 --log-format json --access-log off --publish-status-address 203.0.113.10 \
   --election-namespace portico-system > "$WORK/portico.log" 2>&1 &
 PID=$!

@@ -55,32 +55,37 @@ where
     )
 }
 
+/// One kind's objects by key. The map itself is shared too: a clone of the Snapshot (what a
+/// compile reads while the source keeps receiving changes) copies nothing, and a source's
+/// next change copies only the map of that kind, once (copy on write, [`Arc::make_mut`]).
+pub type Objects<T> = Arc<BTreeMap<ObjectKey, Arc<T>>>;
+
 /// Everything compile() looks at. Objects are shared (`Arc`) so that sources can hand over
 /// what their caches already hold without copying.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    pub ingresses: Objects<Ingress>,
     /// Cluster-scoped: keyed with an empty namespace.
-    pub ingress_classes: BTreeMap<ObjectKey, Arc<IngressClass>>,
-    pub services: BTreeMap<ObjectKey, Arc<Service>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
-    pub endpoints: BTreeMap<ObjectKey, Arc<Endpoints>>,
-    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    pub ingress_classes: Objects<IngressClass>,
+    pub services: Objects<Service>,
+    pub endpoint_slices: Objects<EndpointSlice>,
+    pub endpoints: Objects<Endpoints>,
+    pub secrets: Objects<Secret>,
     /// The `--configmap` and the ConfigMaps its keys and annotations name (`add-headers`,
     /// `custom-headers`, ...).
-    pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
+    pub config_maps: Objects<ConfigMap>,
     /// Gateway API objects (see [`gateway`]); GatewayClasses are cluster-scoped.
-    pub gateway_classes: BTreeMap<ObjectKey, Arc<gateway::GatewayClass>>,
-    pub gateways: BTreeMap<ObjectKey, Arc<gateway::Gateway>>,
-    pub http_routes: BTreeMap<ObjectKey, Arc<gateway::HTTPRoute>>,
-    pub grpc_routes: BTreeMap<ObjectKey, Arc<gateway::GRPCRoute>>,
-    pub tls_routes: BTreeMap<ObjectKey, Arc<gateway::TLSRoute>>,
-    pub backend_tls_policies: BTreeMap<ObjectKey, Arc<gateway::BackendTLSPolicy>>,
-    pub reference_grants: BTreeMap<ObjectKey, Arc<gateway::ReferenceGrant>>,
-    pub listener_sets: BTreeMap<ObjectKey, Arc<gateway::ListenerSet>>,
+    pub gateway_classes: Objects<gateway::GatewayClass>,
+    pub gateways: Objects<gateway::Gateway>,
+    pub http_routes: Objects<gateway::HTTPRoute>,
+    pub grpc_routes: Objects<gateway::GRPCRoute>,
+    pub tls_routes: Objects<gateway::TLSRoute>,
+    pub backend_tls_policies: Objects<gateway::BackendTLSPolicy>,
+    pub reference_grants: Objects<gateway::ReferenceGrant>,
+    pub listener_sets: Objects<gateway::ListenerSet>,
     /// Namespaces (cluster-scoped), for a listener's `allowedRoutes` namespace selector;
     /// only read when the Gateway API is.
-    pub namespaces: BTreeMap<ObjectKey, Arc<Namespace>>,
+    pub namespaces: Objects<Namespace>,
 }
 
 /// One object of any kind Portico reads, as it arrives from a source.
@@ -179,44 +184,45 @@ impl Snapshot {
     /// Removes an object, if present.
     pub fn remove(&mut self, kind: Kind, key: &ObjectKey) {
         match kind {
-            Kind::Ingress => drop(self.ingresses.remove(key)),
-            Kind::IngressClass => drop(self.ingress_classes.remove(key)),
-            Kind::Service => drop(self.services.remove(key)),
-            Kind::EndpointSlice => drop(self.endpoint_slices.remove(key)),
-            Kind::Endpoints => drop(self.endpoints.remove(key)),
-            Kind::Secret => drop(self.secrets.remove(key)),
-            Kind::ConfigMap => drop(self.config_maps.remove(key)),
-            Kind::GatewayClass => drop(self.gateway_classes.remove(key)),
-            Kind::Gateway => drop(self.gateways.remove(key)),
-            Kind::HTTPRoute => drop(self.http_routes.remove(key)),
-            Kind::GRPCRoute => drop(self.grpc_routes.remove(key)),
-            Kind::TLSRoute => drop(self.tls_routes.remove(key)),
-            Kind::BackendTLSPolicy => drop(self.backend_tls_policies.remove(key)),
-            Kind::ReferenceGrant => drop(self.reference_grants.remove(key)),
-            Kind::Namespace => drop(self.namespaces.remove(key)),
-            Kind::ListenerSet => drop(self.listener_sets.remove(key)),
+            Kind::Ingress => drop(Arc::make_mut(&mut self.ingresses).remove(key)),
+            Kind::IngressClass => drop(Arc::make_mut(&mut self.ingress_classes).remove(key)),
+            Kind::Service => drop(Arc::make_mut(&mut self.services).remove(key)),
+            Kind::EndpointSlice => drop(Arc::make_mut(&mut self.endpoint_slices).remove(key)),
+            Kind::Endpoints => drop(Arc::make_mut(&mut self.endpoints).remove(key)),
+            Kind::Secret => drop(Arc::make_mut(&mut self.secrets).remove(key)),
+            Kind::ConfigMap => drop(Arc::make_mut(&mut self.config_maps).remove(key)),
+            Kind::GatewayClass => drop(Arc::make_mut(&mut self.gateway_classes).remove(key)),
+            Kind::Gateway => drop(Arc::make_mut(&mut self.gateways).remove(key)),
+            Kind::HTTPRoute => drop(Arc::make_mut(&mut self.http_routes).remove(key)),
+            Kind::GRPCRoute => drop(Arc::make_mut(&mut self.grpc_routes).remove(key)),
+            Kind::TLSRoute => drop(Arc::make_mut(&mut self.tls_routes).remove(key)),
+            Kind::BackendTLSPolicy => drop(Arc::make_mut(&mut self.backend_tls_policies).remove(key)),
+            Kind::ReferenceGrant => drop(Arc::make_mut(&mut self.reference_grants).remove(key)),
+            Kind::Namespace => drop(Arc::make_mut(&mut self.namespaces).remove(key)),
+            Kind::ListenerSet => drop(Arc::make_mut(&mut self.listener_sets).remove(key)),
         }
     }
 
-    /// Replaces every object of one kind (after a full relist).
+    /// Replaces every object of one kind (after a full relist). A map a compile still reads
+    /// is left to it, not copied.
     pub fn replace_kind(&mut self, kind: Kind, objects: Vec<AnyObject>) {
         match kind {
-            Kind::Ingress => self.ingresses.clear(),
-            Kind::IngressClass => self.ingress_classes.clear(),
-            Kind::Service => self.services.clear(),
-            Kind::EndpointSlice => self.endpoint_slices.clear(),
-            Kind::Endpoints => self.endpoints.clear(),
-            Kind::Secret => self.secrets.clear(),
-            Kind::ConfigMap => self.config_maps.clear(),
-            Kind::GatewayClass => self.gateway_classes.clear(),
-            Kind::Gateway => self.gateways.clear(),
-            Kind::HTTPRoute => self.http_routes.clear(),
-            Kind::GRPCRoute => self.grpc_routes.clear(),
-            Kind::TLSRoute => self.tls_routes.clear(),
-            Kind::BackendTLSPolicy => self.backend_tls_policies.clear(),
-            Kind::ReferenceGrant => self.reference_grants.clear(),
-            Kind::Namespace => self.namespaces.clear(),
-            Kind::ListenerSet => self.listener_sets.clear(),
+            Kind::Ingress => self.ingresses = Objects::default(),
+            Kind::IngressClass => self.ingress_classes = Objects::default(),
+            Kind::Service => self.services = Objects::default(),
+            Kind::EndpointSlice => self.endpoint_slices = Objects::default(),
+            Kind::Endpoints => self.endpoints = Objects::default(),
+            Kind::Secret => self.secrets = Objects::default(),
+            Kind::ConfigMap => self.config_maps = Objects::default(),
+            Kind::GatewayClass => self.gateway_classes = Objects::default(),
+            Kind::Gateway => self.gateways = Objects::default(),
+            Kind::HTTPRoute => self.http_routes = Objects::default(),
+            Kind::GRPCRoute => self.grpc_routes = Objects::default(),
+            Kind::TLSRoute => self.tls_routes = Objects::default(),
+            Kind::BackendTLSPolicy => self.backend_tls_policies = Objects::default(),
+            Kind::ReferenceGrant => self.reference_grants = Objects::default(),
+            Kind::Namespace => self.namespaces = Objects::default(),
+            Kind::ListenerSet => self.listener_sets = Objects::default(),
         }
         for o in objects {
             self.insert(o);
@@ -227,35 +233,34 @@ impl Snapshot {
     pub fn insert(&mut self, obj: AnyObject) {
         let key = obj.key();
         match obj {
-            AnyObject::Ingress(o) => drop(self.ingresses.insert(key, o)),
-            AnyObject::IngressClass(o) => drop(self.ingress_classes.insert(key, o)),
-            AnyObject::Service(o) => drop(self.services.insert(key, o)),
-            AnyObject::EndpointSlice(o) => drop(self.endpoint_slices.insert(key, o)),
-            AnyObject::Endpoints(o) => drop(self.endpoints.insert(key, o)),
-            AnyObject::Secret(o) => drop(self.secrets.insert(key, o)),
-            AnyObject::ConfigMap(o) => drop(self.config_maps.insert(key, o)),
-            AnyObject::GatewayClass(o) => drop(self.gateway_classes.insert(key, o)),
-            AnyObject::Gateway(o) => drop(self.gateways.insert(key, o)),
-            AnyObject::HTTPRoute(o) => drop(self.http_routes.insert(key, o)),
-            AnyObject::GRPCRoute(o) => drop(self.grpc_routes.insert(key, o)),
-            AnyObject::TLSRoute(o) => drop(self.tls_routes.insert(key, o)),
-            AnyObject::BackendTLSPolicy(o) => drop(self.backend_tls_policies.insert(key, o)),
-            AnyObject::ReferenceGrant(o) => drop(self.reference_grants.insert(key, o)),
-            AnyObject::Namespace(o) => drop(self.namespaces.insert(key, o)),
-            AnyObject::ListenerSet(o) => drop(self.listener_sets.insert(key, o)),
+            AnyObject::Ingress(o) => drop(Arc::make_mut(&mut self.ingresses).insert(key, o)),
+            AnyObject::IngressClass(o) => drop(Arc::make_mut(&mut self.ingress_classes).insert(key, o)),
+            AnyObject::Service(o) => drop(Arc::make_mut(&mut self.services).insert(key, o)),
+            AnyObject::EndpointSlice(o) => drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, o)),
+            AnyObject::Endpoints(o) => drop(Arc::make_mut(&mut self.endpoints).insert(key, o)),
+            AnyObject::Secret(o) => drop(Arc::make_mut(&mut self.secrets).insert(key, o)),
+            AnyObject::ConfigMap(o) => drop(Arc::make_mut(&mut self.config_maps).insert(key, o)),
+            AnyObject::GatewayClass(o) => drop(Arc::make_mut(&mut self.gateway_classes).insert(key, o)),
+            AnyObject::Gateway(o) => drop(Arc::make_mut(&mut self.gateways).insert(key, o)),
+            AnyObject::HTTPRoute(o) => drop(Arc::make_mut(&mut self.http_routes).insert(key, o)),
+            AnyObject::GRPCRoute(o) => drop(Arc::make_mut(&mut self.grpc_routes).insert(key, o)),
+            AnyObject::TLSRoute(o) => drop(Arc::make_mut(&mut self.tls_routes).insert(key, o)),
+            AnyObject::BackendTLSPolicy(o) => drop(Arc::make_mut(&mut self.backend_tls_policies).insert(key, o)),
+            AnyObject::ReferenceGrant(o) => drop(Arc::make_mut(&mut self.reference_grants).insert(key, o)),
+            AnyObject::Namespace(o) => drop(Arc::make_mut(&mut self.namespaces).insert(key, o)),
+            AnyObject::ListenerSet(o) => drop(Arc::make_mut(&mut self.listener_sets).insert(key, o)),
         }
     }
 
     /// The Services in `services` with their EndpointSlices and Endpoints, and nothing else:
     /// what re-resolving those Services' backends reads.
     pub fn only_services(&self, services: &std::collections::HashSet<ObjectKey>) -> Snapshot {
-        fn pick<T>(
-            m: &BTreeMap<ObjectKey, Arc<T>>,
-            keys: &std::collections::HashSet<ObjectKey>,
-        ) -> BTreeMap<ObjectKey, Arc<T>> {
-            keys.iter()
-                .filter_map(|k| m.get_key_value(k).map(|(k, v)| (k.clone(), v.clone())))
-                .collect()
+        fn pick<T>(m: &BTreeMap<ObjectKey, Arc<T>>, keys: &std::collections::HashSet<ObjectKey>) -> Objects<T> {
+            Arc::new(
+                keys.iter()
+                    .filter_map(|k| m.get_key_value(k).map(|(k, v)| (k.clone(), v.clone())))
+                    .collect(),
+            )
         }
         let endpoint_slices = self
             .endpoint_slices
@@ -271,9 +276,9 @@ impl Snapshot {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Snapshot {
+            endpoint_slices: Arc::new(endpoint_slices),
             services: pick(&self.services, services),
             endpoints: pick(&self.endpoints, services),
-            endpoint_slices,
             ..Default::default()
         }
     }
@@ -299,5 +304,32 @@ impl Snapshot {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{self, Prefix};
+
+    /// A Snapshot's clone shares its maps; a change afterwards copies only the changed
+    /// kind's map and leaves the clone as it was.
+    #[test]
+    fn a_snapshot_clone_is_shared_until_a_change() {
+        let mut live = fixture::snapshot([
+            fixture::service("default", "web").port("http", 80).into(),
+            fixture::ingress("default", "site")
+                .class("portico")
+                .rule("web.example", "/", Prefix, "web", 80)
+                .into(),
+        ]);
+        let compiling = live.clone();
+        assert!(Arc::ptr_eq(&live.services, &compiling.services));
+        live.insert(fixture::service("default", "api").port("http", 80).into());
+        assert!(!Arc::ptr_eq(&live.services, &compiling.services));
+        assert!(Arc::ptr_eq(&live.ingresses, &compiling.ingresses));
+        assert_eq!((live.services.len(), compiling.services.len()), (2, 1));
+        live.replace_kind(Kind::Ingress, Vec::new());
+        assert_eq!((live.ingresses.len(), compiling.ingresses.len()), (0, 1));
     }
 }

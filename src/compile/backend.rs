@@ -64,7 +64,7 @@ impl<'a> EndpointIndex<'a> {
     /// Indexes only the slices of `only` (all when `None`).
     fn filtered(snapshot: &'a Snapshot, only: Option<&std::collections::HashSet<ObjectKey>>) -> Self {
         let mut slices: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
-        for (key, slice) in &snapshot.endpoint_slices {
+        for (key, slice) in snapshot.endpoint_slices.iter() {
             let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
                 continue;
             };

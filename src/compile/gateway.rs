@@ -109,7 +109,7 @@ pub fn compile<'s>(
         ..Default::default()
     };
     let mut classes = HashSet::new();
-    for (key, class) in &snapshot.gateway_classes {
+    for (key, class) in snapshot.gateway_classes.iter() {
         if class.spec.controller_name != opts.gateway_controller_name {
             continue;
         }

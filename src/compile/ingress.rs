@@ -40,7 +40,7 @@ impl<'a> ClassFilter<'a> {
     pub fn new(snapshot: &'a Snapshot, opts: &'a Options) -> Self {
         let mut classes = HashMap::new();
         let mut default_is_ours = false;
-        for (key, c) in &snapshot.ingress_classes {
+        for (key, c) in snapshot.ingress_classes.iter() {
             let ours = c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller_name.as_str());
             let is_default = c
                 .metadata
@@ -162,7 +162,7 @@ impl IngressPass<'_, '_> {
         let filter = ClassFilter::new(self.snapshot, self.opts);
         let mut owned: Vec<(&ObjectKey, &Ingress)> = Vec::new();
         let mut ignored = Vec::new();
-        for (k, ing) in &self.snapshot.ingresses {
+        for (k, ing) in self.snapshot.ingresses.iter() {
             match filter.mismatch(ing) {
                 None => owned.push((k, ing.as_ref())),
                 Some(why) => ignored.push((k.clone(), why)),

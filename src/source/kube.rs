@@ -102,6 +102,23 @@ reflected!(Ingress, Ingress, {
                 && old.metadata.creation_timestamp == new.metadata.creation_timestamp
         })
     }
+    fn slim_kind(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            for rule in spec.rules.iter_mut().flatten() {
+                if let Some(http) = rule.http.as_mut() {
+                    http.paths.shrink_to_fit();
+                }
+            }
+            fit(&mut spec.rules);
+            for tls in spec.tls.iter_mut().flatten() {
+                fit(&mut tls.hosts);
+            }
+            fit(&mut spec.tls);
+        }
+        if let Some(lb) = self.status.as_mut().and_then(|s| s.load_balancer.as_mut()) {
+            fit(&mut lb.ingress);
+        }
+    }
 });
 reflected!(IngressClass, IngressClass);
 reflected!(Service, Service, {
@@ -110,6 +127,25 @@ reflected!(Service, Service, {
             .services
             .get(&key_of(new))
             .is_some_and(|old| old.spec == new.spec)
+    }
+    /// Keeps what backends are resolved from (see compile::backend): ports, type,
+    /// externalName, clusterIP (`service-upstream`), session affinity, publishNotReadyAddresses.
+    /// Status and addresses a Gateway's or `--publish-service`'s Service gives are read from
+    /// the API when written, not from here.
+    fn slim_kind(&mut self) {
+        self.status = None;
+        if let Some(s) = self.spec.as_mut() {
+            s.selector = None;
+            s.cluster_ips = None;
+            s.external_ips = None;
+            s.ip_families = None;
+            s.ip_family_policy = None;
+            s.internal_traffic_policy = None;
+            s.external_traffic_policy = None;
+            s.load_balancer_source_ranges = None;
+            s.traffic_distribution = None;
+            fit(&mut s.ports);
+        }
     }
 });
 reflected!(EndpointSlice, EndpointSlice, {
@@ -132,7 +168,10 @@ reflected!(EndpointSlice, EndpointSlice, {
                     ..Default::default()
                 };
             }
+            ep.addresses.shrink_to_fit();
         }
+        self.endpoints.shrink_to_fit();
+        fit(&mut self.ports);
     }
 });
 reflected!(Endpoints, Endpoints, {
@@ -276,6 +315,15 @@ fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &A
     }
 }
 
+/// Gives back a list's spare room. Lists arrive from the API's JSON without a length, so
+/// each one grows by doubling (at least four entries' room): at 10k objects the unused room
+/// of slices' endpoints, Ingresses' rules and paths and Services' ports is megabytes.
+fn fit<T>(list: &mut Option<Vec<T>>) {
+    if let Some(l) = list {
+        l.shrink_to_fit();
+    }
+}
+
 /// Drops what compile never reads but costs memory at scale.
 fn slim<K: Reflected>(mut obj: K) -> K {
     let meta = obj.meta_mut();
@@ -285,6 +333,18 @@ fn slim<K: Reflected>(mut obj: K) -> K {
     meta.generate_name = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    // Object identity and versions matter only where status or Events are written about the
+    // object (Ingresses, Gateway API kinds) or where changes are detected by generation;
+    // compile reads neither for these kinds (the watcher has taken the resourceVersion it
+    // resumes from before the object reaches here).
+    if matches!(
+        K::SNAPSHOT_KIND,
+        Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Secret | Kind::ConfigMap
+    ) {
+        meta.uid = None;
+        meta.resource_version = None;
+        meta.generation = None;
     }
     // Labels matter only on EndpointSlices (the Service they belong to) and Namespaces
     // (`allowedRoutes` selectors).
@@ -814,5 +874,172 @@ async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, ingress
     }
     for (key, e) in failed {
         tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{Options, compile};
+    use crate::fixture::{self, Prefix};
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+
+    /// What the API server adds to every object, and a Service's fields compile never reads.
+    fn as_served<K: Metadata<Ty = ObjectMeta>>(mut obj: K, n: usize) -> K {
+        let m = obj.metadata_mut();
+        m.uid = Some(format!("00000000-0000-0000-0000-{n:012}"));
+        m.resource_version = Some(format!("{}", 1000 + n));
+        m.generation = Some(1);
+        m.labels.get_or_insert_default().insert("app".into(), "web".into());
+        obj
+    }
+
+    fn full_service(name: &str, n: usize) -> Service {
+        let mut svc = fixture::service("default", name)
+            .port("http", 80)
+            .target_port(8080)
+            .build();
+        let spec = svc.spec.as_mut().expect("spec");
+        spec.selector = Some([("app".to_string(), name.to_string())].into());
+        spec.cluster_ip = Some(format!("10.0.0.{n}"));
+        spec.cluster_ips = Some(vec![format!("10.0.0.{n}")]);
+        spec.ip_families = Some(vec!["IPv4".into()]);
+        spec.ip_family_policy = Some("SingleStack".into());
+        spec.internal_traffic_policy = Some("Cluster".into());
+        spec.type_ = Some("ClusterIP".into());
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("198.51.100.9".into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        as_served(svc, n)
+    }
+
+    /// Slimming drops only what compile does not read: the same objects, slimmed or not,
+    /// compile to equal Configs (routes, backends with cluster IPs and affinity, certificates,
+    /// diagnostics).
+    #[test]
+    fn slimmed_objects_compile_to_the_same_config() {
+        let crt = include_str!("../../tests/fixtures/tls/ec.crt");
+        let key = include_str!("../../tests/fixtures/tls/ec-sec1.key");
+        let mut affinity = full_service("sticky", 2);
+        let spec = affinity.spec.as_mut().expect("spec");
+        spec.session_affinity = Some("ClientIP".into());
+        spec.session_affinity_config = Some(k8s_openapi::api::core::v1::SessionAffinityConfig {
+            client_ip: Some(k8s_openapi::api::core::v1::ClientIPConfig {
+                timeout_seconds: Some(600),
+            }),
+        });
+        let ingress = |name: &str, host: &str, svc: &str| {
+            fixture::ingress("default", name)
+                .class("portico")
+                .rule(host, "/", Prefix, svc, 80)
+                .path("/named", Prefix, svc, "http")
+                .tls(&[host], Some("tls"))
+                .build()
+        };
+        let upstream = fixture::ingress("default", "upstream")
+            .class("portico")
+            .annotation("nginx.ingress.kubernetes.io/service-upstream", "true")
+            .rule("up.example", "/", Prefix, "web", 80)
+            .build();
+        let slice = |name: &str, svc: &str, n: usize| {
+            as_served(
+                fixture::slice("default", name, svc)
+                    .port("http", 8080)
+                    .endpoint(&format!("192.0.2.{n}"))
+                    .pod(&format!("{svc}-pod"))
+                    .build(),
+                n,
+            )
+        };
+        let ingresses = [
+            as_served(ingress("site", "web.example", "web"), 10),
+            as_served(ingress("sticky", "sticky.example", "sticky"), 11),
+            as_served(upstream, 12),
+            // Its Service is missing: a diagnostic either way.
+            as_served(ingress("orphan", "orphan.example", "gone"), 13),
+        ];
+        let services = [full_service("web", 1), affinity];
+        let slices = [slice("web-a", "web", 3), slice("sticky-a", "sticky", 4)];
+        let secret = as_served(fixture::tls_secret("default", "tls", crt, key), 20);
+        let class = fixture::portico_class();
+
+        let mut full = Snapshot::default();
+        let mut slimmed = Snapshot::default();
+        full.insert(class.clone().wrap());
+        slimmed.insert(slim(class).wrap());
+        for o in ingresses {
+            full.insert(o.clone().wrap());
+            slimmed.insert(slim(o).wrap());
+        }
+        for o in services {
+            full.insert(o.clone().wrap());
+            slimmed.insert(slim(o).wrap());
+        }
+        for o in slices {
+            full.insert(o.clone().wrap());
+            slimmed.insert(slim(o).wrap());
+        }
+        full.insert(secret.clone().wrap());
+        slimmed.insert(slim(secret).wrap());
+
+        let svc = &slimmed.services[&ObjectKey::new("default", "web")];
+        assert!(svc.status.is_none() && svc.metadata.uid.is_none(), "slimmed: {svc:?}");
+
+        let opts = Options::default();
+        let (a, b) = (compile(&full, &opts), compile(&slimmed, &opts));
+        assert_eq!(a.route_list.len(), 7, "{:?}", a.diagnostics);
+        assert!(!a.certs.sources.is_empty());
+        assert!(
+            a.backends.iter().any(|b| b.service_upstream)
+                && a.backends.iter().any(|b| b.client_ip_affinity == Some(600))
+        );
+        assert!(a.diagnostics.iter().any(|d| d.object.name == "orphan"));
+        assert!(a == b, "full: {a:#?}\nslimmed: {b:#?}");
+    }
+
+    /// Lists decoded from the API's JSON keep no spare room once slimmed.
+    #[test]
+    fn slimmed_lists_keep_no_spare_room() {
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-a", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.2"]}, {"addresses": ["192.0.2.3"]}
+            ]
+        }))
+        .expect("slice");
+        // As kube decodes it: from bytes, without lengths.
+        let text = serde_json::to_vec(&slice).expect("json");
+        let decoded: EndpointSlice = serde_json::from_slice(&text).expect("slice");
+        assert!(
+            decoded.endpoints.capacity() > decoded.endpoints.len(),
+            "the test needs spare room"
+        );
+        let thin = slim(decoded);
+        assert_eq!(thin.endpoints.capacity(), 3);
+        assert!(thin.endpoints.iter().all(|e| e.addresses.capacity() == 1));
+        assert_eq!(thin.ports.as_ref().map(Vec::capacity), Some(1));
+
+        let ing = fixture::ingress("default", "site")
+            .class("portico")
+            .rule("web.example", "/", Prefix, "web", 80)
+            .path("/api", Prefix, "web", 80)
+            .tls(&["web.example"], Some("tls"))
+            .build();
+        let decoded: Ingress = serde_json::from_slice(&serde_json::to_vec(&ing).expect("json")).expect("ingress");
+        let thin = slim(decoded);
+        let spec = thin.spec.as_ref().expect("spec");
+        let rules = spec.rules.as_ref().expect("rules");
+        assert_eq!(rules.capacity(), 1);
+        assert_eq!(rules[0].http.as_ref().map(|h| h.paths.capacity()), Some(2));
+        assert_eq!(spec.tls.as_ref().map(Vec::capacity), Some(1));
+        assert_eq!(*thin.spec.as_ref().expect("spec"), *ing.spec.as_ref().expect("spec"));
     }
 }
