@@ -68,6 +68,35 @@ fn check_reports_diagnostics_and_exit_status() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The allocator's options as the binary starts: memory freed after a burst of connections
+/// goes back to the OS at once and arenas are committed as used (benches/connmem.sh), unless
+/// a `MIMALLOC_*` variable says otherwise. mimalloc prints its options with
+/// `MIMALLOC_VERBOSE=1`.
+#[test]
+fn allocator_returns_memory_at_once_unless_told_otherwise() {
+    let options = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+        cmd.arg("--version").env("MIMALLOC_VERBOSE", "1");
+        for var in ["MIMALLOC_PURGE_DELAY", "MIMALLOC_ARENA_EAGER_COMMIT"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let option = |printed: &str, name: &str| -> Option<i64> {
+        let line = printed.lines().find(|l| l.contains(&format!("option '{name}':")))?;
+        line.rsplit_once(':')?.1.split_whitespace().next()?.parse().ok()
+    };
+    let plain = options(&[]);
+    assert_eq!(option(&plain, "purge_delay"), Some(0), "{plain}");
+    assert_eq!(option(&plain, "arena_eager_commit"), Some(0), "{plain}");
+    let told = options(&[("MIMALLOC_PURGE_DELAY", "25"), ("MIMALLOC_ARENA_EAGER_COMMIT", "1")]);
+    assert_eq!(option(&told, "purge_delay"), Some(25), "{told}");
+    assert_eq!(option(&told, "arena_eager_commit"), Some(1), "{told}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
     // A pod that says when the request has reached it, then answers 1.5 s later.
