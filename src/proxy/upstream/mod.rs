@@ -343,15 +343,25 @@ impl IdlePool {
         slot.as_ref()
     }
 
-    /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`.
+    /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`;
+    /// the others that have waited `RELEASE_AFTER` give back their buffers.
     pub fn reap(&self, idle_timeout: Duration) {
-        let keep = |i: &Idle<Raw>| !i.conn.peer_closed() && i.since.elapsed() <= idle_timeout;
+        let keep = |i: &mut Idle<Raw>| {
+            let idle = i.since.elapsed();
+            if i.conn.peer_closed() || idle > idle_timeout {
+                return false;
+            }
+            if idle >= RELEASE_AFTER {
+                i.conn.release_buffers();
+            }
+            true
+        };
         for pool in [Pool::Plain, Pool::Tls] {
-            self.raw_in(pool, |list| list.retain(keep));
+            self.raw_in(pool, |list| list.retain_mut(keep));
             let _ = self.h2(pool);
         }
         lock(&self.keyed).retain_mut(|k| {
-            k.raw.retain(keep);
+            k.raw.retain_mut(keep);
             Self::live(&mut k.h2).is_some() || !k.raw.is_empty()
         });
     }
@@ -807,13 +817,19 @@ impl HttpBody for ResponseBody {
     }
 }
 
-/// Closes idle upstream connections past the idle timeout, and lets the registry forget
-/// endpoints no Config names any more. Runs for the life of the process.
+/// How long a pooled HTTP/1.1 connection waits before [`IdlePool::reap`] takes its buffers:
+/// the ones a steady load reuses keep theirs.
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
+/// Closes idle upstream connections past the idle timeout, lets those idle for a while give
+/// back their buffers, and lets the registry forget endpoints no Config names any more. Runs
+/// for the life of the process, at least every 5 s, so that what a burst of requests opened
+/// holds little memory soon after (benches/connmem.sh).
 pub async fn reap_idle(live: Arc<super::live::Live>, default_idle: Duration) {
     loop {
         // `upstream-keepalive-timeout` as the live Config says, else the default.
         let idle_timeout = live.config().global.upstream_keepalive_timeout.unwrap_or(default_idle);
-        let every = (idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let every = (idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
         tokio::time::sleep(every).await;
         for ep in live.registry().sweep() {
             if let Some(pool) = ep.idle_if_used() {
