@@ -36,22 +36,8 @@ fi
 BIN=$(bench_build)
 OUT=$(mktemp /tmp/portico-load.XXXXXX)
 
-# The harness starts this pinned to the proxy core. It writes a manifests directory that
-# sends every host and path to the harness backend and serves the harness certificate as
-# the default certificate (the load tools connect by IP, without SNI).
 export BENCH_ANNOTATIONS="${ANNOTATIONS:-}"
-EXTRA_CMD=$(cat <<CMD
-set -e
-. "$PWD/benches/manifests.sh"
-m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
-{
-bench_manifests "\$BENCH_BACKEND" "\$BENCH_ANNOTATIONS"
-bench_tls_secret "\$BENCH_CERT" "\$BENCH_KEY"
-} > "\$m/bench.yaml"
-exec "$BIN" --manifests "\$m" --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \
-  --admin-addr 127.0.0.1:0 --default-ssl-certificate bench/tls --access-log off --worker-threads 1
-CMD
-)
+EXTRA_CMD=$(bench_extra_cmd "$BIN")
 
 # The harness measures its proxies in a fixed order, each case of the first one right after
 # the direct baseline. Which proxy goes first matters on this kind of machine (in HTTP/1.1

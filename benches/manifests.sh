@@ -126,3 +126,22 @@ bench_cleanup() {
   wait 2>/dev/null || true
   rm -rf "$T"
 }
+
+# bench_extra_cmd BIN prints the command the peer harness (../shared/bench/peers.sh) runs as its
+# extra proxy, pinned to the proxy core: it writes a manifests directory that sends every host
+# and path to the harness backend (with BENCH_ANNOTATIONS, exported by the caller, on the
+# Ingress) and serves the harness certificate as the default certificate (the load tools
+# connect by IP, without SNI), then runs BIN on it with one worker thread and no access log.
+bench_extra_cmd() {
+  cat <<CMD
+set -e
+. "$PWD/benches/manifests.sh"
+m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
+{
+bench_manifests "\$BENCH_BACKEND" "\${BENCH_ANNOTATIONS:-}"
+bench_tls_secret "\$BENCH_CERT" "\$BENCH_KEY"
+} > "\$m/bench.yaml"
+exec "$1" --manifests "\$m" --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \\
+  --admin-addr 127.0.0.1:0 --default-ssl-certificate bench/tls --access-log off --worker-threads 1
+CMD
+}
