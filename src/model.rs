@@ -1,6 +1,7 @@
 //! The Snapshot: every Kubernetes object compile() reads, typed and keyed by namespace/name.
 
 pub mod gateway;
+pub mod slice;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +11,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Servic
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
+
+pub use slice::Slice;
 
 /// `namespace/name` of a namespaced object. Ordered so that iteration over a Snapshot is
 /// deterministic, which keeps compile() reproducible.
@@ -68,7 +71,8 @@ pub struct Snapshot {
     /// Cluster-scoped: keyed with an empty namespace.
     pub ingress_classes: Objects<IngressClass>,
     pub services: Objects<Service>,
-    pub endpoint_slices: Objects<EndpointSlice>,
+    /// Compacted as they arrive (see [`slice`]).
+    pub endpoint_slices: Objects<Slice>,
     pub endpoints: Objects<Endpoints>,
     pub secrets: Objects<Secret>,
     /// The `--configmap` and the ConfigMaps its keys and annotations name (`add-headers`,
@@ -95,6 +99,8 @@ pub enum AnyObject {
     IngressClass(Arc<IngressClass>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
+    /// An EndpointSlice already compacted (what the Kubernetes source hands over), by key.
+    Slice(ObjectKey, Arc<Slice>),
     Endpoints(Arc<Endpoints>),
     Secret(Arc<Secret>),
     ConfigMap(Arc<ConfigMap>),
@@ -116,6 +122,7 @@ impl AnyObject {
             AnyObject::IngressClass(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
             AnyObject::Service(o) => key_of(o.as_ref()),
             AnyObject::EndpointSlice(o) => key_of(o.as_ref()),
+            AnyObject::Slice(key, _) => key.clone(),
             AnyObject::Endpoints(o) => key_of(o.as_ref()),
             AnyObject::Secret(o) => key_of(o.as_ref()),
             AnyObject::ConfigMap(o) => key_of(o.as_ref()),
@@ -236,7 +243,11 @@ impl Snapshot {
             AnyObject::Ingress(o) => drop(Arc::make_mut(&mut self.ingresses).insert(key, o)),
             AnyObject::IngressClass(o) => drop(Arc::make_mut(&mut self.ingress_classes).insert(key, o)),
             AnyObject::Service(o) => drop(Arc::make_mut(&mut self.services).insert(key, o)),
-            AnyObject::EndpointSlice(o) => drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, o)),
+            AnyObject::EndpointSlice(o) => {
+                let slice = Arc::new(Slice::from(o.as_ref()));
+                drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, slice))
+            }
+            AnyObject::Slice(_, o) => drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, o)),
             AnyObject::Endpoints(o) => drop(Arc::make_mut(&mut self.endpoints).insert(key, o)),
             AnyObject::Secret(o) => drop(Arc::make_mut(&mut self.secrets).insert(key, o)),
             AnyObject::ConfigMap(o) => drop(Arc::make_mut(&mut self.config_maps).insert(key, o)),
@@ -267,11 +278,8 @@ impl Snapshot {
             .iter()
             .filter(|(key, slice)| {
                 slice
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("kubernetes.io/service-name"))
-                    .is_some_and(|svc| services.contains(&ObjectKey::new(key.namespace.as_str(), svc.as_str())))
+                    .service_key(&key.namespace)
+                    .is_some_and(|svc| services.contains(&svc))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

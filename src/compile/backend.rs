@@ -5,22 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::config::diagnostic::Reason;
 use crate::config::{Backend, BackendId, Endpoint, PortRef, Protocol, Target};
-use crate::model::{ObjectKey, Snapshot};
+use crate::model::{ObjectKey, Slice, Snapshot};
 
 /// Slices and legacy Endpoints indexed by the Service they belong to.
 pub struct EndpointIndex<'a> {
     /// namespace → service name → slices.
-    slices: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+    slices: HashMap<&'a str, HashMap<&'a str, Vec<&'a Slice>>>,
     snapshot: &'a Snapshot,
 }
-
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Kubernetes' own bounds for `sessionAffinityConfig.clientIP.timeoutSeconds` (1 to a day)
 /// and its default: the API server refuses other values, but nothing checks a manifests file.
@@ -63,27 +60,27 @@ impl<'a> EndpointIndex<'a> {
 
     /// Indexes only the slices of `only` (all when `None`).
     fn filtered(snapshot: &'a Snapshot, only: Option<&std::collections::HashSet<ObjectKey>>) -> Self {
-        let mut slices: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
+        let mut slices: HashMap<&str, HashMap<&str, Vec<&Slice>>> = HashMap::new();
         for (key, slice) in snapshot.endpoint_slices.iter() {
-            let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+            let Some(svc) = slice.service.as_deref() else {
                 continue;
             };
             if let Some(only) = only
-                && !only.contains(&ObjectKey::new(key.namespace.as_str(), svc.as_str()))
+                && !only.contains(&ObjectKey::new(key.namespace.as_str(), svc))
             {
                 continue;
             }
             slices
                 .entry(key.namespace.as_str())
                 .or_default()
-                .entry(svc.as_str())
+                .entry(svc)
                 .or_default()
                 .push(slice);
         }
         Self { slices, snapshot }
     }
 
-    fn slices_for<'s>(&'s self, svc: &ObjectKey) -> &'s [&'a EndpointSlice] {
+    fn slices_for<'s>(&'s self, svc: &ObjectKey) -> &'s [&'a Slice] {
         self.slices
             .get(svc.namespace.as_str())
             .and_then(|m| m.get(svc.name.as_str()))
@@ -395,40 +392,27 @@ fn endpoint_keys(
     let slices = index.slices_for(key);
     if !slices.is_empty() {
         for slice in slices {
-            if slice.address_type == "FQDN" {
+            if slice.fqdn {
                 continue;
             }
-            let Some(port) = slice
-                .ports
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .find(|p| p.name.as_deref().unwrap_or("") == want)
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok())
-            else {
+            let Some(port) = slice.port(want).and_then(|p| p.port) else {
                 continue;
             };
             for ep in &slice.endpoints {
-                let no_conditions = Default::default();
-                let cond = ep.conditions.as_ref().unwrap_or(&no_conditions);
-                let is_terminating = cond.terminating == Some(true);
-                let is_ready = cond.ready != Some(false);
-                let set = if is_terminating {
-                    if cond.serving == Some(false) {
+                let set = if ep.terminating == Some(true) {
+                    if ep.serving == Some(false) {
                         continue;
                     }
                     &mut terminating
-                } else if is_ready || publish_not_ready {
+                } else if ep.ready != Some(false) || publish_not_ready {
                     &mut ready
                 } else {
                     continue;
                 };
-                let target = ep.target_ref.as_ref().and_then(|r| r.name.clone());
-                for a in &ep.addresses {
-                    if let Ok(ip) = a.parse::<IpAddr>() {
-                        set.insert((SocketAddr::new(ip, port), target.clone(), ep.zone.clone()));
-                    }
+                let target = ep.target.as_deref().map(str::to_string);
+                let zone = ep.zone.as_deref().map(str::to_string);
+                for ip in &ep.addresses {
+                    set.insert((SocketAddr::new(*ip, port), target.clone(), zone.clone()));
                 }
             }
         }
