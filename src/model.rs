@@ -1,6 +1,7 @@
 //! The Snapshot: every Kubernetes object compile() reads, typed and keyed by namespace/name.
 
 pub mod gateway;
+pub mod service;
 pub mod slice;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
 
+pub use service::{Svc, SvcPort};
 pub use slice::Slice;
 
 /// `namespace/name` of a namespaced object. Ordered so that iteration over a Snapshot is
@@ -70,7 +72,8 @@ pub struct Snapshot {
     pub ingresses: Objects<Ingress>,
     /// Cluster-scoped: keyed with an empty namespace.
     pub ingress_classes: Objects<IngressClass>,
-    pub services: Objects<Service>,
+    /// Compacted as they arrive (see [`service`]).
+    pub services: Objects<Svc>,
     /// Compacted as they arrive (see [`slice`]).
     pub endpoint_slices: Objects<Slice>,
     pub endpoints: Objects<Endpoints>,
@@ -98,6 +101,8 @@ pub enum AnyObject {
     Ingress(Arc<Ingress>),
     IngressClass(Arc<IngressClass>),
     Service(Arc<Service>),
+    /// A Service already compacted (what the Kubernetes source hands over), by key.
+    Svc(ObjectKey, Arc<Svc>),
     EndpointSlice(Arc<EndpointSlice>),
     /// An EndpointSlice already compacted (what the Kubernetes source hands over), by key.
     Slice(ObjectKey, Arc<Slice>),
@@ -121,6 +126,7 @@ impl AnyObject {
             AnyObject::Ingress(o) => key_of(o.as_ref()),
             AnyObject::IngressClass(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
             AnyObject::Service(o) => key_of(o.as_ref()),
+            AnyObject::Svc(key, _) => key.clone(),
             AnyObject::EndpointSlice(o) => key_of(o.as_ref()),
             AnyObject::Slice(key, _) => key.clone(),
             AnyObject::Endpoints(o) => key_of(o.as_ref()),
@@ -242,7 +248,11 @@ impl Snapshot {
         match obj {
             AnyObject::Ingress(o) => drop(Arc::make_mut(&mut self.ingresses).insert(key, o)),
             AnyObject::IngressClass(o) => drop(Arc::make_mut(&mut self.ingress_classes).insert(key, o)),
-            AnyObject::Service(o) => drop(Arc::make_mut(&mut self.services).insert(key, o)),
+            AnyObject::Service(o) => {
+                let svc = Arc::new(Svc::from(o.as_ref()));
+                drop(Arc::make_mut(&mut self.services).insert(key, svc))
+            }
+            AnyObject::Svc(_, o) => drop(Arc::make_mut(&mut self.services).insert(key, o)),
             AnyObject::EndpointSlice(o) => {
                 let slice = Arc::new(Slice::from(o.as_ref()));
                 drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, slice))

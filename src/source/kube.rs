@@ -25,7 +25,7 @@ use tokio::sync::{Notify, watch};
 use super::{FULL_COMPILE_EVERY, Publisher};
 use crate::config::Config;
 use crate::config::Diagnostic;
-use crate::model::{AnyObject, Kind, ObjectKey, Slice, Snapshot, key_of};
+use crate::model::{AnyObject, Kind, ObjectKey, Slice, Snapshot, Svc, key_of};
 
 /// Settings of Kubernetes mode.
 #[derive(Clone, Debug, Default)]
@@ -121,33 +121,22 @@ reflected!(Ingress, Ingress, {
     }
 });
 reflected!(IngressClass, IngressClass);
-reflected!(Service, Service, {
+// Services are compacted as they arrive (`model::service`): what backends are resolved from
+// (ports, type, externalName, clusterIP for `service-upstream`, session affinity,
+// publishNotReadyAddresses). Status and addresses a Gateway's or `--publish-service`'s
+// Service gives are read from the API when written, not from here.
+impl Reflected for Service {
+    const SNAPSHOT_KIND: Kind = Kind::Service;
+    fn wrap(self) -> AnyObject {
+        AnyObject::Svc(key_of(&self), Arc::new(Svc::from(&self)))
+    }
     fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
         snapshot
             .services
             .get(&key_of(new))
-            .is_some_and(|old| old.spec == new.spec)
+            .is_some_and(|old| **old == Svc::from(new))
     }
-    /// Keeps what backends are resolved from (see compile::backend): ports, type,
-    /// externalName, clusterIP (`service-upstream`), session affinity, publishNotReadyAddresses.
-    /// Status and addresses a Gateway's or `--publish-service`'s Service gives are read from
-    /// the API when written, not from here.
-    fn slim_kind(&mut self) {
-        self.status = None;
-        if let Some(s) = self.spec.as_mut() {
-            s.selector = None;
-            s.cluster_ips = None;
-            s.external_ips = None;
-            s.ip_families = None;
-            s.ip_family_policy = None;
-            s.internal_traffic_policy = None;
-            s.external_traffic_policy = None;
-            s.load_balancer_source_ranges = None;
-            s.traffic_distribution = None;
-            fit(&mut s.ports);
-        }
-    }
-});
+}
 // Slices are compacted as they arrive (`model::slice`): the decoded object is dropped here.
 impl Reflected for EndpointSlice {
     const SNAPSHOT_KIND: Kind = Kind::EndpointSlice;
@@ -992,7 +981,7 @@ mod tests {
         slimmed.insert(slim(secret).wrap());
 
         let svc = &slimmed.services[&ObjectKey::new("default", "web")];
-        assert!(svc.status.is_none() && svc.metadata.uid.is_none(), "slimmed: {svc:?}");
+        assert_eq!(svc.cluster_ip.as_deref(), Some("10.0.0.1"), "slimmed: {svc:?}");
 
         let opts = Options::default();
         let (a, b) = (compile(&full, &opts), compile(&slimmed, &opts));
