@@ -91,6 +91,21 @@ fn lookup(c: &mut Criterion) {
             });
         }
     }
+    // Hosts of two paths (`/` and `/api/v1`, five matcher keys), as in benches/kube_scale.sh:
+    // matched from short lists instead of a router (config::route, FEW_KEYS).
+    for hosts in [1_000usize, 10_000] {
+        let cfg = compile(&snapshot(hosts, 2, 0), &Options::default());
+        assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics.first());
+        let exact = format!("host{}.bench.test", hosts - 2);
+        for (name, path) in [
+            ("few_keys_hit_deep", "/api/v1/users/42"),
+            ("few_keys_hit_root", "/index.html"),
+        ] {
+            g.bench_with_input(BenchmarkId::new(name, hosts), &(exact.clone(), path), |b, (h, p)| {
+                b.iter(|| black_box(cfg.routes.route(black_box(h), black_box(p)).is_some()))
+            });
+        }
+    }
     g.finish();
 }
 

@@ -520,6 +520,8 @@ pub fn yaml(objects: &[AnyObject]) -> String {
                 AnyObject::IngressClass(o) => doc(o.as_ref()),
                 AnyObject::Service(o) => doc(o.as_ref()),
                 AnyObject::EndpointSlice(o) => doc(o.as_ref()),
+                AnyObject::Slice(key, o) => doc(&o.to_k8s(key)),
+                AnyObject::Svc(key, o) => doc(&o.to_k8s(key)),
                 AnyObject::Endpoints(o) => doc(o.as_ref()),
                 AnyObject::Secret(o) => doc(o.as_ref()),
                 AnyObject::ConfigMap(o) => doc(o.as_ref()),

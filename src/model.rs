@@ -1,6 +1,8 @@
 //! The Snapshot: every Kubernetes object compile() reads, typed and keyed by namespace/name.
 
 pub mod gateway;
+pub mod service;
+pub mod slice;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +12,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Servic
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
+
+pub use service::{Svc, SvcPort};
+pub use slice::Slice;
 
 /// `namespace/name` of a namespaced object. Ordered so that iteration over a Snapshot is
 /// deterministic, which keeps compile() reproducible.
@@ -67,8 +72,10 @@ pub struct Snapshot {
     pub ingresses: Objects<Ingress>,
     /// Cluster-scoped: keyed with an empty namespace.
     pub ingress_classes: Objects<IngressClass>,
-    pub services: Objects<Service>,
-    pub endpoint_slices: Objects<EndpointSlice>,
+    /// Compacted as they arrive (see [`service`]).
+    pub services: Objects<Svc>,
+    /// Compacted as they arrive (see [`slice`]).
+    pub endpoint_slices: Objects<Slice>,
     pub endpoints: Objects<Endpoints>,
     pub secrets: Objects<Secret>,
     /// The `--configmap` and the ConfigMaps its keys and annotations name (`add-headers`,
@@ -94,7 +101,11 @@ pub enum AnyObject {
     Ingress(Arc<Ingress>),
     IngressClass(Arc<IngressClass>),
     Service(Arc<Service>),
+    /// A Service already compacted (what the Kubernetes source hands over), by key.
+    Svc(ObjectKey, Arc<Svc>),
     EndpointSlice(Arc<EndpointSlice>),
+    /// An EndpointSlice already compacted (what the Kubernetes source hands over), by key.
+    Slice(ObjectKey, Arc<Slice>),
     Endpoints(Arc<Endpoints>),
     Secret(Arc<Secret>),
     ConfigMap(Arc<ConfigMap>),
@@ -115,7 +126,9 @@ impl AnyObject {
             AnyObject::Ingress(o) => key_of(o.as_ref()),
             AnyObject::IngressClass(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
             AnyObject::Service(o) => key_of(o.as_ref()),
+            AnyObject::Svc(key, _) => key.clone(),
             AnyObject::EndpointSlice(o) => key_of(o.as_ref()),
+            AnyObject::Slice(key, _) => key.clone(),
             AnyObject::Endpoints(o) => key_of(o.as_ref()),
             AnyObject::Secret(o) => key_of(o.as_ref()),
             AnyObject::ConfigMap(o) => key_of(o.as_ref()),
@@ -235,8 +248,16 @@ impl Snapshot {
         match obj {
             AnyObject::Ingress(o) => drop(Arc::make_mut(&mut self.ingresses).insert(key, o)),
             AnyObject::IngressClass(o) => drop(Arc::make_mut(&mut self.ingress_classes).insert(key, o)),
-            AnyObject::Service(o) => drop(Arc::make_mut(&mut self.services).insert(key, o)),
-            AnyObject::EndpointSlice(o) => drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, o)),
+            AnyObject::Service(o) => {
+                let svc = Arc::new(Svc::from(o.as_ref()));
+                drop(Arc::make_mut(&mut self.services).insert(key, svc))
+            }
+            AnyObject::Svc(_, o) => drop(Arc::make_mut(&mut self.services).insert(key, o)),
+            AnyObject::EndpointSlice(o) => {
+                let slice = Arc::new(Slice::from(o.as_ref()));
+                drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, slice))
+            }
+            AnyObject::Slice(_, o) => drop(Arc::make_mut(&mut self.endpoint_slices).insert(key, o)),
             AnyObject::Endpoints(o) => drop(Arc::make_mut(&mut self.endpoints).insert(key, o)),
             AnyObject::Secret(o) => drop(Arc::make_mut(&mut self.secrets).insert(key, o)),
             AnyObject::ConfigMap(o) => drop(Arc::make_mut(&mut self.config_maps).insert(key, o)),
@@ -267,11 +288,8 @@ impl Snapshot {
             .iter()
             .filter(|(key, slice)| {
                 slice
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("kubernetes.io/service-name"))
-                    .is_some_and(|svc| services.contains(&ObjectKey::new(key.namespace.as_str(), svc.as_str())))
+                    .service_key(&key.namespace)
+                    .is_some_and(|svc| services.contains(&svc))
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

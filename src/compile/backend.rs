@@ -4,23 +4,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::api::networking::v1::IngressBackend;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::config::diagnostic::Reason;
 use crate::config::{Backend, BackendId, Endpoint, PortRef, Protocol, Target};
-use crate::model::{ObjectKey, Snapshot};
+use crate::model::{ObjectKey, Slice, Snapshot, Svc, SvcPort};
 
 /// Slices and legacy Endpoints indexed by the Service they belong to.
 pub struct EndpointIndex<'a> {
     /// namespace → service name → slices.
-    slices: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+    slices: HashMap<&'a str, HashMap<&'a str, Vec<&'a Slice>>>,
     snapshot: &'a Snapshot,
 }
-
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Kubernetes' own bounds for `sessionAffinityConfig.clientIP.timeoutSeconds` (1 to a day)
 /// and its default: the API server refuses other values, but nothing checks a manifests file.
@@ -29,13 +25,8 @@ const DEFAULT_CLIENT_IP_TIMEOUT: u32 = 10_800;
 
 /// A Service's ClientIP affinity timeout in seconds; `Err` with the value given when that is
 /// out of range (and the default applies).
-pub fn client_ip_timeout(spec: &ServiceSpec) -> Result<u32, i32> {
-    let given = spec
-        .session_affinity_config
-        .as_ref()
-        .and_then(|c| c.client_ip.as_ref())
-        .and_then(|c| c.timeout_seconds);
-    match given {
+pub fn client_ip_timeout(svc: &Svc) -> Result<u32, i32> {
+    match svc.client_ip_timeout {
         None => Ok(DEFAULT_CLIENT_IP_TIMEOUT),
         Some(t) => u32::try_from(t)
             .ok()
@@ -45,12 +36,11 @@ pub fn client_ip_timeout(spec: &ServiceSpec) -> Result<u32, i32> {
 }
 
 /// The warning for a Service whose ClientIP timeout is out of range, if it is.
-pub fn client_ip_timeout_problem(svc: &Service) -> Option<String> {
-    let spec = svc.spec.as_ref()?;
-    if spec.session_affinity.as_deref() != Some("ClientIP") {
+pub fn client_ip_timeout_problem(svc: &Svc) -> Option<String> {
+    if !svc.client_ip_affinity {
         return None;
     }
-    let t = client_ip_timeout(spec).err()?;
+    let t = client_ip_timeout(svc).err()?;
     Some(format!(
         "sessionAffinityConfig.clientIP.timeoutSeconds {t} is not from 1 to {MAX_CLIENT_IP_TIMEOUT}; using {DEFAULT_CLIENT_IP_TIMEOUT}"
     ))
@@ -63,27 +53,27 @@ impl<'a> EndpointIndex<'a> {
 
     /// Indexes only the slices of `only` (all when `None`).
     fn filtered(snapshot: &'a Snapshot, only: Option<&std::collections::HashSet<ObjectKey>>) -> Self {
-        let mut slices: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
+        let mut slices: HashMap<&str, HashMap<&str, Vec<&Slice>>> = HashMap::new();
         for (key, slice) in snapshot.endpoint_slices.iter() {
-            let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+            let Some(svc) = slice.service.as_deref() else {
                 continue;
             };
             if let Some(only) = only
-                && !only.contains(&ObjectKey::new(key.namespace.as_str(), svc.as_str()))
+                && !only.contains(&ObjectKey::new(key.namespace.as_str(), svc))
             {
                 continue;
             }
             slices
                 .entry(key.namespace.as_str())
                 .or_default()
-                .entry(svc.as_str())
+                .entry(svc)
                 .or_default()
                 .push(slice);
         }
         Self { slices, snapshot }
     }
 
-    fn slices_for<'s>(&'s self, svc: &ObjectKey) -> &'s [&'a EndpointSlice] {
+    fn slices_for<'s>(&'s self, svc: &ObjectKey) -> &'s [&'a Slice] {
         self.slices
             .get(svc.namespace.as_str())
             .and_then(|m| m.get(svc.name.as_str()))
@@ -207,21 +197,18 @@ impl<'a> Resolver<'a> {
             return Ok(id);
         }
         let key = &b.service;
-        let spec = self.snapshot.services.get(key).and_then(|s| s.spec.as_ref());
-        let ip = spec
+        let svc = self.snapshot.services.get(key);
+        let ip = svc
             .and_then(|s| s.cluster_ip.as_deref())
             .filter(|ip| !ip.is_empty() && *ip != "None")
             .ok_or_else(|| format!("Service {key} has no cluster IP (headless)"))?;
         let ip: IpAddr = ip
             .parse()
             .map_err(|_| format!("Service {key} has cluster IP {ip:?}, which is no IP address"))?;
-        let port = spec
-            .and_then(|s| s.ports.as_deref())
-            .unwrap_or(&[])
-            .iter()
-            .find(|p| match &b.port {
-                PortRef::Number(n) => p.port == *n,
-                PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+        let port = svc
+            .and_then(|s| match &b.port {
+                PortRef::Number(n) => s.port_numbered(*n),
+                PortRef::Name(name) => s.port_named(name),
             })
             .and_then(|p| u16::try_from(p.port).ok())
             .ok_or_else(|| format!("Service {key} has no usable port {}", b.port))?;
@@ -246,8 +233,7 @@ impl<'a> Resolver<'a> {
 
     /// The first port of a Service: how `--default-backend-service` picks its port.
     pub fn first_port(&self, key: &ObjectKey) -> Option<PortRef> {
-        let svc = self.snapshot.services.get(key)?;
-        let p = svc.spec.as_ref()?.ports.as_ref()?.first()?;
+        let p = self.snapshot.services.get(key)?.ports.first()?;
         Some(PortRef::Number(p.port))
     }
 }
@@ -265,7 +251,7 @@ fn unavailable(
 }
 
 fn resolve(
-    svc: Option<&Service>,
+    svc: Option<&Svc>,
     key: &ObjectKey,
     port: &PortRef,
     index: &EndpointIndex<'_>,
@@ -278,19 +264,16 @@ fn resolve(
             format!("Service {key} does not exist"),
         );
     };
-    let empty = Default::default();
-    let spec = svc.spec.as_ref().unwrap_or(&empty);
-    let ports = spec.ports.as_deref().unwrap_or(&[]);
-    let is_external = spec.type_.as_deref() == Some("ExternalName");
-    let found = ports.iter().find(|p| match port {
-        PortRef::Number(n) => p.port == *n,
-        PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
-    });
-    let sp: ServicePort = match found {
+    let is_external = svc.external;
+    let found = match port {
+        PortRef::Number(n) => svc.port_numbered(*n),
+        PortRef::Name(name) => svc.port_named(name),
+    };
+    let sp: SvcPort = match found {
         Some(p) => p.clone(),
         // An ExternalName Service often lists no ports: the number is the one to dial.
         None if is_external => match port {
-            PortRef::Number(n) => ServicePort {
+            PortRef::Number(n) => SvcPort {
                 port: *n,
                 ..Default::default()
             },
@@ -316,21 +299,22 @@ fn resolve(
             );
         }
     };
-    let client_ip_affinity = (spec.session_affinity.as_deref() == Some("ClientIP"))
-        .then(|| client_ip_timeout(spec).unwrap_or(DEFAULT_CLIENT_IP_TIMEOUT));
+    let client_ip_affinity = svc
+        .client_ip_affinity
+        .then(|| client_ip_timeout(svc).unwrap_or(DEFAULT_CLIENT_IP_TIMEOUT));
     let mut backend = Backend {
         service: key.clone(),
         port: port.clone(),
         target: Target::Unavailable { reason: String::new() },
         client_ip_affinity,
-        app_protocol: sp.app_protocol.clone(),
+        app_protocol: sp.app_protocol.as_deref().map(str::to_string),
         protocol: Protocol::from_app_protocol(sp.app_protocol.as_deref()),
         service_upstream: false,
     };
     if is_external {
-        let host = spec.external_name.clone().unwrap_or_default();
-        let dial_port = match &sp.target_port {
-            Some(IntOrString::Int(n)) if *n > 0 => *n,
+        let host = svc.external_name.as_deref().unwrap_or_default().to_string();
+        let dial_port = match sp.target_port {
+            Some(n) if n > 0 => n,
             _ => sp.port,
         };
         let Ok(dial_port) = u16::try_from(dial_port) else {
@@ -352,7 +336,7 @@ fn resolve(
         backend.target = Target::ExternalName { host, port: dial_port };
         return (backend, None);
     }
-    let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
+    let publish_not_ready = svc.publish_not_ready_addresses;
     let (ready, terminating) = endpoints_for(key, &sp, publish_not_ready, index);
     backend.target = Target::Endpoints {
         ready: ready.into(),
@@ -365,7 +349,7 @@ fn resolve(
 /// Service, else from the legacy Endpoints object.
 fn endpoints_for(
     key: &ObjectKey,
-    sp: &ServicePort,
+    sp: &SvcPort,
     publish_not_ready: bool,
     index: &EndpointIndex<'_>,
 ) -> (Vec<Endpoint>, Vec<Endpoint>) {
@@ -383,7 +367,7 @@ type EndpointKey = (SocketAddr, Option<String>, Option<String>);
 
 fn endpoint_keys(
     key: &ObjectKey,
-    sp: &ServicePort,
+    sp: &SvcPort,
     publish_not_ready: bool,
     index: &EndpointIndex<'_>,
 ) -> (BTreeSet<EndpointKey>, BTreeSet<EndpointKey>) {
@@ -395,40 +379,27 @@ fn endpoint_keys(
     let slices = index.slices_for(key);
     if !slices.is_empty() {
         for slice in slices {
-            if slice.address_type == "FQDN" {
+            if slice.fqdn {
                 continue;
             }
-            let Some(port) = slice
-                .ports
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .find(|p| p.name.as_deref().unwrap_or("") == want)
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok())
-            else {
+            let Some(port) = slice.port(want).and_then(|p| p.port) else {
                 continue;
             };
             for ep in &slice.endpoints {
-                let no_conditions = Default::default();
-                let cond = ep.conditions.as_ref().unwrap_or(&no_conditions);
-                let is_terminating = cond.terminating == Some(true);
-                let is_ready = cond.ready != Some(false);
-                let set = if is_terminating {
-                    if cond.serving == Some(false) {
+                let set = if ep.terminating == Some(true) {
+                    if ep.serving == Some(false) {
                         continue;
                     }
                     &mut terminating
-                } else if is_ready || publish_not_ready {
+                } else if ep.ready != Some(false) || publish_not_ready {
                     &mut ready
                 } else {
                     continue;
                 };
-                let target = ep.target_ref.as_ref().and_then(|r| r.name.clone());
-                for a in &ep.addresses {
-                    if let Ok(ip) = a.parse::<IpAddr>() {
-                        set.insert((SocketAddr::new(ip, port), target.clone(), ep.zone.clone()));
-                    }
+                let target = ep.target.as_deref().map(str::to_string);
+                let zone = ep.zone.as_deref().map(str::to_string);
+                for ip in &ep.addresses {
+                    set.insert((SocketAddr::new(*ip, port), target.clone(), zone.clone()));
                 }
             }
         }

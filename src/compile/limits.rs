@@ -97,21 +97,11 @@ pub fn replicas(snapshot: &Snapshot, service: Option<&ObjectKey>) -> Replicas {
         .range(from..)
         .take_while(|(key, _)| key.namespace == service.namespace);
     for (_, slice) in in_namespace {
-        let ours = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-            .is_some_and(|s| *s == service.name);
-        if !ours {
+        if slice.service.as_deref() != Some(service.name.as_str()) {
             continue;
         }
-        for ep in &slice.endpoints {
-            let cond = ep.conditions.as_ref();
-            let ready = cond.and_then(|c| c.ready) != Some(false) && cond.and_then(|c| c.terminating) != Some(true);
-            if ready {
-                live.extend(ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
-            }
+        for ep in slice.endpoints.iter().filter(|e| e.is_ready()) {
+            live.extend(ep.addresses.iter().copied());
         }
     }
     Replicas {

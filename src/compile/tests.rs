@@ -1059,7 +1059,8 @@ fn endpoint_only_recompile_equals_a_full_compile() {
     let prev = compile(&before, &Options::default());
     // Service a's slice gains a pod.
     let mut s = before.clone();
-    let mut slice = (*s.endpoint_slices[&ObjectKey::new("default", "a-abc")]).clone();
+    let key = ObjectKey::new("default", "a-abc");
+    let mut slice = s.endpoint_slices[&key].to_k8s(&key);
     slice.endpoints[0].addresses.push("10.0.0.9".into());
     s.insert(AnyObject::EndpointSlice(Arc::new(slice)));
     let full = compile(&s, &Options::default());

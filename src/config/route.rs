@@ -548,7 +548,7 @@ struct HostRoutes {
     /// Ingress regex paths, longest pattern first: tried before the others, as nginx tries
     /// regex locations before prefix ones.
     regex: Vec<Arc<Route>>,
-    paths: matchit::Router<Slot>,
+    paths: PathMatcher,
     /// Gateway API `RegularExpression` paths in precedence order: after Exact paths, before
     /// prefixes.
     gateway_regex: Vec<Arc<Route>>,
@@ -561,12 +561,12 @@ impl HostRoutes {
             return Some(r);
         }
         let found = match self.paths.at(path) {
-            Ok(m) => match &m.value.more {
-                None => return Some(&m.value.route),
+            Some(slot) => match &slot.more {
+                None => return Some(&slot.route),
                 Some(c) => self.select(c, path, req),
             },
-            Err(_) if !self.gateway_regex.is_empty() => self.regex_route(path, req),
-            Err(_) => None,
+            None if !self.gateway_regex.is_empty() => self.regex_route(path, req),
+            None => None,
         };
         found.or(self.default.as_ref())
     }
@@ -595,6 +595,72 @@ impl HostRoutes {
             .iter()
             .find(|r| r.regex_matches(path) && r.accepts(req))
     }
+}
+
+/// Up to this many matcher keys, a host's paths are compared one by one instead of going
+/// into a router: a matchit router costs about 2 KB even for the five keys of a host with
+/// two prefix paths (at 10k such hosts, 22 MB of a heap profile), the list a few hundred
+/// bytes. Five keys is the usual Ingress (`/` and one more prefix); eight leaves room for a
+/// third path of either type.
+const FEW_KEYS: usize = 8;
+
+/// A host's path matcher: what matchit would answer for the keys (a static path matches
+/// itself; `{base}/{*rest}` any longer path under `base/`, the longest base first; a static
+/// key before a catch-all).
+enum PathMatcher {
+    Few {
+        statics: Box<[(Box<str>, Slot)]>,
+        /// Catch-all bases, longest first.
+        rests: Box<[(Box<str>, Slot)]>,
+    },
+    Router(matchit::Router<Slot>),
+}
+
+impl PathMatcher {
+    /// Builds the matcher of `slots` (keys unique); insert failures of the router are
+    /// returned with the route of the key.
+    fn new(slots: Vec<(Key, Slot)>, few_keys: usize, errors: &mut Vec<(Arc<Route>, String)>) -> Self {
+        if slots.len() <= few_keys {
+            let mut statics = Vec::new();
+            let mut rests = Vec::new();
+            for (key, slot) in slots {
+                match key {
+                    Key::Static(p) => statics.push((p.into_boxed_str(), slot)),
+                    Key::Rest(base) => rests.push((base.into_boxed_str(), slot)),
+                }
+            }
+            rests.sort_by_key(|(base, _)| std::cmp::Reverse(base.len()));
+            return PathMatcher::Few {
+                statics: statics.into(),
+                rests: rests.into(),
+            };
+        }
+        let mut router = matchit::Router::new();
+        for (key, slot) in slots {
+            let route = slot.route.clone();
+            if let Err(e) = router.insert(key.to_matchit(), slot) {
+                errors.push((route, e.to_string()));
+            }
+        }
+        PathMatcher::Router(router)
+    }
+
+    #[inline]
+    fn at(&self, path: &str) -> Option<&Slot> {
+        match self {
+            PathMatcher::Few { statics, rests } => statics
+                .iter()
+                .find(|(p, _)| **p == *path)
+                .or_else(|| rests.iter().find(|(base, _)| under(base, path)))
+                .map(|(_, slot)| slot),
+            PathMatcher::Router(r) => r.at(path).ok().map(|m| m.value),
+        }
+    }
+}
+
+/// Whether `path` is `base/` and at least one more byte (what `{base}/{*rest}` matches).
+fn under(base: &str, path: &str) -> bool {
+    path.len() > base.len() + 1 && path.as_bytes()[base.len()] == b'/' && path.starts_with(base)
 }
 
 /// Host → path → route, immutable once built.
@@ -1040,6 +1106,12 @@ impl RouteTableBuilder {
     /// Builds the table. Matcher insert failures (which the key scheme should make
     /// impossible) are returned as messages rather than lost or panicking.
     pub fn build(self) -> (RouteTable, Vec<(Arc<Route>, String)>) {
+        self.build_with(FEW_KEYS)
+    }
+
+    /// [`RouteTableBuilder::build`] with hosts of at most `few_keys` matcher keys matched
+    /// without a router.
+    fn build_with(self, few_keys: usize) -> (RouteTable, Vec<(Arc<Route>, String)>) {
         let mut table = RouteTable {
             catch_all: self.catch_all,
             ..Default::default()
@@ -1053,16 +1125,9 @@ impl RouteTableBuilder {
             paths.sort_by_key(|r| r.0);
             let (mut slots, gateway_regex) = build.slots();
             slots.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut router = matchit::Router::new();
-            for (key, slot) in slots {
-                let route = slot.route.clone();
-                if let Err(e) = router.insert(key.to_matchit(), slot) {
-                    errors.push((route, e.to_string()));
-                }
-            }
             let hr = HostRoutes {
                 regex: paths.into_iter().map(|(_, r)| r).collect(),
-                paths: router,
+                paths: PathMatcher::new(slots, few_keys, &mut errors),
                 gateway_regex,
                 default,
             };

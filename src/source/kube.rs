@@ -25,7 +25,7 @@ use tokio::sync::{Notify, watch};
 use super::{FULL_COMPILE_EVERY, Publisher};
 use crate::config::Config;
 use crate::config::Diagnostic;
-use crate::model::{AnyObject, Kind, ObjectKey, Snapshot, key_of};
+use crate::model::{AnyObject, Kind, ObjectKey, Slice, Snapshot, Svc, key_of};
 
 /// Settings of Kubernetes mode.
 #[derive(Clone, Debug, Default)]
@@ -121,59 +121,48 @@ reflected!(Ingress, Ingress, {
     }
 });
 reflected!(IngressClass, IngressClass);
-reflected!(Service, Service, {
+// Services are compacted as they arrive (`model::service`): what backends are resolved from
+// (ports, type, externalName, clusterIP for `service-upstream`, session affinity,
+// publishNotReadyAddresses). Status and addresses a Gateway's or `--publish-service`'s
+// Service gives are read from the API when written, not from here.
+impl Reflected for Service {
+    const SNAPSHOT_KIND: Kind = Kind::Service;
+    fn wrap(self) -> AnyObject {
+        AnyObject::Svc(key_of(&self), Arc::new(Svc::from(&self)))
+    }
     fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
         snapshot
             .services
             .get(&key_of(new))
-            .is_some_and(|old| old.spec == new.spec)
+            .is_some_and(|old| **old == Svc::from(new))
     }
-    /// Keeps what backends are resolved from (see compile::backend): ports, type,
-    /// externalName, clusterIP (`service-upstream`), session affinity, publishNotReadyAddresses.
-    /// Status and addresses a Gateway's or `--publish-service`'s Service gives are read from
-    /// the API when written, not from here.
-    fn slim_kind(&mut self) {
-        self.status = None;
-        if let Some(s) = self.spec.as_mut() {
-            s.selector = None;
-            s.cluster_ips = None;
-            s.external_ips = None;
-            s.ip_families = None;
-            s.ip_family_policy = None;
-            s.internal_traffic_policy = None;
-            s.external_traffic_policy = None;
-            s.load_balancer_source_ranges = None;
-            s.traffic_distribution = None;
-            fit(&mut s.ports);
-        }
+}
+// Slices are compacted as they arrive (`model::slice`): the decoded object is dropped here.
+impl Reflected for EndpointSlice {
+    const SNAPSHOT_KIND: Kind = Kind::EndpointSlice;
+    fn wrap(self) -> AnyObject {
+        AnyObject::Slice(key_of(&self), Arc::new(Slice::from(&self)))
     }
-});
-reflected!(EndpointSlice, EndpointSlice, {
+    /// A change to what the compact form leaves out (node names, hints, labels) needs no
+    /// recompile.
+    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+        snapshot
+            .endpoint_slices
+            .get(&key_of(new))
+            .is_some_and(|old| **old == Slice::from(new))
+    }
     fn service_of(&self) -> Option<ObjectKey> {
-        let svc = self.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?;
+        let svc = self
+            .metadata
+            .labels
+            .as_ref()?
+            .get(crate::model::slice::SERVICE_NAME_LABEL)?;
         Some(ObjectKey::new(
             self.metadata.namespace.clone().unwrap_or_default(),
             svc.clone(),
         ))
     }
-    fn slim_kind(&mut self) {
-        for ep in &mut self.endpoints {
-            ep.hints = None;
-            ep.node_name = None;
-            ep.deprecated_topology = None;
-            ep.hostname = None;
-            if let Some(r) = ep.target_ref.as_mut() {
-                *r = ObjectReference {
-                    name: r.name.take(),
-                    ..Default::default()
-                };
-            }
-            ep.addresses.shrink_to_fit();
-        }
-        self.endpoints.shrink_to_fit();
-        fit(&mut self.ports);
-    }
-});
+}
 reflected!(Endpoints, Endpoints, {
     fn service_of(&self) -> Option<ObjectKey> {
         Some(key_of(self))
@@ -440,7 +429,10 @@ fn note_service<K: Reflected>(shared: &Shared, obj: &K) {
 
 fn old_service(snap: &Snapshot, kind: Kind, key: &ObjectKey) -> Option<ObjectKey> {
     match kind {
-        Kind::EndpointSlice => snap.endpoint_slices.get(key).and_then(|s| s.service_of()),
+        Kind::EndpointSlice => snap
+            .endpoint_slices
+            .get(key)
+            .and_then(|s| s.service_key(&key.namespace)),
         _ => None,
     }
 }
@@ -989,7 +981,7 @@ mod tests {
         slimmed.insert(slim(secret).wrap());
 
         let svc = &slimmed.services[&ObjectKey::new("default", "web")];
-        assert!(svc.status.is_none() && svc.metadata.uid.is_none(), "slimmed: {svc:?}");
+        assert_eq!(svc.cluster_ip.as_deref(), Some("10.0.0.1"), "slimmed: {svc:?}");
 
         let opts = Options::default();
         let (a, b) = (compile(&full, &opts), compile(&slimmed, &opts));
@@ -1003,30 +995,10 @@ mod tests {
         assert!(a == b, "full: {a:#?}\nslimmed: {b:#?}");
     }
 
-    /// Lists decoded from the API's JSON keep no spare room once slimmed.
+    /// Lists decoded from the API's JSON keep no spare room once slimmed. (EndpointSlices
+    /// are compacted into boxed slices instead: see `model::slice`.)
     #[test]
     fn slimmed_lists_keep_no_spare_room() {
-        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-a", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": 8080}],
-            "endpoints": [
-                {"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.2"]}, {"addresses": ["192.0.2.3"]}
-            ]
-        }))
-        .expect("slice");
-        // As kube decodes it: from bytes, without lengths.
-        let text = serde_json::to_vec(&slice).expect("json");
-        let decoded: EndpointSlice = serde_json::from_slice(&text).expect("slice");
-        assert!(
-            decoded.endpoints.capacity() > decoded.endpoints.len(),
-            "the test needs spare room"
-        );
-        let thin = slim(decoded);
-        assert_eq!(thin.endpoints.capacity(), 3);
-        assert!(thin.endpoints.iter().all(|e| e.addresses.capacity() == 1));
-        assert_eq!(thin.ports.as_ref().map(Vec::capacity), Some(1));
-
         let ing = fixture::ingress("default", "site")
             .class("portico")
             .rule("web.example", "/", Prefix, "web", 80)

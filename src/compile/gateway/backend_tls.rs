@@ -7,8 +7,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-
 use super::{Condition, oldest_first};
 use crate::compile::tls::secret_field;
 use crate::compile::upstream_tls::{clip, parse_cas, parse_client_cert};
@@ -19,7 +17,7 @@ use crate::config::gateway::{PolicyReport, Report};
 use crate::config::route::Route;
 use crate::config::upstream_tls::{ClientCert, Der, SubjectAltName, UpstreamTls, Verify};
 use crate::model::gateway::{BackendTLSPolicy, BackendTLSValidation, GatewayTls};
-use crate::model::{ObjectKey, Snapshot};
+use crate::model::{ObjectKey, Snapshot, Svc};
 
 /// The spec's condition types and reasons for policies.
 pub mod reason {
@@ -185,9 +183,8 @@ pub(super) fn config_map_cas(snapshot: &Snapshot, key: &ObjectKey) -> Result<Arc
     }
 }
 
-fn port_name(s: &Service, port: i32) -> Option<String> {
-    let ports = s.spec.as_ref()?.ports.as_ref()?;
-    ports.iter().find(|p| p.port == port).and_then(|p| p.name.clone())
+fn port_name(s: &Svc, port: i32) -> Option<String> {
+    s.port_numbered(port)?.name.as_deref().map(str::to_string)
 }
 
 /// The TLS settings of a policy's `validation`, and its ResolvedRefs condition. A policy

@@ -547,13 +547,65 @@ fn ingress_hosts_keep_one_route_per_key_and_no_candidate_lists() {
     let (t, _) = b.build();
     let host = t.exact.get("i.test").unwrap();
     for p in ["/", "/x", "/a", "/a/b", "/a/b/c"] {
-        let slot = host.paths.at(p).unwrap().value;
+        let slot = host.paths.at(p).unwrap();
         assert!(slot.more.is_none(), "{p}");
     }
     let who = |p| t.route("i.test", p).map(|r| r.service.name.clone());
     assert_eq!(who("/a").as_deref(), Some("s1"));
     assert_eq!(who("/a/").as_deref(), Some("s0"));
     assert_eq!(who("/a/b/c").as_deref(), Some("s2"));
+}
+
+/// A host's few keys compared one by one answer as its router does: the same route (or
+/// none) for every path, over rule sets of Exact and Prefix paths with and without
+/// conditions, nested, with trailing slashes and braces.
+#[test]
+fn few_keys_without_a_router_route_as_the_router_does() {
+    let sets: &[&[P<'_>]] = &[
+        &[("PathPrefix", "/"), ("PathPrefix", "/api")],
+        &[("PathPrefix", "/api"), ("Exact", "/api/")],
+        &[("Exact", "/"), ("PathPrefix", "/a/b")],
+        &[("PathPrefix", "/a"), ("PathPrefix", "/a/b"), ("Exact", "/a/b/")],
+        &[("PathPrefix", "/foo/"), ("Exact", "/foo")],
+        &[("Exact", "/x"), ("Exact", "/x/y"), ("Exact", "/{id}")],
+        &[("PathPrefix", "/{a}"), ("PathPrefix", "/")],
+        &[("PathPrefix", "/a/"), ("PathPrefix", "/ab")],
+    ];
+    let paths = [
+        "/", "//", "/a", "/a/", "/a//", "/a/b", "/a/b/", "/a/b/c", "/a/bc", "/ab", "/ab/", "/ab/c", "/api", "/api/",
+        "/api/v1", "/apix", "/foo", "/foo/", "/foo/x", "/x", "/x/", "/x/y", "/x/y/", "/{id}", "/{a}", "/{a}/b",
+        "/other",
+    ];
+    for set in sets {
+        for conditional in [false, true] {
+            let build = |few_keys| {
+                let mut b = RouteTableBuilder::default();
+                for (i, p) in set.iter().enumerate() {
+                    let m = M {
+                        path: Some(*p),
+                        method: (conditional && i == 0).then_some("POST"),
+                        ..M::default()
+                    };
+                    b.add_path(route(HostPattern::Exact("h.test".into()), &m, &format!("s{i}"), i));
+                }
+                let (t, errors) = b.build_with(few_keys);
+                assert!(errors.is_empty(), "{errors:?}");
+                t
+            };
+            let (few, router) = (build(usize::MAX), build(0));
+            assert!(matches!(few.exact["h.test"].paths, PathMatcher::Few { .. }));
+            assert!(matches!(router.exact["h.test"].paths, PathMatcher::Router(_)));
+            for p in paths {
+                for method in ["GET", "POST"] {
+                    assert_eq!(
+                        ask(&few, "h.test", method, p, &[]),
+                        ask(&router, "h.test", method, p, &[]),
+                        "{set:?} conditional={conditional} {method} {p}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -682,7 +734,7 @@ fn nested_conditional_prefixes_are_stored_once_each() {
     }
     let (t, _) = b.build();
     let host = t.exact.get("n.test").unwrap();
-    let group_of = |k: &str| host.paths.at(k).ok()?.value.more.as_ref()?.prefix.clone();
+    let group_of = |k: &str| host.paths.at(k)?.more.as_ref()?.prefix.clone();
     let mut stored = 0;
     let mut seen = std::collections::HashSet::new();
     let mut deepest = "/p".repeat(n);
