@@ -96,19 +96,46 @@ pub fn name_case(name: &[u8]) -> Case {
         misplaced |= (smalls & starts) | (caps & !starts);
     };
     let words = name.chunks_exact(8);
-    let tail = words.remainder();
+    let tail = words.remainder().len();
     for w in words {
         if let Ok(w) = <[u8; 8]>::try_from(w) {
             look(u64::from_le_bytes(w));
         }
     }
-    if !tail.is_empty() {
-        // Padded with zero bytes, which are neither letters nor `-`.
-        look(tail.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b)));
+    if tail != 0 {
+        // The last bytes, padded with zero bytes (neither letters nor `-`), read as whole
+        // words rather than a byte at a time: most names end in such a tail.
+        look(tail_word(name, tail));
     }
     Case {
         upper: capitals != 0,
         title: misplaced == 0,
+    }
+}
+
+/// The last `tail` bytes of `s` (1 to 7 of them) as the low bytes of a word, in order, the
+/// rest zero: loaded a word (or two half words) at a time, overlapping bytes already looked at.
+#[inline]
+fn tail_word(s: &[u8], tail: usize) -> u64 {
+    let n = s.len();
+    let word = |at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let half = |at: usize| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    if n >= 8 {
+        // The last eight bytes, shifted down past those before the tail.
+        word(n - 8) >> (8 * (8 - tail))
+    } else if n >= 4 {
+        // The first four and the last four: where they overlap they are the same bytes.
+        u64::from(half(0)) | u64::from(half(n - 4)) << (8 * (n - 4))
+    } else {
+        s.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b))
     }
 }
 
