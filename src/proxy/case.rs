@@ -225,7 +225,10 @@ impl<'a> Speller<'a> {
             // The next value of the same name.
             Some(i) => Some((i + 1..n).find(same).unwrap_or(i)),
             None => {
-                let first = (self.from..n).chain(0..self.from).find(same);
+                // Two plain searches rather than a chained one: the chain's iterator cost
+                // more than the comparisons.
+                let from = self.from.min(n);
+                let first = (from..n).find(same).or_else(|| (0..from).find(same));
                 if let Some(i) = first {
                     self.from = i + 1;
                 }
@@ -244,13 +247,13 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (wa.remainder(), wb.remainder());
+    let tail = wa.remainder().len();
     wa.zip(wb)
         .all(|(x, y)| match (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
             (Ok(x), Ok(y)) => fold8(u64::from_le_bytes(x)) == fold8(u64::from_le_bytes(y)),
             _ => false,
         })
-        && ta.eq_ignore_ascii_case(tb)
+        && (tail == 0 || fold8(tail_word(a, tail)) == fold8(tail_word(b, tail)))
 }
 
 /// Eight bytes with every ASCII capital made small (`to_ascii_lowercase` on each byte).
@@ -344,10 +347,11 @@ impl Tap {
         // field names, and the request line and the number of fields check that it is the
         // same head. Names are kept only when one has a capital letter.
         let head = &self.buf[start..];
-        let Some(scan) = scan_head(head, MAX_FIELDS) else {
+        let mut scan = Scan::default();
+        if scan_head(head, MAX_FIELDS, &mut scan).is_none() {
             self.stop();
             return None;
-        };
+        }
         let line = &head[..scan.line];
         let same = scan.fields.len() == fields
             && line.starts_with(method.as_str().as_bytes())
@@ -661,10 +665,11 @@ impl Out {
                 return;
             }
         };
-        let Some(scan) = scan_head(bytes, MAX_OUT_FIELDS) else {
+        let mut scan = Scan::default();
+        if scan_head(bytes, MAX_OUT_FIELDS, &mut scan).is_none() {
             self.state = State::Off;
             return;
-        };
+        }
         let len = scan.len;
         let note = if (100..200).contains(&code) && code != 101 {
             // Informational (100 Continue): no body, and the final head is still to come.
@@ -720,6 +725,7 @@ impl Out {
 /// One head's lines: the end of its first line (without its line end), where each field's
 /// name starts and how long it is, whether a name has a capital letter, and the length of the
 /// whole head with its empty line.
+#[derive(Default)]
 struct Scan {
     line: usize,
     fields: SmallVec<[(u32, u32); 32]>,
@@ -729,18 +735,15 @@ struct Scan {
     len: usize,
 }
 
-/// Reads the lines of a head that hyper parsed or wrote (CRLF or bare LF line ends). `None`
-/// when it is not whole, a field line has no colon, or it has more than `max` fields.
-fn scan_head(head: &[u8], max: usize) -> Option<Scan> {
+/// Reads the lines of a head that hyper parsed or wrote (CRLF or bare LF line ends) into
+/// `scan` (a fresh one). `None` when it is not whole, a field line has no colon, or it has more
+/// than `max` fields. Filled in place: returned, the scan (a few hundred bytes) would be copied
+/// twice on the way.
+fn scan_head(head: &[u8], max: usize, scan: &mut Scan) -> Option<()> {
     let trim = |l: &[u8]| l.len() - usize::from(l.last() == Some(&b'\r'));
     let first = find_byte(head, b'\n')?;
-    let mut scan = Scan {
-        line: trim(&head[..first]),
-        fields: SmallVec::new(),
-        upper: false,
-        title: true,
-        len: 0,
-    };
+    scan.line = trim(&head[..first]);
+    scan.title = true;
     let mut at = first + 1;
     loop {
         let rest = head.get(at..)?;
@@ -748,7 +751,7 @@ fn scan_head(head: &[u8], max: usize) -> Option<Scan> {
         let line = &rest[..trim(&rest[..nl])];
         if line.is_empty() {
             scan.len = at + nl + 1;
-            return Some(scan);
+            return Some(());
         }
         let colon = find_byte(line, b':')?;
         if scan.fields.len() == max {
@@ -781,8 +784,14 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
             return Some(i * 8 + (zero.trailing_zeros() / 8) as usize);
         }
     }
-    let at = hay.len() - tail.len();
-    tail.iter().position(|b| *b == needle).map(|p| at + p)
+    // The tail as a word of its own (zero bytes past it, never counted).
+    let tail = tail.len();
+    if tail == 0 {
+        return None;
+    }
+    let v = tail_word(hay, tail) ^ (u64::from(needle) * ONES);
+    let zero = v.wrapping_sub(ONES) & !v & (0x80 * ONES) & (u64::MAX >> (8 * (8 - tail)));
+    (zero != 0).then(|| hay.len() - tail + (zero.trailing_zeros() / 8) as usize)
 }
 
 /// `content-type` → `Content-Type`.

@@ -1042,12 +1042,18 @@ impl Proxy {
             });
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, Body::empty());
-        } else if !matches!(resp.body(), UpBody::Raw { .. }) {
-            // The own client's heads come without hop-by-hop fields already.
-            strip_hop_by_hop(resp.headers_mut());
         }
+        let server = match resp.body() {
+            // The own client's heads come without hop-by-hop fields already, and say whether
+            // they have a Server field.
+            UpBody::Raw { server, .. } => *server,
+            UpBody::Hyper(_) => {
+                strip_hop_by_hop(resp.headers_mut());
+                resp.headers().contains_key(header::SERVER)
+            }
+        };
         let (mut parts, body) = resp.into_parts();
-        if !parts.headers.contains_key(header::SERVER) {
+        if !server {
             parts.headers.insert(header::SERVER, SERVER);
         }
         let body = self

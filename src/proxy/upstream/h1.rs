@@ -241,6 +241,9 @@ pub struct Head {
     pub keep_alive: bool,
     /// The forwarded names as the upstream spelled them, when not all in lower case.
     pub names: Option<Names>,
+    /// The head has a Server field (found while the fields are copied: asking the map
+    /// afterwards costs a hash lookup).
+    pub server: bool,
 }
 
 const CRLF: Bytes = Bytes::from_static(b"\r\n");
@@ -984,9 +987,11 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     if switching {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    let mut server = false;
     for (name, start, end, _) in kept {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| format!("invalid value of header {name}"))?;
+        server |= name == header::SERVER;
         headers.append(name, value);
     }
     Ok(Some(Head {
@@ -995,6 +1000,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
         framing,
         keep_alive,
         names,
+        server,
     }))
 }
 
