@@ -163,6 +163,16 @@ fn answer(head: &str) -> Vec<u8> {
     if path.starts_with("/chunked") {
         return b"HTTP/1.1 200 OK\r\nTransfer-ENCODING: chunked\r\nX-Chunked-Answer: 1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n".to_vec();
     }
+    if path.starts_with("/named/") {
+        // A backend naming itself: in conventional case, in another, or with the field
+        // named as hop-by-hop by Connection (so not forwarded).
+        let field = match path {
+            "/named/title" => "Server: backend-x",
+            "/named/odd" => "SERVER: backend-y",
+            _ => "Connection: server\r\nServer: backend-z",
+        };
+        return format!("HTTP/1.1 200 OK\r\n{field}\r\nContent-Length: 2\r\n\r\nok").into_bytes();
+    }
     if path.starts_with("/lower") {
         return b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-lower: 1\r\ncontent-length: 2\r\n\r\nok".to_vec();
     }
@@ -297,6 +307,27 @@ fn named<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
         .into_iter()
         .filter(|l| l.split(':').next().is_some_and(|n| n.eq_ignore_ascii_case(name)))
         .collect()
+}
+
+/// A backend's own Server field reaches the client as it wrote it, once; Portico's goes
+/// only where the backend sent none (or named it hop-by-hop).
+#[tokio::test]
+async fn a_backend_server_field_is_kept_else_portico_names_itself() {
+    let (p, mut seen) = proxy("server").await;
+    let mut c = Client::connect(&p).await;
+    for (path, want) in [
+        ("/named/title", "Server: backend-x"),
+        ("/named/odd", "SERVER: backend-y"),
+        ("/named/hop", "Server: portico"),
+        ("/lower", "Server: portico"),
+    ] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: case.test\r\n\r\n").as_bytes())
+            .await;
+        let (head, body) = c.response().await;
+        next(&mut seen).await;
+        assert_eq!(body, b"ok", "{path}");
+        assert_eq!(named(&head, "server"), [want], "{path}: {head}");
+    }
 }
 
 #[tokio::test]

@@ -49,8 +49,10 @@ use super::headers::Peer;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     raw: Vec<u8>,
-    /// End of each name in `raw`.
-    ends: SmallVec<[u32; 24]>,
+    /// End of each name in `raw`. Room for a dozen in place: the names go with their request
+    /// or response from function to function, and at this size (under 128 bytes in all) each
+    /// move is a few register copies instead of a call to `memcpy`.
+    ends: SmallVec<[u32; 12]>,
     /// Every name was in conventional case (`Content-Type`): nothing is kept, each is
     /// written that way.
     title: bool,
@@ -96,19 +98,46 @@ pub fn name_case(name: &[u8]) -> Case {
         misplaced |= (smalls & starts) | (caps & !starts);
     };
     let words = name.chunks_exact(8);
-    let tail = words.remainder();
+    let tail = words.remainder().len();
     for w in words {
         if let Ok(w) = <[u8; 8]>::try_from(w) {
             look(u64::from_le_bytes(w));
         }
     }
-    if !tail.is_empty() {
-        // Padded with zero bytes, which are neither letters nor `-`.
-        look(tail.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b)));
+    if tail != 0 {
+        // The last bytes, padded with zero bytes (neither letters nor `-`), read as whole
+        // words rather than a byte at a time: most names end in such a tail.
+        look(tail_word(name, tail));
     }
     Case {
         upper: capitals != 0,
         title: misplaced == 0,
+    }
+}
+
+/// The last `tail` bytes of `s` (1 to 7 of them) as the low bytes of a word, in order, the
+/// rest zero: loaded a word (or two half words) at a time, overlapping bytes already looked at.
+#[inline]
+fn tail_word(s: &[u8], tail: usize) -> u64 {
+    let n = s.len();
+    let word = |at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let half = |at: usize| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    if n >= 8 {
+        // The last eight bytes, shifted down past those before the tail.
+        word(n - 8) >> (8 * (8 - tail))
+    } else if n >= 4 {
+        // The first four and the last four: where they overlap they are the same bytes.
+        u64::from(half(0)) | u64::from(half(n - 4)) << (8 * (n - 4))
+    } else {
+        s.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b))
     }
 }
 
@@ -136,6 +165,7 @@ impl Names {
         names
     }
 
+    #[inline]
     fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.raw[start..self.ends[i] as usize]
@@ -193,14 +223,25 @@ impl<'a> Speller<'a> {
     pub fn find(&mut self, lower: &[u8]) -> Option<&'a [u8]> {
         let names = self.names;
         let n = names.ends.len();
-        let same = |i: &usize| same_name(names.get(*i), lower);
-        let found = match self.last.filter(same) {
+        let same = |i: usize| same_name(names.get(i), lower);
+        let found = match self.last {
             // The next value of the same name.
-            Some(i) => Some((i + 1..n).find(same).unwrap_or(i)),
-            None => {
-                let first = (self.from..n).chain(0..self.from).find(same);
-                if let Some(i) = first {
-                    self.from = i + 1;
+            Some(i) if same(i) => Some((i + 1..n).find(|&j| same(j)).unwrap_or(i)),
+            _ => {
+                // One plain loop, wrapping around once: a chained iterator (or two searches)
+                // cost more than the comparisons.
+                let mut j = self.from.min(n);
+                let mut first = None;
+                for _ in 0..n {
+                    if j == n {
+                        j = 0;
+                    }
+                    if same(j) {
+                        first = Some(j);
+                        self.from = j + 1;
+                        break;
+                    }
+                    j += 1;
                 }
                 first
             }
@@ -212,18 +253,19 @@ impl<'a> Speller<'a> {
 
 /// Whether two names are the same but for ASCII case, compared eight bytes at a time (a
 /// byte at a time, this was most of what spelling a request's names cost).
+#[inline]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (wa.remainder(), wb.remainder());
+    let tail = wa.remainder().len();
     wa.zip(wb)
         .all(|(x, y)| match (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
             (Ok(x), Ok(y)) => fold8(u64::from_le_bytes(x)) == fold8(u64::from_le_bytes(y)),
             _ => false,
         })
-        && ta.eq_ignore_ascii_case(tb)
+        && (tail == 0 || fold8(tail_word(a, tail)) == fold8(tail_word(b, tail)))
 }
 
 /// Eight bytes with every ASCII capital made small (`to_ascii_lowercase` on each byte).
@@ -317,10 +359,11 @@ impl Tap {
         // field names, and the request line and the number of fields check that it is the
         // same head. Names are kept only when one has a capital letter.
         let head = &self.buf[start..];
-        let Some(scan) = scan_head(head, MAX_FIELDS) else {
+        let mut scan = Scan::default();
+        if scan_head(head, MAX_FIELDS, &mut scan).is_none() {
             self.stop();
             return None;
-        };
+        }
         let line = &head[..scan.line];
         let same = scan.fields.len() == fields
             && line.starts_with(method.as_str().as_bytes())
@@ -634,10 +677,11 @@ impl Out {
                 return;
             }
         };
-        let Some(scan) = scan_head(bytes, MAX_OUT_FIELDS) else {
+        let mut scan = Scan::default();
+        if scan_head(bytes, MAX_OUT_FIELDS, &mut scan).is_none() {
             self.state = State::Off;
             return;
-        };
+        }
         let len = scan.len;
         let note = if (100..200).contains(&code) && code != 101 {
             // Informational (100 Continue): no body, and the final head is still to come.
@@ -693,6 +737,7 @@ impl Out {
 /// One head's lines: the end of its first line (without its line end), where each field's
 /// name starts and how long it is, whether a name has a capital letter, and the length of the
 /// whole head with its empty line.
+#[derive(Default)]
 struct Scan {
     line: usize,
     fields: SmallVec<[(u32, u32); 32]>,
@@ -702,18 +747,15 @@ struct Scan {
     len: usize,
 }
 
-/// Reads the lines of a head that hyper parsed or wrote (CRLF or bare LF line ends). `None`
-/// when it is not whole, a field line has no colon, or it has more than `max` fields.
-fn scan_head(head: &[u8], max: usize) -> Option<Scan> {
+/// Reads the lines of a head that hyper parsed or wrote (CRLF or bare LF line ends) into
+/// `scan` (a fresh one). `None` when it is not whole, a field line has no colon, or it has more
+/// than `max` fields. Filled in place: returned, the scan (a few hundred bytes) would be copied
+/// twice on the way.
+fn scan_head(head: &[u8], max: usize, scan: &mut Scan) -> Option<()> {
     let trim = |l: &[u8]| l.len() - usize::from(l.last() == Some(&b'\r'));
     let first = find_byte(head, b'\n')?;
-    let mut scan = Scan {
-        line: trim(&head[..first]),
-        fields: SmallVec::new(),
-        upper: false,
-        title: true,
-        len: 0,
-    };
+    scan.line = trim(&head[..first]);
+    scan.title = true;
     let mut at = first + 1;
     loop {
         let rest = head.get(at..)?;
@@ -721,7 +763,7 @@ fn scan_head(head: &[u8], max: usize) -> Option<Scan> {
         let line = &rest[..trim(&rest[..nl])];
         if line.is_empty() {
             scan.len = at + nl + 1;
-            return Some(scan);
+            return Some(());
         }
         let colon = find_byte(line, b':')?;
         if scan.fields.len() == max {
@@ -754,8 +796,14 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
             return Some(i * 8 + (zero.trailing_zeros() / 8) as usize);
         }
     }
-    let at = hay.len() - tail.len();
-    tail.iter().position(|b| *b == needle).map(|p| at + p)
+    // The tail as a word of its own (zero bytes past it, never counted).
+    let tail = tail.len();
+    if tail == 0 {
+        return None;
+    }
+    let v = tail_word(hay, tail) ^ (u64::from(needle) * ONES);
+    let zero = v.wrapping_sub(ONES) & !v & (0x80 * ONES) & (u64::MAX >> (8 * (8 - tail)));
+    (zero != 0).then(|| hay.len() - tail + (zero.trailing_zeros() / 8) as usize)
 }
 
 /// `content-type` → `Content-Type`.
@@ -845,6 +893,12 @@ fn walk(mut state: State, bufs: &[IoSlice<'_>], max: usize) -> (State, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_move_in_registers() {
+        // Kept under the size at which a move becomes a call to `memcpy` (see `Names::ends`).
+        assert!(std::mem::size_of::<Option<Names>>() <= 128);
+    }
 
     fn names(list: &[&str]) -> Names {
         Names::new(list.iter().map(|n| n.as_bytes()))

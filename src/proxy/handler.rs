@@ -2,8 +2,10 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -201,7 +203,22 @@ impl Proxy {
     /// is hyper's service signature, so the connection polls this future and no wrapper).
     /// `serving` marks the request in flight until its response body is done; `last`: the
     /// connection's `keep-alive-requests` are spent, so the response says `Connection: close`.
-    pub async fn handle(
+    ///
+    /// The request's whole future (routing, policy, the upstream exchange) comes in one box,
+    /// allocated before the future is made so that it can be made in the box: hyper moves the
+    /// future it gets (from the service into its connection, twice), and a pointer is what
+    /// moves; and no step needs a box of its own for its state to stay out of those moves.
+    pub fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: Arc<Peer>,
+        serving: Serving,
+        last: bool,
+    ) -> Pin<Box<impl Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send + use<>>> {
+        Box::into_pin(Box::write(Box::new_uninit(), self.serve(req, peer, serving, last)))
+    }
+
+    async fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: Arc<Peer>,
@@ -224,10 +241,9 @@ impl Proxy {
         };
         let line = access_log::begin(self.access_sink.as_ref(), &self.live, &req, &peer, &rid, start);
         let mut outcome = Outcome::default();
-        // Boxed: hyper moves each request's future whole (twice, from the service into its
-        // connection), so the large state of routing, policy and the upstream exchange is
-        // kept out of it; one allocation costs less than those copies.
-        let mut resp = Box::pin(self.dispatch(req, &fields, &peer, start, rid, &mut outcome, false)).await;
+        let mut resp = self
+            .dispatch(req, &fields, &peer, start, rid, &mut outcome, false)
+            .await;
         if peer.tls && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
             self.hsts(outcome.routed.as_ref(), &mut resp);
         }
@@ -645,8 +661,8 @@ impl Proxy {
             .and_then(|v| HeaderValue::from_str(v).ok())
         {
             headers.insert(header::HOST, vhost);
-        } else if authority_from_uri && let Some(a) = authority {
-            headers.insert(header::HOST, a);
+        } else if authority_from_uri && let Some(a) = &authority {
+            headers.insert(header::HOST, a.clone());
         }
         let uri = match rewrite::target(route, &parts.uri, routed.normalized.as_deref()) {
             None => parts.uri,
@@ -1026,12 +1042,18 @@ impl Proxy {
             });
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, Body::empty());
-        } else if !matches!(resp.body(), UpBody::Raw { .. }) {
-            // The own client's heads come without hop-by-hop fields already.
-            strip_hop_by_hop(resp.headers_mut());
         }
+        let server = match resp.body() {
+            // The own client's heads come without hop-by-hop fields already, and say whether
+            // they have a Server field.
+            UpBody::Raw { server, .. } => *server,
+            UpBody::Hyper(_) => {
+                strip_hop_by_hop(resp.headers_mut());
+                resp.headers().contains_key(header::SERVER)
+            }
+        };
         let (mut parts, body) = resp.into_parts();
-        if !parts.headers.contains_key(header::SERVER) {
+        if !server {
             parts.headers.insert(header::SERVER, SERVER);
         }
         let body = self

@@ -1,5 +1,6 @@
 //! Header rules of the proxy: request host, hop-by-hop removal, X-Forwarded-* and trusted proxies.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::Uri;
@@ -50,22 +51,38 @@ fn valid_name(name: &[u8]) -> bool {
     }
     let mut label = 0usize;
     for &b in name {
-        if b == b'.' {
-            if label == 0 {
-                return false;
+        // One table lookup per byte (every request's host comes here).
+        match HOST_BYTES[usize::from(b)] {
+            LABEL => {
+                label += 1;
+                if label > 63 {
+                    return false;
+                }
             }
-            label = 0;
-        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            label += 1;
-            if label > 63 {
-                return false;
-            }
-        } else {
-            return false;
+            DOT if label > 0 => label = 0,
+            _ => return false,
         }
     }
     label > 0
 }
+
+const LABEL: u8 = 1;
+const DOT: u8 = 2;
+/// What each byte is in a host name: a label's (letters, digits, `-`, `_`), the dot between
+/// labels, or neither (0).
+static HOST_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            t[b] = LABEL;
+        }
+        b += 1;
+    }
+    t[b'.' as usize] = DOT;
+    t
+};
 
 fn valid_port(p: &str) -> bool {
     !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
@@ -382,21 +399,22 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &Trusted) -> IpAddr
 
 /// What happens to one field on its way upstream.
 #[derive(Clone, Debug)]
-pub enum Field {
+pub enum Field<'a> {
     /// Left as it came.
     Keep,
     /// Removed.
     Drop,
-    /// Set to this value, replacing any it came with.
-    Set(HeaderValue),
+    /// Set to this value, replacing any it came with: most often one the connection's
+    /// [`Peer`] holds, borrowed (a copy would cost each request a reference count up and down).
+    Set(Cow<'a, HeaderValue>),
 }
 
 /// The X-Forwarded-For/-Proto/-Host/-Port, X-Real-IP and X-Request-ID fields of an upstream
 /// request. Applied to the header map for hyper's client, or written by Portico's own
 /// client after the map's fields (without growing the map).
-pub struct Forwarded(pub [(&'static HeaderName, Field); 6]);
+pub struct Forwarded<'a>(pub [(&'static HeaderName, Field<'a>); 6]);
 
-impl Forwarded {
+impl Forwarded<'_> {
     /// Whether the field `name` of the header map is replaced or removed.
     pub fn replaces(&self, name: &HeaderName) -> bool {
         // All six start with "x-": most names are ruled out by their first bytes.
@@ -406,7 +424,7 @@ impl Forwarded {
     /// The fields to add, each with its name and `": "` as one piece, for writing a head.
     pub fn lines(&self) -> impl Iterator<Item = (&'static [u8], &HeaderValue)> {
         self.0.iter().zip(LINE_STARTS).filter_map(|((_, f), start)| match f {
-            Field::Set(v) => Some((start, v)),
+            Field::Set(v) => Some((start, &**v)),
             _ => None,
         })
     }
@@ -427,7 +445,7 @@ impl Forwarded {
     /// The same as a field value (`$request_id`).
     pub fn request_id_value(&self) -> Option<&HeaderValue> {
         match &self.0[5] {
-            (_, Field::Set(v)) => Some(v),
+            (_, Field::Set(v)) => Some(&**v),
             _ => None,
         }
     }
@@ -440,7 +458,7 @@ impl Forwarded {
                     headers.remove(*name);
                 }
                 Field::Set(v) => {
-                    headers.insert(*name, v.clone());
+                    headers.insert(*name, v.clone().into_owned());
                 }
             }
         }
@@ -459,13 +477,13 @@ const LINE_STARTS: [&[u8]; 6] = [
 
 /// X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP, and X-Request-ID `rid`. Inbound
 /// X-Forwarded-* values are kept (and appended to) only when the peer is a trusted proxy.
-pub fn forwarded(
+pub fn forwarded<'a>(
     headers: &HeaderMap,
-    peer: &Peer,
-    host: Option<&HeaderValue>,
+    peer: &'a Peer,
+    host: Option<&'a HeaderValue>,
     trusted: &Trusted,
     rid: HeaderValue,
-) -> Forwarded {
+) -> Forwarded<'a> {
     let from_trusted = !trusted.is_empty() && trusted.iter().any(|c| c.contains(peer.addr));
     // Which X-Forwarded-Proto/-Host/-Port came in: one pass over the names instead of a
     // lookup per field.
@@ -485,22 +503,25 @@ pub fn forwarded(
         let client = client_ip(headers, peer.addr, trusted);
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {}", peer.addr))
-                .map(Field::Set)
+                .map(|v| Field::Set(Cow::Owned(v)))
                 .unwrap_or(Field::Keep),
-            _ => Field::Set(peer.addr_value.clone()),
+            _ => Field::Set(Cow::Borrowed(&peer.addr_value)),
         };
         let real = if client == peer.addr {
-            peer.addr_value.clone()
+            Cow::Borrowed(&peer.addr_value)
         } else {
-            ip_value(client)
+            Cow::Owned(ip_value(client))
         };
         (xff, real)
     } else {
         // Nothing a client says about itself is believed.
         inbound = [false; 3];
-        (Field::Set(peer.addr_value.clone()), peer.addr_value.clone())
+        (
+            Field::Set(Cow::Borrowed(&peer.addr_value)),
+            Cow::Borrowed(&peer.addr_value),
+        )
     };
-    let keep_or = |present: bool, v: Option<HeaderValue>| match (present, v) {
+    let keep_or = |present: bool, v: Option<Cow<'a, HeaderValue>>| match (present, v) {
         (true, _) => Field::Keep,
         (false, Some(v)) => Field::Set(v),
         (false, None) => Field::Drop,
@@ -512,12 +533,19 @@ pub fn forwarded(
             &X_FORWARDED_PROTO,
             keep_or(
                 inbound[0],
-                Some(HeaderValue::from_static(if peer.tls { "https" } else { "http" })),
+                Some(Cow::Owned(HeaderValue::from_static(if peer.tls {
+                    "https"
+                } else {
+                    "http"
+                }))),
             ),
         ),
-        (&X_FORWARDED_HOST, keep_or(inbound[1], host.cloned())),
-        (&X_FORWARDED_PORT, keep_or(inbound[2], Some(peer.port_value.clone()))),
-        (&X_REQUEST_ID, Field::Set(rid)),
+        (&X_FORWARDED_HOST, keep_or(inbound[1], host.map(Cow::Borrowed))),
+        (
+            &X_FORWARDED_PORT,
+            keep_or(inbound[2], Some(Cow::Borrowed(&peer.port_value))),
+        ),
+        (&X_REQUEST_ID, Field::Set(Cow::Owned(rid))),
     ])
 }
 
@@ -618,13 +646,41 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    /// The table-driven `valid_name` against the rule written out byte by byte, on every
+    /// name of up to five bytes from the bytes that matter, and at the length limits.
+    #[test]
+    fn host_names_are_checked_as_the_rule_says() {
+        fn rule(name: &[u8]) -> bool {
+            !name.is_empty()
+                && name.len() <= 253
+                && name.split(|b| *b == b'.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+                })
+        }
+        let alphabet = b"aZ09-_.:/ \x80\xff";
+        let mut names = vec![Vec::new()];
+        while let Some(n) = names.pop() {
+            assert_eq!(valid_name(&n), rule(&n), "{n:?}");
+            if n.len() < 5 {
+                names.extend(alphabet.iter().map(|b| [&n[..], &[*b]].concat()));
+            }
+        }
+        for (label, labels) in [(63, 3), (64, 1), (63, 4), (50, 5)] {
+            let name = vec![vec![b'x'; label]; labels].join(&b'.');
+            assert_eq!(valid_name(&name), rule(&name), "{label} x {labels}");
+        }
+    }
+
     #[test]
     fn line_starts_name_the_fields() {
         let peer = Peer::new("10.1.2.3".parse().unwrap(), 80, false);
+        let host = HeaderValue::from_static("h.com");
         let f = forwarded(
             &HeaderMap::new(),
             &peer,
-            Some(&HeaderValue::from_static("h.com")),
+            Some(&host),
             &Trusted::default(),
             HeaderValue::from_static("r"),
         );

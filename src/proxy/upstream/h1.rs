@@ -154,7 +154,7 @@ pub struct Request<'a> {
     /// [`Sending::Length`]).
     pub headers: &'a HeaderMap,
     /// The forwarding fields, written after `headers`' (replacing any of the same name).
-    pub extra: &'a Forwarded,
+    pub extra: &'a Forwarded<'a>,
     pub body: Sending,
     /// The names as the client spelled them, when not all in lower case.
     pub names: Option<&'a Names>,
@@ -241,6 +241,9 @@ pub struct Head {
     pub keep_alive: bool,
     /// The forwarded names as the upstream spelled them, when not all in lower case.
     pub names: Option<Names>,
+    /// The head has a Server field (found while the fields are copied: asking the map
+    /// afterwards costs a hash lookup).
+    pub server: bool,
 }
 
 const CRLF: Bytes = Bytes::from_static(b"\r\n");
@@ -762,6 +765,62 @@ fn kind(name: &str) -> Kind {
     }
 }
 
+/// What [`kind`] says of a name spelled in conventional case (`Content-Length`), as most
+/// backends spell the fields most responses carry: one comparison of whole words, where
+/// `kind`'s case fold and the name's case check (a name spelled so needs no respelling) cost
+/// several times that. `None` for any other spelling.
+fn titled(name: &[u8]) -> Option<Kind> {
+    let is = |s: &[u8]| same_bytes(name, s);
+    let common = |i: usize| COMMON.get(i).map_or(Kind::Other, |(_, h)| Kind::Common(h));
+    Some(match name.len() {
+        3 if is(b"Age") => common(0),
+        3 if is(b"Via") => common(1),
+        4 if is(b"Date") => common(2),
+        4 if is(b"Etag") => common(3),
+        4 if is(b"Vary") => common(4),
+        4 if is(b"Link") => common(5),
+        6 if is(b"Server") => common(6),
+        7 if is(b"Expires") => common(7),
+        7 if is(b"Upgrade") => Kind::Upgrade,
+        8 if is(b"Location") => common(8),
+        10 if is(b"Set-Cookie") => common(9),
+        10 if is(b"Connection") => Kind::Connection,
+        10 if is(b"Keep-Alive") => Kind::HopByHop,
+        12 if is(b"Content-Type") => common(10),
+        13 if is(b"Cache-Control") => common(11),
+        13 if is(b"Last-Modified") => common(12),
+        13 if is(b"Accept-Ranges") => common(13),
+        14 if is(b"Content-Length") => Kind::ContentLength,
+        16 if is(b"Content-Encoding") => common(14),
+        17 if is(b"Transfer-Encoding") => Kind::TransferEncoding,
+        25 if is(b"Strict-Transport-Security") => common(15),
+        _ => return None,
+    })
+}
+
+/// Whether `a` and `b` (of 3 bytes or more) are the same bytes: two overlapping loads of
+/// each, a word or half a word wide, for the lengths most names have.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let half = |s: &[u8], at: usize| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_le_bytes)
+    };
+    n == b.len()
+        && match n {
+            8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+            4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+            _ => a == b,
+        }
+}
+
 /// The elements of a comma-separated field value.
 fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|b| *b == b',')
@@ -814,7 +873,10 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     let mut raw_names: SmallVec<[(usize, usize); 16]> = SmallVec::new();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     for h in res.headers.iter() {
-        let k = kind(h.name);
+        let (k, title) = match titled(h.name.as_bytes()) {
+            Some(k) => (k, true),
+            None => (kind(h.name), false),
+        };
         if matches!(k, Kind::Common(_) | Kind::Other | Kind::ContentLength) || (switching && k == Kind::Upgrade) {
             let name = match k {
                 Kind::Common(name) => name.clone(),
@@ -825,7 +887,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
             };
             let start = h.value.as_ptr() as usize - base;
             kept.push((name, start, start + h.value.len(), k == Kind::ContentLength));
-            untitled |= !case::name_case(h.name.as_bytes()).title;
+            untitled |= !title && !case::name_case(h.name.as_bytes()).title;
             raw_names.push((h.name.as_ptr() as usize - base, h.name.len()));
         }
         match k {
@@ -935,9 +997,11 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
     if switching {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    let mut server = false;
     for (name, start, end, _) in kept {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| format!("invalid value of header {name}"))?;
+        server |= name == header::SERVER;
         headers.append(name, value);
     }
     Ok(Some(Head {
@@ -946,6 +1010,7 @@ pub fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, S
         framing,
         keep_alive,
         names,
+        server,
     }))
 }
 
@@ -1091,6 +1156,57 @@ mod tests {
             return Err("bytes left over".into());
         }
         Ok((out, trailers))
+    }
+
+    /// Every name in conventional case that `kind` knows is known by `titled` as `kind`
+    /// knows it; other spellings of them, and other names, are left to `kind`.
+    #[test]
+    fn titled_names_are_what_kind_says() {
+        let known = [
+            "te",
+            "upgrade",
+            "connection",
+            "keep-alive",
+            "content-length",
+            "proxy-connection",
+            "transfer-encoding",
+            "proxy-authenticate",
+            "proxy-authorization",
+        ];
+        let mut found = 0;
+        for lower in known.iter().copied().chain(COMMON.iter().map(|(s, _)| *s)) {
+            let mut title = lower.as_bytes().to_vec();
+            let mut start = true;
+            for b in &mut title {
+                if start {
+                    b.make_ascii_uppercase();
+                }
+                start = *b == b'-';
+            }
+            let title = String::from_utf8(title).unwrap();
+            assert!(case::is_title(title.as_bytes()), "{title}");
+            if let Some(k) = titled(title.as_bytes()) {
+                assert!(k == kind(&title), "{title}");
+                found += 1;
+            }
+            for other in [
+                lower.to_string(),
+                lower.to_ascii_uppercase(),
+                format!("{title}x"),
+                format!("x{title}"),
+            ] {
+                assert!(titled(other.as_bytes()).is_none(), "{other}");
+            }
+            // One byte changed anywhere: not the name any more.
+            for i in 0..title.len() {
+                let mut changed = title.clone().into_bytes();
+                changed[i] ^= 0x01;
+                assert!(titled(&changed).is_none(), "{title} at {i}");
+            }
+        }
+        // All but TE (whose conventional spelling `Te` no backend writes) and the three
+        // proxy fields no response carries.
+        assert_eq!(found, known.len() + COMMON.len() - 4);
     }
 
     #[test]
@@ -1358,11 +1474,16 @@ mod tests {
         send: Duration::from_secs(5),
     };
 
-    fn forwarded() -> Forwarded {
-        let peer = crate::proxy::headers::Peer::new("10.1.2.3".parse().unwrap(), 80, false);
+    fn forwarded() -> Forwarded<'static> {
+        // The fields borrow the peer's values: a peer for the whole test run.
+        let peer: &'static _ = Box::leak(Box::new(crate::proxy::headers::Peer::new(
+            "10.1.2.3".parse().unwrap(),
+            80,
+            false,
+        )));
         crate::proxy::headers::forwarded(
             &HeaderMap::new(),
-            &peer,
+            peer,
             None,
             &Default::default(),
             HeaderValue::from_static("rid"),

@@ -417,7 +417,12 @@ pub enum UpBody {
     /// HTTP/2, from hyper.
     Hyper(Incoming),
     /// Read by Portico's own client from the connection it came on.
-    Raw { framing: Framing, keep_alive: bool },
+    Raw {
+        framing: Framing,
+        keep_alive: bool,
+        /// The head has a Server field.
+        server: bool,
+    },
 }
 
 pub use h1::is_idempotent;
@@ -639,6 +644,7 @@ impl Upstream {
             framing: head.framing,
             // An HTTP/1.0 exchange asked for the close: its connection is never pooled.
             keep_alive: head.keep_alive && !req.http10,
+            server: head.server,
         });
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
@@ -662,7 +668,12 @@ impl Upstream {
         idle: Option<Duration>,
     ) -> ResponseBody {
         let inner = match (body, conn.sender) {
-            (UpBody::Raw { framing, keep_alive }, Sender::Raw(c)) => Inner::Raw {
+            (
+                UpBody::Raw {
+                    framing, keep_alive, ..
+                },
+                Sender::Raw(c),
+            ) => Inner::Raw {
                 conn: Some(c),
                 framing,
                 keep_alive,
