@@ -17,7 +17,8 @@
 # affinity every request is a new session (the dearest case).
 #
 # Equal worker counts: nginx runs 1 worker; Portico runs 1 tokio worker thread. Both are
-# pinned to core 0; load generator and backend to core 1 (see peers.sh).
+# pinned to core 0; load generator and backend to core 1 (see peers.sh). Equal connection
+# lifetimes: Portico gets `keep-alive-requests: 10000000` as the peers get (bench_configmap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS_SH=${PEERS_SH:-../shared/bench/peers.sh}
@@ -47,8 +48,9 @@ m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
 {
 bench_manifests "\$BENCH_BACKEND" "\$BENCH_ANNOTATIONS"
 bench_tls_secret "\$BENCH_CERT" "\$BENCH_KEY"
+bench_configmap
 } > "\$m/bench.yaml"
-exec "$BIN" --manifests "\$m" --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \
+exec "$BIN" --manifests "\$m" --configmap bench/portico --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \
   --admin-addr 127.0.0.1:0 --default-ssl-certificate bench/tls --access-log off --worker-threads 1
 CMD
 )

@@ -46,6 +46,22 @@ spec:
 YAML
 }
 
+# bench_configmap prints the controller ConfigMap bench/portico (for `--configmap bench/portico`)
+# that lifts `keep-alive-requests` to what the peers get in ../shared/bench (nginx
+# `keepalive_requests 10000000`; HAProxy and Caddy have no such limit). Without it Portico keeps
+# ingress-nginx's default of 1000 and closes every client connection after 1000 requests; h2load
+# in its timed mode (-D) does not reconnect after an HTTP/2 GOAWAY, so the HTTP/2 case would
+# measure clients that stopped, not the proxy.
+bench_configmap() {
+  cat <<YAML
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: portico, namespace: bench}
+data: {keep-alive-requests: "10000000"}
+YAML
+}
+
 # bench_tls_secret CERT KEY prints the TLS Secret bench/tls holding those PEM files, for
 # --default-ssl-certificate bench/tls (the load tools connect by IP, without SNI).
 bench_tls_secret() {
