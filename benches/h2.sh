@@ -7,6 +7,7 @@
 #   BUILD=release bash benches/h2.sh         # a plain release build instead of the PGO one
 #   PORTICO_BINARY=/path/to/portico bash benches/h2.sh
 #   SKIP_CALLGRIND=1 bash benches/h2.sh      # only the native run (perf counts, latency)
+#   SKIP_NATIVE=1 bash benches/h2.sh         # only callgrind
 #   PORTICO_BASE=/path/to/other/portico bash benches/h2.sh   # also that build, as "base"
 #
 # Topology: nginx backend (1 worker, 98-byte answers) on core 1 with h2load; each proxy with one
@@ -178,6 +179,7 @@ if [ -z "${SKIP_CALLGRIND:-}" ]; then
   echo "user-space instructions per request (callgrind; $N1 and $N2 requests, the difference)"
   for p in $PROXIES; do printf "%-10s %10s\n" "$p" "$(callgrind "$p")"; done
 fi
+[ -z "${SKIP_NATIVE:-}" ] || exit 0
 echo "native, $NATIVE_N requests: per request syscalls, upstream connects, context switches, CPU us;"
 echo "latency ms; h2load req/s"
 printf "%-10s %9s %9s %7s %7s %8s %8s %8s %9s\n" proxy syscalls connects ctxsw cpu_us p50 p99 p99.9 req/s
