@@ -930,13 +930,13 @@ mod tests {
         let now = Instant::now() + Duration::from_secs(10);
         let long_ago = now - LINGER - Duration::from_millis(1);
         let just_now = now - Duration::from_millis(10);
-        let mut pool: Vec<Idle<u32>> = [long_ago, long_ago, long_ago, just_now, just_now].map(idle).into();
+        let mut pool: Vec<Idle<u32>> = [long_ago, long_ago, just_now, just_now, just_now].map(idle).into();
         for (i, c) in pool.iter_mut().enumerate() {
             c.conn = i as u32;
         }
-        IdlePool::trim(&mut pool, 2, now);
+        IdlePool::trim(&mut pool, 1, now);
         let left: Vec<u32> = pool.iter().map(|c| c.conn).collect();
-        assert_eq!(left, [2, 3, 4], "3 past most = 2, two of them lingered");
+        assert_eq!(left, [2, 3, 4], "4 past most = 1, the two oldest lingered");
 
         IdlePool::trim(&mut pool, 5, now);
         assert_eq!(pool.len(), 3, "within most nothing goes");
