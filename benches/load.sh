@@ -17,7 +17,8 @@
 # affinity every request is a new session (the dearest case).
 #
 # Equal worker counts: nginx runs 1 worker; Portico runs 1 tokio worker thread. Both are
-# pinned to core 0; load generator and backend to core 1 (see peers.sh).
+# pinned to core 0; load generator and backend to core 1 (see peers.sh). Equal connection
+# lifetimes: Portico gets `keep-alive-requests: 10000000` as the peers get (bench_configmap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS_SH=${PEERS_SH:-../shared/bench/peers.sh}

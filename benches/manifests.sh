@@ -46,6 +46,22 @@ spec:
 YAML
 }
 
+# bench_configmap prints the controller ConfigMap bench/portico (for `--configmap bench/portico`)
+# that lifts `keep-alive-requests` to what the peers get in ../shared/bench (nginx
+# `keepalive_requests 10000000`; HAProxy and Caddy have no such limit). Without it Portico keeps
+# ingress-nginx's default of 1000 and closes every client connection after 1000 requests; h2load
+# in its timed mode (-D) does not reconnect after an HTTP/2 GOAWAY, so the HTTP/2 case would
+# measure clients that stopped, not the proxy.
+bench_configmap() {
+  cat <<YAML
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: portico, namespace: bench}
+data: {keep-alive-requests: "10000000"}
+YAML
+}
+
 # bench_tls_secret CERT KEY prints the TLS Secret bench/tls holding those PEM files, for
 # --default-ssl-certificate bench/tls (the load tools connect by IP, without SNI).
 bench_tls_secret() {
@@ -131,7 +147,8 @@ bench_cleanup() {
 # extra proxy, pinned to the proxy core: it writes a manifests directory that sends every host
 # and path to the harness backend (with BENCH_ANNOTATIONS, exported by the caller, on the
 # Ingress) and serves the harness certificate as the default certificate (the load tools
-# connect by IP, without SNI), then runs BIN on it with one worker thread and no access log.
+# connect by IP, without SNI), with the ConfigMap of bench_configmap, then runs BIN on it with
+# one worker thread and no access log.
 bench_extra_cmd() {
   cat <<CMD
 set -e
@@ -140,8 +157,9 @@ m="\$BENCH_TMP/manifests"; mkdir -p "\$m"
 {
 bench_manifests "\$BENCH_BACKEND" "\${BENCH_ANNOTATIONS:-}"
 bench_tls_secret "\$BENCH_CERT" "\$BENCH_KEY"
+bench_configmap
 } > "\$m/bench.yaml"
-exec "$1" --manifests "\$m" --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \\
+exec "$1" --manifests "\$m" --configmap bench/portico --http-addr 127.0.0.1:\$BENCH_HTTP_PORT --https-addr 127.0.0.1:\$BENCH_HTTPS_PORT \\
   --admin-addr 127.0.0.1:0 --default-ssl-certificate bench/tls --access-log off --worker-threads 1
 CMD
 }

@@ -912,7 +912,8 @@ async fn upstream_keepalive_reuse_from_the_configmap() {
 /// on a client connection says `Connection: close` and the connection ends),
 /// `upstream-keepalive-requests` 10000 (one upstream connection carries the first 10000
 /// requests, the 10001st opens another) and `upstream-keepalive-connections` 320 (of 330
-/// upstream connections busy at once, 320 are kept for the next 330).
+/// upstream connections busy at once, 320 are kept for the next 330 once the other 10 have
+/// lingered a second unused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_defaults_are_ingress_nginx_ones() {
     const BUSY: usize = 330;
@@ -945,6 +946,14 @@ async fn keepalive_defaults_are_ingress_nginx_ones() {
     wave().await;
     // The one idle connection served one of them; the others are new.
     assert_eq!(count(), 2 + BUSY - 1);
+    // A burst right after: the 10 past 320 wait a second for it (not closed at once, to be
+    // opened again), so fewer than 10 are new (none unless the wave took over a second).
+    let before = count();
+    wave().await;
+    let opened = count() - before;
+    assert!(opened < BUSY - 320, "{opened} new right after a burst");
+    // Idle for longer than that, 320 are kept.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let before = count();
     wave().await;
     assert_eq!(count() - before, BUSY - 320, "320 were kept idle");

@@ -219,6 +219,25 @@ struct Idle<C> {
     since: Instant,
 }
 
+/// How long a connection that comes back to a pool holding `upstream-keepalive-connections`
+/// idle ones already is kept for another request. Under a load whose concurrency swings
+/// around that number (HTTP/2 clients with many streams each), closing it at once means
+/// opening another a few milliseconds later: with 50 clients of 10 streams each, 0.06-0.09
+/// new upstream connections per request (TCP handshake, and a socket left in TIME_WAIT),
+/// 11-14 % of the proxy's CPU time per request and its slowest requests (benches/h2.sh,
+/// docs/performance.md). One that is not taken again within this time is closed on the next
+/// visit to the pool or by the reaper.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// At most this many times `upstream-keepalive-connections` idle connections, lingering
+/// ones included.
+const OVER: usize = 4;
+
+/// `upstream-keepalive-connections` as a count.
+fn kept(reuse: &UpstreamReuse) -> usize {
+    reuse.idle.unwrap_or(UpstreamReuse::DEFAULT_IDLE) as usize
+}
+
 /// An endpoint's upstream connections: idle HTTP/1.1 ones (plain and TLS), most recently used
 /// last, and one shared HTTP/2 connection each for h2c and h2 over TLS; apart from those, the
 /// connections made under each `proxy-ssl-*` setting.
@@ -297,9 +316,26 @@ impl IdlePool {
         }
     }
 
-    /// The newest idle HTTP/1.1 connection that the upstream has not closed.
-    fn take_raw(&self, pool: Pool, idle_timeout: Duration, now: Instant) -> Option<Raw> {
-        self.raw_in(pool, |pool| Self::newest_open(pool, idle_timeout, now))
+    /// The newest idle HTTP/1.1 connection that the upstream has not closed. Connections past
+    /// `most` that have lingered their time are closed first (see [`LINGER`]).
+    fn take_raw(&self, pool: Pool, idle_timeout: Duration, most: usize, now: Instant) -> Option<Raw> {
+        self.raw_in(pool, |pool| {
+            Self::trim(pool, most, now);
+            Self::newest_open(pool, idle_timeout, now)
+        })
+    }
+
+    /// Closes the oldest idle connections beyond `most` once they have waited [`LINGER`]. The
+    /// list is in the order connections came back, so the oldest are first.
+    fn trim<C>(pool: &mut Vec<Idle<C>>, most: usize, now: Instant) {
+        let excess = pool.len().saturating_sub(most);
+        if excess > 0 {
+            let stale = pool[..excess]
+                .iter()
+                .take_while(|i| now.saturating_duration_since(i.since) >= LINGER)
+                .count();
+            pool.drain(..stale);
+        }
     }
 
     fn newest_open(pool: &mut Vec<Idle<Raw>>, idle_timeout: Duration, now: Instant) -> Option<Raw> {
@@ -312,20 +348,23 @@ impl IdlePool {
     }
 
     /// Keeps `conn` for the next request, unless `upstream-keepalive-requests` or `-time` says
-    /// it has served enough, or `upstream-keepalive-connections` idle ones are kept already.
+    /// it has served enough, or `upstream-keepalive-connections` is 0. Past that many idle
+    /// ones it is kept for [`LINGER`] at most (and no more than [`OVER`] times as many).
     fn put_raw(&self, pool: Pool, mut conn: Raw, reuse: &UpstreamReuse) {
         conn.reused = true;
         conn.served = conn.served.saturating_add(1);
         if reuse.retires(conn.served, conn.born.elapsed()) {
             return;
         }
-        let most = reuse.idle.unwrap_or(UpstreamReuse::DEFAULT_IDLE) as usize;
+        let most = kept(reuse);
+        if most == 0 {
+            return;
+        }
+        let now = Instant::now();
         self.raw_in(pool, |pool| {
-            if pool.len() < most {
-                pool.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
+            Self::trim(pool, most, now);
+            if pool.len() < most.saturating_mul(OVER) {
+                pool.push(Idle { conn, since: now });
             }
         });
     }
@@ -343,9 +382,10 @@ impl IdlePool {
         slot.as_ref()
     }
 
-    /// Drops connections the peer closed and HTTP/1.1 ones idle longer than `idle_timeout`;
-    /// the others that have waited `RELEASE_AFTER` give back their buffers.
-    pub fn reap(&self, idle_timeout: Duration) {
+    /// Drops connections the peer closed, HTTP/1.1 ones idle longer than `idle_timeout`, and
+    /// those past `most` that have lingered their time; the others that have waited
+    /// `RELEASE_AFTER` give back their buffers.
+    pub fn reap(&self, idle_timeout: Duration, most: usize) {
         let keep = |i: &mut Idle<Raw>| {
             let idle = i.since.elapsed();
             if i.conn.peer_closed() || idle > idle_timeout {
@@ -356,11 +396,16 @@ impl IdlePool {
             }
             true
         };
+        let now = Instant::now();
         for pool in [Pool::Plain, Pool::Tls] {
-            self.raw_in(pool, |list| list.retain_mut(keep));
+            self.raw_in(pool, |list| {
+                Self::trim(list, most, now);
+                list.retain_mut(keep)
+            });
             let _ = self.h2(pool);
         }
         lock(&self.keyed).retain_mut(|k| {
+            Self::trim(&mut k.raw, most, now);
             k.raw.retain_mut(keep);
             Self::live(&mut k.h2).is_some() || !k.raw.is_empty()
         });
@@ -492,7 +537,9 @@ impl Upstream {
             ep.idle().h2(pool).map(Sender::H2)
         } else {
             let idle_timeout = idle_timeout.unwrap_or(self.idle_timeout);
-            ep.idle().take_raw(pool, idle_timeout, now).map(Sender::Raw)
+            ep.idle()
+                .take_raw(pool, idle_timeout, kept(&reuse), now)
+                .map(Sender::Raw)
         };
         if let Some(sender) = pooled {
             return Ok(Conn { sender, pool, reuse });
@@ -839,12 +886,20 @@ const RELEASE_AFTER: Duration = Duration::from_secs(1);
 pub async fn reap_idle(live: Arc<super::live::Live>, default_idle: Duration) {
     loop {
         // `upstream-keepalive-timeout` as the live Config says, else the default.
-        let idle_timeout = live.config().global.upstream_keepalive_timeout.unwrap_or(default_idle);
+        // Read, not held across the sleep: an old Config is not kept alive by the reaper.
+        let (idle_timeout, most) = {
+            let config = live.config();
+            let global = &config.global;
+            (
+                global.upstream_keepalive_timeout.unwrap_or(default_idle),
+                kept(&global.upstream_reuse),
+            )
+        };
         let every = (idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
         tokio::time::sleep(every).await;
         for ep in live.registry().sweep() {
             if let Some(pool) = ep.idle_if_used() {
-                pool.reap(idle_timeout);
+                pool.reap(idle_timeout, most);
             }
         }
     }
@@ -885,4 +940,34 @@ pub async fn resolve_external(host: &str, port: u16) -> Result<SocketAddr, Strin
         .copied()
         .find(|a| !forbidden_target(a.ip()))
         .ok_or_else(|| format!("ExternalName {host} resolves only to loopback, link-local or unspecified addresses"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle(since: Instant) -> Idle<u32> {
+        Idle { conn: 0, since }
+    }
+
+    /// Past `most`, the connections that came back first go once they have lingered; the
+    /// newer ones, and any within `most`, stay however long they have waited.
+    #[test]
+    fn only_the_lingered_excess_is_trimmed() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let long_ago = now - LINGER - Duration::from_millis(1);
+        let just_now = now - Duration::from_millis(10);
+        let mut pool: Vec<Idle<u32>> = [long_ago, long_ago, just_now, just_now, just_now].map(idle).into();
+        for (i, c) in pool.iter_mut().enumerate() {
+            c.conn = i as u32;
+        }
+        IdlePool::trim(&mut pool, 1, now);
+        let left: Vec<u32> = pool.iter().map(|c| c.conn).collect();
+        assert_eq!(left, [2, 3, 4], "4 past most = 1, the two oldest lingered");
+
+        IdlePool::trim(&mut pool, 5, now);
+        assert_eq!(pool.len(), 3, "within most nothing goes");
+        IdlePool::trim(&mut pool, 0, now + LINGER);
+        assert!(pool.is_empty(), "all lingered, none kept");
+    }
 }
