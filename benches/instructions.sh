@@ -39,6 +39,9 @@ bench_workdir portico-instructions
 BACKEND=18180 NGINX=18181 PORTICO=18184 NGINX_TLS=18481 PORTICO_TLS=18484
 
 bench_backend "$T" "$BACKEND"
+# keep-alive-requests as nginx has it below (keepalive_requests 10000000), not ingress-nginx's
+# default 1000, which would close every client connection twice during the count.
+bench_configmap >> "$T/m/bench.yaml"
 mkdir -p "$T/nginx"
 cat > "$T/nginx.conf" <<EOF
 worker_processes 1; master_process off; daemon off; events { worker_connections 4096; } pid $T/nginx/pid; error_log $T/nginx/error.log warn;
@@ -96,7 +99,7 @@ client() {
 }
 
 wait_port "$BACKEND"
-portico=("$BIN" --manifests "$T/m" --http-addr "127.0.0.1:$PORTICO" --https-addr "127.0.0.1:$PORTICO_TLS"
+portico=("$BIN" --manifests "$T/m" --configmap bench/portico --http-addr "127.0.0.1:$PORTICO" --https-addr "127.0.0.1:$PORTICO_TLS"
   --default-ssl-certificate bench/tls --admin-addr 127.0.0.1:0 --access-log off --worker-threads 1 --shutdown-grace 1s)
 p=$(measure portico "$PORTICO" TERM "${portico[@]}")
 n=$(measure nginx "$NGINX" QUIT nginx -c "$T/nginx.conf" -e "$T/nginx/error.log")
