@@ -949,9 +949,16 @@ async fn keepalive_defaults_are_ingress_nginx_ones() {
     // A burst right after: the 10 past 320 wait a second for it (not closed at once, to be
     // opened again), so fewer than 10 are new (none unless the wave took over a second).
     let before = count();
+    let started = std::time::Instant::now();
     wave().await;
     let opened = count() - before;
-    assert!(opened < BUSY - 320, "{opened} new right after a burst");
+    // Only when the wave's connections were all taken within the second: on a machine slow
+    // enough to take longer, the lingering ones have rightly been closed.
+    if started.elapsed() < std::time::Duration::from_millis(900) {
+        assert!(opened < BUSY - 320, "{opened} new right after a burst");
+    } else {
+        eprintln!("the second wave took {:?}: lingering not checked", started.elapsed());
+    }
     // Idle for longer than that, 320 are kept.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let before = count();
