@@ -23,6 +23,7 @@
 # Prints one line per case and run, then the medians over the runs per proxy and case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/manifests.sh
 HERE=$PWD
 PEERS_DIR=${PEERS_DIR:-../shared/bench}
 RUNS=${RUNS:-3}
@@ -51,7 +52,6 @@ if [[ " $PROXIES " == *" portico "* ]]; then
   if [ -n "${PORTICO_BINARY:-}" ]; then
     BIN=$PORTICO_BINARY
   else
-    . benches/manifests.sh
     BIN=$(BUILD=${BUILD:-release} bench_build)
   fi
 fi
@@ -109,7 +109,6 @@ STARTED+=($!)
 wait_ok "http://127.0.0.1:$BACKEND_PORT/" || { echo "connmem.sh: backend did not start" >&2; exit 1; }
 render nginx.conf "$NGINX_PORT" "$TMP/nginx.conf"
 if [ -n "${BIN:-}" ]; then
-  . benches/manifests.sh
   {
     bench_manifests "127.0.0.1:$BACKEND_PORT"
     bench_tls_secret "$TMP/cert.pem" "$TMP/key.pem"
@@ -193,12 +192,7 @@ done
 
 echo
 echo "== medians over $RUNS run(s) (kB; kb_per_conn = growth with the connections open / N)"
-awk '
-  function median(s,    a, n, i, j, t) {
-    n = split(s, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return n == 0 ? "NA" : (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
-  }
+awk "$BENCH_AWK_MEDIAN"'
   {
     split("", f); for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     c = f["case"]; cases[c] = 1

@@ -36,16 +36,11 @@ NATIVE_N=${NATIVE_N:-200000}
 PROXIES=${PROXIES:-"portico nginx haproxy"}
 if [ -n "${PORTICO_BASE:-}" ]; then PROXIES="base $PROXIES"; fi
 
-missing=()
-for t in valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl openssl:openssl perf:linux-perf; do
-  command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
-done
-if [[ " $PROXIES " == *" haproxy "* ]] && ! command -v haproxy >/dev/null; then missing+=(haproxy); fi
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
-
 . benches/manifests.sh
+need=(valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl openssl:openssl perf:linux-perf)
+if [[ " $PROXIES " == *" haproxy "* ]]; then need+=(haproxy:haproxy); fi
+bench_need "${need[@]}"
+
 BIN=$(bench_build)
 bench_workdir portico-h2
 BACKEND=19380

@@ -25,15 +25,9 @@ cd "$(dirname "$0")/.."
 N=${N:-20000}
 C=${C:-2000}
 
-missing=()
-for t in valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl openssl:openssl; do
-  command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
-
 . benches/manifests.sh
+bench_need valgrind:valgrind h2load:nghttp2-client nginx:nginx curl:curl openssl:openssl
+
 BIN=$(bench_build)
 bench_workdir portico-instructions
 BACKEND=18180 NGINX=18181 PORTICO=18184 NGINX_TLS=18481 PORTICO_TLS=18484

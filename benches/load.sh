@@ -24,16 +24,9 @@ cd "$(dirname "$0")/.."
 PEERS_SH=${PEERS_SH:-../shared/bench/peers.sh}
 [ -x "$PEERS_SH" ] || [ -f "$PEERS_SH" ] || { echo "load.sh: peer harness not found at $PEERS_SH" >&2; exit 1; }
 
-missing=()
-for t in wrk:wrk h2load:nghttp2-client nginx:nginx curl:curl; do
-  command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
-done
-[ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
-
 . benches/manifests.sh
+bench_need wrk:wrk h2load:nghttp2-client nginx:nginx curl:curl /usr/bin/time:time
+
 BIN=$(bench_build)
 OUT=$(mktemp /tmp/portico-load.XXXXXX)
 

@@ -20,16 +20,9 @@ cd "$(dirname "$0")/.."
 PEERS_SH=${PEERS_SH:-../shared/bench/peers.sh}
 [ -f "$PEERS_SH" ] || { echo "table.sh: peer harness not found at $PEERS_SH" >&2; exit 1; }
 
-missing=()
-for t in wrk:wrk h2load:nghttp2-client nginx:nginx haproxy:haproxy curl:curl; do
-  command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
-done
-[ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
-
 . benches/manifests.sh
+bench_need wrk:wrk h2load:nghttp2-client nginx:nginx haproxy:haproxy curl:curl /usr/bin/time:time
+
 BIN=$(bench_build)
 OUT=${RAW:-$(mktemp /tmp/portico-table.XXXXXX)}
 : >"$OUT"
@@ -46,13 +39,7 @@ done
 
 echo
 echo "== $BIN, $RUNS runs: requests/s per fully used proxy core (median, spread over the runs)"
-awk '
-  function median(list,    n, v, i, j, t) {
-    n = split(list, v, " ")
-    if (n == 0) return "NA"
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
-    return (n % 2) ? v[(n + 1) / 2] + 0 : (v[n / 2] + v[n / 2 + 1]) / 2
-  }
+awk "$BENCH_AWK_MEDIAN"'
   function spread(list,    n, v, i, lo, hi, m) {
     n = split(list, v, " "); if (n < 2) return ""
     lo = hi = v[1] + 0
