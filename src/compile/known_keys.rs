@@ -349,7 +349,7 @@ pub const KEYS: &[(&str, Support)] = &[
     (
         "upstream-keepalive-connections",
         Partly(
-            "0 to 4096 idle HTTP/1.1 connections kept per endpoint (and per TLS client), not per nginx worker; without the key 320, as ingress-nginx; 0 keeps none; HTTP/2 upstreams share one connection",
+            "0 to 4096 idle HTTP/1.1 connections kept per endpoint (and per TLS client), not per nginx worker; without the key 320, as ingress-nginx; 0 keeps none; past that many, a connection that comes back is kept up to 1 s more (at most 4× as many in all) for the next request of a burst instead of being closed at once; HTTP/2 upstreams share one connection",
         ),
     ),
     (
