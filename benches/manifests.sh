@@ -12,6 +12,21 @@ YAML
   bench_route backend "$1" / "${2:-}"
 }
 
+# bench_need TOOL:PACKAGE... installs, with apt-get, the Debian packages of the tools not on PATH
+# (a TOOL starting with / is a path that must be executable, as /usr/bin/time).
+bench_need() {
+  local t missing=()
+  for t in "$@"; do
+    case ${t%%:*} in
+      /*) [ -x "${t%%:*}" ] || missing+=("${t#*:}") ;;
+      *) command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}") ;;
+    esac
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
 # bench_route NAME ADDR PATH [ANNOTATIONS] prints a Service bench/NAME whose EndpointSlice names
 # ADDR (ip:port), and an Ingress bench/NAME of class portico sending PATH (Prefix) to it.
 bench_route() {
