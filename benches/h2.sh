@@ -95,14 +95,7 @@ command_of() { # proxy -> its command line, one word a line
   esac
 }
 
-wait_tls() {
-  for _ in $(seq 150); do
-    curl -sk -o /dev/null "https://127.0.0.1:$1/" && return 0
-    sleep 0.2
-  done
-  echo "h2.sh: nothing answers on port $1" >&2
-  exit 1
-}
+wait_tls() { bench_wait_url "https://127.0.0.1:$1/" h2.sh; }
 
 load() { # port n [h2load args...]: h2load over TLS; fails unless every request succeeded
   local port=$1 n=$2

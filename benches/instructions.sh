@@ -49,14 +49,7 @@ EOF
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
 pids+=($!)
 
-wait_port() {
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
-    sleep 0.2
-  done
-  echo "instructions.sh: nothing answers on port $1" >&2
-  exit 1
-}
+wait_port() { bench_wait_url "http://127.0.0.1:$1/" instructions.sh; }
 
 # measure NAME PORT STOP_SIGNAL CMD... -> prints instructions per request
 measure() {

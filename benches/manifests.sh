@@ -27,6 +27,17 @@ bench_need() {
   fi
 }
 
+# bench_wait_url URL WHO waits up to 30 s for URL to answer (certificates not checked); else it
+# says so, as WHO, and exits.
+bench_wait_url() {
+  for _ in $(seq 150); do
+    curl -sk -o /dev/null "$1" && return 0
+    sleep 0.2
+  done
+  echo "$2: nothing answers at $1" >&2
+  exit 1
+}
+
 # bench_route NAME ADDR PATH [ANNOTATIONS] prints a Service bench/NAME whose EndpointSlice names
 # ADDR (ip:port), and an Ingress bench/NAME of class portico sending PATH (Prefix) to it.
 bench_route() {
