@@ -50,16 +50,7 @@ declare -A STOP=([nginx]=QUIT [haproxy]=TERM [portico]=TERM [base]=TERM)
 bench_backend "$T" "$BACKEND"
 bench_configmap >> "$T/m/bench.yaml"
 cat "$T/cert.pem" "$T/key.pem" > "$T/combined.pem"
-mkdir -p "$T/nginx"
-cat > "$T/nginx.conf" <<EOF
-worker_processes 1; master_process off; daemon off; events { worker_connections 4096; } pid $T/nginx/pid; error_log $T/nginx/error.log warn;
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/nginx;
-  proxy_temp_path $T/nginx; fastcgi_temp_path $T/nginx; uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
-  upstream backend { server 127.0.0.1:$BACKEND; keepalive 256; keepalive_requests 10000000; }
-  server { listen 127.0.0.1:${TLS_PORT[nginx]} ssl http2;
-    ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-EOF
+bench_nginx_proxy "$T" "$BACKEND" "listen 127.0.0.1:${TLS_PORT[nginx]} ssl http2;"
 # As ../shared/bench/haproxy.cfg.
 cat > "$T/haproxy.cfg" <<EOF
 global

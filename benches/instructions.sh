@@ -33,19 +33,10 @@ bench_workdir portico-instructions
 BACKEND=18180 NGINX=18181 PORTICO=18184 NGINX_TLS=18481 PORTICO_TLS=18484
 
 bench_backend "$T" "$BACKEND"
-# keep-alive-requests as nginx has it below (keepalive_requests 10000000), not ingress-nginx's
+# keep-alive-requests as bench_nginx_proxy gives nginx (keepalive_requests 10000000), not ingress-nginx's
 # default 1000, which would close every client connection twice during the count.
 bench_configmap >> "$T/m/bench.yaml"
-mkdir -p "$T/nginx"
-cat > "$T/nginx.conf" <<EOF
-worker_processes 1; master_process off; daemon off; events { worker_connections 4096; } pid $T/nginx/pid; error_log $T/nginx/error.log warn;
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $T/nginx;
-  proxy_temp_path $T/nginx; fastcgi_temp_path $T/nginx; uwsgi_temp_path $T/nginx; scgi_temp_path $T/nginx;
-  upstream backend { server 127.0.0.1:$BACKEND; keepalive 256; keepalive_requests 10000000; }
-  server { listen 127.0.0.1:$NGINX; listen 127.0.0.1:$NGINX_TLS ssl;
-    ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-EOF
+bench_nginx_proxy "$T" "$BACKEND" "listen 127.0.0.1:$NGINX; listen 127.0.0.1:$NGINX_TLS ssl;"
 nginx -c "$T/backend.conf" -e "$T/backend/error.log" &
 pids+=($!)
 

@@ -38,6 +38,22 @@ bench_wait_url() {
   exit 1
 }
 
+# bench_nginx_proxy DIR BACKEND LISTEN writes DIR/nginx.conf: one nginx worker proxying to the
+# backend on port BACKEND over HTTP/1.1 keep-alive, as the peer harness configures it, with the
+# `listen` directives LISTEN (their `ssl` ones use DIR/cert.pem).
+bench_nginx_proxy() {
+  mkdir -p "$1/nginx"
+  cat > "$1/nginx.conf" <<EOF
+worker_processes 1; master_process off; daemon off; events { worker_connections 4096; } pid $1/nginx/pid; error_log $1/nginx/error.log warn;
+http { access_log off; keepalive_requests 10000000; client_body_temp_path $1/nginx;
+  proxy_temp_path $1/nginx; fastcgi_temp_path $1/nginx; uwsgi_temp_path $1/nginx; scgi_temp_path $1/nginx;
+  upstream backend { server 127.0.0.1:$2; keepalive 256; keepalive_requests 10000000; }
+  server { $3
+    ssl_certificate $1/cert.pem; ssl_certificate_key $1/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+}
+
 # bench_route NAME ADDR PATH [ANNOTATIONS] prints a Service bench/NAME whose EndpointSlice names
 # ADDR (ip:port), and an Ingress bench/NAME of class portico sending PATH (Prefix) to it.
 bench_route() {
