@@ -62,9 +62,10 @@ fn lookup(c: &mut Criterion) {
         let mut s = snapshot(hosts, 10, 0);
         // A host-less catch-all rule so that unknown hosts have something to reach.
         let mut any = (*s.ingresses.values().next().expect("one ingress").clone()).clone();
-        any.metadata.name = Some("any".into());
         any.spec.as_mut().expect("spec").rules.as_mut().expect("rules")[0].host = None;
-        s.insert(AnyObject::Ingress(Arc::new(any)));
+        let key =
+            portico::model::ObjectKey::new(s.ingresses.keys().next().expect("one ingress").namespace.clone(), "any");
+        s.insert(AnyObject::Ing(key, Arc::new(any)));
         let cfg = compile(&s, &Options::default());
         assert!(cfg.diagnostics.is_empty(), "{:?}", cfg.diagnostics.first());
         let last = hosts - 1;

@@ -206,6 +206,11 @@ impl IngressBuilder {
     pub fn build(self) -> Ingress {
         self.0
     }
+
+    /// As the Snapshot keeps it (see [`crate::model::ingress`]).
+    pub fn ing(self) -> crate::model::Ing {
+        crate::model::Ing::from(&self.0)
+    }
 }
 
 // ---------------------------------------------------------------- Service
@@ -517,6 +522,7 @@ pub fn yaml(objects: &[AnyObject]) -> String {
         .map(|o| {
             let text = match o {
                 AnyObject::Ingress(o) => doc(o.as_ref()),
+                AnyObject::Ing(key, o) => doc(&o.to_k8s(key)),
                 AnyObject::IngressClass(o) => doc(o.as_ref()),
                 AnyObject::Service(o) => doc(o.as_ref()),
                 AnyObject::EndpointSlice(o) => doc(o.as_ref()),

@@ -1,6 +1,7 @@
 //! The Snapshot: every Kubernetes object compile() reads, typed and keyed by namespace/name.
 
 pub mod gateway;
+pub mod ingress;
 pub mod service;
 pub mod slice;
 
@@ -13,6 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
 
+pub use ingress::Ing;
 pub use service::{Svc, SvcPort};
 pub use slice::Slice;
 
@@ -69,7 +71,8 @@ pub type Objects<T> = Arc<BTreeMap<ObjectKey, Arc<T>>>;
 /// what their caches already hold without copying.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub ingresses: Objects<Ingress>,
+    /// Compacted as they arrive (see [`ingress`]).
+    pub ingresses: Objects<Ing>,
     /// Cluster-scoped: keyed with an empty namespace.
     pub ingress_classes: Objects<IngressClass>,
     /// Compacted as they arrive (see [`service`]).
@@ -99,6 +102,8 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 pub enum AnyObject {
     Ingress(Arc<Ingress>),
+    /// An Ingress already compacted (what the Kubernetes source hands over), by key.
+    Ing(ObjectKey, Arc<Ing>),
     IngressClass(Arc<IngressClass>),
     Service(Arc<Service>),
     /// A Service already compacted (what the Kubernetes source hands over), by key.
@@ -124,6 +129,7 @@ impl AnyObject {
     pub fn key(&self) -> ObjectKey {
         match self {
             AnyObject::Ingress(o) => key_of(o.as_ref()),
+            AnyObject::Ing(key, _) => key.clone(),
             AnyObject::IngressClass(o) => ObjectKey::new("", o.metadata.name.clone().unwrap_or_default()),
             AnyObject::Service(o) => key_of(o.as_ref()),
             AnyObject::Svc(key, _) => key.clone(),
@@ -246,7 +252,11 @@ impl Snapshot {
     pub fn insert(&mut self, obj: AnyObject) {
         let key = obj.key();
         match obj {
-            AnyObject::Ingress(o) => drop(Arc::make_mut(&mut self.ingresses).insert(key, o)),
+            AnyObject::Ingress(o) => {
+                let ing = Arc::new(Ing::from(o.as_ref()));
+                drop(Arc::make_mut(&mut self.ingresses).insert(key, ing))
+            }
+            AnyObject::Ing(_, o) => drop(Arc::make_mut(&mut self.ingresses).insert(key, o)),
             AnyObject::IngressClass(o) => drop(Arc::make_mut(&mut self.ingress_classes).insert(key, o)),
             AnyObject::Service(o) => {
                 let svc = Arc::new(Svc::from(o.as_ref()));

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::Ing as Ingress;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::Ingress;
 
 use super::ingress::annotation;
 use super::known::{self, Support};
@@ -164,11 +164,8 @@ impl Annotations<'_> {
     /// Reports every annotation under Portico's or ingress-nginx's prefix that has no effect
     /// here (see [`super::known`]).
     pub fn unsupported(&mut self) {
-        let Some(all) = self.ing.metadata.annotations.as_ref() else {
-            return;
-        };
-        for key in all.keys() {
-            let Some(name) = ["portico.dev/", "nginx.ingress.kubernetes.io/"]
+        for key in self.ing.metadata.annotations.keys() {
+            let Some(name) = crate::model::ingress::ANNOTATION_PREFIXES
                 .iter()
                 .find_map(|p| key.strip_prefix(p))
             else {
@@ -465,15 +462,14 @@ mod tests {
     /// The Policy of an Ingress with `notes` (names under ingress-nginx's prefix), and the
     /// diagnostics reading them gave.
     fn policy_of(notes: &[(&str, &str)]) -> (Policy, Vec<Diagnostic>) {
-        let mut ing = Ingress::default();
-        ing.metadata.name = Some("i".into());
-        ing.metadata.namespace = Some("default".into());
+        let mut ing = k8s_openapi::api::networking::v1::Ingress::default();
         ing.metadata.annotations = Some(
             notes
                 .iter()
                 .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
         );
+        let ing = crate::model::Ing::from(&ing);
         let key = ObjectKey::new("default", "i");
         let mut diags = Diagnostics::default();
         let policy = Annotations {

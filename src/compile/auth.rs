@@ -366,7 +366,7 @@ pub(super) fn request_redirect(v: &str) -> Option<String> {
 /// Whether every host `ing` serves is an exact name: it has rules, each with a host that is
 /// no wildcard (its default backend then serves those hosts only), and no `server-alias` is
 /// a wildcard.
-pub fn exact_hosts(ing: &k8s_openapi::api::networking::v1::Ingress) -> bool {
+pub fn exact_hosts(ing: &crate::model::Ing) -> bool {
     let rules = ing.spec.as_ref().and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
     !rules.is_empty()
         && rules
@@ -741,20 +741,18 @@ mod tests {
         let two = ingress("default", "a")
             .rule("a.test", "/", Prefix, "web", 80)
             .rule("b.test", "/x", Prefix, "web", 80);
-        assert!(exact_hosts(&two.clone().build()));
-        assert!(exact_hosts(&two.clone().default_backend("web", 80).build()));
+        assert!(exact_hosts(&two.clone().ing()));
+        assert!(exact_hosts(&two.clone().default_backend("web", 80).ing()));
         assert!(!exact_hosts(
             &two.clone()
                 .annotation("nginx.ingress.kubernetes.io/server-alias", "*.a.test")
-                .build()
+                .ing()
         ));
         assert!(!exact_hosts(
-            &two.clone().rule("*.c.test", "/", Prefix, "web", 80).build()
+            &two.clone().rule("*.c.test", "/", Prefix, "web", 80).ing()
         ));
-        assert!(!exact_hosts(&two.rule("", "/", Prefix, "web", 80).build()));
-        assert!(!exact_hosts(
-            &ingress("default", "b").default_backend("web", 80).build()
-        ));
+        assert!(!exact_hosts(&two.rule("", "/", Prefix, "web", 80).ing()));
+        assert!(!exact_hosts(&ingress("default", "b").default_backend("web", 80).ing()));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::IngressBackend;
+use crate::model::ingress::Backend as IngressBackend;
 
 use super::annotations::{Annotations, valid_cookie_name};
 use super::ingress::{IngressPass, annotation};
@@ -175,7 +175,7 @@ impl Annotations<'_> {
 pub type Claim = (HostPattern, String, bool);
 
 /// Whether an Ingress is a canary, before its annotations are read (and reported).
-pub fn is_canary(ing: &k8s_openapi::api::networking::v1::Ingress) -> bool {
+pub fn is_canary(ing: &crate::model::Ing) -> bool {
     annotation(ing, "canary").is_some_and(|(_, v)| v.trim() == "true")
 }
 

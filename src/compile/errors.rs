@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::model::Ing as Ingress;
 
 use super::annotations::Annotations;
 use super::ingress::IngressPass;

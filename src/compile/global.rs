@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::model::Ing as Ingress;
 
 use super::Options;
 use super::annotations::{parse_size, parse_timeout};
@@ -212,7 +212,7 @@ pub fn route_policy(
         );
     });
     // Most Ingresses carry no annotations: nothing below applies to them but the denial.
-    let noted = ing.metadata.annotations.as_ref().is_some_and(|a| !a.is_empty());
+    let noted = !ing.metadata.annotations.is_empty();
     if let Some(why) = &g.global_auth_denied
         && annotation(ing, "auth-url").is_none()
         && annotation(ing, "enable-global-auth").is_none_or(|(_, v)| v.trim() != "false")
@@ -848,7 +848,7 @@ mod tests {
         let ing = fixture::ingress("default", "i")
             .annotation("nginx.ingress.kubernetes.io/proxy-body-size", "0")
             .annotation("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "bad")
-            .build();
+            .ing();
         // As the annotations read: "0" is no limit.
         let mut p = Policy {
             max_body_bytes: None,
@@ -869,14 +869,14 @@ mod tests {
             },
             ..Default::default()
         };
-        let plain = fixture::ingress("default", "plain").build();
+        let plain = fixture::ingress("default", "plain").ing();
         let mut p = Policy::default();
         apply_route_defaults(&mut p, &plain, &d);
         assert_eq!(p.next_upstream, d.next_upstream);
         // The annotation's list wins; the ConfigMap's timeout still applies.
         let own = fixture::ingress("default", "own")
             .annotation("nginx.ingress.kubernetes.io/proxy-next-upstream", "off")
-            .build();
+            .ing();
         let mut p = Policy {
             next_upstream: NextUpstream::OFF,
             ..Policy::default()

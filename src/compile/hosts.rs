@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::model::Ing as Ingress;
 use rustls::sign::CertifiedKey;
 
 use super::annotations::Annotations;

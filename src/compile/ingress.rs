@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use crate::model::Ing as Ingress;
+use crate::model::ingress::Backend as IngressBackend;
 
 use super::Options;
 use super::annotations::Annotations;
@@ -20,12 +21,12 @@ use crate::config::tls::CertStore;
 use crate::model::{ObjectKey, Snapshot};
 use crate::path;
 
-pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+pub use crate::model::ingress::CLASS_ANNOTATION;
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
-/// Annotation prefixes Portico reads, its own first: `portico.dev/x` wins over the
-/// ingress-nginx spelling of the same setting.
-const ANNOTATION_PREFIXES: [&str; 2] = ["portico.dev/", "nginx.ingress.kubernetes.io/"];
+// Annotation prefixes Portico reads, its own first: `portico.dev/x` wins over the
+// ingress-nginx spelling of the same setting.
+use crate::model::ingress::ANNOTATION_PREFIXES;
 
 /// Decides which Ingresses are ours. Built once per compile from the IngressClasses.
 pub struct ClassFilter<'a> {
@@ -67,8 +68,8 @@ impl<'a> ClassFilter<'a> {
                 Some(false) => Some(format!("IngressClass {class} belongs to another controller")),
             };
         }
-        if let Some(class) = ing.metadata.annotations.as_ref().and_then(|a| a.get(CLASS_ANNOTATION)) {
-            return (class != &self.opts.ingress_class)
+        if let Some(class) = ing.metadata.annotations.get(CLASS_ANNOTATION) {
+            return (class != self.opts.ingress_class)
                 .then(|| format!("annotation {CLASS_ANNOTATION}={class} names another class"));
         }
         if self.opts.watch_without_class || self.default_is_ours {
@@ -80,10 +81,13 @@ impl<'a> ClassFilter<'a> {
 
 /// Reads an annotation under Portico's or ingress-nginx's prefix.
 pub fn annotation<'a>(ing: &'a Ingress, name: &str) -> Option<(&'static str, &'a str)> {
-    let annotations = ing.metadata.annotations.as_ref()?;
+    let annotations = &ing.metadata.annotations;
+    if annotations.is_empty() {
+        return None;
+    }
     ANNOTATION_PREFIXES
         .iter()
-        .find_map(|p| annotations.get(&format!("{p}{name}")).map(|v| (*p, v.as_str())))
+        .find_map(|p| annotations.get(&format!("{p}{name}")).map(|v| (*p, v)))
 }
 
 /// Everything the Ingress pass produces.
@@ -251,8 +255,8 @@ impl IngressPass<'_, '_> {
                     hosts_of_ingress.push(host.clone());
                 }
                 let redirect = (ssl_redirect && has_tls(&host)) || force_ssl_redirect;
-                for p in rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or(&[]) {
-                    let path_type = match p.path_type.as_str() {
+                for p in rule.http.as_ref().map(|h| &*h.paths).unwrap_or(&[]) {
+                    let path_type = match &*p.path_type {
                         "Exact" => PathType::Exact,
                         "Prefix" => PathType::Prefix,
                         "ImplementationSpecific" => PathType::ImplementationSpecific,
@@ -426,16 +430,16 @@ impl IngressPass<'_, '_> {
     fn tls(&mut self, key: &ObjectKey, ing: &Ingress, tls_hosts: &mut HashMap<HostPattern, TlsHost>) {
         let Some(spec) = &ing.spec else { return };
         for tls in spec.tls.as_deref().unwrap_or(&[]) {
-            let secret = tls.secret_name.clone().filter(|s| !s.is_empty());
+            let secret = tls.secret_name.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
             // Without hosts, a TLS entry covers the hosts of the Ingress's rules.
             let listed: Vec<String> = match tls.hosts.as_deref() {
-                Some(h) if !h.is_empty() => h.to_vec(),
+                Some(h) if !h.is_empty() => h.iter().map(|h| h.to_string()).collect(),
                 _ => spec
                     .rules
                     .as_deref()
                     .unwrap_or(&[])
                     .iter()
-                    .filter_map(|r| r.host.clone())
+                    .filter_map(|r| r.host.as_deref().map(str::to_string))
                     .filter(|h| !h.is_empty())
                     .collect(),
             };

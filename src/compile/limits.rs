@@ -124,8 +124,6 @@ pub fn recount(snapshot: &Snapshot, prev: &Replicas, changed: Option<&HashSet<Ob
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::api::networking::v1::Ingress;
-
     use super::*;
     use crate::config::diagnostic::{Diagnostic, Diagnostics, Reason};
     use crate::fixture;
@@ -133,13 +131,14 @@ mod tests {
 
     /// The limits of an Ingress with `notes` (names under `prefix`), and the diagnostics.
     fn limits_of(prefix: &str, notes: &[(&str, &str)]) -> (Option<Arc<Limits>>, Vec<Diagnostic>) {
-        let mut ing = Ingress::default();
+        let mut ing = k8s_openapi::api::networking::v1::Ingress::default();
         ing.metadata.annotations = Some(
             notes
                 .iter()
                 .map(|(k, v)| (format!("{prefix}{k}"), v.to_string()))
                 .collect(),
         );
+        let ing = crate::model::Ing::from(&ing);
         let key = ObjectKey::new("default", "i");
         let mut diags = Diagnostics::default();
         let limits = Annotations {

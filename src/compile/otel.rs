@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::model::Ing as Ingress;
 
 use super::compress::go_bool;
 use super::ingress::annotation;
@@ -274,7 +274,7 @@ mod tests {
     fn routes_follow_the_configmap_unless_their_ingress_says_otherwise() {
         let ing = |a: &[(&str, &str)]| {
             let b = fixture::ingress("default", "web");
-            a.iter().fold(b, |b, (k, v)| b.annotation(k, v)).build()
+            a.iter().fold(b, |b, (k, v)| b.annotation(k, v)).ing()
         };
         let none = |_: &str, _: &str, _: &str, _: &str| panic!("no warning expected");
         let on = Otel {

@@ -2,7 +2,7 @@
 //! As in ingress-nginx, both are whole numbers of kilobytes (1024 bytes): it renders them as
 //! nginx's `limit_rate Nk` and `limit_rate_after Nk`, for an annotation and a key alike.
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::model::Ing as Ingress;
 
 use super::annotations::Annotations;
 use super::ingress::annotation;
@@ -68,7 +68,7 @@ mod tests {
         for (k, v) in notes {
             ing = ing.annotation(k, v);
         }
-        let ing = ing.build();
+        let ing = ing.ing();
         let key = ObjectKey::new("default", "i");
         let mut diags = Diagnostics::default();
         let secrets = BTreeMap::new();

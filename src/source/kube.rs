@@ -1,7 +1,7 @@
 //! Kubernetes mode: reflect the cluster's objects into the Snapshot, and (as leader) write
 //! Ingress status and Events.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio::sync::{Notify, watch};
 use super::{FULL_COMPILE_EVERY, Publisher};
 use crate::config::Config;
 use crate::config::Diagnostic;
-use crate::model::{AnyObject, Kind, ObjectKey, Slice, Snapshot, Svc, key_of};
+use crate::model::{AnyObject, Ing, Kind, ObjectKey, Slice, Snapshot, Svc, key_of};
 
 /// Settings of Kubernetes mode.
 #[derive(Clone, Debug, Default)]
@@ -94,32 +94,21 @@ macro_rules! reflected {
         }
     };
 }
-reflected!(Ingress, Ingress, {
+// Ingresses are compacted as they arrive (`model::ingress`): what compile reads, the
+// annotations under Portico's and ingress-nginx's prefixes, the status addresses the status
+// writer compares, and the uid and resourceVersion Events name.
+impl Reflected for Ingress {
+    const SNAPSHOT_KIND: Kind = Kind::Ingress;
+    fn wrap(self) -> AnyObject {
+        AnyObject::Ing(key_of(&self), Arc::new(Ing::from(&self)))
+    }
     fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
-        snapshot.ingresses.get(&key_of(new)).is_some_and(|old| {
-            old.spec == new.spec
-                && old.metadata.annotations == new.metadata.annotations
-                && old.metadata.creation_timestamp == new.metadata.creation_timestamp
-        })
+        snapshot
+            .ingresses
+            .get(&key_of(new))
+            .is_some_and(|old| old.same_for_compile(&Ing::from(new)))
     }
-    fn slim_kind(&mut self) {
-        if let Some(spec) = self.spec.as_mut() {
-            for rule in spec.rules.iter_mut().flatten() {
-                if let Some(http) = rule.http.as_mut() {
-                    http.paths.shrink_to_fit();
-                }
-            }
-            fit(&mut spec.rules);
-            for tls in spec.tls.iter_mut().flatten() {
-                fit(&mut tls.hosts);
-            }
-            fit(&mut spec.tls);
-        }
-        if let Some(lb) = self.status.as_mut().and_then(|s| s.load_balancer.as_mut()) {
-            fit(&mut lb.ingress);
-        }
-    }
-});
+}
 reflected!(IngressClass, IngressClass);
 // Services are compacted as they arrive (`model::service`): what backends are resolved from
 // (ports, type, externalName, clusterIP for `service-upstream`, session affinity,
@@ -301,15 +290,6 @@ fn reflect_gateway(client: &Client, ns: Option<&str>, kinds: &[Kind], shared: &A
             Kind::ListenerSet => tokio::spawn(reflect(api::<ListenerSet>(client, ns), all.clone(), s)),
             _ => continue,
         };
-    }
-}
-
-/// Gives back a list's spare room. Lists arrive from the API's JSON without a length, so
-/// each one grows by doubling (at least four entries' room): at 10k objects the unused room
-/// of slices' endpoints, Ingresses' rules and paths and Services' ports is megabytes.
-fn fit<T>(list: &mut Option<Vec<T>>) {
-    if let Some(l) = list {
-        l.shrink_to_fit();
     }
 }
 
@@ -639,10 +619,12 @@ async fn leader_duties(
             continue;
         }
         done = Some((cfg.admitted.clone(), cfg.diagnostics.clone(), cfg.gateway.clone()));
-        let ingresses = lock(&shared.snapshot).ingresses.clone();
-        write_status(&client, &opts, &cfg, &ingresses).await;
+        // The Ingresses are looked up in the live Snapshot, never held across the writes:
+        // each status write comes back as a change to its Ingress, and a map still held
+        // here would then be copied whole, and every Ingress kept twice until the round ends.
+        write_status(&client, &opts, &cfg, &shared).await;
         super::gateway_services::round(&mut services, &mut gateways, &client, &opts, &cfg).await;
-        state.events(&recorder, &cfg, &ingresses).await;
+        state.events(&recorder, &cfg, &shared).await;
     }
 }
 
@@ -663,20 +645,23 @@ struct LeaderState {
     admitted: HashSet<ObjectKey>,
 }
 
-fn reference(ing: &Ingress) -> ObjectReference {
-    ObjectReference {
+/// The Event reference to the Ingress at `key`; `None` when it is gone.
+fn reference(shared: &Shared, key: &ObjectKey) -> Option<ObjectReference> {
+    let snapshot = lock(&shared.snapshot);
+    let ing = snapshot.ingresses.get(key)?;
+    Some(ObjectReference {
         api_version: Some("networking.k8s.io/v1".into()),
         kind: Some("Ingress".into()),
-        namespace: ing.metadata.namespace.clone(),
-        name: ing.metadata.name.clone(),
-        uid: ing.metadata.uid.clone(),
-        resource_version: ing.metadata.resource_version.clone(),
+        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.clone()),
+        uid: ing.metadata.uid.as_deref().map(str::to_string),
+        resource_version: ing.metadata.resource_version.as_deref().map(str::to_string),
         field_path: None,
-    }
+    })
 }
 
 impl LeaderState {
-    async fn events(&mut self, recorder: &EventWriter, cfg: &Config, ingresses: &Ingresses) {
+    async fn events(&mut self, recorder: &EventWriter, cfg: &Config, ingresses: &Shared) {
         for key in cfg.admitted.iter() {
             if !self.admitted.contains(key)
                 && publish(
@@ -724,13 +709,13 @@ struct EventWriter {
 /// Writes one Event on an Ingress; true when it was written (a vanished Ingress gets none).
 async fn publish(
     writer: &EventWriter,
-    ingresses: &Ingresses,
+    ingresses: &Shared,
     key: &ObjectKey,
     type_: &str,
     reason: &str,
     note: String,
 ) -> bool {
-    let Some(ing) = ingresses.get(key) else {
+    let Some(regarding) = reference(ingresses, key) else {
         return false;
     };
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -745,7 +730,7 @@ async fn publish(
         reason: Some(reason.into()),
         note: Some(note),
         type_: Some(type_.into()),
-        regarding: Some(reference(ing)),
+        regarding: Some(regarding),
         reporting_controller: Some(writer.controller.clone()),
         reporting_instance: Some(writer.instance.clone()),
         ..Default::default()
@@ -823,37 +808,30 @@ pub(super) fn service_entries(svc: &Service) -> Vec<serde_json::Value> {
     cluster.into_iter().filter(|v| seen.insert(v.to_string())).collect()
 }
 
-fn current_status(ing: &Ingress) -> Vec<serde_json::Value> {
-    ing.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|l| l.ingress.as_ref())
-        .map(|v| v.iter().filter_map(|i| serde_json::to_value(i).ok()).collect())
-        .unwrap_or_default()
-}
-
-type Ingresses = BTreeMap<ObjectKey, Arc<Ingress>>;
-
-async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, ingresses: &Ingresses) {
+async fn write_status(client: &Client, opts: &KubeOptions, cfg: &Config, shared: &Shared) {
     let Some(desired) = desired_status(client, opts).await else {
         return;
     };
+    let want = crate::model::ingress::status_json(&desired);
     let ours: HashSet<&ObjectKey> = cfg.admitted.iter().collect();
-    let mut writes: BTreeMap<&ObjectKey, Vec<serde_json::Value>> = BTreeMap::new();
-    for (key, ing) in ingresses {
-        let current = current_status(ing);
-        if ours.contains(key) {
-            if current != desired {
-                writes.insert(key, desired.clone());
+    // Which Ingresses to write (true: our addresses; false: none), decided under the lock.
+    let writes: Vec<(ObjectKey, bool)> = lock(&shared.snapshot)
+        .ingresses
+        .iter()
+        .filter_map(|(key, ing)| {
+            let current = &*ing.status;
+            if ours.contains(key) {
+                (current != want).then(|| (key.clone(), true))
+            } else {
+                // No longer ours (class changed): take our address back out.
+                (!current.is_empty() && current == want).then(|| (key.clone(), false))
             }
-        } else if !current.is_empty() && current == desired {
-            // No longer ours (class changed): take our address back out.
-            writes.insert(key, Vec::new());
-        }
-    }
+        })
+        .collect();
     let params = PatchParams::apply("portico").force();
     let mut failed = HashMap::new();
-    for (key, entries) in writes {
+    for (key, ours) in writes {
+        let entries = if ours { &desired[..] } else { &[] };
         let api: Api<Ingress> = Api::namespaced(client.clone(), &key.namespace);
         let patch = json!({
             "apiVersion": "networking.k8s.io/v1",
@@ -993,25 +971,5 @@ mod tests {
         );
         assert!(a.diagnostics.iter().any(|d| d.object.name == "orphan"));
         assert!(a == b, "full: {a:#?}\nslimmed: {b:#?}");
-    }
-
-    /// Lists decoded from the API's JSON keep no spare room once slimmed. (EndpointSlices
-    /// are compacted into boxed slices instead: see `model::slice`.)
-    #[test]
-    fn slimmed_lists_keep_no_spare_room() {
-        let ing = fixture::ingress("default", "site")
-            .class("portico")
-            .rule("web.example", "/", Prefix, "web", 80)
-            .path("/api", Prefix, "web", 80)
-            .tls(&["web.example"], Some("tls"))
-            .build();
-        let decoded: Ingress = serde_json::from_slice(&serde_json::to_vec(&ing).expect("json")).expect("ingress");
-        let thin = slim(decoded);
-        let spec = thin.spec.as_ref().expect("spec");
-        let rules = spec.rules.as_ref().expect("rules");
-        assert_eq!(rules.capacity(), 1);
-        assert_eq!(rules[0].http.as_ref().map(|h| h.paths.capacity()), Some(2));
-        assert_eq!(spec.tls.as_ref().map(Vec::capacity), Some(1));
-        assert_eq!(*thin.spec.as_ref().expect("spec"), *ing.spec.as_ref().expect("spec"));
     }
 }
