@@ -100,12 +100,13 @@ impl Publisher {
     /// `objects`: how many objects the compile read.
     fn finish(&self, cfg: Config, objects: usize, took: std::time::Duration, kind: &'static str) -> Arc<Config> {
         let routes = cfg.route_list.len();
-        let prev_certs = self.live.config().certs.clone();
+        let prev = self.live.config();
         let generation = self.live.publish(cfg);
         self.metrics.config_generation.set(generation);
         let live = self.live.config();
-        let certs_changed = generation == 1 || !Arc::ptr_eq(&prev_certs, &live.certs);
-        self.metrics.published(&live, SystemTime::now(), certs_changed);
+        let certs_changed = generation == 1 || !Arc::ptr_eq(&prev.certs, &live.certs);
+        self.metrics.published(&prev, &live, SystemTime::now(), certs_changed);
+        drop(prev);
         tracing::info!(
             generation,
             routes,
