@@ -508,10 +508,12 @@ pub async fn run(client: Client, opts: KubeOptions, publisher: Arc<Publisher>) {
         let p = publisher.clone();
         let compiled = tokio::task::spawn_blocking(move || {
             if quick {
-                p.publish_endpoints(&snapshot, services.as_ref())
-            } else {
-                p.publish(&snapshot, Vec::new())
+                return p.publish_endpoints(&snapshot, services.as_ref());
             }
+            let cfg = p.publish(&snapshot, Vec::new());
+            drop(snapshot);
+            super::return_freed_memory();
+            cfg
         })
         .await;
         last_compile = tokio::time::Instant::now();

@@ -118,3 +118,19 @@ impl Publisher {
         self.live.config()
     }
 }
+
+/// Gives what a full compile freed back to the OS at once. The compile runs on a blocking
+/// thread that then sits idle: mimalloc purges freed pages only when the thread that owns
+/// them next calls it (or exits, ten seconds later), so at 10k Ingresses the first compile's
+/// transient memory (about 5 MB: resident 78.9 and 80.0 MB when ready, 73.7 MB once settled)
+/// stayed resident until then.
+pub fn return_freed_memory() {
+    // Linked in with the allocator crate (its C library).
+    extern crate mimalloc as _;
+    unsafe extern "C" {
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: mi_collect takes no pointers; it frees this thread's empty pages and purges
+    // them, and is safe to call from any thread at any time.
+    unsafe { mi_collect(true) }
+}
