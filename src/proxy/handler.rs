@@ -791,18 +791,17 @@ impl Proxy {
             out.addr = Some(ep.addr);
             let t = Instant::now();
             let began = *first.get_or_insert(t);
-            let mut conn = match self
-                .upstream
-                .connection(
-                    runtime,
-                    protocol,
-                    tls,
-                    policy.connect_timeout,
-                    &routed.plane.config.global,
-                    t,
-                )
-                .await
-            {
+            // A pooled connection without a future (most requests), else a new one.
+            let global = &routed.plane.config.global;
+            let connected = match self.upstream.pooled(runtime, protocol, tls, global, t) {
+                Some(c) => Ok(c),
+                None => {
+                    self.upstream
+                        .fresh(runtime, protocol, tls, policy.connect_timeout, global)
+                        .await
+                }
+            };
+            let mut conn = match connected {
                 Ok(c) => c,
                 Err(e) => {
                     let wait = state.failed(now_ns());

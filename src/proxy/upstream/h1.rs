@@ -25,6 +25,7 @@ use hyper::body::{Body as HttpBody, Frame};
 use smallvec::SmallVec;
 
 use super::BoxError;
+use crate::config::global::UpstreamReuse;
 use crate::proxy::case::{self, Names};
 use crate::proxy::deadline::{self, Deadline};
 use crate::proxy::headers::{Forwarded, is_trailer_allowed};
@@ -132,6 +133,11 @@ pub struct H1<T = Io> {
     pub born: Instant,
     /// The deadline of the exchange under way, one timer for the connection's life.
     deadline: Deadline,
+    /// The endpoint's pool it goes back to, and the `upstream-keepalive-*` limits it was
+    /// taken under: kept here rather than in the response body that returns it (moved from
+    /// function to function on its way to the client, that body is better small).
+    pub(super) pool: super::Pool,
+    pub(super) reuse: UpstreamReuse,
 }
 
 /// How a request body goes on the wire.
@@ -259,6 +265,8 @@ impl<T: Conn> H1<T> {
             served: 0,
             born: Instant::now(),
             deadline: Deadline::new(Instant::now()),
+            pool: super::Pool::Plain,
+            reuse: UpstreamReuse::default(),
         }
     }
 
