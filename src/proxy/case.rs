@@ -252,8 +252,9 @@ impl<'a> Speller<'a> {
 }
 
 /// Whether two names are the same but for ASCII case, compared eight bytes at a time (a
-/// byte at a time, this was most of what spelling a request's names cost).
-#[inline]
+/// byte at a time, this was most of what spelling a request's names cost). Always inlined:
+/// left to the compiler, it stayed a call in `Speller::find` (60 instructions per name).
+#[inline(always)]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -396,7 +397,13 @@ impl Tap {
         let framing = body.map_or(Framing::Chunked, Framing::Length);
         let (state, used) = walk(framing.state(), &[IoSlice::new(&self.buf[end..])], usize::MAX);
         self.body = state;
-        self.buf.drain(..end + used);
+        // Most often the head (and its body, if any) is all the buffer holds: emptied then,
+        // without a drain's bookkeeping.
+        if end + used >= self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..end + used);
+        }
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }

@@ -753,16 +753,20 @@ impl Proxy {
         // A request without body has none to stream (HTTP/2 sends it empty).
         let mut body = match whole {
             Some(data) => Some(RequestBody::whole(data, tee)),
-            None => (sending != Sending::None).then(|| {
-                RequestBody::Stream(Streamed {
-                    body,
-                    counter: self.metrics.request_bytes.clone(),
-                    limit,
-                    // HTTP/1.1 watches the upload itself.
-                    progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
-                    tee,
-                })
-            }),
+            // An `if`, not `bool::then`: its closure stayed a call of its own.
+            None if sending != Sending::None => Some(RequestBody::Stream(Streamed {
+                body,
+                counter: self.metrics.request_bytes.clone(),
+                limit,
+                // HTTP/1.1 watches the upload itself.
+                progress: policy.send_timeout.filter(|_| h2).map(|_| SendProgress::new()),
+                tee,
+            })),
+            None => {
+                // Let go at once, as before: a mirror's copy ends with its tee.
+                drop((body, tee));
+                None
+            }
         };
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let tries = choice.tries();
