@@ -252,7 +252,8 @@ impl<'a> Speller<'a> {
 }
 
 /// Whether two names are the same but for ASCII case, compared eight bytes at a time (a
-/// byte at a time, this was most of what spelling a request's names cost).
+/// byte at a time, this was most of what spelling a request's names cost). Left a call:
+/// forced inline into `Speller::find` (117367e), the two cost 425 per GET against 380.
 #[inline]
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -396,7 +397,13 @@ impl Tap {
         let framing = body.map_or(Framing::Chunked, Framing::Length);
         let (state, used) = walk(framing.state(), &[IoSlice::new(&self.buf[end..])], usize::MAX);
         self.body = state;
-        self.buf.drain(..end + used);
+        // Most often the head (and its body, if any) is all the buffer holds: emptied then,
+        // without a drain's bookkeeping.
+        if end + used >= self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..end + used);
+        }
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }

@@ -353,14 +353,15 @@ impl IdlePool {
     fn put_raw(&self, pool: Pool, mut conn: Raw, reuse: &UpstreamReuse) {
         conn.reused = true;
         conn.served = conn.served.saturating_add(1);
-        if reuse.retires(conn.served, conn.born.elapsed()) {
+        // One reading of the clock for the connection's age and its idle mark.
+        let now = Instant::now();
+        if reuse.retires(conn.served, now.saturating_duration_since(conn.born.into_std())) {
             return;
         }
         let most = kept(reuse);
         if most == 0 {
             return;
         }
-        let now = Instant::now();
         self.raw_in(pool, |pool| {
             Self::trim(pool, most, now);
             if pool.len() < most.saturating_mul(OVER) {
@@ -530,26 +531,53 @@ impl Upstream {
         global: &Global,
         now: Instant,
     ) -> Result<Conn, ConnectError> {
-        let idle_timeout = global.upstream_keepalive_timeout;
+        match self.pooled(ep, protocol, tls, global, now) {
+            Some(conn) => Ok(conn),
+            None => self.fresh(ep, protocol, tls, timeout, global).await,
+        }
+    }
+
+    /// The endpoint's pooled connection for `protocol` and `tls`, if one is there: no future
+    /// to make, poll and move the connection out of on the path most requests take (see
+    /// [`Upstream::connection`]).
+    #[inline]
+    pub fn pooled(
+        &self,
+        ep: &EndpointRuntime,
+        protocol: Protocol,
+        tls: Option<&TlsClient>,
+        global: &Global,
+        now: Instant,
+    ) -> Option<Conn> {
         let reuse = global.upstream_reuse;
         let pool = Pool::of(protocol, tls);
-        let pooled = if protocol.http2() {
+        let sender = if protocol.http2() {
             ep.idle().h2(pool).map(Sender::H2)
         } else {
-            let idle_timeout = idle_timeout.unwrap_or(self.idle_timeout);
+            let idle_timeout = global.upstream_keepalive_timeout.unwrap_or(self.idle_timeout);
             ep.idle()
                 .take_raw(pool, idle_timeout, kept(&reuse), now)
                 .map(Sender::Raw)
-        };
-        if let Some(sender) = pooled {
-            return Ok(Conn { sender, pool, reuse });
-        }
+        }?;
+        Some(Conn { sender, pool, reuse })
+    }
+
+    /// A new connection to the endpoint for a request, when none was pooled (an HTTP/2 one
+    /// is then shared through the pool).
+    pub async fn fresh(
+        &self,
+        ep: &EndpointRuntime,
+        protocol: Protocol,
+        tls: Option<&TlsClient>,
+        timeout: Option<Duration>,
+        global: &Global,
+    ) -> Result<Conn, ConnectError> {
         // Boxed: connecting (TCP, TLS, HTTP/2 handshakes) is the rare path and its future is
         // large; inline it would make every request's future as large.
         let mut conn = Box::pin(self.connect(ep.state.addr, protocol, tls, timeout)).await?;
-        conn.reuse = reuse;
+        conn.reuse = global.upstream_reuse;
         if let Sender::H2(s) = &conn.sender {
-            ep.idle().h2_in(pool, |slot| *slot = Some(s.clone()));
+            ep.idle().h2_in(Pool::of(protocol, tls), |slot| *slot = Some(s.clone()));
         }
         Ok(conn)
     }
@@ -714,25 +742,27 @@ impl Upstream {
         counter: Counter,
         idle: Option<Duration>,
     ) -> ResponseBody {
-        let inner = match (body, conn.sender) {
+        let Conn { sender, pool, reuse } = conn;
+        let inner = match (body, sender) {
             (
                 UpBody::Raw {
                     framing, keep_alive, ..
                 },
-                Sender::Raw(c),
-            ) => Inner::Raw {
-                conn: Some(c),
-                framing,
-                keep_alive,
-            },
+                Sender::Raw(mut c),
+            ) => {
+                (c.pool, c.reuse) = (pool, reuse);
+                Inner::Raw {
+                    conn: Some(c),
+                    framing,
+                    keep_alive,
+                }
+            }
             // An HTTP/2 connection is shared, never checked out.
             (UpBody::Hyper(body), _) => Inner::Hyper { body },
             (UpBody::Raw { .. }, _) => Inner::Broken,
         };
         let mut body = ResponseBody {
             inner,
-            pool: conn.pool,
-            reuse: conn.reuse,
             ep,
             counter,
             idle: idle.unwrap_or(self.response_timeout),
@@ -762,17 +792,21 @@ enum Inner {
 }
 
 /// A response body from upstream, counted, that gives its connection back when done.
+///
+/// Kept at most 144 bytes, so that the client's `Response<Body>` is at most 256: the response
+/// is moved from function to function on its way to hyper, and each move of more than 256
+/// bytes costs `memcpy` twice the instructions (its loop instead of eight vector moves).
+/// Hence the connection's pool and limits travel in the connection's own box, and the wait's
+/// deadline is boxed.
 pub struct ResponseBody {
     inner: Inner,
-    pool: Pool,
-    reuse: UpstreamReuse,
     ep: Arc<EndpointRuntime>,
     counter: Counter,
     /// The longest wait for the next piece of the body.
     idle: Duration,
     /// Made the first time the body has to wait, so a body that never waits (most) costs no
     /// timer; moved on at each new wait.
-    wait: Option<Deadline>,
+    wait: Option<Box<Deadline>>,
     /// A wait is under way (nothing has come since its deadline was set).
     armed: bool,
 }
@@ -788,7 +822,8 @@ impl ResponseBody {
                 keep_alive: true,
             } => {
                 if let Some(c) = conn.take().filter(|c| c.clean()) {
-                    self.ep.idle().put_raw(self.pool, c, &self.reuse);
+                    let (pool, reuse) = (c.pool, c.reuse);
+                    self.ep.idle().put_raw(pool, c, &reuse);
                 }
             }
             Inner::Raw { conn, .. } => *conn = None,
@@ -839,7 +874,7 @@ impl HttpBody for ResponseBody {
             Poll::Pending => {
                 if !this.armed {
                     let at = super::deadline::after(tokio::time::Instant::now(), this.idle);
-                    this.wait.get_or_insert_with(|| Deadline::new(at)).set(at);
+                    this.wait.get_or_insert_with(|| Box::new(Deadline::new(at))).set(at);
                     this.armed = true;
                 }
                 if let Some(wait) = &mut this.wait
@@ -945,6 +980,20 @@ pub async fn resolve_external(host: &str, port: u16) -> Result<SocketAddr, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// See [`ResponseBody`]: past 256 bytes, each move of the client's response (about ten
+    /// per request) costs `memcpy`'s loop.
+    #[test]
+    fn client_responses_move_in_vector_moves() {
+        let (body, resp) = (
+            std::mem::size_of::<ResponseBody>(),
+            std::mem::size_of::<Response<crate::proxy::Body>>(),
+        );
+        assert!(
+            body <= 144 && resp <= 256,
+            "ResponseBody {body} bytes, Response<Body> {resp}"
+        );
+    }
 
     fn idle(since: Instant) -> Idle<u32> {
         Idle { conn: 0, since }
