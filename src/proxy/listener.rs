@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpSocket};
@@ -23,7 +23,6 @@ use super::handler::Proxy;
 use super::headers::{Peer, Socket};
 use super::keepalive::{self, Budget};
 use super::mtls::Acceptor;
-use super::streams::{Local, StreamExec};
 use super::ticket::TicketHold;
 use crate::metrics::{ListenerLabels, OutcomeLabels};
 
@@ -83,10 +82,9 @@ fn defer_accept(_: &TcpSocket) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The HTTP/1.1 + HTTP/2 server settings from the limits. HTTP/2 streams run in their
-/// connection's task ([`StreamExec`]).
-pub fn http_builder(s: &Settings) -> auto::Builder<StreamExec> {
-    let mut b = auto::Builder::new(StreamExec);
+/// The HTTP/1.1 + HTTP/2 server settings from the limits.
+pub fn http_builder(s: &Settings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         // Names in conventional case (`Content-Type`), as nginx writes its own; an upstream's
         // other spellings are kept by `case`.
@@ -163,15 +161,13 @@ impl Open {
             spent: budget.map(|b| (Box::pin(b.spent().notified_owned()), b)),
             registered: false,
             shut: false,
-            streams: Local::default(),
-            ended: None,
             open: self,
         }
     }
 }
 
 /// A connection served until it ends, told to close when a drain begins.
-pub struct Watched<C: GracefulConnection> {
+pub struct Watched<C> {
     conn: Pin<Box<C>>,
     begun: Pin<Box<OwnedNotified>>,
     /// The connection's last request has come in (`keep-alive-requests`): notified then, and
@@ -182,16 +178,8 @@ pub struct Watched<C: GracefulConnection> {
     /// each) instead of polling them, which takes the notifier's lock.
     registered: bool,
     shut: bool,
-    /// Its HTTP/2 streams (see [`super::streams`]).
-    streams: Local,
-    /// The connection's own future has ended (with this), and streams are left to finish.
-    ended: Option<Result<(), C::Error>>,
     open: Open,
 }
-
-// No field is pinned in place (the connection is boxed), so `Watched` moves freely whatever
-// the connection's error type.
-impl<C: GracefulConnection> Unpin for Watched<C> {}
 
 impl<C: GracefulConnection> Future for Watched<C> {
     type Output = Result<(), C::Error>;
@@ -214,37 +202,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
                 this.shut = true;
             }
         }
-        // Streams woken since the last poll first: the responses they queue go out with
-        // the connection's poll below.
-        let streams_left = this.streams.poll(cx).is_pending();
-        if this.ended.is_none() {
-            let before = this.streams.len();
-            let conn = &mut this.conn;
-            if let Poll::Ready(result) = this.streams.collect(|| conn.as_mut().poll(cx)) {
-                this.ended = Some(result);
-            }
-            // New streams start at once (their requests go upstream in this turn).
-            if this.streams.len() > before && this.streams.poll(cx).is_ready() {
-                return this.finish();
-            }
-        }
-        if streams_left && !this.streams.is_empty() {
-            return Poll::Pending;
-        }
-        this.finish()
-    }
-}
-
-impl<C: GracefulConnection> Watched<C> {
-    /// Ready with the connection's result once it and all its streams have ended.
-    fn finish(&mut self) -> Poll<Result<(), C::Error>> {
-        match self.ended.take() {
-            Some(result) if self.streams.is_empty() => Poll::Ready(result),
-            ended => {
-                self.ended = ended;
-                Poll::Pending
-            }
-        }
+        this.conn.as_mut().poll(cx)
     }
 }
 
@@ -260,7 +218,7 @@ impl Drop for Open {
 #[derive(Clone)]
 pub struct Server {
     pub proxy: Arc<Proxy>,
-    pub builder: Arc<auto::Builder<StreamExec>>,
+    pub builder: Arc<auto::Builder<TokioExecutor>>,
     /// Tracks open connections so that shutdown can drain them.
     pub drain: Arc<Drain>,
     /// `max_connections` permits.
@@ -377,7 +335,7 @@ async fn connection<IO>(
     peer: Arc<Peer>,
     tls: Option<Acceptor>,
     proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<StreamExec>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     open: Open,
     held: Held,
 ) where

@@ -18,7 +18,6 @@ pub mod passthrough;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod rewind;
-pub mod streams;
 pub mod ticket;
 pub mod tls;
 pub mod tls_live;
