@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # HTTP/2 over TLS, per request, Portico beside nginx and HAProxy: figures that move little with
 # the other load on a shared machine (see the end of this comment for what each one is).
+# PROTO=h1 measures HTTPS HTTP/1.1 keep-alive the same way (peers.sh's https-h1).
 #
 #   bash benches/h2.sh                       # 50 connections x 10 streams (peers.sh's https-h2)
+#   PROTO=h1 bash benches/h2.sh              # HTTP/1.1 over TLS, 50 keep-alive connections
 #   C=10 M=100 bash benches/h2.sh            # fewer connections, more streams on each
 #   BUILD=release bash benches/h2.sh         # a plain release build instead of the PGO one
 #   PORTICO_BINARY=/path/to/portico bash benches/h2.sh
 #   SKIP_CALLGRIND=1 bash benches/h2.sh      # only the native run (perf counts, latency)
 #   SKIP_NATIVE=1 bash benches/h2.sh         # only callgrind
 #   PORTICO_BASE=/path/to/other/portico bash benches/h2.sh   # also that build, as "base"
+#   CALLGRIND_DIR=/tmp/cg bash benches/h2.sh # keep the profiles (NAME.cg.1, NAME.cg.2) there
 #
 # Topology: nginx backend (1 worker, 98-byte answers) on core 1 with h2load; each proxy with one
 # worker (Portico: --worker-threads 1) on core 0, HTTP/1.1 keep-alive to the backend, with
@@ -29,7 +32,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${C:-50}
-M=${M:-10}
+PROTO=${PROTO:-h2}
+case $PROTO in
+  h2) M=${M:-10} H1=() ;;
+  # One request at a time on each connection (no pipelining), as peers.sh's https-h1.
+  h1) M=1 H1=(--h1) ;;
+  *) echo "h2.sh: PROTO is h2 or h1, not $PROTO" >&2; exit 2 ;;
+esac
 N1=${N1:-5000}
 N2=${N2:-25000}
 NATIVE_N=${NATIVE_N:-200000}
@@ -91,7 +100,7 @@ wait_tls() { bench_wait_url "https://127.0.0.1:$1/" h2.sh; }
 load() { # port n [h2load args...]: h2load over TLS; fails unless every request succeeded
   local port=$1 n=$2
   shift 2
-  taskset -c 1 h2load -c "$C" -m "$M" -n "$n" "$@" "https://127.0.0.1:$port/" > "$T/h2load.out"
+  taskset -c 1 h2load "${H1[@]}" -c "$C" -m "$M" -n "$n" "$@" "https://127.0.0.1:$port/" > "$T/h2load.out"
   grep -q "succeeded, 0 failed" "$T/h2load.out" || { cat "$T/h2load.out" >&2; exit 1; }
 }
 
@@ -112,6 +121,7 @@ callgrind() {
   callgrind_control -i off "$pid" > /dev/null 2>&1
   kill "-${STOP[$name]}" "$pid"
   wait "$pid" || true
+  if [ -n "${CALLGRIND_DIR:-}" ]; then mkdir -p "$CALLGRIND_DIR" && cp "$T/$name".cg.[12] "$CALLGRIND_DIR/"; fi
   local a b
   a=$(callgrind_annotate "$T/$name.cg.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   b=$(callgrind_annotate "$T/$name.cg.2" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
@@ -153,7 +163,9 @@ wait_backend() {
 }
 wait_backend
 
-echo "# $(date -u +%FT%TZ) HTTP/2 over TLS, $C connections x $M streams; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+what="HTTP/2 over TLS, $C connections x $M streams"
+[ "$PROTO" = h2 ] || what="HTTP/1.1 keep-alive over TLS, $C connections"
+echo "# $(date -u +%FT%TZ) $what; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
   echo "user-space instructions per request (callgrind; $N1 and $N2 requests, the difference)"
   for p in $PROXIES; do printf "%-10s %10s\n" "$p" "$(callgrind "$p")"; done
