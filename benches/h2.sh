@@ -12,6 +12,7 @@
 #   SKIP_NATIVE=1 bash benches/h2.sh         # only callgrind
 #   PORTICO_BASE=/path/to/other/portico bash benches/h2.sh   # also that build, as "base"
 #   CALLGRIND_DIR=/tmp/cg bash benches/h2.sh # keep the profiles (NAME.cg.1, NAME.cg.2) there
+#   CACHE_SIM=1 bash benches/h2.sh           # also simulated L1 instruction-cache misses
 #
 # Topology: nginx backend (1 worker, 98-byte answers) on core 1 with h2load; each proxy with one
 # worker (Portico: --worker-threads 1) on core 0, HTTP/1.1 keep-alive to the backend, with
@@ -24,6 +25,9 @@
 #    the difference of the two counts over N2 - N1 requests is the cost of a request without
 #    the handshakes. (Under valgrind the proxy is slow and requests queue up, so it batches
 #    more than at full speed: a figure to compare proxies and builds, not an absolute one.)
+#    With CACHE_SIM=1, callgrind also simulates the caches and the L1 instruction-cache misses
+#    per request are printed beside the instructions: the cost a count of instructions hides
+#    when a proxy's code does not fit the cache.
 # 2. native, pinned, NATIVE_N requests: syscalls, connect() calls (new upstream connections),
 #    context switches and CPU time (task-clock) per request from `perf stat` on the proxy,
 #    and the request latency percentiles from h2load's --log-file. CPU time and latency move
@@ -104,11 +108,20 @@ load() { # port n [h2load args...]: h2load over TLS; fails unless every request 
   grep -q "succeeded, 0 failed" "$T/h2load.out" || { cat "$T/h2load.out" >&2; exit 1; }
 }
 
-# callgrind NAME -> user-space instructions per request
+EVENTS=Ir
+SIM=()
+if [ -n "${CACHE_SIM:-}" ]; then EVENTS=Ir,I1mr SIM=(--cache-sim=yes); fi
+# totals FILE -> the program's totals of $EVENTS, space-separated
+totals() {
+  callgrind_annotate --show="$EVENTS" "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {
+    for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) { gsub(",", "", $i); printf "%s ", $i } }'
+}
+
+# callgrind NAME -> user-space instructions (and, with CACHE_SIM, I1 misses) per request
 callgrind() {
   local name=$1 port=${TLS_PORT[$1]} cmd
   mapfile -t cmd < <(command_of "$name")
-  taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$T/$name.cg" "${cmd[@]}" \
+  taskset -c 0 valgrind --tool=callgrind "${SIM[@]}" --instr-atstart=no --callgrind-out-file="$T/$name.cg" "${cmd[@]}" \
     > "$T/$name.vg.log" 2>&1 &
   local pid=$!
   wait_tls "$port"
@@ -123,9 +136,11 @@ callgrind() {
   wait "$pid" || true
   if [ -n "${CALLGRIND_DIR:-}" ]; then mkdir -p "$CALLGRIND_DIR" && cp "$T/$name".cg.[12] "$CALLGRIND_DIR/"; fi
   local a b
-  a=$(callgrind_annotate "$T/$name.cg.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  b=$(callgrind_annotate "$T/$name.cg.2" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  echo $(((b - a) / (N2 - N1)))
+  read -ra a <<< "$(totals "$T/$name.cg.1")"
+  read -ra b <<< "$(totals "$T/$name.cg.2")"
+  local i out=()
+  for i in "${!b[@]}"; do out+=("$(((b[i] - a[i]) / (N2 - N1)))"); done
+  echo "${out[*]}"
 }
 
 # native NAME -> "syscalls connects ctxsw task_clock_us p50_ms p99_ms p999_ms rps" per request
@@ -167,8 +182,9 @@ what="HTTP/2 over TLS, $C connections x $M streams"
 [ "$PROTO" = h2 ] || what="HTTP/1.1 keep-alive over TLS, $C connections"
 echo "# $(date -u +%FT%TZ) $what; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
-  echo "user-space instructions per request (callgrind; $N1 and $N2 requests, the difference)"
-  for p in $PROXIES; do printf "%-10s %10s\n" "$p" "$(callgrind "$p")"; done
+  echo "user-space instructions${CACHE_SIM:+ and L1 instruction-cache misses} per request (callgrind; $N1 and $N2 requests, the difference)"
+  # shellcheck disable=SC2046
+  for p in $PROXIES; do printf "%-10s %10s %8s\n" "$p" $(callgrind "$p"); done
 fi
 [ -z "${SKIP_NATIVE:-}" ] || exit 0
 echo "native, $NATIVE_N requests: per request syscalls, upstream connects, context switches, CPU us;"
