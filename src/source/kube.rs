@@ -67,9 +67,10 @@ struct Shared {
 trait Reflected: Resource + Metadata<Ty = ObjectMeta> + Clone + Debug + DeserializeOwned + Send + Sync + 'static {
     const SNAPSHOT_KIND: Kind;
     fn wrap(self) -> AnyObject;
-    /// Whether an update leaves everything compile() reads as it was (a status write, say),
-    /// so that no recompile is needed.
-    fn same_for_compile(_snapshot: &Snapshot, _new: &Self) -> bool {
+    /// Whether an update, in the form the Snapshot keeps (`new`, made by [`Reflected::wrap`]
+    /// once per event), leaves everything compile() reads as it was (a status write, say), so
+    /// that no recompile is needed.
+    fn same_for_compile(_snapshot: &Snapshot, _key: &ObjectKey, _new: &AnyObject) -> bool {
         false
     }
     /// Drops fields compile() never reads, which cost memory at scale.
@@ -102,11 +103,9 @@ impl Reflected for Ingress {
     fn wrap(self) -> AnyObject {
         AnyObject::Ing(key_of(&self), Arc::new(Ing::from(&self)))
     }
-    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
-        snapshot
-            .ingresses
-            .get(&key_of(new))
-            .is_some_and(|old| old.same_for_compile(&Ing::from(new)))
+    fn same_for_compile(snapshot: &Snapshot, key: &ObjectKey, new: &AnyObject) -> bool {
+        let AnyObject::Ing(_, new) = new else { return false };
+        snapshot.ingresses.get(key).is_some_and(|old| old.same_for_compile(new))
     }
 }
 reflected!(IngressClass, IngressClass);
@@ -119,11 +118,9 @@ impl Reflected for Service {
     fn wrap(self) -> AnyObject {
         AnyObject::Svc(key_of(&self), Arc::new(Svc::from(&self)))
     }
-    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
-        snapshot
-            .services
-            .get(&key_of(new))
-            .is_some_and(|old| **old == Svc::from(new))
+    fn same_for_compile(snapshot: &Snapshot, key: &ObjectKey, new: &AnyObject) -> bool {
+        let AnyObject::Svc(_, new) = new else { return false };
+        snapshot.services.get(key).is_some_and(|old| old == new)
     }
 }
 // Slices are compacted as they arrive (`model::slice`): the decoded object is dropped here.
@@ -134,11 +131,9 @@ impl Reflected for EndpointSlice {
     }
     /// A change to what the compact form leaves out (node names, hints, labels) needs no
     /// recompile.
-    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
-        snapshot
-            .endpoint_slices
-            .get(&key_of(new))
-            .is_some_and(|old| **old == Slice::from(new))
+    fn same_for_compile(snapshot: &Snapshot, key: &ObjectKey, new: &AnyObject) -> bool {
+        let AnyObject::Slice(_, new) = new else { return false };
+        snapshot.endpoint_slices.get(key).is_some_and(|old| old == new)
     }
     fn service_of(&self) -> Option<ObjectKey> {
         let svc = self
@@ -179,11 +174,9 @@ reflected!(Secret, Secret, {
 
 // ConfigMaps are read whole: the `--configmap` and the header lists its keys name.
 reflected!(ConfigMap, ConfigMap, {
-    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
-        snapshot
-            .config_maps
-            .get(&key_of(new))
-            .is_some_and(|old| old.data == new.data)
+    fn same_for_compile(snapshot: &Snapshot, key: &ObjectKey, new: &AnyObject) -> bool {
+        let AnyObject::ConfigMap(new) = new else { return false };
+        snapshot.config_maps.get(key).is_some_and(|old| old.data == new.data)
     }
 });
 
@@ -192,8 +185,9 @@ reflected!(ConfigMap, ConfigMap, {
 macro_rules! reflected_gateway {
     ($($t:ident => $field:ident),* $(,)?) => {$(
         reflected!(crate::model::gateway::$t, $t, {
-            fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
-                snapshot.$field.get(&key_of(new)).is_some_and(|old| {
+            fn same_for_compile(snapshot: &Snapshot, key: &ObjectKey, new: &AnyObject) -> bool {
+                let AnyObject::$t(new) = new else { return false };
+                snapshot.$field.get(key).is_some_and(|old| {
                     old.spec == new.spec
                         && old.metadata.generation == new.metadata.generation
                         && old.metadata.creation_timestamp == new.metadata.creation_timestamp
@@ -215,10 +209,11 @@ reflected_gateway!(
 );
 // Namespaces matter for their labels only (`allowedRoutes` selectors).
 reflected!(Namespace, Namespace, {
-    fn same_for_compile(snapshot: &Snapshot, new: &Self) -> bool {
+    fn same_for_compile(snapshot: &Snapshot, key: &ObjectKey, new: &AnyObject) -> bool {
+        let AnyObject::Namespace(new) = new else { return false };
         snapshot
             .namespaces
-            .get(&key_of(new))
+            .get(key)
             .is_some_and(|old| old.metadata.labels == new.metadata.labels)
     }
     fn slim_kind(&mut self) {
@@ -375,13 +370,16 @@ async fn reflect<K: Reflected>(api: Api<K>, config: watcher::Config, shared: Arc
             WatchEvent::Apply(o) => {
                 let o = slim(o);
                 note_service(&shared, &o);
+                let key = key_of(&o);
+                // Made once: compacted kinds are converted here, and compared in that form.
+                let new = o.wrap();
                 let mut snap = lock(&shared.snapshot);
-                changed = !K::same_for_compile(&snap, &o);
+                changed = !K::same_for_compile(&snap, &key, &new);
                 // A slice that moved to another Service dirties the old one too.
-                if let Some(old) = old_service(&snap, K::SNAPSHOT_KIND, &key_of(&o)) {
+                if let Some(old) = old_service(&snap, K::SNAPSHOT_KIND, &key) {
                     mark_service(&shared, old);
                 }
-                snap.insert(o.wrap());
+                snap.insert(new);
             }
             WatchEvent::Delete(o) => {
                 note_service(&shared, &o);
